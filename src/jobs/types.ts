@@ -1,0 +1,99 @@
+/**
+ * Platform-neutral jobs. Adapters turn chat input into a JobSpec; the scheduler runs it and
+ * streams JobEvents back to whoever owns the conversation (`reply`). Nothing here knows a chat
+ * platform or the model.
+ */
+import type { SamplerName } from '../pipeline/types.js';
+
+export type JobKind = 'txt2img' | 'reroll' | 'variation' | 'upscale';
+
+/** Who asked. `teamId` is the Discord guild or Slack workspace (absent in DMs and the playground). */
+export interface Requester {
+  platform: string;
+  userId: string;
+  displayName: string;
+  teamId?: string;
+  /** Platform role ids, checked against the configured admin roles. */
+  roleIds?: string[];
+}
+
+/**
+ * Where to answer: opaque to the core, owned by one adapter, stored as JSON so a restart can
+ * still post a result into the original conversation.
+ */
+export interface ReplyTarget {
+  platform: string;
+  channelId: string;
+  threadId?: string;
+  teamId?: string;
+  /** The message the adapter posted for this job (queue position, progress, result). */
+  messageId?: string;
+  /** Anything else the adapter needs (interaction token, response URL …). */
+  extra?: Record<string, unknown>;
+}
+
+/** Generation parameters after validation: every field is filled and in range. */
+export interface JobParams {
+  prompt: string;
+  negativePrompt: string;
+  aspect: string;
+  width: number;
+  height: number;
+  seed: number;
+  steps: number;
+  guidance: number;
+  count: number;
+  sampler: SamplerName;
+  /** img2img strength for variations and upscales (0 < strength ≤ 1). */
+  strength?: number;
+}
+
+export interface JobSpec {
+  kind: JobKind;
+  requester: Requester;
+  params: JobParams;
+  /** For reroll / variation / upscale: the job and the image (0-based) it starts from. */
+  parent?: { jobId: string; imageIndex?: number };
+  reply: ReplyTarget;
+}
+
+export type JobState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
+
+export interface JobImage {
+  /** Path of the PNG (with embedded parameters) under the data dir. */
+  path: string;
+  width: number;
+  height: number;
+  seed: number;
+}
+
+export interface JobResult {
+  images: JobImage[];
+  /** The composite grid for count > 1 (PNG), else absent. */
+  gridPath?: string;
+  model: string;
+  promptTruncated?: boolean;
+}
+
+export interface JobRecord {
+  id: string;
+  spec: JobSpec;
+  state: JobState;
+  createdAt: number;
+  startedAt?: number;
+  finishedAt?: number;
+  /** Times the job was started; a restart mid-run starts it again. */
+  attempts: number;
+  error?: string;
+  result?: JobResult;
+}
+
+export type JobEvent =
+  | { type: 'queued'; jobId: string; position: number; etaMs: number }
+  | { type: 'started'; jobId: string; etaMs: number }
+  | { type: 'progress'; jobId: string; step: number; total: number; preview?: Uint8Array }
+  | { type: 'done'; jobId: string; result: JobResult }
+  | { type: 'failed'; jobId: string; reason: string; userMessage: string }
+  | { type: 'cancelled'; jobId: string; by: string };
+
+export type JobEventType = JobEvent['type'];

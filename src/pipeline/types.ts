@@ -1,0 +1,77 @@
+/**
+ * The contract between the scheduler and an image pipeline. Exactly one Pipeline per GPU; the
+ * scheduler is its only caller. Implementations run their heavy work off the main thread.
+ */
+
+export type SamplerName = 'euler' | 'dpmpp_2m';
+
+/** 8-bit RGB pixels, row-major, 3 channels (HWC). */
+export interface RawImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+export interface GenerationRequest {
+  prompt: string;
+  negativePrompt: string;
+  width: number;
+  height: number;
+  /** Seed of the first image; image i uses seed + i, so every image can be reproduced alone. */
+  seed: number;
+  steps: number;
+  /** Classifier-free guidance scale; ≤ 1 skips the unconditional pass (as for Turbo models). */
+  guidance: number;
+  sampler: SamplerName;
+  /** Number of images, 1–4. */
+  count: number;
+  /** img2img: start from this image, keeping (1 − strength) of it. */
+  init?: { image: RawImage; strength: number };
+}
+
+export interface StepInfo {
+  /** 1-based index of the step just finished. */
+  step: number;
+  total: number;
+  /** A cheap latent→RGB preview of the first image (small; latent resolution). */
+  preview?: RawImage;
+}
+
+export interface GenerateOptions {
+  onStep?: (info: StepInfo) => void;
+  /** Checked between denoising steps: an aborted signal stops the job with a CancelledError. */
+  signal?: AbortSignal;
+}
+
+export interface GenerationOutput {
+  images: RawImage[];
+  /** The seed of each image. */
+  seeds: number[];
+  /** Set when the prompt was longer than the text encoders read; the user should be told. */
+  promptTruncated?: boolean;
+  /** Name of the model that made the images, for the PNG parameters. */
+  model: string;
+}
+
+export interface ComponentInfo {
+  name: string;
+  dtype: string;
+  /** Bytes of weights this component holds. */
+  bytes: number;
+  file?: string;
+}
+
+export interface PipelineInfo {
+  model: string;
+  executionProvider: string;
+  components: ComponentInfo[];
+  defaults: { steps: number; guidance: number; sampler: SamplerName };
+}
+
+export interface Pipeline {
+  /** Loads every model once; throws a ModelError naming the file or setting at fault. */
+  load(): Promise<void>;
+  generate(request: GenerationRequest, options?: GenerateOptions): Promise<GenerationOutput>;
+  info(): PipelineInfo;
+  dispose(): Promise<void>;
+}

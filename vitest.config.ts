@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    // Native modules (onnxruntime-node, better-sqlite3, sharp) are safest in forked workers.
+    pool: 'forks',
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Golden and end-to-end tests are CPU-heavy; two cores, two workers.
+    maxWorkers: 2,
+  },
+});
