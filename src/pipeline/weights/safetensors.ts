@@ -1,0 +1,196 @@
+/**
+ * safetensors reader: validates the header and locates every tensor in the file without reading
+ * the data. The format (huggingface/safetensors): an 8-byte little-endian header length N, N bytes
+ * of JSON `{ name: { dtype, shape, data_offsets: [begin, end] }, __metadata__?: {…} }`, then the
+ * data, offsets relative to its start. Large tensors are handed to ONNX Runtime as (file, offset,
+ * length) external data; only small ones are read here.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { basename } from 'node:path';
+import { ModelError } from '../../errors.js';
+import { DTYPE_BYTES, isFloatDType, isSafetensorsDType, type SafetensorsDType, toFloat32 } from './dtypes.js';
+
+/** The format's own limit on the header (safetensors refuses larger headers: MAX_HEADER_SIZE). */
+const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+export interface TensorInfo {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: number[];
+  /** Absolute byte offset of the data in the file. */
+  offset: number;
+  byteLength: number;
+}
+
+export class SafetensorsFile {
+  readonly path: string;
+  readonly tensors: ReadonlyMap<string, TensorInfo>;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** sha256 of the header bytes and file size: identifies the weights for graph caches. */
+  readonly headerHash: string;
+  readonly fileSize: number;
+  #fd: number | undefined;
+
+  private constructor(
+    path: string,
+    fd: number,
+    fileSize: number,
+    tensors: Map<string, TensorInfo>,
+    metadata: Record<string, string>,
+    hash: string,
+  ) {
+    this.path = path;
+    this.#fd = fd;
+    this.fileSize = fileSize;
+    this.tensors = tensors;
+    this.metadata = metadata;
+    this.headerHash = hash;
+  }
+
+  /** Opens and validates a file; any problem is one ModelError naming the file (and tensor). */
+  static open(path: string): SafetensorsFile {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'the file does not exist' : `it cannot be read (${code})`;
+      throw new ModelError(path, `${path}: ${why}`, { cause: error });
+    }
+    try {
+      const fileSize = fstatSync(fd).size;
+      const { header, headerBytes } = readHeader(fd, path, fileSize);
+      const dataStart = 8 + headerBytes.byteLength;
+      const { tensors, metadata } = parseHeader(header, path, dataStart, fileSize);
+      const hash = createHash('sha256').update(headerBytes).update(String(fileSize)).digest('hex');
+      return new SafetensorsFile(path, fd, fileSize, tensors, metadata, hash);
+    } catch (error) {
+      closeSync(fd);
+      throw error;
+    }
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  /** The tensor's location; a missing tensor is a ModelError naming the file and the tensor. */
+  get(name: string): TensorInfo {
+    const info = this.tensors.get(name);
+    if (!info) {
+      throw new ModelError(
+        this.path,
+        `${this.path}: tensor "${name}" is missing — this file does not look like the expected model (${this.tensors.size} tensors found)`,
+      );
+    }
+    return info;
+  }
+
+  /** Reads a tensor's raw bytes (for small tensors: biases, scales, embeddings of tiny models). */
+  readBytes(name: string): Uint8Array {
+    const info = this.get(name);
+    const out = new Uint8Array(info.byteLength);
+    let done = 0;
+    while (done < out.byteLength) {
+      const n = readSync(this.#openFd(), out, done, out.byteLength - done, info.offset + done);
+      if (n === 0) throw new ModelError(this.path, `${this.path}: tensor "${name}" is cut short (file truncated?)`);
+      done += n;
+    }
+    return out;
+  }
+
+  /** Reads a floating-point tensor as float32 values. */
+  readFloat32(name: string): Float32Array {
+    const info = this.get(name);
+    if (!isFloatDType(info.dtype)) {
+      throw new ModelError(this.path, `${this.path}: tensor "${name}" is ${info.dtype}, expected a floating-point type`);
+    }
+    return toFloat32(info.dtype, this.readBytes(name));
+  }
+
+  /** Tensor names that start with `prefix`. */
+  names(prefix = ''): string[] {
+    return [...this.tensors.keys()].filter((n) => n.startsWith(prefix));
+  }
+
+  close(): void {
+    if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
+  }
+
+  #openFd(): number {
+    if (this.#fd === undefined) this.#fd = openSync(this.path, 'r');
+    return this.#fd;
+  }
+}
+
+function readHeader(fd: number, path: string, fileSize: number): { header: unknown; headerBytes: Uint8Array } {
+  const name = basename(path);
+  if (fileSize < 8) throw new ModelError(path, `${path}: not a safetensors file (only ${fileSize} bytes)`);
+  const lengthBytes = Buffer.alloc(8);
+  readSync(fd, lengthBytes, 0, 8, 0);
+  const headerLength = Number(lengthBytes.readBigUInt64LE(0));
+  if (headerLength < 2 || headerLength > MAX_HEADER_BYTES || 8 + headerLength > fileSize) {
+    throw new ModelError(
+      path,
+      `${path}: not a valid safetensors file (header length ${headerLength} does not fit a ${fileSize}-byte file; truncated or not safetensors?)`,
+    );
+  }
+  const headerBytes = Buffer.alloc(headerLength);
+  readSync(fd, headerBytes, 0, headerLength, 8);
+  try {
+    return { header: JSON.parse(headerBytes.toString('utf8')), headerBytes };
+  } catch {
+    throw new ModelError(path, `${path}: the safetensors header of ${name} is not valid JSON (corrupt file?)`);
+  }
+}
+
+function parseHeader(
+  header: unknown,
+  path: string,
+  dataStart: number,
+  fileSize: number,
+): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) {
+    throw new ModelError(path, `${path}: the safetensors header is not a JSON object`);
+  }
+  const dataBytes = fileSize - dataStart;
+  const tensors = new Map<string, TensorInfo>();
+  let metadata: Record<string, string> = {};
+  for (const [name, raw] of Object.entries(header)) {
+    if (name === '__metadata__') {
+      metadata = raw as Record<string, string>;
+      continue;
+    }
+    const bad = (why: string) => new ModelError(path, `${path}: tensor "${name}" ${why}`);
+    const entry = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof entry.dtype !== 'string' || !isSafetensorsDType(entry.dtype)) {
+      throw bad(`has unsupported dtype ${JSON.stringify(entry.dtype)}`);
+    }
+    const shape = entry.shape;
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw bad(`has an invalid shape ${JSON.stringify(shape)}`);
+    }
+    const offsets = entry.data_offsets;
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
+      throw bad(`has invalid data_offsets ${JSON.stringify(offsets)}`);
+    }
+    const [begin, end] = offsets as [number, number];
+    const expected = shape.reduce((a: number, d: number) => a * d, 1) * DTYPE_BYTES[entry.dtype];
+    if (end < begin || end - begin !== expected) {
+      throw bad(`has ${end - begin} bytes of data but shape [${shape}] of ${entry.dtype} needs ${expected}`);
+    }
+    if (end > dataBytes) {
+      throw bad(`ends at byte ${dataStart + end}, past the end of the ${fileSize}-byte file (truncated download?)`);
+    }
+    tensors.set(name, { name, dtype: entry.dtype, shape: shape as number[], offset: dataStart + begin, byteLength: expected });
+  }
+  const sorted = [...tensors.values()].filter((t) => t.byteLength > 0).sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i].offset < sorted[i - 1].offset + sorted[i - 1].byteLength) {
+      throw new ModelError(path, `${path}: tensors "${sorted[i - 1].name}" and "${sorted[i].name}" overlap (corrupt file)`);
+    }
+  }
+  return { tensors, metadata };
+}
