@@ -4,6 +4,8 @@
  * that into a ModelProto. Weights stay in their safetensors files: initializers point at them with
  * ONNX external data (location, offset, length), so multi-GB checkpoints are never copied.
  */
+import { realpathSync } from 'node:fs';
+import { dirname, relative, sep } from 'node:path';
 import onnxProto, { type onnx } from 'onnx-proto';
 
 // onnx-proto is CommonJS: its namespace arrives as the default export under ESM.
@@ -60,10 +62,21 @@ export class Value {
 export interface ExternalTensor {
   dtype: DataType;
   shape: number[];
-  /** Path of the data file, relative to the directory the .onnx file is saved in. */
-  location: string;
+  /** Path of the file holding the bytes. */
+  file: string;
   offset: number;
   length: number;
+}
+
+/** A serialized model and the folder its external data paths are relative to. */
+export interface BuiltModel {
+  bytes: Uint8Array;
+  /**
+   * ONNX Runtime only reads external data inside one folder (symbolic links resolved), so the
+   * locations are made relative to the deepest folder holding every weights file; the session
+   * is told this folder (`session.model_external_initializers_file_folder_path`).
+   */
+  externalFolder?: string;
 }
 
 export class GraphBuilder {
@@ -159,7 +172,7 @@ export class GraphBuilder {
       dims: tensor.shape,
       dataLocation: TensorProto.DataLocation.EXTERNAL,
       externalData: [
-        { key: 'location', value: tensor.location },
+        { key: 'location', value: tensor.file },
         { key: 'offset', value: String(tensor.offset) },
         { key: 'length', value: String(tensor.length) },
       ],
@@ -175,7 +188,27 @@ export class GraphBuilder {
     return this.#nodes.length;
   }
 
-  toBytes(): Uint8Array {
+  build(): BuiltModel {
+    const external = this.#initializers.filter((t) => t.externalData);
+    const real = new Map<string, string>();
+    for (const t of external) {
+      const file = t.externalData![0].value!;
+      if (!real.has(file)) real.set(file, realpathSync(file));
+    }
+    const externalFolder = real.size ? commonFolder([...real.values()]) : undefined;
+    const saved = external.map((t) => t.externalData![0].value!);
+    for (const t of external)
+      t.externalData![0].value = relative(externalFolder!, real.get(t.externalData![0].value!)!);
+    try {
+      return { bytes: this.#encode(), externalFolder };
+    } finally {
+      external.forEach((t, i) => {
+        t.externalData![0].value = saved[i];
+      });
+    }
+  }
+
+  #encode(): Uint8Array {
     const opsetImport: onnx.IOperatorSetIdProto[] = [{ domain: '', version: OPSET }];
     if (this.#usesMsDomain) opsetImport.push({ domain: MS_DOMAIN, version: 1 });
     const model = ModelProto.create({
@@ -233,4 +266,15 @@ function attribute(name: string, value: AttrValue): onnx.IAttributeProto {
   if ('float' in value) return { name, type: T.FLOAT, f: value.float };
   if ('floats' in value) return { name, type: T.FLOATS, floats: value.floats };
   return { name, type: T.TENSOR, t: value };
+}
+
+function commonFolder(paths: string[]): string {
+  let parts = dirname(paths[0]).split(sep);
+  for (const p of paths.slice(1)) {
+    const other = dirname(p).split(sep);
+    let i = 0;
+    while (i < parts.length && i < other.length && parts[i] === other[i]) i++;
+    parts = parts.slice(0, i);
+  }
+  return parts.join(sep) || sep;
 }

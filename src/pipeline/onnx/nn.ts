@@ -1,0 +1,221 @@
+/**
+ * Layers shared by the model files, as one object so each op is chosen in one place (like
+ * tinygrad's alias line): `net.linear` is THE function every linear layer goes through, so the
+ * FP8 route (dequantize-then-matmul, or a fused fp8-weight matmul on CUDA) changes here alone.
+ */
+import { type GraphBuilder, MS_DOMAIN, ONNX_DTYPE, type Value } from './graph.js';
+import type { Params } from './params.js';
+
+export interface NetOptions {
+  /** Attention kernel: com.microsoft MultiHeadAttention (flash on CUDA) or plain MatMul/Softmax. */
+  attention: 'mha' | 'basic';
+  /**
+   * How fp8-stored linear weights are used: `dequantize` = DequantizeLinear → MatMul (fp8 stays one
+   * byte in the file, the provider may fold it to the compute type); `block-fp8` = the CUDA
+   * contrib op that keeps weights fp8 on the GPU.
+   */
+  fp8Linear: 'dequantize' | 'block-fp8';
+}
+
+export const DEFAULT_NET_OPTIONS: NetOptions = { attention: 'mha', fp8Linear: 'dequantize' };
+
+export class Net {
+  readonly #ints = new Map<string, Value>();
+
+  constructor(
+    readonly g: GraphBuilder,
+    readonly p: Params,
+    readonly options: NetOptions = DEFAULT_NET_OPTIONS,
+  ) {}
+
+  get compute(): 'float32' | 'float16' {
+    return this.p.compute;
+  }
+
+  // ---- constants and shapes ------------------------------------------------------------------
+
+  ints(values: number[]): Value {
+    const key = values.join(',');
+    let v = this.#ints.get(key);
+    if (!v) {
+      v = this.g.constant('i64', 'int64', [values.length], BigInt64Array.from(values.map(BigInt)));
+      this.#ints.set(key, v);
+    }
+    return v;
+  }
+
+  scalarInt(value: number): Value {
+    return this.g.constant('i64', 'int64', [], BigInt64Array.from([BigInt(value)]));
+  }
+
+  /** A float constant tensor in the compute type. */
+  floats(dims: number[], values: Float32Array): Value {
+    const c = this.g.constant('f32', 'float32', dims, values);
+    return this.compute === 'float32' ? c : this.cast(c, 'float16');
+  }
+
+  scalar(x: number): Value {
+    return this.p.scalar(x);
+  }
+
+  reshape(x: Value, shape: number[]): Value {
+    return this.g.op('Reshape', [x, this.ints(shape)]);
+  }
+
+  transpose(x: Value, perm: number[]): Value {
+    return this.g.op('Transpose', [x], { perm });
+  }
+
+  cast(x: Value, to: 'float32' | 'float16' | 'int64'): Value {
+    return this.g.op('Cast', [x], { to: ONNX_DTYPE[to] });
+  }
+
+  concat(values: Value[], axis: number): Value {
+    return this.g.op('Concat', values, { axis });
+  }
+
+  /** Slices `x` along `axis` from `start` (inclusive) to `end` (exclusive). */
+  slice(x: Value, axis: number, start: number, end: number): Value {
+    return this.g.op('Slice', [x, this.ints([start]), this.ints([end]), this.ints([axis])]);
+  }
+
+  /** Splits the last-but-given axis into `parts` equal chunks. */
+  chunk(x: Value, parts: number, axis: number): Value[] {
+    return this.g.opMulti('Split', [x], parts, { axis, num_outputs: parts });
+  }
+
+  unsqueeze(x: Value, axes: number[]): Value {
+    return this.g.op('Unsqueeze', [x, this.ints(axes)]);
+  }
+
+  add(a: Value, b: Value): Value {
+    return this.g.op('Add', [a, b]);
+  }
+
+  sub(a: Value, b: Value): Value {
+    return this.g.op('Sub', [a, b]);
+  }
+
+  mul(a: Value, b: Value): Value {
+    return this.g.op('Mul', [a, b]);
+  }
+
+  div(a: Value, b: Value): Value {
+    return this.g.op('Div', [a, b]);
+  }
+
+  matmul(a: Value, b: Value): Value {
+    return this.g.op('MatMul', [a, b]);
+  }
+
+  // ---- layers --------------------------------------------------------------------------------
+
+  /** y = x · Wᵀ + b for the checkpoint layer `prefix` (`prefix.weight` [out, in], optional `prefix.bias`). */
+  linear(x: Value, prefix: string): Value {
+    const weightKey = `${prefix}.weight`;
+    const storage = this.p.storage(weightKey);
+    let y: Value;
+    if (storage === 'F8_E4M3' || storage === 'F8_E5M2') {
+      y = this.#fp8Linear(x, prefix);
+    } else {
+      y = this.g.op('FusedMatMul', [x, this.p.get(weightKey)], { transB: 1 }, MS_DOMAIN);
+    }
+    const biasKey = `${prefix}.bias`;
+    return this.p.has(biasKey) ? this.add(y, this.p.get(biasKey)) : y;
+  }
+
+  #fp8Linear(x: Value, prefix: string): Value {
+    const scaleKey = `${prefix}.scale_weight`;
+    // ComfyUI "scaled fp8" stores weight = w8 · scale_weight; plain e4m3 checkpoints have scale 1.
+    let scale = this.p.has(scaleKey) ? this.p.get(scaleKey) : this.scalar(1);
+    if (this.p.has(scaleKey) && this.p.shape(scaleKey).length > 0) scale = this.reshape(scale, []);
+    const w = this.g.op('DequantizeLinear', [this.p.raw(`${prefix}.weight`), scale]);
+    return this.g.op('FusedMatMul', [x, w], { transB: 1 }, MS_DOMAIN);
+  }
+
+  /** LayerNorm over the last axis; without weights when the checkpoint has none (elementwise_affine=False). */
+  layerNorm(x: Value, prefix: string | undefined, dim: number, eps: number): Value {
+    const hasWeight = prefix !== undefined && this.p.has(`${prefix}.weight`);
+    const scale = hasWeight
+      ? this.p.get(`${prefix}.weight`)
+      : this.floats([dim], new Float32Array(dim).fill(1));
+    const bias = hasWeight && this.p.has(`${prefix}.bias`) ? this.p.get(`${prefix}.bias`) : undefined;
+    return this.g.op('LayerNormalization', [x, scale, bias], { axis: -1, epsilon: { float: eps } });
+  }
+
+  /** RMSNorm over the last axis: x · rsqrt(mean(x²) + eps) · weight (weight optional). */
+  rmsNorm(x: Value, weightKey: string | undefined, eps: number): Value {
+    const ms = this.g.op('ReduceMean', [this.mul(x, x), this.ints([-1])], { keepdims: 1 });
+    const inv = this.g.op('Reciprocal', [this.g.op('Sqrt', [this.add(ms, this.scalar(eps))])]);
+    const y = this.mul(x, inv);
+    return weightKey ? this.mul(y, this.p.get(weightKey)) : y;
+  }
+
+  gelu(x: Value, approximate: 'none' | 'tanh'): Value {
+    return this.g.op('Gelu', [x], { approximate });
+  }
+
+  /** CLIP's quick_gelu: x · σ(1.702 x). */
+  quickGelu(x: Value): Value {
+    return this.mul(x, this.g.op('Sigmoid', [this.mul(x, this.scalar(1.702))]));
+  }
+
+  silu(x: Value): Value {
+    return this.mul(x, this.g.op('Sigmoid', [x]));
+  }
+
+  /**
+   * Scaled dot-product attention of q, k, v shaped [batch, seq, heads·headDim]; returns the same
+   * shape. `bias` is added to the scores ([1 or batch, heads or 1, seqQ, seqK]); `scale` defaults to
+   * 1/√headDim.
+   */
+  attention(
+    q: Value,
+    k: Value,
+    v: Value,
+    heads: number,
+    headDim: number,
+    opts: { bias?: Value; scale?: number } = {},
+  ): Value {
+    const scale = opts.scale ?? 1 / Math.sqrt(headDim);
+    if (this.options.attention === 'mha') {
+      return this.g.op(
+        'MultiHeadAttention',
+        [q, k, v, undefined, undefined, opts.bias],
+        { num_heads: heads, scale: { float: scale } },
+        MS_DOMAIN,
+      );
+    }
+    const split = (t: Value) => this.transpose(this.reshape(t, [0, -1, heads, headDim]), [0, 2, 1, 3]);
+    const kt = this.transpose(this.reshape(k, [0, -1, heads, headDim]), [0, 2, 3, 1]);
+    let scores = this.mul(this.matmul(split(q), kt), this.scalar(scale));
+    if (opts.bias) scores = this.add(scores, opts.bias);
+    const out = this.matmul(this.g.op('Softmax', [scores], { axis: -1 }), split(v));
+    return this.reshape(this.transpose(out, [0, 2, 1, 3]), [0, -1, heads * headDim]);
+  }
+
+  conv2d(x: Value, prefix: string, opts: { stride?: number; padding?: number } = {}): Value {
+    const stride = opts.stride ?? 1;
+    const pad = opts.padding ?? 0;
+    const bias = this.p.has(`${prefix}.bias`) ? this.p.get(`${prefix}.bias`) : undefined;
+    return this.g.op('Conv', [x, this.p.get(`${prefix}.weight`), bias], {
+      strides: [stride, stride],
+      pads: [pad, pad, pad, pad],
+    });
+  }
+
+  /** GroupNorm over [N, C, H, W] with affine weights at `prefix` (torch.nn.GroupNorm). */
+  groupNorm(x: Value, prefix: string, groups: number, channels: number, eps: number): Value {
+    const grouped = this.reshape(x, [0, groups, -1]);
+    const mean = this.g.op('ReduceMean', [grouped, this.ints([-1])], { keepdims: 1 });
+    const centered = this.sub(grouped, mean);
+    const variance = this.g.op('ReduceMean', [this.mul(centered, centered), this.ints([-1])], {
+      keepdims: 1,
+    });
+    const normalized = this.div(centered, this.g.op('Sqrt', [this.add(variance, this.scalar(eps))]));
+    const back = this.g.op('Reshape', [normalized, this.g.op('Shape', [x])]);
+    const w = this.reshape(this.p.get(`${prefix}.weight`), [channels, 1, 1]);
+    const b = this.reshape(this.p.get(`${prefix}.bias`), [channels, 1, 1]);
+    return this.add(this.mul(back, w), b);
+  }
+}
