@@ -1,0 +1,219 @@
+/**
+ * A Pipeline that runs another Pipeline in a child process. The bot's event loop never waits on
+ * ONNX Runtime; a crash of the child fails the job in flight with a clear message and the child is
+ * started again for the next job.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { CancelledError, ModelError, PipelineError } from '../../errors.js';
+import type {
+  GenerateOptions,
+  GenerationOutput,
+  GenerationRequest,
+  Pipeline,
+  PipelineInfo,
+  StepInfo,
+} from '../types.js';
+import { deserializeError } from './errors.js';
+import type { ChildMessage, ParentMessage, PipelineModuleSpec } from './protocol.js';
+
+export interface ProcessPipelineOptions {
+  spec: PipelineModuleSpec;
+  /** Environment of the child (defaults to this process's). */
+  env?: NodeJS.ProcessEnv;
+  /**
+   * How long a load may take before the child is considered hung.
+   * @default 600_000 (real SD3.5 weights take minutes to load from a slow disk)
+   */
+  loadTimeoutMs?: number;
+}
+
+interface PendingJob {
+  resolve(output: GenerationOutput): void;
+  reject(error: Error): void;
+  onStep?: (info: StepInfo) => void;
+}
+
+export type ProcessPipelineEvent = 'crashed' | 'restarted';
+
+export class ProcessPipeline
+  extends EventEmitter<Record<ProcessPipelineEvent, [detail: string]>>
+  implements Pipeline
+{
+  readonly #options: ProcessPipelineOptions;
+  #child: ChildProcess | undefined;
+  #info: PipelineInfo | undefined;
+  #loading: Promise<void> | undefined;
+  #nextId = 1;
+  readonly #jobs = new Map<number, PendingJob>();
+  #disposed = false;
+  /** Set after the first successful load: later crashes restart the child on demand. */
+  #everLoaded = false;
+
+  constructor(options: ProcessPipelineOptions) {
+    super();
+    this.#options = options;
+  }
+
+  /** The child's process id while it runs (for tests and `atelier doctor`). */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  load(): Promise<void> {
+    this.#loading ??= this.#start().catch((error) => {
+      this.#loading = undefined;
+      throw error;
+    });
+    return this.#loading;
+  }
+
+  info(): PipelineInfo {
+    if (!this.#info) throw new PipelineError('the pipeline is not loaded yet');
+    return this.#info;
+  }
+
+  async generate(request: GenerationRequest, options: GenerateOptions = {}): Promise<GenerationOutput> {
+    if (this.#disposed) throw new PipelineError('the pipeline was shut down');
+    options.signal?.throwIfAborted?.();
+    if (options.signal?.aborted) throw new CancelledError();
+    await this.load();
+    const child = this.#child;
+    if (!child) throw new PipelineError('the pipeline process is not running');
+    const id = this.#nextId++;
+    return new Promise<GenerationOutput>((resolve, reject) => {
+      const onAbort = () => this.#send({ type: 'cancel', id });
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      const done = () => options.signal?.removeEventListener('abort', onAbort);
+      this.#jobs.set(id, {
+        resolve: (output) => {
+          done();
+          resolve(output);
+        },
+        reject: (error) => {
+          done();
+          reject(error);
+        },
+        onStep: options.onStep,
+      });
+      this.#send({ type: 'generate', id, request });
+    });
+  }
+
+  async dispose(): Promise<void> {
+    this.#disposed = true;
+    const child = this.#child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    this.#send({ type: 'dispose' });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  #start(): Promise<void> {
+    const entry = fileURLToPath(
+      new URL(`./child${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url),
+    );
+    // Source checkouts run TypeScript through tsx; a bundled build runs plain JavaScript.
+    const execArgv = entry.endsWith('.ts') ? ['--import', import.meta.resolve('tsx')] : [];
+    const child = fork(entry, [], {
+      execArgv,
+      env: this.#options.env ?? process.env,
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.#child = child;
+    child.on('message', (message: ChildMessage) => this.#onMessage(message));
+    return new Promise<void>((resolve, reject) => {
+      const timeout = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(
+          new ModelError(
+            'pipeline',
+            `the pipeline did not finish loading within ${this.#options.loadTimeoutMs ?? 600_000} ms`,
+          ),
+        );
+      }, this.#options.loadTimeoutMs ?? 600_000);
+      const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
+        clearTimeout(timeout);
+        reject(
+          new ModelError(
+            'pipeline',
+            `the pipeline process exited while loading (${describeExit(code, signal)})`,
+          ),
+        );
+      };
+      child.once('exit', onExit);
+      const onLoad = (message: ChildMessage) => {
+        if (message.type === 'loaded') {
+          this.#info = message.info;
+          this.#everLoaded = true;
+        } else if (message.type !== 'load-failed') {
+          return;
+        }
+        clearTimeout(timeout);
+        child.off('message', onLoad);
+        child.off('exit', onExit);
+        child.once('exit', (code, signal) => this.#onCrash(child, code, signal));
+        if (message.type === 'loaded') resolve();
+        else {
+          child.kill('SIGKILL');
+          reject(deserializeError(message.error));
+        }
+      };
+      child.on('message', onLoad);
+      this.#send({ type: 'load', spec: this.#options.spec });
+    });
+  }
+
+  #onMessage(message: ChildMessage): void {
+    switch (message.type) {
+      case 'step':
+        this.#jobs.get(message.id)?.onStep?.(message.info);
+        break;
+      case 'result':
+        this.#jobs.get(message.id)?.resolve(message.output);
+        this.#jobs.delete(message.id);
+        break;
+      case 'failed':
+        this.#jobs.get(message.id)?.reject(deserializeError(message.error));
+        this.#jobs.delete(message.id);
+        break;
+    }
+  }
+
+  #onCrash(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.#child !== child) return;
+    this.#child = undefined;
+    this.#loading = undefined;
+    if (this.#disposed) return;
+    const detail = describeExit(code, signal);
+    for (const job of this.#jobs.values()) {
+      job.reject(
+        new PipelineError(
+          `the pipeline process stopped unexpectedly (${detail}) while generating`,
+          'The image generator crashed while making your image. It is restarting; please try again.',
+        ),
+      );
+    }
+    this.#jobs.clear();
+    this.emit('crashed', detail);
+    if (this.#everLoaded) {
+      // Start again now, so the next job does not wait for the models to load.
+      this.load().then(
+        () => this.emit('restarted', detail),
+        () => {},
+      );
+    }
+  }
+
+  #send(message: ParentMessage): void {
+    if (this.#child?.connected) this.#child.send(message);
+  }
+}
+
+function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
+  return signal ? `signal ${signal}` : `exit code ${code}`;
+}

@@ -1,0 +1,71 @@
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CancelledError, ModelError, PipelineError } from '../../src/errors.js';
+import { ProcessPipeline } from '../../src/pipeline/process/process-pipeline.js';
+import type { GenerationRequest } from '../../src/pipeline/types.js';
+
+const fixture = fileURLToPath(new URL('../fixtures/scripted-pipeline.ts', import.meta.url));
+const request = (prompt: string, steps = 3): GenerationRequest => ({
+  prompt,
+  negativePrompt: '',
+  width: 8,
+  height: 8,
+  seed: 7,
+  steps,
+  guidance: 1,
+  sampler: 'euler',
+  count: 1,
+});
+
+let pipeline: ProcessPipeline | undefined;
+afterEach(async () => {
+  await pipeline?.dispose();
+  pipeline = undefined;
+});
+
+describe('ProcessPipeline', () => {
+  it('runs the pipeline in another process and relays steps and images', async () => {
+    pipeline = new ProcessPipeline({ spec: { module: fixture, options: {} } });
+    await pipeline.load();
+    expect(pipeline.info().components[0].bytes).not.toBe(process.pid);
+    const steps: number[] = [];
+    const out = await pipeline.generate(request('a lighthouse'), { onStep: (s) => steps.push(s.step) });
+    expect(steps).toEqual([1, 2, 3]);
+    expect(out.images[0].data).toBeInstanceOf(Uint8Array);
+    expect(out.images[0].data[0]).toBe(7);
+  });
+
+  it('cancels a running job between steps', async () => {
+    pipeline = new ProcessPipeline({ spec: { module: fixture, options: {} } });
+    const controller = new AbortController();
+    const job = pipeline.generate(request('wait'), {
+      signal: controller.signal,
+      onStep: (s) => s.step === 5 && controller.abort(),
+    });
+    await expect(job).rejects.toBeInstanceOf(CancelledError);
+    await expect(pipeline.generate(request('after'))).resolves.toMatchObject({ seeds: [7] });
+  });
+
+  it('fails the job with a clear message when the process crashes, then restarts', async () => {
+    pipeline = new ProcessPipeline({ spec: { module: fixture, options: {} } });
+    await pipeline.load();
+    const firstPid = pipeline.pid;
+    const restarted = new Promise((resolve) => pipeline!.once('restarted', resolve));
+    const error = await pipeline.generate(request('crash')).catch((e) => e);
+    expect(error).toBeInstanceOf(PipelineError);
+    expect(error.message).toMatch(/stopped unexpectedly \(signal SIGKILL\)/);
+    expect(error.userMessage).toMatch(/crashed .* please try again/i);
+    await restarted;
+    expect(pipeline.pid).not.toBe(firstPid);
+    await expect(pipeline.generate(request('again'))).resolves.toMatchObject({ seeds: [7] });
+  });
+
+  it('reports a load failure as the typed error naming the file', async () => {
+    pipeline = new ProcessPipeline({
+      spec: { module: fixture, options: { failLoad: '/models/clip_l.safetensors' } },
+    });
+    const error = await pipeline.load().catch((e) => e);
+    expect(error).toBeInstanceOf(ModelError);
+    expect(error.message).toBe('/models/clip_l.safetensors: the file does not exist');
+  });
+});
