@@ -125,11 +125,8 @@ export class Net {
   }
 
   #fp8Linear(x: Value, prefix: string): Value {
-    const scaleKey = `${prefix}.scale_weight`;
-    // ComfyUI "scaled fp8" stores weight = w8 · scale_weight; plain e4m3 checkpoints have scale 1.
-    let scale = this.p.has(scaleKey) ? this.p.get(scaleKey) : this.scalar(1);
-    if (this.p.has(scaleKey) && this.p.shape(scaleKey).length > 0) scale = this.reshape(scale, []);
-    const w = this.g.op('DequantizeLinear', [this.p.raw(`${prefix}.weight`), scale]);
+    const weightKey = `${prefix}.weight`;
+    const w = this.g.op('DequantizeLinear', [this.p.raw(weightKey), this.p.fp8Scale(weightKey)]);
     return this.g.op('FusedMatMul', [x, w], { transB: 1 }, MS_DOMAIN);
   }
 

@@ -125,8 +125,8 @@ export class Params {
       value = this.raw(key);
       if (stored !== this.compute) {
         if (stored === 'float8e4m3fn' || stored === 'float8e5m2') {
-          // A bare fp8 tensor outside a linear layer (e.g. a conv kernel): dequantize with scale 1.
-          value = this.g.op('DequantizeLinear', [value, this.scalar(1)]);
+          // An fp8 tensor outside a linear layer (e.g. a conv kernel): dequantized once at load.
+          value = this.g.op('DequantizeLinear', [value, this.fp8Scale(key)]);
         } else {
           value = this.g.op('Cast', [value], { to: ONNX_DTYPE[this.compute] });
         }
@@ -134,6 +134,19 @@ export class Params {
       this.#cache.set(key, value);
     }
     return value;
+  }
+
+  /**
+   * The dequantization scale of an fp8 weight, as a scalar in the compute type: ComfyUI "scaled
+   * fp8" stores `<layer>.scale_weight` (weight = w8 · scale); plain e4m3 checkpoints mean scale 1.
+   */
+  fp8Scale(weightKey: string): Value {
+    const scaleKey = weightKey.replace(/\.weight$/, '.scale_weight');
+    if (scaleKey === weightKey || !this.has(scaleKey)) return this.scalar(1);
+    const scale = this.get(scaleKey);
+    if (this.shape(scaleKey).length === 0) return scale;
+    const empty = this.g.constant('shape', 'int64', [0], new BigInt64Array(0));
+    return this.g.op('Reshape', [scale, empty]);
   }
 
   /** A scalar constant in the compute type. */
