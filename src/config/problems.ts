@@ -1,0 +1,104 @@
+/**
+ * Turns schema issues into the one line an operator reads at start:
+ *   config: queue.concurrency = "abc" is not allowed: expected an integer from 1 to 64 (from env ATELIER_QUEUE__CONCURRENCY)
+ */
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { settingsSchema } from './schema.js';
+import { type ConfigLayers, type ConfigPath, describeSource, formatPath } from './sources.js';
+
+const SHOWN_VALUE_LENGTH = 80;
+
+function showValue(value: unknown): string {
+  if (value === undefined) return '(missing)';
+  if (typeof value === 'bigint') return value.toString();
+  const json =
+    JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? Number(item) : item)) ??
+    String(value);
+  return json.length > SHOWN_VALUE_LENGTH ? `${json.slice(0, SHOWN_VALUE_LENGTH - 1)}…` : json;
+}
+
+/** The object schema at `path` (through preprocess pipes and nullables), to list its known keys. */
+function sectionKeys(path: ConfigPath): string[] {
+  let schema: z.ZodType = settingsSchema;
+  for (const segment of path) {
+    while (schema instanceof z.ZodPipe || schema instanceof z.ZodNullable) {
+      schema = schema instanceof z.ZodPipe ? (schema.out as z.ZodType) : (schema.unwrap() as z.ZodType);
+    }
+    if (!(schema instanceof z.ZodObject)) return [];
+    const next: unknown = schema.shape[String(segment)];
+    if (!next) return [];
+    schema = next as z.ZodType;
+  }
+  return schema instanceof z.ZodObject ? Object.keys(schema.shape) : [];
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** "max_queued_per_user" and "concurency" both find their key. */
+function closestKey(unknown: string, known: string[]): string | undefined {
+  const fold = (key: string) => key.toLowerCase().replace(/[_-]/g, '');
+  let best: { key: string; distance: number } | undefined;
+  for (const key of known) {
+    const distance = editDistance(fold(unknown), fold(key));
+    if (distance <= Math.max(1, Math.floor(key.length / 4)) && (!best || distance < best.distance))
+      best = { key, distance };
+  }
+  return best?.key;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, layers: ConfigLayers): { key: string; line: string } {
+  if (issue.code === 'unrecognized_keys') {
+    const path = [...issue.path.map((segment) => segment as string | number), issue.keys[0]!];
+    const key = formatPath(path);
+    const source = layers.sourceOf(path);
+    const known = sectionKeys(issue.path as ConfigPath);
+    const suggestion = closestKey(issue.keys[0]!, known);
+    const parent = formatPath(issue.path as ConfigPath);
+    const hint = suggestion
+      ? `did you mean ${formatPath([...(issue.path as ConfigPath), suggestion])}?`
+      : `known keys${parent ? ` in ${parent}` : ''}: ${known.join(', ')}`;
+    return {
+      key,
+      line: `config: ${key} is not a known setting (from ${source ? describeSource(source) : 'unknown source'}); ${hint}`,
+    };
+  }
+  const path = issue.path as ConfigPath;
+  const key = formatPath(path);
+  // The operator's own text where it exists; inside a comma-separated env list, the parsed item.
+  const value = layers.rawAt(path) ?? issue.input;
+  const source = layers.sourceOf(path);
+  const origin = source ? ` (from ${describeSource(source)})` : '';
+  if (value === undefined) {
+    return { key, line: `config: ${key} is missing: expected ${issue.message}${origin}` };
+  }
+  return {
+    key,
+    line: `config: ${key} = ${showValue(value)} is not allowed: expected ${issue.message}${origin}`,
+  };
+}
+
+/** One ConfigError for the first problem; the count of the others is appended so none are hidden. */
+export function configErrorFromIssues(
+  issues: readonly z.core.$ZodIssue[],
+  layers: ConfigLayers,
+): ConfigError {
+  const { key, line } = describeIssue(issues[0]!, layers);
+  const others = issues.length - 1;
+  return new ConfigError(
+    key,
+    others > 0 ? `${line} (+${others} more config problem${others === 1 ? '' : 's'})` : line,
+  );
+}

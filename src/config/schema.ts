@@ -1,0 +1,207 @@
+/**
+ * The shape of every setting. `config/default.yaml` holds the values (and the one-line docs);
+ * this file holds what is allowed. There are deliberately no zod defaults here: the default file
+ * is the single place a default lives, and a setting missing from it is a bug the tests catch.
+ */
+import { z } from 'zod';
+import { ASPECT_RATIOS } from '../jobs/aspect.js';
+import { MAX_SEED, SAMPLER_NAMES } from '../jobs/validate.js';
+import {
+  byteSize,
+  choiceList,
+  decimal,
+  flag,
+  httpUrl,
+  idList,
+  integer,
+  oneOf,
+  optionalHttpUrl,
+  optionalId,
+  optionalText,
+  port,
+  text,
+  textList,
+} from './fields.js';
+
+/** Images per job: the pipeline contract (GenerationRequest.count) is 1–4. */
+export const MAX_COUNT = 4;
+
+function section<T extends z.core.$ZodLooseShape>(shape: T) {
+  return z.strictObject(shape, { error: 'a section of settings (a mapping of keys to values)' });
+}
+
+/** `auto` lets Atelier decide from what is configured (e.g. whether a token is set). */
+const autoSwitch = z.preprocess(
+  (value) => (value === 'true' ? true : value === 'false' ? false : value),
+  z.union([z.literal('auto'), z.boolean()], { error: 'auto, true or false' }),
+);
+
+const hubRepo = z
+  .string({ error: 'a Hugging Face repository name like owner/name' })
+  .regex(/^[\w.-]+\/[\w.-]+$/, { error: 'a Hugging Face repository name like owner/name' });
+
+const bucket = section({
+  enabled: flag(),
+  images: integer(1),
+  perSeconds: integer(1),
+  burst: integer(1),
+});
+
+function rangeOf(bounds: ReturnType<typeof integer> | ReturnType<typeof decimal>, defaultPhrase: string) {
+  return section({
+    default: z.union([z.null(), bounds], { error: `a number in the range below, or null ${defaultPhrase}` }),
+    min: bounds,
+    max: bounds,
+  });
+}
+
+export const settingsSchema = z
+  .strictObject({
+    dataDir: text({ nonEmpty: true }),
+    log: section({
+      level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+      prompts: flag(),
+    }),
+    queue: section({
+      concurrency: integer(1, 64),
+      maxQueued: integer(1),
+      maxQueuedPerUser: integer(1),
+      jobTimeoutSeconds: integer(1),
+      etaWindow: integer(1, 1000),
+      initialEstimateSeconds: integer(1),
+    }),
+    limits: section({
+      user: bucket,
+      team: bucket,
+      admins: section({
+        discord: section({ userIds: idList(), roleIds: idList() }),
+        slack: section({ userIds: idList() }),
+        playground: section({ userIds: idList() }),
+      }),
+    }),
+    generation: section({
+      promptMaxLength: integer(1, 100_000),
+      negativePromptMaxLength: integer(0, 100_000),
+      blockedTerms: textList(),
+      negativePrompt: text(),
+      aspect: section({ default: oneOf(ASPECT_RATIOS), allowed: choiceList(ASPECT_RATIOS) }),
+      steps: rangeOf(integer(1, 500), "for the model's own default"),
+      guidance: rangeOf(decimal(0, 50), "for the model's own default"),
+      count: section({
+        default: integer(1, MAX_COUNT),
+        min: integer(1, MAX_COUNT),
+        max: integer(1, MAX_COUNT),
+      }),
+      seed: section({
+        default: z.union([z.null(), integer(0, MAX_SEED)], {
+          error: `an integer from 0 to ${MAX_SEED}, or null for a random seed`,
+        }),
+      }),
+      sampler: section({
+        default: z.union([z.null(), oneOf(SAMPLER_NAMES)], {
+          error: `one of ${SAMPLER_NAMES.join(', ')}, or null for the model's own default`,
+        }),
+        allowed: choiceList(SAMPLER_NAMES),
+      }),
+      variation: section({ strength: decimal(0, 1, { exclusiveMin: true }) }),
+      upscale: section({ strength: decimal(0, 1, { exclusiveMin: true }), factor: decimal(1, 4) }),
+    }),
+    models: section({
+      dir: optionalText('a folder path', 'for the bundled tiny model'),
+      checkpoint: optionalText('a file name under checkpoints/', 'to use the only checkpoint there'),
+      textEncoders: section({
+        clipL: optionalText('a file name under text_encoders/', 'to find it by its usual name'),
+        clipG: optionalText('a file name under text_encoders/', 'to find it by its usual name'),
+        t5: optionalText('a file name under text_encoders/', 'to find it by its usual name'),
+      }),
+      precision: oneOf(['auto', 'fp8', 'fp16', 'fp32']),
+      executionProvider: oneOf(['cpu', 'cuda']),
+      deviceId: integer(0, 63),
+      cpuThreads: integer(0, 1024),
+      graphCacheDir: optionalText('a folder path', 'for <dataDir>/graphs'),
+      hub: section({
+        endpoint: httpUrl(),
+        repo: hubRepo,
+        textEncodersRepo: hubRepo,
+      }),
+    }),
+    images: section({
+      maxUploadBytes: section({ discord: byteSize(), slack: byteSize() }),
+      pngCompressionLevel: integer(0, 9),
+      oversizeFormat: oneOf(['jpeg', 'webp']),
+      preview: section({
+        maxSide: integer(16, 2048),
+        format: oneOf(['webp', 'jpeg']),
+        quality: integer(1, 100),
+      }),
+    }),
+    progress: section({
+      minEditIntervalMs: integer(0),
+      previewEverySteps: integer(0),
+    }),
+    discord: section({
+      enabled: autoSwitch,
+      apiUrl: optionalHttpUrl('for https://discord.com/api'),
+      guildIds: idList(),
+      showcaseChannelId: optionalId('for no showcase channel'),
+    }),
+    slack: section({
+      enabled: autoSwitch,
+      mode: oneOf(['auto', 'http', 'socket']),
+      port: port(),
+      apiUrl: optionalHttpUrl('for https://slack.com/api/'),
+      showcaseChannelId: optionalId('for no showcase channel'),
+    }),
+    playground: section({
+      enabled: autoSwitch,
+      host: text({ nonEmpty: true }),
+      port: port(),
+    }),
+  })
+  .superRefine((settings, context) => {
+    const problem = (path: (string | number)[], input: unknown, message: string) =>
+      context.addIssue({ code: 'custom', path, input, message });
+
+    const generation = settings.generation;
+    for (const name of ['steps', 'guidance', 'count'] as const) {
+      const range = generation[name];
+      if (range.min > range.max) {
+        problem(['generation', name, 'max'], range.max, `a number ≥ generation.${name}.min (${range.min})`);
+      } else if (range.default != null && (range.default < range.min || range.default > range.max)) {
+        problem(
+          ['generation', name, 'default'],
+          range.default,
+          `null or a number from ${range.min} to ${range.max} (generation.${name}.min … max)`,
+        );
+      }
+    }
+    if (!generation.aspect.allowed.includes(generation.aspect.default)) {
+      problem(
+        ['generation', 'aspect', 'default'],
+        generation.aspect.default,
+        `one of generation.aspect.allowed (${generation.aspect.allowed.join(', ')})`,
+      );
+    }
+    const sampler = generation.sampler;
+    if (sampler.default !== null && !sampler.allowed.includes(sampler.default)) {
+      problem(
+        ['generation', 'sampler', 'default'],
+        sampler.default,
+        `null or one of generation.sampler.allowed (${sampler.allowed.join(', ')})`,
+      );
+    }
+    // A bucket smaller than the largest job would refuse that job forever, never "try later".
+    for (const scope of ['user', 'team'] as const) {
+      const limit = settings.limits[scope];
+      if (limit.enabled && limit.burst < generation.count.max) {
+        problem(
+          ['limits', scope, 'burst'],
+          limit.burst,
+          `at least generation.count.max (${generation.count.max}), or a job of ${generation.count.max} images could never start`,
+        );
+      }
+    }
+  });
+
+/** Settings as validated, before paths are resolved against the working directory. */
+export type AtelierSettings = z.output<typeof settingsSchema>;

@@ -1,0 +1,442 @@
+/**
+ * Turns what a chat user typed into `JobParams`, or refuses with a `ValidationError` whose message
+ * says what was wrong and what is allowed, in words a chat user understands.
+ *
+ * Precedence for each field: the option the user gave now › the user's saved defaults (/settings)
+ * › the operator's defaults (config `generation.*`, or the model's own defaults where the config
+ * says null).
+ */
+import { randomInt } from 'node:crypto';
+import type { AtelierSettings } from '../config/schema.js';
+import { ValidationError } from '../errors.js';
+import type { SamplerName } from '../pipeline/types.js';
+import { type AspectRatio, parseAspect, sizeForAspect } from './aspect.js';
+import type { JobKind, JobParams } from './types.js';
+
+export const SAMPLER_NAMES = ['euler', 'dpmpp_2m'] as const satisfies readonly SamplerName[];
+
+/** Fails to compile when a sampler is added to the pipeline contract but not listed above. */
+const everySamplerListed: [Exclude<SamplerName, (typeof SAMPLER_NAMES)[number]>] extends [never]
+  ? true
+  : never = true;
+void everySamplerListed;
+
+/** The names A1111, Forge and ComfyUI users know (A1111 `sd_samplers_kdiffusion.py` labels). */
+export const SAMPLER_LABELS: Record<SamplerName, string> = {
+  euler: 'Euler',
+  dpmpp_2m: 'DPM++ 2M',
+};
+
+/** Accepts `dpmpp_2m`, `DPM++ 2M`, `dpmpp-2m`, `Euler`: case, spaces, `+`/`-`/`_` do not matter. */
+export function parseSampler(input: string): SamplerName | undefined {
+  const key = input
+    .toLowerCase()
+    .replace(/\+/g, 'p')
+    .replace(/[\s_-]+/g, '');
+  for (const name of SAMPLER_NAMES) {
+    if (
+      name.replace(/_/g, '') === key ||
+      SAMPLER_LABELS[name].toLowerCase().replace(/\+/g, 'p').replace(/\s+/g, '') === key
+    ) {
+      return name;
+    }
+  }
+  return undefined;
+}
+
+/** The highest seed: torch.manual_seed feeds the CPU mt19937 only 32 bits, so larger seeds alias. */
+export const MAX_SEED = 2 ** 32 - 1;
+
+/** What a chat command hands over: strings from text commands, numbers from typed slash options. */
+export type RawValue = string | number | boolean | null | undefined;
+
+export interface RawJobOptions {
+  prompt?: RawValue;
+  negativePrompt?: RawValue;
+  aspect?: RawValue;
+  steps?: RawValue;
+  guidance?: RawValue;
+  count?: RawValue;
+  /** Empty, `random` or -1 (the A1111 convention) ask for a random seed. */
+  seed?: RawValue;
+  sampler?: RawValue;
+  /** img2img strength, only read for variations and upscales. */
+  strength?: RawValue;
+}
+
+/** A user's saved defaults (/settings). Values no longer allowed by the config are ignored. */
+export interface UserDefaults {
+  aspect?: string;
+  steps?: number;
+  guidance?: number;
+  count?: number;
+  sampler?: string;
+  negativePrompt?: string;
+}
+
+export interface NumberRange {
+  min: number;
+  max: number;
+}
+
+export interface ValidationOptions {
+  /** Longest prompt in characters (Unicode code points). @default 2000 */
+  promptMaxLength: number;
+  /** @default 2000 */
+  negativePromptMaxLength: number;
+  /** Refused words or phrases: whole words, case-insensitive. Never shown to users. */
+  blockedTerms: readonly string[];
+  aspects: readonly AspectRatio[];
+  samplers: readonly SamplerName[];
+  ranges: { steps: NumberRange; guidance: NumberRange; count: NumberRange };
+  defaults: {
+    negativePrompt: string;
+    aspect: AspectRatio;
+    steps: number;
+    guidance: number;
+    count: number;
+    sampler: SamplerName;
+    /** null: a random seed for every job. */
+    seed: number | null;
+    variationStrength: number;
+    upscaleStrength: number;
+  };
+  /** Where random seeds come from (0 … MAX_SEED). @default crypto.randomInt */
+  randomSeed?: () => number;
+}
+
+export interface ValidationContext {
+  /** @default 'txt2img' */
+  kind?: JobKind;
+  userDefaults?: UserDefaults;
+}
+
+const SHOWN_VALUE_LENGTH = 40;
+
+/** The user's own input, quoted and cut short, so a message never turns into a wall of text. */
+function shown(value: RawValue): string {
+  const text = String(value).trim();
+  const cut =
+    [...text].length > SHOWN_VALUE_LENGTH ? `${[...text].slice(0, SHOWN_VALUE_LENGTH).join('')}…` : text;
+  return `“${cut}”`;
+}
+
+function isGiven(value: RawValue): value is string | number | boolean {
+  return value !== undefined && value !== null && !(typeof value === 'string' && value.trim() === '');
+}
+
+const formatCount = (value: number) => value.toLocaleString('en-US');
+
+/** Reads a number from a slash option or from text ("4.5", "4,5", "+3"); NaN when it is not one. */
+function readNumber(value: string | number | boolean): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'boolean') return Number.NaN;
+  const text = value.trim().replace(/^([+-]?\d*),(\d+)$/, '$1.$2');
+  return /^[+-]?(\d+\.?\d*|\.\d+)$/.test(text) ? Number(text) : Number.NaN;
+}
+
+function readInteger(
+  field: string,
+  label: string,
+  value: string | number | boolean,
+  range: NumberRange,
+): number {
+  const number = readNumber(value);
+  if (!Number.isInteger(number) || number < range.min || number > range.max) {
+    throw new ValidationError(
+      field,
+      `${label} must be a whole number from ${range.min} to ${range.max}, not ${shown(value)}.`,
+    );
+  }
+  return number;
+}
+
+function readDecimal(
+  field: string,
+  label: string,
+  value: string | number | boolean,
+  range: NumberRange,
+): number {
+  const number = readNumber(value);
+  if (!Number.isFinite(number) || number < range.min || number > range.max) {
+    throw new ValidationError(
+      field,
+      `${label} must be a number from ${range.min} to ${range.max}, not ${shown(value)}.`,
+    );
+  }
+  return number;
+}
+
+/** Line endings unified, invisible control characters dropped, composed Unicode (stable lengths). */
+function cleanText(value: string): string {
+  return value
+    .replace(/\r\n?/g, '\n')
+    .replace(/[\u0000-\u0008\u000B-\u001F\u007F]/g, '')
+    .normalize('NFC')
+    .trim();
+}
+
+function readPrompt(raw: RawValue, maxLength: number): string {
+  const prompt = typeof raw === 'string' ? cleanText(raw) : typeof raw === 'number' ? String(raw) : '';
+  if (prompt === '') {
+    throw new ValidationError('prompt', 'Please describe the image you want: the prompt is empty.');
+  }
+  const length = [...prompt].length;
+  if (length > maxLength) {
+    throw new ValidationError(
+      'prompt',
+      `Your prompt is ${formatCount(length)} characters long; the limit is ${formatCount(maxLength)}. ` +
+        `Please shorten it by ${formatCount(length - maxLength)} characters.`,
+    );
+  }
+  return prompt;
+}
+
+function readNegativePrompt(raw: RawValue, fallback: string, maxLength: number): string {
+  const negative = isGiven(raw) ? cleanText(String(raw)) : fallback;
+  const length = [...negative].length;
+  if (length > maxLength) {
+    throw new ValidationError(
+      'negativePrompt',
+      `Your negative prompt is ${formatCount(length)} characters long; the limit is ${formatCount(maxLength)}. ` +
+        `Please shorten it by ${formatCount(length - maxLength)} characters.`,
+    );
+  }
+  return negative;
+}
+
+const blockedPatterns = new WeakMap<readonly string[], RegExp | null>();
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * One regex for the whole list, compiled once per list. "Whole word" uses Unicode letters and
+ * digits as word characters (JavaScript's \b is ASCII-only, so "café" would otherwise split), and
+ * both sides are NFKC-folded so full-width or ligature look-alikes match too.
+ */
+function blockedPattern(terms: readonly string[]): RegExp | null {
+  const cached = blockedPatterns.get(terms);
+  if (cached !== undefined) return cached;
+  const alternatives = terms
+    .map((term) => term.normalize('NFKC').trim())
+    .filter((term) => term.length > 0)
+    .map((term) => term.split(/\s+/).map(escapeRegExp).join('\\s+'));
+  const pattern =
+    alternatives.length === 0
+      ? null
+      : new RegExp(`(?<![\\p{L}\\p{N}_])(?:${alternatives.join('|')})(?![\\p{L}\\p{N}_])`, 'iu');
+  blockedPatterns.set(terms, pattern);
+  return pattern;
+}
+
+/** True when the text contains a blocked term as a whole word (case-insensitive). */
+export function containsBlockedTerm(text: string, terms: readonly string[]): boolean {
+  const pattern = blockedPattern(terms);
+  return pattern?.test(text.normalize('NFKC')) ?? false;
+}
+
+function readAspect(raw: string | number | boolean, allowed: readonly AspectRatio[]): AspectRatio {
+  const aspect = parseAspect(String(raw));
+  if (aspect === undefined || !allowed.includes(aspect)) {
+    throw new ValidationError(
+      'aspect',
+      `${shown(raw)} isn't an available aspect ratio. Choose one of: ${allowed.join(', ')}.`,
+    );
+  }
+  return aspect;
+}
+
+function readSampler(raw: string | number | boolean, allowed: readonly SamplerName[]): SamplerName {
+  const sampler = parseSampler(String(raw));
+  if (sampler === undefined || !allowed.includes(sampler)) {
+    throw new ValidationError(
+      'sampler',
+      `${shown(raw)} isn't an available sampler. Choose one of: ${allowed.join(', ')}.`,
+    );
+  }
+  return sampler;
+}
+
+function readSeed(raw: RawValue, fallback: number | null, randomSeed: () => number): number {
+  if (!isGiven(raw) || (typeof raw === 'string' && raw.trim().toLowerCase() === 'random')) {
+    return fallback ?? randomSeed();
+  }
+  const number = readNumber(raw);
+  if (number === -1) return randomSeed();
+  if (!Number.isInteger(number) || number < 0 || number > MAX_SEED) {
+    throw new ValidationError(
+      'seed',
+      `Seed must be a whole number from 0 to ${MAX_SEED} (or leave it empty for a random one), not ${shown(raw)}.`,
+    );
+  }
+  return number;
+}
+
+/**
+ * The value the user gave now, else their saved default, else the operator's. A saved default the
+ * current config no longer allows (the operator narrowed a range) is skipped, not blamed on the user.
+ */
+function choose<T>(
+  given: RawValue,
+  saved: RawValue,
+  fallback: T,
+  read: (value: string | number | boolean) => T,
+): T {
+  if (isGiven(given)) return read(given);
+  if (isGiven(saved)) {
+    try {
+      return read(saved);
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+    }
+  }
+  return fallback;
+}
+
+const defaultRandomSeed = () => randomInt(0, MAX_SEED + 1);
+
+export function validateJobParams(
+  raw: RawJobOptions,
+  options: ValidationOptions,
+  context: ValidationContext = {},
+): JobParams {
+  const kind = context.kind ?? 'txt2img';
+  const saved = context.userDefaults ?? {};
+  const { ranges, defaults } = options;
+
+  const prompt = readPrompt(raw.prompt, options.promptMaxLength);
+  if (containsBlockedTerm(prompt, options.blockedTerms)) {
+    throw new ValidationError(
+      'prompt',
+      "Your prompt contains a word or phrase that isn't allowed here. Please rephrase it.",
+    );
+  }
+  const negativeFallback =
+    saved.negativePrompt !== undefined ? cleanText(saved.negativePrompt) : defaults.negativePrompt;
+  const negativePrompt = readNegativePrompt(
+    raw.negativePrompt,
+    negativeFallback,
+    options.negativePromptMaxLength,
+  );
+
+  const aspect = choose(raw.aspect, saved.aspect, defaults.aspect, (value) =>
+    readAspect(value, options.aspects),
+  );
+  const steps = choose(raw.steps, saved.steps, defaults.steps, (value) =>
+    readInteger('steps', 'Steps', value, ranges.steps),
+  );
+  const guidance = choose(raw.guidance, saved.guidance, defaults.guidance, (value) =>
+    readDecimal('guidance', 'Guidance', value, ranges.guidance),
+  );
+  const count = choose(raw.count, saved.count, defaults.count, (value) =>
+    readInteger('count', 'Count', value, ranges.count),
+  );
+  const sampler = choose(raw.sampler, saved.sampler, defaults.sampler, (value) =>
+    readSampler(value, options.samplers),
+  );
+  const seed = readSeed(raw.seed, defaults.seed, options.randomSeed ?? defaultRandomSeed);
+
+  const params: JobParams = {
+    prompt,
+    negativePrompt,
+    aspect,
+    ...sizeForAspect(aspect),
+    seed,
+    steps,
+    guidance,
+    count,
+    sampler,
+  };
+  if (kind === 'variation' || kind === 'upscale') {
+    const fallback = kind === 'variation' ? defaults.variationStrength : defaults.upscaleStrength;
+    params.strength = isGiven(raw.strength) ? readStrength(raw.strength) : fallback;
+  }
+  return params;
+}
+
+function readStrength(raw: string | number | boolean): number {
+  const number = readNumber(raw);
+  if (!Number.isFinite(number) || number <= 0 || number > 1) {
+    throw new ValidationError(
+      'strength',
+      `Strength must be a number above 0 and at most 1, not ${shown(raw)}.`,
+    );
+  }
+  return number;
+}
+
+/**
+ * Checks what a user wants to save as their defaults (/settings), with the same messages as a
+ * job. Only the given fields are returned; an empty negative prompt is kept (it clears the saved one).
+ */
+export function validateUserDefaults(
+  raw: Omit<RawJobOptions, 'prompt' | 'seed' | 'strength'>,
+  options: ValidationOptions,
+): UserDefaults {
+  const result: UserDefaults = {};
+  if (isGiven(raw.aspect)) result.aspect = readAspect(raw.aspect, options.aspects);
+  if (isGiven(raw.steps)) result.steps = readInteger('steps', 'Steps', raw.steps, options.ranges.steps);
+  if (isGiven(raw.guidance))
+    result.guidance = readDecimal('guidance', 'Guidance', raw.guidance, options.ranges.guidance);
+  if (isGiven(raw.count)) result.count = readInteger('count', 'Count', raw.count, options.ranges.count);
+  if (isGiven(raw.sampler)) result.sampler = readSampler(raw.sampler, options.samplers);
+  if (raw.negativePrompt !== undefined && raw.negativePrompt !== null) {
+    result.negativePrompt = readNegativePrompt(raw.negativePrompt, '', options.negativePromptMaxLength);
+  }
+  return result;
+}
+
+/** What a model suggests when the config leaves steps, guidance or sampler at null. */
+export interface ModelDefaults {
+  steps: number;
+  guidance: number;
+  sampler: SamplerName;
+}
+
+/**
+ * SD3.5 Large in the reference (Stability-AI/sd3.5 `sd3_infer.py` CONFIGS["sd3.5_large"]): 40 steps,
+ * CFG 4.5, DPM++ 2M. Used only when the pipeline has not said what its model prefers.
+ */
+export const REFERENCE_MODEL_DEFAULTS: ModelDefaults = { steps: 40, guidance: 4.5, sampler: 'dpmpp_2m' };
+
+const clamp = (value: number, range: NumberRange) => Math.min(range.max, Math.max(range.min, value));
+
+/**
+ * Validation options from the config's `generation` section. `modelDefaults` is the pipeline's
+ * `info().defaults` (e.g. 4 steps and guidance 1 for Large Turbo), used where the config says null;
+ * it is clamped into the operator's ranges.
+ */
+export function validationOptionsFromConfig(
+  settings: Pick<AtelierSettings, 'generation'>,
+  modelDefaults: ModelDefaults = REFERENCE_MODEL_DEFAULTS,
+): ValidationOptions {
+  const generation = settings.generation;
+  const ranges = {
+    steps: { min: generation.steps.min, max: generation.steps.max },
+    guidance: { min: generation.guidance.min, max: generation.guidance.max },
+    count: { min: generation.count.min, max: generation.count.max },
+  };
+  const samplers = generation.sampler.allowed;
+  const modelSampler = samplers.includes(modelDefaults.sampler) ? modelDefaults.sampler : samplers[0]!;
+  return {
+    promptMaxLength: generation.promptMaxLength,
+    negativePromptMaxLength: generation.negativePromptMaxLength,
+    blockedTerms: generation.blockedTerms,
+    aspects: generation.aspect.allowed,
+    samplers,
+    ranges,
+    defaults: {
+      negativePrompt: generation.negativePrompt,
+      aspect: generation.aspect.default,
+      steps: generation.steps.default ?? clamp(modelDefaults.steps, ranges.steps),
+      guidance: generation.guidance.default ?? clamp(modelDefaults.guidance, ranges.guidance),
+      count: generation.count.default,
+      sampler: generation.sampler.default ?? modelSampler,
+      seed: generation.seed.default,
+      variationStrength: generation.variation.strength,
+      upscaleStrength: generation.upscale.strength,
+    },
+  };
+}
