@@ -45,6 +45,26 @@ export class FileWeightSource implements WeightSource {
   }
 }
 
+/** Tensors of `primary` (e.g. weights quantized at load) take the place of the same keys in `fallback`. */
+export class OverlayWeightSource implements WeightSource {
+  constructor(
+    readonly primary: WeightSource,
+    readonly fallback: WeightSource,
+  ) {}
+
+  get description(): string {
+    return this.fallback.description;
+  }
+
+  resolve(key: string): ResolvedTensor | undefined {
+    return this.primary.resolve(key) ?? this.fallback.resolve(key);
+  }
+
+  keys(prefix = ''): string[] {
+    return [...new Set([...this.fallback.keys(prefix), ...this.primary.keys(prefix)])];
+  }
+}
+
 export function resolvedShape(t: ResolvedTensor): number[] {
   switch (t.kind) {
     case 'tensor':
