@@ -3,10 +3,9 @@
  * driven by manifest.json; then what the golden set cannot show: prompts longer than 77 tokens
  * (distances past the relative bias's max_distance), batches, and fp8-stored weights.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildT5, relativePositionBucket, type T5Config, t5Config } from '../../src/pipeline/models/t5.js';
@@ -17,33 +16,14 @@ import { openSession } from '../../src/pipeline/onnx/session.js';
 import { e4m3ToFloat, floatToE4M3, floatToHalf } from '../../src/pipeline/weights/dtypes.js';
 import { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
 import { type TensorToWrite, writeSafetensors } from '../../src/pipeline/weights/safetensors-writer.js';
+import { component, type GoldenComponent, openGolden, relL2 } from '../golden/manifest.js';
 
-interface T5Component {
+interface T5Component extends GoldenComponent {
   config: { d_ff: number; d_model: number; num_heads: number; num_layers: number; vocab_size: number };
   weights: string;
   io: string;
   tolerance_rel_l2: number;
-  tensors: Record<string, { shape: number[] }>;
-}
-
-// Minimal golden helpers (test/golden/manifest.ts, the shared loader, did not exist yet).
-const GOLDEN_DIR = resolve(
-  fileURLToPath(new URL('../..', import.meta.url)),
-  process.env.ATELIER_GOLDEN_DIR ?? '../shared/golden',
-);
-const goldenPath = (name: string) => join(GOLDEN_DIR, name);
-const manifest = JSON.parse(readFileSync(goldenPath('manifest.json'), 'utf8'));
-
-/** ‖out − ref‖₂ / ‖ref‖₂ in float64, over the whole tensor. */
-function relL2(out: ArrayLike<number>, ref: ArrayLike<number>): number {
-  expect(out.length).toBe(ref.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (out[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return Math.sqrt(num / den);
+  tensors: Record<string, { shape: number[]; dtype: string }>;
 }
 
 function readInt64(file: SafetensorsFile, name: string): BigInt64Array {
@@ -51,9 +31,9 @@ function readInt64(file: SafetensorsFile, name: string): BigInt64Array {
   return new BigInt64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
 }
 
-const t5 = manifest.components.t5 as T5Component;
-const weights = SafetensorsFile.open(goldenPath(t5.weights));
-const io = SafetensorsFile.open(goldenPath(t5.io));
+const t5 = component<T5Component>('t5');
+const weights = openGolden(t5.weights);
+const io = openGolden(t5.io);
 const opened: SafetensorsFile[] = [weights, io];
 afterAll(() => {
   for (const f of opened) f.close();

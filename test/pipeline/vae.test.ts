@@ -4,9 +4,8 @@
  * final latents decoded to the uint8 images the reference saved (a square and a wide one),
  * then sizes the golden set does not use.
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -20,8 +19,19 @@ import { Net } from '../../src/pipeline/onnx/nn.js';
 import { FileWeightSource, Params } from '../../src/pipeline/onnx/params.js';
 import { openSession } from '../../src/pipeline/onnx/session.js';
 import { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
+import {
+  component,
+  type GoldenComponent,
+  type GoldenE2E,
+  type GoldenTensorSpec,
+  goldenPath,
+  manifestPath,
+  maxAbsDiff,
+  openGolden,
+  relL2,
+} from '../golden/manifest.js';
 
-interface VaeComponent {
+interface VaeComponent extends GoldenComponent {
   ch: number;
   ch_mult: number[];
   num_res_blocks: number;
@@ -29,43 +39,13 @@ interface VaeComponent {
   weights: string;
   io: string;
   tolerance_rel_l2: number;
-  tensors: Record<string, { shape: number[] }>;
+  tensors: Record<string, GoldenTensorSpec>;
 }
 
-interface E2eComponent {
-  models: string;
-  io: string;
-  runs: { name: string; width: number; height: number }[];
-  tolerance: { image_max_abs_diff: number };
-  configs: { vae: { ch: number; ch_mult: number[] } };
-}
-
-// Minimal golden helpers (test/golden/manifest.ts, the shared loader, did not exist yet).
-const GOLDEN_DIR = resolve(
-  fileURLToPath(new URL('../..', import.meta.url)),
-  process.env.ATELIER_GOLDEN_DIR ?? '../shared/golden',
-);
-const goldenPath = (name: string) => join(GOLDEN_DIR, name);
-/** e2e paths in the manifest are followed by notes in parentheses: the path is the first word. */
-const e2ePath = (entry: string) => goldenPath(entry.split(/\s/)[0]);
-const manifest = JSON.parse(readFileSync(goldenPath('manifest.json'), 'utf8'));
-
-/** ‖out − ref‖₂ / ‖ref‖₂ in float64, over the whole tensor. */
-function relL2(out: ArrayLike<number>, ref: ArrayLike<number>): number {
-  expect(out.length).toBe(ref.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (out[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
-
-const vae = manifest.components.vae as VaeComponent;
-const e2e = manifest.components.e2e as E2eComponent;
-const weights = SafetensorsFile.open(goldenPath(vae.weights));
-const io = SafetensorsFile.open(goldenPath(vae.io));
+const vae = component<VaeComponent>('vae');
+const e2e = component<GoldenE2E>('e2e');
+const weights = openGolden(vae.weights);
+const io = openGolden(vae.io);
 const opened: SafetensorsFile[] = [weights, io];
 afterAll(() => {
   for (const f of opened) f.close();
@@ -129,7 +109,7 @@ describe('VAE (golden)', () => {
 });
 
 describe('VAE in the end-to-end checkpoint (golden)', () => {
-  const modelsDir = e2ePath(e2e.models);
+  const modelsDir = goldenPath(manifestPath(e2e.models));
   const checkpointsDir = join(modelsDir, 'checkpoints');
   const checkpoint = SafetensorsFile.open(
     join(
@@ -138,12 +118,13 @@ describe('VAE in the end-to-end checkpoint (golden)', () => {
         'no checkpoint in the e2e models',
     ),
   );
-  const e2eIo = SafetensorsFile.open(e2ePath(e2e.io));
+  const e2eIo = openGolden(e2e.io);
   opened.push(checkpoint, e2eIo);
 
   it('derives the configuration under the checkpoint prefix', async () => {
     const { cfg } = await vaeSession(checkpoint, 'decoder', CHECKPOINT_VAE_PREFIX);
-    expect(cfg).toMatchObject({ ch: e2e.configs.vae.ch, chMult: e2e.configs.vae.ch_mult });
+    const { vae: expected } = e2e.configs as { vae: { ch: number; ch_mult: number[] } };
+    expect(cfg).toMatchObject({ ch: expected.ch, chMult: expected.ch_mult });
   });
 
   for (const run of e2e.runs) {
@@ -155,10 +136,7 @@ describe('VAE in the end-to-end checkpoint (golden)', () => {
       expect(out.pixels.dims).toEqual([1, ...e2eIo.get(`${run.name}.image`).shape]);
       expect(out.pixels.dims).toEqual([1, run.height, run.width, 3]);
       const pixels = out.pixels.data as Uint8Array;
-      let maxDiff = 0;
-      for (let i = 0; i < reference.length; i++)
-        maxDiff = Math.max(maxDiff, Math.abs(pixels[i] - reference[i]));
-      expect(maxDiff).toBeLessThanOrEqual(e2e.tolerance.image_max_abs_diff);
+      expect(maxAbsDiff(pixels, reference)).toBeLessThanOrEqual(e2e.tolerance.image_max_abs_diff);
     });
   }
 });
