@@ -133,11 +133,25 @@ export class Net {
   /** LayerNorm over the last axis; without weights when the checkpoint has none (elementwise_affine=False). */
   layerNorm(x: Value, prefix: string | undefined, dim: number, eps: number): Value {
     const hasWeight = prefix !== undefined && this.p.has(`${prefix}.weight`);
-    const scale = hasWeight
-      ? this.p.get(`${prefix}.weight`)
-      : this.floats([dim], new Float32Array(dim).fill(1));
-    const bias = hasWeight && this.p.has(`${prefix}.bias`) ? this.p.get(`${prefix}.bias`) : undefined;
+    const scale = hasWeight ? this.p.get(`${prefix}.weight`) : this.#filled(dim, 1);
+    // Always pass a bias: ONNX Runtime 1.29's SkipLayerNormFusion crashes (segfault at session
+    // creation) on Add → LayerNormalization without one.
+    const bias =
+      hasWeight && this.p.has(`${prefix}.bias`) ? this.p.get(`${prefix}.bias`) : this.#filled(dim, 0);
     return this.g.op('LayerNormalization', [x, scale, bias], { axis: -1, epsilon: { float: eps } });
+  }
+
+  readonly #filledCache = new Map<string, Value>();
+
+  /** A [dim] vector of one value in the compute type, shared across the graph. */
+  #filled(dim: number, value: number): Value {
+    const key = `${dim}:${value}`;
+    let v = this.#filledCache.get(key);
+    if (!v) {
+      v = this.floats([dim], new Float32Array(dim).fill(value));
+      this.#filledCache.set(key, v);
+    }
+    return v;
   }
 
   /** RMSNorm over the last axis: x · rsqrt(mean(x²) + eps) · weight (weight optional). */

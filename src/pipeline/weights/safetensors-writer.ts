@@ -13,14 +13,20 @@ export interface TensorToWrite {
   data: ArrayBufferView;
 }
 
-export function writeSafetensors(path: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
+export function writeSafetensors(
+  path: string,
+  tensors: TensorToWrite[],
+  metadata?: Record<string, string>,
+): void {
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
   let offset = 0;
   for (const t of tensors) {
     const expected = t.shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[t.dtype];
     if (t.data.byteLength !== expected) {
-      throw new RangeError(`${t.name}: ${t.data.byteLength} bytes given, shape [${t.shape}] of ${t.dtype} needs ${expected}`);
+      throw new RangeError(
+        `${t.name}: ${t.data.byteLength} bytes given, shape [${t.shape}] of ${t.dtype} needs ${expected}`,
+      );
     }
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + expected] };
     offset += expected;
@@ -35,7 +41,8 @@ export function writeSafetensors(path: string, tensors: TensorToWrite[], metadat
   try {
     writeSync(fd, length);
     writeSync(fd, Buffer.from(json));
-    for (const t of tensors) writeSync(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    for (const t of tensors)
+      writeSync(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   } finally {
     closeSync(fd);
   }

@@ -94,7 +94,8 @@ export class SafetensorsFile {
     let done = 0;
     while (done < out.byteLength) {
       const n = readSync(this.#openFd(), out, done, out.byteLength - done, info.offset + done);
-      if (n === 0) throw new ModelError(this.path, `${this.path}: tensor "${name}" is cut short (file truncated?)`);
+      if (n === 0)
+        throw new ModelError(this.path, `${this.path}: tensor "${name}" is cut short (file truncated?)`);
       done += n;
     }
     return out;
@@ -104,7 +105,10 @@ export class SafetensorsFile {
   readFloat32(name: string): Float32Array {
     const info = this.get(name);
     if (!isFloatDType(info.dtype)) {
-      throw new ModelError(this.path, `${this.path}: tensor "${name}" is ${info.dtype}, expected a floating-point type`);
+      throw new ModelError(
+        this.path,
+        `${this.path}: tensor "${name}" is ${info.dtype}, expected a floating-point type`,
+      );
     }
     return toFloat32(info.dtype, this.readBytes(name));
   }
@@ -125,7 +129,11 @@ export class SafetensorsFile {
   }
 }
 
-function readHeader(fd: number, path: string, fileSize: number): { header: unknown; headerBytes: Uint8Array } {
+function readHeader(
+  fd: number,
+  path: string,
+  fileSize: number,
+): { header: unknown; headerBytes: Uint8Array } {
   const name = basename(path);
   if (fileSize < 8) throw new ModelError(path, `${path}: not a safetensors file (only ${fileSize} bytes)`);
   const lengthBytes = Buffer.alloc(8);
@@ -142,7 +150,10 @@ function readHeader(fd: number, path: string, fileSize: number): { header: unkno
   try {
     return { header: JSON.parse(headerBytes.toString('utf8')), headerBytes };
   } catch {
-    throw new ModelError(path, `${path}: the safetensors header of ${name} is not valid JSON (corrupt file?)`);
+    throw new ModelError(
+      path,
+      `${path}: the safetensors header of ${name} is not valid JSON (corrupt file?)`,
+    );
   }
 }
 
@@ -173,7 +184,11 @@ function parseHeader(
       throw bad(`has an invalid shape ${JSON.stringify(shape)}`);
     }
     const offsets = entry.data_offsets;
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
+    if (
+      !Array.isArray(offsets) ||
+      offsets.length !== 2 ||
+      !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)
+    ) {
       throw bad(`has invalid data_offsets ${JSON.stringify(offsets)}`);
     }
     const [begin, end] = offsets as [number, number];
@@ -182,14 +197,25 @@ function parseHeader(
       throw bad(`has ${end - begin} bytes of data but shape [${shape}] of ${entry.dtype} needs ${expected}`);
     }
     if (end > dataBytes) {
-      throw bad(`ends at byte ${dataStart + end}, past the end of the ${fileSize}-byte file (truncated download?)`);
+      throw bad(
+        `ends at byte ${dataStart + end}, past the end of the ${fileSize}-byte file (truncated download?)`,
+      );
     }
-    tensors.set(name, { name, dtype: entry.dtype, shape: shape as number[], offset: dataStart + begin, byteLength: expected });
+    tensors.set(name, {
+      name,
+      dtype: entry.dtype,
+      shape: shape as number[],
+      offset: dataStart + begin,
+      byteLength: expected,
+    });
   }
   const sorted = [...tensors.values()].filter((t) => t.byteLength > 0).sort((a, b) => a.offset - b.offset);
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i].offset < sorted[i - 1].offset + sorted[i - 1].byteLength) {
-      throw new ModelError(path, `${path}: tensors "${sorted[i - 1].name}" and "${sorted[i].name}" overlap (corrupt file)`);
+      throw new ModelError(
+        path,
+        `${path}: tensors "${sorted[i - 1].name}" and "${sorted[i].name}" overlap (corrupt file)`,
+      );
     }
   }
   return { tensors, metadata };
