@@ -1,0 +1,249 @@
+/**
+ * Turns a job into images on disk, through the `Pipeline` interface only. txt2img and reroll
+ * generate from the parameters; variation and upscale start from an earlier result (img2img):
+ * an upscale first enlarges it 2× with Lanczos, then refines it at a low strength.
+ *
+ * Files: `<dataDir>/images/<jobId>/<index>-<seed>.png` (parameters embedded, A1111 format), plus
+ * `grid.png` when there is more than one image. Each file is written to a temporary name and
+ * renamed, so a crash never leaves a half-written PNG under the final name.
+ */
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp, { type Sharp } from 'sharp';
+import { CancelledError, NotFoundError, PipelineError } from '../errors.js';
+import { encodePng, encodePreview, formatParameters, makeGrid } from '../images/index.js';
+import type { GenerationOutput, GenerationRequest, Pipeline, RawImage, StepInfo } from '../pipeline/types.js';
+import type { Store } from '../store/index.js';
+import type { JobImage, JobParams, JobRecord, JobResult } from './types.js';
+
+/** What a runner reports while a job runs; the scheduler turns it into `progress` events. */
+export interface RunProgress {
+  step: number;
+  total: number;
+  /** An encoded preview image (WebP/JPEG) for progress messages. */
+  preview?: Uint8Array;
+}
+
+export interface RunContext {
+  /** Aborted on cancel, timeout or shutdown; the runner stops as soon as it can. */
+  signal: AbortSignal;
+  onProgress(progress: RunProgress): void;
+}
+
+/** Turns one job into its result. The scheduler owns one runner per pipeline. */
+export interface JobRunner {
+  run(job: JobRecord, context: RunContext): Promise<JobResult>;
+}
+
+/** Upscales enlarge the parent image this much per side before refining it. */
+export const UPSCALE_FACTOR = 2;
+
+export interface JobExecutorOptions {
+  /** The one pipeline this executor drives. */
+  pipeline: Pipeline;
+  /** Where parent images are looked up and new images are recorded (`store.imageDir`). */
+  store: Store;
+  /**
+   * img2img strength for variations whose parameters carry none.
+   * @default 0.6
+   */
+  variationStrength?: number;
+  /**
+   * img2img strength for upscales whose parameters carry none: low, so the refine adds detail
+   * without changing the picture.
+   * @default 0.3
+   */
+  upscaleStrength?: number;
+}
+
+interface PreparedRequest {
+  request: GenerationRequest;
+  /** The parameters as actually used (size and count of an upscale differ from the parent's). */
+  params: JobParams;
+}
+
+function asAbortError(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new CancelledError();
+}
+
+async function writeAtomically(path: string, data: Uint8Array): Promise<void> {
+  const temporary = `${path}.${process.pid}.tmp`;
+  await writeFile(temporary, data);
+  await rename(temporary, path);
+}
+
+/**
+ * Forwards pipeline steps as progress, in order, encoding a preview only when the previous one
+ * is done encoding (so a fast pipeline never waits on previews).
+ */
+class ProgressForwarder {
+  #chain: Promise<void> = Promise.resolve();
+  #encoding = false;
+
+  constructor(readonly onProgress: (progress: RunProgress) => void) {}
+
+  step(info: StepInfo): void {
+    const encode = info.preview !== undefined && !this.#encoding;
+    if (encode) this.#encoding = true;
+    const previewing =
+      encode && info.preview ? encodePreview(info.preview).catch(() => undefined) : undefined;
+    this.#chain = this.#chain.then(async () => {
+      const preview = previewing ? await previewing : undefined;
+      if (encode) this.#encoding = false;
+      this.onProgress(
+        preview ? { step: info.step, total: info.total, preview } : { step: info.step, total: info.total },
+      );
+    });
+  }
+
+  /** Resolves after every step so far has been forwarded. */
+  flush(): Promise<void> {
+    return this.#chain;
+  }
+}
+
+export class JobExecutor implements JobRunner {
+  readonly #pipeline: Pipeline;
+  readonly #store: Store;
+  readonly #variationStrength: number;
+  readonly #upscaleStrength: number;
+
+  constructor(options: JobExecutorOptions) {
+    this.#pipeline = options.pipeline;
+    this.#store = options.store;
+    this.#variationStrength = options.variationStrength ?? 0.6;
+    this.#upscaleStrength = options.upscaleStrength ?? 0.3;
+    for (const [name, value] of [
+      ['variationStrength', this.#variationStrength],
+      ['upscaleStrength', this.#upscaleStrength],
+    ] as const) {
+      if (!(value > 0 && value <= 1))
+        throw new TypeError(`Expected \`${name}\` to be in (0, 1], got \`${value}\``);
+    }
+  }
+
+  async run(job: JobRecord, context: RunContext): Promise<JobResult> {
+    const { signal } = context;
+    if (signal.aborted) throw asAbortError(signal);
+    const { request, params } = await this.#prepare(job);
+    if (signal.aborted) throw asAbortError(signal);
+    const progress = new ProgressForwarder(context.onProgress);
+    let output: GenerationOutput;
+    try {
+      output = await this.#pipeline.generate(request, { signal, onStep: (info) => progress.step(info) });
+    } finally {
+      await progress.flush();
+    }
+    // A pipeline may finish its last step after the abort; the job is still cancelled.
+    if (signal.aborted) throw asAbortError(signal);
+    this.#check(output, request);
+    return this.#write(job.id, params, output, signal);
+  }
+
+  async #prepare(job: JobRecord): Promise<PreparedRequest> {
+    const { spec } = job;
+    const params = { ...spec.params };
+    const base: GenerationRequest = {
+      prompt: params.prompt,
+      negativePrompt: params.negativePrompt,
+      width: params.width,
+      height: params.height,
+      seed: params.seed,
+      steps: params.steps,
+      guidance: params.guidance,
+      sampler: params.sampler,
+      count: params.count,
+    };
+    if (spec.kind === 'txt2img' || spec.kind === 'reroll') return { request: base, params };
+
+    const parentPath = this.#parentImagePath(job);
+    if (spec.kind === 'variation') {
+      const image = await this.#decode(sharp(parentPath));
+      const strength = params.strength ?? this.#variationStrength;
+      const used: JobParams = { ...params, width: image.width, height: image.height, strength };
+      return {
+        request: { ...base, width: image.width, height: image.height, init: { image, strength } },
+        params: used,
+      };
+    }
+    const meta = await sharp(parentPath).metadata();
+    const width = (meta.width ?? params.width) * UPSCALE_FACTOR;
+    const height = (meta.height ?? params.height) * UPSCALE_FACTOR;
+    const image = await this.#decode(
+      sharp(parentPath).resize(width, height, { kernel: 'lanczos3', fit: 'fill' }),
+    );
+    const strength = params.strength ?? this.#upscaleStrength;
+    const used: JobParams = { ...params, width, height, count: 1, strength };
+    return { request: { ...base, width, height, count: 1, init: { image, strength } }, params: used };
+  }
+
+  #parentImagePath(job: JobRecord): string {
+    const parent = job.spec.parent;
+    const index = parent?.imageIndex ?? 0;
+    const image = parent && this.#store.results.image(parent.jobId, index);
+    if (!image) {
+      throw new NotFoundError(
+        `image ${index} of job ${parent?.jobId ?? '(none)'}`,
+        "I can't find that image any more, so I can't make a variation or upscale of it.",
+      );
+    }
+    return image.path;
+  }
+
+  async #decode(pipeline: Sharp): Promise<RawImage> {
+    try {
+      const { data, info } = await pipeline
+        .removeAlpha()
+        .toColourspace('srgb')
+        .raw()
+        .toBuffer({ resolveWithObject: true });
+      return {
+        width: info.width,
+        height: info.height,
+        data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+      };
+    } catch {
+      // Missing or unreadable: either way the user's button cannot work any more.
+      throw new NotFoundError('the original image file', "I can't read that image any more.");
+    }
+  }
+
+  #check(output: GenerationOutput, request: GenerationRequest): void {
+    if (output.images.length !== request.count || output.seeds.length !== output.images.length) {
+      throw new PipelineError(
+        `pipeline returned ${output.images.length} images and ${output.seeds.length} seeds for count ${request.count}`,
+      );
+    }
+  }
+
+  async #write(
+    jobId: string,
+    params: JobParams,
+    output: GenerationOutput,
+    signal: AbortSignal,
+  ): Promise<JobResult> {
+    const dir = this.#store.imageDir(jobId);
+    await mkdir(dir, { recursive: true });
+    const images: JobImage[] = [];
+    for (const [index, image] of output.images.entries()) {
+      const seed = output.seeds[index]!;
+      const png = await encodePng(image, formatParameters(params, { model: output.model, seed }));
+      if (signal.aborted) throw asAbortError(signal);
+      const path = join(dir, `${index}-${seed}.png`);
+      await writeAtomically(path, png);
+      images.push({ path, width: image.width, height: image.height, seed });
+    }
+    const result: JobResult = { images, model: output.model };
+    if (output.images.length > 1) {
+      const grid = makeGrid(output.images);
+      const gridPath = join(dir, 'grid.png');
+      await writeAtomically(
+        gridPath,
+        await encodePng(grid, formatParameters(params, { model: output.model, seed: output.seeds[0]! })),
+      );
+      result.gridPath = gridPath;
+    }
+    if (output.promptTruncated) result.promptTruncated = true;
+    return result;
+  }
+}

@@ -1,0 +1,739 @@
+/**
+ * The fair GPU queue. p-queue runs at most one job per runner (pipeline) at once; `FairQueue`
+ * decides whose job starts next (round-robin over users); `Limits` decides whether a job may
+ * enter at all. Every transition is written to SQLite before its event is emitted, so a
+ * restart (`start()`) finds every queued or running job and runs it again, in order.
+ *
+ * ```ts
+ * const scheduler = new Scheduler(store, { runners: [new JobExecutor({ pipeline, store, images })] });
+ * scheduler.on('job', (event) => adapter.show(event));
+ * await scheduler.start();
+ * const { job, position, etaMs } = await scheduler.enqueue(spec);
+ * ```
+ */
+import { EventEmitter } from 'node:events';
+import PQueue from 'p-queue';
+import {
+  type AtelierError,
+  asAtelierError,
+  CancelledError,
+  ForbiddenError,
+  NotFoundError,
+  RateLimitedError,
+} from '../errors.js';
+import type { JobRunner } from '../jobs/executor.js';
+import { newJobId } from '../jobs/ids.js';
+import type { JobEvent, JobRecord, JobResult, JobSpec, ReplyTarget, Requester } from '../jobs/types.js';
+import type { MessageRef, Store, StoredJob } from '../store/index.js';
+import { JobCrashedError, JobTimeoutError, QueuePausedError } from './errors.js';
+import { DurationEstimator, jobUnits } from './eta.js';
+import { type FinalJobEvent, isFinal, type SchedulerEvents } from './events.js';
+import { FairQueue, type FairQueueAddOptions } from './fair-queue.js';
+import { Limits, queueFullError, userKey, userQueueFullError } from './limits.js';
+import { type ResolvedSchedulerOptions, resolveSchedulerOptions, type SchedulerOptions } from './options.js';
+
+/** setTimeout's ceiling (2^31 − 1 ms); longer timeouts would fire at once. */
+const MAX_TIMER_MS = 2_147_483_647;
+const PAUSED_FLAG = 'queue.paused';
+/** Recovered running jobs go before everything else. */
+const RECOVERED_PRIORITY = 1;
+
+export interface EnqueueReceipt {
+  job: JobRecord;
+  /** 1 = next to start. */
+  position: number;
+  /** Estimated ms until the job is done. */
+  etaMs: number;
+  /** The queue is paused by an admin: the job waits until it is resumed. */
+  paused: boolean;
+}
+
+export interface QueueEntry {
+  job: JobRecord;
+  state: 'queued' | 'running';
+  /** 0 while running, else 1 = next to start. */
+  position: number;
+  /** Estimated ms until the job is done. */
+  etaMs: number;
+}
+
+export interface RecoveryReport {
+  /** Jobs found queued or running and put back in the queue, in their new order. */
+  requeued: string[];
+  /** Jobs found running that had been started `maxAttempts` times and were failed instead. */
+  failed: string[];
+  /** Done jobs whose `done` event was sent again because no adapter confirmed posting them. */
+  redelivered: string[];
+}
+
+/** One job the scheduler holds in memory between enqueue and its final event. */
+interface ActiveJob {
+  job: StoredJob;
+  userKey: string;
+  units: number;
+  state: 'queued' | 'running';
+  /** Removes the job from p-queue while it waits; never aborted once it runs. */
+  readonly dequeue: AbortController;
+  run?: AbortController;
+  startedAt?: number;
+  estimateMs?: number;
+  timer?: NodeJS.Timeout;
+  /** The last position sent in a `queued` event. */
+  lastPosition?: number;
+  /** The final event was sent (the runner may still be winding down). */
+  settled: boolean;
+  /** stop() interrupted it: leave it `running` in SQLite so the next start runs it again. */
+  interrupted: boolean;
+}
+
+function imageCost(spec: JobSpec): number {
+  return spec.kind === 'upscale' ? 1 : spec.params.count;
+}
+
+function publicRecord(job: StoredJob): JobRecord {
+  const { seq: _seq, ...record } = job;
+  return record;
+}
+
+export class Scheduler extends EventEmitter<SchedulerEvents> {
+  readonly #store: Store;
+  readonly #options: ResolvedSchedulerOptions;
+  readonly #limits: Limits;
+  readonly #estimator: DurationEstimator;
+  readonly #queue: PQueue<FairQueue, FairQueueAddOptions>;
+  readonly #fair: FairQueue;
+  readonly #idleRunners: JobRunner[];
+  readonly #active = new Map<string, ActiveJob>();
+  readonly #running = new Set<ActiveJob>();
+  /** Unfinished (queued + running, not yet settled) jobs per user, for the per-user cap. */
+  readonly #perUser = new Map<string, number>();
+  #started = false;
+  #stopped = false;
+  #broadcastPending = false;
+  #broadcastTimer: NodeJS.Timeout | undefined;
+  #lastBroadcast = Number.NEGATIVE_INFINITY;
+
+  constructor(store: Store, options: SchedulerOptions) {
+    super();
+    this.#store = store;
+    this.#options = resolveSchedulerOptions(options);
+    this.#limits = new Limits(store, this.#options);
+    this.#estimator = new DurationEstimator(this.#options.etaWindow, this.#options.initialMsPerStep);
+    this.#idleRunners = [...this.#options.runners];
+    // p-queue builds its queue itself; keep a handle on the instance to ask it for positions.
+    let fair: FairQueue | undefined;
+    const queueClass = class extends FairQueue {
+      constructor() {
+        super();
+        fair = this;
+      }
+    };
+    this.#queue = new PQueue<FairQueue, FairQueueAddOptions>({
+      concurrency: this.#options.runners.length,
+      autoStart: false,
+      queueClass,
+    });
+    this.#fair = fair!;
+    this.#queue.on('idle', () => this.#emit('idle'));
+  }
+
+  /** Jobs waiting to start. */
+  get size(): number {
+    return this.#fair.size;
+  }
+
+  /** Jobs running now. */
+  get pending(): number {
+    return this.#running.size;
+  }
+
+  get isPaused(): boolean {
+    return this.#store.flags.get<boolean>(PAUSED_FLAG) === true;
+  }
+
+  /** Whether `requester` is exempt from limits and may manage every job. */
+  isAdmin(requester: Requester): boolean {
+    return this.#limits.isAdmin(requester);
+  }
+
+  /**
+   * Puts back every job SQLite holds as queued or running (running ones first, then queued
+   * ones in their original order), re-sends `done` for results not confirmed posted, then
+   * starts running jobs unless an admin had paused the queue. Subscribe to events first.
+   */
+  async start(): Promise<RecoveryReport> {
+    if (this.#stopped) throw new TypeError('This scheduler was stopped; create a new one');
+    const report: RecoveryReport = { requeued: [], failed: [], redelivered: [] };
+    if (this.#started) return report;
+    this.#started = true;
+    for (const job of this.#store.jobs.unfinished()) {
+      if (this.#active.has(job.id)) continue;
+      if (job.state === 'running' && job.attempts >= this.#options.maxAttempts) {
+        this.#failStored(job, new JobCrashedError(job.attempts));
+        report.failed.push(job.id);
+        continue;
+      }
+      this.#admit(job, job.state === 'running' ? RECOVERED_PRIORITY : 0);
+      report.requeued.push(job.id);
+    }
+    if (this.#options.redeliverWithinMs > 0) {
+      const since = this.#options.clock() - this.#options.redeliverWithinMs;
+      for (const job of this.#store.jobs.undelivered(since)) {
+        const result = this.#store.results.get(job.id);
+        if (!result) continue;
+        this.#emitJob({ type: 'done', jobId: job.id, result });
+        report.redelivered.push(job.id);
+      }
+    }
+    if (report.requeued.length > 0 || report.failed.length > 0) {
+      this.#options.logger.info({ ...report }, 'recovered unfinished jobs');
+    }
+    if (!this.isPaused) this.#queue.start();
+    return report;
+  }
+
+  /**
+   * Stops starting jobs and interrupts running ones without failing them: SQLite keeps them
+   * queued/running, so the next `start()` runs them again. Resolves once every runner returned.
+   */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#queue.pause();
+    clearTimeout(this.#broadcastTimer);
+    const shutdown = new CancelledError('the bot is shutting down');
+    for (const entry of this.#active.values()) {
+      entry.interrupted = true;
+      if (entry.state === 'queued') entry.dequeue.abort(shutdown);
+      else entry.run?.abort(shutdown);
+    }
+    await this.#queue.onPendingZero();
+    this.#active.clear();
+    this.#perUser.clear();
+  }
+
+  /**
+   * Checks the limits, stores the job and queues it. Throws RateLimitedError (which limit, and
+   * `retryAfterMs`), QueuePausedError (team paused) or NotFoundError (parent image gone).
+   */
+  async enqueue(spec: JobSpec): Promise<EnqueueReceipt> {
+    if (this.#stopped) throw new TypeError('This scheduler was stopped');
+    const now = this.#options.clock();
+    const { requester } = spec;
+    this.#checkParent(spec);
+    const id = newJobId(now);
+    let seq: number;
+    if (this.#limits.isAdmin(requester)) {
+      seq = this.#store.jobs.insert(id, spec, now);
+    } else {
+      const limits = this.#limits.effective(requester);
+      if (limits.teamPaused) throw new QueuePausedError();
+      if (this.#fair.size >= this.#options.maxQueueSize) {
+        throw this.#refuse(queueFullError(this.#options.maxQueueSize, this.#nextSlotMs(now)), requester);
+      }
+      const key = userKey(requester);
+      if ((this.#perUser.get(key) ?? 0) >= limits.maxQueuedPerUser) {
+        throw this.#refuse(
+          userQueueFullError(limits.maxQueuedPerUser, this.#userNextDoneMs(key, now)),
+          requester,
+        );
+      }
+      try {
+        seq = this.#store.transaction(() => {
+          this.#limits.take(requester, limits, imageCost(spec), now);
+          return this.#store.jobs.insert(id, spec, now);
+        });
+      } catch (error) {
+        throw error instanceof RateLimitedError ? this.#refuse(error, requester) : error;
+      }
+    }
+    const job: StoredJob = { id, seq, spec, state: 'queued', createdAt: now, attempts: 0 };
+    const { position, etaMs } = this.#admit(job, 0);
+    return { job: publicRecord(job), position, etaMs, paused: this.isPaused };
+  }
+
+  /**
+   * Cancels a queued or running job; only its owner or an admin may. A running job is told to
+   * stop through its AbortSignal (the pipeline stops between denoising steps); its `cancelled`
+   * event is sent at once.
+   */
+  async cancel(jobId: string, by: Requester): Promise<JobRecord> {
+    const entry = this.#active.get(jobId);
+    if (!entry || entry.settled) {
+      if (!this.#store.jobs.get(jobId)) throw new NotFoundError(`job ${jobId}`, "I can't find that job.");
+      throw new NotFoundError(
+        `unfinished job ${jobId}`,
+        'That job has already finished, so there is nothing to cancel.',
+      );
+    }
+    const owner = entry.job.spec.requester;
+    if (userKey(owner) !== userKey(by) && !this.#limits.isAdmin(by)) {
+      throw new ForbiddenError('Only the person who asked for this image, or an admin, can cancel it.');
+    }
+    const now = this.#options.clock();
+    const wasQueued = entry.state === 'queued';
+    this.#store.transaction(() => {
+      this.#store.jobs.finish(jobId, 'cancelled', now, { cancelledBy: userKey(by) });
+      // Images never made are given back; a started job used the GPU, so it keeps its cost.
+      if (wasQueued) this.#refund(entry.job.spec, now);
+    });
+    this.#settle(entry);
+    const reason = new CancelledError(`cancelled by ${userKey(by)}`);
+    if (wasQueued) {
+      entry.dequeue.abort(reason);
+      this.#active.delete(jobId);
+      this.#markPositionsDirty();
+    } else {
+      entry.run?.abort(reason);
+    }
+    this.#options.logger.info(
+      { jobId, user: entry.userKey, by: userKey(by), state: wasQueued ? 'queued' : 'running' },
+      'job cancelled',
+    );
+    this.#emitJob({ type: 'cancelled', jobId, by: by.userId });
+    return this.getJob(jobId)!;
+  }
+
+  /** Stops starting new jobs (running ones finish); remembered across restarts. Admins only. */
+  pause(by: Requester): void {
+    this.#requireAdmin(by, 'pause the queue');
+    this.#store.flags.set(PAUSED_FLAG, true);
+    this.#queue.pause();
+    this.#options.logger.info({ by: userKey(by) }, 'queue paused');
+    this.#emit('paused', userKey(by));
+  }
+
+  /** Starts running jobs again after `pause`. Admins only. */
+  resume(by: Requester): void {
+    this.#requireAdmin(by, 'resume the queue');
+    this.#store.flags.set(PAUSED_FLAG, false);
+    if (this.#started && !this.#stopped) this.#queue.start();
+    this.#options.logger.info({ by: userKey(by) }, 'queue resumed');
+    this.#emit('resumed', userKey(by));
+  }
+
+  /**
+   * Running and waiting jobs with positions and ETAs, in the order they will run: the
+   * requester's own, or everyone's (`all`, admins only).
+   */
+  list(by: Requester, options: { all?: boolean } = {}): QueueEntry[] {
+    if (options.all) this.#requireAdmin(by, "see everyone's jobs");
+    const mine = userKey(by);
+    const visible = (entry: ActiveJob) => options.all === true || entry.userKey === mine;
+    const now = this.#options.clock();
+    const out: QueueEntry[] = [];
+    for (const entry of this.#running) {
+      if (entry.settled || !visible(entry)) continue;
+      out.push({
+        job: publicRecord(entry.job),
+        state: 'running',
+        position: 0,
+        etaMs: this.#remainingMs(entry, now),
+      });
+    }
+    const base = this.#runningRemainingMs(now);
+    this.#fair.forEachInOrder((id, position, unitsAhead) => {
+      const entry = this.#active.get(id);
+      if (!entry || !visible(entry)) return;
+      out.push({
+        job: publicRecord(entry.job),
+        state: 'queued',
+        position,
+        etaMs: this.#etaMs(base, unitsAhead, entry.units),
+      });
+    });
+    return out;
+  }
+
+  /** A waiting job's position (1 = next) and ETA, 0 for a running one; undefined otherwise. */
+  position(jobId: string): { position: number; etaMs: number } | undefined {
+    const entry = this.#active.get(jobId);
+    if (!entry || entry.settled) return undefined;
+    const now = this.#options.clock();
+    if (entry.state === 'running') return { position: 0, etaMs: this.#remainingMs(entry, now) };
+    const at = this.#fair.positionOf(jobId);
+    if (!at) return undefined;
+    return {
+      position: at.position,
+      etaMs: this.#etaMs(this.#runningRemainingMs(now), at.unitsAhead, entry.units),
+    };
+  }
+
+  /** A job as stored, with its result once done. */
+  getJob(jobId: string): JobRecord | undefined {
+    return this.#store.getJob(jobId);
+  }
+
+  /** The job a chat message shows (for buttons and reactions on old messages). */
+  findJobByMessage(message: MessageRef): JobRecord | undefined {
+    const jobId = this.#store.results.findJobByMessage(message);
+    return jobId === undefined ? undefined : this.getJob(jobId);
+  }
+
+  /**
+   * Records a message the adapter posted for a job, so later clicks on it find the job, and
+   * makes it the job's reply message so a restart edits it instead of posting anew.
+   */
+  attachMessage(jobId: string, message: MessageRef, reply: Partial<ReplyTarget> = {}): void {
+    const now = this.#options.clock();
+    this.#store.transaction(() => {
+      if (!this.#store.jobs.updateReply(jobId, { ...reply, messageId: message.messageId })) {
+        throw new NotFoundError(`job ${jobId}`);
+      }
+      this.#store.results.recordMessage(jobId, message, now);
+    });
+    const entry = this.#active.get(jobId);
+    if (entry)
+      entry.job.spec = {
+        ...entry.job.spec,
+        reply: { ...entry.job.spec.reply, ...reply, messageId: message.messageId },
+      };
+  }
+
+  /** The adapter posted the job's final result: no need to send `done` again after a restart. */
+  markDelivered(jobId: string): void {
+    this.#store.jobs.markDelivered(jobId, this.#options.clock());
+  }
+
+  /** Resolves with the job's final event (at once if it has already finished). */
+  waitFor(jobId: string): Promise<FinalJobEvent> {
+    const entry = this.#active.get(jobId);
+    if (!entry || entry.settled) {
+      const job = this.getJob(jobId);
+      if (!job) return Promise.reject(new NotFoundError(`job ${jobId}`));
+      if (job.state === 'done' && job.result)
+        return Promise.resolve({ type: 'done', jobId, result: job.result });
+      if (job.state === 'failed') {
+        const reason = job.error ?? 'failed';
+        return Promise.resolve({
+          type: 'failed',
+          jobId,
+          reason,
+          userMessage: asAtelierError(reason).userMessage,
+        });
+      }
+      if (job.state === 'cancelled') return Promise.resolve({ type: 'cancelled', jobId, by: '' });
+    }
+    return new Promise((resolve) => {
+      const listener = (event: JobEvent) => {
+        if (event.jobId !== jobId || !isFinal(event)) return;
+        this.off('job', listener);
+        resolve(event);
+      };
+      this.on('job', listener);
+    });
+  }
+
+  /** Resolves when nothing is waiting or running (a paused queue with waiting jobs never is). */
+  async onIdle(): Promise<void> {
+    await this.#queue.onIdle();
+  }
+
+  // ——— internals ———
+
+  /** Takes a stored job into memory and p-queue, sending its first `queued` event. */
+  #admit(job: StoredJob, priority: number): { position: number; etaMs: number } {
+    const key = userKey(job.spec.requester);
+    const entry: ActiveJob = {
+      job,
+      userKey: key,
+      units: jobUnits(job.spec),
+      state: 'queued',
+      dequeue: new AbortController(),
+      settled: false,
+      interrupted: false,
+    };
+    this.#active.set(job.id, entry);
+    this.#perUser.set(key, (this.#perUser.get(key) ?? 0) + 1);
+    // The position is worked out before p-queue sees the job: a job that finds a free runner
+    // starts inside add(), and its `queued` event must come before its `started` event.
+    const at = this.#fair.positionIfAdded(key, priority);
+    const now = this.#options.clock();
+    const etaMs = this.#etaMs(this.#runningRemainingMs(now), at.unitsAhead, entry.units);
+    entry.lastPosition = at.position;
+    this.#options.logger.info(
+      { jobId: job.id, user: key, kind: job.spec.kind, position: at.position },
+      'job queued',
+    );
+    this.#emitJob({ type: 'queued', jobId: job.id, position: at.position, etaMs });
+    this.#queue
+      .add(() => this.#run(entry), {
+        id: job.id,
+        userKey: key,
+        units: entry.units,
+        priority,
+        signal: entry.dequeue.signal,
+      })
+      // Rejects only when the job is taken out of the queue (cancel, stop); handled there.
+      .catch(() => {});
+    this.#markPositionsDirty();
+    return { position: at.position, etaMs };
+  }
+
+  /** Runs one job on a free runner; never throws (every outcome becomes an event). */
+  async #run(entry: ActiveJob): Promise<void> {
+    const runner = this.#idleRunners.pop();
+    if (!runner) throw new Error('p-queue started more jobs than there are runners');
+    const { id } = entry.job;
+    const startedAt = this.#options.clock();
+    try {
+      let attempts: number;
+      try {
+        attempts = this.#store.jobs.markRunning(id, startedAt);
+      } catch (error) {
+        this.#fail(entry, error);
+        return;
+      }
+      if (attempts === 0) {
+        // Finished meanwhile by someone else (another process on the same database).
+        this.#settle(entry);
+        return;
+      }
+      entry.state = 'running';
+      entry.startedAt = startedAt;
+      entry.estimateMs = this.#estimator.estimate(entry.units);
+      entry.run = new AbortController();
+      entry.job = { ...entry.job, state: 'running', startedAt, attempts };
+      this.#running.add(entry);
+      entry.timer = setTimeout(
+        () => this.#timeOut(entry),
+        Math.min(this.#options.jobTimeoutMs, MAX_TIMER_MS),
+      );
+      entry.timer.unref?.();
+      this.#options.logger.info(
+        { jobId: id, user: entry.userKey, queueWaitMs: startedAt - entry.job.createdAt, attempt: attempts },
+        'job started',
+      );
+      this.#emitJob({ type: 'started', jobId: id, etaMs: entry.estimateMs });
+      this.#markPositionsDirty();
+
+      let result: JobResult;
+      try {
+        result = await runner.run(publicRecord(entry.job), {
+          signal: entry.run.signal,
+          onProgress: (progress) => {
+            if (!entry.settled && !entry.interrupted)
+              this.#emitJob({ type: 'progress', jobId: id, ...progress });
+          },
+        });
+      } catch (error) {
+        if (!entry.settled && !entry.interrupted) this.#fail(entry, error);
+        return;
+      }
+      // Cancelled or timed out while the runner finished: the user was already told.
+      if (entry.settled) return;
+      this.#complete(entry, result);
+    } finally {
+      clearTimeout(entry.timer);
+      this.#running.delete(entry);
+      if (entry.settled || entry.interrupted) this.#active.delete(id);
+      this.#idleRunners.push(runner);
+    }
+  }
+
+  #complete(entry: ActiveJob, result: JobResult): void {
+    const { id } = entry.job;
+    const finishedAt = this.#options.clock();
+    try {
+      this.#store.transaction(() => {
+        this.#store.jobs.finish(id, 'done', finishedAt);
+        this.#store.results.save(id, result, finishedAt);
+      });
+    } catch (error) {
+      this.#fail(entry, error);
+      return;
+    }
+    const runMs = finishedAt - (entry.startedAt ?? finishedAt);
+    this.#estimator.record(entry.units, runMs);
+    this.#settle(entry);
+    this.#options.logger.info(
+      {
+        jobId: id,
+        user: entry.userKey,
+        queueWaitMs: (entry.startedAt ?? finishedAt) - entry.job.createdAt,
+        runMs,
+      },
+      'job done',
+    );
+    this.#emitJob({ type: 'done', jobId: id, result });
+  }
+
+  #timeOut(entry: ActiveJob): void {
+    if (entry.settled || entry.interrupted) return;
+    const timeout = new JobTimeoutError(this.#options.jobTimeoutMs);
+    this.#fail(entry, timeout);
+    entry.run?.abort(timeout);
+  }
+
+  /** Fails an active job: SQLite, refund, `failed` event. */
+  #fail(entry: ActiveJob, cause: unknown): void {
+    if (entry.settled) return;
+    const error = asAtelierError(cause);
+    const now = this.#options.clock();
+    try {
+      this.#store.transaction(() => {
+        this.#store.jobs.finish(entry.job.id, 'failed', now, { error: error.message });
+        this.#refund(entry.job.spec, now);
+      });
+    } catch (dbError) {
+      this.#options.logger.error(
+        { jobId: entry.job.id, err: asAtelierError(dbError).message },
+        'could not store failure',
+      );
+    }
+    this.#settle(entry);
+    if (entry.state === 'queued') {
+      this.#active.delete(entry.job.id);
+      this.#markPositionsDirty();
+    }
+    this.#announceFailure(entry.job.id, entry.userKey, error);
+  }
+
+  /** Fails a job that is only in SQLite (found at start-up). */
+  #failStored(job: StoredJob, error: AtelierError): void {
+    const now = this.#options.clock();
+    this.#store.transaction(() => {
+      this.#store.jobs.finish(job.id, 'failed', now, { error: error.message });
+      this.#refund(job.spec, now);
+    });
+    this.#announceFailure(job.id, userKey(job.spec.requester), error);
+  }
+
+  #announceFailure(jobId: string, user: string, error: AtelierError): void {
+    this.#options.logger.warn({ jobId, user, code: error.code, reason: error.message }, 'job failed');
+    this.#emitJob({ type: 'failed', jobId, reason: error.message, userMessage: error.userMessage });
+  }
+
+  /** The job has had its final event: it no longer counts against its user's cap. */
+  #settle(entry: ActiveJob): void {
+    if (entry.settled) return;
+    entry.settled = true;
+    const count = (this.#perUser.get(entry.userKey) ?? 1) - 1;
+    if (count > 0) this.#perUser.set(entry.userKey, count);
+    else this.#perUser.delete(entry.userKey);
+  }
+
+  #refund(spec: JobSpec, now: number): void {
+    if (this.#limits.isAdmin(spec.requester)) return;
+    this.#limits.refund(spec.requester, imageCost(spec), now);
+  }
+
+  #checkParent(spec: JobSpec): void {
+    if (spec.kind !== 'variation' && spec.kind !== 'upscale') return;
+    const parent = spec.parent;
+    const image = parent && this.#store.results.image(parent.jobId, parent.imageIndex ?? 0);
+    if (!image) {
+      throw new NotFoundError(
+        `image ${parent?.imageIndex ?? 0} of job ${parent?.jobId ?? '(none)'}`,
+        "I can't find that image any more, so I can't make a variation or upscale of it.",
+      );
+    }
+  }
+
+  #requireAdmin(by: Requester, what: string): void {
+    if (!this.#limits.isAdmin(by)) throw new ForbiddenError(`Only admins can ${what}.`);
+  }
+
+  #refuse(error: RateLimitedError, requester: Requester): RateLimitedError {
+    this.#options.logger.info(
+      { user: userKey(requester), limit: error.limit, retryAfterMs: error.retryAfterMs },
+      'job refused',
+    );
+    return error;
+  }
+
+  // ——— estimates ———
+
+  #remainingMs(entry: ActiveJob, now: number): number {
+    return Math.max(0, (entry.estimateMs ?? 0) - (now - (entry.startedAt ?? now)));
+  }
+
+  #runningRemainingMs(now: number): number {
+    let total = 0;
+    for (const entry of this.#running) total += this.#remainingMs(entry, now);
+    return total;
+  }
+
+  /** ETA of a waiting job: the work ahead of it shared over the runners, then its own run. */
+  #etaMs(runningRemainingMs: number, unitsAhead: number, units: number): number {
+    const wait = (runningRemainingMs + this.#estimator.estimate(unitsAhead)) / this.#options.runners.length;
+    return Math.round(wait + this.#estimator.estimate(units));
+  }
+
+  /** When a waiting job could next start, for "the queue is full, try again in …". */
+  #nextSlotMs(now: number): number {
+    let soonest = Number.POSITIVE_INFINITY;
+    for (const entry of this.#running) soonest = Math.min(soonest, this.#remainingMs(entry, now));
+    if (!Number.isFinite(soonest)) soonest = this.#estimator.estimate(1);
+    return Math.max(1000, Math.round(soonest));
+  }
+
+  /** When the first of a user's unfinished jobs should be done. */
+  #userNextDoneMs(key: string, now: number): number {
+    let soonest = Number.POSITIVE_INFINITY;
+    const base = this.#runningRemainingMs(now);
+    for (const entry of this.#active.values()) {
+      if (entry.userKey !== key || entry.settled) continue;
+      if (entry.state === 'running') {
+        soonest = Math.min(soonest, this.#remainingMs(entry, now));
+      } else {
+        const at = this.#fair.positionOf(entry.job.id);
+        if (at) soonest = Math.min(soonest, this.#etaMs(base, at.unitsAhead, entry.units));
+      }
+    }
+    return Math.max(1000, Math.round(Number.isFinite(soonest) ? soonest : this.#estimator.estimate(1)));
+  }
+
+  // ——— events ———
+
+  /**
+   * Positions change for many jobs at once (every start moves everyone up), so updates are
+   * coalesced: at most one pass every `positionUpdateIntervalMs`, each sending `queued` only
+   * to jobs whose position changed since they were last told.
+   */
+  #markPositionsDirty(): void {
+    if (this.#broadcastPending || this.#stopped) return;
+    this.#broadcastPending = true;
+    const wait = this.#lastBroadcast + this.#options.positionUpdateIntervalMs - this.#options.clock();
+    if (wait <= 0) {
+      queueMicrotask(() => this.#broadcastPositions());
+    } else {
+      this.#broadcastTimer = setTimeout(() => this.#broadcastPositions(), wait);
+      this.#broadcastTimer.unref?.();
+    }
+  }
+
+  #broadcastPositions(): void {
+    this.#broadcastPending = false;
+    this.#broadcastTimer = undefined;
+    if (this.#stopped) return;
+    const now = this.#options.clock();
+    this.#lastBroadcast = now;
+    const base = this.#runningRemainingMs(now);
+    this.#fair.forEachInOrder((id, position, unitsAhead) => {
+      const entry = this.#active.get(id);
+      if (!entry || entry.lastPosition === position) return;
+      entry.lastPosition = position;
+      this.#emitJob({
+        type: 'queued',
+        jobId: id,
+        position,
+        etaMs: this.#etaMs(base, unitsAhead, entry.units),
+      });
+    });
+  }
+
+  #emitJob(event: JobEvent): void {
+    this.#emit(event.type, event as never);
+    this.#emit('job', event);
+  }
+
+  /** A listener that throws must not break the queue: log it and go on. */
+  #emit<K extends keyof SchedulerEvents>(name: K, ...args: SchedulerEvents[K]): void {
+    try {
+      (this.emit as (name: K, ...args: SchedulerEvents[K]) => boolean)(name, ...args);
+    } catch (error) {
+      this.#options.logger.error({ event: name, err: asAtelierError(error).message }, 'event listener threw');
+    }
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * Results of finished jobs: the image files (paths kept relative to the data dir, so the data
+ * dir can move), the grid, the model, and every chat message that shows the job, so a button or
+ * reaction on an old message still finds its job after a restart.
+ */
+import { isAbsolute, join, relative } from 'node:path';
+import type { JobImage, JobResult } from '../jobs/types.js';
+import type { SqliteDatabase } from './database.js';
+import type { MessageRef } from './types.js';
+
+interface ResultRow {
+  model: string;
+  grid_path: string | null;
+  prompt_truncated: number;
+}
+
+interface ImageRow {
+  path: string;
+  width: number;
+  height: number;
+  seed: number;
+}
+
+export class ResultsRepository {
+  readonly #dataDir: string;
+  readonly #insertResult;
+  readonly #insertImage;
+  readonly #getResult;
+  readonly #getImages;
+  readonly #getImage;
+  readonly #insertMessage;
+  readonly #findByMessage;
+  readonly #messagesOf;
+
+  constructor(db: SqliteDatabase, dataDir: string) {
+    this.#dataDir = dataDir;
+    this.#insertResult = db.prepare<[string, string, string | null, number, number]>(
+      'INSERT OR REPLACE INTO results (job_id, model, grid_path, prompt_truncated, created_at) VALUES (?, ?, ?, ?, ?)',
+    );
+    this.#insertImage = db.prepare<[string, number, string, number, number, number]>(
+      'INSERT OR REPLACE INTO result_images (job_id, idx, path, width, height, seed) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    this.#getResult = db.prepare<[string], ResultRow>(
+      'SELECT model, grid_path, prompt_truncated FROM results WHERE job_id = ?',
+    );
+    this.#getImages = db.prepare<[string], ImageRow>(
+      'SELECT path, width, height, seed FROM result_images WHERE job_id = ? ORDER BY idx',
+    );
+    this.#getImage = db.prepare<[string, number], ImageRow>(
+      'SELECT path, width, height, seed FROM result_images WHERE job_id = ? AND idx = ?',
+    );
+    this.#insertMessage = db.prepare<[string, string, string, string, number]>(
+      `INSERT INTO job_messages (platform, channel_id, message_id, job_id, posted_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (platform, channel_id, message_id) DO UPDATE SET job_id = excluded.job_id`,
+    );
+    this.#findByMessage = db.prepare<[string, string, string], { job_id: string }>(
+      'SELECT job_id FROM job_messages WHERE platform = ? AND channel_id = ? AND message_id = ?',
+    );
+    this.#messagesOf = db.prepare<[string], { platform: string; channel_id: string; message_id: string }>(
+      'SELECT platform, channel_id, message_id FROM job_messages WHERE job_id = ? ORDER BY posted_at, rowid',
+    );
+  }
+
+  /** Stores a job's result (call inside the transaction that marks the job done). */
+  save(jobId: string, result: JobResult, now: number): void {
+    this.#insertResult.run(
+      jobId,
+      result.model,
+      result.gridPath === undefined ? null : this.#toStored(result.gridPath),
+      result.promptTruncated ? 1 : 0,
+      now,
+    );
+    result.images.forEach((image, index) => {
+      this.#insertImage.run(jobId, index, this.#toStored(image.path), image.width, image.height, image.seed);
+    });
+  }
+
+  /** The job's result with absolute file paths, or undefined if it has none. */
+  get(jobId: string): JobResult | undefined {
+    const row = this.#getResult.get(jobId);
+    if (!row) return undefined;
+    const result: JobResult = {
+      images: this.#getImages.all(jobId).map((image) => this.#toImage(image)),
+      model: row.model,
+    };
+    if (row.grid_path !== null) result.gridPath = this.#toAbsolute(row.grid_path);
+    if (row.prompt_truncated) result.promptTruncated = true;
+    return result;
+  }
+
+  /** One image (0-based) of a finished job, with an absolute path. */
+  image(jobId: string, index: number): JobImage | undefined {
+    const row = this.#getImage.get(jobId, index);
+    return row ? this.#toImage(row) : undefined;
+  }
+
+  /** Remembers that `message` shows `jobId` (queue notice, progress or result). */
+  recordMessage(jobId: string, message: MessageRef, now: number): void {
+    this.#insertMessage.run(message.platform, message.channelId, message.messageId, jobId, now);
+  }
+
+  /** The job a chat message shows, e.g. when someone clicks a button on it. */
+  findJobByMessage(message: MessageRef): string | undefined {
+    return this.#findByMessage.get(message.platform, message.channelId, message.messageId)?.job_id;
+  }
+
+  messagesOf(jobId: string): MessageRef[] {
+    return this.#messagesOf
+      .all(jobId)
+      .map((row) => ({ platform: row.platform, channelId: row.channel_id, messageId: row.message_id }));
+  }
+
+  #toImage(row: ImageRow): JobImage {
+    return { path: this.#toAbsolute(row.path), width: row.width, height: row.height, seed: row.seed };
+  }
+
+  #toStored(path: string): string {
+    if (!isAbsolute(path)) return path;
+    const inside = relative(this.#dataDir, path);
+    // Files outside the data dir (unusual) keep their absolute path.
+    return inside.startsWith('..') || isAbsolute(inside) ? path : inside;
+  }
+
+  #toAbsolute(path: string): string {
+    return isAbsolute(path) ? path : join(this.#dataDir, path);
+  }
+}
