@@ -20,6 +20,13 @@ function toNumber(value: unknown): unknown {
   return value;
 }
 
+/** A number where text is expected (an id, a host) is read as its digits. */
+function numberAsText(value: unknown): unknown {
+  return typeof value === 'bigint' || (typeof value === 'number' && Number.isFinite(value))
+    ? String(value)
+    : value;
+}
+
 function rangePhrase(min: number | undefined, max: number | undefined): string {
   if (min !== undefined && max !== undefined) return `from ${min} to ${max}`;
   if (min !== undefined) return `≥ ${min}`;
@@ -66,13 +73,6 @@ export function text(options: { nonEmpty?: boolean } = {}) {
 /** Text or null; `nullMeans` completes the phrase, e.g. "a path, or null for the bundled model". */
 export function optionalText(what: string, nullMeans: string) {
   return z.preprocess(numberAsText, z.string({ error: `${what}, or null ${nullMeans}` }).nullable());
-}
-
-/** A number where text is expected (an id, a host) is read as its digits. */
-function numberAsText(value: unknown): unknown {
-  return typeof value === 'bigint' || (typeof value === 'number' && Number.isFinite(value))
-    ? String(value)
-    : value;
 }
 
 /** Comma-separated text is accepted too, so an environment variable can carry a list. */

@@ -118,7 +118,7 @@ export function loadConfig(options: LoadConfigOptions = {}): AtelierConfig {
   }
 
   const parsed = settingsSchema.safeParse(layers.value, { reportInput: true });
-  if (!parsed.success) throw configErrorFromIssues(parsed.error.issues, layers);
+  if (!parsed.success) throw configErrorFromIssues(parsed.error.issues, layers, defaultsShown);
 
   const settings = parsed.data;
   settings.dataDir = resolvePath(settings.dataDir, cwd, env);

@@ -59,7 +59,11 @@ function closestKey(unknown: string, known: string[]): string | undefined {
   return best?.key;
 }
 
-function describeIssue(issue: z.core.$ZodIssue, layers: ConfigLayers): { key: string; line: string } {
+function describeIssue(
+  issue: z.core.$ZodIssue,
+  layers: ConfigLayers,
+  defaultsFile: string,
+): { key: string; line: string } {
   if (issue.code === 'unrecognized_keys') {
     const path = [...issue.path.map((segment) => segment as string | number), issue.keys[0]!];
     const key = formatPath(path);
@@ -82,7 +86,11 @@ function describeIssue(issue: z.core.$ZodIssue, layers: ConfigLayers): { key: st
   const source = layers.sourceOf(path);
   const origin = source ? ` (from ${describeSource(source)})` : '';
   if (value === undefined) {
-    return { key, line: `config: ${key} is missing: expected ${issue.message}${origin}` };
+    // Only the defaults file promises every key, so a missing one is missing there.
+    return {
+      key,
+      line: `config: ${key} is missing from default file ${defaultsFile}: expected ${issue.message}`,
+    };
   }
   return {
     key,
@@ -94,8 +102,9 @@ function describeIssue(issue: z.core.$ZodIssue, layers: ConfigLayers): { key: st
 export function configErrorFromIssues(
   issues: readonly z.core.$ZodIssue[],
   layers: ConfigLayers,
+  defaultsFile: string,
 ): ConfigError {
-  const { key, line } = describeIssue(issues[0]!, layers);
+  const { key, line } = describeIssue(issues[0]!, layers, defaultsFile);
   const others = issues.length - 1;
   return new ConfigError(
     key,

@@ -126,6 +126,7 @@ function isGiven(value: RawValue): value is string | number | boolean {
 }
 
 const formatCount = (value: number) => value.toLocaleString('en-US');
+const characters = (value: number) => `${formatCount(value)} character${value === 1 ? '' : 's'}`;
 
 /** Reads a number from a slash option or from text ("4.5", "4,5", "+3"); NaN when it is not one. */
 function readNumber(value: string | number | boolean): number {
@@ -186,7 +187,7 @@ function readPrompt(raw: RawValue, maxLength: number): string {
     throw new ValidationError(
       'prompt',
       `Your prompt is ${formatCount(length)} characters long; the limit is ${formatCount(maxLength)}. ` +
-        `Please shorten it by ${formatCount(length - maxLength)} characters.`,
+        `Please shorten it by ${characters(length - maxLength)}.`,
     );
   }
   return prompt;
@@ -199,7 +200,7 @@ function readNegativePrompt(raw: RawValue, fallback: string, maxLength: number):
     throw new ValidationError(
       'negativePrompt',
       `Your negative prompt is ${formatCount(length)} characters long; the limit is ${formatCount(maxLength)}. ` +
-        `Please shorten it by ${formatCount(length - maxLength)} characters.`,
+        `Please shorten it by ${characters(length - maxLength)}.`,
     );
   }
   return negative;
