@@ -3,7 +3,7 @@
  * driven by manifest.json; then what the golden set cannot show: prompts longer than 77 tokens
  * (distances past the relative bias's max_distance), batches, and fp8-stored weights.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -16,7 +16,15 @@ import { openSession } from '../../src/pipeline/onnx/session.js';
 import { e4m3ToFloat, floatToE4M3, floatToHalf } from '../../src/pipeline/weights/dtypes.js';
 import { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
 import { type TensorToWrite, writeSafetensors } from '../../src/pipeline/weights/safetensors-writer.js';
-import { component, type GoldenComponent, openGolden, relL2 } from '../golden/manifest.js';
+import {
+  component,
+  type GoldenComponent,
+  type GoldenE2E,
+  goldenPath,
+  manifestPath,
+  openGolden,
+  relL2,
+} from '../golden/manifest.js';
 
 interface T5Component extends GoldenComponent {
   config: { d_ff: number; d_model: number; num_heads: number; num_layers: number; vocab_size: number };
@@ -67,6 +75,23 @@ describe('T5 encoder (golden)', () => {
       vocab: t5.config.vocab_size,
       heads: t5.config.num_heads,
       relativeBuckets: 32,
+    });
+  });
+
+  it("derives the end-to-end model's T5 configuration (another width and head count)", async () => {
+    const e2e = component<GoldenE2E>('e2e');
+    const encoders = goldenPath(manifestPath(e2e.models), 'text_encoders');
+    const name = readdirSync(encoders).find((f) => f.startsWith('t5') && f.endsWith('.safetensors'));
+    const file = SafetensorsFile.open(join(encoders, name ?? 'no T5 file in the e2e models'));
+    opened.push(file);
+    const expected = (e2e.configs as { t5: T5Component['config'] }).t5;
+    const { cfg } = await t5Session(file);
+    expect(cfg).toMatchObject({
+      dModel: expected.d_model,
+      dFF: expected.d_ff,
+      layers: expected.num_layers,
+      vocab: expected.vocab_size,
+      heads: expected.num_heads,
     });
   });
 
