@@ -68,7 +68,10 @@ export const settingsSchema = z
       maxQueuedPerUser: integer(1),
       jobTimeoutSeconds: integer(1),
       etaWindow: integer(1, 1000),
-      initialEstimateSeconds: integer(1),
+      initialMsPerStep: integer(1),
+      positionUpdateIntervalMs: integer(0),
+      maxAttempts: integer(1, 100),
+      redeliverWithinSeconds: integer(0),
     }),
     limits: section({
       user: bucket,
@@ -104,7 +107,7 @@ export const settingsSchema = z
         allowed: choiceList(SAMPLER_NAMES),
       }),
       variation: section({ strength: decimal(0, 1, { exclusiveMin: true }) }),
-      upscale: section({ strength: decimal(0, 1, { exclusiveMin: true }), factor: decimal(1, 4) }),
+      upscale: section({ strength: decimal(0, 1, { exclusiveMin: true }) }),
     }),
     models: section({
       dir: optionalText('a folder path', 'for the bundled tiny model'),
