@@ -107,6 +107,11 @@ describe('tokenizer files', () => {
     );
   });
 
+  it('tells a CLIP folder from a T5 folder', () => {
+    expect(() => SD3Tokenizer.fromDirs({ clip: dirs.t5 })).toThrow(/is not a CLIP tokenizer/);
+    expect(() => SD3Tokenizer.fromDirs({ clip: dirs.clip, t5: dirs.clip })).toThrow(ModelError);
+  });
+
   it('reports a tokenizer.json that is not JSON as a ModelError naming it', () => {
     const dir = join(scratch, 'broken');
     mkdirSync(dir);

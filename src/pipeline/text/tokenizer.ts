@@ -12,6 +12,7 @@
  *   in the end token and padded with 0 to at least 77.
  */
 import type { Tokenizer } from '@huggingface/tokenizers';
+import { ModelError } from '../../errors.js';
 import { loadTokenizer } from './tokenizer-files.js';
 import { parsePromptWeights } from './tokenizer-weights.js';
 
@@ -156,12 +157,16 @@ export class SD3Tokenizer {
       : undefined;
   }
 
-  /** Loads the tokenizer folders; a missing or unreadable file is a ModelError naming it. */
+  /**
+   * Loads the tokenizer folders; a missing or unreadable file, or a folder holding the other kind
+   * of tokenizer, is a ModelError naming it.
+   */
   static fromDirs(dirs: SD3TokenizerDirs): SD3Tokenizer {
-    return new SD3Tokenizer(
-      loadTokenizer(dirs.clip, 'clip'),
-      dirs.t5 ? loadTokenizer(dirs.t5, 't5') : undefined,
-    );
+    const clip = loadTokenizer(dirs.clip, 'clip');
+    expectSpecialTokens(clip, 2, dirs.clip, 'CLIP', 'start and end');
+    const t5 = dirs.t5 ? loadTokenizer(dirs.t5, 't5') : undefined;
+    if (t5 && dirs.t5) expectSpecialTokens(t5, 1, dirs.t5, 'T5', 'an end');
+    return new SD3Tokenizer(clip, t5);
   }
 
   tokenize(prompt: string): SD3Tokens {
@@ -174,5 +179,22 @@ export class SD3Tokenizer {
     const truncated =
       l.length > 1 || g.length > 1 || (this.t5 !== undefined && codePoints.length > T5_MAX_CHARACTERS);
     return { l, g, ...(t5 ? { t5 } : {}), truncated, clipTokenCount };
+  }
+}
+
+/** CLIP wraps a text in start and end tokens, T5 appends an end token: a folder mix-up shows here. */
+function expectSpecialTokens(
+  tokenizer: Tokenizer,
+  count: number,
+  dir: string,
+  label: string,
+  what: string,
+): void {
+  const ids = tokenizer.encode('').ids;
+  if (ids.length !== count) {
+    throw new ModelError(
+      dir,
+      `The tokenizer in ${dir} is not a ${label} tokenizer: it encodes an empty text as [${ids}], not ${what} token. Check the ${label} tokenizer folder setting.`,
+    );
   }
 }
