@@ -18,7 +18,11 @@ const f32 = Math.fround;
 /** torch's `2.0f * c10::pi<double>` broadcast into a float vector (`_mm256_set1_ps`). */
 const TWO_PI_F32 = f32(2 * Math.PI);
 
-/** Gaussian noise of `shape` (row-major) from `seed`, bit-for-bit torch's CPU `randn` up to libm rounding. */
+/**
+ * Gaussian noise of `shape` (row-major) from `seed`: torch's CPU `randn` on x86 bit for bit (the
+ * scalar path below 16 elements computes in double and can differ from glibc in the last bit of a
+ * double, which the rounding to float hides).
+ */
 export function randn(shape: readonly number[], seed: number | bigint): Float32Array {
   const size = shape.reduce((n, d) => {
     if (!Number.isSafeInteger(d) || d < 0)
