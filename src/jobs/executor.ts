@@ -7,7 +7,7 @@
  * `grid.png` when there is more than one image. Each file is written to a temporary name and
  * renamed, so a crash never leaves a half-written PNG under the final name.
  */
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp, { type Sharp } from 'sharp';
 import { CancelledError, NotFoundError, PipelineError } from '../errors.js';
@@ -156,9 +156,9 @@ export class JobExecutor implements JobRunner {
     };
     if (spec.kind === 'txt2img' || spec.kind === 'reroll') return { request: base, params };
 
-    const parentPath = this.#parentImagePath(job);
+    const parent = await this.#readParent(this.#parentImagePath(job));
     if (spec.kind === 'variation') {
-      const image = await this.#decode(sharp(parentPath));
+      const image = await this.#decode(parent);
       const strength = params.strength ?? this.#variationStrength;
       const used: JobParams = { ...params, width: image.width, height: image.height, strength };
       return {
@@ -166,12 +166,12 @@ export class JobExecutor implements JobRunner {
         params: used,
       };
     }
-    const meta = await sharp(parentPath).metadata();
-    const width = (meta.width ?? params.width) * UPSCALE_FACTOR;
-    const height = (meta.height ?? params.height) * UPSCALE_FACTOR;
-    const image = await this.#decode(
-      sharp(parentPath).resize(width, height, { kernel: 'lanczos3', fit: 'fill' }),
-    );
+    const width = parent.width * UPSCALE_FACTOR;
+    const height = parent.height * UPSCALE_FACTOR;
+    const image = await this.#decode({
+      ...parent,
+      file: parent.file.resize(width, height, { kernel: 'lanczos3', fit: 'fill' }),
+    });
     const strength = params.strength ?? this.#upscaleStrength;
     const used: JobParams = { ...params, width, height, count: 1, strength };
     return { request: { ...base, width, height, count: 1, init: { image, strength } }, params: used };
@@ -190,22 +190,29 @@ export class JobExecutor implements JobRunner {
     return image.path;
   }
 
-  async #decode(pipeline: Sharp): Promise<RawImage> {
+  /** Opens a parent image; a missing or unreadable file means the user's button cannot work any more. */
+  async #readParent(path: string): Promise<{ file: Sharp; width: number; height: number }> {
     try {
-      const { data, info } = await pipeline
-        .removeAlpha()
-        .toColourspace('srgb')
-        .raw()
-        .toBuffer({ resolveWithObject: true });
-      return {
-        width: info.width,
-        height: info.height,
-        data: new Uint8Array(data.buffer, data.byteOffset, data.length),
-      };
+      const file = sharp(await readFile(path));
+      const { width, height } = await file.metadata();
+      if (!width || !height) throw new Error('no size');
+      return { file, width, height };
     } catch {
-      // Missing or unreadable: either way the user's button cannot work any more.
       throw new NotFoundError('the original image file', "I can't read that image any more.");
     }
+  }
+
+  async #decode(parent: { file: Sharp }): Promise<RawImage> {
+    const { data, info } = await parent.file
+      .removeAlpha()
+      .toColourspace('srgb')
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    return {
+      width: info.width,
+      height: info.height,
+      data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+    };
   }
 
   #check(output: GenerationOutput, request: GenerationRequest): void {

@@ -1,7 +1,9 @@
 /**
- * Round-robin fairness over users, as a p-queue `queueClass`. Each user has a FIFO; users take
- * turns in the order they joined the ring, and a user who just had a turn goes to the back.
- * So a user with 20 queued jobs delays another user's first job by at most one job.
+ * Round-robin fairness over users, as a p-queue `queueClass`. Each user has a FIFO; the user
+ * served least recently goes next (users never served, in arrival order, before everyone), and
+ * a user who just had a turn goes to the back. That is round-robin among waiting users, and a
+ * newcomer's first job goes before the second job of a user whose first is running: a user with
+ * 20 queued jobs delays another user's first job by at most one job (the one already running).
  *
  * Entries with `priority > 0` skip the round-robin and run first, highest priority first, in
  * arrival order within one priority: restart recovery uses it for jobs that were running.
@@ -25,6 +27,8 @@ interface Entry {
   run: RunFunction;
   priority: number;
   units: number;
+  userKey: string;
+  /** Absent for priority entries, which wait outside the round-robin. */
   lane?: Lane;
 }
 
@@ -55,6 +59,9 @@ export class FairQueue implements Queue<RunFunction, FairQueueAddOptions> {
   #ring: Lane[] = [];
   readonly #lanes = new Map<string, Lane>();
   readonly #byId = new Map<string, Entry>();
+  /** When each user was last served (a dispatch counter), to order lanes that join the ring. */
+  readonly #lastServed = new Map<string, number>();
+  #served = 0;
   #size = 0;
 
   get size(): number {
@@ -74,20 +81,20 @@ export class FairQueue implements Queue<RunFunction, FairQueueAddOptions> {
     const id = options.id;
     if (id === undefined) throw new TypeError('Expected an `id` for every FairQueue entry');
     if (this.#byId.has(id)) throw new TypeError(`Expected a unique id, got \`${id}\` twice`);
-    const entry: Entry = { id, run, priority: options.priority ?? 0, units: options.units ?? 1 };
+    const userKey = options.userKey ?? '';
+    const entry: Entry = { id, run, priority: options.priority ?? 0, units: options.units ?? 1, userKey };
     if (entry.priority > 0) {
       // Stable insert: after every entry of the same or higher priority.
       let index = this.#urgent.length;
       while (index > 0 && this.#urgent[index - 1]!.priority < entry.priority) index--;
       this.#urgent.splice(index, 0, entry);
     } else {
-      const key = options.userKey ?? '';
-      let lane = this.#lanes.get(key);
+      let lane = this.#lanes.get(userKey);
       if (!lane) {
-        lane = new Lane(key);
-        this.#lanes.set(key, lane);
+        lane = new Lane(userKey);
+        this.#lanes.set(userKey, lane);
+        this.#ring.splice(this.#ringIndexFor(userKey), 0, lane);
       }
-      if (lane.entries.length === 0) this.#ring.push(lane);
       lane.entries.push(entry);
       lane.prefix.push(lane.prefix.at(-1)! + entry.units);
       entry.lane = lane;
@@ -103,9 +110,13 @@ export class FairQueue implements Queue<RunFunction, FairQueueAddOptions> {
       if (!lane) return undefined;
       entry = lane.entries.shift()!;
       lane.reindex();
+      // Served just now, so the most recently served: the back of the ring is its place.
+      this.#lastServed.set(lane.key, ++this.#served);
       if (lane.entries.length > 0) this.#ring.push(lane);
       else this.#lanes.delete(lane.key);
+      this.#forgetOldTurns();
     }
+    // Priority entries are not turns: counting them would reorder a lane already in the ring.
     this.#byId.delete(entry.id);
     this.#size--;
     return entry.run;
@@ -161,7 +172,7 @@ export class FairQueue implements Queue<RunFunction, FairQueueAddOptions> {
       for (let i = 0; i < index; i++) unitsAhead += this.#urgent[i]!.units;
       return { position: index + 1, unitsAhead };
     }
-    return this.#turnPosition(entry.lane, entry.lane.entries.indexOf(entry));
+    return this.#turnPosition(this.#ring.indexOf(entry.lane), entry.lane.entries.indexOf(entry));
   }
 
   /** Where a job of `userKey` would stand if it were enqueued now with `priority`. */
@@ -177,25 +188,58 @@ export class FairQueue implements Queue<RunFunction, FairQueueAddOptions> {
       return { position, unitsAhead };
     }
     const lane = this.#lanes.get(userKey);
-    return this.#turnPosition(lane, lane?.entries.length ?? 0);
+    if (lane) return this.#turnPosition(this.#ring.indexOf(lane), lane.entries.length);
+    return this.#turnPosition(this.#ringIndexFor(userKey), 0);
+  }
+
+  /** Where a new lane of `userKey` joins the ring: after every lane served no later than it. */
+  #ringIndexFor(userKey: string): number {
+    const last = this.#lastServed.get(userKey) ?? Number.NEGATIVE_INFINITY;
+    let low = 0;
+    let high = this.#ring.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      const other = this.#lastServed.get(this.#ring[middle]!.key) ?? Number.NEGATIVE_INFINITY;
+      if (other <= last) low = middle + 1;
+      else high = middle;
+    }
+    return low;
   }
 
   /**
-   * The position of job `depth` (0-based) of `lane`: it starts after every urgent entry, after
-   * the first `depth` jobs of every lane, and after job `depth` of the lanes whose turn comes
-   * before its lane's. A lane not in the ring (undefined) would join at its back.
+   * A user served before every lane now waiting sorts like one never served, so those turns can
+   * be forgotten; this keeps the map about as small as the set of recent users.
    */
-  #turnPosition(lane: Lane | undefined, depth: number): QueuePosition {
+  #forgetOldTurns(): void {
+    if (this.#lastServed.size <= 2 * this.#ring.length + 1024) return;
+    // The ring is sorted by last service, never-served lanes first: the first known turn is the oldest.
+    let oldest = this.#served;
+    for (const lane of this.#ring) {
+      const served = this.#lastServed.get(lane.key);
+      if (served !== undefined) {
+        oldest = served;
+        break;
+      }
+    }
+    for (const [key, served] of this.#lastServed) {
+      if (served < oldest && !this.#lanes.has(key)) this.#lastServed.delete(key);
+    }
+  }
+
+  /**
+   * The position of job `depth` (0-based) of the lane at `turn` in the ring: it starts after
+   * every priority entry, after the first `depth` jobs of every lane, and after job `depth` of
+   * the lanes whose turn comes before. (A lane about to join passes the index it would take.)
+   */
+  #turnPosition(turn: number, depth: number): QueuePosition {
     let ahead = this.#urgent.length;
     let unitsAhead = 0;
     for (const other of this.#urgent) unitsAhead += other.units;
-    let beforeOwnTurn = true;
-    for (const other of this.#ring) {
-      if (other === lane) beforeOwnTurn = false;
-      const rounds = Math.min(other.entries.length, beforeOwnTurn ? depth + 1 : depth);
+    this.#ring.forEach((other, index) => {
+      const rounds = Math.min(other.entries.length, index < turn ? depth + 1 : depth);
       ahead += rounds;
       unitsAhead += other.prefix[rounds]!;
-    }
+    });
     return { position: ahead + 1, unitsAhead };
   }
 

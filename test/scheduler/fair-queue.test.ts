@@ -39,7 +39,20 @@ describe('FairQueue', () => {
     queue.dequeue(); // a1 is running
     add(queue, labels, 'b1', 'b');
     const order = drain(queue, labels);
-    expect(order.indexOf('b1')).toBeLessThanOrEqual(1);
+    expect(order.indexOf('b1')).toBe(0);
+  });
+
+  it('.dequeue() - orders users who come back by when they were last served', () => {
+    const queue = new FairQueue();
+    const labels = new Map();
+    add(queue, labels, 'a1', 'a');
+    add(queue, labels, 'b1', 'b');
+    expect(drain(queue, labels)).toEqual(['a1', 'b1']);
+    // b was served after a, so a goes first again; c was never served and goes before both.
+    add(queue, labels, 'b2', 'b');
+    add(queue, labels, 'a2', 'a');
+    add(queue, labels, 'c1', 'c');
+    expect(drain(queue, labels)).toEqual(['c1', 'a2', 'b2']);
   });
 
   it('.dequeue() - priority entries go first, highest first, FIFO within one priority', () => {

@@ -12,13 +12,13 @@ afterEach(async () => {
 });
 
 describe('Scheduler fairness', () => {
-  it('runs users in turn: a user with 20 queued jobs delays a newcomer by at most one job', async () => {
+  it("runs users in turn: a newcomer's first job goes before the queued jobs of a user with 20", async () => {
     h = await harness({ ...NO_LIMITS, hold: true });
     const first = await h.scheduler.enqueue(makeSpec('alice', { prompt: 'alice 1' }));
     for (let i = 2; i <= 20; i++) await h.scheduler.enqueue(makeSpec('alice', { prompt: `alice ${i}` }));
     await h.pipeline.nextCall(0);
     const bob = await h.scheduler.enqueue(makeSpec('bob', { prompt: 'bob 1' }));
-    expect(bob.position).toBe(2);
+    expect(bob.position).toBe(1);
 
     h.pipeline.hold = false;
     h.pipeline.calls[0]!.release();
@@ -26,7 +26,7 @@ describe('Scheduler fairness', () => {
 
     const order = h.runOrder();
     expect(order[0]).toBe('alice 1');
-    expect(order.slice(1, 3)).toEqual(['alice 2', 'bob 1']);
+    expect(order.slice(1, 3)).toEqual(['bob 1', 'alice 2']);
     expect(order).toHaveLength(21);
     expect(h.scheduler.getJob(first.job.id)?.state).toBe('done');
   });
@@ -44,6 +44,24 @@ describe('Scheduler fairness', () => {
     h.scheduler.resume(admin);
     await h.scheduler.onIdle();
     expect(h.runOrder()).toEqual(['alice 1', 'bob 1', 'carol 1', 'alice 2', 'bob 2', 'alice 3', 'bob 3']);
+  });
+
+  it('puts the user served least recently first, so a returning user does not wait behind a busy one', async () => {
+    h = await harness({ ...NO_LIMITS, hold: true });
+    await h.scheduler.enqueue(makeSpec('alice', { prompt: 'alice 1' }));
+    await h.scheduler.enqueue(makeSpec('alice', { prompt: 'alice 2' }));
+    await h.scheduler.enqueue(makeSpec('alice', { prompt: 'alice 3' }));
+    await h.scheduler.enqueue(makeSpec('bob', { prompt: 'bob 1' }));
+    await h.pipeline.nextCall(0);
+    h.pipeline.calls[0]!.release();
+    await h.pipeline.nextCall(1); // bob 1
+    // alice 2 waits, alice has been served (alice 1) after carol; carol never: carol goes first.
+    const carol = await h.scheduler.enqueue(makeSpec('carol', { prompt: 'carol 1' }));
+    expect(carol.position).toBe(1);
+    h.pipeline.hold = false;
+    h.pipeline.calls[1]!.release();
+    await h.scheduler.onIdle();
+    expect(h.runOrder()).toEqual(['alice 1', 'bob 1', 'carol 1', 'alice 2', 'alice 3']);
   });
 
   it('runs one job per pipeline at a time: two pipelines run two jobs at once', async () => {

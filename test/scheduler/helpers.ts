@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CancelledError } from '../../src/errors.js';
+import { CancelledError, PipelineError } from '../../src/errors.js';
 import { JobExecutor } from '../../src/jobs/executor.js';
 import type { JobEvent, JobKind, JobSpec, Requester } from '../../src/jobs/types.js';
 import type {
@@ -100,6 +100,8 @@ export class TestPipeline implements Pipeline {
     const hold = this.hold;
     const run = async (): Promise<GenerationOutput> => {
       if (hold) await released;
+      if (request.prompt.includes('explode'))
+        throw new PipelineError('test pipeline exploded', 'The GPU ran out of memory.');
       for (let step = 1; step <= request.steps; step++) {
         if (options.signal?.aborted) throw new CancelledError();
         options.onStep?.({ step, total: request.steps, preview: solidImage(8, 8, step) });
@@ -221,6 +223,22 @@ export async function harness(
       temp?.cleanup();
     },
   };
+}
+
+/** Resolves with the next event of `type` that matches. */
+export function nextEvent<T extends JobEvent['type']>(
+  scheduler: Scheduler,
+  type: T,
+  match: (event: Extract<JobEvent, { type: T }>) => boolean = () => true,
+): Promise<Extract<JobEvent, { type: T }>> {
+  return new Promise((resolve) => {
+    const listener = (event: JobEvent) => {
+      if (event.type !== type || !match(event as Extract<JobEvent, { type: T }>)) return;
+      scheduler.off('job', listener);
+      resolve(event as Extract<JobEvent, { type: T }>);
+    };
+    scheduler.on('job', listener);
+  });
 }
 
 /** Lets pending promise callbacks (and p-queue's microtask hops) run. */
