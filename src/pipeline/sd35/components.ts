@@ -1,0 +1,192 @@
+/**
+ * Loads an SD3.5 model set once: finds the files, quantizes to fp8 where asked, builds (or takes
+ * from the cache) one graph per component and opens its ONNX Runtime session. Every problem is a
+ * ModelError naming the file or setting, raised here at load, never in the middle of a job.
+ */
+import { join } from 'node:path';
+import type * as ort from 'onnxruntime-node';
+import { buildClip, type ClipKind, clipConfig } from '../models/clip.js';
+import { buildMmdit, type MmditConfig, mmditConfig } from '../models/mmdit.js';
+import { buildT5, t5Config } from '../models/t5.js';
+import { buildVaeDecoder, buildVaeEncoder, vaeConfig } from '../models/vae.js';
+import { discoverModelSet } from '../models-dir/discover.js';
+import type { ComponentLocation, ComponentName, ModelSet } from '../models-dir/types.js';
+import { ComponentWeights } from '../models-dir/weight-source.js';
+import { GraphBuilder } from '../onnx/graph.js';
+import { cachedGraph } from '../onnx/graph-cache.js';
+import { DEFAULT_NET_OPTIONS, Net, type NetOptions } from '../onnx/nn.js';
+import {
+  FileWeightSource,
+  OverlayWeightSource,
+  Params,
+  type ResolvedTensor,
+  type WeightSource,
+} from '../onnx/params.js';
+import { openSession } from '../onnx/session.js';
+import type { ComputeType } from '../onnx/tensors.js';
+import { SAMPLING_DEFAULTS } from '../sampling/defaults.js';
+import { SD3Tokenizer } from '../text/tokenizer.js';
+import type { ComponentInfo, PipelineInfo } from '../types.js';
+import { quantizeToScaledFp8 } from '../weights/quantize.js';
+import { SafetensorsFile } from '../weights/safetensors.js';
+import type { TextEncoders } from './conditioning.js';
+import type { EngineOptions, Precision } from './options.js';
+
+export interface LoadedComponents {
+  set: ModelSet;
+  info: PipelineInfo;
+  tokenizer: SD3Tokenizer;
+  text: TextEncoders;
+  mmdit: ort.InferenceSession;
+  mmditConfig: MmditConfig;
+  vaeDecoder: ort.InferenceSession;
+  /** Built on first use: only image-to-image (variations, upscales) needs the encoder. */
+  vaeEncoder(): Promise<ort.InferenceSession>;
+  compute: ComputeType;
+  release(): Promise<void>;
+}
+
+/** Components worth storing in fp8: the MMDiT and T5-XXL hold 95 % of SD3.5's weights. */
+const FP8_COMPONENTS: ReadonlySet<ComponentName> = new Set(['mmdit', 't5']);
+
+export async function loadComponents(options: EngineOptions): Promise<LoadedComponents> {
+  const provider = options.provider ?? 'cpu';
+  const precision: Precision = options.precision ?? (provider === 'cuda' ? 'fp8' : 'fp32');
+  const compute: ComputeType = provider === 'cuda' && precision !== 'fp32' ? 'float16' : 'float32';
+  const set = discoverModelSet({
+    modelsDir: options.modelsDir,
+    checkpoint: options.checkpoint,
+    dataDir: options.dataDir,
+  });
+  const tokenizer = SD3Tokenizer.fromDirs({
+    clip: options.tokenizers?.clip ?? set.tokenizers.clip,
+    t5: set.components.t5 ? (options.tokenizers?.t5 ?? set.tokenizers.t5) : undefined,
+  });
+  const netOptions: NetOptions = { ...DEFAULT_NET_OPTIONS };
+  const sessionOptions = { provider, deviceId: options.deviceId, intraOpThreads: options.threads };
+  const graphDir = join(options.dataDir, 'graphs');
+  const opened: ComponentWeights[] = [];
+  const sessions: ort.InferenceSession[] = [];
+  const components: ComponentInfo[] = [];
+
+  /** Weights of one component, quantized to fp8 once when asked and possible. */
+  const weightsOf = (
+    name: ComponentName,
+    location: ComponentLocation,
+  ): { source: WeightSource; key: string } => {
+    const weights = ComponentWeights.open(location, name);
+    opened.push(weights);
+    let source: WeightSource = weights;
+    let key = weights.fingerprint;
+    if (
+      precision === 'fp8' &&
+      FP8_COMPONENTS.has(name) &&
+      location.format === 'reference' &&
+      location.files.length === 1
+    ) {
+      const file = SafetensorsFile.open(location.file);
+      const quantized = quantizeToScaledFp8(file, location.prefix, join(options.dataDir, 'quantized'));
+      file.close();
+      if (quantized.tensors > 0) {
+        const qfile = SafetensorsFile.open(quantized.path);
+        source = new OverlayWeightSource(new FileWeightSource(qfile, location.prefix), weights);
+        key += `:${qfile.headerHash}`;
+      }
+    }
+    components.push({ name, ...storageOf(source), file: location.file });
+    return { source, key };
+  };
+
+  const open = async (name: string, source: WeightSource, key: string, build: (net: Net) => void) => {
+    const graph = cachedGraph(
+      graphDir,
+      name,
+      { key, compute, netOptions, overrides: options.overrides },
+      () => {
+        const g = new GraphBuilder(name);
+        build(new Net(g, new Params(g, source, compute), netOptions));
+        return g.build();
+      },
+    );
+    const session = await openSession(name, graph, sessionOptions);
+    sessions.push(session);
+    return session;
+  };
+
+  try {
+    const clip = async (kind: ClipKind, location: ComponentLocation) => {
+      const { source, key } = weightsOf(kind === 'clip_l' ? 'clipL' : 'clipG', location);
+      return open(kind, source, key, (net) =>
+        buildClip(net, clipConfig(net.p, kind, options.overrides?.[kind])),
+      );
+    };
+    const clipL = await clip('clip_l', set.components.clipL);
+    const clipG = await clip('clip_g', set.components.clipG);
+
+    let t5: ort.InferenceSession | undefined;
+    if (set.components.t5) {
+      const { source, key } = weightsOf('t5', set.components.t5);
+      t5 = await open('t5', source, key, (net) => buildT5(net, t5Config(net.p, options.overrides?.t5)));
+    }
+
+    const mm = weightsOf('mmdit', set.components.mmdit);
+    const mmCfg = mmditConfig(new Params(new GraphBuilder('probe'), mm.source, compute));
+    const mmdit = await open('mmdit', mm.source, mm.key, (net) => buildMmdit(net, mmCfg));
+
+    const vae = weightsOf('vae', set.components.vae);
+    const vaeCfg = vaeConfig(new Params(new GraphBuilder('probe'), vae.source, compute));
+    const vaeDecoder = await open('vae_decoder', vae.source, vae.key, (net) => buildVaeDecoder(net, vaeCfg));
+    let encoder: Promise<ort.InferenceSession> | undefined;
+
+    const info: PipelineInfo = {
+      model: set.name,
+      executionProvider: provider,
+      components,
+      defaults: { ...SAMPLING_DEFAULTS[set.family] },
+    };
+    return {
+      set,
+      info,
+      tokenizer,
+      text: { clipL, clipG, t5, contextDim: mmCfg.contextDim, compute },
+      mmdit,
+      mmditConfig: mmCfg,
+      vaeDecoder,
+      vaeEncoder: () => {
+        encoder ??= open('vae_encoder', vae.source, vae.key, (net) => buildVaeEncoder(net, vaeCfg));
+        return encoder;
+      },
+      compute,
+      release: async () => {
+        for (const s of sessions) await s.release();
+        for (const w of opened) w.close();
+      },
+    };
+  } catch (error) {
+    for (const s of sessions) await s.release();
+    for (const w of opened) w.close();
+    throw error;
+  }
+}
+
+/** Bytes a component's weights occupy and their dominant storage type, for `atelier doctor`. */
+function storageOf(source: WeightSource): { bytes: number; dtype: string } {
+  const byType = new Map<string, number>();
+  const add = (t: ResolvedTensor) => {
+    if (t.kind === 'tensor') byType.set(t.info.dtype, (byType.get(t.info.dtype) ?? 0) + t.info.byteLength);
+    else if (t.kind === 'reshape') add(t.of);
+    else t.parts.forEach(add);
+  };
+  for (const key of source.keys()) {
+    const t = source.resolve(key);
+    if (t) add(t);
+  }
+  let bytes = 0;
+  let dtype = 'none';
+  let most = -1;
+  for (const [type, n] of byType) {
+    bytes += n;
+    if (n > most) [dtype, most] = [type, n];
+  }
+  return { bytes, dtype };
+}

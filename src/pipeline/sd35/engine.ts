@@ -1,0 +1,166 @@
+/**
+ * SD3.5 text-to-image and image-to-image on ONNX Runtime, in the calling process: tokenize →
+ * encode text → denoise (MMDiT, flow matching, CFG) → VAE decode. Follows the reference's
+ * SD3Inferencer.gen_image / do_sampling (sd3_infer.py at fbf8f48). Runs inside the pipeline
+ * child process (see ../process); the bot never calls it on its own event loop.
+ */
+import { CancelledError, ValidationError } from '../../errors.js';
+import { checkLatentSize } from '../models/mmdit.js';
+import { latentPreview } from '../preview.js';
+import { cfgDenoiser } from '../sampling/cfg.js';
+import { SD3_LATENT_CHANNELS as LATENT_CHANNELS, processIn, processOut } from '../sampling/latent-format.js';
+import { randn } from '../sampling/noise.js';
+import { sampleDpmpp2m, sampleEuler } from '../sampling/samplers.js';
+import {
+  DEFAULT_SHIFT,
+  sigmas as getSigmas,
+  noiseScaling,
+  truncateForDenoise,
+} from '../sampling/schedule.js';
+import type {
+  GenerateOptions,
+  GenerationOutput,
+  GenerationRequest,
+  Pipeline,
+  PipelineInfo,
+  RawImage,
+} from '../types.js';
+import { type LoadedComponents, loadComponents } from './components.js';
+import { type Conditioning, encodePrompts } from './conditioning.js';
+import { mmditModel } from './denoiser.js';
+import type { EngineOptions } from './options.js';
+import { decodeLatents, encodeImage } from './vae-codec.js';
+
+/** SD3's VAE downsamples by 8; the MMDiT patches by 2, so sides are multiples of 16. */
+const SIZE_MULTIPLE = 16;
+
+export interface PreparedGeneration {
+  request: GenerationRequest;
+  cond: Conditioning;
+  uncond: Conditioning;
+  /** Sigmas to run, ending in 0 (truncated for image-to-image). */
+  schedule: Float32Array;
+  /** Seeded noise of every image, [count, 16, h/8, w/8]. */
+  noise: Float32Array;
+  /** The starting latents. */
+  x0: Float32Array;
+  latentShape: [number, number, number];
+  seeds: number[];
+  promptTruncated: boolean;
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new CancelledError();
+}
+
+export class Sd35Engine implements Pipeline {
+  #c: LoadedComponents | undefined;
+
+  constructor(readonly options: EngineOptions) {}
+
+  async load(): Promise<void> {
+    this.#c ??= await loadComponents(this.options);
+  }
+
+  info(): PipelineInfo {
+    return this.#loaded().info;
+  }
+
+  async dispose(): Promise<void> {
+    await this.#c?.release();
+    this.#c = undefined;
+  }
+
+  async generate(req: GenerationRequest, opts: GenerateOptions = {}): Promise<GenerationOutput> {
+    const c = this.#loaded();
+    const prepared = await this.prepare(req, opts.signal);
+    const latent = await this.sample(prepared, opts);
+    const images: RawImage[] = await decodeLatents(c, latent, req.count, prepared.latentShape);
+    return {
+      images,
+      seeds: prepared.seeds,
+      model: c.info.model,
+      promptTruncated: prepared.promptTruncated || undefined,
+    };
+  }
+
+  /** Everything before the first denoising step: conditioning, schedule, starting latent. */
+  async prepare(req: GenerationRequest, signal?: AbortSignal): Promise<PreparedGeneration> {
+    const c = this.#loaded();
+    if (req.width % SIZE_MULTIPLE || req.height % SIZE_MULTIPLE) {
+      throw new ValidationError(
+        'size',
+        `Width and height must be multiples of ${SIZE_MULTIPLE} (got ${req.width}×${req.height}).`,
+      );
+    }
+    const latentShape: [number, number, number] = [LATENT_CHANNELS, req.height / 8, req.width / 8];
+    checkLatentSize(c.mmditConfig, latentShape[1], latentShape[2]);
+    throwIfAborted(signal);
+    const tokens = [c.tokenizer.tokenize(req.prompt), c.tokenizer.tokenize(req.negativePrompt)];
+    const [cond, uncond] = await encodePrompts(
+      c.text,
+      tokens.map((t) => ({ l: t.l[0], g: t.g[0], t5: t.t5 ?? [] })),
+    );
+    throwIfAborted(signal);
+
+    const per = latentShape[0] * latentShape[1] * latentShape[2];
+    let schedule = getSigmas(req.steps, this.options.shift ?? DEFAULT_SHIFT);
+    let start: Float32Array | undefined;
+    if (req.init) {
+      schedule = truncateForDenoise(schedule, req.init.strength);
+      const encoded = processIn(await encodeImage(c, req.init.image, req.width, req.height));
+      start = new Float32Array(req.count * per);
+      for (let i = 0; i < req.count; i++) start.set(encoded, i * per);
+    }
+    const seeds = Array.from({ length: req.count }, (_, i) => req.seed + i);
+    const noise = new Float32Array(req.count * per);
+    seeds.forEach((seed, i) => noise.set(randn([1, ...latentShape], seed), i * per));
+    return {
+      request: req,
+      cond,
+      uncond,
+      schedule,
+      noise,
+      x0: noiseScaling(schedule[0], noise, start),
+      latentShape,
+      seeds,
+      promptTruncated: tokens[0].truncated,
+    };
+  }
+
+  /** The denoising loop; returns the final latents, process_out'ed (ready for the VAE decoder). */
+  async sample(p: PreparedGeneration, opts: GenerateOptions = {}): Promise<Float32Array> {
+    const c = this.#loaded();
+    const { request: req, latentShape } = p;
+    const per = latentShape[0] * latentShape[1] * latentShape[2];
+    const denoise = cfgDenoiser({
+      model: mmditModel(c.mmdit, c.compute),
+      latentDims: [req.count, ...latentShape],
+      cond: p.cond,
+      uncond: p.uncond,
+      scale: req.guidance,
+    });
+    const total = p.schedule.length - 1;
+    const sample = req.sampler === 'dpmpp_2m' ? sampleDpmpp2m : sampleEuler;
+    const result = await sample(denoise, p.x0, p.schedule, {
+      signal: opts.signal,
+      onStep: async (i, _total, _x, denoised) => {
+        opts.onStep?.({
+          step: i + 1,
+          total,
+          preview: latentPreview(denoised.subarray(0, per), LATENT_CHANNELS, latentShape[1], latentShape[2]),
+        });
+        // Let the process handle its messages (a cancel) between steps: session.run blocks the thread.
+        await new Promise((resolve) => setImmediate(resolve));
+        throwIfAborted(opts.signal);
+      },
+    });
+    throwIfAborted(opts.signal);
+    return processOut(result);
+  }
+
+  #loaded(): LoadedComponents {
+    if (!this.#c) throw new Error('the SD3.5 engine is not loaded');
+    return this.#c;
+  }
+}

@@ -1,0 +1,38 @@
+/** Options of the in-process SD3.5 engine (serialisable: they cross into the pipeline process). */
+import type { ExecutionProvider } from '../onnx/session.js';
+
+export type Precision = 'fp8' | 'fp16' | 'fp32';
+
+export interface EngineOptions {
+  /** Models folder (ComfyUI layout or a diffusers folder). */
+  modelsDir: string;
+  /** Checkpoint file name or path inside `modelsDir/checkpoints`; the first SD3.5 checkpoint when absent. */
+  checkpoint?: string;
+  /** Data dir: graph cache, quantized weights, tokenizers. */
+  dataDir: string;
+  /**
+   * Weight storage: `fp8` keeps e4m3 weights one byte (quantizing fp16/bf16 checkpoints once at
+   * load), `fp16` dequantizes fp8 checkpoints, `fp32` computes in float32 everywhere.
+   * @default 'fp8' on CUDA, 'fp32' on the CPU
+   */
+  precision?: Precision;
+  /** @default 'cpu' */
+  provider?: ExecutionProvider;
+  /** @default 0 */
+  deviceId?: number;
+  /** CPU threads for ONNX Runtime; @default its own choice */
+  threads?: number;
+  /** Tokenizer folders, when not found beside the models or in the data dir. */
+  tokenizers?: { clip?: string; t5?: string };
+  /**
+   * Hyperparameters that checkpoints do not store (attention heads of tiny test models); real
+   * SD3.5 files need none.
+   */
+  overrides?: {
+    clip_l?: { heads?: number };
+    clip_g?: { heads?: number };
+    t5?: { heads?: number };
+  };
+  /** Flow-matching shift; @default 3.0 (every released SD3.5 model) */
+  shift?: number;
+}

@@ -1,0 +1,64 @@
+/**
+ * Latents ↔ pixels through the VAE, as the reference's vae_decode / vae_encode (sd3_infer.py at
+ * fbf8f48): decoded → uint8(255 · clamp((x + 1) / 2, 0, 1)) (truncation, as numpy's astype), and
+ * images in as 2·rgb/255 − 1, encoded to the distribution's mean.
+ */
+import { ValidationError } from '../../errors.js';
+import { floatTensor, toFloat32 } from '../onnx/tensors.js';
+import type { RawImage } from '../types.js';
+import type { LoadedComponents } from './components.js';
+
+/** Decodes `count` latents ([count, C, h, w], already process_out'ed) one at a time to RGB images. */
+export async function decodeLatents(
+  c: LoadedComponents,
+  latents: Float32Array,
+  count: number,
+  [C, h, w]: [number, number, number],
+): Promise<RawImage[]> {
+  const per = C * h * w;
+  const images: RawImage[] = [];
+  for (let i = 0; i < count; i++) {
+    const out = await c.vaeDecoder.run({
+      latent: floatTensor(latents.slice(i * per, (i + 1) * per), [1, C, h, w], c.compute),
+    });
+    images.push(toRgb(toFloat32(out.decoded), out.decoded.dims[2], out.decoded.dims[3]));
+  }
+  return images;
+}
+
+/** CHW floats in about [−1, 1] → HWC uint8. */
+export function toRgb(decoded: Float32Array, height: number, width: number): RawImage {
+  const plane = height * width;
+  const data = new Uint8Array(plane * 3);
+  for (let p = 0; p < plane; p++) {
+    for (let ch = 0; ch < 3; ch++) {
+      const v = Math.fround(Math.fround(decoded[ch * plane + p] + 1) / 2);
+      data[p * 3 + ch] = Math.trunc(255 * Math.min(1, Math.max(0, v)));
+    }
+  }
+  return { width, height, data };
+}
+
+/** Encodes an RGB image of exactly width×height to its latent mean [16, h/8, w/8]. */
+export async function encodeImage(
+  c: LoadedComponents,
+  image: RawImage,
+  width: number,
+  height: number,
+): Promise<Float32Array> {
+  if (image.width !== width || image.height !== height) {
+    throw new ValidationError(
+      'image',
+      `The starting image is ${image.width}×${image.height}; it must be resized to ${width}×${height} first.`,
+    );
+  }
+  const plane = width * height;
+  const chw = new Float32Array(plane * 3);
+  for (let p = 0; p < plane; p++) {
+    for (let ch = 0; ch < 3; ch++)
+      chw[ch * plane + p] = Math.fround(2 * Math.fround(image.data[p * 3 + ch] / 255) - 1);
+  }
+  const encoder = await c.vaeEncoder();
+  const out = await encoder.run({ image: floatTensor(chw, [1, 3, height, width], c.compute) });
+  return toFloat32(out.mean);
+}
