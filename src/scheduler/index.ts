@@ -9,5 +9,5 @@ export { DurationEstimator, jobUnits } from './eta.js';
 export type { FinalJobEvent, JobEventOf, SchedulerEvents } from './events.js';
 export { isFinal } from './events.js';
 export { FairQueue, type FairQueueAddOptions, type QueuePosition } from './fair-queue.js';
-export type { AdminList, SchedulerLogger, SchedulerOptions } from './options.js';
+export type { AdminList, SchedulerOptions } from './options.js';
 export { type EnqueueReceipt, type QueueEntry, type RecoveryReport, Scheduler } from './scheduler.js';

@@ -3,15 +3,10 @@
  * file onto it; the scheduler knows no config file. Validation throws TypeError naming the
  * option, the value and what is allowed (p-queue style).
  */
+import pino from 'pino';
 import type { JobRunner } from '../jobs/executor.js';
+import type { Logger } from '../log.js';
 import type { BucketRule } from '../store/types.js';
-
-/** The subset of a pino logger the scheduler writes to: one line per job transition. */
-export interface SchedulerLogger {
-  info(fields: Record<string, unknown>, message: string): void;
-  warn(fields: Record<string, unknown>, message: string): void;
-  error(fields: Record<string, unknown>, message: string): void;
-}
 
 export interface AdminList {
   /** `platform:userId` (one platform) or a bare `userId` (any platform). */
@@ -105,15 +100,19 @@ export interface SchedulerOptions {
   readonly clock?: () => number;
 
   /**
-   * Where job transitions are logged (a pino logger fits).
+   * Where job transitions are logged, one line each (src/log.ts `logJobTransition`).
    * @default a logger that drops everything
    */
-  readonly logger?: SchedulerLogger;
+  readonly logger?: Logger;
+
+  /**
+   * Whether transition lines include the prompt (user content; config `log.prompts`).
+   * @default false
+   */
+  readonly logPrompts?: boolean;
 }
 
 export type ResolvedSchedulerOptions = Required<SchedulerOptions> & { admins: Required<AdminList> };
-
-const silentLogger: SchedulerLogger = { info() {}, warn() {}, error() {} };
 
 function describe(value: unknown): string {
   return `\`${typeof value === 'object' ? JSON.stringify(value) : String(value)}\` (${typeof value})`;
@@ -143,6 +142,11 @@ function expectBucket(name: string, rule: BucketRule | false): void {
   expectNumber(`${name}.burst`, rule.burst, 1, false);
 }
 
+/** `{ timeout: undefined }` means "the default", not "no value". */
+function definedOnly<T extends object>(options: T): Partial<T> {
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<T>;
+}
+
 export function resolveSchedulerOptions(options: SchedulerOptions): ResolvedSchedulerOptions {
   const resolved: ResolvedSchedulerOptions = {
     userBucket: { images: 10, perMs: 600_000, burst: 4 },
@@ -156,8 +160,10 @@ export function resolveSchedulerOptions(options: SchedulerOptions): ResolvedSche
     maxAttempts: 3,
     redeliverWithinMs: 3_600_000,
     clock: Date.now,
-    logger: silentLogger,
-    ...options,
+    logger: pino({ enabled: false }),
+    logPrompts: false,
+    ...definedOnly(options),
+    runners: options.runners,
     admins: { userIds: options.admins?.userIds ?? [], roleIds: options.admins?.roleIds ?? [] },
   };
   if (!Array.isArray(resolved.runners) || resolved.runners.length === 0) {

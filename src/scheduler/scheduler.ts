@@ -23,7 +23,16 @@ import {
 } from '../errors.js';
 import type { JobRunner } from '../jobs/executor.js';
 import { newJobId } from '../jobs/ids.js';
-import type { JobEvent, JobRecord, JobResult, JobSpec, ReplyTarget, Requester } from '../jobs/types.js';
+import type {
+  JobEvent,
+  JobRecord,
+  JobResult,
+  JobSpec,
+  JobState,
+  ReplyTarget,
+  Requester,
+} from '../jobs/types.js';
+import { logJobTransition } from '../log.js';
 import type { MessageRef, Store, StoredJob } from '../store/index.js';
 import { JobCrashedError, JobTimeoutError, QueuePausedError } from './errors.js';
 import { DurationEstimator, jobUnits } from './eta.js';
@@ -286,10 +295,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     } else {
       entry.run?.abort(reason);
     }
-    this.#options.logger.info(
-      { jobId, user: entry.userKey, by: userKey(by), state: wasQueued ? 'queued' : 'running' },
-      'job cancelled',
-    );
+    this.#logTransition({ ...entry.job, finishedAt: now }, entry.state, 'cancelled', now);
     this.#emitJob({ type: 'cancelled', jobId, by: by.userId });
     return this.getJob(jobId)!;
   }
@@ -451,10 +457,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const now = this.#options.clock();
     const etaMs = this.#etaMs(this.#runningRemainingMs(now), at.unitsAhead, entry.units);
     entry.lastPosition = at.position;
-    this.#options.logger.info(
-      { jobId: job.id, user: key, kind: job.spec.kind, position: at.position },
-      'job queued',
-    );
+    // A recovered job logs where it was found; a new one comes from nowhere.
+    this.#logTransition(job, job.attempts > 0 || job.state !== 'queued' ? job.state : null, 'queued', now);
     this.#emitJob({ type: 'queued', jobId: job.id, position: at.position, etaMs });
     this.#queue
       .add(() => this.#run(entry), {
@@ -500,10 +504,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         Math.min(this.#options.jobTimeoutMs, MAX_TIMER_MS),
       );
       entry.timer.unref?.();
-      this.#options.logger.info(
-        { jobId: id, user: entry.userKey, queueWaitMs: startedAt - entry.job.createdAt, attempt: attempts },
-        'job started',
-      );
+      this.#logTransition(entry.job, 'queued', 'running', startedAt);
       this.#emitJob({ type: 'started', jobId: id, etaMs: entry.estimateMs });
       this.#markPositionsDirty();
 
@@ -546,15 +547,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const runMs = finishedAt - (entry.startedAt ?? finishedAt);
     this.#estimator.record(entry.units, runMs);
     this.#settle(entry);
-    this.#options.logger.info(
-      {
-        jobId: id,
-        user: entry.userKey,
-        queueWaitMs: (entry.startedAt ?? finishedAt) - entry.job.createdAt,
-        runMs,
-      },
-      'job done',
-    );
+    entry.job = { ...entry.job, state: 'done', finishedAt };
+    this.#logTransition(entry.job, 'running', 'done', finishedAt);
     this.#emitJob({ type: 'done', jobId: id, result });
   }
 
@@ -586,7 +580,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.#active.delete(entry.job.id);
       this.#markPositionsDirty();
     }
-    this.#announceFailure(entry.job.id, entry.userKey, error);
+    const failed = { ...entry.job, finishedAt: now, error: error.message };
+    this.#logTransition(failed, entry.state, 'failed', now);
+    this.#announceFailure(entry.job.id, error);
   }
 
   /** Fails a job that is only in SQLite (found at start-up). */
@@ -596,11 +592,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.#store.jobs.finish(job.id, 'failed', now, { error: error.message });
       this.#refund(job.spec, now);
     });
-    this.#announceFailure(job.id, userKey(job.spec.requester), error);
+    this.#logTransition({ ...job, finishedAt: now, error: error.message }, job.state, 'failed', now);
+    this.#announceFailure(job.id, error);
   }
 
-  #announceFailure(jobId: string, user: string, error: AtelierError): void {
-    this.#options.logger.warn({ jobId, user, code: error.code, reason: error.message }, 'job failed');
+  #announceFailure(jobId: string, error: AtelierError): void {
     this.#emitJob({ type: 'failed', jobId, reason: error.message, userMessage: error.userMessage });
   }
 
@@ -628,6 +624,14 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         "I can't find that image any more, so I can't make a variation or upscale of it.",
       );
     }
+  }
+
+  #logTransition(job: StoredJob, from: JobState | null, to: JobState, now: number): void {
+    if (!this.#options.logger.isLevelEnabled(to === 'failed' ? 'warn' : 'info')) return;
+    logJobTransition(this.#options.logger, publicRecord(job), from, to, {
+      now,
+      includePrompt: this.#options.logPrompts,
+    });
   }
 
   #requireAdmin(by: Requester, what: string): void {

@@ -1,3 +1,5 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ForbiddenError, NotFoundError } from '../../src/errors.js';
 import { JobTimeoutError } from '../../src/scheduler/index.js';
@@ -180,5 +182,34 @@ describe('.list()', () => {
       b1.job.id,
       a2.job.id,
     ]);
+  });
+});
+
+describe('logging', () => {
+  it('writes one line per job transition with queue wait and run time, without the prompt', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino(
+      { level: 'info' },
+      new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+          done();
+        },
+      }),
+    );
+    let now = 5_000;
+    h = await harness({ ...NO_LIMITS, logger, clock: () => now, hold: true });
+    const job = await h.scheduler.enqueue(makeSpec('alice', { prompt: 'secret plans' }));
+    now += 2_000;
+    (await h.pipeline.nextCall(0)).release();
+    await h.scheduler.waitFor(job.job.id);
+    const transitions = lines.filter((line) => line.jobId === job.job.id);
+    expect(transitions.map((line) => `${line.from} → ${line.to}`)).toEqual([
+      'null → queued',
+      'queued → running',
+      'running → done',
+    ]);
+    expect(transitions[2]).toMatchObject({ user: 'discord:alice', queueWaitMs: 0, runMs: 2_000 });
+    expect(JSON.stringify(lines)).not.toContain('secret plans');
   });
 });
