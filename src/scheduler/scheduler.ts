@@ -226,7 +226,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    * `retryAfterMs`), QueuePausedError (team paused) or NotFoundError (parent image gone).
    */
   async enqueue(spec: JobSpec): Promise<EnqueueReceipt> {
-    if (this.#stopped) throw new TypeError('This scheduler was stopped');
+    if (this.#stopped) throw new QueuePausedError('The bot is restarting. Please try again in a minute.');
     const now = this.#options.clock();
     const { requester } = spec;
     this.#checkParent(spec);

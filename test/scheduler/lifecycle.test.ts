@@ -213,3 +213,31 @@ describe('logging', () => {
     expect(JSON.stringify(lines)).not.toContain('secret plans');
   });
 });
+
+describe('.start() and .stop()', () => {
+  it('holds jobs enqueued before start() until it, and runs each once', async () => {
+    h = await harness({ ...NO_LIMITS, start: false });
+    const early = await h.scheduler.enqueue(makeSpec('alice', { prompt: 'early' }));
+    await settle();
+    expect(h.pipeline.calls).toHaveLength(0);
+    expect((await h.scheduler.start()).requeued).toEqual([]);
+    expect((await h.scheduler.waitFor(early.job.id)).type).toBe('done');
+    expect(h.runOrder()).toEqual(['early']);
+  });
+
+  it('leaves running and waiting jobs unfinished on stop(), for the next start, and refuses new ones', async () => {
+    h = await harness({ ...NO_LIMITS, hold: true });
+    const running = await h.scheduler.enqueue(makeSpec('alice'));
+    const waiting = await h.scheduler.enqueue(makeSpec('bob'));
+    const call = await h.pipeline.nextCall(0);
+    await h.scheduler.stop();
+    expect(call.signal?.aborted).toBe(true);
+    expect(h.store.jobs.get(running.job.id)?.state).toBe('running');
+    expect(h.store.jobs.get(waiting.job.id)?.state).toBe('queued');
+    expect(h.events.filter((e) => e.type === 'failed' || e.type === 'cancelled')).toEqual([]);
+    await expect(h.scheduler.enqueue(makeSpec('carol'))).rejects.toMatchObject({
+      code: 'QUEUE_PAUSED',
+      userMessage: 'The bot is restarting. Please try again in a minute.',
+    });
+  });
+});
