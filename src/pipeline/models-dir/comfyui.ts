@@ -121,7 +121,11 @@ export function findComfyUISet(options: ComfyUIOptions): ComfyUIFindings | Comfy
     for (const path of checkpointDirs.flatMap((d) => listSafetensors(d))) {
       const header = headers.get(path);
       if (header instanceof Error) {
-        notes.push(`Skipped ${path}: ${header.message}`);
+        notes.push(
+          header.message.startsWith(path)
+            ? `Skipped ${header.message}`
+            : `Skipped ${path}: ${header.message}`,
+        );
         continue;
       }
       const candidate = asCandidate(path, header);
