@@ -75,7 +75,7 @@ class InstantPipeline implements Pipeline {
       model: 'instant',
       executionProvider: 'none',
       components: [],
-      defaults: { steps: 4, guidance: 4.5, sampler: 'euler' as const },
+      defaults: { steps: 4, guidance: 4.5, sampler: 'euler' as const, resolution: 1024 },
     };
   }
   async generate(request: GenerationRequest): Promise<GenerationOutput> {

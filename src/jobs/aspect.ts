@@ -52,7 +52,18 @@ export function parseAspect(input: string): AspectRatio | undefined {
   return isAspectRatio(canonical) ? canonical : undefined;
 }
 
-export function sizeForAspect(aspect: AspectRatio): ImageSize {
+/** The side of the 1:1 size that the table above is drawn for (SD3.5's one megapixel). */
+export const REFERENCE_RESOLUTION = 1024;
+
+/**
+ * The size for `aspect` on a model trained around `resolution`² pixels (1024 for SD3.5, less for
+ * the bundled tiny model, whose images are noise anyway and should be quick): the table's size
+ * scaled, each side a multiple of 16 (VAE 8× · patch 2×).
+ */
+export function sizeForAspect(aspect: AspectRatio, resolution = REFERENCE_RESOLUTION): ImageSize {
   const { width, height } = ASPECT_SIZES[aspect];
-  return { width, height };
+  if (resolution === REFERENCE_RESOLUTION) return { width, height };
+  const scale = (side: number) =>
+    Math.max(16, Math.round((side * resolution) / REFERENCE_RESOLUTION / 16) * 16);
+  return { width: scale(width), height: scale(height) };
 }

@@ -103,6 +103,8 @@ export interface ValidationOptions {
   };
   /** Where random seeds come from (0 … MAX_SEED). @default crypto.randomInt */
   randomSeed?: () => number;
+  /** Side of the model's 1:1 size; aspect sizes scale with it. @default 1024 (SD3.5) */
+  resolution?: number;
 }
 
 export interface ValidationContext {
@@ -343,7 +345,7 @@ export function validateJobParams(
     prompt,
     negativePrompt,
     aspect,
-    ...sizeForAspect(aspect),
+    ...sizeForAspect(aspect, options.resolution),
     seed,
     steps,
     guidance,
@@ -394,6 +396,8 @@ export interface ModelDefaults {
   steps: number;
   guidance: number;
   sampler: SamplerName;
+  /** Side of the model's 1:1 size in pixels; @default 1024 */
+  resolution?: number;
 }
 
 /**
@@ -422,6 +426,7 @@ export function validationOptionsFromConfig(
   const samplers = generation.sampler.allowed;
   const modelSampler = samplers.includes(modelDefaults.sampler) ? modelDefaults.sampler : samplers[0]!;
   return {
+    resolution: modelDefaults.resolution,
     promptMaxLength: generation.promptMaxLength,
     negativePromptMaxLength: generation.negativePromptMaxLength,
     blockedTerms: generation.blockedTerms,

@@ -65,7 +65,8 @@ export interface PipelineInfo {
   model: string;
   executionProvider: string;
   components: ComponentInfo[];
-  defaults: { steps: number; guidance: number; sampler: SamplerName };
+  /** The model's own settings; `resolution` is the side of its 1:1 size (1024 for SD3.5). */
+  defaults: { steps: number; guidance: number; sampler: SamplerName; resolution: number };
 }
 
 export interface Pipeline {

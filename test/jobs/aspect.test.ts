@@ -34,3 +34,14 @@ describe('aspect ratios', () => {
     expect(parseAspect('wide')).toBeUndefined();
   });
 });
+
+describe('sizes for smaller models', () => {
+  it.each(ASPECT_RATIOS)('%s keeps its shape at a quarter of the size, sides multiples of 16', (aspect) => {
+    const full = sizeForAspect(aspect);
+    const small = sizeForAspect(aspect, 256);
+    expect(small.width % 16).toBe(0);
+    expect(small.height % 16).toBe(0);
+    expect(Math.abs(small.width / small.height - full.width / full.height)).toBeLessThan(0.15);
+    expect(small.width * small.height).toBeLessThan((full.width * full.height) / 10);
+  });
+});

@@ -66,7 +66,7 @@ export class TestPipeline implements Pipeline {
       model: 'test-model',
       executionProvider: 'cpu',
       components: [],
-      defaults: { steps: 4, guidance: 4.5, sampler: 'euler' },
+      defaults: { steps: 4, guidance: 4.5, sampler: 'euler', resolution: 1024 },
     };
   }
 

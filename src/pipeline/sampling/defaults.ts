@@ -18,17 +18,20 @@ export interface SamplingDefaults {
   sampler: SamplerName;
   /** Flow-matching schedule shift. */
   shift: number;
+  /** Side of the 1:1 image size the model was trained around, in pixels. */
+  resolution: number;
 }
 
 export const SAMPLING_DEFAULTS: Readonly<Record<ModelFamily, Readonly<SamplingDefaults>>> = {
   // CONFIGS["sd3.5_large"]
-  'sd3.5-large': { steps: 40, guidance: 4.5, sampler: 'dpmpp_2m', shift: DEFAULT_SHIFT },
+  'sd3.5-large': { steps: 40, guidance: 4.5, sampler: 'dpmpp_2m', shift: DEFAULT_SHIFT, resolution: 1024 },
   // CONFIGS["sd3.5_large_turbo"]: distilled for 4 steps without guidance.
-  'sd3.5-large-turbo': { steps: 4, guidance: 1, sampler: 'euler', shift: DEFAULT_SHIFT },
+  'sd3.5-large-turbo': { steps: 4, guidance: 1, sampler: 'euler', shift: DEFAULT_SHIFT, resolution: 1024 },
   // CONFIGS["sd3.5_medium"] (its skip-layer guidance variant is not implemented).
-  'sd3.5-medium': { steps: 50, guidance: 5, sampler: 'dpmpp_2m', shift: DEFAULT_SHIFT },
-  // The bundled toy model makes noise at any setting: keep it quick (the golden set's e2e txt2img run).
-  tiny: { steps: 4, guidance: 4.5, sampler: 'euler', shift: DEFAULT_SHIFT },
+  'sd3.5-medium': { steps: 50, guidance: 5, sampler: 'dpmpp_2m', shift: DEFAULT_SHIFT, resolution: 1024 },
+  // The bundled toy model makes noise at any setting: keep it quick (the golden set's e2e txt2img
+  // run), at a quarter of SD3.5's size per side so a playground image takes a fraction of a second.
+  tiny: { steps: 4, guidance: 4.5, sampler: 'euler', shift: DEFAULT_SHIFT, resolution: 256 },
   // Any other SD3-shaped network: the reference's fallbacks for a model it does not know (main()).
-  custom: { steps: 50, guidance: 5, sampler: 'dpmpp_2m', shift: DEFAULT_SHIFT },
+  custom: { steps: 50, guidance: 5, sampler: 'dpmpp_2m', shift: DEFAULT_SHIFT, resolution: 1024 },
 };
