@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ModelError } from '../../src/errors.js';
 import { HubError } from '../../src/pipeline/hub/errors.js';
 import { type PullProgress, pullModelSet } from '../../src/pipeline/hub/pull.js';
 import { discoverModelSet } from '../../src/pipeline/models-dir/discover.js';
@@ -160,6 +161,7 @@ describe('pullModelSet', () => {
     const error = await pullModelSet('sd3.5-large', { ...dirs(), baseUrl: hub.url, token: TOKEN }).catch(
       (e) => e,
     );
+    expect(error).toBeInstanceOf(ModelError);
     expect(error.message).toMatch(
       /^Not enough disk space in .+: the download needs [\d.]+ TB, .+ is free\.$/,
     );

@@ -38,7 +38,7 @@ export function formatProgressLine(
   const fraction = p.total > 0 ? Math.min(1, p.bytes / p.total) : 1;
   const filled = Math.round(fraction * width);
   const bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
-  const left = p.bytesPerSecond > 0 ? ` ${formatDuration((p.total - p.bytes) / p.bytesPerSecond)} left` : '';
+  const left = p.bytesPerSecond > 0 ? `  ${formatDuration((p.total - p.bytes) / p.bytesPerSecond)} left` : '';
   return `${bar} ${String(Math.floor(fraction * 100)).padStart(3)}%  ${formatBytes(p.bytes)} / ${formatBytes(p.total)}  ${formatBytes(p.bytesPerSecond)}/s${left}  ${p.file}`;
 }
 

@@ -9,7 +9,6 @@ import { ModelError } from '../../errors.js';
 import { clipTokenizerJson, parseMerges } from '../models-dir/clip-tokenizer-json.js';
 import type { ModelSetPaths } from '../models-dir/types.js';
 import { type DownloadOutcome, downloadFile, type FileProgress } from './download.js';
-import { HubError } from './errors.js';
 import { type HubClientOptions, headFile, type RemoteFile } from './http.js';
 import { formatBytes } from './progress.js';
 import { type HubModelSet, type HubSetFile, type HubSetOptions, hubModelSet, isHubSetName } from './sets.js';
@@ -179,10 +178,8 @@ function checkFreeSpace(files: { target: string; size: number }[]): void {
     const fs = statfsSync(dir);
     const free = fs.bavail * fs.bsize;
     if (free < bytes) {
-      throw new HubError(
-        '',
+      throw new ModelError(
         dir,
-        undefined,
         `Not enough disk space in ${dir}: the download needs ${formatBytes(bytes)}, ${formatBytes(free)} is free.`,
       );
     }
