@@ -157,7 +157,7 @@ describe('the tiny model', () => {
         st.close();
       }
     }
-    const clipG = SafetensorsFile.open(join(tiny, 'text_encoders/clip_g.safetensors'));
+    const clipG = ComponentWeights.open(set.components.clipG, 'clipG');
     expect(JSON.parse(clipG.metadata['atelier.config'])).toMatchObject({
       num_attention_heads: TINY_MODEL_CONFIG.clipG.numAttentionHeads,
       hidden_act: 'gelu',

@@ -89,63 +89,9 @@ export function findComfyUISet(options: ComfyUIOptions): ComfyUIFindings | Comfy
   const { modelsDir } = options;
   const headers = new Headers();
   const notes: string[] = [];
-  const checkpointDirs = CHECKPOINT_DIRS.map((d) => join(modelsDir, d));
 
-  let chosen: Candidate;
-  if (options.checkpoint) {
-    const path = resolveNamed(modelsDir, CHECKPOINT_DIRS, options.checkpoint);
-    if (!path) {
-      const present = CHECKPOINT_DIRS.flatMap((d) =>
-        listSafetensors(join(modelsDir, d)).map((p) => basename(p)),
-      );
-      return {
-        lookedAt: checkpointDirs,
-        problem:
-          `models.checkpoint = ${options.checkpoint}: no such file in ${checkpointDirs.join(', ')}` +
-          (present.length ? ` (there: ${present.join(', ')})` : ' (no .safetensors files there)'),
-      };
-    }
-    const header = headers.get(path);
-    if (header instanceof Error) return { lookedAt: [path], problem: header.message };
-    const candidate = asCandidate(path, header);
-    if (!candidate) {
-      return {
-        lookedAt: [path],
-        problem: `${path} is not an SD3 model: it has no ${PROBES.mmdit.bundledPrefixes[0]}joint_blocks.* keys (an SDXL, Flux or other model?)`,
-      };
-    }
-    chosen = candidate;
-  } else {
-    const candidates: Candidate[] = [];
-    const others: string[] = [];
-    for (const path of checkpointDirs.flatMap((d) => listSafetensors(d))) {
-      const header = headers.get(path);
-      if (header instanceof Error) {
-        notes.push(
-          header.message.startsWith(path)
-            ? `Skipped ${header.message}`
-            : `Skipped ${path}: ${header.message}`,
-        );
-        continue;
-      }
-      const candidate = asCandidate(path, header);
-      if (candidate) candidates.push(candidate);
-      else others.push(basename(path));
-    }
-    if (candidates.length === 0) {
-      const found = others.length ? ` (found ${others.join(', ')}: not SD3 models)` : '';
-      return { lookedAt: [`an SD3 checkpoint (*.safetensors) in ${checkpointDirs.join(', ')}${found}`] };
-    }
-    const rank = (c: Candidate) => FAMILY_PREFERENCE.indexOf(c.family);
-    candidates.sort((a, b) => rank(a) - rank(b) || basename(a.path).localeCompare(basename(b.path)));
-    chosen = candidates[0];
-    if (candidates.length > 1) {
-      const rest = candidates.slice(1).map((c) => basename(c.path));
-      notes.push(
-        `Using ${basename(chosen.path)}; also found ${rest.join(', ')} (choose one with models.checkpoint).`,
-      );
-    }
-  }
+  const chosen = chooseCheckpoint(options, headers, notes);
+  if (!('header' in chosen)) return chosen;
 
   const components: ComfyUIFindings['components'] = {
     mmdit: location(chosen.path, chosen.prefix),
@@ -201,6 +147,67 @@ export function findComfyUISet(options: ComfyUIOptions): ComfyUIFindings | Comfy
     notes,
     missing,
   };
+}
+
+/** The checkpoint named in the config, else the most preferred SD3 checkpoint found. */
+function chooseCheckpoint(
+  options: ComfyUIOptions,
+  headers: Headers,
+  notes: string[],
+): Candidate | ComfyUINothing {
+  const { modelsDir } = options;
+  const checkpointDirs = CHECKPOINT_DIRS.map((d) => join(modelsDir, d));
+  if (options.checkpoint) {
+    const path = resolveNamed(modelsDir, CHECKPOINT_DIRS, options.checkpoint);
+    if (!path) {
+      const present = CHECKPOINT_DIRS.flatMap((d) =>
+        listSafetensors(join(modelsDir, d)).map((p) => basename(p)),
+      );
+      return {
+        lookedAt: checkpointDirs,
+        problem:
+          `models.checkpoint = ${options.checkpoint}: no such file in ${checkpointDirs.join(', ')}` +
+          (present.length ? ` (there: ${present.join(', ')})` : ' (no .safetensors files there)'),
+      };
+    }
+    const header = headers.get(path);
+    if (header instanceof Error) return { lookedAt: [path], problem: header.message };
+    const candidate = asCandidate(path, header);
+    if (!candidate) {
+      return {
+        lookedAt: [path],
+        problem: `${path} is not an SD3 model: it has no ${PROBES.mmdit.bundledPrefixes[0]}joint_blocks.* keys (an SDXL, Flux or other model?)`,
+      };
+    }
+    return candidate;
+  }
+  const candidates: Candidate[] = [];
+  const others: string[] = [];
+  for (const path of checkpointDirs.flatMap((d) => listSafetensors(d))) {
+    const header = headers.get(path);
+    if (header instanceof Error) {
+      notes.push(
+        header.message.startsWith(path) ? `Skipped ${header.message}` : `Skipped ${path}: ${header.message}`,
+      );
+      continue;
+    }
+    const candidate = asCandidate(path, header);
+    if (candidate) candidates.push(candidate);
+    else others.push(basename(path));
+  }
+  if (candidates.length === 0) {
+    const found = others.length ? ` (found ${others.join(', ')}: not SD3 models)` : '';
+    return { lookedAt: [`an SD3 checkpoint (*.safetensors) in ${checkpointDirs.join(', ')}${found}`] };
+  }
+  const rank = (c: Candidate) => FAMILY_PREFERENCE.indexOf(c.family);
+  candidates.sort((a, b) => rank(a) - rank(b) || basename(a.path).localeCompare(basename(b.path)));
+  if (candidates.length > 1) {
+    const rest = candidates.slice(1).map((c) => basename(c.path));
+    notes.push(
+      `Using ${basename(candidates[0].path)}; also found ${rest.join(', ')} (choose one with models.checkpoint).`,
+    );
+  }
+  return candidates[0];
 }
 
 function asCandidate(path: string, header: HeaderView): Candidate | undefined {

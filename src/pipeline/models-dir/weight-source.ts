@@ -28,6 +28,12 @@ export class ComponentWeights implements WeightSource {
   readonly description: string;
   /** Identifies the weights (file headers, prefix, layout) for caches of built graphs. */
   readonly fingerprint: string;
+  /**
+   * The `__metadata__` of the component's (first) file. The bundled tiny model puts what shapes
+   * cannot tell (attention heads, activation) in `atelier.config`, as JSON named like the
+   * transformers configs (`num_attention_heads`, `hidden_act`, `num_heads` …).
+   */
+  readonly metadata: Readonly<Record<string, string>>;
   readonly #files: SafetensorsFile[];
   readonly #tensors: Map<string, ResolvedTensor>;
 
@@ -41,6 +47,7 @@ export class ComponentWeights implements WeightSource {
     this.#files = files;
     this.#tensors = tensors;
     this.fingerprint = fingerprint;
+    this.metadata = files[0]?.metadata ?? {};
   }
 
   /** Opens a component's files (headers only); a corrupt file is a ModelError naming it. */
