@@ -265,6 +265,82 @@ describe('Discord simulator: interaction callbacks', () => {
     expect(forged.payload.data).toMatchObject({ options: [{ name: 'prompt' }, { name: 'count', value: 9 }] });
   });
 
+  it('builds subcommand payloads with resolved channels, users and attachments', async () => {
+    await client.rest.put(Routes.applicationGuildCommands(d.applicationId, d.guild.id), {
+      body: [
+        {
+          name: 'atelier',
+          description: 'Admin settings',
+          options: [
+            {
+              name: 'showcase',
+              description: 'Set the showcase channel',
+              type: ApplicationCommandOptionType.Subcommand,
+              options: [
+                {
+                  name: 'channel',
+                  description: 'Where',
+                  type: ApplicationCommandOptionType.Channel,
+                  required: true,
+                },
+              ],
+            },
+            {
+              name: 'vary',
+              description: 'Vary an image',
+              type: ApplicationCommandOptionType.Subcommand,
+              options: [
+                {
+                  name: 'image',
+                  description: 'Image',
+                  type: ApplicationCommandOptionType.Attachment,
+                  required: true,
+                },
+                { name: 'for', description: 'Who', type: ApplicationCommandOptionType.User },
+              ],
+            },
+          ],
+        },
+      ],
+    });
+    await d.waitForCommands(undefined, { guild: d.guild });
+    const set = d.slash('atelier showcase', { channel: d.channels.showcase }, { user: d.users.alice });
+    expect(set.payload).toMatchObject({
+      data: {
+        name: 'atelier',
+        options: [
+          {
+            name: 'showcase',
+            type: 1,
+            options: [{ name: 'channel', type: 7, value: d.channels.showcase.id }],
+          },
+        ],
+        resolved: { channels: { [d.channels.showcase.id]: { name: 'showcase' } } },
+      },
+      member: { user: { id: d.users.alice.id } },
+    });
+    const vary = d.slash('atelier vary', {
+      image: { filename: 'in.png', data: Buffer.from('bytes') },
+      for: d.users.carol,
+    });
+    const data = (
+      vary.payload as unknown as {
+        data: {
+          options: { options: { value: string }[] }[];
+          resolved: Record<string, Record<string, { url?: string }>>;
+        };
+      }
+    ).data;
+    const attachmentId = data.options[0]!.options[0]!.value;
+    const url = data.resolved.attachments![attachmentId]!.url!;
+    expect(Buffer.from(await (await fetch(url)).arrayBuffer()).toString()).toBe('bytes');
+    expect(data.resolved.users![d.users.carol.id]).toMatchObject({ username: 'carol' });
+    // Guild commands do not exist in DMs.
+    expect(() =>
+      d.slash('atelier showcase', { channel: d.channels.general }, { channel: d.dm(d.users.bob) }),
+    ).toThrow(/not registered/);
+  });
+
   it('accepts one acknowledgement (40060 for the second) and answers with_response', async () => {
     const interaction = d.slash('imagine', { prompt: 'fox' });
     const query = new URLSearchParams({ with_response: 'true' });
@@ -313,6 +389,44 @@ describe('Discord simulator: interaction callbacks', () => {
     expect(
       (await rejection(client.rest.get(Routes.channelMessage(d.channels.general.id, secret!.id)))).code,
     ).toBe(10008);
+  });
+
+  it('takes a type 4 reply with files and the ephemeral flag; follow-ups can be fetched, edited, deleted', async () => {
+    const interaction = d.slash('imagine', { prompt: 'fox' }, { user: d.users.carol });
+    await client.rest.post(Routes.interactionCallback(interaction.id, interaction.token), {
+      body: {
+        type: 4,
+        data: { content: 'only for you', flags: MessageFlags.Ephemeral, attachments: [{ id: 0 }] },
+      },
+      files: [{ name: 'preview.png', data: Buffer.from('not really a png') }],
+      auth: false,
+    });
+    const original = interaction.original()!;
+    expect(original).toMatchObject({
+      content: 'only for you',
+      ephemeral: true,
+      ephemeralTo: d.users.carol.id,
+    });
+    expect(original.attachments.map((a) => a.filename)).toEqual(['preview.png']);
+    const fetched = (await client.rest.get(
+      Routes.webhookMessage(d.applicationId, interaction.token, '@original'),
+      {
+        auth: false,
+      },
+    )) as { id: string; flags: number };
+    expect(fetched).toMatchObject({ id: original.id, flags: MessageFlags.Ephemeral });
+
+    const followUp = (await client.rest.post(Routes.webhook(d.applicationId, interaction.token), {
+      body: { content: 'step 1/4' },
+      auth: false,
+      query: new URLSearchParams({ wait: 'true' }),
+    })) as { id: string };
+    const route = Routes.webhookMessage(d.applicationId, interaction.token, followUp.id);
+    await client.rest.patch(route, { body: { content: 'step 2/4' }, auth: false });
+    expect(d.message(followUp.id)?.history.map((h) => h.content)).toEqual(['step 1/4', 'step 2/4']);
+    await client.rest.delete(route, { auth: false });
+    expect((await rejection(client.rest.get(route, { auth: false }))).code).toBe(10008);
+    expect(interaction.followUps()).toEqual([]);
   });
 
   it('refuses the webhook before any acknowledgement (10015) and wrong callback types (50035)', async () => {

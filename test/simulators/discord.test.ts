@@ -12,6 +12,7 @@ import {
   ButtonStyle,
   type ChatInputApplicationCommandData,
   Client,
+  type ClientOptions,
   DiscordAPIError,
   Events,
   GatewayIntentBits,
@@ -69,7 +70,7 @@ interface Bot {
 async function startBot(
   d: DiscordSimulator,
   png: Buffer,
-  hooks: { beforeAnswer?: () => Promise<void> } = {},
+  hooks: { beforeAnswer?: () => Promise<void>; ws?: ClientOptions['ws'] } = {},
 ): Promise<Bot> {
   const client = new Client({
     intents: [
@@ -79,6 +80,7 @@ async function startBot(
     ],
     partials: [Partials.Message, Partials.Reaction, Partials.User, Partials.Channel],
     rest: { api: d.apiUrl },
+    ...(hooks.ws ? { ws: hooks.ws } : {}),
   });
   const errors: unknown[] = [];
   const failures = new EventEmitter();
@@ -233,6 +235,21 @@ describe('Discord simulator with discord.js', () => {
     expect(reply.content).toBe(`🔄 reroll requested by <@${d.users.carol.id}>`);
     expect(reply.author.id).toBe(d.bot.id);
     expect(d.message(result.id)?.reactions).toEqual([{ emoji: '🔄', userIds: [d.users.carol.id] }]);
+
+    const removed = once(bot.client, Events.MessageReactionRemove);
+    d.unreact(result, '🔄', d.users.carol);
+    const [reaction, user] = (await removed) as [{ emoji: { name: string } }, { id: string }];
+    expect([reaction.emoji.name, user.id]).toEqual(['🔄', d.users.carol.id]);
+    expect(d.message(result.id)?.reactions).toEqual([]);
+  });
+
+  it('delivers reactions on messages the bot did not write too (the bot must filter them)', async () => {
+    bot = await startBot(d, png);
+    const chatter = d.say(d.channels.general, 'just chatting', d.users.alice);
+    const added = once(bot.client, Events.MessageReactionAdd);
+    d.react(chatter, '⭐', d.users.bob);
+    const [reaction] = (await added) as [{ message: { id: string; partial: boolean } }];
+    expect(reaction.message.id).toBe(chatter.id);
   });
 
   it('survives an injected 429 on the reply edit: discord.js waits retry_after, then retries', async () => {
@@ -293,6 +310,37 @@ describe('Discord simulator with discord.js', () => {
     const reply = await d.waitForMessage((m) => m.content.startsWith('🔄 reroll'));
     expect(reply.content).toContain(d.users.alice.id);
     expect(d.gateway.sessions[0]?.resumes).toBe(1);
+  });
+
+  it('follows op 7 RECONNECT with a RESUME, and op 9 INVALID_SESSION with a fresh IDENTIFY', async () => {
+    // discord.js spaces IDENTIFYs 5 s apart (max_concurrency 1); this test lifts that client-side wait.
+    bot = await startBot(d, png, {
+      ws: { buildIdentifyThrottler: () => ({ waitForIdentify: async () => {} }) },
+    });
+    const first = await d.waitForReady();
+    const resumed = once(bot.client, Events.ShardResume);
+    d.gateway.requestReconnect();
+    await resumed;
+    expect(d.gateway.sessions.map((s) => [s.sessionId, s.resumes])).toEqual([[first.sessionId, 1]]);
+
+    const identified = new Promise<{ sessionId: string }>((resolve) => d.on('gatewayReady', resolve));
+    d.gateway.invalidateSessions();
+    const second = await identified;
+    expect(second.sessionId).not.toBe(first.sessionId);
+    // The bot still works on the new session.
+    const result = await d
+      .slash('imagine', { prompt: 'again' })
+      .waitForOriginal((m) => m.attachments.length > 0);
+    expect(result.content).toContain('again');
+  });
+
+  it('announces a server the bot joins, with its channels, in one GUILD_CREATE', async () => {
+    bot = await startBot(d, png);
+    const joined = once(bot.client, Events.GuildCreate);
+    const guild = d.createGuild({ name: 'Second Server' });
+    await joined;
+    const [channel] = d.channelsOf(guild);
+    expect(bot.client.guilds.cache.get(guild.id)?.channels.cache.get(channel!.id)?.name).toBe('general');
   });
 
   it('refuses a wrong token (REST 401 → TokenInvalid) and privileged intents (close 4014)', async () => {

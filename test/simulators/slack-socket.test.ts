@@ -3,7 +3,7 @@
  * with the app-level token, `hello`, envelopes for slash commands, interactivity and events,
  * acks matched by envelope_id and timed.
  */
-import { App, LogLevel } from '@slack/bolt';
+import { App, LogLevel, SocketModeReceiver } from '@slack/bolt';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type SlackSimulator, startSlackSimulator } from './slack/index.js';
 
@@ -110,6 +110,35 @@ describe('Slack simulator in Socket Mode', () => {
     // Slack ignored the late ack: its text never became a reply.
     await s.waitForMessage((m) => m.text === 'Result for slow');
     expect(s.ephemerals()).toEqual([]);
+  });
+
+  it('asks the app to reconnect (disconnect: refresh_requested); it opens a new connection and keeps working', async () => {
+    // The receiver's clientPingTimeout also paces reconnects (5 s by default); shortened here.
+    const receiver = new SocketModeReceiver({
+      appToken: s.appToken,
+      clientPingTimeout: 20,
+      installerOptions: { clientOptions: { slackApiUrl: s.apiUrl } },
+      logLevel: LogLevel.ERROR,
+    });
+    const bot = new App({
+      token: s.botToken,
+      receiver,
+      clientOptions: { slackApiUrl: s.apiUrl },
+      logLevel: LogLevel.ERROR,
+    });
+    bot.command('/imagine', async ({ ack }) => {
+      await ack('still here');
+    });
+    await bot.start();
+    app = bot;
+    await s.waitForSocket();
+    const closed = new Promise((resolve) => s.on('socketClosed', resolve));
+    const reconnected = new Promise((resolve) => s.on('socketConnected', resolve));
+    s.socket.requestReconnect();
+    await closed;
+    await reconnected;
+    expect(s.calls.filter((c) => c.method === 'apps.connections.open')).toHaveLength(2);
+    expect((await s.slash('/imagine', 'x').waitForAck()).body).toEqual({ text: 'still here' });
   });
 
   it('refuses to open a socket with the bot token, and refuses the app token for bot methods', async () => {

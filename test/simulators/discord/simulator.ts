@@ -181,8 +181,14 @@ export class DiscordSimulator {
         ...(seed.admins ?? (owner ? [owner] : [])).map((u) => [u.id, [adminRole.id]] as [string, string[]]),
       ]),
     };
+    // A new server arrives with its channels in one GUILD_CREATE, as when a bot is invited.
+    this.state.guilds.set(guild.id, guild);
+    if (this.channels)
+      this.state.addChannel(
+        { type: ChannelType.GuildText, name: 'general', guildId: id, parentId: null, recipientId: null },
+        { silent: true },
+      );
     this.state.addGuild(guild);
-    if (this.channels) this.#channel(guild, 'general', ChannelType.GuildText, null);
     return guild;
   }
 

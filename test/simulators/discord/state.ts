@@ -131,10 +131,11 @@ export class DiscordState {
     return guild;
   }
 
-  addChannel(fields: Omit<SimChannel, 'id'>): SimChannel {
+  /** Adds a channel; `silent` skips CHANNEL_CREATE (for channels announced with their GUILD_CREATE). */
+  addChannel(fields: Omit<SimChannel, 'id'>, options: { silent?: boolean } = {}): SimChannel {
     const channel: SimChannel = { id: snowflake(), ...fields };
     this.channels.set(channel.id, channel);
-    this.events.emit('channelCreate', channel);
+    if (!options.silent) this.events.emit('channelCreate', channel);
     return channel;
   }
 
