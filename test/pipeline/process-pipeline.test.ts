@@ -60,6 +60,23 @@ describe('ProcessPipeline', () => {
     await expect(pipeline.generate(request('again'))).resolves.toMatchObject({ seeds: [7] });
   });
 
+  it('kills and restarts a child that does not stop after a cancel, failing the job as cancelled', async () => {
+    pipeline = new ProcessPipeline({ spec: { module: fixture, options: {} }, abortGraceMs: 200 });
+    await pipeline.load();
+    const firstPid = pipeline.pid;
+    const restarted = new Promise((resolve) => pipeline!.once('restarted', resolve));
+    const controller = new AbortController();
+    // The child blocks its thread right after reporting step 1, so it never sees the cancel.
+    const job = pipeline.generate(request('hang'), {
+      signal: controller.signal,
+      onStep: () => controller.abort(),
+    });
+    await expect(job).rejects.toBeInstanceOf(CancelledError);
+    await restarted;
+    expect(pipeline.pid).not.toBe(firstPid);
+    await expect(pipeline.generate(request('after'))).resolves.toMatchObject({ seeds: [7] });
+  });
+
   it('reports a load failure as the typed error naming the file', async () => {
     pipeline = new ProcessPipeline({
       spec: { module: fixture, options: { failLoad: '/models/clip_l.safetensors' } },

@@ -27,6 +27,12 @@ export interface ProcessPipelineOptions {
    * @default 600_000 (real SD3.5 weights take minutes to load from a slow disk)
    */
   loadTimeoutMs?: number;
+  /**
+   * A cancelled job normally stops at the next step boundary; if it has not within this time (a
+   * hung kernel), the child is killed and started again, so the GPU slot is never lost.
+   * @default 60_000
+   */
+  abortGraceMs?: number;
 }
 
 interface PendingJob {
@@ -83,9 +89,21 @@ export class ProcessPipeline
     if (!child) throw new PipelineError('the pipeline process is not running');
     const id = this.#nextId++;
     return new Promise<GenerationOutput>((resolve, reject) => {
-      const onAbort = () => this.#send({ type: 'cancel', id });
+      let grace: NodeJS.Timeout | undefined;
+      const onAbort = () => {
+        this.#send({ type: 'cancel', id });
+        grace = setTimeout(() => {
+          // The child did not stop between steps: fail the job as cancelled and restart the child.
+          this.#jobs.get(id)?.reject(new CancelledError());
+          this.#jobs.delete(id);
+          child.kill('SIGKILL');
+        }, this.#options.abortGraceMs ?? 60_000);
+      };
       options.signal?.addEventListener('abort', onAbort, { once: true });
-      const done = () => options.signal?.removeEventListener('abort', onAbort);
+      const done = () => {
+        clearTimeout(grace);
+        options.signal?.removeEventListener('abort', onAbort);
+      };
       this.#jobs.set(id, {
         resolve: (output) => {
           done();
@@ -98,6 +116,8 @@ export class ProcessPipeline
         onStep: options.onStep,
       });
       this.#send({ type: 'generate', id, request });
+      // Aborted while the model was (re)loading: cancel right away.
+      if (options.signal?.aborted) onAbort();
     });
   }
 
@@ -126,6 +146,8 @@ export class ProcessPipeline
     });
     this.#child = child;
     child.on('message', (message: ChildMessage) => this.#onMessage(message));
+    // A message to a child that just died fails with EPIPE; its exit is handled below.
+    child.on('error', () => {});
     return new Promise<void>((resolve, reject) => {
       const timeout = setTimeout(() => {
         child.kill('SIGKILL');

@@ -64,7 +64,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
   });
   const netOptions: NetOptions = { ...DEFAULT_NET_OPTIONS };
   const sessionOptions = { provider, deviceId: options.deviceId, intraOpThreads: options.threads };
-  const graphDir = join(options.dataDir, 'graphs');
+  const graphDir = options.graphCacheDir ?? join(options.dataDir, 'graphs');
   const opened: ComponentWeights[] = [];
   const sessions: ort.InferenceSession[] = [];
   const components: ComponentInfo[] = [];

@@ -8,8 +8,12 @@ export interface EngineOptions {
   modelsDir: string;
   /** Checkpoint file name or path inside `modelsDir/checkpoints`; the first SD3.5 checkpoint when absent. */
   checkpoint?: string;
+  /** Text encoder file names under text_encoders/ chosen by the operator (found by name otherwise). */
+  textEncoders?: { clipL?: string | null; clipG?: string | null; t5?: string | null };
   /** Data dir: graph cache, quantized weights, tokenizers. */
   dataDir: string;
+  /** Where built graphs are cached; @default <dataDir>/graphs */
+  graphCacheDir?: string;
   /**
    * Weight storage: `fp8` keeps e4m3 weights one byte (quantizing fp16/bf16 checkpoints once at
    * load), `fp16` dequantizes fp8 checkpoints, `fp32` computes in float32 everywhere.
