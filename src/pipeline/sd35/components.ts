@@ -73,7 +73,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
   const weightsOf = (
     name: ComponentName,
     location: ComponentLocation,
-  ): { source: WeightSource; key: string } => {
+  ): { source: WeightSource; key: string; stated: Record<string, unknown> } => {
     const weights = ComponentWeights.open(location, name);
     opened.push(weights);
     let source: WeightSource = weights;
@@ -94,20 +94,15 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       }
     }
     components.push({ name, ...storageOf(source), file: location.file });
-    return { source, key };
+    return { source, key, stated: statedConfig(weights) };
   };
 
-  const open = async (name: string, source: WeightSource, key: string, build: (net: Net) => void) => {
-    const graph = cachedGraph(
-      graphDir,
-      name,
-      { key, compute, netOptions, overrides: options.overrides },
-      () => {
-        const g = new GraphBuilder(name);
-        build(new Net(g, new Params(g, source, compute), netOptions));
-        return g.build();
-      },
-    );
+  const open = async (name: string, source: WeightSource, key: unknown, build: (net: Net) => void) => {
+    const graph = cachedGraph(graphDir, name, { key, compute, netOptions }, () => {
+      const g = new GraphBuilder(name);
+      build(new Net(g, new Params(g, source, compute), netOptions));
+      return g.build();
+    });
     const session = await openSession(name, graph, sessionOptions);
     sessions.push(session);
     return session;
@@ -115,9 +110,10 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
 
   try {
     const clip = async (kind: ClipKind, location: ComponentLocation) => {
-      const { source, key } = weightsOf(kind === 'clip_l' ? 'clipL' : 'clipG', location);
-      return open(kind, source, key, (net) =>
-        buildClip(net, clipConfig(net.p, kind, options.overrides?.[kind])),
+      const { source, key, stated } = weightsOf(kind === 'clip_l' ? 'clipL' : 'clipG', location);
+      const overrides = { ...headsFrom(stated.num_attention_heads), ...options.overrides?.[kind] };
+      return open(kind, source, { key, overrides }, (net) =>
+        buildClip(net, clipConfig(net.p, kind, overrides)),
       );
     };
     const clipL = await clip('clip_l', set.components.clipL);
@@ -125,8 +121,9 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
 
     let t5: ort.InferenceSession | undefined;
     if (set.components.t5) {
-      const { source, key } = weightsOf('t5', set.components.t5);
-      t5 = await open('t5', source, key, (net) => buildT5(net, t5Config(net.p, options.overrides?.t5)));
+      const { source, key, stated } = weightsOf('t5', set.components.t5);
+      const overrides = { ...headsFrom(stated.num_heads), ...options.overrides?.t5 };
+      t5 = await open('t5', source, { key, overrides }, (net) => buildT5(net, t5Config(net.p, overrides)));
     }
 
     const mm = weightsOf('mmdit', set.components.mmdit);
@@ -189,4 +186,22 @@ function storageOf(source: WeightSource): { bytes: number; dtype: string } {
     if (n > most) [dtype, most] = [type, n];
   }
   return { bytes, dtype };
+}
+
+/**
+ * Hyperparameters a file states in its metadata (`atelier.config`, written by the bundled tiny
+ * model's generator) because its shapes do not tell them: attention head counts.
+ */
+function statedConfig(weights: ComponentWeights): Record<string, unknown> {
+  const text = weights.metadata['atelier.config'];
+  if (!text) return {};
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+}
+
+function headsFrom(value: unknown): { heads?: number } {
+  return typeof value === 'number' && Number.isInteger(value) && value > 0 ? { heads: value } : {};
 }
