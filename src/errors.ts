@@ -52,7 +52,10 @@ export class RateLimitedError extends AtelierError {
     readonly retryAfterMs: number,
     userMessage: string,
   ) {
-    super(limit === 'queue' ? 'QUEUE_FULL' : limit === 'user-queue' ? 'USER_QUEUE_FULL' : 'RATE_LIMITED', userMessage);
+    super(
+      limit === 'queue' ? 'QUEUE_FULL' : limit === 'user-queue' ? 'USER_QUEUE_FULL' : 'RATE_LIMITED',
+      userMessage,
+    );
   }
 }
 
@@ -97,7 +100,12 @@ export class CancelledError extends AtelierError {
 
 export class PipelineError extends AtelierError {
   constructor(message: string, userMessage?: string, options?: { cause?: unknown }) {
-    super('PIPELINE', message, userMessage ?? 'Something went wrong while making the image. Please try again.', options);
+    super(
+      'PIPELINE',
+      message,
+      userMessage ?? 'Something went wrong while making the image. Please try again.',
+      options,
+    );
   }
 }
 

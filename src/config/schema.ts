@@ -36,10 +36,6 @@ const autoSwitch = z.preprocess(
   z.union([z.literal('auto'), z.boolean()], { error: 'auto, true or false' }),
 );
 
-const hubRepo = z
-  .string({ error: 'a Hugging Face repository name like owner/name' })
-  .regex(/^[\w.-]+\/[\w.-]+$/, { error: 'a Hugging Face repository name like owner/name' });
-
 const bucket = section({
   enabled: flag(),
   images: integer(1),
@@ -124,8 +120,6 @@ export const settingsSchema = z
       graphCacheDir: optionalText('a folder path', 'for <dataDir>/graphs'),
       hub: section({
         endpoint: httpUrl(),
-        repo: hubRepo,
-        textEncodersRepo: hubRepo,
       }),
     }),
     images: section({

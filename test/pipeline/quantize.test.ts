@@ -39,9 +39,9 @@ describe('fp8 quantization at load', () => {
     const restored = [...q.readFloat32('m.fc.weight')].map((v) => v * scale);
     // The largest magnitude is exact; the rest within half an e4m3 step (3 mantissa bits: 1/16).
     expect(restored[0]).toBeCloseTo(-2.5, 6);
-    [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5].forEach((v, i) =>
-      expect(Math.abs(restored[i] - v)).toBeLessThanOrEqual(Math.abs(v) / 16),
-    );
+    for (const [i, v] of [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5].entries()) {
+      expect(Math.abs(restored[i] - v)).toBeLessThanOrEqual(Math.abs(v) / 16);
+    }
     expect(quantizeToScaledFp8(file, 'm.', join(dir, 'q'))).toMatchObject({ path: first.path, cached: true });
   });
 });

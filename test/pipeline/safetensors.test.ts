@@ -14,8 +14,18 @@ function sample(path: string) {
     path,
     [
       { name: 'a.weight', dtype: 'F32', shape: [2, 3], data: new Float32Array([1, 2, 3, 4, 5, 6]) },
-      { name: 'b.bias', dtype: 'F16', shape: [2], data: new Uint16Array([floatToHalf(0.5), floatToHalf(-2)]) },
-      { name: 'c.q', dtype: 'F8_E4M3', shape: [3], data: new Uint8Array([floatToE4M3(1.5), floatToE4M3(-448), 0]) },
+      {
+        name: 'b.bias',
+        dtype: 'F16',
+        shape: [2],
+        data: new Uint16Array([floatToHalf(0.5), floatToHalf(-2)]),
+      },
+      {
+        name: 'c.q',
+        dtype: 'F8_E4M3',
+        shape: [3],
+        data: new Uint8Array([floatToE4M3(1.5), floatToE4M3(-448), 0]),
+      },
     ],
     { format: 'pt' },
   );
@@ -58,7 +68,9 @@ describe('SafetensorsFile', () => {
     const bytes = readFileSync(path);
     writeFileSync(path, bytes.subarray(0, bytes.length - 1));
     expect(() => SafetensorsFile.open(path)).toThrowError(ModelError);
-    expect(() => SafetensorsFile.open(path)).toThrowError(/truncated\.safetensors: tensor "c\.q" ends at byte .* past the end/);
+    expect(() => SafetensorsFile.open(path)).toThrowError(
+      /truncated\.safetensors: tensor "c\.q" ends at byte .* past the end/,
+    );
     writeFileSync(path, bytes.subarray(0, 20));
     expect(() => SafetensorsFile.open(path)).toThrowError(/header length \d+ does not fit a 20-byte file/);
   });
@@ -70,11 +82,16 @@ describe('SafetensorsFile', () => {
     writeFileSync(path, rawHeader({ x: { dtype: 'Q4', shape: [1], data_offsets: [0, 1] } }, 1));
     expect(() => SafetensorsFile.open(path)).toThrowError(/tensor "x" has unsupported dtype "Q4"/);
     writeFileSync(path, rawHeader({ x: { dtype: 'F32', shape: [2], data_offsets: [0, 4] } }, 8));
-    expect(() => SafetensorsFile.open(path)).toThrowError(/has 4 bytes of data but shape \[2\] of F32 needs 8/);
+    expect(() => SafetensorsFile.open(path)).toThrowError(
+      /has 4 bytes of data but shape \[2\] of F32 needs 8/,
+    );
     writeFileSync(
       path,
       rawHeader(
-        { x: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, y: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } },
+        {
+          x: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+          y: { dtype: 'F32', shape: [1], data_offsets: [4, 8] },
+        },
         8,
       ),
     );

@@ -167,7 +167,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
 }
 
 /** Bytes a component's weights occupy and their dominant storage type, for `atelier doctor`. */
-function storageOf(source: WeightSource): { bytes: number; dtype: string } {
+export function storageOf(source: WeightSource): { bytes: number; dtype: string } {
   const byType = new Map<string, number>();
   const add = (t: ResolvedTensor) => {
     if (t.kind === 'tensor') byType.set(t.info.dtype, (byType.get(t.info.dtype) ?? 0) + t.info.byteLength);

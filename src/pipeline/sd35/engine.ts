@@ -114,7 +114,9 @@ export class Sd35Engine implements Pipeline {
     }
     const seeds = Array.from({ length: req.count }, (_, i) => req.seed + i);
     const noise = new Float32Array(req.count * per);
-    seeds.forEach((seed, i) => noise.set(randn([1, ...latentShape], seed), i * per));
+    seeds.forEach((seed, i) => {
+      noise.set(randn([1, ...latentShape], seed), i * per);
+    });
     return {
       request: req,
       cond,

@@ -1,0 +1,123 @@
+/**
+ * `atelier doctor`: what an operator checks before asking for help — the configuration (secrets
+ * masked), the data dir, the database, the surfaces that will start, the model files and what each
+ * component holds, and whether the execution provider loads. Exit code 1 when something is wrong.
+ */
+import { accessSync, constants, existsSync, mkdirSync, statfsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { engineOptions } from '../app.js';
+import { type AtelierConfig, enabledPlatforms, maskedSecrets } from '../config/index.js';
+import { asAtelierError } from '../errors.js';
+import { formatBytes } from '../pipeline/hub/index.js';
+import { GraphBuilder } from '../pipeline/onnx/graph.js';
+import { openSession } from '../pipeline/onnx/session.js';
+import { describeModels } from '../pipeline/sd35/describe.js';
+import { openStore } from '../store/index.js';
+
+type Write = (line: string) => void;
+
+export async function doctor(
+  config: AtelierConfig,
+  write: Write = (l) => process.stdout.write(`${l}\n`),
+): Promise<number> {
+  let problems = 0;
+  const row = (label: string, value: string) => write(`${label.padEnd(14)}${value}`);
+  const problem = (label: string, error: unknown) => {
+    problems++;
+    row(label, `PROBLEM: ${asAtelierError(error).message}`);
+  };
+
+  write('Atelier doctor');
+  row(
+    'config',
+    [config.files.defaults, config.files.override, config.files.dotenv].filter(Boolean).join(' + '),
+  );
+  for (const [variable, shown] of Object.entries(maskedSecrets(config.secrets)))
+    row('', `${variable} = ${shown}`);
+
+  try {
+    mkdirSync(config.dataDir, { recursive: true });
+    accessSync(config.dataDir, constants.W_OK);
+    const fs = statfsSync(config.dataDir);
+    row('data dir', `${config.dataDir} (writable, ${formatBytes(fs.bavail * fs.bsize)} free)`);
+  } catch (error) {
+    problem('data dir', error);
+  }
+  try {
+    const store = openStore({ dataDir: config.dataDir });
+    const health = store.health();
+    store.close();
+    row(
+      'database',
+      `atelier.db schema ${health.schemaVersion}, ${health.journalMode}, check: ${health.integrity}`,
+    );
+    if (health.integrity !== 'ok') problems++;
+  } catch (error) {
+    problem('database', error);
+  }
+
+  const surfaces = enabledPlatforms(config);
+  row(
+    'surfaces',
+    [
+      surfaces.discord ? `discord (${config.discord.apiUrl ?? 'https://discord.com/api'})` : undefined,
+      surfaces.slack
+        ? `slack (${surfaces.slackMode === 'socket' ? 'Socket Mode' : `HTTP :${config.slack.port}`})`
+        : undefined,
+      surfaces.playground
+        ? `playground (http://${config.playground.host}:${config.playground.port})`
+        : undefined,
+    ]
+      .filter(Boolean)
+      .join(', ') || 'none',
+  );
+
+  try {
+    const engine = await engineOptions(config);
+    const { set, components, defaults } = describeModels(engine);
+    row(
+      'model',
+      `${set.name} (${set.family}, ${set.layout} layout) in ${set.root}${config.models.dir ? '' : ' — the bundled tiny model'}`,
+    );
+    row(
+      'defaults',
+      `${defaults.steps} steps, guidance ${defaults.guidance}, ${defaults.sampler}, ${defaults.resolution}px`,
+    );
+    for (const c of components)
+      row(`  ${c.name}`, `${c.dtype.padEnd(8)} ${formatBytes(c.bytes).padStart(10)}  ${c.file}`);
+    row('tokenizers', `clip: ${set.tokenizers.clip}${set.tokenizers.t5 ? `, t5: ${set.tokenizers.t5}` : ''}`);
+    for (const note of set.notes) row('  note', note);
+    row(
+      'precision',
+      `${config.models.precision}${config.models.precision === 'auto' ? ` (${engine.provider === 'cuda' ? 'fp8' : 'fp32'})` : ''}`,
+    );
+  } catch (error) {
+    problem('model', error);
+  }
+
+  const ortVersion = createRequire(import.meta.url)('onnxruntime-node/package.json').version as string;
+  try {
+    await checkProvider(config);
+    row('provider', `${config.models.executionProvider} (onnxruntime-node ${ortVersion}) loads`);
+  } catch (error) {
+    problem('provider', error);
+  }
+  row(
+    'graph cache',
+    config.models.graphCacheDir ??
+      `${config.dataDir}/graphs${existsSync(`${config.dataDir}/graphs`) ? '' : ' (empty)'}`,
+  );
+  write(problems ? `${problems} problem(s) found.` : 'Everything looks right.');
+  return problems ? 1 : 0;
+}
+
+/** Opens a one-node graph on the configured provider: proves the provider's libraries load. */
+async function checkProvider(config: AtelierConfig): Promise<void> {
+  const g = new GraphBuilder('doctor');
+  g.output(g.op('Identity', [g.input('x', 'float32', [1])]), 'y', 'float32', [1]);
+  const session = await openSession('execution provider check', g.build(), {
+    provider: config.models.executionProvider,
+    deviceId: config.models.deviceId,
+  });
+  await session.release();
+}

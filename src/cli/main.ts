@@ -1,0 +1,103 @@
+/**
+ * The `atelier` command: serve (what `npm start` runs), imagine, doctor, models pull. Errors an
+ * operator can fix (config, model files, bad options) end the command with one clear message and a
+ * non-zero exit code, never a stack trace.
+ */
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { type AtelierApp, createApp } from '../app.js';
+import { type AtelierConfig, loadConfig } from '../config/index.js';
+import { AtelierError, ValidationError } from '../errors.js';
+import { doctor } from './doctor.js';
+import { imagine } from './imagine.js';
+import { pull } from './models.js';
+
+export interface ServeContext {
+  app: AtelierApp;
+  config: AtelierConfig;
+}
+
+export interface CliHooks {
+  /** Starts the chat surfaces on a loaded app and resolves when the bot should exit. */
+  serve(context: ServeContext): Promise<void>;
+}
+
+export async function runCli(argv: string[], hooks: CliHooks): Promise<number> {
+  const program = new Command('atelier')
+    .description('Self-hosted Stable Diffusion 3.5 image bot for Discord, Slack and a local playground')
+    .exitOverride()
+    .showHelpAfterError();
+  let code = 0;
+
+  program
+    .command('serve', { isDefault: true })
+    .description('run the bot: every configured chat surface, or the local playground when none is')
+    .action(async () => {
+      const config = loadConfig();
+      const app = await createApp(config);
+      try {
+        const recovery = await app.start();
+        if (recovery.requeued.length + recovery.redelivered.length + recovery.failed.length > 0) {
+          app.logger.info(recovery, 'resumed jobs from the last run');
+        }
+        await hooks.serve({ app, config });
+      } finally {
+        await app.close();
+      }
+    });
+
+  program
+    .command('imagine')
+    .description('make an image from the command line, through the same queue and pipeline as the bot')
+    .argument('<prompt>', 'what to draw')
+    .option('-n, --negative <text>', 'what to avoid')
+    .option('-s, --seed <n>', 'seed (0–4294967295); random when left out')
+    .option('--steps <n>', 'denoising steps')
+    .option('-g, --guidance <x>', 'classifier-free guidance scale')
+    .option('-a, --aspect <ratio>', 'aspect ratio: 1:1, 16:9, 9:16, 4:3, 3:4, 3:2, 2:3, 21:9')
+    .option('-c, --count <n>', 'images, 1–4 (more than one also writes a grid)')
+    .option('--sampler <name>', 'euler or dpmpp_2m')
+    .option('-o, --output <file.png>', 'where to write the PNG')
+    .action(async (prompt: string, options) => {
+      const files = await imagine(loadConfig(), prompt, options);
+      for (const file of files) process.stdout.write(`${file}\n`);
+    });
+
+  program
+    .command('doctor')
+    .description('check the configuration, data dir, database, model files and execution provider')
+    .action(async () => {
+      code = await doctor(loadConfig());
+    });
+
+  const models = program.command('models').description('manage model files');
+  models
+    .command('pull')
+    .description('download a model set from the Hugging Face hub (HF_TOKEN for gated models)')
+    .argument('<name>', 'sd3.5-large, sd3.5-large-turbo or sd3.5-medium')
+    .option('--t5 <kind>', 'T5-XXL encoder to fetch: fp8, fp16 or none', parseT5)
+    .option('--tokenizers-only', 'only the tokenizer files, for a ComfyUI folder that has the weights')
+    .option('--dir <folder>', 'models folder to download into (default: models.dir, else <dataDir>/models)')
+    .action(async (name: string, options) => {
+      const dir = await pull(loadConfig(), name, options);
+      process.stdout.write(`Point Atelier at it: ATELIER_MODELS__DIR=${dir} npm start\n`);
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode;
+    if (error instanceof AtelierError) {
+      process.stderr.write(
+        `atelier: ${error instanceof ValidationError ? error.userMessage : error.message}\n`,
+      );
+      return error instanceof ValidationError ? 2 : 1;
+    }
+    throw error;
+  }
+}
+
+function parseT5(value: string): 'fp8' | 'fp16' | 'none' {
+  if (value === 'fp8' || value === 'fp16' || value === 'none') return value;
+  throw new InvalidArgumentError('expected fp8, fp16 or none.');
+}
