@@ -33,7 +33,7 @@ import type {
   Requester,
 } from '../jobs/types.js';
 import { logJobTransition } from '../log.js';
-import type { MessageRef, Store, StoredJob } from '../store/index.js';
+import type { MessageRef, Store, StoredJob, StoredMessage } from '../store/index.js';
 import { JobCrashedError, JobTimeoutError, QueuePausedError } from './errors.js';
 import { DurationEstimator, jobUnits } from './eta.js';
 import { type FinalJobEvent, isFinal, type SchedulerEvents } from './events.js';
@@ -380,7 +380,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    * Records a message the adapter posted for a job, so later clicks on it find the job, and
    * makes it the job's reply message so a restart edits it instead of posting anew.
    */
-  attachMessage(jobId: string, message: MessageRef, reply: Partial<ReplyTarget> = {}): void {
+  attachMessage(jobId: string, message: StoredMessage, reply: Partial<ReplyTarget> = {}): void {
     const now = this.#options.clock();
     this.#store.transaction(() => {
       if (!this.#store.jobs.updateReply(jobId, { ...reply, messageId: message.messageId })) {

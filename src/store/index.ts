@@ -21,6 +21,7 @@ import type { TeamSettings, UserSettings } from './types.js';
 export type { SqliteDatabase } from './database.js';
 export type { JobListQuery, StoredJob } from './jobs-repository.js';
 export { migrate, migrations, schemaVersion } from './migrations.js';
+export type { StoredMessage } from './results-repository.js';
 export type {
   BucketRule,
   BucketState,

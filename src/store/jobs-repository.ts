@@ -26,6 +26,8 @@ export interface JobListQuery {
   owner?: { platform: string; userId: string };
   /** Only jobs in these states. */
   states?: readonly JobState[];
+  /** Only jobs answered in this channel. */
+  channel?: { platform: string; channelId: string };
   /** Newest first, at most this many. @default 50 */
   limit?: number;
 }
@@ -60,9 +62,11 @@ export class JobsRepository {
 
   constructor(db: SqliteDatabase) {
     this.#db = db;
-    this.#insert = db.prepare<[string, string, string, string, string | null, string | null, string, number]>(
-      `INSERT INTO jobs (id, kind, state, platform, user_id, team_id, parent_job_id, spec, created_at)
-       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)`,
+    this.#insert = db.prepare<
+      [string, string, string, string, string | null, string | null, string, number, string]
+    >(
+      `INSERT INTO jobs (id, kind, state, platform, user_id, team_id, parent_job_id, spec, created_at, channel_id)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#get = db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE id = ?');
     this.#start = db.prepare<[number, string], { attempts: number }>(
@@ -99,6 +103,7 @@ export class JobsRepository {
       spec.parent?.jobId ?? null,
       JSON.stringify(spec),
       createdAt,
+      spec.reply.channelId,
     );
     return Number(info.lastInsertRowid);
   }
@@ -155,6 +160,10 @@ export class JobsRepository {
     if (query.owner) {
       where.push('platform = ? AND user_id = ?');
       args.push(query.owner.platform, query.owner.userId);
+    }
+    if (query.channel) {
+      where.push('platform = ? AND channel_id = ?');
+      args.push(query.channel.platform, query.channel.channelId);
     }
     if (query.states && query.states.length > 0) {
       where.push(`state IN (${query.states.map(() => '?').join(', ')})`);

@@ -96,6 +96,23 @@ export const migrations: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 2,
+    name: 'channel of each job (gallery), deleted results, posted-message details',
+    up(db) {
+      db.exec(`
+        ALTER TABLE jobs ADD COLUMN channel_id TEXT;
+        UPDATE jobs SET channel_id = json_extract(spec, '$.reply.channelId');
+        CREATE INDEX jobs_by_channel ON jobs (platform, channel_id, seq) WHERE state = 'done';
+
+        ALTER TABLE results ADD COLUMN deleted_at INTEGER;
+        ALTER TABLE results ADD COLUMN deleted_by TEXT;
+
+        -- What an adapter needs to edit or delete the message later (thread, tokens), as JSON.
+        ALTER TABLE job_messages ADD COLUMN extra TEXT;
+      `);
+    },
+  },
 ];
 
 export function schemaVersion(db: SqliteDatabase): number {

@@ -12,6 +12,12 @@ interface ResultRow {
   model: string;
   grid_path: string | null;
   prompt_truncated: number;
+  deleted_at: number | null;
+}
+
+/** A message that shows a job, with what the adapter needs to edit or delete it later. */
+export interface StoredMessage extends MessageRef {
+  extra?: Record<string, unknown>;
 }
 
 interface ImageRow {
@@ -31,6 +37,7 @@ export class ResultsRepository {
   readonly #insertMessage;
   readonly #findByMessage;
   readonly #messagesOf;
+  readonly #markDeleted;
 
   constructor(db: SqliteDatabase, dataDir: string) {
     this.#dataDir = dataDir;
@@ -41,7 +48,7 @@ export class ResultsRepository {
       'INSERT OR REPLACE INTO result_images (job_id, idx, path, width, height, seed) VALUES (?, ?, ?, ?, ?, ?)',
     );
     this.#getResult = db.prepare<[string], ResultRow>(
-      'SELECT model, grid_path, prompt_truncated FROM results WHERE job_id = ?',
+      'SELECT model, grid_path, prompt_truncated, deleted_at FROM results WHERE job_id = ?',
     );
     this.#getImages = db.prepare<[string], ImageRow>(
       'SELECT path, width, height, seed FROM result_images WHERE job_id = ? ORDER BY idx',
@@ -49,15 +56,21 @@ export class ResultsRepository {
     this.#getImage = db.prepare<[string, number], ImageRow>(
       'SELECT path, width, height, seed FROM result_images WHERE job_id = ? AND idx = ?',
     );
-    this.#insertMessage = db.prepare<[string, string, string, string, number]>(
-      `INSERT INTO job_messages (platform, channel_id, message_id, job_id, posted_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (platform, channel_id, message_id) DO UPDATE SET job_id = excluded.job_id`,
+    this.#insertMessage = db.prepare<[string, string, string, string, number, string | null]>(
+      `INSERT INTO job_messages (platform, channel_id, message_id, job_id, posted_at, extra) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (platform, channel_id, message_id) DO UPDATE SET job_id = excluded.job_id, extra = excluded.extra`,
+    );
+    this.#markDeleted = db.prepare<[number, string, string]>(
+      'UPDATE results SET deleted_at = ?, deleted_by = ? WHERE job_id = ? AND deleted_at IS NULL',
     );
     this.#findByMessage = db.prepare<[string, string, string], { job_id: string }>(
       'SELECT job_id FROM job_messages WHERE platform = ? AND channel_id = ? AND message_id = ?',
     );
-    this.#messagesOf = db.prepare<[string], { platform: string; channel_id: string; message_id: string }>(
-      'SELECT platform, channel_id, message_id FROM job_messages WHERE job_id = ? ORDER BY posted_at, rowid',
+    this.#messagesOf = db.prepare<
+      [string],
+      { platform: string; channel_id: string; message_id: string; extra: string | null }
+    >(
+      'SELECT platform, channel_id, message_id, extra FROM job_messages WHERE job_id = ? ORDER BY posted_at, rowid',
     );
   }
 
@@ -88,6 +101,16 @@ export class ResultsRepository {
     return result;
   }
 
+  /** Whether the result was deleted from chat (its buttons then answer that it is gone). */
+  isDeleted(jobId: string): boolean {
+    return (this.#getResult.get(jobId)?.deleted_at ?? null) !== null;
+  }
+
+  /** Marks a result deleted by `by` (the files stay, so moderation can look at them). */
+  markDeleted(jobId: string, by: string, now: number): boolean {
+    return this.#markDeleted.run(now, by, jobId).changes > 0;
+  }
+
   /** One image (0-based) of a finished job, with an absolute path. */
   image(jobId: string, index: number): JobImage | undefined {
     const row = this.#getImage.get(jobId, index);
@@ -95,8 +118,15 @@ export class ResultsRepository {
   }
 
   /** Remembers that `message` shows `jobId` (queue notice, progress or result). */
-  recordMessage(jobId: string, message: MessageRef, now: number): void {
-    this.#insertMessage.run(message.platform, message.channelId, message.messageId, jobId, now);
+  recordMessage(jobId: string, message: StoredMessage, now: number): void {
+    this.#insertMessage.run(
+      message.platform,
+      message.channelId,
+      message.messageId,
+      jobId,
+      now,
+      message.extra === undefined ? null : JSON.stringify(message.extra),
+    );
   }
 
   /** The job a chat message shows, e.g. when someone clicks a button on it. */
@@ -104,10 +134,13 @@ export class ResultsRepository {
     return this.#findByMessage.get(message.platform, message.channelId, message.messageId)?.job_id;
   }
 
-  messagesOf(jobId: string): MessageRef[] {
-    return this.#messagesOf
-      .all(jobId)
-      .map((row) => ({ platform: row.platform, channelId: row.channel_id, messageId: row.message_id }));
+  messagesOf(jobId: string): StoredMessage[] {
+    return this.#messagesOf.all(jobId).map((row) => ({
+      platform: row.platform,
+      channelId: row.channel_id,
+      messageId: row.message_id,
+      ...(row.extra ? { extra: JSON.parse(row.extra) as Record<string, unknown> } : {}),
+    }));
   }
 
   #toImage(row: ImageRow): JobImage {

@@ -187,6 +187,43 @@ describe('ResultsRepository', () => {
     expect(store.results.messagesOf('job1').map((m) => m.messageId)).toEqual(['1712.0001', '1712.0002']);
   });
 
+  it('keeps what an adapter needs to edit a message later (thread, tokens)', () => {
+    const { store } = fresh();
+    store.jobs.insert('job1', makeSpec('alice'), 1);
+    const extra = { threadTs: '1712.0000', token: 'abc' };
+    store.results.recordMessage(
+      'job1',
+      { platform: 'slack', channelId: 'C1', messageId: '1712.0003', extra },
+      2,
+    );
+    expect(store.results.messagesOf('job1')).toEqual([
+      { platform: 'slack', channelId: 'C1', messageId: '1712.0003', extra },
+    ]);
+  });
+
+  it('marks a result deleted once, remembering who deleted it', () => {
+    const { store } = fresh();
+    store.jobs.insert('job1', makeSpec('alice'), 1);
+    store.results.save('job1', { images: [], model: 'm' }, 2);
+    expect(store.results.isDeleted('job1')).toBe(false);
+    expect(store.results.markDeleted('job1', 'discord:alice', 3)).toBe(true);
+    expect(store.results.markDeleted('job1', 'discord:bob', 4)).toBe(false);
+    expect(store.results.isDeleted('job1')).toBe(true);
+  });
+
+  it('lists a channel’s jobs for its gallery, newest first', () => {
+    const { store } = fresh();
+    const inChannel = (user: string, channelId: string) => {
+      const spec = makeSpec(user);
+      return { ...spec, reply: { ...spec.reply, channelId } };
+    };
+    store.jobs.insert('a', inChannel('alice', 'C1'), 1);
+    store.jobs.insert('b', inChannel('bob', 'C2'), 2);
+    store.jobs.insert('c', inChannel('carol', 'C1'), 3);
+    const platform = makeSpec('x').requester.platform;
+    expect(store.jobs.list({ channel: { platform, channelId: 'C1' } }).map((j) => j.id)).toEqual(['c', 'a']);
+  });
+
   it('rolls back a transaction that throws: no half-finished job', () => {
     const { store } = fresh();
     store.jobs.insert('job1', makeSpec('alice'), 1);
