@@ -1,0 +1,179 @@
+/**
+ * The bot every adapter talks to: commands, button clicks, reactions and autocomplete come in as
+ * platform-neutral calls; answers go out through the Invocation (public or private) and through
+ * the adapters registered here (job progress and results). All decisions live here and in
+ * ./handlers — adapters only translate.
+ */
+import { readFile } from 'node:fs/promises';
+import sharp from 'sharp';
+import { ValidationError } from '../src/errors.js';
+import type { ReplyTarget, Requester } from '../src/jobs/types.js';
+import { decodeButton } from './custom-id.js';
+import { defineCommands, findCommand } from './definitions.js';
+import { admin } from './handlers/admin.js';
+import { answering, type BotContext, type CoreApp, tell } from './handlers/context.js';
+import { help } from './handlers/help.js';
+import { imagine } from './handlers/imagine.js';
+import { cancel, cancelChoices, queue } from './handlers/queue.js';
+import { onReaction } from './handlers/reactions.js';
+import { runButton } from './handlers/results.js';
+import { settings } from './handlers/settings.js';
+import { JobMessenger, type MessengerOptions } from './messenger.js';
+import { type ParsedText, parseCommandText } from './text-args.js';
+import type { ChatAdapter, Choice, CommandArgs, CommandDef, Invocation, ReactionEvent } from './types.js';
+
+export interface GalleryEntry {
+  jobId: string;
+  prompt: string;
+  seed: number;
+  author: { userId: string; displayName: string };
+  images: number;
+  width: number;
+  height: number;
+  createdAt: number;
+}
+
+export interface BotOptions extends MessengerOptions {}
+
+export class Bot {
+  readonly #ctx: BotContext;
+  readonly #messenger: JobMessenger;
+  #commands: CommandDef[] | undefined;
+
+  constructor(
+    readonly app: CoreApp,
+    options: BotOptions = {},
+  ) {
+    const p = app.config.progress;
+    this.#messenger = new JobMessenger(app.scheduler, app.store, app.logger, {
+      minEditIntervalMs: p.minEditIntervalMs,
+      previewEverySteps: p.previewEverySteps,
+      oversizeFormat: app.config.images.oversizeFormat,
+      ...options,
+    });
+    this.#ctx = { app, messenger: this.#messenger, commands: () => this.commands };
+  }
+
+  /** The commands to register or show (ranges and choices from the config and the model). */
+  get commands(): CommandDef[] {
+    this.#commands ??= defineCommands(this.app.validation());
+    return this.#commands;
+  }
+
+  /** Job progress and results of `adapter.platform` are shown through it. */
+  attach(adapter: ChatAdapter): void {
+    this.#messenger.addAdapter(adapter);
+  }
+
+  start(): void {
+    this.#messenger.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.#messenger.stop();
+  }
+
+  /** A slash command (`name` is `atelier showcase` for a subcommand). */
+  async command(inv: Invocation, name: string, args: CommandArgs): Promise<void> {
+    await answering(this.#ctx, inv, async () => {
+      const def = findCommand(this.commands, name);
+      if (!def || def.subcommands) throw new ValidationError('command', `I don't know /${name}. Try /help.`);
+      const [top, sub] = name.trim().split(/\s+/);
+      switch (top) {
+        case 'imagine':
+          return imagine(this.#ctx, inv, args);
+        case 'queue':
+          return queue(this.#ctx, inv, args);
+        case 'cancel':
+          return cancel(this.#ctx, inv, args);
+        case 'settings':
+          return settings(this.#ctx, inv, args);
+        case 'help':
+          return help(this.#ctx, inv);
+        case 'atelier':
+          return admin(this.#ctx, inv, sub ?? '', args);
+        default:
+          throw new ValidationError('command', `I don't know /${name}. Try /help.`);
+      }
+    });
+  }
+
+  /** A button click, by its custom id. */
+  async action(inv: Invocation, customId: string): Promise<void> {
+    await answering(this.#ctx, inv, async () => {
+      const ref = decodeButton(customId);
+      if (!ref) {
+        await inv.replyPrivately(tell("That button doesn't belong to an image I know."));
+        return;
+      }
+      await runButton(this.#ctx, inv, ref);
+    });
+  }
+
+  async reaction(event: ReactionEvent): Promise<void> {
+    await onReaction(this.#ctx, event);
+  }
+
+  autocomplete(requester: Requester, command: string, option: string, partial: string): Choice[] {
+    if (command === 'cancel' && option === 'job') return cancelChoices(this.#ctx, { requester }, partial);
+    const def = findCommand(this.commands, command)?.options?.find((o) => o.name === option);
+    return (def?.choices ?? [])
+      .filter((c) => c.name.toLowerCase().includes(partial.toLowerCase()))
+      .slice(0, 25);
+  }
+
+  /** A command typed as text (Slack, the playground); throws ValidationError with the usage. */
+  parseText(text: string): ParsedText {
+    return parseCommandText(this.commands, text);
+  }
+
+  /** A channel's recent results, newest first (the playground's gallery). */
+  recentResults(where: Pick<ReplyTarget, 'platform' | 'channelId'>, limit = 30): GalleryEntry[] {
+    const { store } = this.app;
+    return store.jobs
+      .list({
+        channel: { platform: where.platform, channelId: where.channelId },
+        states: ['done'],
+        limit: limit * 2,
+      })
+      .filter((job) => !store.results.isDeleted(job.id))
+      .slice(0, limit)
+      .flatMap((job) => {
+        const result = store.results.get(job.id);
+        if (!result || result.images.length === 0) return [];
+        return [
+          {
+            jobId: job.id,
+            prompt: job.spec.params.prompt,
+            seed: result.images[0].seed,
+            author: { userId: job.spec.requester.userId, displayName: job.spec.requester.displayName },
+            images: result.images.length,
+            width: result.images[0].width,
+            height: result.images[0].height,
+            createdAt: job.createdAt,
+          },
+        ];
+      });
+  }
+
+  /** A result's image file (PNG with parameters): one image, or the grid. */
+  async resultImage(
+    jobId: string,
+    index: number | 'grid',
+  ): Promise<{ data: Buffer; mime: string; width: number; height: number } | undefined> {
+    const { store } = this.app;
+    if (store.results.isDeleted(jobId)) return undefined;
+    const result = store.results.get(jobId);
+    if (!result) return undefined;
+    const path = index === 'grid' ? (result.gridPath ?? result.images[0]?.path) : result.images[index]?.path;
+    if (!path) return undefined;
+    const data = await readFile(path);
+    const { width = 0, height = 0 } = await sharp(data).metadata();
+    return { data, mime: 'image/png', width, height };
+  }
+
+  /** Resolves when the job's message shows its latest state (tests). */
+  settled(jobId: string): Promise<void> {
+    return this.#messenger.settled(jobId);
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * The commands Atelier offers, once, for every platform: names, options with their types,
+ * ranges and choices (drawn from the operator's configuration), and aliases for text surfaces.
+ */
+import { SAMPLER_LABELS, type ValidationOptions } from '../src/jobs/validate.js';
+import type { CommandDef, OptionDef } from './types.js';
+
+/** Discord's limit on fixed choices per option; longer lists use autocomplete. */
+const MAX_CHOICES = 25;
+
+export function defineCommands(v: ValidationOptions): CommandDef[] {
+  const aspect: OptionDef = {
+    name: 'aspect',
+    description: 'Aspect ratio of the image',
+    type: 'string',
+    aliases: ['ar'],
+    ...(v.aspects.length <= MAX_CHOICES
+      ? { choices: v.aspects.map((a) => ({ name: a, value: a })) }
+      : { autocomplete: true }),
+  };
+  const steps: OptionDef = {
+    name: 'steps',
+    description: `Denoising steps (${v.ranges.steps.min}–${v.ranges.steps.max}; more is slower, finer)`,
+    type: 'integer',
+    min: v.ranges.steps.min,
+    max: v.ranges.steps.max,
+  };
+  const guidance: OptionDef = {
+    name: 'guidance',
+    description: `How closely to follow the prompt (${v.ranges.guidance.min}–${v.ranges.guidance.max})`,
+    type: 'number',
+    min: v.ranges.guidance.min,
+    max: v.ranges.guidance.max,
+    aliases: ['cfg'],
+  };
+  const count: OptionDef = {
+    name: 'count',
+    description: `Number of images (${v.ranges.count.min}–${v.ranges.count.max})`,
+    type: 'integer',
+    min: v.ranges.count.min,
+    max: v.ranges.count.max,
+    aliases: ['n'],
+  };
+  const sampler: OptionDef = {
+    name: 'sampler',
+    description: 'Sampling method',
+    type: 'string',
+    choices: v.samplers.map((s) => ({ name: SAMPLER_LABELS[s], value: s })),
+  };
+  const negative: OptionDef = {
+    name: 'negative',
+    description: 'What to keep out of the image',
+    type: 'string',
+    maxLength: v.negativePromptMaxLength,
+    aliases: ['no'],
+  };
+
+  return [
+    {
+      name: 'imagine',
+      description: 'Make images from a prompt',
+      options: [
+        {
+          name: 'prompt',
+          description: 'What to draw',
+          type: 'string',
+          required: true,
+          maxLength: v.promptMaxLength,
+        },
+        negative,
+        aspect,
+        {
+          name: 'seed',
+          description: 'Seed, to reproduce an image (random when left out)',
+          type: 'integer',
+          min: 0,
+          max: 4_294_967_295,
+        },
+        steps,
+        guidance,
+        count,
+        sampler,
+      ],
+    },
+    {
+      name: 'queue',
+      description: 'Your jobs in the queue, with positions and ETA (admins: everyone’s)',
+      options: [{ name: 'all', description: 'Admins: show every job', type: 'boolean' }],
+    },
+    {
+      name: 'cancel',
+      description: 'Cancel one of your jobs (the newest when none is named)',
+      options: [{ name: 'job', description: 'The job to cancel', type: 'string', autocomplete: true }],
+    },
+    {
+      name: 'settings',
+      description: 'Your defaults for new images (no options: show them)',
+      options: [
+        aspect,
+        steps,
+        count,
+        negative,
+        guidance,
+        sampler,
+        { name: 'reset', description: 'Forget all your defaults', type: 'boolean' },
+      ],
+    },
+    { name: 'help', description: 'How to use Atelier' },
+    {
+      name: 'atelier',
+      description: 'Admin settings for this server or workspace',
+      adminOnly: true,
+      subcommands: [
+        {
+          name: 'showcase',
+          description: 'Set the channel where shared images are posted',
+          options: [
+            { name: 'channel', description: 'The showcase channel', type: 'channel', required: true },
+          ],
+        },
+        {
+          name: 'limits',
+          description: 'Image limits for members of this server (no options: show them)',
+          options: [
+            { name: 'images', description: 'Images per window per user', type: 'integer', min: 1, max: 1000 },
+            { name: 'minutes', description: 'Window length in minutes', type: 'integer', min: 1, max: 1440 },
+            { name: 'burst', description: 'Images at once', type: 'integer', min: 1, max: 100 },
+            {
+              name: 'queued',
+              description: 'Jobs one user may have waiting',
+              type: 'integer',
+              min: 1,
+              max: 100,
+            },
+            { name: 'reset', description: 'Back to the bot-wide limits', type: 'boolean' },
+          ],
+        },
+        { name: 'pause', description: 'Pause the queue: new jobs are refused, running ones finish' },
+        { name: 'resume', description: 'Resume the queue' },
+        { name: 'status', description: 'Queue size, model and pipeline' },
+      ],
+    },
+  ];
+}
+
+/** Finds a command, or a subcommand given as "atelier showcase". */
+export function findCommand(commands: readonly CommandDef[], name: string): CommandDef | undefined {
+  const [top, sub] = name.trim().split(/\s+/);
+  const command = commands.find((c) => c.name === top);
+  if (!command || sub === undefined) return command;
+  return command.subcommands?.find((s) => s.name === sub);
+}

@@ -1,0 +1,76 @@
+/** /atelier …: admin settings for a server or workspace (showcase channel, limits), pause/resume, status. */
+import { ForbiddenError, ValidationError } from '../../src/errors.js';
+import { formatDuration } from '../../src/scheduler/index.js';
+import type { LimitOverrides } from '../../src/store/types.js';
+import type { CommandArgs, Invocation } from '../types.js';
+import { type BotContext, isAdmin, tell } from './context.js';
+
+export async function admin(ctx: BotContext, inv: Invocation, sub: string, args: CommandArgs): Promise<void> {
+  if (!isAdmin(ctx, inv.requester)) throw new ForbiddenError('Only Atelier admins can use /atelier.');
+  const { platform, teamId } = inv.requester;
+  const teamOnly = () => {
+    if (!teamId)
+      throw new ValidationError(
+        'team',
+        'This setting belongs to a server or workspace; use it in one of its channels.',
+      );
+    return teamId;
+  };
+  switch (sub) {
+    case 'showcase': {
+      const channel = String(args.channel ?? '').trim();
+      if (!channel) throw new ValidationError('channel', 'Name the showcase channel.');
+      ctx.app.store.teamSettings.patch(platform, teamOnly(), { showcaseChannelId: channel });
+      await inv.replyPrivately(tell(`⭐ Shared images now go to <#${channel}>.`));
+      return;
+    }
+    case 'limits': {
+      const team = teamOnly();
+      if (args.reset === true) {
+        ctx.app.store.teamSettings.patch(platform, team, { limits: undefined });
+        await inv.replyPrivately(tell('Limits are back to the bot-wide ones.'));
+        return;
+      }
+      const current = ctx.app.store.teamSettings.get(platform, team).limits ?? {};
+      const user = ctx.app.config.limits.user;
+      const base = current.user || { images: user.images, perMs: user.perSeconds * 1000, burst: user.burst };
+      const next: LimitOverrides = { ...current };
+      if (args.images !== undefined || args.minutes !== undefined || args.burst !== undefined) {
+        next.user = {
+          images: Number(args.images ?? base.images),
+          perMs: args.minutes !== undefined ? Number(args.minutes) * 60_000 : base.perMs,
+          burst: Number(args.burst ?? base.burst),
+        };
+      }
+      if (args.queued !== undefined) next.maxQueuedPerUser = Number(args.queued);
+      ctx.app.store.teamSettings.patch(platform, team, { limits: next });
+      const rule = next.user || base;
+      await inv.replyPrivately(
+        tell(
+          `Limits here: ${rule.images} images per ${formatDuration(rule.perMs)} per user, ${rule.burst} at once, ` +
+            `${next.maxQueuedPerUser ?? ctx.app.config.queue.maxQueuedPerUser} jobs waiting per user.`,
+        ),
+      );
+      return;
+    }
+    case 'pause':
+      ctx.app.scheduler.pause(inv.requester);
+      await inv.replyPrivately(
+        tell('⏸️ Paused: new jobs wait; the running one finishes. /atelier resume to continue.'),
+      );
+      return;
+    case 'resume':
+      ctx.app.scheduler.resume(inv.requester);
+      await inv.replyPrivately(tell('▶️ Resumed.'));
+      return;
+    case 'status': {
+      const s = ctx.app.scheduler;
+      await inv.replyPrivately(
+        tell(`Queue: ${s.size} waiting, ${s.pending} running${s.isPaused ? ' (paused)' : ''}.`),
+      );
+      return;
+    }
+    default:
+      throw new ValidationError('command', 'Use /atelier showcase, limits, pause, resume or status.');
+  }
+}

@@ -1,0 +1,25 @@
+/** /help: the commands, the text flags, the buttons and the reactions, in one private message. */
+import { usage } from '../text-args.js';
+import type { CommandDef, Invocation } from '../types.js';
+import { type BotContext, isAdmin, tell } from './context.js';
+
+export async function help(ctx: BotContext, inv: Invocation): Promise<void> {
+  const admin = isAdmin(ctx, inv.requester);
+  const lines = ['**Atelier** makes images with Stable Diffusion 3.5.', ''];
+  for (const c of ctx.commands()) {
+    if (c.adminOnly && !admin) continue;
+    if (c.subcommands) {
+      lines.push(`/${c.name} ${c.subcommands.map((s) => s.name).join('|')} — ${c.description}`);
+      continue;
+    }
+    lines.push(`/${c.name} — ${c.description}`);
+  }
+  const imagine = ctx.commands().find((c) => c.name === 'imagine') as CommandDef;
+  lines.push(
+    '',
+    `Typed: ${usage('imagine', imagine.options ?? [])}`,
+    'Buttons on a result: U1–U4 one image alone · V1–V4 variations · 🔄 reroll · ⬆️ upscale 2× · ⭐ share · ✖️ delete.',
+    'Reactions: 🔄 on any result rerolls it for you · ⭐ shares it to the showcase channel · ✖️ (yours) deletes it.',
+  );
+  await inv.replyPrivately(tell(lines.join('\n')));
+}

@@ -1,0 +1,185 @@
+/**
+ * What people do with a result, from a button or a reaction: view one image alone (U), make
+ * variations (V), reroll, upscale, share to the showcase channel, delete. Every action resolves its
+ * job from the database, so it works on any earlier result after restarts; a forged, stale or
+ * deleted reference gets a polite private answer.
+ */
+import { randomInt } from 'node:crypto';
+import { ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
+import type { JobKind, JobRecord, JobResult, ReplyTarget, Requester } from '../../src/jobs/types.js';
+import { MAX_SEED } from '../../src/jobs/validate.js';
+import type { ButtonRef } from '../custom-id.js';
+import { sharedView, singleImageView } from '../presenter.js';
+import type { Invocation, PostedMessage } from '../types.js';
+import { type BotContext, enqueueAndShow, isAdmin, replyTargetOf, tell } from './context.js';
+
+export interface Finished {
+  job: JobRecord;
+  result: JobResult;
+}
+
+/** The finished, not deleted job `jobId`, or a NotFoundError a user can read. */
+export function finishedJob(ctx: BotContext, jobId: string): Finished {
+  const job = ctx.app.scheduler.getJob(jobId);
+  if (!job) throw new NotFoundError(`job ${jobId}`, "That button doesn't belong to an image I know.");
+  if (ctx.app.store.results.isDeleted(jobId))
+    throw new NotFoundError(`job ${jobId}`, 'That image was deleted.');
+  const result = job.result ?? ctx.app.store.results.get(jobId);
+  if (job.state !== 'done' || !result) {
+    throw new NotFoundError(`result of ${jobId}`, 'That job has no finished image (yet).');
+  }
+  return { job, result };
+}
+
+function imageIndex(found: Finished, index: number | undefined): number {
+  const i = index ?? 0;
+  if (!Number.isInteger(i) || i < 0 || i >= found.result.images.length) {
+    throw new ValidationError(
+      'image',
+      `That result has ${found.result.images.length} image(s); there is no image ${i + 1}.`,
+    );
+  }
+  return i;
+}
+
+/** A new job from an earlier one, asked for by `requester` and answered where they are. */
+async function derive(
+  ctx: BotContext,
+  found: Finished,
+  kind: JobKind,
+  requester: Requester,
+  where: ReplyTarget,
+  index: number | undefined,
+  inv?: Invocation,
+): Promise<void> {
+  const parent = found.job.spec.params;
+  const params = { ...parent, seed: randomInt(0, MAX_SEED + 1) };
+  const g = ctx.app.config.generation;
+  if (kind === 'variation') params.strength = g.variation.strength;
+  if (kind === 'upscale') {
+    params.strength = g.upscale.strength;
+    params.count = 1;
+    params.seed = found.result.images[index ?? 0].seed;
+  }
+  if (kind === 'reroll') delete params.strength;
+  await enqueueAndShow(
+    ctx,
+    {
+      kind,
+      requester,
+      params,
+      parent: { jobId: found.job.id, ...(index === undefined ? {} : { imageIndex: index }) },
+      reply: replyTargetOf(where),
+    },
+    inv,
+  );
+}
+
+export async function reroll(
+  ctx: BotContext,
+  jobId: string,
+  requester: Requester,
+  where: ReplyTarget,
+  inv?: Invocation,
+) {
+  await derive(ctx, finishedJob(ctx, jobId), 'reroll', requester, where, undefined, inv);
+}
+
+/** Runs a button click. */
+export async function runButton(ctx: BotContext, inv: Invocation, ref: ButtonRef): Promise<void> {
+  if (ref.action === 'cancel') {
+    await ctx.app.scheduler.cancel(ref.jobId, inv.requester);
+    await inv.replyPrivately(tell('✖️ Cancelled.'));
+    return;
+  }
+  const found = finishedJob(ctx, ref.jobId);
+  switch (ref.action) {
+    case 'single': {
+      const i = imageIndex(found, ref.index);
+      const image = await ctx.messenger.resultImage(found.result, i, inv.where);
+      const posted = await inv.reply(singleImageView(found.job, found.result, i, image));
+      record(ctx, found.job.id, posted);
+      return;
+    }
+    case 'variation':
+      return derive(ctx, found, 'variation', inv.requester, inv.where, imageIndex(found, ref.index), inv);
+    case 'upscale':
+      return derive(ctx, found, 'upscale', inv.requester, inv.where, imageIndex(found, ref.index), inv);
+    case 'reroll':
+      return derive(ctx, found, 'reroll', inv.requester, inv.where, undefined, inv);
+    case 'share':
+      await share(ctx, found, ref.index, inv.requester, inv.where);
+      await inv.replyPrivately(tell('⭐ Shared to the showcase channel.'));
+      return;
+    case 'delete':
+      await remove(ctx, found, inv.requester);
+      await inv.replyPrivately(tell('✖️ Deleted.'));
+      return;
+  }
+}
+
+/** Posts a result to the team's showcase channel, crediting its author and who shared it. */
+export async function share(
+  ctx: BotContext,
+  found: Finished,
+  index: number | undefined,
+  by: Requester,
+  where: ReplyTarget,
+): Promise<void> {
+  const channelId = showcaseChannel(ctx, by);
+  if (!channelId) {
+    throw new NotFoundError(
+      'showcase channel',
+      'No showcase channel is set here yet. An admin can set one with /atelier showcase.',
+    );
+  }
+  const adapter = ctx.messenger.adapterFor(by.platform);
+  if (!adapter) return;
+  const target: ReplyTarget = {
+    platform: by.platform,
+    channelId,
+    ...(where.teamId ? { teamId: where.teamId } : {}),
+  };
+  const i = index === undefined ? undefined : imageIndex(found, index);
+  const image = await ctx.messenger.resultImage(found.result, i ?? 'grid', target);
+  const posted = await adapter.post(target, sharedView(found.job, found.result, i, image, by.userId));
+  record(ctx, found.job.id, posted);
+}
+
+export function showcaseChannel(ctx: BotContext, requester: Requester): string | undefined {
+  const team = requester.teamId ? ctx.app.store.teamSettings.get(requester.platform, requester.teamId) : {};
+  if (team.showcaseChannelId) return team.showcaseChannelId;
+  const platform = requester.platform as 'discord' | 'slack';
+  return (
+    (ctx.app.config[platform] as { showcaseChannelId?: string | null } | undefined)?.showcaseChannelId ??
+    undefined
+  );
+}
+
+/** Deletes every message showing the result (owner or admin) and marks it deleted. */
+export async function remove(ctx: BotContext, found: Finished, by: Requester): Promise<void> {
+  const owner = found.job.spec.requester;
+  const mine = owner.platform === by.platform && owner.userId === by.userId;
+  if (!mine && !isAdmin(ctx, by))
+    throw new ForbiddenError('Only the person who made this image, or an admin, can delete it.');
+  ctx.app.store.results.markDeleted(found.job.id, `${by.platform}:${by.userId}`, Date.now());
+  const adapter = ctx.messenger.adapterFor(owner.platform);
+  for (const message of ctx.app.store.results.messagesOf(found.job.id)) {
+    const { threadId, ...extra } = (message.extra ?? {}) as { threadId?: string };
+    await adapter
+      ?.delete({ ...message, ...(threadId ? { threadId } : {}), extra })
+      .catch((err: unknown) =>
+        ctx.app.logger.warn({ err, jobId: found.job.id }, 'could not delete a message'),
+      );
+  }
+}
+
+/** Links a message that shows a result (single image, showcase post) to its job, for clicks and reactions on it. */
+function record(ctx: BotContext, jobId: string, posted: PostedMessage): void {
+  const { platform, channelId, messageId, extra, threadId } = posted;
+  ctx.app.store.results.recordMessage(
+    jobId,
+    { platform, channelId, messageId, extra: { ...extra, ...(threadId ? { threadId } : {}) } },
+    Date.now(),
+  );
+}

@@ -1,0 +1,95 @@
+/**
+ * Commands typed as text (Slack slash commands, the playground's message box):
+ * `/imagine a fox in the snow --ar 16:9 --seed 3 --no blurry, people`. Free text before the first
+ * flag fills the command's first required text option (the prompt); each `--flag` takes the words
+ * up to the next flag, so multi-word values need no quotes. Flags are option names or aliases.
+ */
+import { ValidationError } from '../src/errors.js';
+import { findCommand } from './definitions.js';
+import type { CommandArgs, CommandDef, OptionDef } from './types.js';
+
+export interface ParsedText {
+  /** `imagine`, or `atelier showcase` for a subcommand. */
+  command: string;
+  args: CommandArgs;
+}
+
+export function parseCommandText(commands: readonly CommandDef[], text: string): ParsedText {
+  const trimmed = text.trim();
+  const words = trimmed.replace(/^\//, '').split(/\s+/);
+  const name = (words.shift() ?? '').toLowerCase();
+  const top = commands.find((c) => c.name === name);
+  if (!trimmed.startsWith('/') || !top) {
+    throw new ValidationError(
+      'command',
+      `I don't know that command. Try ${commands.map((c) => `/${c.name}`).join(', ')}.`,
+    );
+  }
+  let command = top;
+  let commandName = top.name;
+  if (top.subcommands) {
+    const subName = (words.shift() ?? '').toLowerCase();
+    const sub = findCommand(commands, `${top.name} ${subName}`);
+    if (!sub || !subName) {
+      throw new ValidationError(
+        'command',
+        `/${top.name} needs one of: ${top.subcommands.map((s) => s.name).join(', ')}.`,
+      );
+    }
+    command = sub;
+    commandName = `${top.name} ${sub.name}`;
+  }
+  return { command: commandName, args: parseArgs(command, commandName, words.join(' ')) };
+}
+
+function parseArgs(command: CommandDef, name: string, rest: string): CommandArgs {
+  const options = command.options ?? [];
+  const args: CommandArgs = {};
+  // Split on flags at word starts: "--ar 16:9", "--seed=3", "—ar" (phones turn -- into an em dash).
+  const parts = rest.split(/(?:^|\s)(?:--|—)(?=[A-Za-z])/);
+  const free = parts.shift()?.trim() ?? '';
+  const positional = options.find((o) => o.required && (o.type === 'string' || o.type === 'channel'));
+  if (free) {
+    if (!positional) throw new ValidationError('options', `/${name} takes no text; ${usage(name, options)}`);
+    args[positional.name] = positional.type === 'channel' ? channelId(free) : free;
+  }
+  for (const part of parts) {
+    const match = /^([A-Za-z][\w-]*)(?:=|\s+|$)([\s\S]*)$/.exec(part.trim());
+    if (!match) continue;
+    const flag = match[1].toLowerCase().replace(/-/g, '_');
+    const option = options.find((o) => o.name === flag || o.aliases?.includes(flag));
+    if (!option) {
+      throw new ValidationError('options', `Unknown option --${match[1]}. ${usage(name, options)}`);
+    }
+    const value = match[2].trim();
+    args[option.name] =
+      option.type === 'boolean'
+        ? value === '' || !/^(false|no|0|off)$/i.test(value)
+        : option.type === 'channel'
+          ? channelId(value)
+          : value;
+  }
+  for (const option of options) {
+    if (option.required && args[option.name] === undefined) {
+      throw new ValidationError(
+        option.name,
+        `/${name} needs ${option.description.toLowerCase()}. ${usage(name, options)}`,
+      );
+    }
+  }
+  return args;
+}
+
+/** Slack writes channels as `<#C123|general>`; people type `#general` or the id. */
+function channelId(text: string): string {
+  const slack = /^<#([A-Z0-9]+)(?:\|[^>]*)?>$/.exec(text.trim());
+  return slack ? slack[1] : text.trim().replace(/^#/, '');
+}
+
+export function usage(name: string, options: readonly OptionDef[]): string {
+  const positional = options.find((o) => o.required && (o.type === 'string' || o.type === 'channel'));
+  const flags = options
+    .filter((o) => o !== positional)
+    .map((o) => `--${o.aliases?.[0] ?? o.name}${o.type === 'boolean' ? '' : ` <${o.name}>`}`);
+  return `Usage: /${name}${positional ? ` <${positional.name}>` : ''}${flags.length ? ` [${flags.join('] [')}]` : ''}`;
+}

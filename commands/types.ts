@@ -1,0 +1,137 @@
+/**
+ * The platform-neutral chat vocabulary: what a command looks like (so each adapter can render it
+ * as a Discord slash command, a Slack command or a playground text command), what a message
+ * looks like, and the small port every adapter implements. No command logic is written per
+ * platform: adapters translate, `Bot` (bot.ts) decides.
+ */
+import type { ReplyTarget, Requester } from '../src/jobs/types.js';
+
+// ---- commands -------------------------------------------------------------------------------
+
+export type OptionType = 'string' | 'integer' | 'number' | 'boolean' | 'channel';
+
+export interface Choice {
+  name: string;
+  value: string | number;
+}
+
+export interface OptionDef {
+  name: string;
+  description: string;
+  type: OptionType;
+  required?: boolean;
+  /** Inclusive bounds for integer/number options. */
+  min?: number;
+  max?: number;
+  /** Longest string accepted by the platform UI (the bot re-checks with its own message). */
+  maxLength?: number;
+  /** A fixed list (Discord allows at most 25; use `autocomplete` beyond). */
+  choices?: Choice[];
+  /** Suggestions while typing (Discord autocomplete); adapters without it ignore this. */
+  autocomplete?: boolean;
+  /** Short flag names for text commands: `--ar 16:9` for `aspect`. */
+  aliases?: string[];
+}
+
+export type OptionValue = string | number | boolean;
+/** Parsed option values by option name; a channel option's value is the channel id. */
+export type CommandArgs = Record<string, OptionValue | undefined>;
+
+export interface CommandDef {
+  name: string;
+  description: string;
+  options?: OptionDef[];
+  /** `/atelier showcase #channel`: one level of subcommands (then `options` is unused). */
+  subcommands?: CommandDef[];
+  /** Shown only to admins in help; refused for others (the bot checks, not the platform). */
+  adminOnly?: boolean;
+}
+
+// ---- messages -------------------------------------------------------------------------------
+
+export type ButtonStyle = 'primary' | 'secondary' | 'success' | 'danger';
+
+export interface ChatButton {
+  /** Custom id (≤ 100 chars, see custom-id.ts): resolved from the database when clicked. */
+  id: string;
+  label: string;
+  emoji?: string;
+  style?: ButtonStyle;
+}
+
+export interface ChatImage {
+  data: Uint8Array;
+  filename: string;
+  /** image/png, image/jpeg or image/webp. */
+  mime: string;
+  /** Pixel size when known (results always; progress previews may leave it out). */
+  width?: number;
+  height?: number;
+}
+
+/**
+ * A message as the bot means it. `text` uses a small markdown subset every adapter renders:
+ * `**bold**`, `*italic*`, `` `code` ``, `<@userId>` mentions (Discord and Slack syntax; the
+ * playground shows `@name`), and newlines.
+ */
+export interface ChatMessage {
+  text: string;
+  /** One attachment at most: the result image or the composite grid. */
+  image?: ChatImage;
+  /** A small preview for progress messages (adapters may show it inline or skip it). */
+  preview?: ChatImage;
+  /** Rows of buttons (Discord: ≤ 5 rows × 5). */
+  buttons?: ChatButton[][];
+}
+
+/** A message an adapter posted (what it needs to edit or delete it later). */
+export interface PostedMessage {
+  platform: string;
+  channelId: string;
+  messageId: string;
+  threadId?: string;
+  teamId?: string;
+  /** Adapter-private data (Discord interaction token, Slack thread_ts …), JSON-serialisable. */
+  extra?: Record<string, unknown>;
+}
+
+// ---- what adapters hand to the bot ----------------------------------------------------------
+
+/** One slash command, button click or reaction, as the adapter received it. */
+export interface Invocation {
+  requester: Requester;
+  /** Where it happened (channel, thread, team); results of jobs it starts go here. */
+  where: ReplyTarget;
+  /**
+   * Answers publicly (the first answer to a command or click). For /imagine this message becomes
+   * the job's message: edited with progress, then with the result. Returns what was posted.
+   */
+  reply(message: ChatMessage): Promise<PostedMessage>;
+  /** Answers only the requester (Discord ephemeral, Slack chat.postEphemeral, playground: that user). */
+  replyPrivately(message: ChatMessage): Promise<void>;
+}
+
+export interface ReactionEvent {
+  requester: Requester;
+  /** The message reacted to; ignored unless it shows an Atelier result. */
+  message: PostedMessage;
+  /** Unicode emoji (🔄 ⭐ ✖ …); adapters map platform names (e.g. Slack's `arrows_counterclockwise`). */
+  emoji: string;
+  where: ReplyTarget;
+}
+
+// ---- the port adapters implement ------------------------------------------------------------
+
+export interface ChatAdapter {
+  /** `discord`, `slack`, `playground`: matches Requester.platform and ReplyTarget.platform. */
+  readonly platform: string;
+  /** Posts a new message in `target`'s channel (thread when set). */
+  post(target: ReplyTarget, message: ChatMessage): Promise<PostedMessage>;
+  /** Replaces a posted message's text, image and buttons. */
+  edit(message: PostedMessage, next: ChatMessage): Promise<void>;
+  delete(message: PostedMessage): Promise<void>;
+  /** Tells one user something privately outside an interaction (e.g. their job failed later). */
+  tellPrivately(target: ReplyTarget, userId: string, message: ChatMessage): Promise<void>;
+  /** Largest upload in bytes allowed in `target` (server boosts, Slack limits). */
+  uploadLimit(target: ReplyTarget): number;
+}

@@ -1,0 +1,35 @@
+/**
+ * A real Atelier core for end-to-end tests: config from the defaults plus `env`, a temporary data
+ * dir, the bundled tiny model in a pipeline process, SQLite, the scheduler. Close it in afterEach.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type AtelierApp, createApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config/index.js';
+import { createLogger } from '../../src/log.js';
+
+export interface TestApp extends AtelierApp {
+  dataDir: string;
+  /** Closes the app and removes the data dir (unless `keep`). */
+  dispose(options?: { keep?: boolean }): Promise<void>;
+}
+
+export async function startTestApp(env: Record<string, string> = {}, dataDir?: string): Promise<TestApp> {
+  const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'atelier-app-'));
+  const config = loadConfig({
+    env: { ATELIER_DATA_DIR: dir, ATELIER_LOG__LEVEL: 'silent', ...env },
+    cwd: dir,
+  });
+  const app = await createApp(config, { logger: createLogger({ level: 'silent' }) });
+  await app.start();
+  let closed = false;
+  return Object.assign(app, {
+    dataDir: dir,
+    async dispose(options: { keep?: boolean } = {}) {
+      if (!closed) await app.close();
+      closed = true;
+      if (!options.keep) rmSync(dir, { recursive: true, force: true });
+    },
+  });
+}
