@@ -547,7 +547,7 @@ describe('Discord surface (discord.js against the simulator, scripted Bot)', () 
     const typing = d.autocomplete('imagine', { prompt: 'x', style: 'style' }, { focused: 'style' });
     const response = await typing.waitForResponse();
     expect(response.type).toBe(InteractionResponseType.ApplicationCommandAutocompleteResult);
-    expect((response.data?.choices as unknown[]).length).toBe(25);
+    expect(response.data?.choices).toHaveLength(25);
     expect(bot.autocompletes[0]).toMatchObject({ command: 'imagine', option: 'style', partial: 'style' });
   });
 
