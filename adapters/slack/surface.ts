@@ -1,0 +1,160 @@
+/**
+ * The Slack surface: Bolt 5 in HTTP mode (one Request URL, `/slack/events`, for slash commands,
+ * interactivity and events; Bolt answers 401 to requests whose signature is bad or stale) or in
+ * Socket Mode, forwarding to the Bot; and the ChatAdapter the Bot posts job messages through.
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { App, webApi } from '@slack/bolt';
+import type { ChatAdapter } from '../../commands/types.js';
+import { ConfigError } from '../../src/errors.js';
+import { childLogger } from '../../src/log.js';
+import { boltLogger } from './bolt-logger.js';
+import { SlackChatAdapter } from './chat-adapter.js';
+import { slackErrorCode } from './errors.js';
+import { registerListeners, type SlackBot } from './listeners.js';
+import { resolveSlackSurfaceOptions, SLACK_EVENTS_PATH, type SlackSurfaceOptions } from './options.js';
+import { SlackPeople } from './people.js';
+
+/** The Bot as the surface uses it (commands/bot.ts `Bot` fits). */
+export interface SlackSurfaceBot extends SlackBot {
+  /** Job progress and results for `adapter.platform` are sent through `adapter` from now on. */
+  attach(adapter: ChatAdapter): void;
+}
+
+export interface SlackSurface {
+  adapter: SlackChatAdapter;
+  /**
+   * Checks the bot token (auth.test), attaches the adapter to the bot and starts receiving.
+   * Resolves with one line: `slack: HTTP on :3000/slack/events as @atelier (team T123)` or
+   * `slack: Socket Mode as @atelier (team T123)`.
+   */
+  start(bot: SlackSurfaceBot): Promise<string>;
+  /** Stops receiving; waits (up to a few seconds) for interactions being answered. */
+  stop(): Promise<void>;
+}
+
+/** How long stop() waits for interactions under way. */
+const STOP_GRACE_MS = 3000;
+
+export function createSlackSurface(options: SlackSurfaceOptions): SlackSurface {
+  const settings = resolveSlackSurfaceOptions(options);
+  const logger = childLogger(settings.logger, 'slack');
+  const clientOptions: webApi.WebClientOptions = {
+    slackApiUrl: settings.apiUrl,
+    logger: boltLogger(logger),
+    // The default retries for about 30 minutes; a chat answer that late helps nobody.
+    retryConfig: webApi.retryPolicies.fiveRetriesInFiveMinutes,
+  };
+  // The adapter works before start(): jobs recovered at startup may post before Slack events flow.
+  const client = new webApi.WebClient(settings.botToken, clientOptions);
+  const adapter = new SlackChatAdapter({
+    client,
+    uploadLimitBytes: settings.maxUploadBytes,
+    logger,
+    imageRetryDelaysMs: settings.imageRetryDelaysMs,
+  });
+  const people = new SlackPeople(client);
+  const inFlight = new Set<Promise<unknown>>();
+  let app: App | undefined;
+
+  return {
+    adapter,
+    async start(bot) {
+      if (app) throw new Error('the Slack surface is already started');
+      const identity = await whoAmI(client);
+      const created = new App({
+        token: settings.botToken,
+        // Known from auth.test above, so Bolt does not ask again.
+        botId: identity.botId,
+        botUserId: identity.userId,
+        ...(settings.mode === 'socket'
+          ? { appToken: settings.appToken, socketMode: true }
+          : { signingSecret: settings.signingSecret, endpoints: SLACK_EVENTS_PATH }),
+        clientOptions,
+        logger: boltLogger(logger),
+      });
+      created.use(async ({ next }) => {
+        const work = next();
+        inFlight.add(work);
+        try {
+          await work;
+        } finally {
+          inFlight.delete(work);
+        }
+      });
+      registerListeners(created, {
+        bot,
+        adapter,
+        people,
+        logger,
+        botUserId: () => identity.userId,
+        ackDeadlineMs: settings.ackDeadlineMs,
+      });
+      bot.attach(adapter);
+      app = created;
+      const as = `as @${identity.name} (team ${identity.teamId})`;
+      if (settings.mode === 'socket') {
+        await startOrExplain(() => created.start(), 'SLACK_APP_TOKEN');
+        return `slack: Socket Mode ${as}`;
+      }
+      const server = (await created.start(settings.port)) as Server;
+      const { port } = server.address() as AddressInfo;
+      return `slack: HTTP on :${port}${SLACK_EVENTS_PATH} ${as}`;
+    },
+    async stop() {
+      const running = app;
+      app = undefined;
+      if (!running) return;
+      await running.stop();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const grace = new Promise<void>((resolve) => {
+        timer = setTimeout(() => resolve(), STOP_GRACE_MS);
+      });
+      await Promise.race([Promise.allSettled([...inFlight]), grace]);
+      clearTimeout(timer);
+    },
+  };
+}
+
+interface Identity {
+  userId: string;
+  botId: string;
+  name: string;
+  teamId: string;
+}
+
+/** auth.test: who the token belongs to. A refused token is the operator's to fix, named as such. */
+async function whoAmI(client: webApi.WebClient): Promise<Identity> {
+  const auth = await startOrExplain(() => client.auth.test(), 'SLACK_BOT_TOKEN');
+  return {
+    userId: auth.user_id ?? '',
+    botId: auth.bot_id ?? '',
+    name: auth.user ?? 'atelier',
+    teamId: auth.team_id ?? '',
+  };
+}
+
+const TOKEN_ERRORS = new Set([
+  'invalid_auth',
+  'not_authed',
+  'account_inactive',
+  'token_revoked',
+  'token_expired',
+  'not_allowed_token_type',
+]);
+
+async function startOrExplain<T>(run: () => Promise<T>, variable: string): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    const code = slackErrorCode(error);
+    if (code && TOKEN_ERRORS.has(code)) {
+      throw new ConfigError(
+        variable,
+        `slack: Slack refused ${variable} (${code}); check the token of your Slack app`,
+      );
+    }
+    throw error;
+  }
+}
