@@ -1,0 +1,58 @@
+/**
+ * The bot's markdown subset as DOM nodes: **bold**, *italic*, `code`, <@id> mentions and newlines.
+ * Built with createElement/textContent only, so no message can inject HTML.
+ */
+
+const TOKEN = /(`[^`\n]+`)|(\*\*[\s\S]+?\*\*)|(\*[^*\s][^*\n]*?\*)|(<@[^>\s]+>)|(\n)/g;
+
+/**
+ * @param {string} text
+ * @param {{ mentions: Record<string, string>, me?: string }} context
+ * @returns {DocumentFragment}
+ */
+export function renderMarkup(text, context) {
+  const fragment = document.createDocumentFragment();
+  appendMarkup(fragment, text, context);
+  return fragment;
+}
+
+function appendMarkup(parent, text, context) {
+  let last = 0;
+  for (const match of text.matchAll(TOKEN)) {
+    if (match.index > last) parent.append(text.slice(last, match.index));
+    last = match.index + match[0].length;
+    const [token, code, bold, italic, mention] = match;
+    if (code) parent.append(element('code', code.slice(1, -1)));
+    else if (bold) parent.append(nested('strong', bold.slice(2, -2), context));
+    else if (italic) parent.append(nested('em', italic.slice(1, -1), context));
+    else if (mention) parent.append(mentionNode(mention.slice(2, -1), context));
+    else if (token === '\n') parent.append(document.createElement('br'));
+  }
+  if (last < text.length) parent.append(text.slice(last));
+}
+
+function nested(tag, inner, context) {
+  const node = document.createElement(tag);
+  appendMarkup(node, inner, context);
+  return node;
+}
+
+function mentionNode(id, context) {
+  const node = element('span', `@${context.mentions[id] ?? id}`);
+  node.className = id === context.me ? 'mention mention-me' : 'mention';
+  return node;
+}
+
+function element(tag, text) {
+  const node = document.createElement(tag);
+  node.textContent = text;
+  return node;
+}
+
+/** The text without markup, for announcements and titles. */
+export function plainText(text, mentions) {
+  return text
+    .replace(/<@([^>\s]+)>/g, (_, id) => `@${mentions[id] ?? id}`)
+    .replace(/\*\*|`/g, '')
+    .replace(/(^|\W)\*(\S[^*]*)\*/g, '$1$2');
+}

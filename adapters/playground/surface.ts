@@ -1,0 +1,191 @@
+/**
+ * The playground surface: one HTTP server on loopback serving the page, its images and gallery,
+ * and a WebSocket at `/ws` that carries the channel live. Started by adapters/serve.ts like the
+ * Discord and Slack surfaces.
+ */
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
+import type { ChatAdapter } from '../../commands/types.js';
+import type { Logger } from '../../src/log.js';
+import { PlaygroundAdapter } from './adapter.js';
+import type { PlaygroundBot } from './bot-port.js';
+import { createRequestHandler, isAllowedHost } from './http.js';
+import { ChannelHub } from './hub.js';
+import { Interactions } from './interactions.js';
+import { handleSocket } from './socket-handler.js';
+import { DEFAULT_STATIC_DIR, loadStaticFiles } from './static-files.js';
+
+export interface PlaygroundOptions {
+  logger: Logger;
+  /**
+   * Interface to listen on. Anyone who reaches the page can act as any name, so keep it on
+   * loopback unless something in front adds authentication.
+   * @default '127.0.0.1'
+   */
+  host?: string;
+  /** `0` picks a free port; the start line reports the real one. @default 7860 */
+  port?: number;
+  /** Channels shown from the start; the bot may post to more (they then appear). @default ['general', 'showcase'] */
+  channels?: readonly string[];
+  /** @default 'Atelier' */
+  botName?: string;
+  /** Public messages each channel keeps for tabs that open later. @default 200 */
+  maxMessagesPerChannel?: number;
+  /** Private messages kept per user. @default 50 */
+  maxPrivatePerUser?: number;
+  /** Memory for message images and previews; the oldest are dropped beyond it. @default 256 MiB */
+  imageCacheBytes?: number;
+  /** What `uploadLimit()` reports to the bot: images are served locally, so this is generous. @default 50 MiB */
+  uploadLimitBytes?: number;
+  /** Folder of the page's files. @default adapters/playground/static */
+  staticDir?: string;
+  /** Seconds between WebSocket pings; a tab that misses one is dropped. @default 30 */
+  heartbeatSeconds?: number;
+}
+
+export interface PlaygroundSurface {
+  adapter: ChatAdapter;
+  /** Attaches the bot and listens; resolves with `playground: http://127.0.0.1:7860`. */
+  start(bot: PlaygroundBot): Promise<string>;
+  /** Closes every tab's socket and the server. */
+  stop(): Promise<void>;
+  /** The page's address once started (with the real port when `port` was 0). */
+  readonly url: string | undefined;
+}
+
+const MIB = 1024 * 1024;
+/** A 10,000-character prompt must still reach the bot (to be refused with a message), so be roomy. */
+const MAX_FRAME_BYTES = 256 * 1024;
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+export function createPlaygroundSurface(options: PlaygroundOptions): PlaygroundSurface {
+  const settings = {
+    host: '127.0.0.1',
+    port: 7860,
+    channels: ['general', 'showcase'],
+    botName: 'Atelier',
+    maxMessagesPerChannel: 200,
+    maxPrivatePerUser: 50,
+    imageCacheBytes: 256 * MIB,
+    uploadLimitBytes: 50 * MIB,
+    staticDir: DEFAULT_STATIC_DIR,
+    heartbeatSeconds: 30,
+    ...withoutUndefined(options),
+  };
+  const { logger } = options;
+  const hub = new ChannelHub(settings);
+  const adapter = new PlaygroundAdapter(hub, settings.uploadLimitBytes);
+  const loopback = isLoopback(settings.host);
+  const allowedHosts = loopback ? LOOPBACK_HOSTS : undefined;
+  let server: Server | undefined;
+  let sockets: WebSocketServer | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
+  let url: string | undefined;
+
+  async function start(bot: PlaygroundBot): Promise<string> {
+    if (server) throw new Error('the playground is already started');
+    bot.attach(adapter);
+    const interactions = new Interactions(hub, bot, logger);
+    const handler = createRequestHandler({
+      hub,
+      bot: () => bot,
+      staticFiles: loadStaticFiles(settings.staticDir),
+      logger,
+      allowedHosts,
+    });
+    const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+    wss.on('connection', (socket) => handleSocket(socket, { hub, bot, interactions, logger }));
+    const http = createServer((req, res) => void handler(req, res));
+    http.on('upgrade', (req, socket, head) => {
+      if (
+        new URL(req.url ?? '/', 'http://x').pathname !== '/ws' ||
+        !isAllowedHost(req, allowedHosts) ||
+        !sameOrigin(req)
+      ) {
+        socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    });
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(settings.port, settings.host, () => {
+        http.off('error', reject);
+        resolve();
+      });
+    });
+    server = http;
+    sockets = wss;
+    heartbeat = startHeartbeat(wss, settings.heartbeatSeconds * 1000);
+    const { port } = http.address() as AddressInfo;
+    url = `http://${settings.host.includes(':') ? `[${settings.host}]` : settings.host}:${port}`;
+    logger.info({ url, loopback }, 'playground listening');
+    return `playground: ${url}`;
+  }
+
+  async function stop(): Promise<void> {
+    clearInterval(heartbeat);
+    for (const socket of sockets?.clients ?? []) socket.terminate();
+    sockets?.close();
+    const http = server;
+    server = undefined;
+    sockets = undefined;
+    url = undefined;
+    if (!http) return;
+    http.closeAllConnections();
+    await new Promise<void>((resolve) => http.close(() => resolve()));
+  }
+
+  return {
+    adapter,
+    start,
+    stop,
+    get url() {
+      return url;
+    },
+  };
+}
+
+/**
+ * A browser sends its page's Origin with every WebSocket; refusing other origins keeps a web page
+ * on another site from driving the bot as anyone. Clients without an Origin (Node, curl) are fine.
+ */
+function sameOrigin(req: IncomingMessage): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined) return true;
+  try {
+    return new URL(origin).host === req.headers.host;
+  } catch {
+    return false;
+  }
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/** Dead tabs (a sleeping laptop, a killed browser) never send close; a missed pong drops them. */
+function startHeartbeat(wss: WebSocketServer, intervalMs: number): NodeJS.Timeout {
+  const alive = new WeakSet<object>();
+  wss.on('connection', (socket) => {
+    alive.add(socket);
+    socket.on('pong', () => alive.add(socket));
+  });
+  const timer = setInterval(() => {
+    for (const socket of wss.clients) {
+      if (!alive.has(socket)) {
+        socket.terminate();
+        continue;
+      }
+      alive.delete(socket);
+      socket.ping();
+    }
+  }, intervalMs);
+  timer.unref();
+  return timer;
+}
+
+function withoutUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
