@@ -51,6 +51,8 @@ export interface GenerationOutput {
   promptTruncated?: boolean;
   /** Name of the model that made the images, for the PNG parameters. */
   model: string;
+  /** Where the time went (logs, benchmarks). */
+  timings?: { encodeMs: number; denoiseMs: number; decodeMs: number };
 }
 
 export interface ComponentInfo {

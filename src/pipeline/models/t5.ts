@@ -123,8 +123,19 @@ function embedding(net: Net, key: string, ids: Value): Value {
 
 /** T5Block.forward (other_impls.py:793–796): self-attention, then the feed-forward layer. */
 function t5Block(net: Net, cfg: T5Config, prefix: string, x: Value, positionBias: Value): Value {
-  x = t5LayerSelfAttention(net, cfg, `${prefix}.layer.0`, x, positionBias);
-  return t5LayerFF(net, `${prefix}.layer.1`, x);
+  x = clampHalf(net, t5LayerSelfAttention(net, cfg, `${prefix}.layer.0`, x, positionBias));
+  return clampHalf(net, t5LayerFF(net, `${prefix}.layer.1`, x));
+}
+
+/**
+ * T5 v1.1 XXL's residual stream outgrows float16 (the reason transformers' T5 clamps it in fp16,
+ * modeling_t5.py: `clamp_value = torch.finfo(torch.float16).max - 1000`); in float32 this is a no-op
+ * and is left out.
+ */
+function clampHalf(net: Net, x: Value): Value {
+  if (net.compute !== 'float16') return x;
+  const limit = 65504 - 1000;
+  return net.g.op('Clip', [x, net.scalar(-limit), net.scalar(limit)]);
 }
 
 /** T5LayerSelfAttention.forward (other_impls.py:761–764): pre-norm, residual. */

@@ -126,6 +126,20 @@ export class Net {
 
   #fp8Linear(x: Value, prefix: string): Value {
     const weightKey = `${prefix}.weight`;
+    if (this.options.fp8Linear === 'block-fp8') {
+      // CUDA: the weight stays one byte on the GPU and is dequantized block by block inside the
+      // matmul. One block per row (block_size = K) carries ComfyUI's per-tensor scale.
+      const [n, k] = this.p.shape(weightKey);
+      const scaleKey = `${prefix}.scale_weight`;
+      const scale = this.p.has(scaleKey) ? this.p.readFloat32(scaleKey)[0] : 1;
+      const scales = this.g.constant('fp8_scale', 'float32', [n, 1], new Float32Array(n).fill(scale));
+      return this.g.op(
+        'MatMulBlockQuantizedFp8Weight',
+        [x, this.p.raw(weightKey), scales],
+        { block_size: k },
+        MS_DOMAIN,
+      );
+    }
     const w = this.g.op('DequantizeLinear', [this.p.raw(weightKey), this.p.fp8Scale(weightKey)]);
     return this.g.op('FusedMatMul', [x, w], { transB: 1 }, MS_DOMAIN);
   }

@@ -52,7 +52,8 @@ const FP8_COMPONENTS: ReadonlySet<ComponentName> = new Set(['mmdit', 't5']);
 export async function loadComponents(options: EngineOptions): Promise<LoadedComponents> {
   const provider = options.provider ?? 'cpu';
   const precision: Precision = options.precision ?? (provider === 'cuda' ? 'fp8' : 'fp32');
-  const compute: ComputeType = provider === 'cuda' && precision !== 'fp32' ? 'float16' : 'float32';
+  const compute: ComputeType =
+    options.compute ?? (provider === 'cuda' && precision !== 'fp32' ? 'float16' : 'float32');
   const set = discoverModelSet({
     modelsDir: options.modelsDir,
     checkpoint: options.checkpoint,
@@ -62,7 +63,10 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
     clip: options.tokenizers?.clip ?? set.tokenizers.clip,
     t5: set.components.t5 ? (options.tokenizers?.t5 ?? set.tokenizers.t5) : undefined,
   });
-  const netOptions: NetOptions = { ...DEFAULT_NET_OPTIONS };
+  const netOptions: NetOptions = {
+    ...DEFAULT_NET_OPTIONS,
+    fp8Linear: options.fp8Linear ?? (provider === 'cuda' ? 'block-fp8' : 'dequantize'),
+  };
   const sessionOptions = { provider, deviceId: options.deviceId, intraOpThreads: options.threads };
   const graphDir = options.graphCacheDir ?? join(options.dataDir, 'graphs');
   const opened: ComponentWeights[] = [];

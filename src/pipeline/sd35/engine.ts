@@ -73,14 +73,19 @@ export class Sd35Engine implements Pipeline {
 
   async generate(req: GenerationRequest, opts: GenerateOptions = {}): Promise<GenerationOutput> {
     const c = this.#loaded();
+    const t0 = performance.now();
     const prepared = await this.prepare(req, opts.signal);
+    const t1 = performance.now();
     const latent = await this.sample(prepared, opts);
+    const t2 = performance.now();
     const images: RawImage[] = await decodeLatents(c, latent, req.count, prepared.latentShape);
+    const t3 = performance.now();
     return {
       images,
       seeds: prepared.seeds,
       model: c.info.model,
       promptTruncated: prepared.promptTruncated || undefined,
+      timings: { encodeMs: t1 - t0, denoiseMs: t2 - t1, decodeMs: t3 - t2 },
     };
   }
 

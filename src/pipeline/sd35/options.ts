@@ -37,6 +37,16 @@ export interface EngineOptions {
     clip_g?: { heads?: number };
     t5?: { heads?: number };
   };
+  /**
+   * The type graphs compute in; tests use float16 on the CPU to cover the CUDA graphs' path.
+   * @default 'float16' on CUDA (unless precision is fp32), else 'float32'
+   */
+  compute?: 'float32' | 'float16';
+  /**
+   * How fp8 linear weights are used (see Net): `block-fp8` keeps them one byte on the GPU
+   * (com.microsoft MatMulBlockQuantizedFp8Weight, CUDA only). @default 'block-fp8' on CUDA, else 'dequantize'
+   */
+  fp8Linear?: 'dequantize' | 'block-fp8';
   /** Flow-matching shift; @default 3.0 (every released SD3.5 model) */
   shift?: number;
 }
