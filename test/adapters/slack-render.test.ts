@@ -65,7 +65,7 @@ describe('renderMessage', () => {
         ],
       ],
     });
-    const elements = (blocks[1] as { elements: Record<string, unknown>[] }).elements;
+    const elements = (blocks[1] as unknown as { elements: Record<string, unknown>[] }).elements;
     expect(elements[0]).toEqual({
       type: 'button',
       action_id: 'at1:r:J1',

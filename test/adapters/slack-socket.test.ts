@@ -22,7 +22,10 @@ describe('Slack surface in Socket Mode', () => {
     const { s } = world;
     const { alice, bob } = s.users;
     expect(world.line).toMatch(/^slack: Socket Mode as @atelier \(team T\w+\)$/);
-    expect(s.calls.find((c) => c.method === 'apps.connections.open')).toMatchObject({ token: 'app', ok: true });
+    expect(s.calls.find((c) => c.method === 'apps.connections.open')).toMatchObject({
+      token: 'app',
+      ok: true,
+    });
 
     const delivery = s.slash('/imagine', 'a harbour at night', { user: bob });
     const ack = await delivery.waitForAck();
