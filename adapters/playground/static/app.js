@@ -17,6 +17,9 @@ const BUTTON_REST_MS = 1200;
 
 const $ = (id) => document.getElementById(id);
 
+/** Whether the feed follows new content (the reader is at the bottom); see keepingBottom. */
+let stuck = true;
+
 const state = {
   me: undefined,
   channels: ['general'],
@@ -162,9 +165,11 @@ function upsert(message) {
     }
     return;
   }
+  const mine = message.author.id === state.me?.id || message.interaction?.user.id === state.me?.id;
+  // The answer to something this person did is what they are looking for: bring it into view.
+  if (!previous && mine) stuck = true;
   if (previous) replaceItem(message);
   else appendItem(message);
-  const mine = message.author.id === state.me?.id || message.interaction?.user.id === state.me?.id;
   if (message.result && !previous?.result) {
     gallery.changed();
     announce(`Result ready: ${message.image?.alt ?? ''}`);
@@ -232,7 +237,6 @@ function focusKey(element) {
  * to otherwise. Content also grows after it is added (pictures and emoji fonts load), so a resize
  * of the list re-applies the rule.
  */
-let stuck = true;
 feed.addEventListener('scroll', () => {
   stuck = feed.scrollHeight - feed.scrollTop - feed.clientHeight < STICK_PX;
 });

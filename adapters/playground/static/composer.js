@@ -64,6 +64,7 @@ export class Composer {
     input.value = '';
     this.autosize();
     this.close();
+    this.showHint(DEFAULT_HINT);
   }
 
   onKeyDown(event) {
