@@ -45,6 +45,15 @@ describe('Slack surface in Socket Mode', () => {
     await s.waitForMessage((m) => m.text.includes(`reroll by <@${bob.id}>`) && isResult(m));
   });
 
+  it('works in a direct message with the bot', async () => {
+    world = await startSlackWorld({ socket: true });
+    const { s } = world;
+    const dm = s.im(s.users.carol);
+    s.slash('/imagine', 'a note to self', { user: s.users.carol, channel: dm });
+    const result = await s.waitForMessage((m) => m.channel === dm.id && isResult(m));
+    expect(s.replies(result)[0]!.files).toHaveLength(1);
+  });
+
   it('answers a usage error in the ack payload itself', async () => {
     world = await startSlackWorld({ socket: true });
     const { s } = world;

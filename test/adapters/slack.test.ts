@@ -236,6 +236,19 @@ describe('Slack surface over HTTP', () => {
     ).toHaveLength(1);
   });
 
+  it('tells the user privately to invite the bot when it cannot post in the channel', async () => {
+    world = await startSlackWorld();
+    const { s } = world;
+    const { bob } = s.users;
+    const elsewhere = s.state.addChannel('no-bot', { members: [bob.id] });
+    const delivery = s.slash('/imagine', 'a quiet room', { user: bob, channel: elsewhere });
+    const answer = await privateAnswer(world, delivery, bob);
+    expect(answer.text).toMatch(/Invite me with `\/invite @atelier`/);
+    expect(answer.answer.channel).toBe(elsewhere.id);
+    expect(answer.ms).toBeLessThan(3000);
+    expect(s.messages(elsewhere)).toEqual([]);
+  });
+
   it('survives 429s on the upload: waits Retry-After and finishes the result', async () => {
     world = await startSlackWorld();
     const { s } = world;
