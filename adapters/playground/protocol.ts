@@ -17,8 +17,11 @@ const messageId = z.string().min(1).max(64);
 export const clientFrameSchema = z.discriminatedUnion('type', [
   /** Who this tab speaks as; sent first and again whenever the name field changes. */
   z.object({ type: z.literal('hello'), name: z.string() }),
-  /** A line typed in the message box: a `/command …` or plain chat. */
-  z.object({ type: z.literal('say'), channelId, text: z.string().max(20_000) }),
+  /**
+   * A line typed in the message box: a `/command …` or plain chat. Long enough for any prompt the
+   * config allows (generation.promptMaxLength ≤ 100,000), so the bot refuses it with its own words.
+   */
+  z.object({ type: z.literal('say'), channelId, text: z.string().max(100_000) }),
   z.object({ type: z.literal('click'), channelId, messageId, customId: z.string().min(1).max(100) }),
   z.object({ type: z.literal('react'), channelId, messageId, emoji: z.string().min(1).max(16) }),
   z.object({ type: z.literal('unreact'), channelId, messageId, emoji: z.string().min(1).max(16) }),

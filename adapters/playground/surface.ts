@@ -55,8 +55,8 @@ export interface PlaygroundSurface {
 }
 
 const MIB = 1024 * 1024;
-/** A 10,000-character prompt must still reach the bot (to be refused with a message), so be roomy. */
-const MAX_FRAME_BYTES = 256 * 1024;
+/** The longest line the protocol accepts (100,000 characters, up to 4 bytes each) must fit in a frame. */
+const MAX_FRAME_BYTES = 512 * 1024;
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 
 export function createPlaygroundSurface(options: PlaygroundOptions): PlaygroundSurface {

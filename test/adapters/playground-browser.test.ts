@@ -234,6 +234,13 @@ describe('playground in Chromium', () => {
     await carol.keyboard.press('ArrowDown');
     expect(await carol.inputValue('#message-input')).toBe('');
 
+    // A 10,000-character prompt reaches the bot, which refuses it privately with what to do.
+    await carol.fill('#message-input', `/imagine ${'a'.repeat(10_000)}`);
+    await carol.press('#message-input', 'Enter');
+    const tooLong = await waitForMessage(carol, 'Your prompt is 10,000 characters long');
+    expect(await tooLong.getAttribute('class')).toContain('private');
+    expect(await carol.inputValue('#message-input')).toBe('');
+
     // Typing a command shows suggestions; Tab completes it.
     await carol.keyboard.type('/ima');
     await carol.waitForSelector('#suggestions:not([hidden]) [role="option"]');
