@@ -9,22 +9,14 @@ import type { ReactionEvent } from '../../commands/types.js';
 import { memberInfo, requesterOf, targetOf } from './identity.js';
 import { postedMessage } from './references.js';
 
-/** Presentation variants: text/emoji selectors and skin tones do not change what an emoji means. */
-const VARIANTS = /[\uFE0E\uFE0F\u{1F3FB}-\u{1F3FF}]/gu;
-
-/** Emoji people reach for with the same meaning as the ones the Bot reads (🔄 ⭐ ✖). */
-const SYNONYMS: Record<string, string> = {
-  '🔁': '🔄',
-  '🌟': '⭐',
-  '❌': '✖',
-  '❎': '✖',
-};
-
-/** A reaction's emoji as the Bot reads it; undefined for custom (server) emoji. */
-export function normalizeEmoji(emoji: { id: string | null; name: string | null }): string | undefined {
+/**
+ * A reaction's emoji as the Bot reads it: Discord already names standard emoji by their unicode
+ * text (e.g. `🔄`, `✖️` with its variation selector), which the Bot matches itself, synonyms
+ * included. Custom server emoji have an id and no unicode form: undefined.
+ */
+export function unicodeEmoji(emoji: { id: string | null; name: string | null }): string | undefined {
   if (emoji.id !== null || !emoji.name) return undefined;
-  const plain = emoji.name.replace(VARIANTS, '');
-  return SYNONYMS[plain] ?? plain;
+  return emoji.name;
 }
 
 /** The ReactionEvent for a reaction, or undefined when it is not one the Bot should see. */
@@ -34,7 +26,7 @@ export async function reactionEventOf(
   reactor: User | PartialUser,
 ): Promise<ReactionEvent | undefined> {
   if (reactor.id === client.user?.id) return undefined;
-  const emoji = normalizeEmoji(reaction.emoji);
+  const emoji = unicodeEmoji(reaction.emoji);
   if (!emoji) return undefined;
   const user = reactor.partial ? await reactor.fetch() : reactor;
   if (user.bot) return undefined;

@@ -513,7 +513,7 @@ describe('Discord surface (discord.js against the simulator, scripted Bot)', () 
     expect(d.messages(d.dm(d.users.bob)).map((m) => m.content)).toEqual(['your reroll failed']);
   });
 
-  it('forwards reactions on uncached messages with the normalized emoji, ignoring its own', async () => {
+  it('forwards reactions on uncached messages with their unicode emoji, ignoring its own', async () => {
     await start();
     const posted = await surface.adapter.post(
       { platform: 'discord', channelId: d.channels.general.id, teamId: d.guild.id },
@@ -538,7 +538,7 @@ describe('Discord surface (discord.js against the simulator, scripted Bot)', () 
     const second = bot.nextReaction();
     d.react(message, '✖️', d.bot);
     d.react(message, '❌', d.users.alice);
-    expect(await second).toMatchObject({ emoji: '✖', requester: { userId: d.users.alice.id } });
+    expect(await second).toMatchObject({ emoji: '❌', requester: { userId: d.users.alice.id } });
     expect(bot.reactions.map((r) => r.requester.userId)).not.toContain(d.bot.id);
   });
 
