@@ -31,10 +31,15 @@ async function imagine(w: SlackWorld, text: string, user: SlackUser): Promise<Sl
   return s.waitForMessage((m) => m.ts === notice.ts && isResult(m));
 }
 
+/** Private answers already matched to a delivery (each answers one). */
+const answered = new Set<SlackEphemeral>();
+
 /** The private answer `user` got for `delivery` (ack body or response_url), and how long it took. */
 async function privateAnswer(w: SlackWorld, delivery: SlackDelivery, user: SlackUser) {
-  const seen = new Set(w.s.ephemerals(user));
-  const answer: SlackEphemeral = await w.s.waitForEphemeral((e) => e.user === user.id && !seen.has(e));
+  const answer = await w.s.waitForEphemeral(
+    (e) => e.user === user.id && e.at >= delivery.sentAt && !answered.has(e),
+  );
+  answered.add(answer);
   return { text: answer.text, ms: answer.at - delivery.sentAt, answer };
 }
 
