@@ -165,6 +165,8 @@ async function main(): Promise<void> {
       provider: values.provider as 'cuda' | 'cpu',
       precision: precision === 'fp8' ? 'fp8' : values.provider === 'cpu' ? 'fp32' : 'fp16',
       fp8Linear: values['fp8-linear'] as 'block-fp8' | 'dequantize',
+      // Both T5 files sit in text_encoders/: each precision takes its own.
+      textEncoders: { t5: precision === 'fp8' ? 't5xxl_fp8_e4m3fn.safetensors' : 't5xxl_fp16.safetensors' },
     };
     const pipeline = new ProcessPipeline({ spec: { module: join(here, 'sd35.js'), options } });
     memory.reset();
