@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
 import type { ChatAdapter } from '../../commands/types.js';
+import { ConfigError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { PlaygroundAdapter } from './adapter.js';
 import type { PlaygroundBot } from './bot-port.js';
@@ -108,19 +109,15 @@ export function createPlaygroundSurface(options: PlaygroundOptions): PlaygroundS
       }
       wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
     });
-    await new Promise<void>((resolve, reject) => {
-      http.once('error', reject);
-      http.listen(settings.port, settings.host, () => {
-        http.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(http, settings.host, settings.port);
     server = http;
     sockets = wss;
     heartbeat = startHeartbeat(wss, settings.heartbeatSeconds * 1000);
     const { port } = http.address() as AddressInfo;
     url = `http://${settings.host.includes(':') ? `[${settings.host}]` : settings.host}:${port}`;
-    logger.info({ url, loopback }, 'playground listening');
+    if (loopback) logger.info({ url }, 'playground listening');
+    else
+      logger.warn({ url }, 'playground listening beyond loopback: anyone who reaches it can act as any name');
     return `playground: ${url}`;
   }
 
@@ -145,6 +142,34 @@ export function createPlaygroundSurface(options: PlaygroundOptions): PlaygroundS
       return url;
     },
   };
+}
+
+/** Listens, turning the usual operator mistakes (port taken, no permission) into one clear line. */
+async function listen(http: Server, host: string, port: number): Promise<void> {
+  try {
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(port, host, () => {
+        http.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      const why =
+        code === 'EADDRINUSE'
+          ? `port ${port} is already in use`
+          : code === 'EACCES'
+            ? `no permission to listen on port ${port}`
+            : `${host} is not an address of this machine`;
+      throw new ConfigError(
+        code === 'EADDRNOTAVAIL' ? 'playground.host' : 'playground.port',
+        `playground: cannot listen on ${host}:${port}: ${why}. Set PLAYGROUND_PORT to a free port (0 picks one) or change playground.host.`,
+      );
+    }
+    throw error;
+  }
 }
 
 /**

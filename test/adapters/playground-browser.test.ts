@@ -224,15 +224,34 @@ describe('playground in Chromium', () => {
     expect(await dave.locator('li.message.private').count()).toBe(0);
     expect(await dave.locator('li.message', { hasText: 'Steps must be' }).count()).toBe(0);
     await shot(carol, '5-private');
-    await shot(dave, '6-other-user-narrow');
 
-    await carol.keyboard.press('ArrowUp');
-    expect(await carol.inputValue('#message-input')).toBe('thanks!');
-    await carol.keyboard.press('ArrowUp');
-    expect(await carol.inputValue('#message-input')).toBe('/imagine a fox --steps 999');
-    await carol.keyboard.press('ArrowDown');
-    await carol.keyboard.press('ArrowDown');
-    expect(await carol.inputValue('#message-input')).toBe('');
+    // Another channel: Carol talks in #showcase; Dave, still in #general, sees it marked unread.
+    await carol.getByRole('button', { name: 'showcase channel', exact: true }).click();
+    expect(await carol.locator('#channel-name').textContent()).toBe('showcase');
+    await say(carol, 'over here');
+    await waitForMessage(carol, 'over here');
+    await dave.waitForSelector('.channel-link.unread');
+    expect(await dave.locator('.channel-link.unread').getAttribute('aria-label')).toBe(
+      'showcase channel, new messages',
+    );
+    expect(await dave.locator('li.message', { hasText: 'over here' }).count()).toBe(0);
+    await shot(dave, '6-other-user-narrow');
+    await carol.getByRole('button', { name: 'general channel', exact: true }).click();
+
+    await carol.click('#message-input');
+    const recalled: string[] = [];
+    for (const key of ['ArrowUp', 'ArrowUp', 'ArrowUp', 'ArrowDown', 'ArrowDown', 'ArrowDown']) {
+      await carol.keyboard.press(key);
+      recalled.push(await carol.inputValue('#message-input'));
+    }
+    expect(recalled).toEqual([
+      'over here',
+      'thanks!',
+      '/imagine a fox --steps 999',
+      'thanks!',
+      'over here',
+      '',
+    ]);
 
     // A 10,000-character prompt reaches the bot, which refuses it privately with what to do.
     await carol.fill('#message-input', `/imagine ${'a'.repeat(10_000)}`);

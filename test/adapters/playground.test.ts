@@ -15,7 +15,7 @@ import {
 } from '../../adapters/playground/index.js';
 import type { ServerFrame, WireMessage } from '../../adapters/playground/protocol.js';
 import type { ChatAdapter, ChatImage, CommandDef, Invocation, ReactionEvent } from '../../commands/types.js';
-import { ValidationError } from '../../src/errors.js';
+import { ConfigError, ValidationError } from '../../src/errors.js';
 import type { Requester } from '../../src/jobs/types.js';
 import { createLogger } from '../../src/log.js';
 
@@ -574,6 +574,37 @@ describe('playground server', () => {
     expect((await get(`${url}/results/nope/grid`)).status).toBe(404);
     expect((await get(`${url}/results/0abc/9`)).status).toBe(404);
     expect((await get(`${url}/api/gallery?channel=${encodeURIComponent('../x')}`)).status).toBe(400);
+  });
+
+  it('says which setting to change when its port is taken', async () => {
+    const { url } = await start();
+    const second = createPlaygroundSurface({
+      logger: createLogger({ level: 'silent' }),
+      port: Number(new URL(url).port),
+    });
+    const failure = second.start(fakeBot());
+    await expect(failure).rejects.toBeInstanceOf(ConfigError);
+    await expect(failure).rejects.toMatchObject({
+      key: 'playground.port',
+      message: expect.stringMatching(/port \d+ is already in use\. Set PLAYGROUND_PORT/),
+    });
+  });
+
+  it('moves a tab to another user when its name changes, private history included', async () => {
+    const { open, adapter } = await start();
+    const tab = await open('Alice');
+    await adapter.tellPrivately(GENERAL, 'alice', { text: 'for alice' });
+    await adapter.tellPrivately(GENERAL, 'bob', { text: 'for bob' });
+    await tab.message('for alice');
+    tab.send({ type: 'hello', name: 'Bob' });
+    const welcome = await tab.next(
+      (f): f is Extract<ServerFrame, { type: 'welcome' }> => f.type === 'welcome' && f.user.id === 'bob',
+    );
+    expect(welcome.messages.map((m) => m.text)).toEqual(['for bob']);
+    await adapter.tellPrivately(GENERAL, 'alice', { text: 'alice again' });
+    await adapter.tellPrivately(GENERAL, 'bob', { text: 'bob again' });
+    await tab.message('bob again');
+    expect(tab.messages().map((m) => m.text)).toEqual(['for alice', 'bob again']);
   });
 
   it('stop() closes every tab and frees the port', async () => {

@@ -261,9 +261,11 @@ function renderChannels() {
     button.className = 'channel-link';
     button.textContent = id;
     if (id === state.channel) button.setAttribute('aria-current', 'page');
+    // The '#' is drawn by CSS; the label says what it means.
+    button.setAttribute('aria-label', `${id} channel`);
     if (state.unread.has(id)) {
       button.classList.add('unread');
-      button.setAttribute('aria-label', `${id} (new messages)`);
+      button.setAttribute('aria-label', `${id} channel, new messages`);
     }
     button.addEventListener('click', () => {
       selectChannel(id);
@@ -274,6 +276,8 @@ function renderChannels() {
     return li;
   });
   $('channel-list').replaceChildren(...items);
+  // On narrow screens the list hides behind the menu button, which then carries the unread dot.
+  $('menu-toggle').classList.toggle('has-unread', state.unread.size > 0);
 }
 
 $('identity').addEventListener('submit', (event) => {

@@ -95,7 +95,8 @@ function header(message) {
 function previewFigure(preview) {
   const figure = document.createElement('figure');
   figure.className = 'preview';
-  figure.append(image(preview, 'preview-image', PREVIEW_BOX));
+  // Previews are small on purpose (a latent's size); they are shown enlarged, like a thumbnail.
+  figure.append(image(preview, 'preview-image', PREVIEW_BOX, { enlarge: true }));
   const caption = document.createElement('figcaption');
   caption.textContent = 'Preview';
   figure.append(caption);
@@ -118,17 +119,18 @@ function imageFigure(message, view) {
 }
 
 /**
- * The picture shown within `box` pixels, keeping its aspect ratio. Setting the shown size before
+ * The picture shown within `box` pixels (enlarged to fill it with `enlarge`), keeping its aspect ratio. Setting the shown size before
  * it loads reserves its room, so the feed does not jump; the picture itself stays full size.
  */
-function image(wire, className, box) {
+function image(wire, className, box, { enlarge = false } = {}) {
   const img = document.createElement('img');
   img.className = className;
   img.src = wire.url;
   img.alt = wire.alt;
   img.decoding = 'async';
   if (wire.width && wire.height) {
-    const scale = Math.min(1, box / wire.width, box / wire.height);
+    const fit = Math.min(box / wire.width, box / wire.height);
+    const scale = enlarge ? fit : Math.min(1, fit);
     img.width = Math.round(wire.width * scale);
     img.height = Math.round(wire.height * scale);
   }
