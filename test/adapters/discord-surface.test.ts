@@ -9,7 +9,6 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDiscordSurface, type DiscordSurface, type SurfaceBot } from '../../adapters/discord/index.js';
 import type {
   ChatAdapter,
-  ChatMessage,
   Choice,
   CommandArgs,
   CommandDef,
@@ -171,6 +170,13 @@ describe('Discord surface (discord.js against the simulator, scripted Bot)', () 
     expect(session.intents & GatewayIntentBits.GuildMessageReactions).not.toBe(0);
     expect(bot.adapter).toBe(surface.adapter);
     expect(surface.adapter.platform).toBe('discord');
+  });
+
+  it('refuses to start with a wrong token, and can be started again with the right one', async () => {
+    log = logSink();
+    surface = createDiscordSurface({ token: 'wrong', apiUrl: d.apiUrl, logger: log.logger });
+    await expect(surface.start(new ScriptedBot())).rejects.toThrow(/token/i);
+    await expect(start()).resolves.toMatch(/^discord: connected as /);
   });
 
   it('registers the commands globally: required options first, ranges, autocomplete beyond 25 choices, subcommands', async () => {
@@ -591,15 +597,5 @@ describe('Discord surface (discord.js against the simulator, scripted Bot)', () 
     await surface.adapter.delete(posted);
     await surface.stop();
     await expect(surface.adapter.edit(posted, { text: 'late' })).rejects.toThrow(/not running/);
-  });
-});
-
-/** Rendering is also what the Bot relies on for its ChatMessage contract. */
-describe('ChatMessage rendering', () => {
-  it('renders a message with nothing in it as a zero-width space (Discord refuses empty messages)', async () => {
-    const { renderMessage } = await import('../../adapters/discord/render.js');
-    const empty: ChatMessage = { text: '' };
-    expect(renderMessage(empty).body.content).toBe('\u200b');
-    expect(renderMessage(empty, { ephemeral: true }).body.flags).toBe(MessageFlags.Ephemeral);
   });
 });
