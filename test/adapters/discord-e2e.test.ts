@@ -268,6 +268,19 @@ describe('Discord end to end (discord.js + Bot + tiny model, simulator)', () => 
     await first.waitForOriginal(isResult, JOB_WAIT);
   });
 
+  it('fits the result under a server’s small upload cap instead of failing', async () => {
+    const d = await simulator();
+    const small = d.createGuild({ name: 'Tiny uploads', uploadLimitBytes: 12_000 });
+    await startWorld(d);
+    const channel = d.channelsOf(small)[0]!;
+    const interaction = d.slash('imagine', { prompt: 'a detailed city', steps: 1 }, { channel });
+    const result = await interaction.waitForOriginal(isResult, JOB_WAIT);
+    const [attachment] = result.attachments;
+    expect(attachment!.size).toBeLessThanOrEqual(12_000);
+    expect(await imageSize(result)).toMatchObject({ format: expect.stringMatching(/jpeg|webp/) });
+    expect(d.requests.filter((r) => r.status === 413)).toEqual([]);
+  });
+
   it('answers bad input privately within 3 s and keeps serving', async () => {
     const d = await simulator();
     const { app } = await startWorld(d);
