@@ -32,11 +32,15 @@ const state = {
 };
 
 const nameInput = $('name-input');
-nameInput.value = sessionStorage.getItem(NAME_KEY) ?? `guest-${Math.floor(1000 + Math.random() * 9000)}`;
+// Each tab is its own person: the name lives in sessionStorage, so two tabs can be two people.
+if (!sessionStorage.getItem(NAME_KEY))
+  sessionStorage.setItem(NAME_KEY, `guest-${Math.floor(1000 + Math.random() * 9000)}`);
+nameInput.value = sessionStorage.getItem(NAME_KEY);
 
 const connection = new Connection({
   url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`,
-  hello: () => ({ type: 'hello', name: nameInput.value }),
+  // A reconnect speaks as the name last set, not whatever is half-typed in the field.
+  hello: () => ({ type: 'hello', name: sessionStorage.getItem(NAME_KEY) }),
   onFrame,
   onStatus: showStatus,
 });
@@ -288,7 +292,7 @@ $('identity').addEventListener('submit', (event) => {
     return;
   }
   if (name === state.me?.name) return;
-  sessionStorage.setItem(NAME_KEY, name);
+  // Kept (in sessionStorage) once the server accepts it, in welcome().
   connection.send({ type: 'hello', name });
 });
 nameInput.addEventListener('change', () => $('identity').requestSubmit());
