@@ -104,6 +104,9 @@ export function createDiscordSurface(options: DiscordSurfaceOptions): DiscordSur
         await created.login(settings.token);
         await ready;
         transport.use(created.rest);
+        // Attached before commands are registered: an interaction may already arrive meanwhile
+        // (commands from an earlier run), and its job's progress must find the adapter.
+        bot.attach(adapter);
         const applicationId = created.application?.id ?? created.user!.id;
         await registerCommands(
           created.rest,
@@ -111,7 +114,6 @@ export function createDiscordSurface(options: DiscordSurfaceOptions): DiscordSur
           toApplicationCommands(bot.commands),
           settings.guildIds,
         );
-        bot.attach(adapter);
       } catch (error) {
         transport.use(undefined);
         client = undefined;
