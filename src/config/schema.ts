@@ -153,6 +153,7 @@ export const settingsSchema = z
       enabled: autoSwitch,
       host: text({ nonEmpty: true }),
       port: port(),
+      showcaseChannelId: optionalId('for no showcase channel'),
     }),
   })
   .superRefine((settings, context) => {

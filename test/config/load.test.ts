@@ -25,7 +25,12 @@ describe('loadConfig() defaults', () => {
     expect(config.images.maxUploadBytes.discord).toBe(10 * 1024 * 1024);
     expect(config.progress.minEditIntervalMs).toBe(1500);
     expect(config.slack.port).toBe(3000);
-    expect(config.playground).toEqual({ enabled: 'auto', host: '127.0.0.1', port: 7860 });
+    expect(config.playground).toEqual({
+      enabled: 'auto',
+      host: '127.0.0.1',
+      port: 7860,
+      showcaseChannelId: 'showcase',
+    });
     expect(config.models.dir).toBeNull();
     expect(config.files.override).toBeUndefined();
   });
