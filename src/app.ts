@@ -5,6 +5,7 @@
  * chat platform.
  */
 import { mkdirSync } from 'node:fs';
+import pino from 'pino';
 import type { AtelierConfig } from './config/index.js';
 import { JobExecutor } from './jobs/executor.js';
 import { type ValidationOptions, validationOptionsFromConfig } from './jobs/validate.js';
@@ -39,7 +40,12 @@ export interface CreateAppOptions {
 export async function createApp(config: AtelierConfig, options: CreateAppOptions = {}): Promise<AtelierApp> {
   const logger =
     options.logger ??
-    createLogger({ level: config.log.level, secrets: Object.values(config.secrets).filter(Boolean) });
+    // Logs go to stderr: stdout carries the one line per surface that says where the bot is.
+    createLogger({
+      level: config.log.level,
+      secrets: Object.values(config.secrets).filter(Boolean),
+      destination: pino.destination(2),
+    });
   mkdirSync(config.dataDir, { recursive: true });
   const store = openStore({ dataDir: config.dataDir });
   // One pipeline per GPU (queue.concurrency): each in its own process, on its own device.
