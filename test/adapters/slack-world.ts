@@ -29,7 +29,8 @@ export interface WorldOptions {
 }
 
 export async function startSlackWorld(options: WorldOptions = {}): Promise<SlackWorld> {
-  const s = await startSlackSimulator();
+  // Generous waits: on a busy 2-core CI runner a 2×2 grid behind other jobs can take a while.
+  const s = await startSlackSimulator({ waitTimeoutMs: 30_000 });
   const env = {
     ATELIER_PROGRESS__MIN_EDIT_INTERVAL_MS: '200',
     ATELIER_SLACK__SHOWCASE_CHANNEL_ID: s.channels.showcase.id,

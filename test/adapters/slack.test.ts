@@ -293,7 +293,7 @@ describe('Slack surface over HTTP', () => {
       (m) => m.text.includes('slow sunrise') && /step \d+\/40/.test(m.text),
     );
     await world.restart();
-    const result = await s.waitForMessage((m) => m.ts === running.ts && isResult(m), { timeoutMs: 30_000 });
+    const result = await s.waitForMessage((m) => m.ts === running.ts && isResult(m));
     expect(result.channel).toBe(s.channels.general.id);
     expect(result.text).toMatch(/40 steps/);
     expect(s.messages(s.channels.general).filter((m) => m.text.includes('slow sunrise'))).toHaveLength(1);
