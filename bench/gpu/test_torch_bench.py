@@ -78,6 +78,16 @@ def stand_in_for_missing_packages():
         sys.modules["safetensors"] = module
 
 
+def read_text(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def quiet(fn, *args):
     with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
         return fn(*args)
@@ -102,7 +112,7 @@ class TorchBenchTest(unittest.TestCase):
         argv = ["--models-dir", self.models, "--out", out, "--ref-dir", self.ref, "--device", "cpu", "--dtype", "fp32"]
         argv += ["--width", "128", "--height", "128", "--encoder-runs", "1", "--vae-runs", "1", *extra]
         self.assertEqual(quiet(torch_bench.main, argv), 0)
-        return json.load(open(out))
+        return read_json(out)
 
     def test_times_every_model_batch_and_step_count_from_our_files(self):
         result = self.bench(os.path.join(self.dir, "all.json"), "--steps", "3,2", "--batches", "1,2")
@@ -127,7 +137,7 @@ class TorchBenchTest(unittest.TestCase):
         self.assertEqual(set(encoders["encode_seconds_per_prompt"]), {"clip_l", "clip_g", "t5xxl"})
         self.assertEqual(encoders["configs"]["t5xxl"]["num_heads"], 4)
         self.assertEqual(result["models"]["sd3.5-medium"]["config"]["x_block_self_attn_layers"], [0, 1])
-        self.assertEqual(result["reference_commit"], open(os.path.join(self.ref, "COMMIT")).read().strip())
+        self.assertEqual(result["reference_commit"], read_text(os.path.join(self.ref, "COMMIT")))
 
     def test_a_configuration_over_its_budget_is_timed_on_fewer_steps_and_scaled(self):
         out = os.path.join(self.dir, "budget.json")
@@ -138,22 +148,49 @@ class TorchBenchTest(unittest.TestCase):
         self.assertGreaterEqual(row["measured_steps"], 2)
         self.assertAlmostEqual(row["steps_per_second"], 2000 / row["denoise_seconds"], places=2)
 
-    def test_refuses_a_checkpoint_that_does_not_match_the_reference(self):
-        import torch_models
-
-        path = os.path.join(self.models, "checkpoints", "sd3.5_large.safetensors")
+    def broken_copy(self, path, dropped):
+        """`path` rewritten without the tensor `dropped`."""
         entries, metadata, start = st_io.read_header(path)
-        broken = os.path.join(self.dir, "broken.safetensors")
-        kept = [e for n, e in entries.items() if n != "model.diffusion_model.joint_blocks.0.x_block.mlp.fc2.bias"]
+        kept = [e for n, e in entries.items() if n != dropped]
         header, _ = st_io.plan_header([(e.name, e.dtype, e.shape) for e in kept], metadata)
+        chunks = []
         with open(path, "rb") as src:
-            chunks = []
             for e in kept:
                 src.seek(start + e.begin)
                 chunks.append(src.read(e.end - e.begin))
+        broken = os.path.join(self.dir, "broken.safetensors")
         st_io.write_file(broken, header, chunks)
-        with self.assertRaisesRegex(torch_models.WeightsMismatch, "missing model.diffusion_model.joint_blocks.0.x_block.mlp.fc2.bias"):
+        return broken
+
+    def test_refuses_a_checkpoint_that_does_not_match_the_reference(self):
+        import torch_models
+
+        dropped = "model.diffusion_model.joint_blocks.0.x_block.mlp.fc2.bias"
+        broken = self.broken_copy(os.path.join(self.models, "checkpoints", "sd3.5_large.safetensors"), dropped)
+        with self.assertRaisesRegex(torch_models.WeightsMismatch, f"missing {dropped}"):
             quiet(torch_models.load_mmdit, broken, torch.device("cpu"), torch.float32)
+
+    def test_a_model_that_fails_to_load_is_reported_and_the_other_still_runs(self):
+        models = os.path.join(self.dir, "half-broken")
+        os.makedirs(os.path.join(models, "checkpoints"), exist_ok=True)
+        os.symlink(os.path.join(self.models, "text_encoders"), os.path.join(models, "text_encoders"))
+        os.symlink(
+            os.path.join(self.models, "checkpoints", "sd3.5_medium.safetensors"),
+            os.path.join(models, "checkpoints", "sd3.5_medium.safetensors"),
+        )
+        broken = self.broken_copy(
+            os.path.join(self.models, "checkpoints", "sd3.5_large.safetensors"), "model.diffusion_model.pos_embed"
+        )
+        os.replace(broken, os.path.join(models, "checkpoints", "sd3.5_large.safetensors"))
+        argv = ["--models-dir", models, "--out", os.path.join(self.dir, "half.json"), "--ref-dir", self.ref]
+        argv += ["--device", "cpu", "--dtype", "fp32", "--width", "128", "--height", "128", "--steps", "2"]
+        argv += ["--batches", "1", "--encoder-runs", "1", "--vae-runs", "1"]
+        self.assertEqual(quiet(torch_bench.main, argv), 0)
+        result = read_json(os.path.join(self.dir, "half.json"))
+        self.assertEqual([r["model"] for r in result["rows"]], ["sd3.5-medium"])
+        (skipped,) = result["skipped"]
+        self.assertEqual(skipped["model"], "sd3.5-large")
+        self.assertIn("pos_embed", skipped["reason"])
 
 
 class RearrangeTest(unittest.TestCase):

@@ -33,6 +33,11 @@ from weight_plan import build_plan, parameter_count  # noqa: E402
 GOLDEN = os.environ.get("ATELIER_GOLDEN_DIR", os.path.join(HERE, "..", "..", "..", "shared", "golden"))
 
 
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def quiet(fn, *args):
     with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
         return fn(*args)
@@ -109,7 +114,7 @@ class GoldenLayoutTest(unittest.TestCase):
         return {n: e.shape for n, e in entries.items()}
 
     def test_tiny_checkpoint_and_encoders_of_the_golden_set(self):
-        manifest = json.load(open(os.path.join(GOLDEN, "manifest.json")))["components"]
+        manifest = read_json(os.path.join(GOLDEN, "manifest.json"))["components"]
         e2e = manifest["e2e"]["configs"]
         models = os.path.join(GOLDEN, "e2e", "models")
         checkpoint = self.shapes(os.path.join(models, "checkpoints", "atelier_tiny_sd35.safetensors"))
@@ -138,7 +143,7 @@ class GoldenLayoutTest(unittest.TestCase):
         self.assertEqual(mine, golden)
 
     def test_dual_attention_medium_of_the_golden_set(self):
-        c = json.load(open(os.path.join(GOLDEN, "manifest.json")))["components"]["mmdit_medium"]
+        c = read_json(os.path.join(GOLDEN, "manifest.json"))["components"]["mmdit_medium"]
         cfg = MMDiTConfig(
             depth=c["depth"],
             pos_embed_max_size=c["pos_embed_max_size"],
@@ -178,7 +183,7 @@ class TinyFilesTest(unittest.TestCase):
         self.assertEqual(self.code, 0)
         for plan in build_plan(TINY):
             self.assertEqual(check_weights.check_file(self.dir, plan, 0.02), [], plan.path)
-        manifest = json.load(open(os.path.join(self.dir, "weights-manifest.json")))
+        manifest = read_json(os.path.join(self.dir, "weights-manifest.json"))
         self.assertEqual(manifest["set"], "tiny")
         self.assertEqual(len(manifest["files"]), 8)
 
@@ -316,7 +321,7 @@ class MergeTest(unittest.TestCase):
         with mock.patch.object(merge_results, "gpu_from_nvidia_smi", return_value={}):
             code = quiet(merge_results.main, [torch_file, ours, "--out-dir", out_dir, "--ort", "1.29.0", "--command", "cmd"])
         self.assertEqual(code, 0)
-        result = json.load(open(os.path.join(out_dir, "gpu-2026-11-24.json")))
+        result = read_json(os.path.join(out_dir, "gpu-2026-11-24.json"))
         self.assertEqual(
             {k: result[k] for k in ("device", "driver", "ort", "date", "command")},
             {"device": "NVIDIA H100 80GB HBM3", "driver": "580.65.06", "ort": "1.29.0", "date": "2026-11-24", "command": "cmd"},

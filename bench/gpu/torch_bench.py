@@ -27,6 +27,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -284,6 +285,9 @@ def run_batch(ctx: Ctx, model: LoadedModel, mode: str, batch: int) -> None:
             continue
         out, seconds = ctx.clock.time(lambda s=sigmas[: measured_steps + 1]: sample(s[0] * noise, s))
         seconds *= steps / measured_steps
+        # Untimed decode of each image, so the memory peak covers a whole generation, as atelier's.
+        for i in range(batch):
+            model.vae.decoder(out[i : i + 1].to(ctx.dtype))
         row = make_row(ctx, model, mode, batch, steps, seconds, measured_steps, compile_seconds)
         # Random weights must not overflow: inf/NaN would measure a different computation.
         row["finite"] = bool(torch.isfinite(out).all())
@@ -376,11 +380,18 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def envelope(args: argparse.Namespace, stood_in: list[str], argv: list[str]) -> dict[str, Any]:
     commit_file = os.path.join(args.ref_dir, "COMMIT")
-    commit = open(commit_file).read().strip() if os.path.isfile(commit_file) else None
+    commit = None
+    if os.path.isfile(commit_file):
+        with open(commit_file) as f:
+            commit = f.read().strip()
+    weights = None
+    manifest_path = os.path.join(args.models_dir, "weights-manifest.json")
+    if os.path.isfile(manifest_path):
+        with open(manifest_path) as f:
+            weights = json.load(f)
     gpu = nvidia_smi()
     if not gpu and torch.cuda.is_available():
         gpu = {"device": torch.cuda.get_device_name()}
-    manifest_path = os.path.join(args.models_dir, "weights-manifest.json")
     return {
         "engine": "pytorch",
         **gpu,
@@ -393,7 +404,7 @@ def envelope(args: argparse.Namespace, stood_in: list[str], argv: list[str]) -> 
         "python": platform.python_version(),
         "reference_commit": commit,
         "stand_ins": stood_in,
-        "weights": json.load(open(manifest_path)) if os.path.isfile(manifest_path) else None,
+        "weights": weights,
         "units": {"memory": "GiB (nvidia-smi MiB / 1024), as atelier-bench.ts", "time": "seconds"},
         "memory_scope": "GPU memory in use (nvidia-smi) above the baseline before this process used CUDA, "
         "with the text encoders, the MMDiT and the VAE resident; the allocator's peaks beside it",
@@ -416,7 +427,13 @@ def main(argv: list[str]) -> int:
     compile_available = hasattr(torch, "compile")
     try:
         with torch.no_grad():
-            encoders = [] if args.no_encoders else measure_encoders(ctx)
+            encoders: list[torch.nn.Module] = []
+            if not args.no_encoders:
+                try:
+                    encoders = measure_encoders(ctx)
+                except Exception as e:  # the denoising anchor matters most: record, go on
+                    traceback.print_exc()
+                    results.skip(f"{type(e).__name__}: {e}", part="text encoders")
             loaded: LoadedModel | None = None
             for name, mode in phases(args):
                 if mode == "compile" and not compile_available:
@@ -428,7 +445,12 @@ def main(argv: list[str]) -> int:
                 if loaded is None or loaded.name != name:
                     loaded = None
                     _free()
-                    loaded = load_model(ctx, name)
+                    try:
+                        loaded = load_model(ctx, name)
+                    except Exception as e:
+                        traceback.print_exc()
+                        results.skip(f"{type(e).__name__}: {e}", model=f"sd3.5-{name}", mode=mode)
+                        continue
                     results.data.setdefault("models", {})[f"sd3.5-{name}"] = {
                         "config": loaded.config.__dict__ | {"hidden": loaded.config.hidden},
                         "mmdit_load_seconds": round(loaded.mmdit_load_seconds, 2),
@@ -449,6 +471,9 @@ def main(argv: list[str]) -> int:
                     torch._dynamo.reset()
                 except torch.cuda.OutOfMemoryError as e:
                     results.skip(f"out of memory: {str(e).splitlines()[0]}", model=f"sd3.5-{name}", mode=mode)
+                except Exception as e:
+                    traceback.print_exc()
+                    results.skip(f"{type(e).__name__}: {e}", model=f"sd3.5-{name}", mode=mode)
                 finally:
                     loaded.base.diffusion_model = eager
             del encoders
