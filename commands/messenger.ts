@@ -47,6 +47,7 @@ interface Tracked {
 export class JobMessenger {
   readonly #adapters = new Map<string, ChatAdapter>();
   readonly #jobs = new Map<string, Tracked>();
+  readonly #forgotten = new Set<string>();
   readonly #options: Required<MessengerOptions>;
   readonly #onEvent = (event: JobEvent) => this.#handle(event);
 
@@ -101,6 +102,14 @@ export class JobMessenger {
     if (tracked.pending) this.#schedule(tracked);
   }
 
+  /** Stops showing `jobId` (a job whose first message could not be posted). */
+  forget(jobId: string): void {
+    const tracked = this.#jobs.get(jobId);
+    clearTimeout(tracked?.timer);
+    this.#forgotten.add(jobId);
+    this.#jobs.delete(jobId);
+  }
+
   /** Resolves when every edit queued so far for `jobId` has been made (tests, shutdown). */
   async settled(jobId: string): Promise<void> {
     await this.#jobs.get(jobId)?.chain;
@@ -128,6 +137,7 @@ export class JobMessenger {
   }
 
   #track(jobId: string): Tracked | undefined {
+    if (this.#forgotten.has(jobId)) return undefined;
     let tracked = this.#jobs.get(jobId);
     if (!tracked) {
       const job = this.scheduler.getJob(jobId);
@@ -258,7 +268,11 @@ export class JobMessenger {
       tracked.lastEditAt = Date.now();
       if (tracked.posted) {
         try {
-          await adapter.edit(tracked.posted, view);
+          const updated = await adapter.edit(tracked.posted, view);
+          if (updated) {
+            tracked.posted = updated;
+            this.#record(jobId, updated);
+          }
         } catch (error) {
           if (!delivered) throw error;
           // The message is gone (deleted, token expired): post the result anew.

@@ -127,8 +127,11 @@ export interface ChatAdapter {
   readonly platform: string;
   /** Posts a new message in `target`'s channel (thread when set). */
   post(target: ReplyTarget, message: ChatMessage): Promise<PostedMessage>;
-  /** Replaces a posted message's text, image and buttons. */
-  edit(message: PostedMessage, next: ChatMessage): Promise<void>;
+  /**
+   * Replaces a posted message's text, image and buttons. May return the message's new details
+   * (e.g. Slack: the file uploaded into its thread) so a later delete after a restart finds them.
+   */
+  edit(message: PostedMessage, next: ChatMessage): Promise<PostedMessage | void>;
   delete(message: PostedMessage): Promise<void>;
   /** Tells one user something privately outside an interaction (e.g. their job failed later). */
   tellPrivately(target: ReplyTarget, userId: string, message: ChatMessage): Promise<void>;

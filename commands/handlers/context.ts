@@ -42,11 +42,19 @@ export async function enqueueAndShow(ctx: BotContext, spec: JobSpec, inv?: Invoc
   const view = queuedView(receipt.job, receipt.position, receipt.etaMs);
   if (receipt.paused) view.text += '\n⏸️ The queue is paused by an admin; your job waits until it resumes.';
   let posted: PostedMessage;
-  if (inv) posted = await inv.reply(view);
-  else {
-    const adapter = ctx.messenger.adapterFor(spec.reply.platform);
-    if (!adapter) return;
-    posted = await adapter.post(spec.reply, view);
+  try {
+    if (inv) posted = await inv.reply(view);
+    else {
+      const adapter = ctx.messenger.adapterFor(spec.reply.platform);
+      if (!adapter) throw new Error(`no adapter for ${spec.reply.platform}`);
+      posted = await adapter.post(spec.reply, view);
+    }
+  } catch (error) {
+    // Nowhere to show it (the bot is not in the channel, the message failed): don't make an
+    // image nobody will see, and give the user's images back.
+    ctx.messenger.forget(receipt.job.id);
+    await ctx.app.scheduler.cancel(receipt.job.id, spec.requester, { refund: true }).catch(() => {});
+    throw error;
   }
   ctx.messenger.attach(receipt.job.id, posted);
 }

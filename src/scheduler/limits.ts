@@ -41,7 +41,12 @@ function bucketMessage(
   if (cost > rule.burst) {
     return `${whose} can make at most ${plural(Math.floor(rule.burst), 'image')} at a time (${allowance}). Ask for fewer images.`;
   }
-  const used = whose === 'You' ? `You've used your ${allowance}.` : `${whose} has used its ${allowance}.`;
+  // The bucket refills steadily, so "used all 10" would be wrong after a burst of 4: say the rule.
+  const limit = `${allowance}, at most ${plural(Math.floor(rule.burst), 'image')} at once`;
+  const used =
+    whose === 'You'
+      ? `You've reached your limit of ${limit}.`
+      : `${whose} has reached its limit of ${limit}.`;
   const nowAvailable = Math.floor(tokens + 1e-9);
   const alternative = nowAvailable >= 1 ? ` Or ask for ${plural(nowAvailable, 'image')} now.` : '';
   return `${used} You can make ${cost} more ${cost === 1 ? 'image' : 'images'} in ${formatDuration(waitMs)}.${alternative}`;

@@ -264,9 +264,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   /**
    * Cancels a queued or running job; only its owner or an admin may. A running job is told to
    * stop through its AbortSignal (the pipeline stops between denoising steps); its `cancelled`
-   * event is sent at once.
+   * event is sent at once. `refund` gives a started job's images back too (the bot could not
+   * show the job at all, so nobody got anything for them).
    */
-  async cancel(jobId: string, by: Requester): Promise<JobRecord> {
+  async cancel(jobId: string, by: Requester, options: { refund?: boolean } = {}): Promise<JobRecord> {
     const entry = this.#active.get(jobId);
     if (!entry || entry.settled) {
       if (!this.#store.jobs.get(jobId)) throw new NotFoundError(`job ${jobId}`, "I can't find that job.");
@@ -284,7 +285,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.#store.transaction(() => {
       this.#store.jobs.finish(jobId, 'cancelled', now, { cancelledBy: userKey(by) });
       // Images never made are given back; a started job used the GPU, so it keeps its cost.
-      if (wasQueued) this.#refund(entry.job.spec, now);
+      if (wasQueued || options.refund) this.#refund(entry.job.spec, now);
     });
     this.#settle(entry);
     const reason = new CancelledError(`cancelled by ${userKey(by)}`);

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Bot } from '../../commands/bot.js';
 import { decodeButton, encodeButton } from '../../commands/custom-id.js';
 import type { ChatMessage } from '../../commands/types.js';
+import { ForbiddenError } from '../../src/errors.js';
 import { readPngText } from '../../src/images/index.js';
 import { FakeAdapter, type FakeMessage } from '../helpers/fake-adapter.js';
 import { startTestApp, type TestApp } from '../helpers/test-app.js';
@@ -92,6 +93,20 @@ describe('/imagine', () => {
     expect(texts[2]).toMatch(/Count.*1.*4/);
   });
 
+  it('cancels the job and gives the images back when its message cannot be posted', async () => {
+    const inv = chat.invocation('alice');
+    inv.reply = async () => {
+      throw new ForbiddenError('Invite me to this channel first: /invite @atelier');
+    };
+    await bot.command(inv, 'imagine', { prompt: 'nowhere to show it', count: 4 });
+    expect(await chat.waitForPrivate('alice')).toMatch(/Invite me to this channel first/);
+    const [job] = app.store.jobs.list({ owner: { platform: 'playground', userId: 'alice' } });
+    expect(job.state).toBe('cancelled');
+    // The 4 images were refunded: a full-burst job is accepted right away.
+    await bot.command(chat.invocation('alice'), 'imagine', { prompt: 'shown', count: 4 });
+    expect(chat.messages).toHaveLength(1);
+  });
+
   it('names the limit and the wait when a user is over their images, while others are served', async () => {
     await bot.command(chat.invocation('bob'), 'imagine', { prompt: 'one', count: 4 });
     await bot.command(chat.invocation('bob'), 'imagine', { prompt: 'two', count: 4 });
@@ -136,26 +151,27 @@ describe('buttons and reactions', () => {
     expect(buttons(upscaled.current).map((b) => b.label)).not.toContain('Upscale 2×');
   });
 
-  it('shares to the showcase channel an admin set, crediting author and sharer; 🔄 there rerolls', async () => {
+  it('shares to the showcase channel, crediting author and sharer; admins move it; 🔄 there rerolls', async () => {
     const grid = await gridResult();
-    await bot.action(chat.invocation('bob'), button(grid.current, 'Share'));
-    expect(await chat.waitForPrivate('bob')).toMatch(/No showcase channel/);
-    await bot.command(chat.invocation('bob'), 'atelier showcase', { channel: 'showcase' });
-    expect(await chat.waitForPrivate('bob', (t) => t.includes('admins'))).toMatch(/Only Atelier admins/);
-    await bot.command(chat.invocation('admin'), 'atelier showcase', { channel: 'showcase' });
+    // The playground's default showcase channel comes from the config.
     await bot.action(chat.invocation('bob'), button(grid.current, 'Share'));
     const shared = await chat.waitFor((m) => m.posted.channelId === 'showcase');
     expect(shared.current.text).toMatch(/by <@alice> · shared by <@bob>/);
     expect(shared.current.image).toMatchObject({ width: 512, height: 512 });
+    await bot.command(chat.invocation('bob'), 'atelier showcase', { channel: 'best-of' });
+    expect(await chat.waitForPrivate('bob', (t) => t.includes('admins'))).toMatch(/Only Atelier admins/);
+    await bot.command(chat.invocation('admin'), 'atelier showcase', { channel: 'best-of' });
+    await bot.action(chat.invocation('carol'), button(grid.current, 'Share'));
+    const moved = await chat.waitFor((m) => m.posted.channelId === 'best-of');
+    expect(moved.current.text).toMatch(/shared by <@carol>/);
     await bot.reaction({
-      requester: chat.invocation('carol').requester,
+      requester: chat.invocation('dave').requester,
       message: shared.posted,
       emoji: '🔄',
       where: { platform: 'playground', channelId: 'showcase', teamId: 'team1' },
     });
     const reroll = await chat.waitFor(
-      (m) =>
-        m.posted.channelId === 'showcase' && isResult(m) && m.current.text.includes('reroll by <@carol>'),
+      (m) => m.posted.channelId === 'showcase' && isResult(m) && m.current.text.includes('reroll by <@dave>'),
     );
     expect(reroll).toBeDefined();
   });
