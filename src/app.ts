@@ -5,6 +5,7 @@
  * chat platform.
  */
 import { mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import pino from 'pino';
 import type { AtelierConfig } from './config/index.js';
 import { JobExecutor } from './jobs/executor.js';
@@ -114,7 +115,10 @@ export async function engineOptions(config: AtelierConfig): Promise<EngineOption
     precision: m.precision === 'auto' ? undefined : m.precision,
     provider: m.executionProvider,
     deviceId: m.deviceId,
-    threads: m.cpuThreads || undefined,
+    // On the CPU, leave one core to the bot's own process: with every core busy in ONNX Runtime,
+    // chat answers (Slack's and Discord's 3-second windows) wait measurably.
+    threads:
+      m.cpuThreads || (m.executionProvider === 'cpu' ? Math.max(1, availableParallelism() - 1) : undefined),
   };
 }
 
