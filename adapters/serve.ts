@@ -1,7 +1,9 @@
 /**
  * The bot's composition root: starts every chat surface the configuration enables (Discord,
  * Slack, the playground — any combination in one process) on one Bot, prints one line per surface
- * saying where it listens or whom it is connected as, and shuts down cleanly on SIGINT/SIGTERM.
+ * saying where it listens or whom it is connected as, then resumes the job queue (so results of
+ * the last run find their surface), and shuts down cleanly on SIGINT/SIGTERM. Expects an app whose
+ * model is loaded (`app.load()`).
  */
 import { Bot } from '../commands/bot.js';
 import type { ChatAdapter } from '../commands/types.js';
@@ -76,6 +78,11 @@ export async function serve({ app, config }: ServeContext, options: ServeOptions
     }
     if (surfaces.length === 0)
       print('no surface is enabled: set DISCORD_TOKEN or SLACK_BOT_TOKEN, or playground.enabled');
+    // Only now, with every surface listening: results of jobs left by the last run go out here.
+    const recovery = await app.resume();
+    if (recovery.requeued.length + recovery.redelivered.length + recovery.failed.length > 0) {
+      logger.info(recovery, 'resumed jobs from the last run');
+    }
     await (options.until ??
       new Promise<void>((resolve) => {
         process.once('SIGINT', () => resolve());

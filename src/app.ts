@@ -27,7 +27,14 @@ export interface AtelierApp {
   pipeline: Pipeline;
   /** How chat input becomes JobParams (config ranges, the loaded model's own defaults). */
   validation(): ValidationOptions;
-  /** Loads the model and resumes jobs left by the last run. */
+  /** Loads the model (pipelines) — the model's defaults are known after this. */
+  load(): Promise<void>;
+  /**
+   * Starts running jobs, first those left by the last run. Subscribe to job events before this:
+   * results re-sent for an unconfirmed delivery are emitted during it.
+   */
+  resume(): Promise<RecoveryReport>;
+  /** load() then resume(). */
   start(): Promise<RecoveryReport>;
   close(): Promise<void>;
 }
@@ -72,6 +79,16 @@ export async function createApp(config: AtelierConfig, options: CreateAppOptions
   );
   const scheduler = new Scheduler(store, schedulerOptions(config, executors, logger));
 
+  const load = async () => {
+    await Promise.all(pipelines.map((p) => p.load()));
+    const info = pipeline.info();
+    logger.info(
+      { model: info.model, provider: info.executionProvider, components: info.components.length },
+      'model loaded',
+    );
+  };
+  const resume = () => scheduler.start();
+
   return {
     config,
     logger,
@@ -79,14 +96,11 @@ export async function createApp(config: AtelierConfig, options: CreateAppOptions
     scheduler,
     pipeline,
     validation: () => validationOptionsFromConfig(config, pipeline.info().defaults),
+    load,
+    resume,
     async start() {
-      await Promise.all(pipelines.map((p) => p.load()));
-      const info = pipeline.info();
-      logger.info(
-        { model: info.model, provider: info.executionProvider, components: info.components.length },
-        'model loaded',
-      );
-      return scheduler.start();
+      await load();
+      return resume();
     },
     async close() {
       await scheduler.stop();

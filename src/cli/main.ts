@@ -35,10 +35,8 @@ export async function runCli(argv: string[], hooks: CliHooks): Promise<number> {
       const config = loadConfig();
       const app = await createApp(config);
       try {
-        const recovery = await app.start();
-        if (recovery.requeued.length + recovery.redelivered.length + recovery.failed.length > 0) {
-          app.logger.info(recovery, 'resumed jobs from the last run');
-        }
+        await app.load();
+        // The surfaces subscribe to job events first, then app.resume() runs the jobs left over.
         await hooks.serve({ app, config });
       } finally {
         await app.close();
