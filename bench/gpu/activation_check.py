@@ -155,7 +155,7 @@ def main(argv: list[str]) -> int:
     for name in args.only.split(","):
         peak = checks[name]()
         worst = max(worst, peak.residual, peak.inner)
-        print(f"{name:<7} max |activation|: residual stream {peak.residual:10.3f}, inside blocks {peak.inner:10.3f}")
+        print(f"{name:<7} max |activation|: residual stream {peak.residual:10.3f}, inside blocks {peak.inner:10.3f}", flush=True)
     print(f"largest {worst:.3f} vs fp16 max {FP16_MAX:.0f}: {'OK' if worst < FP16_MAX / 16 else 'TOO CLOSE'}")
     return 0 if worst < FP16_MAX / 16 else 1
 
