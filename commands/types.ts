@@ -131,6 +131,7 @@ export interface ChatAdapter {
    * Replaces a posted message's text, image and buttons. May return the message's new details
    * (e.g. Slack: the file uploaded into its thread) so a later delete after a restart finds them.
    */
+  // biome-ignore lint/suspicious/noConfusingVoidType: adapters with nothing new to report return nothing
   edit(message: PostedMessage, next: ChatMessage): Promise<PostedMessage | void>;
   delete(message: PostedMessage): Promise<void>;
   /** Tells one user something privately outside an interaction (e.g. their job failed later). */
