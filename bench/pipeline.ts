@@ -54,26 +54,18 @@ export async function run(): Promise<BenchRow[]> {
       const latent = new Float32Array(2 * 16 * h * h);
       const step = () =>
         c.mmdit.run({
-          x: floatTensor(latent, [2, 16, h, h], 'float32'),
-          timestep: floatTensor(new Float32Array([500, 500]), [2], 'float32'),
-          context: floatTensor(
-            new Float32Array(2 * 154 * c.text.contextDim),
-            [2, 154, c.text.contextDim],
-            'float32',
-          ),
-          y: floatTensor(
-            new Float32Array(2 * c.mmditConfig.admInChannels),
-            [2, c.mmditConfig.admInChannels],
-            'float32',
-          ),
+          x: floatTensor(latent, [2, 16, h, h]),
+          timestep: floatTensor(new Float32Array([500, 500]), [2]),
+          context: floatTensor(new Float32Array(2 * 154 * c.text.contextDim), [2, 154, c.text.contextDim]),
+          y: floatTensor(new Float32Array(2 * c.mmditConfig.admInChannels), [2, c.mmditConfig.admInChannels]),
         });
       rows.push({ case: `MMDiT step with CFG (batch 2), ${side}²`, 'median ms': await time(5, step) });
       const decode = () =>
-        c.vaeDecoder.run({ latent: floatTensor(latent.subarray(0, 16 * h * h), [1, 16, h, h], 'float32') });
+        c.vaeDecoder.run({ latent: floatTensor(latent.subarray(0, 16 * h * h), [1, 16, h, h]) });
       rows.push({ case: `VAE decode, ${side}²`, 'median ms': await time(3, decode) });
       const encoder = await c.vaeEncoder();
       const encode = () =>
-        encoder.run({ image: floatTensor(new Float32Array(3 * side * side), [1, 3, side, side], 'float32') });
+        encoder.run({ image: floatTensor(new Float32Array(3 * side * side), [1, 3, side, side]) });
       rows.push({ case: `VAE encode, ${side}²`, 'median ms': await time(3, encode) });
     }
     await c.release();

@@ -65,8 +65,8 @@ export function buildClip(net: Net, cfg: ClipConfig): void {
   let pooled = g.op('GatherND', [final, eos], { batch_dims: 1 });
   if (cfg.projectPooled) pooled = net.linear(pooled, 'text_projection');
 
-  g.output(hidden ?? x, 'hidden', net.compute, ['batch', cfg.positions, cfg.hidden]);
-  g.output(pooled, 'pooled', net.compute, ['batch', cfg.hidden]);
+  net.floatOutput(hidden ?? x, 'hidden', ['batch', cfg.positions, cfg.hidden]);
+  net.floatOutput(pooled, 'pooled', ['batch', cfg.hidden]);
 }
 
 function clipLayer(net: Net, cfg: ClipConfig, prefix: string, x: Value, mask: Value): Value {

@@ -135,25 +135,29 @@ export function buildMmdit(net: Net, cfg: MmditConfig, options: MmditBuildOption
   const { g } = net;
   const m = makeCtx(net, cfg);
   const latentDims: (string | number)[] = ['batch', cfg.inChannels, 'height', 'width'];
-  const x = g.input('x', net.compute, latentDims);
+  // Inputs and outputs are float32 (see Net.floatInput); the timestep stays float32 throughout,
+  // as the reference computes its embedding (a float16 timestep would round 999 to 1000).
+  const x32 = g.input('x', 'float32', latentDims);
+  const x = net.compute === 'float32' ? x32 : net.cast(x32, net.compute);
   let timestep: Value;
   let sigma: Value | undefined;
   if (options.denoised) {
-    sigma = g.input('sigma', net.compute, ['batch']);
+    sigma = g.input('sigma', 'float32', ['batch']);
     // The reference takes timestep = (σ·1000).float() (sd3_impls.py:155).
-    timestep = g.op('Mul', [asFloat32(net, sigma), g.constant('c', 'float32', [], new Float32Array([1000]))]);
+    timestep = g.op('Mul', [sigma, g.constant('c', 'float32', [], new Float32Array([1000]))]);
   } else {
-    timestep = g.input('timestep', net.compute, ['batch']);
+    timestep = g.input('timestep', 'float32', ['batch']);
   }
-  const context = g.input('context', net.compute, ['batch', 'tokens', cfg.contextDim]);
-  const y = g.input('y', net.compute, ['batch', cfg.admInChannels]);
+  const context = net.floatInput('context', ['batch', 'tokens', cfg.contextDim]);
+  const y = net.floatInput('y', ['batch', cfg.admInChannels]);
 
   const v = g.scope('diffusion_model', () => mmditForward(m, x, timestep, context, y));
-  g.output(v, 'model_output', net.compute, latentDims);
+  net.floatOutput(v, 'model_output', latentDims);
   if (sigma) {
-    // calculate_denoised (sd3_impls.py:50-52): x − v·σ, σ broadcast over [C, H, W].
-    const denoised = net.sub(x, net.mul(v, net.reshape(sigma, [-1, 1, 1, 1])));
-    g.output(denoised, 'denoised', net.compute, latentDims);
+    // calculate_denoised (sd3_impls.py:50-52): x − v·σ in float32, σ broadcast over [C, H, W].
+    const v32 = net.compute === 'float32' ? v : net.cast(v, 'float32');
+    const denoised = g.op('Sub', [x32, g.op('Mul', [v32, net.reshape(sigma, [-1, 1, 1, 1])])]);
+    g.output(denoised, 'denoised', 'float32', latentDims);
   }
 }
 
@@ -230,10 +234,7 @@ function timestepEmbedder(net: Net, t: Value): Value {
   const negLogPeriod = Math.fround(-Math.log(MAX_PERIOD));
   for (let i = 0; i < half; i++)
     freqs[i] = Math.fround(Math.exp(Math.fround(Math.fround(negLogPeriod * i) / half)));
-  const args = net.g.op('Mul', [
-    net.unsqueeze(asFloat32(net, t), [1]),
-    net.g.constant('freqs', 'float32', [1, half], freqs),
-  ]);
+  const args = net.g.op('Mul', [net.unsqueeze(t, [1]), net.g.constant('freqs', 'float32', [1, half], freqs)]);
   let emb = net.concat([net.g.op('Cos', [args]), net.g.op('Sin', [args])], -1);
   if (net.compute !== 'float32') emb = net.cast(emb, net.compute);
   return vectorEmbedder(net, emb, 't_embedder');
@@ -242,10 +243,6 @@ function timestepEmbedder(net: Net, t: Value): Value {
 /** VectorEmbedder and TimestepEmbedder's MLP (mmditx.py:145-155, 195-199): Linear, SiLU, Linear. */
 function vectorEmbedder(net: Net, x: Value, prefix: string): Value {
   return net.linear(net.silu(net.linear(x, `${prefix}.mlp.0`)), `${prefix}.mlp.2`);
-}
-
-function asFloat32(net: Net, x: Value): Value {
-  return net.compute === 'float32' ? x : net.cast(x, 'float32');
 }
 
 /**

@@ -89,7 +89,7 @@ export function buildT5(net: Net, cfg: T5Config): void {
     x = g.scope(`block${i}`, () => t5Block(net, cfg, `${BLOCK}.${i}`, x, positionBias));
   }
   x = net.rmsNorm(x, 'encoder.final_layer_norm.weight', RMS_EPS);
-  g.output(x, 'hidden', net.compute, ['batch', 'tokens', cfg.dModel]);
+  net.floatOutput(x, 'hidden', ['batch', 'tokens', cfg.dModel]);
 }
 
 /**

@@ -90,7 +90,7 @@ export function buildVaeDecoder(net: Net, cfg: VaeConfig): void {
   const { g } = net;
   const pre = `${cfg.prefix}decoder`;
   const levels = cfg.chMult.length;
-  const z = g.input('latent', net.compute, ['batch', cfg.zChannels, 'height', 'width']);
+  const z = net.floatInput('latent', ['batch', cfg.zChannels, 'height', 'width']);
   // z to block_in
   let blockIn = cfg.ch * cfg.chMult[levels - 1];
   let hidden = net.conv2d(z, `${pre}.conv_in`, { padding: 1 });
@@ -116,7 +116,7 @@ export function buildVaeDecoder(net: Net, cfg: VaeConfig): void {
   hidden = net.groupNorm(hidden, `${pre}.norm_out`, NORM_GROUPS, blockIn, NORM_EPS);
   const decoded = net.conv2d(net.silu(hidden), `${pre}.conv_out`, { padding: 1 });
 
-  g.output(decoded, 'decoded', net.compute, ['batch', cfg.imageChannels, 'image_height', 'image_width']);
+  net.floatOutput(decoded, 'decoded', ['batch', cfg.imageChannels, 'image_height', 'image_width']);
   // sd3_infer.py:421–423 (vae_decode): clamp((image + 1) / 2, 0, 1), × 255, astype(np.uint8).
   const unit = g.op('Clip', [
     net.div(net.add(decoded, net.scalar(1)), net.scalar(2)),
@@ -139,7 +139,7 @@ export function buildVaeEncoder(net: Net, cfg: VaeConfig): void {
   const { g } = net;
   const pre = `${cfg.prefix}encoder`;
   const levels = cfg.chMult.length;
-  const x = g.input('image', net.compute, ['batch', cfg.imageChannels, 'height', 'width']);
+  const x = net.floatInput('image', ['batch', cfg.imageChannels, 'height', 'width']);
   // downsampling
   let h = net.conv2d(x, `${pre}.conv_in`, { padding: 1 });
   let blockIn = cfg.ch;
@@ -167,8 +167,8 @@ export function buildVaeEncoder(net: Net, cfg: VaeConfig): void {
   const [mean, logvar] = net.chunk(h, 2, 1);
   const clamped = g.op('Clip', [logvar, net.scalar(LOGVAR_MIN), net.scalar(LOGVAR_MAX)]);
   const dims = ['batch', cfg.zChannels, 'latent_height', 'latent_width'];
-  g.output(mean, 'mean', net.compute, dims);
-  g.output(clamped, 'logvar', net.compute, dims);
+  net.floatOutput(mean, 'mean', dims);
+  net.floatOutput(clamped, 'logvar', dims);
 }
 
 /**

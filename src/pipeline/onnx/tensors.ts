@@ -1,18 +1,16 @@
 /**
  * Moving data between JavaScript and ONNX Runtime. The pipeline keeps its state (latents,
- * embeddings) in float32 on the host; graphs that compute in float16 (CUDA) get and give fp16.
+ * embeddings) in float32 on the host, and every graph takes and gives float32 whatever it computes
+ * in (float16 graphs cast on the device: see Net.floatInput).
  */
 import * as ort from 'onnxruntime-node';
-import { floatToHalf, halfToFloat } from '../weights/dtypes.js';
+import { halfToFloat } from '../weights/dtypes.js';
 
 export type ComputeType = 'float32' | 'float16';
 
-/** A float tensor in the graph's compute type. */
-export function floatTensor(data: Float32Array, dims: readonly number[], type: ComputeType): ort.Tensor {
-  if (type === 'float32') return new ort.Tensor('float32', data, dims);
-  const half = new Uint16Array(data.length);
-  for (let i = 0; i < data.length; i++) half[i] = floatToHalf(data[i]);
-  return new ort.Tensor('float16', half, dims);
+/** A float32 graph input. */
+export function floatTensor(data: Float32Array, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor('float32', data, dims);
 }
 
 export function int64Tensor(values: ArrayLike<number>, dims: readonly number[]): ort.Tensor {

@@ -12,15 +12,15 @@ export function mmditModel(session: ort.InferenceSession, compute: ComputeType):
   const cached = (data: Float32Array, dims: readonly number[]) => {
     let t = tensors.get(data);
     if (!t) {
-      t = floatTensor(data, dims, compute);
+      t = floatTensor(data, dims);
       tensors.set(data, t);
     }
     return t;
   };
   return async (input) => {
     const out = await session.run({
-      x: floatTensor(input.x, input.xDims, compute),
-      timestep: floatTensor(input.timestep, [input.timestep.length], compute),
+      x: floatTensor(input.x, input.xDims),
+      timestep: floatTensor(input.timestep, [input.timestep.length]),
       context: cached(input.context, input.contextDims),
       y: cached(input.y, input.yDims),
     });

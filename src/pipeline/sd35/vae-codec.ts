@@ -19,7 +19,7 @@ export async function decodeLatents(
   const images: RawImage[] = [];
   for (let i = 0; i < count; i++) {
     const out = await c.vaeDecoder.run({
-      latent: floatTensor(latents.slice(i * per, (i + 1) * per), [1, C, h, w], c.compute),
+      latent: floatTensor(latents.slice(i * per, (i + 1) * per), [1, C, h, w]),
     });
     images.push(toRgb(toFloat32(out.decoded), out.decoded.dims[2], out.decoded.dims[3]));
   }
@@ -59,6 +59,6 @@ export async function encodeImage(
       chw[ch * plane + p] = Math.fround(2 * Math.fround(image.data[p * 3 + ch] / 255) - 1);
   }
   const encoder = await c.vaeEncoder();
-  const out = await encoder.run({ image: floatTensor(chw, [1, 3, height, width], c.compute) });
+  const out = await encoder.run({ image: floatTensor(chw, [1, 3, height, width]) });
   return toFloat32(out.mean);
 }
