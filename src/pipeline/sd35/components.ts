@@ -101,10 +101,16 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
     return { source, key, stated: statedConfig(weights) };
   };
 
-  const open = async (name: string, source: WeightSource, key: unknown, build: (net: Net) => void) => {
-    const graph = cachedGraph(graphDir, name, { key, compute, netOptions }, () => {
+  const open = async (
+    name: string,
+    source: WeightSource,
+    key: unknown,
+    build: (net: Net) => void,
+    type: ComputeType = compute,
+  ) => {
+    const graph = cachedGraph(graphDir, name, { key, compute: type, netOptions }, () => {
       const g = new GraphBuilder(name);
-      build(new Net(g, new Params(g, source, compute), netOptions));
+      build(new Net(g, new Params(g, source, type), netOptions));
       return g.build();
     });
     const session = await openSession(name, graph, sessionOptions);
@@ -136,7 +142,15 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
 
     const vae = weightsOf('vae', set.components.vae);
     const vaeCfg = vaeConfig(new Params(new GraphBuilder('probe'), vae.source, compute));
-    const vaeDecoder = await open('vae_decoder', vae.source, vae.key, (net) => buildVaeDecoder(net, vaeCfg));
+    // The VAE runs in float32 everywhere: its activations outgrow float16 at 1024² (diffusers
+    // upcasts SD3's VAE too), and it is 1 % of the weights and one call per image.
+    const vaeDecoder = await open(
+      'vae_decoder',
+      vae.source,
+      vae.key,
+      (net) => buildVaeDecoder(net, vaeCfg),
+      'float32',
+    );
     let encoder: Promise<ort.InferenceSession> | undefined;
 
     const info: PipelineInfo = {
@@ -154,7 +168,13 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       mmditConfig: mmCfg,
       vaeDecoder,
       vaeEncoder: () => {
-        encoder ??= open('vae_encoder', vae.source, vae.key, (net) => buildVaeEncoder(net, vaeCfg));
+        encoder ??= open(
+          'vae_encoder',
+          vae.source,
+          vae.key,
+          (net) => buildVaeEncoder(net, vaeCfg),
+          'float32',
+        );
         return encoder;
       },
       compute,
