@@ -9,7 +9,15 @@
  *        [--steps 20,28] [--batch 1,4] [--budget-s 500] [--tokenizers DIR]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -107,6 +115,7 @@ const { values } = parseArgs({
     'fp8-linear': { type: 'string', default: 'block-fp8' },
     size: { type: 'string', default: '1024' },
     provider: { type: 'string', default: 'cuda' },
+    profile: { type: 'boolean', default: false },
   },
 });
 
@@ -168,6 +177,12 @@ async function main(): Promise<void> {
       // Both T5 files sit in text_encoders/: each precision takes its own.
       textEncoders: { t5: precision === 'fp8' ? 't5xxl_fp8_e4m3fn.safetensors' : 't5xxl_fp16.safetensors' },
     };
+    const profileDir = values.profile ? join(dataDir, `profile-${modelKey}-${precision}`) : undefined;
+    if (profileDir) {
+      rmSync(profileDir, { recursive: true, force: true });
+      mkdirSync(profileDir, { recursive: true });
+      options.profileDir = profileDir;
+    }
     const pipeline = new ProcessPipeline({ spec: { module: join(here, 'sd35.js'), options } });
     memory.reset();
     const base: Omit<
@@ -243,10 +258,47 @@ async function main(): Promise<void> {
       save();
     } finally {
       await pipeline.dispose();
+      if (profileDir) summarizeProfile(profileDir, `${modelKey}-${precision}`);
     }
   }
   memory.stop();
   save();
+}
+
+/**
+ * Sums an ONNX Runtime profile's node times by operator type (the share of a denoising step each
+ * kind of kernel takes) and writes it next to the results.
+ */
+function summarizeProfile(dir: string, label: string): void {
+  const byOp = new Map<string, { us: number; count: number }>();
+  let total = 0;
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.json'))) {
+    const events = JSON.parse(readFileSync(join(dir, file), 'utf8')) as {
+      cat?: string;
+      name?: string;
+      dur?: number;
+      args?: { op_name?: string };
+    }[];
+    for (const e of events) {
+      if (e.cat !== 'Node' || !e.name?.endsWith('_kernel_time') || !e.args?.op_name) continue;
+      const entry = byOp.get(e.args.op_name) ?? { us: 0, count: 0 };
+      entry.us += e.dur ?? 0;
+      entry.count++;
+      byOp.set(e.args.op_name, entry);
+      total += e.dur ?? 0;
+    }
+  }
+  const ops = [...byOp.entries()]
+    .map(([op, v]) => ({ op, ms: v.us / 1000, nodes: v.count, share: v.us / total }))
+    .sort((a, b) => b.ms - a.ms);
+  const summary = { label, total_ms: total / 1000, ops };
+  console.log(`profile ${label}: ${(total / 1000).toFixed(0)} ms of kernels`);
+  for (const o of ops.slice(0, 15))
+    console.log(
+      `  ${o.op.padEnd(34)} ${o.ms.toFixed(1).padStart(9)} ms ${(100 * o.share).toFixed(1).padStart(5)} %  ${o.nodes} runs`,
+    );
+  if (values.out)
+    writeFileSync(values.out.replace(/\.json$/, `-profile-${label}.json`), JSON.stringify(summary, null, 1));
 }
 
 await main();

@@ -77,8 +77,11 @@ function clipLayer(net: Net, cfg: ClipConfig, prefix: string, x: Value, mask: Va
   const v = net.linear(h, `${prefix}.self_attn.v_proj`);
   const attn = net.attention(q, k, v, cfg.heads, headDim, { bias: mask });
   x = net.add(x, net.linear(attn, `${prefix}.self_attn.out_proj`));
-  let m = net.linear(net.layerNorm(x, `${prefix}.layer_norm2`, cfg.hidden, LN_EPS), `${prefix}.mlp.fc1`);
-  m = cfg.activation === 'quick_gelu' ? net.quickGelu(m) : net.gelu(m, 'none');
+  const h2 = net.layerNorm(x, `${prefix}.layer_norm2`, cfg.hidden, LN_EPS);
+  const m =
+    cfg.activation === 'quick_gelu'
+      ? net.quickGelu(net.linear(h2, `${prefix}.mlp.fc1`))
+      : net.linearGelu(h2, `${prefix}.mlp.fc1`, 'none');
   return net.add(x, net.linear(m, `${prefix}.mlp.fc2`));
 }
 

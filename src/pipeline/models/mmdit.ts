@@ -299,7 +299,7 @@ function postAttention(net: Net, prefix: string, attn: Value): Value {
 
 /** Mlp with GELU(tanh) (other_impls.py:27-56, mmditx.py:457-463). */
 function mlp(net: Net, prefix: string, x: Value): Value {
-  return net.linear(net.gelu(net.linear(x, `${prefix}.mlp.fc1`), 'tanh'), `${prefix}.mlp.fc2`);
+  return net.linear(net.linearGelu(x, `${prefix}.mlp.fc1`, 'tanh'), `${prefix}.mlp.fc2`);
 }
 
 function attention(m: Ctx, qkv: Qkv): Value {

@@ -128,36 +128,63 @@ export class Net {
 
   /** y = x · Wᵀ + b for the checkpoint layer `prefix` (`prefix.weight` [out, in], optional `prefix.bias`). */
   linear(x: Value, prefix: string): Value {
-    const weightKey = `${prefix}.weight`;
-    const storage = this.p.storage(weightKey);
-    let y: Value;
-    if (storage === 'F8_E4M3' || storage === 'F8_E5M2') {
-      y = this.#fp8Linear(x, prefix);
-    } else {
-      y = this.g.op('FusedMatMul', [x, this.p.get(weightKey)], { transB: 1 }, MS_DOMAIN);
-    }
     const biasKey = `${prefix}.bias`;
-    return this.p.has(biasKey) ? this.add(y, this.p.get(biasKey)) : y;
+    const bias = this.p.has(biasKey) ? this.p.get(biasKey) : undefined;
+    if (this.#isFp8(prefix) && this.options.fp8Linear === 'block-fp8')
+      return this.#fp8Linear(x, prefix, bias);
+    const y = this.#matmul(x, prefix);
+    return bias ? this.add(y, bias) : y;
   }
 
-  #fp8Linear(x: Value, prefix: string): Value {
+  /**
+   * gelu(x · Wᵀ + b): the bias add and the activation run as one kernel (com.microsoft FastGelu
+   * for the tanh approximation, BiasGelu for the exact form) instead of two passes over the
+   * MLP's widest tensor.
+   */
+  linearGelu(x: Value, prefix: string, approximate: 'none' | 'tanh'): Value {
+    const biasKey = `${prefix}.bias`;
+    if (!this.p.has(biasKey)) return this.gelu(this.linear(x, prefix), approximate);
+    const y =
+      this.#isFp8(prefix) && this.options.fp8Linear === 'block-fp8'
+        ? this.#fp8Linear(x, prefix)
+        : this.#matmul(x, prefix);
+    const bias = this.p.get(biasKey);
+    return approximate === 'tanh'
+      ? this.g.op('FastGelu', [y, bias], {}, MS_DOMAIN)
+      : this.g.op('BiasGelu', [y, bias], {}, MS_DOMAIN);
+  }
+
+  #isFp8(prefix: string): boolean {
+    const storage = this.p.storage(`${prefix}.weight`);
+    return storage === 'F8_E4M3' || storage === 'F8_E5M2';
+  }
+
+  /** x · Wᵀ without the bias. */
+  #matmul(x: Value, prefix: string): Value {
     const weightKey = `${prefix}.weight`;
-    if (this.options.fp8Linear === 'block-fp8') {
-      // CUDA: the weight stays one byte on the GPU and is dequantized block by block inside the
-      // matmul. One block per row (block_size = K) carries ComfyUI's per-tensor scale.
-      const [n, k] = this.p.shape(weightKey);
-      const scaleKey = `${prefix}.scale_weight`;
-      const scale = this.p.has(scaleKey) ? this.p.readFloat32(scaleKey)[0] : 1;
-      const scales = this.g.constant('fp8_scale', 'float32', [n, 1], new Float32Array(n).fill(scale));
-      return this.g.op(
-        'MatMulBlockQuantizedFp8Weight',
-        [x, this.p.raw(weightKey), scales],
-        { block_size: k },
-        MS_DOMAIN,
-      );
-    }
-    const w = this.g.op('DequantizeLinear', [this.p.raw(weightKey), this.p.fp8Scale(weightKey)]);
+    const w = this.#isFp8(prefix)
+      ? this.g.op('DequantizeLinear', [this.p.raw(weightKey), this.p.fp8Scale(weightKey)])
+      : this.p.get(weightKey);
     return this.g.op('FusedMatMul', [x, w], { transB: 1 }, MS_DOMAIN);
+  }
+
+  /**
+   * CUDA: the weight stays one byte on the GPU and is dequantized block by block inside the
+   * matmul (com.microsoft MatMulBlockQuantizedFp8Weight), the bias added in the same kernel. One
+   * block per row (block_size = K) carries ComfyUI's per-tensor scale.
+   */
+  #fp8Linear(x: Value, prefix: string, bias?: Value): Value {
+    const weightKey = `${prefix}.weight`;
+    const [n, k] = this.p.shape(weightKey);
+    const scaleKey = `${prefix}.scale_weight`;
+    const scale = this.p.has(scaleKey) ? this.p.readFloat32(scaleKey)[0] : 1;
+    const scales = this.g.constant('fp8_scale', 'float32', [n, 1], new Float32Array(n).fill(scale));
+    return this.g.op(
+      'MatMulBlockQuantizedFp8Weight',
+      [x, this.p.raw(weightKey), scales, undefined, bias],
+      { block_size: k },
+      MS_DOMAIN,
+    );
   }
 
   /** LayerNorm over the last axis; without weights when the checkpoint has none (elementwise_affine=False). */
@@ -184,12 +211,17 @@ export class Net {
     return v;
   }
 
-  /** RMSNorm over the last axis: x · rsqrt(mean(x²) + eps) · weight (weight optional). */
+  /**
+   * RMSNorm over the last axis: x · rsqrt(mean(x²) + eps) · weight (weight optional), as one
+   * kernel (SimplifiedLayerNormalization, ONNX Runtime's fused RMSNorm; it accumulates in float32).
+   */
   rmsNorm(x: Value, weightKey: string | undefined, eps: number): Value {
-    const ms = this.g.op('ReduceMean', [this.mul(x, x), this.ints([-1])], { keepdims: 1 });
-    const inv = this.g.op('Reciprocal', [this.g.op('Sqrt', [this.add(ms, this.scalar(eps))])]);
-    const y = this.mul(x, inv);
-    return weightKey ? this.mul(y, this.p.get(weightKey)) : y;
+    const scale = weightKey ? this.p.get(weightKey) : undefined;
+    if (!scale) {
+      const ms = this.g.op('ReduceMean', [this.mul(x, x), this.ints([-1])], { keepdims: 1 });
+      return this.mul(x, this.g.op('Reciprocal', [this.g.op('Sqrt', [this.add(ms, this.scalar(eps))])]));
+    }
+    return this.g.op('SimplifiedLayerNormalization', [x, scale], { axis: -1, epsilon: { float: eps } });
   }
 
   gelu(x: Value, approximate: 'none' | 'tanh'): Value {

@@ -15,6 +15,8 @@ export interface SessionOptions {
   intraOpThreads?: number;
   /** Extra `session.*` config entries passed through to ONNX Runtime. */
   config?: Record<string, string>;
+  /** Writes an ONNX Runtime profile (JSON trace of every node) starting with this path. */
+  profilePrefix?: string;
 }
 
 export async function openSession(
@@ -31,6 +33,7 @@ export async function openSession(
       executionProviders: providers,
       graphOptimizationLevel: 'all',
       ...(options.intraOpThreads ? { intraOpNumThreads: options.intraOpThreads } : {}),
+      ...(options.profilePrefix ? { enableProfiling: true, profileFilePrefix: options.profilePrefix } : {}),
       logSeverityLevel: 3,
       // Node's binding forwards `extra` as session config entries ("session.<key>").
       extra: { session },

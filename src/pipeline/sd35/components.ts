@@ -67,7 +67,14 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
     ...DEFAULT_NET_OPTIONS,
     fp8Linear: options.fp8Linear ?? (provider === 'cuda' ? 'block-fp8' : 'dequantize'),
   };
-  const sessionOptions = { provider, deviceId: options.deviceId, intraOpThreads: options.threads };
+  const sessionOptions = {
+    provider,
+    deviceId: options.deviceId,
+    intraOpThreads: options.threads,
+    // Initializers get exact device allocations instead of growing the arena (less peak memory).
+    config: provider === 'cuda' ? { use_device_allocator_for_initializers: '1' } : undefined,
+  };
+  const profiled: ort.InferenceSession[] = [];
   const graphDir = options.graphCacheDir ?? join(options.dataDir, 'graphs');
   const opened: ComponentWeights[] = [];
   const sessions: ort.InferenceSession[] = [];
@@ -113,8 +120,10 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       build(new Net(g, new Params(g, source, type), netOptions));
       return g.build();
     });
-    const session = await openSession(name, graph, sessionOptions);
+    const profile = options.profileDir && name === 'mmdit' ? join(options.profileDir, name) : undefined;
+    const session = await openSession(name, graph, { ...sessionOptions, profilePrefix: profile });
     sessions.push(session);
+    if (profile) profiled.push(session);
     return session;
   };
 
@@ -179,6 +188,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       },
       compute,
       release: async () => {
+        for (const s of profiled) s.endProfiling();
         for (const s of sessions) await s.release();
         for (const w of opened) w.close();
       },
