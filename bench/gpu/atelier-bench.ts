@@ -116,6 +116,7 @@ const { values } = parseArgs({
     size: { type: 'string', default: '1024' },
     provider: { type: 'string', default: 'cuda' },
     profile: { type: 'boolean', default: false },
+    'fp8-act-scale': { type: 'string' },
   },
 });
 
@@ -174,6 +175,7 @@ async function main(): Promise<void> {
       provider: values.provider as 'cuda' | 'cpu',
       precision: precision === 'fp8' ? 'fp8' : values.provider === 'cpu' ? 'fp32' : 'fp16',
       fp8Linear: values['fp8-linear'] as 'block-fp8' | 'dequantize',
+      ...(values['fp8-act-scale'] ? { fp8ActivationScale: Number(values['fp8-act-scale']) } : {}),
       // Both T5 files sit in text_encoders/: each precision takes its own.
       textEncoders: { t5: precision === 'fp8' ? 't5xxl_fp8_e4m3fn.safetensors' : 't5xxl_fp16.safetensors' },
     };

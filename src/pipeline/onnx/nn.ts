@@ -15,6 +15,13 @@ export interface NetOptions {
    * contrib op that keeps weights fp8 on the GPU.
    */
   fp8Linear: 'dequantize' | 'block-fp8';
+  /**
+   * Research only (benchmarks): quantize activations to fp8 with this static scale inside
+   * MatMulBlockQuantizedFp8Weight (W8A8, block 128), which lets ONNX Runtime use fp8 tensor
+   * cores where its build has DeepGEMM (ORT_FP8_MATMUL_DEEPGEMM=1). Without per-layer calibrated
+   * scales this loses accuracy, so the product never sets it.
+   */
+  fp8ActivationScale?: number;
 }
 
 export const DEFAULT_NET_OPTIONS: NetOptions = { attention: 'mha', fp8Linear: 'dequantize' };
@@ -178,11 +185,24 @@ export class Net {
     const [n, k] = this.p.shape(weightKey);
     const scaleKey = `${prefix}.scale_weight`;
     const scale = this.p.has(scaleKey) ? this.p.readFloat32(scaleKey)[0] : 1;
-    const scales = this.g.constant('fp8_scale', 'float32', [n, 1], new Float32Array(n).fill(scale));
+    const actScale = this.options.fp8ActivationScale;
+    // DeepGEMM's fp8 path wants 128-wide blocks; otherwise one block per row is enough.
+    const block = actScale !== undefined && k % 128 === 0 ? 128 : k;
+    const blocks = Math.ceil(k / block);
+    const scales = this.g.constant(
+      'fp8_scale',
+      'float32',
+      [n, blocks],
+      new Float32Array(n * blocks).fill(scale),
+    );
+    const aScale =
+      actScale !== undefined && block === 128
+        ? this.g.constant('fp8_act_scale', 'float32', [], new Float32Array([actScale]))
+        : undefined;
     return this.g.op(
       'MatMulBlockQuantizedFp8Weight',
-      [x, this.p.raw(weightKey), scales, undefined, bias],
-      { block_size: k },
+      [x, this.p.raw(weightKey), scales, aScale, bias],
+      { block_size: block },
       MS_DOMAIN,
     );
   }

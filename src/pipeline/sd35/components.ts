@@ -66,6 +66,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
   const netOptions: NetOptions = {
     ...DEFAULT_NET_OPTIONS,
     fp8Linear: options.fp8Linear ?? (provider === 'cuda' ? 'block-fp8' : 'dequantize'),
+    ...(options.fp8ActivationScale !== undefined ? { fp8ActivationScale: options.fp8ActivationScale } : {}),
   };
   const sessionOptions = {
     provider,

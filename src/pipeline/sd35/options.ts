@@ -47,6 +47,8 @@ export interface EngineOptions {
    * (com.microsoft MatMulBlockQuantizedFp8Weight, CUDA only). @default 'block-fp8' on CUDA, else 'dequantize'
    */
   fp8Linear?: 'dequantize' | 'block-fp8';
+  /** Research only (benchmarks): static fp8 activation scale, see NetOptions.fp8ActivationScale. */
+  fp8ActivationScale?: number;
   /** Benchmarks: write an ONNX Runtime profile of the MMDiT here (ended when the engine is disposed). */
   profileDir?: string;
   /** Flow-matching shift; @default 3.0 (every released SD3.5 model) */
