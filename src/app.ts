@@ -65,6 +65,8 @@ export async function createApp(config: AtelierConfig, options: CreateAppOptions
         (_, i) =>
           new ProcessPipeline({
             spec: sd35ProcessSpec({ ...engine!, deviceId: (engine!.deviceId ?? 0) + i }),
+            // On the CPU the model competes with the bot for cores: chat answers come first.
+            niceness: engine!.provider === 'cpu' ? 19 : 0,
           }),
       );
   const pipeline = pipelines[0];
