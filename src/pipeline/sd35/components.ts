@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
+import { ModelError } from '../../errors.js';
 import { buildClip, type ClipKind, clipConfig } from '../models/clip.js';
 import { buildMmdit, type MmditConfig, mmditConfig } from '../models/mmdit.js';
 import { buildT5, t5Config } from '../models/t5.js';
@@ -122,7 +123,12 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       return g.build();
     });
     const profile = options.profileDir && name === 'mmdit' ? join(options.profileDir, name) : undefined;
-    const session = await openSession(name, graph, { ...sessionOptions, profilePrefix: profile });
+    let session: ort.InferenceSession;
+    try {
+      session = await openSession(name, graph, { ...sessionOptions, profilePrefix: profile });
+    } catch (error) {
+      throw outOfMemory(error, name, components, provider) ?? error;
+    }
     sessions.push(session);
     if (profile) profiled.push(session);
     return session;
@@ -239,4 +245,28 @@ function statedConfig(weights: ComponentWeights): Record<string, unknown> {
 
 function headsFrom(value: unknown): { heads?: number } {
   return typeof value === 'number' && Number.isInteger(value) && value > 0 ? { heads: value } : {};
+}
+
+const OUT_OF_MEMORY =
+  /out of memory|failed to allocate|bad_alloc|CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation/i;
+
+/** An allocation failure while loading, retold with the sizes involved and what to do. */
+export function outOfMemory(
+  error: unknown,
+  name: string,
+  components: ComponentInfo[],
+  provider: string,
+): ModelError | undefined {
+  const message = String((error as Error)?.message ?? error);
+  if (!OUT_OF_MEMORY.test(message)) return undefined;
+  const gb = (bytes: number) => `${(bytes / 1e9).toFixed(1)} GB`;
+  const total = components.reduce((sum, c) => sum + c.bytes, 0);
+  const sizes = components.map((c) => `${c.name} ${gb(c.bytes)} (${c.dtype})`).join(', ');
+  return new ModelError(
+    name,
+    `${name}: not enough ${provider === 'cuda' ? 'GPU ' : ''}memory to load it: the model's weights take ${gb(total)} ` +
+      `(${sizes}) before activations. Use models.precision: fp8 (one byte per weight), the fp8 T5 ` +
+      `(t5xxl_fp8_e4m3fn), or a smaller model (sd3.5-medium). ONNX Runtime said: ${message.split('\n')[0]}`,
+    { cause: error },
+  );
 }

@@ -3,10 +3,10 @@
  * Classifier-free guidance and batching are sampling/cfg.ts's (the reference's CFGDenoiser).
  */
 import type * as ort from 'onnxruntime-node';
-import { type ComputeType, floatTensor, toFloat32 } from '../onnx/tensors.js';
+import { floatTensor, toFloat32 } from '../onnx/tensors.js';
 import type { DiffusionModel } from '../sampling/cfg.js';
 
-export function mmditModel(session: ort.InferenceSession, compute: ComputeType): DiffusionModel {
+export function mmditModel(session: ort.InferenceSession): DiffusionModel {
   // The conditioning arrays are the same objects at every step: convert them once.
   const tensors = new WeakMap<Float32Array, ort.Tensor>();
   const cached = (data: Float32Array, dims: readonly number[]) => {

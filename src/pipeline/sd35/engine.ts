@@ -141,7 +141,7 @@ export class Sd35Engine implements Pipeline {
     const { request: req, latentShape } = p;
     const per = latentShape[0] * latentShape[1] * latentShape[2];
     const denoise = cfgDenoiser({
-      model: mmditModel(c.mmdit, c.compute),
+      model: mmditModel(c.mmdit),
       latentDims: [req.count, ...latentShape],
       cond: p.cond,
       uncond: p.uncond,
