@@ -129,9 +129,10 @@ describe('Slack surface over HTTP', () => {
     await s.waitForDeletion(single);
     await s.waitForDeletion(shared);
     expect((await privateAnswer(w, deleteClick, carol)).text).toMatch(/Deleted/);
-    // The uploaded images go too (the simulator does not model files.delete, so only the calls show it).
+    // The uploaded images go too.
     const deletedFiles = s.calls.filter((c) => c.method === 'files.delete').map((c) => c.args.file);
     expect(deletedFiles.sort()).toEqual([imageFileId(grid), imageFileId(single), imageFileId(shared)].sort());
+    for (const id of deletedFiles) expect(s.files().some((f) => f.id === id)).toBe(false);
 
     // The deleted job's buttons no longer act, wherever someone finds one.
     const stale = s.clickButton(reroll, button(grid, 'Reroll'), { user: alice, forge: true });

@@ -125,7 +125,13 @@ export class InteractionHandle {
   }
 
   followUps(): SimMessage[] {
-    return this.followUpIds.map((id) => this.state.messages.get(id)!).filter((m) => !m.deleted);
+    // By the interaction id the message carries from its creation, not `followUpIds` alone: that
+    // list is appended after the create event has fired, so a wait probing on that event missed it.
+    const ids = new Set(this.followUpIds);
+    for (const m of this.state.messages.values()) {
+      if (m.interactionId === this.id && m.id !== this.originalMessageId) ids.add(m.id);
+    }
+    return [...ids].map((id) => this.state.messages.get(id)!).filter((m) => !m.deleted);
   }
 
   /** Resolves with the first follow-up matching `predicate`. */

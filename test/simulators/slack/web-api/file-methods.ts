@@ -36,6 +36,13 @@ export function fileMethods(deps: MethodDeps): Record<string, MethodDefinition> 
         return { upload_url: `${deps.baseUrl()}/upload/v1/${id}`, file_id: id };
       },
     },
+    'files.delete': {
+      handle: ({ args }) => {
+        const id = requireString(args, 'file');
+        if (!state.files.delete(id)) throw new SlackApiError('file_not_found');
+        return {};
+      },
+    },
     'files.completeUploadExternal': {
       handle: ({ args }) => {
         const entries = jsonArg<{ id?: string; title?: string }[]>(args, 'files');
