@@ -4,7 +4,13 @@
  * thread's ReplyTarget names its parent as `channelId` and itself as `threadId`, and messages
  * are sent to `threadId ?? channelId`.
  */
-import type { APIInteractionGuildMember, Channel, GuildMember, User } from 'discord.js';
+import {
+  type APIInteractionGuildMember,
+  type Channel,
+  type GuildMember,
+  PermissionFlagsBits,
+  type User,
+} from 'discord.js';
 import type { ReplyTarget, Requester } from '../../src/jobs/types.js';
 import { PLATFORM } from './references.js';
 
@@ -12,7 +18,11 @@ import { PLATFORM } from './references.js';
 export interface MemberInfo {
   nickname: string | null;
   roleIds: string[];
+  /** Manage Server (or Administrator): may change this server's Atelier settings. */
+  managesServer: boolean;
 }
+
+const MANAGES_SERVER = PermissionFlagsBits.ManageGuild | PermissionFlagsBits.Administrator;
 
 /** A member as discord.js caches it, or as an interaction carries it when the server is not cached. */
 export function memberInfo(
@@ -21,10 +31,19 @@ export function memberInfo(
   if (!member) return undefined;
   if (Array.isArray(member.roles)) {
     const raw = member as APIInteractionGuildMember;
-    return { nickname: raw.nick ?? null, roleIds: [...raw.roles] };
+    const permissions = BigInt(raw.permissions ?? '0');
+    return {
+      nickname: raw.nick ?? null,
+      roleIds: [...raw.roles],
+      managesServer: (permissions & MANAGES_SERVER) !== 0n,
+    };
   }
   const cached = member as GuildMember;
-  return { nickname: cached.nickname, roleIds: [...cached.roles.cache.keys()] };
+  return {
+    nickname: cached.nickname,
+    roleIds: [...cached.roles.cache.keys()],
+    managesServer: cached.permissions.any(MANAGES_SERVER),
+  };
 }
 
 /** The name people see: the server nickname, else the global display name, else the username. */
@@ -44,6 +63,7 @@ export function requesterOf(
     ...(guildId ? { teamId: guildId } : {}),
     // @everyone's role id is the guild id: everyone has it, so it says nothing about admins.
     ...(member ? { roleIds: member.roleIds.filter((id) => id !== guildId) } : {}),
+    ...(guildId && member?.managesServer ? { isTeamAdmin: true } : {}),
   };
 }
 

@@ -6,7 +6,15 @@ import type { CommandArgs, Invocation } from '../types.js';
 import { type BotContext, isAdmin, tell } from './context.js';
 
 export async function admin(ctx: BotContext, inv: Invocation, sub: string, args: CommandArgs): Promise<void> {
-  if (!isAdmin(ctx, inv.requester)) throw new ForbiddenError('Only Atelier admins can use /atelier.');
+  // A server's own admins may change its settings; the queue itself is the bot admins'.
+  const teamLevel = sub === 'showcase' || sub === 'limits';
+  if (!isAdmin(ctx, inv.requester) && !(teamLevel && inv.requester.isTeamAdmin)) {
+    throw new ForbiddenError(
+      teamLevel
+        ? 'Only Atelier admins or the admins of this server can change its settings.'
+        : 'Only Atelier admins can use /atelier.',
+    );
+  }
   const { platform, teamId } = inv.requester;
   const teamOnly = () => {
     if (!teamId)

@@ -15,6 +15,11 @@ export interface Requester {
   teamId?: string;
   /** Platform role ids, checked against the configured admin roles. */
   roleIds?: string[];
+  /**
+   * The platform says this user administers the team (Discord: Manage Server): they may change
+   * their team's Atelier settings (showcase channel, limits), not the bot's queue.
+   */
+  isTeamAdmin?: boolean;
 }
 
 /**

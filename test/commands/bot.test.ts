@@ -176,6 +176,19 @@ describe('buttons and reactions', () => {
     expect(reroll).toBeDefined();
   });
 
+  it('lets a server’s own admins set its showcase channel, but not pause the bot’s queue', async () => {
+    const owner = chat.invocation('olga');
+    owner.requester.isTeamAdmin = true;
+    await bot.command(owner, 'atelier showcase', { channel: 'team-picks' });
+    expect(await chat.waitForPrivate('olga')).toMatch(/Shared images now go to <#team-picks>/);
+    expect(app.store.teamSettings.get('playground', 'team1').showcaseChannelId).toBe('team-picks');
+    await bot.command(owner, 'atelier pause', {});
+    expect(await chat.waitForPrivate('olga', (t) => t.includes('admins'))).toMatch(
+      /Only Atelier admins can use/,
+    );
+    expect(app.scheduler.isPaused).toBe(false);
+  });
+
   it('deletes for the owner only; later clicks on it say it was deleted', async () => {
     const grid = await gridResult();
     await bot.action(chat.invocation('bob'), button(grid.current, 'Delete'));
