@@ -7,7 +7,7 @@ import { ModelError } from '../../src/errors.js';
 import { HubError } from '../../src/pipeline/hub/errors.js';
 import { type PullProgress, pullModelSet } from '../../src/pipeline/hub/pull.js';
 import { discoverModelSet } from '../../src/pipeline/models-dir/discover.js';
-import { readTokenizerFiles } from '../../src/pipeline/models-dir/tokenizer-files.js';
+import { readTokenizerFiles } from '../../src/pipeline/text/tokenizer-files.js';
 import { writeTinyModel } from '../../src/pipeline/tiny/generate.js';
 import { FakeHub } from './fake-hub.js';
 import { serveTinyAsRepo } from './fixtures.js';

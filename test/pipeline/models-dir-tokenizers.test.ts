@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readTokenizerFiles, tokenizerIdCount } from '../../src/pipeline/models-dir/tokenizer-files.js';
+import { readTokenizerFiles, tokenizerIdCount } from '../../src/pipeline/text/tokenizer-files.js';
 import { component, goldenPath, manifestPath } from '../golden/manifest.js';
 
 interface TokensFile {

@@ -21,10 +21,10 @@ import { promisify } from 'node:util';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { discoverModelSet } from '../../src/pipeline/models-dir/discover.js';
-import { readTokenizerFiles } from '../../src/pipeline/models-dir/tokenizer-files.js';
 import type { ComponentName, ModelSet } from '../../src/pipeline/models-dir/types.js';
 import { ComponentWeights } from '../../src/pipeline/models-dir/weight-source.js';
 import { resolvedShape } from '../../src/pipeline/onnx/params.js';
+import { readTokenizerFiles } from '../../src/pipeline/text/tokenizer-files.js';
 import {
   ensureTinyModel,
   TINY_MODEL_CONFIG,

@@ -6,8 +6,8 @@
 import { existsSync, readFileSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ModelError } from '../../errors.js';
-import { clipTokenizerJson, parseMerges } from '../models-dir/clip-tokenizer-json.js';
 import type { ModelSetPaths } from '../models-dir/types.js';
+import { clipTokenizerJson, parseMerges } from '../text/clip-tokenizer-json.js';
 import { type DownloadOutcome, downloadFile, type FileProgress } from './download.js';
 import { type HubClientOptions, headFile, type RemoteFile } from './http.js';
 import { formatBytes } from './progress.js';

@@ -8,9 +8,14 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, isAbsolute, join } from 'node:path';
 import { ModelError } from '../../errors.js';
 import { resolvedShape } from '../onnx/params.js';
+import {
+  hasTokenizer,
+  readTokenizerFiles,
+  type TokenizerKind,
+  tokenizerIdCount,
+} from '../text/tokenizer-files.js';
 import { type ComfyUIOptions, findComfyUISet, looksLikeComfyUI } from './comfyui.js';
 import { findDiffusersSet, isDiffusersFolder, listDiffusersFolders } from './diffusers.js';
-import { hasTokenizer, readTokenizerFiles, type TokenizerKind, tokenizerIdCount } from './tokenizer-files.js';
 import type {
   ComponentName,
   ModelComponents,

@@ -1,42 +1,86 @@
 /**
- * Loads a tokenizer folder into @huggingface/tokenizers. A folder holds `tokenizer.json` (and
+ * Tokenizer folders, read into @huggingface/tokenizers. A folder holds `tokenizer.json` (and
  * optionally `tokenizer_config.json`), as Hugging Face repos ship them; a CLIP folder of a
  * diffusers repo (`tokenizer/`, `tokenizer_2/`) may instead hold only the slow tokenizer's
- * `vocab.json` + `merges.txt`, from which the equivalent fast tokenizer is built here, following
- * transformers' `CLIPConverter` (convert_slow_tokenizer.py).
+ * `vocab.json` + `merges.txt`, from which the equivalent fast tokenizer is built in memory
+ * (clip-tokenizer-json.ts, after transformers' `CLIPConverter`).
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { ModelError } from '../../errors.js';
+import {
+  CLIP_BOS,
+  CLIP_EOS,
+  clipTokenizerConfig,
+  clipTokenizerJson,
+  parseMerges,
+} from './clip-tokenizer-json.js';
 
 export type TokenizerKind = 'clip' | 't5';
 
+export interface TokenizerFiles {
+  tokenizerJson: Record<string, unknown>;
+  tokenizerConfig: Record<string, unknown>;
+}
+
 const LABEL: Record<TokenizerKind, string> = { clip: 'CLIP', t5: 'T5' };
 
-/** Reads the tokenizer in `dir`; throws a ModelError naming the missing or broken file. */
+/** Whether `dir` holds a tokenizer of that kind in a form Atelier reads. */
+export function hasTokenizer(dir: string, kind: TokenizerKind): boolean {
+  if (existsSync(join(dir, 'tokenizer.json'))) return true;
+  return kind === 'clip' && existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt'));
+}
+
+/** Reads (or, for vocab.json + merges.txt, builds) a tokenizer; a broken file is a ModelError naming it. */
+export function readTokenizerFiles(dir: string, kind: TokenizerKind): TokenizerFiles {
+  const configPath = join(dir, 'tokenizer_config.json');
+  const config = existsSync(configPath) ? readJson(configPath) : undefined;
+  const tokenizerConfig = config ?? (kind === 'clip' ? clipTokenizerConfig() : {});
+  const jsonPath = join(dir, 'tokenizer.json');
+  if (existsSync(jsonPath)) return { tokenizerJson: readJson(jsonPath), tokenizerConfig };
+  if (kind === 'clip' && existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt'))) {
+    const vocab = readJson(join(dir, 'vocab.json')) as Record<string, number>;
+    const mergesPath = join(dir, 'merges.txt');
+    let merges: [string, string][];
+    try {
+      merges = parseMerges(readFileSync(mergesPath, 'utf8'));
+    } catch (error) {
+      throw new ModelError(mergesPath, `${mergesPath}: ${(error as Error).message} (corrupt file?)`, {
+        cause: error,
+      });
+    }
+    const specialMapPath = join(dir, 'special_tokens_map.json');
+    const specialMap = existsSync(specialMapPath) ? readJson(specialMapPath) : {};
+    const name = (key: string, fallback: string) => tokenName(config?.[key] ?? specialMap[key], fallback);
+    const special = {
+      bos: name('bos_token', CLIP_BOS),
+      eos: name('eos_token', CLIP_EOS),
+      unk: name('unk_token', CLIP_EOS),
+    };
+    return {
+      tokenizerJson: clipTokenizerJson({ vocab, merges, special }, join(dir, 'vocab.json')),
+      tokenizerConfig,
+    };
+  }
+  const wanted = kind === 'clip' ? 'tokenizer.json (or vocab.json + merges.txt)' : 'tokenizer.json';
+  throw new ModelError(dir, `${dir}: no ${LABEL[kind]} tokenizer here (expected ${wanted})`);
+}
+
+/** Loads the tokenizer in `dir`; throws a ModelError naming the missing or broken file and what to do. */
 export function loadTokenizer(dir: string, kind: TokenizerKind): Tokenizer {
   const label = LABEL[kind];
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new ModelError(dir, `The ${label} tokenizer folder ${dir} does not exist. ${whatToDo(kind)}`);
   }
   const tokenizerJson = join(dir, 'tokenizer.json');
-  const config = readOptionalJson(join(dir, 'tokenizer_config.json'), label) ?? {};
-  let spec: Record<string, unknown>;
-  if (existsSync(tokenizerJson)) {
-    spec = readJson(tokenizerJson, label) as Record<string, unknown>;
-  } else if (kind === 'clip' && existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt'))) {
-    spec = clipSpecFromVocab(
-      dir,
-      config,
-      readOptionalJson(join(dir, 'special_tokens_map.json'), label) ?? {},
-    );
-  } else {
+  if (!hasTokenizer(dir, kind)) {
     const also = kind === 'clip' ? ' (or vocab.json and merges.txt)' : '';
     throw new ModelError(tokenizerJson, `${tokenizerJson} is missing${also}. ${whatToDo(kind)}`);
   }
+  const files = readTokenizerFiles(dir, kind);
   try {
-    return new Tokenizer(spec, config);
+    return new Tokenizer(files.tokenizerJson, files.tokenizerConfig);
   } catch (error) {
     throw new ModelError(
       tokenizerJson,
@@ -46,27 +90,22 @@ export function loadTokenizer(dir: string, kind: TokenizerKind): Tokenizer {
   }
 }
 
+/** Number of ids a tokenizer can produce (its largest id + 1): must fit the text encoder's embedding. */
+export function tokenizerIdCount(tokenizerJson: Record<string, unknown>): number {
+  let max = -1;
+  const model = tokenizerJson.model as { vocab?: unknown } | undefined;
+  const vocab = model?.vocab;
+  if (Array.isArray(vocab)) max = vocab.length - 1;
+  else if (vocab && typeof vocab === 'object')
+    for (const id of Object.values(vocab)) max = Math.max(max, Number(id));
+  for (const token of (tokenizerJson.added_tokens as { id: number }[] | undefined) ?? [])
+    max = Math.max(max, token.id);
+  return max + 1;
+}
+
 function whatToDo(kind: TokenizerKind): string {
   const repoFolder = kind === 'clip' ? 'tokenizer/' : 'tokenizer_3/';
   return `Copy the ${repoFolder} folder of the model's Hugging Face repo there (atelier models pull does this).`;
-}
-
-function readJson(path: string, label: string): unknown {
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'));
-  } catch (error) {
-    throw new ModelError(
-      path,
-      `The ${label} tokenizer file ${path} is not valid JSON: ${(error as Error).message}`,
-      {
-        cause: error,
-      },
-    );
-  }
-}
-
-function readOptionalJson(path: string, label: string): Record<string, unknown> | undefined {
-  return existsSync(path) ? (readJson(path, label) as Record<string, unknown>) : undefined;
 }
 
 /** A special token in tokenizer_config.json / special_tokens_map.json: a string or `{ content }`. */
@@ -78,87 +117,18 @@ function tokenName(value: unknown, fallback: string): string {
   return fallback;
 }
 
-/** The tokenizer.json that transformers' CLIPConverter would write for this vocab and merges. */
-function clipSpecFromVocab(
-  dir: string,
-  config: Record<string, unknown>,
-  specialMap: Record<string, unknown>,
-): Record<string, unknown> {
-  const vocabPath = join(dir, 'vocab.json');
-  const vocab = readJson(vocabPath, 'CLIP') as Record<string, number>;
-  const merges = readFileSync(join(dir, 'merges.txt'), 'utf8')
-    .split('\n')
-    .filter((line, i) => line.trim() !== '' && !(i === 0 && line.startsWith('#version')))
-    .map((line) => line.split(' '));
-  const name = (key: string, fallback: string) => tokenName(config[key] ?? specialMap[key], fallback);
-  const bos = name('bos_token', '<|startoftext|>');
-  const eos = name('eos_token', '<|endoftext|>');
-  const unk = name('unk_token', '<|endoftext|>');
-  const idOf = (token: string) => {
-    const id = vocab[token];
-    if (id === undefined)
-      throw new ModelError(vocabPath, `${vocabPath} has no ${token} token; it is not a CLIP vocabulary`);
-    return id;
-  };
-  const special = (content: string) => ({
-    id: idOf(content),
-    content,
-    single_word: false,
-    lstrip: false,
-    rstrip: false,
-    normalized: false,
-    special: true,
-  });
-  return {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: [special(bos), ...(eos === bos ? [] : [special(eos)])],
-    normalizer: {
-      type: 'Sequence',
-      normalizers: [
-        { type: 'NFC' },
-        { type: 'Replace', pattern: { Regex: '\\s+' }, content: ' ' },
-        { type: 'Lowercase' },
-      ],
-    },
-    pre_tokenizer: {
-      type: 'Sequence',
-      pretokenizers: [
-        {
-          type: 'Split',
-          pattern: {
-            Regex: `${escapeRegex(bos)}|${escapeRegex(eos)}|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+`,
-          },
-          behavior: 'Removed',
-          invert: true,
-        },
-        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
-      ],
-    },
-    post_processor: {
-      type: 'RobertaProcessing',
-      sep: [eos, idOf(eos)],
-      cls: [bos, idOf(bos)],
-      trim_offsets: false,
-      add_prefix_space: false,
-    },
-    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: {
-      type: 'BPE',
-      dropout: null,
-      unk_token: unk,
-      continuing_subword_prefix: '',
-      end_of_word_suffix: '</w>',
-      fuse_unk: false,
-      byte_fallback: false,
-      ignore_merges: false,
-      vocab,
-      merges,
-    },
-  };
-}
-
-function escapeRegex(text: string): string {
-  return text.replace(/[|\\{}()[\]^$+*?.]/g, '\\$&');
+function readJson(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ModelError(path, `${path}: cannot be read (${(error as NodeJS.ErrnoException).code})`, {
+      cause: error,
+    });
+  }
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch (error) {
+    throw new ModelError(path, `${path}: not valid JSON (corrupt or partial download?)`, { cause: error });
+  }
 }

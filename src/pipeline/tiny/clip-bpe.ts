@@ -3,7 +3,7 @@
  * `</w>`), with a few hundred merges learned from TINY_CORPUS instead of CLIP's 48,894. Written
  * through the same tokenizer.json builder as real CLIP vocabularies.
  */
-import { CLIP_BOS, CLIP_EOS, type ClipVocab } from '../models-dir/clip-tokenizer-json.js';
+import { CLIP_BOS, CLIP_EOS, type ClipVocab } from '../text/clip-tokenizer-json.js';
 
 /**
  * GPT-2/CLIP's reversible byte → printable character map (openai/CLIP simple_tokenizer.py

@@ -8,8 +8,8 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { clipTokenizerConfig, clipTokenizerJson } from '../models-dir/clip-tokenizer-json.js';
 import type { ModelSetPaths } from '../models-dir/types.js';
+import { clipTokenizerConfig, clipTokenizerJson } from '../text/clip-tokenizer-json.js';
 import { writeSafetensors } from '../weights/safetensors-writer.js';
 import { trainClipBpe } from './clip-bpe.js';
 import { TINY_CHECKPOINT, TINY_MODEL_CONFIG, TINY_MODEL_VERSION, type TinyModelConfig } from './config.js';

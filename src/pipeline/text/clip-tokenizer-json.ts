@@ -11,10 +11,12 @@ export const CLIP_BOS = '<|startoftext|>';
 export const CLIP_EOS = '<|endoftext|>';
 
 /** CLIP's word pattern (openai/CLIP simple_tokenizer.py), as the converter writes it for Oniguruma. */
-const CLIP_SPLIT = `${escapePipes(CLIP_BOS)}|${escapePipes(CLIP_EOS)}|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+`;
+function clipSplit(bos: string, eos: string): string {
+  return `${escapeRegex(bos)}|${escapeRegex(eos)}|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+`;
+}
 
-function escapePipes(token: string): string {
-  return token.replace(/[|]/g, '\\|');
+function escapeRegex(text: string): string {
+  return text.replace(/[|\\{}()[\]^$+*?.]/g, '\\$&');
 }
 
 export interface ClipVocab {
@@ -22,6 +24,8 @@ export interface ClipVocab {
   vocab: Record<string, number>;
   /** Merge rules in priority order, each a pair of tokens. */
   merges: [string, string][];
+  /** Special token names when a tokenizer_config.json says other than CLIP's. */
+  special?: { bos?: string; eos?: string; unk?: string };
 }
 
 /** Parses `merges.txt`: a `#version` line, then one "left right" pair per line. */
@@ -38,15 +42,17 @@ export function parseMerges(text: string): [string, string][] {
 
 /** The `tokenizer.json` of a CLIP BPE vocabulary; `source` names the files for error messages. */
 export function clipTokenizerJson(
-  { vocab, merges }: ClipVocab,
+  { vocab, merges, special = {} }: ClipVocab,
   source = 'the CLIP vocabulary',
 ): Record<string, unknown> {
-  const bos = vocab[CLIP_BOS];
-  const eos = vocab[CLIP_EOS];
+  const bosName = special.bos ?? CLIP_BOS;
+  const eosName = special.eos ?? CLIP_EOS;
+  const bos = vocab[bosName];
+  const eos = vocab[eosName];
   if (bos === undefined || eos === undefined) {
-    throw new ModelError(source, `${source}: the CLIP vocabulary has no ${CLIP_BOS} / ${CLIP_EOS} tokens`);
+    throw new ModelError(source, `${source}: the CLIP vocabulary has no ${bosName} / ${eosName} tokens`);
   }
-  const special = (id: number, content: string) => ({
+  const token = (id: number, content: string) => ({
     id,
     content,
     single_word: false,
@@ -59,7 +65,7 @@ export function clipTokenizerJson(
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: [special(bos, CLIP_BOS), special(eos, CLIP_EOS)],
+    added_tokens: [token(bos, bosName), ...(eos === bos ? [] : [token(eos, eosName)])],
     normalizer: {
       type: 'Sequence',
       normalizers: [
@@ -71,14 +77,14 @@ export function clipTokenizerJson(
     pre_tokenizer: {
       type: 'Sequence',
       pretokenizers: [
-        { type: 'Split', pattern: { Regex: CLIP_SPLIT }, behavior: 'Removed', invert: true },
+        { type: 'Split', pattern: { Regex: clipSplit(bosName, eosName) }, behavior: 'Removed', invert: true },
         { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
       ],
     },
     post_processor: {
       type: 'RobertaProcessing',
-      sep: [CLIP_EOS, eos],
-      cls: [CLIP_BOS, bos],
+      sep: [eosName, eos],
+      cls: [bosName, bos],
       trim_offsets: false,
       add_prefix_space: false,
     },
@@ -86,7 +92,7 @@ export function clipTokenizerJson(
     model: {
       type: 'BPE',
       dropout: null,
-      unk_token: CLIP_EOS,
+      unk_token: special.unk ?? eosName,
       continuing_subword_prefix: '',
       end_of_word_suffix: '</w>',
       fuse_unk: false,
