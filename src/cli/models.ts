@@ -1,5 +1,5 @@
 /** `atelier models pull <name>`: downloads a model set from the Hugging Face hub with a progress bar. */
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { AtelierConfig } from '../config/index.js';
 import { formatBytes, formatProgressLine, pullModelSet } from '../pipeline/hub/index.js';
 import { ProgressLine } from './progress-bar.js';
@@ -15,7 +15,7 @@ export async function pull(
   name: string,
   options: PullCommandOptions,
 ): Promise<string> {
-  const modelsDir = options.dir ?? config.models.dir ?? join(config.dataDir, 'models');
+  const modelsDir = resolve(options.dir ?? config.models.dir ?? join(config.dataDir, 'models'));
   const line = new ProgressLine();
   const controller = new AbortController();
   const onSigint = () => controller.abort();
@@ -25,7 +25,8 @@ export async function pull(
       dataDir: config.dataDir,
       modelsDir,
       token: config.secrets.hfToken,
-      baseUrl: config.models.hub.endpoint,
+      // HF_ENDPOINT is the hub clients' own variable for mirrors; the config key is ours.
+      baseUrl: process.env.HF_ENDPOINT || config.models.hub.endpoint,
       t5: options.t5,
       tokenizersOnly: options.tokenizersOnly,
       signal: controller.signal,

@@ -10,6 +10,9 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readPngText } from '../../src/images/index.js';
+import { writeTinyModel } from '../../src/pipeline/tiny/generate.js';
+import { FakeHub } from '../hub/fake-hub.js';
+import { serveTinyAsRepo } from '../hub/fixtures.js';
 
 const bin = fileURLToPath(new URL('../../bin/atelier.js', import.meta.url));
 const dirs: string[] = [];
@@ -81,6 +84,43 @@ describe('atelier doctor', () => {
     const r = await atelier(['doctor'], { ATELIER_MODELS__DIR: '/nowhere/models' });
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/model +PROBLEM: models\.dir = \/nowhere\/models: no such folder/);
+  });
+});
+
+describe('atelier models pull, then imagine on what it fetched', () => {
+  it('downloads a set in the ComfyUI layout with progress, and the bot runs on it', async () => {
+    const tinyDir = mkdtempSync(join(tmpdir(), 'atelier-cli-tiny-'));
+    dirs.push(tinyDir);
+    writeTinyModel(tinyDir);
+    const hub = await FakeHub.start();
+    try {
+      const repo = 'stabilityai/stable-diffusion-3.5-large';
+      serveTinyAsRepo(hub, repo, 'sd3.5_large.safetensors', tinyDir);
+      hub.tokens.set('hf_cli_token', new Set([repo]));
+      const refused = await atelier(['models', 'pull', 'sd3.5-large'], { HF_ENDPOINT: hub.url });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/atelier: .*HF_TOKEN/);
+
+      const pulled = await atelier(['models', 'pull', 'sd3.5-large', '--dir', 'models'], {
+        HF_ENDPOINT: hub.url,
+        HF_TOKEN: 'hf_cli_token',
+      });
+      expect(pulled.code).toBe(0);
+      expect(pulled.stderr).toMatch(/\d+ files, [\d.]+ [kMG]?B in /);
+      const modelsDir = join(pulled.cwd, 'models');
+      expect(pulled.stdout).toContain(`ATELIER_MODELS__DIR=${modelsDir}`);
+      expect(existsSync(join(modelsDir, 'checkpoints', 'sd3.5_large.safetensors'))).toBe(true);
+
+      // The tokenizers went to that run's data dir: the second command uses the same one.
+      const made = await atelier(['imagine', 'a fox', '-s', '1', '-o', 'fox.png'], {
+        ATELIER_MODELS__DIR: modelsDir,
+        ATELIER_DATA_DIR: join(pulled.cwd, 'data'),
+      });
+      expect(made.code).toBe(0);
+      expect(readPngText(readFileSync(join(made.cwd, 'fox.png'))).parameters).toMatch(/Model: sd3\.5_large/);
+    } finally {
+      await hub.close();
+    }
   });
 });
 
