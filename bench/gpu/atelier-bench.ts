@@ -117,6 +117,7 @@ const { values } = parseArgs({
     provider: { type: 'string', default: 'cuda' },
     profile: { type: 'boolean', default: false },
     'fp8-act-scale': { type: 'string' },
+    'vae-fp16': { type: 'boolean', default: false },
   },
 });
 
@@ -176,6 +177,7 @@ async function main(): Promise<void> {
       precision: precision === 'fp8' ? 'fp8' : values.provider === 'cpu' ? 'fp32' : 'fp16',
       fp8Linear: values['fp8-linear'] as 'block-fp8' | 'dequantize',
       ...(values['fp8-act-scale'] ? { fp8ActivationScale: Number(values['fp8-act-scale']) } : {}),
+      ...(values['vae-fp16'] ? { vaeCompute: 'float16' as const } : {}),
       // Both T5 files sit in text_encoders/: each precision takes its own.
       textEncoders: { t5: precision === 'fp8' ? 't5xxl_fp8_e4m3fn.safetensors' : 't5xxl_fp16.safetensors' },
     };

@@ -165,7 +165,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       vae.source,
       vae.key,
       (net) => buildVaeDecoder(net, vaeCfg),
-      'float32',
+      options.vaeCompute ?? 'float32',
     );
     let encoder: Promise<ort.InferenceSession> | undefined;
 
@@ -189,7 +189,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
           vae.source,
           vae.key,
           (net) => buildVaeEncoder(net, vaeCfg),
-          'float32',
+          options.vaeCompute ?? 'float32',
         );
         return encoder;
       },

@@ -47,6 +47,12 @@ export interface EngineOptions {
    * (com.microsoft MatMulBlockQuantizedFp8Weight, CUDA only). @default 'block-fp8' on CUDA, else 'dequantize'
    */
   fp8Linear?: 'dequantize' | 'block-fp8';
+  /**
+   * The VAE's compute type. float32 is safe for SD3's VAE at any size; float16 halves its
+   * activations (less peak GPU memory) at the risk of overflow on real weights.
+   * @default 'float32'
+   */
+  vaeCompute?: 'float32' | 'float16';
   /** Research only (benchmarks): static fp8 activation scale, see NetOptions.fp8ActivationScale. */
   fp8ActivationScale?: number;
   /** Benchmarks: write an ONNX Runtime profile of the MMDiT here (ended when the engine is disposed). */
