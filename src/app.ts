@@ -129,6 +129,7 @@ export async function engineOptions(config: AtelierConfig): Promise<EngineOption
     dataDir: config.dataDir,
     graphCacheDir: m.graphCacheDir ?? undefined,
     precision: m.precision === 'auto' ? undefined : m.precision,
+    vaeCompute: m.vaePrecision === 'fp16' ? 'float16' : 'float32',
     provider: m.executionProvider,
     deviceId: m.deviceId,
     // On the CPU, leave one core to the bot's own process: with every core busy in ONNX Runtime,

@@ -114,6 +114,7 @@ export const settingsSchema = z
         t5: optionalText('a file name under text_encoders/', 'to find it by its usual name'),
       }),
       precision: oneOf(['auto', 'fp8', 'fp16', 'fp32']),
+      vaePrecision: oneOf(['fp32', 'fp16']),
       executionProvider: oneOf(['cpu', 'cuda']),
       deviceId: integer(0, 63),
       cpuThreads: integer(0, 1024),
