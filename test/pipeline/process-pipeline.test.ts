@@ -46,6 +46,15 @@ describe('ProcessPipeline', () => {
     await expect(pipeline.generate(request('after'))).resolves.toMatchObject({ seeds: [7] });
   });
 
+  it('refuses a job whose signal is already aborted with a CancelledError', async () => {
+    pipeline = new ProcessPipeline({ spec: { module: fixture, options: {} } });
+    const controller = new AbortController();
+    controller.abort();
+    await expect(pipeline.generate(request('never'), { signal: controller.signal })).rejects.toBeInstanceOf(
+      CancelledError,
+    );
+  });
+
   it('fails the job with a clear message when the process crashes, then restarts', async () => {
     pipeline = new ProcessPipeline({ spec: { module: fixture, options: {} } });
     await pipeline.load();

@@ -90,7 +90,6 @@ export class ProcessPipeline
 
   async generate(request: GenerationRequest, options: GenerateOptions = {}): Promise<GenerationOutput> {
     if (this.#disposed) throw new PipelineError('the pipeline was shut down');
-    options.signal?.throwIfAborted?.();
     if (options.signal?.aborted) throw new CancelledError();
     await this.load();
     const child = this.#child;

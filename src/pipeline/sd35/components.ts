@@ -43,7 +43,6 @@ export interface LoadedComponents {
   vaeDecoder: ort.InferenceSession;
   /** Built on first use: only image-to-image (variations, upscales) needs the encoder. */
   vaeEncoder(): Promise<ort.InferenceSession>;
-  compute: ComputeType;
   release(): Promise<void>;
 }
 
@@ -179,7 +178,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       set,
       info,
       tokenizer,
-      text: { clipL, clipG, t5, contextDim: mmCfg.contextDim, compute },
+      text: { clipL, clipG, t5, contextDim: mmCfg.contextDim },
       mmdit,
       mmditConfig: mmCfg,
       vaeDecoder,
@@ -193,7 +192,6 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
         );
         return encoder;
       },
-      compute,
       release: async () => {
         for (const s of profiled) s.endProfiling();
         for (const s of sessions) await s.release();

@@ -5,7 +5,7 @@
  * is used, as in the reference (`encode_token_weights` takes chunk 0).
  */
 import type * as ort from 'onnxruntime-node';
-import { type ComputeType, int64Tensor, toFloat32 } from '../onnx/tensors.js';
+import { int64Tensor, toFloat32 } from '../onnx/tensors.js';
 import type { Conditioning } from '../sampling/cfg.js';
 
 export type { Conditioning };
@@ -17,7 +17,6 @@ export interface TextEncoders {
   t5?: ort.InferenceSession;
   /** Width of the MMDiT context (the T5 width, 4096 in real models). */
   contextDim: number;
-  compute: ComputeType;
 }
 
 export interface PromptTokens {

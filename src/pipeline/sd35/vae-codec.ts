@@ -8,7 +8,10 @@ import { floatTensor, toFloat32 } from '../onnx/tensors.js';
 import type { RawImage } from '../types.js';
 import type { LoadedComponents } from './components.js';
 
-/** Decodes `count` latents ([count, C, h, w], already process_out'ed) one at a time to RGB images. */
+/**
+ * Decodes `count` latents ([count, C, h, w], already process_out'ed) one at a time to RGB images.
+ * The graph's own `pixels` output is fetched (uint8, HWC): no float image crosses to the host.
+ */
 export async function decodeLatents(
   c: LoadedComponents,
   latents: Float32Array,
@@ -18,25 +21,14 @@ export async function decodeLatents(
   const per = C * h * w;
   const images: RawImage[] = [];
   for (let i = 0; i < count; i++) {
-    const out = await c.vaeDecoder.run({
-      latent: floatTensor(latents.slice(i * per, (i + 1) * per), [1, C, h, w]),
-    });
-    images.push(toRgb(toFloat32(out.decoded), out.decoded.dims[2], out.decoded.dims[3]));
+    const out = await c.vaeDecoder.run(
+      { latent: floatTensor(latents.slice(i * per, (i + 1) * per), [1, C, h, w]) },
+      ['pixels'],
+    );
+    const [, height, width] = out.pixels.dims;
+    images.push({ width, height, data: out.pixels.data as Uint8Array });
   }
   return images;
-}
-
-/** CHW floats in about [−1, 1] → HWC uint8. */
-export function toRgb(decoded: Float32Array, height: number, width: number): RawImage {
-  const plane = height * width;
-  const data = new Uint8Array(plane * 3);
-  for (let p = 0; p < plane; p++) {
-    for (let ch = 0; ch < 3; ch++) {
-      const v = Math.fround(Math.fround(decoded[ch * plane + p] + 1) / 2);
-      data[p * 3 + ch] = Math.trunc(255 * Math.min(1, Math.max(0, v)));
-    }
-  }
-  return { width, height, data };
 }
 
 /** Encodes an RGB image of exactly width×height to its latent mean [16, h/8, w/8]. */

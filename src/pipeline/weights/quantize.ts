@@ -81,6 +81,8 @@ export function quantizeToScaledFp8(file: SafetensorsFile, prefix: string, dir: 
   const keys = file.names(prefix).filter((k) => isQuantizable(file.get(k), k));
   const id = createHash('sha256').update(file.headerHash).update(prefix).digest('hex').slice(0, 24);
   const path = join(dir, `fp8-${id}.safetensors`);
+  // Already fp8 (or nothing quantizable): no file to write.
+  if (keys.length === 0) return { path, tensors: 0, cached: false };
   if (existsSync(path)) return { path, tensors: keys.length, cached: true };
   mkdirSync(dir, { recursive: true });
 
