@@ -201,7 +201,3 @@ export function cancelledView(job: JobRecord, by: string): ChatMessage {
   const who = by && by !== job.spec.requester.userId ? ` by <@${by.replace(/^[a-z]+:/, '')}>` : '';
   return { text: `${headline(job)}\n✖️ Cancelled${who}.` };
 }
-
-export function deletedView(): ChatMessage {
-  return { text: '✖️ This image was deleted.' };
-}

@@ -138,37 +138,29 @@ function readNumber(value: string | number | boolean): number {
   return /^[+-]?(\d+\.?\d*|\.\d+)$/.test(text) ? Number(text) : Number.NaN;
 }
 
-function readInteger(
+/** A number within `range`; `whole` asks for an integer. The message says which and the bounds. */
+function readInRange(
   field: string,
   label: string,
   value: string | number | boolean,
   range: NumberRange,
+  whole: boolean,
 ): number {
   const number = readNumber(value);
-  if (!Number.isInteger(number) || number < range.min || number > range.max) {
+  const ok = whole ? Number.isInteger(number) : Number.isFinite(number);
+  if (!ok || number < range.min || number > range.max) {
     throw new ValidationError(
       field,
-      `${label} must be a whole number from ${range.min} to ${range.max}, not ${shown(value)}.`,
+      `${label} must be a ${whole ? 'whole number' : 'number'} from ${range.min} to ${range.max}, not ${shown(value)}.`,
     );
   }
   return number;
 }
 
-function readDecimal(
-  field: string,
-  label: string,
-  value: string | number | boolean,
-  range: NumberRange,
-): number {
-  const number = readNumber(value);
-  if (!Number.isFinite(number) || number < range.min || number > range.max) {
-    throw new ValidationError(
-      field,
-      `${label} must be a number from ${range.min} to ${range.max}, not ${shown(value)}.`,
-    );
-  }
-  return number;
-}
+const readInteger = (field: string, label: string, value: string | number | boolean, range: NumberRange) =>
+  readInRange(field, label, value, range, true);
+const readDecimal = (field: string, label: string, value: string | number | boolean, range: NumberRange) =>
+  readInRange(field, label, value, range, false);
 
 /** Line endings unified, invisible control characters dropped, composed Unicode (stable lengths). */
 function cleanText(value: string): string {
