@@ -2,7 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
+    // bench/gpu's chart test renders on the CPU; the rest of bench/ are measurements, not tests.
+    include: ['test/**/*.test.ts', 'bench/**/*.test.ts'],
     // Native modules (onnxruntime-node, better-sqlite3, sharp) are safest in forked workers.
     pool: 'forks',
     testTimeout: 60_000,

@@ -72,16 +72,22 @@ async function start(dataDir: string, d: DiscordSimulator, s: SlackSimulator) {
   };
 }
 
+/** A temporary data dir and both platform simulators, closed after the test. */
+async function platforms(): Promise<{ dataDir: string; d: DiscordSimulator; s: SlackSimulator }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'atelier-serve-'));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  const d = await startDiscordSimulator({ waitTimeoutMs: 60_000 });
+  const s = await startSlackSimulator({ waitTimeoutMs: 60_000 });
+  cleanups.push(
+    () => d.stop(),
+    () => s.stop(),
+  );
+  return { dataDir, d, s };
+}
+
 describe('serve', () => {
   it('runs Discord, Slack and the playground in one process from the environment alone', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'atelier-serve-'));
-    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-    const d = await startDiscordSimulator({ waitTimeoutMs: 60_000 });
-    const s = await startSlackSimulator({ waitTimeoutMs: 60_000 });
-    cleanups.push(
-      () => d.stop(),
-      () => s.stop(),
-    );
+    const { dataDir, d, s } = await platforms();
     const bot = await start(dataDir, d, s);
     cleanups.push(() => bot.close());
     expect(bot.lines).toEqual([
@@ -105,14 +111,7 @@ describe('serve', () => {
   });
 
   it('delivers a job the last run left queued into its original Discord conversation', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'atelier-serve-'));
-    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-    const d = await startDiscordSimulator({ waitTimeoutMs: 60_000 });
-    const s = await startSlackSimulator({ waitTimeoutMs: 60_000 });
-    cleanups.push(
-      () => d.stop(),
-      () => s.stop(),
-    );
+    const { dataDir, d, s } = await platforms();
 
     // A first run takes the command but never runs it (an admin paused the queue), then stops.
     const store = openStore({ dataDir });
