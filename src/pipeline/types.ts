@@ -52,7 +52,28 @@ export interface GenerationOutput {
   /** Name of the model that made the images, for the PNG parameters. */
   model: string;
   /** Where the time went (logs, benchmarks). */
-  timings?: { encodeMs: number; denoiseMs: number; decodeMs: number };
+  timings?: {
+    encodeMs: number;
+    denoiseMs: number;
+    decodeMs: number;
+    /** Host (CPU) time spent issuing one denoising step, median over the steps (C-API path only). */
+    hostMsPerStep?: number;
+  };
+}
+
+/**
+ * Which ONNX Runtime path runs the denoising loop: `capi` (ONNX Runtime's C API: latents kept on
+ * the device, runs off the event loop, CUDA graphs and our custom-op library where available) or
+ * `stock` (onnxruntime-node's JavaScript API, one session.run per network call).
+ */
+export interface RuntimePath {
+  path: 'capi' | 'stock';
+  /** Denoising steps replayed from a captured CUDA graph. */
+  cudaGraph: boolean;
+  /** Our custom-op library (fused kernels) is loaded into the denoiser's sessions. */
+  customOps: boolean;
+  /** Why a faster path is not in use (missing library, other ONNX Runtime version, CPU…). */
+  reason?: string;
 }
 
 export interface ComponentInfo {
@@ -69,6 +90,8 @@ export interface PipelineInfo {
   components: ComponentInfo[];
   /** The model's own settings; `resolution` is the side of its 1:1 size (1024 for SD3.5). */
   defaults: { steps: number; guidance: number; sampler: SamplerName; resolution: number };
+  /** The denoising path in use (doctor and the start log say it). */
+  runtime?: RuntimePath;
 }
 
 export interface Pipeline {
