@@ -123,12 +123,19 @@ describe('CapiSession', () => {
     const n = 1024;
     const session = await CapiSession.create(matmulModel(n), { provider: 'cpu', intraOpThreads: 1 });
     try {
-      const feeds = { x: { type: 'float32' as const, dims: [n, n], data: new Float32Array(n * n).fill(0.5) } };
+      const feeds = {
+        x: { type: 'float32' as const, dims: [n, n], data: new Float32Array(n * n).fill(0.5) },
+      };
       await session.run(feeds);
       // A run that blocked the thread would be settled before any setImmediate callback could fire.
       const tick = new Promise((resolve) => setImmediate(() => resolve('event loop')));
-      const first = await Promise.race([tick, session.run(feeds).then(() => 'run')]);
+      const run = session.run(feeds);
+      const first = await Promise.race([tick, run.then(() => 'run')]);
       expect(first).toBe('event loop');
+      // Released while the run is still on its worker thread: freed once it returns, no crash.
+      session.release();
+      await expect(run).resolves.toHaveProperty('y');
+      expect(() => session.deviceTensor('float32', [1])).toThrow('This session was released');
     } finally {
       session.release();
     }

@@ -16,7 +16,12 @@ import { openSession } from '../../src/pipeline/onnx/session.js';
 import type { ComputeType } from '../../src/pipeline/onnx/tensors.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
 import type { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
-import { type GoldenComponent, component as goldenComponent, maxAbsDiff, openGolden } from '../golden/manifest.js';
+import {
+  type GoldenComponent,
+  component as goldenComponent,
+  maxAbsDiff,
+  openGolden,
+} from '../golden/manifest.js';
 
 const component = (name: string) =>
   goldenComponent<GoldenComponent & { weights: string; io: string; key_prefix?: string }>(name);

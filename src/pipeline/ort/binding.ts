@@ -25,6 +25,8 @@ export class Binding {
     private readonly rt: OrtRuntime,
     private readonly session: Handle,
     private readonly onRelease?: () => void,
+    /** Wraps each run, so the session is not freed under it. */
+    private readonly track: <T>(run: () => Promise<T>) => Promise<T> = (run) => run(),
   ) {
     this.handle = rt.out('CreateIoBinding', session);
   }
@@ -42,12 +44,13 @@ export class Binding {
   /** One run over the bound tensors, off the event loop. */
   async run(options: BindingRunOptions = {}): Promise<void> {
     if (this.#released) throw new Error('This binding was released');
-    await this.rt.callAsync('RunWithBinding', this.session, this.#options(options), this.handle);
+    const runOptions = this.#options(options);
+    await this.track(() => this.rt.callAsync('RunWithBinding', this.session, runOptions, this.handle));
   }
 
   /** Waits, on a worker thread, until the outputs of a `noWait` run are complete. */
   async synchronizeAsync(): Promise<void> {
-    await this.rt.callAsync('SynchronizeBoundOutputs', this.handle);
+    await this.track(() => this.rt.callAsync('SynchronizeBoundOutputs', this.handle));
   }
 
   release(): void {

@@ -46,6 +46,9 @@ export class CapiSession {
   readonly outputNames: string[];
   #allocator: Handle | undefined;
   #released = false;
+  /** Runs on worker threads right now: freeing the session under one would crash the process. */
+  #inFlight = 0;
+  #freed = false;
   readonly #tensors = new Set<DeviceTensor>();
   readonly #bindings = new Set<Binding>();
 
@@ -97,7 +100,12 @@ export class CapiSession {
   /** An IO binding over this session, released with it. */
   binding(): Binding {
     this.#live();
-    const binding = new Binding(this.rt, this.handle, () => this.#bindings.delete(binding));
+    const binding = new Binding(
+      this.rt,
+      this.handle,
+      () => this.#bindings.delete(binding),
+      (run) => this.#track(run),
+    );
     this.#bindings.add(binding);
     return binding;
   }
@@ -112,7 +120,7 @@ export class CapiSession {
   ): Promise<Record<string, HostTensor>> {
     this.#live();
     const tensors: DeviceTensor[] = [];
-    const binding = new Binding(this.rt, this.handle);
+    const binding = new Binding(this.rt, this.handle, undefined, (run) => this.#track(run));
     const cpu = this.rt.out('CreateCpuMemoryInfo', ARENA_ALLOCATOR, MEM_TYPE_DEFAULT);
     try {
       for (const [name, feed] of Object.entries(feeds)) {
@@ -136,10 +144,29 @@ export class CapiSession {
     return this.rt.takeString(this.rt.out('SessionEndProfiling', this.handle, this.rt.cpuAllocator));
   }
 
-  /** Releases the session with every tensor and binding made from it. */
+  /**
+   * Releases the session with every tensor and binding made from it; when runs are still going on
+   * worker threads, once the last of them has returned.
+   */
   release(): void {
-    if (this.#released) return;
     this.#released = true;
+    if (this.#inFlight === 0) this.#free();
+  }
+
+  async #track<T>(run: () => Promise<T>): Promise<T> {
+    this.#live();
+    this.#inFlight++;
+    try {
+      return await run();
+    } finally {
+      this.#inFlight--;
+      if (this.#released && this.#inFlight === 0) this.#free();
+    }
+  }
+
+  #free(): void {
+    if (this.#freed) return;
+    this.#freed = true;
     for (const b of this.#bindings) b.release();
     for (const t of this.#tensors) t.release();
     if (this.#allocator !== undefined) this.rt.api.ReleaseAllocator(this.#allocator);
