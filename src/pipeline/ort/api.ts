@@ -7,7 +7,7 @@
 import koffi from 'koffi';
 
 /** Status-returning functions answer `OrtStatus*`: null on success. */
-const SLOTS = {
+export const SLOTS = {
   CreateEnv: [3, 'void* f(int level, const char* logid, _Out_ void** out)'],
   CreateSessionFromArray: [
     8,

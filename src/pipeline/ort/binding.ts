@@ -3,6 +3,7 @@
  * often as needed (`RunWithBinding`, on a worker thread). With the CUDA provider's graph capture on,
  * the second and later runs replay the captured graph over the same addresses.
  */
+import type { RunThread } from './run-thread.js';
 import type { Handle, OrtRuntime } from './runtime.js';
 import type { DeviceTensor } from './tensor.js';
 
@@ -24,6 +25,8 @@ export class Binding {
   constructor(
     private readonly rt: OrtRuntime,
     private readonly session: Handle,
+    /** The session's run thread (CUDA graphs are kept per thread). */
+    private readonly thread: RunThread,
     private readonly onRelease?: () => void,
     /** Wraps each run, so the session is not freed under it. */
     private readonly track: <T>(run: () => Promise<T>) => Promise<T> = (run) => run(),
@@ -45,12 +48,12 @@ export class Binding {
   async run(options: BindingRunOptions = {}): Promise<void> {
     if (this.#released) throw new Error('This binding was released');
     const runOptions = this.#options(options);
-    await this.track(() => this.rt.callAsync('RunWithBinding', this.session, runOptions, this.handle));
+    await this.track(() => this.thread.run(this.session, runOptions, this.handle));
   }
 
   /** Waits, on a worker thread, until the outputs of a `noWait` run are complete. */
   async synchronizeAsync(): Promise<void> {
-    await this.track(() => this.rt.callAsync('SynchronizeBoundOutputs', this.handle));
+    await this.track(() => this.thread.synchronize(this.handle));
   }
 
   release(): void {

@@ -18,6 +18,7 @@ export const ORT_API_VERSION = 29;
 export interface OrtLibrary {
   path: string;
   version: string;
+  apiVersion: number;
   api: OrtApiTable;
 }
 
@@ -76,7 +77,7 @@ export function loadOrtLibrary(path = defaultLibraryPath()): OrtLibrary {
   const api = getApi(ORT_API_VERSION);
   if (!api)
     throw new OrtLibraryError(`${path} (ONNX Runtime ${version}) does not offer C API ${ORT_API_VERSION}`);
-  const library = { path, version, api: decodeApiTable(api) };
+  const library = { path, version, apiVersion: ORT_API_VERSION, api: decodeApiTable(api) };
   loaded.set(path, library);
   return library;
 }

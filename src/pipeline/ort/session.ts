@@ -6,6 +6,7 @@
 import koffi from 'koffi';
 import type { BuiltModel } from '../onnx/graph.js';
 import { Binding } from './binding.js';
+import { RunThread } from './run-thread.js';
 import { type Handle, type OrtRuntime, ortRuntime } from './runtime.js';
 import {
   DeviceTensor,
@@ -45,6 +46,7 @@ export class CapiSession {
   readonly inputNames: string[];
   readonly outputNames: string[];
   #allocator: Handle | undefined;
+  #thread: RunThread | undefined;
   #released = false;
   /** Runs on worker threads right now: freeing the session under one would crash the process. */
   #inFlight = 0;
@@ -103,6 +105,7 @@ export class CapiSession {
     const binding = new Binding(
       this.rt,
       this.handle,
+      this.#runThread(),
       () => this.#bindings.delete(binding),
       (run) => this.#track(run),
     );
@@ -120,7 +123,9 @@ export class CapiSession {
   ): Promise<Record<string, HostTensor>> {
     this.#live();
     const tensors: DeviceTensor[] = [];
-    const binding = new Binding(this.rt, this.handle, undefined, (run) => this.#track(run));
+    const binding = new Binding(this.rt, this.handle, this.#runThread(), undefined, (run) =>
+      this.#track(run),
+    );
     const cpu = this.rt.out('CreateCpuMemoryInfo', ARENA_ALLOCATOR, MEM_TYPE_DEFAULT);
     try {
       for (const [name, feed] of Object.entries(feeds)) {
@@ -171,6 +176,7 @@ export class CapiSession {
     for (const t of this.#tensors) t.release();
     if (this.#allocator !== undefined) this.rt.api.ReleaseAllocator(this.#allocator);
     this.rt.api.ReleaseSession(this.handle);
+    void this.#thread?.terminate();
   }
 
   #boundOutputs(binding: Binding, names: string[]): Record<string, HostTensor> {
@@ -185,6 +191,11 @@ export class CapiSession {
       for (const v of values) this.rt.api.ReleaseValue(v);
       if (n) this.rt.call('AllocatorFree', this.rt.cpuAllocator, array[0]);
     }
+  }
+
+  #runThread(): RunThread {
+    this.#thread ??= new RunThread(this.rt);
+    return this.#thread;
   }
 
   #deviceAllocator(): Handle {
