@@ -99,21 +99,14 @@ export function checkLatentSize(cfg: MmditConfig, height: number, width: number)
   }
 }
 
-/** What every block needs: the layers, the config, and the constants the affine-free norms share. */
+/** What every block needs: the layers and the config. */
 interface Ctx {
   net: Net;
   cfg: MmditConfig;
-  normScale: Value;
-  normBias: Value;
 }
 
 function makeCtx(net: Net, cfg: MmditConfig): Ctx {
-  return {
-    net,
-    cfg,
-    normScale: net.floats([cfg.hidden], new Float32Array(cfg.hidden).fill(1)),
-    normBias: net.floats([cfg.hidden], new Float32Array(cfg.hidden)),
-  };
+  return { net, cfg };
 }
 
 export interface MmditBuildOptions {
@@ -133,7 +126,6 @@ export interface MmditBuildOptions {
  */
 export function buildMmdit(net: Net, cfg: MmditConfig, options: MmditBuildOptions = {}): void {
   const { g } = net;
-  const m = makeCtx(net, cfg);
   const latentDims: (string | number)[] = ['batch', cfg.inChannels, 'height', 'width'];
   // Inputs and outputs are float32 (see Net.floatInput); the timestep stays float32 throughout,
   // as the reference computes its embedding (a float16 timestep would round 999 to 1000).
@@ -151,7 +143,7 @@ export function buildMmdit(net: Net, cfg: MmditConfig, options: MmditBuildOption
   const context = net.floatInput('context', ['batch', 'tokens', cfg.contextDim]);
   const y = net.floatInput('y', ['batch', cfg.admInChannels]);
 
-  const v = g.scope('diffusion_model', () => mmditForward(m, x, timestep, context, y));
+  const v = mmditVelocity(net, cfg, x, timestep, context, y);
   net.floatOutput(v, 'model_output', latentDims);
   if (sigma) {
     // calculate_denoised (sd3_impls.py:50-52): x − v·σ in float32, σ broadcast over [C, H, W].
@@ -159,6 +151,22 @@ export function buildMmdit(net: Net, cfg: MmditConfig, options: MmditBuildOption
     const denoised = g.op('Sub', [x32, g.op('Mul', [v32, net.reshape(sigma, [-1, 1, 1, 1])])]);
     g.output(denoised, 'denoised', 'float32', latentDims);
   }
+}
+
+/**
+ * The MMDiT's velocity for compute-type `x` [batch, C, H, W], float32 `timestep` [batch],
+ * compute-type `context` and `y`: the body of buildMmdit, for graphs that wrap it (sampler-step.ts).
+ */
+export function mmditVelocity(
+  net: Net,
+  cfg: MmditConfig,
+  x: Value,
+  timestep: Value,
+  context: Value,
+  y: Value,
+): Value {
+  const m = makeCtx(net, cfg);
+  return net.g.scope('diffusion_model', () => mmditForward(m, x, timestep, context, y));
 }
 
 /** MMDiTX.forward (mmditx.py:887-914). */
@@ -254,21 +262,14 @@ function adaLN(net: Net, prefix: string, cAct: Value, n: number): Value[] {
   return net.chunk(mods, n, 2);
 }
 
-/** modulate (mmditx.py:66-69): x · (1 + scale) + shift. */
-function modulate(net: Net, x: Value, shift: Value, scale: Value): Value {
-  return net.add(net.mul(x, net.add(scale, net.scalar(1))), shift);
-}
-
 /**
- * norm1 / norm2 / norm_final: LayerNorm without affine weights, eps 1e-6 (mmditx.py:408-414, 665-667).
- * The unit scale and zero bias are explicit: ONNX Runtime 1.29's SkipLayerNormFusion crashes the
- * process (segfault at session creation) on an Add → LayerNormalization without a bias input.
+ * modulate(norm(x), shift, scale) (mmditx.py:66-69): x · (1 + scale) + shift after norm1 / norm2 /
+ * norm_final, LayerNorms without affine weights, eps 1e-6 (mmditx.py:408-414, 665-667). Net does
+ * both: a fused kernel with the custom ops, else stock LayerNorm (explicit unit scale and zero bias,
+ * see Net.layerNorm) then Mul and Add.
  */
-function norm(m: Ctx, x: Value): Value {
-  return m.net.g.op('LayerNormalization', [x, m.normScale, m.normBias], {
-    axis: -1,
-    epsilon: { float: NORM_EPS },
-  });
+function modulatedNorm(m: Ctx, x: Value, shift: Value, scale: Value): Value {
+  return m.net.modulatedNorm(x, shift, scale, m.cfg.hidden, NORM_EPS);
 }
 
 interface Qkv {
@@ -327,12 +328,10 @@ function dismantledPreAttention(
   const { net } = m;
   if (preOnly) {
     const [shiftMsa, scaleMsa] = adaLN(net, prefix, cAct, 2);
-    return {
-      qkv: preAttention(m, `${prefix}.attn`, modulate(net, norm(m, x), shiftMsa, scaleMsa)),
-    };
+    return { qkv: preAttention(m, `${prefix}.attn`, modulatedNorm(m, x, shiftMsa, scaleMsa)) };
   }
   const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = adaLN(net, prefix, cAct, 6);
-  const qkv = preAttention(m, `${prefix}.attn`, modulate(net, norm(m, x), shiftMsa, scaleMsa));
+  const qkv = preAttention(m, `${prefix}.attn`, modulatedNorm(m, x, shiftMsa, scaleMsa));
   return { qkv, intermediates: { x, gateMsa, shiftMlp, scaleMlp, gateMlp } };
 }
 
@@ -346,7 +345,7 @@ function dismantledPostAttention(m: Ctx, prefix: string, attn: Value, it: Interm
 /** x + gate_mlp · mlp(modulate(norm2(x), shift_mlp, scale_mlp)) (mmditx.py:512-514, 572-575). */
 function gatedMlp(m: Ctx, prefix: string, x: Value, it: Intermediates): Value {
   const { net } = m;
-  const out = mlp(net, prefix, modulate(net, norm(m, x), it.shiftMlp, it.scaleMlp));
+  const out = mlp(net, prefix, modulatedNorm(m, x, it.shiftMlp, it.scaleMlp));
   return net.add(x, net.mul(it.gateMlp, out));
 }
 
@@ -367,9 +366,8 @@ function dismantledPreAttentionX(
     cAct,
     9,
   );
-  const xNorm = norm(m, x);
-  const qkv = preAttention(m, `${prefix}.attn`, modulate(net, xNorm, shiftMsa, scaleMsa));
-  const qkv2 = preAttention(m, `${prefix}.attn2`, modulate(net, xNorm, shiftMsa2, scaleMsa2));
+  const qkv = preAttention(m, `${prefix}.attn`, modulatedNorm(m, x, shiftMsa, scaleMsa));
+  const qkv2 = preAttention(m, `${prefix}.attn2`, modulatedNorm(m, x, shiftMsa2, scaleMsa2));
   return { qkv, qkv2, intermediates: { x, gateMsa, shiftMlp, scaleMlp, gateMlp }, gateMsa2 };
 }
 
@@ -431,7 +429,7 @@ function jointBlock(
 function finalLayer(m: Ctx, x: Value, cAct: Value): Value {
   const { net } = m;
   const [shift, scale] = adaLN(net, 'final_layer', cAct, 2);
-  return net.linear(modulate(net, norm(m, x), shift, scale), 'final_layer.linear');
+  return net.linear(modulatedNorm(m, x, shift, scale), 'final_layer.linear');
 }
 
 /**

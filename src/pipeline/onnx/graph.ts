@@ -43,6 +43,11 @@ export const ONNX_DTYPE: Record<DataType, number> = {
 export const IR_VERSION = 10;
 export const OPSET = 21;
 export const MS_DOMAIN = 'com.microsoft';
+/** Our own ops (native/: AdaLNModulate), run by the custom-op library the C-API path loads. */
+export const ATELIER_DOMAIN = 'atelier';
+
+/** The opset version imported for each non-ONNX domain a graph uses. */
+const DOMAIN_VERSIONS: Readonly<Record<string, number>> = { [MS_DOMAIN]: 1, [ATELIER_DOMAIN]: 1 };
 
 export type Dim = number | string;
 export type AttrValue =
@@ -87,7 +92,7 @@ export class GraphBuilder {
   readonly #names = new Set<string>();
   readonly #scopes: string[] = [];
   #counter = 0;
-  #usesMsDomain = false;
+  readonly #domains = new Set<string>();
 
   constructor(readonly name: string) {}
 
@@ -139,7 +144,11 @@ export class GraphBuilder {
     const outputs = Array.from({ length: outputCount }, (_, i) =>
       this.#fresh(outputCount === 1 ? base : `${base}:${i}`),
     );
-    if (domain === MS_DOMAIN) this.#usesMsDomain = true;
+    if (domain) {
+      if (!Object.hasOwn(DOMAIN_VERSIONS, domain))
+        throw new Error(`graph ${this.name}: no opset version known for domain ${domain}`);
+      this.#domains.add(domain);
+    }
     this.#nodes.push({
       opType,
       domain: domain || undefined,
@@ -210,7 +219,8 @@ export class GraphBuilder {
 
   #encode(): Uint8Array {
     const opsetImport: onnx.IOperatorSetIdProto[] = [{ domain: '', version: OPSET }];
-    if (this.#usesMsDomain) opsetImport.push({ domain: MS_DOMAIN, version: 1 });
+    for (const [domain, version] of Object.entries(DOMAIN_VERSIONS))
+      if (this.#domains.has(domain)) opsetImport.push({ domain, version });
     const model = ModelProto.create({
       irVersion: IR_VERSION,
       producerName: 'atelier',

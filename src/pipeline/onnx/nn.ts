@@ -3,7 +3,7 @@
  * tinygrad's alias line): `net.linear` is THE function every linear layer goes through, so the
  * FP8 route (dequantize-then-matmul, or a fused fp8-weight matmul on CUDA) changes here alone.
  */
-import { type Dim, type GraphBuilder, MS_DOMAIN, ONNX_DTYPE, type Value } from './graph.js';
+import { ATELIER_DOMAIN, type Dim, type GraphBuilder, MS_DOMAIN, ONNX_DTYPE, type Value } from './graph.js';
 import type { Params } from './params.js';
 
 export interface NetOptions {
@@ -22,6 +22,12 @@ export interface NetOptions {
    * scales this loses accuracy, so the product never sets it.
    */
   fp8ActivationScale?: number;
+  /**
+   * Fused kernels from our custom-op library (native/, domain `atelier`): one AdaLNModulate node
+   * per modulated LayerNorm. Only set on the C-API path, which loads the library into the session;
+   * ONNX Runtime refuses such a graph without it. @default false
+   */
+  customOps?: boolean;
 }
 
 export const DEFAULT_NET_OPTIONS: NetOptions = { attention: 'mha', fp8Linear: 'dequantize' };
@@ -216,6 +222,26 @@ export class Net {
     const bias =
       hasWeight && this.p.has(`${prefix}.bias`) ? this.p.get(`${prefix}.bias`) : this.#filled(dim, 0);
     return this.g.op('LayerNormalization', [x, scale, bias], { axis: -1, epsilon: { float: eps } });
+  }
+
+  readonly #normCache = new Map<string, Value>();
+
+  /**
+   * modulate(LayerNorm(x), shift, scale) of adaLN blocks: LayerNorm over the last axis (width
+   * `dim`) without affine weights, biased variance, then · (1 + scale) + shift, with shift and scale
+   * [batch, 1, dim]. With `customOps` one atelier:AdaLNModulate node (statistics in float32, one
+   * rounding); otherwise stock ops, the LayerNorm of one `x` shared by all its modulations.
+   */
+  modulatedNorm(x: Value, shift: Value, scale: Value, dim: number, eps: number): Value {
+    if (this.options.customOps)
+      return this.g.op('AdaLNModulate', [x, shift, scale], { epsilon: { float: eps } }, ATELIER_DOMAIN);
+    const key = `${x.name}:${dim}:${eps}`;
+    let normed = this.#normCache.get(key);
+    if (!normed) {
+      normed = this.layerNorm(x, undefined, dim, eps);
+      this.#normCache.set(key, normed);
+    }
+    return this.add(this.mul(normed, this.add(scale, this.scalar(1))), shift);
   }
 
   readonly #filledCache = new Map<string, Value>();

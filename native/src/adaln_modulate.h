@@ -1,0 +1,37 @@
+// AdaLNModulate (domain "atelier", version 1): SD3.5 MMDiT's modulate(norm(x), shift, scale).
+//
+//   x [B, T, C], shift [B, 1, C], scale [B, 1, C], all float32 or all float16
+//   y[b, t, :] = (x[b, t, :] − mean) / sqrt(var + epsilon) · (1 + scale[b, 0, :]) + shift[b, 0, :]
+//
+// mean and the biased variance are over the last axis and kept in float32 or wider whatever the
+// element type; y is rounded to the element type once, at the end. This header is what the op glue
+// (adaln_op.cc) and the kernels (adaln_cpu.cc, adaln_cuda.cu) share.
+#pragma once
+
+#include <cstdint>
+
+namespace atelier {
+
+enum class Dtype { f32, f16 };
+
+struct AdaLnArgs {
+  const void* x;
+  const void* shift;
+  const void* scale;
+  void* y;
+  int64_t batch;
+  int64_t tokens;
+  int64_t channels;
+  float epsilon;
+};
+
+// Rows [row_begin, row_end) of the flattened [B·T, C] view, on the calling thread.
+void adaln_modulate_cpu(const AdaLnArgs& args, Dtype dtype, int64_t row_begin, int64_t row_end);
+
+#ifdef ATELIER_WITH_CUDA
+// Enqueues the kernel on `stream` (a cudaStream_t): no allocation, no synchronisation, so it can be
+// captured into a CUDA graph. Returns null, or a static description of the launch error.
+const char* adaln_modulate_cuda(const AdaLnArgs& args, Dtype dtype, void* stream);
+#endif
+
+}  // namespace atelier

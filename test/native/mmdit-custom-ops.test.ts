@@ -1,0 +1,110 @@
+/**
+ * The MMDiT built with custom ops (NetOptions.customOps: every modulate(norm(x)) one
+ * atelier:AdaLNModulate node) on the golden tiny models, run through the C-API binding with our
+ * CPU library, against the same model built with stock ops and run by onnxruntime-node, and
+ * against the official reference within the manifest's tolerance.
+ */
+import onnxProto from 'onnx-proto';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildMmdit, type MmditConfig, mmditConfig } from '../../src/pipeline/models/mmdit.js';
+import { ATELIER_DOMAIN, type BuiltModel, GraphBuilder } from '../../src/pipeline/onnx/graph.js';
+import { DEFAULT_NET_OPTIONS, Net } from '../../src/pipeline/onnx/nn.js';
+import { FileWeightSource, Params } from '../../src/pipeline/onnx/params.js';
+import { openSession } from '../../src/pipeline/onnx/session.js';
+import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
+import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
+import type { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
+import { component, type GoldenComponent, openGolden, relL2 } from '../golden/manifest.js';
+
+interface MmditComponent extends GoldenComponent {
+  weights: string;
+  io: string;
+  tolerance_rel_l2: number;
+}
+
+const opened: SafetensorsFile[] = [];
+afterAll(() => {
+  for (const f of opened) f.close();
+});
+function open(file: string): SafetensorsFile {
+  const f = openGolden(file);
+  opened.push(f);
+  return f;
+}
+
+let library: string;
+beforeAll(() => {
+  library = buildCustomOpsLibrary('cpu');
+});
+
+function build(name: string, customOps: boolean): BuiltModel & { cfg: MmditConfig } {
+  const c = component<MmditComponent>(name);
+  const g = new GraphBuilder(name);
+  const p = new Params(g, new FileWeightSource(open(c.weights), c.key_prefix ?? ''), 'float32');
+  const cfg = mmditConfig(p);
+  buildMmdit(new Net(g, p, { ...DEFAULT_NET_OPTIONS, customOps }), cfg);
+  return { ...g.build(), cfg };
+}
+
+function decode(model: BuiltModel) {
+  return onnxProto.onnx.ModelProto.decode(model.bytes);
+}
+
+const count = (model: BuiltModel, opType: string) =>
+  decode(model).graph!.node!.filter((n) => n.opType === opType).length;
+
+describe.each(['mmdit_large', 'mmdit_medium'])('%s with custom ops', (name) => {
+  const c = component<MmditComponent>(name);
+
+  it('has one AdaLNModulate node per modulated norm and imports the atelier domain only then', () => {
+    const fused = build(name, true);
+    const stock = build(name, false);
+    // Per block: context norm1 and norm2 (norm1 only in the last, pre_only, block), x norm1 and
+    // norm2, plus norm1 again for attn2 in dual-attention blocks; then norm_final. Stock ops share
+    // the dual blocks' norm1 between its two modulations.
+    const { depth, xBlockSelfAttnLayers } = fused.cfg;
+    expect(count(fused, 'AdaLNModulate')).toBe(4 * depth + xBlockSelfAttnLayers.length);
+    expect(count(stock, 'LayerNormalization')).toBe(4 * depth);
+    expect(count(fused, 'LayerNormalization')).toBe(0);
+    expect(count(stock, 'AdaLNModulate')).toBe(0);
+    const imports = (model: BuiltModel) => decode(model).opsetImport!.map((o) => `${o.domain}:${o.version}`);
+    expect(imports(fused)).toContain(`${ATELIER_DOMAIN}:1`);
+    expect(imports(stock).some((i) => i.startsWith(`${ATELIER_DOMAIN}:`))).toBe(false);
+  });
+
+  it('predicts the same velocity as the stock graph, through the C API with our CPU library', async () => {
+    const io = open(c.io);
+    const feeds: Record<string, HostTensor> = Object.fromEntries(
+      ['x', 'timestep', 'context', 'y'].map((k) => [
+        k,
+        { type: 'float32', dims: io.get(k).shape, data: io.readFloat32(k) } satisfies HostTensor,
+      ]),
+    );
+
+    const session = await CapiSession.create(build(name, true), {
+      provider: 'cpu',
+      customOpsLibraries: [library],
+    });
+    let fused: Float32Array;
+    try {
+      fused = (await session.run(feeds)).model_output.data as Float32Array;
+    } finally {
+      session.release();
+    }
+
+    const stockSession = await openSession(name, build(name, false), { provider: 'cpu' });
+    let stock: Float32Array;
+    try {
+      const tensors = Object.fromEntries(
+        Object.entries(feeds).map(([k, f]) => [k, new ort.Tensor('float32', f.data as Float32Array, f.dims)]),
+      );
+      stock = (await stockSession.run(tensors)).model_output.data as Float32Array;
+    } finally {
+      await stockSession.release();
+    }
+
+    expect(relL2(fused, stock)).toBeLessThanOrEqual(1e-5);
+    expect(relL2(fused, io.readFloat32('model_output'))).toBeLessThanOrEqual(c.tolerance_rel_l2);
+  });
+});
