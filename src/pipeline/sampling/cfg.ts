@@ -118,13 +118,39 @@ export function cfgDenoiser(options: CfgDenoiserOptions): Denoiser {
   };
 }
 
-interface StackedConditioning {
+/** Conditioning of one batched network call, row-major with the batch (`rows`) first. */
+export interface StackedConditioning {
   rows: number;
+  /** [rows, tokens, contextWidth]. */
   context: Float32Array;
   tokens: number;
   contextWidth: number;
+  /** [rows, yWidth]. */
   y: Float32Array;
   yWidth: number;
+}
+
+/**
+ * The `context` and `y` of ONE batch exactly as cfgDenoiser lays them out: the prompt's rows
+ * (one per image) first, then the negative prompt's when `uncond` is given, so rows =
+ * images · (uncond ? 2 : 1). Pass `uncond` only when the guidance uses it (`usesUncond`). Throws a
+ * RangeError when the two differ in token count: they cannot share a batch (cfgDenoiser then makes
+ * two calls; a single-batch graph cannot).
+ */
+export function stackConditioning(
+  cond: Conditioning,
+  uncond: Conditioning | undefined,
+  images: number,
+): StackedConditioning {
+  if (!Number.isSafeInteger(images) || images < 1)
+    throw new RangeError(`Expected \`images\` to be an integer >= 1, got ${images}`);
+  const prompts = uncond ? [cond, uncond] : [cond];
+  if (!sameShape(prompts)) {
+    throw new RangeError(
+      `The prompt (${cond.tokens} tokens) and negative prompt (${uncond?.tokens} tokens) cannot share one batch`,
+    );
+  }
+  return stack(prompts, images);
 }
 
 function sameShape(prompts: Conditioning[]): boolean {
