@@ -86,6 +86,41 @@ describe('ProcessPipeline', () => {
     await expect(pipeline.generate(request('after'))).resolves.toMatchObject({ seeds: [7] });
   });
 
+  it('answers pings from the child while a job runs, and refuses them without a child', async () => {
+    pipeline = new ProcessPipeline({ spec: { module: fixture, options: {} } });
+    await expect(pipeline.ping()).rejects.toThrow(/not running/);
+    await pipeline.load();
+    expect(await pipeline.ping()).toBeGreaterThanOrEqual(0);
+    const controller = new AbortController();
+    let during: Promise<number> | undefined;
+    const job = pipeline.generate(request('wait'), {
+      signal: controller.signal,
+      // The job only stops once the child has answered a ping sent while it was running.
+      onStep: (s) => {
+        if (s.step === 3) during = pipeline!.ping().finally(() => controller.abort());
+      },
+    });
+    await expect(job).rejects.toBeInstanceOf(CancelledError);
+    expect(Number.isFinite(await during!)).toBe(true);
+  });
+
+  it('fails a ping that a blocked child never answers when the child is killed', async () => {
+    pipeline = new ProcessPipeline({ spec: { module: fixture, options: {} }, abortGraceMs: 200 });
+    await pipeline.load();
+    const controller = new AbortController();
+    let pong: Promise<number> | undefined;
+    // "hang" blocks the child's thread after step 1: the ping waits until the grace kill.
+    const job = pipeline.generate(request('hang'), {
+      signal: controller.signal,
+      onStep: () => {
+        pong = pipeline!.ping();
+        controller.abort();
+      },
+    });
+    await expect(job).rejects.toBeInstanceOf(CancelledError);
+    await expect(pong).rejects.toThrow(/exited \(signal SIGKILL\) before answering a ping/);
+  });
+
   it('reports a load failure as the typed error naming the file', async () => {
     pipeline = new ProcessPipeline({
       spec: { module: fixture, options: { failLoad: '/models/clip_l.safetensors' } },

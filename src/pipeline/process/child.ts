@@ -55,6 +55,10 @@ process.on('message', (message: ParentMessage) => {
     case 'cancel':
       jobs.get(message.id)?.abort();
       break;
+    case 'ping':
+      // Answered at once: the round trip measures how long the event loop was busy (a blocking run).
+      send({ type: 'pong', id: message.id });
+      break;
     case 'dispose':
       void (async () => {
         await pipeline?.dispose();

@@ -43,6 +43,13 @@ export interface ProcessPipelineOptions {
   niceness?: number;
 }
 
+interface PendingPing {
+  child: ChildProcess;
+  sent: number;
+  resolve(ms: number): void;
+  reject(error: Error): void;
+}
+
 interface PendingJob {
   resolve(output: GenerationOutput): void;
   reject(error: Error): void;
@@ -61,6 +68,8 @@ export class ProcessPipeline
   #loading: Promise<void> | undefined;
   #nextId = 1;
   readonly #jobs = new Map<number, PendingJob>();
+  #nextPing = 1;
+  readonly #pings = new Map<number, PendingPing>();
   #disposed = false;
   /** Set after the first successful load: later crashes restart the child on demand. */
   #everLoaded = false;
@@ -128,6 +137,22 @@ export class ProcessPipeline
     });
   }
 
+  /**
+   * Round trip to the child's event loop in milliseconds. It does not start the child; while a
+   * blocking session.run holds the child's thread the answer waits for it, so the round trip shows
+   * how long the pipeline process would keep its parent (a cancel, a progress query) waiting.
+   */
+  ping(): Promise<number> {
+    const child = this.#child;
+    if (this.#disposed || !child?.connected)
+      return Promise.reject(new PipelineError('the pipeline process is not running'));
+    const id = this.#nextPing++;
+    return new Promise<number>((resolve, reject) => {
+      this.#pings.set(id, { child, sent: performance.now(), resolve, reject });
+      this.#send({ type: 'ping', id });
+    });
+  }
+
   async dispose(): Promise<void> {
     this.#disposed = true;
     const child = this.#child;
@@ -160,6 +185,7 @@ export class ProcessPipeline
       }
     }
     child.on('message', (message: ChildMessage) => this.#onMessage(message));
+    child.once('exit', (code, signal) => this.#failPings(child, describeExit(code, signal)));
     // A message to a child that just died fails with EPIPE; its exit is handled below.
     child.on('error', () => {});
     return new Promise<void>((resolve, reject) => {
@@ -217,6 +243,21 @@ export class ProcessPipeline
         this.#jobs.get(message.id)?.reject(deserializeError(message.error));
         this.#jobs.delete(message.id);
         break;
+      case 'pong': {
+        const ping = this.#pings.get(message.id);
+        this.#pings.delete(message.id);
+        ping?.resolve(performance.now() - ping.sent);
+        break;
+      }
+    }
+  }
+
+  /** Pings the exited child can no longer answer. */
+  #failPings(child: ChildProcess, detail: string): void {
+    for (const [id, ping] of this.#pings) {
+      if (ping.child !== child) continue;
+      this.#pings.delete(id);
+      ping.reject(new PipelineError(`the pipeline process exited (${detail}) before answering a ping`));
     }
   }
 

@@ -18,6 +18,8 @@ export type ParentMessage =
   | { type: 'load'; spec: PipelineModuleSpec }
   | { type: 'generate'; id: number; request: GenerationRequest }
   | { type: 'cancel'; id: number }
+  /** Liveness probe: the child answers `pong` from its event loop (how long a step blocks it). */
+  | { type: 'ping'; id: number }
   | { type: 'dispose' };
 
 export interface SerializedError {
@@ -34,4 +36,5 @@ export type ChildMessage =
   | { type: 'step'; id: number; info: StepInfo }
   | { type: 'result'; id: number; output: GenerationOutput }
   | { type: 'failed'; id: number; error: SerializedError }
+  | { type: 'pong'; id: number }
   | { type: 'disposed' };
