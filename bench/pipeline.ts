@@ -52,8 +52,10 @@ export async function run(): Promise<BenchRow[]> {
     for (const side of [256, 1024]) {
       const h = side / 8;
       const latent = new Float32Array(2 * 16 * h * h);
+      const mmdit = c.mmdit;
+      if (!mmdit) throw new Error('the CPU bench measures the stock path (models.runtime: stock)');
       const step = () =>
-        c.mmdit.run({
+        mmdit.run({
           x: floatTensor(latent, [2, 16, h, h]),
           timestep: floatTensor(new Float32Array([500, 500]), [2]),
           context: floatTensor(new Float32Array(2 * 154 * c.text.contextDim), [2, 154, c.text.contextDim]),

@@ -85,7 +85,12 @@ export async function createApp(config: AtelierConfig, options: CreateAppOptions
     await Promise.all(pipelines.map((p) => p.load()));
     const info = pipeline.info();
     logger.info(
-      { model: info.model, provider: info.executionProvider, components: info.components.length },
+      {
+        model: info.model,
+        provider: info.executionProvider,
+        components: info.components.length,
+        runtime: info.runtime,
+      },
       'model loaded',
     );
   };
@@ -131,6 +136,9 @@ export async function engineOptions(config: AtelierConfig): Promise<EngineOption
     precision: m.precision === 'auto' ? undefined : m.precision,
     vaeCompute: m.vaePrecision === 'fp16' ? 'float16' : 'float32',
     provider: m.executionProvider,
+    runtime: m.runtime,
+    capiShapes: m.capiShapes,
+    maxSteps: config.generation.steps.max,
     deviceId: m.deviceId,
     // On the CPU, leave one core to the bot's own process: with every core busy in ONNX Runtime,
     // chat answers (Slack's and Discord's 3-second windows) wait measurably.

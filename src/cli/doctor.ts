@@ -11,7 +11,9 @@ import { asAtelierError } from '../errors.js';
 import { formatBytes } from '../pipeline/hub/index.js';
 import { GraphBuilder } from '../pipeline/onnx/graph.js';
 import { openSession } from '../pipeline/onnx/session.js';
+import { ORT_VERSION } from '../pipeline/ort/index.js';
 import { describeModels } from '../pipeline/sd35/describe.js';
+import { chooseRuntime } from '../pipeline/sd35/runtime-choice.js';
 import { openStore } from '../store/index.js';
 
 type Write = (line: string) => void;
@@ -101,6 +103,17 @@ export async function doctor(
     row('provider', `${config.models.executionProvider} (onnxruntime-node ${ortVersion}) loads`);
   } catch (error) {
     problem('provider', error);
+  }
+  try {
+    const choice = chooseRuntime({ runtime: config.models.runtime }, config.models.executionProvider);
+    row(
+      'runtime',
+      choice.path === 'capi'
+        ? `C API (ONNX Runtime ${ORT_VERSION})${config.models.executionProvider === 'cuda' ? ' + CUDA graphs' : ''}${choice.customOpsLibrary ? ` + custom ops ${choice.customOpsLibrary}` : ''}${choice.reason ? ` — ${choice.reason}` : ''}`
+        : `stock (onnxruntime-node session.run) — ${choice.reason}`,
+    );
+  } catch (error) {
+    problem('runtime', error);
   }
   row(
     'graph cache',

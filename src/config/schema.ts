@@ -116,6 +116,8 @@ export const settingsSchema = z
       precision: oneOf(['auto', 'fp8', 'fp16', 'fp32']),
       vaePrecision: oneOf(['fp32', 'fp16']),
       executionProvider: oneOf(['cpu', 'cuda']),
+      runtime: oneOf(['auto', 'capi', 'stock']),
+      capiShapes: integer(1, 16),
       deviceId: integer(0, 63),
       cpuThreads: integer(0, 1024),
       graphCacheDir: optionalText('a folder path', 'for <dataDir>/graphs'),

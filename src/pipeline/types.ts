@@ -58,6 +58,8 @@ export interface GenerationOutput {
     decodeMs: number;
     /** Host (CPU) time spent issuing one denoising step, median over the steps (C-API path only). */
     hostMsPerStep?: number;
+    /** Denoising steps replayed from a captured CUDA graph (C-API path only). */
+    cudaGraphSteps?: number;
   };
 }
 

@@ -8,6 +8,7 @@ import type * as ort from 'onnxruntime-node';
 import { ModelError } from '../../errors.js';
 import { buildClip, type ClipKind, clipConfig } from '../models/clip.js';
 import { buildMmdit, type MmditConfig, mmditConfig } from '../models/mmdit.js';
+import { buildSamplerStep, type SamplerStepShape } from '../models/sampler-step.js';
 import { buildT5, t5Config } from '../models/t5.js';
 import { buildVaeDecoder, buildVaeEncoder, vaeConfig } from '../models/vae.js';
 import { discoverModelSet } from '../models-dir/discover.js';
@@ -25,20 +26,26 @@ import {
 } from '../onnx/params.js';
 import { openSession } from '../onnx/session.js';
 import type { ComputeType } from '../onnx/tensors.js';
+import { CapiSession, type CapiSessionOptions } from '../ort/index.js';
 import { SAMPLING_DEFAULTS } from '../sampling/defaults.js';
 import { SD3Tokenizer } from '../text/tokenizer.js';
-import type { ComponentInfo, PipelineInfo } from '../types.js';
+import type { ComponentInfo, PipelineInfo, RuntimePath } from '../types.js';
 import { quantizeToScaledFp8 } from '../weights/quantize.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
+import { CapiDenoiser } from './capi-denoiser.js';
 import type { TextEncoders } from './conditioning.js';
 import type { EngineOptions, Precision } from './options.js';
+import { chooseRuntime } from './runtime-choice.js';
 
 export interface LoadedComponents {
   set: ModelSet;
   info: PipelineInfo;
   tokenizer: SD3Tokenizer;
   text: TextEncoders;
-  mmdit: ort.InferenceSession;
+  /** The MMDiT on the stock path (onnxruntime-node); absent when the C-API path denoises. */
+  mmdit?: ort.InferenceSession;
+  /** The denoising loop on the C-API path. */
+  capi?: CapiDenoiser;
   mmditConfig: MmditConfig;
   vaeDecoder: ort.InferenceSession;
   /** Built on first use: only image-to-image (variations, upscales) needs the encoder. */
@@ -48,6 +55,9 @@ export interface LoadedComponents {
 
 /** Components worth storing in fp8: the MMDiT and T5-XXL hold 95 % of SD3.5's weights. */
 const FP8_COMPONENTS: ReadonlySet<ComponentName> = new Set(['mmdit', 't5']);
+
+/** Rows of the step graph's coefficient table when the options name no maximum. */
+const DEFAULT_MAX_STEPS = 100;
 
 export async function loadComponents(options: EngineOptions): Promise<LoadedComponents> {
   const provider = options.provider ?? 'cpu';
@@ -133,6 +143,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
     return session;
   };
 
+  let capi: CapiDenoiser | undefined;
   try {
     const clip = async (kind: ClipKind, location: ComponentLocation) => {
       const { source, key, stated } = weightsOf(kind === 'clip_l' ? 'clipL' : 'clipG', location);
@@ -153,7 +164,74 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
 
     const mm = weightsOf('mmdit', set.components.mmdit);
     const mmCfg = mmditConfig(new Params(new GraphBuilder('probe'), mm.source, compute));
-    const mmdit = await open('mmdit', mm.source, mm.key, (net) => buildMmdit(net, mmCfg));
+    const route = chooseRuntime(options, provider);
+    let mmdit: ort.InferenceSession | undefined;
+    let runtime: RuntimePath = { path: 'stock', cudaGraph: false, customOps: false, reason: route.reason };
+    if (route.path === 'capi') {
+      const library = route.customOpsLibrary;
+      const stepNetOptions: NetOptions = { ...netOptions, customOps: library !== undefined };
+      // Capture only with our kernels: ONNX Runtime's CUDA Concat of unequal inputs (the joint
+      // attention's context + image tokens) stages its metadata in pinned host buffers it allocates
+      // and frees every run, which a capture cannot hold (seen failing at 1024² on the H200).
+      const cudaGraph = {
+        on: provider === 'cuda' && library !== undefined,
+        reason:
+          provider === 'cuda' && library === undefined
+            ? 'no CUDA graphs without the custom-op library (npm run build:native)'
+            : undefined,
+      };
+      const openStep = async (shape: SamplerStepShape): Promise<CapiSession> => {
+        const graph = cachedGraph(
+          graphDir,
+          'mmdit_step',
+          { key: mm.key, compute, netOptions: stepNetOptions, shape },
+          () => {
+            const g = new GraphBuilder('mmdit_step');
+            buildSamplerStep(new Net(g, new Params(g, mm.source, compute), stepNetOptions), mmCfg, shape);
+            return g.build();
+          },
+        );
+        const capiOptions: CapiSessionOptions = {
+          provider,
+          deviceId: options.deviceId,
+          intraOpThreads: options.threads,
+          config: provider === 'cuda' ? { 'session.use_device_allocator_for_initializers': '1' } : {},
+          customOpsLibraries: library ? [library] : [],
+          profilePrefix: options.profileDir ? join(options.profileDir, 'mmdit_step') : undefined,
+        };
+        try {
+          if (cudaGraph.on) {
+            try {
+              return await CapiSession.create(graph, { ...capiOptions, cuda: { enable_cuda_graph: '1' } });
+            } catch (error) {
+              // Capture needs every node on the CUDA provider; say why and run without it.
+              cudaGraph.on = false;
+              cudaGraph.reason = `CUDA graph capture refused: ${String((error as Error).message).split('\n')[0]}`;
+              runtime.cudaGraph = false;
+              runtime.reason = cudaGraph.reason;
+            }
+          }
+          return await CapiSession.create(graph, capiOptions);
+        } catch (error) {
+          throw outOfMemory(error, 'mmdit', components, provider) ?? error;
+        }
+      };
+      capi = new CapiDenoiser({
+        mmdit: mmCfg,
+        maxSteps: options.maxSteps ?? DEFAULT_MAX_STEPS,
+        maxShapes: options.capiShapes,
+        open: openStep,
+        cudaGraph: () => cudaGraph.on,
+        onCaptureFailure: (shape, reason) => {
+          runtime.reason = `CUDA graph capture failed for ${shape.width * 8}×${shape.height * 8} ×${shape.images}; that shape runs without graphs: ${reason}`;
+        },
+      });
+      runtime = { path: 'capi', cudaGraph: cudaGraph.on, customOps: library !== undefined };
+      const reason = route.reason ?? cudaGraph.reason;
+      if (reason) runtime.reason = reason;
+    } else {
+      mmdit = await open('mmdit', mm.source, mm.key, (net) => buildMmdit(net, mmCfg));
+    }
 
     const vae = weightsOf('vae', set.components.vae);
     const vaeCfg = vaeConfig(new Params(new GraphBuilder('probe'), vae.source, compute));
@@ -173,6 +251,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       executionProvider: provider,
       components,
       defaults: { ...SAMPLING_DEFAULTS[set.family] },
+      runtime,
     };
     return {
       set,
@@ -180,6 +259,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       tokenizer,
       text: { clipL, clipG, t5, contextDim: mmCfg.contextDim },
       mmdit,
+      capi,
       mmditConfig: mmCfg,
       vaeDecoder,
       vaeEncoder: () => {
@@ -193,12 +273,14 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
         return encoder;
       },
       release: async () => {
+        capi?.release();
         for (const s of profiled) s.endProfiling();
         for (const s of sessions) await s.release();
         for (const w of opened) w.close();
       },
     };
   } catch (error) {
+    capi?.release();
     for (const s of sessions) await s.release();
     for (const w of opened) w.close();
     throw error;

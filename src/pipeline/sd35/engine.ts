@@ -76,7 +76,7 @@ export class Sd35Engine implements Pipeline {
     const t0 = performance.now();
     const prepared = await this.prepare(req, opts.signal);
     const t1 = performance.now();
-    const latent = await this.sample(prepared, opts);
+    const { latent, hostMsPerStep, cudaGraphSteps } = await this.#sample(prepared, opts);
     const t2 = performance.now();
     const images: RawImage[] = await decodeLatents(c, latent, req.count, prepared.latentShape);
     const t3 = performance.now();
@@ -85,7 +85,12 @@ export class Sd35Engine implements Pipeline {
       seeds: prepared.seeds,
       model: c.info.model,
       promptTruncated: prepared.promptTruncated || undefined,
-      timings: { encodeMs: t1 - t0, denoiseMs: t2 - t1, decodeMs: t3 - t2 },
+      timings: {
+        encodeMs: t1 - t0,
+        denoiseMs: t2 - t1,
+        decodeMs: t3 - t2,
+        ...(hostMsPerStep !== undefined ? { hostMsPerStep, cudaGraphSteps } : {}),
+      },
     };
   }
 
@@ -137,9 +142,46 @@ export class Sd35Engine implements Pipeline {
 
   /** The denoising loop; returns the final latents, process_out'ed (ready for the VAE decoder). */
   async sample(p: PreparedGeneration, opts: GenerateOptions = {}): Promise<Float32Array> {
+    return (await this.#sample(p, opts)).latent;
+  }
+
+  async #sample(
+    p: PreparedGeneration,
+    opts: GenerateOptions,
+  ): Promise<{ latent: Float32Array; hostMsPerStep?: number; cudaGraphSteps?: number }> {
     const c = this.#loaded();
     const { request: req, latentShape } = p;
     const per = latentShape[0] * latentShape[1] * latentShape[2];
+    const preview = (denoised: Float32Array) =>
+      latentPreview(denoised.subarray(0, per), LATENT_CHANNELS, latentShape[1], latentShape[2]);
+    if (c.capi) {
+      const total = p.schedule.length - 1;
+      const result = await c.capi.sample(
+        {
+          x0: p.x0,
+          images: req.count,
+          latentShape,
+          schedule: p.schedule,
+          sampler: req.sampler,
+          cond: p.cond,
+          uncond: p.uncond,
+          guidance: req.guidance,
+        },
+        {
+          signal: opts.signal,
+          onStep: (i, _total, denoised) => {
+            opts.onStep?.({ step: i + 1, total, preview: preview(denoised) });
+          },
+        },
+      );
+      throwIfAborted(opts.signal);
+      return {
+        latent: processOut(result.latent),
+        hostMsPerStep: result.hostMsPerStep,
+        cudaGraphSteps: result.replayedSteps,
+      };
+    }
+    if (!c.mmdit) throw new Error('the SD3.5 engine has no MMDiT session');
     const denoise = cfgDenoiser({
       model: mmditModel(c.mmdit),
       latentDims: [req.count, ...latentShape],
@@ -152,18 +194,14 @@ export class Sd35Engine implements Pipeline {
     const result = await sample(denoise, p.x0, p.schedule, {
       signal: opts.signal,
       onStep: async (i, _total, _x, denoised) => {
-        opts.onStep?.({
-          step: i + 1,
-          total,
-          preview: latentPreview(denoised.subarray(0, per), LATENT_CHANNELS, latentShape[1], latentShape[2]),
-        });
+        opts.onStep?.({ step: i + 1, total, preview: preview(denoised) });
         // Let the process handle its messages (a cancel) between steps: session.run blocks the thread.
         await new Promise((resolve) => setImmediate(resolve));
         throwIfAborted(opts.signal);
       },
     });
     throwIfAborted(opts.signal);
-    return processOut(result);
+    return { latent: processOut(result) };
   }
 
   #loaded(): LoadedComponents {

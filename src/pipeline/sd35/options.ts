@@ -57,6 +57,21 @@ export interface EngineOptions {
   fp8ActivationScale?: number;
   /** Benchmarks: write an ONNX Runtime profile of the MMDiT here (ended when the engine is disposed). */
   profileDir?: string;
+  /**
+   * The denoising path: `capi` drives ONNX Runtime's C API (device-resident loop, CUDA graphs,
+   * custom ops), `stock` onnxruntime-node's session.run, `auto` the C API where it loads and the
+   * stock path otherwise (with the reason in PipelineInfo.runtime). @default 'auto'
+   */
+  runtime?: 'auto' | 'capi' | 'stock';
+  /** Most denoising steps a job may ask for (the C-API step graph's table); @default 100 */
+  maxSteps?: number;
+  /**
+   * Image shapes (size × count × prompt length) the C-API path keeps loaded at once; each holds
+   * its own session and weights. @default 1
+   */
+  capiShapes?: number;
+  /** Custom-op library to load into the denoiser's sessions (C-API path); @default the built one, if any */
+  customOpsLibrary?: string | null;
   /** Flow-matching shift; @default 3.0 (every released SD3.5 model) */
   shift?: number;
 }

@@ -1,0 +1,146 @@
+/**
+ * The SD3.5 engine on the C-API path (models.runtime: capi), on the CPU provider with our CPU
+ * custom-op library: the same images as the stock path for every kind of job, previews and cancels
+ * between steps, the shapes it keeps loaded, and which path `auto` picks where.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CancelledError } from '../../src/errors.js';
+import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
+import { Sd35Engine } from '../../src/pipeline/sd35/engine.js';
+import type { EngineOptions } from '../../src/pipeline/sd35/options.js';
+import { ensureTinyModel } from '../../src/pipeline/tiny/index.js';
+import type { GenerationRequest, RawImage } from '../../src/pipeline/types.js';
+
+let dataDir: string;
+let base: EngineOptions;
+let stock: Sd35Engine;
+let capi: Sd35Engine;
+const engines: Sd35Engine[] = [];
+
+async function engine(options: Partial<EngineOptions>): Promise<Sd35Engine> {
+  const e = new Sd35Engine({ ...base, ...options });
+  engines.push(e);
+  await e.load();
+  return e;
+}
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'atelier-capi-'));
+  const tiny = await ensureTinyModel(dataDir);
+  base = { modelsDir: tiny.modelsDir, checkpoint: tiny.checkpoint, dataDir, maxSteps: 12 };
+  stock = await engine({ runtime: 'stock' });
+  capi = await engine({ runtime: 'capi', customOpsLibrary: buildCustomOpsLibrary('cpu'), capiShapes: 2 });
+});
+afterAll(async () => {
+  for (const e of engines) await e.dispose();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+const request = (overrides: Partial<GenerationRequest> = {}): GenerationRequest => ({
+  prompt: 'a lighthouse at dusk',
+  negativePrompt: 'blurry',
+  width: 128,
+  height: 96,
+  seed: 77,
+  steps: 4,
+  guidance: 4.5,
+  sampler: 'euler',
+  count: 1,
+  ...overrides,
+});
+
+/** More than 76 T5 tokens: the prompt's context is longer than the negative prompt's. */
+const LONG_PROMPT = 'qzx vkj wpf '.repeat(19);
+
+/** Largest difference in 8-bit levels between two sets of images. */
+function maxLevelDiff(a: RawImage[], b: RawImage[]): number {
+  let max = 0;
+  a.forEach((image, i) => {
+    for (let k = 0; k < image.data.length; k++) max = Math.max(max, Math.abs(image.data[k] - b[i].data[k]));
+  });
+  return max;
+}
+
+describe('the C-API path', () => {
+  it('says it runs, with our kernels loaded', () => {
+    expect(capi.info().runtime).toEqual({ path: 'capi', cudaGraph: false, customOps: true });
+    expect(stock.info().runtime).toMatchObject({ path: 'stock', reason: 'models.runtime is stock' });
+  });
+
+  it.each<[string, Partial<GenerationRequest>]>([
+    ['text to image with CFG (Euler)', {}],
+    ['a batch of 2 with DPM++ 2M', { count: 2, sampler: 'dpmpp_2m', seed: 5 }],
+    ['no unconditional pass (guidance 1, as Turbo)', { guidance: 1, steps: 3 }],
+    ['another size', { width: 96, height: 128 }],
+    ['a prompt longer than its negative (two passes a step)', { prompt: LONG_PROMPT }],
+  ])('gives the stock path’s pixels: %s', async (_name, overrides) => {
+    const expected = await stock.generate(request(overrides));
+    const actual = await capi.generate(request(overrides));
+    expect(actual.seeds).toEqual(expected.seeds);
+    expect(actual.images).toHaveLength(expected.images.length);
+    // Same arithmetic but regrouped (fused modulate, the sampler folded into the graph): a level at most.
+    expect(maxLevelDiff(actual.images, expected.images)).toBeLessThanOrEqual(1);
+    expect(actual.timings?.hostMsPerStep).toBeGreaterThan(0);
+  });
+
+  it('meets such a prompt in the test above (longer context than the negative)', async () => {
+    const prepared = await capi.prepare(request({ prompt: LONG_PROMPT }));
+    expect(prepared.cond.tokens).toBeGreaterThan(prepared.uncond.tokens);
+  });
+
+  it('gives the stock path’s pixels for image to image (a truncated schedule)', async () => {
+    const init = (await stock.generate(request({ seed: 9 }))).images[0];
+    const overrides = { init: { image: init, strength: 0.6 }, steps: 6 };
+    const expected = await stock.generate(request(overrides));
+    const actual = await capi.generate(request(overrides));
+    expect(maxLevelDiff(actual.images, expected.images)).toBeLessThanOrEqual(1);
+  });
+
+  it('reports every step with a preview, and stops between steps when cancelled', async () => {
+    const controller = new AbortController();
+    const steps: number[] = [];
+    const job = capi.generate(request({ steps: 8 }), {
+      signal: controller.signal,
+      onStep: ({ step, total, preview }) => {
+        steps.push(step);
+        expect(total).toBe(8);
+        expect(preview).toMatchObject({ width: 16, height: 12 });
+        if (step === 3) controller.abort();
+      },
+    });
+    await expect(job).rejects.toBeInstanceOf(CancelledError);
+    expect(steps).toEqual([1, 2, 3]);
+    // The shape's buffers are reused by the next job, which starts clean.
+    const again = await capi.generate(request());
+    expect(maxLevelDiff(again.images, (await stock.generate(request())).images)).toBeLessThanOrEqual(1);
+  });
+
+  it('keeps only `capiShapes` shapes loaded, reloading one that was dropped', async () => {
+    const one = await engine({ runtime: 'capi', customOpsLibrary: null, capiShapes: 1 });
+    expect(one.info().runtime).toEqual({ path: 'capi', cudaGraph: false, customOps: false });
+    for (const size of [
+      { width: 128, height: 96 },
+      { width: 96, height: 96 },
+      { width: 128, height: 96 },
+    ]) {
+      const expected = await stock.generate(request(size));
+      expect(maxLevelDiff((await one.generate(request(size))).images, expected.images)).toBeLessThanOrEqual(
+        1,
+      );
+    }
+  });
+
+  it('refuses more steps than its table holds, in words', async () => {
+    await expect(capi.generate(request({ steps: 13 }))).rejects.toThrow(
+      'A schedule of 13 steps does not fit a step graph of at most 12 steps',
+    );
+  });
+
+  it('is not what `auto` picks on the CPU', async () => {
+    const auto = await engine({});
+    expect(auto.info().runtime).toMatchObject({ path: 'stock', reason: expect.stringContaining('CUDA') });
+  });
+});
