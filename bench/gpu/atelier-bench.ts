@@ -1,14 +1,17 @@
 /**
- * Atelier's side of the GPU benchmark (issue 6): the real pipeline (child process, ONNX Runtime
- * CUDA) on real-size SD3.5 weights, at 1024² with CFG. For each model and precision: load time,
- * peak GPU memory (nvidia-smi), text encoding, denoising and VAE decode per run, seconds per
- * image, and the bot process's event-loop delay while the GPU works. Bundled with esbuild and run
- * on the GPU machine (bench/gpu/README.md); rows follow the issue's JSON format.
+ * Atelier's side of the GPU benchmark (issues 6 and 9): the real pipeline (child process, ONNX
+ * Runtime CUDA) on real-size SD3.5 weights. Every workload runs on each runtime path in the same
+ * process run: the pipeline is loaded with `runtime: 'stock'` (onnxruntime-node), measured and
+ * disposed, then loaded with `runtime: 'capi'` (the C-API denoiser: device-resident latents, CUDA
+ * graphs, custom ops). Per row: load time, peak GPU memory (nvidia-smi), text encoding, denoising
+ * and VAE decode, seconds per image, host time per denoising step (C-API path), the bot process's
+ * event-loop delay, and how long the pipeline child takes to answer a ping sent every 5 ms while
+ * it works. Bundled with esbuild (bundle.mjs) and run on the GPU machine (bench/gpu/README.md).
  *
- *   node atelier-bench.js --models DIR --data DIR --out FILE [--configs large:fp16,large:fp8]
- *        [--steps 20,28] [--batch 1,4] [--budget-s 500] [--tokenizers DIR]
+ *   node atelier-bench.js --models DIR --out FILE [--runtime stock,capi] [--budget-s 480]
+ *        [--configs large:fp8,large:fp16,medium:fp8,medium:fp16] [--steps 28] [--batch 1]
+ *        [--turbo fp16] [--small medium:fp16] [--custom-ops FILE|none] [--tokenizers DIR]
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -24,96 +27,54 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ProcessPipeline } from '../../src/pipeline/process/process-pipeline.js';
 import type { EngineOptions } from '../../src/pipeline/sd35/options.js';
-import type { GenerationOutput, GenerationRequest } from '../../src/pipeline/types.js';
+import type { GenerationRequest, RuntimePath } from '../../src/pipeline/types.js';
+import {
+  groupLoads,
+  type Load,
+  LoadCosts,
+  MODELS,
+  type Precision,
+  planWorkloads,
+  type RuntimeName,
+  type Workload,
+} from './bench-plan.js';
+import { GpuMemory, PingMonitor } from './monitors.js';
 
-const MODELS: Record<string, { dir: string; checkpoint: Record<string, string>; name: string }> = {
-  large: {
-    dir: 'large',
-    name: 'sd3.5-large',
-    checkpoint: { fp16: 'sd3.5_large.safetensors', fp8: 'sd3.5_large_fp8_scaled.safetensors' },
-  },
-  medium: {
-    dir: 'medium',
-    name: 'sd3.5-medium',
-    checkpoint: { fp16: 'sd3.5_medium.safetensors', fp8: 'sd3.5_medium_fp8_scaled.safetensors' },
-  },
-};
-
-interface Row {
-  engine: 'atelier';
-  model: string;
-  precision: string;
-  width: number;
-  height: number;
-  steps: number;
-  batch: number;
-  seconds_per_image: number;
-  peak_gpu_mem_gb: number;
-  load_seconds: number;
-  text_encode_seconds: number;
-  denoise_seconds: number;
-  vae_decode_seconds: number;
-  steps_per_second: number;
-  event_loop_p99_ms: number;
-  error?: string;
-}
-
-/** Polls nvidia-smi for the GPU's memory in use; `peak()` is the most seen since `reset()`. */
-class GpuMemory {
-  #proc: ChildProcess | undefined;
-  #peak = 0;
-  #last = 0;
-
-  start(): void {
-    this.#proc = spawn(
-      'nvidia-smi',
-      ['--query-gpu=memory.used', '--format=csv,noheader,nounits', '-lms', '100'],
-      {
-        stdio: ['ignore', 'pipe', 'ignore'],
-      },
-    );
-    // No nvidia-smi (a CPU smoke run): memory reads as 0.
-    this.#proc.on('error', () => {});
-    this.#proc.stdout?.setEncoding('utf8').on('data', (text: string) => {
-      for (const line of text.split('\n')) {
-        const mib = Number.parseFloat(line);
-        if (Number.isFinite(mib)) {
-          this.#last = mib;
-          this.#peak = Math.max(this.#peak, mib);
-        }
-      }
-    });
-  }
-
-  reset(): void {
-    this.#peak = this.#last;
-  }
-
-  get peakGb(): number {
-    return this.#peak / 1024;
-  }
-
-  get nowGb(): number {
-    return this.#last / 1024;
-  }
-
-  stop(): void {
-    this.#proc?.kill();
-  }
-}
+const USAGE = `usage: node atelier-bench.js --models DIR --out FILE [options]
+  --models DIR          folder with large/ and medium/ (make_weights.py)
+  --out FILE            rows as JSON (written after every row)
+  --runtime LIST        runtime paths, each row on each: stock,capi (default both)
+  --configs LIST        model:precision at --size for every --steps × --batch
+                        (default large:fp8,large:fp16,medium:fp8,medium:fp16)
+  --steps LIST --batch LIST   (default 28 and 1; 28,20 and 1,4 bring back issue 6's rows)
+  --turbo LIST          Large Turbo precisions: 4 steps, no CFG, on the Large weights (default fp16; '' none)
+  --small LIST          model:precision at --small-size, 28 steps (default medium:fp16; '' none)
+  --budget-s N          whole run; the least important rows are cut first (default 480)
+  --custom-ops FILE|none   custom-op library for the C-API path (default: libatelier_ops_cuda.so beside this file)
+  --tokenizers DIR      clip/ and t5/ tokenizer folders (ComfyUI folders carry none)
+  --data DIR --size N --small-size N --turbo-steps N --ping-ms N --provider cuda|cpu
+  --fp8-linear block-fp8|dequantize --fp8-act-scale X --vae-fp16 --profile`;
 
 const { values } = parseArgs({
   options: {
+    help: { type: 'boolean', default: false },
     models: { type: 'string' },
     data: { type: 'string', default: '/tmp/atelier-bench-data' },
     out: { type: 'string' },
-    configs: { type: 'string', default: 'large:fp16,large:fp8,medium:fp16,medium:fp8' },
-    steps: { type: 'string', default: '20,28' },
-    batch: { type: 'string', default: '1,4' },
-    'budget-s': { type: 'string', default: '500' },
+    runtime: { type: 'string', default: 'stock,capi' },
+    configs: { type: 'string', default: 'large:fp8,large:fp16,medium:fp8,medium:fp16' },
+    steps: { type: 'string', default: '28' },
+    batch: { type: 'string', default: '1' },
+    size: { type: 'string', default: '1024' },
+    turbo: { type: 'string', default: 'fp16' },
+    'turbo-steps': { type: 'string', default: '4' },
+    small: { type: 'string', default: 'medium:fp16' },
+    'small-size': { type: 'string', default: '512' },
+    'budget-s': { type: 'string', default: '480' },
+    'ping-ms': { type: 'string', default: '5' },
+    'custom-ops': { type: 'string' },
     tokenizers: { type: 'string' },
     'fp8-linear': { type: 'string', default: 'block-fp8' },
-    size: { type: 'string', default: '1024' },
     provider: { type: 'string', default: 'cuda' },
     profile: { type: 'boolean', default: false },
     'fp8-act-scale': { type: 'string' },
@@ -121,32 +82,354 @@ const { values } = parseArgs({
   },
 });
 
+interface Row {
+  engine: 'atelier';
+  model: string;
+  /** The checkpoint family the weights are (Turbo rows run on Large's files). */
+  weights: string;
+  precision: string;
+  width: number;
+  height: number;
+  steps: number;
+  batch: number;
+  guidance: number;
+  /** Whether each step runs the unconditional pass too (a batch of 2·images). */
+  cfg: boolean;
+  /** The path that ran; `runtime_requested` the one asked for (they differ after a fallback). */
+  path: RuntimeName;
+  runtime_requested: RuntimeName;
+  cuda_graph: boolean;
+  custom_ops: boolean;
+  fallback_reason?: string;
+  seconds_per_image: number;
+  peak_gpu_mem_gb: number;
+  load_seconds: number;
+  /** The 8-step generation before the first timed run of this shape (autotuning, graph capture). */
+  warmup_seconds: number | null;
+  text_encode_seconds: number;
+  denoise_seconds: number;
+  vae_decode_seconds: number;
+  steps_per_second: number;
+  /** Host time to issue one step (C-API path); null on the stock path, whose run() blocks throughout. */
+  host_ms_per_step: number | null;
+  /** Timed steps replayed from a captured CUDA graph (C-API path). */
+  cuda_graph_steps: number | null;
+  event_loop_p99_ms: number;
+  /**
+   * Round trips of pings sent every --ping-ms to the pipeline child between the reports of steps 1
+   * and N−1, so they reach it while it denoises (the issue's target: within 20 ms p99 while a step
+   * runs) …
+   */
+  child_ping_p50_ms: number | null;
+  child_ping_p99_ms: number | null;
+  child_ping_max_ms: number | null;
+  child_pings: number;
+  /** … and over the whole generation (text encoding and VAE decode included). */
+  child_ping_generation_p99_ms: number | null;
+  child_ping_generation_max_ms: number | null;
+  error?: string;
+}
+
+interface Skipped {
+  model: string;
+  precision: string;
+  size: number;
+  steps: number;
+  batch: number;
+  path: RuntimeName;
+  reason: string;
+}
+
 const started = Date.now();
 const budgetMs = Number(values['budget-s']) * 1000;
 const left = () => budgetMs - (Date.now() - started);
 const here = dirname(fileURLToPath(import.meta.url));
-const size = Number(values.size);
+const list = (s: string | undefined) => (s ?? '').split(',').filter((v) => v.trim() !== '');
 const rows: Row[] = [];
+const skipped: Skipped[] = [];
 
-function request(steps: number, count: number, seed = 1): GenerationRequest {
+function request(w: Workload, steps = w.steps): GenerationRequest {
   return {
     prompt: 'a lighthouse at dusk, oil painting, dramatic sky, crashing waves',
     negativePrompt: 'blurry, low quality',
-    width: size,
-    height: size,
-    seed,
+    width: w.size,
+    height: w.size,
+    seed: 1,
     steps,
-    guidance: 4.5,
+    guidance: w.guidance,
     sampler: 'euler',
-    count,
+    count: w.batch,
   };
 }
 
 function save(): void {
-  if (values.out) writeFileSync(values.out, JSON.stringify({ rows }, null, 1));
+  if (!values.out) return;
+  const envelope = {
+    engine: 'atelier',
+    date: new Date().toISOString().slice(0, 10),
+    command: `node atelier-bench.js ${process.argv.slice(2).join(' ')}`,
+    custom_ops_library: customOps() ?? null,
+    rows,
+    skipped,
+  };
+  writeFileSync(values.out, JSON.stringify(envelope, null, 1));
 }
 
+/** The CUDA custom-op library bundle.mjs copied beside this file, unless told otherwise. */
+function customOps(): string | null | undefined {
+  const flag = values['custom-ops'];
+  if (flag === 'none') return null;
+  if (flag) return resolve(flag);
+  const bundled = join(here, 'libatelier_ops_cuda.so');
+  return existsSync(bundled) ? bundled : undefined;
+}
+
+function engineOptions(load: Load, dataDir: string): EngineOptions {
+  const entry = MODELS[load.weights];
+  const ops = customOps();
+  return {
+    modelsDir: resolve(values.models!, entry.weights),
+    checkpoint: entry.checkpoint[load.precision],
+    dataDir,
+    provider: values.provider as 'cuda' | 'cpu',
+    precision: load.precision === 'fp8' ? 'fp8' : values.provider === 'cpu' ? 'fp32' : 'fp16',
+    fp8Linear: values['fp8-linear'] as 'block-fp8' | 'dequantize',
+    runtime: load.path,
+    ...(load.path === 'capi' && ops !== undefined ? { customOpsLibrary: ops } : {}),
+    ...(values['fp8-act-scale'] ? { fp8ActivationScale: Number(values['fp8-act-scale']) } : {}),
+    ...(values['vae-fp16'] ? { vaeCompute: 'float16' as const } : {}),
+    // Both T5 files sit in text_encoders/: each precision takes its own.
+    textEncoders: {
+      t5: load.precision === 'fp8' ? 't5xxl_fp8_e4m3fn.safetensors' : 't5xxl_fp16.safetensors',
+    },
+  };
+}
+
+/** The path that actually runs: a capi request that fell back is a stock row with its reason. */
+function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined) {
+  const path = runtime?.path ?? 'stock';
+  const reason =
+    requested === 'capi' && path !== 'capi'
+      ? (runtime?.reason ?? 'the pipeline reports no runtime path (C-API path not built in)')
+      : undefined;
+  return {
+    path,
+    cuda_graph: runtime?.cudaGraph ?? false,
+    custom_ops: runtime?.customOps ?? false,
+    ...(reason ? { fallback_reason: reason } : {}),
+  };
+}
+
+function label(w: Workload): string {
+  const cfg = w.guidance > 1 ? '' : ' no-CFG';
+  return `${MODELS[w.model].name} ${w.precision} ${w.size}² ${w.steps} steps ×${w.batch}${cfg}`;
+}
+
+const costs = new LoadCosts();
+
+async function runLoad(load: Load, index: number, loads: Load[], dataDir: string, memory: GpuMemory) {
+  const options = engineOptions(load, dataDir);
+  const tag = `${load.weights}-${load.precision}-${load.path}`;
+  const profileDir = values.profile ? join(dataDir, `profile-${tag}`) : undefined;
+  if (profileDir) {
+    rmSync(profileDir, { recursive: true, force: true });
+    mkdirSync(profileDir, { recursive: true });
+    options.profileDir = profileDir;
+  }
+  const pipeline = new ProcessPipeline({ spec: { module: join(here, 'sd35.js'), options } });
+  const warm = new Set<string>();
+  let loadSeconds = 0;
+  // Until the pipeline says which path it runs (a failed load never does), rows name the one asked for.
+  let runtime: ReturnType<typeof pathOf> = { path: load.path, cuda_graph: false, custom_ops: false };
+  try {
+    memory.reset();
+    const t0 = performance.now();
+    await pipeline.load();
+    loadSeconds = (performance.now() - t0) / 1000;
+    runtime = pathOf(load.path, pipeline.info().runtime);
+    console.log(
+      `${tag}: loaded in ${loadSeconds.toFixed(1)} s, ${(memory.nowGb - baseline).toFixed(1)} GB, ` +
+        `path ${runtime.path}${runtime.cuda_graph ? ' +graph' : ''}${runtime.custom_ops ? ' +ops' : ''}` +
+        `${runtime.fallback_reason ? ` (fallback: ${runtime.fallback_reason})` : ''}`,
+    );
+    for (const w of load.rows) {
+      const reserve = costs.reserveMs(loads, index, w.priority);
+      if (left() - reserve < 30_000) {
+        skip(
+          w,
+          load.path,
+          `budget: ${(left() / 1000).toFixed(0)} s left, ${(reserve / 1000).toFixed(0)} s kept`,
+        );
+        continue;
+      }
+      try {
+        rows.push(await measure(pipeline, w, load, runtime, loadSeconds, warm, memory));
+      } catch (error) {
+        rows.push(failedRow(w, load, runtime, loadSeconds, error));
+      }
+      save();
+      console.log(JSON.stringify(rows.at(-1)));
+    }
+  } catch (error) {
+    for (const w of load.rows) rows.push(failedRow(w, load, runtime, loadSeconds, error));
+    save();
+  } finally {
+    await pipeline.dispose();
+    if (profileDir) summarizeProfile(profileDir, tag);
+  }
+}
+
+async function measure(
+  pipeline: ProcessPipeline,
+  w: Workload,
+  load: Load,
+  runtime: ReturnType<typeof pathOf>,
+  loadSeconds: number,
+  warm: Set<string>,
+  memory: GpuMemory,
+): Promise<Row> {
+  // A new shape is warmed up first: cuDNN/cuBLAS autotuning, arenas, and on the C-API path the
+  // CUDA graph capture for this resolution × batch × CFG.
+  const shape = `${w.size}x${w.batch}:${w.guidance > 1}`;
+  let warmup: number | null = null;
+  if (!warm.has(shape)) {
+    const t = performance.now();
+    // 8 steps: on the C-API path each of the two bindings runs 2 plain steps, captures, then replays.
+    await pipeline.generate(request(w, 8));
+    warmup = (performance.now() - t) / 1000;
+    warm.add(shape);
+  }
+  memory.reset();
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  const pings = new PingMonitor(() => pipeline.ping(), Number(values['ping-ms']));
+  delay.enable();
+  pings.start();
+  const t1 = performance.now();
+  // Pings sent between the reports of step 1 and step N−1 reach the child while it denoises (steps
+  // 2..N); one sent just before step N's report could arrive after the VAE decode began.
+  let firstStep = Infinity;
+  let lastStep = -Infinity;
+  const onStep = ({ step, total }: { step: number; total: number }) => {
+    if (step === 1) firstStep = performance.now();
+    if (step === total - 1) lastStep = performance.now();
+  };
+  let out: Awaited<ReturnType<ProcessPipeline['generate']>>;
+  let wall: number;
+  try {
+    out = await pipeline.generate(request(w), { onStep });
+  } finally {
+    wall = (performance.now() - t1) / 1000;
+    delay.disable();
+    await pings.stop();
+  }
+  const ping = pings.stats(firstStep, lastStep);
+  const whole = pings.stats();
+  const t = out.timings!;
+  return {
+    ...identity(w, load, runtime),
+    seconds_per_image: wall / w.batch,
+    peak_gpu_mem_gb: memory.peakGb - baseline,
+    load_seconds: loadSeconds,
+    warmup_seconds: warmup,
+    text_encode_seconds: t.encodeMs / 1000,
+    denoise_seconds: t.denoiseMs / 1000,
+    vae_decode_seconds: t.decodeMs / 1000,
+    steps_per_second: w.steps / (t.denoiseMs / 1000),
+    host_ms_per_step: t.hostMsPerStep ?? null,
+    cuda_graph_steps: t.cudaGraphSteps ?? null,
+    event_loop_p99_ms: delay.percentile(99) / 1e6,
+    child_ping_p50_ms: ping?.p50 ?? null,
+    child_ping_p99_ms: ping?.p99 ?? null,
+    child_ping_max_ms: ping?.max ?? null,
+    child_pings: ping?.count ?? 0,
+    child_ping_generation_p99_ms: whole?.p99 ?? null,
+    child_ping_generation_max_ms: whole?.max ?? null,
+  };
+}
+
+function identity(w: Workload, load: Load, runtime: ReturnType<typeof pathOf>) {
+  return {
+    engine: 'atelier' as const,
+    model: MODELS[w.model].name,
+    weights: MODELS[load.weights].name,
+    precision: w.precision,
+    width: w.size,
+    height: w.size,
+    steps: w.steps,
+    batch: w.batch,
+    guidance: w.guidance,
+    cfg: w.guidance > 1,
+    runtime_requested: load.path,
+    ...runtime,
+  };
+}
+
+function failedRow(
+  w: Workload,
+  load: Load,
+  runtime: ReturnType<typeof pathOf>,
+  loadSeconds: number,
+  error: unknown,
+): Row {
+  const message = String((error as Error).message ?? error).split('\n')[0];
+  console.log(`${label(w)} on ${load.path}: FAILED ${message}`);
+  return {
+    ...identity(w, load, runtime),
+    seconds_per_image: 0,
+    peak_gpu_mem_gb: 0,
+    load_seconds: loadSeconds,
+    warmup_seconds: null,
+    text_encode_seconds: 0,
+    denoise_seconds: 0,
+    vae_decode_seconds: 0,
+    steps_per_second: 0,
+    host_ms_per_step: null,
+    cuda_graph_steps: null,
+    event_loop_p99_ms: 0,
+    child_ping_p50_ms: null,
+    child_ping_p99_ms: null,
+    child_ping_max_ms: null,
+    child_pings: 0,
+    child_ping_generation_p99_ms: null,
+    child_ping_generation_max_ms: null,
+    error: message,
+  };
+}
+
+function skip(w: Workload, path: RuntimeName, reason: string): void {
+  console.log(`skipping ${label(w)} on ${path}: ${reason}`);
+  const { model, precision, size, steps, batch } = w;
+  skipped.push({ model: MODELS[model].name, precision, size, steps, batch, path, reason });
+}
+
+let baseline = 0;
+
 async function main(): Promise<void> {
+  if (values.help || !values.models) {
+    console.log(USAGE);
+    process.exitCode = values.help ? 0 : 2;
+    return;
+  }
+  const paths = list(values.runtime) as RuntimeName[];
+  if (paths.some((p) => p !== 'stock' && p !== 'capi')) throw new Error(`--runtime: stock and/or capi`);
+  const loads = groupLoads(
+    planWorkloads({
+      configs: list(values.configs),
+      steps: list(values.steps).map(Number),
+      batches: list(values.batch).map(Number),
+      size: Number(values.size),
+      turbo: list(values.turbo) as Precision[],
+      turboSteps: Number(values['turbo-steps']),
+      small: list(values.small),
+      smallSize: Number(values['small-size']),
+      smallSteps: 28,
+    }),
+    paths,
+  );
+  console.log(
+    `plan: ${loads.map((l) => `${l.weights}:${l.precision}:${l.path} [${l.rows.map(label).join('; ')}]`).join('\n      ')}`,
+  );
+  console.log(`custom ops for the C-API path: ${customOps() ?? '(the engine default)'}`);
   const dataDir = resolve(values.data!);
   mkdirSync(join(dataDir, 'tokenizers'), { recursive: true });
   // ComfyUI folders carry no tokenizers: Atelier looks in <dataDir>/tokenizers.
@@ -158,115 +441,39 @@ async function main(): Promise<void> {
   }
   const memory = new GpuMemory();
   memory.start();
-  const baselineGb = await new Promise<number>((r) => setTimeout(() => r(memory.nowGb), 500));
-  const stepsList = values.steps!.split(',').map(Number);
-  const batches = values.batch!.split(',').map(Number);
-
-  for (const config of values.configs!.split(',')) {
-    const [modelKey, precision] = config.split(':');
-    const model = MODELS[modelKey];
-    if (left() < 60_000) {
-      console.log(`skipping ${config}: budget left ${(left() / 1000).toFixed(0)} s`);
+  baseline = await new Promise<number>((r) => setTimeout(() => r(memory.nowGb), 500));
+  for (const [index, load] of loads.entries()) {
+    const priority = Math.min(...load.rows.map((r) => r.priority));
+    const reserve = costs.reserveMs(loads, index, priority);
+    if (left() - reserve < 60_000) {
+      for (const w of load.rows) skip(w, load.path, `budget: ${(left() / 1000).toFixed(0)} s left`);
+      save();
       continue;
     }
-    const options: EngineOptions = {
-      modelsDir: resolve(values.models!, model.dir),
-      checkpoint: model.checkpoint[precision],
-      dataDir,
-      provider: values.provider as 'cuda' | 'cpu',
-      precision: precision === 'fp8' ? 'fp8' : values.provider === 'cpu' ? 'fp32' : 'fp16',
-      fp8Linear: values['fp8-linear'] as 'block-fp8' | 'dequantize',
-      ...(values['fp8-act-scale'] ? { fp8ActivationScale: Number(values['fp8-act-scale']) } : {}),
-      ...(values['vae-fp16'] ? { vaeCompute: 'float16' as const } : {}),
-      // Both T5 files sit in text_encoders/: each precision takes its own.
-      textEncoders: { t5: precision === 'fp8' ? 't5xxl_fp8_e4m3fn.safetensors' : 't5xxl_fp16.safetensors' },
-    };
-    const profileDir = values.profile ? join(dataDir, `profile-${modelKey}-${precision}`) : undefined;
-    if (profileDir) {
-      rmSync(profileDir, { recursive: true, force: true });
-      mkdirSync(profileDir, { recursive: true });
-      options.profileDir = profileDir;
-    }
-    const pipeline = new ProcessPipeline({ spec: { module: join(here, 'sd35.js'), options } });
-    memory.reset();
-    const base: Omit<
-      Row,
-      | 'steps'
-      | 'batch'
-      | 'seconds_per_image'
-      | 'text_encode_seconds'
-      | 'denoise_seconds'
-      | 'vae_decode_seconds'
-      | 'steps_per_second'
-      | 'event_loop_p99_ms'
-    > = {
-      engine: 'atelier',
-      model: model.name,
-      precision,
-      width: size,
-      height: size,
-      peak_gpu_mem_gb: 0,
-      load_seconds: 0,
-    };
-    try {
-      const t0 = performance.now();
-      await pipeline.load();
-      base.load_seconds = (performance.now() - t0) / 1000;
-      console.log(
-        `${config}: loaded in ${base.load_seconds.toFixed(1)} s, ${(memory.nowGb - baselineGb).toFixed(1)} GB`,
-      );
-      await pipeline.generate(request(2, 1)); // warm-up: cuDNN/cuBLAS autotuning, arenas
-      for (const batch of batches) {
-        for (const steps of stepsList) {
-          if (left() < 30_000) break;
-          memory.reset();
-          const delay = monitorEventLoopDelay({ resolution: 10 });
-          delay.enable();
-          const t1 = performance.now();
-          const out: GenerationOutput = await pipeline.generate(request(steps, batch));
-          const wall = (performance.now() - t1) / 1000;
-          delay.disable();
-          const t = out.timings!;
-          const row: Row = {
-            ...base,
-            steps,
-            batch,
-            seconds_per_image: wall / batch,
-            peak_gpu_mem_gb: memory.peakGb - baselineGb,
-            text_encode_seconds: t.encodeMs / 1000,
-            denoise_seconds: t.denoiseMs / 1000,
-            vae_decode_seconds: t.decodeMs / 1000,
-            steps_per_second: steps / (t.denoiseMs / 1000),
-            event_loop_p99_ms: delay.percentile(99) / 1e6,
-          };
-          rows.push(row);
-          save();
-          console.log(JSON.stringify(row));
-        }
-      }
-    } catch (error) {
-      const message = String((error as Error).message ?? error).split('\n')[0];
-      console.log(`${config}: FAILED ${message}`);
-      rows.push({
-        ...base,
-        steps: 0,
-        batch: 0,
-        seconds_per_image: 0,
-        text_encode_seconds: 0,
-        denoise_seconds: 0,
-        vae_decode_seconds: 0,
-        steps_per_second: 0,
-        event_loop_p99_ms: 0,
-        error: message,
-      });
-      save();
-    } finally {
-      await pipeline.dispose();
-      if (profileDir) summarizeProfile(profileDir, `${modelKey}-${precision}`);
-    }
+    const t0 = performance.now();
+    await runLoad(load, index, loads, dataDir, memory);
+    costs.record(load, performance.now() - t0);
   }
   memory.stop();
   save();
+  printSummary();
+}
+
+function printSummary(): void {
+  const f = (v: number | null | undefined, d = 2) => (v == null ? '-' : v.toFixed(d));
+  console.log(
+    '\nmodel               prec  size steps path  graph denoise s  s/image  host ms/step  ping p99/max ms (steps; whole)',
+  );
+  for (const r of rows) {
+    console.log(
+      `${r.model.padEnd(19)} ${r.precision.padEnd(5)} ${String(r.width).padStart(4)} ${String(r.steps).padStart(5)} ` +
+        `${r.path.padEnd(5)} ${String(r.cuda_graph).padEnd(5)} ${f(r.denoise_seconds / r.batch, 3).padStart(9)} ` +
+        `${f(r.seconds_per_image, 3).padStart(8)} ${f(r.host_ms_per_step).padStart(13)} ` +
+        `${f(r.child_ping_p99_ms, 1)}/${f(r.child_ping_max_ms, 1)}; ` +
+        `${f(r.child_ping_generation_p99_ms, 1)}/${f(r.child_ping_generation_max_ms, 1)}` +
+        `${r.error ? `  ERROR ${r.error}` : ''}`,
+    );
+  }
 }
 
 /**

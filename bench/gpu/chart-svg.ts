@@ -1,6 +1,6 @@
 /**
  * The README's performance chart as SVG: denoising seconds per image, grouped by model, one bar per
- * engine and precision (ours in FP8 and FP16, PyTorch eager and torch.compile), from a
+ * engine and precision (ours in FP8 and FP16 on each runtime path, PyTorch eager and torch.compile), from a
  * `bench/results/gpu-<date>.json` written by merge_results.py. Pure: chart.ts renders it to PNG.
  */
 
@@ -9,6 +9,10 @@ export interface ChartRun {
   model: string;
   precision: string;
   mode?: string;
+  /** Atelier's runtime path (`capi` or `stock`); absent in results from before the C-API path. */
+  path?: string;
+  /** A failed run (atelier-bench keeps it in the results): never charted. */
+  error?: string;
   width: number;
   height: number;
   steps: number;
@@ -81,11 +85,12 @@ const MODEL_ORDER = ['sd3.5-large', 'sd3.5-medium'];
 function seriesName(run: ChartRun): string {
   const engine = run.engine === 'atelier' ? 'Atelier' : run.engine === 'pytorch' ? 'PyTorch' : run.engine;
   const mode = run.mode ? ` ${run.mode.startsWith('compile') ? 'torch.compile' : run.mode}` : '';
-  return `${engine} ${run.precision.toUpperCase()}${mode}`;
+  const path = run.path ? ` ${run.path === 'capi' ? 'C API' : run.path}` : '';
+  return `${engine} ${run.precision.toUpperCase()}${mode}${path}`;
 }
 
 function seriesRank(run: ChartRun): number {
-  const engine = run.engine === 'atelier' ? 0 : run.engine === 'pytorch' ? 2 : 4;
+  const engine = run.engine === 'atelier' ? (run.path === 'capi' ? 0 : 1) : run.engine === 'pytorch' ? 2 : 4;
   const precision = ['fp8', 'fp16', 'bf16'].indexOf(run.precision);
   const compiled = run.mode?.startsWith('compile') ? 1 : 0;
   return engine * 100 + compiled * 10 + (precision < 0 ? 9 : precision);
@@ -124,6 +129,7 @@ export function chartSvg(results: ChartResults, options: ChartOptions = {}): Cha
       r.batch === want.batch &&
       r.width === want.width &&
       r.height === want.height &&
+      !r.error &&
       typeof metricOf(r) === 'number',
   );
   if (runs.length === 0) throw new NoRunsError(want);

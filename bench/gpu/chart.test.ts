@@ -92,6 +92,27 @@ describe('chartSvg', () => {
     expect(chart.bars.map((b) => b.series)).not.toContain('other FP16');
   });
 
+  it("draws each of Atelier's runtime paths as its own series, the C API first, and no failed run", () => {
+    const chart = chartSvg({
+      ...results,
+      runs: [
+        run('atelier', 'sd3.5-large', 'fp16', 2.6, { path: 'stock' }),
+        run('atelier', 'sd3.5-large', 'fp16', 2.0, { path: 'capi' }),
+        run('atelier', 'sd3.5-large', 'fp8', 0, {
+          path: 'capi',
+          error: 'capture failed',
+          denoise_seconds_per_image: 0,
+        }),
+        run('pytorch', 'sd3.5-large', 'bf16', 5.3, { mode: 'eager' }),
+      ],
+    });
+    expect(chart.bars.map((b) => `${b.series} ${b.value}`)).toEqual([
+      'Atelier FP16 C API 2',
+      'Atelier FP16 stock 2.6',
+      'PyTorch BF16 eager 5.3',
+    ]);
+  });
+
   it('refuses a workload the results do not have', () => {
     expect(() => chartSvg(results, { steps: 50 })).toThrow(NoRunsError);
   });

@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
-"""Merges the benchmark's rows (PyTorch from torch_bench.py, atelier from the lead's run) into one
+"""Merges the benchmark's rows (PyTorch from torch_bench.py, atelier from atelier-bench.ts) into one
 results file, bench/results/gpu-<date>.json, and prints the comparison: seconds per image, ours
-over PyTorch (eager and compiled), and MFU against the compute floor (sd35_flops.py).
+over PyTorch (eager and compiled), our C-API path over our stock path, and MFU against the compute
+floor (sd35_flops.py).
 
   python3 bench/gpu/merge_results.py torch.json atelier.json --out-dir bench/results --command "…"
 
 An input is a torch_bench.py file ({…, rows: […]}), a results file ({…, runs: […]}) or a bare list
 of rows. A row needs engine, model, precision, width, height, steps, batch and seconds_per_image
 (a generation's time per image); denoise_seconds (per generation) or denoise_seconds_per_image,
-peak_gpu_mem_gb (GiB) and load_seconds are expected; any other field is kept. Device and driver come
-from --device/--driver, else nvidia-smi (when run on the GPU machine), else the inputs.
+peak_gpu_mem_gb (GiB) and load_seconds are expected; any other field is kept (atelier's `path`,
+`host_ms_per_step`, `cuda_graph`, `fallback_reason`, `child_ping_p99_ms` …). Atelier rows are
+labelled by the runtime path that ran (`atelier capi`, `atelier stock`); a row without `path` is
+from before the C-API path and reads `atelier`. `cfg: false` rows (Turbo) run one forward per step;
+`weights` names the architecture of a model the floor doesn't know (sd3.5-large-turbo → Large).
+Rows with an `error` are kept but never compared. Device and driver come from --device/--driver,
+else nvidia-smi (when run on the GPU machine), else the inputs.
 """
 
 from __future__ import annotations
@@ -67,10 +73,20 @@ def gpu_from_nvidia_smi() -> dict[str, str]:
 def denoise_per_image(row: dict[str, Any]) -> float | None:
     """Denoising seconds per image: the issue's targets are on denoising. atelier-bench.ts reports
     `denoise_seconds` per generation and `seconds_per_image` as its wall time per image."""
+    if row.get("error"):
+        return None
     if row.get("denoise_seconds_per_image") is not None:
         return row["denoise_seconds_per_image"]
     if row.get("denoise_seconds") is not None:
         return row["denoise_seconds"] / row["batch"]
+    return None
+
+
+def architecture(row: dict[str, Any]) -> str | None:
+    """The model whose FLOPs the row's work has: its own, or its `weights` (Turbo runs Large)."""
+    for name in (row["model"], row.get("weights")):
+        if name in MODELS:
+            return name
     return None
 
 
@@ -81,32 +97,61 @@ def with_floor(row: dict[str, Any], peaks: dict[str, float]) -> dict[str, Any]:
     if denoise is None:
         return row
     row = {**row, "denoise_seconds_per_image": round(denoise, 4)}
-    if row["model"] not in MODELS or row["precision"] not in peaks or denoise <= 0:
+    arch = architecture(row)
+    if arch is None or row["precision"] not in peaks or denoise <= 0:
         return row
     text_tokens = row.get("text_tokens") or DEFAULT_TEXT_TOKENS
-    real = forward_flops(MODELS[row["model"]], row["width"], row["height"], text_tokens)
+    real = forward_flops(MODELS[arch], row["width"], row["height"], text_tokens)
     if row.get("tflop_per_forward") and abs(row["tflop_per_forward"] * 1e12 / real.total - 1) > 0.01:
         return row  # measured on other dims (the tiny smoke-test weights): its own floor stands
-    floor = floor_seconds(row["model"], row["precision"], row["width"], row["height"], row["steps"], text_tokens, peaks=peaks)
+    cfg_batch = 2 if row.get("cfg", True) else 1
+    floor = floor_seconds(
+        arch, row["precision"], row["width"], row["height"], row["steps"], text_tokens, cfg_batch=cfg_batch, peaks=peaks
+    )
     return {**row, "floor_seconds_per_image": round(floor, 4), "mfu": round(floor / denoise, 4)}
 
 
 def _key(row: dict[str, Any]) -> tuple[Any, ...]:
-    return (row["model"], row["width"], row["height"], row["steps"], row["batch"])
+    return (row["model"], row["width"], row["height"], row["steps"], row["batch"], row.get("cfg", True))
+
+
+def label(row: dict[str, Any]) -> str:
+    """`atelier capi` / `atelier stock` by the path that ran; `pytorch eager` / `pytorch compile`."""
+    if row.get("path"):
+        return f"{row['engine']} {row['path']}"
+    return row["engine"] + (f" {row['mode']}" if row.get("mode") else "")
+
+
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    return round(ours / theirs, 3) if ours and theirs else None
+
+
+def comparable(row: dict[str, Any]) -> bool:
+    return not row.get("error") and row["engine"] != "pytorch"
 
 
 def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For each atelier row, PyTorch's eager and compiled rows of the same workload and the ratios
-    ours / theirs (below 1: we are faster): `ratio_vs_pytorch_*` on denoising time per image (the
-    issue's targets), `image_ratio_vs_pytorch_*` on seconds_per_image (encode + denoise + decode)."""
+    """For each atelier row (one per runtime path that ran), PyTorch's eager and compiled rows of the
+    same workload and the ratios ours / theirs (below 1: we are faster): `ratio_vs_pytorch_*` on
+    denoising time per image (the issue's targets), `image_ratio_vs_pytorch_*` on seconds_per_image
+    (encode + denoise + decode). A C-API row is also compared with the stock row of the same workload
+    and precision (`ratio_vs_stock`: what the C-API path bought)."""
     torch_rows: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+    stock_rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in runs:
+        if r.get("error"):
+            continue
         if r["engine"] == "pytorch":
             mode = "compile" if str(r.get("mode", "eager")).startswith("compile") else "eager"
             torch_rows.setdefault(_key(r), {})[mode] = r
+        elif r.get("path") == "stock":
+            key = (*_key(r), r["precision"])
+            # A stock row measured as such beats a capi request that fell back to stock.
+            if key not in stock_rows or r.get("runtime_requested", "stock") == "stock":
+                stock_rows[key] = r
     out = []
     for r in runs:
-        if r["engine"] == "pytorch":
+        if not comparable(r):
             continue
         theirs = torch_rows.get(_key(r), {})
         entry: dict[str, Any] = {
@@ -115,10 +160,21 @@ def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "height": r["height"],
             "steps": r["steps"],
             "batch": r["batch"],
+            "cfg": r.get("cfg", True),
             "engine": r["engine"],
+            "label": label(r),
             "precision": r["precision"],
             "seconds_per_image": r["seconds_per_image"],
         }
+        for field in ("path", "cuda_graph", "host_ms_per_step", "child_ping_p99_ms", "fallback_reason"):
+            if r.get(field) is not None:
+                entry[field] = r[field]
+        stock = stock_rows.get((*_key(r), r["precision"])) if r.get("path") == "capi" else None
+        if stock:
+            entry["stock_denoise_seconds_per_image"] = stock.get("denoise_seconds_per_image")
+            entry["ratio_vs_stock"] = _ratio(r.get("denoise_seconds_per_image"), stock.get("denoise_seconds_per_image"))
+            entry["image_ratio_vs_stock"] = _ratio(r["seconds_per_image"], stock["seconds_per_image"])
+            entry["stock_child_ping_p99_ms"] = stock.get("child_ping_p99_ms")
         for mode in ("eager", "compile"):
             if mode not in theirs:
                 continue
@@ -133,14 +189,25 @@ def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+ENGINE_ORDER = ("atelier capi", "atelier stock", "atelier", "pytorch eager", "pytorch compile")
+FIRST_NUMBER_COLUMN = 6
+
+
 def table(runs: list[dict[str, Any]], compared: list[dict[str, Any]], markdown: bool = False) -> str:
-    by_row = {id(r): c for r, c in zip([r for r in runs if r["engine"] != "pytorch"], compared)}
-    head = ["model", "steps", "batch", "engine", "precision", "denoise s/img", "s/image", "steps/s", "peak GB"]
-    head += ["load s", "floor s", "MFU", "× torch eager", "× torch compile"]
+    by_row = {id(r): c for r, c in zip([r for r in runs if comparable(r)], compared)}
+    head = ["model", "size", "steps", "batch", "engine", "precision", "denoise s/img", "s/image", "steps/s"]
+    head += ["host ms/step", "ping p99 ms", "peak GB", "load s", "floor s", "MFU", "× stock", "× torch eager"]
+    head += ["× torch compile"]
+
+    def order(r: dict[str, Any]) -> tuple[Any, ...]:
+        name = label(r)
+        rank = ENGINE_ORDER.index(name) if name in ENGINE_ORDER else len(ENGINE_ORDER)
+        return (r["model"], -r["width"], r["height"], -r["steps"], r["batch"], rank, r["precision"])
+
     lines = []
-    for r in sorted(runs, key=lambda r: (r["model"], r["width"], r["height"], r["steps"], r["batch"], r["engine"] != "atelier")):
+    for r in sorted(runs, key=order):
         c = by_row.get(id(r), {})
-        engine = r["engine"] + (f" {r['mode']}" if r.get("mode") else "")
+        engine = label(r) + (" (error)" if r.get("error") else "")
         denoise = r.get("denoise_seconds_per_image")
         steps_per_s = r.get("steps_per_second") or (r["steps"] / (denoise * r["batch"]) if denoise else None)
 
@@ -150,17 +217,21 @@ def table(runs: list[dict[str, Any]], compared: list[dict[str, Any]], markdown: 
         lines.append(
             [
                 r["model"],
+                f"{r['width']}²" if r["width"] == r["height"] else f"{r['width']}×{r['height']}",
                 str(r["steps"]),
                 str(r["batch"]),
-                engine,
+                engine + ("" if r.get("cfg", True) else " no-CFG"),
                 r["precision"],
                 fmt(denoise, ".3f"),
                 fmt(r["seconds_per_image"], ".3f"),
                 fmt(steps_per_s, ".2f"),
+                fmt(r.get("host_ms_per_step"), ".2f"),
+                fmt(r.get("child_ping_p99_ms"), ".1f"),
                 fmt(r.get("peak_gpu_mem_gb"), ".1f"),
                 fmt(r.get("load_seconds"), ".1f"),
                 fmt(r.get("floor_seconds_per_image"), ".3f"),
                 fmt(r.get("mfu"), ".2f"),
+                fmt(c.get("ratio_vs_stock"), ".2f"),
                 fmt(c.get("ratio_vs_pytorch_eager"), ".2f"),
                 fmt(c.get("ratio_vs_pytorch_compile"), ".2f"),
             ]
@@ -169,7 +240,10 @@ def table(runs: list[dict[str, Any]], compared: list[dict[str, Any]], markdown: 
         rows = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         return "\n".join(rows + ["| " + " | ".join(line) + " |" for line in lines])
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
-    render = ["  ".join(v.rjust(w) if i >= 5 else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths))) for row in [head, *lines]]
+    render = [
+        "  ".join(v.rjust(w) if i >= FIRST_NUMBER_COLUMN else v.ljust(w) for i, (v, w) in enumerate(zip(row, widths)))
+        for row in [head, *lines]
+    ]
     return "\n".join([render[0], "-" * len(render[0]), *render[1:]])
 
 
@@ -183,7 +257,9 @@ def merge(inputs: list[str], args: argparse.Namespace) -> tuple[dict[str, Any], 
         envelopes[os.path.basename(path)] = envelope
         for row in rows:
             warnings += check_row(row, path)
-            if denoise_per_image(row) is None:
+            if row.get("error"):
+                warnings.append(f"{path}: {label(row)} {row['model']} {row['precision']} failed: {row['error']}")
+            elif denoise_per_image(row) is None:
                 warnings.append(f"{path}: {row['engine']} {row['model']} has no denoising time: no ratio, no MFU")
             runs.append(with_floor(row, peaks))
 

@@ -139,6 +139,36 @@ class TorchBenchTest(unittest.TestCase):
         self.assertEqual(result["models"]["sd3.5-medium"]["config"]["x_block_self_attn_layers"], [0, 1])
         self.assertEqual(result["reference_commit"], read_text(os.path.join(self.ref, "COMMIT")))
 
+    def test_the_issue9_plan_times_the_issue_rows_most_important_first(self):
+        result = self.bench(os.path.join(self.dir, "issue9.json"), "--plan", "issue9", "--steps", "3", "--turbo-steps", "2")
+        eager = [r for r in result["rows"] if r["mode"] == "eager"]
+        self.assertEqual(
+            [(r["model"], r["weights"], r["width"], r["steps"], r["batch"], r["cfg"], r["cfg_batch"]) for r in eager],
+            [
+                ("sd3.5-large", "sd3.5-large", 128, 3, 1, True, 2),
+                # Turbo-like: Large's files, few steps, the conditional pass alone.
+                ("sd3.5-large-turbo", "sd3.5-large", 128, 2, 1, False, 1),
+                ("sd3.5-medium", "sd3.5-medium", 128, 3, 1, True, 2),
+                ("sd3.5-medium", "sd3.5-medium", 64, 3, 1, True, 2),
+            ],
+        )
+        turbo = eager[1]
+        self.assertIsNone(turbo["guidance"])
+        self.assertTrue(turbo["finite"])
+        # The half-size row decodes at its own size, so its VAE time is its own.
+        self.assertNotEqual(eager[3]["vae_decode_seconds"], eager[2]["vae_decode_seconds"])
+        # Then torch.compile: Medium and Large at full size, then the optional ones (skipped here
+        # where this torch has no torch.compile).
+        if not hasattr(torch, "compile"):
+            skipped = [(s["model"], s["mode"]) for s in result["skipped"]]
+            self.assertEqual(skipped, [("sd3.5-medium", "compile"), ("sd3.5-large", "compile")] * 2)
+
+    def test_a_plain_cuda_device_means_the_first_gpu(self):
+        args = torch_bench.parse_args(["--models-dir", "m", "--out", "o"])
+        self.assertEqual((args.device, args.steps, args.batches, args.compile), ("cuda:0", (28, 20), (1, 4), False))
+        args = torch_bench.parse_args(["--models-dir", "m", "--out", "o", "--plan", "issue9", "--device", "cuda:1"])
+        self.assertEqual((args.device, args.steps, args.batches, args.compile), ("cuda:1", (28,), (1,), True))
+
     def test_a_configuration_over_its_budget_is_timed_on_fewer_steps_and_scaled(self):
         out = os.path.join(self.dir, "budget.json")
         result = self.bench(out, "--models", "large", "--steps", "2000", "--batches", "1", "--config-budget-s", "4", "--no-encoders")

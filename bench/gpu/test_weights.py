@@ -342,6 +342,56 @@ class MergeTest(unittest.TestCase):
             quiet(merge_results.main, [torch_file, ours, "--out-dir", out_dir])
         self.assertTrue(os.path.isfile(os.path.join(out_dir, "gpu-2026-11-24-2.json")))
 
+    def test_compares_the_capi_path_with_the_stock_path_and_labels_both(self):
+        # Rows as atelier-bench.ts writes them since issue 9: one per runtime path that ran.
+        def ours(path, denoise, **extra):
+            return self.row("atelier", "fp16", denoise + 0.3, denoise_seconds=denoise, path=path, **extra)
+
+        torch_file = self.write(
+            "torch.json",
+            [
+                self.row("pytorch", "bf16", 5.6, mode="eager", denoise_seconds_per_image=5.0),
+                self.row("pytorch", "bf16", 3.9, mode="compile", denoise_seconds_per_image=3.5),
+                # Turbo-like: Large's files, 4 steps, no CFG.
+                self.row("pytorch", "bf16", 0.6, mode="eager", steps=4, model="sd3.5-large-turbo", weights="sd3.5-large", cfg=False, denoise_seconds_per_image=0.4),
+            ],
+        )
+        atelier_file = self.write(
+            "atelier.json",
+            {
+                "rows": [
+                    ours("stock", 5.0, host_ms_per_step=None, child_ping_p99_ms=180.0),
+                    ours("capi", 4.0, host_ms_per_step=1.5, cuda_graph=True, child_ping_p99_ms=2.0),
+                    # A capi request that fell back: a stock row, not the stock baseline.
+                    ours("stock", 9.0, runtime_requested="capi", fallback_reason="no CUDA provider"),
+                    ours("capi", 0.3, steps=4, model="sd3.5-large-turbo", weights="sd3.5-large", cfg=False),
+                    ours("stock", 0.5, steps=4, model="sd3.5-large-turbo", weights="sd3.5-large", cfg=False),
+                    ours("capi", 0.0, model="sd3.5-medium", error="CUDA graph capture failed"),
+                ]
+            },
+        )
+        out_dir = os.path.join(self.dir, "results")
+        with mock.patch.object(merge_results, "gpu_from_nvidia_smi", return_value={}):
+            quiet(merge_results.main, [torch_file, atelier_file, "--out-dir", out_dir, "--date", "2026-12-02", "--markdown", os.path.join(self.dir, "t.md")])
+        result = read_json(os.path.join(out_dir, "gpu-2026-12-02.json"))
+        self.assertEqual(len(result["runs"]), 9)
+        by = {(c["label"], c["steps"], c.get("fallback_reason")): c for c in result["comparisons"]}
+        self.assertEqual(len(by), 5)  # the failed row is kept in runs, never compared
+        capi = by[("atelier capi", 28, None)]
+        self.assertEqual((capi["ratio_vs_stock"], capi["ratio_vs_pytorch_eager"], capi["ratio_vs_pytorch_compile"]), (0.8, 0.8, round(4.0 / 3.5, 3)))
+        self.assertEqual((capi["host_ms_per_step"], capi["cuda_graph"], capi["stock_child_ping_p99_ms"]), (1.5, True, 180.0))
+        self.assertNotIn("ratio_vs_stock", by[("atelier stock", 28, None)])
+        turbo = by[("atelier capi", 4, None)]
+        self.assertEqual((turbo["model"], turbo["cfg"], turbo["ratio_vs_stock"], turbo["ratio_vs_pytorch_eager"]), ("sd3.5-large-turbo", False, 0.6, 0.75))
+        # Turbo's floor: Large's FLOPs, one forward per step.
+        turbo_run = next(r for r in result["runs"] if r["model"] == "sd3.5-large-turbo" and r.get("path") == "capi")
+        self.assertAlmostEqual(turbo_run["floor_seconds_per_image"], floor_seconds("sd3.5-large", "fp16", 1024, 1024, 4, cfg_batch=1), places=4)
+        with open(os.path.join(self.dir, "t.md")) as f:
+            markdown = f.read()
+        self.assertIn("| sd3.5-large | 1024² | 28 | 1 | atelier capi | fp16 | 4.000 |", markdown)
+        self.assertIn("atelier capi (error)", markdown)
+        self.assertIn("atelier capi no-CFG", markdown)
+
     def test_a_row_without_its_time_is_refused(self):
         bad = self.row("atelier", "fp16", 1.0)
         del bad["seconds_per_image"]

@@ -11,6 +11,12 @@ measured; --budget-s bounds the whole run and --config-budget-s each configurati
 that would run longer is timed over fewer steps and scaled, and says so in `measured_steps`).
 
   python3 bench/gpu/torch_bench.py --models-dir MODELS --out $OUT/torch.json --compile
+  python3 bench/gpu/torch_bench.py --models-dir MODELS --out $OUT/torch.json --plan issue9
+
+`--plan issue9` runs only what issue 9 compares, most important first: eager Large and Medium at
+WIDTH×HEIGHT (28 steps, batch 1, CFG), Large for 4 steps without CFG (Turbo-like: the same
+architecture), Medium at half the size; then torch.compile of Medium and Large at full size, then,
+as the budget allows, compiled Medium at half size and compiled Turbo-like Large.
 
 Precision is one dtype throughout (bf16 by default). The reference's sample_euler is wrapped in
 autocast(fp16), which with bf16 weights would re-cast every weight at every call; the loop here is
@@ -28,7 +34,7 @@ import platform
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -57,12 +63,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="JSON file for the rows")
     p.add_argument("--ref-dir", default=os.path.join(HERE, "..", "..", ".gpu", "ref"))
     p.add_argument("--models", default="large,medium")
-    p.add_argument("--steps", default="28,20", type=_ints)
-    p.add_argument("--batches", default="1,4", type=_ints, help="images per generation (CFG doubles it)")
+    p.add_argument("--plan", default="full", choices=("full", "issue9"), help="what to run (the docstring)")
+    p.add_argument("--steps", default=None, type=_ints, help="default 28,20 (issue9: 28)")
+    p.add_argument("--batches", default=None, type=_ints, help="images per generation (CFG doubles it); default 1,4 (issue9: 1)")
+    p.add_argument("--turbo-steps", default=4, type=int, help="issue9: steps of the Turbo-like rows (no CFG)")
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--height", type=int, default=1024)
     p.add_argument("--dtype", default="bf16", choices=sorted(DTYPES))
-    p.add_argument("--device", default="cuda")
+    p.add_argument("--device", default="cuda", help="'cuda' means cuda:0 (torch 2.11's set_device wants an index)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile, after every eager run")
     p.add_argument("--compile-batches", default="1", type=_ints)
     p.add_argument("--compile-mode", default=None, help="torch.compile mode (default: inductor's default)")
@@ -78,6 +86,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-encoders", action="store_true")
     p.add_argument("--reference-sampler", action="store_true", help="sd3_impls.sample_euler, autocast(fp16) and all")
     args = p.parse_args(argv)
+    if args.device == "cuda":
+        args.device = "cuda:0"
+    issue9 = args.plan == "issue9"
+    args.steps = args.steps or ((28,) if issue9 else (28, 20))
+    args.batches = args.batches or ((1,) if issue9 else (1, 4))
+    args.compile = args.compile or issue9
     args.models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     unknown = [m for m in args.models if m not in CHECKPOINTS]
     if unknown:
@@ -186,6 +200,28 @@ class LoadedModel:
     mmdit_load_seconds: float
     vae_load_seconds: float
     vae_decode_seconds: float | None
+    # Decode time per (width, height), measured once per size.
+    decode_by_size: dict[tuple[int, int], float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One shape to time: `steps` are timed one after the other after a shared warm-up/compile."""
+
+    batch: int
+    width: int
+    height: int
+    steps: tuple[int, ...]
+    cfg: bool = True
+    # The model's name in the rows when it is not the weights' (Turbo-like runs on Large's files).
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Phase:
+    model: str
+    mode: str
+    workloads: tuple[Workload, ...]
 
 
 def mmdit_config(base: Any) -> MMDiTConfig:
@@ -207,11 +243,19 @@ def load_model(ctx: Ctx, name: str) -> LoadedModel:
     vae, vae_seconds = ctx.clock.wall(lambda: torch_models.load_vae(path, ctx.device, ctx.dtype))
     cfg = mmdit_config(base)
     print(f"loaded sd3.5-{name} (depth {cfg.depth}) in {mmdit_seconds:.1f} s, its VAE in {vae_seconds:.1f} s", flush=True)
-    latent = torch.randn(1, 16, ctx.args.height // 8, ctx.args.width // 8, device=ctx.device, dtype=ctx.dtype)
-    # SDVAE.decode wraps the decoder in autocast(fp16); the decoder itself runs in the model dtype.
-    decode = ctx.clock.median(lambda: vae.decoder(latent), ctx.args.vae_runs)
-    print(f"VAE decode {ctx.args.width}x{ctx.args.height}: {decode * 1e3:.1f} ms", flush=True)
-    return LoadedModel(name, base, vae, cfg, mmdit_seconds, vae_seconds, decode)
+    model = LoadedModel(name, base, vae, cfg, mmdit_seconds, vae_seconds, None)
+    model.vae_decode_seconds = vae_decode(ctx, model, ctx.args.width, ctx.args.height)
+    return model
+
+
+def vae_decode(ctx: Ctx, model: LoadedModel, width: int, height: int) -> float:
+    if (width, height) not in model.decode_by_size:
+        latent = torch.randn(1, 16, height // 8, width // 8, device=ctx.device, dtype=ctx.dtype)
+        # SDVAE.decode wraps the decoder in autocast(fp16); the decoder itself runs in the model dtype.
+        decode = ctx.clock.median(lambda: model.vae.decoder(latent), ctx.args.vae_runs)
+        print(f"VAE decode {width}x{height}: {decode * 1e3:.1f} ms", flush=True)
+        model.decode_by_size[(width, height)] = decode
+    return model.decode_by_size[(width, height)]
 
 
 def euler(denoiser: Any, x: torch.Tensor, sigmas: torch.Tensor, extra: dict[str, Any]) -> torch.Tensor:
@@ -232,11 +276,23 @@ def sigmas_for(shift: float, steps: int, device: torch.device) -> torch.Tensor:
     return SD3Inferencer().get_sigmas(ModelSamplingDiscreteFlow(shift=shift), steps).to(device)
 
 
-def run_batch(ctx: Ctx, model: LoadedModel, mode: str, batch: int) -> None:
-    """Warm-up (and compilation), then one timed denoising per --steps at this batch size."""
+class CondOnly(torch.nn.Module):
+    """The denoiser without classifier-free guidance (guidance ≤ 1, as for Turbo): the conditional
+    pass alone, a batch of `images`, where CFGDenoiser always runs cond and uncond."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, timestep: torch.Tensor, cond: dict[str, torch.Tensor], **kwargs: Any) -> torch.Tensor:
+        return self.model.apply_model(x, timestep, c_crossattn=cond["c_crossattn"], y=cond["y"])
+
+
+def run_workload(ctx: Ctx, model: LoadedModel, mode: str, w: Workload) -> None:
+    """Warm-up (and compilation), then one timed denoising per step count of the workload."""
     from sd3_impls import CFGDenoiser, sample_euler
 
-    args, cfg = ctx.args, model.config
+    args, cfg, batch = ctx.args, model.config, w.batch
     gen = torch.Generator().manual_seed(args.seed + batch)
     text_tokens = CLIP_TOKENS + args.t5_tokens
 
@@ -246,9 +302,12 @@ def run_batch(ctx: Ctx, model: LoadedModel, mode: str, batch: int) -> None:
             "y": torch.randn(batch, cfg.adm_in_channels, generator=gen).to(ctx.device, ctx.dtype),
         }
 
-    extra = {"cond": conditioning(), "uncond": conditioning(), "cond_scale": args.cfg_scale}
-    noise = torch.randn(batch, 16, args.height // 8, args.width // 8, generator=gen).to(ctx.device)
-    denoiser = CFGDenoiser(model.base)
+    if w.cfg:
+        extra: dict[str, Any] = {"cond": conditioning(), "uncond": conditioning(), "cond_scale": args.cfg_scale}
+        denoiser: Any = CFGDenoiser(model.base)
+    else:
+        extra, denoiser = {"cond": conditioning()}, CondOnly(model.base)
+    noise = torch.randn(batch, 16, w.height // 8, w.width // 8, generator=gen).to(ctx.device)
     if args.reference_sampler:
 
         def sample(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
@@ -258,10 +317,11 @@ def run_batch(ctx: Ctx, model: LoadedModel, mode: str, batch: int) -> None:
         def sample(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
             return euler(denoiser, x, sigmas, extra)
 
-    what = {"model": f"sd3.5-{model.name}", "mode": mode, "batch": batch}
+    what = {"model": w.name or f"sd3.5-{model.name}", "mode": mode, "batch": batch, "width": w.width, "cfg": w.cfg}
+    decode_seconds = vae_decode(ctx, model, w.width, w.height)
     ctx.watch.reset()
-    schedule = {steps: sigmas_for(args.shift, steps, ctx.device) for steps in args.steps}
-    first = schedule[args.steps[0]]
+    schedule = {steps: sigmas_for(args.shift, steps, ctx.device) for steps in w.steps}
+    first = schedule[w.steps[0]]
     compile_seconds = None
     try:
         if mode == "compile":
@@ -276,7 +336,7 @@ def run_batch(ctx: Ctx, model: LoadedModel, mode: str, batch: int) -> None:
         raise
     _, one_step = ctx.clock.time(lambda: sample(first[0] * noise, first[:2]))
 
-    for steps in args.steps:
+    for steps in w.steps:
         sigmas = schedule[steps]
         allowed = min(args.config_budget_s, ctx.budget.remaining() - 15)
         measured_steps = steps if one_step * steps <= allowed else int(allowed // one_step)
@@ -288,13 +348,13 @@ def run_batch(ctx: Ctx, model: LoadedModel, mode: str, batch: int) -> None:
         # Untimed decode of each image, so the memory peak covers a whole generation, as atelier's.
         for i in range(batch):
             model.vae.decoder(out[i : i + 1].to(ctx.dtype))
-        row = make_row(ctx, model, mode, batch, steps, seconds, measured_steps, compile_seconds)
+        row = make_row(ctx, model, mode, w, steps, seconds, measured_steps, compile_seconds, decode_seconds)
         # Random weights must not overflow: inf/NaN would measure a different computation.
         row["finite"] = bool(torch.isfinite(out).all())
         ctx.results.add(row)
         r = ctx.results.rows[-1]
         print(
-            f"{r['model']} {mode} batch {batch} {steps} steps: denoising {r['denoise_seconds_per_image']:.3f} s/image, "
+            f"{r['model']} {mode} {w.width}x{w.height} batch {batch}{'' if w.cfg else ' no-CFG'} {steps} steps: denoising {r['denoise_seconds_per_image']:.3f} s/image, "
             f"{r['step_ms']:.1f} ms/step, peak {r['peak_gpu_mem_gb']} GB",
             flush=True,
         )
@@ -304,35 +364,40 @@ def make_row(
     ctx: Ctx,
     model: LoadedModel,
     mode: str,
-    batch: int,
+    w: Workload,
     steps: int,
     seconds: float,
     measured_steps: int,
     compile_seconds: float | None,
+    decode_seconds: float | None,
 ) -> dict[str, Any]:
-    args = ctx.args
+    args, batch = ctx.args, w.batch
     text_tokens = CLIP_TOKENS + args.t5_tokens
-    flops = forward_flops(model.config, args.width, args.height, text_tokens)
+    flops = forward_flops(model.config, w.width, w.height, text_tokens)
     peak = PEAK_TFLOPS.get(args.dtype)
-    floor = flops.total * 2 * steps / (peak * 1e12) if peak else None
+    forwards = 2 if w.cfg else 1
+    floor = flops.total * forwards * steps / (peak * 1e12) if peak else None
     denoise = seconds / batch
     # seconds_per_image as atelier-bench.ts defines it, a generation's wall time per image: text
     # encoding (prompt and negative, once per generation) + denoising + VAE decode of each image.
     parts = {"denoising": denoise}
     if ctx.text_encode_seconds is not None:
         parts["text encoding"] = ctx.text_encode_seconds / batch
-    if model.vae_decode_seconds is not None:
-        parts["VAE decode"] = model.vae_decode_seconds
+    if decode_seconds is not None:
+        parts["VAE decode"] = decode_seconds
     row: dict[str, Any] = {
         "engine": "pytorch",
-        "model": f"sd3.5-{model.name}",
+        "model": w.name or f"sd3.5-{model.name}",
+        "weights": f"sd3.5-{model.name}",
         "precision": args.dtype,
         "mode": mode + ("+reference-sampler" if args.reference_sampler else ""),
-        "width": args.width,
-        "height": args.height,
+        "width": w.width,
+        "height": w.height,
         "steps": steps,
         "batch": batch,
-        "cfg_batch": 2 * batch,
+        "cfg": w.cfg,
+        "guidance": args.cfg_scale if w.cfg else None,
+        "cfg_batch": forwards * batch,
         "seconds_per_image": round(sum(parts.values()), 4),
         "seconds_per_image_includes": " + ".join(sorted(parts)),
         "denoise_seconds": round(seconds, 4),
@@ -343,7 +408,7 @@ def make_row(
         "load_seconds": round(ctx.encoders_load_seconds + model.mmdit_load_seconds + model.vae_load_seconds, 2),
         "mmdit_load_seconds": round(model.mmdit_load_seconds, 2),
         "text_encode_seconds": None if ctx.text_encode_seconds is None else round(ctx.text_encode_seconds, 4),
-        "vae_decode_seconds": None if model.vae_decode_seconds is None else round(model.vae_decode_seconds, 4),
+        "vae_decode_seconds": None if decode_seconds is None else round(decode_seconds, 4),
         "text_tokens": text_tokens,
         "tflop_per_forward": round(flops.total / 1e12, 3),
         "floor_seconds_per_image": None if floor is None else round(floor, 4),
@@ -356,23 +421,40 @@ def make_row(
     return row
 
 
-def phases(args: argparse.Namespace) -> list[tuple[str, str]]:
+def phases(args: argparse.Namespace) -> list[Phase]:
     """Eager runs of every model first (the anchor that must exist), then compiled runs, the model
-    still loaded first so the other is reloaded at most once."""
-    order = [(m, "eager") for m in args.models]
+    still loaded first so the other is reloaded at most once. `--plan issue9`: the issue's rows in
+    order of importance (module docstring); each compilation takes minutes, so the optional ones
+    come last, where the budget cuts them."""
+    w, h, steps = args.width, args.height, tuple(args.steps)
+    if args.plan == "issue9":
+        full = tuple(Workload(b, w, h, steps) for b in args.batches)
+        half = (Workload(1, w // 2, h // 2, steps),)
+        turbo = (Workload(1, w, h, (args.turbo_steps,), cfg=False, name="sd3.5-large-turbo"),)
+        order = [
+            Phase("large", "eager", full + turbo),
+            Phase("medium", "eager", full + half),
+            Phase("medium", "compile", full),
+            Phase("large", "compile", full),
+            Phase("medium", "compile", half),
+            Phase("large", "compile", turbo),
+        ]
+        return [p for p in order if p.model in args.models]
+    order = [Phase(m, "eager", tuple(Workload(b, w, h, steps) for b in args.batches)) for m in args.models]
     if args.compile:
-        order += [(m, "compile") for m in reversed(args.models)]
+        compiled = tuple(Workload(b, w, h, steps) for b in args.compile_batches)
+        order += [Phase(m, "compile", compiled) for m in reversed(args.models)]
     return order
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = f"{'model':<14}{'mode':<9}{'batch':>6}{'steps':>6}{'denoise s/img':>14}{'s/image':>9}{'ms/step':>9}"
+    head = f"{'model':<19}{'mode':<9}{'size':>6}{'batch':>6}{'steps':>6}{'denoise s/img':>14}{'s/image':>9}{'ms/step':>9}"
     head += f"{'peak GB':>9}{'MFU':>7}"
     print("\n" + head + "\n" + "-" * len(head))
     for r in rows:
         mfu = f"{r['mfu']:.2f}" if r.get("mfu") is not None else "-"
         print(
-            f"{r['model']:<14}{r['mode']:<9}{r['batch']:>6}{r['steps']:>6}{r['denoise_seconds_per_image']:>14.3f}"
+            f"{r['model']:<19}{r['mode']:<9}{r['width']:>6}{r['batch']:>6}{r['steps']:>6}{r['denoise_seconds_per_image']:>14.3f}"
             f"{r['seconds_per_image']:>9.3f}"
             f"{r['step_ms']:>9.1f}{r['peak_gpu_mem_gb'] or 0:>9.2f}{mfu:>7}"
         )
@@ -435,7 +517,8 @@ def main(argv: list[str]) -> int:
                     traceback.print_exc()
                     results.skip(f"{type(e).__name__}: {e}", part="text encoders")
             loaded: LoadedModel | None = None
-            for name, mode in phases(args):
+            for phase in phases(args):
+                name, mode = phase.model, phase.mode
                 if mode == "compile" and not compile_available:
                     results.skip(f"torch {torch.__version__} has no torch.compile", model=f"sd3.5-{name}", mode=mode)
                     continue
@@ -465,8 +548,8 @@ def main(argv: list[str]) -> int:
                     # BaseModel.get_dtype reads diffusion_model.dtype; keep it the eager module's.
                     loaded.base.get_dtype = lambda d=dtype: d
                 try:
-                    for batch in args.compile_batches if mode == "compile" else args.batches:
-                        run_batch(ctx, loaded, mode, batch)
+                    for workload in phase.workloads:
+                        run_workload(ctx, loaded, mode, workload)
                 except BudgetExceeded:
                     torch._dynamo.reset()
                 except torch.cuda.OutOfMemoryError as e:

@@ -1,0 +1,172 @@
+/**
+ * Issue 9's GPU checks of the C-API path, first thing on the GPU machine (well under a minute):
+ *   binding      the binding loads ONNX Runtime 1.29.0 and the CUDA provider through the V2 options
+ *   adaln-fp16   atelier:AdaLNModulate (our custom-op library) vs the stock LayerNorm+Mul+Add graph
+ *   adaln-fp32     and both vs a float64 reference, fresh random inputs at SD3.5 Large's shape
+ *   adaln-graph  the op inside a captured CUDA graph, replayed with new inputs written in place
+ *   mha          MultiHeadAttention as Net.attention builds it (batch 2, 4429 tokens, 38×64, fp16),
+ *                with ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO=1: which kernel ONNX Runtime picked
+ * Each check runs in a child process (a native crash costs one check, not the report) whose output
+ * is echoed and kept; prints a PASS/FAIL table and writes JSON.
+ *
+ *   node capi-check.js --out FILE [--ops LIB] [--provider cuda|cpu] [--small] [--runs 20]
+ *   (--provider cpu --small: a dry run of the same code on this machine, with the CPU op library)
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { CheckName, CheckResult } from './capi-checks.js';
+
+const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda|cpu] [--small] [--runs N]
+  --out FILE        the results as JSON
+  --ops LIB         custom-op library (default: libatelier_ops_cuda.so beside this file, else the
+                    build of native/ for the provider)
+  --provider P      cuda (default) or cpu (a dry run here; use with --small)
+  --small           small shapes
+  --runs N          timed runs per measurement (default 20)
+  --only LIST       some of: binding,adaln-fp16,adaln-fp32,adaln-graph,mha`;
+
+const CHECKS: CheckName[] = ['binding', 'adaln-fp16', 'adaln-fp32', 'adaln-graph', 'mha'];
+const MARK = '@@capi-check ';
+const TIMEOUT_MS: Record<CheckName, number> = {
+  binding: 30_000,
+  'adaln-fp16': 40_000,
+  'adaln-fp32': 40_000,
+  'adaln-graph': 40_000,
+  mha: 60_000,
+};
+
+const { values } = parseArgs({
+  options: {
+    help: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    ops: { type: 'string' },
+    provider: { type: 'string', default: 'cuda' },
+    small: { type: 'boolean', default: false },
+    runs: { type: 'string', default: '20' },
+    only: { type: 'string' },
+    'device-id': { type: 'string', default: '0' },
+    check: { type: 'string' },
+  },
+});
+const here = dirname(fileURLToPath(import.meta.url));
+const provider = values.provider === 'cpu' ? 'cpu' : 'cuda';
+
+async function opsLibrary(): Promise<string | undefined> {
+  if (values.ops) return resolve(values.ops);
+  const bundled = join(here, provider === 'cuda' ? 'libatelier_ops_cuda.so' : 'libatelier_ops_cpu.so');
+  if (existsSync(bundled)) return bundled;
+  const { builtCustomOpsLibrary } = await import('../../src/pipeline/ort/custom-ops.js');
+  return builtCustomOpsLibrary(provider);
+}
+
+/** Child mode: one check, its result on the last line. */
+async function child(name: CheckName): Promise<void> {
+  const { runCheck } = await import('./capi-checks.js');
+  const result = await runCheck(name, {
+    provider,
+    deviceId: Number(values['device-id']),
+    ops: await opsLibrary(),
+    small: values.small!,
+    runs: Number(values.runs),
+  });
+  process.stdout.write(`\n${MARK}${JSON.stringify(result)}\n`);
+}
+
+interface Report extends CheckResult {
+  name: CheckName;
+  seconds: number;
+  /** Kernels ONNX Runtime's attention debug print named (mha). */
+  sdpa_kernels?: string[];
+  debug_lines?: string[];
+}
+
+function runChild(name: CheckName): Promise<Report> {
+  const args = [process.argv[1], '--check', name, '--provider', provider, '--runs', values.runs!];
+  if (values.small) args.push('--small');
+  if (values.ops) args.push('--ops', resolve(values.ops));
+  args.push('--device-id', values['device-id']!);
+  // The debug print comes from the CUDA provider's std::cout, at the kernel's first run.
+  const env = name === 'mha' ? { ...process.env, ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO: '1' } : process.env;
+  const started = performance.now();
+  return new Promise((done) => {
+    // execArgv: under tsx the child needs its loader too; a bundle has none.
+    const proc = spawn(process.execPath, [...process.execArgv, ...args], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let text = '';
+    const keep = (sink: NodeJS.WriteStream) => (chunk: Buffer) => {
+      sink.write(chunk);
+      text += chunk.toString('utf8');
+    };
+    proc.stdout.on('data', keep(process.stdout));
+    proc.stderr.on('data', keep(process.stderr));
+    const timer = setTimeout(() => proc.kill('SIGKILL'), TIMEOUT_MS[name]);
+    proc.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const seconds = (performance.now() - started) / 1000;
+      const line = text.split('\n').find((l) => l.startsWith(MARK));
+      const result: CheckResult = line
+        ? JSON.parse(line.slice(MARK.length))
+        : {
+            status: 'FAIL',
+            detail: `the check process ended without a result (${signal ? `signal ${signal}` : `exit ${code}`})`,
+          };
+      done({ name, seconds, ...result, ...(name === 'mha' ? attentionKernels(text, result) : {}) });
+    });
+  });
+}
+
+/** The kernels ORT's debug print names; on CUDA the check wants cuDNN's flash attention. */
+function attentionKernels(text: string, result: CheckResult): Partial<Report> {
+  const plain = text.replace(/\x1B\[[0-9;]*m/g, '');
+  const debug = plain.split('\n').filter((l) => /SdpaKernel=|AttentionKernelOptions|Operator=/.test(l));
+  const kernels = [...new Set([...plain.matchAll(/SdpaKernel=(\w+)/g)].map((m) => m[1]))];
+  const extra: Partial<Report> = { sdpa_kernels: kernels, debug_lines: debug.slice(0, 10) };
+  if (provider === 'cuda' && result.status === 'PASS') {
+    const flash = kernels.length === 1 && kernels[0] === 'CUDNN_FLASH_ATTENTION';
+    extra.status = flash ? 'PASS' : 'FAIL';
+    extra.detail = `SdpaKernel=${kernels.join(',') || '(no debug print seen)'}; ${result.detail}`;
+  }
+  return extra;
+}
+
+async function main(): Promise<void> {
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  if (values.check) return child(values.check as CheckName);
+  const only = values.only ? (values.only.split(',') as CheckName[]) : CHECKS;
+  const unknown = only.filter((c) => !CHECKS.includes(c));
+  if (unknown.length) throw new Error(`unknown checks: ${unknown.join(', ')} (${USAGE})`);
+  const started = Date.now();
+  const reports: Report[] = [];
+  for (const name of only) {
+    console.log(`\n=== ${name}`);
+    reports.push(await runChild(name));
+  }
+  console.log('\ncheck         result  seconds  detail');
+  for (const r of reports)
+    console.log(
+      `${r.name.padEnd(13)} ${r.status.padEnd(7)} ${r.seconds.toFixed(1).padStart(7)}  ${r.detail}`,
+    );
+  const count = (status: CheckResult['status']) => reports.filter((r) => r.status === status).length;
+  const failed = count('FAIL');
+  console.log(`${count('PASS')} passed, ${failed} failed, ${count('SKIP')} skipped`);
+  const json = {
+    date: new Date().toISOString(),
+    provider,
+    small: values.small,
+    ops_library: (await opsLibrary()) ?? null,
+    seconds: (Date.now() - started) / 1000,
+    checks: reports,
+  };
+  if (values.out) writeFileSync(values.out, JSON.stringify(json, null, 1));
+  process.exitCode = failed ? 1 : 0;
+}
+
+await main();
