@@ -35,6 +35,7 @@ enum OrtErrorCode : int {
 enum ONNXTensorElementDataType : int {
   ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED = 0,
   ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT = 1,
+  ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 = 7,
   ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 = 10,
 };
 
@@ -114,6 +115,13 @@ constexpr uint32_t kApiVersion = 17;
   ORT_SLOT(27, CustomOpDomain_Add, OrtStatus*, (OrtCustomOpDomain * domain, const OrtCustomOp* op))    \
   ORT_SLOT(28, AddCustomOpDomain, OrtStatus*, (OrtSessionOptions * options, OrtCustomOpDomain* domain)) \
   ORT_SLOT(51, GetTensorMutableData, OrtStatus*, (OrtValue * value, void** out))                       \
+  ORT_SLOT(57, CreateTensorTypeAndShapeInfo, OrtStatus*, (OrtTensorTypeAndShapeInfo** out))             \
+  ORT_SLOT(58, SetTensorElementType, OrtStatus*,                                                       \
+           (OrtTensorTypeAndShapeInfo * info, ONNXTensorElementDataType type))                         \
+  ORT_SLOT(59, SetDimensions, OrtStatus*,                                                              \
+           (OrtTensorTypeAndShapeInfo * info, const int64_t* dims, size_t count))                      \
+  ORT_SLOT(60, GetTensorElementType, OrtStatus*,                                                       \
+           (const OrtTensorTypeAndShapeInfo* info, ONNXTensorElementDataType* out))                    \
   ORT_SLOT(61, GetDimensionsCount, OrtStatus*, (const OrtTensorTypeAndShapeInfo* info, size_t* out))    \
   ORT_SLOT(62, GetDimensions, OrtStatus*,                                                              \
            (const OrtTensorTypeAndShapeInfo* info, int64_t* dims, size_t count))                       \
@@ -134,6 +142,8 @@ constexpr uint32_t kApiVersion = 17;
            (const OrtShapeInferContext* context, size_t index, OrtTensorTypeAndShapeInfo** out))       \
   ORT_SLOT(270, ShapeInferContext_SetOutputTypeShape, OrtStatus*,                                      \
            (const OrtShapeInferContext* context, size_t index, const OrtTensorTypeAndShapeInfo* info)) \
+  ORT_SLOT(271, SetSymbolicDimensions, OrtStatus*,                                                     \
+           (OrtTensorTypeAndShapeInfo * info, const char** names, size_t count))                       \
   ORT_SLOT(274, KernelContext_ParallelFor, OrtStatus*,                                                 \
            (const OrtKernelContext* context, void (*fn)(void*, size_t), size_t total, size_t batches,  \
             void* user_data))

@@ -1,21 +1,17 @@
-// AdaLNModulate's glue to ONNX Runtime: the OrtCustomOp callbacks (schema, kernel creation, shape
-// inference) and the compute callback that checks shapes and hands the tensors to a kernel.
-#include "adaln_op.h"
-
+// AdaLNModulate's glue to ONNX Runtime: kernel creation, shape inference, and the compute callback
+// that checks shapes and hands the tensors to a kernel (the schema boilerplate is op_glue.h's).
 #include <cmath>
-#include <cstdarg>
-#include <cstdio>
 #include <new>
 
 #include "adaln_modulate.h"
-
-#define ATELIER_RETURN_IF_ERROR(expr)           \
-  do {                                          \
-    if (OrtStatus* status_ = (expr)) return status_; \
-  } while (0)
+#include "op_glue.h"
+#include "ops.h"
 
 namespace atelier {
 namespace {
+
+using glue::fail;
+using glue::self;
 
 constexpr const char* kName = "AdaLNModulate";
 constexpr size_t kInputCount = 3;  // x, shift, scale
@@ -24,54 +20,12 @@ constexpr float kDefaultEpsilon = 1e-6f;
 // Rows per CPU task: about this many elements, so small rows are not one task each.
 constexpr int64_t kElementsPerTask = 1 << 15;
 
-const AdaLnOp& self(const OrtCustomOp* op) { return *reinterpret_cast<const AdaLnOp*>(op); }
-
-OrtStatus* fail(const OrtApi* api, OrtErrorCode code, const char* format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-OrtStatus* fail(const OrtApi* api, OrtErrorCode code, const char* format, ...) {
-  char message[512];
-  va_list args;
-  va_start(args, format);
-  std::vsnprintf(message, sizeof message, format, args);
-  va_end(args);
-  return ort::CreateStatus(api)(code, message);
-}
-
 struct Kernel {
   const OrtApi* api;
   Device device;
   Dtype dtype;
   float epsilon;
 };
-
-// ---- schema --------------------------------------------------------------------------------------
-
-const char* get_name(const OrtCustomOp*) { return kName; }
-
-const char* get_provider(const OrtCustomOp* op) {
-  return self(op).device == Device::cuda ? "CUDAExecutionProvider" : "CPUExecutionProvider";
-}
-
-ONNXTensorElementDataType get_type(const OrtCustomOp* op, size_t) { return self(op).type; }
-size_t get_input_count(const OrtCustomOp*) { return kInputCount; }
-size_t get_output_count(const OrtCustomOp*) { return 1; }
-OrtCustomOpInputOutputCharacteristic get_characteristic(const OrtCustomOp*, size_t) {
-  return INPUT_OUTPUT_REQUIRED;
-}
-OrtMemType get_input_memory_type(const OrtCustomOp*, size_t) { return OrtMemTypeDefault; }
-// Not variadic: ORT asks these only of variadic inputs/outputs.
-int get_variadic_min_arity(const OrtCustomOp*) { return 1; }
-int get_variadic_homogeneity(const OrtCustomOp*) { return 1; }
-int get_start_version(const OrtCustomOp*) { return 1; }
-int get_end_version(const OrtCustomOp*) { return 1; }
-// y never reuses or aliases an input.
-size_t no_index_map(int** input_index, int** output_index) {
-  *input_index = nullptr;
-  *output_index = nullptr;
-  return 0;
-}
-void release_index_map(int*, int*) {}
 
 // y has x's shape. ORT can only be told known or named dimensions, so when x has a dimension that
 // is neither (or an unknown rank) y's shape is left to run time.
@@ -91,8 +45,6 @@ OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
   return ort::ShapeInferContext_SetOutputTypeShape(api)(context, 0, x);
 }
 
-// ---- kernel --------------------------------------------------------------------------------------
-
 OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info, void** out) {
   *out = nullptr;
   float epsilon = kDefaultEpsilon;
@@ -103,28 +55,12 @@ OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKern
   if (!std::isfinite(epsilon) || epsilon < 0)
     return fail(api, ORT_INVALID_ARGUMENT, "%s: epsilon must be a finite number >= 0, got %g", kName,
                 static_cast<double>(epsilon));
-  const AdaLnOp& me = self(op);
+  const CustomOp& me = self(op);
   const Dtype dtype = me.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 ? Dtype::f16 : Dtype::f32;
   Kernel* kernel = new (std::nothrow) Kernel{api, me.device, dtype, epsilon};
   if (kernel == nullptr) return fail(api, ORT_FAIL, "%s: out of memory", kName);
   *out = kernel;
   return nullptr;
-}
-
-void destroy_kernel(void* kernel) { delete static_cast<Kernel*>(kernel); }
-
-// The dimensions of a rank-3 input, or an error naming it.
-OrtStatus* dims_of(const OrtApi* api, const OrtValue* value, size_t input, int64_t (&dims)[3]) {
-  OrtTensorTypeAndShapeInfo* info = nullptr;
-  ATELIER_RETURN_IF_ERROR(ort::GetTensorTypeAndShape(api)(value, &info));
-  size_t rank = 0;
-  OrtStatus* status = ort::GetDimensionsCount(api)(info, &rank);
-  if (status == nullptr && rank != 3)
-    status = fail(api, ORT_INVALID_ARGUMENT, "%s: input %s must have rank 3, got rank %zu", kName,
-                  kInputNames[input], rank);
-  if (status == nullptr) status = ort::GetDimensions(api)(info, dims, 3);
-  ort::ReleaseTensorTypeAndShapeInfo(api)(info);
-  return status;
 }
 
 struct CpuTask {
@@ -182,7 +118,7 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
     ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetInput(api)(context, i, &inputs[i]));
     if (inputs[i] == nullptr)
       return fail(api, ORT_INVALID_ARGUMENT, "%s: input %s is missing", kName, kInputNames[i]);
-    ATELIER_RETURN_IF_ERROR(dims_of(api, inputs[i], i, dims[i]));
+    ATELIER_RETURN_IF_ERROR(glue::dims_of(api, kName, kInputNames[i], inputs[i], dims[i]));
   }
   const int64_t batch = dims[0][0];
   const int64_t tokens = dims[0][1];
@@ -209,53 +145,19 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   return kernel.device == Device::cuda ? run_cuda(kernel, context, args) : run_cpu(kernel, context, args);
 }
 
-// The pre-version-16 callbacks. ORT calls the V2 ones for this op's version; these exist because
-// ORT expects every field of the struct to be set.
-void* create_kernel_legacy(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info) {
-  void* kernel = nullptr;
-  if (OrtStatus* status = create_kernel(op, api, info, &kernel)) ort::ReleaseStatus(api)(status);
-  return kernel;
-}
-
-void compute_legacy(void* state, OrtKernelContext* context) {
-  if (OrtStatus* status = compute(state, context)) ort::ReleaseStatus(static_cast<Kernel*>(state)->api)(status);
-}
+struct AdaLnOp {
+  using Kernel = atelier::Kernel;
+  static constexpr const char* kName = atelier::kName;
+  static constexpr size_t kInputCount = atelier::kInputCount;
+  static constexpr auto create = create_kernel;
+  static constexpr auto compute = atelier::compute;
+  static constexpr auto infer_shape = atelier::infer_shape;
+};
 
 }  // namespace
 
-AdaLnOp make_adaln_op(Device device, ONNXTensorElementDataType type, const OrtApi* api) {
-  AdaLnOp op{};
-  OrtCustomOp& o = op.base;
-  o.version = ort::kApiVersion;
-  o.CreateKernel = create_kernel_legacy;
-  o.GetName = get_name;
-  o.GetExecutionProviderType = get_provider;
-  o.GetInputType = get_type;
-  o.GetInputTypeCount = get_input_count;
-  o.GetOutputType = get_type;
-  o.GetOutputTypeCount = get_output_count;
-  o.KernelCompute = compute_legacy;
-  o.KernelDestroy = destroy_kernel;
-  o.GetInputCharacteristic = get_characteristic;
-  o.GetOutputCharacteristic = get_characteristic;
-  o.GetInputMemoryType = get_input_memory_type;
-  o.GetVariadicInputMinArity = get_variadic_min_arity;
-  o.GetVariadicInputHomogeneity = get_variadic_homogeneity;
-  o.GetVariadicOutputMinArity = get_variadic_min_arity;
-  o.GetVariadicOutputHomogeneity = get_variadic_homogeneity;
-  o.CreateKernelV2 = create_kernel;
-  o.KernelComputeV2 = compute;
-  o.InferOutputShapeFn = infer_shape;
-  o.GetStartVersion = get_start_version;
-  o.GetEndVersion = get_end_version;
-  o.GetMayInplace = no_index_map;
-  o.ReleaseMayInplace = release_index_map;
-  o.GetAliasMap = no_index_map;
-  o.ReleaseAliasMap = release_index_map;
-  op.device = device;
-  op.type = type;
-  op.api = api;
-  return op;
+CustomOp make_adaln_op(Device device, ONNXTensorElementDataType type, const OrtApi* api) {
+  return glue::make_op<AdaLnOp>(device, type, api);
 }
 
 }  // namespace atelier

@@ -1,5 +1,5 @@
-// The OrtCustomOp entries of AdaLNModulate: one per (execution provider, element type), so ORT's
-// type constraints say exactly which tensors each kernel takes.
+// The library's OrtCustomOp entries: one per (op, execution provider, element type), so ORT's type
+// constraints say exactly which tensors each kernel takes. register.cc puts them in one table.
 #pragma once
 
 #include "ort_min.h"
@@ -9,7 +9,7 @@ namespace atelier {
 enum class Device { cpu, cuda };
 
 // ORT hands callbacks the address of `base`; it is the first member so we can get back to the rest.
-struct AdaLnOp {
+struct CustomOp {
   OrtCustomOp base;
   Device device;
   ONNXTensorElementDataType type;
@@ -17,6 +17,9 @@ struct AdaLnOp {
   const OrtApi* api;
 };
 
-AdaLnOp make_adaln_op(Device device, ONNXTensorElementDataType type, const OrtApi* api);
+// AdaLNModulate (adaln_modulate.h): float32, float16.
+CustomOp make_adaln_op(Device device, ONNXTensorElementDataType type, const OrtApi* api);
+// JointConcat (joint_concat.h): float32, float16, int64.
+CustomOp make_joint_concat_op(Device device, ONNXTensorElementDataType type, const OrtApi* api);
 
 }  // namespace atelier

@@ -2,7 +2,7 @@
 // RegisterCustomOps with the session options being built.
 #include <cstdio>
 
-#include "adaln_op.h"
+#include "ops.h"
 #include "ort_min.h"
 
 namespace atelier {
@@ -10,28 +10,38 @@ namespace {
 
 constexpr const char* kDomain = "atelier";
 
+// The entries for one execution provider: AdaLNModulate float32 and float16, JointConcat float32,
+// float16 and int64.
+constexpr int kOpsPerDevice = 5;
 #ifdef ATELIER_WITH_CUDA
-constexpr int kOpCount = 4;
+constexpr int kOpCount = 2 * kOpsPerDevice;
 #else
-constexpr int kOpCount = 2;
+constexpr int kOpCount = kOpsPerDevice;
 #endif
 
+#define ATELIER_DEVICE_OPS(device)                                           \
+  make_adaln_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api),           \
+      make_adaln_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api),     \
+      make_joint_concat_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api), \
+      make_joint_concat_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api), \
+      make_joint_concat_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, api)
+
 struct OpTable {
-  AdaLnOp ops[kOpCount];
+  CustomOp ops[kOpCount];
 };
 
 // The entries ORT keeps pointers to; built once, on first registration (thread-safe static).
 const OpTable& op_table(const OrtApi* api) {
   static const OpTable table = {{
-      make_adaln_op(Device::cpu, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api),
-      make_adaln_op(Device::cpu, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api),
+      ATELIER_DEVICE_OPS(Device::cpu),
 #ifdef ATELIER_WITH_CUDA
-      make_adaln_op(Device::cuda, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api),
-      make_adaln_op(Device::cuda, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api),
+      ATELIER_DEVICE_OPS(Device::cuda),
 #endif
   }};
   return table;
 }
+
+#undef ATELIER_DEVICE_OPS
 
 }  // namespace
 }  // namespace atelier
@@ -50,7 +60,7 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* RegisterCustomOps(O
   OrtCustomOpDomain* domain = nullptr;
   if (OrtStatus* status = ort::CreateCustomOpDomain(api)(atelier::kDomain, &domain)) return status;
   OrtStatus* status = nullptr;
-  for (const atelier::AdaLnOp& op : atelier::op_table(api).ops)
+  for (const atelier::CustomOp& op : atelier::op_table(api).ops)
     if (status == nullptr) status = ort::CustomOpDomain_Add(api)(domain, &op.base);
   if (status == nullptr) status = ort::AddCustomOpDomain(api)(options, domain);
   // Once added, the domain must outlive every session made from these options, which ORT does not

@@ -1,8 +1,9 @@
 /**
  * The MMDiT built with custom ops (NetOptions.customOps: every modulate(norm(x)) one
- * atelier:AdaLNModulate node) on the golden tiny models, run through the C-API binding with our
- * CPU library, against the same model built with stock ops and run by onnxruntime-node, and
- * against the official reference within the manifest's tolerance.
+ * atelier:AdaLNModulate node, every joint-attention token concatenation one atelier:JointConcat)
+ * on the golden tiny models, run through the C-API binding with our CPU library, against the same
+ * model built with stock ops and run by onnxruntime-node, and against the official reference
+ * within the manifest's tolerance.
  */
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
@@ -51,8 +52,9 @@ function decode(model: BuiltModel) {
   return onnxProto.onnx.ModelProto.decode(model.bytes);
 }
 
-const count = (model: BuiltModel, opType: string) =>
-  decode(model).graph!.node!.filter((n) => n.opType === opType).length;
+const nodes = (model: BuiltModel, opType: string) =>
+  decode(model).graph!.node!.filter((n) => n.opType === opType);
+const count = (model: BuiltModel, opType: string) => nodes(model, opType).length;
 
 describe.each(['mmdit_large', 'mmdit_medium'])('%s with custom ops', (name) => {
   const c = component<MmditComponent>(name);
@@ -71,6 +73,29 @@ describe.each(['mmdit_large', 'mmdit_medium'])('%s with custom ops', (name) => {
     const imports = (model: BuiltModel) => decode(model).opsetImport!.map((o) => `${o.domain}:${o.version}`);
     expect(imports(fused)).toContain(`${ATELIER_DOMAIN}:1`);
     expect(imports(stock).some((i) => i.startsWith(`${ATELIER_DOMAIN}:`))).toBe(false);
+  });
+
+  it('concatenates the joint q, k and v with JointConcat, leaving no Concat in the blocks', () => {
+    const fused = build(name, true);
+    const stock = build(name, false);
+    // q, k and v of every block (the dual-attention blocks' second attention is the image's own:
+    // no concatenation). ONNX Runtime's CUDA Concat of the unequal context and image lengths is
+    // what broke CUDA-graph capture.
+    const { depth } = fused.cfg;
+    expect(count(fused, 'JointConcat')).toBe(3 * depth);
+    expect(count(stock, 'JointConcat')).toBe(0);
+    expect(count(stock, 'Concat') - count(fused, 'Concat')).toBe(3 * depth);
+    // What remains: the positional-embedding crop and unpatchify's int64 shape arithmetic, and the
+    // timestep embedding's cos and sin halves (of equal size, which ONNX Runtime concatenates
+    // without host-side metadata).
+    const left = nodes(fused, 'Concat').map((n) => n.name!.replace(/_\d+$/, ''));
+    expect(left.sort()).toEqual([
+      'diffusion_model/pos_embed/Concat',
+      'diffusion_model/pos_embed/Concat',
+      'diffusion_model/t_embedder/Concat',
+      'diffusion_model/unpatchify/Concat',
+      'diffusion_model/unpatchify/Concat',
+    ]);
   });
 
   it('predicts the same velocity as the stock graph, through the C API with our CPU library', async () => {

@@ -407,7 +407,7 @@ function jointBlock(
     ? { dual: true as const, ...dismantledPreAttentionX(m, `${prefix}.x_block`, x, cAct) }
     : { dual: false as const, ...dismantledPreAttention(m, `${prefix}.x_block`, x, cAct, false) };
 
-  const joint = (key: keyof Qkv) => net.concat([ctxPre.qkv[key], xPre.qkv[key]], 1);
+  const joint = (key: keyof Qkv) => net.concatTokens(ctxPre.qkv[key], xPre.qkv[key]);
   const attn = attention(m, { q: joint('q'), k: joint('k'), v: joint('v') });
   const contextAttn = net.g.op('Slice', [attn, net.ints([0]), contextTokens, net.ints([1])]);
   const xAttn = net.g.op('Slice', [attn, contextTokens, net.ints([Number.MAX_SAFE_INTEGER]), net.ints([1])]);

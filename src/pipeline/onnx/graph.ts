@@ -43,7 +43,7 @@ export const ONNX_DTYPE: Record<DataType, number> = {
 export const IR_VERSION = 10;
 export const OPSET = 21;
 export const MS_DOMAIN = 'com.microsoft';
-/** Our own ops (native/: AdaLNModulate), run by the custom-op library the C-API path loads. */
+/** Our own ops (native/: AdaLNModulate, JointConcat), run by the custom-op library the C-API path loads. */
 export const ATELIER_DOMAIN = 'atelier';
 
 /** The opset version imported for each non-ONNX domain a graph uses. */

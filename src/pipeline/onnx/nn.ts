@@ -23,9 +23,10 @@ export interface NetOptions {
    */
   fp8ActivationScale?: number;
   /**
-   * Fused kernels from our custom-op library (native/, domain `atelier`): one AdaLNModulate node
-   * per modulated LayerNorm. Only set on the C-API path, which loads the library into the session;
-   * ONNX Runtime refuses such a graph without it. @default false
+   * Kernels from our custom-op library (native/, domain `atelier`): one AdaLNModulate node per
+   * modulated LayerNorm, one JointConcat node per token concatenation (concatTokens). Only set on
+   * the C-API path, which loads the library into the session; ONNX Runtime refuses such a graph
+   * without it. @default false
    */
   customOps?: boolean;
 }
@@ -101,6 +102,18 @@ export class Net {
 
   concat(values: Value[], axis: number): Value {
     return this.g.op('Concat', values, { axis });
+  }
+
+  /**
+   * Token sequences `a` [batch, Ta, C] then `b` [batch, Tb, C] as one [batch, Ta + Tb, C] (joint
+   * attention's context and image tokens). With `customOps` one atelier:JointConcat node: ONNX
+   * Runtime's CUDA Concat of inputs of unequal length uploads per-run metadata from pinned host
+   * memory into fresh GPU buffers, which breaks CUDA-graph capture; JointConcat's kernel needs
+   * nothing but its launch parameters. Otherwise Concat along axis 1.
+   */
+  concatTokens(a: Value, b: Value): Value {
+    if (this.options.customOps) return this.g.op('JointConcat', [a, b], {}, ATELIER_DOMAIN);
+    return this.concat([a, b], 1);
   }
 
   /** Slices `x` along `axis` from `start` (inclusive) to `end` (exclusive). */

@@ -1,0 +1,219 @@
+// JointConcat's glue to ONNX Runtime: kernel creation, shape inference, and the compute callback
+// that checks shapes and hands the tensors to a kernel (the schema boilerplate is op_glue.h's).
+#include <new>
+#include <string>
+
+#include "joint_concat.h"
+#include "op_glue.h"
+#include "ops.h"
+
+namespace atelier {
+namespace {
+
+using glue::fail;
+using glue::self;
+
+constexpr const char* kName = "JointConcat";
+constexpr size_t kInputCount = 2;  // a, b
+constexpr const char* kInputNames[kInputCount] = {"a", "b"};
+// Bytes of y per CPU task, so a large copy spreads over ORT's thread pool and a small one does not.
+constexpr int64_t kBytesPerTask = 1 << 20;
+
+struct Kernel {
+  const OrtApi* api;
+  Device device;
+  int64_t element_size;
+};
+
+int64_t element_size(ONNXTensorElementDataType type) {
+  switch (type) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
+      return 2;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64:
+      return 8;
+    default:
+      return 4;
+  }
+}
+
+// ---- shape inference -----------------------------------------------------------------------------
+
+// One dimension as shape inference sees it: a value (≥ 0), a name, or neither (unknown).
+struct Dim {
+  int64_t value = -1;
+  std::string name = "";
+
+  bool known() const { return value >= 0; }
+  bool named() const { return !known() && !name.empty(); }
+  // How the dimension reads in a named sum (only of known or named ones).
+  std::string text() const { return known() ? std::to_string(value) : name; }
+};
+
+struct Shape {
+  bool ranked3;
+  Dim dims[3];
+};
+
+OrtStatus* shape_of(const OrtApi* api, OrtShapeInferContext* context, size_t index,
+                    ONNXTensorElementDataType* type, Shape* shape) {
+  OrtTensorTypeAndShapeInfo* info = nullptr;  // owned by the context
+  ATELIER_RETURN_IF_ERROR(ort::ShapeInferContext_GetInputTypeShape(api)(context, index, &info));
+  ATELIER_RETURN_IF_ERROR(ort::GetTensorElementType(api)(info, type));
+  size_t rank = 0;
+  ATELIER_RETURN_IF_ERROR(ort::GetDimensionsCount(api)(info, &rank));
+  shape->ranked3 = rank == 3;
+  if (rank != 3) return nullptr;
+  int64_t values[3];
+  const char* names[3] = {nullptr, nullptr, nullptr};
+  ATELIER_RETURN_IF_ERROR(ort::GetDimensions(api)(info, values, 3));
+  ATELIER_RETURN_IF_ERROR(ort::GetSymbolicDimensions(api)(info, names, 3));
+  for (int i = 0; i < 3; ++i) shape->dims[i] = Dim{values[i], names[i] ? names[i] : ""};
+  return nullptr;
+}
+
+// y [B, Ta + Tb, C] with B and C from whichever input knows them (a value over a name), and
+// Ta + Tb as a value when both are known, else as the name "Ta+Tb" (e.g. "tokens+4096"). ORT can
+// only be told known or named dimensions, so when one is neither y's shape is left to run time; so
+// is it when known values of B or C differ (ORT ignores an error from shape inference: the kernel
+// reports it at the first run).
+OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
+  const OrtApi* api = self(op).api;
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  ONNXTensorElementDataType b_type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  Shape a{}, b{};
+  ATELIER_RETURN_IF_ERROR(shape_of(api, context, 0, &type, &a));
+  ATELIER_RETURN_IF_ERROR(shape_of(api, context, 1, &b_type, &b));
+  if (!a.ranked3 || !b.ranked3) return nullptr;
+
+  Dim y[3];
+  for (int axis : {0, 2}) {
+    const Dim& da = a.dims[axis];
+    const Dim& db = b.dims[axis];
+    if (da.known() && db.known() && da.value != db.value) return nullptr;
+    y[axis] = da.known() || (da.named() && !db.known()) ? da : db;
+  }
+  const Dim& ta = a.dims[1];
+  const Dim& tb = b.dims[1];
+  if (ta.known() && tb.known())
+    y[1] = Dim{ta.value + tb.value, ""};
+  else if ((ta.known() || ta.named()) && (tb.known() || tb.named()))
+    y[1] = Dim{-1, ta.text() + "+" + tb.text()};
+  for (const Dim& d : y)
+    if (!d.known() && !d.named()) return nullptr;
+
+  int64_t values[3];
+  const char* names[3];
+  for (int i = 0; i < 3; ++i) {
+    values[i] = y[i].known() ? y[i].value : -1;
+    names[i] = y[i].known() ? "" : y[i].name.c_str();
+  }
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  ATELIER_RETURN_IF_ERROR(ort::CreateTensorTypeAndShapeInfo(api)(&info));
+  OrtStatus* status = ort::SetTensorElementType(api)(info, type);
+  if (status == nullptr) status = ort::SetDimensions(api)(info, values, 3);
+  if (status == nullptr) status = ort::SetSymbolicDimensions(api)(info, names, 3);
+  if (status == nullptr) status = ort::ShapeInferContext_SetOutputTypeShape(api)(context, 0, info);
+  ort::ReleaseTensorTypeAndShapeInfo(api)(info);
+  return status;
+}
+
+// ---- kernel --------------------------------------------------------------------------------------
+
+OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo*, void** out) {
+  const CustomOp& me = self(op);
+  Kernel* kernel = new (std::nothrow) Kernel{api, me.device, element_size(me.type)};
+  *out = kernel;
+  return kernel == nullptr ? fail(api, ORT_FAIL, "%s: out of memory", kName) : nullptr;
+}
+
+struct CpuTask {
+  const JointConcatArgs* args;
+  int64_t bytes;
+};
+
+void run_cpu_task(void* data, size_t index) {
+  const CpuTask& task = *static_cast<const CpuTask*>(data);
+  const int64_t begin = static_cast<int64_t>(index) * kBytesPerTask;
+  const int64_t end = begin + kBytesPerTask < task.bytes ? begin + kBytesPerTask : task.bytes;
+  joint_concat_cpu(*task.args, begin, end);
+}
+
+OrtStatus* run_cpu(const Kernel& kernel, OrtKernelContext* context, const JointConcatArgs& args) {
+  const int64_t bytes = args.batch * args.y_row_bytes();
+  const int64_t tasks = (bytes + kBytesPerTask - 1) / kBytesPerTask;
+  if (tasks == 1) {
+    joint_concat_cpu(args, 0, bytes);
+    return nullptr;
+  }
+  CpuTask task{&args, bytes};
+  return ort::KernelContext_ParallelFor(kernel.api)(context, run_cpu_task, static_cast<size_t>(tasks), 0, &task);
+}
+
+OrtStatus* run_cuda(const Kernel& kernel, OrtKernelContext* context, const JointConcatArgs& args) {
+#ifdef ATELIER_WITH_CUDA
+  void* stream = nullptr;
+  ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetGPUComputeStream(kernel.api)(context, &stream));
+  // The provider's stream is what makes the kernel part of ORT's ordering and of a captured graph;
+  // the legacy default stream would be neither.
+  if (stream == nullptr)
+    return fail(kernel.api, ORT_FAIL, "%s: ONNX Runtime gave the CUDA kernel no stream", kName);
+  if (const char* error = joint_concat_cuda(args, stream))
+    return fail(kernel.api, ORT_FAIL, "%s: CUDA kernel launch failed: %s", kName, error);
+  return nullptr;
+#else
+  (void)context;
+  (void)args;
+  return fail(kernel.api, ORT_FAIL, "%s: this library was built without CUDA", kName);
+#endif
+}
+
+OrtStatus* compute(void* state, OrtKernelContext* context) {
+  const Kernel& kernel = *static_cast<const Kernel*>(state);
+  const OrtApi* api = kernel.api;
+  const OrtValue* inputs[kInputCount];
+  int64_t dims[kInputCount][3];
+  for (size_t i = 0; i < kInputCount; ++i) {
+    ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetInput(api)(context, i, &inputs[i]));
+    if (inputs[i] == nullptr)
+      return fail(api, ORT_INVALID_ARGUMENT, "%s: input %s is missing", kName, kInputNames[i]);
+    ATELIER_RETURN_IF_ERROR(glue::dims_of(api, kName, kInputNames[i], inputs[i], dims[i]));
+  }
+  const int64_t(&a)[3] = dims[0];
+  const int64_t(&b)[3] = dims[1];
+  if (a[0] != b[0] || a[2] != b[2]) {
+    const auto n = [](int64_t v) { return static_cast<long long>(v); };
+    return fail(api, ORT_INVALID_ARGUMENT,
+                "%s: a [B, Ta, C] and b [B, Tb, C] must agree in B and C, got a [%lld, %lld, %lld] and b [%lld, "
+                "%lld, %lld]",
+                kName, n(a[0]), n(a[1]), n(a[2]), n(b[0]), n(b[1]), n(b[2]));
+  }
+
+  const int64_t y_dims[3] = {a[0], a[1] + b[1], a[2]};
+  OrtValue* output = nullptr;
+  ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, 0, y_dims, 3, &output));
+  if (y_dims[0] * y_dims[1] * y_dims[2] == 0) return nullptr;
+
+  void* data[kInputCount + 1];
+  for (size_t i = 0; i < kInputCount; ++i)
+    ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(const_cast<OrtValue*>(inputs[i]), &data[i]));
+  ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(output, &data[kInputCount]));
+  const JointConcatArgs args{data[0], data[1], data[2], a[0], a[1], b[1], a[2], kernel.element_size};
+  return kernel.device == Device::cuda ? run_cuda(kernel, context, args) : run_cpu(kernel, context, args);
+}
+
+struct JointConcatOp {
+  using Kernel = atelier::Kernel;
+  static constexpr const char* kName = atelier::kName;
+  static constexpr size_t kInputCount = atelier::kInputCount;
+  static constexpr auto create = create_kernel;
+  static constexpr auto compute = atelier::compute;
+  static constexpr auto infer_shape = atelier::infer_shape;
+};
+
+}  // namespace
+
+CustomOp make_joint_concat_op(Device device, ONNXTensorElementDataType type, const OrtApi* api) {
+  return glue::make_op<JointConcatOp>(device, type, api);
+}
+
+}  // namespace atelier

@@ -1,0 +1,155 @@
+// What the glue of every op (adaln_op.cc, joint_concat_op.cc) shares: error statuses, reading an
+// input's shape, and make_op, which fills an OrtCustomOp from an op's own callbacks so the schema
+// boilerplate ORT asks of every op is written once.
+#pragma once
+
+#include <cstdarg>
+#include <cstdio>
+
+#include "ops.h"
+#include "ort_min.h"
+
+#define ATELIER_RETURN_IF_ERROR(expr)                \
+  do {                                               \
+    if (OrtStatus* status_ = (expr)) return status_; \
+  } while (0)
+
+namespace atelier {
+namespace glue {
+
+inline const CustomOp& self(const OrtCustomOp* op) { return *reinterpret_cast<const CustomOp*>(op); }
+
+inline OrtStatus* fail(const OrtApi* api, OrtErrorCode code, const char* format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+inline OrtStatus* fail(const OrtApi* api, OrtErrorCode code, const char* format, ...) {
+  char message[512];
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(message, sizeof message, format, args);
+  va_end(args);
+  return ort::CreateStatus(api)(code, message);
+}
+
+// The dimensions of a rank-3 input, or an error naming the op and the input.
+inline OrtStatus* dims_of(const OrtApi* api, const char* op, const char* input, const OrtValue* value,
+                          int64_t (&dims)[3]) {
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  ATELIER_RETURN_IF_ERROR(ort::GetTensorTypeAndShape(api)(value, &info));
+  size_t rank = 0;
+  OrtStatus* status = ort::GetDimensionsCount(api)(info, &rank);
+  if (status == nullptr && rank != 3)
+    status = fail(api, ORT_INVALID_ARGUMENT, "%s: input %s must have rank 3, got rank %zu", op, input, rank);
+  if (status == nullptr) status = ort::GetDimensions(api)(info, dims, 3);
+  ort::ReleaseTensorTypeAndShapeInfo(api)(info);
+  return status;
+}
+
+// ---- the schema callbacks every op answers alike -------------------------------------------------
+
+inline const char* get_provider(const OrtCustomOp* op) {
+  return self(op).device == Device::cuda ? "CUDAExecutionProvider" : "CPUExecutionProvider";
+}
+// Every input and the output have the entry's one element type.
+inline ONNXTensorElementDataType get_type(const OrtCustomOp* op, size_t) { return self(op).type; }
+inline size_t get_output_count(const OrtCustomOp*) { return 1; }
+inline OrtCustomOpInputOutputCharacteristic get_characteristic(const OrtCustomOp*, size_t) {
+  return INPUT_OUTPUT_REQUIRED;
+}
+inline OrtMemType get_input_memory_type(const OrtCustomOp*, size_t) { return OrtMemTypeDefault; }
+// Not variadic: ORT asks these only of variadic inputs/outputs.
+inline int get_variadic_min_arity(const OrtCustomOp*) { return 1; }
+inline int get_variadic_homogeneity(const OrtCustomOp*) { return 1; }
+inline int get_start_version(const OrtCustomOp*) { return 1; }
+inline int get_end_version(const OrtCustomOp*) { return 1; }
+// The output never reuses or aliases an input.
+inline size_t no_index_map(int** input_index, int** output_index) {
+  *input_index = nullptr;
+  *output_index = nullptr;
+  return 0;
+}
+inline void release_index_map(int*, int*) {}
+
+// ---- per-op callbacks ----------------------------------------------------------------------------
+
+// `Op` describes one op with static members:
+//   kName, kInputCount;
+//   Kernel, a type with a member `const OrtApi* api` (what create returns through `void**`);
+//   create(op, api, info, void** kernel), compute(void* kernel, context), infer_shape(op, context).
+template <class Op>
+const char* get_name(const OrtCustomOp*) {
+  return Op::kName;
+}
+
+template <class Op>
+size_t get_input_count(const OrtCustomOp*) {
+  return Op::kInputCount;
+}
+
+template <class Op>
+void destroy_kernel(void* kernel) {
+  delete static_cast<typename Op::Kernel*>(kernel);
+}
+
+// The pre-version-16 callbacks. ORT calls the V2 ones for this op's version; these exist because
+// ORT expects every field of the struct to be set.
+template <class Op>
+void* create_kernel_legacy(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info) {
+  void* kernel = nullptr;
+  if (OrtStatus* status = Op::create(op, api, info, &kernel)) ort::ReleaseStatus(api)(status);
+  return kernel;
+}
+
+template <class Op>
+void compute_legacy(void* kernel, OrtKernelContext* context) {
+  if (OrtStatus* status = Op::compute(kernel, context))
+    ort::ReleaseStatus(static_cast<typename Op::Kernel*>(kernel)->api)(status);
+}
+
+// ORT (1.29) calls InferOutputShapeFn and drops the status it returns without releasing it, so an
+// error there would neither stop the session nor be freed: release it here. Inference only ever
+// leaves a shape to run time; every check that can fail is the kernel's.
+template <class Op>
+OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
+  if (OrtStatus* status = Op::infer_shape(op, context)) ort::ReleaseStatus(self(op).api)(status);
+  return nullptr;
+}
+
+template <class Op>
+CustomOp make_op(Device device, ONNXTensorElementDataType type, const OrtApi* api) {
+  CustomOp op{};
+  OrtCustomOp& o = op.base;
+  o.version = ort::kApiVersion;
+  o.CreateKernel = create_kernel_legacy<Op>;
+  o.GetName = get_name<Op>;
+  o.GetExecutionProviderType = get_provider;
+  o.GetInputType = get_type;
+  o.GetInputTypeCount = get_input_count<Op>;
+  o.GetOutputType = get_type;
+  o.GetOutputTypeCount = get_output_count;
+  o.KernelCompute = compute_legacy<Op>;
+  o.KernelDestroy = destroy_kernel<Op>;
+  o.GetInputCharacteristic = get_characteristic;
+  o.GetOutputCharacteristic = get_characteristic;
+  o.GetInputMemoryType = get_input_memory_type;
+  o.GetVariadicInputMinArity = get_variadic_min_arity;
+  o.GetVariadicInputHomogeneity = get_variadic_homogeneity;
+  o.GetVariadicOutputMinArity = get_variadic_min_arity;
+  o.GetVariadicOutputHomogeneity = get_variadic_homogeneity;
+  o.CreateKernelV2 = Op::create;
+  o.KernelComputeV2 = Op::compute;
+  o.InferOutputShapeFn = infer_shape<Op>;
+  o.GetStartVersion = get_start_version;
+  o.GetEndVersion = get_end_version;
+  o.GetMayInplace = no_index_map;
+  o.ReleaseMayInplace = release_index_map;
+  o.GetAliasMap = no_index_map;
+  o.ReleaseAliasMap = release_index_map;
+  op.device = device;
+  op.type = type;
+  op.api = api;
+  return op;
+}
+
+}  // namespace glue
+}  // namespace atelier
