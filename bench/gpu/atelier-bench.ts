@@ -114,6 +114,9 @@ interface Row {
   host_ms_per_step: number | null;
   /** Timed steps replayed from a captured CUDA graph (C-API path). */
   cuda_graph_steps: number | null;
+  /** C-API rows: the first image against the stock row's of the same request, in 8-bit levels. */
+  image_max_abs_diff_vs_stock?: number;
+  image_mean_abs_diff_vs_stock?: number;
   event_loop_p99_ms: number;
   /**
    * Round trips of pings sent every --ping-ms to the pipeline child between the reports of steps 1
@@ -325,6 +328,11 @@ async function measure(
   const ping = pings.stats(firstStep, lastStep);
   const whole = pings.stats();
   const t = out.timings!;
+  // The same request on both paths (stock runs first): the C-API path must make the same image.
+  const key = JSON.stringify([w.model, w.precision, w.size, w.steps, w.batch, w.guidance]);
+  const image = out.images[0].data;
+  if (runtime.path === 'stock') stockImages.set(key, image);
+  const stock = runtime.path === 'capi' ? stockImages.get(key) : undefined;
   return {
     ...identity(w, load, runtime),
     seconds_per_image: wall / w.batch,
@@ -344,7 +352,26 @@ async function measure(
     child_pings: ping?.count ?? 0,
     child_ping_generation_p99_ms: whole?.p99 ?? null,
     child_ping_generation_max_ms: whole?.max ?? null,
+    ...(stock ? imageDiff(image, stock) : {}),
   };
+}
+
+/** First images of the stock rows, to compare the C-API rows' images with. */
+const stockImages = new Map<string, Uint8Array>();
+
+/** How far an image is from the stock path's, in 8-bit levels. */
+function imageDiff(
+  a: Uint8Array,
+  b: Uint8Array,
+): { image_max_abs_diff_vs_stock: number; image_mean_abs_diff_vs_stock: number } {
+  let max = 0;
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    sum += d;
+    if (d > max) max = d;
+  }
+  return { image_max_abs_diff_vs_stock: max, image_mean_abs_diff_vs_stock: sum / a.length };
 }
 
 function identity(w: Workload, load: Load, runtime: ReturnType<typeof pathOf>) {
