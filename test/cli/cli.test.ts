@@ -77,7 +77,18 @@ describe('atelier doctor', () => {
     expect(r.stdout).toMatch(/model +atelier-tiny-sd35 \(tiny, comfyui layout\)/);
     expect(r.stdout).toMatch(/ {2}mmdit +F16 +[\d.]+ MB/);
     expect(r.stdout).toMatch(/provider +cpu \(onnxruntime-node 1\.29\.0\) loads/);
+    expect(r.stdout).toMatch(
+      /runtime +stock \(onnxruntime-node session\.run\) — models\.runtime is auto: .*opt-in/,
+    );
     expect(r.stdout).toMatch(/Everything looks right\./);
+  });
+
+  it('says the C-API path runs, and with which kernels, when it is asked for', async () => {
+    const r = await atelier(['doctor'], { ATELIER_MODELS__RUNTIME: 'capi' });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(
+      /runtime +C API \(ONNX Runtime 1\.29\.0\)( \+ custom ops \S+libatelier_ops_cpu\.so| — no cpu custom-op library is built)/,
+    );
   });
 
   it('names a missing models folder and exits 1', async () => {
