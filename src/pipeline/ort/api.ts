@@ -81,9 +81,6 @@ export const SLOTS = {
   GetCUDAProviderOptionsAsString: [207, 'void* f(void* cudaOptions, void* allocator, _Out_ void** out)'],
   ReleaseCUDAProviderOptions: [208, 'void f(void* cudaOptions)'],
   RegisterCustomOpsLibrary_V2: [228, 'void* f(void* options, const char* path)'],
-  ReleaseArenaCfg: [157, 'void f(void* cfg)'],
-  CreateArenaCfgV2: [164, 'void* f(const char** keys, const size_t* values, size_t count, _Out_ void** out)'],
-  UpdateCUDAProviderOptionsWithValue: [263, 'void* f(void* cudaOptions, const char* key, void* value)'],
   GetErrorCode: [1, 'int f(void* status)'],
   GetErrorMessage: [2, 'const char* f(void* status)'],
 } as const;

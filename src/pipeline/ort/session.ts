@@ -32,11 +32,6 @@ export interface CapiSessionOptions {
   config?: Record<string, string>;
   /** CUDA provider options by ONNX Runtime's names (`enable_cuda_graph`, `sdpa_kernel`, …). */
   cuda?: Record<string, string>;
-  /**
-   * The CUDA arena's settings by ONNX Runtime's names (`initial_chunk_size_bytes`,
-   * `arena_extend_strategy`, …), passed as its default_memory_arena_cfg.
-   */
-  cudaArena?: Record<string, number>;
   /** Custom-op libraries to register (RegisterCustomOpsLibrary_V2). */
   customOpsLibraries?: string[];
   /** @default 'all' */
