@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'MODEL'
   | 'PIPELINE'
   | 'NO_MODEL'
+  | 'STORE'
   | 'UNKNOWN';
 
 export class AtelierError extends Error {
@@ -89,6 +90,20 @@ export class ModelError extends AtelierError {
     options?: { cause?: unknown },
   ) {
     super('MODEL', message, 'The image model could not be used; an admin has been told.', options);
+  }
+}
+
+/**
+ * The data dir or its database cannot be used (unwritable, not a SQLite file, damaged); `file`
+ * names it and the message says what the operator can do, in one line.
+ */
+export class StoreError extends AtelierError {
+  constructor(
+    readonly file: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super('STORE', message, 'The bot cannot use its database; an admin has been told.', options);
   }
 }
 

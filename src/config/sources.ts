@@ -111,6 +111,9 @@ export interface YamlFile {
   lineOf(path: ConfigPath): number | undefined;
 }
 
+/** How many copies YAML aliases may make in a settings file; a real one needs a handful. */
+const MAX_ALIAS_COUNT = 100;
+
 /**
  * Reads a YAML settings file. Integers are parsed as bigints so that an unquoted 19-digit
  * Discord id keeps every digit; the schema turns safe integers back into numbers.
@@ -140,7 +143,19 @@ export function readYamlFile(file: string, shownAs: string, configKey: string): 
       `config: ${shownAs}${line ? `:${line}` : ''} is not valid YAML: ${summary}`,
     );
   }
-  const tree: unknown = document.toJS({ maxAliasCount: 100 }) ?? {};
+  let tree: unknown;
+  try {
+    tree = document.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) ?? {};
+  } catch (error) {
+    // The yaml package refuses to expand aliases past maxAliasCount (a "billion laughs" file).
+    const summary = String((error as Error).message).split('\n')[0];
+    throw new ConfigError(
+      configKey,
+      /alias/i.test(summary)
+        ? `config: ${shownAs} is not allowed: its aliases (*name) expand to more than ${MAX_ALIAS_COUNT} copies, as an alias bomb does; write the values out instead`
+        : `config: ${shownAs} is not valid YAML: ${summary}`,
+    );
+  }
   if (!isPlainObject(tree)) {
     throw new ConfigError(
       configKey,

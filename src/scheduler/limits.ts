@@ -52,6 +52,16 @@ function bucketMessage(
   return `${used} You can make ${cost} more ${cost === 1 ? 'image' : 'images'} in ${formatDuration(waitMs)}.${alternative}`;
 }
 
+const positive = (value: unknown) => typeof value === 'number' && Number.isFinite(value) && value > 0;
+
+/** A stored override if it is `false` or a whole rule; anything else (a damaged row) is ignored. */
+function ruleOr(override: unknown, fallback: BucketRule | false): BucketRule | false {
+  if (override === false) return false;
+  if (typeof override !== 'object' || override === null) return fallback;
+  const { images, perMs, burst } = override as Record<string, unknown>;
+  return positive(images) && positive(perMs) && positive(burst) ? (override as BucketRule) : fallback;
+}
+
 export class Limits {
   readonly #store: Store;
   readonly #options: ResolvedSchedulerOptions;
@@ -82,11 +92,14 @@ export class Limits {
     };
     if (requester.teamId === undefined) return { ...base, team: false };
     const settings = this.#store.teamSettings.get(requester.platform, requester.teamId);
-    const overrides = settings.limits ?? {};
+    const overrides: Record<string, unknown> =
+      typeof settings.limits === 'object' && settings.limits !== null ? { ...settings.limits } : {};
+    const max = overrides.maxQueuedPerUser;
     return {
-      user: overrides.user ?? base.user,
-      team: overrides.team ?? base.team,
-      maxQueuedPerUser: overrides.maxQueuedPerUser ?? base.maxQueuedPerUser,
+      user: ruleOr(overrides.user, base.user),
+      team: ruleOr(overrides.team, base.team),
+      maxQueuedPerUser:
+        typeof max === 'number' && Number.isFinite(max) && max >= 0 ? max : base.maxQueuedPerUser,
       teamPaused: settings.paused === true,
     };
   }

@@ -33,7 +33,14 @@ import type {
   Requester,
 } from '../jobs/types.js';
 import { logJobTransition } from '../log.js';
-import type { MessageRef, Store, StoredJob, StoredMessage } from '../store/index.js';
+import {
+  type MessageRef,
+  type Store,
+  type StoredJob,
+  type StoredMessage,
+  storeError,
+  UnreadableJobError,
+} from '../store/index.js';
 import { JobCrashedError, JobTimeoutError, QueuePausedError } from './errors.js';
 import { DurationEstimator, jobUnits } from './eta.js';
 import { type FinalJobEvent, isFinal, type SchedulerEvents } from './events.js';
@@ -69,7 +76,10 @@ export interface QueueEntry {
 export interface RecoveryReport {
   /** Jobs found queued or running and put back in the queue, in their new order. */
   requeued: string[];
-  /** Jobs found running that had been started `maxAttempts` times and were failed instead. */
+  /**
+   * Jobs failed instead: found running after `maxAttempts` starts, or unfinished with a stored
+   * row that cannot be read (not JSON, or lacking what every job has).
+   */
   failed: string[];
   /** Done jobs whose `done` event was sent again because no adapter confirmed posting them. */
   redelivered: string[];
@@ -175,6 +185,24 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const report: RecoveryReport = { requeued: [], failed: [], redelivered: [] };
     if (this.#started) return report;
     this.#started = true;
+    let paused: boolean;
+    try {
+      this.#recover(report);
+      paused = this.isPaused;
+    } catch (error) {
+      // A damaged database: one line naming the file and what to do, not a SqliteError.
+      throw storeError(error, this.#store.db.name);
+    }
+    if (report.requeued.length > 0 || report.failed.length > 0) {
+      this.#options.logger.info({ ...report }, 'recovered unfinished jobs');
+    }
+    if (!paused) this.#queue.start();
+    return report;
+  }
+
+  /** start()'s reading of the store: unreadable rows, unfinished jobs, unconfirmed results. */
+  #recover(report: RecoveryReport): void {
+    this.#quarantineUnreadable(report);
     for (const job of this.#store.jobs.unfinished()) {
       if (this.#active.has(job.id)) continue;
       if (job.state === 'running' && job.attempts >= this.#options.maxAttempts) {
@@ -194,11 +222,34 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         report.redelivered.push(job.id);
       }
     }
-    if (report.requeued.length > 0 || report.failed.length > 0) {
-      this.#options.logger.info({ ...report }, 'recovered unfinished jobs');
+  }
+
+  /**
+   * Fails every unfinished job whose stored row cannot be read (one line in the log each) and
+   * tells its user through the usual `failed` event where the row still names the
+   * conversation, so one bad row never turns into a crash at every start.
+   */
+  #quarantineUnreadable(report: RecoveryReport): void {
+    const now = this.#options.clock();
+    const errors = new Map<string, UnreadableJobError>();
+    const quarantined = this.#store.jobs.quarantineUnreadable(now, (job) => {
+      const error = new UnreadableJobError(job.id, job.problem);
+      errors.set(job.id, error);
+      return error.message;
+    });
+    for (const job of quarantined) {
+      this.#options.logger.warn(
+        {
+          jobId: job.id,
+          user: `${job.requester.platform}:${job.requester.userId}`,
+          problem: job.problem,
+          told: job.conversation !== undefined,
+        },
+        `job ${job.id} failed at start-up: its stored row is unreadable (${job.problem}); it will not run`,
+      );
+      report.failed.push(job.id);
+      if (job.conversation) this.#announceFailure(job.id, errors.get(job.id)!);
     }
-    if (!this.isPaused) this.#queue.start();
-    return report;
   }
 
   /**

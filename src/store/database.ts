@@ -8,6 +8,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { storeError } from './errors.js';
 
 export type SqliteDatabase = Database.Database;
 
@@ -19,12 +20,23 @@ export interface DatabaseOptions {
   busyTimeoutMs?: number;
 }
 
+/**
+ * Opens `file`, creating it and its folder if needed. An unwritable folder, a file that is not a
+ * SQLite database or a damaged one throws a StoreError whose one-line message names the file and
+ * what to do (see errors.ts).
+ */
 export function openDatabase(file: string, options: DatabaseOptions = {}): SqliteDatabase {
-  mkdirSync(dirname(file), { recursive: true });
-  const db = new Database(file);
-  db.pragma('journal_mode = WAL');
-  db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
-  db.pragma('synchronous = NORMAL');
-  db.pragma('foreign_keys = ON');
-  return db;
+  let db: SqliteDatabase | undefined;
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+    db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
+    return db;
+  } catch (error) {
+    if (db?.open) db.close();
+    throw storeError(error, file);
+  }
 }

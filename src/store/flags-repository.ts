@@ -12,9 +12,15 @@ export class FlagsRepository {
     );
   }
 
+  /** The flag's value; undefined when unset or unreadable (not JSON), as if never set. */
   get<T>(key: string): T | undefined {
     const row = this.#get.get(key);
-    return row ? (JSON.parse(row.value) as T) : undefined;
+    if (!row) return undefined;
+    try {
+      return JSON.parse(row.value) as T;
+    } catch {
+      return undefined;
+    }
   }
 
   set(key: string, value: unknown): void {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { JobRecord } from '../jobs/types.js';
 import { BucketsRepository } from './buckets-repository.js';
 import { type DatabaseOptions, openDatabase, type SqliteDatabase } from './database.js';
+import { storeError } from './errors.js';
 import { FlagsRepository } from './flags-repository.js';
 import { JobsRepository } from './jobs-repository.js';
 import { migrate, schemaVersion } from './migrations.js';
@@ -19,7 +20,8 @@ import { SettingsRepository } from './settings-repository.js';
 import type { TeamSettings, UserSettings } from './types.js';
 
 export type { SqliteDatabase } from './database.js';
-export type { JobListQuery, StoredJob } from './jobs-repository.js';
+export { isSqliteError, storeError, UnreadableJobError } from './errors.js';
+export type { JobListQuery, QuarantinedJob, StoredJob } from './jobs-repository.js';
 export { migrate, migrations, schemaVersion } from './migrations.js';
 export type { StoredMessage } from './results-repository.js';
 export type {
@@ -93,14 +95,18 @@ export class Store {
   }
 }
 
-/** Opens (creating if needed) and migrates `<dataDir>/atelier.db`. */
+/**
+ * Opens (creating if needed) and migrates `<dataDir>/atelier.db`. A data dir or database that
+ * cannot be used throws a StoreError with a one-line message for the operator.
+ */
 export function openStore(options: StoreOptions): Store {
-  const db = openDatabase(join(options.dataDir, DATABASE_FILE), options);
+  const file = join(options.dataDir, DATABASE_FILE);
+  const db = openDatabase(file, options);
   try {
     migrate(db);
+    return new Store(db, options.dataDir);
   } catch (error) {
     db.close();
-    throw error;
+    throw storeError(error, file);
   }
-  return new Store(db, options.dataDir);
 }

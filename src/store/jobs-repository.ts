@@ -2,7 +2,7 @@
  * The jobs table: one row per job with its spec as JSON, its state and timestamps. `seq` (the
  * row id) is the queue order, so a restart re-enqueues unfinished jobs in the order they came.
  */
-import type { JobKind, JobRecord, JobSpec, JobState, ReplyTarget } from '../jobs/types.js';
+import type { JobKind, JobRecord, JobSpec, JobState, ReplyTarget, Requester } from '../jobs/types.js';
 import type { SqliteDatabase } from './database.js';
 
 interface JobRow {
@@ -10,6 +10,10 @@ interface JobRow {
   id: string;
   kind: JobKind;
   state: JobState;
+  platform: string;
+  user_id: string;
+  team_id: string | null;
+  channel_id: string | null;
   spec: string;
   created_at: number;
   started_at: number | null;
@@ -34,19 +38,138 @@ export interface JobListQuery {
 
 const FINISHED: readonly JobState[] = ['done', 'failed', 'cancelled'];
 
-function toRecord(row: JobRow): StoredJob {
-  const record: StoredJob = {
+const KINDS: readonly JobKind[] = ['txt2img', 'reroll', 'variation', 'upscale'];
+const NUMBER_PARAMS = ['width', 'height', 'seed', 'steps', 'guidance', 'count'] as const;
+const STRING_PARAMS = ['prompt', 'negativePrompt', 'aspect', 'sampler'] as const;
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+const isText = (value: unknown): value is string => typeof value === 'string' && value !== '';
+
+/**
+ * The stored spec, or why it cannot be used: not JSON, or without what every job has (kind,
+ * requester, params, reply). A row written by hand or damaged on disk must not reach the queue.
+ */
+function parseSpec(text: unknown): { spec: JobSpec } | { problem: string; parsed?: unknown } {
+  if (typeof text !== 'string') return { problem: 'spec is not text' };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    // Not JSON.parse's message itself: it quotes the text, which may hold the prompt.
+    const at = /position (\d+)/.exec(String((error as Error).message))?.[1];
+    return { problem: `spec is not valid JSON${at === undefined ? '' : ` (at character ${at})`}` };
+  }
+  if (!isObject(parsed)) return { problem: 'spec is not a JSON object', parsed };
+  const missing: string[] = [];
+  if (!KINDS.includes(parsed.kind as JobKind)) missing.push('kind');
+  const { requester, params, reply, parent } = parsed;
+  if (!isObject(requester) || !isText(requester.platform) || !isText(requester.userId))
+    missing.push('requester');
+  if (!isObject(params)) {
+    missing.push('params');
+  } else {
+    for (const key of NUMBER_PARAMS)
+      if (typeof params[key] !== 'number' || !Number.isFinite(params[key])) missing.push(`params.${key}`);
+    for (const key of STRING_PARAMS) if (typeof params[key] !== 'string') missing.push(`params.${key}`);
+  }
+  if (!isObject(reply) || !isText(reply.platform) || !isText(reply.channelId)) missing.push('reply');
+  if (parent !== undefined && (!isObject(parent) || !isText(parent.jobId))) missing.push('parent');
+  if (missing.length > 0) return { problem: `spec lacks ${missing.join(', ')}`, parsed };
+  return { spec: parsed as unknown as JobSpec };
+}
+
+/**
+ * Where the job of an unreadable row was answered, from the spec's `reply` if that much is
+ * readable, else from the row's own columns; undefined when neither says.
+ */
+function conversationOf(row: JobRow, parsed: unknown): ReplyTarget | undefined {
+  const reply = isObject(parsed) && isObject(parsed.reply) ? parsed.reply : undefined;
+  if (reply && isText(reply.platform) && isText(reply.channelId)) {
+    const target: ReplyTarget = { platform: reply.platform, channelId: reply.channelId };
+    if (isText(reply.threadId)) target.threadId = reply.threadId;
+    if (isText(reply.teamId)) target.teamId = reply.teamId;
+    if (isText(reply.messageId)) target.messageId = reply.messageId;
+    if (isObject(reply.extra)) target.extra = reply.extra;
+    return target;
+  }
+  if (!isText(row.platform) || !isText(row.channel_id)) return undefined;
+  return {
+    platform: row.platform,
+    channelId: row.channel_id,
+    ...(isText(row.team_id) ? { teamId: row.team_id } : {}),
+  };
+}
+
+/**
+ * A stand-in spec for a failed job whose stored one is unreadable, so the conversation can
+ * still be told it failed (and `/queue` lists it): who asked comes from the row's columns.
+ */
+function placeholderSpec(row: JobRow, parsed: unknown): JobSpec {
+  const reply = conversationOf(row, parsed) ?? { platform: String(row.platform), channelId: '' };
+  const requester: Requester = {
+    platform: String(row.platform),
+    userId: String(row.user_id),
+    displayName: '',
+  };
+  if (isText(row.team_id)) requester.teamId = row.team_id;
+  return {
+    kind: KINDS.includes(row.kind) ? row.kind : 'txt2img',
+    requester,
+    params: {
+      prompt: '(unreadable job)',
+      negativePrompt: '',
+      aspect: '',
+      width: 0,
+      height: 0,
+      seed: 0,
+      steps: 0,
+      guidance: 0,
+      count: 0,
+      sampler: 'euler',
+    },
+    reply,
+  };
+}
+
+function record(row: JobRow, spec: JobSpec): StoredJob {
+  const stored: StoredJob = {
     seq: row.seq,
     id: row.id,
-    spec: JSON.parse(row.spec) as JobSpec,
+    spec,
     state: row.state,
     createdAt: row.created_at,
     attempts: row.attempts,
   };
-  if (row.started_at !== null) record.startedAt = row.started_at;
-  if (row.finished_at !== null) record.finishedAt = row.finished_at;
-  if (row.error !== null) record.error = row.error;
-  return record;
+  if (row.started_at !== null) stored.startedAt = row.started_at;
+  if (row.finished_at !== null) stored.finishedAt = row.finished_at;
+  if (row.error !== null) stored.error = row.error;
+  return stored;
+}
+
+/**
+ * The row as a job. A row whose spec is unreadable is a failed job with a stand-in spec once it
+ * has been failed (see `quarantineUnreadable`), and no job at all before: it must never run.
+ */
+function toRecord(row: JobRow): StoredJob | undefined {
+  const read = parseSpec(row.spec);
+  if ('spec' in read) return record(row, read.spec);
+  return row.state === 'failed' ? record(row, placeholderSpec(row, read.parsed)) : undefined;
+}
+
+const readable = (job: StoredJob | undefined): job is StoredJob => job !== undefined;
+
+/** An unfinished job whose row could not be read, failed by `quarantineUnreadable`. */
+export interface QuarantinedJob {
+  id: string;
+  seq: number;
+  /** What was wrong with the row, e.g. "spec is not valid JSON (…)". */
+  problem: string;
+  /** Where its user asked, when the row still says so. */
+  conversation?: ReplyTarget;
+  requester: { platform: string; userId: string };
 }
 
 export class JobsRepository {
@@ -130,9 +253,35 @@ export class JobsRepository {
     return info.changes === 1;
   }
 
-  /** Every queued or running job: running ones first, then queued ones, each in queue order. */
+  /**
+   * Every queued or running job: running ones first, then queued ones, each in queue order.
+   * Rows whose spec is unreadable are left out: `quarantineUnreadable` fails them.
+   */
   unfinished(): StoredJob[] {
-    return this.#unfinished.all().map(toRecord);
+    return this.#unfinished.all().map(toRecord).filter(readable);
+  }
+
+  /**
+   * Fails every queued or running job whose stored spec is unreadable (not JSON, or lacking
+   * kind, requester, params or reply), with the reason in its `error`, so that one bad row
+   * never stops a start. Returns them, with their conversation where the row still tells it.
+   */
+  quarantineUnreadable(now: number, error: (job: QuarantinedJob) => string): QuarantinedJob[] {
+    const out: QuarantinedJob[] = [];
+    for (const row of this.#unfinished.all()) {
+      const read = parseSpec(row.spec);
+      if ('spec' in read) continue;
+      const job: QuarantinedJob = {
+        id: row.id,
+        seq: row.seq,
+        problem: read.problem,
+        requester: { platform: String(row.platform), userId: String(row.user_id) },
+      };
+      const conversation = conversationOf(row, read.parsed);
+      if (conversation) job.conversation = conversation;
+      if (this.#finish.run('failed', now, error(job), null, row.id).changes === 1) out.push(job);
+    }
+    return out;
   }
 
   /** Records that the adapter posted the job's final result. */
@@ -142,7 +291,7 @@ export class JobsRepository {
 
   /** Done jobs finished since `since` whose result no adapter confirmed posting. */
   undelivered(since: number): StoredJob[] {
-    return this.#undelivered.all(since).map(toRecord);
+    return this.#undelivered.all(since).map(toRecord).filter(readable);
   }
 
   /** Updates where the job's answer goes (e.g. the message id the adapter posted). */
@@ -174,6 +323,7 @@ export class JobsRepository {
     return this.#db
       .prepare<(string | number)[], JobRow>(sql)
       .all(...args)
-      .map(toRecord);
+      .map(toRecord)
+      .filter(readable);
   }
 }

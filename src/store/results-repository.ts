@@ -27,6 +27,18 @@ interface ImageRow {
   seed: number;
 }
 
+/** A message's adapter details; an unreadable value reads as none rather than breaking a lookup. */
+function parseExtra(text: string): Record<string, unknown> {
+  try {
+    const extra: unknown = JSON.parse(text);
+    return typeof extra === 'object' && extra !== null && !Array.isArray(extra)
+      ? (extra as Record<string, unknown>)
+      : {};
+  } catch {
+    return {};
+  }
+}
+
 export class ResultsRepository {
   readonly #dataDir: string;
   readonly #insertResult;
@@ -139,7 +151,7 @@ export class ResultsRepository {
       platform: row.platform,
       channelId: row.channel_id,
       messageId: row.message_id,
-      ...(row.extra ? { extra: JSON.parse(row.extra) as Record<string, unknown> } : {}),
+      ...(row.extra ? { extra: parseExtra(row.extra) } : {}),
     }));
   }
 

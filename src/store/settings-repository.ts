@@ -23,10 +23,19 @@ export class SettingsRepository<Settings extends object> {
     );
   }
 
-  /** The stored settings, or an empty object. */
+  /** The stored settings, or an empty object (also for a row that is not a JSON object). */
   get(platform: string, id: string): Partial<Settings> {
     const row = this.#get.get(platform, id);
-    return row ? (JSON.parse(row.settings) as Partial<Settings>) : {};
+    if (!row) return {};
+    try {
+      const settings: unknown = JSON.parse(row.settings);
+      return typeof settings === 'object' && settings !== null && !Array.isArray(settings)
+        ? (settings as Partial<Settings>)
+        : {};
+    } catch {
+      // Unreadable: the defaults apply, and the next change writes a clean row.
+      return {};
+    }
   }
 
   /** Merges `patch` into the stored settings and returns the result. */
