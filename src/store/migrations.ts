@@ -102,7 +102,7 @@ export const migrations: readonly Migration[] = [
     up(db) {
       db.exec(`
         ALTER TABLE jobs ADD COLUMN channel_id TEXT;
-        UPDATE jobs SET channel_id = json_extract(spec, '$.reply.channelId');
+        UPDATE jobs SET channel_id = CASE WHEN json_valid(spec) THEN json_extract(spec, '$.reply.channelId') END;
         CREATE INDEX jobs_by_channel ON jobs (platform, channel_id, seq) WHERE state = 'done';
 
         ALTER TABLE results ADD COLUMN deleted_at INTEGER;
@@ -110,6 +110,41 @@ export const migrations: readonly Migration[] = [
 
         -- What an adapter needs to edit or delete the message later (thread, tokens), as JSON.
         ALTER TABLE job_messages ADD COLUMN extra TEXT;
+      `);
+    },
+  },
+  {
+    version: 3,
+    name: 'deliveries already acted on (chat events by id, signed requests by signature)',
+    up(db) {
+      db.exec(`
+        -- A chat platform may deliver the same event again (Slack retries by event_id), and a
+        -- captured signed request may be replayed: each is acted on once. Rows expire.
+        CREATE TABLE seen_deliveries (
+          key TEXT PRIMARY KEY, -- e.g. 'slack:event:T123:Ev456', 'slack:signature:v0=…'
+          seen_at INTEGER NOT NULL,
+          expires_at INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX seen_deliveries_by_expiry ON seen_deliveries (expires_at);
+      `);
+    },
+  },
+  {
+    version: 4,
+    name: 'the playground conversation',
+    up(db) {
+      db.exec(`
+        -- The playground's messages (its own wire JSON), so its feed outlives restarts; bounded by
+        -- playground.keepMessages per channel. recipient = '' for public messages.
+        CREATE TABLE playground_messages (
+          id TEXT PRIMARY KEY,
+          channel_id TEXT NOT NULL,
+          recipient TEXT NOT NULL DEFAULT '',
+          message TEXT NOT NULL,
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL
+        );
+        CREATE INDEX playground_messages_by_list ON playground_messages (recipient, channel_id, created_at);
       `);
     },
   },

@@ -32,6 +32,10 @@ export class SlackDelivery {
   ack: AckRecord | undefined;
   /** Socket Mode: when an ack came after the window had closed (Slack ignores it). */
   lateAckMs: number | undefined;
+  /** HTTP: the request exactly as sent (body and headers), so it can be replayed byte for byte. */
+  request: { body: string; headers: Record<string, string> } | undefined;
+  /** A redelivery by Slack (`X-Slack-Retry-Num` over HTTP, `retry_attempt` over Socket Mode). */
+  retry: { attempt: number; reason: string } | undefined;
   readonly responsePosts: ResponsePost[] = [];
 
   constructor(
@@ -120,14 +124,18 @@ export class SlackDeliveries {
     return this.#responseUrls.get(id);
   }
 
-  /** Sends a delivery over Socket Mode (if connected and allowed) or signed HTTP. */
+  /**
+   * Sends a delivery over Socket Mode (if connected and allowed) or signed HTTP. `exactHeaders`
+   * sends these headers instead of signing afresh (a replay), always over HTTP.
+   */
   send(
     delivery: SlackDelivery,
-    http: { body: string; contentType: string },
+    http: { body: string; contentType: string; exactHeaders?: Record<string, string> },
     socketType: string | null,
   ): SlackDelivery {
     const useSocket =
       socketType !== null &&
+      http.exactHeaders === undefined &&
       this.options.transport !== 'http' &&
       (this.options.transport === 'socket' || this.socket?.connected === true);
     if (useSocket && !this.socket?.connected) {
@@ -156,12 +164,22 @@ export class SlackDeliveries {
     return delivery;
   }
 
-  async #sendHttp(delivery: SlackDelivery, http: { body: string; contentType: string }): Promise<AckRecord> {
-    const headers = {
+  async #sendHttp(
+    delivery: SlackDelivery,
+    http: { body: string; contentType: string; exactHeaders?: Record<string, string> },
+  ): Promise<AckRecord> {
+    const headers = http.exactHeaders ?? {
       'content-type': http.contentType,
       'user-agent': 'Slackbot 1.0 (+https://api.slack.com/robots)',
       ...signatureHeaders(http.body, this.options.signingSecret, delivery.signature),
+      ...(delivery.retry
+        ? {
+            'x-slack-retry-num': String(delivery.retry.attempt),
+            'x-slack-retry-reason': delivery.retry.reason,
+          }
+        : {}),
     };
+    delivery.request = { body: http.body, headers };
     try {
       const response = await fetch(this.options.requestUrl!, {
         method: 'POST',
@@ -190,7 +208,9 @@ export class SlackDeliveries {
       payload: delivery.payload,
       type,
       accepts_response_payload: type !== 'events_api',
-      ...(type === 'events_api' ? { retry_attempt: 0, retry_reason: '' } : {}),
+      ...(type === 'events_api'
+        ? { retry_attempt: delivery.retry?.attempt ?? 0, retry_reason: delivery.retry?.reason ?? '' }
+        : {}),
     };
     const ack = await this.socket!.deliver(envelope, this.options.ackTimeoutMs);
     if (!ack) return { status: null, body: undefined, ackMs: Date.now() - delivery.sentAt, timedOut: true };

@@ -63,6 +63,11 @@ export interface ClickOptions extends SendOptions {
   forge?: boolean;
   /** Override the button's value (forged payloads). */
   value?: string;
+  /**
+   * The click comes from another workspace with this team id (`team.id`, `user.team_id`), as
+   * when the same app is installed in several workspaces. @default this workspace
+   */
+  team?: string;
 }
 
 /**
@@ -255,6 +260,10 @@ export class SlackSimulator {
       responseUrl: responseUrl.url,
       triggerId: this.deliveries.newTriggerId(),
     });
+    if (options.team !== undefined) {
+      payload.team = { id: options.team, domain: `${options.team.toLowerCase()}-elsewhere` };
+      payload.user = { ...(payload.user as Record<string, unknown>), team_id: options.team };
+    }
     const delivery = this.#delivery('block_actions', payload, options, user.id, channel.id, container);
     responseUrl.bind(delivery);
     return this.deliveries.send(
@@ -313,6 +322,63 @@ export class SlackSimulator {
       { body: JSON.stringify(body), contentType: 'application/json' },
       'events_api',
     );
+  }
+
+  /**
+   * Slack delivers an event again (same `event_id`, same body): as it does when the ack was late
+   * or failed. Over HTTP with `X-Slack-Retry-Num: <attempt>` and `X-Slack-Retry-Reason`, freshly
+   * signed; over Socket Mode in an envelope with `retry_attempt` and `retry_reason`.
+   */
+  retry(original: SlackDelivery, attempt = 1, reason = 'http_timeout'): SlackDelivery {
+    if (original.kind !== 'event') throw new SimulatorUsageError('Slack retries Events API deliveries only');
+    if (!Number.isInteger(attempt) || attempt < 1 || attempt > 3)
+      throw new SimulatorUsageError(`Slack retries an event 3 times at most, got attempt ${attempt}`);
+    const delivery = this.#delivery(
+      'event',
+      original.payload,
+      { signature: original.signature },
+      original.user,
+      original.channel,
+      null,
+    );
+    delivery.retry = { attempt, reason };
+    return this.deliveries.send(
+      delivery,
+      { body: JSON.stringify(original.payload), contentType: 'application/json' },
+      'events_api',
+    );
+  }
+
+  /**
+   * Someone who captured an HTTP delivery sends it again byte for byte: same body, same
+   * timestamp and signature headers (always over HTTP: Socket Mode is not signed). `addHeaders`
+   * go along unsigned (headers are not covered by the signature), e.g. a forged `x-slack-retry-num`.
+   */
+  replay(original: SlackDelivery, addHeaders: Record<string, string> = {}): SlackDelivery {
+    if (!original.request) throw new SimulatorUsageError('only a delivery sent over HTTP can be replayed');
+    const delivery = this.#delivery(
+      original.kind,
+      original.payload,
+      { signature: original.signature },
+      original.user,
+      original.channel,
+      original.container,
+    );
+    const { body, headers } = original.request;
+    return this.deliveries.send(
+      delivery,
+      { body, contentType: headers['content-type'] ?? '', exactHeaders: { ...headers, ...addHeaders } },
+      null,
+    );
+  }
+
+  /**
+   * A correctly signed HTTP request with `body` as given (e.g. JSON `null`, or `payload=null`):
+   * what a holder of the signing secret, or a broken proxy, could send.
+   */
+  sendSigned(body: string, contentType: string, options: SendOptions = {}): SlackDelivery {
+    const delivery = this.#delivery('raw', {}, options, null, null, null);
+    return this.deliveries.send(delivery, { body, contentType }, null);
   }
 
   /** Slack's Request URL check: the bot must echo `challenge` (HTTP only). */

@@ -109,7 +109,8 @@ export interface ApiCallRecord {
   injected: boolean;
 }
 
-export type DeliveryKind = 'slash_command' | 'block_actions' | 'event' | 'url_verification';
+/** `raw`: a signed body given as is (malformed or hostile requests). */
+export type DeliveryKind = 'slash_command' | 'block_actions' | 'event' | 'url_verification' | 'raw';
 
 /** How the bot acknowledged one delivery. */
 export interface AckRecord {
