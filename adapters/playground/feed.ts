@@ -1,7 +1,8 @@
 /**
  * What the channels hold: the recent public messages of each channel and each user's private
- * ones, in memory, so a tab that opens (or reconnects) sees the conversation so far. Results
- * outlive the window through the gallery, which reads the database.
+ * ones, so a tab that opens (or reconnects) sees the conversation so far. The hub mirrors every
+ * change into the database (when it has one) and loads it back on start, so the window outlives
+ * restarts; older results stay in the gallery.
  */
 import type { WireMessage, WireReaction } from './protocol.js';
 
@@ -23,13 +24,18 @@ export interface FeedEntry {
 }
 
 export class Feed {
-  readonly #options: FeedOptions;
+  #options: FeedOptions;
   readonly #channels = new Map<string, Map<string, FeedEntry>>();
   readonly #private = new Map<string, Map<string, FeedEntry>>();
 
   constructor(options: FeedOptions) {
     this.#options = options;
     for (const id of options.channels) this.#channels.set(id, new Map());
+  }
+
+  /** Changes how many messages each list keeps (applied from the next change on). */
+  setLimits(limits: Pick<FeedOptions, 'maxPerChannel' | 'maxPrivatePerUser'>): void {
+    this.#options = { ...this.#options, ...limits };
   }
 
   channels(): string[] {
@@ -96,12 +102,27 @@ export class Feed {
     return entry.message.reactions;
   }
 
-  /** Every public message and `userId`'s private ones, oldest first. */
-  historyFor(userId: string): WireMessage[] {
+  /**
+   * Every public message and `userId`'s private ones, oldest first; with `maxBytes`, only the
+   * newest that fit in that much JSON (so a welcome frame stays small whatever the feed holds).
+   */
+  historyFor(userId: string, maxBytes = Number.POSITIVE_INFINITY): WireMessage[] {
     const entries = [...this.#channels.values(), this.#private.get(userId) ?? new Map()].flatMap((list) => [
       ...list.values(),
     ]);
-    return entries.map((e) => e.message).sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+    const sorted = entries
+      .map((e) => e.message)
+      .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+    if (!Number.isFinite(maxBytes)) return sorted;
+    let bytes = 0;
+    let first = sorted.length;
+    while (first > 0) {
+      const size = Buffer.byteLength(JSON.stringify(sorted[first - 1]));
+      if (bytes + size > maxBytes) break;
+      bytes += size;
+      first -= 1;
+    }
+    return sorted.slice(first);
   }
 
   #listFor(entry: FeedEntry): Map<string, FeedEntry> {

@@ -12,6 +12,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import sharp from 'sharp';
 import type { Logger } from '../../src/log.js';
+import type { Access } from './access.js';
 import { PLATFORM } from './adapter.js';
 import type { PlaygroundBot, ResultImage } from './bot-port.js';
 import type { ChannelHub } from './hub.js';
@@ -25,6 +26,8 @@ export interface HttpContext {
   logger: Logger;
   /** Host names the server answers to (DNS-rebinding guard); undefined = any. */
   allowedHosts?: ReadonlySet<string>;
+  /** The shared secret every request must carry; undefined = none (loopback). */
+  access?: Access;
 }
 
 /** Longest edge of a gallery thumbnail: a grid cell at 2× pixel density. */
@@ -64,6 +67,7 @@ export function createRequestHandler(context: HttpContext) {
       res.setHeader('Allow', 'GET, HEAD');
       return text(res, 405, 'method not allowed\n');
     }
+    if (context.access?.gate(req, res)) return;
     const url = new URL(req.url ?? '/', 'http://playground');
     const path = url.pathname;
     try {
@@ -74,6 +78,10 @@ export function createRequestHandler(context: HttpContext) {
       if (path.startsWith('/results/')) return await serveResult(res, context, path, thumbnails);
       return serveStatic(req, res, context.staticFiles.get(path));
     } catch (error) {
+      if (error instanceof URIError && !res.headersSent) {
+        context.logger.debug({ path }, 'playground: malformed request path');
+        return text(res, 400, 'bad request: malformed percent-encoding in the path\n');
+      }
       context.logger.error({ err: error, path }, 'playground: request failed');
       if (!res.headersSent) text(res, 500, 'something went wrong\n');
       else res.destroy();
@@ -113,16 +121,28 @@ function serveStatic(req: IncomingMessage, res: ServerResponse, file: StaticFile
 }
 
 function serveMessageImage(res: ServerResponse, hub: ChannelHub, path: string): void {
-  const [, , messageId, hash, extra] = path.split('/');
-  const image =
-    extra === undefined && messageId && hash
-      ? hub.images.get(decodeURIComponent(messageId), hash)
-      : undefined;
+  const [, , rawMessageId, hash, extra] = path.split('/');
+  const messageId = rawMessageId === undefined ? undefined : decodedSegment(rawMessageId);
+  // A malformed escape (`%E0%A4%A`) is the client's mistake: a plain 400, nothing logged.
+  if (messageId === null) {
+    text(res, 400, 'bad request: malformed percent-encoding in the path\n');
+    return;
+  }
+  const image = extra === undefined && messageId && hash ? hub.images.get(messageId, hash) : undefined;
   if (!image) {
     text(res, 404, 'this image is no longer kept; find it in the gallery\n');
     return;
   }
   sendImage(res, image, 'public, max-age=31536000, immutable');
+}
+
+/** A path segment decoded, or null when its percent-encoding is malformed. */
+function decodedSegment(segment: string): string | null {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
 }
 
 async function serveGallery(res: ServerResponse, context: HttpContext, url: URL): Promise<void> {
@@ -165,6 +185,8 @@ async function serveResult(
   const [, , jobId, which, extra] = path.split('/');
   if (extra !== undefined || !jobId || !JOB_ID.test(jobId) || !/^(grid|thumb|[0-3])$/.test(which ?? ''))
     return text(res, 404, 'not found\n');
+  // Only the playground's own results: a Discord or Slack image is not served to whoever has its id.
+  if (!isPlaygroundJob(bot, jobId)) return text(res, 404, 'no such result\n');
   if (which === 'thumb') {
     const thumb = thumbnails.get(jobId) ?? (await makeThumbnail(bot, jobId));
     if (!thumb) {
@@ -182,6 +204,21 @@ async function serveResult(
     return;
   }
   sendImage(res, shown, 'private, max-age=3600');
+}
+
+/**
+ * Whether `jobId` was asked for in the playground. The real Bot exposes its core's store; a
+ * stand-in without one (unit tests) only ever knows playground results.
+ */
+function isPlaygroundJob(bot: PlaygroundBot, jobId: string): boolean {
+  const store = (bot as { app?: { store?: PlaygroundJobs } }).app?.store;
+  if (!store) return true;
+  const job = store.jobs.get(jobId);
+  return job !== undefined && job.spec.reply.platform === PLATFORM;
+}
+
+interface PlaygroundJobs {
+  jobs: { get(id: string): { spec: { reply: { platform: string } } } | undefined };
 }
 
 async function makeThumbnail(bot: PlaygroundBot, jobId: string): Promise<ResultImage | undefined> {

@@ -5,9 +5,11 @@
  */
 import type { ChatMessage } from '../../commands/types.js';
 import { newJobId } from '../../src/jobs/ids.js';
-import { Feed } from './feed.js';
+import type { Logger } from '../../src/log.js';
+import type { StoredFeedMessage } from '../../src/store/playground-feed-repository.js';
+import { Feed, type FeedEntry } from './feed.js';
 import { ImageStore } from './image-store.js';
-import type { WireMessage, WireReaction, WireUser } from './protocol.js';
+import { CHANNEL_ID, type WireMessage, type WireReaction, type WireUser } from './protocol.js';
 import { renderContent } from './render.js';
 import { Sessions } from './sessions.js';
 import { KnownUsers, type PlaygroundUser } from './users.js';
@@ -18,6 +20,16 @@ export interface HubOptions {
   maxMessagesPerChannel: number;
   maxPrivatePerUser: number;
   imageCacheBytes: number;
+}
+
+/** Where the feed is kept across restarts (the database's playground_messages). */
+export interface FeedStore {
+  put(entry: StoredFeedMessage): void;
+  remove(id: string): void;
+  /** Everything kept, oldest first. */
+  all(): StoredFeedMessage[];
+  /** The job a message shows, so an old result's picture can be served from the job's files. */
+  jobOfMessage(messageId: string): string | undefined;
 }
 
 /** What a message answers: who did what (shown above the bot's reply, as Discord does). */
@@ -32,6 +44,9 @@ export class ChannelHub {
   readonly images: ImageStore;
   readonly feed: Feed;
   readonly #bot: WireUser & { bot: true };
+  #store: FeedStore | undefined;
+  #logger: Logger | undefined;
+  #storeFailing = false;
 
   constructor(options: HubOptions) {
     this.images = new ImageStore(options.imageCacheBytes);
@@ -39,9 +54,42 @@ export class ChannelHub {
       channels: options.channels,
       maxPerChannel: options.maxMessagesPerChannel,
       maxPrivatePerUser: options.maxPrivatePerUser,
-      onEvict: (message) => this.images.clear(message.id),
+      onEvict: (message) => {
+        this.images.clear(message.id);
+        this.#persist(() => this.#store?.remove(message.id));
+      },
     });
     this.#bot = { id: 'atelier', name: options.botName, bot: true };
+  }
+
+  /**
+   * Keeps the feed in `store` from now on, after loading what it holds: the conversation of the
+   * last run comes back, each old result's picture served from its job (the message images of
+   * the last run were only in memory) and its buttons working as before.
+   */
+  useStore(store: FeedStore, logger: Logger): void {
+    this.#logger = logger;
+    let stored: StoredFeedMessage[];
+    try {
+      stored = store.all();
+    } catch (error) {
+      logger.warn({ err: error }, 'playground: could not read the saved conversation; starting empty');
+      stored = [];
+    }
+    this.#store = store;
+    for (const row of stored) {
+      const message = restoredMessage(row, store);
+      if (!message) {
+        this.#persist(() => store.remove(row.id));
+        continue;
+      }
+      if (row.recipient === undefined) this.feed.ensureChannel(message.channelId);
+      for (const user of [message.author, message.interaction?.user])
+        if (user && !('bot' in user && user.bot)) this.users.remember({ id: user.id, name: user.name });
+      const entry: FeedEntry = { message, recipient: row.recipient };
+      this.feed.upsert(entry);
+      if (message !== row.message) this.#save(entry);
+    }
   }
 
   /** Posts a bot message publicly; returns its id. */
@@ -57,7 +105,7 @@ export class ChannelHub {
       reactions: [],
       createdAt: Date.now(),
     };
-    this.feed.upsert({ message: wire });
+    this.#upsert({ message: wire });
     this.sessions.broadcast({ type: 'message', message: wire });
     return id;
   }
@@ -82,13 +130,14 @@ export class ChannelHub {
       ...renderContent(messageId, next, this),
       editedAt: now,
     };
-    this.feed.upsert({ message: wire });
+    this.#upsert({ message: wire, recipient: existing?.recipient });
     this.sessions.broadcast({ type: 'message', message: wire });
   }
 
   delete(messageId: string): void {
     const removed = this.feed.remove(messageId);
     this.images.clear(messageId);
+    this.#persist(() => this.#store?.remove(messageId));
     if (!removed) return;
     const frame = { type: 'delete', channelId: removed.message.channelId, messageId } as const;
     if (removed.recipient === undefined) this.sessions.broadcast(frame);
@@ -108,7 +157,7 @@ export class ChannelHub {
       reactions: [],
       createdAt: Date.now(),
     };
-    this.feed.upsert({ message: wire, recipient: userId });
+    this.#upsert({ message: wire, recipient: userId });
     this.sessions.sendToUser(userId, { type: 'message', message: wire });
   }
 
@@ -125,7 +174,7 @@ export class ChannelHub {
       reactions: [],
       createdAt: Date.now(),
     };
-    this.feed.upsert({ message: wire });
+    this.#upsert({ message: wire });
     this.sessions.broadcast({ type: 'message', message: wire });
   }
 
@@ -134,10 +183,46 @@ export class ChannelHub {
     const entry = this.feed.find(messageId, user.id);
     if (!entry) return undefined;
     const reactions = this.feed.react(entry, emoji, user.id, on);
+    this.#save(entry);
     const frame = { type: 'reactions', channelId: entry.message.channelId, messageId, reactions } as const;
     if (entry.recipient === undefined) this.sessions.broadcast(frame);
     else this.sessions.sendToUser(entry.recipient, frame);
     return reactions;
+  }
+
+  #upsert(entry: FeedEntry): void {
+    this.feed.upsert(entry);
+    // An entry the feed dropped at once (a window of 0) is not kept either.
+    if (this.feed.find(entry.message.id, entry.recipient) === entry) this.#save(entry);
+  }
+
+  #save(entry: FeedEntry): void {
+    const { message, recipient } = entry;
+    this.#persist(() =>
+      this.#store?.put({
+        id: message.id,
+        channelId: message.channelId,
+        recipient,
+        message,
+        createdAt: message.createdAt,
+      }),
+    );
+  }
+
+  /** A failing database must not stop the chat: the feed goes on in memory and says so once. */
+  #persist(write: () => void): void {
+    if (!this.#store) return;
+    try {
+      write();
+      this.#storeFailing = false;
+    } catch (error) {
+      if (!this.#storeFailing)
+        this.#logger?.warn(
+          { err: error },
+          'playground: could not save the conversation; it goes on in memory',
+        );
+      this.#storeFailing = true;
+    }
   }
 
   #ensureChannel(channelId: string): void {
@@ -149,6 +234,34 @@ export class ChannelHub {
 /** Sortable and unique across restarts, so an edit after a restart cannot hit a newer message. */
 function newMessageId(): string {
   return `m${newJobId()}`;
+}
+
+/**
+ * A saved message as the feed holds it, or undefined when the row is not one. Pictures of the
+ * last run were kept in memory only: a result's picture is served from its job instead, any
+ * other picture and every preview (of a job that will post again) are left out.
+ */
+function restoredMessage(row: StoredFeedMessage, store: FeedStore): WireMessage | undefined {
+  const message = row.message as WireMessage;
+  if (
+    typeof message !== 'object' ||
+    message === null ||
+    message.id !== row.id ||
+    typeof message.channelId !== 'string' ||
+    !CHANNEL_ID.test(message.channelId) ||
+    typeof message.text !== 'string' ||
+    typeof message.author?.id !== 'string' ||
+    !Array.isArray(message.buttons) ||
+    !Array.isArray(message.reactions) ||
+    typeof message.createdAt !== 'number'
+  )
+    return undefined;
+  if (!message.image && !message.preview) return message;
+  const { preview: _preview, image, ...rest } = message;
+  const jobId = image?.url.startsWith('/images/') ? store.jobOfMessage(message.id) : undefined;
+  if (image && !image.url.startsWith('/images/')) return { ...rest, image };
+  if (!image || !jobId) return { ...rest, result: false };
+  return { ...rest, image: { ...image, url: `/results/${encodeURIComponent(jobId)}/grid` } };
 }
 
 function wireInteraction({ user, action }: Interaction): WireMessage['interaction'] {

@@ -9,29 +9,41 @@ import { WebSocketServer } from 'ws';
 import type { ChatAdapter } from '../../commands/types.js';
 import { ConfigError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
+import { PlaygroundFeedRepository } from '../../src/store/playground-feed-repository.js';
+import { Access, SECRET_VARIABLE } from './access.js';
 import { PlaygroundAdapter } from './adapter.js';
 import type { PlaygroundBot } from './bot-port.js';
 import { createRequestHandler, isAllowedHost } from './http.js';
-import { ChannelHub } from './hub.js';
+import { ChannelHub, type FeedStore } from './hub.js';
 import { Interactions } from './interactions.js';
-import { handleSocket } from './socket-handler.js';
+import { type ConnectionLimits, handleSocket } from './socket-handler.js';
 import { DEFAULT_STATIC_DIR, loadStaticFiles } from './static-files.js';
 
 export interface PlaygroundOptions {
   logger: Logger;
   /**
-   * Interface to listen on. Anyone who reaches the page can act as any name, so keep it on
-   * loopback unless something in front adds authentication.
+   * Interface to listen on. Beyond loopback a `secret` is required: names are no identities.
    * @default '127.0.0.1'
    */
   host?: string;
+  /**
+   * The shared secret every request and WebSocket must carry (`?key=`, a bearer token, or the
+   * cookie the page gets); required when `host` is beyond loopback, optional on it.
+   * From PLAYGROUND_SECRET (environment or .env) through the config's secrets.
+   */
+  secret?: string;
+  /**
+   * Where the conversation is kept across restarts; `false` keeps it in memory only.
+   * @default the bot's database (`bot.app.store`), when it has one
+   */
+  feedStore?: FeedStore | false;
   /** `0` picks a free port; the start line reports the real one. @default 7860 */
   port?: number;
   /** Channels shown from the start; the bot may post to more (they then appear). @default ['general', 'showcase'] */
   channels?: readonly string[];
   /** @default 'Atelier' */
   botName?: string;
-  /** Public messages each channel keeps for tabs that open later. @default 200 */
+  /** Public messages each channel keeps for tabs that open later (and across restarts). @default playground.keepMessages, else 200 */
   maxMessagesPerChannel?: number;
   /** Private messages kept per user. @default 50 */
   maxPrivatePerUser?: number;
@@ -43,6 +55,14 @@ export interface PlaygroundOptions {
   staticDir?: string;
   /** Seconds between WebSocket pings; a tab that misses one is dropped. @default 30 */
   heartbeatSeconds?: number;
+  /** Frames one tab may send a minute (bursts of a quarter). @default playground.maxFramesPerMinute, else 120 */
+  maxFramesPerMinute?: number;
+  /** Longest plain chat line, in characters. @default playground.maxChatLength, else 4000 */
+  maxChatLength?: number;
+  /** Largest frame a tab may send; larger ones are refused to that tab. @default 512 KiB */
+  maxFrameBytes?: number;
+  /** How much of the feed a welcome frame carries (the newest messages). @default 1 MiB */
+  welcomeMaxBytes?: number;
 }
 
 export interface PlaygroundSurface {
@@ -58,6 +78,8 @@ export interface PlaygroundSurface {
 const MIB = 1024 * 1024;
 /** The longest line the protocol accepts (100,000 characters, up to 4 bytes each) must fit in a frame. */
 const MAX_FRAME_BYTES = 512 * 1024;
+/** Frames up to this size are read and refused politely; beyond it the socket library closes that tab (1009). */
+const HARD_FRAME_BYTES = 4 * MIB;
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 
 export function createPlaygroundSurface(options: PlaygroundOptions): PlaygroundSurface {
@@ -79,6 +101,7 @@ export function createPlaygroundSurface(options: PlaygroundOptions): PlaygroundS
   const adapter = new PlaygroundAdapter(hub, settings.uploadLimitBytes);
   const loopback = isLoopback(settings.host);
   const allowedHosts = loopback ? LOOPBACK_HOSTS : undefined;
+  const secret = options.secret?.trim() || undefined;
   let server: Server | undefined;
   let sockets: WebSocketServer | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
@@ -86,17 +109,45 @@ export function createPlaygroundSurface(options: PlaygroundOptions): PlaygroundS
 
   async function start(bot: PlaygroundBot): Promise<string> {
     if (server) throw new Error('the playground is already started');
+    if (!loopback && !secret)
+      throw new ConfigError(
+        SECRET_VARIABLE,
+        `playground: playground.host = ${settings.host} reaches beyond this machine, where anyone could type an admin's name and act as them: set ${SECRET_VARIABLE} to a shared secret, or keep playground.host on 127.0.0.1.`,
+      );
+    const configured = bot.app?.config.playground;
+    const keep = options.maxMessagesPerChannel ?? configured?.keepMessages ?? settings.maxMessagesPerChannel;
+    hub.feed.setLimits({
+      maxPerChannel: keep,
+      maxPrivatePerUser: Math.min(settings.maxPrivatePerUser, keep),
+    });
+    const feedStore =
+      options.feedStore === false
+        ? undefined
+        : (options.feedStore ??
+          (bot.app?.store ? new PlaygroundFeedRepository(bot.app.store.db) : undefined));
+    if (feedStore) hub.useStore(feedStore, logger);
+    const limits: ConnectionLimits = {
+      maxFramesPerMinute: options.maxFramesPerMinute ?? configured?.maxFramesPerMinute ?? 120,
+      maxChatLength: options.maxChatLength ?? configured?.maxChatLength ?? 4000,
+      maxFrameBytes: settings.maxFrameBytes ?? MAX_FRAME_BYTES,
+      welcomeMaxBytes: settings.welcomeMaxBytes ?? MIB,
+    };
     bot.attach(adapter);
     const interactions = new Interactions(hub, bot, logger);
+    const access = secret === undefined ? undefined : new Access(secret);
     const handler = createRequestHandler({
       hub,
       bot: () => bot,
       staticFiles: loadStaticFiles(settings.staticDir),
       logger,
       allowedHosts,
+      access,
     });
-    const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
-    wss.on('connection', (socket) => handleSocket(socket, { hub, bot, interactions, logger }));
+    const wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: Math.max(HARD_FRAME_BYTES, 2 * limits.maxFrameBytes),
+    });
+    wss.on('connection', (socket) => handleSocket(socket, { hub, bot, interactions, logger, limits }));
     const http = createServer((req, res) => void handler(req, res));
     http.on('upgrade', (req, socket, head) => {
       if (
@@ -107,6 +158,12 @@ export function createPlaygroundSurface(options: PlaygroundOptions): PlaygroundS
         socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n');
         return;
       }
+      if (access && !access.allows(req)) {
+        socket.end(
+          `HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\nthe playground's secret (${SECRET_VARIABLE}) is required\n`,
+        );
+        return;
+      }
       wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
     });
     await listen(http, settings.host, settings.port);
@@ -115,10 +172,9 @@ export function createPlaygroundSurface(options: PlaygroundOptions): PlaygroundS
     heartbeat = startHeartbeat(wss, settings.heartbeatSeconds * 1000);
     const { port } = http.address() as AddressInfo;
     url = `http://${settings.host.includes(':') ? `[${settings.host}]` : settings.host}:${port}`;
-    if (loopback) logger.info({ url }, 'playground listening');
-    else
-      logger.warn({ url }, 'playground listening beyond loopback: anyone who reaches it can act as any name');
-    return `playground: ${url}`;
+    logger.info({ url, secretRequired: secret !== undefined }, 'playground listening');
+    if (secret === undefined) return `playground: ${url}`;
+    return `playground: ${url} (shared secret required: open ${url}/?key=<${SECRET_VARIABLE}>; requests without it are refused)`;
   }
 
   async function stop(): Promise<void> {

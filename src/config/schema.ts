@@ -157,6 +157,9 @@ export const settingsSchema = z
       host: text({ nonEmpty: true }),
       port: port(),
       showcaseChannelId: optionalId('for no showcase channel'),
+      keepMessages: integer(1, 10_000),
+      maxFramesPerMinute: integer(10, 100_000),
+      maxChatLength: integer(1, 100_000),
     }),
   })
   .superRefine((settings, context) => {

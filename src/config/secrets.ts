@@ -13,6 +13,7 @@ export const SECRET_VARIABLES = {
   slackSigningSecret: 'SLACK_SIGNING_SECRET',
   slackAppToken: 'SLACK_APP_TOKEN',
   hfToken: 'HF_TOKEN',
+  playgroundSecret: 'PLAYGROUND_SECRET',
 } as const;
 
 export type SecretName = keyof typeof SECRET_VARIABLES;

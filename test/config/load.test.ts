@@ -30,6 +30,9 @@ describe('loadConfig() defaults', () => {
       host: '127.0.0.1',
       port: 7860,
       showcaseChannelId: 'showcase',
+      keepMessages: 200,
+      maxFramesPerMinute: 120,
+      maxChatLength: 4000,
     });
     expect(config.models.dir).toBeNull();
     expect(config.files.override).toBeUndefined();

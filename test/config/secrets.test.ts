@@ -100,6 +100,7 @@ describe('maskSecret()', () => {
       SLACK_SIGNING_SECRET: '(not set)',
       SLACK_APP_TOKEN: '(not set)',
       HF_TOKEN: '(not set)',
+      PLAYGROUND_SECRET: '(not set)',
     });
   });
 });
