@@ -5,21 +5,35 @@
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { App, webApi } from '@slack/bolt';
+import { App, HTTPReceiver, webApi } from '@slack/bolt';
 import type { ChatAdapter } from '../../commands/types.js';
 import { ConfigError } from '../../src/errors.js';
-import { childLogger } from '../../src/log.js';
+import { childLogger, type Logger } from '../../src/log.js';
+import type { SqliteDatabase } from '../../src/store/database.js';
 import { boltLogger } from './bolt-logger.js';
 import { SlackChatAdapter } from './chat-adapter.js';
 import { slackErrorCode } from './errors.js';
 import { registerListeners, type SlackBot } from './listeners.js';
 import { resolveSlackSurfaceOptions, SLACK_EVENTS_PATH, type SlackSurfaceOptions } from './options.js';
 import { SlackPeople } from './people.js';
+import { guardRequests } from './request-guard.js';
+import { EVENT_RETENTION_MS, seenDeliveries } from './seen.js';
+import { type JobsView, jobTenancy } from './tenancy.js';
 
 /** The Bot as the surface uses it (commands/bot.ts `Bot` fits). */
 export interface SlackSurfaceBot extends SlackBot {
   /** Job progress and results for `adapter.platform` are sent through `adapter` from now on. */
   attach(adapter: ChatAdapter): void;
+  /**
+   * The core, when there is one (the real Bot): its database keeps the ids of events acted on
+   * (so a retry after a restart is caught), and buttons are checked against their job's team.
+   */
+  readonly app?: { store: StoreView };
+}
+
+/** The part of the store the surface reads. */
+export interface StoreView extends JobsView {
+  db: SqliteDatabase;
 }
 
 export interface SlackSurface {
@@ -62,7 +76,15 @@ export function createSlackSurface(options: SlackSurfaceOptions): SlackSurface {
     adapter,
     async start(bot) {
       if (app) throw new Error('the Slack surface is already started');
-      const identity = await whoAmI(client);
+      // No retries here: an unreachable or refusing Slack is said at once (serve retries the start).
+      const identity = await whoAmI(
+        new webApi.WebClient(settings.botToken, {
+          ...clientOptions,
+          retryConfig: { retries: 0 },
+          timeout: 10_000,
+        }),
+      );
+      const seen = seenDeliveries(bot.app?.store.db, logger);
       const created = new App({
         token: settings.botToken,
         // Known from auth.test above, so Bolt does not ask again.
@@ -70,9 +92,23 @@ export function createSlackSurface(options: SlackSurfaceOptions): SlackSurface {
         botUserId: identity.userId,
         ...(settings.mode === 'socket'
           ? { appToken: settings.appToken, socketMode: true }
-          : { signingSecret: settings.signingSecret, endpoints: SLACK_EVENTS_PATH }),
+          : { receiver: guardedReceiver(settings.signingSecret!, seen, logger) }),
         clientOptions,
         logger: boltLogger(logger),
+      });
+      // Slack delivers an event again when its ack was late or lost (HTTP: X-Slack-Retry-Num;
+      // Socket Mode: retry_attempt), with the same event_id: it is acted on once.
+      created.use(async ({ body, next }) => {
+        const eventId = (body as { event_id?: unknown }).event_id;
+        if (body.type === 'event_callback' && typeof eventId === 'string') {
+          const team = (body as { team_id?: unknown }).team_id;
+          const key = `slack:event:${typeof team === 'string' ? team : ''}:${eventId}`;
+          if (!seen.claim(key, Date.now() + EVENT_RETENTION_MS)) {
+            logger.debug({ eventId }, 'slack: an event delivered again; already acted on');
+            return;
+          }
+        }
+        await next();
       });
       created.use(async ({ next }) => {
         const work = next();
@@ -90,17 +126,25 @@ export function createSlackSurface(options: SlackSurfaceOptions): SlackSurface {
         logger,
         botUserId: () => identity.userId,
         ackDeadlineMs: settings.ackDeadlineMs,
+        tenancy: jobTenancy(bot.app?.store),
       });
       bot.attach(adapter);
       app = created;
       const as = `as @${identity.name} (team ${identity.teamId})`;
-      if (settings.mode === 'socket') {
-        await startOrExplain(() => created.start(), 'SLACK_APP_TOKEN');
-        return `slack: Socket Mode ${as}`;
+      try {
+        if (settings.mode === 'socket') {
+          await startOrExplain(() => created.start(), 'SLACK_APP_TOKEN');
+          return `slack: Socket Mode ${as}`;
+        }
+        const server = (await created.start(settings.port)) as Server;
+        const { port } = server.address() as AddressInfo;
+        return `slack: HTTP on :${port}${SLACK_EVENTS_PATH} ${as}`;
+      } catch (error) {
+        // A failed start leaves nothing running (no reconnecting socket), and start() can be tried again.
+        app = undefined;
+        await created.stop().catch(() => {});
+        throw error;
       }
-      const server = (await created.start(settings.port)) as Server;
-      const { port } = server.address() as AddressInfo;
-      return `slack: HTTP on :${port}${SLACK_EVENTS_PATH} ${as}`;
     },
     async stop() {
       const running = app;
@@ -115,6 +159,25 @@ export function createSlackSurface(options: SlackSurfaceOptions): SlackSurface {
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * Bolt's HTTP receiver on `/slack/events` with our checks in front (future timestamps, replays,
+ * bodies that are not objects: see request-guard.ts).
+ */
+function guardedReceiver(signingSecret: string, seen: ReturnType<typeof seenDeliveries>, logger: Logger) {
+  const receiver = new HTTPReceiver({
+    signingSecret,
+    endpoints: SLACK_EVENTS_PATH,
+    logger: boltLogger(logger),
+  });
+  receiver.requestListener = guardRequests(receiver.requestListener, {
+    signingSecret,
+    endpoints: [SLACK_EVENTS_PATH],
+    seen,
+    logger,
+  });
+  return receiver;
 }
 
 interface Identity {

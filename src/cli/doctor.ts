@@ -1,7 +1,8 @@
 /**
  * `atelier doctor`: what an operator checks before asking for help — the configuration (secrets
- * masked), the data dir, the database, the surfaces that will start, the model files and what each
- * component holds, and whether the execution provider loads. Exit code 1 when something is wrong.
+ * masked), the data dir, the database, the surfaces that will start and whether their tokens are
+ * accepted (live: the same checks `serve` runs), the model files and what each component holds,
+ * and whether the execution provider loads. Exit code 1 when something is wrong.
  */
 import { accessSync, constants, existsSync, mkdirSync, statfsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -15,6 +16,7 @@ import { ORT_VERSION } from '../pipeline/ort/index.js';
 import { describeModels } from '../pipeline/sd35/describe.js';
 import { chooseRuntime } from '../pipeline/sd35/runtime-choice.js';
 import { openStore } from '../store/index.js';
+import { checkDiscord, checkSlack, explainStartFailure } from './surface-checks.js';
 
 type Write = (line: string) => void;
 
@@ -73,6 +75,40 @@ export async function doctor(
       .filter(Boolean)
       .join(', ') || 'none',
   );
+
+  // The same live checks `serve` runs before it starts a surface, so both name the same cause.
+  if (surfaces.discord) {
+    if (!config.secrets.discordToken)
+      problem('  discord', new Error('discord.enabled is true but DISCORD_TOKEN is not set'));
+    else {
+      try {
+        const me = await checkDiscord({ token: config.secrets.discordToken, apiUrl: config.discord.apiUrl });
+        row('  discord', `DISCORD_TOKEN accepted: signs in as ${me.tag} (GET /users/@me)`);
+      } catch (error) {
+        problem('  discord', explainStartFailure('discord', error, { apiUrl: config.discord.apiUrl }));
+      }
+    }
+  }
+  if (surfaces.slack) {
+    if (!config.secrets.slackBotToken)
+      problem('  slack', new Error('slack.enabled is true but SLACK_BOT_TOKEN is not set'));
+    else {
+      const appToken = surfaces.slackMode === 'socket' ? config.secrets.slackAppToken : undefined;
+      try {
+        const me = await checkSlack({
+          botToken: config.secrets.slackBotToken,
+          appToken,
+          apiUrl: config.slack.apiUrl,
+        });
+        row(
+          '  slack',
+          `SLACK_BOT_TOKEN accepted: @${me.user} in ${me.team || 'team'} ${me.teamId} (auth.test)${appToken ? '; SLACK_APP_TOKEN accepted (apps.connections.open)' : ''}`,
+        );
+      } catch (error) {
+        problem('  slack', explainStartFailure('slack', error, { apiUrl: config.slack.apiUrl }));
+      }
+    }
+  }
 
   try {
     const engine = await engineOptions(config);

@@ -3,13 +3,16 @@
  * operator can fix (config, model files, bad options) end the command with one clear message and a
  * non-zero exit code, never a stack trace.
  */
+import { join, relative } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { type AtelierApp, createApp } from '../app.js';
-import { type AtelierConfig, loadConfig } from '../config/index.js';
+import { type AtelierConfig, loadConfig as readConfig } from '../config/index.js';
 import { AtelierError, ValidationError } from '../errors.js';
+import { DATABASE_FILE, isSqliteError, storeError } from '../store/index.js';
 import { doctor } from './doctor.js';
 import { imagine } from './imagine.js';
 import { pull } from './models.js';
+import { packageVersion, suggestOnUnknown } from './usage.js';
 
 export interface ServeContext {
   app: AtelierApp;
@@ -24,12 +27,22 @@ export interface CliHooks {
 export async function runCli(argv: string[], hooks: CliHooks): Promise<number> {
   const program = new Command('atelier')
     .description('Self-hosted Stable Diffusion 3.5 image bot for Discord, Slack and a local playground')
+    .version(`atelier ${packageVersion()}`, '-V, --version', 'print the version')
     .exitOverride()
-    .showHelpAfterError();
+    .showHelpAfterError()
+    .addHelpText('after', '\nStart the bot with `atelier serve` (what `npm start` runs).');
   let code = 0;
+  // Remembered so that a file-system error in the data dir is explained as one (see operatorLine).
+  let dataDir: string | undefined;
+  const loadConfig = (): AtelierConfig => {
+    const config = readConfig();
+    dataDir = config.dataDir;
+    return config;
+  };
 
+  // No default command: a bare `atelier` prints the help rather than starting a server.
   program
-    .command('serve', { isDefault: true })
+    .command('serve')
     .description('run the bot: every configured chat surface, or the local playground when none is')
     .action(async () => {
       const config = loadConfig();
@@ -80,6 +93,12 @@ export async function runCli(argv: string[], hooks: CliHooks): Promise<number> {
       process.stdout.write(`Point Atelier at it: ATELIER_MODELS__DIR=${dir} npm start\n`);
     });
 
+  for (const command of [program, models])
+    suggestOnUnknown(command, (line) => process.stderr.write(`${line}\n`));
+  if (argv.length === 0) {
+    program.outputHelp();
+    return 0;
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
     return code;
@@ -91,8 +110,33 @@ export async function runCli(argv: string[], hooks: CliHooks): Promise<number> {
       );
       return error instanceof ValidationError ? 2 : 1;
     }
+    const line = operatorLine(error, dataDir);
+    if (line) {
+      process.stderr.write(`atelier: ${line}\n`);
+      return 1;
+    }
     throw error;
   }
+}
+
+/**
+ * One line for a SQLite or file-system error that escaped as it was (e.g. creating the data dir):
+ * in the data dir it names the file and what to do; elsewhere Node's own one-line message.
+ */
+function operatorLine(error: unknown, dataDir: string | undefined): string | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const { code, path } = error as NodeJS.ErrnoException;
+  if (typeof code !== 'string') return undefined;
+  const inDataDir =
+    dataDir !== undefined &&
+    (isSqliteError(error) ||
+      (typeof path === 'string' && !relative(dataDir, path).startsWith('..')) ||
+      (typeof path === 'string' && !relative(path, dataDir).startsWith('..')));
+  if (inDataDir) {
+    const explained = storeError(error, join(dataDir, DATABASE_FILE));
+    if (explained instanceof AtelierError) return explained.message;
+  }
+  return typeof path === 'string' ? error.message.split('\n')[0] : undefined;
 }
 
 function parseT5(value: string): 'fp8' | 'fp16' | 'none' {

@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +14,8 @@ import { readPngText } from '../../src/images/index.js';
 import { writeTinyModel } from '../../src/pipeline/tiny/generate.js';
 import { FakeHub } from '../hub/fake-hub.js';
 import { serveTinyAsRepo } from '../hub/fixtures.js';
+import { startDiscordSimulator } from '../simulators/discord/index.js';
+import { startSlackSimulator } from '../simulators/slack/index.js';
 
 const bin = fileURLToPath(new URL('../../bin/atelier.js', import.meta.url));
 const dirs: string[] = [];
@@ -48,6 +51,15 @@ function atelier(args: string[], env: Record<string, string> = {}): Promise<Run>
   });
 }
 
+/** A port nothing listens on (connections to it are refused). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
 describe('atelier imagine', () => {
   it('makes a PNG with its parameters through the queue and pipeline, with progress on stderr', async () => {
     const r = await atelier(['imagine', 'a lighthouse at dusk', '-s', '7', '-c', '2', '-o', 'out.png']);
@@ -69,8 +81,12 @@ describe('atelier imagine', () => {
 
 describe('atelier doctor', () => {
   it('reports the data dir, database, model components with their bytes, and the provider', async () => {
-    const r = await atelier(['doctor'], { DISCORD_TOKEN: 'not-a-real-token-but-long-enough' });
+    const d = await startDiscordSimulator({ token: 'not-a-real-token-but-long-enough' });
+    const r = await atelier(['doctor'], { DISCORD_TOKEN: d.token, DISCORD_API_URL: d.apiUrl }).finally(() =>
+      d.stop(),
+    );
     expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/ {2}discord +DISCORD_TOKEN accepted: signs in as Atelier/);
     expect(r.stdout).toMatch(/DISCORD_TOKEN = not-…\(32 chars\)/);
     expect(r.stdout).not.toMatch(/not-a-real-token/);
     expect(r.stdout).toMatch(/database +atelier\.db schema \d+, wal, check: ok/);
@@ -89,6 +105,46 @@ describe('atelier doctor', () => {
     expect(r.stdout).toMatch(
       /runtime +C API \(ONNX Runtime 1\.29\.0\)( \+ custom ops \S+libatelier_ops_cpu\.so| — no cpu custom-op library is built)/,
     );
+  });
+
+  it('checks the tokens live and names what serve would hit: a revoked Discord token, an unreachable Slack', async () => {
+    const d = await startDiscordSimulator();
+    const s = await startSlackSimulator();
+    const port = await closedPort();
+    try {
+      const r = await atelier(['doctor'], {
+        DISCORD_TOKEN: 'revoked-token',
+        DISCORD_API_URL: d.apiUrl,
+        SLACK_BOT_TOKEN: s.botToken,
+        SLACK_SIGNING_SECRET: s.signingSecret,
+        SLACK_API_URL: `http://127.0.0.1:${port}/api/`,
+      });
+      expect(r.code).toBe(1);
+      expect(r.stdout).toMatch(
+        / {2}discord +PROBLEM: discord: Discord refused DISCORD_TOKEN \(401 Unauthorized\)/,
+      );
+      expect(r.stdout).toMatch(
+        new RegExp(
+          ` {2}slack +PROBLEM: slack: connection to 127\\.0\\.0\\.1:${port} refused \\(ECONNREFUSED\\)`,
+        ),
+      );
+      expect(r.stdout).not.toMatch(/Everything looks right/);
+
+      const ok = await atelier(['doctor'], {
+        DISCORD_TOKEN: d.token,
+        DISCORD_API_URL: d.apiUrl,
+        SLACK_BOT_TOKEN: s.botToken,
+        SLACK_SIGNING_SECRET: s.signingSecret,
+        SLACK_API_URL: s.apiUrl,
+      });
+      expect(ok.stdout).toMatch(
+        / {2}slack +SLACK_BOT_TOKEN accepted: @atelier in Atelier Lab T\w+ \(auth\.test\)/,
+      );
+      expect(ok.code).toBe(0);
+    } finally {
+      await d.stop();
+      await s.stop();
+    }
   });
 
   it('names a missing models folder and exits 1', async () => {
@@ -153,5 +209,57 @@ describe('configuration errors', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^atelier: config: discord\.token .*DISCORD_TOKEN/m);
     expect(existsSync(file)).toBe(true);
+  });
+});
+
+describe('the command itself', () => {
+  it('prints the help for a bare `atelier` instead of starting a server', async () => {
+    const r = await atelier([]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: atelier \[options\] \[command\]/);
+    expect(r.stdout).toMatch(/serve +run the bot/);
+    expect(r.stdout).not.toMatch(/playground: http/);
+  });
+
+  it('prints its version', async () => {
+    const version = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version;
+    for (const flag of ['--version', '-V']) {
+      const r = await atelier([flag]);
+      expect(r.code).toBe(0);
+      expect(r.stdout.trim()).toBe(`atelier ${version}`);
+    }
+  });
+
+  it('answers a mistyped command with the one meant', async () => {
+    const r = await atelier(['imagne', 'a fox']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe(
+      "atelier: unknown command 'imagne'; did you mean 'imagine'? (see atelier --help)",
+    );
+    const sub = await atelier(['models', 'pul', 'sd3.5-large']);
+    expect(sub.code).toBe(1);
+    expect(sub.stderr.trim()).toMatch(/^atelier models: unknown command 'pul'; did you mean 'pull'\?/);
+  });
+
+  it('keeps `npm start` on serve', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    expect(pkg.scripts.start).toBe('node bin/atelier.js serve');
+  });
+});
+
+describe('atelier serve with a chat platform it cannot use', () => {
+  it('ends with one line naming the cause and exit code 1, never a stack trace', async () => {
+    const d = await startDiscordSimulator();
+    try {
+      const r = await atelier(['serve'], { DISCORD_TOKEN: 'revoked-token', DISCORD_API_URL: d.apiUrl });
+      expect(r.code).toBe(1);
+      // The log lines (JSON) aside, stderr ends with the one line.
+      expect(r.stderr.trim().split('\n').at(-1)).toMatch(
+        /^atelier: discord: Discord refused DISCORD_TOKEN \(401 Unauthorized\)[^\n]*$/,
+      );
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+    } finally {
+      await d.stop();
+    }
   });
 });

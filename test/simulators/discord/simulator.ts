@@ -130,6 +130,34 @@ export class DiscordSimulator {
     await this.#server?.close();
   }
 
+  /**
+   * Discord unreachable: the listener closes, so new connections to REST and the gateway are
+   * refused (ECONNREFUSED) until `goOnline()`, which listens again on the same port. Open gateway
+   * sessions are not touched.
+   */
+  async goOffline(): Promise<void> {
+    const server = this.#server;
+    if (!server) throw new SimulatorUsageError('the Discord simulator is not started');
+    if (!server.server.listening) return;
+    await new Promise<void>((resolve) => {
+      server.server.close(() => resolve());
+      server.server.closeAllConnections();
+    });
+  }
+
+  async goOnline(): Promise<void> {
+    const server = this.#server;
+    if (!server) throw new SimulatorUsageError('the Discord simulator is not started');
+    if (server.server.listening) return;
+    await new Promise<void>((resolve, reject) => {
+      server.server.once('error', reject);
+      server.server.listen(server.port, '127.0.0.1', () => {
+        server.server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
   /** `http://127.0.0.1:<port>`. */
   get url(): string {
     if (!this.#server) throw new SimulatorUsageError('the Discord simulator is not started');
