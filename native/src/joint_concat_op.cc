@@ -152,11 +152,7 @@ OrtStatus* run_cpu(const Kernel& kernel, OrtKernelContext* context, const JointC
 OrtStatus* run_cuda(const Kernel& kernel, OrtKernelContext* context, const JointConcatArgs& args) {
 #ifdef ATELIER_WITH_CUDA
   void* stream = nullptr;
-  ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetGPUComputeStream(kernel.api)(context, &stream));
-  // The provider's stream is what makes the kernel part of ORT's ordering and of a captured graph;
-  // the legacy default stream would be neither.
-  if (stream == nullptr)
-    return fail(kernel.api, ORT_FAIL, "%s: ONNX Runtime gave the CUDA kernel no stream", kName);
+  ATELIER_RETURN_IF_ERROR(glue::cuda_stream(kernel.api, context, kName, &stream));
   if (const char* error = joint_concat_cuda(args, stream))
     return fail(kernel.api, ORT_FAIL, "%s: CUDA kernel launch failed: %s", kName, error);
   return nullptr;
@@ -172,12 +168,7 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   const OrtApi* api = kernel.api;
   const OrtValue* inputs[kInputCount];
   int64_t dims[kInputCount][3];
-  for (size_t i = 0; i < kInputCount; ++i) {
-    ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetInput(api)(context, i, &inputs[i]));
-    if (inputs[i] == nullptr)
-      return fail(api, ORT_INVALID_ARGUMENT, "%s: input %s is missing", kName, kInputNames[i]);
-    ATELIER_RETURN_IF_ERROR(glue::dims_of(api, kName, kInputNames[i], inputs[i], dims[i]));
-  }
+  ATELIER_RETURN_IF_ERROR(glue::rank3_inputs(api, context, kName, kInputNames, inputs, dims));
   const int64_t(&a)[3] = dims[0];
   const int64_t(&b)[3] = dims[1];
   if (a[0] != b[0] || a[2] != b[2]) {

@@ -45,6 +45,27 @@ inline OrtStatus* dims_of(const OrtApi* api, const char* op, const char* input, 
   return status;
 }
 
+// Every input of a kernel whose inputs are all rank 3: the values and their dimensions.
+template <size_t N>
+OrtStatus* rank3_inputs(const OrtApi* api, OrtKernelContext* context, const char* op,
+                        const char* const (&names)[N], const OrtValue* (&inputs)[N], int64_t (&dims)[N][3]) {
+  for (size_t i = 0; i < N; ++i) {
+    ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetInput(api)(context, i, &inputs[i]));
+    if (inputs[i] == nullptr) return fail(api, ORT_INVALID_ARGUMENT, "%s: input %s is missing", op, names[i]);
+    ATELIER_RETURN_IF_ERROR(dims_of(api, op, names[i], inputs[i], dims[i]));
+  }
+  return nullptr;
+}
+
+// The CUDA provider's stream for this run: launching on it is what makes a kernel part of ONNX
+// Runtime's ordering and of a captured graph (the legacy default stream would be neither).
+inline OrtStatus* cuda_stream(const OrtApi* api, OrtKernelContext* context, const char* op, void** stream) {
+  *stream = nullptr;
+  ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetGPUComputeStream(api)(context, stream));
+  if (*stream == nullptr) return fail(api, ORT_FAIL, "%s: ONNX Runtime gave the CUDA kernel no stream", op);
+  return nullptr;
+}
+
 // ---- the schema callbacks every op answers alike -------------------------------------------------
 
 inline const char* get_provider(const OrtCustomOp* op) {
