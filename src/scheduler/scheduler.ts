@@ -42,7 +42,7 @@ import {
   UnreadableJobError,
 } from '../store/index.js';
 import { JobCrashedError, JobTimeoutError, QueuePausedError } from './errors.js';
-import { DurationEstimator, jobUnits } from './eta.js';
+import { DurationEstimator, jobUnits, sampleRun, type TimedJobResult } from './eta.js';
 import { type FinalJobEvent, isFinal, type SchedulerEvents } from './events.js';
 import { FairQueue, type FairQueueAddOptions } from './fair-queue.js';
 import { Limits, queueFullError, userKey, userQueueFullError } from './limits.js';
@@ -51,6 +51,8 @@ import { type ResolvedSchedulerOptions, resolveSchedulerOptions, type SchedulerO
 /** setTimeout's ceiling (2^31 − 1 ms); longer timeouts would fire at once. */
 const MAX_TIMER_MS = 2_147_483_647;
 const PAUSED_FLAG = 'queue.paused';
+/** The measured time per step of each model, so ETAs are right from the first job after a restart. */
+const ETA_FLAG = 'eta.models';
 /** Recovered running jobs go before everything else. */
 const RECOVERED_PRIORITY = 1;
 
@@ -96,6 +98,10 @@ interface ActiveJob {
   run?: AbortController;
   startedAt?: number;
   estimateMs?: number;
+  /** The model of the runner it runs on, as far as known. */
+  model?: string;
+  /** Its progress events so far: the step rate measured live, and its remaining steps. */
+  progress?: { firstStep: number; firstAt: number; lastStep: number; lastAt: number; total: number };
   timer?: NodeJS.Timeout;
   /** The last position sent in a `queued` event. */
   lastPosition?: number;
@@ -124,6 +130,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   readonly #idleRunners: JobRunner[];
   readonly #active = new Map<string, ActiveJob>();
   readonly #running = new Set<ActiveJob>();
+  /** Each runner's model, learnt from its results (`JobResult.model`, the pipeline's model). */
+  readonly #runnerModels = new Map<JobRunner, string>();
   /** Unfinished (queued + running, not yet settled) jobs per user, for the per-user cap. */
   readonly #perUser = new Map<string, number>();
   #started = false;
@@ -202,6 +210,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   /** start()'s reading of the store: unreadable rows, unfinished jobs, unconfirmed results. */
   #recover(report: RecoveryReport): void {
+    this.#estimator.restore(this.#store.flags.get(ETA_FLAG));
     this.#quarantineUnreadable(report);
     for (const job of this.#store.jobs.unfinished()) {
       if (this.#active.has(job.id)) continue;
@@ -397,7 +406,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         job: publicRecord(entry.job),
         state: 'queued',
         position,
-        etaMs: this.#etaMs(base, unitsAhead, entry.units),
+        etaMs: this.#etaMs(base, unitsAhead, entry.units, position - 1),
       });
     });
     return out;
@@ -413,7 +422,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (!at) return undefined;
     return {
       position: at.position,
-      etaMs: this.#etaMs(this.#runningRemainingMs(now), at.unitsAhead, entry.units),
+      etaMs: this.#etaMs(this.#runningRemainingMs(now), at.unitsAhead, entry.units, at.position - 1),
     };
   }
 
@@ -507,7 +516,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     // starts inside add(), and its `queued` event must come before its `started` event.
     const at = this.#fair.positionIfAdded(key, priority);
     const now = this.#options.clock();
-    const etaMs = this.#etaMs(this.#runningRemainingMs(now), at.unitsAhead, entry.units);
+    const etaMs = this.#etaMs(this.#runningRemainingMs(now), at.unitsAhead, entry.units, at.position - 1);
     entry.lastPosition = at.position;
     // A recovered job logs where it was found; a new one comes from nowhere.
     this.#logTransition(job, job.attempts > 0 || job.state !== 'queued' ? job.state : null, 'queued', now);
@@ -547,7 +556,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       }
       entry.state = 'running';
       entry.startedAt = startedAt;
-      entry.estimateMs = this.#estimator.estimate(entry.units);
+      entry.model = this.#runnerModel(runner);
+      entry.estimateMs = Math.round(this.#estimator.estimate(entry.units, entry.model));
       entry.run = new AbortController();
       entry.job = { ...entry.job, state: 'running', startedAt, attempts };
       this.#running.add(entry);
@@ -565,6 +575,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         result = await runner.run(publicRecord(entry.job), {
           signal: entry.run.signal,
           onProgress: (progress) => {
+            this.#recordProgress(entry, progress.step, progress.total);
             if (!entry.settled && !entry.interrupted)
               this.#emitJob({ type: 'progress', jobId: id, ...progress });
           },
@@ -575,7 +586,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       }
       // Cancelled or timed out while the runner finished: the user was already told.
       if (entry.settled) return;
-      this.#complete(entry, result);
+      this.#complete(entry, result, runner);
     } finally {
       clearTimeout(entry.timer);
       this.#running.delete(entry);
@@ -584,7 +595,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
   }
 
-  #complete(entry: ActiveJob, result: JobResult): void {
+  #complete(entry: ActiveJob, result: JobResult, runner: JobRunner): void {
     const { id } = entry.job;
     const finishedAt = this.#options.clock();
     try {
@@ -596,8 +607,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.#fail(entry, error);
       return;
     }
-    const runMs = finishedAt - (entry.startedAt ?? finishedAt);
-    this.#estimator.record(entry.units, runMs);
+    this.#recordRun(entry, result, runner, finishedAt);
     this.#settle(entry);
     entry.job = { ...entry.job, state: 'done', finishedAt };
     this.#logTransition(entry.job, 'running', 'done', finishedAt);
@@ -700,8 +710,60 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   // ——— estimates ———
 
+  /** The model a runner runs: learnt from its last result, else the last model seen at all. */
+  #runnerModel(runner: JobRunner): string | undefined {
+    return this.#runnerModels.get(runner) ?? this.#estimator.lastModel;
+  }
+
+  #recordProgress(entry: ActiveJob, step: number, total: number): void {
+    if (!(total > 0) || !Number.isFinite(step)) return;
+    const now = this.#options.clock();
+    if (!entry.progress) {
+      entry.progress = { firstStep: step, firstAt: now, lastStep: step, lastAt: now, total };
+    } else {
+      entry.progress.lastStep = step;
+      entry.progress.lastAt = now;
+      entry.progress.total = total;
+    }
+  }
+
+  /** A finished job's time, measured per model, feeds the next estimates (and survives a restart). */
+  #recordRun(entry: ActiveJob, result: JobResult, runner: JobRunner, finishedAt: number): void {
+    const model = result.model || entry.model;
+    if (!model) return;
+    this.#runnerModels.set(runner, model);
+    const startedAt = entry.startedAt ?? finishedAt;
+    const sample = sampleRun({
+      units: entry.units,
+      runMs: finishedAt - startedAt,
+      timings: (result as TimedJobResult).timings,
+      progress: entry.progress,
+      startedAt,
+    });
+    if (!sample) return;
+    this.#estimator.record(model, sample);
+    try {
+      this.#store.flags.set(ETA_FLAG, this.#estimator.snapshot());
+    } catch (error) {
+      this.#options.logger.warn({ err: asAtelierError(error).message }, 'could not store the ETA estimates');
+    }
+  }
+
+  /**
+   * A running job's remaining time: from its progress (remaining steps at the rate measured on
+   * this very job, then the model's decode time) once it reports steps, else its estimate less
+   * the time it has run.
+   */
   #remainingMs(entry: ActiveJob, now: number): number {
-    return Math.max(0, (entry.estimateMs ?? 0) - (now - (entry.startedAt ?? now)));
+    const { progress } = entry;
+    if (!progress) return Math.max(0, (entry.estimateMs ?? 0) - (now - (entry.startedAt ?? now)));
+    const rate = this.#estimator.rate(entry.model);
+    const msPerStep =
+      progress.lastStep > progress.firstStep
+        ? (progress.lastAt - progress.firstAt) / (progress.lastStep - progress.firstStep)
+        : (entry.units / progress.total) * rate.msPerUnit;
+    const left = Math.max(0, progress.total - progress.lastStep) * msPerStep + rate.afterMs;
+    return Math.max(0, Math.round(left - (now - progress.lastAt)));
   }
 
   #runningRemainingMs(now: number): number {
@@ -710,17 +772,42 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return total;
   }
 
-  /** ETA of a waiting job: the work ahead of it shared over the runners, then its own run. */
-  #etaMs(runningRemainingMs: number, unitsAhead: number, units: number): number {
-    const wait = (runningRemainingMs + this.#estimator.estimate(unitsAhead)) / this.#options.runners.length;
-    return Math.round(wait + this.#estimator.estimate(units));
+  /**
+   * Estimated run of a job of `units` work, and of the fixed part of one job, on the configured
+   * runners: each runner's model rate, averaged over the runners (the job runs on whichever is
+   * free first).
+   */
+  #runnerRate(): { msPerUnit: number; perJobMs: number } {
+    const runners = this.#options.runners;
+    let msPerUnit = 0;
+    let perJobMs = 0;
+    for (const runner of runners) {
+      const rate = this.#estimator.rate(this.#runnerModel(runner));
+      msPerUnit += rate.msPerUnit;
+      perJobMs += rate.beforeMs + rate.afterMs;
+    }
+    return { msPerUnit: msPerUnit / runners.length, perJobMs: perJobMs / runners.length };
+  }
+
+  /**
+   * ETA of a waiting job: the running jobs' remaining time and the jobs ahead of it (their steps
+   * × images × size at the measured rate, plus each one's fixed part), shared over the runners,
+   * then its own run. A job with a runner free for it waits for nothing.
+   */
+  #etaMs(runningRemainingMs: number, unitsAhead: number, units: number, jobsAhead = 0): number {
+    const runners = this.#options.runners.length;
+    const { msPerUnit, perJobMs } = this.#runnerRate();
+    const own = units * msPerUnit + perJobMs;
+    if (this.#running.size + jobsAhead < runners) return Math.round(own);
+    const wait = (runningRemainingMs + unitsAhead * msPerUnit + jobsAhead * perJobMs) / runners;
+    return Math.round(wait + own);
   }
 
   /** When a waiting job could next start, for "the queue is full, try again in …". */
   #nextSlotMs(now: number): number {
     let soonest = Number.POSITIVE_INFINITY;
     for (const entry of this.#running) soonest = Math.min(soonest, this.#remainingMs(entry, now));
-    if (!Number.isFinite(soonest)) soonest = this.#estimator.estimate(1);
+    if (!Number.isFinite(soonest)) soonest = this.#estimator.estimate(1, this.#estimator.lastModel);
     return Math.max(1000, Math.round(soonest));
   }
 
@@ -734,10 +821,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         soonest = Math.min(soonest, this.#remainingMs(entry, now));
       } else {
         const at = this.#fair.positionOf(entry.job.id);
-        if (at) soonest = Math.min(soonest, this.#etaMs(base, at.unitsAhead, entry.units));
+        if (at) soonest = Math.min(soonest, this.#etaMs(base, at.unitsAhead, entry.units, at.position - 1));
       }
     }
-    return Math.max(1000, Math.round(Number.isFinite(soonest) ? soonest : this.#estimator.estimate(1)));
+    return Math.max(
+      1000,
+      Math.round(Number.isFinite(soonest) ? soonest : this.#estimator.estimate(1, this.#estimator.lastModel)),
+    );
   }
 
   // ——— events ———
@@ -774,7 +864,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         type: 'queued',
         jobId: id,
         position,
-        etaMs: this.#etaMs(base, unitsAhead, entry.units),
+        etaMs: this.#etaMs(base, unitsAhead, entry.units, position - 1),
       });
     });
   }
