@@ -19,7 +19,7 @@ import { onReaction } from './handlers/reactions.js';
 import { runButton } from './handlers/results.js';
 import { settings } from './handlers/settings.js';
 import { JobMessenger, type MessengerOptions } from './messenger.js';
-import { type ParsedText, parseCommandText } from './text-args.js';
+import { type ParsedText, parseCommandText, unknownCommand } from './text-args.js';
 import type { ChatAdapter, Choice, CommandArgs, CommandDef, Invocation, ReactionEvent } from './types.js';
 
 export interface GalleryEntry {
@@ -77,7 +77,8 @@ export class Bot {
   async command(inv: Invocation, name: string, args: CommandArgs): Promise<void> {
     await answering(this.#ctx, inv, async () => {
       const def = findCommand(this.commands, name);
-      if (!def || def.subcommands) throw new ValidationError('command', `I don't know /${name}. Try /help.`);
+      if (!def) throw new ValidationError('command', unknownCommand(this.commands, name.trim()));
+      if (def.subcommands) throw new ValidationError('command', `I don't know /${name}. Try /help.`);
       const [top, sub] = name.trim().split(/\s+/);
       switch (top) {
         case 'imagine':

@@ -20,10 +20,7 @@ export function parseCommandText(commands: readonly CommandDef[], text: string):
   const name = (words.shift() ?? '').toLowerCase();
   const top = commands.find((c) => c.name === name);
   if (!trimmed.startsWith('/') || !top) {
-    throw new ValidationError(
-      'command',
-      `I don't know that command. Try ${commands.map((c) => `/${c.name}`).join(', ')}.`,
-    );
+    throw new ValidationError('command', unknownCommand(commands, trimmed.startsWith('/') ? name : ''));
   }
   let command = top;
   let commandName = top.name;
@@ -31,15 +28,69 @@ export function parseCommandText(commands: readonly CommandDef[], text: string):
     const subName = (words.shift() ?? '').toLowerCase();
     const sub = findCommand(commands, `${top.name} ${subName}`);
     if (!sub || !subName) {
+      const guess = subName
+        ? closest(
+            subName,
+            top.subcommands.map((s) => s.name),
+          )
+        : undefined;
       throw new ValidationError(
         'command',
-        `/${top.name} needs one of: ${top.subcommands.map((s) => s.name).join(', ')}.`,
+        guess
+          ? `Unknown command /${top.name} ${subName}; did you mean /${top.name} ${guess}?`
+          : `/${top.name} needs one of: ${top.subcommands.map((s) => s.name).join(', ')}.`,
       );
     }
     command = sub;
     commandName = `${top.name} ${sub.name}`;
   }
   return { command: commandName, args: parseArgs(command, commandName, words.join(' ')) };
+}
+
+/** "unknown command /imgine; did you mean /imagine?", or the list of commands when nothing is close. */
+export function unknownCommand(commands: readonly CommandDef[], name: string): string {
+  const names = commands.map((c) => c.name);
+  const guess = name ? closest(name.toLowerCase(), names) : undefined;
+  if (guess) return `Unknown command /${name}; did you mean /${guess}?`;
+  const all = names.map((n) => `/${n}`).join(', ');
+  return name ? `Unknown command /${name}. Try ${all}.` : `I don't know that command. Try ${all}.`;
+}
+
+/** The candidate within a small edit distance (typos, swapped letters), if exactly one is nearest. */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  const limit = word.length <= 5 ? 1 : 2;
+  let best: string | undefined;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  let tie = false;
+  for (const candidate of candidates) {
+    const d = editDistance(word, candidate);
+    if (d < bestDistance) {
+      [best, bestDistance, tie] = [candidate, d, false];
+    } else if (d === bestDistance) tie = true;
+  }
+  // A prefix ("/imag") is a clear intent too.
+  if (bestDistance > limit) {
+    const prefixed = candidates.filter((c) => word.length >= 2 && c.startsWith(word));
+    return prefixed.length === 1 ? prefixed[0] : undefined;
+  }
+  return tie || bestDistance === 0 ? undefined : best;
+}
+
+/** Damerau–Levenshtein (optimal string alignment): a swap of two neighbours counts once. */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+      }
+    }
+  }
+  return d[a.length]![b.length]!;
 }
 
 function parseArgs(command: CommandDef, name: string, rest: string): CommandArgs {

@@ -1,5 +1,6 @@
 /** /imagine: validate the options (with the user's saved defaults), enqueue, show the queue notice. */
 import { validateJobParams } from '../../src/jobs/validate.js';
+import { ImageLimitError } from '../../src/scheduler/limits.js';
 import type { CommandArgs, Invocation } from '../types.js';
 import { type BotContext, enqueueAndShow, replyTargetOf, validationFor } from './context.js';
 
@@ -20,5 +21,27 @@ export async function imagine(ctx: BotContext, inv: Invocation, args: CommandArg
     validationFor(ctx, requester),
     { userDefaults: saved },
   );
-  await enqueueAndShow(ctx, { kind: 'txt2img', requester, params, reply: replyTargetOf(inv.where) }, inv);
+  try {
+    await enqueueAndShow(ctx, { kind: 'txt2img', requester, params, reply: replyTargetOf(inv.where) }, inv);
+  } catch (error) {
+    throw fewerNow(error);
+  }
+}
+
+/**
+ * A typed or slash /imagine can ask for fewer images, so its refusal says how many would work now
+ * (a button's cannot, so the limits never say it themselves).
+ */
+function fewerNow(error: unknown): unknown {
+  if (!(error instanceof ImageLimitError)) return error;
+  const { availableNow: n, cost } = error;
+  if (n < 1 || n >= cost) return error;
+  const hint = ` Or ask for ${n} ${n === 1 ? 'image' : 'images'} now (count ${n}).`;
+  return new ImageLimitError(
+    error.limit as 'user' | 'team',
+    error.retryAfterMs,
+    `${error.userMessage}${hint}`,
+    n,
+    cost,
+  );
 }

@@ -3,15 +3,17 @@ import { NotFoundError } from '../../src/errors.js';
 import { formatDuration } from '../../src/scheduler/index.js';
 import { shownPrompt } from '../presenter.js';
 import type { Choice, CommandArgs, Invocation } from '../types.js';
+import { allowanceLine, allowanceOf } from './allowance.js';
 import { type BotContext, isAdmin, tell } from './context.js';
 
 export async function queue(ctx: BotContext, inv: Invocation, args: CommandArgs): Promise<void> {
   const all = args.all === true && isAdmin(ctx, inv.requester);
   const entries = ctx.app.scheduler.list(inv.requester, { all });
   const paused = ctx.app.scheduler.isPaused ? '⏸️ The queue is paused.\n' : '';
+  const left = `\n${allowanceLine(allowanceOf(ctx, inv.requester))}`;
   if (entries.length === 0) {
     await inv.replyPrivately(
-      tell(`${paused}${all ? 'The queue is empty.' : 'You have no jobs in the queue.'}`),
+      tell(`${paused}${all ? 'The queue is empty.' : 'You have no jobs in the queue.'}${left}`),
     );
     return;
   }
@@ -20,7 +22,7 @@ export async function queue(ctx: BotContext, inv: Invocation, args: CommandArgs)
     const who = all ? ` · <@${e.job.spec.requester.userId}>` : '';
     return `${where} · about ${formatDuration(e.etaMs)} · \`${e.job.id}\` · ${shownPrompt(e.job.spec.params.prompt).slice(0, 60)}${who}`;
   });
-  await inv.replyPrivately(tell(`${paused}${all ? 'Every job' : 'Your jobs'}:\n${lines.join('\n')}`));
+  await inv.replyPrivately(tell(`${paused}${all ? 'Every job' : 'Your jobs'}:\n${lines.join('\n')}${left}`));
 }
 
 export async function cancel(ctx: BotContext, inv: Invocation, args: CommandArgs): Promise<void> {

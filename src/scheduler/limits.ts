@@ -30,6 +30,16 @@ function teamNoun(platform: string): string {
   return 'This team';
 }
 
+/** "one every 1 min": how fast a bucket gives images back. */
+function refillRate(rule: BucketRule): string {
+  return `one every ${formatDuration(rule.perMs / rule.images)}`;
+}
+
+/**
+ * A refusal that says which rule bit: the burst (the most at once, refilled steadily) when it is
+ * smaller than the window's allowance, else the allowance per window. It never suggests typing
+ * options (a button cannot); typed commands add that themselves (see ImageLimitError).
+ */
 function bucketMessage(
   whose: string,
   rule: BucketRule,
@@ -37,20 +47,65 @@ function bucketMessage(
   tokens: number,
   waitMs: number,
 ): string {
+  const you = whose === 'You';
+  const burst = Math.floor(rule.burst);
   const allowance = `${plural(rule.images, 'image')} per ${formatWindow(rule.perMs)}`;
   if (cost > rule.burst) {
-    return `${whose} can make at most ${plural(Math.floor(rule.burst), 'image')} at a time (${allowance}). Ask for fewer images.`;
+    return `${whose} can make at most ${plural(burst, 'image')} at a time (${allowance}). Ask for fewer images.`;
   }
-  // The bucket refills steadily, so "used all 10" would be wrong after a burst of 4: say the rule.
-  const limit = `${allowance}, at most ${plural(Math.floor(rule.burst), 'image')} at once`;
-  const used =
-    whose === 'You'
-      ? `You've reached your limit of ${limit}.`
-      : `${whose} has reached its limit of ${limit}.`;
   const nowAvailable = Math.floor(tokens + 1e-9);
-  const alternative = nowAvailable >= 1 ? ` Or ask for ${plural(nowAvailable, 'image')} now.` : '';
-  return `${used} You can make ${cost} more ${cost === 1 ? 'image' : 'images'} in ${formatDuration(waitMs)}.${alternative}`;
+  const burstBit = rule.burst < rule.images;
+  let state: string;
+  if (burstBit) {
+    const atOnce = you ? 'you can make at once' : 'its members can make at once';
+    const back = `they come back ${refillRate(rule)} (${allowance})`;
+    state =
+      nowAvailable >= 1
+        ? `${you ? 'You have' : `${whose} has`} ${nowAvailable} of the ${plural(burst, 'image')} ${atOnce} left; ${back}.`
+        : `${you ? "You've" : `${whose} has`} used the ${plural(burst, 'image')} ${atOnce}; ${back}.`;
+  } else {
+    state =
+      nowAvailable >= 1
+        ? `${you ? 'You have' : `${whose} has`} ${plural(nowAvailable, 'image')} left of ${you ? 'your' : 'its'} limit of ${allowance}.`
+        : `${you ? "You've" : `${whose} has`} reached ${you ? 'your' : 'its'} limit of ${allowance}.`;
+  }
+  const subject = you ? 'You' : 'It';
+  const next =
+    cost === 1
+      ? `${subject} can make the next image in ${formatDuration(waitMs)}.`
+      : `${subject} can make ${plural(cost, 'image')} in ${formatDuration(waitMs)}.`;
+  return `${state} ${next}`;
 }
+
+/** An image-bucket refusal, with what could be made right now (typed commands can suggest it). */
+export class ImageLimitError extends RateLimitedError {
+  constructor(
+    limit: 'user' | 'team',
+    retryAfterMs: number,
+    userMessage: string,
+    /** Images the bucket would allow right now (0: none). */
+    readonly availableNow: number,
+    /** Images that were asked for. */
+    readonly cost: number,
+  ) {
+    super(limit, retryAfterMs, userMessage);
+  }
+}
+
+/** What a user can still make: `unlimited` for admins and when no bucket applies. */
+export type Allowance =
+  | { unlimited: true }
+  | {
+      unlimited: false;
+      /** Images that could be asked for right now. */
+      availableNow: number;
+      /** The most at once. */
+      burst: number;
+      /** Until one more image is available (0 when the bucket is full). */
+      nextInMs: number;
+      /** Until the bucket is full again. */
+      fullInMs: number;
+    };
 
 const positive = (value: unknown) => typeof value === 'number' && Number.isFinite(value) && value > 0;
 
@@ -62,20 +117,31 @@ function ruleOr(override: unknown, fallback: BucketRule | false): BucketRule | f
   return positive(images) && positive(perMs) && positive(burst) ? (override as BucketRule) : fallback;
 }
 
+/** The parts of the scheduler's options that limits read. */
+export type LimitOptions = Pick<
+  ResolvedSchedulerOptions,
+  'userBucket' | 'teamBucket' | 'maxQueuedPerUser' | 'admins'
+>;
+
 export class Limits {
   readonly #store: Store;
-  readonly #options: ResolvedSchedulerOptions;
+  readonly #options: LimitOptions;
   readonly #adminUsers: Set<string>;
   readonly #adminRoles: Set<string>;
 
-  constructor(store: Store, options: ResolvedSchedulerOptions) {
+  constructor(store: Store, options: LimitOptions) {
     this.#store = store;
     this.#options = options;
     this.#adminUsers = new Set(options.admins.userIds);
     this.#adminRoles = new Set(options.admins.roleIds);
   }
 
+  /**
+   * Listed by id (`platform:id` or a bare id), or everyone on a platform listed as `platform:*`
+   * (the playground's default: it is one local operator's own tool).
+   */
   isAdmin(requester: Requester): boolean {
+    if (this.#adminUsers.has(`${requester.platform}:*`)) return true;
     if (this.#adminUsers.has(requester.userId) || this.#adminUsers.has(userKey(requester))) return true;
     return (requester.roleIds ?? []).some(
       (role) => this.#adminRoles.has(role) || this.#adminRoles.has(`${requester.platform}:${role}`),
@@ -111,6 +177,10 @@ export class Limits {
   take(requester: Requester, limits: EffectiveLimits, cost: number, now: number): void {
     const buckets = this.#buckets(requester, limits);
     const states = buckets.map(({ key, rule }) => refill(rule, this.#store.buckets.get(key), now));
+    // What every bucket would allow now: the most a smaller request could ask for.
+    const availableNow = Math.min(
+      ...buckets.map(({ rule }, index) => Math.min(Math.floor(states[index]!.tokens + 1e-9), rule.burst)),
+    );
     let refusal: RateLimitedError | undefined;
     buckets.forEach(({ limit, rule }, index) => {
       const state = states[index]!;
@@ -118,12 +188,33 @@ export class Limits {
       if (waitMs === 0 && cost <= rule.burst) return;
       if (refusal && refusal.retryAfterMs >= waitMs) return;
       const whose = limit === 'user' ? 'You' : teamNoun(requester.platform);
-      refusal = new RateLimitedError(limit, waitMs, bucketMessage(whose, rule, cost, state.tokens, waitMs));
+      const message = bucketMessage(whose, rule, cost, state.tokens, waitMs);
+      refusal = new ImageLimitError(limit, waitMs, message, availableNow, cost);
     });
     if (refusal) throw refusal;
     buckets.forEach(({ key }, index) => {
       this.#store.buckets.put(key, take(states[index]!, cost));
     });
+  }
+
+  /** How many images `requester` can make now, and when the next one comes (no tokens taken). */
+  allowance(requester: Requester, now: number): Allowance {
+    if (this.isAdmin(requester)) return { unlimited: true };
+    const buckets = this.#buckets(requester, this.effective(requester));
+    if (buckets.length === 0) return { unlimited: true };
+    let availableNow = Number.POSITIVE_INFINITY;
+    let burst = Number.POSITIVE_INFINITY;
+    let nextInMs = 0;
+    let fullInMs = 0;
+    for (const { key, rule } of buckets) {
+      const state = refill(rule, this.#store.buckets.get(key), now);
+      const have = Math.floor(state.tokens + 1e-9);
+      availableNow = Math.min(availableNow, have);
+      burst = Math.min(burst, Math.floor(rule.burst));
+      nextInMs = Math.max(nextInMs, have >= rule.burst ? 0 : msUntil(rule, state, have + 1));
+      fullInMs = Math.max(fullInMs, msUntil(rule, state, rule.burst));
+    }
+    return { unlimited: false, availableNow, burst, nextInMs, fullInMs };
   }
 
   /** Gives back tokens for images the user never got (cancelled while waiting, or failed). */

@@ -269,7 +269,7 @@ describe('text commands', () => {
     expect(() => bot.parseText('/imagine fox --colour red')).toThrow(
       /Unknown option --colour. Usage: \/imagine <prompt>/,
     );
-    expect(() => bot.parseText('/dance')).toThrow(/I don't know that command/);
+    expect(() => bot.parseText('/dance')).toThrow(/Unknown command \/dance. Try \/imagine/);
   });
 
   it('keeps custom ids short, round-trippable and strict', () => {

@@ -35,14 +35,14 @@ describe('Scheduler limits', () => {
     expect(error.code).toBe('RATE_LIMITED');
     expect(error.retryAfterMs).toBe(60_000);
     expect(error.userMessage).toBe(
-      "You've reached your limit of 10 images per 10 minutes, at most 4 images at once. You can make 1 more image in 1 min.",
+      "You've used the 4 images you can make at once; they come back one every 1 min (10 images per 10 minutes). You can make the next image in 1 min.",
     );
 
     time.advance(90_000); // 1.5 tokens back
     const four = await refusal(h.scheduler.enqueue(makeSpec('alice', { count: 4 })));
     expect(four.retryAfterMs).toBe(150_000);
     expect(four.userMessage).toBe(
-      "You've reached your limit of 10 images per 10 minutes, at most 4 images at once. You can make 4 more images in 2 min 30 s. Or ask for 1 image now.",
+      'You have 1 of the 4 images you can make at once left; they come back one every 1 min (10 images per 10 minutes). You can make 4 images in 2 min 30 s.',
     );
     await h.scheduler.enqueue(makeSpec('alice', { count: 1 }));
     // Another user has their own bucket.
@@ -70,7 +70,7 @@ describe('Scheduler limits', () => {
     expect(error.limit).toBe('team');
     expect(error.retryAfterMs).toBe(120_000);
     expect(error.userMessage).toBe(
-      'This server has reached its limit of 30 images per hour, at most 5 images at once. You can make 2 more images in 2 min. Or ask for 1 image now.',
+      'This server has 1 of the 5 images its members can make at once left; they come back one every 2 min (30 images per hour). It can make 2 images in 2 min.',
     );
     // Another guild is not affected, and bob's own bucket was not charged by the refusal.
     await h.scheduler.enqueue(makeSpec('bob', { count: 4, teamId: 'guild-2' }));

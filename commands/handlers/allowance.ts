@@ -1,0 +1,28 @@
+/** What a user can still make under the image limits: "you can make 2 more images now, the next in 1 min". */
+import { schedulerOptions } from '../../src/app.js';
+import type { Requester } from '../../src/jobs/types.js';
+import { formatDuration } from '../../src/scheduler/duration.js';
+import { type Allowance, Limits } from '../../src/scheduler/limits.js';
+import type { BotContext } from './context.js';
+
+/** The same limits the scheduler applies (config + team overrides), read without taking anything. */
+export function allowanceOf(ctx: BotContext, requester: Requester, now = Date.now()): Allowance {
+  const options = schedulerOptions(ctx.app.config, [], ctx.app.logger);
+  const limits = new Limits(ctx.app.store, {
+    userBucket: options.userBucket ?? false,
+    teamBucket: options.teamBucket ?? false,
+    maxQueuedPerUser: options.maxQueuedPerUser ?? 0,
+    admins: { userIds: options.admins?.userIds ?? [], roleIds: options.admins?.roleIds ?? [] },
+  });
+  return limits.allowance(requester, now);
+}
+
+export function allowanceLine(allowance: Allowance): string {
+  if (allowance.unlimited) return 'No image limit applies to you.';
+  const { availableNow, burst, nextInMs } = allowance;
+  const images = (n: number) => `${n} more ${n === 1 ? 'image' : 'images'}`;
+  if (availableNow >= burst) return `You can make ${images(availableNow)} now (the most at once).`;
+  const next = `the next in ${formatDuration(nextInMs)}`;
+  if (availableNow < 1) return `You can make no more images now; ${next}.`;
+  return `You can make ${images(availableNow)} now, ${next}.`;
+}
