@@ -10,6 +10,7 @@ import { engineOptions } from '../app.js';
 import { type AtelierConfig, enabledPlatforms, maskedSecrets } from '../config/index.js';
 import { asAtelierError } from '../errors.js';
 import { formatBytes } from '../pipeline/hub/index.js';
+import { validateModelSet } from '../pipeline/models-dir/index.js';
 import { GraphBuilder } from '../pipeline/onnx/graph.js';
 import { openSession } from '../pipeline/onnx/session.js';
 import { ORT_VERSION } from '../pipeline/ort/index.js';
@@ -113,6 +114,8 @@ export async function doctor(
   try {
     const engine = await engineOptions(config);
     const { set, components, defaults } = describeModels(engine);
+    // The shape checks `serve` makes before it builds a graph, so both refuse the same file.
+    validateModelSet(set);
     row(
       'model',
       `${set.name} (${set.family}, ${set.layout} layout) in ${set.root}${config.models.dir ? '' : ' — the bundled tiny model'}`,

@@ -104,7 +104,8 @@ export async function headFile(ref: HubFileRef, options: HubClientOptions): Prom
       ref.repo,
       ref.path,
       undefined,
-      `Cannot reach ${options.baseUrl} for ${ref.repo}/${ref.path}: ${(error as Error).message}`,
+      `Cannot reach ${options.baseUrl} for ${ref.repo}/${ref.path}: ${networkCause(error, options.baseUrl)}. ` +
+        'Set HF_ENDPOINT to a reachable mirror, or copy the files in by hand (the README lists where each goes).',
       {
         cause: error,
       },
@@ -161,4 +162,24 @@ export function refusal(ref: HubFileRef, response: Response, options: HubClientO
     message = `The hub answered ${response.status} for ${ref.repo}/${ref.path}.`;
   }
   return new HubError(ref.repo, ref.path, response.status, message + said);
+}
+
+/** Why a request never got an answer, in words: undici's "fetch failed" hides it in `cause`. */
+export function networkCause(error: unknown, baseUrl: string): string {
+  let host = baseUrl;
+  try {
+    host = new URL(baseUrl).host;
+  } catch {}
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  const code = cause?.code ?? (error as { code?: string }).code ?? '';
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+    return `the name ${host} does not resolve (DNS: offline, or no DNS server answers)`;
+  if (code === 'ECONNREFUSED')
+    return `the connection to ${host} was refused (nothing listens there, or a firewall)`;
+  if (code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT')
+    return `the connection to ${host} timed out (offline, or a proxy or firewall drops it)`;
+  if (code === 'ECONNRESET') return `the connection to ${host} was reset`;
+  if (/CERT|SSL|TLS|SELF_SIGNED/i.test(code) || /certificate|TLS|SSL/i.test(cause?.message ?? ''))
+    return `TLS with ${host} failed (${code || cause?.message}: an intercepting proxy? set NODE_EXTRA_CA_CERTS)`;
+  return cause?.message ? `${(error as Error).message} (${cause.message})` : String((error as Error).message);
 }

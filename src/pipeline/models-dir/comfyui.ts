@@ -4,7 +4,7 @@
  * unless the checkpoint bundles them, and a VAE in the checkpoint or in `vae/`.
  */
 import { existsSync, statSync } from 'node:fs';
-import { basename, isAbsolute, join } from 'node:path';
+import { basename, isAbsolute, join, relative } from 'node:path';
 import { FAMILY_PREFERENCE, familyOf, type MmditShape, mmditShape } from './family.js';
 import { type HeaderView, listSafetensors, readHeader } from './headers.js';
 import { bundledPrefix, clipKind, isDiffusersVae, PROBES, standalonePrefix } from './probes.js';
@@ -183,9 +183,13 @@ function chooseCheckpoint(
   }
   const candidates: Candidate[] = [];
   const others: string[] = [];
+  const broken: string[] = [];
   for (const path of checkpointDirs.flatMap((d) => listSafetensors(d))) {
     const header = headers.get(path);
     if (header instanceof Error) {
+      const rel = relative(modelsDir, path);
+      const message = header.message.split(path).join(rel);
+      broken.push(message.startsWith(rel) ? message : `${rel}: ${message}`);
       notes.push(
         header.message.startsWith(path) ? `Skipped ${header.message}` : `Skipped ${path}: ${header.message}`,
       );
@@ -194,6 +198,15 @@ function chooseCheckpoint(
     const candidate = asCandidate(path, header);
     if (candidate) candidates.push(candidate);
     else others.push(basename(path));
+  }
+  if (candidates.length === 0 && broken.length) {
+    // A damaged checkpoint is the model the operator meant: name it and what is wrong, not "none found".
+    return {
+      lookedAt: checkpointDirs,
+      problem:
+        `No usable SD3.5 checkpoint in ${modelsDir}:\n${broken.map((b) => `  - ${b}`).join('\n')}` +
+        (others.length ? `\n  (also found ${others.join(', ')}: not SD3 models)` : ''),
+    };
   }
   if (candidates.length === 0) {
     const found = others.length ? ` (found ${others.join(', ')}: not SD3 models)` : '';

@@ -41,9 +41,16 @@ interface Findings {
   missing: string[];
 }
 
-/** The `atelier models pull` name that provides files for a family. */
-export function pullNameFor(family: ModelFamily): string {
-  return family === 'sd3.5-large-turbo' || family === 'sd3.5-medium' ? family : 'sd3.5-large';
+/**
+ * The `atelier models pull` name that provides files for a family. A network the shapes don't
+ * place (a fine-tune, SD3 Medium) is named by its file or folder name (`hints`), so a Medium user
+ * is never sent to Large's repository, whose licence they may not have accepted.
+ */
+export function pullNameFor(family: ModelFamily, hints: readonly string[] = []): string {
+  if (family === 'sd3.5-large-turbo' || family === 'sd3.5-medium' || family === 'sd3.5-large') return family;
+  if (hints.some((h) => /medium/i.test(h))) return 'sd3.5-medium';
+  if (hints.some((h) => /turbo/i.test(h))) return 'sd3.5-large-turbo';
+  return 'sd3.5-large';
 }
 
 export function discoverModelSet(options: DiscoverOptions): ModelSet {
@@ -141,7 +148,7 @@ function findTokenizers(findings: Findings, options: DiscoverOptions): Tokenizer
 }
 
 function incompleteMessage(findings: Findings, options: DiscoverOptions): string {
-  const pull = pullNameFor(findings.family);
+  const pull = pullNameFor(findings.family, [findings.name]);
   const onlyTokenizers = findings.missing.every((m) => m.includes(' tokenizer ('));
   const fixes = onlyTokenizers
     ? [
@@ -202,7 +209,7 @@ function checkTokenizersFit(set: ModelSet): void {
           dir,
           `The ${kind.toUpperCase()} tokenizer in ${dir} has ${ids} tokens, but ${basename(location.file)} embeds only ${rows}: ` +
             'the tokenizer belongs to another model. Remove it, or run `atelier models pull ' +
-            `${pullNameFor(set.family)} --tokenizers-only\` to get the right one.`,
+            `${pullNameFor(set.family, [set.name])} --tokenizers-only\` to get the right one.`,
         );
       }
     } finally {

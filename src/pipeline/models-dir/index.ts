@@ -13,4 +13,5 @@ export {
 export { type DiscoverOptions, discoverModelSet, pullNameFor } from './discover.js';
 export { familyOf, type MmditShape, mmditShape } from './family.js';
 export type * from './types.js';
+export { validateModelSet } from './validate.js';
 export { ComponentWeights } from './weight-source.js';

@@ -167,11 +167,20 @@ function parseHeader(
     throw new ModelError(path, `${path}: the safetensors header is not a JSON object`);
   }
   const dataBytes = fileSize - dataStart;
+  const promised = dataStart + promisedDataEnd(header as Record<string, unknown>);
   const tensors = new Map<string, TensorInfo>();
   let metadata: Record<string, string> = {};
   for (const [name, raw] of Object.entries(header)) {
     if (name === '__metadata__') {
-      metadata = raw as Record<string, string>;
+      // `null` is valid (writers emit it for "no metadata"); anything but an object of strings is not.
+      if (raw === null || raw === undefined) continue;
+      if (typeof raw !== 'object' || Array.isArray(raw)) {
+        throw new ModelError(
+          path,
+          `${path}: the safetensors header's __metadata__ is ${JSON.stringify(raw)}, not an object of strings (corrupt file?)`,
+        );
+      }
+      metadata = Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, String(v)]));
       continue;
     }
     const bad = (why: string) => new ModelError(path, `${path}: tensor "${name}" ${why}`);
@@ -197,8 +206,10 @@ function parseHeader(
       throw bad(`has ${end - begin} bytes of data but shape [${shape}] of ${entry.dtype} needs ${expected}`);
     }
     if (end > dataBytes) {
-      throw bad(
-        `ends at byte ${dataStart + end}, past the end of the ${fileSize}-byte file (truncated download?)`,
+      throw new ModelError(
+        path,
+        `${path} is truncated: its header says ${sizeText(promised)} of tensors, the file has ${sizeText(fileSize)} ` +
+          `(an interrupted download or copy: get the file again) — ${basename(path)}: tensor "${name}" ends at byte ${dataStart + end}, past the end`,
       );
     }
     tensors.set(name, {
@@ -219,4 +230,22 @@ function parseHeader(
     }
   }
   return { tensors, metadata };
+}
+
+/** Where the data of the last tensor the header describes ends, relative to the data section. */
+function promisedDataEnd(header: Record<string, unknown>): number {
+  let end = 0;
+  for (const [name, raw] of Object.entries(header)) {
+    if (name === '__metadata__' || typeof raw !== 'object' || raw === null) continue;
+    const offsets = (raw as { data_offsets?: unknown }).data_offsets;
+    if (Array.isArray(offsets) && Number.isSafeInteger(offsets[1])) end = Math.max(end, offsets[1] as number);
+  }
+  return end;
+}
+
+function sizeText(bytes: number): string {
+  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(1)} GB`;
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
+  if (bytes >= 1e3) return `${(bytes / 1e3).toFixed(1)} kB`;
+  return `${bytes} bytes`;
 }
