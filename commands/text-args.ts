@@ -4,6 +4,7 @@
  * flag fills the command's first required text option (the prompt); each `--flag` takes the words
  * up to the next flag, so multi-word values need no quotes. Flags are option names or aliases.
  */
+import { editDistance } from '../src/edit-distance.js';
 import { ValidationError } from '../src/errors.js';
 import { findCommand } from './definitions.js';
 import type { CommandArgs, CommandDef, OptionDef } from './types.js';
@@ -74,23 +75,6 @@ export function closest(word: string, candidates: readonly string[]): string | u
     return prefixed.length === 1 ? prefixed[0] : undefined;
   }
   return tie || bestDistance === 0 ? undefined : best;
-}
-
-/** Damerau–Levenshtein (optimal string alignment): a swap of two neighbours counts once. */
-function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
-    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
-  );
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
-        d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
-      }
-    }
-  }
-  return d[a.length]![b.length]!;
 }
 
 function parseArgs(command: CommandDef, name: string, rest: string): CommandArgs {

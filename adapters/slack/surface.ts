@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { App, HTTPReceiver, webApi } from '@slack/bolt';
 import type { ChatAdapter } from '../../commands/types.js';
+import { SLACK_TOKEN_ERRORS } from '../../src/cli/surface-checks.js';
 import { ConfigError } from '../../src/errors.js';
 import { childLogger, type Logger } from '../../src/log.js';
 import type { SqliteDatabase } from '../../src/store/database.js';
@@ -198,21 +199,12 @@ async function whoAmI(client: webApi.WebClient): Promise<Identity> {
   };
 }
 
-const TOKEN_ERRORS = new Set([
-  'invalid_auth',
-  'not_authed',
-  'account_inactive',
-  'token_revoked',
-  'token_expired',
-  'not_allowed_token_type',
-]);
-
 async function startOrExplain<T>(run: () => Promise<T>, variable: string): Promise<T> {
   try {
     return await run();
   } catch (error) {
     const code = slackErrorCode(error);
-    if (code && TOKEN_ERRORS.has(code)) {
+    if (code && SLACK_TOKEN_ERRORS.has(code)) {
       throw new ConfigError(
         variable,
         `slack: Slack refused ${variable} (${code}); check the token of your Slack app`,

@@ -62,7 +62,7 @@ const slackTarget = (tokenVariable: string): Target => ({
 });
 
 /** Slack's answers that mean "this token is not accepted". */
-const SLACK_TOKEN_ERRORS = new Set([
+export const SLACK_TOKEN_ERRORS: ReadonlySet<string> = new Set([
   'invalid_auth',
   'not_authed',
   'account_inactive',

@@ -3,6 +3,7 @@
  *   config: queue.concurrency = "abc" is not allowed: expected an integer from 1 to 64 (from env ATELIER_QUEUE__CONCURRENCY)
  */
 import { z } from 'zod';
+import { editDistance } from '../edit-distance.js';
 import { ConfigError } from '../errors.js';
 import { settingsSchema } from './schema.js';
 import { type ConfigLayers, type ConfigPath, describeSource, formatPath } from './sources.js';
@@ -31,20 +32,6 @@ function sectionKeys(path: ConfigPath): string[] {
     schema = next as z.ZodType;
   }
   return schema instanceof z.ZodObject ? Object.keys(schema.shape) : [];
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, index) => index);
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diagonal = above;
-    }
-  }
-  return row[b.length]!;
 }
 
 /** "max_queued_per_user" and "concurency" both find their key. */

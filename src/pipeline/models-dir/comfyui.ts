@@ -54,7 +54,8 @@ interface Candidate {
   family: ModelFamily;
 }
 
-const LABEL: Record<ComponentName, string> = {
+/** What each component is called in messages. */
+export const LABEL: Record<ComponentName, string> = {
   mmdit: 'MMDiT',
   vae: 'VAE',
   clipL: 'CLIP-L text encoder',

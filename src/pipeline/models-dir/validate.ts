@@ -11,6 +11,7 @@ import { t5Config } from '../models/t5.js';
 import { vaeConfig } from '../models/vae.js';
 import { GraphBuilder } from '../onnx/graph.js';
 import { Params, type ResolvedTensor, resolvedShape } from '../onnx/params.js';
+import { LABEL } from './comfyui.js';
 import type { ComponentName, ModelSet } from './types.js';
 import { ComponentWeights } from './weight-source.js';
 
@@ -44,14 +45,6 @@ export function validateModelSet(set: ModelSet): void {
     }
   }
 }
-
-const LABEL: Record<ComponentName, string> = {
-  mmdit: 'MMDiT',
-  vae: 'VAE',
-  clipL: 'CLIP-L text encoder',
-  clipG: 'CLIP-G text encoder',
-  t5: 'T5-XXL text encoder',
-};
 
 /** -1 in an expected shape matches any size. */
 type Expect = (key: string, shape: number[]) => number[] | undefined;
