@@ -129,9 +129,7 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   if (batch * tokens == 0 || channels == 0) return nullptr;
 
   void* data[kInputCount + 1];
-  for (size_t i = 0; i < kInputCount; ++i)
-    ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(const_cast<OrtValue*>(inputs[i]), &data[i]));
-  ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(output, &data[kInputCount]));
+  ATELIER_RETURN_IF_ERROR(glue::data_pointers(api, inputs, output, data));
   const AdaLnArgs args{data[0], data[1], data[2], data[3], batch, tokens, channels, kernel.epsilon};
   return kernel.device == Device::cuda ? run_cuda(kernel, context, args) : run_cpu(kernel, context, args);
 }

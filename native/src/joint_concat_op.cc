@@ -185,9 +185,7 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   if (y_dims[0] * y_dims[1] * y_dims[2] == 0) return nullptr;
 
   void* data[kInputCount + 1];
-  for (size_t i = 0; i < kInputCount; ++i)
-    ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(const_cast<OrtValue*>(inputs[i]), &data[i]));
-  ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(output, &data[kInputCount]));
+  ATELIER_RETURN_IF_ERROR(glue::data_pointers(api, inputs, output, data));
   const JointConcatArgs args{data[0], data[1], data[2], a[0], a[1], b[1], a[2], kernel.element_size};
   return kernel.device == Device::cuda ? run_cuda(kernel, context, args) : run_cpu(kernel, context, args);
 }

@@ -57,6 +57,14 @@ OrtStatus* rank3_inputs(const OrtApi* api, OrtKernelContext* context, const char
   return nullptr;
 }
 
+// The data of every input, then of the output, for a kernel's argument struct.
+template <size_t N>
+OrtStatus* data_pointers(const OrtApi* api, const OrtValue* (&inputs)[N], OrtValue* output, void* (&data)[N + 1]) {
+  for (size_t i = 0; i < N; ++i)
+    ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(const_cast<OrtValue*>(inputs[i]), &data[i]));
+  return ort::GetTensorMutableData(api)(output, &data[N]);
+}
+
 // The CUDA provider's stream for this run: launching on it is what makes a kernel part of ONNX
 // Runtime's ordering and of a captured graph (the legacy default stream would be neither).
 inline OrtStatus* cuda_stream(const OrtApi* api, OrtKernelContext* context, const char* op, void** stream) {

@@ -52,7 +52,6 @@ export const SLOTS = {
   ReleaseRunOptions: [97, 'void f(void* options)'],
   ReleaseTensorTypeAndShapeInfo: [99, 'void f(void* info)'],
   ReleaseSessionOptions: [100, 'void f(void* options)'],
-  SessionEndProfiling: [110, 'void* f(void* session, void* allocator, _Out_ void** out)'],
   AddSessionConfigEntry: [130, 'void* f(void* options, const char* key, const char* value)'],
   CreateAllocator: [131, 'void* f(void* session, void* info, _Out_ void** out)'],
   ReleaseAllocator: [132, 'void f(void* allocator)'],

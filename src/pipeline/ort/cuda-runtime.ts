@@ -14,9 +14,8 @@ export interface CudaRuntime {
   copyToHost(host: Uint8Array, device: bigint): void;
 }
 
-let loaded: CudaRuntime | undefined;
-/** Kept referenced: koffi unloads a library whose handle is collected. */
-let handle: unknown;
+/** Holds the library too: koffi unloads a library whose handle is collected. */
+let loaded: (CudaRuntime & { library: unknown }) | undefined;
 
 export function cudaRuntime(): CudaRuntime {
   if (loaded) return loaded;
@@ -31,7 +30,6 @@ export function cudaRuntime(): CudaRuntime {
     }
   }
   if (!lib) throw new Error(`The CUDA runtime library could not be loaded (${errors.join('; ')})`);
-  handle = lib;
   const memcpy = lib.func('int cudaMemcpy(void* dst, void* src, size_t count, int kind)') as (
     ...a: unknown[]
   ) => number;
@@ -40,15 +38,11 @@ export function cudaRuntime(): CudaRuntime {
     if (code !== 0) throw new Error(`CUDA ${what} failed: ${errorString(code)} (${code})`);
   };
   loaded = {
+    library: lib,
     copyToDevice: (device, host) =>
       check('copy to the GPU', memcpy(device, host, host.byteLength, HOST_TO_DEVICE)),
     copyToHost: (host, device) =>
       check('copy from the GPU', memcpy(host, device, host.byteLength, DEVICE_TO_HOST)),
   };
   return loaded;
-}
-
-/** Whether the CUDA runtime library was loaded (for doctor). */
-export function cudaRuntimeLoaded(): boolean {
-  return handle !== undefined;
 }

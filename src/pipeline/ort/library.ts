@@ -30,7 +30,7 @@ const loaded = new Map<string, OrtLibrary>();
 const handles: unknown[] = [];
 
 /** The path of onnxruntime-node's own copy of the library, for this platform. */
-export function defaultLibraryPath(): string {
+function defaultLibraryPath(): string {
   const require = createRequire(import.meta.url);
   const packageDir = dirname(require.resolve('onnxruntime-node/package.json'));
   const name = process.platform === 'darwin' ? 'libonnxruntime.1.dylib' : 'libonnxruntime.so.1';

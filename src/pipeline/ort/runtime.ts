@@ -38,12 +38,6 @@ export class OrtRuntime {
     return result[0] as T;
   }
 
-  /** Like `call`, on one of koffi's worker threads: the event loop runs on meanwhile. */
-  async callAsync(name: SlotName, ...args: unknown[]): Promise<void> {
-    const fn = promisify(this.api[name].async) as (...a: unknown[]) => Promise<unknown>;
-    this.check(name, await fn(...args));
-  }
-
   /** Like `out`, on a worker thread. */
   async outAsync<T = Handle>(name: SlotName, ...args: unknown[]): Promise<T> {
     const result: unknown[] = [null];

@@ -144,11 +144,6 @@ export class CapiSession {
     }
   }
 
-  /** Ends profiling (when a prefix was given) and returns the profile file's path. */
-  endProfiling(): string {
-    return this.rt.takeString(this.rt.out('SessionEndProfiling', this.handle, this.rt.cpuAllocator));
-  }
-
   /**
    * Releases the session with every tensor and binding made from it; when runs are still going on
    * worker threads, once the last of them has returned.

@@ -169,9 +169,10 @@ export class Sd35Engine implements Pipeline {
         },
         {
           signal: opts.signal,
-          onStep: (i, _total, denoised) => {
-            opts.onStep?.({ step: i + 1, total, preview: preview(denoised) });
-          },
+          // Without a listener no preview is read back from the device at all.
+          onStep:
+            opts.onStep &&
+            ((i, _total, denoised) => opts.onStep?.({ step: i + 1, total, preview: preview(denoised) })),
         },
       );
       throwIfAborted(opts.signal);
