@@ -5,7 +5,6 @@
  * this file, on random inputs drawn afresh each run (the seed is in every failure message).
  */
 import { randomInt } from 'node:crypto';
-import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type BuiltModel, GraphBuilder } from '../../src/pipeline/onnx/graph.js';
 import { DEFAULT_NET_OPTIONS, Net } from '../../src/pipeline/onnx/nn.js';
@@ -14,6 +13,7 @@ import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
 import { floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
 import { relL2 } from '../golden/manifest.js';
+import { runStock, runWithOps } from './run-graphs.js';
 
 type Dtype = 'float32' | 'float16';
 type Shape = [batch: number, tokens: number, channels: number];
@@ -102,27 +102,6 @@ beforeAll(() => {
   library = buildCustomOpsLibrary('cpu');
 });
 
-async function runFused(model: BuiltModel, feeds: Record<string, HostTensor>): Promise<HostTensor> {
-  const session = await CapiSession.create(model, { provider: 'cpu', customOpsLibraries: [library] });
-  try {
-    return (await session.run(feeds)).y;
-  } finally {
-    session.release();
-  }
-}
-
-async function runStock(model: BuiltModel, feeds: Record<string, HostTensor>) {
-  const session = await ort.InferenceSession.create(model.bytes, { graphOptimizationLevel: 'all' });
-  try {
-    const tensors = Object.fromEntries(
-      Object.entries(feeds).map(([k, f]) => [k, new ort.Tensor(f.type, f.data as Float32Array, f.dims)]),
-    );
-    return (await session.run(tensors)).y;
-  } finally {
-    await session.release();
-  }
-}
-
 // fp16: the fused kernel rounds once, the stock graph after LayerNorm, Mul and Add (≈ 3 · 2⁻¹¹ / √3).
 const TOLERANCE: Record<Dtype, { stock: number; reference: number }> = {
   float32: { stock: 1e-5, reference: 1e-6 },
@@ -142,7 +121,7 @@ describe.each<Dtype>(['float32', 'float16'])('atelier:AdaLNModulate, %s, CPU ker
     const seed = randomInt(2 ** 31);
     const eps = 1e-6;
     const { feeds, values } = randomInputs(dtype, shape, seed);
-    const fused = await runFused(modulatedNormGraph(dtype, shape, eps, true), feeds);
+    const fused = await runWithOps(library, modulatedNormGraph(dtype, shape, eps, true), feeds);
     const stock = await runStock(modulatedNormGraph(dtype, shape, eps, false), feeds);
     expect(fused.type).toBe(dtype);
     expect(fused.dims).toEqual(shape);
@@ -159,7 +138,7 @@ describe.each<Dtype>(['float32', 'float16'])('atelier:AdaLNModulate, %s, CPU ker
     // A spread of 0.2 (variance 0.04) against eps 0.25: epsilon dominates the denominator.
     const { feeds, values } = randomInputs(dtype, shape, seed, 0.2);
     const eps = 0.25;
-    const y = asFloats(await runFused(modulatedNormGraph(dtype, shape, eps, true), feeds));
+    const y = asFloats(await runWithOps(library, modulatedNormGraph(dtype, shape, eps, true), feeds));
     const withEps = reference(values, shape, eps);
     expect(relL2(reference(values, shape, 1e-6), withEps)).toBeGreaterThan(0.1);
     expect(relL2(y, withEps), `seed ${seed}`).toBeLessThanOrEqual(TOLERANCE[dtype].reference);
@@ -206,7 +185,7 @@ describe('atelier:AdaLNModulate errors', () => {
     g.output(net.modulatedNorm(x, shift, scale, 8, 1e-6), 'y', 'float32', [1, 3, 8]);
     const { feeds } = randomInputs('float32', [1, 3, 8], 1);
     feeds.shift = { type: 'float32', dims: [1, 3, 8], data: new Float32Array(24) };
-    await expect(runFused(g.build(), feeds)).rejects.toThrow(
+    await expect(runWithOps(library, g.build(), feeds)).rejects.toThrow(
       /AdaLNModulate: shift must be \[B, 1, C\] = \[1, 1, 8\] for x \[1, 3, 8\], got \[1, 3, 8\]/,
     );
   });

@@ -6,13 +6,13 @@
  * failure message). Then shape inference and the errors that name the inputs.
  */
 import { randomInt } from 'node:crypto';
-import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type BuiltModel, type Dim, GraphBuilder } from '../../src/pipeline/onnx/graph.js';
 import { DEFAULT_NET_OPTIONS, Net } from '../../src/pipeline/onnx/nn.js';
 import { Params, type WeightSource } from '../../src/pipeline/onnx/params.js';
 import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
+import { runStock, runWithOps } from './run-graphs.js';
 
 type Dtype = 'float32' | 'float16' | 'int64';
 type Shape = [batch: number, aTokens: number, bTokens: number, channels: number];
@@ -68,31 +68,6 @@ beforeAll(() => {
   library = buildCustomOpsLibrary('cpu');
 });
 
-async function runCustom(
-  model: BuiltModel,
-  feeds: Record<string, HostTensor>,
-  config?: Record<string, string>,
-): Promise<HostTensor> {
-  const session = await CapiSession.create(model, { provider: 'cpu', customOpsLibraries: [library], config });
-  try {
-    return (await session.run(feeds)).y;
-  } finally {
-    session.release();
-  }
-}
-
-async function runStock(model: BuiltModel, feeds: Record<string, HostTensor>) {
-  const session = await ort.InferenceSession.create(model.bytes, { graphOptimizationLevel: 'all' });
-  try {
-    const tensors = Object.fromEntries(
-      Object.entries(feeds).map(([k, f]) => [k, new ort.Tensor(f.type, f.data as Float32Array, f.dims)]),
-    );
-    return (await session.run(tensors)).y;
-  } finally {
-    await session.release();
-  }
-}
-
 // Ta ≠ Tb and Ta = Tb; widths that are no multiple of 8 (so the rows are no whole number of 16-byte
 // vectors) or even odd; one batch entry and three; Ta = 1 (a single token). The last shape is over
 // 1 MiB in every type, so the CPU kernel splits the copy over ONNX Runtime's threads, at byte
@@ -111,7 +86,7 @@ describe.each<Dtype>(['float32', 'float16', 'int64'])('atelier:JointConcat, %s, 
     const next = words(seed);
     const [b, ta, tb, c] = shape;
     const feeds = { a: randomTensor(dtype, [b, ta, c], next), b: randomTensor(dtype, [b, tb, c], next) };
-    const custom = await runCustom(concatGraph(dtype, shape, true), feeds);
+    const custom = await runWithOps(library, concatGraph(dtype, shape, true), feeds);
     const stock = await runStock(concatGraph(dtype, shape, false), feeds);
     expect(custom.type).toBe(dtype);
     expect(custom.dims).toEqual([b, ta + tb, c]);
@@ -192,18 +167,20 @@ describe('atelier:JointConcat errors', () => {
   });
 
   it('names both shapes when B or C differ at run time', async () => {
-    await expect(runCustom(unchecked(3), { a: zeros([1, 3, 8]), b: zeros([1, 4, 9]) })).rejects.toThrow(
+    await expect(
+      runWithOps(library, unchecked(3), { a: zeros([1, 3, 8]), b: zeros([1, 4, 9]) }),
+    ).rejects.toThrow(
       /JointConcat: a \[B, Ta, C\] and b \[B, Tb, C\] must agree in B and C, got a \[1, 3, 8\] and b \[1, 4, 9\]/,
     );
-    await expect(runCustom(unchecked(3), { a: zeros([2, 3, 8]), b: zeros([1, 3, 8]) })).rejects.toThrow(
-      /got a \[2, 3, 8\] and b \[1, 3, 8\]/,
-    );
+    await expect(
+      runWithOps(library, unchecked(3), { a: zeros([2, 3, 8]), b: zeros([1, 3, 8]) }),
+    ).rejects.toThrow(/got a \[2, 3, 8\] and b \[1, 3, 8\]/);
   });
 
   it('names the input whose rank is wrong', async () => {
-    await expect(runCustom(unchecked(2), { a: zeros([1, 3, 8]), b: zeros([4, 8]) })).rejects.toThrow(
-      /JointConcat: input b must have rank 3, got rank 2/,
-    );
+    await expect(
+      runWithOps(library, unchecked(2), { a: zeros([1, 3, 8]), b: zeros([4, 8]) }),
+    ).rejects.toThrow(/JointConcat: input b must have rank 3, got rank 2/);
   });
 
   it('refuses a and b of different element types', async () => {
