@@ -17,7 +17,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { CheckName, CheckResult } from './capi-checks.js';
+import { type CheckName, type CheckResult, isMhaCheck, MHA_SHAPES, type MhaCheck } from './capi-checks.js';
 
 const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda|cpu] [--small] [--runs N]
   --out FILE        the results as JSON
@@ -26,16 +26,23 @@ const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda
   --provider P      cuda (default) or cpu (a dry run here; use with --small)
   --small           small shapes
   --runs N          timed runs per measurement (default 20)
-  --only LIST       some of: binding,adaln-fp16,adaln-fp32,adaln-graph,mha`;
+  --only LIST       some of: binding,adaln-fp16,adaln-fp32,adaln-graph and the mha checks
+                    (mha: Large 1024² with CFG; ${Object.keys(MHA_SHAPES).slice(1).join(', ')})`;
 
-const CHECKS: CheckName[] = ['binding', 'adaln-fp16', 'adaln-fp32', 'adaln-graph', 'mha'];
+const CHECKS: CheckName[] = [
+  'binding',
+  'adaln-fp16',
+  'adaln-fp32',
+  'adaln-graph',
+  ...(Object.keys(MHA_SHAPES) as MhaCheck[]),
+];
 const MARK = '@@capi-check ';
 const TIMEOUT_MS: Record<CheckName, number> = {
   binding: 30_000,
   'adaln-fp16': 40_000,
   'adaln-fp32': 40_000,
   'adaln-graph': 40_000,
-  mha: 60_000,
+  ...(Object.fromEntries(Object.keys(MHA_SHAPES).map((name) => [name, 60_000])) as Record<MhaCheck, number>),
 };
 
 const { values } = parseArgs({
@@ -89,7 +96,9 @@ function runChild(name: CheckName): Promise<Report> {
   if (values.ops) args.push('--ops', resolve(values.ops));
   args.push('--device-id', values['device-id']!);
   // The debug print comes from the CUDA provider's std::cout, at the kernel's first run.
-  const env = name === 'mha' ? { ...process.env, ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO: '1' } : process.env;
+  const env = isMhaCheck(name)
+    ? { ...process.env, ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO: '1' }
+    : process.env;
   const started = performance.now();
   return new Promise((done) => {
     // execArgv: under tsx the child needs its loader too; a bundle has none.
@@ -115,7 +124,7 @@ function runChild(name: CheckName): Promise<Report> {
             status: 'FAIL',
             detail: `the check process ended without a result (${signal ? `signal ${signal}` : `exit ${code}`})`,
           };
-      done({ name, seconds, ...result, ...(name === 'mha' ? attentionKernels(text, result) : {}) });
+      done({ name, seconds, ...result, ...(isMhaCheck(name) ? attentionKernels(text, result) : {}) });
     });
   });
 }
@@ -149,10 +158,10 @@ async function main(): Promise<void> {
     console.log(`\n=== ${name}`);
     reports.push(await runChild(name));
   }
-  console.log('\ncheck         result  seconds  detail');
+  console.log('\ncheck              result  seconds  detail');
   for (const r of reports)
     console.log(
-      `${r.name.padEnd(13)} ${r.status.padEnd(7)} ${r.seconds.toFixed(1).padStart(7)}  ${r.detail}`,
+      `${r.name.padEnd(18)} ${r.status.padEnd(7)} ${r.seconds.toFixed(1).padStart(7)}  ${r.detail}`,
     );
   const count = (status: CheckResult['status']) => reports.filter((r) => r.status === status).length;
   const failed = count('FAIL');

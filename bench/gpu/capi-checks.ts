@@ -44,7 +44,19 @@ export interface CheckResult {
   [metric: string]: unknown;
 }
 
-export type CheckName = 'binding' | 'adaln-fp16' | 'adaln-fp32' | 'adaln-graph' | 'mha';
+/** The attention shapes the product runs (tokens = image patches + 333 text tokens; CFG doubles the batch). */
+export const MHA_SHAPES = {
+  mha: { batch: 2, tokens: 4096 + 333, heads: 38, headDim: 64 }, // Large 1024², CFG
+  'mha-large-512': { batch: 2, tokens: 1024 + 333, heads: 38, headDim: 64 },
+  'mha-large-1024-b4': { batch: 8, tokens: 4096 + 333, heads: 38, headDim: 64 }, // 4 images, CFG
+  'mha-turbo': { batch: 1, tokens: 4096 + 333, heads: 38, headDim: 64 }, // no CFG
+  'mha-medium-1024': { batch: 2, tokens: 4096 + 333, heads: 24, headDim: 64 },
+  'mha-medium-attn2': { batch: 2, tokens: 4096, heads: 24, headDim: 64 }, // MMDiT-X image-only attention
+  'mha-medium-512': { batch: 2, tokens: 1024 + 333, heads: 24, headDim: 64 },
+} satisfies Record<string, AttentionDims>;
+export type MhaCheck = keyof typeof MHA_SHAPES;
+export type CheckName = 'binding' | 'adaln-fp16' | 'adaln-fp32' | 'adaln-graph' | MhaCheck;
+export const isMhaCheck = (name: string): name is MhaCheck => name in MHA_SHAPES;
 
 /** SD3.5's adaLN LayerNorm epsilon. */
 const EPSILON = 1e-6;
@@ -295,12 +307,10 @@ async function adalnGraph(ctx: CheckContext): Promise<CheckResult> {
 
 // ---- (c) MultiHeadAttention at the SD3.5 Large shape, as Net.attention builds it ---------------
 
-async function mha(ctx: CheckContext): Promise<CheckResult> {
+async function mha(ctx: CheckContext, shape: MhaCheck): Promise<CheckResult> {
   // The CPU provider has no float16 MultiHeadAttention: a dry run here uses float32.
   const type: FloatType = ctx.provider === 'cuda' ? 'float16' : 'float32';
-  const d: AttentionDims = ctx.small
-    ? { batch: 2, tokens: 256, heads: 4, headDim: 64 }
-    : { batch: 2, tokens: 4096 + 333, heads: 38, headDim: 64 };
+  const d: AttentionDims = ctx.small ? { batch: 2, tokens: 256, heads: 4, headDim: 64 } : MHA_SHAPES[shape];
   const dims = [d.batch, d.tokens, d.heads * d.headDim];
   const { g, net: n } = net('mha', type);
   const [q, k, v] = ['q', 'k', 'v'].map((name) => g.input(name, type, dims));
@@ -351,8 +361,8 @@ export async function runCheck(name: CheckName, ctx: CheckContext): Promise<Chec
         return await adaln(ctx, 'float32');
       case 'adaln-graph':
         return await adalnGraph(ctx);
-      case 'mha':
-        return await mha(ctx);
+      default:
+        return await mha(ctx, name);
     }
   } catch (error) {
     if (error instanceof SkipCheck) return { status: 'SKIP', detail: error.message };

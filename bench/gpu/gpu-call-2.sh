@@ -9,7 +9,7 @@ OUT=${OUT:-$PWD/.gpu/out}; mkdir -p "$OUT"
 source .gpu/device-env.sh
 W=$(cat /tmp/sd35-dir 2>/dev/null) || { echo "no /tmp/sd35-dir: run call 1 on this machine first"; exit 1; }
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv | tee "$OUT/machine.log"
-timeout 90 node .gpu/bundle/capi-check.js --out "$OUT/capi-check.json" 2>&1 | tee "$OUT/capi-check.log"
+timeout 150 node .gpu/bundle/capi-check.js --out "$OUT/capi-check.json" 2>&1 | tee "$OUT/capi-check.log"
 echo "capi-check done at $(( $(date +%s) - T0 )) s"
 timeout "$(left 565)" node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokenizers \
   --out "$OUT/atelier.json" --budget-s "$(left 535)" "$@" 2>&1 | tee "$OUT/atelier.log"

@@ -8,7 +8,7 @@ T0=$(date +%s)
 OUT=${OUT:-$PWD/.gpu/out}; mkdir -p "$OUT"
 source .gpu/device-env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total --format=csv | tee "$OUT/machine.log"
-timeout 90 node .gpu/bundle/capi-check.js --out "$OUT/capi-check.json" 2>&1 | tee "$OUT/capi-check.log"
+timeout 150 node .gpu/bundle/capi-check.js --out "$OUT/capi-check.json" 2>&1 | tee "$OUT/capi-check.log"
 echo "capi-check done at $(( $(date +%s) - T0 )) s"
 python3 bench/gpu/make_weights.py /tmp/sd35-tiny --tiny > "$OUT/tiny-weights.log" 2>&1
 timeout 240 node .gpu/bundle/atelier-bench.js --models /tmp/sd35-tiny --tokenizers .gpu/tokenizers \

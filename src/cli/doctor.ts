@@ -148,7 +148,7 @@ export async function doctor(
     row(
       'runtime',
       choice.path === 'capi'
-        ? `C API (ONNX Runtime ${ORT_VERSION})${config.models.executionProvider === 'cuda' ? ' + CUDA graphs' : ''}${choice.customOpsLibrary ? ` + custom ops ${choice.customOpsLibrary}` : ''}${choice.reason ? ` — ${choice.reason}` : ''}`
+        ? `C API (ONNX Runtime ${ORT_VERSION})${config.models.executionProvider === 'cuda' && choice.customOpsLibrary ? ' + CUDA graphs' : ''}${choice.customOpsLibrary ? ` + custom ops ${choice.customOpsLibrary}` : ''}${choice.reason ? ` — ${choice.reason}` : ''}`
         : `stock (onnxruntime-node session.run) — ${choice.reason}`,
     );
   } catch (error) {

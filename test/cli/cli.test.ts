@@ -94,7 +94,7 @@ describe('atelier doctor', () => {
     expect(r.stdout).toMatch(/ {2}mmdit +F16 +[\d.]+ MB/);
     expect(r.stdout).toMatch(/provider +cpu \(onnxruntime-node 1\.29\.0\) loads/);
     expect(r.stdout).toMatch(
-      /runtime +stock \(onnxruntime-node session\.run\) — models\.runtime is auto: .*opt-in/,
+      /runtime +stock \(onnxruntime-node session\.run\) — models\.runtime is auto on the CPU: .*CUDA graphs/,
     );
     expect(r.stdout).toMatch(/Everything looks right\./);
   });

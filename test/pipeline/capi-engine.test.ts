@@ -139,8 +139,11 @@ describe('the C-API path', () => {
     );
   });
 
-  it('is not what `auto` picks yet, and says so', async () => {
+  it('is not what `auto` picks on the CPU, and says so', async () => {
     const auto = await engine({});
-    expect(auto.info().runtime).toMatchObject({ path: 'stock', reason: expect.stringContaining('opt-in') });
+    expect(auto.info().runtime).toMatchObject({
+      path: 'stock',
+      reason: expect.stringContaining('auto on the CPU'),
+    });
   });
 });

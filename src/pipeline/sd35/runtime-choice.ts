@@ -17,10 +17,11 @@ export interface RuntimeChoice {
 
 /**
  * Which path denoises. `capi` takes the C API (refused with the reason when ONNX Runtime's C library
- * does not load or is another version); `stock` and, for now, `auto` take onnxruntime-node's path:
- * the C-API path's CUDA-graph capture failed on the H200 at 1024² (ONNX Runtime's Concat of unequal
- * inputs; bench/NOTES.md, issue 9), so it stays opt-in until a GPU run shows it capturing and
- * matching the stock images at every size.
+ * does not load or is another version); `stock` takes onnxruntime-node's path. `auto` takes the C
+ * API on CUDA when our custom-op library is built (its JointConcat is what lets the step capture as
+ * a CUDA graph; on the H200 the captured step was 14–37 % faster than the stock path at every size
+ * and precision, with the same images: bench/NOTES.md, issue 9), and the stock path on the CPU,
+ * where there is no graph to capture and the stock path is the one measured.
  */
 export function chooseRuntime(
   options: Pick<EngineOptions, 'runtime' | 'customOpsLibrary'>,
@@ -28,10 +29,12 @@ export function chooseRuntime(
 ): RuntimeChoice {
   const asked = options.runtime ?? 'auto';
   if (asked === 'stock') return { path: 'stock', reason: 'models.runtime is stock' };
-  if (asked === 'auto')
+  const kind = provider === 'cuda' ? 'cuda' : 'cpu';
+  if (asked === 'auto' && kind === 'cpu')
     return {
       path: 'stock',
-      reason: `models.runtime is auto: the C-API path is opt-in (models.runtime: capi) until its CUDA graphs are verified at every size`,
+      reason:
+        'models.runtime is auto on the CPU: the C-API path pays off with CUDA graphs (models.runtime: capi runs it anyway)',
     };
   try {
     loadOrtLibrary();
@@ -40,9 +43,13 @@ export function chooseRuntime(
       throw new ModelError('models.runtime', `models.runtime is capi, but ${(error as Error).message}`);
     return { path: 'stock', reason: (error as Error).message };
   }
-  const kind = provider === 'cuda' ? 'cuda' : 'cpu';
   const customOpsLibrary =
     options.customOpsLibrary === null ? undefined : (options.customOpsLibrary ?? builtCustomOpsLibrary(kind));
+  if (asked === 'auto' && !customOpsLibrary)
+    return {
+      path: 'stock',
+      reason: `models.runtime is auto, but no ${kind} custom-op library is built (npm run build:native, needs nvcc): without it the C-API step cannot capture CUDA graphs`,
+    };
   if (options.customOpsLibrary === undefined && !customOpsLibrary)
     return {
       path: 'capi',
