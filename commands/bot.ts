@@ -131,17 +131,20 @@ export class Bot {
   /** A channel's recent results, newest first (the playground's gallery). */
   recentResults(where: Pick<ReplyTarget, 'platform' | 'channelId'>, limit = 30): GalleryEntry[] {
     const { store } = this.app;
-    return store.jobs
-      .list({
-        channel: { platform: where.platform, channelId: where.channelId },
-        states: ['done'],
-        limit: limit * 2,
-      })
-      .filter((job) => !store.results.isDeleted(job.id))
-      .slice(0, limit)
-      .flatMap((job) => {
-        const result = store.results.get(job.id);
-        if (!result || result.images.length === 0) return [];
+    const channel = { platform: where.platform, channelId: where.channelId };
+    // Made in the channel, or shared into it (a showcase holds only shares): newest appearance first.
+    const appeared = new Map<string, number>();
+    for (const job of store.jobs.list({ channel, states: ['done'], limit: limit * 2 }))
+      appeared.set(job.id, job.createdAt);
+    for (const { jobId, at } of store.results.jobsShownIn(channel, limit * 2))
+      appeared.set(jobId, Math.max(at, appeared.get(jobId) ?? 0));
+    return [...appeared]
+      .sort((a, b) => b[1] - a[1])
+      .flatMap(([jobId]) => {
+        const job = store.jobs.get(jobId);
+        const result =
+          job?.state === 'done' && !store.results.isDeleted(jobId) ? store.results.get(jobId) : undefined;
+        if (!job || !result || result.images.length === 0) return [];
         return [
           {
             jobId: job.id,
@@ -154,7 +157,8 @@ export class Bot {
             createdAt: job.createdAt,
           },
         ];
-      });
+      })
+      .slice(0, limit);
   }
 
   /** A result's image file (PNG with parameters): one image, or the grid. */

@@ -5,6 +5,7 @@
  */
 import type { JobRecord, JobResult } from '../src/jobs/types.js';
 import { SAMPLER_LABELS } from '../src/jobs/validate.js';
+import { denoisedSteps } from '../src/pipeline/sampling/schedule.js';
 import { formatDuration } from '../src/scheduler/index.js';
 import { encodeButton } from './custom-id.js';
 import type { ChatButton, ChatImage, ChatMessage } from './types.js';
@@ -80,7 +81,13 @@ function parametersLine(job: JobRecord, result: JobResult): string {
     : `${p.width}×${p.height}`;
   const seeds = result.images.map((image) => image.seed);
   const seed = seeds.length > 1 ? `seeds ${seeds[0]}–${seeds.at(-1)}` : `seed ${seeds[0] ?? p.seed}`;
-  const parts = [seed, `${p.steps} steps`, `CFG ${p.guidance}`, SAMPLER_LABELS[p.sampler], size];
+  // An img2img (variation, upscale) runs only the last steps of its schedule: say how many ran,
+  // as its progress counted them.
+  const steps =
+    p.strength === undefined
+      ? `${p.steps} steps`
+      : `${denoisedSteps(p.steps, p.strength)} of ${p.steps} steps (strength ${p.strength})`;
+  const parts = [seed, steps, `CFG ${p.guidance}`, SAMPLER_LABELS[p.sampler], size];
   if (p.negativePrompt) parts.push(`no: ${shownPrompt(p.negativePrompt).slice(0, 80)}`);
   return parts.join(' · ');
 }

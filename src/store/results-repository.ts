@@ -49,6 +49,7 @@ export class ResultsRepository {
   readonly #insertMessage;
   readonly #findByMessage;
   readonly #messagesOf;
+  readonly #shownIn;
   readonly #markDeleted;
 
   constructor(db: SqliteDatabase, dataDir: string) {
@@ -84,6 +85,20 @@ export class ResultsRepository {
     >(
       'SELECT platform, channel_id, message_id, extra FROM job_messages WHERE job_id = ? ORDER BY posted_at, rowid',
     );
+    this.#shownIn = db.prepare<[string, string, number], { job_id: string; at: number }>(
+      `SELECT job_id, MAX(posted_at) AS at FROM job_messages WHERE platform = ? AND channel_id = ?
+       GROUP BY job_id ORDER BY at DESC LIMIT ?`,
+    );
+  }
+
+  /** Jobs with a message in the channel (made there or shared there), the latest post first. */
+  jobsShownIn(
+    where: { platform: string; channelId: string },
+    limit: number,
+  ): { jobId: string; at: number }[] {
+    return this.#shownIn
+      .all(where.platform, where.channelId, limit)
+      .map((row) => ({ jobId: row.job_id, at: row.at }));
   }
 
   /** Stores a job's result (call inside the transaction that marks the job done). */

@@ -269,4 +269,43 @@ describe('playground in Chromium', () => {
     expect(await carol.inputValue('#message-input')).toBe('/imagine ');
     expect(pageErrors).toEqual([]);
   }, 60_000);
+
+  it('scrolls only its panes, never the page: no second scrollbar at any size, gallery open or not', async () => {
+    const page = await openAs('Erin');
+    // A feed long enough to scroll, so the panes have something to overflow with.
+    for (let i = 0; i < 30; i++) await say(page, `line ${i} ${'of text that wraps '.repeat(i % 5)}`);
+    await waitForMessage(page, 'line 29');
+    const overflowing = () =>
+      page.evaluate(() => {
+        const root = document.scrollingElement as HTMLElement;
+        const found: string[] = [];
+        if (root.scrollHeight > root.clientHeight)
+          found.push(`page ${root.scrollHeight}>${root.clientHeight}`);
+        if (root.scrollWidth > root.clientWidth)
+          found.push(`page width ${root.scrollWidth}>${root.clientWidth}`);
+        return found;
+      });
+    const sizes: [number, number][] = [
+      [1280, 860],
+      [1366, 768],
+      [1024, 700],
+      [760, 600],
+      [390, 844],
+      [1280, 861],
+    ];
+    for (const [width, height] of sizes) {
+      await page.setViewportSize({ width, height });
+      expect(await overflowing(), `${width}×${height}`).toEqual([]);
+    }
+    await page.setViewportSize({ width: 1280, height: 860 });
+    await page
+      .getByRole('button', { name: /gallery/i })
+      .first()
+      .click();
+    for (const [width, height] of sizes) {
+      await page.setViewportSize({ width, height });
+      expect(await overflowing(), `${width}×${height}, gallery open`).toEqual([]);
+    }
+    expect(pageErrors).toEqual([]);
+  }, 60_000);
 });

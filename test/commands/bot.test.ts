@@ -149,6 +149,10 @@ describe('buttons and reactions', () => {
     const upscaled = await chat.waitFor((m) => isResult(m) && m.current.text.includes('upscaled 2×'));
     expect(upscaled.current.image).toMatchObject({ width: 512, height: 512 });
     expect(buttons(upscaled.current).map((b) => b.label)).not.toContain('Upscale 2×');
+    // The refine runs the last 2 of the 4 steps (strength 0.3): the result says what progress counted.
+    expect(upscaled.current.text).toMatch(/ · 2 of 4 steps \(strength 0\.3\) · /);
+    const totals = upscaled.history.map((h) => h.message.text.match(/step \d+\/(\d+)/)?.[1]).filter(Boolean);
+    expect(new Set(totals)).toEqual(new Set(totals.length ? ['2'] : []));
   });
 
   it('shares to the showcase channel, crediting author and sharer; admins move it; 🔄 there rerolls', async () => {
@@ -158,6 +162,11 @@ describe('buttons and reactions', () => {
     const shared = await chat.waitFor((m) => m.posted.channelId === 'showcase');
     expect(shared.current.text).toMatch(/by <@alice> · shared by <@bob>/);
     expect(shared.current.image).toMatchObject({ width: 512, height: 512 });
+    // The showcase's gallery lists what was shared there, though nobody made it there.
+    const [made] = bot.recentResults({ platform: 'playground', channelId: grid.posted.channelId });
+    expect(bot.recentResults({ platform: 'playground', channelId: 'showcase' })).toEqual([
+      expect.objectContaining({ jobId: made.jobId, author: expect.objectContaining({ userId: 'alice' }) }),
+    ]);
     await bot.command(chat.invocation('bob'), 'atelier showcase', { channel: 'best-of' });
     expect(await chat.waitForPrivate('bob', (t) => t.includes('admins'))).toMatch(/Only Atelier admins/);
     await bot.command(chat.invocation('admin'), 'atelier showcase', { channel: 'best-of' });

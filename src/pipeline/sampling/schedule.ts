@@ -87,11 +87,15 @@ export function sigmas(steps: number, shift = DEFAULT_SHIFT): Float32Array {
  * and denoise 0 keeps only the final 0 (the image comes back unchanged).
  */
 export function truncateForDenoise(schedule: Float32Array, denoise: number): Float32Array {
+  return schedule.slice(schedule.length - 1 - denoisedSteps(schedule.length - 1, denoise));
+}
+
+/** How many of `steps` an img2img at `denoise` (strength) runs: the last ones, as the reference cuts. */
+export function denoisedSteps(steps: number, denoise: number): number {
   if (!(denoise >= 0 && denoise <= 1)) {
     throw new RangeError(`Expected \`denoise\` to be a number from 0 to 1, got ${denoise}`);
   }
-  const steps = schedule.length - 1;
-  return schedule.slice(Math.trunc(steps * (1 - denoise)));
+  return steps - Math.trunc(steps * (1 - denoise));
 }
 
 /**
