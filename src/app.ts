@@ -138,6 +138,7 @@ export async function engineOptions(config: AtelierConfig): Promise<EngineOption
     provider: m.executionProvider,
     runtime: m.runtime,
     capiShapes: m.capiShapes,
+    onnxRuntimeDir: m.onnxRuntimeDir ?? undefined,
     maxSteps: config.generation.steps.max,
     deviceId: m.deviceId,
     // On the CPU, leave one core to the bot's own process: with every core busy in ONNX Runtime,

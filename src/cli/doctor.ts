@@ -11,9 +11,8 @@ import { type AtelierConfig, enabledPlatforms, maskedSecrets } from '../config/i
 import { asAtelierError } from '../errors.js';
 import { formatBytes } from '../pipeline/hub/index.js';
 import { validateModelSet } from '../pipeline/models-dir/index.js';
-import { GraphBuilder } from '../pipeline/onnx/graph.js';
-import { openSession } from '../pipeline/onnx/session.js';
 import { ORT_VERSION } from '../pipeline/ort/index.js';
+import { probeProvider } from '../pipeline/process/provider-probe.js';
 import { describeModels } from '../pipeline/sd35/describe.js';
 import { chooseRuntime } from '../pipeline/sd35/runtime-choice.js';
 import { openStore } from '../store/index.js';
@@ -138,8 +137,15 @@ export async function doctor(
 
   const ortVersion = createRequire(import.meta.url)('onnxruntime-node/package.json').version as string;
   try {
-    await checkProvider(config);
-    row('provider', `${config.models.executionProvider} (onnxruntime-node ${ortVersion}) loads`);
+    const { library } = await probeProvider({
+      provider: config.models.executionProvider,
+      deviceId: config.models.deviceId,
+      onnxRuntimeDir: config.models.onnxRuntimeDir ?? undefined,
+    });
+    row(
+      'provider',
+      `${config.models.executionProvider} (onnxruntime-node ${ortVersion}) loads${config.models.onnxRuntimeDir ? `, ONNX Runtime from ${library}` : ''}`,
+    );
   } catch (error) {
     problem('provider', error);
   }
@@ -161,15 +167,4 @@ export async function doctor(
   );
   write(problems ? `${problems} problem(s) found.` : 'Everything looks right.');
   return problems ? 1 : 0;
-}
-
-/** Opens a one-node graph on the configured provider: proves the provider's libraries load. */
-async function checkProvider(config: AtelierConfig): Promise<void> {
-  const g = new GraphBuilder('doctor');
-  g.output(g.op('Identity', [g.input('x', 'float32', [1])]), 'y', 'float32', [1]);
-  const session = await openSession('execution provider check', g.build(), {
-    provider: config.models.executionProvider,
-    deviceId: config.models.deviceId,
-  });
-  await session.release();
 }

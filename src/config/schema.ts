@@ -118,6 +118,7 @@ export const settingsSchema = z
       executionProvider: oneOf(['cpu', 'cuda']),
       runtime: oneOf(['auto', 'capi', 'stock']),
       capiShapes: integer(1, 16),
+      onnxRuntimeDir: optionalText('a folder path', "for onnxruntime-node's own copy"),
       deviceId: integer(0, 63),
       cpuThreads: integer(0, 1024),
       graphCacheDir: optionalText('a folder path', 'for <dataDir>/graphs'),

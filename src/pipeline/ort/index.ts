@@ -6,7 +6,13 @@
  */
 export { Binding, type BindingRunOptions } from './binding.js';
 export { OrtError, OrtLibraryError } from './errors.js';
-export { loadOrtLibrary, ORT_API_VERSION, ORT_VERSION } from './library.js';
+export {
+  loadOrtLibrary,
+  ORT_API_VERSION,
+  ORT_VERSION,
+  onnxRuntimeDirFiles,
+  useOnnxRuntimeDir,
+} from './library.js';
 export { ortRuntime } from './runtime.js';
 export { CapiSession, type CapiSessionOptions } from './session.js';
 export { DeviceTensor, type ElementType, type HostTensor, type TensorData } from './tensor.js';

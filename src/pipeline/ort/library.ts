@@ -3,7 +3,7 @@
  * so the C-API sessions share its OrtEnv and its CUDA provider — and checks that it is exactly the
  * version whose OrtApi table api.ts describes.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import koffi from 'koffi';
@@ -29,12 +29,61 @@ export interface OrtLibrary {
 const loaded = new Map<string, OrtLibrary>();
 const handles: unknown[] = [];
 
-/** The path of onnxruntime-node's own copy of the library, for this platform. */
+const LIBRARY_NAME = process.platform === 'darwin' ? 'libonnxruntime.1.dylib' : 'libonnxruntime.so.1';
+/** Set by useOnnxRuntimeDir: the copy this process runs instead of onnxruntime-node's. */
+let chosenPath: string | undefined;
+
+/** The library this process uses: `models.onnxRuntimeDir`'s when set, else onnxruntime-node's own copy. */
 function defaultLibraryPath(): string {
+  if (chosenPath) return chosenPath;
   const require = createRequire(import.meta.url);
   const packageDir = dirname(require.resolve('onnxruntime-node/package.json'));
-  const name = process.platform === 'darwin' ? 'libonnxruntime.1.dylib' : 'libonnxruntime.so.1';
-  return join(packageDir, 'bin', 'napi-v6', process.platform, process.arch, name);
+  return join(packageDir, 'bin', 'napi-v6', process.platform, process.arch, LIBRARY_NAME);
+}
+
+/**
+ * The ONNX Runtime library files mapped into this process, as the OS sees them (Linux; elsewhere the
+ * path this module would load): proof of which copy onnxruntime-node and the C API really run.
+ */
+export function mappedOrtLibraries(): string[] {
+  if (process.platform !== 'linux') return [defaultLibraryPath()];
+  const maps = readFileSync('/proc/self/maps', 'utf8').split('\n');
+  return [
+    ...new Set(
+      maps.map((line) => line.split(/\s+/).at(-1) ?? '').filter((p) => p.endsWith(`/${LIBRARY_NAME}`)),
+    ),
+  ];
+}
+
+/** What a folder of ONNX Runtime's libraries must hold for `provider` (its execution-provider libraries). */
+export function onnxRuntimeDirFiles(provider: string): string[] {
+  return provider === 'cuda'
+    ? [LIBRARY_NAME, 'libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so']
+    : [LIBRARY_NAME];
+}
+
+/**
+ * Makes this process run ONNX Runtime from `dir` (`models.onnxRuntimeDir`) instead of from
+ * onnxruntime-node's package. Call before anything imports onnxruntime-node: its binding asks for
+ * `libonnxruntime.so.1` by name, which the dynamic linker then finds already loaded from `dir`, and
+ * ONNX Runtime loads its execution providers from the folder its own library came from. So a CUDA
+ * provider kept in `dir` outlives `npm ci`, which replaces node_modules. Throws OrtLibraryError,
+ * naming the key and the file, when a file is missing or the library is not ONNX Runtime 1.29.0.
+ */
+export function useOnnxRuntimeDir(dir: string, provider: string): OrtLibrary {
+  const missing = onnxRuntimeDirFiles(provider).filter((name) => !existsSync(join(dir, name)));
+  if (missing.length)
+    throw new OrtLibraryError(
+      `models.onnxRuntimeDir: ${dir} lacks ${missing.join(', ')} (it needs ONNX Runtime ${ORT_VERSION}'s ${onnxRuntimeDirFiles(provider).join(', ')})`,
+    );
+  const path = join(dir, LIBRARY_NAME);
+  try {
+    const library = loadOrtLibrary(path);
+    chosenPath = path;
+    return library;
+  } catch (error) {
+    throw new OrtLibraryError(`models.onnxRuntimeDir: ${(error as Error).message}`);
+  }
 }
 
 /**

@@ -17,6 +17,9 @@ function send(message: ChildMessage): void {
 
 async function load(spec: PipelineModuleSpec): Promise<void> {
   try {
+    // Before the module: its import loads onnxruntime-node, which must find this copy already loaded.
+    if (spec.onnxRuntime)
+      (await import('../ort/library.js')).useOnnxRuntimeDir(spec.onnxRuntime.dir, spec.onnxRuntime.provider);
     const url = spec.module.startsWith('file:') ? spec.module : pathToFileURL(spec.module).href;
     const mod = (await import(url)) as { createPipeline(options: unknown): Pipeline | Promise<Pipeline> };
     pipeline = await mod.createPipeline(spec.options);

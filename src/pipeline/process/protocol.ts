@@ -12,6 +12,8 @@ export interface PipelineModuleSpec {
   module: string;
   /** JSON-serialisable options passed to createPipeline. */
   options: unknown;
+  /** ONNX Runtime's libraries to load before the module (`models.onnxRuntimeDir`), and for which provider. */
+  onnxRuntime?: { dir: string; provider: string };
 }
 
 export type ParentMessage =

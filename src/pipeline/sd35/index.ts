@@ -17,5 +17,11 @@ export function createPipeline(options: EngineOptions): Pipeline {
 
 /** The child-process spec that runs this module's createPipeline with `options`. */
 export function sd35ProcessSpec(options: EngineOptions): PipelineModuleSpec {
-  return { module: fileURLToPath(import.meta.url), options };
+  return {
+    module: fileURLToPath(import.meta.url),
+    options,
+    ...(options.onnxRuntimeDir
+      ? { onnxRuntime: { dir: options.onnxRuntimeDir, provider: options.provider ?? 'cpu' } }
+      : {}),
+  };
 }

@@ -70,6 +70,12 @@ export interface EngineOptions {
    * its own session and weights. @default 1
    */
   capiShapes?: number;
+  /**
+   * A folder holding ONNX Runtime 1.29.0's `libonnxruntime.so.1` and, for CUDA, its provider
+   * libraries, run instead of onnxruntime-node's copy (loaded by the pipeline process before
+   * onnxruntime-node). @default onnxruntime-node's own
+   */
+  onnxRuntimeDir?: string;
   /** Custom-op library to load into the denoiser's sessions (C-API path); @default the built one, if any */
   customOpsLibrary?: string | null;
   /** Flow-matching shift; @default 3.0 (every released SD3.5 model) */
