@@ -3,7 +3,7 @@
  * whose headers carry the keys and shapes of SD3.5 checkpoints and text encoders (weights are
  * zeros: discovery reads headers only), plus the bundled tiny model written for real.
  */
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -329,12 +329,39 @@ describe('discoverModelSet in a ComfyUI folder', () => {
     rmSync(join(data, 'tokenizers'), { recursive: true });
     const error = discoveryError();
     expect(error.message).toContain(
-      `  - the CLIP tokenizer (tokenizer.json, or vocab.json + merges.txt): looked in ${join(models, 'tokenizers/clip')}, ${join(data, 'tokenizers/clip')} (ComfyUI folders carry no tokenizer files)`,
+      `  - the CLIP tokenizer (tokenizer.json, or vocab.json + merges.txt): looked in ${join(models, 'tokenizers/clip')}, ${join(data, 'tokenizers/clip')} (ComfyUI models folders carry no tokenizer files; inside a ComfyUI installation its own comfy/sd1_tokenizer and comfy/text_encoders/t5_tokenizer are used)`,
     );
     expect(error.message).toContain('  - the T5 tokenizer (tokenizer.json)');
     expect(error.message).toContain(
       `atelier models pull sd3.5-large --tokenizers-only   (downloads the tokenizer files, a few MB, into ${join(data, 'tokenizers')}`,
     );
+  });
+
+  it('uses the tokenizers of the ComfyUI installation the models folder belongs to, also through a link', () => {
+    largeFolder();
+    rmSync(join(data, 'tokenizers'), { recursive: true });
+    // ComfyUI's source tree: CLIP as vocab.json + merges.txt, T5 as tokenizer.json.
+    const clip = JSON.parse(readFileSync(join(tiny, 'tokenizers/clip/tokenizer.json'), 'utf8'));
+    const sd1 = join(root, 'comfy/sd1_tokenizer');
+    mkdirSync(sd1, { recursive: true });
+    writeFileSync(join(sd1, 'vocab.json'), JSON.stringify(clip.model.vocab));
+    const merges = (clip.model.merges as (string | string[])[]).map((m) =>
+      Array.isArray(m) ? m.join(' ') : m,
+    );
+    writeFileSync(join(sd1, 'merges.txt'), `#version: 0.2\n${merges.join('\n')}\n`);
+    cpSync(join(tiny, 'tokenizers/t5'), join(root, 'comfy/text_encoders/t5_tokenizer'), { recursive: true });
+    const expected = { clip: sd1, t5: join(root, 'comfy/text_encoders/t5_tokenizer') };
+    expect(discover().tokenizers).toEqual(expected);
+    const elsewhere = mkdtempSync(join(tmpdir(), 'atelier-link-'));
+    try {
+      symlinkSync(models, join(elsewhere, 'models'));
+      expect(discover({ modelsDir: join(elsewhere, 'models') }).tokenizers).toEqual(expected);
+    } finally {
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
+    // Tokenizers next to the weights still come first.
+    cpSync(join(tiny, 'tokenizers'), join(models, 'tokenizers'), { recursive: true });
+    expect(discover().tokenizers.clip).toBe(join(models, 'tokenizers/clip'));
   });
 
   it("refuses a tokenizer that makes ids past the text encoder's embedding", () => {

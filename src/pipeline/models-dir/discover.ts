@@ -4,8 +4,8 @@
  * Everything wrong is reported at once, in one ModelError that says what was looked for where and
  * which command fixes it — at startup, never in the middle of a job.
  */
-import { existsSync, statSync } from 'node:fs';
-import { basename, isAbsolute, join } from 'node:path';
+import { existsSync, realpathSync, statSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { ModelError } from '../../errors.js';
 import { resolvedShape } from '../onnx/params.js';
 import {
@@ -120,13 +120,51 @@ function fromDiffusers(root: string, notes: string[]): Findings {
   return { ...found, notes: [...notes, ...found.notes], layout: 'diffusers', root };
 }
 
-/** Tokenizer folders in order of preference: the diffusers folder's own, next to the weights, the data dir. */
+/** Where a ComfyUI installation keeps the tokenizers of its own source tree (newest layout first). */
+const COMFYUI_TOKENIZERS: Record<TokenizerKind, string[]> = {
+  clip: ['comfy/sd1_tokenizer'],
+  t5: ['comfy/text_encoders/t5_tokenizer', 'comfy/t5_tokenizer'],
+};
+
+/**
+ * The ComfyUI installation a `models/` folder belongs to: the nearest folder above it (its real
+ * path too, when `models` is a link) that holds ComfyUI's `comfy/` package.
+ */
+export function comfyUiInstallation(modelsDir: string): string | undefined {
+  const starts = [resolve(modelsDir)];
+  try {
+    starts.push(realpathSync(modelsDir));
+  } catch {
+    // A folder that cannot be resolved has no installation to find.
+  }
+  for (const start of starts) {
+    let dir = dirname(start);
+    for (let depth = 0; depth < 3; depth++) {
+      if (existsSync(join(dir, 'comfy', 'sd1_tokenizer'))) return dir;
+      const parent = dirname(dir);
+      if (parent === dir) break;
+      dir = parent;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Tokenizer folders in order of preference: the diffusers folder's own, next to the weights, the
+ * ComfyUI installation's own (its source tree ships CLIP's and T5's), the data dir.
+ */
 function tokenizerCandidates(findings: Findings, options: DiscoverOptions, kind: TokenizerKind): string[] {
   const own =
     findings.layout === 'diffusers'
       ? [join(findings.root, kind === 'clip' ? 'tokenizer' : 'tokenizer_3')]
       : [];
-  return [...own, join(options.modelsDir, 'tokenizers', kind), join(options.dataDir, 'tokenizers', kind)];
+  const comfy = findings.layout === 'comfyui' ? comfyUiInstallation(options.modelsDir) : undefined;
+  return [
+    ...own,
+    join(options.modelsDir, 'tokenizers', kind),
+    ...(comfy ? COMFYUI_TOKENIZERS[kind].map((dir) => join(comfy, dir)) : []),
+    join(options.dataDir, 'tokenizers', kind),
+  ];
 }
 
 function findTokenizers(findings: Findings, options: DiscoverOptions): TokenizerDirs {
@@ -135,7 +173,10 @@ function findTokenizers(findings: Findings, options: DiscoverOptions): Tokenizer
     const dir = candidates.find((d) => hasTokenizer(d, kind));
     if (!dir) {
       const files = kind === 'clip' ? 'tokenizer.json, or vocab.json + merges.txt' : 'tokenizer.json';
-      const why = findings.layout === 'comfyui' ? ' (ComfyUI folders carry no tokenizer files)' : '';
+      const why =
+        findings.layout === 'comfyui' && !comfyUiInstallation(options.modelsDir)
+          ? ' (ComfyUI models folders carry no tokenizer files; inside a ComfyUI installation its own comfy/sd1_tokenizer and comfy/text_encoders/t5_tokenizer are used)'
+          : '';
       findings.missing.push(
         `the ${kind.toUpperCase()} tokenizer (${files}): looked in ${candidates.join(', ')}${why}`,
       );
