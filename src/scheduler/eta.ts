@@ -8,6 +8,7 @@
  * The configured `initialMsPerStep` is the prior until a model has finished a job.
  */
 import type { JobResult, JobSpec } from '../jobs/types.js';
+import { denoisedSteps } from '../pipeline/sampling/schedule.js';
 import type { GenerationOutput } from '../pipeline/types.js';
 
 const MEGAPIXEL = 1024 * 1024;
@@ -25,7 +26,7 @@ export function jobUnits(spec: JobSpec): number {
   const { params, kind } = spec;
   const img2img = kind === 'variation' || kind === 'upscale';
   // img2img starts at a partial sigma, so it runs only the last `strength` of the steps.
-  const steps = img2img ? Math.max(1, Math.ceil(params.steps * (params.strength ?? 1))) : params.steps;
+  const steps = img2img ? Math.max(1, denoisedSteps(params.steps, params.strength ?? 1)) : params.steps;
   const area = (params.width * params.height * (kind === 'upscale' ? UPSCALE_AREA_FACTOR : 1)) / MEGAPIXEL;
   return Math.max(1e-6, steps * jobImages(spec) * area);
 }
