@@ -6,6 +6,12 @@
  *   adaln-graph  the op inside a captured CUDA graph, replayed with new inputs written in place
  *   mha          MultiHeadAttention as Net.attention builds it (batch 2, 4429 tokens, 38×64, fp16),
  *                with ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO=1: which kernel ONNX Runtime picked
+ * and, only when named (--only fp8), issue 10's FP8 GEMM checks:
+ *   fp8-gemm-fc1 atelier:Fp8Linear (W8A8, per-token activation scales, cuBLASLt) at SD3.5 Large's
+ *   fp8-gemm-fc2   MLP and qkv shapes (8858 tokens): each variant (outer_vector, with fast
+ *   fp8-gemm-qkv   accumulation, fp32_output) and the stock fp16 GEMM, timed as CUDA-graph replays,
+ *                against float64 references of sampled rows; the first variant also replayed with
+ *                its input rewritten in place (ATELIER_OPS_VERBOSE=1: each kernel's cuBLASLt plan)
  * Each check runs in a child process (a native crash costs one check, not the report) whose output
  * is echoed and kept; prints a PASS/FAIL table and writes JSON.
  *
@@ -17,7 +23,16 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { type CheckName, type CheckResult, isMhaCheck, MHA_SHAPES, type MhaCheck } from './capi-checks.js';
+import {
+  type CheckName,
+  type CheckResult,
+  FP8_GEMM_SHAPES,
+  type Fp8GemmCheck,
+  isFp8GemmCheck,
+  isMhaCheck,
+  MHA_SHAPES,
+  type MhaCheck,
+} from './capi-checks.js';
 
 const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda|cpu] [--small] [--runs N]
   --out FILE        the results as JSON
@@ -27,7 +42,10 @@ const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda
   --small           small shapes
   --runs N          timed runs per measurement (default 20)
   --only LIST       some of: binding,adaln-fp16,adaln-fp32,adaln-graph and the mha checks
-                    (mha: Large 1024² with CFG; ${Object.keys(MHA_SHAPES).slice(1).join(', ')})`;
+                    (mha: Large 1024² with CFG; ${Object.keys(MHA_SHAPES).slice(1).join(', ')});
+                    all of these run by default. The FP8 GEMM checks run only when named ("fp8" names
+                    all three: ${Object.keys(FP8_GEMM_SHAPES).join(', ')}): atelier:Fp8Linear's
+                    variants vs the stock fp16 GEMM at SD3.5 Large's shapes, 8858 tokens, ~30 s each`;
 
 const CHECKS: CheckName[] = [
   'binding',
@@ -36,6 +54,8 @@ const CHECKS: CheckName[] = [
   'adaln-graph',
   ...(Object.keys(MHA_SHAPES) as MhaCheck[]),
 ];
+/** Heavier (inputs of up to 86 M values): only when asked for, so the default run keeps its time. */
+const FP8_CHECKS = Object.keys(FP8_GEMM_SHAPES) as Fp8GemmCheck[];
 const MARK = '@@capi-check ';
 const TIMEOUT_MS: Record<CheckName, number> = {
   binding: 30_000,
@@ -43,6 +63,11 @@ const TIMEOUT_MS: Record<CheckName, number> = {
   'adaln-fp32': 40_000,
   'adaln-graph': 40_000,
   ...(Object.fromEntries(Object.keys(MHA_SHAPES).map((name) => [name, 60_000])) as Record<MhaCheck, number>),
+  // Inputs of up to 86 M values, three sessions, float64 references of 8 rows for two inputs.
+  ...(Object.fromEntries(Object.keys(FP8_GEMM_SHAPES).map((name) => [name, 120_000])) as Record<
+    Fp8GemmCheck,
+    number
+  >),
 };
 
 const { values } = parseArgs({
@@ -85,6 +110,8 @@ async function child(name: CheckName): Promise<void> {
 interface Report extends CheckResult {
   name: CheckName;
   seconds: number;
+  /** What each Fp8Linear kernel chose (cuBLASLt version, scaling, fused epilogue), from ATELIER_OPS_VERBOSE. */
+  fp8_plans?: string[];
   /** Kernels ONNX Runtime's attention debug print named (mha). */
   sdpa_kernels?: string[];
   debug_lines?: string[];
@@ -98,7 +125,9 @@ function runChild(name: CheckName): Promise<Report> {
   // The debug print comes from the CUDA provider's std::cout, at the kernel's first run.
   const env = isMhaCheck(name)
     ? { ...process.env, ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO: '1' }
-    : process.env;
+    : isFp8GemmCheck(name)
+      ? { ...process.env, ATELIER_OPS_VERBOSE: '1' }
+      : process.env;
   const started = performance.now();
   return new Promise((done) => {
     // execArgv: under tsx the child needs its loader too; a bundle has none.
@@ -124,7 +153,14 @@ function runChild(name: CheckName): Promise<Report> {
             status: 'FAIL',
             detail: `the check process ended without a result (${signal ? `signal ${signal}` : `exit ${code}`})`,
           };
-      done({ name, seconds, ...result, ...(isMhaCheck(name) ? attentionKernels(text, result) : {}) });
+      const plans = text.split('\n').filter((l) => l.startsWith('atelier:Fp8Linear:'));
+      done({
+        name,
+        seconds,
+        ...result,
+        ...(isMhaCheck(name) ? attentionKernels(text, result) : {}),
+        ...(isFp8GemmCheck(name) ? { fp8_plans: plans } : {}),
+      });
     });
   });
 }
@@ -149,8 +185,10 @@ async function main(): Promise<void> {
     return;
   }
   if (values.check) return child(values.check as CheckName);
-  const only = values.only ? (values.only.split(',') as CheckName[]) : CHECKS;
-  const unknown = only.filter((c) => !CHECKS.includes(c));
+  const only = values.only
+    ? values.only.split(',').flatMap((c): CheckName[] => (c === 'fp8' ? FP8_CHECKS : [c as CheckName]))
+    : CHECKS;
+  const unknown = only.filter((c) => !CHECKS.includes(c) && !FP8_CHECKS.includes(c as Fp8GemmCheck));
   if (unknown.length) throw new Error(`unknown checks: ${unknown.join(', ')} (${USAGE})`);
   const started = Date.now();
   const reports: Report[] = [];

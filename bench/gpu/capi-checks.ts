@@ -6,7 +6,7 @@
  * if any node would leave the GPU, so a PASS on CUDA means the node really ran there.
  */
 import { randomInt } from 'node:crypto';
-import { type BuiltModel, GraphBuilder } from '../../src/pipeline/onnx/graph.js';
+import { ATELIER_DOMAIN, type BuiltModel, GraphBuilder, MS_DOMAIN } from '../../src/pipeline/onnx/graph.js';
 import { Net } from '../../src/pipeline/onnx/nn.js';
 import { Params, type WeightSource } from '../../src/pipeline/onnx/params.js';
 import {
@@ -16,15 +16,25 @@ import {
   type DeviceTensor,
   loadOrtLibrary,
 } from '../../src/pipeline/ort/index.js';
+import { floatToHalf } from '../../src/pipeline/weights/dtypes.js';
 import {
   type AttentionDims,
   adalnRelL2,
+  at,
   attentionError,
+  drawFromTable,
+  E4M3_VALUES as E4M3_FLOATS,
+  e4m3NormalTable,
   type FloatData,
   type FloatType,
+  type Fp8LinearProblem,
+  fp8LinearRows,
+  halfNormalTable,
   median,
   normals,
+  pickRows,
   relL2,
+  relL2f64,
   uniform,
 } from './check-math.js';
 
@@ -55,8 +65,22 @@ export const MHA_SHAPES = {
   'mha-medium-512': { batch: 2, tokens: 1024 + 333, heads: 24, headDim: 64 },
 } satisfies Record<string, AttentionDims>;
 export type MhaCheck = keyof typeof MHA_SHAPES;
-export type CheckName = 'binding' | 'adaln-fp16' | 'adaln-fp32' | 'adaln-graph' | MhaCheck;
 export const isMhaCheck = (name: string): name is MhaCheck => name in MHA_SHAPES;
+
+/**
+ * SD3.5 Large's linear layers at 1024² with CFG (batch 2 × (4096 image + 333 text) = 8858 tokens,
+ * width 2432), for atelier:Fp8Linear against the stock fp16 FusedMatMul graph.
+ */
+export const FP8_GEMM_SHAPES = {
+  'fp8-gemm-fc1': { k: 2432, n: 9728, gelu: true }, // MLP fc1: bias + GELU(tanh)
+  'fp8-gemm-fc2': { k: 9728, n: 2432, gelu: false }, // MLP fc2: bias
+  'fp8-gemm-qkv': { k: 2432, n: 7296, gelu: false }, // attention qkv: bias
+} as const;
+export const FP8_GEMM_TOKENS = 2 * (4096 + 333);
+export type Fp8GemmCheck = keyof typeof FP8_GEMM_SHAPES;
+export const isFp8GemmCheck = (name: string): name is Fp8GemmCheck => name in FP8_GEMM_SHAPES;
+
+export type CheckName = 'binding' | 'adaln-fp16' | 'adaln-fp32' | 'adaln-graph' | MhaCheck | Fp8GemmCheck;
 
 /** SD3.5's adaLN LayerNorm epsilon. */
 const EPSILON = 1e-6;
@@ -350,6 +374,283 @@ async function mha(ctx: CheckContext, shape: MhaCheck): Promise<CheckResult> {
   }
 }
 
+// ---- (d) atelier:Fp8Linear (W8A8, per-token activation scales) vs the stock fp16 GEMM ----------
+
+/** Our op's variants by their attributes (fp8_linear.h), and the stock fp16 graph. */
+const FP8_OP_VARIANTS = {
+  outer_vector: { scaling: 'outer_vector' },
+  outer_vector_fast: { scaling: 'outer_vector', fast_accumulation: 1 },
+  // GELU by our kernel after the GEMM (bias still in cuBLASLt's epilogue): what fusing GELU saves.
+  outer_vector_own_gelu: { scaling: 'outer_vector', cublaslt_gelu: 0 },
+  fp32_output: { scaling: 'fp32_output' },
+} as const;
+type Fp8Variant = keyof typeof FP8_OP_VARIANTS | 'stock';
+const FP8_VARIANTS: Fp8Variant[] = [
+  'outer_vector',
+  'outer_vector_fast',
+  'outer_vector_own_gelu',
+  'fp32_output',
+  'stock',
+];
+/** Against the float64 quantized math: fp16 output rounding and summation order give ~3e-4. */
+const FP8_TOLERANCE = 2e-3;
+
+/** y = Fp8Linear(x) with the given scaling, or the stock graph (fp16 FusedMatMul + bias/FastGelu). */
+function fp8GemmModel(ctx: CheckContext, p: Fp8LinearProblem, m: number, variant: Fp8Variant): BuiltModel {
+  const { k, n } = p;
+  const g = new GraphBuilder(`fp8-gemm-${variant}`);
+  const x = g.input('x', 'float16', [m, k]);
+  const bias16 = g.constant('bias', 'float16', [n], p.bias);
+  let y: ReturnType<GraphBuilder['op']>;
+  if (variant !== 'stock') {
+    const w = g.constant('weight', 'float8e4m3fn', [n, k], p.w8);
+    const scale = g.constant('weight_scale', 'float32', [n], p.wScale);
+    const attrs = { ...FP8_OP_VARIANTS[variant], ...(p.gelu ? { activation: 'gelu_tanh' } : {}) };
+    y = g.op('Fp8Linear', [x, w, scale, bias16], attrs, ATELIER_DOMAIN);
+  } else {
+    // The same layer as the fp16 path runs it (Net.linear / linearGelu): the dequantized weight in
+    // fp16, FusedMatMul with transB, then Add or FastGelu with the bias. The CPU provider has no
+    // fp16 FusedMatMul: a dry run computes in float32 between two Casts.
+    const cpu = ctx.provider === 'cpu';
+    const type = cpu ? 'float32' : 'float16';
+    const w = cpu ? new Float32Array(n * k) : new Uint16Array(n * k);
+    const table = new Float32Array(256);
+    for (let c = 0; c < n; c++) {
+      for (let code = 0; code < 256; code++) table[code] = E4M3_FLOATS[code] * p.wScale[c];
+      const row = cpu ? table : Uint16Array.from(table, floatToHalf);
+      for (let i = 0; i < k; i++) w[c * k + i] = row[p.w8[c * k + i]];
+    }
+    const xin = cpu ? g.op('Cast', [x], { to: 1 }) : x;
+    const bias = cpu ? g.op('Cast', [bias16], { to: 1 }) : bias16;
+    const mm = g.op('FusedMatMul', [xin, g.constant('weight', type, [n, k], w)], { transB: 1 }, MS_DOMAIN);
+    y = p.gelu ? g.op('FastGelu', [mm, bias], {}, MS_DOMAIN) : g.op('Add', [mm, bias]);
+    if (cpu) y = g.op('Cast', [y], { to: 10 });
+  }
+  g.output(y, 'y', 'float16', [m, n]);
+  return g.build();
+}
+
+interface Fp8VariantResult {
+  ms?: number;
+  tflops?: number;
+  rel_l2_vs_quantized_f64?: number;
+  rel_l2_vs_unquantized_f64?: number;
+  error?: string;
+}
+
+/** erf to ~1e-7 (Abramowitz–Stegun 7.1.26): enough to tell the two GELUs apart. */
+function erf(x: number): number {
+  const t = 1 / (1 + 0.3275911 * Math.abs(x));
+  const poly =
+    ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t;
+  const y = 1 - poly * Math.exp(-x * x);
+  return x < 0 ? -y : y;
+}
+
+/**
+ * Which GELU the op's `gelu_tanh` really computes with `scaling` (cuBLASLt's fused epilogue documents
+ * only "GELU"): an identity weight makes y = GELU(x8 · act_scale), and pre-activations across
+ * [−4, −0.5] separate the tanh form from the erf form by up to 4e-4 (at −2.5: −0.01511 vs
+ * −0.01553), far above float16's step there (≤ 1.2e-4, 8e-6 near −2.5).
+ */
+async function geluForm(ctx: CheckContext, ops: string, scaling: string) {
+  const k = 64;
+  const w8 = new Uint8Array(k * k);
+  for (let i = 0; i < k; i++) w8[i * k + i] = 0x38; // e4m3 1.0
+  const ones = new Float32Array(k).fill(1);
+  const zeros = new Uint16Array(k);
+  const g = new GraphBuilder('gelu-form');
+  const x = g.input('x', 'float16', [2, k]);
+  const inputs = [
+    x,
+    g.constant('weight', 'float8e4m3fn', [k, k], w8),
+    g.constant('weight_scale', 'float32', [k], ones),
+    g.constant('bias', 'float16', [k], zeros),
+  ];
+  const y = g.op('Fp8Linear', inputs, { scaling, activation: 'gelu_tanh' }, ATELIER_DOMAIN);
+  g.output(y, 'y', 'float16', [2, k]);
+  const ramp = (i: number) => (-4 + (8 * (i % k)) / (k - 1)) * (i < k ? 1 : 0.7);
+  const xs = Uint16Array.from({ length: 2 * k }, (_, i) => floatToHalf(ramp(i)));
+  const bound = new Bound(
+    await CapiSession.create(g.build(), sessionOptions(ctx, { customOpsLibraries: [ops] })),
+    'float16',
+    { x: [2, k], y: [2, k] },
+    ['y'],
+  );
+  try {
+    bound.write({ x: xs });
+    await bound.binding.run();
+    const out = bound.read('y');
+    const problem = { x: xs, w8, wScale: ones, bias: zeros, k, n: k, gelu: false };
+    const pre = fp8LinearRows(problem, [0, 1]).quantized;
+    let tanhErr = 0;
+    let erfErr = 0;
+    pre.forEach((v, i) => {
+      // Only the negative side: there |y| < 0.17, float16's step is ≤ 1.2e-4 and the forms differ by up to 4e-4.
+      if (v > -0.5) return;
+      const tanhRef = 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+      const erfRef = 0.5 * v * (1 + erf(v / Math.SQRT2));
+      tanhErr = Math.max(tanhErr, Math.abs(at(out, i) - tanhRef));
+      erfErr = Math.max(erfErr, Math.abs(at(out, i) - erfRef));
+    });
+    return { form: tanhErr < erfErr ? 'tanh' : 'erf', max_abs_vs_tanh: tanhErr, max_abs_vs_erf: erfErr };
+  } finally {
+    bound.release();
+  }
+}
+
+async function fp8Gemm(ctx: CheckContext, name: Fp8GemmCheck): Promise<CheckResult> {
+  const ops = needOps(ctx);
+  const shape = FP8_GEMM_SHAPES[name];
+  const m = ctx.small ? 40 : FP8_GEMM_TOKENS;
+  const k = ctx.small ? 64 : shape.k;
+  const n = ctx.small ? (shape.n > shape.k ? 128 : 32) : shape.n;
+  const r = rnd();
+  const t0 = performance.now();
+  // Weights spread over e4m3's range with a scale per output channel (ComfyUI's scaled fp8 at
+  // per-channel granularity); activations whose rows differ in scale (0.25 … 16), two inputs to
+  // alternate so a replayed graph must follow what is written.
+  const w8 = drawFromTable(new Uint8Array(n * k), e4m3NormalTable(r, 100), randomInt(2 ** 31));
+  const wScale = Float32Array.from({ length: n }, () => (0.5 + r()) * (0.02 / 100));
+  const bias = normals('float16', n, r, 0, 0.5) as Uint16Array;
+  const tables = [0.25, 1, 4, 16].map((std) => halfNormalTable(r, std));
+  const drawX = () => {
+    const x = new Uint16Array(m * k);
+    for (let row = 0; row < m; row++)
+      drawFromTable(x.subarray(row * k, (row + 1) * k), tables[row % tables.length], randomInt(2 ** 31));
+    return x;
+  };
+  const xs = [drawX(), drawX()];
+  const problems = xs.map((x): Fp8LinearProblem => ({ x, w8, wScale, bias, k, n, gelu: shape.gelu }));
+  const pick = uniform(randomInt(2 ** 31));
+  const rows = [0, m - 1, ...Array.from({ length: 6 }, () => Math.floor(pick() * m))];
+  const refs = problems.map((p) => fp8LinearRows(p, rows));
+  const prepareS = (performance.now() - t0) / 1000;
+  const flop = 2 * m * n * k;
+  const cuda = ctx.provider === 'cuda' ? { cuda: { enable_cuda_graph: '1' } } : {};
+
+  const results: Record<string, Fp8VariantResult> = {};
+  const outputs: Partial<Record<Fp8Variant, Float64Array>> = {};
+  let graph: { rel_l2_per_run: number[]; change_between_runs: number[]; follows: boolean } | undefined;
+  const variants = FP8_VARIANTS.filter((v) => shape.gelu || v !== 'outer_vector_own_gelu');
+  for (const variant of variants) {
+    const result: Fp8VariantResult = {};
+    results[variant] = result;
+    let bound: Bound | undefined;
+    try {
+      const options = sessionOptions(ctx, {
+        ...cuda,
+        ...(variant === 'stock' ? {} : { customOpsLibraries: [ops] }),
+      });
+      bound = new Bound(
+        await CapiSession.create(fp8GemmModel(ctx, problems[0], m, variant), options),
+        'float16',
+        {
+          x: [m, k],
+          y: [m, n],
+        },
+        ['y'],
+      );
+      bound.write({ x: xs[0] });
+      // With enable_cuda_graph=1 the first runs capture; the median is over replays.
+      result.ms = await timeRuns(bound.binding, ctx.runs);
+      result.tflops = flop / (result.ms * 1e-3) / 1e12;
+      const y = pickRows(bound.read('y'), n, rows);
+      outputs[variant] = y;
+      result.rel_l2_vs_quantized_f64 = relL2f64(y, refs[0].quantized);
+      result.rel_l2_vs_unquantized_f64 = relL2f64(y, refs[0].exact);
+      if (variant === 'outer_vector') {
+        // Inputs rewritten in place between replays: each output must match its own input's reference.
+        const errors: number[] = [];
+        const moved: number[] = [];
+        let previous: Float64Array | undefined;
+        for (let run = 0; run < 4; run++) {
+          const which = (run + 1) % 2;
+          bound.write({ x: xs[which] });
+          await bound.binding.run();
+          const out = pickRows(bound.read('y'), n, rows);
+          errors.push(relL2f64(out, refs[which].quantized));
+          if (previous) moved.push(relL2f64(previous, out));
+          previous = out;
+        }
+        graph = { rel_l2_per_run: errors, change_between_runs: moved, follows: moved.every((d) => d > 0.1) };
+      }
+    } catch (error) {
+      result.error = String((error as Error).message ?? error).split('\n')[0];
+    } finally {
+      bound?.release();
+    }
+  }
+
+  let gelu: Awaited<ReturnType<typeof geluForm>> | { error: string } | undefined;
+  if (shape.gelu) {
+    try {
+      gelu = await geluForm(ctx, ops, 'outer_vector');
+    } catch (error) {
+      gelu = { error: String((error as Error).message ?? error).split('\n')[0] };
+    }
+  }
+  const ours = results.outer_vector;
+  const stock = results.stock;
+  const okVariant = (v: Fp8Variant) =>
+    results[v] === undefined ||
+    (results[v].error === undefined &&
+      (results[v].rel_l2_vs_quantized_f64 ?? 1) <= (v === 'stock' ? Infinity : FP8_TOLERANCE));
+  const stockOk = stock.error === undefined && (stock.rel_l2_vs_unquantized_f64 ?? 1) <= FP8_TOLERANCE;
+  const graphOk = graph?.follows === true && graph.rel_l2_per_run.every((e) => e <= FP8_TOLERANCE);
+  const geluOk = !shape.gelu || (gelu !== undefined && 'form' in gelu && gelu.form === 'tanh');
+  const ok =
+    okVariant('outer_vector') &&
+    okVariant('outer_vector_fast') &&
+    okVariant('outer_vector_own_gelu') &&
+    okVariant('fp32_output') &&
+    stockOk &&
+    graphOk &&
+    geluOk;
+  const line = (v: Fp8Variant) => {
+    const x = results[v];
+    if (x.error) return `${v} FAILED: ${x.error}`;
+    return (
+      `${v} ${x.ms!.toFixed(3)} ms (${x.tflops!.toFixed(0)} TFLOP/s, ` +
+      (v === 'stock' ? '' : `vs f64 W8A8 ${x.rel_l2_vs_quantized_f64!.toExponential(1)}, `) +
+      `vs f64 unquantized ${x.rel_l2_vs_unquantized_f64!.toExponential(1)})`
+    );
+  };
+  const speedup = ours.ms && stock.ms ? stock.ms / ours.ms : undefined;
+  const fast = results.outer_vector_fast;
+  const fastSpeedup = fast.ms && stock.ms ? stock.ms / fast.ms : undefined;
+  const fusedVsOwn =
+    outputs.outer_vector && outputs.fp32_output
+      ? relL2f64(outputs.outer_vector, outputs.fp32_output)
+      : undefined;
+  return {
+    status: ok ? 'PASS' : 'FAIL',
+    detail:
+      `[${m}, ${k}] → ${n}${shape.gelu ? ' +bias, GELU(tanh)' : ' +bias'}: ${variants.map(line).join(' · ')}` +
+      (speedup ? `; outer_vector ×${speedup.toFixed(2)} vs stock` : '') +
+      (fastSpeedup ? `, outer_vector_fast ×${fastSpeedup.toFixed(2)}` : '') +
+      (graph
+        ? `; graph, 4 replays with x rewritten in place: vs f64 ${graph.rel_l2_per_run.map((e) => e.toExponential(1)).join(' ')}, outputs ${graph.follows ? 'follow' : 'DO NOT follow'}`
+        : '; graph: not run') +
+      (gelu
+        ? 'form' in gelu
+          ? `; outer_vector's GELU is the ${gelu.form} form (max |Δ| vs tanh ${gelu.max_abs_vs_tanh.toExponential(1)}, vs erf ${gelu.max_abs_vs_erf.toExponential(1)})`
+          : `; GELU form check FAILED: ${gelu.error}`
+        : ''),
+    dims: { m, k, n },
+    gelu: shape.gelu,
+    flop,
+    variants: results,
+    speedup_vs_stock: speedup ?? null,
+    speedup_fast_vs_stock: fastSpeedup ?? null,
+    rel_l2_outer_vector_vs_fp32_output: fusedVsOwn ?? null,
+    graph: graph ?? null,
+    gelu_form: gelu ?? null,
+    sampled_rows: rows,
+    prepare_seconds: prepareS,
+  };
+}
+
 export async function runCheck(name: CheckName, ctx: CheckContext): Promise<CheckResult> {
   try {
     switch (name) {
@@ -362,7 +663,7 @@ export async function runCheck(name: CheckName, ctx: CheckContext): Promise<Chec
       case 'adaln-graph':
         return await adalnGraph(ctx);
       default:
-        return await mha(ctx, name);
+        return isFp8GemmCheck(name) ? await fp8Gemm(ctx, name) : await mha(ctx, name);
     }
   } catch (error) {
     if (error instanceof SkipCheck) return { status: 'SKIP', detail: error.message };

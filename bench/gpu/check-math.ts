@@ -3,7 +3,7 @@
  * float64 references of the ops checked on the GPU, and the error measures they are judged by.
  * Inputs are decoded from the exact bits written, so the reference sees what the device sees.
  */
-import { floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
+import { e4m3ToFloat, floatToE4M3, floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
 
 export type FloatType = 'float16' | 'float32';
 export type FloatData = Uint16Array | Float32Array;
@@ -160,4 +160,124 @@ export function attentionError(
 export function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
+}
+
+// ---- Fp8Linear (atelier:Fp8Linear, fp8_linear.h) ---------------------------------------------------
+
+/** xorshift32 words from a seed (fast enough for tens of millions of draws). */
+function words(seed: number): () => number {
+  let s = seed >>> 0 || 0x9e3779b9;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s;
+  };
+}
+
+/**
+ * `n` values drawn from `table` (65,536 precomputed samples of the wanted distribution, in the
+ * tensor's own encoding): tens of millions of draws in well under a second.
+ */
+export function drawFromTable<T extends Uint8Array | Uint16Array>(out: T, table: T, seed: number): T {
+  const next = words(seed);
+  for (let i = 0; i < out.length; i += 2) {
+    const w = next();
+    out[i] = table[w & 0xffff];
+    if (i + 1 < out.length) out[i + 1] = table[w >>> 16];
+  }
+  return out;
+}
+
+/** 65,536 samples of normal(0, std) as float16 bits. */
+export function halfNormalTable(rnd: () => number, std: number): Uint16Array {
+  return Uint16Array.from(normals('float32', 65536, rnd, 0, std) as Float32Array, floatToHalf);
+}
+
+/** 65,536 samples of normal(0, std) as e4m3 codes (rounded to nearest even, saturated at ±448). */
+export function e4m3NormalTable(rnd: () => number, std: number): Uint8Array {
+  return Uint8Array.from(normals('float32', 65536, rnd, 0, std) as Float32Array, floatToE4M3);
+}
+
+/** The 256 e4m3fn codes as floats (NaN codes included, as NaN). */
+export const E4M3_VALUES = Float32Array.from({ length: 256 }, (_, code) => e4m3ToFloat(code));
+
+export interface Fp8LinearProblem {
+  /** float16 bits [M, K] */
+  x: Uint16Array;
+  /** e4m3 codes [N, K] */
+  w8: Uint8Array;
+  wScale: Float32Array;
+  /** float16 bits [N] */
+  bias: Uint16Array;
+  k: number;
+  n: number;
+  gelu: boolean;
+}
+
+const geluTanh = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+
+/**
+ * Rows `rows` of Fp8Linear's output in float64: `quantized` is the op's own math (per-token e4m3
+ * activations, fp8_linear.h), `exact` the same layer on the unquantized activations (what FP8
+ * activations cost is the distance between them).
+ */
+export function fp8LinearRows(
+  p: Fp8LinearProblem,
+  rows: number[],
+): { quantized: Float64Array; exact: Float64Array } {
+  const { k, n } = p;
+  const w = new Float32Array(n * k);
+  for (let i = 0; i < w.length; i++) w[i] = E4M3_VALUES[p.w8[i]];
+  const quantized = new Float64Array(rows.length * n);
+  const exact = new Float64Array(rows.length * n);
+  const x = new Float64Array(k);
+  const x8 = new Float64Array(k);
+  rows.forEach((r, j) => {
+    let amax = 0;
+    for (let i = 0; i < k; i++) {
+      x[i] = halfToFloat(p.x[r * k + i]);
+      amax = Math.max(amax, Math.abs(x[i]));
+    }
+    const actScale = Math.fround(amax / 448);
+    const inv = amax > 0 ? Math.fround(448 / amax) : 0;
+    for (let i = 0; i < k; i++) x8[i] = e4m3ToFloat(floatToE4M3(Math.fround(x[i] * inv)));
+    for (let c = 0; c < n; c++) {
+      let q = 0;
+      let e = 0;
+      const base = c * k;
+      for (let i = 0; i < k; i++) {
+        q += x8[i] * w[base + i];
+        e += x[i] * w[base + i];
+      }
+      const b = halfToFloat(p.bias[c]);
+      const vq = q * actScale * p.wScale[c] + b;
+      const ve = e * p.wScale[c] + b;
+      quantized[j * n + c] = p.gelu ? geluTanh(vq) : vq;
+      exact[j * n + c] = p.gelu ? geluTanh(ve) : ve;
+    }
+  });
+  return { quantized, exact };
+}
+
+/** Rows `rows` of a float16 [M, N] output, as float64. */
+export function pickRows(y: FloatData, n: number, rows: number[]): Float64Array {
+  const out = new Float64Array(rows.length * n);
+  rows.forEach((r, j) => {
+    for (let c = 0; c < n; c++) out[j * n + c] = at(y, r * n + c);
+  });
+  return out;
+}
+
+/** ‖a − b‖₂ / ‖b‖₂ of two float64 arrays. */
+export function relL2f64(a: Float64Array, b: Float64Array): number {
+  let diff = 0;
+  let norm = 0;
+  for (let i = 0; i < b.length; i++) {
+    diff += (a[i] - b[i]) ** 2;
+    norm += b[i] ** 2;
+  }
+  return Math.sqrt(diff / norm);
 }

@@ -37,6 +37,7 @@ enum ONNXTensorElementDataType : int {
   ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT = 1,
   ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 = 7,
   ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 = 10,
+  ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E4M3FN = 17,
 };
 
 enum OrtCustomOpInputOutputCharacteristic : int {
@@ -130,6 +131,11 @@ constexpr uint32_t kApiVersion = 17;
   ORT_SLOT(65, GetTensorTypeAndShape, OrtStatus*, (const OrtValue* value, OrtTensorTypeAndShapeInfo** out)) \
   ORT_SLOT(85, KernelInfoGetAttribute_float, OrtStatus*,                                               \
            (const OrtKernelInfo* info, const char* name, float* out))                                  \
+  ORT_SLOT(86, KernelInfoGetAttribute_int64, OrtStatus*,                                               \
+           (const OrtKernelInfo* info, const char* name, int64_t* out))                                \
+  ORT_SLOT(87, KernelInfoGetAttribute_string, OrtStatus*,                                              \
+           (const OrtKernelInfo* info, const char* name, char* out, size_t* size))                     \
+  ORT_SLOT(88, KernelContext_GetInputCount, OrtStatus*, (const OrtKernelContext* context, size_t* out)) \
   ORT_SLOT(90, KernelContext_GetInput, OrtStatus*,                                                     \
            (const OrtKernelContext* context, size_t index, const OrtValue** out))                      \
   ORT_SLOT(91, KernelContext_GetOutput, OrtStatus*,                                                    \

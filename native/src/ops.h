@@ -21,5 +21,7 @@ struct CustomOp {
 CustomOp make_adaln_op(Device device, ONNXTensorElementDataType type, const OrtApi* api);
 // JointConcat (joint_concat.h): float32, float16, int64.
 CustomOp make_joint_concat_op(Device device, ONNXTensorElementDataType type, const OrtApi* api);
+// Fp8Linear (fp8_linear.h): float16 x, float8e4m3fn weight, float32 scales, float16 bias and y.
+CustomOp make_fp8_linear_op(Device device, const OrtApi* api);
 
 }  // namespace atelier

@@ -11,8 +11,8 @@ namespace {
 constexpr const char* kDomain = "atelier";
 
 // The entries for one execution provider: AdaLNModulate float32 and float16, JointConcat float32,
-// float16 and int64.
-constexpr int kOpsPerDevice = 5;
+// float16 and int64, Fp8Linear.
+constexpr int kOpsPerDevice = 6;
 #ifdef ATELIER_WITH_CUDA
 constexpr int kOpCount = 2 * kOpsPerDevice;
 #else
@@ -24,7 +24,8 @@ constexpr int kOpCount = kOpsPerDevice;
       make_adaln_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api),     \
       make_joint_concat_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api), \
       make_joint_concat_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api), \
-      make_joint_concat_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, api)
+      make_joint_concat_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, api), \
+      make_fp8_linear_op(device, api)
 
 struct OpTable {
   CustomOp ops[kOpCount];

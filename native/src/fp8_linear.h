@@ -1,0 +1,77 @@
+// Fp8Linear (domain "atelier", version 1): a linear layer on FP8 tensor cores, W8A8 with
+// per-token dynamic activation scales and per-output-channel weight scales.
+//
+//   x [..., K] float16, weight [N, K] float8e4m3fn, weight_scale [N] float32, bias [N] float16 (optional)
+//   y [..., N] float16
+//
+// Every row r of x (the tokens, all leading axes flattened to M rows) is quantized on its own:
+//   amax[r] = max |x[r, :]|,  act_scale[r] = amax[r] / 448,  inv[r] = amax[r] > 0 ? 448 / amax[r] : 0
+//   x8[r, k] = e4m3(x[r, k] · inv[r])          (float32 product, round to nearest even, saturating)
+// then
+//   acc[r, n] = Σ_k x8[r, k] · w8[n, k]        (float32 accumulation)
+//   y[r, n]   = f(acc[r, n] · act_scale[r] · weight_scale[n] + bias[n]),  f = identity or GELU(tanh)
+// rounded to float16 once. The weight is [N, K] as checkpoints store linear weights ([out, in]),
+// which is also the one FP8 layout cuBLASLt takes on Hopper (both operands K-major, "TN").
+//
+// Attributes: activation = "none" (default) | "gelu_tanh"; scaling = "outer_vector" (default:
+// cuBLASLt applies both scale vectors, bias and GELU in its epilogue) | "fp32_output" (an unscaled
+// FP8 GEMM into a float32 scratch, then our kernel applies scales, bias and GELU: the fallback for
+// a cuBLASLt without outer-vector scaling, kept selectable to measure both); fast_accumulation =
+// 0 (default) | 1 (CUBLASLT_MATMUL_DESC_FAST_ACCUM: Hopper accumulates the FP8 products without
+// cuBLASLt's periodic promotion to float32: faster, slightly less exact over long K);
+// cublaslt_gelu = 1 (default) | 0 (GELU by our kernel after the GEMM even when cuBLASLt's epilogue
+// could apply it: in case its GELU is not the tanh form). The CPU kernel computes the same math
+// whatever `scaling`, `fast_accumulation` and `cublaslt_gelu` say. This header is what the op glue
+// (fp8_linear_op.cc) and the kernels (fp8_linear_cpu.cc, fp8_linear_cuda.cu) share.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace atelier {
+
+enum class Fp8Activation { none, gelu_tanh };
+enum class Fp8Scaling { outer_vector, fp32_output };
+
+// The largest finite float8 e4m3fn value: amax maps onto it.
+constexpr float kE4m3Max = 448.0f;
+
+struct Fp8LinearArgs {
+  const void* x;             // float16 [rows, in_features]
+  const uint8_t* weight;     // e4m3fn [out_features, in_features]
+  const float* weight_scale; // [out_features]
+  const void* bias;          // float16 [out_features], or null
+  void* y;                   // float16 [rows, out_features]
+  int64_t rows;
+  int64_t in_features;
+  int64_t out_features;
+  Fp8Activation activation;
+};
+
+// float → e4m3fn bits: round to nearest even, saturating to ±448 (infinities too), NaN → 0x7f.
+uint8_t float_to_e4m3(float value);
+float e4m3_to_float(uint8_t bits);
+
+// Rows [row_begin, row_end) on the calling thread; `weight` decoded to floats ([N, K]).
+void fp8_linear_cpu(const Fp8LinearArgs& args, const float* weight, int64_t row_begin, int64_t row_end);
+
+#ifdef ATELIER_WITH_CUDA
+// One CUDA kernel instance's state: its cuBLASLt handle and, per problem shape, the matmul
+// descriptor, layouts and algorithm chosen once. Opaque to the op glue.
+struct Fp8LinearCuda;
+
+// Made when ONNX Runtime creates the kernel (cuBLASLt opened and its handle made here). Returns
+// null, or writes why not into `error` and returns the message.
+Fp8LinearCuda* fp8_linear_cuda_create(Fp8Scaling scaling, bool fast_accumulation, bool cublaslt_gelu, char* error,
+                                      size_t error_size);
+void fp8_linear_cuda_destroy(Fp8LinearCuda* kernel);
+
+// Enqueues quantization, GEMM and (if needed) the epilogue on `stream`. A shape seen for the first
+// time gets its plan (descriptors, algorithm) and, if the stream's scratch is too small, a larger
+// one; both are refused while the stream is being captured. Later calls allocate nothing and never
+// synchronise, so they capture into CUDA graphs. Returns false with a message in `error`.
+bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void* stream, char* error,
+                         size_t error_size);
+#endif
+
+}  // namespace atelier

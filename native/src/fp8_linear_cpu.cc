@@ -1,0 +1,86 @@
+// Fp8Linear on the CPU: the exact reference of the GPU op's math (fp8_linear.h), a row at a time.
+// The row is quantized to e4m3 values (kept as the floats they represent), then each output is a
+// float32 sum over k in order, scaled, biased, activated and rounded to float16 once. Products of
+// two e4m3 values are exact in float32, so only the summation order separates this from the GPU.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "fp8_linear.h"
+#include "half.h"
+
+namespace atelier {
+
+uint8_t float_to_e4m3(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
+  const float a = std::fabs(value);
+  if (std::isnan(value)) return sign | 0x7f;
+  if (a >= kE4m3Max) return sign | 0x7e;  // saturate (±inf too)
+  if (a == 0.0f) return sign;
+  // e4m3fn: bias 7, 3 mantissa bits; below 2⁻⁶ the step is 2⁻⁹ (subnormals), above it 2^(e−3).
+  int exponent;
+  std::frexp(a, &exponent);  // a = f · 2^exponent, f in [0.5, 1)
+  const int e = exponent - 1 < -6 ? -6 : exponent - 1;  // a in [2^e, 2^(e+1)), or subnormal
+  const float step = std::ldexp(1.0f, e - 3);
+  // a / step is exact (a power of two); nearbyint rounds half to even in the default mode.
+  const float units = std::nearbyint(a / step);  // in [0, 16]: 8 + mantissa for normals
+  uint32_t code;
+  if (e == -6 && units < 8)
+    code = static_cast<uint32_t>(units);  // subnormal (or zero)
+  else if (units >= 16)
+    code = static_cast<uint32_t>((e + 1 + 7) << 3);  // rounded up to the next power of two
+  else
+    code = static_cast<uint32_t>(((e + 7) << 3) | (static_cast<uint32_t>(units) - 8));
+  // 448 rounds to itself; anything that rounded above it was caught by the saturation above.
+  return sign | static_cast<uint8_t>(code);
+}
+
+float e4m3_to_float(uint8_t bits) {
+  const float sign = (bits & 0x80u) ? -1.0f : 1.0f;
+  const int exponent = (bits >> 3) & 0xf;
+  const int mantissa = bits & 0x7;
+  if (exponent == 0xf && mantissa == 0x7) return std::nanf("");
+  if (exponent == 0) return sign * std::ldexp(static_cast<float>(mantissa), -9);
+  return sign * std::ldexp(static_cast<float>(8 + mantissa), exponent - 7 - 3);
+}
+
+namespace {
+
+inline float gelu_tanh(float v) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  return 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+}
+
+}  // namespace
+
+void fp8_linear_cpu(const Fp8LinearArgs& args, const float* weight, int64_t row_begin, int64_t row_end) {
+  const int64_t k_count = args.in_features;
+  const int64_t n_count = args.out_features;
+  const uint16_t* x = static_cast<const uint16_t*>(args.x);
+  const uint16_t* bias = static_cast<const uint16_t*>(args.bias);
+  uint16_t* y = static_cast<uint16_t*>(args.y);
+  std::vector<float> row(static_cast<size_t>(k_count));
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const uint16_t* xr = x + r * k_count;
+    float amax = 0.0f;
+    for (int64_t k = 0; k < k_count; ++k) amax = std::fmax(amax, std::fabs(half_to_float(xr[k])));
+    const float act_scale = amax / kE4m3Max;
+    const float inv = amax > 0.0f ? kE4m3Max / amax : 0.0f;
+    for (int64_t k = 0; k < k_count; ++k) row[k] = e4m3_to_float(float_to_e4m3(half_to_float(xr[k]) * inv));
+    uint16_t* yr = y + r * n_count;
+    for (int64_t n = 0; n < n_count; ++n) {
+      const float* wn = weight + n * k_count;
+      float acc = 0.0f;
+      for (int64_t k = 0; k < k_count; ++k) acc += row[k] * wn[k];
+      float v = acc * act_scale * args.weight_scale[n];
+      if (bias != nullptr) v += half_to_float(bias[n]);
+      if (args.activation == Fp8Activation::gelu_tanh) v = gelu_tanh(v);
+      yr[n] = float_to_half(v);
+    }
+  }
+}
+
+}  // namespace atelier

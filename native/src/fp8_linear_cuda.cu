@@ -1,0 +1,612 @@
+// Fp8Linear on the GPU (fp8_linear.h): a quantize kernel, then one cuBLASLt FP8 GEMM on Hopper's
+// tensor cores, all on ONNX Runtime's stream.
+//
+// 1. quantize: one block per row of x reads the row (16-byte vectors), reduces |x| to amax, writes
+//    act_scale[row] = amax / 448 and the row as e4m3 (x · 448/amax, cvt.rn.satfinite).
+// 2. GEMM, cuBLASLt's "TN" form in column-major terms: D [N, M] = op(A) · B with A = weight
+//    ([N, K] row-major = K×N column-major, transposed), B = x8 ([M, K] row-major = K×M
+//    column-major); D column-major [N, M] is y row-major [M, N]. Both operands K-major, the one
+//    layout FP8 takes on Hopper.
+//    scaling "outer_vector": A and B scales are vectors (CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F,
+//      cuBLAS 12.9+): weight_scale [N] for A's rows, act_scale [M] for B's columns; bias and GELU in
+//      cuBLASLt's epilogue when it offers an algorithm for that (GELU only with cublaslt_gelu = 1),
+//      else what it leaves out by our epilogue kernel, in place; if it has no float16-output
+//      algorithm at all, a bfloat16 D in scratch that our epilogue kernel converts (make_plan).
+//    scaling "fp32_output": unscaled GEMM to a float32 scratch [M, N], then our epilogue kernel
+//      applies act_scale · weight_scale, bias and GELU and writes float16.
+//
+// Resources. cuBLASLt is opened with dlopen (no header, no link: cublaslt_min.h) once per process;
+// each kernel instance makes its handle when ONNX Runtime creates the kernel. A problem shape (M, N,
+// K, bias) gets its plan — matmul descriptor, layouts, algorithm from the heuristic — the first time
+// it is seen and keeps it. The per-call intermediates (x8 [M, K], act_scale [M], a float32 or
+// bfloat16 D when the plan needs one, and cuBLASLt's workspace) live in one scratch buffer per CUDA stream, shared by every Fp8Linear
+// kernel that runs on that stream (they run one after another on it): a session's layers need one
+// buffer, not one each. It is allocated, or grown, only with a new plan, never while the stream is
+// being captured; a grown buffer's predecessor stays allocated (a captured graph may still use it)
+// until the last kernel using the stream is destroyed. So a call on a known shape allocates nothing
+// and never synchronises: it captures into CUDA graphs and replays.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+
+#include <cmath>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <vector>
+
+#include "cublaslt_min.h"
+#include "fp8_linear.h"
+
+namespace atelier {
+namespace {
+
+constexpr const char* kCublasLtLibrary = "libcublasLt.so.13";
+// cuBLASLt's workspace: what NVIDIA recommends for Hopper (the largest any algorithm asks for).
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+constexpr size_t kAlign = 256;
+constexpr int kQuantizeThreads = 256;
+constexpr int kEpilogueThreads = 256;
+constexpr int kWarp = 32;
+
+bool verbose() {
+  static const bool on = [] {
+    const char* v = std::getenv("ATELIER_OPS_VERBOSE");
+    return v != nullptr && v[0] != '\0' && v[0] != '0';
+  }();
+  return on;
+}
+
+void set_error(char* error, size_t size, const char* format, ...) __attribute__((format(printf, 3, 4)));
+void set_error(char* error, size_t size, const char* format, ...) {
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(error, size, format, args);
+  va_end(args);
+}
+
+size_t align_up(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+
+// ---- kernels -------------------------------------------------------------------------------------
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int offset = kWarp / 2; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// One block per row. VEC halves per access (8: 16 bytes, when K and the pointers allow; else 1).
+// The second pass re-reads the row, which is in L1/L2 by then (a row is at most tens of KB).
+template <int VEC>
+__global__ void __launch_bounds__(kQuantizeThreads)
+    quantize_rows(const __half* __restrict__ x, __nv_fp8_storage_t* __restrict__ x8, float* __restrict__ act_scale,
+                  int64_t k) {
+  const int64_t row = blockIdx.x;
+  const __half* xr = x + row * k;
+  __nv_fp8_storage_t* qr = x8 + row * k;
+  const int64_t vectors = k / VEC;
+
+  float amax = 0.0f;
+  for (int64_t v = threadIdx.x; v < vectors; v += blockDim.x) {
+    if constexpr (VEC == 8) {
+      const uint4 packed = reinterpret_cast<const uint4*>(xr)[v];
+      const __half2* h = reinterpret_cast<const __half2*>(&packed);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = __half22float2(h[i]);
+        amax = fmaxf(amax, fmaxf(fabsf(f.x), fabsf(f.y)));
+      }
+    } else {
+      amax = fmaxf(amax, fabsf(__half2float(xr[v])));
+    }
+  }
+  __shared__ float partials[kQuantizeThreads / kWarp];
+  amax = warp_max(amax);
+  if (threadIdx.x % kWarp == 0) partials[threadIdx.x / kWarp] = amax;
+  __syncthreads();
+  const unsigned lane = threadIdx.x % kWarp;
+  amax = lane < blockDim.x / kWarp ? partials[lane] : 0.0f;
+  amax = warp_max(amax);  // every warp folds the partials itself: no second barrier
+
+  const float inv = amax > 0.0f ? __fdiv_rn(kE4m3Max, amax) : 0.0f;
+  if (threadIdx.x == 0) act_scale[row] = __fdiv_rn(amax, kE4m3Max);
+
+  for (int64_t v = threadIdx.x; v < vectors; v += blockDim.x) {
+    if constexpr (VEC == 8) {
+      const uint4 packed = reinterpret_cast<const uint4*>(xr)[v];
+      const __half2* h = reinterpret_cast<const __half2*>(&packed);
+      uint16_t pairs[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = __half22float2(h[i]);
+        const float2 q = make_float2(__fmul_rn(f.x, inv), __fmul_rn(f.y, inv));
+        pairs[i] = __nv_cvt_float2_to_fp8x2(q, __NV_SATFINITE, __NV_E4M3);
+      }
+      uint2 out;
+      out.x = static_cast<uint32_t>(pairs[0]) | (static_cast<uint32_t>(pairs[1]) << 16);
+      out.y = static_cast<uint32_t>(pairs[2]) | (static_cast<uint32_t>(pairs[3]) << 16);
+      reinterpret_cast<uint2*>(qr)[v] = out;
+    } else {
+      qr[v] = __nv_cvt_float_to_fp8(__fmul_rn(__half2float(xr[v]), inv), __NV_SATFINITE, __NV_E4M3);
+    }
+  }
+}
+
+__device__ __forceinline__ float gelu_tanh(float v) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  return 0.5f * v * (1.0f + tanhf(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+}
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// y[r, c] = f(d[r, c] · act_scale[r] · weight_scale[c] + bias[c]) when SCALE (an unscaled float32
+// GEMM), else f(d[r, c] + bias[c]) (cuBLASLt applied the scales: a bfloat16 D in scratch, or y
+// itself in place, so d and y may alias: no __restrict__ on them). Rows along blockIdx.y, columns
+// along x, both grid-stride (no division per element). `bias` may be null.
+template <typename In, bool SCALE>
+__global__ void __launch_bounds__(kEpilogueThreads)
+    epilogue(const In* d, const float* __restrict__ act_scale, const float* __restrict__ weight_scale,
+             const __half* __restrict__ bias, __half* y, int64_t rows, int64_t n, bool gelu) {
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const float row_scale = SCALE ? act_scale[r] : 1.0f;
+    for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < n;
+         c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+      const int64_t i = r * n + c;
+      float v = to_float(d[i]);
+      if (SCALE) v = v * row_scale * weight_scale[c];
+      if (bias != nullptr) v += __half2float(bias[c]);
+      if (gelu) v = gelu_tanh(v);
+      y[i] = __float2half_rn(v);
+    }
+  }
+}
+
+// ---- cuBLASLt, opened once per process -----------------------------------------------------------
+
+struct Library {
+  cublaslt::Api api{};
+  char error[256] = "";
+  size_t version = 0;
+};
+
+const Library& cublaslt_library() {
+  static const Library library = [] {
+    Library l;
+    void* handle = dlopen(kCublasLtLibrary, RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      set_error(l.error, sizeof l.error, "cannot open %s (%s)", kCublasLtLibrary, dlerror());
+      return l;
+    }
+#define ATELIER_CUBLASLT_LOAD(field, symbol, type)                                                      \
+  l.api.field = reinterpret_cast<cublaslt::type>(dlsym(handle, #symbol));                            \
+  if (l.api.field == nullptr && l.error[0] == '\0')                                                  \
+    set_error(l.error, sizeof l.error, "%s has no %s", kCublasLtLibrary, #symbol);
+    ATELIER_CUBLASLT_SYMBOLS(ATELIER_CUBLASLT_LOAD)
+#undef ATELIER_CUBLASLT_LOAD
+    if (l.error[0] == '\0') l.version = l.api.get_version();
+    return l;  // the library stays open for the life of the process
+  }();
+  return library;
+}
+
+// ---- per-stream scratch --------------------------------------------------------------------------
+
+struct Scratch {
+  void* base = nullptr;
+  size_t bytes = 0;
+  std::vector<void*> retired;  // earlier, smaller buffers: a captured graph may still point into them
+  int users = 0;               // kernels that have run on this stream
+  int device = -1;
+};
+
+std::mutex& scratch_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::map<cudaStream_t, Scratch>& scratches() {
+  static std::map<cudaStream_t, Scratch> s;
+  return s;
+}
+
+// ---- one kernel instance ---------------------------------------------------------------------------
+
+struct Plan {
+  int64_t m = 0, n = 0, k = 0;
+  bool bias = false;
+  cublaslt::MatmulDesc desc = nullptr;
+  cublaslt::MatrixLayout a = nullptr, b = nullptr, c = nullptr;
+  cublaslt::MatmulAlgo algo{};
+  // D's type: float16 straight into y; bfloat16 (a cuBLASLt without float16 D for outer-vector
+  // scaling) or float32 (scaling "fp32_output") into scratch, then our epilogue writes y.
+  cudaDataType_t d_type = CUDA_R_16F;
+  bool fused_bias = false;  // applied by cuBLASLt's epilogue (else by ours)
+  bool fused_gelu = false;
+  // Offsets in the stream's scratch and the bytes it must hold.
+  size_t act_scale_offset = 0, x8_offset = 0, acc_offset = 0, bytes = 0;
+
+  void release(const cublaslt::Api& api) {
+    if (desc) api.desc_destroy(desc);
+    if (a) api.layout_destroy(a);
+    if (b) api.layout_destroy(b);
+    if (c) api.layout_destroy(c);
+  }
+};
+
+}  // namespace
+
+struct Fp8LinearCuda {
+  Fp8Scaling scaling;
+  bool fast_accumulation;
+  bool cublaslt_gelu;  // let cuBLASLt's epilogue apply GELU (else our kernel does)
+  const cublaslt::Api* api;
+  cublaslt::Handle handle = nullptr;
+  std::mutex mutex;
+  std::vector<std::unique_ptr<Plan>> plans;
+  std::vector<cudaStream_t> streams;  // whose scratch this kernel holds a share of
+};
+
+namespace {
+
+const char* scaling_name(Fp8Scaling s) { return s == Fp8Scaling::outer_vector ? "outer_vector" : "fp32_output"; }
+
+// Sets one descriptor attribute; false with a message on failure.
+template <typename T>
+bool set_attr(const cublaslt::Api& api, cublaslt::MatmulDesc desc, int attribute, const T& value, const char* what,
+              char* error, size_t error_size) {
+  const cublaslt::Status s = api.desc_set(desc, attribute, &value, sizeof value);
+  if (s != cublaslt::kSuccess) set_error(error, error_size, "cuBLASLt refused %s (status %d)", what, s);
+  return s == cublaslt::kSuccess;
+}
+
+// Builds descriptor and layouts for `plan` and asks the heuristic for an algorithm with the given
+// epilogue. False (no message) when cuBLASLt has none; false with a message on an API error.
+bool choose_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearArgs& args, cudaDataType_t d_type,
+                      uint32_t epilogue, const void* scale_a, const void* scale_b, char* error, size_t error_size) {
+  const cublaslt::Api& api = *kernel.api;
+  plan.release(api);
+  plan.desc = nullptr;
+  plan.a = plan.b = plan.c = nullptr;
+  const bool outer = kernel.scaling == Fp8Scaling::outer_vector;
+  cublaslt::Status s = api.desc_create(&plan.desc, cublaslt::kCompute32F, CUDA_R_32F);
+  if (s == cublaslt::kSuccess) s = api.layout_create(&plan.a, CUDA_R_8F_E4M3, plan.k, plan.n, plan.k);
+  if (s == cublaslt::kSuccess) s = api.layout_create(&plan.b, CUDA_R_8F_E4M3, plan.k, plan.m, plan.k);
+  if (s == cublaslt::kSuccess) s = api.layout_create(&plan.c, d_type, plan.n, plan.m, plan.n);
+  if (s != cublaslt::kSuccess) {
+    set_error(error, error_size, "cuBLASLt could not make a descriptor (status %d)", s);
+    return false;
+  }
+  const int32_t trans_a = cublaslt::kOpT, trans_b = cublaslt::kOpN;
+  if (!set_attr(api, plan.desc, cublaslt::kDescTransA, trans_a, "TRANSA", error, error_size)) return false;
+  if (!set_attr(api, plan.desc, cublaslt::kDescTransB, trans_b, "TRANSB", error, error_size)) return false;
+  if (outer) {
+    const int32_t mode = cublaslt::kScaleOuterVec32F;
+    if (!set_attr(api, plan.desc, cublaslt::kDescAScaleMode, mode, "outer-vector scaling of A", error, error_size))
+      return false;
+    if (!set_attr(api, plan.desc, cublaslt::kDescBScaleMode, mode, "outer-vector scaling of B", error, error_size))
+      return false;
+    if (!set_attr(api, plan.desc, cublaslt::kDescAScalePointer, scale_a, "A_SCALE_POINTER", error, error_size))
+      return false;
+    if (!set_attr(api, plan.desc, cublaslt::kDescBScalePointer, scale_b, "B_SCALE_POINTER", error, error_size))
+      return false;
+  }
+  if (!set_attr(api, plan.desc, cublaslt::kDescEpilogue, epilogue, "the epilogue", error, error_size)) return false;
+  const int8_t fast = kernel.fast_accumulation ? 1 : 0;
+  if (!set_attr(api, plan.desc, cublaslt::kDescFastAccum, fast, "FAST_ACCUM", error, error_size)) return false;
+  if (epilogue == cublaslt::kEpilogueBias || epilogue == cublaslt::kEpilogueGeluBias) {
+    const int32_t bias_type = CUDA_R_16F;
+    if (!set_attr(api, plan.desc, cublaslt::kDescBiasDataType, bias_type, "a float16 bias", error, error_size))
+      return false;
+    if (!set_attr(api, plan.desc, cublaslt::kDescBiasPointer, args.bias, "BIAS_POINTER", error, error_size))
+      return false;
+  }
+
+  cublaslt::MatmulPreference pref = nullptr;
+  s = api.pref_create(&pref);
+  const uint64_t workspace = kWorkspaceBytes;
+  if (s == cublaslt::kSuccess) s = api.pref_set(pref, cublaslt::kPrefMaxWorkspaceBytes, &workspace, sizeof workspace);
+  cublaslt::HeuristicResult results[8] = {};
+  int returned = 0;
+  if (s == cublaslt::kSuccess)
+    s = api.heuristic(kernel.handle, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 8, results, &returned);
+  if (pref) api.pref_destroy(pref);
+  // An unsupported combination comes back as an error status or as no algorithm: both mean "none".
+  if (s != cublaslt::kSuccess || returned == 0) return false;
+  plan.algo = results[0].algo;
+  return true;
+}
+
+// Chooses D's type, the epilogue and the algorithm: the most fused combination cuBLASLt offers.
+// The scale pointers only need to be valid device pointers here; each call sets the real ones.
+bool make_plan(Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearArgs& args, char* error, size_t error_size) {
+  const bool gelu = args.activation == Fp8Activation::gelu_tanh;
+  struct Candidate {
+    cudaDataType_t d_type;
+    uint32_t epilogue;
+  };
+  std::vector<Candidate> candidates;
+  if (kernel.scaling == Fp8Scaling::outer_vector) {
+    // What cuBLASLt leaves out, our epilogue kernel does after the GEMM. A float16 bias is only
+    // fused with a float16 D.
+    if (gelu && kernel.cublaslt_gelu)
+      candidates.push_back({CUDA_R_16F, plan.bias ? cublaslt::kEpilogueGeluBias : cublaslt::kEpilogueGelu});
+    if (plan.bias) candidates.push_back({CUDA_R_16F, cublaslt::kEpilogueBias});
+    candidates.push_back({CUDA_R_16F, cublaslt::kEpilogueDefault});
+    candidates.push_back({CUDA_R_16BF, cublaslt::kEpilogueDefault});
+  } else {
+    candidates.push_back({CUDA_R_32F, cublaslt::kEpilogueDefault});
+  }
+  char last_error[256] = "";
+  for (const Candidate& c : candidates) {
+    error[0] = '\0';
+    if (choose_algorithm(kernel, plan, args, c.d_type, c.epilogue, args.weight_scale, args.weight_scale, error,
+                         error_size)) {
+      plan.d_type = c.d_type;
+      plan.fused_bias = c.epilogue == cublaslt::kEpilogueBias || c.epilogue == cublaslt::kEpilogueGeluBias;
+      plan.fused_gelu = c.epilogue == cublaslt::kEpilogueGelu || c.epilogue == cublaslt::kEpilogueGeluBias;
+      return true;
+    }
+    // Refused (an attribute, or no algorithm): try the next, less fused combination.
+    if (error[0] != '\0') std::snprintf(last_error, sizeof last_error, "%s", error);
+    if (verbose())
+      std::fprintf(stderr, "atelier:Fp8Linear: D type %d with epilogue %u refused%s%s\n", static_cast<int>(c.d_type),
+                   static_cast<unsigned>(c.epilogue), error[0] ? ": " : " (no algorithm)", error);
+  }
+  set_error(error, error_size,
+            "cuBLASLt %zu has no FP8 algorithm for x [%lld, %lld] · weight [%lld, %lld]ᵀ with scaling %s on this GPU%s",
+            cublaslt_library().version, static_cast<long long>(plan.m), static_cast<long long>(plan.k),
+            static_cast<long long>(plan.n), static_cast<long long>(plan.k), scaling_name(kernel.scaling),
+            kernel.scaling == Fp8Scaling::outer_vector ? " (try scaling \"fp32_output\")" : "");
+  if (last_error[0] != '\0') {
+    const size_t used = std::strlen(error);
+    std::snprintf(error + used, error_size > used ? error_size - used : 0, "; last refusal: %s", last_error);
+  }
+  return false;
+}
+
+// The stream's scratch, grown to `bytes` if needed (never while capturing). Null with a message on failure.
+Scratch* scratch_for(Fp8LinearCuda& kernel, cudaStream_t stream, size_t bytes, char* error, size_t error_size) {
+  std::lock_guard<std::mutex> lock(scratch_mutex());
+  Scratch& s = scratches()[stream];
+  bool known = false;
+  for (cudaStream_t t : kernel.streams) known = known || t == stream;
+  if (!known) {
+    kernel.streams.push_back(stream);
+    ++s.users;
+  }
+  if (s.bytes >= bytes) return &s;
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  cudaStreamIsCapturing(stream, &capturing);
+  if (capturing != cudaStreamCaptureStatusNone) {
+    set_error(error, error_size,
+              "this stream's scratch must grow to %zu bytes inside a CUDA graph capture: run every shape once on "
+              "the stream before capturing",
+              bytes);
+    return nullptr;
+  }
+  int device = 0;
+  cudaGetDevice(&device);
+  void* grown = nullptr;
+  const cudaError_t e = cudaMalloc(&grown, bytes);
+  if (e != cudaSuccess) {
+    set_error(error, error_size, "cannot allocate %zu bytes of scratch on GPU %d: %s", bytes, device,
+              cudaGetErrorString(e));
+    return nullptr;
+  }
+  if (s.base) s.retired.push_back(s.base);
+  s.base = grown;
+  s.bytes = bytes;
+  s.device = device;
+  return &s;
+}
+
+void release_scratch(Fp8LinearCuda& kernel) {
+  std::lock_guard<std::mutex> lock(scratch_mutex());
+  for (cudaStream_t stream : kernel.streams) {
+    auto it = scratches().find(stream);
+    if (it == scratches().end() || --it->second.users > 0) continue;
+    // The last kernel on this stream: ONNX Runtime destroys kernels with their session, after its runs.
+    int previous = 0;
+    cudaGetDevice(&previous);
+    if (it->second.device >= 0) cudaSetDevice(it->second.device);
+    cudaFree(it->second.base);
+    for (void* p : it->second.retired) cudaFree(p);
+    cudaSetDevice(previous);
+    scratches().erase(it);
+  }
+  kernel.streams.clear();
+}
+
+// For the verbose line: who applies the bias and the activation.
+const char* describe_epilogue(const Plan& plan, bool bias, bool gelu) {
+  if (!bias && !gelu) return "no bias or activation";
+  if ((!bias || plan.fused_bias) && (!gelu || plan.fused_gelu)) return "bias/GELU in cuBLASLt's epilogue";
+  if (plan.fused_bias) return "bias in cuBLASLt's epilogue, GELU by our kernel";
+  return "bias/GELU by our epilogue kernel";
+}
+
+bool check_launch(const char* what, char* error, size_t error_size) {
+  const cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess) return true;
+  set_error(error, error_size, "%s failed: %s", what, cudaGetErrorString(e));
+  return false;
+}
+
+}  // namespace
+
+Fp8LinearCuda* fp8_linear_cuda_create(Fp8Scaling scaling, bool fast_accumulation, bool cublaslt_gelu, char* error,
+                                      size_t error_size) {
+  const Library& library = cublaslt_library();
+  if (library.error[0] != '\0') {
+    set_error(error, error_size, "%s", library.error);
+    return nullptr;
+  }
+  auto* kernel = new (std::nothrow) Fp8LinearCuda();
+  if (kernel == nullptr) {
+    set_error(error, error_size, "out of memory");
+    return nullptr;
+  }
+  kernel->scaling = scaling;
+  kernel->fast_accumulation = fast_accumulation;
+  kernel->cublaslt_gelu = cublaslt_gelu;
+  kernel->api = &library.api;
+  const cublaslt::Status s = library.api.create(&kernel->handle);
+  if (s != cublaslt::kSuccess) {
+    set_error(error, error_size, "cublasLtCreate failed (status %d)", s);
+    delete kernel;
+    return nullptr;
+  }
+  return kernel;
+}
+
+void fp8_linear_cuda_destroy(Fp8LinearCuda* kernel) {
+  if (kernel == nullptr) return;
+  for (auto& plan : kernel->plans) plan->release(*kernel->api);
+  release_scratch(*kernel);
+  if (kernel->handle) kernel->api->destroy(kernel->handle);
+  delete kernel;
+}
+
+bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void* stream_ptr, char* error,
+                         size_t error_size) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  const int64_t m = args.rows, n = args.out_features, k = args.in_features;
+  // cuBLASLt's FP8 GEMMs want 16-byte aligned leading dimensions.
+  if (k % 16 != 0 || n % 16 != 0) {
+    set_error(error, error_size,
+              "the CUDA kernel needs K and N to be multiples of 16 (FP8 tensor-core layouts), got K = %lld, N = %lld",
+              static_cast<long long>(k), static_cast<long long>(n));
+    return false;
+  }
+  std::lock_guard<std::mutex> lock(kernel->mutex);
+  const bool has_bias = args.bias != nullptr;
+  Plan* plan = nullptr;
+  for (auto& p : kernel->plans)
+    if (p->m == m && p->n == n && p->k == k && p->bias == has_bias) plan = p.get();
+
+  Scratch* scratch = nullptr;
+  if (plan == nullptr) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    cudaStreamIsCapturing(stream, &capturing);
+    if (capturing != cudaStreamCaptureStatusNone) {
+      set_error(error, error_size,
+                "x [%lld, %lld] is a new shape inside a CUDA graph capture: run the shape once before capturing",
+                static_cast<long long>(m), static_cast<long long>(k));
+      return false;
+    }
+    auto fresh = std::make_unique<Plan>();
+    fresh->m = m;
+    fresh->n = n;
+    fresh->k = k;
+    fresh->bias = has_bias;
+    if (!make_plan(*kernel, *fresh, args, error, error_size)) {
+      fresh->release(*kernel->api);
+      return false;
+    }
+    const size_t d_bytes = fresh->d_type == CUDA_R_32F ? 4 : fresh->d_type == CUDA_R_16BF ? 2 : 0;
+    fresh->act_scale_offset = kWorkspaceBytes;
+    fresh->x8_offset = fresh->act_scale_offset + align_up(static_cast<size_t>(m) * sizeof(float));
+    fresh->acc_offset = fresh->x8_offset + align_up(static_cast<size_t>(m * k));
+    fresh->bytes = fresh->acc_offset + static_cast<size_t>(m * n) * d_bytes;
+    scratch = scratch_for(*kernel, stream, fresh->bytes, error, error_size);
+    if (scratch == nullptr) {
+      fresh->release(*kernel->api);
+      return false;
+    }
+    plan = fresh.get();
+    kernel->plans.push_back(std::move(fresh));
+    if (verbose())
+      std::fprintf(stderr,
+                   "atelier:Fp8Linear: cuBLASLt %zu, x [%lld, %lld] · weight [%lld, %lld]ᵀ, scaling %s%s, %s%s, "
+                   "stream scratch %.1f MiB\n",
+                   cublaslt_library().version, static_cast<long long>(m), static_cast<long long>(k),
+                   static_cast<long long>(n), static_cast<long long>(k), scaling_name(kernel->scaling),
+                   kernel->fast_accumulation ? " with fast accumulation" : "",
+                   describe_epilogue(*plan, has_bias, args.activation == Fp8Activation::gelu_tanh),
+                   plan->d_type == CUDA_R_16F  ? ""
+                   : plan->d_type == CUDA_R_16BF ? " (bfloat16 D, converted by our kernel)"
+                                                 : " (float32 D, scales by our kernel)",
+                   static_cast<double>(scratch->bytes) / (1 << 20));
+  } else {
+    scratch = scratch_for(*kernel, stream, plan->bytes, error, error_size);
+    if (scratch == nullptr) return false;
+  }
+
+  char* base = static_cast<char*>(scratch->base);
+  void* workspace = base;
+  float* act_scale = reinterpret_cast<float*>(base + plan->act_scale_offset);
+  auto* x8 = reinterpret_cast<__nv_fp8_storage_t*>(base + plan->x8_offset);
+  void* acc = base + plan->acc_offset;
+
+  // 1. quantize
+  const bool vectorised = (reinterpret_cast<uintptr_t>(args.x) % 16) == 0 && k % 8 == 0;
+  if (m > 0x7fffffff) {
+    set_error(error, error_size, "too many rows (%lld)", static_cast<long long>(m));
+    return false;
+  }
+  if (vectorised)
+    quantize_rows<8><<<static_cast<unsigned>(m), kQuantizeThreads, 0, stream>>>(static_cast<const __half*>(args.x),
+                                                                                  x8, act_scale, k);
+  else
+    quantize_rows<1><<<static_cast<unsigned>(m), kQuantizeThreads, 0, stream>>>(static_cast<const __half*>(args.x),
+                                                                                  x8, act_scale, k);
+  if (!check_launch("the quantize kernel", error, error_size)) return false;
+
+  // 2. GEMM. The pointers a plan depends on are set on every call (a host-side write into the
+  // descriptor): the scratch may have grown since the plan was made, and a bias/scale tensor may move.
+  const cublaslt::Api& api = *kernel->api;
+  const bool outer = kernel->scaling == Fp8Scaling::outer_vector;
+  if (outer) {
+    const void* a_scale = args.weight_scale;
+    const void* b_scale = act_scale;
+    if (!set_attr(api, plan->desc, cublaslt::kDescAScalePointer, a_scale, "A_SCALE_POINTER", error, error_size) ||
+        !set_attr(api, plan->desc, cublaslt::kDescBScalePointer, b_scale, "B_SCALE_POINTER", error, error_size))
+      return false;
+  }
+  if (plan->fused_bias &&
+      !set_attr(api, plan->desc, cublaslt::kDescBiasPointer, args.bias, "BIAS_POINTER", error, error_size))
+    return false;
+  const float alpha = 1.0f, beta = 0.0f;
+  void* d = plan->d_type == CUDA_R_16F ? args.y : acc;
+  const cublaslt::Status s = api.matmul(kernel->handle, plan->desc, &alpha, args.weight, plan->a, x8, plan->b, &beta,
+                                        d, plan->c, d, plan->c, &plan->algo, workspace, kWorkspaceBytes, stream);
+  if (s != cublaslt::kSuccess) {
+    set_error(error, error_size, "cublasLtMatmul failed (status %d) for x [%lld, %lld] · weight [%lld, %lld]ᵀ", s,
+              static_cast<long long>(m), static_cast<long long>(k), static_cast<long long>(n),
+              static_cast<long long>(k));
+    return false;
+  }
+
+  // 3. our epilogue, when cuBLASLt did not do it all
+  const bool gelu = args.activation == Fp8Activation::gelu_tanh;
+  const bool own_bias = has_bias && !plan->fused_bias;
+  const bool own_gelu = gelu && !plan->fused_gelu;
+  const bool needs_epilogue = plan->d_type != CUDA_R_16F || own_bias || own_gelu;
+  if (needs_epilogue) {
+    const int64_t columns = (n + kEpilogueThreads - 1) / kEpilogueThreads;
+    const dim3 blocks(static_cast<unsigned>(columns < 64 ? columns : 64), static_cast<unsigned>(m < 65535 ? m : 65535));
+    const __half* bias = own_bias ? static_cast<const __half*>(args.bias) : nullptr;
+    __half* y = static_cast<__half*>(args.y);
+    if (plan->d_type == CUDA_R_32F)
+      epilogue<float, true><<<blocks, kEpilogueThreads, 0, stream>>>(static_cast<const float*>(acc), act_scale,
+                                                                     args.weight_scale, bias, y, m, n, own_gelu);
+    else if (plan->d_type == CUDA_R_16BF)
+      epilogue<__nv_bfloat16, false><<<blocks, kEpilogueThreads, 0, stream>>>(
+          static_cast<const __nv_bfloat16*>(acc), nullptr, nullptr, bias, y, m, n, own_gelu);
+    else
+      epilogue<__half, false><<<blocks, kEpilogueThreads, 0, stream>>>(y, nullptr, nullptr, bias, y, m, n, own_gelu);
+    if (!check_launch("the epilogue kernel", error, error_size)) return false;
+  }
+  return true;
+}
+
+}  // namespace atelier

@@ -1,0 +1,321 @@
+// Fp8Linear's glue to ONNX Runtime: the op's mixed input types (float16, float8e4m3fn, float32,
+// optional float16 bias), its attributes, shape inference, and the compute callback that checks
+// shapes and hands the tensors to a kernel (the schema boilerplate is op_glue.h's).
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "fp8_linear.h"
+#include "op_glue.h"
+#include "ops.h"
+
+namespace atelier {
+namespace {
+
+using glue::fail;
+using glue::self;
+
+constexpr const char* kName = "Fp8Linear";
+constexpr size_t kInputCount = 4;  // x, weight, weight_scale, bias (optional)
+constexpr const char* kInputNames[kInputCount] = {"x", "weight", "weight_scale", "bias"};
+constexpr size_t kMaxRank = 8;
+// Multiply-adds per CPU task, so small problems are not split.
+constexpr int64_t kMacsPerTask = 1 << 20;
+
+struct Kernel {
+  const OrtApi* api;
+  Device device;
+  Fp8Activation activation;
+  Fp8Scaling scaling;
+  bool fast_accumulation;
+  bool cublaslt_gelu;
+#ifdef ATELIER_WITH_CUDA
+  Fp8LinearCuda* cuda = nullptr;
+#endif
+  // The CPU kernel's weight decoded to floats, made at the first run (the weight is an initializer).
+  std::mutex mutex;
+  const void* decoded_from = nullptr;
+  std::vector<float> decoded;
+
+  ~Kernel() {
+#ifdef ATELIER_WITH_CUDA
+    if (cuda != nullptr) fp8_linear_cuda_destroy(cuda);
+#endif
+  }
+};
+
+// ---- schema: each input has its own element type; the bias may be left out -----------------------
+
+ONNXTensorElementDataType input_type(const OrtCustomOp*, size_t index) {
+  switch (index) {
+    case 1:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E4M3FN;
+    case 2:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    default:
+      return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+  }
+}
+
+ONNXTensorElementDataType output_type(const OrtCustomOp*, size_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16; }
+
+OrtCustomOpInputOutputCharacteristic input_characteristic(const OrtCustomOp*, size_t index) {
+  return index == 3 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+}
+
+// ---- shape inference: y is x with its last axis replaced by the weight's first -----------------
+
+OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
+  const OrtApi* api = self(op).api;
+  OrtTensorTypeAndShapeInfo* x = nullptr;  // owned by the context
+  OrtTensorTypeAndShapeInfo* w = nullptr;
+  ATELIER_RETURN_IF_ERROR(ort::ShapeInferContext_GetInputTypeShape(api)(context, 0, &x));
+  ATELIER_RETURN_IF_ERROR(ort::ShapeInferContext_GetInputTypeShape(api)(context, 1, &w));
+  size_t rank = 0, w_rank = 0;
+  ATELIER_RETURN_IF_ERROR(ort::GetDimensionsCount(api)(x, &rank));
+  ATELIER_RETURN_IF_ERROR(ort::GetDimensionsCount(api)(w, &w_rank));
+  if (rank < 1 || rank > kMaxRank || w_rank != 2) return nullptr;
+  int64_t dims[kMaxRank], w_dims[2];
+  const char* names[kMaxRank] = {};
+  const char* w_names[2] = {nullptr, nullptr};
+  ATELIER_RETURN_IF_ERROR(ort::GetDimensions(api)(x, dims, rank));
+  ATELIER_RETURN_IF_ERROR(ort::GetSymbolicDimensions(api)(x, names, rank));
+  ATELIER_RETURN_IF_ERROR(ort::GetDimensions(api)(w, w_dims, 2));
+  ATELIER_RETURN_IF_ERROR(ort::GetSymbolicDimensions(api)(w, w_names, 2));
+  dims[rank - 1] = w_dims[0];
+  names[rank - 1] = w_names[0];
+  for (size_t i = 0; i < rank; ++i) {
+    if (names[i] == nullptr) names[i] = "";
+    if (dims[i] < 0 && names[i][0] == '\0') return nullptr;  // neither known nor named
+    if (dims[i] >= 0) names[i] = "";
+  }
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  ATELIER_RETURN_IF_ERROR(ort::CreateTensorTypeAndShapeInfo(api)(&info));
+  OrtStatus* status = ort::SetTensorElementType(api)(info, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16);
+  if (status == nullptr) status = ort::SetDimensions(api)(info, dims, rank);
+  if (status == nullptr) status = ort::SetSymbolicDimensions(api)(info, names, rank);
+  if (status == nullptr) status = ort::ShapeInferContext_SetOutputTypeShape(api)(context, 0, info);
+  ort::ReleaseTensorTypeAndShapeInfo(api)(info);
+  return status;
+}
+
+// ---- kernel creation -------------------------------------------------------------------------------
+
+// A string attribute, or `fallback` when the node has none.
+OrtStatus* string_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* name, const char* fallback,
+                            std::string* out) {
+  size_t size = 0;
+  if (OrtStatus* absent = ort::KernelInfoGetAttribute_string(api)(info, name, nullptr, &size)) {
+    ort::ReleaseStatus(api)(absent);
+    *out = fallback;
+    return nullptr;
+  }
+  std::vector<char> text(size + 1, '\0');
+  ATELIER_RETURN_IF_ERROR(ort::KernelInfoGetAttribute_string(api)(info, name, text.data(), &size));
+  *out = text.data();
+  return nullptr;
+}
+
+// A 0/1 attribute; `value` keeps its default when the node has none.
+OrtStatus* flag_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* name, int64_t* value) {
+  int64_t given = 0;
+  if (OrtStatus* absent = ort::KernelInfoGetAttribute_int64(api)(info, name, &given)) {
+    ort::ReleaseStatus(api)(absent);
+    return nullptr;
+  }
+  if (given != 0 && given != 1)
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: %s must be 0 or 1, got %lld", kName, name, static_cast<long long>(given));
+  *value = given;
+  return nullptr;
+}
+
+OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info, void** out) {
+  *out = nullptr;
+  std::string activation, scaling;
+  ATELIER_RETURN_IF_ERROR(string_attribute(api, info, "activation", "none", &activation));
+  ATELIER_RETURN_IF_ERROR(string_attribute(api, info, "scaling", "outer_vector", &scaling));
+  if (activation != "none" && activation != "gelu_tanh")
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: activation must be \"none\" or \"gelu_tanh\", got \"%s\"", kName,
+                activation.c_str());
+  if (scaling != "outer_vector" && scaling != "fp32_output")
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: scaling must be \"outer_vector\" or \"fp32_output\", got \"%s\"",
+                kName, scaling.c_str());
+  int64_t fast_accumulation = 0, cublaslt_gelu = 1;
+  ATELIER_RETURN_IF_ERROR(flag_attribute(api, info, "fast_accumulation", &fast_accumulation));
+  ATELIER_RETURN_IF_ERROR(flag_attribute(api, info, "cublaslt_gelu", &cublaslt_gelu));
+  Kernel* kernel = new (std::nothrow) Kernel{};
+  if (kernel == nullptr) return fail(api, ORT_FAIL, "%s: out of memory", kName);
+  kernel->api = api;
+  kernel->device = self(op).device;
+  kernel->activation = activation == "gelu_tanh" ? Fp8Activation::gelu_tanh : Fp8Activation::none;
+  kernel->scaling = scaling == "fp32_output" ? Fp8Scaling::fp32_output : Fp8Scaling::outer_vector;
+  kernel->fast_accumulation = fast_accumulation == 1;
+  kernel->cublaslt_gelu = cublaslt_gelu == 1;
+#ifdef ATELIER_WITH_CUDA
+  if (kernel->device == Device::cuda) {
+    char error[384] = "";
+    kernel->cuda = fp8_linear_cuda_create(kernel->scaling, kernel->fast_accumulation, kernel->cublaslt_gelu, error,
+                                          sizeof error);
+    if (kernel->cuda == nullptr) {
+      delete kernel;
+      return fail(api, ORT_FAIL, "%s: %s", kName, error);
+    }
+  }
+#endif
+  *out = kernel;
+  return nullptr;
+}
+
+// ---- compute ---------------------------------------------------------------------------------------
+
+struct Shape {
+  size_t rank = 0;
+  int64_t dims[kMaxRank] = {};
+};
+
+OrtStatus* shape_of(const OrtApi* api, const char* input, const OrtValue* value, Shape* shape) {
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  ATELIER_RETURN_IF_ERROR(ort::GetTensorTypeAndShape(api)(value, &info));
+  OrtStatus* status = ort::GetDimensionsCount(api)(info, &shape->rank);
+  if (status == nullptr && (shape->rank < 1 || shape->rank > kMaxRank))
+    status = fail(api, ORT_INVALID_ARGUMENT, "%s: input %s must have rank 1 to %zu, got rank %zu", kName, input,
+                  kMaxRank, shape->rank);
+  if (status == nullptr) status = ort::GetDimensions(api)(info, shape->dims, shape->rank);
+  ort::ReleaseTensorTypeAndShapeInfo(api)(info);
+  return status;
+}
+
+std::string text_of(const Shape& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.rank; ++i) out += (i ? ", " : "") + std::to_string(s.dims[i]);
+  return out + "]";
+}
+
+struct CpuTask {
+  const Fp8LinearArgs* args;
+  const float* weight;
+  int64_t rows_per_task;
+};
+
+void run_cpu_task(void* data, size_t index) {
+  const CpuTask& task = *static_cast<const CpuTask*>(data);
+  const int64_t begin = static_cast<int64_t>(index) * task.rows_per_task;
+  const int64_t end = begin + task.rows_per_task < task.args->rows ? begin + task.rows_per_task : task.args->rows;
+  fp8_linear_cpu(*task.args, task.weight, begin, end);
+}
+
+OrtStatus* run_cpu(Kernel& kernel, OrtKernelContext* context, const Fp8LinearArgs& args) {
+  const int64_t weights = args.out_features * args.in_features;
+  const float* weight;
+  {
+    std::lock_guard<std::mutex> lock(kernel.mutex);
+    if (kernel.decoded_from != args.weight || kernel.decoded.size() != static_cast<size_t>(weights)) {
+      kernel.decoded.resize(static_cast<size_t>(weights));
+      for (int64_t i = 0; i < weights; ++i) kernel.decoded[i] = e4m3_to_float(args.weight[i]);
+      kernel.decoded_from = args.weight;
+    }
+    weight = kernel.decoded.data();
+  }
+  int64_t per_task = kMacsPerTask / (weights > 0 ? weights : 1);
+  if (per_task < 1) per_task = 1;
+  const int64_t tasks = (args.rows + per_task - 1) / per_task;
+  if (tasks == 1) {
+    fp8_linear_cpu(args, weight, 0, args.rows);
+    return nullptr;
+  }
+  CpuTask task{&args, weight, per_task};
+  return ort::KernelContext_ParallelFor(kernel.api)(context, run_cpu_task, static_cast<size_t>(tasks), 0, &task);
+}
+
+OrtStatus* run_cuda(Kernel& kernel, OrtKernelContext* context, const Fp8LinearArgs& args) {
+#ifdef ATELIER_WITH_CUDA
+  void* stream = nullptr;
+  ATELIER_RETURN_IF_ERROR(glue::cuda_stream(kernel.api, context, kName, &stream));
+  char error[384] = "";
+  if (!fp8_linear_cuda_run(kernel.cuda, args, stream, error, sizeof error))
+    return fail(kernel.api, ORT_FAIL, "%s: %s", kName, error);
+  return nullptr;
+#else
+  (void)kernel;
+  (void)context;
+  (void)args;
+  return fail(kernel.api, ORT_FAIL, "%s: this library was built without CUDA", kName);
+#endif
+}
+
+OrtStatus* compute(void* state, OrtKernelContext* context) {
+  Kernel& kernel = *static_cast<Kernel*>(state);
+  const OrtApi* api = kernel.api;
+  size_t count = 0;
+  ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetInputCount(api)(context, &count));
+  const OrtValue* inputs[kInputCount] = {nullptr, nullptr, nullptr, nullptr};
+  Shape shapes[kInputCount];
+  for (size_t i = 0; i < kInputCount && i < count; ++i) {
+    ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetInput(api)(context, i, &inputs[i]));
+    if (inputs[i] != nullptr) ATELIER_RETURN_IF_ERROR(shape_of(api, kInputNames[i], inputs[i], &shapes[i]));
+  }
+  for (size_t i = 0; i < 3; ++i)
+    if (inputs[i] == nullptr) return fail(api, ORT_INVALID_ARGUMENT, "%s: input %s is missing", kName, kInputNames[i]);
+
+  const Shape& x = shapes[0];
+  const Shape& w = shapes[1];
+  const int64_t k = x.dims[x.rank - 1];
+  if (w.rank != 2 || w.dims[1] != k)
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: weight must be [N, K] with K = %lld (x's last axis, x %s), got %s",
+                kName, static_cast<long long>(k), text_of(x).c_str(), text_of(w).c_str());
+  const int64_t n = w.dims[0];
+  if (shapes[2].rank != 1 || shapes[2].dims[0] != n)
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: weight_scale must be [N] = [%lld] (one per output channel), got %s",
+                kName, static_cast<long long>(n), text_of(shapes[2]).c_str());
+  const bool has_bias = inputs[3] != nullptr;
+  if (has_bias && (shapes[3].rank != 1 || shapes[3].dims[0] != n))
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: bias must be [N] = [%lld], got %s", kName, static_cast<long long>(n),
+                text_of(shapes[3]).c_str());
+
+  Shape y = x;
+  y.dims[y.rank - 1] = n;
+  int64_t rows = 1;
+  for (size_t i = 0; i + 1 < x.rank; ++i) rows *= x.dims[i];
+  OrtValue* output = nullptr;
+  ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, 0, y.dims, y.rank, &output));
+  if (rows == 0 || n == 0) return nullptr;
+
+  void* data[kInputCount] = {nullptr, nullptr, nullptr, nullptr};
+  for (size_t i = 0; i < kInputCount; ++i)
+    if (inputs[i] != nullptr)
+      ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(const_cast<OrtValue*>(inputs[i]), &data[i]));
+  void* y_data = nullptr;
+  ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(output, &y_data));
+  const Fp8LinearArgs args{data[0], static_cast<const uint8_t*>(data[1]), static_cast<const float*>(data[2]),
+                           data[3], y_data, rows, k, n, kernel.activation};
+  if (k == 0) {
+    // An empty sum: y = f(bias) or f(0); cheap enough to leave to the CPU kernel's formula on CPU,
+    // and unheard of for a linear layer on the GPU.
+    if (kernel.device == Device::cuda)
+      return fail(api, ORT_INVALID_ARGUMENT, "%s: x's last axis (K) is 0", kName);
+  }
+  return kernel.device == Device::cuda ? run_cuda(kernel, context, args) : run_cpu(kernel, context, args);
+}
+
+struct Fp8LinearOp {
+  using Kernel = atelier::Kernel;
+  static constexpr const char* kName = atelier::kName;
+  static constexpr size_t kInputCount = atelier::kInputCount;
+  static constexpr auto create = create_kernel;
+  static constexpr auto compute = atelier::compute;
+  static constexpr auto infer_shape = atelier::infer_shape;
+};
+
+}  // namespace
+
+CustomOp make_fp8_linear_op(Device device, const OrtApi* api) {
+  CustomOp op = glue::make_op<Fp8LinearOp>(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api);
+  op.base.GetInputType = input_type;
+  op.base.GetOutputType = output_type;
+  op.base.GetInputCharacteristic = input_characteristic;
+  return op;
+}
+
+}  // namespace atelier
