@@ -1,9 +1,9 @@
 /**
- * The bot's composition root: starts every chat surface the configuration enables (Discord,
- * Slack, the playground — any combination in one process) on one Bot, prints one line per surface
- * saying where it listens or whom it is connected as, then resumes the job queue (so results of
- * the last run find their surface), and shuts down cleanly on SIGINT/SIGTERM. Expects an app whose
- * model is loaded (`app.load()`).
+ * The chat side of the `serve` role (src/app/serve.ts; bin/atelier.js hands it in): starts every
+ * chat surface the configuration enables (Discord, Slack, the playground — any combination in one
+ * process) on one Bot, prints one line per surface saying where it listens or whom it is connected
+ * as, then resumes the job queue (so results of the last run find their surface), and shuts down
+ * cleanly on SIGINT/SIGTERM. Expects an app whose model is loaded (`app.load()`).
  *
  * A surface that cannot start (a refused token, DNS, a refused connection, an HTTP error — checked
  * live first, the same checks `atelier doctor` runs) is one line on stderr naming the cause and
@@ -12,14 +12,14 @@
  */
 import { Bot } from '../commands/bot.js';
 import type { ChatAdapter } from '../commands/types.js';
-import type { ServeContext } from '../src/cli/main.js';
+import type { ServeContext } from '../src/app/roles.js';
 import {
   checkDiscord,
   checkSlack,
   explainStartFailure,
   type SurfaceName,
   type SurfaceStartError,
-} from '../src/cli/surface-checks.js';
+} from '../src/app/surface-checks.js';
 import { enabledPlatforms } from '../src/config/index.js';
 import { AtelierError, ConfigError } from '../src/errors.js';
 import { createDiscordSurface } from './discord/index.js';

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { createDiscordSurface } from '../adapters/discord/index.js';
 import { Bot } from '../commands/bot.js';
-import { createApp } from '../src/app.js';
+import { createApp } from '../src/app/index.js';
 import { loadConfig } from '../src/config/index.js';
 import { createLogger } from '../src/log.js';
 import { startDiscordSimulator } from '../test/simulators/discord/index.js';

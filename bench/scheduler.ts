@@ -8,10 +8,10 @@ import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { JobExecutor, type JobRunner } from '../src/jobs/executor.js';
 import type { JobResult, JobSpec } from '../src/jobs/types.js';
 import type { GenerationOutput, GenerationRequest, Pipeline } from '../src/pipeline/types.js';
-import { Scheduler, type SchedulerOptions } from '../src/scheduler/index.js';
+import { JobExecutor } from '../src/scheduler/executor.js';
+import { type JobRunner, Scheduler, type SchedulerOptions } from '../src/scheduler/index.js';
 import { openStore, type Store } from '../src/store/index.js';
 import type { BenchRow } from './run.js';
 

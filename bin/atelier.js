@@ -5,9 +5,9 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { runCli } = await import('../src/cli/main.ts');
-// `serve` is the composition root for the chat adapters; it is wired here so that src/ never
-// imports adapters/ (dependencies point adapters → commands → src).
+// The roles are composed in src/app/; their chat side (adapters/serve.ts) is handed in here, the
+// one place that sees both, so that src/ never imports adapters/ (adapters → commands → src).
 const code = await runCli(process.argv.slice(2), {
-  serve: async (context) => (await import('../adapters/serve.ts')).serve(context),
+  surfaces: async (context) => (await import('../adapters/serve.ts')).serve(context),
 });
 process.exitCode = code;

@@ -8,10 +8,11 @@ import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { ValidationError } from '../src/errors.js';
 import type { ReplyTarget, Requester } from '../src/jobs/types.js';
+import type { BotCore } from './core.js';
 import { decodeButton } from './custom-id.js';
 import { defineCommands, findCommand } from './definitions.js';
 import { admin } from './handlers/admin.js';
-import { answering, type BotContext, type CoreApp, tell } from './handlers/context.js';
+import { answering, type BotContext, tell } from './handlers/context.js';
 import { help } from './handlers/help.js';
 import { imagine } from './handlers/imagine.js';
 import { cancel, cancelChoices, queue } from './handlers/queue.js';
@@ -19,29 +20,20 @@ import { onReaction } from './handlers/reactions.js';
 import { runButton } from './handlers/results.js';
 import { settings } from './handlers/settings.js';
 import { JobMessenger, type MessengerOptions } from './messenger.js';
+import type { BotPort, GalleryEntry, ResultImage } from './port.js';
 import { type ParsedText, parseCommandText, unknownCommand } from './text-args.js';
 import type { ChatAdapter, Choice, CommandArgs, CommandDef, Invocation, ReactionEvent } from './types.js';
 
-export interface GalleryEntry {
-  jobId: string;
-  prompt: string;
-  seed: number;
-  author: { userId: string; displayName: string };
-  images: number;
-  width: number;
-  height: number;
-  createdAt: number;
-}
-
 export interface BotOptions extends MessengerOptions {}
 
-export class Bot {
+/** The bot behind every surface; adapters see it as a `BotPort` (./port.ts). */
+export class Bot implements BotPort {
   readonly #ctx: BotContext;
   readonly #messenger: JobMessenger;
   #commands: CommandDef[] | undefined;
 
   constructor(
-    readonly app: CoreApp,
+    readonly app: BotCore,
     options: BotOptions = {},
   ) {
     const p = app.config.progress;
@@ -162,10 +154,7 @@ export class Bot {
   }
 
   /** A result's image file (PNG with parameters): one image, or the grid. */
-  async resultImage(
-    jobId: string,
-    index: number | 'grid',
-  ): Promise<{ data: Buffer; mime: string; width: number; height: number } | undefined> {
+  async resultImage(jobId: string, index: number | 'grid'): Promise<ResultImage | undefined> {
     const { store } = this.app;
     if (store.results.isDeleted(jobId)) return undefined;
     const result = store.results.get(jobId);

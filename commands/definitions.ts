@@ -2,7 +2,8 @@
  * The commands Atelier offers, once, for every platform: names, options with their types,
  * ranges and choices (drawn from the operator's configuration), and aliases for text surfaces.
  */
-import { SAMPLER_LABELS, type ValidationOptions } from '../src/jobs/validate.js';
+import type { ValidationOptions } from '../src/jobs/validate.js';
+import { MAX_SEED, SAMPLER_LABELS } from '../src/vocabulary.js';
 import type { CommandDef, OptionDef } from './types.js';
 
 /** Discord's limit on fixed choices per option; longer lists use autocomplete. */
@@ -74,7 +75,7 @@ export function defineCommands(v: ValidationOptions): CommandDef[] {
           description: 'Seed, to reproduce an image (random when left out)',
           type: 'integer',
           min: 0,
-          max: 4_294_967_295,
+          max: MAX_SEED,
         },
         steps,
         guidance,

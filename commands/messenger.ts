@@ -11,8 +11,8 @@ import sharp from 'sharp';
 import { fitUploadLimit, previewMimeType } from '../src/images/index.js';
 import type { JobEvent, JobRecord, JobResult, ReplyTarget } from '../src/jobs/types.js';
 import type { Logger } from '../src/log.js';
-import type { Scheduler } from '../src/scheduler/index.js';
 import type { Store } from '../src/store/index.js';
+import type { BotScheduler } from './core.js';
 import { cancelledView, doneView, failedView, progressView, queuedView, startedView } from './presenter.js';
 import type { ChatAdapter, ChatImage, ChatMessage, PostedMessage } from './types.js';
 
@@ -52,7 +52,7 @@ export class JobMessenger {
   readonly #onEvent = (event: JobEvent) => this.#handle(event);
 
   constructor(
-    private readonly scheduler: Scheduler,
+    private readonly scheduler: BotScheduler,
     private readonly store: Store,
     private readonly logger: Logger,
     options: MessengerOptions = {},

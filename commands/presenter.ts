@@ -4,9 +4,9 @@
  * posts. Pure functions of the job: every adapter renders the same words.
  */
 import type { JobRecord, JobResult } from '../src/jobs/types.js';
-import { SAMPLER_LABELS } from '../src/jobs/validate.js';
 import { denoisedSteps } from '../src/pipeline/sampling/schedule.js';
 import { formatDuration } from '../src/scheduler/index.js';
+import { SAMPLER_LABELS } from '../src/vocabulary.js';
 import { encodeButton } from './custom-id.js';
 import type { ChatButton, ChatImage, ChatMessage } from './types.js';
 

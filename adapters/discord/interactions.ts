@@ -12,11 +12,11 @@ import {
   type CommandInteractionOption,
   type Interaction,
 } from 'discord.js';
+import type { BotPort } from '../../commands/port.js';
 import type { CommandArgs, Invocation } from '../../commands/types.js';
 import { asAtelierError } from '../../src/errors.js';
 import type { ReplyTarget } from '../../src/jobs/types.js';
 import type { Logger } from '../../src/log.js';
-import type { SurfaceBot } from './bot-port.js';
 import { choiceName } from './commands.js';
 import { memberInfo, requesterOf, targetOf } from './identity.js';
 import type { InteractionReference } from './references.js';
@@ -28,7 +28,7 @@ import type { UploadLimits } from './upload-limits.js';
 const MAX_SUGGESTIONS = 25;
 
 export interface InteractionContext {
-  bot: SurfaceBot;
+  bot: Pick<BotPort, 'command' | 'action' | 'autocomplete'>;
   transport: DiscordTransport;
   limits: UploadLimits;
   logger: Logger;

@@ -5,11 +5,11 @@
  */
 import { once } from 'node:events';
 import { Client, Events, GatewayIntentBits, Partials } from 'discord.js';
+import type { BotPort } from '../../commands/port.js';
 import type { ChatAdapter } from '../../commands/types.js';
 import { asAtelierError } from '../../src/errors.js';
 import { childLogger, type Logger } from '../../src/log.js';
 import { DiscordChatAdapter } from './adapter.js';
-import type { SurfaceBot } from './bot-port.js';
 import { registerCommands, toApplicationCommands } from './commands.js';
 import { handleInteraction, type InteractionContext } from './interactions.js';
 import { type DiscordSurfaceOptions, resolveSurfaceOptions } from './options.js';
@@ -17,13 +17,19 @@ import { reactionEventOf } from './reactions.js';
 import { DiscordTransport } from './transport.js';
 import { UploadLimits } from './upload-limits.js';
 
+/** What the Discord surface calls on the bot (commands/port.ts; `Bot` fits). */
+export type DiscordBot = Pick<
+  BotPort,
+  'commands' | 'attach' | 'command' | 'action' | 'reaction' | 'autocomplete'
+>;
+
 export interface DiscordSurface {
   adapter: ChatAdapter;
   /**
    * Logs in, registers the Bot's commands, attaches the adapter to the Bot and starts
    * forwarding. Resolves with one line: `discord: connected as Atelier#0001 (3 servers)`.
    */
-  start(bot: SurfaceBot): Promise<string>;
+  start(bot: DiscordBot): Promise<string>;
   /** Stops forwarding and disconnects; waits for interactions being answered. */
   stop(): Promise<void>;
 }

@@ -11,17 +11,20 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import sharp from 'sharp';
+import type { BotPort, ResultImage } from '../../commands/port.js';
 import type { Logger } from '../../src/log.js';
 import type { Access } from './access.js';
 import { PLATFORM } from './adapter.js';
-import type { PlaygroundBot, ResultImage } from './bot-port.js';
 import type { ChannelHub } from './hub.js';
 import { CHANNEL_ID } from './protocol.js';
 import type { StaticFile } from './static-files.js';
 
+/** The gallery's calls (commands/port.ts). */
+type GalleryBot = Pick<BotPort, 'recentResults' | 'resultImage' | 'app'>;
+
 export interface HttpContext {
   hub: ChannelHub;
-  bot: () => PlaygroundBot | undefined;
+  bot: () => GalleryBot | undefined;
   staticFiles: Map<string, StaticFile>;
   logger: Logger;
   /** Host names the server answers to (DNS-rebinding guard); undefined = any. */
@@ -210,7 +213,7 @@ async function serveResult(
  * Whether `jobId` was asked for in the playground. The real Bot exposes its core's store; a
  * stand-in without one (unit tests) only ever knows playground results.
  */
-function isPlaygroundJob(bot: PlaygroundBot, jobId: string): boolean {
+function isPlaygroundJob(bot: GalleryBot, jobId: string): boolean {
   const store = (bot as { app?: { store?: PlaygroundJobs } }).app?.store;
   if (!store) return true;
   const job = store.jobs.get(jobId);
@@ -221,7 +224,7 @@ interface PlaygroundJobs {
   jobs: { get(id: string): { spec: { reply: { platform: string } } } | undefined };
 }
 
-async function makeThumbnail(bot: PlaygroundBot, jobId: string): Promise<ResultImage | undefined> {
+async function makeThumbnail(bot: GalleryBot, jobId: string): Promise<ResultImage | undefined> {
   const source = (await bot.resultImage(jobId, 'grid')) ?? (await bot.resultImage(jobId, 0));
   if (!source) return undefined;
   const { data, info } = await sharp(source.data)

@@ -4,12 +4,12 @@
  * error it throws is logged here and the person gets a short private apology, so nothing a person
  * does goes unanswered.
  */
+import type { BotPort } from '../../commands/port.js';
 import type { ChatMessage, Invocation, PostedMessage } from '../../commands/types.js';
 import { AtelierError, ValidationError } from '../../src/errors.js';
 import type { ReplyTarget, Requester } from '../../src/jobs/types.js';
 import type { Logger } from '../../src/log.js';
 import { PLATFORM } from './adapter.js';
-import type { PlaygroundBot } from './bot-port.js';
 import type { ChannelHub, Interaction } from './hub.js';
 import type { ClientFrame } from './protocol.js';
 import type { PlaygroundUser } from './users.js';
@@ -23,12 +23,15 @@ export const GENERIC_FAILURE: ChatMessage = {
 
 type Frame<T extends ClientFrame['type']> = Extract<ClientFrame, { type: T }>;
 
+/** What a tab's actions call on the bot (commands/port.ts). */
+type InteractionsBot = Pick<BotPort, 'parseText' | 'command' | 'action' | 'reaction' | 'autocomplete'>;
+
 export class Interactions {
   readonly #hub: ChannelHub;
-  readonly #bot: PlaygroundBot;
+  readonly #bot: InteractionsBot;
   readonly #logger: Logger;
 
-  constructor(hub: ChannelHub, bot: PlaygroundBot, logger: Logger) {
+  constructor(hub: ChannelHub, bot: InteractionsBot, logger: Logger) {
     this.#hub = hub;
     this.#bot = bot;
     this.#logger = logger;
@@ -41,7 +44,7 @@ export class Interactions {
       this.#hub.postFromUser(channelId, user, line);
       return;
     }
-    let parsed: ReturnType<PlaygroundBot['parseText']>;
+    let parsed: ReturnType<InteractionsBot['parseText']>;
     try {
       parsed = this.#bot.parseText(line);
     } catch (error) {

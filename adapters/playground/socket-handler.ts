@@ -7,9 +7,9 @@
  * over budget is told so and its frames are dropped; no other tab notices.
  */
 import type WebSocket from 'ws';
+import type { BotPort } from '../../commands/port.js';
 import { ValidationError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
-import type { PlaygroundBot } from './bot-port.js';
 import type { ChannelHub } from './hub.js';
 import { type Interactions, REACTION_EMOJIS } from './interactions.js';
 import { type ClientFrame, parseClientFrame } from './protocol.js';
@@ -28,7 +28,7 @@ export interface ConnectionLimits {
 
 export interface SocketContext {
   hub: ChannelHub;
-  bot: PlaygroundBot;
+  bot: Pick<BotPort, 'commands'>;
   interactions: Interactions;
   logger: Logger;
   limits: ConnectionLimits;

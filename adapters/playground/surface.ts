@@ -6,13 +6,13 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
+import type { BotPort } from '../../commands/port.js';
 import type { ChatAdapter } from '../../commands/types.js';
 import { ConfigError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { PlaygroundFeedRepository } from '../../src/store/playground-feed-repository.js';
 import { Access, SECRET_VARIABLE } from './access.js';
 import { PlaygroundAdapter } from './adapter.js';
-import type { PlaygroundBot } from './bot-port.js';
 import { createRequestHandler, isAllowedHost } from './http.js';
 import { ChannelHub, type FeedStore } from './hub.js';
 import { Interactions } from './interactions.js';
@@ -64,6 +64,24 @@ export interface PlaygroundOptions {
   /** How much of the feed a welcome frame carries (the newest messages). @default 1 MiB */
   welcomeMaxBytes?: number;
 }
+
+/**
+ * What the playground calls on the bot (commands/port.ts; `Bot` fits). Its core, when there is
+ * one, gives the database the conversation is kept in and the `playground.*` settings.
+ */
+export type PlaygroundBot = Pick<
+  BotPort,
+  | 'commands'
+  | 'attach'
+  | 'command'
+  | 'action'
+  | 'reaction'
+  | 'autocomplete'
+  | 'parseText'
+  | 'recentResults'
+  | 'resultImage'
+  | 'app'
+>;
 
 export interface PlaygroundSurface {
   adapter: ChatAdapter;

@@ -5,9 +5,8 @@
 export { renderMessage } from './blocks.js';
 export { SlackChatAdapter, type SlackChatAdapterOptions } from './chat-adapter.js';
 export { SlackNotInChannelError } from './errors.js';
-export type { SlackBot } from './listeners.js';
 export { type SlackManifestOptions, slackManifest, slackManifestYaml } from './manifest.js';
 export { toMrkdwn } from './mrkdwn.js';
 export { DEFAULT_SLACK_API_URL, SLACK_EVENTS_PATH, type SlackSurfaceOptions } from './options.js';
 export { emojiForReaction } from './reactions.js';
-export { createSlackSurface, type SlackSurface, type SlackSurfaceBot } from './surface.js';
+export { createSlackSurface, type SlackBot, type SlackSurface } from './surface.js';

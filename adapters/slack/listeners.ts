@@ -5,7 +5,8 @@
  * left with Slack's "operation_timeout" or with silence.
  */
 import type { App, BlockAction, ButtonAction, RespondFn } from '@slack/bolt';
-import type { CommandArgs, Invocation, ReactionEvent } from '../../commands/types.js';
+import type { BotPort } from '../../commands/port.js';
+import type { Invocation, ReactionEvent } from '../../commands/types.js';
 import { AtelierError } from '../../src/errors.js';
 import type { ReplyTarget, Requester } from '../../src/jobs/types.js';
 import type { Logger } from '../../src/log.js';
@@ -16,16 +17,8 @@ import type { SlackPeople } from './people.js';
 import { emojiForReaction } from './reactions.js';
 import { type JobTenancy, mayAct } from './tenancy.js';
 
-/** What the Slack surface needs from the bot (commands/bot.ts). */
-export interface SlackBot {
-  command(inv: Invocation, name: string, args: CommandArgs): Promise<void>;
-  action(inv: Invocation, customId: string): Promise<void>;
-  reaction(event: ReactionEvent): Promise<void>;
-  parseText(text: string): { command: string; args: CommandArgs };
-}
-
 export interface ListenerDeps {
-  bot: SlackBot;
+  bot: Pick<BotPort, 'command' | 'action' | 'reaction' | 'parseText'>;
   adapter: SlackChatAdapter;
   people: SlackPeople;
   logger: Logger;

@@ -6,36 +6,26 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { App, HTTPReceiver, webApi } from '@slack/bolt';
-import type { ChatAdapter } from '../../commands/types.js';
-import { SLACK_TOKEN_ERRORS } from '../../src/cli/surface-checks.js';
+import type { BotPort } from '../../commands/port.js';
+import { SLACK_TOKEN_ERRORS } from '../../src/app/surface-checks.js';
 import { ConfigError } from '../../src/errors.js';
 import { childLogger, type Logger } from '../../src/log.js';
-import type { SqliteDatabase } from '../../src/store/database.js';
 import { boltLogger } from './bolt-logger.js';
 import { SlackChatAdapter } from './chat-adapter.js';
 import { slackErrorCode } from './errors.js';
-import { registerListeners, type SlackBot } from './listeners.js';
+import { registerListeners } from './listeners.js';
 import { resolveSlackSurfaceOptions, SLACK_EVENTS_PATH, type SlackSurfaceOptions } from './options.js';
 import { SlackPeople } from './people.js';
 import { guardRequests } from './request-guard.js';
 import { EVENT_RETENTION_MS, seenDeliveries } from './seen.js';
-import { type JobsView, jobTenancy } from './tenancy.js';
+import { jobTenancy } from './tenancy.js';
 
-/** The Bot as the surface uses it (commands/bot.ts `Bot` fits). */
-export interface SlackSurfaceBot extends SlackBot {
-  /** Job progress and results for `adapter.platform` are sent through `adapter` from now on. */
-  attach(adapter: ChatAdapter): void;
-  /**
-   * The core, when there is one (the real Bot): its database keeps the ids of events acted on
-   * (so a retry after a restart is caught), and buttons are checked against their job's team.
-   */
-  readonly app?: { store: StoreView };
-}
-
-/** The part of the store the surface reads. */
-export interface StoreView extends JobsView {
-  db: SqliteDatabase;
-}
+/**
+ * What the Slack surface calls on the bot (commands/port.ts; `Bot` fits). Its core, when there is
+ * one, keeps the ids of events acted on (so a retry after a restart is caught), and buttons are
+ * checked against their job's team.
+ */
+export type SlackBot = Pick<BotPort, 'attach' | 'command' | 'action' | 'reaction' | 'parseText' | 'app'>;
 
 export interface SlackSurface {
   adapter: SlackChatAdapter;
@@ -44,7 +34,7 @@ export interface SlackSurface {
    * Resolves with one line: `slack: HTTP on :3000/slack/events as @atelier (team T123)` or
    * `slack: Socket Mode as @atelier (team T123)`.
    */
-  start(bot: SlackSurfaceBot): Promise<string>;
+  start(bot: SlackBot): Promise<string>;
   /** Stops receiving; waits (up to a few seconds) for interactions being answered. */
   stop(): Promise<void>;
 }

@@ -1,20 +1,12 @@
 /** What a user can still make under the image limits: "you can make 2 more images now, the next in 1 min". */
-import { schedulerOptions } from '../../src/app.js';
 import type { Requester } from '../../src/jobs/types.js';
 import { formatDuration } from '../../src/scheduler/duration.js';
-import { type Allowance, Limits } from '../../src/scheduler/limits.js';
+import type { Allowance } from '../../src/scheduler/limits.js';
 import type { BotContext } from './context.js';
 
 /** The same limits the scheduler applies (config + team overrides), read without taking anything. */
 export function allowanceOf(ctx: BotContext, requester: Requester, now = Date.now()): Allowance {
-  const options = schedulerOptions(ctx.app.config, [], ctx.app.logger);
-  const limits = new Limits(ctx.app.store, {
-    userBucket: options.userBucket ?? false,
-    teamBucket: options.teamBucket ?? false,
-    maxQueuedPerUser: options.maxQueuedPerUser ?? 0,
-    admins: { userIds: options.admins?.userIds ?? [], roleIds: options.admins?.roleIds ?? [] },
-  });
-  return limits.allowance(requester, now);
+  return ctx.app.scheduler.allowance(requester, now);
 }
 
 export function allowanceLine(allowance: Allowance): string {

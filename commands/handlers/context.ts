@@ -1,16 +1,14 @@
 /** What every command, button and reaction handler works with. */
-import type { AtelierApp } from '../../src/app.js';
 import { AtelierError, asAtelierError } from '../../src/errors.js';
 import type { JobSpec, ReplyTarget, Requester } from '../../src/jobs/types.js';
 import type { ValidationOptions } from '../../src/jobs/validate.js';
+import type { BotCore } from '../core.js';
 import type { JobMessenger } from '../messenger.js';
 import { queuedView } from '../presenter.js';
 import type { ChatMessage, CommandDef, Invocation, PostedMessage } from '../types.js';
 
-export type CoreApp = Pick<AtelierApp, 'config' | 'scheduler' | 'store' | 'logger' | 'validation'>;
-
 export interface BotContext {
-  app: CoreApp;
+  app: BotCore;
   messenger: JobMessenger;
   commands(): CommandDef[];
 }

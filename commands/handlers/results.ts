@@ -7,7 +7,7 @@
 import { randomInt } from 'node:crypto';
 import { ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
 import type { JobKind, JobRecord, JobResult, ReplyTarget, Requester } from '../../src/jobs/types.js';
-import { MAX_SEED } from '../../src/jobs/validate.js';
+import { MAX_SEED } from '../../src/vocabulary.js';
 import type { ButtonRef } from '../custom-id.js';
 import { sharedView, singleImageView } from '../presenter.js';
 import type { Invocation, PostedMessage } from '../types.js';

@@ -1,7 +1,7 @@
 /** /settings: a user's defaults for new images (aspect, steps, count, negative prompt, guidance, sampler). */
-import { SAMPLER_LABELS, validateUserDefaults } from '../../src/jobs/validate.js';
-import type { SamplerName } from '../../src/pipeline/types.js';
+import { validateUserDefaults } from '../../src/jobs/validate.js';
 import type { UserSettings } from '../../src/store/types.js';
+import { SAMPLER_LABELS, type SamplerName } from '../../src/vocabulary.js';
 import type { CommandArgs, Invocation } from '../types.js';
 import { type BotContext, tell, validationFor } from './context.js';
 

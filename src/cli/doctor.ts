@@ -6,7 +6,8 @@
  */
 import { accessSync, constants, existsSync, mkdirSync, statfsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { engineOptions } from '../app.js';
+import { engineOptions } from '../app/index.js';
+import { checkDiscord, checkSlack, explainStartFailure } from '../app/surface-checks.js';
 import { type AtelierConfig, enabledPlatforms, maskedSecrets } from '../config/index.js';
 import { asAtelierError } from '../errors.js';
 import { formatBytes } from '../pipeline/hub/index.js';
@@ -16,7 +17,6 @@ import { probeProvider } from '../pipeline/process/provider-probe.js';
 import { describeModels } from '../pipeline/sd35/describe.js';
 import { chooseRuntime } from '../pipeline/sd35/runtime-choice.js';
 import { openStore } from '../store/index.js';
-import { checkDiscord, checkSlack, explainStartFailure } from './surface-checks.js';
 
 type Write = (line: string) => void;
 

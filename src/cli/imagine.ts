@@ -6,7 +6,7 @@
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join, parse, resolve } from 'node:path';
-import { createApp, engineOptions } from '../app.js';
+import { createApp, engineOptions } from '../app/index.js';
 import type { AtelierConfig } from '../config/index.js';
 import type { JobEvent, JobResult } from '../jobs/types.js';
 import { validateJobParams } from '../jobs/validate.js';

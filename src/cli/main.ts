@@ -5,24 +5,18 @@
  */
 import { join, relative } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { type AtelierApp, createApp } from '../app.js';
+import { type RoleHooks, runServe } from '../app/index.js';
 import { type AtelierConfig, loadConfig as readConfig } from '../config/index.js';
 import { AtelierError, ValidationError } from '../errors.js';
 import { DATABASE_FILE, isSqliteError, storeError } from '../store/index.js';
+import { MAX_COUNT, MAX_SEED, SAMPLER_NAMES } from '../vocabulary.js';
 import { doctor } from './doctor.js';
 import { imagine } from './imagine.js';
 import { pull } from './models.js';
 import { packageVersion, suggestOnUnknown } from './usage.js';
 
-export interface ServeContext {
-  app: AtelierApp;
-  config: AtelierConfig;
-}
-
-export interface CliHooks {
-  /** Starts the chat surfaces on a loaded app and resolves when the bot should exit. */
-  serve(context: ServeContext): Promise<void>;
-}
+/** What bin/atelier.js hands in: the chat side, which src/ cannot import (see src/app/roles.ts). */
+export type CliHooks = RoleHooks;
 
 export async function runCli(argv: string[], hooks: CliHooks): Promise<number> {
   const program = new Command('atelier')
@@ -45,15 +39,7 @@ export async function runCli(argv: string[], hooks: CliHooks): Promise<number> {
     .command('serve')
     .description('run the bot: every configured chat surface, or the local playground when none is')
     .action(async () => {
-      const config = loadConfig();
-      const app = await createApp(config);
-      try {
-        await app.load();
-        // The surfaces subscribe to job events first, then app.resume() runs the jobs left over.
-        await hooks.serve({ app, config });
-      } finally {
-        await app.close();
-      }
+      await runServe(loadConfig(), hooks);
     });
 
   program
@@ -61,12 +47,12 @@ export async function runCli(argv: string[], hooks: CliHooks): Promise<number> {
     .description('make an image from the command line, through the same queue and pipeline as the bot')
     .argument('<prompt>', 'what to draw')
     .option('-n, --negative <text>', 'what to avoid')
-    .option('-s, --seed <n>', 'seed (0–4294967295); random when left out')
+    .option('-s, --seed <n>', `seed (0–${MAX_SEED}); random when left out`)
     .option('--steps <n>', 'denoising steps')
     .option('-g, --guidance <x>', 'classifier-free guidance scale')
     .option('-a, --aspect <ratio>', 'aspect ratio: 1:1, 16:9, 9:16, 4:3, 3:4, 3:2, 2:3, 21:9')
-    .option('-c, --count <n>', 'images, 1–4 (more than one also writes a grid)')
-    .option('--sampler <name>', 'euler or dpmpp_2m')
+    .option('-c, --count <n>', `images, 1–${MAX_COUNT} (more than one also writes a grid)`)
+    .option('--sampler <name>', SAMPLER_NAMES.join(' or '))
     .option('-o, --output <file.png>', 'where to write the PNG')
     .action(async (prompt: string, options) => {
       const files = await imagine(loadConfig(), prompt, options);

@@ -6,5 +6,5 @@ export { type AdminSettings, isAdmin } from './admins.js';
 export { type Environment, OPERATOR_VARIABLES } from './env.js';
 export { type AtelierConfig, DEFAULTS_FILE, type LoadConfigOptions, loadConfig } from './load.js';
 export { type EnabledPlatforms, enabledPlatforms } from './platforms.js';
-export { type AtelierSettings, MAX_COUNT, settingsSchema } from './schema.js';
+export { type AtelierSettings, settingsSchema } from './schema.js';
 export { maskedSecrets, maskSecret, SECRET_VARIABLES, type SecretName, type Secrets } from './secrets.js';

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { ASPECT_RATIOS } from '../jobs/aspect.js';
-import { MAX_SEED, SAMPLER_NAMES } from '../jobs/validate.js';
+import { MAX_COUNT, MAX_SEED, SAMPLER_NAMES } from '../vocabulary.js';
 import {
   byteSize,
   choiceList,
@@ -22,9 +22,6 @@ import {
   text,
   textList,
 } from './fields.js';
-
-/** Images per job: the pipeline contract (GenerationRequest.count) is 1–4. */
-export const MAX_COUNT = 4;
 
 function section<T extends z.core.$ZodLooseShape>(shape: T) {
   return z.strictObject(shape, { error: 'a section of settings (a mapping of keys to values)' });
@@ -119,6 +116,8 @@ export const settingsSchema = z
       runtime: oneOf(['auto', 'capi', 'stock']),
       capiShapes: integer(1, 16),
       onnxRuntimeDir: optionalText('a folder path', "for onnxruntime-node's own copy"),
+      vaeTiling: oneOf(['auto', 'always', 'never']),
+      promptCacheMB: integer(0, 65536),
       deviceId: integer(0, 63),
       cpuThreads: integer(0, 1024),
       graphCacheDir: optionalText('a folder path', 'for <dataDir>/graphs'),

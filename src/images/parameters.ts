@@ -11,8 +11,7 @@
  * is written as a JSON string (A1111's `quote`).
  */
 import type { JobParams } from '../jobs/types.js';
-import { parseSampler, SAMPLER_LABELS } from '../jobs/validate.js';
-import type { SamplerName } from '../pipeline/types.js';
+import { parseSampler, SAMPLER_LABELS, type SamplerName } from '../vocabulary.js';
 
 const NEGATIVE_PREFIX = 'Negative prompt:';
 

@@ -3,7 +3,7 @@
  * streams JobEvents back to whoever owns the conversation (`reply`). Nothing here knows a chat
  * platform or the model.
  */
-import type { SamplerName } from '../pipeline/types.js';
+import type { SamplerName } from '../vocabulary.js';
 
 export type JobKind = 'txt2img' | 'reroll' | 'variation' | 'upscale';
 

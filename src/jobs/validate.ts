@@ -7,45 +7,10 @@
  * says null).
  */
 import { randomInt } from 'node:crypto';
-import type { AtelierSettings } from '../config/schema.js';
 import { ValidationError } from '../errors.js';
-import type { SamplerName } from '../pipeline/types.js';
+import { MAX_SEED, parseSampler, type SamplerName } from '../vocabulary.js';
 import { type AspectRatio, parseAspect, sizeForAspect } from './aspect.js';
 import type { JobKind, JobParams } from './types.js';
-
-export const SAMPLER_NAMES = ['euler', 'dpmpp_2m'] as const satisfies readonly SamplerName[];
-
-/** Fails to compile when a sampler is added to the pipeline contract but not listed above. */
-const everySamplerListed: [Exclude<SamplerName, (typeof SAMPLER_NAMES)[number]>] extends [never]
-  ? true
-  : never = true;
-void everySamplerListed;
-
-/** The names A1111, Forge and ComfyUI users know (A1111 `sd_samplers_kdiffusion.py` labels). */
-export const SAMPLER_LABELS: Record<SamplerName, string> = {
-  euler: 'Euler',
-  dpmpp_2m: 'DPM++ 2M',
-};
-
-/** Accepts `dpmpp_2m`, `DPM++ 2M`, `dpmpp-2m`, `Euler`: case, spaces, `+`/`-`/`_` do not matter. */
-export function parseSampler(input: string): SamplerName | undefined {
-  const key = input
-    .toLowerCase()
-    .replace(/\+/g, 'p')
-    .replace(/[\s_-]+/g, '');
-  for (const name of SAMPLER_NAMES) {
-    if (
-      name.replace(/_/g, '') === key ||
-      SAMPLER_LABELS[name].toLowerCase().replace(/\+/g, 'p').replace(/\s+/g, '') === key
-    ) {
-      return name;
-    }
-  }
-  return undefined;
-}
-
-/** The highest seed: torch.manual_seed feeds the CPU mt19937 only 32 bits, so larger seeds alias. */
-export const MAX_SEED = 2 ** 32 - 1;
 
 /** What a chat command hands over: strings from text commands, numbers from typed slash options. */
 export type RawValue = string | number | boolean | null | undefined;
@@ -397,44 +362,3 @@ export interface ModelDefaults {
  * CFG 4.5, DPM++ 2M. Used only when the pipeline has not said what its model prefers.
  */
 export const REFERENCE_MODEL_DEFAULTS: ModelDefaults = { steps: 40, guidance: 4.5, sampler: 'dpmpp_2m' };
-
-const clamp = (value: number, range: NumberRange) => Math.min(range.max, Math.max(range.min, value));
-
-/**
- * Validation options from the config's `generation` section. `modelDefaults` is the pipeline's
- * `info().defaults` (e.g. 4 steps and guidance 1 for Large Turbo), used where the config says null;
- * it is clamped into the operator's ranges.
- */
-export function validationOptionsFromConfig(
-  settings: Pick<AtelierSettings, 'generation'>,
-  modelDefaults: ModelDefaults = REFERENCE_MODEL_DEFAULTS,
-): ValidationOptions {
-  const generation = settings.generation;
-  const ranges = {
-    steps: { min: generation.steps.min, max: generation.steps.max },
-    guidance: { min: generation.guidance.min, max: generation.guidance.max },
-    count: { min: generation.count.min, max: generation.count.max },
-  };
-  const samplers = generation.sampler.allowed;
-  const modelSampler = samplers.includes(modelDefaults.sampler) ? modelDefaults.sampler : samplers[0]!;
-  return {
-    resolution: modelDefaults.resolution,
-    promptMaxLength: generation.promptMaxLength,
-    negativePromptMaxLength: generation.negativePromptMaxLength,
-    blockedTerms: generation.blockedTerms,
-    aspects: generation.aspect.allowed,
-    samplers,
-    ranges,
-    defaults: {
-      negativePrompt: generation.negativePrompt,
-      aspect: generation.aspect.default,
-      steps: generation.steps.default ?? clamp(modelDefaults.steps, ranges.steps),
-      guidance: generation.guidance.default ?? clamp(modelDefaults.guidance, ranges.guidance),
-      count: generation.count.default,
-      sampler: generation.sampler.default ?? modelSampler,
-      seed: generation.seed.default,
-      variationStrength: generation.variation.strength,
-      upscaleStrength: generation.upscale.strength,
-    },
-  };
-}

@@ -3,7 +3,9 @@
  * scheduler is its only caller. Implementations run their heavy work off the main thread.
  */
 
-export type SamplerName = 'euler' | 'dpmpp_2m';
+import type { SamplerName } from '../vocabulary.js';
+
+export type { SamplerName };
 
 /** 8-bit RGB pixels, row-major, 3 channels (HWC). */
 export interface RawImage {
@@ -60,6 +62,10 @@ export interface GenerationOutput {
     hostMsPerStep?: number;
     /** Denoising steps replayed from a captured CUDA graph (C-API path only). */
     cudaGraphSteps?: number;
+    /** The prompt's conditioning came from the prompt-embedding cache (no text encoder ran). */
+    promptCached?: boolean;
+    /** The VAE decoded in overlapping tiles (memory short) instead of the whole image at once. */
+    vaeTiled?: boolean;
   };
 }
 

@@ -12,7 +12,7 @@ import { denoisedSteps } from '../pipeline/sampling/schedule.js';
 import type { GenerationOutput } from '../pipeline/types.js';
 
 const MEGAPIXEL = 1024 * 1024;
-/** Upscales run img2img on the image enlarged 2× per side (see src/jobs/executor.ts). */
+/** Upscales run img2img on the image enlarged 2× per side (see ./executor.ts). */
 const UPSCALE_AREA_FACTOR = 4;
 
 /** Where a pipeline's time went, when a runner passes it on with its result. */

@@ -1,6 +1,8 @@
 /**
  * The fair GPU queue: round-robin over users, token-bucket limits, positions and ETAs, cancel,
- * timeouts, pause, and restart recovery. See `Scheduler` and `SchedulerOptions`.
+ * timeouts, pause, and restart recovery. See `Scheduler` and `SchedulerOptions`. It runs jobs
+ * through `JobRunner`s (./runner.ts); the product's is `JobExecutor` (./executor.ts, imported
+ * from there: it brings sharp and the image code).
  * @module
  */
 export { formatDuration, formatWindow } from './duration.js';
@@ -10,4 +12,5 @@ export type { FinalJobEvent, JobEventOf, SchedulerEvents } from './events.js';
 export { isFinal } from './events.js';
 export { FairQueue, type FairQueueAddOptions, type QueuePosition } from './fair-queue.js';
 export type { AdminList, SchedulerOptions } from './options.js';
+export type { JobRunner, RunContext, RunProgress } from './runner.js';
 export { type EnqueueReceipt, type QueueEntry, type RecoveryReport, Scheduler } from './scheduler.js';

@@ -4,9 +4,9 @@
  * option, the value and what is allowed (p-queue style).
  */
 import pino from 'pino';
-import type { JobRunner } from '../jobs/executor.js';
 import type { Logger } from '../log.js';
 import type { BucketRule } from '../store/types.js';
+import type { JobRunner } from './runner.js';
 
 export interface AdminList {
   /** `platform:userId` (one platform) or a bare `userId` (any platform). */

@@ -21,7 +21,6 @@ import {
   NotFoundError,
   RateLimitedError,
 } from '../errors.js';
-import type { JobRunner } from '../jobs/executor.js';
 import { newJobId } from '../jobs/ids.js';
 import type {
   JobEvent,
@@ -45,8 +44,9 @@ import { JobCrashedError, JobTimeoutError, QueuePausedError } from './errors.js'
 import { DurationEstimator, jobUnits, sampleRun, type TimedJobResult } from './eta.js';
 import { type FinalJobEvent, isFinal, type SchedulerEvents } from './events.js';
 import { FairQueue, type FairQueueAddOptions } from './fair-queue.js';
-import { Limits, queueFullError, userKey, userQueueFullError } from './limits.js';
+import { type Allowance, Limits, queueFullError, userKey, userQueueFullError } from './limits.js';
 import { type ResolvedSchedulerOptions, resolveSchedulerOptions, type SchedulerOptions } from './options.js';
+import type { JobRunner } from './runner.js';
 
 /** setTimeout's ceiling (2^31 − 1 ms); longer timeouts would fire at once. */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -181,6 +181,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   /** Whether `requester` is exempt from limits and may manage every job. */
   isAdmin(requester: Requester): boolean {
     return this.#limits.isAdmin(requester);
+  }
+
+  /** What `requester` can make at `now` under the limits, and when the next image comes (none taken). */
+  allowance(requester: Requester, now: number = this.#options.clock()): Allowance {
+    return this.#limits.allowance(requester, now);
   }
 
   /**

@@ -6,7 +6,7 @@
 import { Writable } from 'node:stream';
 import { GatewayIntentBits, InteractionResponseType, MessageFlags } from 'discord.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createDiscordSurface, type DiscordSurface, type SurfaceBot } from '../../adapters/discord/index.js';
+import { createDiscordSurface, type DiscordBot, type DiscordSurface } from '../../adapters/discord/index.js';
 import type {
   ChatAdapter,
   Choice,
@@ -66,7 +66,7 @@ interface Call {
 }
 
 /** The Bot contract, scripted: `onCommand`/`onAction` decide what each test's bot does. */
-class ScriptedBot implements SurfaceBot {
+class ScriptedBot implements DiscordBot {
   readonly commands = COMMANDS;
   adapter: ChatAdapter | undefined;
   readonly calls: Call[] = [];

@@ -11,8 +11,8 @@ import { resolveSlackSurfaceOptions } from '../../adapters/slack/options.js';
 import { emojiForReaction } from '../../adapters/slack/reactions.js';
 import { defineCommands } from '../../commands/definitions.js';
 import type { ChatButton } from '../../commands/types.js';
+import { validationOptionsFromConfig } from '../../src/app/options.js';
 import { loadConfig } from '../../src/config/index.js';
-import { validationOptionsFromConfig } from '../../src/jobs/validate.js';
 import { createLogger } from '../../src/log.js';
 
 describe('toMrkdwn', () => {

@@ -1,16 +1,16 @@
 import { describe, expect, it } from 'vitest';
+import { validationOptionsFromConfig } from '../../src/app/options.js';
 import { loadConfig } from '../../src/config/index.js';
 import { ValidationError } from '../../src/errors.js';
 import {
-  MAX_SEED,
   type RawJobOptions,
   REFERENCE_MODEL_DEFAULTS,
   type ValidationContext,
   type ValidationOptions,
   validateJobParams,
   validateUserDefaults,
-  validationOptionsFromConfig,
 } from '../../src/jobs/validate.js';
+import { MAX_SEED } from '../../src/vocabulary.js';
 import { workdir } from '../config/helpers.js';
 
 const options: ValidationOptions = {

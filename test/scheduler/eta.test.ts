@@ -4,7 +4,6 @@
  * estimates can be checked against the actual waits without sleeping.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { JobExecutor } from '../../src/jobs/executor.js';
 import type { JobEvent } from '../../src/jobs/types.js';
 import type {
   GenerateOptions,
@@ -13,6 +12,7 @@ import type {
   Pipeline,
   PipelineInfo,
 } from '../../src/pipeline/types.js';
+import { JobExecutor } from '../../src/scheduler/executor.js';
 import { Scheduler } from '../../src/scheduler/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { makeSpec, NO_LIMITS, solidImage, tempDataDir } from './helpers.js';

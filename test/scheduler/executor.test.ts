@@ -4,8 +4,8 @@ import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CancelledError, NotFoundError } from '../../src/errors.js';
 import { readImageParameters } from '../../src/images/index.js';
-import { JobExecutor } from '../../src/jobs/executor.js';
 import type { JobEvent } from '../../src/jobs/types.js';
+import { JobExecutor } from '../../src/scheduler/executor.js';
 import { type Harness, harness, makeSpec, NO_LIMITS } from './helpers.js';
 
 let h: Harness | undefined;

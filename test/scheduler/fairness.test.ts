@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { JobExecutor } from '../../src/jobs/executor.js';
+import { JobExecutor } from '../../src/scheduler/executor.js';
 import { Scheduler } from '../../src/scheduler/index.js';
 import { openStore } from '../../src/store/index.js';
 import { admin } from './admin.js';

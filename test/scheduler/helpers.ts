@@ -6,7 +6,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CancelledError, PipelineError } from '../../src/errors.js';
-import { JobExecutor } from '../../src/jobs/executor.js';
 import type { JobEvent, JobKind, JobSpec, Requester } from '../../src/jobs/types.js';
 import type {
   GenerateOptions,
@@ -16,6 +15,7 @@ import type {
   PipelineInfo,
   RawImage,
 } from '../../src/pipeline/types.js';
+import { JobExecutor } from '../../src/scheduler/executor.js';
 import { Scheduler, type SchedulerOptions } from '../../src/scheduler/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
 

@@ -6,7 +6,7 @@
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { JobMessenger } from '../../commands/messenger.js';
-import { type AtelierApp, createApp } from '../../src/app.js';
+import { type AtelierApp, createApp } from '../../src/app/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import type { JobEvent } from '../../src/jobs/types.js';
 import { createLogger } from '../../src/log.js';

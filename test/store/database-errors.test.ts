@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StoreError } from '../../src/errors.js';
-import { JobExecutor } from '../../src/jobs/executor.js';
+import { JobExecutor } from '../../src/scheduler/executor.js';
 import { Scheduler } from '../../src/scheduler/index.js';
 import { DATABASE_FILE, openStore } from '../../src/store/index.js';
 import { makeSpec, TestPipeline } from '../scheduler/helpers.js';

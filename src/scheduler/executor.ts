@@ -12,28 +12,10 @@ import { join } from 'node:path';
 import sharp, { type Sharp } from 'sharp';
 import { CancelledError, NotFoundError, PipelineError } from '../errors.js';
 import { encodePng, encodePreview, formatParameters, makeGrid } from '../images/index.js';
+import type { JobImage, JobParams, JobRecord, JobResult } from '../jobs/types.js';
 import type { GenerationOutput, GenerationRequest, Pipeline, RawImage, StepInfo } from '../pipeline/types.js';
 import type { Store } from '../store/index.js';
-import type { JobImage, JobParams, JobRecord, JobResult } from './types.js';
-
-/** What a runner reports while a job runs; the scheduler turns it into `progress` events. */
-export interface RunProgress {
-  step: number;
-  total: number;
-  /** An encoded preview image (WebP/JPEG) for progress messages. */
-  preview?: Uint8Array;
-}
-
-export interface RunContext {
-  /** Aborted on cancel, timeout or shutdown; the runner stops as soon as it can. */
-  signal: AbortSignal;
-  onProgress(progress: RunProgress): void;
-}
-
-/** Turns one job into its result. The scheduler owns one runner per pipeline. */
-export interface JobRunner {
-  run(job: JobRecord, context: RunContext): Promise<JobResult>;
-}
+import type { JobRunner, RunContext, RunProgress } from './runner.js';
 
 /** Upscales enlarge the parent image this much per side before refining it. */
 export const UPSCALE_FACTOR = 2;

@@ -1,0 +1,23 @@
+/**
+ * The `serve` role, what `atelier serve` and `npm start` run: the whole bot in one process. The
+ * core is created and its model loaded, the chat surfaces run on it until they resolve (SIGINT or
+ * SIGTERM), then the core closes (scheduler, pipeline processes, store) whatever happened.
+ */
+import type { AtelierConfig } from '../config/index.js';
+import { type CreateAppOptions, createApp } from './core.js';
+import type { RoleHooks } from './roles.js';
+
+export async function runServe(
+  config: AtelierConfig,
+  hooks: RoleHooks,
+  options: CreateAppOptions = {},
+): Promise<void> {
+  const app = await createApp(config, options);
+  try {
+    await app.load();
+    // The surfaces subscribe to job events first, then app.resume() runs the jobs left over.
+    await hooks.surfaces({ app, config });
+  } finally {
+    await app.close();
+  }
+}

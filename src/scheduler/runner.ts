@@ -1,0 +1,25 @@
+/**
+ * The seam between the scheduler and what runs a job: the scheduler owns one `JobRunner` per
+ * pipeline (GPU) and knows nothing else of it. The product's runner is `JobExecutor`
+ * (./executor.ts); tests and benchmarks pass their own.
+ */
+import type { JobRecord, JobResult } from '../jobs/types.js';
+
+/** What a runner reports while a job runs; the scheduler turns it into `progress` events. */
+export interface RunProgress {
+  step: number;
+  total: number;
+  /** An encoded preview image (WebP/JPEG) for progress messages. */
+  preview?: Uint8Array;
+}
+
+export interface RunContext {
+  /** Aborted on cancel, timeout or shutdown; the runner stops as soon as it can. */
+  signal: AbortSignal;
+  onProgress(progress: RunProgress): void;
+}
+
+/** Turns one job into its result. The scheduler owns one runner per pipeline. */
+export interface JobRunner {
+  run(job: JobRecord, context: RunContext): Promise<JobResult>;
+}
