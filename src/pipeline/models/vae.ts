@@ -85,12 +85,26 @@ const LOGVAR_MAX = 20;
  * Outputs: `decoded` [batch, 3, H, W] (H = h · 2^(levels−1)), about [−1, 1]; `pixels` uint8
  * [batch, H, W, 3] (row-major RGB, as sharp's raw input takes it) = 255 · clamp((decoded + 1) / 2,
  * 0, 1) truncated toward zero, as sd3_infer.vae_decode's numpy astype(np.uint8) does (not rounded).
+ *
+ * `latentSize` fixes the input to one image of that [height, width] (the tiled decode's tile on
+ * CUDA: static shapes let ONNX Runtime plan the memory once); otherwise batch and sides are free.
  */
-export function buildVaeDecoder(net: Net, cfg: VaeConfig): void {
+export function buildVaeDecoder(
+  net: Net,
+  cfg: VaeConfig,
+  opts: { latentSize?: [number, number] } = {},
+): void {
   const { g } = net;
   const pre = `${cfg.prefix}decoder`;
   const levels = cfg.chMult.length;
-  const z = net.floatInput('latent', ['batch', cfg.zChannels, 'height', 'width']);
+  const fixed = opts.latentSize;
+  const scale = 2 ** (levels - 1);
+  const z = net.floatInput(
+    'latent',
+    fixed ? [1, cfg.zChannels, fixed[0], fixed[1]] : ['batch', cfg.zChannels, 'height', 'width'],
+  );
+  const outSides = fixed ? [fixed[0] * scale, fixed[1] * scale] : ['image_height', 'image_width'];
+  const batch = fixed ? 1 : 'batch';
   // z to block_in
   let blockIn = cfg.ch * cfg.chMult[levels - 1];
   let hidden = net.conv2d(z, `${pre}.conv_in`, { padding: 1 });
@@ -116,7 +130,7 @@ export function buildVaeDecoder(net: Net, cfg: VaeConfig): void {
   hidden = net.groupNorm(hidden, `${pre}.norm_out`, NORM_GROUPS, blockIn, NORM_EPS);
   const decoded = net.conv2d(net.silu(hidden), `${pre}.conv_out`, { padding: 1 });
 
-  net.floatOutput(decoded, 'decoded', ['batch', cfg.imageChannels, 'image_height', 'image_width']);
+  net.floatOutput(decoded, 'decoded', [batch, cfg.imageChannels, ...outSides]);
   // sd3_infer.py:421–423 (vae_decode): clamp((image + 1) / 2, 0, 1), × 255, astype(np.uint8).
   const unit = g.op('Clip', [
     net.div(net.add(decoded, net.scalar(1)), net.scalar(2)),
@@ -126,7 +140,7 @@ export function buildVaeDecoder(net: Net, cfg: VaeConfig): void {
   const levels255 = net.mul(net.transpose(unit, [0, 2, 3, 1]), net.scalar(255));
   // ONNX Cast from float to an integer type truncates toward zero, like numpy's astype.
   const pixels = g.op('Cast', [levels255], { to: ONNX_DTYPE.uint8 });
-  g.output(pixels, 'pixels', 'uint8', ['batch', 'image_height', 'image_width', cfg.imageChannels]);
+  g.output(pixels, 'pixels', 'uint8', [batch, ...outSides, cfg.imageChannels]);
 }
 
 /**

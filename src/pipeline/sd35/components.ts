@@ -10,7 +10,7 @@ import { buildClip, type ClipKind, clipConfig } from '../models/clip.js';
 import { buildMmdit, type MmditConfig, mmditConfig } from '../models/mmdit.js';
 import { buildSamplerStep, type SamplerStepShape } from '../models/sampler-step.js';
 import { buildT5, t5Config } from '../models/t5.js';
-import { buildVaeDecoder, buildVaeEncoder, vaeConfig } from '../models/vae.js';
+import { buildVaeDecoder, buildVaeEncoder, type VaeConfig, vaeConfig } from '../models/vae.js';
 import { discoverModelSet } from '../models-dir/discover.js';
 import type { ComponentLocation, ComponentName, ModelSet } from '../models-dir/types.js';
 import { ComponentWeights } from '../models-dir/weight-source.js';
@@ -47,7 +47,21 @@ export interface LoadedComponents {
   /** The denoising loop on the C-API path. */
   capi?: CapiDenoiser;
   mmditConfig: MmditConfig;
+  /**
+   * What the text encoders' outputs depend on (model, weights, precision, compute type, provider):
+   * the prompt-embedding cache's key prefix.
+   */
+  textKey: string;
   vaeDecoder: ort.InferenceSession;
+  vaeConfig: VaeConfig;
+  /** The VAE decode's element size in bytes (4: float32, 2: float16), for the tiling estimate. */
+  vaeBytesPerElement: number;
+  /**
+   * The session that decodes [1, C, h, w] latent tiles: the dynamic `vaeDecoder` itself (default),
+   * or with `vaeTileSession: 'static'` one built for exactly that shape (the last shape's session
+   * is kept; a new shape replaces it).
+   */
+  vaeTileDecoder(tile: [number, number]): Promise<ort.InferenceSession>;
   /** Built on first use: only image-to-image (variations, upscales) needs the encoder. */
   vaeEncoder(): Promise<ort.InferenceSession>;
   release(): Promise<void>;
@@ -75,7 +89,13 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
   });
   const netOptions: NetOptions = {
     ...DEFAULT_NET_OPTIONS,
-    fp8Linear: options.fp8Linear ?? (provider === 'cuda' ? 'block-fp8' : 'dequantize'),
+    // W8A8 needs our op library: only the C-API step graph runs it (stepNetOptions below).
+    fp8Linear:
+      options.fp8Linear && options.fp8Linear !== 'w8a8'
+        ? options.fp8Linear
+        : provider === 'cuda'
+          ? 'block-fp8'
+          : 'dequantize',
     ...(options.fp8ActivationScale !== undefined ? { fp8ActivationScale: options.fp8ActivationScale } : {}),
   };
   const sessionOptions = {
@@ -86,6 +106,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
     config: provider === 'cuda' ? { use_device_allocator_for_initializers: '1' } : undefined,
   };
   const profiled: ort.InferenceSession[] = [];
+  const vaeCompute: ComputeType = options.vaeCompute ?? 'float32';
   const graphDir = options.graphCacheDir ?? join(options.dataDir, 'graphs');
   const opened: ComponentWeights[] = [];
   const sessions: ort.InferenceSession[] = [];
@@ -144,9 +165,12 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
   };
 
   let capi: CapiDenoiser | undefined;
+  /** The text encoders' weight fingerprints (with any fp8 overlay), for LoadedComponents.textKey. */
+  const textKeys: string[] = [];
   try {
     const clip = async (kind: ClipKind, location: ComponentLocation) => {
       const { source, key, stated } = weightsOf(kind === 'clip_l' ? 'clipL' : 'clipG', location);
+      textKeys.push(key);
       const overrides = { ...headsFrom(stated.num_attention_heads), ...options.overrides?.[kind] };
       return open(kind, source, { key, overrides }, (net) =>
         buildClip(net, clipConfig(net.p, kind, overrides)),
@@ -158,6 +182,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
     let t5: ort.InferenceSession | undefined;
     if (set.components.t5) {
       const { source, key, stated } = weightsOf('t5', set.components.t5);
+      textKeys.push(key);
       const overrides = { ...headsFrom(stated.num_heads), ...options.overrides?.t5 };
       t5 = await open('t5', source, { key, overrides }, (net) => buildT5(net, t5Config(net.p, overrides)));
     }
@@ -169,7 +194,11 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
     let runtime: RuntimePath = { path: 'stock', cudaGraph: false, customOps: false, reason: route.reason };
     if (route.path === 'capi') {
       const library = route.customOpsLibrary;
-      const stepNetOptions: NetOptions = { ...netOptions, customOps: library !== undefined };
+      const stepNetOptions: NetOptions = {
+        ...netOptions,
+        customOps: library !== undefined,
+        ...(options.fp8Linear === 'w8a8' && library !== undefined ? { fp8Linear: 'w8a8' as const } : {}),
+      };
       // Capture only with our kernels: ONNX Runtime's CUDA Concat of unequal inputs (the joint
       // attention's context + image tokens) stages its metadata in pinned host buffers it allocates
       // and frees every run, which a capture cannot hold (seen failing at 1024² on the H200).
@@ -242,9 +271,35 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       vae.source,
       vae.key,
       (net) => buildVaeDecoder(net, vaeCfg),
-      options.vaeCompute ?? 'float32',
+      vaeCompute,
     );
     let encoder: Promise<ort.InferenceSession> | undefined;
+    const staticTiles = options.vaeTileSession === 'static';
+    let tileSession: { shape: string; session: ort.InferenceSession } | undefined;
+    const vaeTileDecoder = async (tile: [number, number]): Promise<ort.InferenceSession> => {
+      if (!staticTiles) return vaeDecoder;
+      const shape = tile.join('x');
+      if (tileSession?.shape === shape) return tileSession.session;
+      if (tileSession) {
+        const previous = tileSession.session;
+        tileSession = undefined;
+        await releaseOne(previous);
+      }
+      const session = await open(
+        'vae_decoder_tile',
+        vae.source,
+        { key: vae.key, latentSize: tile },
+        (net) => buildVaeDecoder(net, vaeCfg, { latentSize: tile }),
+        vaeCompute,
+      );
+      tileSession = { shape, session };
+      return session;
+    };
+    const releaseOne = async (session: ort.InferenceSession) => {
+      const i = sessions.indexOf(session);
+      if (i >= 0) sessions.splice(i, 1);
+      await session.release();
+    };
 
     const info: PipelineInfo = {
       model: set.name,
@@ -261,14 +316,28 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       mmdit,
       capi,
       mmditConfig: mmCfg,
+      textKey: JSON.stringify({
+        model: set.name,
+        precision,
+        compute,
+        provider,
+        clipL: components.find((x) => x.name === 'clipL')?.file,
+        clipG: components.find((x) => x.name === 'clipG')?.file,
+        t5: components.find((x) => x.name === 't5')?.file ?? null,
+        keys: textKeys,
+        overrides: options.overrides ?? {},
+      }),
       vaeDecoder,
+      vaeConfig: vaeCfg,
+      vaeBytesPerElement: vaeCompute === 'float16' ? 2 : 4,
+      vaeTileDecoder,
       vaeEncoder: () => {
         encoder ??= open(
           'vae_encoder',
           vae.source,
           vae.key,
           (net) => buildVaeEncoder(net, vaeCfg),
-          options.vaeCompute ?? 'float32',
+          vaeCompute,
         );
         return encoder;
       },

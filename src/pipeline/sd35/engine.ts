@@ -4,6 +4,7 @@
  * SD3Inferencer.gen_image / do_sampling (sd3_infer.py at fbf8f48). Runs inside the pipeline
  * child process (see ../process); the bot never calls it on its own event loop.
  */
+import { createHash } from 'node:crypto';
 import { CancelledError, ValidationError } from '../../errors.js';
 import { checkLatentSize } from '../models/mmdit.js';
 import { latentPreview } from '../preview.js';
@@ -29,7 +30,9 @@ import { type LoadedComponents, loadComponents } from './components.js';
 import { type Conditioning, encodePrompts } from './conditioning.js';
 import { mmditModel } from './denoiser.js';
 import type { EngineOptions } from './options.js';
+import { DEFAULT_PROMPT_CACHE_BYTES, PromptCache, type PromptCacheStats } from './prompt-cache.js';
 import { decodeLatents, encodeImage } from './vae-codec.js';
+import { planVaeDecode, type VaeDecodePlan } from './vae-tile-policy.js';
 
 /** SD3's VAE downsamples by 8; the MMDiT patches by 2, so sides are multiples of 16. */
 const SIZE_MULTIPLE = 16;
@@ -47,6 +50,13 @@ export interface PreparedGeneration {
   latentShape: [number, number, number];
   seeds: number[];
   promptTruncated: boolean;
+  /** The conditioning came from the prompt-embedding cache: the text encoders did not run. */
+  promptCached: boolean;
+}
+
+/** The prompt-embedding cache's key: the text encoders' identity and both prompts' token ids. */
+function promptKey(textKey: string, prompts: unknown): string {
+  return createHash('sha256').update(textKey).update('\n').update(JSON.stringify(prompts)).digest('base64');
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
@@ -55,8 +65,35 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
 
 export class Sd35Engine implements Pipeline {
   #c: LoadedComponents | undefined;
+  readonly #promptCache: PromptCache | undefined;
+  #textEncoderRuns = 0;
 
-  constructor(readonly options: EngineOptions) {}
+  constructor(readonly options: EngineOptions) {
+    const budget = options.promptCacheBytes ?? DEFAULT_PROMPT_CACHE_BYTES;
+    this.#promptCache = budget > 0 ? new PromptCache(budget) : undefined;
+  }
+
+  /** How many times the text encoders ran (once per prompt pair not found in the cache). */
+  get textEncoderRuns(): number {
+    return this.#textEncoderRuns;
+  }
+
+  /** The prompt-embedding cache's counters; undefined when it is off (promptCacheBytes: 0). */
+  promptCacheStats(): PromptCacheStats | undefined {
+    return this.#promptCache?.stats();
+  }
+
+  /** How a latent of [C, h, w] is decoded under the engine's tiling options and memory budget. */
+  vaeDecodePlan([, h, w]: [number, number, number]): VaeDecodePlan {
+    const c = this.#loaded();
+    return planVaeDecode(c.vaeConfig, [h, w], {
+      mode: this.options.vaeTiling,
+      budgetBytes: this.options.vaeMemoryBudget,
+      tile: this.options.vaeTile?.size,
+      overlap: this.options.vaeTile?.overlap,
+      bytesPerElement: c.vaeBytesPerElement,
+    });
+  }
 
   async load(): Promise<void> {
     this.#c ??= await loadComponents(this.options);
@@ -78,7 +115,8 @@ export class Sd35Engine implements Pipeline {
     const t1 = performance.now();
     const { latent, hostMsPerStep, cudaGraphSteps } = await this.#sample(prepared, opts);
     const t2 = performance.now();
-    const images: RawImage[] = await decodeLatents(c, latent, req.count, prepared.latentShape);
+    const plan = this.vaeDecodePlan(prepared.latentShape);
+    const images: RawImage[] = await decodeLatents(c, latent, req.count, prepared.latentShape, plan);
     const t3 = performance.now();
     return {
       images,
@@ -89,6 +127,8 @@ export class Sd35Engine implements Pipeline {
         encodeMs: t1 - t0,
         denoiseMs: t2 - t1,
         decodeMs: t3 - t2,
+        promptCached: prepared.promptCached,
+        vaeTiled: plan.tiled,
         ...(hostMsPerStep !== undefined ? { hostMsPerStep, cudaGraphSteps } : {}),
       },
     };
@@ -107,10 +147,15 @@ export class Sd35Engine implements Pipeline {
     checkLatentSize(c.mmditConfig, latentShape[1], latentShape[2]);
     throwIfAborted(signal);
     const tokens = [c.tokenizer.tokenize(req.prompt), c.tokenizer.tokenize(req.negativePrompt)];
-    const [cond, uncond] = await encodePrompts(
-      c.text,
-      tokens.map((t) => ({ l: t.l[0], g: t.g[0], t5: t.t5 ?? [] })),
-    );
+    const prompts = tokens.map((t) => ({ l: t.l[0], g: t.g[0], t5: t.t5 ?? [] }));
+    const encode = () => {
+      this.#textEncoderRuns++;
+      return encodePrompts(c.text, prompts);
+    };
+    const { conds, hit } = this.#promptCache
+      ? await this.#promptCache.get(promptKey(c.textKey, prompts), encode)
+      : { conds: await encode(), hit: false };
+    const [cond, uncond] = conds;
     throwIfAborted(signal);
 
     const per = latentShape[0] * latentShape[1] * latentShape[2];
@@ -137,6 +182,7 @@ export class Sd35Engine implements Pipeline {
       latentShape,
       seeds,
       promptTruncated: tokens[0].truncated,
+      promptCached: hit,
     };
   }
 

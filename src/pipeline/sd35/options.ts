@@ -46,13 +46,36 @@ export interface EngineOptions {
    * How fp8 linear weights are used (see Net): `block-fp8` keeps them one byte on the GPU
    * (com.microsoft MatMulBlockQuantizedFp8Weight, CUDA only). @default 'block-fp8' on CUDA, else 'dequantize'
    */
-  fp8Linear?: 'dequantize' | 'block-fp8';
+  fp8Linear?: 'dequantize' | 'block-fp8' | 'w8a8';
   /**
    * The VAE's compute type. float32 is safe for SD3's VAE at any size; float16 halves its
    * activations (less peak GPU memory) at the risk of overflow on real weights.
    * @default 'float32'
    */
   vaeCompute?: 'float32' | 'float16';
+  /**
+   * Tiled VAE decode (see vae-tile-policy.ts): `auto` tiles when `vaeMemoryBudget` is set and the
+   * untiled decode's estimate exceeds it, `always` tiles every image larger than one tile, `never`
+   * decodes whole. @default 'auto' (without a budget: never tiled)
+   */
+  vaeTiling?: 'auto' | 'always' | 'never';
+  /** Bytes the VAE decode's activations may take (e.g. from models.gpuMemoryLimit); none: unlimited. */
+  vaeMemoryBudget?: number;
+  /** Tile side and least overlap in latent pixels; @default { size: 64, overlap: 16 } */
+  vaeTile?: { size?: number; overlap?: number };
+  /**
+   * Tile sessions: `dynamic` runs the tiles through the whole-image decoder (every tile of an image
+   * has one shape, so it sees one shape per image size); `static` opens a second session built for
+   * the tile's exact shape, which costs a second copy of the VAE's weights and a second arena beside
+   * the whole-image decoder's (measure it on the GPU before making it CUDA's default). @default 'dynamic'
+   */
+  vaeTileSession?: 'static' | 'dynamic';
+  /**
+   * Bytes of prompt embeddings (CLIP-L, CLIP-G, T5 → the conditioning of a prompt and its negative)
+   * kept for rerolls and variations, least recently used evicted first; 0 turns the cache off.
+   * @default 64 MiB (about a dozen SD3.5 prompt pairs of 154 tokens)
+   */
+  promptCacheBytes?: number;
   /** Research only (benchmarks): static fp8 activation scale, see NetOptions.fp8ActivationScale. */
   fp8ActivationScale?: number;
   /** Benchmarks: write an ONNX Runtime profile of the MMDiT here (ended when the engine is disposed). */
