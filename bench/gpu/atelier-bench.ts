@@ -53,7 +53,7 @@ const USAGE = `usage: node atelier-bench.js --models DIR --out FILE [options]
   --custom-ops FILE|none   custom-op library for the C-API path (default: libatelier_ops_cuda.so beside this file)
   --tokenizers DIR      clip/ and t5/ tokenizer folders (ComfyUI folders carry none)
   --data DIR --size N --small-size N --turbo-steps N --ping-ms N --provider cuda|cpu
-  --fp8-linear block-fp8|dequantize --fp8-act-scale X --vae-fp16 --profile`;
+  --fp8-linear block-fp8|dequantize|w8a8 (w8a8: our Fp8Linear in the C-API step; the stock path keeps block-fp8) --fp8-act-scale X --vae-fp16 --profile`;
 
 const { values } = parseArgs({
   options: {
@@ -100,6 +100,8 @@ interface Row {
   runtime_requested: RuntimeName;
   cuda_graph: boolean;
   custom_ops: boolean;
+  /** fp8 rows: how the linear layers ran (`w8a8` only on the C-API path with our library). */
+  fp8_linear?: string;
   fallback_reason?: string;
   seconds_per_image: number;
   peak_gpu_mem_gb: number;
@@ -196,7 +198,7 @@ function engineOptions(load: Load, dataDir: string): EngineOptions {
     dataDir,
     provider: values.provider as 'cuda' | 'cpu',
     precision: load.precision === 'fp8' ? 'fp8' : values.provider === 'cpu' ? 'fp32' : 'fp16',
-    fp8Linear: values['fp8-linear'] as 'block-fp8' | 'dequantize',
+    fp8Linear: values['fp8-linear'] as 'block-fp8' | 'dequantize' | 'w8a8',
     runtime: load.path,
     ...(load.path === 'capi' && ops !== undefined ? { customOpsLibrary: ops } : {}),
     ...(values['fp8-act-scale'] ? { fp8ActivationScale: Number(values['fp8-act-scale']) } : {}),
@@ -388,6 +390,17 @@ function identity(w: Workload, load: Load, runtime: ReturnType<typeof pathOf>) {
     cfg: w.guidance > 1,
     runtime_requested: load.path,
     ...runtime,
+    // W8A8 runs only in the C-API step with our library; elsewhere fp8 layers take the stock route.
+    ...(w.precision === 'fp8'
+      ? {
+          fp8_linear:
+            values['fp8-linear'] === 'w8a8' && !(runtime.path === 'capi' && runtime.custom_ops)
+              ? values.provider === 'cuda'
+                ? 'block-fp8'
+                : 'dequantize'
+              : values['fp8-linear'],
+        }
+      : {}),
   };
 }
 

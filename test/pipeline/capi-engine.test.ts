@@ -139,6 +139,21 @@ describe('the C-API path', () => {
     );
   });
 
+  it('runs fp8 weights as W8A8 (our Fp8Linear) when asked, close to the weight-only fp8 image', async () => {
+    const library = buildCustomOpsLibrary('cpu');
+    const fp8 = { precision: 'fp8' as const, runtime: 'capi' as const, customOpsLibrary: library };
+    const weightOnly = await engine(fp8);
+    const w8a8 = await engine({ ...fp8, fp8Linear: 'w8a8' });
+    const [a, b] = [await weightOnly.generate(request()), await w8a8.generate(request())];
+    // Activations on the e4m3 grid move the pixels, but not far: the same picture.
+    const diff = maxLevelDiff(a.images, b.images);
+    expect(diff).toBeGreaterThan(0);
+    let sum = 0;
+    for (let k = 0; k < a.images[0].data.length; k++)
+      sum += Math.abs(a.images[0].data[k] - b.images[0].data[k]);
+    expect(sum / a.images[0].data.length).toBeLessThan(8);
+  });
+
   it('is not what `auto` picks on the CPU, and says so', async () => {
     const auto = await engine({});
     expect(auto.info().runtime).toMatchObject({

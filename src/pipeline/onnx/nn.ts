@@ -14,7 +14,7 @@ export interface NetOptions {
    * byte in the file, the provider may fold it to the compute type); `block-fp8` = the CUDA
    * contrib op that keeps weights fp8 on the GPU.
    */
-  fp8Linear: 'dequantize' | 'block-fp8';
+  fp8Linear: 'dequantize' | 'block-fp8' | 'w8a8';
   /**
    * Research only (benchmarks): quantize activations to fp8 with this static scale inside
    * MatMulBlockQuantizedFp8Weight (W8A8, block 128), which lets ONNX Runtime use fp8 tensor
@@ -156,6 +156,7 @@ export class Net {
   linear(x: Value, prefix: string): Value {
     const biasKey = `${prefix}.bias`;
     const bias = this.p.has(biasKey) ? this.p.get(biasKey) : undefined;
+    if (this.#isW8a8(prefix)) return this.#w8a8Linear(x, prefix, bias);
     if (this.#isFp8(prefix) && this.options.fp8Linear === 'block-fp8')
       return this.#fp8Linear(x, prefix, bias);
     const y = this.#matmul(x, prefix);
@@ -170,6 +171,9 @@ export class Net {
   linearGelu(x: Value, prefix: string, approximate: 'none' | 'tanh'): Value {
     const biasKey = `${prefix}.bias`;
     if (!this.p.has(biasKey)) return this.gelu(this.linear(x, prefix), approximate);
+    // FP8 GEMMs apply the bias and the tanh GELU in their epilogue.
+    if (this.#isW8a8(prefix) && approximate === 'tanh')
+      return this.#w8a8Linear(x, prefix, this.p.get(biasKey), 'gelu_tanh');
     const y =
       this.#isFp8(prefix) && this.options.fp8Linear === 'block-fp8'
         ? this.#fp8Linear(x, prefix)
@@ -178,6 +182,38 @@ export class Net {
     return approximate === 'tanh'
       ? this.g.op('FastGelu', [y, bias], {}, MS_DOMAIN)
       : this.g.op('BiasGelu', [y, bias], {}, MS_DOMAIN);
+  }
+
+  /** W8A8 runs e4m3 weights only (the GEMM's one FP8 weight type) and needs our op library. */
+  #isW8a8(prefix: string): boolean {
+    return (
+      this.options.fp8Linear === 'w8a8' &&
+      this.options.customOps === true &&
+      this.p.storage(`${prefix}.weight`) === 'F8_E4M3'
+    );
+  }
+
+  /**
+   * W8A8 with our atelier:Fp8Linear: the activations are quantized to e4m3 per token at run time
+   * and the GEMM runs on FP8 tensor cores (cuBLASLt) with per-channel × per-token scales, the bias
+   * and the tanh GELU in its epilogue. The op reads and writes float16; a float32 graph casts.
+   */
+  #w8a8Linear(x: Value, prefix: string, bias: Value | undefined, activation?: 'gelu_tanh'): Value {
+    const weightKey = `${prefix}.weight`;
+    const [n] = this.p.shape(weightKey);
+    const scaleKey = `${prefix}.scale_weight`;
+    const stored = this.p.has(scaleKey) ? this.p.readFloat32(scaleKey) : new Float32Array([1]);
+    const scales = this.g.constant(
+      'fp8_scale',
+      'float32',
+      [n!],
+      stored.length === n ? stored : new Float32Array(n!).fill(stored[0]!),
+    );
+    const half = this.p.compute === 'float16';
+    const toHalf = (v: Value) => (half ? v : this.g.op('Cast', [v], { to: ONNX_DTYPE.float16 }));
+    const inputs = [toHalf(x), this.p.raw(weightKey), scales, ...(bias ? [toHalf(bias)] : [])];
+    const y = this.g.op('Fp8Linear', inputs, activation ? { activation } : {}, ATELIER_DOMAIN);
+    return half ? y : this.g.op('Cast', [y], { to: ONNX_DTYPE.float32 });
   }
 
   #isFp8(prefix: string): boolean {

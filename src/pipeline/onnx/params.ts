@@ -165,8 +165,16 @@ export class Params {
     if (scaleKey === weightKey || !this.has(scaleKey)) return this.scalar(1);
     const scale = this.get(scaleKey);
     if (this.shape(scaleKey).length === 0) return scale;
-    const empty = this.g.constant('shape', 'int64', [0], new BigInt64Array(0));
-    return this.g.op('Reshape', [scale, empty]);
+    // A [1]-shaped scale (some writers store it so) becomes a scalar once per weight, shared by
+    // every pass that reads it (the split-CFG step runs the MMDiT twice).
+    const cacheKey = `fp8-scale:${scaleKey}`;
+    let scalar = this.#cache.get(cacheKey);
+    if (!scalar) {
+      const empty = this.g.constant('shape', 'int64', [0], new BigInt64Array(0));
+      scalar = this.g.op('Reshape', [scale, empty]);
+      this.#cache.set(cacheKey, scalar);
+    }
+    return scalar;
   }
 
   /** A scalar constant in the compute type. */
