@@ -1,11 +1,12 @@
 /**
- * Typed access to the golden set (../shared/golden, see its README): where it is, what
- * manifest.json says, its tensors through the product's own safetensors reader, and the error
- * measure the manifest's tolerances are stated in. Tests take every shape, seed and tolerance
- * from here, never from constants, so other golden sets run through the same tests.
+ * Typed access to the golden sets: the project's own (test/golden-data, made by
+ * tools/golden/make_golden.py from the official reference) and, when present, $ATELIER_GOLDEN_DIR
+ * or ../shared/golden. What each manifest.json says, its tensors through the product's own
+ * safetensors reader, and the error measure the manifests' tolerances are stated in. Tests run on
+ * every set found and take every shape, seed and tolerance from its manifest, never from constants.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
 
@@ -97,45 +98,97 @@ export interface GoldenManifest {
   [key: string]: unknown;
 }
 
-/** The golden folder: $ATELIER_GOLDEN_DIR (relative to the repo root) or ../shared/golden. */
-export function goldenDir(): string {
+/** The project's own golden set, made by tools/golden/make_golden.py and committed. */
+export const OWN_GOLDEN_DIR = resolve(REPO_ROOT, 'test/golden-data');
+
+/** One golden set: a folder with manifest.json and the files it names. */
+export class GoldenSet {
+  readonly manifest: GoldenManifest;
+
+  constructor(
+    /** How tests name it: "own" for the project's set, else the folder relative to the repository. */
+    readonly name: string,
+    readonly dir: string,
+  ) {
+    this.manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as GoldenManifest;
+  }
+
+  /** Whether the manifest describes every one of these components. */
+  has(...names: string[]): boolean {
+    return names.every((n) => n in this.manifest.components);
+  }
+
+  /** A component of the manifest by name; throws if this set has none. */
+  component<T extends GoldenComponent = GoldenComponent>(name: string): T {
+    const found = this.manifest.components[name];
+    if (!found) throw new Error(`The golden set ${this.name} has no component "${name}"`);
+    return found as T;
+  }
+
+  /** A path inside the set's folder. */
+  path(...parts: string[]): string {
+    return join(this.dir, ...parts);
+  }
+
+  /** Opens a safetensors file of the set (a manifest field or a path) with the product's reader. */
+  open(field: string): SafetensorsFile {
+    return SafetensorsFile.open(this.path(manifestPath(field)));
+  }
+
+  /** Reads a JSON file of the set (a manifest field or a path). */
+  readJson<T>(field: string): T {
+    return JSON.parse(readFileSync(this.path(manifestPath(field)), 'utf8')) as T;
+  }
+
+  /** The component whose io file this field names ("<io file> (x, timestep, …)"), if any. */
+  componentWithIo(field: string): GoldenComponent | undefined {
+    const io = manifestPath(field);
+    return Object.values(this.manifest.components).find((c) => c.io === io);
+  }
+
+  toString(): string {
+    return this.name;
+  }
+}
+
+/**
+ * The other golden set, when there is one: $ATELIER_GOLDEN_DIR (relative to the repository root;
+ * an error when it names no set), else ../shared/golden when it exists.
+ */
+export function externalGoldenDir(): string | undefined {
   const configured = process.env.ATELIER_GOLDEN_DIR;
-  const dir = configured
-    ? isAbsolute(configured)
-      ? configured
-      : resolve(REPO_ROOT, configured)
-    : resolve(REPO_ROOT, '../shared/golden');
-  if (!existsSync(join(dir, 'manifest.json'))) {
-    throw new Error(
-      `No golden set at ${dir} (manifest.json missing). Put ../shared/golden beside the repository or set ATELIER_GOLDEN_DIR.`,
-    );
+  if (configured) {
+    const dir = isAbsolute(configured) ? configured : resolve(REPO_ROOT, configured);
+    if (!existsSync(join(dir, 'manifest.json')))
+      throw new Error(`ATELIER_GOLDEN_DIR=${configured}: no golden set there (manifest.json missing).`);
+    return dir;
   }
-  return dir;
+  const shared = resolve(REPO_ROOT, '../shared/golden');
+  return existsSync(join(shared, 'manifest.json')) ? shared : undefined;
 }
 
-/** A path inside the golden folder. */
-export function goldenPath(...parts: string[]): string {
-  return join(goldenDir(), ...parts);
-}
+const loaded = new Map<string, GoldenSet>();
 
-let cached: { dir: string; manifest: GoldenManifest } | undefined;
-
-export function loadManifest(): GoldenManifest {
-  const dir = goldenDir();
-  if (cached?.dir !== dir) {
-    cached = {
-      dir,
-      manifest: JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as GoldenManifest,
-    };
+function load(name: string, dir: string): GoldenSet {
+  let set = loaded.get(dir);
+  if (!set) {
+    set = new GoldenSet(name, dir);
+    loaded.set(dir, set);
   }
-  return cached.manifest;
+  return set;
 }
 
-/** A component of the manifest by name; throws if this golden set has none. */
-export function component<T extends GoldenComponent = GoldenComponent>(name: string): T {
-  const found = loadManifest().components[name];
-  if (!found) throw new Error(`The golden manifest has no component "${name}"`);
-  return found as T;
+/**
+ * Every golden set found, the project's own first, then $ATELIER_GOLDEN_DIR or ../shared/golden
+ * when present; only those with all the components named. Tests run on each (`describe.each`), so
+ * a component a set lacks makes no test for that set.
+ */
+export function goldenSets(...needs: string[]): GoldenSet[] {
+  const sets = [load('own', OWN_GOLDEN_DIR)];
+  const external = externalGoldenDir();
+  if (external && resolve(external) !== OWN_GOLDEN_DIR)
+    sets.push(load(relative(REPO_ROOT, external), external));
+  return sets.filter((s) => s.has(...needs));
 }
 
 /**
@@ -145,16 +198,6 @@ export function component<T extends GoldenComponent = GoldenComponent>(name: str
  */
 export function manifestPath(field: string): string {
   return field.trim().split(/\s/)[0];
-}
-
-/** Opens a golden safetensors file (a manifest field or a path in the golden folder) with the product's reader. */
-export function openGolden(field: string): SafetensorsFile {
-  return SafetensorsFile.open(goldenPath(manifestPath(field)));
-}
-
-/** Reads a JSON file of the golden folder (a manifest field or a path). */
-export function readGoldenJson<T>(field: string): T {
-  return JSON.parse(readFileSync(goldenPath(manifestPath(field)), 'utf8')) as T;
 }
 
 /** The manifest's error measure: ‖out − ref‖₂ / ‖ref‖₂ over the whole tensor, in float64. */

@@ -16,7 +16,7 @@ import { openSession } from '../../src/pipeline/onnx/session.js';
 import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
 import type { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
-import { component, type GoldenComponent, openGolden, relL2 } from '../golden/manifest.js';
+import { type GoldenComponent, type GoldenSet, goldenSets, relL2 } from '../golden/manifest.js';
 
 interface MmditComponent extends GoldenComponent {
   weights: string;
@@ -28,8 +28,8 @@ const opened: SafetensorsFile[] = [];
 afterAll(() => {
   for (const f of opened) f.close();
 });
-function open(file: string): SafetensorsFile {
-  const f = openGolden(file);
+function open(set: GoldenSet, file: string): SafetensorsFile {
+  const f = set.open(file);
   opened.push(f);
   return f;
 }
@@ -39,10 +39,10 @@ beforeAll(() => {
   library = buildCustomOpsLibrary('cpu');
 });
 
-function build(name: string, customOps: boolean): BuiltModel & { cfg: MmditConfig } {
-  const c = component<MmditComponent>(name);
+function build(set: GoldenSet, name: string, customOps: boolean): BuiltModel & { cfg: MmditConfig } {
+  const c = set.component<MmditComponent>(name);
   const g = new GraphBuilder(name);
-  const p = new Params(g, new FileWeightSource(open(c.weights), c.key_prefix ?? ''), 'float32');
+  const p = new Params(g, new FileWeightSource(open(set, c.weights), c.key_prefix ?? ''), 'float32');
   const cfg = mmditConfig(p);
   buildMmdit(new Net(g, p, { ...DEFAULT_NET_OPTIONS, customOps }), cfg);
   return { ...g.build(), cfg };
@@ -56,12 +56,18 @@ const nodes = (model: BuiltModel, opType: string) =>
   decode(model).graph!.node!.filter((n) => n.opType === opType);
 const count = (model: BuiltModel, opType: string) => nodes(model, opType).length;
 
-describe.each(['mmdit_large', 'mmdit_medium'])('%s with custom ops', (name) => {
-  const c = component<MmditComponent>(name);
+const cases = goldenSets().flatMap((set) =>
+  ['mmdit_large', 'mmdit_medium']
+    .filter((name) => set.has(name))
+    .map((name) => ({ set, name, setName: set.name })),
+);
+
+describe.each(cases)('$name of the $setName golden set with custom ops', ({ set, name }) => {
+  const c = set.component<MmditComponent>(name);
 
   it('has one AdaLNModulate node per modulated norm and imports the atelier domain only then', () => {
-    const fused = build(name, true);
-    const stock = build(name, false);
+    const fused = build(set, name, true);
+    const stock = build(set, name, false);
     // Per block: context norm1 and norm2 (norm1 only in the last, pre_only, block), x norm1 and
     // norm2, plus norm1 again for attn2 in dual-attention blocks; then norm_final. Stock ops share
     // the dual blocks' norm1 between its two modulations.
@@ -76,8 +82,8 @@ describe.each(['mmdit_large', 'mmdit_medium'])('%s with custom ops', (name) => {
   });
 
   it('concatenates the joint q, k and v with JointConcat, leaving no Concat in the blocks', () => {
-    const fused = build(name, true);
-    const stock = build(name, false);
+    const fused = build(set, name, true);
+    const stock = build(set, name, false);
     // q, k and v of every block (the dual-attention blocks' second attention is the image's own:
     // no concatenation). ONNX Runtime's CUDA Concat of the unequal context and image lengths is
     // what broke CUDA-graph capture.
@@ -99,7 +105,7 @@ describe.each(['mmdit_large', 'mmdit_medium'])('%s with custom ops', (name) => {
   });
 
   it('predicts the same velocity as the stock graph, through the C API with our CPU library', async () => {
-    const io = open(c.io);
+    const io = open(set, c.io);
     const feeds: Record<string, HostTensor> = Object.fromEntries(
       ['x', 'timestep', 'context', 'y'].map((k) => [
         k,
@@ -107,7 +113,7 @@ describe.each(['mmdit_large', 'mmdit_medium'])('%s with custom ops', (name) => {
       ]),
     );
 
-    const session = await CapiSession.create(build(name, true), {
+    const session = await CapiSession.create(build(set, name, true), {
       provider: 'cpu',
       customOpsLibraries: [library],
     });
@@ -118,7 +124,7 @@ describe.each(['mmdit_large', 'mmdit_medium'])('%s with custom ops', (name) => {
       session.release();
     }
 
-    const stockSession = await openSession(name, build(name, false), { provider: 'cpu' });
+    const stockSession = await openSession(name, build(set, name, false), { provider: 'cpu' });
     let stock: Float32Array;
     try {
       const tensors = Object.fromEntries(

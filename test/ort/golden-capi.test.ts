@@ -16,22 +16,17 @@ import { openSession } from '../../src/pipeline/onnx/session.js';
 import type { ComputeType } from '../../src/pipeline/onnx/tensors.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
 import type { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
-import {
-  type GoldenComponent,
-  component as goldenComponent,
-  maxAbsDiff,
-  openGolden,
-} from '../golden/manifest.js';
+import { type GoldenComponent, type GoldenSet, goldenSets, maxAbsDiff } from '../golden/manifest.js';
 
-const component = (name: string) =>
-  goldenComponent<GoldenComponent & { weights: string; io: string; key_prefix?: string }>(name);
+const component = (set: GoldenSet, name: string) =>
+  set.component<GoldenComponent & { weights: string; io: string; key_prefix?: string }>(name);
 
 const opened: SafetensorsFile[] = [];
 afterAll(() => {
   for (const f of opened) f.close();
 });
-function open(field: string): SafetensorsFile {
-  const f = openGolden(field);
+function open(set: GoldenSet, field: string): SafetensorsFile {
+  const f = set.open(field);
   opened.push(f);
   return f;
 }
@@ -59,27 +54,38 @@ const floats = (io: SafetensorsFile, key: string): HostTensor => ({
   data: io.readFloat32(key),
 });
 
-const cases: Record<string, (compute: ComputeType) => Case> = {
-  mmdit_large: (compute) => mmditCase('mmdit_large', compute),
-  mmdit_medium: (compute) => mmditCase('mmdit_medium', compute),
-  t5: (compute) => {
-    const weights = open(component('t5').weights);
-    const model = graph('t5', weights, compute, (net) => buildT5(net, t5Config(net.p)));
-    const ids = BigInt64Array.from({ length: 2 * 12 }, (_, i) => BigInt((i * 37) % 300));
-    return { model, feeds: { input_ids: { type: 'int64', dims: [2, 12], data: ids } } };
+/** The cases a golden set has components for, by name (MMDiTs, T5, VAE decoder). */
+const cases: Record<string, { needs: string; make: (set: GoldenSet, compute: ComputeType) => Case }> = {
+  mmdit_large: { needs: 'mmdit_large', make: (set, compute) => mmditCase(set, 'mmdit_large', compute) },
+  mmdit_medium: { needs: 'mmdit_medium', make: (set, compute) => mmditCase(set, 'mmdit_medium', compute) },
+  t5: {
+    needs: 't5',
+    make: (set, compute) => {
+      const t5 = component(set, 't5') as GoldenComponent & {
+        weights: string;
+        config: { vocab_size: number };
+      };
+      const weights = open(set, t5.weights);
+      const model = graph('t5', weights, compute, (net) => buildT5(net, t5Config(net.p)));
+      const ids = BigInt64Array.from({ length: 2 * 12 }, (_, i) => BigInt((i * 37) % t5.config.vocab_size));
+      return { model, feeds: { input_ids: { type: 'int64', dims: [2, 12], data: ids } } };
+    },
   },
-  vae_decoder: (compute) => {
-    const vae = component('vae');
-    const weights = open(vae.weights);
-    const model = graph('vae_decoder', weights, compute, (net) => buildVaeDecoder(net, vaeConfig(net.p)));
-    return { model, feeds: { latent: floats(open(vae.io), 'latent') } };
+  vae_decoder: {
+    needs: 'vae',
+    make: (set, compute) => {
+      const vae = component(set, 'vae');
+      const weights = open(set, vae.weights);
+      const model = graph('vae_decoder', weights, compute, (net) => buildVaeDecoder(net, vaeConfig(net.p)));
+      return { model, feeds: { latent: floats(open(set, vae.io), 'latent') } };
+    },
   },
 };
 
-function mmditCase(name: string, compute: ComputeType): Case {
-  const c = component(name);
-  const weights = open(c.weights);
-  const io = open(c.io);
+function mmditCase(set: GoldenSet, name: string, compute: ComputeType): Case {
+  const c = component(set, name);
+  const weights = open(set, c.weights);
+  const io = open(set, c.io);
   const model = graph(name, weights, compute, (net) => buildMmdit(net, mmditConfig(net.p)), c.key_prefix);
   return {
     model,
@@ -92,11 +98,20 @@ const toOrt = (feeds: Record<string, HostTensor>) =>
     Object.entries(feeds).map(([k, t]) => [k, new ort.Tensor(t.type as 'float32', t.data, t.dims)]),
   );
 
-describe.each(['float32', 'float16'] as const)(
-  'golden components through the C API (%s compute)',
-  (compute) => {
-    it.each(Object.keys(cases))('%s gives the same outputs as onnxruntime-node', async (name) => {
-      const { model, feeds } = cases[name](compute);
+const runs = goldenSets().flatMap((set) =>
+  (['float32', 'float16'] as const).map((compute) => ({
+    set,
+    setName: set.name,
+    compute,
+    names: Object.keys(cases).filter((name) => set.has(cases[name].needs)),
+  })),
+);
+
+describe.each(runs)(
+  'components of the $setName golden set through the C API ($compute compute)',
+  ({ set, compute, names }) => {
+    it.each(names)('%s gives the same outputs as onnxruntime-node', async (name) => {
+      const { model, feeds } = cases[name].make(set, compute);
       const stock = await openSession(name, model, { provider: 'cpu' });
       const capi = await CapiSession.create(model, { provider: 'cpu' });
       try {

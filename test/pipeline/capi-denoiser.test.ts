@@ -16,123 +16,125 @@ import type { Conditioning } from '../../src/pipeline/sampling/cfg.js';
 import { sigmas } from '../../src/pipeline/sampling/schedule.js';
 import { CapiDenoiser, type CapiJob } from '../../src/pipeline/sd35/capi-denoiser.js';
 import type { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
-import { component, type GoldenComponent, openGolden } from '../golden/manifest.js';
+import { type GoldenComponent, goldenSets } from '../golden/manifest.js';
 
-const mmdit = component<GoldenComponent & { weights: string; key_prefix?: string }>('mmdit_large');
-let weights: SafetensorsFile;
-let cfg: MmditConfig;
-const sessions: CapiSession[] = [];
-afterAll(() => {
-  for (const s of sessions) s.release();
-  weights.close();
-});
+describe.each(goldenSets('mmdit_large'))('the $name golden set’s mmdit_large in the C-API loop', (set) => {
+  const mmdit = set.component<GoldenComponent & { weights: string; key_prefix?: string }>('mmdit_large');
+  let weights: SafetensorsFile;
+  let cfg: MmditConfig;
+  const sessions: CapiSession[] = [];
+  afterAll(() => {
+    for (const s of sessions) s.release();
+    weights.close();
+  });
 
-beforeAll(() => {
-  weights = openGolden(mmdit.weights);
-  const g = new GraphBuilder('probe');
-  cfg = mmditConfig(new Params(g, new FileWeightSource(weights, mmdit.key_prefix ?? ''), 'float32'));
-});
+  beforeAll(() => {
+    weights = set.open(mmdit.weights);
+    const g = new GraphBuilder('probe');
+    cfg = mmditConfig(new Params(g, new FileWeightSource(weights, mmdit.key_prefix ?? ''), 'float32'));
+  });
 
-/** Opens the step graph on the CPU; `runs` records every run's graph id, `fail` breaks captures. */
-function denoiser(options: { graphs: boolean; failCapture?: boolean; runs?: (number | undefined)[] }) {
-  const failures: string[] = [];
-  const open = async (shape: SamplerStepShape) => {
-    const g = new GraphBuilder('step');
-    buildSamplerStep(
-      new Net(g, new Params(g, new FileWeightSource(weights, mmdit.key_prefix ?? ''), 'float32')),
-      cfg,
-      shape,
-    );
-    const session = await CapiSession.create(g.build(), { provider: 'cpu' });
-    sessions.push(session);
-    const binding = session.binding.bind(session);
-    let failed = false;
-    session.binding = () => {
-      const b = binding();
-      const run = b.run.bind(b);
-      b.run = async (o: BindingRunOptions = {}) => {
-        options.runs?.push(o.graphId);
-        if (options.failCapture && !failed && o.graphId !== undefined && o.graphId >= 0) {
-          failed = true;
-          throw new Error(
-            'RunWithBinding: CUDA failure 901: operation failed due to a previous error during capture',
-          );
-        }
-        return run(o);
+  /** Opens the step graph on the CPU; `runs` records every run's graph id, `fail` breaks captures. */
+  function denoiser(options: { graphs: boolean; failCapture?: boolean; runs?: (number | undefined)[] }) {
+    const failures: string[] = [];
+    const open = async (shape: SamplerStepShape) => {
+      const g = new GraphBuilder('step');
+      buildSamplerStep(
+        new Net(g, new Params(g, new FileWeightSource(weights, mmdit.key_prefix ?? ''), 'float32')),
+        cfg,
+        shape,
+      );
+      const session = await CapiSession.create(g.build(), { provider: 'cpu' });
+      sessions.push(session);
+      const binding = session.binding.bind(session);
+      let failed = false;
+      session.binding = () => {
+        const b = binding();
+        const run = b.run.bind(b);
+        b.run = async (o: BindingRunOptions = {}) => {
+          options.runs?.push(o.graphId);
+          if (options.failCapture && !failed && o.graphId !== undefined && o.graphId >= 0) {
+            failed = true;
+            throw new Error(
+              'RunWithBinding: CUDA failure 901: operation failed due to a previous error during capture',
+            );
+          }
+          return run(o);
+        };
+        return b;
       };
-      return b;
+      return session;
     };
-    return session;
-  };
-  const d = new CapiDenoiser({
-    mmdit: cfg,
-    maxSteps: 10,
-    open,
-    cudaGraph: () => options.graphs,
-    onCaptureFailure: (_shape, reason) => failures.push(reason),
-  });
-  return { d, failures };
-}
+    const d = new CapiDenoiser({
+      mmdit: cfg,
+      maxSteps: 10,
+      open,
+      cudaGraph: () => options.graphs,
+      onCaptureFailure: (_shape, reason) => failures.push(reason),
+    });
+    return { d, failures };
+  }
 
-function random(n: number, seed: number): Float32Array {
-  let s = seed;
-  return Float32Array.from({ length: n }, () => {
-    s = (s * 1103515245 + 12345) % 2 ** 31;
-    return s / 2 ** 30 - 1;
-  });
-}
+  function random(n: number, seed: number): Float32Array {
+    let s = seed;
+    return Float32Array.from({ length: n }, () => {
+      s = (s * 1103515245 + 12345) % 2 ** 31;
+      return s / 2 ** 30 - 1;
+    });
+  }
 
-function job(): CapiJob {
-  const tokens = 6;
-  const conditioning = (seed: number): Conditioning => ({
-    context: random(tokens * cfg.contextDim, seed),
-    tokens,
-    y: random(cfg.admInChannels, seed + 1),
-  });
-  const [h, w] = [4 * cfg.patchSize, 3 * cfg.patchSize];
-  return {
-    x0: random(cfg.inChannels * h * w, 7),
-    images: 1,
-    latentShape: [cfg.inChannels, h, w],
-    schedule: sigmas(8, 3),
-    sampler: 'euler',
-    cond: conditioning(1),
-    uncond: conditioning(3),
-    guidance: 4.5,
-  };
-}
+  function job(): CapiJob {
+    const tokens = 6;
+    const conditioning = (seed: number): Conditioning => ({
+      context: random(tokens * cfg.contextDim, seed),
+      tokens,
+      y: random(cfg.admInChannels, seed + 1),
+    });
+    const [h, w] = [4 * cfg.patchSize, 3 * cfg.patchSize];
+    return {
+      x0: random(cfg.inChannels * h * w, 7),
+      images: 1,
+      latentShape: [cfg.inChannels, h, w],
+      schedule: sigmas(8, 3),
+      sampler: 'euler',
+      cond: conditioning(1),
+      uncond: conditioning(3),
+      guidance: 4.5,
+    };
+  }
 
-describe('CUDA graphs in the C-API loop', () => {
-  let plain: Float32Array;
-  beforeAll(async () => {
-    plain = (await denoiser({ graphs: false }).d.sample(job())).latent;
-  });
+  describe('CUDA graphs in the C-API loop', () => {
+    let plain: Float32Array;
+    beforeAll(async () => {
+      plain = (await denoiser({ graphs: false }).d.sample(job())).latent;
+    });
 
-  it('warms each binding up twice, captures, then replays every later step', async () => {
-    const runs: (number | undefined)[] = [];
-    const { d } = denoiser({ graphs: true, runs });
-    const first = await d.sample(job());
-    expect(runs).toEqual([-1, -1, -1, -1, 0, 1, 0, 1]);
-    expect(first.replayedSteps).toBe(2);
-    expect(first.latent).toEqual(plain);
-    const second = await d.sample(job());
-    expect(second.replayedSteps).toBe(8);
-    expect(second.latent).toEqual(plain);
-  });
+    it('warms each binding up twice, captures, then replays every later step', async () => {
+      const runs: (number | undefined)[] = [];
+      const { d } = denoiser({ graphs: true, runs });
+      const first = await d.sample(job());
+      expect(runs).toEqual([-1, -1, -1, -1, 0, 1, 0, 1]);
+      expect(first.replayedSteps).toBe(2);
+      expect(first.latent).toEqual(plain);
+      const second = await d.sample(job());
+      expect(second.replayedSteps).toBe(8);
+      expect(second.latent).toEqual(plain);
+    });
 
-  it('reruns a step whose capture failed without a graph, and keeps the shape on plain runs', async () => {
-    const runs: (number | undefined)[] = [];
-    const { d, failures } = denoiser({ graphs: true, failCapture: true, runs });
-    const first = await d.sample(job());
-    expect(failures).toEqual([
-      'RunWithBinding: CUDA failure 901: operation failed due to a previous error during capture',
-    ]);
-    expect(first.captureFailure).toBe(failures[0]);
-    expect(first.replayedSteps).toBe(0);
-    expect(first.latent).toEqual(plain);
-    expect(runs).toEqual([-1, -1, -1, -1, 0, undefined, undefined, undefined, undefined]);
-    const second = await d.sample(job());
-    expect(second.latent).toEqual(plain);
-    expect(runs.slice(9)).toEqual(Array(8).fill(undefined));
+    it('reruns a step whose capture failed without a graph, and keeps the shape on plain runs', async () => {
+      const runs: (number | undefined)[] = [];
+      const { d, failures } = denoiser({ graphs: true, failCapture: true, runs });
+      const first = await d.sample(job());
+      expect(failures).toEqual([
+        'RunWithBinding: CUDA failure 901: operation failed due to a previous error during capture',
+      ]);
+      expect(first.captureFailure).toBe(failures[0]);
+      expect(first.replayedSteps).toBe(0);
+      expect(first.latent).toEqual(plain);
+      expect(runs).toEqual([-1, -1, -1, -1, 0, undefined, undefined, undefined, undefined]);
+      const second = await d.sample(job());
+      expect(second.latent).toEqual(plain);
+      expect(runs.slice(9)).toEqual(Array(8).fill(undefined));
+    });
   });
 });

@@ -9,13 +9,13 @@ import { buildMmdit, mmditConfig } from '../../src/pipeline/models/mmdit.js';
 import { GraphBuilder, ONNX_DTYPE } from '../../src/pipeline/onnx/graph.js';
 import { Net } from '../../src/pipeline/onnx/nn.js';
 import { FileWeightSource, Params } from '../../src/pipeline/onnx/params.js';
-import { component, openGolden } from '../golden/manifest.js';
+import { type GoldenSet, goldenSets } from '../golden/manifest.js';
 
 const { ModelProto } = onnxProto.onnx;
 
-function build(name: string, fp8Linear: 'dequantize' | 'block-fp8') {
-  const c = component(name);
-  const file = openGolden(c.weights!);
+function build(set: GoldenSet, name: string, fp8Linear: 'dequantize' | 'block-fp8') {
+  const c = set.component(name);
+  const file = set.open(c.weights!);
   const g = new GraphBuilder(name);
   const p = new Params(
     g,
@@ -26,9 +26,15 @@ function build(name: string, fp8Linear: 'dequantize' | 'block-fp8') {
   return { model: ModelProto.decode(g.build().bytes), file };
 }
 
-describe.each(['mmdit_large_fp8', 'mmdit_large_scaled_fp8'])('%s on the CUDA fp8 route', (name) => {
+const cases = goldenSets().flatMap((set) =>
+  ['mmdit_large_fp8', 'mmdit_large_scaled_fp8']
+    .filter((name) => set.has(name))
+    .map((name) => ({ set, name, setName: set.name })),
+);
+
+describe.each(cases)('$name of the $setName golden set on the CUDA fp8 route', ({ set, name }) => {
   it('feeds every fp8 linear weight to MatMulBlockQuantizedFp8Weight, one byte per value', () => {
-    const { model, file } = build(name, 'block-fp8');
+    const { model, file } = build(set, name, 'block-fp8');
     const nodes = model.graph!.node!;
     const fp8Nodes = nodes.filter((n) => n.opType === 'MatMulBlockQuantizedFp8Weight');
     const fp8Linear = file
@@ -48,5 +54,6 @@ describe.each(['mmdit_large_fp8', 'mmdit_large_scaled_fp8'])('%s on the CUDA fp8
     expect(nodes.filter((n) => n.opType === 'DequantizeLinear')).toHaveLength(
       file.names().filter((k) => file.get(k).dtype === 'F8_E4M3' && file.get(k).shape.length > 2).length,
     );
+    file.close();
   });
 });

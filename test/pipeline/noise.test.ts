@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MT19937 } from '../../src/pipeline/sampling/mt19937.js';
 import { randn, randnBatch } from '../../src/pipeline/sampling/noise.js';
-import { component, type GoldenE2E, type GoldenNoise, maxAbsDiff, openGolden } from '../golden/manifest.js';
+import { type GoldenE2E, type GoldenNoise, goldenSets, maxAbsDiff } from '../golden/manifest.js';
 
 describe('MT19937', () => {
   it('produces the standard mt19937 sequence (C++ [rand.predef]: the 10000th draw of seed 5489 is 4123659995)', () => {
@@ -23,26 +23,34 @@ describe('MT19937', () => {
   });
 });
 
-describe('randn (torch.randn on the CPU)', () => {
-  const golden = component<GoldenNoise>('noise');
+describe.each(goldenSets('noise'))('randn against the $name golden set', (set) => {
+  const golden = set.component<GoldenNoise>('noise');
 
   it.each(golden.cases.map((c) => [c.key, c] as const))('matches the reference for %s', (_key, c) => {
-    const ref = openGolden(golden.io).readFloat32(c.key);
+    const io = set.open(golden.io);
+    const ref = io.readFloat32(c.key);
+    io.close();
     const got = randn(c.shape, c.seed);
     expect(got.length).toBe(ref.length);
     expect(maxAbsDiff(got, ref)).toBeLessThanOrEqual(golden.tolerance_abs);
   });
+});
 
-  it('gives every end-to-end run of the golden set its initial noise from the run’s seed', () => {
-    const e2e = component<GoldenE2E>('e2e');
-    const io = openGolden(e2e.io);
+describe.each(goldenSets('noise', 'e2e'))('randn for the end-to-end runs of the $name golden set', (set) => {
+  it('gives every run its initial noise from the run’s seed', () => {
+    const tolerance = set.component<GoldenNoise>('noise').tolerance_abs;
+    const e2e = set.component<GoldenE2E>('e2e');
+    const io = set.open(e2e.io);
     for (const run of e2e.runs) {
       const ref = io.readFloat32(`${run.name}.noise`);
       const got = randn([1, 16, run.height / 8, run.width / 8], run.seed);
-      expect(maxAbsDiff(got, ref), run.name).toBeLessThanOrEqual(golden.tolerance_abs);
+      expect(maxAbsDiff(got, ref), run.name).toBeLessThanOrEqual(tolerance);
     }
+    io.close();
   });
+});
 
+describe('randn (torch.randn on the CPU)', () => {
   // Values printed by torch 1.13.1 (Debian python3-torch, CPU):
   // torch.randn(shape, generator=torch.manual_seed(seed)).flatten().tolist()
   it('takes torch’s scalar path below 16 elements (double Box-Muller with a cached second value)', () => {

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ModelError } from '../../src/errors.js';
 import { SD3Tokenizer, T5_MAX_CHARACTERS } from '../../src/pipeline/text/tokenizer.js';
 import { parsePromptWeights, parsePythonFloat } from '../../src/pipeline/text/tokenizer-weights.js';
-import { component, goldenPath, manifestPath, readGoldenJson } from '../golden/manifest.js';
+import { goldenSets, manifestPath } from '../golden/manifest.js';
 
 interface TokensJson {
   clip_tokenizer: string;
@@ -13,116 +13,118 @@ interface TokensJson {
   cases: { prompt: string; l: number[][]; g: number[][]; t5xxl: number[][] }[];
 }
 
-const tokensFile = component<{ io: string; tokenizers: string }>('tokens').io;
-const golden = readGoldenJson<TokensJson>(tokensFile);
-const dirs = {
-  clip: goldenPath(manifestPath(golden.clip_tokenizer)),
-  t5: goldenPath(manifestPath(golden.t5_tokenizer)),
-};
-const tokenizer = SD3Tokenizer.fromDirs(dirs);
-
 const scratch = mkdtempSync(join(tmpdir(), 'atelier-tokenizer-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-describe('SD3Tokenizer against the reference’s tokenize_with_weights', () => {
-  it.each(golden.cases.map((c) => [JSON.stringify(c.prompt).slice(0, 60), c] as const))(
-    'matches %s exactly',
-    (_label, c) => {
-      const tokens = tokenizer.tokenize(c.prompt);
-      expect(tokens.l).toEqual(c.l);
-      expect(tokens.g).toEqual(c.g);
-      expect([tokens.t5]).toEqual(c.t5xxl);
-    },
-  );
+describe.each(goldenSets('tokens'))('tokenizers of the $name golden set', (set) => {
+  const golden = set.readJson<TokensJson>(set.component<{ io: string }>('tokens').io);
+  const dirs = {
+    clip: set.path(manifestPath(golden.clip_tokenizer)),
+    t5: set.path(manifestPath(golden.t5_tokenizer)),
+  };
+  const tokenizer = SD3Tokenizer.fromDirs(dirs);
+  const work = mkdtempSync(join(scratch, 'set-'));
 
-  it('flags exactly the prompts the encoders will not read whole', () => {
-    for (const c of golden.cases) {
-      const cut = c.l.length > 1 || c.g.length > 1 || Array.from(c.prompt).length > T5_MAX_CHARACTERS;
-      expect(tokenizer.tokenize(c.prompt).truncated, c.prompt.slice(0, 40)).toBe(cut);
-    }
-    expect(golden.cases.some((c) => c.l.length > 1)).toBe(true);
-  });
-
-  it('counts the prompt’s CLIP tokens, at most 75 of which a chunk carries', () => {
-    const long = golden.cases.find((c) => c.l.length > 1)!;
-    const tokens = tokenizer.tokenize(long.prompt);
-    expect(tokens.clipTokenCount).toBeGreaterThan(75);
-    expect(tokenizer.tokenize('').clipTokenCount).toBe(0);
-  });
-
-  it('cuts the T5 text at 226 code points, not UTF-16 units, as Python slices', () => {
-    const t5 = tokenizer.t5!;
-    const prompt = `${'🦊'.repeat(T5_MAX_CHARACTERS - 1)}ab`;
-    expect(tokenizer.tokenize(prompt).t5).toEqual(t5.tokenize(`${'🦊'.repeat(T5_MAX_CHARACTERS - 1)}a`)[0]);
-    expect(tokenizer.tokenize(prompt).truncated).toBe(true);
-  });
-
-  it('pads T5 to at least 77 with 0 after its end token, and CLIP-L with its end token, CLIP-G with 0', () => {
-    const tokens = tokenizer.tokenize('a lighthouse');
-    const t5End = tokenizer.t5!.endToken;
-    expect(tokens.t5!.length).toBe(77);
-    const end = tokens.t5!.indexOf(t5End);
-    expect(tokens.t5!.slice(end + 1).every((id) => id === 0)).toBe(true);
-    const lEnd = tokenizer.clipL.endToken;
-    expect(tokens.l[0].at(-1)).toBe(lEnd);
-    expect(tokens.g[0].at(-1)).toBe(0);
-    expect(tokens.l[0][0]).toBe(tokenizer.clipL.startToken);
-  });
-
-  it('ignores the weight syntax: "(red:1.3)" gives the tokens of "red"', () => {
-    expect(tokenizer.tokenize('a (red:1.3) fox').l).toEqual(tokenizer.tokenize('a red fox').l);
-    expect(tokenizer.tokenize('a ((red)) fox').g).toEqual(tokenizer.tokenize('a red fox').g);
-  });
-
-  it('tokenizes for CLIP alone when no T5 tokenizer is given', () => {
-    const clipOnly = SD3Tokenizer.fromDirs({ clip: dirs.clip });
-    const tokens = clipOnly.tokenize(golden.cases[0].prompt);
-    expect(tokens.t5).toBeUndefined();
-    expect(tokens.l).toEqual(golden.cases[0].l);
-  });
-});
-
-describe('tokenizer files', () => {
-  it('builds the CLIP tokenizer from vocab.json + merges.txt (a diffusers tokenizer/ folder) with the same ids', () => {
-    const spec = JSON.parse(readFileSync(join(dirs.clip, 'tokenizer.json'), 'utf8'));
-    const dir = join(scratch, 'slow-clip');
-    mkdirSync(dir);
-    writeFileSync(join(dir, 'vocab.json'), JSON.stringify(spec.model.vocab));
-    const merges = spec.model.merges.map((m: string | string[]) => (Array.isArray(m) ? m.join(' ') : m));
-    writeFileSync(join(dir, 'merges.txt'), `#version: 0.2\n${merges.join('\n')}\n`);
-    const fromSlowFiles = SD3Tokenizer.fromDirs({ clip: dir, t5: dirs.t5 });
-    for (const c of golden.cases) {
-      expect(fromSlowFiles.tokenize(c.prompt).l, c.prompt.slice(0, 40)).toEqual(c.l);
-    }
-  });
-
-  it('names the missing tokenizer.json in a ModelError', () => {
-    const dir = join(scratch, 'empty');
-    mkdirSync(dir);
-    const attempt = () => SD3Tokenizer.fromDirs({ clip: dirs.clip, t5: dir });
-    expect(attempt).toThrow(ModelError);
-    expect(attempt).toThrow(join(dir, 'tokenizer.json'));
-    expect(() => SD3Tokenizer.fromDirs({ clip: join(scratch, 'nowhere') })).toThrow(
-      /CLIP tokenizer folder .* does not exist/,
+  describe('SD3Tokenizer against the reference’s tokenize_with_weights', () => {
+    it.each(golden.cases.map((c) => [JSON.stringify(c.prompt).slice(0, 60), c] as const))(
+      'matches %s exactly',
+      (_label, c) => {
+        const tokens = tokenizer.tokenize(c.prompt);
+        expect(tokens.l).toEqual(c.l);
+        expect(tokens.g).toEqual(c.g);
+        expect([tokens.t5]).toEqual(c.t5xxl);
+      },
     );
+
+    it('flags exactly the prompts the encoders will not read whole', () => {
+      for (const c of golden.cases) {
+        const cut = c.l.length > 1 || c.g.length > 1 || Array.from(c.prompt).length > T5_MAX_CHARACTERS;
+        expect(tokenizer.tokenize(c.prompt).truncated, c.prompt.slice(0, 40)).toBe(cut);
+      }
+      expect(golden.cases.some((c) => c.l.length > 1)).toBe(true);
+    });
+
+    it('counts the prompt’s CLIP tokens, at most 75 of which a chunk carries', () => {
+      const long = golden.cases.find((c) => c.l.length > 1)!;
+      const tokens = tokenizer.tokenize(long.prompt);
+      expect(tokens.clipTokenCount).toBeGreaterThan(75);
+      expect(tokenizer.tokenize('').clipTokenCount).toBe(0);
+    });
+
+    it('cuts the T5 text at 226 code points, not UTF-16 units, as Python slices', () => {
+      const t5 = tokenizer.t5!;
+      const prompt = `${'🦊'.repeat(T5_MAX_CHARACTERS - 1)}ab`;
+      expect(tokenizer.tokenize(prompt).t5).toEqual(t5.tokenize(`${'🦊'.repeat(T5_MAX_CHARACTERS - 1)}a`)[0]);
+      expect(tokenizer.tokenize(prompt).truncated).toBe(true);
+    });
+
+    it('pads T5 to at least 77 with 0 after its end token, and CLIP-L with its end token, CLIP-G with 0', () => {
+      const tokens = tokenizer.tokenize('a lighthouse');
+      const t5End = tokenizer.t5!.endToken;
+      expect(tokens.t5!.length).toBe(77);
+      const end = tokens.t5!.indexOf(t5End);
+      expect(tokens.t5!.slice(end + 1).every((id) => id === 0)).toBe(true);
+      const lEnd = tokenizer.clipL.endToken;
+      expect(tokens.l[0].at(-1)).toBe(lEnd);
+      expect(tokens.g[0].at(-1)).toBe(0);
+      expect(tokens.l[0][0]).toBe(tokenizer.clipL.startToken);
+    });
+
+    it('ignores the weight syntax: "(red:1.3)" gives the tokens of "red"', () => {
+      expect(tokenizer.tokenize('a (red:1.3) fox').l).toEqual(tokenizer.tokenize('a red fox').l);
+      expect(tokenizer.tokenize('a ((red)) fox').g).toEqual(tokenizer.tokenize('a red fox').g);
+    });
+
+    it('tokenizes for CLIP alone when no T5 tokenizer is given', () => {
+      const clipOnly = SD3Tokenizer.fromDirs({ clip: dirs.clip });
+      const tokens = clipOnly.tokenize(golden.cases[0].prompt);
+      expect(tokens.t5).toBeUndefined();
+      expect(tokens.l).toEqual(golden.cases[0].l);
+    });
   });
 
-  it('tells a CLIP folder from a T5 folder', () => {
-    expect(() => SD3Tokenizer.fromDirs({ clip: dirs.t5 })).toThrow(/is not a CLIP tokenizer/);
-    expect(() => SD3Tokenizer.fromDirs({ clip: dirs.clip, t5: dirs.clip })).toThrow(ModelError);
-  });
+  describe('tokenizer files', () => {
+    it('builds the CLIP tokenizer from vocab.json + merges.txt (a diffusers tokenizer/ folder) with the same ids', () => {
+      const spec = JSON.parse(readFileSync(join(dirs.clip, 'tokenizer.json'), 'utf8'));
+      const dir = join(work, 'slow-clip');
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'vocab.json'), JSON.stringify(spec.model.vocab));
+      const merges = spec.model.merges.map((m: string | string[]) => (Array.isArray(m) ? m.join(' ') : m));
+      writeFileSync(join(dir, 'merges.txt'), `#version: 0.2\n${merges.join('\n')}\n`);
+      const fromSlowFiles = SD3Tokenizer.fromDirs({ clip: dir, t5: dirs.t5 });
+      for (const c of golden.cases) {
+        expect(fromSlowFiles.tokenize(c.prompt).l, c.prompt.slice(0, 40)).toEqual(c.l);
+      }
+    });
 
-  it('reports a tokenizer.json that is not JSON as a ModelError naming it', () => {
-    const dir = join(scratch, 'broken');
-    mkdirSync(dir);
-    writeFileSync(join(dir, 'tokenizer.json'), '{ "model": ');
-    try {
-      SD3Tokenizer.fromDirs({ clip: dir });
-      expect.unreachable();
-    } catch (error) {
-      expect(error).toBeInstanceOf(ModelError);
-      expect((error as ModelError).file).toBe(join(dir, 'tokenizer.json'));
-    }
+    it('names the missing tokenizer.json in a ModelError', () => {
+      const dir = join(work, 'empty');
+      mkdirSync(dir);
+      const attempt = () => SD3Tokenizer.fromDirs({ clip: dirs.clip, t5: dir });
+      expect(attempt).toThrow(ModelError);
+      expect(attempt).toThrow(join(dir, 'tokenizer.json'));
+      expect(() => SD3Tokenizer.fromDirs({ clip: join(work, 'nowhere') })).toThrow(
+        /CLIP tokenizer folder .* does not exist/,
+      );
+    });
+
+    it('tells a CLIP folder from a T5 folder', () => {
+      expect(() => SD3Tokenizer.fromDirs({ clip: dirs.t5 })).toThrow(/is not a CLIP tokenizer/);
+      expect(() => SD3Tokenizer.fromDirs({ clip: dirs.clip, t5: dirs.clip })).toThrow(ModelError);
+    });
+
+    it('reports a tokenizer.json that is not JSON as a ModelError naming it', () => {
+      const dir = join(work, 'broken');
+      mkdirSync(dir);
+      writeFileSync(join(dir, 'tokenizer.json'), '{ "model": ');
+      try {
+        SD3Tokenizer.fromDirs({ clip: dir });
+        expect.unreachable();
+      } catch (error) {
+        expect(error).toBeInstanceOf(ModelError);
+        expect((error as ModelError).file).toBe(join(dir, 'tokenizer.json'));
+      }
+    });
   });
 });
 

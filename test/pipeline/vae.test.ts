@@ -20,14 +20,13 @@ import { FileWeightSource, Params } from '../../src/pipeline/onnx/params.js';
 import { openSession } from '../../src/pipeline/onnx/session.js';
 import { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
 import {
-  component,
   type GoldenComponent,
   type GoldenE2E,
+  type GoldenSet,
   type GoldenTensorSpec,
-  goldenPath,
+  goldenSets,
   manifestPath,
   maxAbsDiff,
-  openGolden,
   relL2,
 } from '../golden/manifest.js';
 
@@ -42,11 +41,16 @@ interface VaeComponent extends GoldenComponent {
   tensors: Record<string, GoldenTensorSpec>;
 }
 
-const vae = component<VaeComponent>('vae');
-const e2e = component<GoldenE2E>('e2e');
-const weights = openGolden(vae.weights);
-const io = openGolden(vae.io);
-const opened: SafetensorsFile[] = [weights, io];
+const opened: SafetensorsFile[] = [];
+
+/** The set's VAE component, its weights and its io, closed after the file's tests. */
+function load(set: GoldenSet) {
+  const vae = set.component<VaeComponent>('vae');
+  const weights = set.open(vae.weights);
+  const io = set.open(vae.io);
+  opened.push(weights, io);
+  return { vae, weights, io };
+}
 afterAll(() => {
   for (const f of opened) f.close();
 });
@@ -77,7 +81,9 @@ function randomImage(dims: number[], seed: number): Float32Array {
   });
 }
 
-describe('VAE (golden)', () => {
+describe.each(goldenSets('vae'))('VAE against the $name golden set', (set) => {
+  const { vae, weights, io } = load(set);
+
   it('derives ch, ch_mult, num_res_blocks and z_channels from the state dict', async () => {
     const { cfg } = await vaeSession(weights, 'decoder');
     expect(cfg).toMatchObject<Partial<VaeConfig>>({
@@ -108,8 +114,9 @@ describe('VAE (golden)', () => {
   });
 });
 
-describe('VAE in the end-to-end checkpoint (golden)', () => {
-  const modelsDir = goldenPath(manifestPath(e2e.models));
+describe.each(goldenSets('e2e'))('VAE in the end-to-end checkpoint of the $name golden set', (set) => {
+  const e2e = set.component<GoldenE2E>('e2e');
+  const modelsDir = set.path(manifestPath(e2e.models));
   const checkpointsDir = join(modelsDir, 'checkpoints');
   const checkpoint = SafetensorsFile.open(
     join(
@@ -118,7 +125,7 @@ describe('VAE in the end-to-end checkpoint (golden)', () => {
         'no checkpoint in the e2e models',
     ),
   );
-  const e2eIo = openGolden(e2e.io);
+  const e2eIo = set.open(e2e.io);
   opened.push(checkpoint, e2eIo);
 
   it('derives the configuration under the checkpoint prefix', async () => {
@@ -141,7 +148,9 @@ describe('VAE in the end-to-end checkpoint (golden)', () => {
   }
 });
 
-describe('VAE at sizes the golden set does not use', () => {
+describe.each(goldenSets('vae'))('VAE of the $name golden set at sizes the set does not use', (set) => {
+  const { weights } = load(set);
+
   it('decodes non-square latents, each batch row as if alone', async () => {
     const { cfg, session } = await vaeSession(weights, 'decoder');
     const factor = 2 ** (cfg.chMult.length - 1);
