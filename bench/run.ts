@@ -1,13 +1,15 @@
 /**
- * Runs the benchmarks: every `bench/*.ts` module that exports `name` and `run()` (this file
- * excepted). Each module's rows are printed as a table and written to `bench/results/<name>.json`
- * with the machine they were measured on. Benchmarks are measurements, not tests: nothing here
- * fails on a slow number.
+ * Runs the benchmarks: every `bench/*.ts` module and every `bench/<folder>/bench.ts` that exports
+ * `name` and `run()` (this file excepted). Each module's rows are printed as a table and written
+ * to `bench/results/<name>.json` with the machine they were measured on (and the module's
+ * `details()`, when it has them). Benchmarks are measurements, not tests: nothing here fails on a
+ * slow number.
  *
  *   npm run bench                 # all modules
  *   npm run bench -- scheduler    # only the named ones
+ *   npm run bench -- demo-model --demo-models=DIR   # `--key=value` arguments are the modules' own
  */
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -22,6 +24,8 @@ export interface BenchModule {
   /** One line saying what is measured. */
   description?: string;
   run(): Promise<BenchRow[]>;
+  /** More for the results file, read after run() (per-case detail too long for a table). */
+  details?(): unknown;
 }
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -32,12 +36,21 @@ function isBenchModule(value: unknown): value is BenchModule {
 }
 
 async function discover(): Promise<BenchModule[]> {
-  const files = readdirSync(benchDir)
-    .filter(
-      (file) =>
-        file.endsWith('.ts') && !file.endsWith('.d.ts') && file !== basename(fileURLToPath(import.meta.url)),
-    )
-    .sort();
+  const entries = readdirSync(benchDir, { withFileTypes: true });
+  const files = [
+    ...entries
+      .filter(
+        (e) =>
+          e.isFile() &&
+          e.name.endsWith('.ts') &&
+          !e.name.endsWith('.d.ts') &&
+          e.name !== basename(fileURLToPath(import.meta.url)),
+      )
+      .map((e) => e.name),
+    ...entries
+      .filter((e) => e.isDirectory() && existsSync(join(benchDir, e.name, 'bench.ts')))
+      .map((e) => join(e.name, 'bench.ts')),
+  ].sort();
   const modules: BenchModule[] = [];
   for (const file of files) {
     const loaded: unknown = await import(pathToFileURL(join(benchDir, file)).href);
@@ -69,7 +82,7 @@ function printTable(rows: BenchRow[]): void {
 }
 
 async function main(): Promise<void> {
-  const wanted = new Set(process.argv.slice(2));
+  const wanted = new Set(process.argv.slice(2).filter((arg) => !arg.startsWith('--')));
   const modules = (await discover()).filter((module) => wanted.size === 0 || wanted.has(module.name));
   if (modules.length === 0) {
     console.error(`No benchmark matched ${[...wanted].join(', ') || '(none found)'}`);
@@ -90,9 +103,10 @@ async function main(): Promise<void> {
     const rows = await module.run();
     printTable(rows);
     const file = join(resultsDir, `${module.name}.json`);
+    const details = module.details?.();
     writeFileSync(
       file,
-      `${JSON.stringify({ name: module.name, measuredAt: new Date().toISOString(), machine, rows }, roundNumbers, 2)}\n`,
+      `${JSON.stringify({ name: module.name, measuredAt: new Date().toISOString(), machine, rows, ...(details !== undefined ? { details } : {}) }, roundNumbers, 2)}\n`,
     );
     console.log(`→ ${file}`);
   }

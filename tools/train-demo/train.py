@@ -1,0 +1,624 @@
+"""Trains the demo SD3.5 on the drawn world (world.py) and writes it in the product's ComfyUI layout.
+
+    python3 tools/train-demo/train.py --out DIR --minutes 8 [--resume] [--tar-to $OUT]
+
+Phases (resumable; DIR/state.pt is written every ~90 s and at the end of every call):
+  1. VAE: reconstruction (L1 + L2) + a little KL, 8× down, 16 latent channels. Then its latents are
+     normalised by folding per-channel statistics into encoder.conv_out / decoder.conv_in, so the
+     product's fixed SD3 latent format ((z - 0.0609) · 1.5305) gives unit-variance latents, and the
+     decoder alone is fine-tuned on the folded, slightly noised latents.
+  2. MMDiT: rectified-flow training (v = noise - x0) with SD3's logit-normal timesteps bent by the
+     sampler's shift (3.0), 10 % caption dropout (empty prompt, as the product's unconditional
+     pass), EMA of the weights. Text encoders are frozen at the seeded initialisation that
+     export-text.ts writes with the product's own tiny-model generator (tools/train-demo/text/).
+
+Every call ends by writing DIR/model (the bundled form: MMDiT in scaled fp8, VAE and text encoders
+fp16), DIR/model-fp16 (everything fp16), DIR/samples-*.png (held-out captions, Python sampler) and
+DIR/log.jsonl; --tar-to also packs them into .tar.gz parts of at most 15 MiB.
+"""
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import struct
+import sys
+import tarfile
+import time
+import zlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import models  # noqa: E402
+import st_io  # noqa: E402
+import world  # noqa: E402
+from tokenize_sd3 import SD3Tokenizer  # noqa: E402
+
+MODEL_NAME = "atelier-demo-sd35"
+CHECKPOINT = f"{MODEL_NAME}.safetensors"
+T5_FILE = "t5xxl_demo.safetensors"
+TEXT_DIR = os.path.join(HERE, "text")
+LATENT_SCALE, LATENT_SHIFT = 1.5305, 0.0609
+SHIFT = 3.0
+
+PROFILES = {
+    # The demo model. CPU cost at 256²: see README (measured with the product's ONNX Runtime path).
+    "demo": dict(
+        size=256, depth=4, pos_max=32, vae_ch=64, vae_mult=[1, 0.5, 1, 2], vae_nres=1,
+        vae_batch=32, vae_lr=4e-4, batch=256, lr=3e-4, warmup=400,
+        plan_vae_s=140, plan_mmdit_s=640, ema=0.999,
+    ),
+    # CPU smoke test: a few steps on tiny images; the artefact still loads in the product.
+    "smoke": dict(
+        size=64, depth=2, pos_max=8, vae_ch=64, vae_mult=[1, 0.5, 0.5, 1], vae_nres=1,
+        vae_batch=4, vae_lr=4e-4, batch=4, lr=3e-4, warmup=2,
+        plan_vae_s=1e9, plan_mmdit_s=1e9, ema=0.9,
+    ),
+}
+
+
+def log(out, **kv):
+    kv["time"] = round(time.time(), 1)
+    line = json.dumps(kv)
+    print(line, flush=True)
+    with open(os.path.join(out, "log.jsonl"), "a") as f:
+        f.write(line + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: scenes drawn by CPU workers, tokenized there too.
+
+
+_TOKENIZER = None
+
+
+def make_batch(seed, size, n, dropout):
+    """n training scenes from one seed: uint8 images [n, size, size, 3] and CLIP-L, CLIP-G, T5 ids."""
+    global _TOKENIZER
+    if _TOKENIZER is None:
+        _TOKENIZER = SD3Tokenizer(os.path.join(TEXT_DIR, "tokenizers"))
+    tok = _TOKENIZER
+    rng = random.Random(seed)
+    empty = tok("")
+    imgs = np.empty((n, size, size, 3), dtype=np.uint8)
+    ids = [[], [], []]
+    for i in range(n):
+        sc = world.training_scene(rng.getrandbits(48))
+        imgs[i] = world.draw(sc, size)
+        t = empty if rng.random() < dropout else tok(sc["caption"])
+        for j in range(3):
+            ids[j].append(t[j])
+    return (imgs,) + tuple(np.asarray(x, dtype=np.int64) for x in ids)
+
+
+class Scenes(torch.utils.data.IterableDataset):
+    def __init__(self, size, batch, seed, dropout=0.0):
+        self.size, self.batch, self.seed, self.dropout = size, batch, seed, dropout
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        wid = info.id if info is not None else 0
+        rng = random.Random(self.seed * 1_000_003 + wid * 7919)
+        while True:
+            yield tuple(torch.from_numpy(x) for x in make_batch(rng.getrandbits(48), self.size, self.batch, self.dropout))
+
+
+def _make_batch_args(args):
+    return make_batch(*args)
+
+
+def pool_loader(size, batch, seed, workers, dropout):
+    """Scenes from a process pool through pipes: no shared memory needed (small /dev/shm)."""
+    import multiprocessing
+    from collections import deque
+
+    per = min(32, batch)
+    k = max(1, batch // per)
+    rng = random.Random(seed * 1_000_003)
+    pool = multiprocessing.get_context("fork").Pool(workers)
+    pending = deque(pool.apply_async(_make_batch_args, ((rng.getrandbits(48), size, per, dropout),))
+                    for _ in range(3 * workers))
+    try:
+        while True:
+            parts = []
+            for _ in range(k):
+                parts.append(pending.popleft().get())
+                pending.append(pool.apply_async(_make_batch_args, ((rng.getrandbits(48), size, per, dropout),)))
+            yield tuple(torch.from_numpy(np.concatenate([p[j] for p in parts])) for j in range(4))
+    finally:
+        pool.terminate()
+
+
+def shm_free():
+    try:
+        v = os.statvfs("/dev/shm")
+        return v.f_bavail * v.f_frsize
+    except OSError:
+        return 0
+
+
+def loader(size, batch, seed, workers, dropout):
+    if workers == 0:
+        return iter(Scenes(size, batch, seed, dropout))
+    need = workers * 2 * batch * size * size * 3 * 2  # prefetched batches, with room to spare
+    if os.environ.get("ATELIER_TRAIN_LOADER") == "pool" or shm_free() < need:
+        return pool_loader(size, batch, seed, workers, dropout)
+    kw = dict(batch_size=None, num_workers=workers, pin_memory=torch.cuda.is_available(), prefetch_factor=2)
+    return iter(torch.utils.data.DataLoader(Scenes(size, batch, seed, dropout), **kw))
+
+
+def to_pixels(imgs, dev):
+    return imgs.to(dev, non_blocking=True).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Text encoders (frozen) and export
+
+
+def load_text_encoders(dev):
+    l, lm = st_io.read(os.path.join(TEXT_DIR, "text_encoders/clip_l.safetensors"))
+    g, gm = st_io.read(os.path.join(TEXT_DIR, "text_encoders/clip_g.safetensors"))
+    t5, _ = st_io.read(os.path.join(TEXT_DIR, "text_encoders", T5_FILE))
+    te = models.TextEncoders(l, g, t5, json.loads(lm["atelier.config"]), json.loads(gm["atelier.config"]))
+    return te.to(dev).eval()
+
+
+def sd_numpy(module, prefix):
+    return {prefix + k: v.detach().float().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def write_set(folder, mmdit_sd, vae_sd, cfg, fp8, train_state=None):
+    for sub in ("checkpoints", "text_encoders", "tokenizers"):
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+    tensors = []
+    for k, v in mmdit_sd.items():
+        if fp8 and st_io.quantizable(k, v):
+            tensors += st_io.scaled_fp8(k, v)
+        else:
+            tensors.append((k, "F16", v.astype(np.float16)))
+    if fp8:
+        tensors.append(("model.diffusion_model.scaled_fp8", "F8_E4M3", np.zeros(0, dtype=np.uint8)))
+    tensors += [(k, "F16", v.astype(np.float16)) for k, v in vae_sd.items()]
+    config = {
+        "mmdit": {
+            "depth": cfg["depth"],
+            "hidden_size": 64 * cfg["depth"],
+            "num_heads": cfg["depth"],
+            "patch_size": 2,
+            "pos_embed_max_size": cfg["pos_max"],
+        },
+        "vae": {"ch": cfg["vae_ch"], "ch_mult": cfg["vae_mult"], "num_res_blocks": cfg["vae_nres"], "z_channels": 16},
+        "trained_on": "tools/train-demo (drawn world)",
+    }
+    st_io.write(
+        os.path.join(folder, "checkpoints", CHECKPOINT),
+        tensors,
+        dict(
+            {"format": "pt", "atelier.model": MODEL_NAME, "atelier.config": json.dumps(config)},
+            **({"atelier.train_state": json.dumps(train_state)} if train_state else {}),
+        ),
+    )
+    for f in ("clip_l.safetensors", "clip_g.safetensors", T5_FILE):
+        shutil.copyfile(os.path.join(TEXT_DIR, "text_encoders", f), os.path.join(folder, "text_encoders", f))
+    dst = os.path.join(folder, "tokenizers")
+    for kind in ("clip", "t5"):
+        os.makedirs(os.path.join(dst, kind), exist_ok=True)
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(os.path.join(TEXT_DIR, "tokenizers", kind, f), os.path.join(dst, kind, f))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling (previews): the product's schedule and Euler sampler with CFG.
+
+
+def sigma_of(t, shift=SHIFT):
+    t = t / 1000.0
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def get_sigmas(steps, shift=SHIFT):
+    smin = sigma_of(1.0, shift)
+    ts = np.linspace(1000.0, smin * 1000.0, steps, dtype=np.float32)
+    return [float(sigma_of(t, shift)) for t in ts] + [0.0]
+
+
+@torch.no_grad()
+def sample(mmdit, vae, te, tok, captions, size, steps, cfg_scale, seed, dev):
+    n = len(captions)
+    toks = [tok(c) for c in captions] + [tok("")] * n
+    ids = [torch.tensor([t[j] for t in toks], dtype=torch.long, device=dev) for j in range(3)]
+    ctx, y = te(*ids)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 16, size // 8, size // 8, generator=gen).to(dev)
+    sig = get_sigmas(steps)
+    for i in range(steps):
+        s = torch.full((2 * n,), sig[i], device=dev)
+        v = mmdit(torch.cat([x, x]), s * 1000, y, ctx).float()
+        vc, vu = v[:n], v[n:]
+        v = vu + cfg_scale * (vc - vu)
+        x = x + (sig[i + 1] - sig[i]) * v
+    img = vae.decoder(x / LATENT_SCALE + LATENT_SHIFT).float()
+    return ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def write_png(path, img):
+    h, w, _ = img.shape
+    raw = b"".join(b"\x00" + img[y].tobytes() for y in range(h))
+
+    def chunk(t, b):
+        return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xFFFFFFFF)
+
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)))
+        f.write(chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+def grid(images, cols):
+    n, h, w, c = images.shape
+    rows = (n + cols - 1) // cols
+    g = np.full((rows * h, cols * w, c), 255, dtype=np.uint8)
+    for i in range(n):
+        g[(i // cols) * h : (i // cols + 1) * h, (i % cols) * w : (i % cols + 1) * w] = images[i]
+    return g
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget of this call, export included")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/state.pt if it is there")
+    ap.add_argument("--profile", default="demo", choices=sorted(PROFILES))
+    ap.add_argument("--smoke", action="store_true", help="= --profile smoke --vae-steps 3 --mmdit-steps 3 --workers 0")
+    ap.add_argument("--vae-steps", type=int, help="stop the VAE phase after this many steps (instead of its time plan)")
+    ap.add_argument("--mmdit-steps", type=int, help="stop after this many MMDiT steps in this call")
+    ap.add_argument("--plan-vae-seconds", type=float, help="training seconds planned for the VAE (all calls)")
+    ap.add_argument("--plan-mmdit-seconds", type=float, help="training seconds planned for the MMDiT (all calls)")
+    ap.add_argument("--depth", type=int, help="MMDiT joint blocks (hidden = 64 · depth); default: the profile's")
+    ap.add_argument("--batch", type=int, help="MMDiT batch")
+    ap.add_argument("--vae-batch", type=int)
+    ap.add_argument("--workers", type=int, default=max(0, min(15, (os.cpu_count() or 1) - 1)))
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tar-to", help="also pack the artefact into <dir>/demo-model.tar.gz.partNN (≤ 15 MiB each)")
+    ap.add_argument("--preview-steps", default="4,8,20")
+    ap.add_argument("--no-preflight", action="store_true",
+                    help="demo profile, fresh start: skip the 4-step run of every stage (export, previews, tar included) into OUT/preflight that first checks the whole path on this machine")
+    a = ap.parse_args()
+    if a.smoke:
+        a.profile = "smoke"
+        a.vae_steps = a.vae_steps or 3
+        a.mmdit_steps = a.mmdit_steps or 3
+        a.workers = 0
+        a.preview_steps = "2" if a.preview_steps == "4,8,20" else a.preview_steps
+    cfg = dict(PROFILES[a.profile])
+    if a.depth:
+        cfg["depth"] = a.depth
+    if a.batch:
+        cfg["batch"] = a.batch
+    if a.vae_batch:
+        cfg["vae_batch"] = a.vae_batch
+    if a.plan_vae_seconds is not None:
+        cfg["plan_vae_s"] = a.plan_vae_seconds
+    if a.plan_mmdit_seconds is not None:
+        cfg["plan_mmdit_s"] = a.plan_mmdit_seconds
+
+    t_start = time.time()
+    reserve = 45.0 if a.profile == "demo" else 0.0  # export + previews + tar
+    deadline = t_start + a.minutes * 60 - reserve
+    os.makedirs(a.out, exist_ok=True)
+    cuda = torch.cuda.is_available()
+    dev = torch.device("cuda" if cuda else "cpu")
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    torch.manual_seed(a.seed)
+
+    # A resumed run keeps the widths it started with.
+    state_path = os.path.join(a.out, "state.pt")
+    fp16_ckpt = os.path.join(a.out, "model-fp16", "checkpoints", CHECKPOINT)
+    if a.resume and (os.path.exists(state_path) or os.path.exists(fp16_ckpt)):
+        if os.path.exists(state_path):
+            try:
+                early = torch.load(state_path, map_location="cpu", weights_only=False)["st"]
+            except TypeError:  # torch without weights_only
+                early = torch.load(state_path, map_location="cpu")["st"]
+        else:
+            early = json.loads(st_io.read(fp16_ckpt)[1].get("atelier.train_state", "{}"))
+        if "depth" in early and early["depth"] != cfg["depth"]:
+            log(a.out, event=f"resuming with the run's depth {early['depth']} (not {cfg['depth']})")
+            cfg["depth"] = early["depth"]
+
+    fresh = not (a.resume and (os.path.exists(state_path) or os.path.exists(fp16_ckpt)))
+    if a.profile == "demo" and fresh and not a.no_preflight and a.vae_steps is None:
+        # Every stage for a few steps, so a problem on this machine shows in seconds, not at the end.
+        import subprocess
+
+        t = time.time()
+        subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--out", os.path.join(a.out, "preflight"), "--profile", "demo",
+             "--vae-steps", "4", "--mmdit-steps", "4", "--batch", "8", "--vae-batch", "4", "--workers", "2",
+             "--preview-steps", "2", "--minutes", "3", "--no-preflight", "--tar-to", os.path.join(a.out, "preflight", "tar")]
+            + (["--depth", str(a.depth)] if a.depth else []),
+            check=True,
+        )
+        shutil.rmtree(os.path.join(a.out, "preflight"), ignore_errors=True)
+        log(a.out, event="preflight passed", seconds=round(time.time() - t, 1))
+
+    te = load_text_encoders(dev)
+    vae = models.VAE(cfg["vae_ch"], cfg["vae_mult"], cfg["vae_nres"]).to(dev)
+    mmdit = models.MMDiT(cfg["depth"], te.context_dim, te.pooled_dim, pos_max=cfg["pos_max"]).to(dev)
+    ema = models.MMDiT(cfg["depth"], te.context_dim, te.pooled_dim, pos_max=cfg["pos_max"]).to(dev)
+    ema.load_state_dict(mmdit.state_dict())
+    ema.requires_grad_(False)
+    opt = torch.optim.AdamW(mmdit.parameters(), lr=cfg["lr"], betas=(0.9, 0.99), weight_decay=0.0)
+    st = dict(phase="vae", vae_step=0, vae_s=0.0, dec_step=0, step=0, mmdit_s=0.0, calls=0, profile=a.profile,
+              depth=cfg["depth"])
+
+    def vae_optimizer():
+        if st["phase"] == "vae":
+            return torch.optim.AdamW(vae.parameters(), lr=cfg["vae_lr"], betas=(0.9, 0.99), weight_decay=0.0)
+        vae.encoder.requires_grad_(False)
+        return torch.optim.AdamW(vae.decoder.parameters(), lr=cfg["vae_lr"] / 2, betas=(0.9, 0.99), weight_decay=0.0)
+
+    ck = None
+    if a.resume and os.path.exists(state_path):
+        try:
+            ck = torch.load(state_path, map_location=dev, weights_only=False)
+        except TypeError:  # torch without weights_only
+            ck = torch.load(state_path, map_location=dev)
+        if ck["st"]["profile"] != a.profile:
+            sys.exit(f"{state_path} is of profile {ck['st']['profile']}, not {a.profile}")
+        st = ck["st"]
+        vae.load_state_dict(ck["vae"])
+        mmdit.load_state_dict(ck["mmdit"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        log(a.out, event="resumed", **st)
+    elif a.resume and os.path.exists(os.path.join(a.out, "model-fp16", "checkpoints", CHECKPOINT)):
+        # A cold machine: no state.pt, but the fp16 artefact of an earlier call was carried back.
+        # Its metadata holds the counters; the optimizer starts afresh (with a short warm-up).
+        sd, meta = st_io.read(os.path.join(a.out, "model-fp16", "checkpoints", CHECKPOINT))
+        saved = json.loads(meta.get("atelier.train_state", "null"))
+        if not saved or saved.get("profile") != a.profile or saved.get("phase") != "mmdit":
+            sys.exit("model-fp16 has no usable atelier.train_state (profile/phase): cannot resume from it")
+        P, V = "model.diffusion_model.", "first_stage_model."
+        msd = {k[len(P):]: torch.from_numpy(v.astype(np.float32)) for k, v in sd.items() if k.startswith(P)}
+        mmdit.load_state_dict(msd)
+        ema.load_state_dict(msd)
+        vae.load_state_dict({k[len(V):]: torch.from_numpy(v.astype(np.float32)) for k, v in sd.items() if k.startswith(V)})
+        st = saved
+        st["rewarm_from"] = st["step"]
+        log(a.out, event="resumed from model-fp16 (optimizer reset)", **st)
+    elif a.resume:
+        log(a.out, event="no state to resume; starting afresh")
+    vae_opt = vae_optimizer()
+    if ck is not None and ck.get("vae_opt") is not None and st["phase"] in ("vae", "decoder"):
+        vae_opt.load_state_dict(ck["vae_opt"])
+    del ck
+    st["calls"] += 1
+    n_params = sum(p.numel() for p in mmdit.parameters())
+    log(a.out, event="start", device=str(dev), torch=torch.__version__, mmdit_params=n_params,
+        vae_params=sum(p.numel() for p in vae.parameters()), cfg=cfg, workers=a.workers,
+        shm_free=shm_free(), loader_env=os.environ.get("ATELIER_TRAIN_LOADER"))
+
+    def save():
+        tmp = state_path + ".tmp"
+        torch.save(dict(st=st, vae=vae.state_dict(), mmdit=mmdit.state_dict(), ema=ema.state_dict(),
+                        vae_opt=vae_opt.state_dict() if st["phase"] != "mmdit" else None,
+                        opt=opt.state_dict()), tmp)
+        os.replace(tmp, state_path)
+
+    def joint_done():
+        if a.vae_steps is not None:
+            return st["vae_step"] >= max(1, (2 * a.vae_steps + 2) // 3)
+        return st["vae_s"] >= 0.75 * cfg["plan_vae_s"]
+
+    def vae_done():
+        if a.vae_steps is not None:
+            return st["vae_step"] + st["dec_step"] >= a.vae_steps
+        return st["vae_s"] >= cfg["plan_vae_s"]
+
+    last_save = time.time()
+    size = cfg["size"]
+
+    # ---- phase 1: VAE, then the decoder alone on folded latents --------------------------------
+    if st["phase"] in ("vae", "decoder"):
+        data = loader(size, cfg["vae_batch"], a.seed * 100 + st["calls"], a.workers, 0.0)
+        vae.train()
+        t0 = time.time()
+        while time.time() < deadline:
+            if st["phase"] == "vae" and joint_done():
+                fold_latents(vae, data, dev, amp, cfg, a.out)
+                st["phase"] = "decoder"
+                vae_opt = vae_optimizer()
+                t0 = time.time()
+            if st["phase"] == "decoder" and vae_done():
+                st["phase"] = "mmdit"
+                break
+            imgs, *_ = next(data)
+            x = to_pixels(imgs, dev)
+            with amp():
+                if st["phase"] == "vae":
+                    h = vae.encoder(x).float()
+                    mean, logvar = h.chunk(2, dim=1)
+                    logvar = logvar.clamp(-30, 20)
+                    z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+                    kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+                else:
+                    with torch.no_grad():
+                        mean = vae.encoder(x).float()[:, :16]
+                    # Folded latents; noise in the sampler's space makes the decoder forgiving.
+                    z = mean + torch.randn_like(mean) * (0.05 / LATENT_SCALE)
+                    kl = torch.zeros((), device=dev)
+                rec = vae.decoder(z).float()
+            loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-4 * kl
+            vae_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            vae_opt.step()
+            key = "vae_step" if st["phase"] == "vae" else "dec_step"
+            st[key] += 1
+            now = time.time()
+            st["vae_s"] += now - t0
+            t0 = now
+            if st[key] % 100 == 0 or a.vae_steps is not None:
+                log(a.out, phase=st["phase"], step=st[key], loss=round(loss.item(), 5), kl=round(kl.item(), 3),
+                    vae_s=round(st["vae_s"], 1))
+            if now - last_save > 90:
+                save()
+                last_save = now
+        del data
+        save()
+
+    # ---- phase 2: MMDiT ----------------------------------------------------------------------
+    vae.eval().requires_grad_(False)
+    steps_this_call = 0
+    if st["phase"] == "mmdit" and time.time() < deadline:
+        data = loader(size, cfg["batch"], a.seed * 100 + 50 + st["calls"], a.workers, 0.1)
+        mmdit.train()
+        t0 = time.time()
+        while time.time() < deadline:
+            if a.mmdit_steps is not None and steps_this_call >= a.mmdit_steps:
+                break
+            imgs, l, g, t5 = next(data)
+            with torch.no_grad():
+                x = to_pixels(imgs, dev)
+                with amp():
+                    mean = vae.encoder(x).float()[:, :16]
+                lat = (mean - LATENT_SHIFT) * LATENT_SCALE
+                ctx, y = te(l.to(dev), g.to(dev), t5.to(dev))
+                b = lat.shape[0]
+                t = torch.sigmoid(torch.randn(b, device=dev))
+                sigma = SHIFT * t / (1 + (SHIFT - 1) * t)
+                noise = torch.randn_like(lat)
+                s4 = sigma.view(b, 1, 1, 1)
+                xt = (1 - s4) * lat + s4 * noise
+                target = noise - lat
+            frac = st["mmdit_s"] / cfg["plan_mmdit_s"]
+            lr = cfg["lr"] * min(1.0, (st["step"] + 1 - st.get("rewarm_from", 0)) / cfg["warmup"])
+            if frac > 0.55:
+                lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (frac - 0.55) / 0.45)))
+            for pg in opt.param_groups:
+                pg["lr"] = lr
+            with amp():
+                v = mmdit(xt, sigma * 1000, y, ctx)
+            loss = F.mse_loss(v.float(), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(mmdit.parameters(), 1.0)
+            opt.step()
+            st["step"] += 1
+            steps_this_call += 1
+            d = min(cfg["ema"], (1 + st["step"]) / (10 + st["step"]))
+            with torch.no_grad():
+                ep, mp = list(ema.parameters()), [p.detach() for p in mmdit.parameters()]
+                torch._foreach_mul_(ep, d)
+                torch._foreach_add_(ep, mp, alpha=1 - d)
+            now = time.time()
+            st["mmdit_s"] += now - t0
+            t0 = now
+            if st["step"] % 100 == 0 or a.mmdit_steps is not None:
+                log(a.out, phase="mmdit", step=st["step"], loss=round(loss.item(), 5), grad=round(float(gn), 3),
+                    lr=round(lr, 7), mmdit_s=round(st["mmdit_s"], 1))
+            if now - last_save > 90:
+                save()
+                last_save = now
+        del data
+        save()
+
+    # ---- export ------------------------------------------------------------------------------
+    ema.eval()
+    msd = sd_numpy(ema, "model.diffusion_model.")
+    vsd = sd_numpy(vae, "first_stage_model.")
+    write_set(os.path.join(a.out, "model"), msd, vsd, cfg, fp8=True)
+    write_set(os.path.join(a.out, "model-fp16"), msd, vsd, cfg, fp8=False, train_state=st)
+    sizes = {
+        name: sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(os.path.join(a.out, name)) for f in fs)
+        for name in ("model", "model-fp16")
+    }
+    log(a.out, event="exported", bytes=sizes, **st)
+
+    if st["phase"] == "mmdit" and st["step"] > 0:
+        tok = SD3Tokenizer(os.path.join(TEXT_DIR, "tokenizers"))
+        held = world.held_out(16)
+        caps = [s["caption"] for s in held]
+        truth = np.stack([world.draw(s, size) for s in held])
+        with open(os.path.join(a.out, "samples.txt"), "w") as f:
+            f.write("\n".join(caps) + "\n")
+        write_png(os.path.join(a.out, "samples-truth.png"), grid(truth, 4))
+        for steps in [int(s) for s in a.preview_steps.split(",") if s]:
+            with amp():
+                imgs = sample(ema, vae, te, tok, caps, size, steps, 4.5, 0, dev)
+            write_png(os.path.join(a.out, f"samples-{steps}steps.png"), grid(imgs, 4))
+        log(a.out, event="previews", steps=a.preview_steps)
+
+    if a.tar_to:
+        pack(a.out, a.tar_to)
+    log(a.out, event="done", seconds=round(time.time() - t_start, 1))
+
+
+@torch.no_grad()
+def fold_latents(vae, data, dev, amp, cfg, out):
+    """Per-channel latent mean/std folded into the encoder's output and the decoder's input, so
+    that (z − 0.0609) · 1.5305 is about N(0, 1) per channel."""
+    vae.eval()
+    means = []
+    n = 0
+    while n < (2048 if dev.type == "cuda" else 16):
+        imgs, *_ = next(data)
+        with amp():
+            means.append(vae.encoder(to_pixels(imgs, dev)).float()[:, :16])
+        n += imgs.shape[0]
+    m = torch.cat(means)
+    mu = m.mean(dim=(0, 2, 3))
+    sd = m.std(dim=(0, 2, 3)).clamp(min=1e-3)
+    a_c = sd * LATENT_SCALE  # z = (z' − shift) · a_c + mu
+    co = vae.encoder.conv_out
+    co.weight[:16] /= a_c.view(-1, 1, 1, 1)
+    co.bias[:16] = (co.bias[:16] - mu) / a_c + LATENT_SHIFT
+    co.bias[16:] -= 2 * torch.log(a_c)
+    ci = vae.decoder.conv_in
+    const = (mu - LATENT_SHIFT * a_c).view(1, -1, 1, 1)
+    ci.bias += (ci.weight * const).sum(dim=(1, 2, 3))
+    ci.weight *= a_c.view(1, -1, 1, 1)
+    vae.train()
+    log(out, event="latents folded", mean=[round(float(v), 3) for v in mu], std=[round(float(v), 3) for v in sd])
+
+
+def pack(out, dest):
+    os.makedirs(dest, exist_ok=True)
+    tmp = os.path.join(out, "demo-model.tar.gz")
+    with tarfile.open(tmp, "w:gz") as tf:
+        for name in ("model", "model-fp16", "log.jsonl", "samples.txt"):
+            if os.path.exists(os.path.join(out, name)):
+                tf.add(os.path.join(out, name), arcname=name)
+        for f in sorted(os.listdir(out)):
+            if f.endswith(".png"):
+                tf.add(os.path.join(out, f), arcname=f)
+    part = 15 * 1024 * 1024
+    with open(tmp, "rb") as f:
+        i = 0
+        while True:
+            b = f.read(part)
+            if not b:
+                break
+            with open(os.path.join(dest, f"demo-model.tar.gz.part{i:02d}"), "wb") as g:
+                g.write(b)
+            i += 1
+    os.remove(tmp)
+
+
+if __name__ == "__main__":
+    main()
