@@ -151,11 +151,15 @@ describe('atelier doctor', () => {
     const env = { ATELIER_MODELS__ONNX_RUNTIME_DIR: '/nowhere/ort' };
     const checked = await atelier(['doctor'], env);
     expect(checked.code).toBe(1);
-    expect(checked.stdout).toMatch(/provider +PROBLEM: .*models\.onnxRuntimeDir: \/nowhere\/ort lacks libonnxruntime\.so\.1/);
+    expect(checked.stdout).toMatch(
+      /provider +PROBLEM: .*models\.onnxRuntimeDir: \/nowhere\/ort lacks libonnxruntime\.so\.1/,
+    );
     // The pipeline process loads the folder before onnxruntime-node, so the job fails on it, in one line.
     const made = await atelier(['imagine', 'a fox', '-o', 'fox.png'], env);
     expect(made.code).toBe(1);
-    expect(made.stderr).toMatch(/^atelier: .*models\.onnxRuntimeDir: \/nowhere\/ort lacks libonnxruntime\.so\.1/m);
+    expect(made.stderr).toMatch(
+      /^atelier: .*models\.onnxRuntimeDir: \/nowhere\/ort lacks libonnxruntime\.so\.1/m,
+    );
     expect(made.stderr).not.toMatch(/\n\s+at /);
   });
 
