@@ -12,6 +12,9 @@
  *   fp8-gemm-qkv   accumulation, fp32_output) and the stock fp16 GEMM, timed as CUDA-graph replays,
  *                against float64 references of sampled rows; the first variant also replayed with
  *                its input rewritten in place (ATELIER_OPS_VERBOSE=1: each kernel's cuBLASLt plan)
+ *   fp8-fused    (only when named) the fused producer: AdaLNModulateQuant → Fp8LinearQ against
+ *                AdaLNModulate → Fp8Linear at Large's qkv and fc1 (x [2, 4096, 2432]), timed as
+ *                CUDA-graph replays, outputs compared, the fused pair replayed with inputs rewritten
  * Each check runs in a child process (a native crash costs one check, not the report) whose output
  * is echoed and kept; prints a PASS/FAIL table and writes JSON.
  *
@@ -26,6 +29,7 @@ import { parseArgs } from 'node:util';
 import {
   type CheckName,
   type CheckResult,
+  FP8_FUSED_CHECK,
   FP8_GEMM_SHAPES,
   type Fp8GemmCheck,
   isFp8GemmCheck,
@@ -45,7 +49,9 @@ const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda
                     (mha: Large 1024² with CFG; ${Object.keys(MHA_SHAPES).slice(1).join(', ')});
                     all of these run by default. The FP8 GEMM checks run only when named ("fp8" names
                     all three: ${Object.keys(FP8_GEMM_SHAPES).join(', ')}): atelier:Fp8Linear's
-                    variants vs the stock fp16 GEMM at SD3.5 Large's shapes, 8858 tokens, ~30 s each`;
+                    variants vs the stock fp16 GEMM at SD3.5 Large's shapes, 8858 tokens, ~30 s each;
+                    ${FP8_FUSED_CHECK} (only by name): AdaLNModulateQuant → Fp8LinearQ vs AdaLNModulate →
+                    Fp8Linear at Large's qkv and fc1, x [2, 4096, 2432]`;
 
 const CHECKS: CheckName[] = [
   'binding',
@@ -68,6 +74,8 @@ const TIMEOUT_MS: Record<CheckName, number> = {
     Fp8GemmCheck,
     number
   >),
+  // Five sessions, a float64 norm of two 20 M-value inputs, four float64 references of 8 rows.
+  [FP8_FUSED_CHECK]: 180_000,
 };
 
 const { values } = parseArgs({
@@ -125,7 +133,7 @@ function runChild(name: CheckName): Promise<Report> {
   // The debug print comes from the CUDA provider's std::cout, at the kernel's first run.
   const env = isMhaCheck(name)
     ? { ...process.env, ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO: '1' }
-    : isFp8GemmCheck(name)
+    : isFp8GemmCheck(name) || name === FP8_FUSED_CHECK
       ? { ...process.env, ATELIER_OPS_VERBOSE: '1' }
       : process.env;
   const started = performance.now();
@@ -159,7 +167,7 @@ function runChild(name: CheckName): Promise<Report> {
         seconds,
         ...result,
         ...(isMhaCheck(name) ? attentionKernels(text, result) : {}),
-        ...(isFp8GemmCheck(name) ? { fp8_plans: plans } : {}),
+        ...(isFp8GemmCheck(name) || name === FP8_FUSED_CHECK ? { fp8_plans: plans } : {}),
       });
     });
   });
@@ -188,7 +196,9 @@ async function main(): Promise<void> {
   const only = values.only
     ? values.only.split(',').flatMap((c): CheckName[] => (c === 'fp8' ? FP8_CHECKS : [c as CheckName]))
     : CHECKS;
-  const unknown = only.filter((c) => !CHECKS.includes(c) && !FP8_CHECKS.includes(c as Fp8GemmCheck));
+  const unknown = only.filter(
+    (c) => !CHECKS.includes(c) && !FP8_CHECKS.includes(c as Fp8GemmCheck) && c !== FP8_FUSED_CHECK,
+  );
   if (unknown.length) throw new Error(`unknown checks: ${unknown.join(', ')} (${USAGE})`);
   const started = Date.now();
   const reports: Report[] = [];

@@ -80,7 +80,25 @@ export const FP8_GEMM_TOKENS = 2 * (4096 + 333);
 export type Fp8GemmCheck = keyof typeof FP8_GEMM_SHAPES;
 export const isFp8GemmCheck = (name: string): name is Fp8GemmCheck => name in FP8_GEMM_SHAPES;
 
-export type CheckName = 'binding' | 'adaln-fp16' | 'adaln-fp32' | 'adaln-graph' | MhaCheck | Fp8GemmCheck;
+/**
+ * Issue 10's fused producers at SD3.5 Large's image stream with CFG (x [2, 4096, 2432]): the
+ * modulated norm feeding the qkv (→ 7296, bias) and fc1 (→ 9728, bias + GELU) W8A8 layers, as
+ * AdaLNModulate → Fp8Linear and as AdaLNModulateQuant → Fp8LinearQ.
+ */
+export const FP8_FUSED_CHECK = 'fp8-fused';
+export const FP8_FUSED_LAYERS = {
+  qkv: { n: 7296, gelu: false },
+  fc1: { n: 9728, gelu: true },
+} as const;
+
+export type CheckName =
+  | 'binding'
+  | 'adaln-fp16'
+  | 'adaln-fp32'
+  | 'adaln-graph'
+  | MhaCheck
+  | Fp8GemmCheck
+  | typeof FP8_FUSED_CHECK;
 
 /** SD3.5's adaLN LayerNorm epsilon. */
 const EPSILON = 1e-6;
@@ -651,6 +669,225 @@ async function fp8Gemm(ctx: CheckContext, name: Fp8GemmCheck): Promise<CheckResu
   };
 }
 
+// ---- (e) fused producers: AdaLNModulateQuant → Fp8LinearQ vs AdaLNModulate → Fp8Linear ----------
+
+type FusedVariant = 'unfused' | 'fused';
+
+/**
+ * y = W8A8 linear of modulate(LayerNorm(x), shift, scale), float16 throughout, as Net builds it for
+ * a modulated norm read by a W8A8 layer: `unfused` (fp8Producers 'separate': AdaLNModulate writes
+ * the norm, Fp8Linear quantizes it) or `fused` (the default: AdaLNModulateQuant writes codes and
+ * scales, Fp8LinearQ reads them); `norm` is AdaLNModulate alone (the float16 norm, for references).
+ */
+function fusedModel(
+  dims: readonly number[],
+  p: Fp8LinearProblem | undefined,
+  variant: FusedVariant | 'norm',
+): BuiltModel {
+  const [b, t, c] = dims;
+  const g = new GraphBuilder(`fp8-fused-${variant}`);
+  const x = g.input('x', 'float16', [b, t, c]);
+  const shift = g.input('shift', 'float16', [b, 1, c]);
+  const scale = g.input('scale', 'float16', [b, 1, c]);
+  const epsilon = { epsilon: { float: EPSILON } };
+  if (variant === 'norm' || !p) {
+    g.output(g.op('AdaLNModulate', [x, shift, scale], epsilon, ATELIER_DOMAIN), 'y', 'float16', [b, t, c]);
+    return g.build();
+  }
+  const layer = [
+    g.constant('weight', 'float8e4m3fn', [p.n, p.k], p.w8),
+    g.constant('weight_scale', 'float32', [p.n], p.wScale),
+    g.constant('bias', 'float16', [p.n], p.bias),
+  ];
+  const attrs: Record<string, string> = p.gelu ? { activation: 'gelu_tanh' } : {};
+  let y: ReturnType<GraphBuilder['op']>;
+  if (variant === 'fused') {
+    const [x8, actScale] = g.opMulti('AdaLNModulateQuant', [x, shift, scale], 2, epsilon, ATELIER_DOMAIN);
+    y = g.op('Fp8LinearQ', [x8, actScale, ...layer], attrs, ATELIER_DOMAIN);
+  } else {
+    const h = g.op('AdaLNModulate', [x, shift, scale], epsilon, ATELIER_DOMAIN);
+    y = g.op('Fp8Linear', [h, ...layer], attrs, ATELIER_DOMAIN);
+  }
+  g.output(y, 'y', 'float16', [b, t, p.n]);
+  return g.build();
+}
+
+interface FusedLayerResult {
+  n: number;
+  gelu: boolean;
+  unfused_ms?: number;
+  fused_ms?: number;
+  saved_ms?: number;
+  speedup?: number;
+  rel_l2_unfused_vs_f64?: number;
+  rel_l2_fused_vs_f64?: number;
+  rel_l2_fused_vs_unfused?: number;
+  differing_elements?: number;
+  max_abs_fused_vs_unfused?: number;
+  graph?: { rel_l2_per_run: number[]; change_between_runs: number[]; follows: boolean };
+  error?: string;
+}
+
+async function fp8Fused(ctx: CheckContext): Promise<CheckResult> {
+  const ops = needOps(ctx);
+  const dims: [number, number, number] = ctx.small ? [2, 32, 64] : [2, 4096, 2432];
+  const [b, t, c] = dims;
+  const m = b * t;
+  const r = rnd();
+  const t0 = performance.now();
+  // Two input sets (rows of different spreads, shift and scale per sample) to alternate in the replays.
+  const tables = [0.25, 1, 4, 16].map((std) => halfNormalTable(r, std));
+  const drawSet = () => {
+    const x = new Uint16Array(m * c);
+    for (let row = 0; row < m; row++)
+      drawFromTable(x.subarray(row * c, (row + 1) * c), tables[row % tables.length], randomInt(2 ** 31));
+    return {
+      x,
+      shift: normals('float16', b * c, r, 0, 0.5) as Uint16Array,
+      scale: normals('float16', b * c, r, 0, 0.5) as Uint16Array,
+    };
+  };
+  const sets = [drawSet(), drawSet()];
+  const pick = uniform(randomInt(2 ** 31));
+  const rows = [0, m - 1, ...Array.from({ length: 6 }, () => Math.floor(pick() * m))];
+  const cuda = ctx.provider === 'cuda' ? { cuda: { enable_cuda_graph: '1' } } : {};
+  const options = sessionOptions(ctx, { ...cuda, customOpsLibraries: [ops] });
+  const inputShapes = { x: dims, shift: [b, 1, c], scale: [b, 1, c] };
+
+  // The float16 norm of each input set (AdaLNModulate alone), checked against float64: the W8A8
+  // references below quantize it exactly as both pairs must.
+  const norm = new Bound(
+    await CapiSession.create(
+      fusedModel(dims, undefined, 'norm'),
+      sessionOptions(ctx, { customOpsLibraries: [ops] }),
+    ),
+    'float16',
+    { ...inputShapes, y: dims },
+    ['y'],
+  );
+  const normed: Uint16Array[] = [];
+  const normErrors: number[] = [];
+  try {
+    for (const set of sets) {
+      norm.write(set);
+      await norm.binding.run();
+      const h = norm.read('y') as Uint16Array;
+      normed.push(h);
+      normErrors.push(adalnRelL2(set.x, set.shift, set.scale, dims, EPSILON, [h])[0]);
+    }
+  } finally {
+    norm.release();
+  }
+  const prepareS = (performance.now() - t0) / 1000;
+
+  const layers: Record<string, FusedLayerResult> = {};
+  for (const [name, layer] of Object.entries(FP8_FUSED_LAYERS)) {
+    const n = ctx.small ? (layer.gelu ? 256 : 192) : layer.n;
+    const result: FusedLayerResult = { n, gelu: layer.gelu };
+    layers[name] = result;
+    const w8 = drawFromTable(new Uint8Array(n * c), e4m3NormalTable(r, 100), randomInt(2 ** 31));
+    const wScale = Float32Array.from({ length: n }, () => (0.5 + r()) * (0.02 / 100));
+    const bias = normals('float16', n, r, 0, 0.5) as Uint16Array;
+    const problems = normed.map(
+      (h): Fp8LinearProblem => ({ x: h, w8, wScale, bias, k: c, n, gelu: layer.gelu }),
+    );
+    const refs = problems.map((p) => fp8LinearRows(p, rows).quantized);
+    const outputs: Partial<Record<FusedVariant, FloatData>> = {};
+    try {
+      for (const variant of ['unfused', 'fused'] as const) {
+        const bound = new Bound(
+          await CapiSession.create(fusedModel(dims, problems[0], variant), options),
+          'float16',
+          { ...inputShapes, y: [b, t, n] },
+          ['y'],
+        );
+        try {
+          bound.write(sets[0]);
+          // With enable_cuda_graph=1 the first runs capture; the median is over replays.
+          const ms = await timeRuns(bound.binding, ctx.runs);
+          const y = bound.read('y');
+          outputs[variant] = y;
+          const err = relL2f64(pickRows(y, n, rows), refs[0]);
+          if (variant === 'unfused') {
+            result.unfused_ms = ms;
+            result.rel_l2_unfused_vs_f64 = err;
+          } else {
+            result.fused_ms = ms;
+            result.rel_l2_fused_vs_f64 = err;
+            // Inputs rewritten in place between replays: each output must match its own input's reference.
+            const errors: number[] = [];
+            const moved: number[] = [];
+            let previous: Float64Array | undefined;
+            for (let run = 0; run < 4; run++) {
+              const which = (run + 1) % 2;
+              bound.write(sets[which]);
+              await bound.binding.run();
+              const out = pickRows(bound.read('y'), n, rows);
+              errors.push(relL2f64(out, refs[which]));
+              if (previous) moved.push(relL2f64(previous, out));
+              previous = out;
+            }
+            result.graph = {
+              rel_l2_per_run: errors,
+              change_between_runs: moved,
+              follows: moved.every((d) => d > 0.1),
+            };
+          }
+        } finally {
+          bound.release();
+        }
+      }
+      const a = outputs.fused!;
+      const u = outputs.unfused!;
+      let differing = 0;
+      let maxAbs = 0;
+      for (let i = 0; i < a.length; i++) {
+        if (a[i] !== u[i] && ((a[i] | u[i]) & 0x7fff) !== 0) differing++;
+        maxAbs = Math.max(maxAbs, Math.abs(at(a, i) - at(u, i)));
+      }
+      result.rel_l2_fused_vs_unfused = relL2(a, u);
+      result.differing_elements = differing;
+      result.max_abs_fused_vs_unfused = maxAbs;
+      result.saved_ms = result.unfused_ms! - result.fused_ms!;
+      result.speedup = result.unfused_ms! / result.fused_ms!;
+    } catch (error) {
+      result.error = String((error as Error).message ?? error).split('\n')[0];
+    }
+  }
+
+  const tol = ADALN_TOLERANCE.float16;
+  const okLayer = (l: FusedLayerResult) =>
+    l.error === undefined &&
+    (l.rel_l2_unfused_vs_f64 ?? 1) <= FP8_TOLERANCE &&
+    (l.rel_l2_fused_vs_f64 ?? 1) <= FP8_TOLERANCE &&
+    // Expected bit-identical (same quantizer, same cuBLASLt plan); a different FMA contraction in the
+    // norm would flip a few codes: allowed up to the W8A8 tolerance, and reported.
+    (l.rel_l2_fused_vs_unfused ?? 1) <= FP8_TOLERANCE &&
+    l.graph?.follows === true &&
+    l.graph.rel_l2_per_run.every((e) => e <= FP8_TOLERANCE);
+  const ok = normErrors.every((e) => e <= tol) && Object.values(layers).every(okLayer);
+  const line = (name: string, l: FusedLayerResult) =>
+    l.error
+      ? `${name} FAILED: ${l.error}`
+      : `${name} → ${l.n}${l.gelu ? ' +GELU' : ''}: unfused ${l.unfused_ms!.toFixed(3)} ms, fused ${l.fused_ms!.toFixed(3)} ms ` +
+        `(saves ${l.saved_ms!.toFixed(3)} ms, ×${l.speedup!.toFixed(2)}); vs f64 W8A8 ${l.rel_l2_unfused_vs_f64!.toExponential(1)} / ` +
+        `${l.rel_l2_fused_vs_f64!.toExponential(1)}; fused vs unfused ${l.differing_elements === 0 ? 'bit-identical' : `${l.differing_elements} elements differ, rel L2 ${l.rel_l2_fused_vs_unfused!.toExponential(1)}, max |Δ| ${l.max_abs_fused_vs_unfused!.toExponential(1)}`}; ` +
+        `graph, 4 replays with inputs rewritten in place: vs f64 ${l.graph!.rel_l2_per_run.map((e) => e.toExponential(1)).join(' ')}, outputs ${l.graph!.follows ? 'follow' : 'DO NOT follow'}`;
+  return {
+    status: ok ? 'PASS' : 'FAIL',
+    detail:
+      `x [${dims}]: norm vs f64 ${normErrors.map((e) => e.toExponential(1)).join(' ')} (limit ${tol.toExponential(0)}); ` +
+      Object.entries(layers)
+        .map(([name, l]) => line(name, l))
+        .join(' · '),
+    dims,
+    layers,
+    norm_rel_l2_vs_f64: normErrors,
+    sampled_rows: rows,
+    prepare_seconds: prepareS,
+  };
+}
+
 export async function runCheck(name: CheckName, ctx: CheckContext): Promise<CheckResult> {
   try {
     switch (name) {
@@ -662,6 +899,8 @@ export async function runCheck(name: CheckName, ctx: CheckContext): Promise<Chec
         return await adaln(ctx, 'float32');
       case 'adaln-graph':
         return await adalnGraph(ctx);
+      case FP8_FUSED_CHECK:
+        return await fp8Fused(ctx);
       default:
         return isFp8GemmCheck(name) ? await fp8Gemm(ctx, name) : await mha(ctx, name);
     }

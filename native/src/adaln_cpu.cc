@@ -1,10 +1,13 @@
 // AdaLNModulate on the CPU: a row at a time, two passes for the statistics (mean, then the squared
 // deviations), accumulated in double: on the CPU that costs little and keeps the kernel a tight
-// reference for the GPU one.
+// reference for the GPU one. AdaLNModulateQuant rounds each row to float16 and quantizes it with
+// Fp8Linear's own CPU quantizer (quantize_row_e4m3), so the pair agrees with the unfused ops bit for bit.
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "adaln_modulate.h"
+#include "fp8_linear.h"
 #include "half.h"
 
 namespace atelier {
@@ -22,12 +25,13 @@ void rows(const AdaLnArgs& a, int64_t begin, int64_t end) {
   const T* shift = static_cast<const T*>(a.shift);
   const T* scale = static_cast<const T*>(a.scale);
   T* y = static_cast<T*>(a.y);
+  const bool quantize = a.x8 != nullptr;
+  std::vector<float> y16(quantize ? static_cast<size_t>(c) : 0);  // the row rounded to float16
   for (int64_t row = begin; row < end; ++row) {
     const T* xr = x + row * c;
     const int64_t b = row / a.tokens;
     const T* sh = shift + b * c;
     const T* sc = scale + b * c;
-    T* yr = y + row * c;
 
     double sum = 0;
     for (int64_t i = 0; i < c; ++i) sum += load(xr, i);
@@ -41,8 +45,13 @@ void rows(const AdaLnArgs& a, int64_t begin, int64_t end) {
     const float rstd = 1.0f / std::sqrt(variance + a.epsilon);
     for (int64_t i = 0; i < c; ++i) {
       const float normed = (load(xr, i) - mean) * rstd;
-      store(yr, i, normed * (1.0f + load(sc, i)) + load(sh, i));
+      const float v = normed * (1.0f + load(sc, i)) + load(sh, i);
+      if (quantize)
+        y16[i] = half_to_float(float_to_half(v));
+      else
+        store(y + row * c, i, v);
     }
+    if (quantize) a.act_scale[row] = quantize_row_e4m3(y16.data(), c, a.x8 + row * c);
   }
 }
 

@@ -4,12 +4,20 @@
 // two passes, so no cancellation) and the output; sums are in float32, reduced with warp shuffles
 // and one shared-memory slot per warp. Rows too wide for registers take a streaming variant that
 // reads x three times.
+//
+// AdaLNModulateQuant is the same kernel with QUANT = true: the row's outputs, rounded to float16,
+// stay in registers; a block max gives amax, and the row is written as e4m3 codes (plus act_scale)
+// exactly as Fp8Linear's quantize kernel would have written them from AdaLNModulate's float16 y.
+// Both instantiations compute each element with the one `modulate` below (explicitly rounded
+// operations, no contraction), so y and the quantizer's input are the same floats.
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
 #include "adaln_modulate.h"
+#include "fp8_linear.h"
 
 namespace atelier {
 namespace {
@@ -36,6 +44,41 @@ template <>
 __device__ __forceinline__ __half from_float<__half>(float v) {
   return __float2half_rn(v);
 }
+
+// (v − mean) · rstd · (1 + scale) + shift, each operation rounded on its own (as the CPU kernel
+// does): the same value in AdaLNModulate and AdaLNModulateQuant whatever the compiler fuses around it.
+__device__ __forceinline__ float modulate(float v, float mean, float rstd, float scale, float shift) {
+  return __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(v, mean), rstd), __fadd_rn(1.0f, scale)), shift);
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int offset = kWarp / 2; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// The block's max, in every thread (as block_sum).
+__device__ __forceinline__ float block_max(float v, float* partials) {
+  const int lane = threadIdx.x % kWarp;
+  const int warp = threadIdx.x / kWarp;
+  v = warp_max(v);
+  if (lane == 0) partials[warp] = v;
+  __syncthreads();
+  v = lane < static_cast<int>(blockDim.x / kWarp) ? partials[lane] : 0.0f;
+  return warp_max(v);
+}
+
+// Fp8Linear's quantizer on one value (fp8_linear_cuda.cu, quantize_rows): float16 y times 448/amax,
+// rounded to nearest even e4m3, saturating.
+__device__ __forceinline__ uint8_t to_e4m3(__half y, float inv) {
+  return __nv_cvt_float_to_fp8(__fmul_rn(__half2float(y), inv), __NV_SATFINITE, __NV_E4M3);
+}
+
+// The outputs of AdaLNModulateQuant, when QUANT.
+struct Quant {
+  uint8_t* x8;
+  float* act_scale;
+};
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -71,14 +114,16 @@ constexpr int kPrefetchBytes = 64;
 
 // ITEMS vectors per thread stay in registers as loaded (fp16 stays packed): the block covers
 // ITEMS · blockDim.x · VEC channels.
-template <typename T, int VEC, int ITEMS>
+template <typename T, int VEC, int ITEMS, bool QUANT>
 __global__ void __launch_bounds__(kMaxThreads)
     adaln_modulate_kernel(const T* __restrict__ x, const T* __restrict__ shift, const T* __restrict__ scale,
-                          T* __restrict__ y, int tokens, int channels, float epsilon) {
+                          T* __restrict__ y, Quant q, int tokens, int channels, float epsilon) {
   using P = Pack<T, VEC>;
+  using H = Pack<__half, VEC>;
+  using Q = Pack<uint8_t, VEC>;
   constexpr bool kPrefetch = ITEMS * sizeof(P) <= kPrefetchBytes;
   constexpr int kEarly = kPrefetch ? ITEMS : 1;
-  __shared__ float partials[2][kMaxWarps];
+  __shared__ float partials[QUANT ? 3 : 2][kMaxWarps];
   const Row at = row_offsets(tokens, channels);
   const int vectors = channels / VEC;
   const P* xr = reinterpret_cast<const P*>(x + at.x);
@@ -119,35 +164,75 @@ __global__ void __launch_bounds__(kMaxThreads)
       }
   const float rstd = rsqrtf(block_sum(squares, partials[1]) / channels + epsilon);
 
-  P* yr = reinterpret_cast<P*>(y + at.x);
+  if constexpr (!QUANT) {
+    P* yr = reinterpret_cast<P*>(y + at.x);
 #pragma unroll
-  for (int i = 0; i < ITEMS; ++i) {
-    const int j = threadIdx.x + i * blockDim.x;
-    if (j < vectors) {
-      if constexpr (!kPrefetch) {
-        s[0] = sh[j];
-        k[0] = sc[j];
+    for (int i = 0; i < ITEMS; ++i) {
+      const int j = threadIdx.x + i * blockDim.x;
+      if (j < vectors) {
+        if constexpr (!kPrefetch) {
+          s[0] = sh[j];
+          k[0] = sc[j];
+        }
+        const P& si = s[kPrefetch ? i : 0];
+        const P& ki = k[kPrefetch ? i : 0];
+        P out;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e)
+          out.v[e] = from_float<T>(modulate(to_float(v[i].v[e]), mean, rstd, to_float(ki.v[e]), to_float(si.v[e])));
+        yr[j] = out;
       }
-      const P& si = s[kPrefetch ? i : 0];
-      const P& ki = k[kPrefetch ? i : 0];
-      P out;
+    }
+  } else {
+    // y rounded to float16 stays in registers for the amax and the codes.
+    H h[ITEMS];
+    float amax = 0.0f;
 #pragma unroll
-      for (int e = 0; e < VEC; ++e)
-        out.v[e] =
-            from_float<T>((to_float(v[i].v[e]) - mean) * rstd * (1.0f + to_float(ki.v[e])) + to_float(si.v[e]));
-      yr[j] = out;
+    for (int i = 0; i < ITEMS; ++i) {
+      const int j = threadIdx.x + i * blockDim.x;
+      if (j < vectors) {
+        if constexpr (!kPrefetch) {
+          s[0] = sh[j];
+          k[0] = sc[j];
+        }
+        const P& si = s[kPrefetch ? i : 0];
+        const P& ki = k[kPrefetch ? i : 0];
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) {
+          h[i].v[e] =
+              __float2half_rn(modulate(to_float(v[i].v[e]), mean, rstd, to_float(ki.v[e]), to_float(si.v[e])));
+          amax = fmaxf(amax, fabsf(__half2float(h[i].v[e])));
+        }
+      }
+    }
+    amax = block_max(amax, partials[2]);
+    const float inv = amax > 0.0f ? __fdiv_rn(kE4m3Max, amax) : 0.0f;
+    const int64_t row = blockIdx.x;
+    if (threadIdx.x == 0) q.act_scale[row] = __fdiv_rn(amax, kE4m3Max);
+    Q* qr = reinterpret_cast<Q*>(q.x8 + at.x);
+#pragma unroll
+    for (int i = 0; i < ITEMS; ++i) {
+      const int j = threadIdx.x + i * blockDim.x;
+      if (j < vectors) {
+        Q out;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) out.v[e] = to_e4m3(h[i].v[e], inv);
+        qr[j] = out;
+      }
     }
   }
 }
 
 // Rows wider than the register-resident kernels cover: x is read once per pass, from L2 mostly.
-template <typename T, int VEC>
+// QUANT: a third pass finds amax of the float16-rounded outputs, a fourth recomputes and quantizes.
+template <typename T, int VEC, bool QUANT>
 __global__ void __launch_bounds__(kMaxThreads)
     adaln_modulate_streaming_kernel(const T* __restrict__ x, const T* __restrict__ shift,
-                                    const T* __restrict__ scale, T* __restrict__ y, int tokens, int channels,
-                                    float epsilon) {
+                                    const T* __restrict__ scale, T* __restrict__ y, Quant q, int tokens,
+                                    int channels, float epsilon) {
   using P = Pack<T, VEC>;
-  __shared__ float partials[2][kMaxWarps];
+  using Q = Pack<uint8_t, VEC>;
+  __shared__ float partials[QUANT ? 3 : 2][kMaxWarps];
   const Row at = row_offsets(tokens, channels);
   const int vectors = channels / VEC;
   const P* xr = reinterpret_cast<const P*>(x + at.x);
@@ -173,16 +258,44 @@ __global__ void __launch_bounds__(kMaxThreads)
 
   const P* sh = reinterpret_cast<const P*>(shift + at.shift);
   const P* sc = reinterpret_cast<const P*>(scale + at.shift);
-  P* yr = reinterpret_cast<P*>(y + at.x);
-  for (int j = threadIdx.x; j < vectors; j += blockDim.x) {
-    const P p = xr[j];
-    const P s = sh[j];
-    const P k = sc[j];
-    P out;
+  if constexpr (!QUANT) {
+    P* yr = reinterpret_cast<P*>(y + at.x);
+    for (int j = threadIdx.x; j < vectors; j += blockDim.x) {
+      const P p = xr[j];
+      const P s = sh[j];
+      const P k = sc[j];
+      P out;
 #pragma unroll
-    for (int e = 0; e < VEC; ++e)
-      out.v[e] = from_float<T>((to_float(p.v[e]) - mean) * rstd * (1.0f + to_float(k.v[e])) + to_float(s.v[e]));
-    yr[j] = out;
+      for (int e = 0; e < VEC; ++e)
+        out.v[e] = from_float<T>(modulate(to_float(p.v[e]), mean, rstd, to_float(k.v[e]), to_float(s.v[e])));
+      yr[j] = out;
+    }
+  } else {
+    float amax = 0.0f;
+    for (int j = threadIdx.x; j < vectors; j += blockDim.x) {
+      const P p = xr[j];
+      const P s = sh[j];
+      const P k = sc[j];
+#pragma unroll
+      for (int e = 0; e < VEC; ++e)
+        amax = fmaxf(amax, fabsf(__half2float(__float2half_rn(
+                               modulate(to_float(p.v[e]), mean, rstd, to_float(k.v[e]), to_float(s.v[e]))))));
+    }
+    amax = block_max(amax, partials[2]);
+    const float inv = amax > 0.0f ? __fdiv_rn(kE4m3Max, amax) : 0.0f;
+    if (threadIdx.x == 0) q.act_scale[blockIdx.x] = __fdiv_rn(amax, kE4m3Max);
+    Q* qr = reinterpret_cast<Q*>(q.x8 + at.x);
+    for (int j = threadIdx.x; j < vectors; j += blockDim.x) {
+      const P p = xr[j];
+      const P s = sh[j];
+      const P k = sc[j];
+      Q out;
+#pragma unroll
+      for (int e = 0; e < VEC; ++e)
+        out.v[e] = to_e4m3(
+            __float2half_rn(modulate(to_float(p.v[e]), mean, rstd, to_float(k.v[e]), to_float(s.v[e]))), inv);
+      qr[j] = out;
+    }
   }
 }
 
@@ -191,48 +304,60 @@ int threads_for(int vectors, int items) {
   return (threads + kWarp - 1) / kWarp * kWarp;
 }
 
-template <typename T, int VEC, int ITEMS>
+template <typename T, int VEC, int ITEMS, bool QUANT>
 void launch_items(const AdaLnArgs& a, cudaStream_t stream, int vectors) {
   const int rows = static_cast<int>(a.batch * a.tokens);
-  adaln_modulate_kernel<T, VEC, ITEMS><<<rows, threads_for(vectors, ITEMS), 0, stream>>>(
+  adaln_modulate_kernel<T, VEC, ITEMS, QUANT><<<rows, threads_for(vectors, ITEMS), 0, stream>>>(
       static_cast<const T*>(a.x), static_cast<const T*>(a.shift), static_cast<const T*>(a.scale),
-      static_cast<T*>(a.y), static_cast<int>(a.tokens), static_cast<int>(a.channels), a.epsilon);
+      static_cast<T*>(a.y), Quant{a.x8, a.act_scale}, static_cast<int>(a.tokens), static_cast<int>(a.channels),
+      a.epsilon);
 }
 
 // The fewest vectors per thread that keep a block within kTargetThreads (measured on the H200 with
 // SD3.5's widths: narrower blocks let more rows be in flight per SM); rows wider than that get up
-// to 8 vectors per thread in up to kMaxThreads threads, and wider ones the streaming kernel.
+// to 8 vectors per thread in up to kMaxThreads threads, and wider ones the streaming kernel. Both
+// ops take the same choice for a shape, so their reductions (and y) are the same.
 constexpr int kTargetThreads = 256;
 
-template <typename T, int VEC>
+template <typename T, int VEC, bool QUANT>
 void launch(const AdaLnArgs& a, cudaStream_t stream) {
   const int vectors = static_cast<int>(a.channels) / VEC;
   if (vectors <= kTargetThreads)
-    launch_items<T, VEC, 1>(a, stream, vectors);
+    launch_items<T, VEC, 1, QUANT>(a, stream, vectors);
   else if (vectors <= 2 * kTargetThreads)
-    launch_items<T, VEC, 2>(a, stream, vectors);
+    launch_items<T, VEC, 2, QUANT>(a, stream, vectors);
   else if (vectors <= 4 * kTargetThreads)
-    launch_items<T, VEC, 4>(a, stream, vectors);
+    launch_items<T, VEC, 4, QUANT>(a, stream, vectors);
   else if (vectors <= 8 * kMaxThreads)
-    launch_items<T, VEC, 8>(a, stream, vectors);
+    launch_items<T, VEC, 8, QUANT>(a, stream, vectors);
   else
-    adaln_modulate_streaming_kernel<T, VEC><<<static_cast<int>(a.batch * a.tokens), kMaxThreads, 0, stream>>>(
+    adaln_modulate_streaming_kernel<T, VEC, QUANT><<<static_cast<int>(a.batch * a.tokens), kMaxThreads, 0, stream>>>(
         static_cast<const T*>(a.x), static_cast<const T*>(a.shift), static_cast<const T*>(a.scale),
-        static_cast<T*>(a.y), static_cast<int>(a.tokens), static_cast<int>(a.channels), a.epsilon);
+        static_cast<T*>(a.y), Quant{a.x8, a.act_scale}, static_cast<int>(a.tokens), static_cast<int>(a.channels),
+        a.epsilon);
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
-// 16-byte vectors when every row starts on a 16-byte boundary, else one element at a time.
-template <typename T>
+// 16-byte vectors when every row starts on a 16-byte boundary, else one element at a time. The
+// codes of a row (VEC bytes per vector) are then VEC-aligned too.
+template <typename T, bool QUANT>
 void dispatch(const AdaLnArgs& a, cudaStream_t stream) {
   constexpr int kVec = 16 / sizeof(T);
   const bool vectorised = a.channels % kVec == 0 && aligned16(a.x) && aligned16(a.shift) &&
-                          aligned16(a.scale) && aligned16(a.y);
+                          aligned16(a.scale) && (QUANT ? aligned16(a.x8) : aligned16(a.y));
   if (vectorised)
-    launch<T, kVec>(a, stream);
+    launch<T, kVec, QUANT>(a, stream);
   else
-    launch<T, 1>(a, stream);
+    launch<T, 1, QUANT>(a, stream);
+}
+
+template <bool QUANT>
+void dispatch(const AdaLnArgs& a, Dtype dtype, cudaStream_t stream) {
+  if (dtype == Dtype::f32)
+    dispatch<float, QUANT>(a, stream);
+  else
+    dispatch<__half, QUANT>(a, stream);
 }
 
 }  // namespace
@@ -241,10 +366,10 @@ const char* adaln_modulate_cuda(const AdaLnArgs& args, Dtype dtype, void* stream
   if (args.batch * args.tokens > INT32_MAX || args.channels > INT32_MAX)
     return "AdaLNModulate: tensor too large for the CUDA kernel (rows and channels must fit in int32)";
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (dtype == Dtype::f32)
-    dispatch<float>(args, s);
+  if (args.x8 != nullptr)
+    dispatch<true>(args, dtype, s);
   else
-    dispatch<__half>(args, s);
+    dispatch<false>(args, dtype, s);
   const cudaError_t error = cudaGetLastError();
   return error == cudaSuccess ? nullptr : cudaGetErrorString(error);
 }

@@ -4,8 +4,21 @@
 //   y[b, t, :] = (x[b, t, :] − mean) / sqrt(var + epsilon) · (1 + scale[b, 0, :]) + shift[b, 0, :]
 //
 // mean and the biased variance are over the last axis and kept in float32 or wider whatever the
-// element type; y is rounded to the element type once, at the end. This header is what the op glue
-// (adaln_op.cc) and the kernels (adaln_cpu.cc, adaln_cuda.cu) share.
+// element type; y is rounded to the element type once, at the end.
+//
+// AdaLNModulateQuant (domain "atelier", version 1): the same y, handed straight to an FP8 GEMM
+// (atelier:Fp8LinearQ, fp8_linear.h) instead of being written:
+//
+//   x, shift, scale as above (float32 or float16)
+//   x8 [B, T, C] float8e4m3fn, act_scale [B, T] float32
+//
+// Each row of y is rounded to float16 (whatever the element type: Fp8Linear reads float16), then
+// quantized per token exactly as Fp8Linear quantizes its x: amax = max |y16|, act_scale = amax/448,
+// x8 = e4m3(y16 · 448/amax). So AdaLNModulateQuant → Fp8LinearQ is bit-identical to AdaLNModulate →
+// (Cast to float16 →) Fp8Linear on each device, with one pass over x instead of three (write y, read
+// y for amax, read y to quantize) and a quarter of the bytes written. Same epsilon attribute.
+//
+// This header is what the op glue (adaln_op.cc) and the kernels (adaln_cpu.cc, adaln_cuda.cu) share.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +31,9 @@ struct AdaLnArgs {
   const void* x;
   const void* shift;
   const void* scale;
-  void* y;
+  void* y;             // AdaLNModulate's output, or null
+  uint8_t* x8;         // AdaLNModulateQuant's outputs (e4m3 [B·T, C], float32 [B·T]), or null
+  float* act_scale;
   int64_t batch;
   int64_t tokens;
   int64_t channels;

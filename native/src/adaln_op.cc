@@ -1,5 +1,7 @@
-// AdaLNModulate's glue to ONNX Runtime: kernel creation, shape inference, and the compute callback
-// that checks shapes and hands the tensors to a kernel (the schema boilerplate is op_glue.h's).
+// AdaLNModulate's and AdaLNModulateQuant's glue to ONNX Runtime: kernel creation, shape inference,
+// and the compute callback that checks shapes and hands the tensors to a kernel (the schema
+// boilerplate is op_glue.h's). The two share everything but their outputs: y in x's type, or x8
+// (float8e4m3fn, x's shape) and act_scale (float32, [B, T]).
 #include <cmath>
 #include <new>
 
@@ -13,7 +15,7 @@ namespace {
 using glue::fail;
 using glue::self;
 
-constexpr const char* kName = "AdaLNModulate";
+constexpr const char* kNames[2] = {"AdaLNModulate", "AdaLNModulateQuant"};
 constexpr size_t kInputCount = 3;  // x, shift, scale
 constexpr const char* kInputNames[kInputCount] = {"x", "shift", "scale"};
 constexpr float kDefaultEpsilon = 1e-6f;
@@ -22,13 +24,15 @@ constexpr int64_t kElementsPerTask = 1 << 15;
 
 struct Kernel {
   const OrtApi* api;
+  const char* name;  // the op's
   Device device;
   Dtype dtype;
   float epsilon;
 };
 
-// y has x's shape. ORT can only be told known or named dimensions, so when x has a dimension that
-// is neither (or an unknown rank) y's shape is left to run time.
+// y (x8) has x's shape, act_scale x's without its last axis. ORT can only be told known or named
+// dimensions, so when x has a dimension that is neither (or an unknown rank) they are left to run time.
+template <bool kQuant>
 OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
   const OrtApi* api = self(op).api;
   OrtTensorTypeAndShapeInfo* x = nullptr;  // owned by the context
@@ -42,10 +46,27 @@ OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
   ATELIER_RETURN_IF_ERROR(ort::GetSymbolicDimensions(api)(x, names, 3));
   for (int i = 0; i < 3; ++i)
     if (dims[i] < 0 && (names[i] == nullptr || names[i][0] == '\0')) return nullptr;
-  return ort::ShapeInferContext_SetOutputTypeShape(api)(context, 0, x);
+  if (!kQuant) return ort::ShapeInferContext_SetOutputTypeShape(api)(context, 0, x);
+  for (int i = 0; i < 3; ++i)
+    if (dims[i] >= 0 || names[i] == nullptr) names[i] = "";
+  OrtStatus* status = nullptr;
+  for (size_t output = 0; output < 2 && status == nullptr; ++output) {
+    OrtTensorTypeAndShapeInfo* info = nullptr;
+    ATELIER_RETURN_IF_ERROR(ort::CreateTensorTypeAndShapeInfo(api)(&info));
+    const size_t rank = output == 0 ? 3 : 2;
+    status = ort::SetTensorElementType(api)(
+        info, output == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E4M3FN : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+    if (status == nullptr) status = ort::SetDimensions(api)(info, dims, rank);
+    if (status == nullptr) status = ort::SetSymbolicDimensions(api)(info, names, rank);
+    if (status == nullptr) status = ort::ShapeInferContext_SetOutputTypeShape(api)(context, output, info);
+    ort::ReleaseTensorTypeAndShapeInfo(api)(info);
+  }
+  return status;
 }
 
+template <bool kQuant>
 OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info, void** out) {
+  const char* kName = kNames[kQuant];
   *out = nullptr;
   float epsilon = kDefaultEpsilon;
   if (OrtStatus* absent = ort::KernelInfoGetAttribute_float(api)(info, "epsilon", &epsilon)) {
@@ -57,7 +78,7 @@ OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKern
                 static_cast<double>(epsilon));
   const CustomOp& me = self(op);
   const Dtype dtype = me.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 ? Dtype::f16 : Dtype::f32;
-  Kernel* kernel = new (std::nothrow) Kernel{api, me.device, dtype, epsilon};
+  Kernel* kernel = new (std::nothrow) Kernel{api, kName, me.device, dtype, epsilon};
   if (kernel == nullptr) return fail(api, ORT_FAIL, "%s: out of memory", kName);
   *out = kernel;
   return nullptr;
@@ -94,18 +115,20 @@ OrtStatus* run_cpu(const Kernel& kernel, OrtKernelContext* context, const AdaLnA
 OrtStatus* run_cuda(const Kernel& kernel, OrtKernelContext* context, const AdaLnArgs& args) {
 #ifdef ATELIER_WITH_CUDA
   void* stream = nullptr;
-  ATELIER_RETURN_IF_ERROR(glue::cuda_stream(kernel.api, context, kName, &stream));
+  ATELIER_RETURN_IF_ERROR(glue::cuda_stream(kernel.api, context, kernel.name, &stream));
   if (const char* error = adaln_modulate_cuda(args, kernel.dtype, stream))
-    return fail(kernel.api, ORT_FAIL, "%s: CUDA kernel launch failed: %s", kName, error);
+    return fail(kernel.api, ORT_FAIL, "%s: CUDA kernel launch failed: %s", kernel.name, error);
   return nullptr;
 #else
   (void)context;
   (void)args;
-  return fail(kernel.api, ORT_FAIL, "%s: this library was built without CUDA", kName);
+  return fail(kernel.api, ORT_FAIL, "%s: this library was built without CUDA", kernel.name);
 #endif
 }
 
+template <bool kQuant>
 OrtStatus* compute(void* state, OrtKernelContext* context) {
+  const char* kName = kNames[kQuant];
   const Kernel& kernel = *static_cast<const Kernel*>(state);
   const OrtApi* api = kernel.api;
   const OrtValue* inputs[kInputCount];
@@ -126,27 +149,50 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
 
   OrtValue* output = nullptr;
   ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, 0, dims[0], 3, &output));
+  OrtValue* scales = nullptr;  // AdaLNModulateQuant's act_scale [B, T]
+  if (kQuant) ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, 1, dims[0], 2, &scales));
   if (batch * tokens == 0 || channels == 0) return nullptr;
 
   void* data[kInputCount + 1];
   ATELIER_RETURN_IF_ERROR(glue::data_pointers(api, inputs, output, data));
-  const AdaLnArgs args{data[0], data[1], data[2], data[3], batch, tokens, channels, kernel.epsilon};
+  AdaLnArgs args{data[0], data[1], data[2], nullptr, nullptr, nullptr, batch, tokens, channels, kernel.epsilon};
+  if (kQuant) {
+    void* act_scale = nullptr;
+    ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(scales, &act_scale));
+    args.x8 = static_cast<uint8_t*>(data[3]);
+    args.act_scale = static_cast<float*>(act_scale);
+  } else {
+    args.y = data[3];
+  }
   return kernel.device == Device::cuda ? run_cuda(kernel, context, args) : run_cpu(kernel, context, args);
 }
 
+template <bool kQuant>
 struct AdaLnOp {
   using Kernel = atelier::Kernel;
-  static constexpr const char* kName = atelier::kName;
+  static constexpr const char* kName = kNames[kQuant];
   static constexpr size_t kInputCount = atelier::kInputCount;
-  static constexpr auto create = create_kernel;
-  static constexpr auto compute = atelier::compute;
-  static constexpr auto infer_shape = atelier::infer_shape;
+  static constexpr auto create = create_kernel<kQuant>;
+  static constexpr auto compute = atelier::compute<kQuant>;
+  static constexpr auto infer_shape = atelier::infer_shape<kQuant>;
 };
+
+ONNXTensorElementDataType quant_output_type(const OrtCustomOp*, size_t index) {
+  return index == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E4M3FN : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+}
+size_t quant_output_count(const OrtCustomOp*) { return 2; }
 
 }  // namespace
 
 CustomOp make_adaln_op(Device device, ONNXTensorElementDataType type, const OrtApi* api) {
-  return glue::make_op<AdaLnOp>(device, type, api);
+  return glue::make_op<AdaLnOp<false>>(device, type, api);
+}
+
+CustomOp make_adaln_quant_op(Device device, ONNXTensorElementDataType type, const OrtApi* api) {
+  CustomOp op = glue::make_op<AdaLnOp<true>>(device, type, api);
+  op.base.GetOutputType = quant_output_type;
+  op.base.GetOutputTypeCount = quant_output_count;
+  return op;
 }
 
 }  // namespace atelier

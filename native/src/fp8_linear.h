@@ -13,6 +13,16 @@
 // rounded to float16 once. The weight is [N, K] as checkpoints store linear weights ([out, in]),
 // which is also the one FP8 layout cuBLASLt takes on Hopper (both operands K-major, "TN").
 //
+// Fp8LinearQ (domain "atelier", version 1): the same layer on activations its producer already
+// quantized (AdaLNModulateQuant, adaln_modulate.h), so no pass over x of its own:
+//
+//   x8 [..., K] float8e4m3fn, act_scale [...] float32 (x8's leading axes), weight, weight_scale,
+//   bias (optional) as above;  y [..., N] float16
+//
+// with acc and y as above from the given x8 and act_scale. Same attributes, same scratch and
+// capture rules (the scratch then holds no x8 or act_scale). Fp8Linear(x) and Fp8LinearQ(q(x))
+// with q the quantization above are bit-identical on each device.
+//
 // Attributes: activation = "none" (default) | "gelu_tanh"; scaling = "outer_vector" (default:
 // cuBLASLt applies both scale vectors, bias and GELU in its epilogue) | "fp32_output" (an unscaled
 // FP8 GEMM into a float32 scratch, then our kernel applies scales, bias and GELU: the fallback for
@@ -37,7 +47,9 @@ enum class Fp8Scaling { outer_vector, fp32_output };
 constexpr float kE4m3Max = 448.0f;
 
 struct Fp8LinearArgs {
-  const void* x;             // float16 [rows, in_features]
+  const void* x;             // float16 [rows, in_features] (Fp8Linear), or null (Fp8LinearQ)
+  const uint8_t* x8;         // e4m3fn [rows, in_features], pre-quantized (Fp8LinearQ), or null
+  const float* act_scale;    // [rows], with x8
   const uint8_t* weight;     // e4m3fn [out_features, in_features]
   const float* weight_scale; // [out_features]
   const void* bias;          // float16 [out_features], or null
@@ -51,6 +63,11 @@ struct Fp8LinearArgs {
 // float → e4m3fn bits: round to nearest even, saturating to ±448 (infinities too), NaN → 0x7f.
 uint8_t float_to_e4m3(float value);
 float e4m3_to_float(uint8_t bits);
+
+// One row's per-token quantization as above, of values that are float16 numbers held as floats:
+// writes the k codes and returns act_scale (amax / 448). Shared by Fp8Linear's CPU kernel and
+// AdaLNModulateQuant's, so the two agree bit for bit.
+float quantize_row_e4m3(const float* values, int64_t k, uint8_t* codes);
 
 // Rows [row_begin, row_end) on the calling thread; `weight` decoded to floats ([N, K]).
 void fp8_linear_cpu(const Fp8LinearArgs& args, const float* weight, int64_t row_begin, int64_t row_end);
@@ -66,7 +83,7 @@ Fp8LinearCuda* fp8_linear_cuda_create(Fp8Scaling scaling, bool fast_accumulation
                                       size_t error_size);
 void fp8_linear_cuda_destroy(Fp8LinearCuda* kernel);
 
-// Enqueues quantization, GEMM and (if needed) the epilogue on `stream`. A shape seen for the first
+// Enqueues quantization (unless args.x8 is given), GEMM and (if needed) the epilogue on `stream`. A shape seen for the first
 // time gets its plan (descriptors, algorithm) and, if the stream's scratch is too small, a larger
 // one; both are refused while the stream is being captured. Later calls allocate nothing and never
 // synchronise, so they capture into CUDA graphs. Returns false with a message in `error`.

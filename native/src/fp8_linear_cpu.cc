@@ -56,20 +56,36 @@ inline float gelu_tanh(float v) {
 
 }  // namespace
 
+float quantize_row_e4m3(const float* values, int64_t k, uint8_t* codes) {
+  float amax = 0.0f;
+  for (int64_t i = 0; i < k; ++i) amax = std::fmax(amax, std::fabs(values[i]));
+  const float inv = amax > 0.0f ? kE4m3Max / amax : 0.0f;
+  for (int64_t i = 0; i < k; ++i) codes[i] = float_to_e4m3(values[i] * inv);
+  return amax / kE4m3Max;
+}
+
 void fp8_linear_cpu(const Fp8LinearArgs& args, const float* weight, int64_t row_begin, int64_t row_end) {
   const int64_t k_count = args.in_features;
   const int64_t n_count = args.out_features;
   const uint16_t* x = static_cast<const uint16_t*>(args.x);
   const uint16_t* bias = static_cast<const uint16_t*>(args.bias);
   uint16_t* y = static_cast<uint16_t*>(args.y);
+  const bool prequantized = args.x8 != nullptr;
   std::vector<float> row(static_cast<size_t>(k_count));
+  std::vector<uint8_t> codes(prequantized ? 0 : static_cast<size_t>(k_count));
   for (int64_t r = row_begin; r < row_end; ++r) {
-    const uint16_t* xr = x + r * k_count;
-    float amax = 0.0f;
-    for (int64_t k = 0; k < k_count; ++k) amax = std::fmax(amax, std::fabs(half_to_float(xr[k])));
-    const float act_scale = amax / kE4m3Max;
-    const float inv = amax > 0.0f ? kE4m3Max / amax : 0.0f;
-    for (int64_t k = 0; k < k_count; ++k) row[k] = e4m3_to_float(float_to_e4m3(half_to_float(xr[k]) * inv));
+    const uint8_t* qr;
+    float act_scale;
+    if (prequantized) {
+      qr = args.x8 + r * k_count;
+      act_scale = args.act_scale[r];
+    } else {
+      const uint16_t* xr = x + r * k_count;
+      for (int64_t k = 0; k < k_count; ++k) row[k] = half_to_float(xr[k]);
+      act_scale = quantize_row_e4m3(row.data(), k_count, codes.data());
+      qr = codes.data();
+    }
+    for (int64_t k = 0; k < k_count; ++k) row[k] = e4m3_to_float(qr[k]);
     uint16_t* yr = y + r * n_count;
     for (int64_t n = 0; n < n_count; ++n) {
       const float* wn = weight + n * k_count;

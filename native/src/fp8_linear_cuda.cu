@@ -2,7 +2,8 @@
 // tensor cores, all on ONNX Runtime's stream.
 //
 // 1. quantize: one block per row of x reads the row (16-byte vectors), reduces |x| to amax, writes
-//    act_scale[row] = amax / 448 and the row as e4m3 (x · 448/amax, cvt.rn.satfinite).
+//    act_scale[row] = amax / 448 and the row as e4m3 (x · 448/amax, cvt.rn.satfinite). Fp8LinearQ
+//    (args.x8 given: its producer quantized) skips this step and the GEMM reads x8 and act_scale.
 // 2. GEMM, cuBLASLt's "TN" form in column-major terms: D [N, M] = op(A) · B with A = weight
 //    ([N, K] row-major = K×N column-major, transposed), B = x8 ([M, K] row-major = K×M
 //    column-major); D column-major [N, M] is y row-major [M, N]. Both operands K-major, the one
@@ -223,6 +224,7 @@ std::map<cudaStream_t, Scratch>& scratches() {
 struct Plan {
   int64_t m = 0, n = 0, k = 0;
   bool bias = false;
+  bool prequantized = false;  // x8 and act_scale are inputs (Fp8LinearQ), not scratch
   cublaslt::MatmulDesc desc = nullptr;
   cublaslt::MatrixLayout a = nullptr, b = nullptr, c = nullptr;
   cublaslt::MatmulAlgo algo{};
@@ -487,11 +489,18 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
               static_cast<long long>(k), static_cast<long long>(n));
     return false;
   }
+  const bool prequantized = args.x8 != nullptr;
+  // cuBLASLt's plans assume 16-byte aligned operands (ONNX Runtime's allocations are 256-aligned).
+  if (prequantized && (reinterpret_cast<uintptr_t>(args.x8) % 16 != 0 ||
+                       reinterpret_cast<uintptr_t>(args.act_scale) % 16 != 0)) {
+    set_error(error, error_size, "x8 and act_scale must be 16-byte aligned on the GPU (a tensor of its own, not a view)");
+    return false;
+  }
   std::lock_guard<std::mutex> lock(kernel->mutex);
   const bool has_bias = args.bias != nullptr;
   Plan* plan = nullptr;
   for (auto& p : kernel->plans)
-    if (p->m == m && p->n == n && p->k == k && p->bias == has_bias) plan = p.get();
+    if (p->m == m && p->n == n && p->k == k && p->bias == has_bias && p->prequantized == prequantized) plan = p.get();
 
   Scratch* scratch = nullptr;
   if (plan == nullptr) {
@@ -508,14 +517,17 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
     fresh->n = n;
     fresh->k = k;
     fresh->bias = has_bias;
+    fresh->prequantized = prequantized;
     if (!make_plan(*kernel, *fresh, args, error, error_size)) {
       fresh->release(*kernel->api);
       return false;
     }
     const size_t d_bytes = fresh->d_type == CUDA_R_32F ? 4 : fresh->d_type == CUDA_R_16BF ? 2 : 0;
+    // Pre-quantized input: no x8 or act_scale in scratch (both offsets stay at the end of the workspace).
+    const size_t own = prequantized ? 0 : 1;
     fresh->act_scale_offset = kWorkspaceBytes;
-    fresh->x8_offset = fresh->act_scale_offset + align_up(static_cast<size_t>(m) * sizeof(float));
-    fresh->acc_offset = fresh->x8_offset + align_up(static_cast<size_t>(m * k));
+    fresh->x8_offset = fresh->act_scale_offset + own * align_up(static_cast<size_t>(m) * sizeof(float));
+    fresh->acc_offset = fresh->x8_offset + own * align_up(static_cast<size_t>(m * k));
     fresh->bytes = fresh->acc_offset + static_cast<size_t>(m * n) * d_bytes;
     scratch = scratch_for(*kernel, stream, fresh->bytes, error, error_size);
     if (scratch == nullptr) {
@@ -543,23 +555,28 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
 
   char* base = static_cast<char*>(scratch->base);
   void* workspace = base;
-  float* act_scale = reinterpret_cast<float*>(base + plan->act_scale_offset);
-  auto* x8 = reinterpret_cast<__nv_fp8_storage_t*>(base + plan->x8_offset);
+  const float* act_scale =
+      prequantized ? args.act_scale : reinterpret_cast<const float*>(base + plan->act_scale_offset);
+  const auto* x8 = prequantized ? reinterpret_cast<const __nv_fp8_storage_t*>(args.x8)
+                                : reinterpret_cast<const __nv_fp8_storage_t*>(base + plan->x8_offset);
   void* acc = base + plan->acc_offset;
 
-  // 1. quantize
-  const bool vectorised = (reinterpret_cast<uintptr_t>(args.x) % 16) == 0 && k % 8 == 0;
+  // 1. quantize (Fp8LinearQ: done by the producer)
+  const bool vectorised = !prequantized && (reinterpret_cast<uintptr_t>(args.x) % 16) == 0 && k % 8 == 0;
   if (m > 0x7fffffff) {
     set_error(error, error_size, "too many rows (%lld)", static_cast<long long>(m));
     return false;
   }
-  if (vectorised)
-    quantize_rows<8><<<static_cast<unsigned>(m), kQuantizeThreads, 0, stream>>>(static_cast<const __half*>(args.x),
-                                                                                  x8, act_scale, k);
-  else
-    quantize_rows<1><<<static_cast<unsigned>(m), kQuantizeThreads, 0, stream>>>(static_cast<const __half*>(args.x),
-                                                                                  x8, act_scale, k);
-  if (!check_launch("the quantize kernel", error, error_size)) return false;
+  if (!prequantized) {
+    float* own_scale = reinterpret_cast<float*>(base + plan->act_scale_offset);
+    auto* own_x8 = reinterpret_cast<__nv_fp8_storage_t*>(base + plan->x8_offset);
+    const auto* x = static_cast<const __half*>(args.x);
+    if (vectorised)
+      quantize_rows<8><<<static_cast<unsigned>(m), kQuantizeThreads, 0, stream>>>(x, own_x8, own_scale, k);
+    else
+      quantize_rows<1><<<static_cast<unsigned>(m), kQuantizeThreads, 0, stream>>>(x, own_x8, own_scale, k);
+    if (!check_launch("the quantize kernel", error, error_size)) return false;
+  }
 
   // 2. GEMM. The pointers a plan depends on are set on every call (a host-side write into the
   // descriptor): the scratch may have grown since the plan was made, and a bias/scale tensor may move.

@@ -1,6 +1,8 @@
-// Fp8Linear's glue to ONNX Runtime: the op's mixed input types (float16, float8e4m3fn, float32,
-// optional float16 bias), its attributes, shape inference, and the compute callback that checks
-// shapes and hands the tensors to a kernel (the schema boilerplate is op_glue.h's).
+// Fp8Linear's and Fp8LinearQ's glue to ONNX Runtime: the ops' mixed input types (float16 x, or
+// float8e4m3fn x8 and float32 act_scale; float8e4m3fn weight, float32 scales, optional float16
+// bias), their attributes, shape inference, and the compute callback that checks shapes and hands
+// the tensors to a kernel (the schema boilerplate is op_glue.h's). The two ops differ only in how
+// the activations arrive: `Inputs<prequantized>` says where each input is.
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -17,15 +19,35 @@ namespace {
 using glue::fail;
 using glue::self;
 
-constexpr const char* kName = "Fp8Linear";
-constexpr size_t kInputCount = 4;  // x, weight, weight_scale, bias (optional)
-constexpr const char* kInputNames[kInputCount] = {"x", "weight", "weight_scale", "bias"};
+constexpr size_t kMaxInputs = 5;
+
+// Where each input is: Fp8Linear (x, weight, weight_scale, bias) or Fp8LinearQ (x8, act_scale,
+// weight, weight_scale, bias); the bias is optional in both.
+template <bool kPrequantized>
+struct Inputs;
+
+template <>
+struct Inputs<false> {
+  static constexpr const char* kName = "Fp8Linear";
+  static constexpr size_t kCount = 4;
+  static constexpr size_t kWeight = 1;
+  static constexpr const char* kNames[kMaxInputs] = {"x", "weight", "weight_scale", "bias", ""};
+};
+
+template <>
+struct Inputs<true> {
+  static constexpr const char* kName = "Fp8LinearQ";
+  static constexpr size_t kCount = 5;
+  static constexpr size_t kWeight = 2;
+  static constexpr const char* kNames[kMaxInputs] = {"x8", "act_scale", "weight", "weight_scale", "bias"};
+};
 constexpr size_t kMaxRank = 8;
 // Multiply-adds per CPU task, so small problems are not split.
 constexpr int64_t kMacsPerTask = 1 << 20;
 
 struct Kernel {
   const OrtApi* api;
+  const char* name;  // the op's
   Device device;
   Fp8Activation activation;
   Fp8Scaling scaling;
@@ -48,31 +70,33 @@ struct Kernel {
 
 // ---- schema: each input has its own element type; the bias may be left out -----------------------
 
+template <bool kPrequantized>
 ONNXTensorElementDataType input_type(const OrtCustomOp*, size_t index) {
-  switch (index) {
-    case 1:
-      return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E4M3FN;
-    case 2:
-      return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-    default:
-      return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
-  }
+  using In = Inputs<kPrequantized>;
+  if (kPrequantized && index == 0) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E4M3FN;  // x8
+  if (kPrequantized && index == 1) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;         // act_scale
+  if (index == In::kWeight) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E4M3FN;
+  if (index == In::kWeight + 1) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;  // weight_scale
+  return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;                              // x, bias
 }
 
 ONNXTensorElementDataType output_type(const OrtCustomOp*, size_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16; }
 
+template <bool kPrequantized>
 OrtCustomOpInputOutputCharacteristic input_characteristic(const OrtCustomOp*, size_t index) {
-  return index == 3 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+  return index == Inputs<kPrequantized>::kCount - 1 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
 }
 
-// ---- shape inference: y is x with its last axis replaced by the weight's first -----------------
+// ---- shape inference: y is x (x8) with its last axis replaced by the weight's first -------------
 
+template <bool kPrequantized>
 OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
   const OrtApi* api = self(op).api;
   OrtTensorTypeAndShapeInfo* x = nullptr;  // owned by the context
   OrtTensorTypeAndShapeInfo* w = nullptr;
   ATELIER_RETURN_IF_ERROR(ort::ShapeInferContext_GetInputTypeShape(api)(context, 0, &x));
-  ATELIER_RETURN_IF_ERROR(ort::ShapeInferContext_GetInputTypeShape(api)(context, 1, &w));
+  ATELIER_RETURN_IF_ERROR(
+      ort::ShapeInferContext_GetInputTypeShape(api)(context, Inputs<kPrequantized>::kWeight, &w));
   size_t rank = 0, w_rank = 0;
   ATELIER_RETURN_IF_ERROR(ort::GetDimensionsCount(api)(x, &rank));
   ATELIER_RETURN_IF_ERROR(ort::GetDimensionsCount(api)(w, &w_rank));
@@ -119,7 +143,8 @@ OrtStatus* string_attribute(const OrtApi* api, const OrtKernelInfo* info, const 
 }
 
 // A 0/1 attribute; `value` keeps its default when the node has none.
-OrtStatus* flag_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* name, int64_t* value) {
+OrtStatus* flag_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* kName, const char* name,
+                          int64_t* value) {
   int64_t given = 0;
   if (OrtStatus* absent = ort::KernelInfoGetAttribute_int64(api)(info, name, &given)) {
     ort::ReleaseStatus(api)(absent);
@@ -131,7 +156,9 @@ OrtStatus* flag_attribute(const OrtApi* api, const OrtKernelInfo* info, const ch
   return nullptr;
 }
 
+template <bool kPrequantized>
 OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info, void** out) {
+  constexpr const char* kName = Inputs<kPrequantized>::kName;
   *out = nullptr;
   std::string activation, scaling;
   ATELIER_RETURN_IF_ERROR(string_attribute(api, info, "activation", "none", &activation));
@@ -143,11 +170,12 @@ OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKern
     return fail(api, ORT_INVALID_ARGUMENT, "%s: scaling must be \"outer_vector\" or \"fp32_output\", got \"%s\"",
                 kName, scaling.c_str());
   int64_t fast_accumulation = 0, cublaslt_gelu = 1;
-  ATELIER_RETURN_IF_ERROR(flag_attribute(api, info, "fast_accumulation", &fast_accumulation));
-  ATELIER_RETURN_IF_ERROR(flag_attribute(api, info, "cublaslt_gelu", &cublaslt_gelu));
+  ATELIER_RETURN_IF_ERROR(flag_attribute(api, info, kName, "fast_accumulation", &fast_accumulation));
+  ATELIER_RETURN_IF_ERROR(flag_attribute(api, info, kName, "cublaslt_gelu", &cublaslt_gelu));
   Kernel* kernel = new (std::nothrow) Kernel{};
   if (kernel == nullptr) return fail(api, ORT_FAIL, "%s: out of memory", kName);
   kernel->api = api;
+  kernel->name = kName;
   kernel->device = self(op).device;
   kernel->activation = activation == "gelu_tanh" ? Fp8Activation::gelu_tanh : Fp8Activation::none;
   kernel->scaling = scaling == "fp32_output" ? Fp8Scaling::fp32_output : Fp8Scaling::outer_vector;
@@ -175,7 +203,7 @@ struct Shape {
   int64_t dims[kMaxRank] = {};
 };
 
-OrtStatus* shape_of(const OrtApi* api, const char* input, const OrtValue* value, Shape* shape) {
+OrtStatus* shape_of(const OrtApi* api, const char* kName, const char* input, const OrtValue* value, Shape* shape) {
   OrtTensorTypeAndShapeInfo* info = nullptr;
   ATELIER_RETURN_IF_ERROR(ort::GetTensorTypeAndShape(api)(value, &info));
   OrtStatus* status = ort::GetDimensionsCount(api)(info, &shape->rank);
@@ -232,47 +260,66 @@ OrtStatus* run_cpu(Kernel& kernel, OrtKernelContext* context, const Fp8LinearArg
 OrtStatus* run_cuda(Kernel& kernel, OrtKernelContext* context, const Fp8LinearArgs& args) {
 #ifdef ATELIER_WITH_CUDA
   void* stream = nullptr;
-  ATELIER_RETURN_IF_ERROR(glue::cuda_stream(kernel.api, context, kName, &stream));
+  ATELIER_RETURN_IF_ERROR(glue::cuda_stream(kernel.api, context, kernel.name, &stream));
   char error[384] = "";
   if (!fp8_linear_cuda_run(kernel.cuda, args, stream, error, sizeof error))
-    return fail(kernel.api, ORT_FAIL, "%s: %s", kName, error);
+    return fail(kernel.api, ORT_FAIL, "%s: %s", kernel.name, error);
   return nullptr;
 #else
   (void)kernel;
   (void)context;
   (void)args;
-  return fail(kernel.api, ORT_FAIL, "%s: this library was built without CUDA", kName);
+  return fail(kernel.api, ORT_FAIL, "%s: this library was built without CUDA", kernel.name);
 #endif
 }
 
+template <bool kPrequantized>
 OrtStatus* compute(void* state, OrtKernelContext* context) {
+  using In = Inputs<kPrequantized>;
+  constexpr const char* kName = In::kName;
+  constexpr size_t kW = In::kWeight;  // weight; weight_scale and bias follow it
   Kernel& kernel = *static_cast<Kernel*>(state);
   const OrtApi* api = kernel.api;
   size_t count = 0;
   ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetInputCount(api)(context, &count));
-  const OrtValue* inputs[kInputCount] = {nullptr, nullptr, nullptr, nullptr};
-  Shape shapes[kInputCount];
-  for (size_t i = 0; i < kInputCount && i < count; ++i) {
+  const OrtValue* inputs[kMaxInputs] = {};
+  Shape shapes[kMaxInputs];
+  for (size_t i = 0; i < In::kCount && i < count; ++i) {
     ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetInput(api)(context, i, &inputs[i]));
-    if (inputs[i] != nullptr) ATELIER_RETURN_IF_ERROR(shape_of(api, kInputNames[i], inputs[i], &shapes[i]));
+    if (inputs[i] != nullptr) ATELIER_RETURN_IF_ERROR(shape_of(api, kName, In::kNames[i], inputs[i], &shapes[i]));
   }
-  for (size_t i = 0; i < 3; ++i)
-    if (inputs[i] == nullptr) return fail(api, ORT_INVALID_ARGUMENT, "%s: input %s is missing", kName, kInputNames[i]);
+  for (size_t i = 0; i + 1 < In::kCount; ++i)
+    if (inputs[i] == nullptr) return fail(api, ORT_INVALID_ARGUMENT, "%s: input %s is missing", kName, In::kNames[i]);
 
   const Shape& x = shapes[0];
-  const Shape& w = shapes[1];
+  const Shape& w = shapes[kW];
   const int64_t k = x.dims[x.rank - 1];
+  if (kPrequantized) {
+    // act_scale: one per row of x8, i.e. x8's shape without its last axis.
+    const Shape& s = shapes[1];
+    bool same = x.rank >= 2 && s.rank == x.rank - 1;
+    for (size_t i = 0; same && i < s.rank; ++i) same = s.dims[i] == x.dims[i];
+    if (!same) {
+      Shape want = x;
+      want.rank = x.rank > 1 ? x.rank - 1 : 0;
+      return fail(api, ORT_INVALID_ARGUMENT,
+                  "%s: act_scale must be x8's shape without its last axis, %s for x8 %s (one scale per token), got %s%s",
+                  kName, text_of(want).c_str(), text_of(x).c_str(), text_of(s).c_str(),
+                  x.rank < 2 ? " (x8 needs rank 2 or more)" : "");
+    }
+  }
+  const char* x_name = In::kNames[0];
   if (w.rank != 2 || w.dims[1] != k)
-    return fail(api, ORT_INVALID_ARGUMENT, "%s: weight must be [N, K] with K = %lld (x's last axis, x %s), got %s",
-                kName, static_cast<long long>(k), text_of(x).c_str(), text_of(w).c_str());
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: weight must be [N, K] with K = %lld (%s's last axis, %s %s), got %s",
+                kName, static_cast<long long>(k), x_name, x_name, text_of(x).c_str(), text_of(w).c_str());
   const int64_t n = w.dims[0];
-  if (shapes[2].rank != 1 || shapes[2].dims[0] != n)
+  if (shapes[kW + 1].rank != 1 || shapes[kW + 1].dims[0] != n)
     return fail(api, ORT_INVALID_ARGUMENT, "%s: weight_scale must be [N] = [%lld] (one per output channel), got %s",
-                kName, static_cast<long long>(n), text_of(shapes[2]).c_str());
-  const bool has_bias = inputs[3] != nullptr;
-  if (has_bias && (shapes[3].rank != 1 || shapes[3].dims[0] != n))
+                kName, static_cast<long long>(n), text_of(shapes[kW + 1]).c_str());
+  const bool has_bias = inputs[kW + 2] != nullptr;
+  if (has_bias && (shapes[kW + 2].rank != 1 || shapes[kW + 2].dims[0] != n))
     return fail(api, ORT_INVALID_ARGUMENT, "%s: bias must be [N] = [%lld], got %s", kName, static_cast<long long>(n),
-                text_of(shapes[3]).c_str());
+                text_of(shapes[kW + 2]).c_str());
 
   Shape y = x;
   y.dims[y.rank - 1] = n;
@@ -282,40 +329,59 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, 0, y.dims, y.rank, &output));
   if (rows == 0 || n == 0) return nullptr;
 
-  void* data[kInputCount] = {nullptr, nullptr, nullptr, nullptr};
-  for (size_t i = 0; i < kInputCount; ++i)
+  void* data[kMaxInputs] = {};
+  for (size_t i = 0; i < In::kCount; ++i)
     if (inputs[i] != nullptr)
       ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(const_cast<OrtValue*>(inputs[i]), &data[i]));
   void* y_data = nullptr;
   ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(output, &y_data));
-  const Fp8LinearArgs args{data[0], static_cast<const uint8_t*>(data[1]), static_cast<const float*>(data[2]),
-                           data[3], y_data, rows, k, n, kernel.activation};
+  Fp8LinearArgs args{};
+  if (kPrequantized) {
+    args.x8 = static_cast<const uint8_t*>(data[0]);
+    args.act_scale = static_cast<const float*>(data[1]);
+  } else {
+    args.x = data[0];
+  }
+  args.weight = static_cast<const uint8_t*>(data[kW]);
+  args.weight_scale = static_cast<const float*>(data[kW + 1]);
+  args.bias = data[kW + 2];
+  args.y = y_data;
+  args.rows = rows;
+  args.in_features = k;
+  args.out_features = n;
+  args.activation = kernel.activation;
   if (k == 0) {
     // An empty sum: y = f(bias) or f(0); cheap enough to leave to the CPU kernel's formula on CPU,
     // and unheard of for a linear layer on the GPU.
     if (kernel.device == Device::cuda)
-      return fail(api, ORT_INVALID_ARGUMENT, "%s: x's last axis (K) is 0", kName);
+      return fail(api, ORT_INVALID_ARGUMENT, "%s: %s's last axis (K) is 0", kName, x_name);
   }
   return kernel.device == Device::cuda ? run_cuda(kernel, context, args) : run_cpu(kernel, context, args);
 }
 
+template <bool kPrequantized>
 struct Fp8LinearOp {
   using Kernel = atelier::Kernel;
-  static constexpr const char* kName = atelier::kName;
-  static constexpr size_t kInputCount = atelier::kInputCount;
-  static constexpr auto create = create_kernel;
-  static constexpr auto compute = atelier::compute;
-  static constexpr auto infer_shape = atelier::infer_shape;
+  static constexpr const char* kName = Inputs<kPrequantized>::kName;
+  static constexpr size_t kInputCount = Inputs<kPrequantized>::kCount;
+  static constexpr auto create = create_kernel<kPrequantized>;
+  static constexpr auto compute = atelier::compute<kPrequantized>;
+  static constexpr auto infer_shape = atelier::infer_shape<kPrequantized>;
 };
+
+template <bool kPrequantized>
+CustomOp make_op(Device device, const OrtApi* api) {
+  CustomOp op = glue::make_op<Fp8LinearOp<kPrequantized>>(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api);
+  op.base.GetInputType = input_type<kPrequantized>;
+  op.base.GetOutputType = output_type;
+  op.base.GetInputCharacteristic = input_characteristic<kPrequantized>;
+  return op;
+}
 
 }  // namespace
 
-CustomOp make_fp8_linear_op(Device device, const OrtApi* api) {
-  CustomOp op = glue::make_op<Fp8LinearOp>(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api);
-  op.base.GetInputType = input_type;
-  op.base.GetOutputType = output_type;
-  op.base.GetInputCharacteristic = input_characteristic;
-  return op;
-}
+CustomOp make_fp8_linear_op(Device device, const OrtApi* api) { return make_op<false>(device, api); }
+
+CustomOp make_fp8_linear_q_op(Device device, const OrtApi* api) { return make_op<true>(device, api); }
 
 }  // namespace atelier

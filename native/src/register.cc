@@ -10,9 +10,9 @@ namespace {
 
 constexpr const char* kDomain = "atelier";
 
-// The entries for one execution provider: AdaLNModulate float32 and float16, JointConcat float32,
-// float16 and int64, Fp8Linear.
-constexpr int kOpsPerDevice = 6;
+// The entries for one execution provider: AdaLNModulate and AdaLNModulateQuant float32 and float16,
+// JointConcat float32, float16 and int64, Fp8Linear, Fp8LinearQ.
+constexpr int kOpsPerDevice = 9;
 #ifdef ATELIER_WITH_CUDA
 constexpr int kOpCount = 2 * kOpsPerDevice;
 #else
@@ -22,10 +22,12 @@ constexpr int kOpCount = kOpsPerDevice;
 #define ATELIER_DEVICE_OPS(device)                                           \
   make_adaln_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api),           \
       make_adaln_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api),     \
+      make_adaln_quant_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api), \
+      make_adaln_quant_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api), \
       make_joint_concat_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api), \
       make_joint_concat_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api), \
       make_joint_concat_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, api), \
-      make_fp8_linear_op(device, api)
+      make_fp8_linear_op(device, api), make_fp8_linear_q_op(device, api)
 
 struct OpTable {
   CustomOp ops[kOpCount];

@@ -5,6 +5,9 @@
  * is judged against the reference's output for the same fp8 weights (weight-only, exact): it may
  * move the output no more than fp8 storage of the weights moved it from the float model
  * (`fp8_vs_fp32_rel_l2` in the manifest): activations get the same e4m3 grid, per token.
+ * With the fused producers (NetOptions.fp8Producers 'fused', the default) the layers that read a
+ * modulated norm (qkv, fc1, the final linear) take it quantized from atelier:AdaLNModulateQuant as
+ * atelier:Fp8LinearQ; the velocity must be the same bits as with the unfused AdaLNModulate → Fp8Linear.
  */
 import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -48,11 +51,29 @@ const cases = goldenSets().flatMap((set) =>
 describe.each(cases)('$name of the $setName golden set with W8A8 linear layers', ({ set, name }) => {
   const c = set.component<Fp8Component>(name);
   const weights = () => open(set, c.weights);
-  const build = (file: SafetensorsFile, customOps: boolean) => {
+  const build = (file: SafetensorsFile, customOps: boolean, fp8Producers: 'fused' | 'separate' = 'fused') => {
     const g = new GraphBuilder(name);
     const p = new Params(g, new FileWeightSource(file, c.key_prefix ?? 'model.diffusion_model.'), 'float32');
-    buildMmdit(new Net(g, p, { ...DEFAULT_NET_OPTIONS, fp8Linear: 'w8a8', customOps }), mmditConfig(p));
+    buildMmdit(
+      new Net(g, p, { ...DEFAULT_NET_OPTIONS, fp8Linear: 'w8a8', customOps, fp8Producers }),
+      mmditConfig(p),
+    );
     return g.build();
+  };
+  const feedsOf = (inputs: SafetensorsFile): Record<string, HostTensor> =>
+    Object.fromEntries(
+      ['x', 'timestep', 'context', 'y'].map((k) => [
+        k,
+        { type: 'float32', dims: inputs.get(k).shape, data: inputs.readFloat32(k) } satisfies HostTensor,
+      ]),
+    );
+  const velocity = async (model: ReturnType<typeof build>, feeds: Record<string, HostTensor>) => {
+    const session = await CapiSession.create(model, { provider: 'cpu', customOpsLibraries: [library] });
+    try {
+      return (await session.run(feeds)).model_output.data as Float32Array;
+    } finally {
+      session.release();
+    }
   };
 
   it('runs every fp8 linear layer as one Fp8Linear node on its one-byte weight, and only with our library', () => {
@@ -61,38 +82,64 @@ describe.each(cases)('$name of the $setName golden set with W8A8 linear layers',
     const linear = file
       .names()
       .filter((k) => file.get(k).dtype === 'F8_E4M3' && file.get(k).shape.length === 2);
-    const fp8 = graph.node!.filter((n) => n.opType === 'Fp8Linear');
+    const fp8 = graph.node!.filter((n) => n.opType === 'Fp8Linear' || n.opType === 'Fp8LinearQ');
     expect(fp8).toHaveLength(linear.length);
     const initializers = new Map(graph.initializer!.map((t) => [t.name, t]));
-    for (const node of fp8) expect(initializers.get(node.input![1])!.dataType).toBe(ONNX_DTYPE.float8e4m3fn);
+    for (const node of fp8) {
+      const weight = node.input![node.opType === 'Fp8LinearQ' ? 2 : 1];
+      expect(initializers.get(weight)!.dataType).toBe(ONNX_DTYPE.float8e4m3fn);
+    }
     // Without our library the same options fall back to dequantized weights.
     const stock = onnxProto.onnx.ModelProto.decode(build(file, false).bytes).graph!;
     expect(stock.node!.filter((n) => n.opType === 'Fp8Linear')).toHaveLength(0);
   });
 
-  it('moves the velocity no more than fp8 weights moved it from the float model', async () => {
-    const inputs = open(set, manifestPath(c.inputs_from));
-    const reference = open(set, c.io).readFloat32('model_output');
-    const feeds: Record<string, HostTensor> = Object.fromEntries(
-      ['x', 'timestep', 'context', 'y'].map((k) => [
-        k,
-        { type: 'float32', dims: inputs.get(k).shape, data: inputs.readFloat32(k) } satisfies HostTensor,
-      ]),
+  it('fuses the quantization into the modulated norms that feed W8A8 layers, one per layer, or none when asked', () => {
+    const file = weights();
+    const nodes = (producers: 'fused' | 'separate') =>
+      onnxProto.onnx.ModelProto.decode(build(file, true, producers).bytes).graph!.node!;
+    const fused = nodes('fused');
+    const count = (list: typeof fused, op: string) => list.filter((n) => n.opType === op).length;
+    const producers = new Map(
+      fused.filter((n) => n.opType === 'AdaLNModulateQuant').map((n) => [n.output![0], n.output![1]]),
     );
-    const session = await CapiSession.create(build(weights(), true), {
-      provider: 'cpu',
-      customOpsLibraries: [library],
-    });
-    try {
-      const out = (await session.run(feeds)).model_output.data as Float32Array;
-      const error = relL2(out, reference);
-      console.log(
-        `${set.name} ${name}: W8A8 vs weight-only fp8 rel L2 ${error.toExponential(2)} (fp8 vs fp32: ${c.fp8_vs_fp32_rel_l2.toExponential(2)})`,
-      );
-      expect(error).toBeGreaterThan(0);
-      expect(error).toBeLessThanOrEqual(c.fp8_vs_fp32_rel_l2);
-    } finally {
-      session.release();
-    }
+    const readers = fused.filter((n) => n.opType === 'Fp8LinearQ');
+    // Each fused norm feeds exactly one Fp8LinearQ, with its own codes and scales.
+    expect(readers.length).toBe(producers.size);
+    expect(readers.length).toBeGreaterThan(0);
+    for (const r of readers) expect(producers.get(r.input![0])).toBe(r.input![1]);
+    // Norms either fused or not, never both: the separate graph has as many AdaLNModulate nodes.
+    const separate = nodes('separate');
+    expect(count(fused, 'AdaLNModulate') + producers.size).toBe(count(separate, 'AdaLNModulate'));
+    expect(count(separate, 'AdaLNModulateQuant') + count(separate, 'Fp8LinearQ')).toBe(0);
+    // Per block: x and context qkv, x and context fc1 (the last block's context stream is pre_only:
+    // qkv only), attn2's qkv in dual blocks, and the final layer when its weights are fp8.
+    const fp8 = (key: string) => file.names().includes(key) && file.get(key).dtype === 'F8_E4M3';
+    const prefix = c.key_prefix ?? 'model.diffusion_model.';
+    const expected = file
+      .names()
+      .filter((k) => k.startsWith(prefix) && fp8(k))
+      .filter((k) => /(attn2?\.qkv|mlp\.fc1|final_layer\.linear)\.weight$/.test(k)).length;
+    expect(readers.length).toBe(expected);
+  });
+
+  it('gives the same velocity, bit for bit, with fused and separate producers', async () => {
+    const feeds = feedsOf(open(set, manifestPath(c.inputs_from)));
+    const file = weights();
+    const fused = await velocity(build(file, true, 'fused'), feeds);
+    const separate = await velocity(build(file, true, 'separate'), feeds);
+    const mismatch = fused.findIndex((v, i) => !Object.is(v, separate[i]));
+    expect(mismatch, `element ${mismatch}: ${fused[mismatch]} vs ${separate[mismatch]}`).toBe(-1);
+  });
+
+  it('moves the velocity no more than fp8 weights moved it from the float model', async () => {
+    const reference = open(set, c.io).readFloat32('model_output');
+    const out = await velocity(build(weights(), true), feedsOf(open(set, manifestPath(c.inputs_from))));
+    const error = relL2(out, reference);
+    console.log(
+      `${set.name} ${name}: W8A8 vs weight-only fp8 rel L2 ${error.toExponential(2)} (fp8 vs fp32: ${c.fp8_vs_fp32_rel_l2.toExponential(2)})`,
+    );
+    expect(error).toBeGreaterThan(0);
+    expect(error).toBeLessThanOrEqual(c.fp8_vs_fp32_rel_l2);
   });
 });

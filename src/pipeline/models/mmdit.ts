@@ -10,7 +10,7 @@
  */
 import { ModelError, ValidationError } from '../../errors.js';
 import type { Value } from '../onnx/graph.js';
-import type { Net } from '../onnx/nn.js';
+import type { LinearInput, Net } from '../onnx/nn.js';
 import type { Params } from '../onnx/params.js';
 
 export interface MmditConfig {
@@ -266,10 +266,11 @@ function adaLN(net: Net, prefix: string, cAct: Value, n: number): Value[] {
  * modulate(norm(x), shift, scale) (mmditx.py:66-69): x · (1 + scale) + shift after norm1 / norm2 /
  * norm_final, LayerNorms without affine weights, eps 1e-6 (mmditx.py:408-414, 665-667). Net does
  * both: a fused kernel with the custom ops, else stock LayerNorm (explicit unit scale and zero bias,
- * see Net.layerNorm) then Mul and Add.
+ * see Net.layerNorm) then Mul and Add. Each feeds one linear layer (qkv, fc1, the final linear),
+ * which builds it (Net.modulated): a W8A8 layer reads it quantized from the norm's own kernel.
  */
-function modulatedNorm(m: Ctx, x: Value, shift: Value, scale: Value): Value {
-  return m.net.modulatedNorm(x, shift, scale, m.cfg.hidden, NORM_EPS);
+function modulatedNorm(m: Ctx, x: Value, shift: Value, scale: Value): LinearInput {
+  return m.net.modulated(x, shift, scale, m.cfg.hidden, NORM_EPS);
 }
 
 interface Qkv {
@@ -282,7 +283,7 @@ interface Qkv {
  * SelfAttention.pre_attention (mmditx.py:278-284): qkv projection, split as [3, heads, head_dim]
  * (split_qkv, mmditx.py:210-212), RMSNorm of q and k per head when the checkpoint has ln_q/ln_k.
  */
-function preAttention(m: Ctx, prefix: string, x: Value): Qkv {
+function preAttention(m: Ctx, prefix: string, x: LinearInput): Qkv {
   const { net, cfg } = m;
   const [q, k, v] = net.chunk(net.linear(x, `${prefix}.qkv`), 3, 2);
   const headNorm = (t: Value, key: string) => {
@@ -299,7 +300,7 @@ function postAttention(net: Net, prefix: string, attn: Value): Value {
 }
 
 /** Mlp with GELU(tanh) (other_impls.py:27-56, mmditx.py:457-463). */
-function mlp(net: Net, prefix: string, x: Value): Value {
+function mlp(net: Net, prefix: string, x: LinearInput): Value {
   return net.linear(net.linearGelu(x, `${prefix}.mlp.fc1`, 'tanh'), `${prefix}.mlp.fc2`);
 }
 

@@ -29,7 +29,39 @@ export interface NetOptions {
    * without it. @default false
    */
   customOps?: boolean;
+  /**
+   * How W8A8 layers (`fp8Linear: 'w8a8'` with `customOps`) get their e4m3 activations when they read
+   * a modulated norm (`Net.modulated`): `fused` = one atelier:AdaLNModulateQuant node computes the norm
+   * and writes it quantized per token, the layer is atelier:Fp8LinearQ (no pass of its own over x);
+   * `separate` = AdaLNModulate writes the norm in float16 and Fp8Linear quantizes it. The two give
+   * the same bits. @default 'fused'
+   */
+  fp8Producers?: 'fused' | 'separate';
 }
+
+/**
+ * modulate(LayerNorm(x), shift, scale) of an adaLN block, not yet in the graph (`Net.modulated`):
+ * the layer that reads it decides how it is built. A W8A8 linear layer takes it quantized from one
+ * fused node; anything else gets it as a tensor (`Net.value`). Each form is built once per norm,
+ * however many layers read it.
+ */
+export class ModulatedNorm {
+  /** The tensor, once something asked for it. */
+  value?: Value;
+  /** e4m3 codes [B, T, C] and float32 scales [B, T], once a W8A8 layer asked for them. */
+  quantized?: [Value, Value];
+
+  constructor(
+    readonly x: Value,
+    readonly shift: Value,
+    readonly scale: Value,
+    readonly dim: number,
+    readonly eps: number,
+  ) {}
+}
+
+/** What linear layers read: a tensor, or a modulated norm they may fuse with (ModulatedNorm). */
+export type LinearInput = Value | ModulatedNorm;
 
 export const DEFAULT_NET_OPTIONS: NetOptions = { attention: 'mha', fp8Linear: 'dequantize' };
 
@@ -152,11 +184,16 @@ export class Net {
 
   // ---- layers --------------------------------------------------------------------------------
 
-  /** y = x · Wᵀ + b for the checkpoint layer `prefix` (`prefix.weight` [out, in], optional `prefix.bias`). */
-  linear(x: Value, prefix: string): Value {
+  /**
+   * y = x · Wᵀ + b for the checkpoint layer `prefix` (`prefix.weight` [out, in], optional
+   * `prefix.bias`). `x` may be a modulated norm not yet built (Net.modulated): a W8A8 layer then
+   * reads it quantized from the norm's own kernel.
+   */
+  linear(input: LinearInput, prefix: string): Value {
     const biasKey = `${prefix}.bias`;
     const bias = this.p.has(biasKey) ? this.p.get(biasKey) : undefined;
-    if (this.#isW8a8(prefix)) return this.#w8a8Linear(x, prefix, bias);
+    if (this.#isW8a8(prefix)) return this.#w8a8Linear(input, prefix, bias);
+    const x = this.value(input);
     if (this.#isFp8(prefix) && this.options.fp8Linear === 'block-fp8')
       return this.#fp8Linear(x, prefix, bias);
     const y = this.#matmul(x, prefix);
@@ -168,12 +205,13 @@ export class Net {
    * for the tanh approximation, BiasGelu for the exact form) instead of two passes over the
    * MLP's widest tensor.
    */
-  linearGelu(x: Value, prefix: string, approximate: 'none' | 'tanh'): Value {
+  linearGelu(input: LinearInput, prefix: string, approximate: 'none' | 'tanh'): Value {
     const biasKey = `${prefix}.bias`;
-    if (!this.p.has(biasKey)) return this.gelu(this.linear(x, prefix), approximate);
+    if (!this.p.has(biasKey)) return this.gelu(this.linear(input, prefix), approximate);
     // FP8 GEMMs apply the bias and the tanh GELU in their epilogue.
     if (this.#isW8a8(prefix) && approximate === 'tanh')
-      return this.#w8a8Linear(x, prefix, this.p.get(biasKey), 'gelu_tanh');
+      return this.#w8a8Linear(input, prefix, this.p.get(biasKey), 'gelu_tanh');
+    const x = this.value(input);
     const y =
       this.#isFp8(prefix) && this.options.fp8Linear === 'block-fp8'
         ? this.#fp8Linear(x, prefix)
@@ -197,8 +235,11 @@ export class Net {
    * W8A8 with our atelier:Fp8Linear: the activations are quantized to e4m3 per token at run time
    * and the GEMM runs on FP8 tensor cores (cuBLASLt) with per-channel × per-token scales, the bias
    * and the tanh GELU in its epilogue. The op reads and writes float16; a float32 graph casts.
+   * A modulated norm as input (with `fp8Producers: 'fused'`, the default) is quantized by the norm's
+   * own kernel (atelier:AdaLNModulateQuant, which rounds to float16 first, as the Cast here would)
+   * and the layer is atelier:Fp8LinearQ: the same bits, one pass over the activations instead of three.
    */
-  #w8a8Linear(x: Value, prefix: string, bias: Value | undefined, activation?: 'gelu_tanh'): Value {
+  #w8a8Linear(input: LinearInput, prefix: string, bias: Value | undefined, activation?: 'gelu_tanh'): Value {
     const weightKey = `${prefix}.weight`;
     const [n] = this.p.shape(weightKey);
     const scaleKey = `${prefix}.scale_weight`;
@@ -211,8 +252,11 @@ export class Net {
     );
     const half = this.p.compute === 'float16';
     const toHalf = (v: Value) => (half ? v : this.g.op('Cast', [v], { to: ONNX_DTYPE.float16 }));
-    const inputs = [toHalf(x), this.p.raw(weightKey), scales, ...(bias ? [toHalf(bias)] : [])];
-    const y = this.g.op('Fp8Linear', inputs, activation ? { activation } : {}, ATELIER_DOMAIN);
+    const fused = input instanceof ModulatedNorm && this.options.fp8Producers !== 'separate';
+    const activations = fused ? this.#quantizedNorm(input) : [toHalf(this.value(input))];
+    const inputs = [...activations, this.p.raw(weightKey), scales, ...(bias ? [toHalf(bias)] : [])];
+    const op = fused ? 'Fp8LinearQ' : 'Fp8Linear';
+    const y = this.g.op(op, inputs, activation ? { activation } : {}, ATELIER_DOMAIN);
     return half ? y : this.g.op('Cast', [y], { to: ONNX_DTYPE.float32 });
   }
 
@@ -274,6 +318,36 @@ export class Net {
   }
 
   readonly #normCache = new Map<string, Value>();
+
+  /**
+   * modulate(LayerNorm(x), shift, scale) as `modulatedNorm` computes it, left for its reader to
+   * build (ModulatedNorm): what the MMDiT hands its qkv, fc1 and final linear layers.
+   */
+  modulated(x: Value, shift: Value, scale: Value, dim: number, eps: number): ModulatedNorm {
+    return new ModulatedNorm(x, shift, scale, dim, eps);
+  }
+
+  /** The tensor of a linear layer's input: a modulated norm is built (once) by `modulatedNorm`. */
+  value(input: LinearInput): Value {
+    if (!(input instanceof ModulatedNorm)) return input;
+    input.value ??= this.modulatedNorm(input.x, input.shift, input.scale, input.dim, input.eps);
+    return input.value;
+  }
+
+  /** x8 and act_scale of a modulated norm, from one atelier:AdaLNModulateQuant node (built once). */
+  #quantizedNorm(m: ModulatedNorm): [Value, Value] {
+    if (!m.quantized) {
+      const [x8, actScale] = this.g.opMulti(
+        'AdaLNModulateQuant',
+        [m.x, m.shift, m.scale],
+        2,
+        { epsilon: { float: m.eps } },
+        ATELIER_DOMAIN,
+      );
+      m.quantized = [x8, actScale];
+    }
+    return m.quantized;
+  }
 
   /**
    * modulate(LayerNorm(x), shift, scale) of adaLN blocks: LayerNorm over the last axis (width
