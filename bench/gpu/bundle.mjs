@@ -21,6 +21,7 @@ await build({
     'atelier-bench': 'bench/gpu/atelier-bench.ts',
     'capi-check': 'bench/gpu/capi-check.ts',
     'cuda-check': 'bench/gpu/cuda-check.ts',
+    'quality-bench': 'bench/gpu/quality-bench.ts',
     child: 'src/pipeline/process/child.ts',
     sd35: 'src/pipeline/sd35/index.ts',
   },
@@ -103,6 +104,7 @@ const sets = {
   'call 2 (gpu-call-2.sh)': CALL_2,
   'smoke A (node)': ['.gpu/runtime-a.tar.xz', '.gpu/device-env.sh'],
   'smoke B (gpu-smoke.sh)': CALL_2,
+  'quality (gpu-quality.sh)': CALL_2,
 };
 console.log(`bundled into ${OUT}: ${(bytes(OUT) / MIB).toFixed(1)} MiB`);
 console.log(`custom-op library: ${ops}`);

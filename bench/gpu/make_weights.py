@@ -10,6 +10,9 @@ for the values.
   python3 bench/gpu/make_weights.py OUT --tiny                # small shapes, for a smoke test
 
 Files already there with the planned header and size are kept (re-runs are cheap); --force rewrites.
+An fp8 file holds its fp16 counterpart's values quantized (the same windows of the random pool:
+file_seed), so fp16 and fp8 runs are one model, as the released files are, and the FP8 quality
+report (quality-bench.ts) compares like with like.
 OUT/large/ and OUT/medium/ are made as one-model ComfyUI folders of symlinks (atelier-bench.ts
 takes --models OUT and loads OUT/<model>).
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import zlib
 import os
 import shutil
 import sys
@@ -36,6 +40,24 @@ from weight_plan import DTYPES, ENCODERS, MODELS, PRECISIONS, FilePlan, build_pl
 
 GB = 1e9
 SPACE_MARGIN = 2 * 1024**3  # leave the disk this much room
+
+
+def fp16_counterpart(path: str) -> str:
+    """The fp16 file whose values an fp8 file quantizes (itself for every other file)."""
+    if path.endswith("_fp8_scaled.safetensors"):
+        return path[: -len("_fp8_scaled.safetensors")] + ".safetensors"
+    if path.endswith("t5xxl_fp8_e4m3fn.safetensors"):
+        return path[: -len("t5xxl_fp8_e4m3fn.safetensors")] + "t5xxl_fp16.safetensors"
+    return path
+
+
+def file_seed(base: int, path: str) -> int:
+    """The generator of a file's pool windows: fixed by the path (not by which files this run
+    writes), the same for an fp8 file and its fp16 counterpart. Both files list the same tensors in
+    the same order (the fp8 file's scale_weight and marker tensors draw nothing), so each fp8
+    tensor is cut from the same pool values as the fp16 one: e4m3 of value·448/amax with
+    scale_weight std·amax/448, or plain e4m3 (T5)."""
+    return base + 1 + zlib.crc32(fp16_counterpart(path).encode())
 
 
 def _list(value: str, known: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -152,7 +174,7 @@ def main(argv: list[str]) -> int:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as executor:
         # Largest first, so the longest file starts early and the others fill in around it.
         ordered = sorted(todo, key=lambda f: -f.size)
-        futures = [executor.submit(write_one, args.out, f, pool, args.seed + 1 + plan.index(f)) for f in ordered]
+        futures = [executor.submit(write_one, args.out, f, pool, file_seed(args.seed, f.path)) for f in ordered]
         for future in futures:
             f, seconds, written = future.result()
             print(f"wrote {f.path}: {written / GB:.3f} GB in {seconds:.1f} s ({written / GB / max(seconds, 1e-9):.2f} GB/s)")
@@ -167,6 +189,7 @@ def main(argv: list[str]) -> int:
         "std": args.std,
         "seed": args.seed,
         "fp8_scale_weight": float(pool.fp8_scale),
+        "fp8_files": "the fp16 files' values quantized (the same pool windows: make_weights.file_seed)",
         "files": [{"path": f.path, "bytes": f.size, "params": parameter_count(f)} for f in plan],
         "write_seconds": round(elapsed, 2),
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Merges the benchmark's rows (PyTorch from torch_bench.py, atelier from atelier-bench.ts) into one
 results file, bench/results/gpu-<date>.json, and prints the comparison: seconds per image, ours
-over PyTorch (eager and compiled), our C-API path over our stock path, and MFU against the compute
+over PyTorch (eager and compiled, bf16 and FP8: `ratio_vs_pytorch_fp8_compile`), our C-API path over our stock path, and MFU against the compute
 floor (sd35_flops.py).
 
   python3 bench/gpu/merge_results.py torch.json atelier.json --out-dir bench/results --command "…"
@@ -143,7 +143,8 @@ def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         if r["engine"] == "pytorch":
             mode = "compile" if str(r.get("mode", "eager")).startswith("compile") else "eager"
-            torch_rows.setdefault(_key(r), {})[mode] = r
+            # PyTorch FP8 (torch._scaled_mm, issue 10) is its own baseline beside bf16.
+            torch_rows.setdefault(_key(r), {})[f"fp8_{mode}" if r["precision"] == "fp8" else mode] = r
         elif r.get("path") == "stock":
             key = (*_key(r), r["precision"])
             # A stock row measured as such beats a capi request that fell back to stock.
@@ -175,7 +176,7 @@ def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry["ratio_vs_stock"] = _ratio(r.get("denoise_seconds_per_image"), stock.get("denoise_seconds_per_image"))
             entry["image_ratio_vs_stock"] = _ratio(r["seconds_per_image"], stock["seconds_per_image"])
             entry["stock_child_ping_p99_ms"] = stock.get("child_ping_p99_ms")
-        for mode in ("eager", "compile"):
+        for mode in TORCH_MODES:
             if mode not in theirs:
                 continue
             other = theirs[mode]
@@ -189,6 +190,7 @@ def comparisons(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+TORCH_MODES = ("eager", "compile", "fp8_eager", "fp8_compile")
 ENGINE_ORDER = ("atelier capi", "atelier stock", "atelier", "pytorch eager", "pytorch compile")
 FIRST_NUMBER_COLUMN = 6
 
@@ -197,7 +199,7 @@ def table(runs: list[dict[str, Any]], compared: list[dict[str, Any]], markdown: 
     by_row = {id(r): c for r, c in zip([r for r in runs if comparable(r)], compared)}
     head = ["model", "size", "steps", "batch", "engine", "precision", "denoise s/img", "s/image", "steps/s"]
     head += ["host ms/step", "ping p99 ms", "peak GB", "load s", "floor s", "MFU", "× stock", "× torch eager"]
-    head += ["× torch compile"]
+    head += ["× torch compile", "× torch fp8 compile"]
 
     def order(r: dict[str, Any]) -> tuple[Any, ...]:
         name = label(r)
@@ -234,6 +236,7 @@ def table(runs: list[dict[str, Any]], compared: list[dict[str, Any]], markdown: 
                 fmt(c.get("ratio_vs_stock"), ".2f"),
                 fmt(c.get("ratio_vs_pytorch_eager"), ".2f"),
                 fmt(c.get("ratio_vs_pytorch_compile"), ".2f"),
+                fmt(c.get("ratio_vs_pytorch_fp8_compile"), ".2f"),
             ]
         )
     if markdown:

@@ -208,6 +208,32 @@ class TinyFilesTest(unittest.TestCase):
         self.assertLessEqual(int(np.abs(st_io.from_e4m3fn(codes)).max()), 448)
         self.assertAlmostEqual(float(values.std()), 0.02, delta=0.002)
 
+    def test_an_fp8_file_holds_its_fp16_counterparts_values_quantized(self):
+        # One model in two storages, as the released files are: the FP8 quality report relies on it.
+        ckpt = os.path.join(self.dir, "checkpoints")
+        fp16_path, fp8_path = (os.path.join(ckpt, f) for f in ("sd3.5_medium.safetensors", "sd3.5_medium_fp8_scaled.safetensors"))
+        e16, _, s16 = st_io.read_header(fp16_path)
+        e8, _, s8 = st_io.read_header(fp8_path)
+        compared = 0
+        for name, entry in e8.items():
+            if entry.dtype != "F8_E4M3" or not entry.shape or entry.shape[0] == 0:
+                continue
+            want = st_io.read_array(fp16_path, e16[name], s16).astype(np.float64)
+            scale = float(st_io.read_array(fp8_path, e8[name[: -len(".weight")] + ".scale_weight"], s8))
+            got = st_io.from_e4m3fn(st_io.read_array(fp8_path, entry, s8)).astype(np.float64) * scale
+            # e4m3's 3 mantissa bits: ≤ 1/16 relative per element (subnormals aside), ~2.5 % rel L2.
+            self.assertLess(np.linalg.norm(got - want) / np.linalg.norm(want), 0.05, name)
+            compared += 1
+        self.assertGreater(compared, 10)
+        t16 = os.path.join(self.dir, "text_encoders", "t5xxl_fp16.safetensors")
+        t8 = os.path.join(self.dir, "text_encoders", "t5xxl_fp8_e4m3fn.safetensors")
+        (e16, _, s16), (e8, _, s8) = st_io.read_header(t16), st_io.read_header(t8)
+        name = "encoder.block.0.layer.1.DenseReluDense.wi_0.weight"
+        want = st_io.read_array(t16, e16[name], s16).astype(np.float64)
+        got = st_io.from_e4m3fn(st_io.read_array(t8, e8[name], s8)).astype(np.float64)
+        self.assertLess(np.linalg.norm(got - want) / np.linalg.norm(want), 0.1)
+        self.assertEqual(make_weights.fp16_counterpart("checkpoints/sd3.5_large_fp8_scaled.safetensors"), "checkpoints/sd3.5_large.safetensors")
+
     def test_a_second_run_keeps_the_files_and_a_changed_file_is_reported(self):
         out = quiet(lambda: self._run_capture([self.dir, "--tiny"]))
         self.assertIn("to write: 0 files", out)
@@ -391,6 +417,29 @@ class MergeTest(unittest.TestCase):
         self.assertIn("| sd3.5-large | 1024² | 28 | 1 | atelier capi | fp16 | 4.000 |", markdown)
         self.assertIn("atelier capi (error)", markdown)
         self.assertIn("atelier capi no-CFG", markdown)
+
+    def test_pytorch_fp8_rows_are_a_baseline_of_their_own(self):
+        torch_file = self.write(
+            "torch.json",
+            [
+                self.row("pytorch", "bf16", 3.9, mode="compile", denoise_seconds_per_image=3.5),
+                self.row("pytorch", "fp8", 3.3, mode="compile", denoise_seconds_per_image=2.8, compute_dtype="bf16"),
+                self.row("pytorch", "fp8", 6.5, mode="eager", denoise_seconds_per_image=6.2, compute_dtype="bf16"),
+            ],
+        )
+        ours = self.write("atelier.json", [self.row("atelier", "fp8", 3.7, denoise_seconds=3.5, path="capi")])
+        out_dir = os.path.join(self.dir, "results")
+        with mock.patch.object(merge_results, "gpu_from_nvidia_smi", return_value={}):
+            quiet(merge_results.main, [torch_file, ours, "--out-dir", out_dir, "--date", "2026-12-03", "--markdown", os.path.join(self.dir, "t.md")])
+        (c,) = read_json(os.path.join(out_dir, "gpu-2026-12-03.json"))["comparisons"]
+        self.assertEqual(c["ratio_vs_pytorch_compile"], 1.0)
+        self.assertEqual(c["ratio_vs_pytorch_fp8_compile"], 1.25)
+        self.assertEqual(c["ratio_vs_pytorch_fp8_eager"], round(3.5 / 6.2, 3))
+        self.assertNotIn("ratio_vs_pytorch_eager", c)
+        with open(os.path.join(self.dir, "t.md")) as f:
+            markdown = f.read()
+        self.assertIn("× torch fp8 compile |", markdown)
+        self.assertIn("| pytorch compile | fp8 |", markdown)
 
     def test_a_row_without_its_time_is_refused(self):
         bad = self.row("atelier", "fp16", 1.0)

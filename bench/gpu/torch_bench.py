@@ -18,6 +18,13 @@ WIDTH×HEIGHT (28 steps, batch 1, CFG), Large for 4 steps without CFG (Turbo-lik
 architecture), Medium at half the size; then torch.compile of Medium and Large at full size, then,
 as the budget allows, compiled Medium at half size and compiled Turbo-like Large.
 
+PyTorch FP8 (issue 10, fp8_torch.py): every nn.Linear of the joint blocks on torch._scaled_mm with
+per-channel weight and per-token activation scales; rows with `precision: fp8` (`compute_dtype`
+says the rest's dtype). `--fp8` appends eager and compiled FP8 rows of every model at full size
+after the plan's rows; `--plan issue10` is per model (Large, then Medium) at full size: eager bf16,
+compiled bf16, eager FP8, compiled FP8. The swap drops the bf16 weights, so a bf16 phase after an
+FP8 one reloads the model.
+
 Precision is one dtype throughout (bf16 by default). The reference's sample_euler is wrapped in
 autocast(fp16), which with bf16 weights would re-cast every weight at every call; the loop here is
 the same Euler step (Karras et al. 2022, Alg. 2) without that wrapper (--reference-sampler uses
@@ -63,7 +70,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="JSON file for the rows")
     p.add_argument("--ref-dir", default=os.path.join(HERE, "..", "..", ".gpu", "ref"))
     p.add_argument("--models", default="large,medium")
-    p.add_argument("--plan", default="full", choices=("full", "issue9"), help="what to run (the docstring)")
+    p.add_argument("--plan", default="full", choices=("full", "issue9", "issue10"), help="what to run (the docstring)")
+    p.add_argument("--fp8", action="store_true", help="also FP8 rows (torch._scaled_mm), eager and compiled, after the plan's")
     p.add_argument("--steps", default=None, type=_ints, help="default 28,20 (issue9: 28)")
     p.add_argument("--batches", default=None, type=_ints, help="images per generation (CFG doubles it); default 1,4 (issue9: 1)")
     p.add_argument("--turbo-steps", default=4, type=int, help="issue9: steps of the Turbo-like rows (no CFG)")
@@ -88,7 +96,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.device == "cuda":
         args.device = "cuda:0"
-    issue9 = args.plan == "issue9"
+    issue9 = args.plan in ("issue9", "issue10")
     args.steps = args.steps or ((28,) if issue9 else (28, 20))
     args.batches = args.batches or ((1,) if issue9 else (1, 4))
     args.compile = args.compile or issue9
@@ -202,6 +210,8 @@ class LoadedModel:
     vae_decode_seconds: float | None
     # Decode time per (width, height), measured once per size.
     decode_by_size: dict[tuple[int, int], float] = field(default_factory=dict)
+    # Set once the joint blocks' linear layers run in FP8 (fp8_torch.to_fp8: what was swapped).
+    fp8: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +232,8 @@ class Phase:
     model: str
     mode: str
     workloads: tuple[Workload, ...]
+    # "fp8": the joint blocks' linear layers on torch._scaled_mm (fp8_torch.py); else the run's dtype.
+    precision: str | None = None
 
 
 def mmdit_config(base: Any) -> MMDiTConfig:
@@ -288,6 +300,10 @@ class CondOnly(torch.nn.Module):
         return self.model.apply_model(x, timestep, c_crossattn=cond["c_crossattn"], y=cond["y"])
 
 
+def precision_of(ctx: Ctx, model: LoadedModel) -> str:
+    return "fp8" if model.fp8 else ctx.args.dtype
+
+
 def run_workload(ctx: Ctx, model: LoadedModel, mode: str, w: Workload) -> None:
     """Warm-up (and compilation), then one timed denoising per step count of the workload."""
     from sd3_impls import CFGDenoiser, sample_euler
@@ -317,7 +333,8 @@ def run_workload(ctx: Ctx, model: LoadedModel, mode: str, w: Workload) -> None:
         def sample(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
             return euler(denoiser, x, sigmas, extra)
 
-    what = {"model": w.name or f"sd3.5-{model.name}", "mode": mode, "batch": batch, "width": w.width, "cfg": w.cfg}
+    what = {"model": w.name or f"sd3.5-{model.name}", "mode": mode, "precision": precision_of(ctx, model)}
+    what |= {"batch": batch, "width": w.width, "cfg": w.cfg}
     decode_seconds = vae_decode(ctx, model, w.width, w.height)
     ctx.watch.reset()
     schedule = {steps: sigmas_for(args.shift, steps, ctx.device) for steps in w.steps}
@@ -354,7 +371,7 @@ def run_workload(ctx: Ctx, model: LoadedModel, mode: str, w: Workload) -> None:
         ctx.results.add(row)
         r = ctx.results.rows[-1]
         print(
-            f"{r['model']} {mode} {w.width}x{w.height} batch {batch}{'' if w.cfg else ' no-CFG'} {steps} steps: denoising {r['denoise_seconds_per_image']:.3f} s/image, "
+            f"{r['model']} {r['precision']} {mode} {w.width}x{w.height} batch {batch}{'' if w.cfg else ' no-CFG'} {steps} steps: denoising {r['denoise_seconds_per_image']:.3f} s/image, "
             f"{r['step_ms']:.1f} ms/step, peak {r['peak_gpu_mem_gb']} GB",
             flush=True,
         )
@@ -374,9 +391,13 @@ def make_row(
     args, batch = ctx.args, w.batch
     text_tokens = CLIP_TOKENS + args.t5_tokens
     flops = forward_flops(model.config, w.width, w.height, text_tokens)
+    precision = precision_of(ctx, model)
     peak = PEAK_TFLOPS.get(args.dtype)
     forwards = 2 if w.cfg else 1
     floor = flops.total * forwards * steps / (peak * 1e12) if peak else None
+    if precision == "fp8" and peak:
+        # sd35_flops.floor_seconds' rule: the linear layers at the FP8 peak, attention at 16-bit.
+        floor = (flops.linear / (PEAK_TFLOPS["fp8"] * 1e12) + flops.attention / (peak * 1e12)) * forwards * steps
     denoise = seconds / batch
     # seconds_per_image as atelier-bench.ts defines it, a generation's wall time per image: text
     # encoding (prompt and negative, once per generation) + denoising + VAE decode of each image.
@@ -389,7 +410,8 @@ def make_row(
         "engine": "pytorch",
         "model": w.name or f"sd3.5-{model.name}",
         "weights": f"sd3.5-{model.name}",
-        "precision": args.dtype,
+        "precision": precision,
+        "compute_dtype": args.dtype,
         "mode": mode + ("+reference-sampler" if args.reference_sampler else ""),
         "width": w.width,
         "height": w.height,
@@ -418,6 +440,8 @@ def make_row(
         row["measured_steps"] = measured_steps
     if compile_seconds is not None:
         row["compile_seconds"] = round(compile_seconds, 1)
+    if model.fp8:
+        row.update(model.fp8)
     return row
 
 
@@ -427,6 +451,13 @@ def phases(args: argparse.Namespace) -> list[Phase]:
     order of importance (module docstring); each compilation takes minutes, so the optional ones
     come last, where the budget cuts them."""
     w, h, steps = args.width, args.height, tuple(args.steps)
+    full = tuple(Workload(b, w, h, steps) for b in args.batches)
+    if args.plan == "issue10":
+        order = []
+        for m in ("large", "medium"):
+            order += [Phase(m, "eager", full), Phase(m, "compile", full)]
+            order += [Phase(m, "eager", full, "fp8"), Phase(m, "compile", full, "fp8")]
+        return [p for p in order if p.model in args.models]
     if args.plan == "issue9":
         full = tuple(Workload(b, w, h, steps) for b in args.batches)
         half = (Workload(1, w // 2, h // 2, steps),)
@@ -439,22 +470,32 @@ def phases(args: argparse.Namespace) -> list[Phase]:
             Phase("medium", "compile", half),
             Phase("large", "compile", turbo),
         ]
-        return [p for p in order if p.model in args.models]
-    order = [Phase(m, "eager", tuple(Workload(b, w, h, steps) for b in args.batches)) for m in args.models]
-    if args.compile:
-        compiled = tuple(Workload(b, w, h, steps) for b in args.compile_batches)
-        order += [Phase(m, "compile", compiled) for m in reversed(args.models)]
+        order = [p for p in order if p.model in args.models]
+    else:
+        order = [Phase(m, "eager", full) for m in args.models]
+        if args.compile:
+            compiled = tuple(Workload(b, w, h, steps) for b in args.compile_batches)
+            order += [Phase(m, "compile", compiled) for m in reversed(args.models)]
+    if args.fp8:
+        # The model loaded last first (one reload fewer), eager before compiled (a failing FP8
+        # path shows in seconds, not after a compilation).
+        models = [p.model for p in order]
+        last = models[-1] if models else None
+        for m in sorted(args.models, key=lambda m: m != last):
+            order += [Phase(m, "eager", full, "fp8")]
+            if args.compile:
+                order += [Phase(m, "compile", full, "fp8")]
     return order
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = f"{'model':<19}{'mode':<9}{'size':>6}{'batch':>6}{'steps':>6}{'denoise s/img':>14}{'s/image':>9}{'ms/step':>9}"
+    head = f"{'model':<19}{'prec':<6}{'mode':<9}{'size':>6}{'batch':>6}{'steps':>6}{'denoise s/img':>14}{'s/image':>9}{'ms/step':>9}"
     head += f"{'peak GB':>9}{'MFU':>7}"
     print("\n" + head + "\n" + "-" * len(head))
     for r in rows:
         mfu = f"{r['mfu']:.2f}" if r.get("mfu") is not None else "-"
         print(
-            f"{r['model']:<19}{r['mode']:<9}{r['width']:>6}{r['batch']:>6}{r['steps']:>6}{r['denoise_seconds_per_image']:>14.3f}"
+            f"{r['model']:<19}{r['precision']:<6}{r['mode']:<9}{r['width']:>6}{r['batch']:>6}{r['steps']:>6}{r['denoise_seconds_per_image']:>14.3f}"
             f"{r['seconds_per_image']:>9.3f}"
             f"{r['step_ms']:>9.1f}{r['peak_gpu_mem_gb'] or 0:>9.2f}{mfu:>7}"
         )
@@ -519,12 +560,16 @@ def main(argv: list[str]) -> int:
             loaded: LoadedModel | None = None
             for phase in phases(args):
                 name, mode = phase.model, phase.mode
+                fp8 = phase.precision == "fp8"
+                what = {"model": f"sd3.5-{name}", "mode": mode, "precision": phase.precision or args.dtype}
                 if mode == "compile" and not compile_available:
-                    results.skip(f"torch {torch.__version__} has no torch.compile", model=f"sd3.5-{name}", mode=mode)
+                    results.skip(f"torch {torch.__version__} has no torch.compile", **what)
                     continue
                 if budget.remaining() < 30:
-                    results.skip(f"run budget spent ({budget.elapsed():.0f} s)", model=f"sd3.5-{name}", mode=mode)
+                    results.skip(f"run budget spent ({budget.elapsed():.0f} s)", **what)
                     continue
+                if loaded is not None and loaded.fp8 and not fp8:
+                    loaded = None  # the bf16 linear weights were dropped by the swap: reload
                 if loaded is None or loaded.name != name:
                     loaded = None
                     _free()
@@ -532,7 +577,7 @@ def main(argv: list[str]) -> int:
                         loaded = load_model(ctx, name)
                     except Exception as e:
                         traceback.print_exc()
-                        results.skip(f"{type(e).__name__}: {e}", model=f"sd3.5-{name}", mode=mode)
+                        results.skip(f"{type(e).__name__}: {e}", **what)
                         continue
                     results.data.setdefault("models", {})[f"sd3.5-{name}"] = {
                         "config": loaded.config.__dict__ | {"hidden": loaded.config.hidden},
@@ -541,6 +586,23 @@ def main(argv: list[str]) -> int:
                         "vae_decode_seconds": round(loaded.vae_decode_seconds or 0, 4),
                     }
                     results.save()
+                if fp8 and not loaded.fp8:
+                    import fp8_torch
+
+                    try:
+                        loaded.fp8, swap_seconds = ctx.clock.wall(lambda m=loaded: fp8_torch.to_fp8(m.base.diffusion_model))
+                    except Exception as e:
+                        traceback.print_exc()
+                        results.skip(f"FP8 swap failed: {type(e).__name__}: {e}", **what)
+                        loaded = None
+                        _free()
+                        continue
+                    loaded.fp8["fp8_swap_seconds"] = round(swap_seconds, 2)
+                    print(f"sd3.5-{name}: {loaded.fp8['fp8_linear_layers']} linear layers to FP8 ({loaded.fp8['fp8_kernel']}) in {swap_seconds:.1f} s", flush=True)
+                    results.data.setdefault("models", {}).setdefault(f"sd3.5-{name}", {})["fp8"] = loaded.fp8
+                    results.save()
+                    if compile_available:
+                        torch._dynamo.reset()  # compiled graphs of the bf16 model must not be reused
                 eager = loaded.base.diffusion_model
                 if mode == "compile":
                     compiled = torch.compile(eager, dynamic=False, mode=args.compile_mode)
@@ -553,10 +615,10 @@ def main(argv: list[str]) -> int:
                 except BudgetExceeded:
                     torch._dynamo.reset()
                 except torch.cuda.OutOfMemoryError as e:
-                    results.skip(f"out of memory: {str(e).splitlines()[0]}", model=f"sd3.5-{name}", mode=mode)
+                    results.skip(f"out of memory: {str(e).splitlines()[0]}", **what)
                 except Exception as e:
                     traceback.print_exc()
-                    results.skip(f"{type(e).__name__}: {e}", model=f"sd3.5-{name}", mode=mode)
+                    results.skip(f"{type(e).__name__}: {e}", **what)
                 finally:
                     loaded.base.diffusion_model = eager
             del encoders
