@@ -70,6 +70,8 @@ export interface ValidationOptions {
   randomSeed?: () => number;
   /** Side of the model's 1:1 size; aspect sizes scale with it. @default 1024 (SD3.5) */
   resolution?: number;
+  /** Why `ranges.count.max` is lower than the operator set (the GPU memory), added to its message. */
+  countNote?: string;
 }
 
 export interface ValidationContext {
@@ -291,7 +293,7 @@ export function validateJobParams(
     readDecimal('guidance', 'Guidance', value, ranges.guidance),
   );
   const count = choose(raw.count, saved.count, defaults.count, (value) =>
-    readInteger('count', 'Count', value, ranges.count),
+    withNote(() => readInteger('count', 'Count', value, ranges.count), options.countNote),
   );
   const sampler = choose(raw.sampler, saved.sampler, defaults.sampler, (value) =>
     readSampler(value, options.samplers),
@@ -314,6 +316,16 @@ export function validateJobParams(
     params.strength = isGiven(raw.strength) ? readStrength(raw.strength) : fallback;
   }
   return params;
+}
+
+/** A ValidationError's message with a note after it (why the range is what it is). */
+function withNote<T>(read: () => T, note: string | undefined): T {
+  try {
+    return read();
+  } catch (error) {
+    if (!note || !(error instanceof ValidationError)) throw error;
+    throw new ValidationError(error.field, `${error.message} ${note}`);
+  }
 }
 
 function readStrength(raw: string | number | boolean): number {

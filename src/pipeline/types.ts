@@ -100,6 +100,33 @@ export interface PipelineInfo {
   defaults: { steps: number; guidance: number; sampler: SamplerName; resolution: number };
   /** The denoising path in use (doctor and the start log say it). */
   runtime?: RuntimePath;
+  /** GPU memory: placement, the expected peak, the budget and what fits (issue 11). */
+  memory?: MemoryInfo;
+}
+
+/** Where the models run and what the GPU memory allows (see sd35/gpu-memory.ts). */
+export interface MemoryInfo {
+  /** `gpu`: everything on the GPU; `cpu-encoders`: CLIP-L, CLIP-G and T5 on the CPU; `cpu`: no GPU. */
+  placement: 'gpu' | 'cpu-encoders' | 'cpu';
+  reason: string;
+  /** The execution provider each component's session runs on. */
+  providers: Record<'clipL' | 'clipG' | 't5' | 'mmdit' | 'vae', 'cpu' | 'cuda'>;
+  /** Where the budget comes from: models.gpuMemoryLimit, the GPU's free memory at load, or neither. */
+  budgetSource: 'limit' | 'free' | 'unknown';
+  budgetBytes?: number;
+  /** Expected peak for one image at the model's resolution. */
+  peakBytes?: number;
+  fits: boolean;
+  /** Most images per job at the model's resolution under the budget. */
+  maxImages?: number;
+  /** The VAE decode's budget the tiling policy uses. */
+  vaeBudgetBytes?: number;
+  /** gpu_mem_limit of each session's arena (models.gpuMemoryLimit on CUDA). */
+  arenaLimits?: Partial<Record<'clipL' | 'clipG' | 't5' | 'mmdit' | 'vae', number>>;
+  /** C-API image shapes kept loaded. */
+  capiShapes: number;
+  /** One line for doctor and the start log. */
+  summary: string;
 }
 
 export interface Pipeline {

@@ -114,6 +114,14 @@ describe('Sd35Engine', () => {
   });
 });
 
+describe('models.textEncoders', () => {
+  it('reaches the load: a named T5 file that is not there is refused, naming the setting', async () => {
+    await expect(engine({ textEncoders: { t5: 't5xxl_missing.safetensors' } })).rejects.toThrow(
+      /models\.textEncoders\.t5 = t5xxl_missing\.safetensors/,
+    );
+  });
+});
+
 describe('graph cache', () => {
   it('builds once per key and code version, then reads the graph from disk', () => {
     const dir = join(dataDir, 'graph-cache-test');

@@ -33,7 +33,23 @@ import type { ComponentInfo, PipelineInfo, RuntimePath } from '../types.js';
 import { quantizeToScaledFp8 } from '../weights/quantize.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { CapiDenoiser } from './capi-denoiser.js';
+import {
+  type ComponentSession,
+  capiComponentSession,
+  type SessionComponent,
+  type SessionRoute,
+  sessionRoutes,
+} from './component-session.js';
 import type { TextEncoders } from './conditioning.js';
+import {
+  describePlan,
+  type GpuMemoryPlan,
+  gb,
+  largestSideThatFits,
+  type MemoryInput,
+  planGpuMemory,
+  queryGpuMemory,
+} from './gpu-memory.js';
 import type { EngineOptions, Precision } from './options.js';
 import { chooseRuntime } from './runtime-choice.js';
 
@@ -42,8 +58,8 @@ export interface LoadedComponents {
   info: PipelineInfo;
   tokenizer: SD3Tokenizer;
   text: TextEncoders;
-  /** The MMDiT on the stock path (onnxruntime-node); absent when the C-API path denoises. */
-  mmdit?: ort.InferenceSession;
+  /** The MMDiT on the stock path; absent when the C-API path denoises. */
+  mmdit?: ComponentSession;
   /** The denoising loop on the C-API path. */
   capi?: CapiDenoiser;
   mmditConfig: MmditConfig;
@@ -52,7 +68,7 @@ export interface LoadedComponents {
    * the prompt-embedding cache's key prefix.
    */
   textKey: string;
-  vaeDecoder: ort.InferenceSession;
+  vaeDecoder: ComponentSession;
   vaeConfig: VaeConfig;
   /** The VAE decode's element size in bytes (4: float32, 2: float16), for the tiling estimate. */
   vaeBytesPerElement: number;
@@ -61,9 +77,11 @@ export interface LoadedComponents {
    * or with `vaeTileSession: 'static'` one built for exactly that shape (the last shape's session
    * is kept; a new shape replaces it).
    */
-  vaeTileDecoder(tile: [number, number]): Promise<ort.InferenceSession>;
+  vaeTileDecoder(tile: [number, number]): Promise<ComponentSession>;
   /** Built on first use: only image-to-image (variations, upscales) needs the encoder. */
-  vaeEncoder(): Promise<ort.InferenceSession>;
+  vaeEncoder(): Promise<ComponentSession>;
+  /** GPU memory: placement, the limit's split, the VAE's budget, what a job may ask for. */
+  memory: { plan: GpuMemoryPlan; input: MemoryInput };
   release(): Promise<void>;
 }
 
@@ -74,13 +92,11 @@ const FP8_COMPONENTS: ReadonlySet<ComponentName> = new Set(['mmdit', 't5']);
 const DEFAULT_MAX_STEPS = 100;
 
 export async function loadComponents(options: EngineOptions): Promise<LoadedComponents> {
-  const provider = options.provider ?? 'cpu';
-  const precision: Precision = options.precision ?? (provider === 'cuda' ? 'fp8' : 'fp32');
-  const compute: ComputeType =
-    options.compute ?? (provider === 'cuda' && precision !== 'fp32' ? 'float16' : 'float32');
+  const { provider, precision, compute } = resolvedTypes(options);
   const set = discoverModelSet({
     modelsDir: options.modelsDir,
     checkpoint: options.checkpoint,
+    textEncoders: options.textEncoders,
     dataDir: options.dataDir,
   });
   const tokenizer = SD3Tokenizer.fromDirs({
@@ -98,19 +114,26 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
           : 'dequantize',
     ...(options.fp8ActivationScale !== undefined ? { fp8ActivationScale: options.fp8ActivationScale } : {}),
   };
-  const sessionOptions = {
-    provider,
-    deviceId: options.deviceId,
-    intraOpThreads: options.threads,
-    // Initializers get exact device allocations instead of growing the arena (less peak memory).
-    config: provider === 'cuda' ? { use_device_allocator_for_initializers: '1' } : undefined,
-  };
+  // Text encoders moved to the CPU provider by models.placement cannot run the CUDA-only fp8 op.
+  const cpuNetOptions: NetOptions = { ...netOptions, fp8Linear: 'dequantize' };
   const profiled: ort.InferenceSession[] = [];
   const vaeCompute: ComputeType = options.vaeCompute ?? 'float32';
   const graphDir = options.graphCacheDir ?? join(options.dataDir, 'graphs');
   const opened: ComponentWeights[] = [];
-  const sessions: ort.InferenceSession[] = [];
+  const sessions: ComponentSession[] = [];
   const components: ComponentInfo[] = [];
+
+  // GPU memory (issue 11): placement, the limit's split between the sessions, the VAE's budget.
+  const { input: memoryInput, plan } = memoryPlanOf(options, set, fileComponents(set));
+  if (plan.budget.source === 'limit' && !plan.fits) throw doesNotFit(plan, memoryInput, set.name, precision);
+  const routes = sessionRoutes({
+    provider,
+    placement: plan.placement,
+    compute,
+    vaeCompute,
+    arenaLimits: plan.arenaLimits,
+    sessionApi: options.sessionApi,
+  });
 
   /** Weights of one component, quantized to fp8 once when asked and possible. */
   const weightsOf = (
@@ -142,25 +165,50 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
 
   const open = async (
     name: string,
+    component: SessionComponent,
     source: WeightSource,
     key: unknown,
     build: (net: Net) => void,
-    type: ComputeType = compute,
-  ) => {
-    const graph = cachedGraph(graphDir, name, { key, compute: type, netOptions }, () => {
+  ): Promise<ComponentSession> => {
+    const route: SessionRoute = routes[component];
+    const type = route.compute;
+    const net = route.provider === 'cpu' && provider === 'cuda' ? cpuNetOptions : netOptions;
+    const graph = cachedGraph(graphDir, name, { key, compute: type, netOptions: net }, () => {
       const g = new GraphBuilder(name);
-      build(new Net(g, new Params(g, source, type), netOptions));
+      build(new Net(g, new Params(g, source, type), net));
       return g.build();
     });
     const profile = options.profileDir && name === 'mmdit' ? join(options.profileDir, name) : undefined;
-    let session: ort.InferenceSession;
+    let session: ComponentSession;
     try {
-      session = await openSession(name, graph, { ...sessionOptions, profilePrefix: profile });
+      if (route.api === 'capi') {
+        session = capiComponentSession(
+          await openCapi(name, graph, {
+            provider: route.provider,
+            deviceId: options.deviceId,
+            intraOpThreads: options.threads,
+            // Initializers get exact device allocations outside the arena (less peak memory; the
+            // arena's gpu_mem_limit then caps activations only).
+            config: route.provider === 'cuda' ? { 'session.use_device_allocator_for_initializers': '1' } : {},
+            cuda: route.cuda,
+            profilePrefix: profile,
+          }),
+        );
+      } else {
+        const stock = await openSession(name, graph, {
+          provider: route.provider,
+          deviceId: options.deviceId,
+          intraOpThreads: options.threads,
+          config: route.provider === 'cuda' ? { use_device_allocator_for_initializers: '1' } : undefined,
+          profilePrefix: profile,
+        });
+        if (profile) profiled.push(stock);
+        session = stock;
+      }
     } catch (error) {
-      throw outOfMemory(error, name, components, provider) ?? error;
+      throw outOfMemory(error, name, components, route.provider) ?? error;
     }
     sessions.push(session);
-    if (profile) profiled.push(session);
     return session;
   };
 
@@ -172,25 +220,27 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       const { source, key, stated } = weightsOf(kind === 'clip_l' ? 'clipL' : 'clipG', location);
       textKeys.push(key);
       const overrides = { ...headsFrom(stated.num_attention_heads), ...options.overrides?.[kind] };
-      return open(kind, source, { key, overrides }, (net) =>
+      return open(kind, kind === 'clip_l' ? 'clipL' : 'clipG', source, { key, overrides }, (net) =>
         buildClip(net, clipConfig(net.p, kind, overrides)),
       );
     };
     const clipL = await clip('clip_l', set.components.clipL);
     const clipG = await clip('clip_g', set.components.clipG);
 
-    let t5: ort.InferenceSession | undefined;
+    let t5: ComponentSession | undefined;
     if (set.components.t5) {
       const { source, key, stated } = weightsOf('t5', set.components.t5);
       textKeys.push(key);
       const overrides = { ...headsFrom(stated.num_heads), ...options.overrides?.t5 };
-      t5 = await open('t5', source, { key, overrides }, (net) => buildT5(net, t5Config(net.p, overrides)));
+      t5 = await open('t5', 't5', source, { key, overrides }, (net) =>
+        buildT5(net, t5Config(net.p, overrides)),
+      );
     }
 
     const mm = weightsOf('mmdit', set.components.mmdit);
     const mmCfg = mmditConfig(new Params(new GraphBuilder('probe'), mm.source, compute));
     const route = chooseRuntime(options, provider);
-    let mmdit: ort.InferenceSession | undefined;
+    let mmdit: ComponentSession | undefined;
     let runtime: RuntimePath = { path: 'stock', cudaGraph: false, customOps: false, reason: route.reason };
     if (route.path === 'capi') {
       const library = route.customOpsLibrary;
@@ -225,13 +275,18 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
           deviceId: options.deviceId,
           intraOpThreads: options.threads,
           config: provider === 'cuda' ? { 'session.use_device_allocator_for_initializers': '1' } : {},
+          // gpu_mem_limit / kSameAsRequested under models.gpuMemoryLimit (the MMDiT's share).
+          cuda: routes.mmdit.cuda,
           customOpsLibraries: library ? [library] : [],
           profilePrefix: options.profileDir ? join(options.profileDir, 'mmdit_step') : undefined,
         };
         try {
           if (cudaGraph.on) {
             try {
-              return await CapiSession.create(graph, { ...capiOptions, cuda: { enable_cuda_graph: '1' } });
+              return await CapiSession.create(graph, {
+                ...capiOptions,
+                cuda: { ...capiOptions.cuda, enable_cuda_graph: '1' },
+              });
             } catch (error) {
               // Capture needs every node on the CUDA provider; say why and run without it.
               cudaGraph.on = false;
@@ -248,7 +303,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       capi = new CapiDenoiser({
         mmdit: mmCfg,
         maxSteps: options.maxSteps ?? DEFAULT_MAX_STEPS,
-        maxShapes: options.capiShapes,
+        maxShapes: plan.capiShapes,
         open: openStep,
         cudaGraph: () => cudaGraph.on,
         onCaptureFailure: (shape, reason) => {
@@ -259,24 +314,20 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       const reason = route.reason ?? cudaGraph.reason;
       if (reason) runtime.reason = reason;
     } else {
-      mmdit = await open('mmdit', mm.source, mm.key, (net) => buildMmdit(net, mmCfg));
+      mmdit = await open('mmdit', 'mmdit', mm.source, mm.key, (net) => buildMmdit(net, mmCfg));
     }
 
     const vae = weightsOf('vae', set.components.vae);
     const vaeCfg = vaeConfig(new Params(new GraphBuilder('probe'), vae.source, compute));
     // The VAE runs in float32 everywhere: its activations outgrow float16 at 1024² (diffusers
     // upcasts SD3's VAE too), and it is 1 % of the weights and one call per image.
-    const vaeDecoder = await open(
-      'vae_decoder',
-      vae.source,
-      vae.key,
-      (net) => buildVaeDecoder(net, vaeCfg),
-      vaeCompute,
+    const vaeDecoder = await open('vae_decoder', 'vae', vae.source, vae.key, (net) =>
+      buildVaeDecoder(net, vaeCfg),
     );
-    let encoder: Promise<ort.InferenceSession> | undefined;
+    let encoder: Promise<ComponentSession> | undefined;
     const staticTiles = options.vaeTileSession === 'static';
-    let tileSession: { shape: string; session: ort.InferenceSession } | undefined;
-    const vaeTileDecoder = async (tile: [number, number]): Promise<ort.InferenceSession> => {
+    let tileSession: { shape: string; session: ComponentSession } | undefined;
+    const vaeTileDecoder = async (tile: [number, number]): Promise<ComponentSession> => {
       if (!staticTiles) return vaeDecoder;
       const shape = tile.join('x');
       if (tileSession?.shape === shape) return tileSession.session;
@@ -287,15 +338,15 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       }
       const session = await open(
         'vae_decoder_tile',
+        'vae',
         vae.source,
         { key: vae.key, latentSize: tile },
         (net) => buildVaeDecoder(net, vaeCfg, { latentSize: tile }),
-        vaeCompute,
       );
       tileSession = { shape, session };
       return session;
     };
-    const releaseOne = async (session: ort.InferenceSession) => {
+    const releaseOne = async (session: ComponentSession) => {
       const i = sessions.indexOf(session);
       if (i >= 0) sessions.splice(i, 1);
       await session.release();
@@ -307,6 +358,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       components,
       defaults: { ...SAMPLING_DEFAULTS[set.family] },
       runtime,
+      memory: memoryInfo(plan, routes),
     };
     return {
       set,
@@ -321,6 +373,8 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
         precision,
         compute,
         provider,
+        // Where the encoders ran (models.placement): CPU float32 and CUDA float16 differ slightly.
+        textRoute: [routes.clipL.provider, routes.clipL.compute],
         clipL: components.find((x) => x.name === 'clipL')?.file,
         clipG: components.find((x) => x.name === 'clipG')?.file,
         t5: components.find((x) => x.name === 't5')?.file ?? null,
@@ -332,15 +386,10 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       vaeBytesPerElement: vaeCompute === 'float16' ? 2 : 4,
       vaeTileDecoder,
       vaeEncoder: () => {
-        encoder ??= open(
-          'vae_encoder',
-          vae.source,
-          vae.key,
-          (net) => buildVaeEncoder(net, vaeCfg),
-          vaeCompute,
-        );
+        encoder ??= open('vae_encoder', 'vae', vae.source, vae.key, (net) => buildVaeEncoder(net, vaeCfg));
         return encoder;
       },
+      memory: { plan, input: memoryInput },
       release: async () => {
         capi?.release();
         for (const s of profiled) s.endProfiling();
@@ -354,6 +403,147 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
     for (const w of opened) w.close();
     throw error;
   }
+}
+
+/** Precision and compute types as loadComponents resolves them from the options. */
+function resolvedTypes(options: EngineOptions): {
+  provider: 'cpu' | 'cuda';
+  precision: Precision;
+  compute: ComputeType;
+} {
+  const provider = options.provider ?? 'cpu';
+  const precision: Precision = options.precision ?? (provider === 'cuda' ? 'fp8' : 'fp32');
+  const compute: ComputeType =
+    options.compute ?? (provider === 'cuda' && precision !== 'fp32' ? 'float16' : 'float32');
+  return { provider, precision, compute };
+}
+
+/**
+ * The GPU memory plan of these options and model files (gpu-memory.ts): what loadComponents opens
+ * the sessions by, and what `atelier doctor` prints. `freeBytes`: the free GPU memory when known
+ * (default: nvidia-smi, asked only on CUDA without a limit).
+ */
+export function memoryPlanOf(
+  options: EngineOptions,
+  set: ModelSet,
+  components: ComponentInfo[],
+  freeBytes?: number,
+): { input: MemoryInput; plan: GpuMemoryPlan } {
+  const { provider, precision, compute } = resolvedTypes(options);
+  const input: MemoryInput = {
+    family: set.family,
+    components,
+    precision,
+    compute,
+    vaeCompute: options.vaeCompute ?? 'float32',
+    vae: probeVae(set.components.vae, compute),
+    vaeTiling: options.vaeTiling ?? 'auto',
+    capiShapes: options.capiShapes ?? 1,
+    resolution: SAMPLING_DEFAULTS[set.family].resolution,
+  };
+  const limit = provider === 'cuda' ? options.gpuMemoryLimit : undefined;
+  const plan = planGpuMemory(input, {
+    provider,
+    placement: options.placement ?? 'auto',
+    limitBytes: limit,
+    freeBytes:
+      provider === 'cuda' && limit === undefined
+        ? (freeBytes ?? options.gpuFreeBytes ?? queryGpuMemory(options.deviceId ?? 0)?.freeBytes)
+        : undefined,
+  });
+  return { input, plan };
+}
+
+/** Each component's weights as its files hold them (bytes, dominant type), reading headers only. */
+export function fileComponents(set: ModelSet): ComponentInfo[] {
+  const out: ComponentInfo[] = [];
+  for (const [name, location] of Object.entries(set.components) as [
+    ComponentName,
+    ComponentLocation | undefined,
+  ][]) {
+    if (!location) continue;
+    const weights = ComponentWeights.open(location, name);
+    try {
+      out.push({ name, ...storageOf(weights), file: location.file });
+    } finally {
+      weights.close();
+    }
+  }
+  return out;
+}
+
+/** The VAE decoder's shape (channels per level) from its weights, for the memory estimate. */
+export function probeVae(location: ComponentLocation, compute: ComputeType): VaeConfig {
+  const weights = ComponentWeights.open(location, 'vae');
+  try {
+    return vaeConfig(new Params(new GraphBuilder('probe'), weights, compute));
+  } finally {
+    weights.close();
+  }
+}
+
+/** A CapiSession for a component; without ONNX Runtime's C library, a ModelError naming why it is needed. */
+async function openCapi(
+  name: string,
+  graph: Parameters<typeof CapiSession.create>[0],
+  o: CapiSessionOptions,
+) {
+  try {
+    return await CapiSession.create(graph, o);
+  } catch (error) {
+    const message = String((error as Error).message ?? error);
+    if (OUT_OF_MEMORY.test(message)) throw error;
+    throw new ModelError(
+      name,
+      `${name}: ONNX Runtime's C API could not open the graph${o.provider === 'cuda' ? ' (models.gpuMemoryLimit caps each session through it: the Node binding cannot pass gpu_mem_limit)' : ''}: ${message.split('\n')[0]}`,
+      { cause: error },
+    );
+  }
+}
+
+/** The refusal at load when even one image at the model's resolution exceeds models.gpuMemoryLimit. */
+function doesNotFit(
+  plan: GpuMemoryPlan,
+  input: MemoryInput,
+  model: string,
+  precision: Precision,
+): ModelError {
+  const side = largestSideThatFits(plan, input);
+  const tried = plan.placement === 'cpu-encoders' ? ', even with the text encoders on the CPU' : '';
+  return new ModelError(
+    'models.gpuMemoryLimit',
+    `${model} at ${precision} needs about ${gb(plan.peakBytes ?? 0)} of GPU memory for one ` +
+      `${input.resolution}×${input.resolution} image${tried}; models.gpuMemoryLimit is ${gb(plan.budget.bytes ?? 0)}. ` +
+      (side ? `Only images up to ${side}×${side} would fit. ` : '') +
+      `Raise the limit, set models.placement: cpu-encoders, use precision fp8 or a smaller model (sd3.5-medium).`,
+  );
+}
+
+/** PipelineInfo.memory from the plan (serialisable: it crosses from the pipeline process). */
+function memoryInfo(
+  plan: GpuMemoryPlan,
+  routes: Record<SessionComponent, SessionRoute>,
+): NonNullable<PipelineInfo['memory']> {
+  return {
+    placement: plan.placement,
+    reason: plan.reason,
+    providers: {
+      clipL: routes.clipL.provider,
+      clipG: routes.clipG.provider,
+      t5: routes.t5.provider,
+      mmdit: routes.mmdit.provider,
+      vae: routes.vae.provider,
+    },
+    budgetSource: plan.budget.source,
+    ...(plan.budget.bytes !== undefined ? { budgetBytes: plan.budget.bytes } : {}),
+    ...(plan.peakBytes !== undefined ? { peakBytes: plan.peakBytes } : {}),
+    fits: plan.fits,
+    ...(plan.maxImages !== undefined && Number.isFinite(plan.maxImages) ? { maxImages: plan.maxImages } : {}),
+    ...(plan.vaeBudgetBytes !== undefined ? { vaeBudgetBytes: plan.vaeBudgetBytes } : {}),
+    ...(plan.arenaLimits ? { arenaLimits: { ...plan.arenaLimits } } : {}),
+    capiShapes: plan.capiShapes,
+    summary: describePlan(plan),
+  };
 }
 
 /** Bytes a component's weights occupy and their dominant storage type, for `atelier doctor`. */

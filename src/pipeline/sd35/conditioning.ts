@@ -4,17 +4,17 @@
  * T5 tokens after them; pooled = [CLIP-L pooled, CLIP-G pooled]. Only the first 77-token CLIP chunk
  * is used, as in the reference (`encode_token_weights` takes chunk 0).
  */
-import type * as ort from 'onnxruntime-node';
 import { int64Tensor, toFloat32 } from '../onnx/tensors.js';
 import type { Conditioning } from '../sampling/cfg.js';
+import type { ComponentSession } from './component-session.js';
 
 export type { Conditioning };
 
 export interface TextEncoders {
-  clipL: ort.InferenceSession;
-  clipG: ort.InferenceSession;
+  clipL: ComponentSession;
+  clipG: ComponentSession;
   /** Absent: SD3 runs without T5, which then contributes 77 zero tokens. */
-  t5?: ort.InferenceSession;
+  t5?: ComponentSession;
   /** Width of the MMDiT context (the T5 width, 4096 in real models). */
   contextDim: number;
 }

@@ -5,8 +5,9 @@
 import type * as ort from 'onnxruntime-node';
 import { floatTensor, toFloat32 } from '../onnx/tensors.js';
 import type { DiffusionModel } from '../sampling/cfg.js';
+import type { ComponentSession } from './component-session.js';
 
-export function mmditModel(session: ort.InferenceSession): DiffusionModel {
+export function mmditModel(session: ComponentSession): DiffusionModel {
   // The conditioning arrays are the same objects at every step: convert them once.
   const tensors = new WeakMap<Float32Array, ort.Tensor>();
   const cached = (data: Float32Array, dims: readonly number[]) => {

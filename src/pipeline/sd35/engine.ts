@@ -5,7 +5,7 @@
  * child process (see ../process); the bot never calls it on its own event loop.
  */
 import { createHash } from 'node:crypto';
-import { CancelledError, ValidationError } from '../../errors.js';
+import { CancelledError, PipelineError, ValidationError } from '../../errors.js';
 import { checkLatentSize } from '../models/mmdit.js';
 import { latentPreview } from '../preview.js';
 import { cfgDenoiser } from '../sampling/cfg.js';
@@ -29,6 +29,7 @@ import type {
 import { type LoadedComponents, loadComponents } from './components.js';
 import { type Conditioning, encodePrompts } from './conditioning.js';
 import { mmditModel } from './denoiser.js';
+import { jobMemoryProblem } from './gpu-memory.js';
 import type { EngineOptions } from './options.js';
 import { DEFAULT_PROMPT_CACHE_BYTES, PromptCache, type PromptCacheStats } from './prompt-cache.js';
 import { decodeLatents, encodeImage } from './vae-codec.js';
@@ -52,6 +53,24 @@ export interface PreparedGeneration {
   promptTruncated: boolean;
   /** The conditioning came from the prompt-embedding cache: the text encoders did not run. */
   promptCached: boolean;
+}
+
+const OUT_OF_MEMORY =
+  /out of memory|failed to allocate|bad_alloc|CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation/i;
+
+/**
+ * An allocation failure during a job (an arena reached its gpu_mem_limit, or the GPU is full): that
+ * job fails with a message saying so; the sessions stay usable for the next one.
+ */
+export function runOutOfMemory(error: unknown, req: Pick<GenerationRequest, 'count' | 'width' | 'height'>) {
+  const message = String((error as Error)?.message ?? error);
+  if (!OUT_OF_MEMORY.test(message)) return undefined;
+  const what = `${req.count} image${req.count === 1 ? '' : 's'} at ${req.width}×${req.height}`;
+  return new PipelineError(
+    `out of memory making ${what}: ${message.split('\n')[0]}`,
+    `The GPU ran out of memory making ${what}. Try fewer images or a smaller size.`,
+    { cause: error },
+  );
 }
 
 /** The prompt-embedding cache's key: the text encoders' identity and both prompts' token ids. */
@@ -88,7 +107,8 @@ export class Sd35Engine implements Pipeline {
     const c = this.#loaded();
     return planVaeDecode(c.vaeConfig, [h, w], {
       mode: this.options.vaeTiling,
-      budgetBytes: this.options.vaeMemoryBudget,
+      // Set explicitly, or the VAE's share of models.gpuMemoryLimit / the free GPU memory.
+      budgetBytes: this.options.vaeMemoryBudget ?? c.memory.plan.vaeBudgetBytes,
       tile: this.options.vaeTile?.size,
       overlap: this.options.vaeTile?.overlap,
       bytesPerElement: c.vaeBytesPerElement,
@@ -109,6 +129,14 @@ export class Sd35Engine implements Pipeline {
   }
 
   async generate(req: GenerationRequest, opts: GenerateOptions = {}): Promise<GenerationOutput> {
+    try {
+      return await this.#generate(req, opts);
+    } catch (error) {
+      throw runOutOfMemory(error, req) ?? error;
+    }
+  }
+
+  async #generate(req: GenerationRequest, opts: GenerateOptions): Promise<GenerationOutput> {
     const c = this.#loaded();
     const t0 = performance.now();
     const prepared = await this.prepare(req, opts.signal);
@@ -145,6 +173,9 @@ export class Sd35Engine implements Pipeline {
     }
     const latentShape: [number, number, number] = [LATENT_CHANNELS, req.height / 8, req.width / 8];
     checkLatentSize(c.mmditConfig, latentShape[1], latentShape[2]);
+    // A job the GPU memory cannot hold is refused before any model runs, saying what would fit.
+    const tooBig = jobMemoryProblem(c.memory.plan, c.memory.input, req);
+    if (tooBig) throw new ValidationError('count', tooBig);
     throwIfAborted(signal);
     const tokens = [c.tokenizer.tokenize(req.prompt), c.tokenizer.tokenize(req.negativePrompt)];
     const prompts = tokens.map((t) => ({ l: t.l[0], g: t.g[0], t5: t.t5 ?? [] }));

@@ -59,8 +59,31 @@ export interface EngineOptions {
    * decodes whole. @default 'auto' (without a budget: never tiled)
    */
   vaeTiling?: 'auto' | 'always' | 'never';
-  /** Bytes the VAE decode's activations may take (e.g. from models.gpuMemoryLimit); none: unlimited. */
+  /**
+   * Bytes the VAE decode's activations may take; @default derived from `gpuMemoryLimit` (or the
+   * free GPU memory) by gpu-memory.ts, none on the CPU: unlimited.
+   */
   vaeMemoryBudget?: number;
+  /**
+   * GPU memory the process may use, in bytes (models.gpuMemoryLimit): split between the sessions'
+   * arenas (`gpu_mem_limit`, `kSameAsRequested`; every CUDA session then opens through the C API),
+   * and jobs that would not fit are refused. @default none (unlimited)
+   */
+  gpuMemoryLimit?: number;
+  /**
+   * Where the text encoders run: `gpu` (resident, fastest), `cpu-encoders` (CLIP-L, CLIP-G, T5 on
+   * the CPU provider in float32), `auto` (the GPU when the estimate fits the limit or the free
+   * memory, else the CPU). @default 'auto'
+   */
+  placement?: 'auto' | 'gpu' | 'cpu-encoders';
+  /** The GPU's free bytes, instead of asking nvidia-smi at load (tests). */
+  gpuFreeBytes?: number;
+  /**
+   * `capi` opens the text encoders' and the VAE's sessions (and the stock path's MMDiT) through
+   * ONNX Runtime's C API on any provider (tests, benchmarks); `auto` only where the CUDA options
+   * need it (a memory limit). @default 'auto'
+   */
+  sessionApi?: 'auto' | 'capi';
   /** Tile side and least overlap in latent pixels; @default { size: 64, overlap: 16 } */
   vaeTile?: { size?: number; overlap?: number };
   /**

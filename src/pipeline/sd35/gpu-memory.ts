@@ -1,0 +1,443 @@
+/**
+ * GPU memory preflight (issue 11): how much GPU memory a configuration is expected to peak at, where
+ * the text encoders run (`models.placement`), how `models.gpuMemoryLimit` is split between the
+ * sessions' arenas, the VAE's tiling budget, and whether a job fits. Pure arithmetic on the model
+ * files' weight sizes (as `atelier doctor` reads them) and a few calibrated constants; the engine,
+ * `doctor` and the start log all use it, so they say the same.
+ *
+ * The estimate (bytes):
+ *
+ *   peak(job) = overhead                                  CUDA context, cuBLAS/cuDNN workspaces
+ *             + Σ weights resident on the GPU            the files' sizes at the in-memory type
+ *             + text activations   (encoders on the GPU)
+ *             + MMDiT activations  A1(model) × images × tokens / tokens(1024²)
+ *             + VAE decode         vaeDecodeBytes(untiled, or the tile under the VAE's share)
+ *             + (capiShapes − 1) × (MMDiT weights + its reference activations)
+ *
+ * It is a sum, not a maximum over the phases, because each session's ONNX Runtime arena keeps its
+ * high-water mark: after one job the encoders', the MMDiT's and the VAE's peaks are all held.
+ *
+ * Calibration (the only GPU figures so far; H100/H200, arena kNextPowerOfTwo, 1024², batch 1, text
+ * encoders, MMDiT and fp32 VAE resident; bench/NOTES.md issue 6 and README "GPU memory"):
+ * Large fp8 right after loading 16.5 GB against 14.8 GB of weights → overhead 1.7 GB; the fp32 VAE
+ * decode +6.4 GB (what vaeDecodeBytes gives at 1024²); what is left of the peaks, less 0.3 GB for the
+ * text encoders, is the MMDiT's: Large fp8 29.8 − 14.8 − 1.7 − 6.4 − 0.3 = 6.6 GB, Large fp16
+ * 37.2 − 23.0 − … = 5.8 GB, Medium fp8 24.3 − 9.2 − … = 6.7 GB, Medium fp16 26.3 − 11.7 − … = 6.2 GB.
+ * One figure per family (the larger of its precisions) is used, so the estimate errs high: Large fp8
+ * 29.8 GB (measured 29.8), Large fp16 38.0 (37.2), Medium fp8 24.3 (24.3), Medium fp16 26.8 (26.3).
+ * Scaling with images and pixels is linear (CFG doubles the batch inside the step; flash attention
+ * is linear in tokens); that, the text figure and kSameAsRequested's effect are unmeasured.
+ */
+import { execFileSync } from 'node:child_process';
+import type { ModelFamily } from '../models-dir/types.js';
+import { DTYPE_BYTES } from '../weights/dtypes.js';
+import { planVaeDecode, type VaeDecoderShape, vaeDecodeBytes } from './vae-tile-policy.js';
+
+export type PlacementSetting = 'auto' | 'gpu' | 'cpu-encoders';
+/** Where the models run: `cpu` when the execution provider is the CPU (everything there). */
+export type Placement = 'gpu' | 'cpu-encoders' | 'cpu';
+
+/** CUDA context, cuBLAS/cuDNN workspaces and our kernels' scratch, outside every arena. */
+export const OVERHEAD_BYTES = 1.7e9;
+/** Arena caps of the text encoders on the GPU (prompt + negative, ≤ 256 T5 tokens): 0.3 GB in all. */
+export const TEXT_ARENA_BYTES = { clipL: 0.05e9, clipG: 0.05e9, t5: 0.2e9 } as const;
+/** MMDiT activations (arena) for one 1024² image with CFG, per family (see the file comment). */
+export const MMDIT_ACTIVATION_BYTES: Partial<Record<ModelFamily, number>> = {
+  'sd3.5-large': 6.6e9,
+  'sd3.5-large-turbo': 6.6e9,
+  'sd3.5-medium': 6.7e9,
+};
+/** Other models (tiny, custom): Large's figure scaled by the MMDiT's parameters (8.06 G in Large). */
+const LARGE_MMDIT_PARAMETERS = 8.06e9;
+/** Image tokens of a 1024² image (latent 128², patch 2). */
+const REFERENCE_TOKENS = 4096;
+/**
+ * The tiling policy's estimate may be low (CPU tiles measured 1.4–1.7× it): the VAE's tiles are
+ * chosen against its arena cap divided by this.
+ */
+export const VAE_ESTIMATE_MARGIN = 1.25;
+
+/** A component's weights as the files hold them (ComponentInfo from describeModels/loadComponents). */
+export interface ComponentWeightsInfo {
+  name: string;
+  bytes: number;
+  dtype: string;
+}
+
+export interface MemoryInput {
+  family: ModelFamily;
+  /** Weights per component as the files hold them (names: mmdit, clipL, clipG, t5, vae). */
+  components: ComponentWeightsInfo[];
+  precision: 'fp8' | 'fp16' | 'fp32';
+  /** The type the GPU graphs compute in. */
+  compute: 'float16' | 'float32';
+  vaeCompute: 'float16' | 'float32';
+  vae: VaeDecoderShape;
+  vaeTiling: 'auto' | 'always' | 'never';
+  /** C-API image shapes kept loaded at once, each with its own copy of the MMDiT's weights. */
+  capiShapes: number;
+  /** The model's 1:1 side (1024 for SD3.5): the reference job the plan is made for. */
+  resolution: number;
+}
+
+/** Components SD3.5's fp8 route keeps at one byte a weight (quantized at load when they are not). */
+const FP8_COMPONENTS = new Set(['mmdit', 't5']);
+const ENCODERS = ['clipL', 'clipG', 't5'] as const;
+
+/**
+ * Bytes a component's weights take on the GPU: fp8 files stay one byte (the CUDA route keeps them
+ * e4m3); at precision fp8 the MMDiT and T5 are quantized to one byte; everything else is cast to
+ * the compute type (the VAE to its own).
+ */
+export function gpuWeightBytes(
+  c: ComponentWeightsInfo,
+  input: Pick<MemoryInput, 'precision' | 'compute' | 'vaeCompute'>,
+): number {
+  const fileBytes = DTYPE_BYTES[c.dtype as keyof typeof DTYPE_BYTES] ?? 2;
+  const elements = c.bytes / fileBytes;
+  if (fileBytes === 1) return c.bytes;
+  if (input.precision === 'fp8' && FP8_COMPONENTS.has(c.name)) return elements;
+  const compute = c.name === 'vae' ? input.vaeCompute : input.compute;
+  return elements * (compute === 'float16' ? 2 : 4);
+}
+
+/** MMDiT activation bytes of a job: A1(model) × images × image tokens / 4096. */
+export function mmditActivationBytes(
+  input: Pick<MemoryInput, 'family' | 'components'>,
+  width: number,
+  height: number,
+  images: number,
+): number {
+  let perImage = MMDIT_ACTIVATION_BYTES[input.family];
+  if (perImage === undefined) {
+    const mmdit = input.components.find((c) => c.name === 'mmdit');
+    const parameters = mmdit ? mmdit.bytes / (DTYPE_BYTES[mmdit.dtype as keyof typeof DTYPE_BYTES] ?? 2) : 0;
+    perImage =
+      (MMDIT_ACTIVATION_BYTES['sd3.5-large'] ?? 0) * Math.min(1, parameters / LARGE_MMDIT_PARAMETERS);
+  }
+  const tokens = Math.ceil(width / 16) * Math.ceil(height / 16);
+  return (perImage * images * tokens) / REFERENCE_TOKENS;
+}
+
+export interface PlacementBreakdown {
+  placement: 'gpu' | 'cpu-encoders';
+  /** Weights on the GPU, per component (one copy of each). */
+  weights: Record<string, number>;
+  weightsBytes: number;
+  overheadBytes: number;
+  /** C-API shapes beyond the first: a copy of the MMDiT's weights and an arena each. */
+  extraShapesBytes: number;
+  textBytes: number;
+  /** The MMDiT's activations for the reference job (resolution², one image). */
+  mmditBytes: number;
+  /** The VAE decode's share: its untiled estimate, or the arena cap tiles are chosen under. */
+  vaeBytes: number;
+  vaeTiled: boolean;
+  /** Everything but the MMDiT's activations: what a job's own activations add to. */
+  fixedBytes: number;
+  /** fixedBytes + mmditBytes: the expected peak of the reference job. */
+  peakBytes: number;
+}
+
+/** What a placement costs on the GPU, the VAE sized for `budget` (the whole untiled decode when none). */
+export function placementBreakdown(
+  input: MemoryInput,
+  placement: 'gpu' | 'cpu-encoders',
+  budget?: number,
+): PlacementBreakdown {
+  const weights: Record<string, number> = {};
+  for (const c of input.components) {
+    if (placement === 'cpu-encoders' && (ENCODERS as readonly string[]).includes(c.name)) continue;
+    weights[c.name] = gpuWeightBytes(c, input);
+  }
+  const weightsBytes = Object.values(weights).reduce((a, b) => a + b, 0);
+  const textBytes =
+    placement === 'gpu'
+      ? ENCODERS.filter((name) => input.components.some((c) => c.name === name)).reduce(
+          (sum, name) => sum + TEXT_ARENA_BYTES[name],
+          0,
+        )
+      : 0;
+  const side = input.resolution;
+  const mmditBytes = mmditActivationBytes(input, side, side, 1);
+  // Every further C-API shape holds its own copy of the MMDiT's weights and its own arena.
+  const extraShapesBytes = (Math.max(1, input.capiShapes) - 1) * ((weights.mmdit ?? 0) + mmditBytes);
+  const rest = OVERHEAD_BYTES + weightsBytes + extraShapesBytes + textBytes + mmditBytes;
+  const vae = vaeShare(input, budget, rest);
+  const fixedBytes = OVERHEAD_BYTES + weightsBytes + extraShapesBytes + textBytes + vae.bytes;
+  return {
+    placement,
+    weights,
+    weightsBytes,
+    overheadBytes: OVERHEAD_BYTES,
+    extraShapesBytes,
+    textBytes,
+    mmditBytes,
+    vaeBytes: vae.bytes,
+    vaeTiled: vae.tiled,
+    fixedBytes,
+    peakBytes: fixedBytes + mmditBytes,
+  };
+}
+
+/**
+ * The VAE's arena share: the untiled decode at the reference size when tiling is off or it fits
+ * beside the rest; otherwise the estimate (× VAE_ESTIMATE_MARGIN) of the largest tile that fits in
+ * what is left — the tiling policy's own choice under that budget — so the MMDiT keeps the rest;
+ * never below the smallest tile's (32 latent pixels).
+ */
+function vaeShare(
+  input: MemoryInput,
+  budget: number | undefined,
+  rest: number,
+): { bytes: number; tiled: boolean } {
+  const bpe = input.vaeCompute === 'float16' ? 2 : 4;
+  const latent = Math.ceil(input.resolution / 8);
+  // The untiled figure is calibrated on the GPU (6.4 GB at 1024²); tiles' estimates get a margin.
+  const untiled = vaeDecodeBytes(input.vae, [latent, latent], bpe);
+  const tiled = (budgetBytes: number | undefined, mode: 'auto' | 'always') => {
+    const plan = planVaeDecode(input.vae, [latent, latent], { mode, budgetBytes, bytesPerElement: bpe });
+    return plan.tiled
+      ? { bytes: Math.min(untiled, plan.tileEstimateBytes * VAE_ESTIMATE_MARGIN), tiled: true }
+      : { bytes: untiled, tiled: false };
+  };
+  if (input.vaeTiling === 'never') return { bytes: untiled, tiled: false };
+  if (input.vaeTiling === 'always') return tiled(undefined, 'always');
+  if (budget === undefined || rest + untiled <= budget) return { bytes: untiled, tiled: false };
+  return tiled(Math.max(0, budget - rest) / VAE_ESTIMATE_MARGIN, 'auto');
+}
+
+export interface MemoryBudget {
+  /** Bytes the process may use on the GPU; undefined: unknown (no limit set, no nvidia-smi). */
+  bytes?: number;
+  /** Where the figure comes from: `models.gpuMemoryLimit`, or the GPU's free memory at start. */
+  source: 'limit' | 'free' | 'unknown';
+}
+
+export interface GpuMemoryPlan {
+  placement: Placement;
+  /** Why this placement (auto's reasoning, or the setting). */
+  reason: string;
+  budget: MemoryBudget;
+  breakdown?: PlacementBreakdown;
+  /** Expected peak of one image at the model's resolution; undefined on the CPU. */
+  peakBytes?: number;
+  /** Whether that fits the budget (true when the budget is unknown). */
+  fits: boolean;
+  /** Most images per job at resolution² that fit (undefined: no budget known). */
+  maxImages?: number;
+  /** The VAE decode's activation budget for the tiling policy (EngineOptions.vaeMemoryBudget). */
+  vaeBudgetBytes?: number;
+  /**
+   * `gpu_mem_limit` of each session's arena, with models.gpuMemoryLimit set on CUDA: the encoders'
+   * and the VAE's shares, the MMDiT gets the rest (see planGpuMemory).
+   */
+  arenaLimits?: { clipL?: number; clipG?: number; t5?: number; vae: number; mmdit: number };
+  /** C-API shapes kept loaded (1 under a limit: each shape is a full copy of the MMDiT's weights). */
+  capiShapes: number;
+}
+
+export interface PlanOptions {
+  provider: 'cpu' | 'cuda';
+  placement: PlacementSetting;
+  /** models.gpuMemoryLimit in bytes. */
+  limitBytes?: number;
+  /** The GPU's free memory before loading (nvidia-smi), used by `auto` when no limit is set. */
+  freeBytes?: number;
+}
+
+/**
+ * Placement, the split of the limit, the VAE's budget and the reference job's peak.
+ *
+ * Placement: `gpu` and `cpu-encoders` are taken as set. `auto` keeps every model on the GPU when
+ * that fits the budget (the limit, else the free memory; resident encoders are the fastest) and
+ * otherwise moves CLIP-L, CLIP-G and T5 to the CPU (T5-XXL alone is 4.9 GB at fp8); with no budget
+ * known it stays on the GPU.
+ *
+ * The split (only with models.gpuMemoryLimit, on CUDA): weights are allocated outside the arenas
+ * (`session.use_device_allocator_for_initializers`), so gpu_mem_limit caps activations only; the
+ * arena pool is limit − overhead − resident weights. Each GPU text encoder gets its fixed cap
+ * (TEXT_ARENA_BYTES), the VAE its share (the untiled decode if it fits beside the MMDiT's
+ * reference job, else the largest tile that fits what is left, × VAE_ESTIMATE_MARGIN), and the
+ * MMDiT step the rest (its headroom decides how many images a job may have). Giving
+ * every session the whole limit would not bound the process: each session has its own arena and
+ * kSameAsRequested only stops them from rounding up, not from adding up.
+ */
+export function planGpuMemory(input: MemoryInput, options: PlanOptions): GpuMemoryPlan {
+  if (options.provider === 'cpu') {
+    return {
+      placement: 'cpu',
+      reason: 'models.executionProvider is cpu',
+      budget: { source: 'unknown' },
+      fits: true,
+      capiShapes: input.capiShapes,
+    };
+  }
+  const budget: MemoryBudget =
+    options.limitBytes !== undefined
+      ? { bytes: options.limitBytes, source: 'limit' }
+      : options.freeBytes !== undefined
+        ? { bytes: options.freeBytes, source: 'free' }
+        : { source: 'unknown' };
+  const limited = budget.source === 'limit';
+  // One C-API shape under a limit, or when the configured shapes would not fit the free memory.
+  const oneShape =
+    input.capiShapes > 1 &&
+    (limited ||
+      (budget.bytes !== undefined &&
+        // auto: resident encoders with one shape beat more shapes with the encoders on the CPU.
+        placementBreakdown(input, options.placement === 'cpu-encoders' ? 'cpu-encoders' : 'gpu', budget.bytes)
+          .peakBytes > budget.bytes));
+  const shaped: MemoryInput = oneShape ? { ...input, capiShapes: 1 } : input;
+  const gpu = placementBreakdown(shaped, 'gpu', budget.bytes);
+  const cpu = placementBreakdown(shaped, 'cpu-encoders', budget.bytes);
+  const said = budget.source === 'limit' ? 'models.gpuMemoryLimit' : 'the free GPU memory';
+  let chosen: PlacementBreakdown;
+  let reason: string;
+  if (options.placement === 'gpu') [chosen, reason] = [gpu, 'models.placement is gpu'];
+  else if (options.placement === 'cpu-encoders') [chosen, reason] = [cpu, 'models.placement is cpu-encoders'];
+  else if (budget.bytes === undefined)
+    [chosen, reason] = [gpu, 'models.placement is auto; no limit set and the free GPU memory is unknown'];
+  else if (gpu.peakBytes <= budget.bytes)
+    [chosen, reason] = [
+      gpu,
+      `everything fits on the GPU (~${gb(gpu.peakBytes)} of ${gb(budget.bytes)}, ${said})`,
+    ];
+  else
+    [chosen, reason] = [
+      cpu,
+      `with the text encoders on the GPU ~${gb(gpu.peakBytes)} would not fit ${gb(budget.bytes)} (${said}); on the CPU ~${gb(cpu.peakBytes)}`,
+    ];
+  const plan: GpuMemoryPlan = {
+    placement: chosen.placement,
+    reason,
+    budget,
+    breakdown: chosen,
+    peakBytes: chosen.peakBytes,
+    fits: budget.bytes === undefined || chosen.peakBytes <= budget.bytes,
+    capiShapes: shaped.capiShapes,
+  };
+  if (budget.bytes !== undefined) {
+    plan.maxImages = maxImages(plan, input, input.resolution, input.resolution);
+    // The tiling policy's budget: the VAE's share (untiled: its calibrated estimate, so `auto`
+    // decodes whole; tiled: the share less the margin, so tiles stay under the arena cap).
+    plan.vaeBudgetBytes = Math.ceil(
+      chosen.vaeTiled ? chosen.vaeBytes / VAE_ESTIMATE_MARGIN : chosen.vaeBytes,
+    );
+  }
+  if (limited && budget.bytes !== undefined) {
+    const text = chosen.placement === 'gpu' ? presentEncoders(input) : [];
+    const pool = budget.bytes - chosen.overheadBytes - chosen.weightsBytes;
+    const vae = Math.floor(chosen.vaeBytes);
+    plan.arenaLimits = {
+      ...Object.fromEntries(text.map((name) => [name, TEXT_ARENA_BYTES[name]])),
+      vae,
+      mmdit: Math.max(0, Math.floor(pool - chosen.textBytes - vae)),
+    };
+  }
+  return plan;
+}
+
+function presentEncoders(input: MemoryInput): ('clipL' | 'clipG' | 't5')[] {
+  return ENCODERS.filter((name) => input.components.some((c) => c.name === name));
+}
+
+/** Most images of width × height one job may have under the plan's budget (0: not even one). */
+export function maxImages(plan: GpuMemoryPlan, input: MemoryInput, width: number, height: number): number {
+  if (plan.budget.bytes === undefined || !plan.breakdown) return Number.POSITIVE_INFINITY;
+  const one = mmditActivationBytes(input, width, height, 1);
+  const room = plan.budget.bytes - plan.breakdown.fixedBytes;
+  return one > 0 ? Math.max(0, Math.floor(room / one)) : Number.POSITIVE_INFINITY;
+}
+
+/**
+ * Why a job would not fit, in words for the user who asked for it, naming what would; undefined
+ * when it fits (or nothing is known). The VAE decodes one image at a time (tiled when its share is
+ * short), so only the MMDiT's activations grow with the job.
+ */
+export function jobMemoryProblem(
+  plan: GpuMemoryPlan,
+  input: MemoryInput,
+  job: { width: number; height: number; count: number },
+): string | undefined {
+  if (plan.budget.bytes === undefined || !plan.breakdown) return undefined;
+  const need = plan.breakdown.fixedBytes + mmditActivationBytes(input, job.width, job.height, job.count);
+  if (need <= plan.budget.bytes) return undefined;
+  const most = maxImages(plan, input, job.width, job.height);
+  const size = `${job.width}×${job.height}`;
+  const what =
+    most >= 1
+      ? `at most ${most} image${most === 1 ? '' : 's'} at ${size} fit — ask for ${most === 1 ? 'one image' : `${most} or fewer`}`
+      : `not even one image at ${size} fits — ask for a smaller size`;
+  return (
+    `This job (${job.count} image${job.count === 1 ? '' : 's'} at ${size}) would need about ${gb(need)} of GPU memory, ` +
+    `more than the ${gb(plan.budget.bytes)} this server has for it: ${what}.`
+  );
+}
+
+/** The largest square side (a multiple of 64) whose single image fits, for the refusal at start. */
+export function largestSideThatFits(plan: GpuMemoryPlan, input: MemoryInput): number | undefined {
+  for (let side = input.resolution; side >= 256; side -= 64) {
+    if (maxImages(plan, input, side, side) >= 1) return side;
+  }
+  return undefined;
+}
+
+export interface GpuMemoryReading {
+  totalBytes: number;
+  freeBytes: number;
+  name: string;
+}
+
+/**
+ * Total and free memory of a GPU from nvidia-smi; undefined where nvidia-smi is missing or fails
+ * (no NVIDIA driver: the CPU machines). `run` is for tests.
+ */
+export function queryGpuMemory(
+  deviceId = 0,
+  run: (file: string, args: string[]) => string = (file, args) =>
+    execFileSync(file, args, { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }),
+): GpuMemoryReading | undefined {
+  let out: string;
+  try {
+    out = run('nvidia-smi', [
+      '--query-gpu=name,memory.total,memory.free',
+      '--format=csv,noheader,nounits',
+      '-i',
+      String(deviceId),
+    ]);
+  } catch {
+    return undefined;
+  }
+  const match = /^(.*?),\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*$/m.exec(out.trim());
+  if (!match) return undefined;
+  // nvidia-smi reports MiB.
+  return {
+    name: match[1].trim(),
+    totalBytes: Number(match[2]) * 2 ** 20,
+    freeBytes: Number(match[3]) * 2 ** 20,
+  };
+}
+
+/** The plan in one line, for `doctor` and the start log. */
+export function describePlan(plan: GpuMemoryPlan): string {
+  if (plan.placement === 'cpu') return 'placement cpu (no GPU in use)';
+  const budget =
+    plan.budget.source === 'limit'
+      ? `limit ${gb(plan.budget.bytes ?? 0)} (models.gpuMemoryLimit)`
+      : plan.budget.source === 'free'
+        ? `${gb(plan.budget.bytes ?? 0)} free on the GPU`
+        : 'free GPU memory unknown (no limit set, no nvidia-smi)';
+  const verdict =
+    plan.budget.bytes === undefined
+      ? 'fit unknown'
+      : plan.fits
+        ? `fits${plan.maxImages !== undefined && Number.isFinite(plan.maxImages) ? ` (up to ${plan.maxImages} image${plan.maxImages === 1 ? '' : 's'} per job)` : ''}`
+        : 'DOES NOT FIT';
+  const tiled = plan.breakdown?.vaeTiled ? ', VAE tiled' : '';
+  return `expected peak ~${gb(plan.peakBytes ?? 0)} at batch 1 (placement ${plan.placement}${tiled}); ${budget}: ${verdict}`;
+}
+
+export function gb(bytes: number): string {
+  return `${(bytes / 1e9).toFixed(1)} GB`;
+}
