@@ -30,6 +30,8 @@ const SRC_LAYERS: readonly (readonly string[])[] = [
   ['src/store', 'src/images', 'src/pipeline'],
   // The runtime: fair queue, limits, ETA, and the executor that drives a pipeline.
   ['src/scheduler'],
+  // The distributed mode: the gateway's runner pool and the worker, over BullMQ on Redis.
+  ['src/cluster'],
   // The composition, one module per role.
   ['src/app'],
   ['src/cli'],

@@ -43,15 +43,26 @@ export interface CreateAppOptions {
   logger?: Logger;
 }
 
+/** The role's logger: to stderr (stdout carries the one line per surface), secrets masked. */
+export function appLogger(config: AtelierConfig): Logger {
+  return createLogger({
+    level: config.log.level,
+    // REDIS_URL's password alone too: a Redis error may quote it without the URL around it.
+    secrets: [...Object.values(config.secrets), redisPassword(config.secrets.redisUrl)].filter(Boolean),
+    destination: pino.destination(2),
+  });
+}
+
+function redisPassword(url: string | undefined): string | undefined {
+  try {
+    return url ? decodeURIComponent(new URL(url).password) || undefined : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function createApp(config: AtelierConfig, options: CreateAppOptions = {}): Promise<AtelierApp> {
-  const logger =
-    options.logger ??
-    // Logs go to stderr: stdout carries the one line per surface that says where the bot is.
-    createLogger({
-      level: config.log.level,
-      secrets: Object.values(config.secrets).filter(Boolean),
-      destination: pino.destination(2),
-    });
+  const logger = options.logger ?? appLogger(config);
   mkdirSync(config.dataDir, { recursive: true });
   const store = openStore({ dataDir: config.dataDir });
   // One pipeline per GPU (queue.concurrency): each in its own process, on its own device.
@@ -88,9 +99,16 @@ export async function createApp(config: AtelierConfig, options: CreateAppOptions
         provider: info.executionProvider,
         components: info.components.length,
         runtime: info.runtime,
+        memory: info.memory,
       },
       'model loaded',
     );
+    // GPU memory preflight (sd35/gpu-memory.ts): the expected peak against the limit or free memory.
+    if (info.memory && info.memory.placement !== 'cpu') {
+      if (info.memory.fits)
+        logger.info({ memory: info.memory.summary }, `GPU memory: ${info.memory.summary}`);
+      else logger.warn({ memory: info.memory.summary }, `GPU memory: ${info.memory.summary}`);
+    }
   };
   const resume = () => scheduler.start();
 
@@ -100,7 +118,7 @@ export async function createApp(config: AtelierConfig, options: CreateAppOptions
     store,
     scheduler,
     pipeline,
-    validation: () => validationOptionsFromConfig(config, pipeline.info().defaults),
+    validation: () => validationOptionsFromConfig(config, pipeline.info().defaults, pipeline.info().memory),
     load,
     resume,
     async start() {

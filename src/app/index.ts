@@ -4,7 +4,9 @@
  * benchmarks); commands/ declare what they need of it (commands/core.ts) and adapters/ receive it.
  * @module
  */
-export { type AtelierApp, type CreateAppOptions, createApp } from './core.js';
+export { type AtelierApp, appLogger, type CreateAppOptions, createApp } from './core.js';
+export { type CreateGatewayOptions, createGatewayApp, type GatewayApp, runGateway } from './gateway.js';
 export { engineOptions, schedulerOptions, validationOptionsFromConfig } from './options.js';
 export type { ChatSurfaces, Role, RoleHooks, ServeContext } from './roles.js';
 export { runServe } from './serve.js';
+export { type RunWorkerOptions, runWorker } from './worker.js';

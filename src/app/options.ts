@@ -14,7 +14,8 @@ import {
 import type { Logger } from '../log.js';
 import type { EngineOptions } from '../pipeline/sd35/index.js';
 import { ensureTinyModel } from '../pipeline/tiny/index.js';
-import type { AdminList, JobRunner, SchedulerOptions } from '../scheduler/index.js';
+import type { MemoryInfo } from '../pipeline/types.js';
+import type { AdminList, JobRunner, RunnerPool, SchedulerOptions } from '../scheduler/index.js';
 
 /** Engine options from `models.*`; no models folder means the bundled tiny model. */
 export async function engineOptions(config: AtelierConfig): Promise<EngineOptions> {
@@ -39,6 +40,8 @@ export async function engineOptions(config: AtelierConfig): Promise<EngineOption
     capiShapes: m.capiShapes,
     onnxRuntimeDir: m.onnxRuntimeDir ?? undefined,
     vaeTiling: m.vaeTiling,
+    gpuMemoryLimit: m.gpuMemoryLimit ?? undefined,
+    placement: m.placement,
     promptCacheBytes: m.promptCacheMB * 1024 * 1024,
     maxSteps: config.generation.steps.max,
     deviceId: m.deviceId,
@@ -49,10 +52,10 @@ export async function engineOptions(config: AtelierConfig): Promise<EngineOption
   };
 }
 
-/** Scheduler options from `queue.*`, `limits.*` and `log.prompts`, for `runners` (one per pipeline). */
+/** Scheduler options from `queue.*`, `limits.*` and `log.prompts`, for `runners` (one per pipeline, or the gateway's pool). */
 export function schedulerOptions(
   config: AtelierConfig,
-  runners: readonly JobRunner[],
+  runners: readonly JobRunner[] | RunnerPool,
   logger: Logger,
 ): SchedulerOptions {
   const bucket = (rule: AtelierConfig['limits']['user']) =>
@@ -97,17 +100,26 @@ const clamp = (value: number, range: NumberRange) => Math.min(range.max, Math.ma
 export function validationOptionsFromConfig(
   settings: Pick<AtelierSettings, 'generation'>,
   modelDefaults: ModelDefaults = REFERENCE_MODEL_DEFAULTS,
+  memory?: Pick<MemoryInfo, 'maxImages'>,
 ): ValidationOptions {
   const generation = settings.generation;
+  // The GPU memory may hold fewer images per job than the config allows (pipeline info().memory).
+  const memoryMax =
+    memory?.maxImages !== undefined && memory.maxImages >= 1 && memory.maxImages < generation.count.max
+      ? Math.max(generation.count.min, memory.maxImages)
+      : undefined;
   const ranges = {
     steps: { min: generation.steps.min, max: generation.steps.max },
     guidance: { min: generation.guidance.min, max: generation.guidance.max },
-    count: { min: generation.count.min, max: generation.count.max },
+    count: { min: generation.count.min, max: memoryMax ?? generation.count.max },
   };
   const samplers = generation.sampler.allowed;
   const modelSampler = samplers.includes(modelDefaults.sampler) ? modelDefaults.sampler : samplers[0]!;
   return {
     resolution: modelDefaults.resolution,
+    ...(memoryMax !== undefined
+      ? { countNote: `More images per job would not fit in this server's GPU memory.` }
+      : {}),
     promptMaxLength: generation.promptMaxLength,
     negativePromptMaxLength: generation.negativePromptMaxLength,
     blockedTerms: generation.blockedTerms,
@@ -119,7 +131,7 @@ export function validationOptionsFromConfig(
       aspect: generation.aspect.default,
       steps: generation.steps.default ?? clamp(modelDefaults.steps, ranges.steps),
       guidance: generation.guidance.default ?? clamp(modelDefaults.guidance, ranges.guidance),
-      count: generation.count.default,
+      count: Math.min(generation.count.default, ranges.count.max),
       sampler: generation.sampler.default ?? modelSampler,
       seed: generation.seed.default,
       variationStrength: generation.variation.strength,

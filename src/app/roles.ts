@@ -3,11 +3,11 @@
  * made of the same parts (./core.ts: store, scheduler, executors, pipeline processes), composed
  * differently:
  *
- * | role      | module     | what runs in the process                                             |
- * | --------- | ---------- | -------------------------------------------------------------------- |
- * | `serve`   | ./serve.ts | everything: chat surfaces, scheduler, store, a pipeline per GPU      |
- * | `gateway` | (planned)  | chat surfaces, scheduler and store; jobs go to workers over a queue  |
- * | `worker`  | (planned)  | one pipeline (one GPU) taking jobs from that queue; no chat or store |
+ * | role      | module       | what runs in the process                                             |
+ * | --------- | ------------ | -------------------------------------------------------------------- |
+ * | `serve`   | ./serve.ts   | everything: chat surfaces, scheduler, store, a pipeline per GPU      |
+ * | `gateway` | ./gateway.ts | chat surfaces, scheduler and store; jobs go to workers over BullMQ   |
+ * | `worker`  | ./worker.ts  | one pipeline (one GPU) taking jobs from that queue; no chat or store |
  *
  * A role that talks to users takes its chat side as a `ChatSurfaces` function: the adapters are
  * wired on the adapters' side (adapters/serve.ts) and handed in by the entry point
@@ -17,7 +17,7 @@
 import type { AtelierConfig } from '../config/index.js';
 import type { AtelierApp } from './core.js';
 
-export type Role = 'serve';
+export type Role = 'serve' | 'gateway' | 'worker';
 
 /** What the chat surfaces run on: a core whose model is loaded (`app.load()`). */
 export interface ServeContext {

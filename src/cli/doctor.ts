@@ -8,13 +8,16 @@ import { accessSync, constants, existsSync, mkdirSync, statfsSync } from 'node:f
 import { createRequire } from 'node:module';
 import { engineOptions } from '../app/index.js';
 import { checkDiscord, checkSlack, explainStartFailure } from '../app/surface-checks.js';
+import { clusterStatus, redactRedisUrl } from '../cluster/index.js';
 import { type AtelierConfig, enabledPlatforms, maskedSecrets } from '../config/index.js';
 import { asAtelierError } from '../errors.js';
 import { formatBytes } from '../pipeline/hub/index.js';
 import { validateModelSet } from '../pipeline/models-dir/index.js';
 import { ORT_VERSION } from '../pipeline/ort/index.js';
 import { probeProvider } from '../pipeline/process/provider-probe.js';
+import { memoryPlanOf } from '../pipeline/sd35/components.js';
 import { describeModels } from '../pipeline/sd35/describe.js';
+import { describePlan, type GpuMemoryReading, gb, queryGpuMemory } from '../pipeline/sd35/gpu-memory.js';
 import { chooseRuntime } from '../pipeline/sd35/runtime-choice.js';
 import { openStore } from '../store/index.js';
 
@@ -23,6 +26,8 @@ type Write = (line: string) => void;
 export async function doctor(
   config: AtelierConfig,
   write: Write = (l) => process.stdout.write(`${l}\n`),
+  /** The GPU's memory (tests); @default nvidia-smi's reading, undefined without it */
+  gpuMemory: (deviceId: number) => GpuMemoryReading | undefined = queryGpuMemory,
 ): Promise<number> {
   let problems = 0;
   const row = (label: string, value: string) => write(`${label.padEnd(14)}${value}`);
@@ -58,6 +63,24 @@ export async function doctor(
     if (health.integrity !== 'ok') problems++;
   } catch (error) {
     problem('database', error);
+  }
+
+  // The distributed mode: Redis, the live workers, the queue (secrets redacted).
+  if (config.cluster.role === 'gateway' || config.secrets.redisUrl) {
+    const url = config.secrets.redisUrl;
+    if (!url) problem('cluster', new Error('cluster.role is gateway but REDIS_URL is not set'));
+    else {
+      try {
+        const status = await clusterStatus(url, config.cluster.prefix);
+        row('cluster', `${config.cluster.role}, Redis ${status.redisVersion} at ${redactRedisUrl(url)}`);
+        row('', `queue: ${status.counts.wait ?? 0} waiting, ${status.counts.active ?? 0} running`);
+        row('', `${status.workers.length} worker${status.workers.length === 1 ? '' : 's'} alive`);
+        for (const w of status.workers)
+          row('', `${w.host} device ${w.device}: ${w.model}, ${w.busy ? `busy (${w.jobId})` : 'idle'}`);
+      } catch (error) {
+        problem('cluster', new Error(`Redis at ${redactRedisUrl(url)}: ${asAtelierError(error).message}`));
+      }
+    }
   }
 
   const surfaces = enabledPlatforms(config);
@@ -131,6 +154,40 @@ export async function doctor(
       'precision',
       `${config.models.precision}${config.models.precision === 'auto' ? ` (${engine.provider === 'cuda' ? 'fp8' : 'fp32'})` : ''}`,
     );
+    // GPU memory preflight: the same plan the pipeline loads by (sd35/gpu-memory.ts).
+    if (engine.provider === 'cuda') {
+      const reading = gpuMemory(engine.deviceId ?? 0);
+      row(
+        'gpu',
+        reading
+          ? `${reading.name}: ${gb(reading.totalBytes)} total, ${gb(reading.freeBytes)} free (nvidia-smi)`
+          : 'free memory unknown (no nvidia-smi)',
+      );
+      const { plan } = memoryPlanOf(engine, set, components, reading?.freeBytes);
+      row('gpu memory', describePlan(plan));
+      row('  placement', `${plan.placement}: ${plan.reason}`);
+      if (plan.arenaLimits)
+        row(
+          '  arenas',
+          Object.entries(plan.arenaLimits)
+            .map(([name, bytes]) => `${name} ${gb(bytes)}`)
+            .join(', '),
+        );
+      if (!plan.fits && plan.budget.source === 'limit')
+        problem(
+          'gpu memory',
+          new Error(
+            `the model does not fit models.gpuMemoryLimit: the pipeline will refuse to start (${describePlan(plan)})`,
+          ),
+        );
+      else if (!plan.fits)
+        row(
+          '  warning',
+          'the expected peak exceeds the free GPU memory: expect out-of-memory failures (models.gpuMemoryLimit makes the pipeline place, tile and refuse jobs to fit)',
+        );
+    } else {
+      row('gpu memory', 'not used (models.executionProvider is cpu)');
+    }
   } catch (error) {
     problem('model', error);
   }

@@ -5,7 +5,7 @@
  */
 import { join, relative } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { type RoleHooks, runServe } from '../app/index.js';
+import { type RoleHooks, runGateway, runServe, runWorker } from '../app/index.js';
 import { type AtelierConfig, loadConfig as readConfig } from '../config/index.js';
 import { AtelierError, ValidationError } from '../errors.js';
 import { DATABASE_FILE, isSqliteError, storeError } from '../store/index.js';
@@ -38,8 +38,24 @@ export async function runCli(argv: string[], hooks: CliHooks): Promise<number> {
   program
     .command('serve')
     .description('run the bot: every configured chat surface, or the local playground when none is')
-    .action(async () => {
-      await runServe(loadConfig(), hooks);
+    .option(
+      '--role <role>',
+      'serve (everything in this process) or gateway (jobs run on `atelier worker`s through REDIS_URL); default cluster.role',
+      parseRole,
+    )
+    .action(async (options: { role?: 'serve' | 'gateway' }) => {
+      const config = loadConfig();
+      const role = options.role ?? config.cluster.role;
+      if (role === 'gateway') await runGateway(config, hooks);
+      else await runServe(config, hooks);
+    });
+
+  program
+    .command('worker')
+    .description('run one pipeline (one GPU) for a gateway: takes jobs from Redis (REDIS_URL)')
+    .option('--device <n>', 'GPU index (default models.deviceId)', parseDevice)
+    .action(async (options: { device?: number }) => {
+      await runWorker(loadConfig(), { device: options.device });
     });
 
   program
@@ -123,6 +139,17 @@ function operatorLine(error: unknown, dataDir: string | undefined): string | und
     if (explained instanceof AtelierError) return explained.message;
   }
   return typeof path === 'string' ? error.message.split('\n')[0] : undefined;
+}
+
+function parseRole(value: string): 'serve' | 'gateway' {
+  if (value === 'serve' || value === 'gateway') return value;
+  throw new InvalidArgumentError('expected serve or gateway.');
+}
+
+function parseDevice(value: string): number {
+  const device = Number(value);
+  if (Number.isInteger(device) && device >= 0 && device <= 63) return device;
+  throw new InvalidArgumentError('expected a GPU index from 0 to 63.');
 }
 
 function parseT5(value: string): 'fp8' | 'fp16' | 'none' {

@@ -117,6 +117,10 @@ export const settingsSchema = z
       capiShapes: integer(1, 16),
       onnxRuntimeDir: optionalText('a folder path', "for onnxruntime-node's own copy"),
       vaeTiling: oneOf(['auto', 'always', 'never']),
+      gpuMemoryLimit: z.union([z.null(), byteSize(2 ** 30)], {
+        error: 'a size of at least 1 GiB (e.g. 22GiB, 16 GB), or null for no limit',
+      }),
+      placement: oneOf(['auto', 'gpu', 'cpu-encoders']),
       promptCacheMB: integer(0, 65536),
       deviceId: integer(0, 63),
       cpuThreads: integer(0, 1024),
@@ -160,6 +164,13 @@ export const settingsSchema = z
       keepMessages: integer(1, 10_000),
       maxFramesPerMinute: integer(10, 100_000),
       maxChatLength: integer(1, 100_000),
+    }),
+    cluster: section({
+      role: oneOf(['serve', 'gateway']),
+      prefix: text({ nonEmpty: true }),
+      workerTtlSeconds: integer(1, 3600),
+      lockSeconds: integer(1, 3600),
+      maxResultMB: integer(1, 512),
     }),
   })
   .superRefine((settings, context) => {

@@ -14,6 +14,8 @@ export const SECRET_VARIABLES = {
   slackAppToken: 'SLACK_APP_TOKEN',
   hfToken: 'HF_TOKEN',
   playgroundSecret: 'PLAYGROUND_SECRET',
+  /** The cluster's Redis (`redis://[user:password@]host:port/db`): it may carry a password. */
+  redisUrl: 'REDIS_URL',
 } as const;
 
 export type SecretName = keyof typeof SECRET_VARIABLES;
@@ -91,9 +93,11 @@ const SECRET_PATHS: Record<string, string> = {
   'models.hfToken': SECRET_VARIABLES.hfToken,
   'models.hub.token': SECRET_VARIABLES.hfToken,
   'hf.token': SECRET_VARIABLES.hfToken,
+  'cluster.redisUrl': SECRET_VARIABLES.redisUrl,
+  'cluster.redis.password': SECRET_VARIABLES.redisUrl,
 };
 
-const SECRET_LIKE_KEY = /token|secret|password|passwd|credential|api_?key/i;
+const SECRET_LIKE_KEY = /token|secret|password|passwd|credential|api_?key|redis_?url/i;
 
 /** The first key in a settings tree that looks like a secret, with the variable it belongs in. */
 export function findSecretKey(

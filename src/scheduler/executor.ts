@@ -84,15 +84,46 @@ class ProgressForwarder {
   }
 }
 
-export class JobExecutor implements JobRunner {
+/** One image of a job, encoded (PNG with its parameters), not yet written anywhere. */
+export interface RenderedImage {
+  png: Uint8Array;
+  width: number;
+  height: number;
+  seed: number;
+}
+
+/**
+ * A job's output before it is stored: what `JobExecutor` writes to disk itself and what a cluster
+ * worker sends back to the gateway, which writes it the same way (`writeRendered`).
+ */
+export interface RenderedJob {
+  images: RenderedImage[];
+  /** The grid of all images (PNG), when there is more than one. */
+  grid?: Uint8Array;
+  model: string;
+  promptTruncated?: boolean;
+}
+
+export interface JobRendererOptions {
+  pipeline: Pipeline;
+  /** @default 0.6 */
+  variationStrength?: number;
+  /** @default 0.3 */
+  upscaleStrength?: number;
+}
+
+/**
+ * Runs a job on a pipeline and encodes its images, knowing no store: the parent image of a
+ * variation or upscale is handed in as encoded bytes. Shared by `JobExecutor` (embedded) and the
+ * cluster worker.
+ */
+export class JobRenderer {
   readonly #pipeline: Pipeline;
-  readonly #store: Store;
   readonly #variationStrength: number;
   readonly #upscaleStrength: number;
 
-  constructor(options: JobExecutorOptions) {
+  constructor(options: JobRendererOptions) {
     this.#pipeline = options.pipeline;
-    this.#store = options.store;
     this.#variationStrength = options.variationStrength ?? 0.6;
     this.#upscaleStrength = options.upscaleStrength ?? 0.3;
     for (const [name, value] of [
@@ -104,10 +135,14 @@ export class JobExecutor implements JobRunner {
     }
   }
 
-  async run(job: JobRecord, context: RunContext): Promise<JobResult> {
+  /**
+   * The job's images, encoded. `parent` is the encoded image a variation or upscale starts from
+   * (required for those kinds, ignored otherwise).
+   */
+  async render(job: JobRecord, parent: Uint8Array | undefined, context: RunContext): Promise<RenderedJob> {
     const { signal } = context;
     if (signal.aborted) throw asAbortError(signal);
-    const { request, params } = await this.#prepare(job);
+    const { request, params } = await this.#prepare(job, parent);
     if (signal.aborted) throw asAbortError(signal);
     const progress = new ProgressForwarder(context.onProgress);
     let output: GenerationOutput;
@@ -119,10 +154,10 @@ export class JobExecutor implements JobRunner {
     // A pipeline may finish its last step after the abort; the job is still cancelled.
     if (signal.aborted) throw asAbortError(signal);
     this.#check(output, request);
-    return this.#write(job.id, params, output, signal);
+    return this.#encode(params, output, signal);
   }
 
-  async #prepare(job: JobRecord): Promise<PreparedRequest> {
+  async #prepare(job: JobRecord, parentBytes: Uint8Array | undefined): Promise<PreparedRequest> {
     const { spec } = job;
     const params = { ...spec.params };
     const base: GenerationRequest = {
@@ -138,7 +173,7 @@ export class JobExecutor implements JobRunner {
     };
     if (spec.kind === 'txt2img' || spec.kind === 'reroll') return { request: base, params };
 
-    const parent = await this.#readParent(this.#parentImagePath(job));
+    const parent = await this.#readParent(parentBytes);
     if (spec.kind === 'variation') {
       const image = await this.#decode(parent);
       const strength = params.strength ?? this.#variationStrength;
@@ -159,23 +194,11 @@ export class JobExecutor implements JobRunner {
     return { request: { ...base, width, height, count: 1, init: { image, strength } }, params: used };
   }
 
-  #parentImagePath(job: JobRecord): string {
-    const parent = job.spec.parent;
-    const index = parent?.imageIndex ?? 0;
-    const image = parent && this.#store.results.image(parent.jobId, index);
-    if (!image) {
-      throw new NotFoundError(
-        `image ${index} of job ${parent?.jobId ?? '(none)'}`,
-        "I can't find that image any more, so I can't make a variation or upscale of it.",
-      );
-    }
-    return image.path;
-  }
-
-  /** Opens a parent image; a missing or unreadable file means the user's button cannot work any more. */
-  async #readParent(path: string): Promise<{ file: Sharp; width: number; height: number }> {
+  /** Opens a parent image; a missing or unreadable one means the user's button cannot work any more. */
+  async #readParent(bytes: Uint8Array | undefined): Promise<{ file: Sharp; width: number; height: number }> {
     try {
-      const file = sharp(await readFile(path));
+      if (!bytes) throw new Error('no parent image');
+      const file = sharp(bytes);
       const { width, height } = await file.metadata();
       if (!width || !height) throw new Error('no size');
       return { file, width, height };
@@ -205,34 +228,91 @@ export class JobExecutor implements JobRunner {
     }
   }
 
-  async #write(
-    jobId: string,
-    params: JobParams,
-    output: GenerationOutput,
-    signal: AbortSignal,
-  ): Promise<JobResult> {
-    const dir = this.#store.imageDir(jobId);
-    await mkdir(dir, { recursive: true });
-    const images: JobImage[] = [];
+  async #encode(params: JobParams, output: GenerationOutput, signal: AbortSignal): Promise<RenderedJob> {
+    const images: RenderedImage[] = [];
     for (const [index, image] of output.images.entries()) {
       const seed = output.seeds[index]!;
       const png = await encodePng(image, formatParameters(params, { model: output.model, seed }));
       if (signal.aborted) throw asAbortError(signal);
-      const path = join(dir, `${index}-${seed}.png`);
-      await writeAtomically(path, png);
-      images.push({ path, width: image.width, height: image.height, seed });
+      images.push({ png, width: image.width, height: image.height, seed });
     }
-    const result: JobResult = { images, model: output.model };
+    const rendered: RenderedJob = { images, model: output.model };
     if (output.images.length > 1) {
-      const grid = makeGrid(output.images);
-      const gridPath = join(dir, 'grid.png');
-      await writeAtomically(
-        gridPath,
-        await encodePng(grid, formatParameters(params, { model: output.model, seed: output.seeds[0]! })),
+      rendered.grid = await encodePng(
+        makeGrid(output.images),
+        formatParameters(params, { model: output.model, seed: output.seeds[0]! }),
       );
-      result.gridPath = gridPath;
     }
-    if (output.promptTruncated) result.promptTruncated = true;
-    return result;
+    if (output.promptTruncated) rendered.promptTruncated = true;
+    return rendered;
+  }
+}
+
+/**
+ * Writes a rendered job under `dir` (`<dataDir>/images/<jobId>`): `<index>-<seed>.png` per image
+ * and `grid.png`, each through a temporary name, and returns the job's result.
+ */
+export async function writeRendered(
+  dir: string,
+  rendered: RenderedJob,
+  signal?: AbortSignal,
+): Promise<JobResult> {
+  await mkdir(dir, { recursive: true });
+  const images: JobImage[] = [];
+  for (const [index, image] of rendered.images.entries()) {
+    if (signal?.aborted) throw asAbortError(signal);
+    const path = join(dir, `${index}-${image.seed}.png`);
+    await writeAtomically(path, image.png);
+    images.push({ path, width: image.width, height: image.height, seed: image.seed });
+  }
+  const result: JobResult = { images, model: rendered.model };
+  if (rendered.grid) {
+    const gridPath = join(dir, 'grid.png');
+    await writeAtomically(gridPath, rendered.grid);
+    result.gridPath = gridPath;
+  }
+  if (rendered.promptTruncated) result.promptTruncated = true;
+  return result;
+}
+
+export class JobExecutor implements JobRunner {
+  readonly #renderer: JobRenderer;
+  readonly #store: Store;
+
+  constructor(options: JobExecutorOptions) {
+    this.#renderer = new JobRenderer(options);
+    this.#store = options.store;
+  }
+
+  async run(job: JobRecord, context: RunContext): Promise<JobResult> {
+    const { signal } = context;
+    if (signal.aborted) throw asAbortError(signal);
+    const parent =
+      job.spec.kind === 'variation' || job.spec.kind === 'upscale'
+        ? await readParentImage(this.#store, job)
+        : undefined;
+    const rendered = await this.#renderer.render(job, parent, context);
+    return writeRendered(this.#store.imageDir(job.id), rendered, signal);
+  }
+}
+
+/**
+ * The encoded image a variation or upscale starts from, as the store has it; a missing file means
+ * the user's button cannot work any more.
+ */
+export async function readParentImage(store: Store, job: JobRecord): Promise<Uint8Array> {
+  const parent = job.spec.parent;
+  const index = parent?.imageIndex ?? 0;
+  const image = parent && store.results.image(parent.jobId, index);
+  if (!image) {
+    throw new NotFoundError(
+      `image ${index} of job ${parent?.jobId ?? '(none)'}`,
+      "I can't find that image any more, so I can't make a variation or upscale of it.",
+    );
+  }
+  try {
+    return await readFile(image.path);
+  } catch {
+    throw new NotFoundError('the original image file', "I can't read that image any more.");
   }
 }

@@ -12,5 +12,11 @@ export type { FinalJobEvent, JobEventOf, SchedulerEvents } from './events.js';
 export { isFinal } from './events.js';
 export { FairQueue, type FairQueueAddOptions, type QueuePosition } from './fair-queue.js';
 export type { AdminList, SchedulerOptions } from './options.js';
-export type { JobRunner, RunContext, RunProgress } from './runner.js';
+export {
+  isRunnerPool,
+  type JobRunner,
+  type RunContext,
+  type RunnerPool,
+  type RunProgress,
+} from './runner.js';
 export { type EnqueueReceipt, type QueueEntry, type RecoveryReport, Scheduler } from './scheduler.js';

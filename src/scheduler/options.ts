@@ -6,7 +6,7 @@
 import pino from 'pino';
 import type { Logger } from '../log.js';
 import type { BucketRule } from '../store/types.js';
-import type { JobRunner } from './runner.js';
+import { isRunnerPool, type JobRunner, type RunnerPool } from './runner.js';
 
 export interface AdminList {
   /** `platform:userId` (one platform) or a bare `userId` (any platform). */
@@ -18,9 +18,10 @@ export interface AdminList {
 export interface SchedulerOptions {
   /**
    * One runner per pipeline (GPU); jobs run on at most this many at once. The product passes a
-   * `JobExecutor` per pipeline.
+   * `JobExecutor` per pipeline, or (the gateway) a `RunnerPool` whose runners follow the live
+   * workers and may be none for a while.
    */
-  readonly runners: readonly JobRunner[];
+  readonly runners: readonly JobRunner[] | RunnerPool;
 
   /**
    * Images per user: `images` per `perMs`, at most `burst` at once. `false` turns it off.
@@ -166,9 +167,12 @@ export function resolveSchedulerOptions(options: SchedulerOptions): ResolvedSche
     runners: options.runners,
     admins: { userIds: options.admins?.userIds ?? [], roleIds: options.admins?.roleIds ?? [] },
   };
-  if (!Array.isArray(resolved.runners) || resolved.runners.length === 0) {
+  if (
+    !isRunnerPool(resolved.runners) &&
+    (!Array.isArray(resolved.runners) || resolved.runners.length === 0)
+  ) {
     throw new TypeError(
-      `Expected \`runners\` to hold at least one JobRunner, got ${describe(resolved.runners)}`,
+      `Expected \`runners\` to hold at least one JobRunner or be a RunnerPool, got ${describe(resolved.runners)}`,
     );
   }
   expectBucket('userBucket', resolved.userBucket);

@@ -23,3 +23,19 @@ export interface RunContext {
 export interface JobRunner {
   run(job: JobRecord, context: RunContext): Promise<JobResult>;
 }
+
+/**
+ * Runners that come and go (the gateway's: one per live worker). The scheduler starts a job only
+ * on a runner `current()` lists, reads it again on every change, and never runs more jobs at once
+ * than it lists. A runner that leaves while it runs a job finishes that job and is not used again.
+ */
+export interface RunnerPool {
+  /** The runners jobs may start on now. */
+  current(): readonly JobRunner[];
+  /** Calls `listener` after `current()` changed; returns the unsubscribe. */
+  subscribe(listener: () => void): () => void;
+}
+
+export function isRunnerPool(runners: readonly JobRunner[] | RunnerPool): runners is RunnerPool {
+  return !Array.isArray(runners) && typeof (runners as RunnerPool).current === 'function';
+}

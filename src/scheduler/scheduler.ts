@@ -46,7 +46,7 @@ import { type FinalJobEvent, isFinal, type SchedulerEvents } from './events.js';
 import { FairQueue, type FairQueueAddOptions } from './fair-queue.js';
 import { type Allowance, Limits, queueFullError, userKey, userQueueFullError } from './limits.js';
 import { type ResolvedSchedulerOptions, resolveSchedulerOptions, type SchedulerOptions } from './options.js';
-import type { JobRunner } from './runner.js';
+import { isRunnerPool, type JobRunner } from './runner.js';
 
 /** setTimeout's ceiling (2^31 − 1 ms); longer timeouts would fire at once. */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -127,7 +127,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   readonly #estimator: DurationEstimator;
   readonly #queue: PQueue<FairQueue, FairQueueAddOptions>;
   readonly #fair: FairQueue;
+  /** The runners jobs may start on now: the configured ones, or a `RunnerPool`'s current ones. */
+  #runners: JobRunner[];
   readonly #idleRunners: JobRunner[];
+  readonly #busyRunners = new Set<JobRunner>();
+  #unsubscribePool: (() => void) | undefined;
   readonly #active = new Map<string, ActiveJob>();
   readonly #running = new Set<ActiveJob>();
   /** Each runner's model, learnt from its results (`JobResult.model`, the pipeline's model). */
@@ -146,7 +150,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.#options = resolveSchedulerOptions(options);
     this.#limits = new Limits(store, this.#options);
     this.#estimator = new DurationEstimator(this.#options.etaWindow, this.#options.initialMsPerStep);
-    this.#idleRunners = [...this.#options.runners];
+    const { runners } = this.#options;
+    this.#runners = [...(isRunnerPool(runners) ? runners.current() : runners)];
+    this.#idleRunners = [...this.#runners];
     // p-queue builds its queue itself; keep a handle on the instance to ask it for positions.
     let fair: FairQueue | undefined;
     const queueClass = class extends FairQueue {
@@ -156,12 +162,18 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       }
     };
     this.#queue = new PQueue<FairQueue, FairQueueAddOptions>({
-      concurrency: this.#options.runners.length,
+      concurrency: Math.max(1, this.#runners.length),
       autoStart: false,
       queueClass,
     });
     this.#fair = fair!;
     this.#queue.on('idle', () => this.#emit('idle'));
+    if (isRunnerPool(runners)) this.#unsubscribePool = runners.subscribe(() => this.#syncRunners());
+  }
+
+  /** Runners jobs may start on now (live workers, for the gateway). */
+  get runnerCount(): number {
+    return this.#runners.length;
   }
 
   /** Jobs waiting to start. */
@@ -209,7 +221,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (report.requeued.length > 0 || report.failed.length > 0) {
       this.#options.logger.info({ ...report }, 'recovered unfinished jobs');
     }
-    if (!paused) this.#queue.start();
+    if (!paused) this.#startQueue();
     return report;
   }
 
@@ -273,6 +285,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#unsubscribePool?.();
     this.#queue.pause();
     clearTimeout(this.#broadcastTimer);
     const shutdown = new CancelledError('the bot is shutting down');
@@ -379,7 +392,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   resume(by: Requester): void {
     this.#requireAdmin(by, 'resume the queue');
     this.#store.flags.set(PAUSED_FLAG, false);
-    if (this.#started && !this.#stopped) this.#queue.start();
+    if (this.#started && !this.#stopped) this.#startQueue();
     this.#options.logger.info({ by: userKey(by) }, 'queue resumed');
     this.#emit('resumed', userKey(by));
   }
@@ -503,6 +516,45 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   // ——— internals ———
 
+  /** Lets p-queue start jobs, unless no runner is there to take one (it waits for the pool). */
+  #startQueue(): void {
+    if (this.#runners.length > 0) this.#queue.start();
+  }
+
+  /**
+   * The pool's runners changed: new ones become idle, gone ones leave the idle list (a busy one
+   * finishes its job first), and p-queue runs as many jobs as there are runners, none when none.
+   */
+  #syncRunners(): void {
+    const { runners } = this.#options;
+    if (this.#stopped || !isRunnerPool(runners)) return;
+    const next = [...runners.current()];
+    const kept = new Set(next);
+    for (let i = this.#idleRunners.length - 1; i >= 0; i--) {
+      if (!kept.has(this.#idleRunners[i]!)) this.#idleRunners.splice(i, 1);
+    }
+    for (const runner of next) {
+      if (!this.#busyRunners.has(runner) && !this.#idleRunners.includes(runner))
+        this.#idleRunners.push(runner);
+    }
+    this.#runners = next;
+    if (next.length === 0) {
+      this.#queue.pause();
+    } else {
+      this.#queue.concurrency = next.length;
+      if (this.#started && !this.#isPausedSafe()) this.#queue.start();
+    }
+    this.#markPositionsDirty();
+  }
+
+  #isPausedSafe(): boolean {
+    try {
+      return this.isPaused;
+    } catch {
+      return true;
+    }
+  }
+
   /** Takes a stored job into memory and p-queue, sending its first `queued` event. */
   #admit(job: StoredJob, priority: number): { position: number; etaMs: number } {
     const key = userKey(job.spec.requester);
@@ -544,6 +596,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   async #run(entry: ActiveJob): Promise<void> {
     const runner = this.#idleRunners.pop();
     if (!runner) throw new Error('p-queue started more jobs than there are runners');
+    this.#busyRunners.add(runner);
     const { id } = entry.job;
     const startedAt = this.#options.clock();
     try {
@@ -596,7 +649,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       clearTimeout(entry.timer);
       this.#running.delete(entry);
       if (entry.settled || entry.interrupted) this.#active.delete(id);
-      this.#idleRunners.push(runner);
+      this.#busyRunners.delete(runner);
+      // A runner its pool dropped meanwhile (its worker left) is not used again.
+      if (this.#runners.includes(runner) && !this.#idleRunners.includes(runner))
+        this.#idleRunners.push(runner);
     }
   }
 
@@ -783,7 +839,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    * free first).
    */
   #runnerRate(): { msPerUnit: number; perJobMs: number } {
-    const runners = this.#options.runners;
+    const runners = this.#runners;
+    if (runners.length === 0) {
+      const rate = this.#estimator.rate(this.#estimator.lastModel);
+      return { msPerUnit: rate.msPerUnit, perJobMs: rate.beforeMs + rate.afterMs };
+    }
     let msPerUnit = 0;
     let perJobMs = 0;
     for (const runner of runners) {
@@ -800,7 +860,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    * then its own run. A job with a runner free for it waits for nothing.
    */
   #etaMs(runningRemainingMs: number, unitsAhead: number, units: number, jobsAhead = 0): number {
-    const runners = this.#options.runners.length;
+    // No runner (no worker alive): estimate as for one, the least that can come back.
+    const runners = Math.max(1, this.#runners.length);
     const { msPerUnit, perJobMs } = this.#runnerRate();
     const own = units * msPerUnit + perJobMs;
     if (this.#running.size + jobsAhead < runners) return Math.round(own);

@@ -233,8 +233,23 @@ describe('the command itself', () => {
     const r = await atelier([]);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^Usage: atelier \[options\] \[command\]/);
-    expect(r.stdout).toMatch(/serve +run the bot/);
+    expect(r.stdout).toMatch(/serve( \[options\])? +run the bot/);
+    expect(r.stdout).toMatch(/worker( \[options\])? +run one pipeline/);
     expect(r.stdout).not.toMatch(/playground: http/);
+  });
+
+  it('refuses the cluster roles without REDIS_URL, saying where to set it', async () => {
+    for (const args of [
+      ['worker', '--device', '1'],
+      ['serve', '--role', 'gateway'],
+    ]) {
+      const r = await atelier(args);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^atelier: config: the (worker|gateway) role needs Redis: set REDIS_URL/);
+    }
+    const bad = await atelier(['worker', '--device', 'x']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('expected a GPU index');
   });
 
   it('prints its version', async () => {

@@ -29,6 +29,7 @@ describe('config/default.yaml', () => {
       'discord',
       'slack',
       'playground',
+      'cluster',
     ]);
   });
 });

@@ -93,6 +93,13 @@ describe('maskSecret()', () => {
     expect(maskSecret('')).toBe('(not set)');
   });
 
+  it('reads REDIS_URL as a secret, masked when the config is shown', () => {
+    const url = 'redis://:hunter2-long-password@10.0.0.5:6379/0';
+    const config = loadConfig({ env: { REDIS_URL: url }, cwd: '/nonexistent' });
+    expect(config.secrets.redisUrl).toBe(url);
+    expect(JSON.stringify(config)).not.toContain('hunter2');
+  });
+
   it('lists every secret by its variable name for `atelier doctor`', () => {
     expect(maskedSecrets({ slackBotToken: BOT_TOKEN })).toEqual({
       DISCORD_TOKEN: '(not set)',
@@ -101,6 +108,7 @@ describe('maskSecret()', () => {
       SLACK_APP_TOKEN: '(not set)',
       HF_TOKEN: '(not set)',
       PLAYGROUND_SECRET: '(not set)',
+      REDIS_URL: '(not set)',
     });
   });
 });

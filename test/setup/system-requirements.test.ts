@@ -11,6 +11,7 @@ describe('npm test on a system that lacks a package', () => {
       ),
       expect.stringContaining('apt-get install g++'),
       expect.stringContaining('apt-get install gcc'),
+      expect.stringContaining('apt-get install redis-server'),
       expect.stringContaining('apt-get install python3-torch python3-numpy'),
     ]);
   });

@@ -29,6 +29,10 @@ export function missingRequirements(probe: SystemProbe): string[] {
     missing.push('g++ to build the custom-op library the native tests load (Debian: apt-get install g++)');
   if (!onPath('cc', probe.path))
     missing.push('cc to build the stand-in library of the binding tests (Debian: apt-get install gcc)');
+  if (!onPath('redis-server', probe.path))
+    missing.push(
+      'redis-server for the cluster tests (a gateway and workers over BullMQ) (Debian: apt-get install redis-server)',
+    );
   if (!probe.pythonHasTorch)
     missing.push(
       "PyTorch for the demo model's training smoke test (Debian: apt-get install python3-torch python3-numpy; or set ATELIER_TRAIN_PYTHON to a python3 that has them)",
