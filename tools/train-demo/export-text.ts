@@ -13,10 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { clipTokenizerConfig, clipTokenizerJson } from '../../src/pipeline/text/clip-tokenizer-json.js';
 import { trainClipBpe } from '../../src/pipeline/tiny/clip-bpe.js';
 import { TINY_MODEL_CONFIG, type TinyModelConfig } from '../../src/pipeline/tiny/config.js';
-import { hashString } from '../../src/pipeline/tiny/prng.js';
+import { writeTinyTextEncoders } from '../../src/pipeline/tiny/generate.js';
 import { buildT5Vocab, t5TokenizerConfig, t5TokenizerJson } from '../../src/pipeline/tiny/t5-unigram.js';
-import { clipTensors, t5Tensors } from '../../src/pipeline/tiny/weights.js';
-import { writeSafetensors } from '../../src/pipeline/weights/safetensors-writer.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const DEMO_MODEL_NAME = 'atelier-demo-sd35';
@@ -84,40 +82,11 @@ export function writeDemoText(outDir: string): void {
   json(join(outDir, 'tokenizers/clip/tokenizer_config.json'), clipTokenizerConfig());
   json(join(outDir, 'tokenizers/t5/tokenizer.json'), t5TokenizerJson(t5Vocab));
   json(join(outDir, 'tokenizers/t5/tokenizer_config.json'), t5TokenizerConfig());
-  const meta = (config: object) => ({
-    format: 'pt',
-    'atelier.model': DEMO_MODEL_NAME,
-    'atelier.config': JSON.stringify(config),
-  });
-  const clipMeta = (c: TinyModelConfig['clipL']) => ({
-    hidden_act: c.hiddenAct,
-    hidden_size: c.hiddenSize,
-    intermediate_size: c.intermediateSize,
-    num_attention_heads: c.numAttentionHeads,
-    num_hidden_layers: c.numHiddenLayers,
-  });
-  writeSafetensors(
-    join(outDir, 'text_encoders/clip_l.safetensors'),
-    clipTensors(cfg.seed ^ hashString('clip_l'), cfg.clipL, clipSize),
-    meta(clipMeta(cfg.clipL)),
-  );
-  writeSafetensors(
-    join(outDir, 'text_encoders/clip_g.safetensors'),
-    clipTensors(cfg.seed ^ hashString('clip_g'), cfg.clipG, clipSize),
-    meta({ ...clipMeta(cfg.clipG), projection_dim: cfg.clipG.projectionDim }),
-  );
-  const { t5 } = cfg;
-  writeSafetensors(
-    join(outDir, 'text_encoders/t5xxl_demo.safetensors'),
-    t5Tensors(cfg.seed ^ hashString('t5xxl'), cfg, t5Vocab.length),
-    meta({
-      d_ff: t5.dFf,
-      d_kv: t5.dKv,
-      d_model: t5.dModel,
-      num_heads: t5.numHeads,
-      num_layers: t5.numLayers,
-      vocab_size: t5Vocab.length,
-    }),
+  writeTinyTextEncoders(
+    outDir,
+    cfg,
+    { clip: clipSize, t5: t5Vocab.length },
+    { model: DEMO_MODEL_NAME, t5File: 't5xxl_demo.safetensors' },
   );
 }
 

@@ -33,8 +33,8 @@ export const TINY_MODEL_FILES = [
   'tokenizers/t5/tokenizer_config.json',
 ] as const;
 
-function metadata(config: object): Record<string, string> {
-  return { format: 'pt', 'atelier.model': TINY_MODEL_NAME, 'atelier.config': JSON.stringify(config) };
+function metadata(config: object, model = TINY_MODEL_NAME): Record<string, string> {
+  return { format: 'pt', 'atelier.model': model, 'atelier.config': JSON.stringify(config) };
 }
 
 function clipMetadataConfig(c: TinyModelConfig['clipL']) {
@@ -49,6 +49,42 @@ function clipMetadataConfig(c: TinyModelConfig['clipL']) {
 
 function json(path: string, value: unknown): void {
   writeFileSync(path, `${JSON.stringify(value, null, 1)}\n`);
+}
+
+/**
+ * The tiny model's three text encoders with their seeded initialisation, in `dir/text_encoders/`
+ * (also the demo model's frozen encoders: tools/train-demo/export-text.ts).
+ */
+export function writeTinyTextEncoders(
+  dir: string,
+  cfg: TinyModelConfig,
+  vocabSizes: { clip: number; t5: number },
+  names: { model?: string; t5File?: string } = {},
+): void {
+  const meta = (config: object) => metadata(config, names.model);
+  writeSafetensors(
+    join(dir, 'text_encoders/clip_l.safetensors'),
+    clipTensors(cfg.seed ^ hashString('clip_l'), cfg.clipL, vocabSizes.clip),
+    meta(clipMetadataConfig(cfg.clipL)),
+  );
+  writeSafetensors(
+    join(dir, 'text_encoders/clip_g.safetensors'),
+    clipTensors(cfg.seed ^ hashString('clip_g'), cfg.clipG, vocabSizes.clip),
+    meta({ ...clipMetadataConfig(cfg.clipG), projection_dim: cfg.clipG.projectionDim }),
+  );
+  const { t5 } = cfg;
+  writeSafetensors(
+    join(dir, `text_encoders/${names.t5File ?? 't5xxl_tiny.safetensors'}`),
+    t5Tensors(cfg.seed ^ hashString('t5xxl'), cfg, vocabSizes.t5),
+    meta({
+      d_ff: t5.dFf,
+      d_kv: t5.dKv,
+      d_model: t5.dModel,
+      num_heads: t5.numHeads,
+      num_layers: t5.numLayers,
+      vocab_size: vocabSizes.t5,
+    }),
+  );
 }
 
 /** Writes the whole set into `dir` (created if needed), overwriting what is there. */
@@ -85,29 +121,7 @@ export function writeTinyModel(dir: string, cfg: TinyModelConfig = TINY_MODEL_CO
       },
     }),
   );
-  writeSafetensors(
-    join(dir, 'text_encoders/clip_l.safetensors'),
-    clipTensors(cfg.seed ^ hashString('clip_l'), cfg.clipL, clipSize),
-    metadata(clipMetadataConfig(cfg.clipL)),
-  );
-  writeSafetensors(
-    join(dir, 'text_encoders/clip_g.safetensors'),
-    clipTensors(cfg.seed ^ hashString('clip_g'), cfg.clipG, clipSize),
-    metadata({ ...clipMetadataConfig(cfg.clipG), projection_dim: cfg.clipG.projectionDim }),
-  );
-  const { t5 } = cfg;
-  writeSafetensors(
-    join(dir, 'text_encoders/t5xxl_tiny.safetensors'),
-    t5Tensors(cfg.seed ^ hashString('t5xxl'), cfg, t5Vocab.length),
-    metadata({
-      d_ff: t5.dFf,
-      d_kv: t5.dKv,
-      d_model: t5.dModel,
-      num_heads: t5.numHeads,
-      num_layers: t5.numLayers,
-      vocab_size: t5Vocab.length,
-    }),
-  );
+  writeTinyTextEncoders(dir, cfg, { clip: clipSize, t5: t5Vocab.length });
   return pathsOf(dir);
 }
 
