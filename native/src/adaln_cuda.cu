@@ -17,12 +17,15 @@
 #include <cstdint>
 
 #include "adaln_modulate.h"
+#include "cuda_reduce.h"
 #include "fp8_linear.h"
 
 namespace atelier {
 namespace {
 
-constexpr int kWarp = 32;
+using cuda_reduce::block_max;
+using cuda_reduce::block_sum;
+using cuda_reduce::kWarp;
 constexpr int kMaxThreads = 512;
 constexpr int kMaxWarps = kMaxThreads / kWarp;
 
@@ -51,23 +54,6 @@ __device__ __forceinline__ float modulate(float v, float mean, float rstd, float
   return __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(v, mean), rstd), __fadd_rn(1.0f, scale)), shift);
 }
 
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int offset = kWarp / 2; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-
-// The block's max, in every thread (as block_sum).
-__device__ __forceinline__ float block_max(float v, float* partials) {
-  const int lane = threadIdx.x % kWarp;
-  const int warp = threadIdx.x / kWarp;
-  v = warp_max(v);
-  if (lane == 0) partials[warp] = v;
-  __syncthreads();
-  v = lane < static_cast<int>(blockDim.x / kWarp) ? partials[lane] : 0.0f;
-  return warp_max(v);
-}
-
 // Fp8Linear's quantizer on one value (fp8_linear_cuda.cu, quantize_rows): float16 y times 448/amax,
 // rounded to nearest even e4m3, saturating.
 __device__ __forceinline__ uint8_t to_e4m3(__half y, float inv) {
@@ -79,24 +65,6 @@ struct Quant {
   uint8_t* x8;
   float* act_scale;
 };
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int offset = kWarp / 2; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-// The block's sum, in every thread. Each warp folds the per-warp partials itself, so no second
-// barrier is needed to broadcast; callers pass a different `partials` array for each reduction.
-__device__ __forceinline__ float block_sum(float v, float* partials) {
-  const int lane = threadIdx.x % kWarp;
-  const int warp = threadIdx.x / kWarp;
-  v = warp_sum(v);
-  if (lane == 0) partials[warp] = v;
-  __syncthreads();
-  v = lane < static_cast<int>(blockDim.x / kWarp) ? partials[lane] : 0.0f;
-  return warp_sum(v);
-}
 
 struct Row {
   int64_t x;      // offset of the row in x and y

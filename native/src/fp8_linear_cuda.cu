@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "cublaslt_min.h"
+#include "cuda_reduce.h"
 #include "fp8_linear.h"
 
 namespace atelier {
@@ -56,7 +57,7 @@ constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 constexpr size_t kAlign = 256;
 constexpr int kQuantizeThreads = 256;
 constexpr int kEpilogueThreads = 256;
-constexpr int kWarp = 32;
+using cuda_reduce::kWarp;
 
 bool verbose() {
   static const bool on = [] {
@@ -77,12 +78,6 @@ void set_error(char* error, size_t size, const char* format, ...) {
 size_t align_up(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
 // ---- kernels -------------------------------------------------------------------------------------
-
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int offset = kWarp / 2; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
 
 // One block per row. VEC halves per access (8: 16 bytes, when K and the pointers allow; else 1).
 // The second pass re-reads the row, which is in L1/L2 by then (a row is at most tens of KB).
@@ -110,12 +105,7 @@ __global__ void __launch_bounds__(kQuantizeThreads)
     }
   }
   __shared__ float partials[kQuantizeThreads / kWarp];
-  amax = warp_max(amax);
-  if (threadIdx.x % kWarp == 0) partials[threadIdx.x / kWarp] = amax;
-  __syncthreads();
-  const unsigned lane = threadIdx.x % kWarp;
-  amax = lane < blockDim.x / kWarp ? partials[lane] : 0.0f;
-  amax = warp_max(amax);  // every warp folds the partials itself: no second barrier
+  amax = cuda_reduce::block_max(amax, partials);
 
   const float inv = amax > 0.0f ? __fdiv_rn(kE4m3Max, amax) : 0.0f;
   if (threadIdx.x == 0) act_scale[row] = __fdiv_rn(amax, kE4m3Max);
