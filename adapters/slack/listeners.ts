@@ -15,7 +15,6 @@ import type { SlackChatAdapter } from './chat-adapter.js';
 import { SlackInvocation } from './invocation.js';
 import type { SlackPeople } from './people.js';
 import { emojiForReaction } from './reactions.js';
-import { type JobTenancy, mayAct } from './tenancy.js';
 
 export interface ListenerDeps {
   bot: Pick<BotPort, 'command' | 'action' | 'reaction' | 'parseText'>;
@@ -26,12 +25,7 @@ export interface ListenerDeps {
   botUserId: () => string;
   /** How long a slash command's ack waits for a quick private answer. */
   ackDeadlineMs: number;
-  /** Which platform and team a job belongs to (buttons act only on their own workspace's jobs). */
-  tenancy?: JobTenancy;
 }
-
-/** The same answer as for a button of no known job: another workspace learns nothing. */
-const NOT_OURS = "⚠️ That button doesn't belong to an image I know.";
 
 const GENERIC_FAILURE = '⚠️ Something went wrong on my side. Please try again in a moment.';
 
@@ -78,16 +72,6 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
       },
       respond,
     });
-    if (deps.tenancy && !mayAct(deps.tenancy, action.action_id, teamId)) {
-      deps.logger.warn(
-        { actionId: action.action_id, teamId, userId: body.user.id },
-        "slack: refused a click on another workspace's job",
-      );
-      await inv
-        .replyPrivately({ text: NOT_OURS })
-        .catch((err: unknown) => deps.logger.warn({ err }, 'slack: could not answer privately'));
-      return;
-    }
     await safely(deps, inv, `button ${action.action_id}`, () => deps.bot.action(inv, action.action_id));
   });
 

@@ -18,7 +18,6 @@ import { resolveSlackSurfaceOptions, SLACK_EVENTS_PATH, type SlackSurfaceOptions
 import { SlackPeople } from './people.js';
 import { guardRequests } from './request-guard.js';
 import { EVENT_RETENTION_MS, seenDeliveries } from './seen.js';
-import { jobTenancy } from './tenancy.js';
 
 /**
  * What the Slack surface calls on the bot (commands/port.ts; `Bot` fits). Its core, when there is
@@ -117,7 +116,6 @@ export function createSlackSurface(options: SlackSurfaceOptions): SlackSurface {
         logger,
         botUserId: () => identity.userId,
         ackDeadlineMs: settings.ackDeadlineMs,
-        tenancy: jobTenancy(bot.app?.store),
       });
       bot.attach(adapter);
       app = created;

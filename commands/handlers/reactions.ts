@@ -19,7 +19,7 @@ export async function onReaction(ctx: BotContext, event: ReactionEvent): Promise
   const jobId = ctx.app.store.results.findJobByMessage({ platform, channelId, messageId });
   if (!jobId) return;
   try {
-    const found = finishedJob(ctx, jobId);
+    const found = finishedJob(ctx, jobId, event.where);
     if (REROLL.has(emoji)) await reroll(ctx, found.job.id, event.requester, event.where);
     else if (SHARE.has(emoji)) await share(ctx, found, undefined, event.requester, event.where);
     else await remove(ctx, found, event.requester);

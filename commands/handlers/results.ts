@@ -18,10 +18,22 @@ export interface Finished {
   result: JobResult;
 }
 
-/** The finished, not deleted job `jobId`, or a NotFoundError a user can read. */
-export function finishedJob(ctx: BotContext, jobId: string): Finished {
+/**
+ * The finished, not deleted job `jobId` of the platform and team `where` is in, or a NotFoundError a
+ * user can read: a button or reaction never acts on another platform's or workspace's job (the same
+ * app installed in several Slack workspaces, a forged playground click).
+ */
+export function finishedJob(
+  ctx: BotContext,
+  jobId: string,
+  where: Pick<ReplyTarget, 'platform' | 'teamId'>,
+): Finished {
   const job = ctx.app.scheduler.getJob(jobId);
-  if (!job) throw new NotFoundError(`job ${jobId}`, "That button doesn't belong to an image I know.");
+  const home = job?.spec.reply;
+  const ours =
+    home && home.platform === where.platform && (home.teamId === undefined || home.teamId === where.teamId);
+  if (!job || !ours)
+    throw new NotFoundError(`job ${jobId}`, "That button doesn't belong to an image I know.");
   if (ctx.app.store.results.isDeleted(jobId))
     throw new NotFoundError(`job ${jobId}`, 'That image was deleted.');
   const result = job.result ?? ctx.app.store.results.get(jobId);
@@ -82,7 +94,7 @@ export async function reroll(
   where: ReplyTarget,
   inv?: Invocation,
 ) {
-  await derive(ctx, finishedJob(ctx, jobId), 'reroll', requester, where, undefined, inv);
+  await derive(ctx, finishedJob(ctx, jobId, where), 'reroll', requester, where, undefined, inv);
 }
 
 /** Runs a button click. */
@@ -92,7 +104,7 @@ export async function runButton(ctx: BotContext, inv: Invocation, ref: ButtonRef
     await inv.replyPrivately(tell('✖️ Cancelled.'));
     return;
   }
-  const found = finishedJob(ctx, ref.jobId);
+  const found = finishedJob(ctx, ref.jobId, inv.where);
   switch (ref.action) {
     case 'single': {
       const i = imageIndex(found, ref.index);

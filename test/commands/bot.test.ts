@@ -155,6 +155,24 @@ describe('buttons and reactions', () => {
     expect(new Set(totals)).toEqual(new Set(totals.length ? ['2'] : []));
   });
 
+  it('never acts on a job of another platform or team, whatever button it is sent', async () => {
+    const grid = await gridResult();
+    const before = app.store.jobs.list({ limit: 100 }).length;
+    const elsewhere = chat.invocation('mallory');
+    elsewhere.where = { ...elsewhere.where, platform: 'discord' };
+    await bot.action(elsewhere, button(grid.current, 'V1'));
+    expect(await chat.waitForPrivate('mallory', (t) => t.includes('belong'))).toMatch(
+      /doesn't belong to an image I know/,
+    );
+    const otherTeam = chat.invocation('mallory');
+    otherTeam.where = { ...otherTeam.where, teamId: 'another-team' };
+    await bot.action(otherTeam, button(grid.current, 'Reroll'));
+    expect(app.store.jobs.list({ limit: 100 })).toHaveLength(before);
+    // From where the job was made, the same button acts.
+    await bot.action(chat.invocation('mallory'), button(grid.current, 'Reroll'));
+    await chat.waitFor((m) => isResult(m) && m.current.text.includes('reroll by <@mallory>'));
+  });
+
   it('shares to the showcase channel, crediting author and sharer; admins move it; 🔄 there rerolls', async () => {
     const grid = await gridResult();
     // The playground's default showcase channel comes from the config.
