@@ -151,8 +151,6 @@ describe('buttons and reactions', () => {
     expect(buttons(upscaled.current).map((b) => b.label)).not.toContain('Upscale 2×');
     // The refine runs the last 2 of the 4 steps (strength 0.3): the result says what progress counted.
     expect(upscaled.current.text).toMatch(/ · 2 of 4 steps \(strength 0\.3\) · /);
-    const totals = upscaled.history.map((h) => h.message.text.match(/step \d+\/(\d+)/)?.[1]).filter(Boolean);
-    expect(new Set(totals)).toEqual(new Set(totals.length ? ['2'] : []));
   });
 
   it('never acts on a job of another platform or team, whatever button it is sent', async () => {
@@ -197,10 +195,10 @@ describe('buttons and reactions', () => {
       emoji: '🔄',
       where: { platform: 'playground', channelId: 'showcase', teamId: 'team1' },
     });
-    const reroll = await chat.waitFor(
+    // waitFor fails the test if the reroll never shows up in the showcase.
+    await chat.waitFor(
       (m) => m.posted.channelId === 'showcase' && isResult(m) && m.current.text.includes('reroll by <@dave>'),
     );
-    expect(reroll).toBeDefined();
   });
 
   it('lets a server’s own admins set its showcase channel, but not pause the bot’s queue', async () => {

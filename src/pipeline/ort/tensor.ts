@@ -48,9 +48,13 @@ export function elementTypeOf(code: number): ElementType {
   throw new TypeError(`ONNX Runtime returned a tensor of element type ${code}, which Atelier does not read`);
 }
 
-/** A typed array over a copy of `bytes` for element type `type`. */
+/**
+ * A typed array of element type `type` over `bytes`, which the caller owns (a fresh copy): no second
+ * copy unless `bytes` is a view that does not start its own buffer.
+ */
 export function typedArray(type: ElementType, bytes: Uint8Array): TensorData {
-  const b = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+  const b = whole ? bytes.buffer : bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
   switch (type) {
     case 'float32':
       return new Float32Array(b);

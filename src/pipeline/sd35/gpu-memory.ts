@@ -18,13 +18,13 @@
  * high-water mark: after one job the encoders', the MMDiT's and the VAE's peaks are all held.
  *
  * Calibration (the only GPU figures so far; H100/H200, arena kNextPowerOfTwo, 1024², batch 1, text
- * encoders, MMDiT and fp32 VAE resident; bench/NOTES.md issue 6 and README "GPU memory"):
- * Large fp8 right after loading 16.5 GB against 14.8 GB of weights → overhead 1.7 GB; the fp32 VAE
- * decode +6.4 GB (what vaeDecodeBytes gives at 1024²); what is left of the peaks, less 0.3 GB for the
- * text encoders, is the MMDiT's: Large fp8 29.8 − 14.8 − 1.7 − 6.4 − 0.3 = 6.6 GB, Large fp16
- * 37.2 − 23.0 − … = 5.8 GB, Medium fp8 24.3 − 9.2 − … = 6.7 GB, Medium fp16 26.3 − 11.7 − … = 6.2 GB.
- * One figure per family (the larger of its precisions) is used, so the estimate errs high: Large fp8
- * 29.8 GB (measured 29.8), Large fp16 38.0 (37.2), Medium fp8 24.3 (24.3), Medium fp16 26.8 (26.3).
+ * encoders, MMDiT and fp32 VAE resident; bench/NOTES.md issue 6 and README "GPU memory"). The bench
+ * reports nvidia-smi's MiB / 1024, i.e. GiB; the constants here are bytes. Large fp8 right after
+ * loading 16.5 GiB (17.7e9) against 14.8e9 bytes of weights → overhead 2.9e9; the fp32 VAE decode
+ * +6.42 GiB (6.9e9, what vaeDecodeBytes gives at 1024²); what is left of the peaks, less 0.3e9 for
+ * the text encoders, is the MMDiT's: Large fp8 29.8 GiB (32.0e9) → 7.2e9, Medium fp8 24.3 GiB
+ * (26.1e9) → 6.9e9; the fp16 peaks leave less (Large 37.2 GiB → 6.9e9, Medium 26.3 GiB → 6.5e9).
+ * One figure per family (its fp8 one) is used, so the estimate errs high at fp16 (tested).
  * Scaling with images and pixels is linear (CFG doubles the batch inside the step; flash attention
  * is linear in tokens); that, the text figure and kSameAsRequested's effect are unmeasured.
  */
@@ -38,21 +38,21 @@ export type PlacementSetting = 'auto' | 'gpu' | 'cpu-encoders';
 export type Placement = 'gpu' | 'cpu-encoders' | 'cpu';
 
 /** CUDA context, cuBLAS/cuDNN workspaces and our kernels' scratch, outside every arena. */
-export const OVERHEAD_BYTES = 1.7e9;
+export const OVERHEAD_BYTES = 2.9e9;
 /** Arena caps of the text encoders on the GPU (prompt + negative, ≤ 256 T5 tokens): 0.3 GB in all. */
 export const TEXT_ARENA_BYTES = { clipL: 0.05e9, clipG: 0.05e9, t5: 0.2e9 } as const;
 /** MMDiT activations (arena) for one 1024² image with CFG, per family (see the file comment). */
 export const MMDIT_ACTIVATION_BYTES: Partial<Record<ModelFamily, number>> = {
-  'sd3.5-large': 6.6e9,
-  'sd3.5-large-turbo': 6.6e9,
-  'sd3.5-medium': 6.7e9,
+  'sd3.5-large': 7.2e9,
+  'sd3.5-large-turbo': 7.2e9,
+  'sd3.5-medium': 6.9e9,
 };
 /** Other models (tiny, custom): Large's figure scaled by the MMDiT's parameters (8.06 G in Large). */
 const LARGE_MMDIT_PARAMETERS = 8.06e9;
 /** Image tokens of a 1024² image (latent 128², patch 2). */
 const REFERENCE_TOKENS = 4096;
 /**
- * The tiling policy's estimate may be low (CPU tiles measured 1.4–1.7× it): the VAE's tiles are
+ * The tiling policy's estimate may be low (CPU tiles measured 1.4–1.8× it): the VAE's tiles are
  * chosen against its arena cap divided by this.
  */
 export const VAE_ESTIMATE_MARGIN = 1.25;

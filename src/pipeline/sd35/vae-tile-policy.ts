@@ -4,9 +4,9 @@
  * a memory budget is given and the untiled decode's estimated activations would not fit in it.
  *
  * The estimate is arithmetic on the decoder's shape, calibrated on one measurement: SD3's fp32 VAE
- * decode at 1024² raised ONNX Runtime's CUDA arena peak by 6.4 GB (bench/NOTES.md, step 6), which
- * is 6 × its largest activation (the last upsample's output, 256 channels × 1024² × 4 bytes =
- * 1.07 GB). It scales with the pixels (and quadratically through the mid-block attention, whose
+ * decode at 1024² raised ONNX Runtime's CUDA arena peak by 6.42 GiB = 6.9e9 bytes (bench/NOTES.md,
+ * issue 6 step 6; the bench reports nvidia-smi's MiB / 1024), which is 6.4 × its largest activation
+ * (the last upsample's output, 256 channels × 1024² × 4 bytes = 1.07e9). It scales with the pixels (and quadratically through the mid-block attention, whose
  * single-head score matrix is (h·w)² of the latent).
  */
 
@@ -60,7 +60,7 @@ export type VaeDecodePlan =
     };
 
 /** Calibration: peak activations ≈ this × the largest activation (see the file comment). */
-export const VAE_ACTIVATION_FACTOR = 6;
+export const VAE_ACTIVATION_FACTOR = 6.4;
 export const DEFAULT_VAE_TILE = 64;
 /** Latent pixels neighbours share by default (a quarter of a smaller tile). */
 export const DEFAULT_VAE_OVERLAP = 16;
