@@ -3,7 +3,6 @@
  * per GPU), a job executor per pipeline and the fair scheduler. The `serve` role (./serve.ts) puts
  * the chat surfaces on top; `atelier imagine` uses it directly. Nothing here knows a chat platform.
  */
-import { mkdirSync } from 'node:fs';
 import pino from 'pino';
 import type { AtelierConfig } from '../config/index.js';
 import type { ValidationOptions } from '../jobs/validate.js';
@@ -63,7 +62,6 @@ function redisPassword(url: string | undefined): string | undefined {
 
 export async function createApp(config: AtelierConfig, options: CreateAppOptions = {}): Promise<AtelierApp> {
   const logger = options.logger ?? appLogger(config);
-  mkdirSync(config.dataDir, { recursive: true });
   const store = openStore({ dataDir: config.dataDir });
   // One pipeline per GPU (queue.concurrency): each in its own process, on its own device.
   const engine = options.pipeline ? undefined : await engineOptions(config);

@@ -5,7 +5,6 @@
  * fairness, limits and their messages are exactly the embedded mode's. Jobs, progress and results
  * travel through BullMQ on Redis (REDIS_URL).
  */
-import { mkdirSync } from 'node:fs';
 import { ClusterGateway, redactRedisUrl } from '../cluster/index.js';
 import type { AtelierConfig } from '../config/index.js';
 import { ConfigError, PipelineError } from '../errors.js';
@@ -71,7 +70,6 @@ export async function createGatewayApp(
 ): Promise<GatewayApp> {
   const redisUrl = requireRedisUrl(config, 'gateway');
   const logger = options.logger ?? appLogger(config);
-  mkdirSync(config.dataDir, { recursive: true });
   const store = openStore({ dataDir: config.dataDir });
   const cluster = new ClusterGateway({
     redisUrl,

@@ -322,6 +322,11 @@ export function explainStartFailure(
   context: { apiUrl?: string | null; tokenVariable?: string } = {},
 ): SurfaceStartError {
   if (error instanceof SurfaceStartError) return error;
+  // A ConfigError (a refused Slack token, a playground bound beyond loopback without its secret)
+  // is already one line, and retrying does not mend a configuration.
+  if (error instanceof AtelierError && error.code === 'CONFIG') {
+    return new SurfaceStartError(surface, error.message, false, { cause: error });
+  }
   if (surface === 'playground') {
     const code = networkCode(error);
     const message = error instanceof Error ? error.message : String(error);
@@ -350,10 +355,6 @@ export function explainStartFailure(
   if (surface === 'slack' && typeof e?.data?.error === 'string') {
     const variable = typeof e.key === 'string' && e.key.startsWith('SLACK_') ? e.key : target.tokenVariable;
     return slackRefusal(slackTarget(variable), e.data.error, 'a call');
-  }
-  // A ConfigError from the Slack surface (a refused token) is already one line.
-  if (error instanceof AtelierError && error.code === 'CONFIG') {
-    return new SurfaceStartError(surface, error.message, false, { cause: error });
   }
   const status =
     typeof e?.status === 'number' ? e.status : typeof e?.statusCode === 'number' ? e.statusCode : undefined;

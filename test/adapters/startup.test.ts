@@ -12,6 +12,7 @@ import { serve } from '../../adapters/serve.js';
 import { createApp } from '../../src/app/index.js';
 import { explainStartFailure, SurfaceStartError } from '../../src/app/surface-checks.js';
 import { loadConfig } from '../../src/config/index.js';
+import { ConfigError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { startDiscordSimulator } from '../simulators/discord/index.js';
 import { startSlackSimulator } from '../simulators/slack/index.js';
@@ -250,6 +251,14 @@ describe('explainStartFailure', () => {
   it("names discord.js's TokenInvalid as a refused DISCORD_TOKEN", () => {
     const error = Object.assign(new Error('An invalid token was provided.'), { code: 'TokenInvalid' });
     expect(explainStartFailure('discord', error).message).toMatch(/^discord: Discord refused DISCORD_TOKEN/);
+  });
+
+  it('does not retry a configuration mistake of the playground (no secret beyond loopback)', () => {
+    const error = new ConfigError('PLAYGROUND_SECRET', 'playground: set PLAYGROUND_SECRET');
+    expect(explainStartFailure('playground', error)).toMatchObject({
+      retryable: false,
+      message: 'playground: set PLAYGROUND_SECRET',
+    });
   });
 
   it('names a timeout', () => {
