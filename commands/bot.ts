@@ -125,32 +125,31 @@ export class Bot implements BotPort {
     const { store } = this.app;
     const channel = { platform: where.platform, channelId: where.channelId };
     // Made in the channel, or shared into it (a showcase holds only shares): newest appearance first.
-    const appeared = new Map<string, number>();
-    for (const job of store.jobs.list({ channel, states: ['done'], limit: limit * 2 }))
-      appeared.set(job.id, job.createdAt);
+    const made = new Map(
+      store.jobs.list({ channel, states: ['done'], limit: limit * 2 }).map((j) => [j.id, j]),
+    );
+    const appeared = new Map([...made.values()].map((job) => [job.id, job.createdAt]));
     for (const { jobId, at } of store.results.jobsShownIn(channel, limit * 2))
       appeared.set(jobId, Math.max(at, appeared.get(jobId) ?? 0));
-    return [...appeared]
-      .sort((a, b) => b[1] - a[1])
-      .flatMap(([jobId]) => {
-        const job = store.jobs.get(jobId);
-        const result =
-          job?.state === 'done' && !store.results.isDeleted(jobId) ? store.results.get(jobId) : undefined;
-        if (!job || !result || result.images.length === 0) return [];
-        return [
-          {
-            jobId: job.id,
-            prompt: job.spec.params.prompt,
-            seed: result.images[0].seed,
-            author: { userId: job.spec.requester.userId, displayName: job.spec.requester.displayName },
-            images: result.images.length,
-            width: result.images[0].width,
-            height: result.images[0].height,
-            createdAt: job.createdAt,
-          },
-        ];
-      })
-      .slice(0, limit);
+    const entries: GalleryEntry[] = [];
+    for (const [jobId] of [...appeared].sort((a, b) => b[1] - a[1])) {
+      if (entries.length === limit) break;
+      const job = made.get(jobId) ?? store.jobs.get(jobId);
+      if (job?.state !== 'done' || store.results.isDeleted(jobId)) continue;
+      const result = store.results.get(jobId);
+      if (!result || result.images.length === 0) continue;
+      entries.push({
+        jobId: job.id,
+        prompt: job.spec.params.prompt,
+        seed: result.images[0].seed,
+        author: { userId: job.spec.requester.userId, displayName: job.spec.requester.displayName },
+        images: result.images.length,
+        width: result.images[0].width,
+        height: result.images[0].height,
+        createdAt: job.createdAt,
+      });
+    }
+    return entries;
   }
 
   /** A result's image file (PNG with parameters): one image, or the grid. */

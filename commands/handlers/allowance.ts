@@ -1,13 +1,6 @@
 /** What a user can still make under the image limits: "you can make 2 more images now, the next in 1 min". */
-import type { Requester } from '../../src/jobs/types.js';
 import { formatDuration } from '../../src/scheduler/duration.js';
 import type { Allowance } from '../../src/scheduler/limits.js';
-import type { BotContext } from './context.js';
-
-/** The same limits the scheduler applies (config + team overrides), read without taking anything. */
-export function allowanceOf(ctx: BotContext, requester: Requester, now = Date.now()): Allowance {
-  return ctx.app.scheduler.allowance(requester, now);
-}
 
 export function allowanceLine(allowance: Allowance): string {
   if (allowance.unlimited) return 'No image limit applies to you.';

@@ -3,14 +3,14 @@ import { NotFoundError } from '../../src/errors.js';
 import { formatDuration } from '../../src/scheduler/index.js';
 import { shownPrompt } from '../presenter.js';
 import type { Choice, CommandArgs, Invocation } from '../types.js';
-import { allowanceLine, allowanceOf } from './allowance.js';
+import { allowanceLine } from './allowance.js';
 import { type BotContext, isAdmin, tell } from './context.js';
 
 export async function queue(ctx: BotContext, inv: Invocation, args: CommandArgs): Promise<void> {
   const all = args.all === true && isAdmin(ctx, inv.requester);
   const entries = ctx.app.scheduler.list(inv.requester, { all });
   const paused = ctx.app.scheduler.isPaused ? '⏸️ The queue is paused.\n' : '';
-  const left = `\n${allowanceLine(allowanceOf(ctx, inv.requester))}`;
+  const left = `\n${allowanceLine(ctx.app.scheduler.allowance(inv.requester))}`;
   if (entries.length === 0) {
     await inv.replyPrivately(
       tell(`${paused}${all ? 'The queue is empty.' : 'You have no jobs in the queue.'}${left}`),
