@@ -130,7 +130,9 @@ export class ChannelHub {
       ...renderContent(messageId, next, this),
       editedAt: now,
     };
-    this.#upsert({ message: wire, recipient: existing?.recipient });
+    // A progress edit with a preview is not written to the database: a restored feed drops
+    // previews, and the next edit (or the result) supersedes it within seconds.
+    this.#upsert({ message: wire, recipient: existing?.recipient }, { persist: next.preview === undefined });
     this.sessions.broadcast({ type: 'message', message: wire });
   }
 
@@ -190,10 +192,10 @@ export class ChannelHub {
     return reactions;
   }
 
-  #upsert(entry: FeedEntry): void {
+  #upsert(entry: FeedEntry, { persist = true } = {}): void {
     this.feed.upsert(entry);
     // An entry the feed dropped at once (a window of 0) is not kept either.
-    if (this.feed.find(entry.message.id, entry.recipient) === entry) this.#save(entry);
+    if (persist && this.feed.find(entry.message.id, entry.recipient) === entry) this.#save(entry);
   }
 
   #save(entry: FeedEntry): void {
