@@ -4,7 +4,7 @@
  * flag fills the command's first required text option (the prompt); each `--flag` takes the words
  * up to the next flag, so multi-word values need no quotes. Flags are option names or aliases.
  */
-import { editDistance } from '../src/edit-distance.js';
+import { nearest } from '../src/edit-distance.js';
 import { ValidationError } from '../src/errors.js';
 import { findCommand } from './definitions.js';
 import type { CommandArgs, CommandDef, OptionDef } from './types.js';
@@ -59,22 +59,13 @@ export function unknownCommand(commands: readonly CommandDef[], name: string): s
 
 /** The candidate within a small edit distance (typos, swapped letters), if exactly one is nearest. */
 export function closest(word: string, candidates: readonly string[]): string | undefined {
-  const limit = word.length <= 5 ? 1 : 2;
-  let best: string | undefined;
-  let bestDistance = Number.POSITIVE_INFINITY;
-  let tie = false;
-  for (const candidate of candidates) {
-    const d = editDistance(word, candidate);
-    if (d < bestDistance) {
-      [best, bestDistance, tie] = [candidate, d, false];
-    } else if (d === bestDistance) tie = true;
-  }
+  const near = nearest(word, candidates);
   // A prefix ("/imag") is a clear intent too.
-  if (bestDistance > limit) {
+  if (!near || near.distance > (word.length <= 5 ? 1 : 2)) {
     const prefixed = candidates.filter((c) => word.length >= 2 && c.startsWith(word));
     return prefixed.length === 1 ? prefixed[0] : undefined;
   }
-  return tie || bestDistance === 0 ? undefined : best;
+  return near.tied || near.distance === 0 ? undefined : near.candidate;
 }
 
 function parseArgs(command: CommandDef, name: string, rest: string): CommandArgs {

@@ -18,3 +18,26 @@ export function editDistance(a: string, b: string): number {
   }
   return d[a.length]![b.length]!;
 }
+
+export interface Nearest {
+  candidate: string;
+  distance: number;
+  /** Another candidate is as near. */
+  tied: boolean;
+}
+
+/** The candidate fewest edits away from `word`, both compared after `fold`; undefined when there is none. */
+export function nearest(
+  word: string,
+  candidates: readonly string[],
+  fold: (s: string) => string = (s) => s,
+): Nearest | undefined {
+  let best: Nearest | undefined;
+  const folded = fold(word);
+  for (const candidate of candidates) {
+    const distance = editDistance(folded, fold(candidate));
+    if (!best || distance < best.distance) best = { candidate, distance, tied: false };
+    else if (distance === best.distance) best.tied = true;
+  }
+  return best;
+}

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { type Command, CommanderError } from 'commander';
-import { editDistance } from '../edit-distance.js';
+import { nearest } from '../edit-distance.js';
 
 export function packageVersion(): string {
   try {
@@ -35,11 +35,8 @@ export function suggestOnUnknown(command: Command, write: (line: string) => void
 
 /** The known name nearest to `typed` (Damerau–Levenshtein), when it is near enough to be a typo. */
 export function closest(typed: string, known: readonly string[]): string | undefined {
-  let best: { name: string; distance: number } | undefined;
-  for (const name of known) {
-    const distance = editDistance(typed.toLowerCase(), name.toLowerCase());
-    if (!best || distance < best.distance) best = { name, distance };
-  }
-  if (!best) return undefined;
-  return best.distance <= Math.max(1, Math.floor(best.name.length / 3)) ? best.name : undefined;
+  const near = nearest(typed, known, (s) => s.toLowerCase());
+  return near && near.distance <= Math.max(1, Math.floor(near.candidate.length / 3))
+    ? near.candidate
+    : undefined;
 }

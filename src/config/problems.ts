@@ -3,7 +3,7 @@
  *   config: queue.concurrency = "abc" is not allowed: expected an integer from 1 to 64 (from env ATELIER_QUEUE__CONCURRENCY)
  */
 import { z } from 'zod';
-import { editDistance } from '../edit-distance.js';
+import { nearest } from '../edit-distance.js';
 import { ConfigError } from '../errors.js';
 import { settingsSchema } from './schema.js';
 import { type ConfigLayers, type ConfigPath, describeSource, formatPath } from './sources.js';
@@ -36,14 +36,10 @@ function sectionKeys(path: ConfigPath): string[] {
 
 /** "max_queued_per_user" and "concurency" both find their key. */
 function closestKey(unknown: string, known: string[]): string | undefined {
-  const fold = (key: string) => key.toLowerCase().replace(/[_-]/g, '');
-  let best: { key: string; distance: number } | undefined;
-  for (const key of known) {
-    const distance = editDistance(fold(unknown), fold(key));
-    if (distance <= Math.max(1, Math.floor(key.length / 4)) && (!best || distance < best.distance))
-      best = { key, distance };
-  }
-  return best?.key;
+  const near = nearest(unknown, known, (key) => key.toLowerCase().replace(/[_-]/g, ''));
+  return near && near.distance <= Math.max(1, Math.floor(near.candidate.length / 4))
+    ? near.candidate
+    : undefined;
 }
 
 function describeIssue(
