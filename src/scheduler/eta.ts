@@ -114,6 +114,8 @@ export class DurationEstimator {
   readonly #window: number;
   readonly #initialMsPerUnit: number;
   #models = new Map<string, ModelSamples>();
+  /** Each model's medians, computed when its samples change (rate() runs per queued job per update). */
+  #rates = new Map<string, ModelRate>();
   #last: string | undefined;
 
   constructor(window: number, initialMsPerUnit: number) {
@@ -126,22 +128,19 @@ export class DurationEstimator {
     return this.#last;
   }
 
-  /** The last model's ms per unit (the prior before any job). */
-  get msPerUnit(): number {
-    return this.rate().msPerUnit;
-  }
-
   /** A model's estimate; the last model's when none is named, the prior when it has no jobs. */
   rate(model: string | undefined = this.#last): ModelRate {
-    const samples = model === undefined ? undefined : this.#models.get(model);
-    if (!samples || samples.perUnit.length === 0) {
-      return { msPerUnit: this.#initialMsPerUnit, beforeMs: 0, afterMs: 0 };
-    }
-    return {
+    const known = model === undefined ? undefined : this.#rates.get(model);
+    return known ?? { msPerUnit: this.#initialMsPerUnit, beforeMs: 0, afterMs: 0 };
+  }
+
+  #update(model: string, samples: ModelSamples): void {
+    this.#models.set(model, samples);
+    this.#rates.set(model, {
       msPerUnit: median(samples.perUnit),
       beforeMs: median(samples.before),
       afterMs: median(samples.after),
-    };
+    });
   }
 
   /** Estimated run time of a job of `units` work on `model`. */
@@ -154,11 +153,7 @@ export class DurationEstimator {
   record(model: string, sample: RunSample): void {
     const { units, denoiseMs, beforeMs, afterMs } = sample;
     if (!(units > 0) || ![denoiseMs, beforeMs, afterMs].every((v) => Number.isFinite(v) && v >= 0)) return;
-    let samples = this.#models.get(model);
-    if (!samples) {
-      samples = { perUnit: [], before: [], after: [] };
-      this.#models.set(model, samples);
-    }
+    const samples = this.#models.get(model) ?? { perUnit: [], before: [], after: [] };
     for (const [list, value] of [
       [samples.perUnit, denoiseMs / units],
       [samples.before, beforeMs],
@@ -167,6 +162,7 @@ export class DurationEstimator {
       list.push(value);
       if (list.length > this.#window) list.splice(0, list.length - this.#window);
     }
+    this.#update(model, samples);
     this.#last = model;
   }
 
@@ -186,7 +182,7 @@ export class DurationEstimator {
       if (!isSampleList(samples.after)) continue;
       const n = Math.min(samples.perUnit.length, samples.before.length, samples.after.length, this.#window);
       if (n === 0) continue;
-      this.#models.set(model, {
+      this.#update(model, {
         perUnit: samples.perUnit.slice(-n),
         before: samples.before.slice(-n),
         after: samples.after.slice(-n),
