@@ -242,14 +242,7 @@ export class Net {
   #w8a8Linear(input: LinearInput, prefix: string, bias: Value | undefined, activation?: 'gelu_tanh'): Value {
     const weightKey = `${prefix}.weight`;
     const [n] = this.p.shape(weightKey);
-    const scaleKey = `${prefix}.scale_weight`;
-    const stored = this.p.has(scaleKey) ? this.p.readFloat32(scaleKey) : new Float32Array([1]);
-    const scales = this.g.constant(
-      'fp8_scale',
-      'float32',
-      [n!],
-      stored.length === n ? stored : new Float32Array(n!).fill(stored[0]!),
-    );
+    const scales = this.g.constant('fp8_scale', 'float32', [n!], this.#rowScales(prefix, n!));
     const half = this.p.compute === 'float16';
     const toHalf = (v: Value) => (half ? v : this.g.op('Cast', [v], { to: ONNX_DTYPE.float16 }));
     const fused = input instanceof ModulatedNorm && this.options.fp8Producers !== 'separate';
@@ -258,6 +251,13 @@ export class Net {
     const op = fused ? 'Fp8LinearQ' : 'Fp8Linear';
     const y = this.g.op(op, inputs, activation ? { activation } : {}, ATELIER_DOMAIN);
     return half ? y : this.g.op('Cast', [y], { to: ONNX_DTYPE.float32 });
+  }
+
+  /** Each output row's dequantization scale: `scale_weight` (one per tensor, or per row), else 1. */
+  #rowScales(prefix: string, n: number): Float32Array {
+    const key = `${prefix}.scale_weight`;
+    const stored = this.p.has(key) ? this.p.readFloat32(key) : new Float32Array([1]);
+    return stored.length === n ? stored : new Float32Array(n).fill(stored[0]!);
   }
 
   #isFp8(prefix: string): boolean {
@@ -282,8 +282,7 @@ export class Net {
   #fp8Linear(x: Value, prefix: string, bias?: Value): Value {
     const weightKey = `${prefix}.weight`;
     const [n, k] = this.p.shape(weightKey);
-    const scaleKey = `${prefix}.scale_weight`;
-    const scale = this.p.has(scaleKey) ? this.p.readFloat32(scaleKey)[0] : 1;
+    const rows = this.#rowScales(prefix, n!);
     const actScale = this.options.fp8ActivationScale;
     // DeepGEMM's fp8 path wants 128-wide blocks; otherwise one block per row is enough.
     const block = actScale !== undefined && k % 128 === 0 ? 128 : k;
@@ -292,7 +291,9 @@ export class Net {
       'fp8_scale',
       'float32',
       [n, blocks],
-      new Float32Array(n * blocks).fill(scale),
+      blocks === 1
+        ? rows
+        : Float32Array.from({ length: n! * blocks }, (_, i) => rows[Math.floor(i / blocks)]!),
     );
     const aScale =
       actScale !== undefined && block === 128

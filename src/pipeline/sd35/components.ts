@@ -491,8 +491,8 @@ async function openCapi(
   try {
     return await CapiSession.create(graph, o);
   } catch (error) {
+    if (isOutOfMemory(error)) throw error;
     const message = String((error as Error).message ?? error);
-    if (OUT_OF_MEMORY.test(message)) throw error;
     throw new ModelError(
       name,
       `${name}: ONNX Runtime's C API could not open the graph${o.provider === 'cuda' ? ' (models.gpuMemoryLimit caps each session through it: the Node binding cannot pass gpu_mem_limit)' : ''}: ${message.split('\n')[0]}`,
@@ -586,8 +586,12 @@ function headsFrom(value: unknown): { heads?: number } {
   return typeof value === 'number' && Number.isInteger(value) && value > 0 ? { heads: value } : {};
 }
 
-const OUT_OF_MEMORY =
-  /out of memory|failed to allocate|bad_alloc|CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation/i;
+/** Whether ONNX Runtime's error is an allocation failure (CUDA or host). */
+export function isOutOfMemory(error: unknown): boolean {
+  return /out of memory|failed to allocate|bad_alloc|CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation/i.test(
+    String((error as Error)?.message ?? error),
+  );
+}
 
 /** An allocation failure while loading, retold with the sizes involved and what to do. */
 export function outOfMemory(
@@ -596,9 +600,8 @@ export function outOfMemory(
   components: ComponentInfo[],
   provider: string,
 ): ModelError | undefined {
+  if (!isOutOfMemory(error)) return undefined;
   const message = String((error as Error)?.message ?? error);
-  if (!OUT_OF_MEMORY.test(message)) return undefined;
-  const gb = (bytes: number) => `${(bytes / 1e9).toFixed(1)} GB`;
   const total = components.reduce((sum, c) => sum + c.bytes, 0);
   const sizes = components.map((c) => `${c.name} ${gb(c.bytes)} (${c.dtype})`).join(', ');
   return new ModelError(

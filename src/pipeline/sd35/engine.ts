@@ -26,7 +26,7 @@ import type {
   PipelineInfo,
   RawImage,
 } from '../types.js';
-import { type LoadedComponents, loadComponents } from './components.js';
+import { isOutOfMemory, type LoadedComponents, loadComponents } from './components.js';
 import { type Conditioning, encodePrompts } from './conditioning.js';
 import { mmditModel } from './denoiser.js';
 import { jobMemoryProblem } from './gpu-memory.js';
@@ -55,16 +55,13 @@ export interface PreparedGeneration {
   promptCached: boolean;
 }
 
-const OUT_OF_MEMORY =
-  /out of memory|failed to allocate|bad_alloc|CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation/i;
-
 /**
  * An allocation failure during a job (an arena reached its gpu_mem_limit, or the GPU is full): that
  * job fails with a message saying so; the sessions stay usable for the next one.
  */
 export function runOutOfMemory(error: unknown, req: Pick<GenerationRequest, 'count' | 'width' | 'height'>) {
+  if (!isOutOfMemory(error)) return undefined;
   const message = String((error as Error)?.message ?? error);
-  if (!OUT_OF_MEMORY.test(message)) return undefined;
   const what = `${req.count} image${req.count === 1 ? '' : 's'} at ${req.width}×${req.height}`;
   return new PipelineError(
     `out of memory making ${what}: ${message.split('\n')[0]}`,

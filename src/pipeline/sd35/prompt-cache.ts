@@ -78,11 +78,6 @@ export class PromptCache {
     return this.#entries.has(key);
   }
 
-  clear(): void {
-    this.#entries.clear();
-    this.#bytes = 0;
-  }
-
   stats(): PromptCacheStats {
     return {
       hits: this.#hits,
