@@ -38,3 +38,6 @@ export const MAX_SEED = 2 ** 32 - 1;
 
 /** Images per job: 1 to this (`GenerationRequest.count`; a 2×2 grid shows them together). */
 export const MAX_COUNT = 4;
+
+/** An upscale doubles each side (then refines at a low strength). */
+export const UPSCALE_FACTOR = 2;

@@ -13,10 +13,9 @@
 import { EventEmitter } from 'node:events';
 import { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { CancelledError } from '../errors.js';
-import type { JobRecord, JobResult } from '../jobs/types.js';
+import { isImg2img, type JobRecord, type JobResult } from '../jobs/types.js';
 import type { Logger } from '../log.js';
-import { readParentImage, writeRendered } from '../scheduler/executor.js';
+import { asAbortError, readParentImage, writeRendered } from '../scheduler/executor.js';
 import type { JobRunner, RunContext, RunnerPool } from '../scheduler/runner.js';
 import type { Store } from '../store/index.js';
 import { type ClusterKeys, clusterKeys, LEFTOVER_TTL_SECONDS, QUEUE_NAME } from './keys.js';
@@ -198,10 +197,10 @@ export class ClusterGateway
   /** @internal Hands a job to BullMQ and resolves with its stored result. */
   async run(job: JobRecord, context: RunContext): Promise<JobResult> {
     const { signal } = context;
-    if (signal.aborted) throw abortReason(signal);
+    if (signal.aborted) throw asAbortError(signal);
     if (this.#waiters.has(job.id)) throw new Error(`job ${job.id} is already running on the cluster`);
     const data: ClusterJobData = { job };
-    if (job.spec.kind === 'variation' || job.spec.kind === 'upscale') {
+    if (isImg2img(job.spec.kind)) {
       data.parent = Buffer.from(await readParentImage(this.#options.store, job)).toString('base64');
     }
     let settle!: Waiter['settle'];
@@ -276,7 +275,7 @@ export class ClusterGateway
     signal: AbortSignal,
     finished: Promise<Parameters<Waiter['settle']>[0]>,
   ): Promise<never> {
-    const reason = abortReason(signal);
+    const reason = asAbortError(signal);
     if (this.#detached) throw reason;
     await this.#redis
       .multi()
@@ -347,10 +346,6 @@ export class ClusterGateway
     await closeRedis(this.#subscriber);
     await closeRedis(this.#redis);
   }
-}
-
-function abortReason(signal: AbortSignal): Error {
-  return signal.reason instanceof Error ? signal.reason : new CancelledError();
 }
 
 /** One job slot on the cluster: the scheduler sees one per job the live workers can take. */

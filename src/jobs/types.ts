@@ -7,6 +7,9 @@ import type { SamplerName } from '../vocabulary.js';
 
 export type JobKind = 'txt2img' | 'reroll' | 'variation' | 'upscale';
 
+/** Kinds that start from an earlier image (img2img at a strength) rather than from noise. */
+export const isImg2img = (kind: JobKind): boolean => kind === 'variation' || kind === 'upscale';
+
 /** Who asked. `teamId` is the Discord guild or Slack workspace (absent in DMs and the playground). */
 export interface Requester {
   platform: string;

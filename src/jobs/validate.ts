@@ -10,7 +10,7 @@ import { randomInt } from 'node:crypto';
 import { ValidationError } from '../errors.js';
 import { MAX_SEED, parseSampler, type SamplerName } from '../vocabulary.js';
 import { type AspectRatio, parseAspect, sizeForAspect } from './aspect.js';
-import type { JobKind, JobParams } from './types.js';
+import { isImg2img, type JobKind, type JobParams } from './types.js';
 
 /** What a chat command hands over: strings from text commands, numbers from typed slash options. */
 export type RawValue = string | number | boolean | null | undefined;
@@ -311,7 +311,7 @@ export function validateJobParams(
     count,
     sampler,
   };
-  if (kind === 'variation' || kind === 'upscale') {
+  if (isImg2img(kind)) {
     const fallback = kind === 'variation' ? defaults.variationStrength : defaults.upscaleStrength;
     params.strength = isGiven(raw.strength) ? readStrength(raw.strength) : fallback;
   }

@@ -7,13 +7,13 @@
  * does not skew the next ones, and a change of GPU or runtime is followed within a few jobs.
  * The configured `initialMsPerStep` is the prior until a model has finished a job.
  */
-import type { JobResult, JobSpec } from '../jobs/types.js';
+import { isImg2img, type JobResult, type JobSpec } from '../jobs/types.js';
 import { denoisedSteps } from '../pipeline/sampling/schedule.js';
 import type { GenerationOutput } from '../pipeline/types.js';
+import { UPSCALE_FACTOR } from '../vocabulary.js';
 
 const MEGAPIXEL = 1024 * 1024;
 /** Upscales run img2img on the image enlarged 2× per side (see ./executor.ts). */
-const UPSCALE_AREA_FACTOR = 4;
 
 /** Where a pipeline's time went, when a runner passes it on with its result. */
 export type RunTimings = NonNullable<GenerationOutput['timings']>;
@@ -24,10 +24,10 @@ export type TimedJobResult = JobResult & { timings?: RunTimings };
 /** Estimated work of a job in units (denoising steps × images × megapixels). */
 export function jobUnits(spec: JobSpec): number {
   const { params, kind } = spec;
-  const img2img = kind === 'variation' || kind === 'upscale';
+  const img2img = isImg2img(kind);
   // img2img starts at a partial sigma, so it runs only the last `strength` of the steps.
   const steps = img2img ? Math.max(1, denoisedSteps(params.steps, params.strength ?? 1)) : params.steps;
-  const area = (params.width * params.height * (kind === 'upscale' ? UPSCALE_AREA_FACTOR : 1)) / MEGAPIXEL;
+  const area = (params.width * params.height * (kind === 'upscale' ? UPSCALE_FACTOR ** 2 : 1)) / MEGAPIXEL;
   return Math.max(1e-6, steps * jobImages(spec) * area);
 }
 

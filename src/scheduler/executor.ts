@@ -12,13 +12,11 @@ import { join } from 'node:path';
 import sharp, { type Sharp } from 'sharp';
 import { CancelledError, NotFoundError, PipelineError } from '../errors.js';
 import { encodePng, encodePreview, formatParameters, makeGrid } from '../images/index.js';
-import type { JobImage, JobParams, JobRecord, JobResult } from '../jobs/types.js';
+import { isImg2img, type JobImage, type JobParams, type JobRecord, type JobResult } from '../jobs/types.js';
 import type { GenerationOutput, GenerationRequest, Pipeline, RawImage, StepInfo } from '../pipeline/types.js';
 import type { Store } from '../store/index.js';
+import { UPSCALE_FACTOR } from '../vocabulary.js';
 import type { JobRunner, RunContext, RunProgress } from './runner.js';
-
-/** Upscales enlarge the parent image this much per side before refining it. */
-export const UPSCALE_FACTOR = 2;
 
 export interface JobExecutorOptions {
   /** The one pipeline this executor drives. */
@@ -44,7 +42,8 @@ interface PreparedRequest {
   params: JobParams;
 }
 
-function asAbortError(signal: AbortSignal): Error {
+/** The error a job stops with when its signal fires: the signal's reason, or a cancel. */
+export function asAbortError(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new CancelledError();
 }
 
@@ -287,10 +286,7 @@ export class JobExecutor implements JobRunner {
   async run(job: JobRecord, context: RunContext): Promise<JobResult> {
     const { signal } = context;
     if (signal.aborted) throw asAbortError(signal);
-    const parent =
-      job.spec.kind === 'variation' || job.spec.kind === 'upscale'
-        ? await readParentImage(this.#store, job)
-        : undefined;
+    const parent = isImg2img(job.spec.kind) ? await readParentImage(this.#store, job) : undefined;
     const rendered = await this.#renderer.render(job, parent, context);
     return writeRendered(this.#store.imageDir(job.id), rendered, signal);
   }
