@@ -16,6 +16,7 @@ import { isImg2img, type JobImage, type JobParams, type JobRecord, type JobResul
 import type { GenerationOutput, GenerationRequest, Pipeline, RawImage, StepInfo } from '../pipeline/types.js';
 import type { Store } from '../store/index.js';
 import { UPSCALE_FACTOR } from '../vocabulary.js';
+import type { RunTimings, TimedJobResult } from './eta.js';
 import type { JobRunner, RunContext, RunProgress } from './runner.js';
 
 export interface JobExecutorOptions {
@@ -101,6 +102,8 @@ export interface RenderedJob {
   grid?: Uint8Array;
   model: string;
   promptTruncated?: boolean;
+  /** Where the pipeline's time went (text encoders, denoising), for the ETA's per-model rates. */
+  timings?: RunTimings;
 }
 
 export interface JobRendererOptions {
@@ -243,6 +246,7 @@ export class JobRenderer {
       );
     }
     if (output.promptTruncated) rendered.promptTruncated = true;
+    if (output.timings) rendered.timings = output.timings;
     return rendered;
   }
 }
@@ -255,7 +259,7 @@ export async function writeRendered(
   dir: string,
   rendered: RenderedJob,
   signal?: AbortSignal,
-): Promise<JobResult> {
+): Promise<TimedJobResult> {
   await mkdir(dir, { recursive: true });
   const images: JobImage[] = [];
   for (const [index, image] of rendered.images.entries()) {
@@ -264,13 +268,14 @@ export async function writeRendered(
     await writeAtomically(path, image.png);
     images.push({ path, width: image.width, height: image.height, seed: image.seed });
   }
-  const result: JobResult = { images, model: rendered.model };
+  const result: TimedJobResult = { images, model: rendered.model };
   if (rendered.grid) {
     const gridPath = join(dir, 'grid.png');
     await writeAtomically(gridPath, rendered.grid);
     result.gridPath = gridPath;
   }
   if (rendered.promptTruncated) result.promptTruncated = true;
+  if (rendered.timings) result.timings = rendered.timings;
   return result;
 }
 

@@ -656,7 +656,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
   }
 
-  #complete(entry: ActiveJob, result: JobResult, runner: JobRunner): void {
+  #complete(entry: ActiveJob, timed: TimedJobResult, runner: JobRunner): void {
+    // The pipeline's timings feed the ETA; the result stored and published is the job's alone.
+    const { timings, ...result } = timed;
     const { id } = entry.job;
     const finishedAt = this.#options.clock();
     try {
@@ -668,7 +670,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.#fail(entry, error);
       return;
     }
-    this.#recordRun(entry, result, runner, finishedAt);
+    this.#recordRun(entry, result, timings, runner, finishedAt);
     this.#settle(entry);
     entry.job = { ...entry.job, state: 'done', finishedAt };
     this.#logTransition(entry.job, 'running', 'done', finishedAt);
@@ -789,7 +791,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   /** A finished job's time, measured per model, feeds the next estimates (and survives a restart). */
-  #recordRun(entry: ActiveJob, result: JobResult, runner: JobRunner, finishedAt: number): void {
+  #recordRun(
+    entry: ActiveJob,
+    result: JobResult,
+    timings: TimedJobResult['timings'],
+    runner: JobRunner,
+    finishedAt: number,
+  ): void {
     const model = result.model || entry.model;
     if (!model) return;
     this.#runnerModels.set(runner, model);
@@ -797,7 +805,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const sample = sampleRun({
       units: entry.units,
       runMs: finishedAt - startedAt,
-      timings: (result as TimedJobResult).timings,
+      timings,
       progress: entry.progress,
       startedAt,
     });

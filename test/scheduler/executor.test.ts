@@ -6,7 +6,8 @@ import { CancelledError, NotFoundError } from '../../src/errors.js';
 import { readImageParameters } from '../../src/images/index.js';
 import type { JobEvent } from '../../src/jobs/types.js';
 import { JobExecutor } from '../../src/scheduler/executor.js';
-import { type Harness, harness, makeSpec, NO_LIMITS } from './helpers.js';
+import { Scheduler } from '../../src/scheduler/index.js';
+import { type Harness, harness, makeSpec, NO_LIMITS, TestPipeline } from './helpers.js';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -116,6 +117,41 @@ describe('JobExecutor', () => {
       userMessage: "I can't read that image any more.",
     });
     expect((await h.scheduler.waitFor(blocker.job.id)).type).toBe('done');
+  });
+
+  it('hands the pipeline’s timings to the scheduler (for the ETA), which stores and publishes the result without them', async () => {
+    h = await harness(NO_LIMITS);
+    const timings = { encodeMs: 5, denoiseMs: 20, decodeMs: 5 };
+    class TimedPipeline extends TestPipeline {
+      override async generate(...args: Parameters<TestPipeline['generate']>) {
+        return { ...(await super.generate(...args)), timings };
+      }
+    }
+    const executor = new JobExecutor({ pipeline: new TimedPipeline(), store: h.store });
+    const job = {
+      id: 'timed',
+      spec: makeSpec('alice'),
+      state: 'running' as const,
+      createdAt: 0,
+      attempts: 1,
+    };
+    const run = await executor.run(job, { signal: new AbortController().signal, onProgress() {} });
+    expect(run).toMatchObject({ timings });
+    const scheduler = new Scheduler(h.store, {
+      ...NO_LIMITS,
+      runners: [executor],
+      positionUpdateIntervalMs: 0,
+    });
+    await scheduler.start();
+    try {
+      const receipt = await scheduler.enqueue(makeSpec('bob'));
+      const final = await scheduler.waitFor(receipt.job.id);
+      if (final.type !== 'done') throw new Error(`expected done, got ${final.type}`);
+      expect(final.result).not.toHaveProperty('timings');
+      expect(scheduler.getJob(receipt.job.id)?.result).not.toHaveProperty('timings');
+    } finally {
+      await scheduler.stop();
+    }
   });
 
   it('does not start a job whose signal is already aborted', async () => {
