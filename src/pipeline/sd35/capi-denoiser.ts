@@ -96,6 +96,8 @@ class ShapeState {
     readonly session: CapiSession,
     readonly shape: SamplerStepShape,
     cfg: MmditConfig,
+    /** Whether the session was opened with graph capture on (its runs then need an explicit graph id). */
+    readonly graphs: boolean,
   ) {
     const { images, height, width, maxSteps } = shape;
     const latent = [images, cfg.inChannels, height, width];
@@ -206,9 +208,15 @@ export class CapiDenoiser {
       if (options.noWait) await binding.synchronizeAsync();
       return hostMs;
     };
-    if (!this.options.cudaGraph() || state.captureFailure) return { replayed: false, hostMs: await run() };
+    if (!state.graphs) return { replayed: false, hostMs: await run() };
+    // A session opened for capture treats a run without a graph id as graph 0 (capture): plain
+    // runs there must say -1, also after a failed capture.
+    if (state.captureFailure) return { replayed: false, hostMs: await run({ graphId: SKIP_CAPTURE }) };
     const graph = state.graph[p];
-    if (graph.regularRuns < WARMUP_RUNS) {
+    // Neither binding captures before both have warmed up: a job of an odd number of steps leaves
+    // them uneven, and capturing while the other binding's run has not yet grown the arena fails
+    // (an allocation inside the capture; seen on the H200 with one-step segments).
+    if (state.graph.some((g) => g.regularRuns < WARMUP_RUNS)) {
       graph.regularRuns++;
       return { replayed: false, hostMs: await run({ noWait: true, graphId: SKIP_CAPTURE }) };
     }
@@ -221,7 +229,7 @@ export class CapiDenoiser {
       if (graph.captured) throw error;
       state.captureFailure = String((error as Error).message ?? error).split('\n')[0];
       this.options.onCaptureFailure?.(state.shape, state.captureFailure);
-      return { replayed: false, hostMs: await run() };
+      return { replayed: false, hostMs: await run({ graphId: SKIP_CAPTURE }) };
     }
   }
 
@@ -252,7 +260,10 @@ export class CapiDenoiser {
         () => {},
       );
     }
-    state = this.options.open(shape).then((session) => new ShapeState(session, shape, this.options.mmdit));
+    state = this.options
+      .open(shape)
+      // Asked once open: opening turns capture off when the provider refuses it.
+      .then((session) => new ShapeState(session, shape, this.options.mmdit, this.options.cudaGraph()));
     this.#shapes.set(key, state);
     state.catch(() => this.#shapes.delete(key));
     return state;
