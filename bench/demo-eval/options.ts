@@ -64,7 +64,7 @@ export function parseArgs(argv: readonly string[]): Map<string, string[]> {
   return out;
 }
 
-const PRECISIONS: readonly Precision[] = ['fp8', 'fp16', 'fp32'];
+const PRECISIONS: readonly Precision[] = ['fp8', 'fp8-weights', 'fp16', 'fp32'];
 
 /**
  * `label:where[:precision]`, where is a checkpoint file name under the models folder's

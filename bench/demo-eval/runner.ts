@@ -22,7 +22,10 @@ export interface Variant {
   checkpoint?: string;
   /** Said in the report (e.g. that fp16 is the fp8 checkpoint dequantized). */
   note?: string;
-  /** The engine's weight precision: `fp8` keeps (or quantizes to) e4m3 weights, `fp16` dequantizes fp8. */
+  /**
+   * The engine's precision: `fp8` keeps (or quantizes to) e4m3 weights and runs W8A8 where the GPU
+   * allows it, `fp8-weights` the same weights always weight-only, `fp16` dequantizes fp8.
+   */
   precision: Precision;
 }
 

@@ -11,6 +11,11 @@
  *   node atelier-bench.js --models DIR --out FILE [--runtime stock,capi] [--budget-s 480]
  *        [--configs large:fp8,large:fp16,medium:fp8,medium:fp16] [--steps 28] [--batch 1]
  *        [--turbo fp16] [--small medium:fp16] [--custom-ops FILE|none] [--tokenizers DIR]
+ *
+ * Precisions are the product's (`models.precision`): `fp8` runs what a server at fp8 runs (W8A8 on
+ * FP8 tensor cores in the C-API step with the op library, weight-only elsewhere; each row says
+ * which in `fp8_linear` and why in `fp8_reason`), `fp8-weights` always weight-only. `--fp8-linear`
+ * still forces one route on every fp8 row.
  */
 import {
   existsSync,
@@ -27,12 +32,14 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ProcessPipeline } from '../../src/pipeline/process/process-pipeline.js';
 import type { EngineOptions } from '../../src/pipeline/sd35/options.js';
-import type { GenerationRequest, RuntimePath } from '../../src/pipeline/types.js';
+import type { Fp8Info, GenerationRequest, RuntimePath } from '../../src/pipeline/types.js';
 import {
+  checkpointFor,
   groupLoads,
   type Load,
   LoadCosts,
   MODELS,
+  PRECISIONS,
   type Precision,
   planWorkloads,
   type RuntimeName,
@@ -45,7 +52,10 @@ const USAGE = `usage: node atelier-bench.js --models DIR --out FILE [options]
   --out FILE            rows as JSON (written after every row)
   --runtime LIST        runtime paths, each row on each: stock,capi (default both)
   --configs LIST        model:precision at --size for every --steps × --batch
-                        (default large:fp8,large:fp16,medium:fp8,medium:fp16)
+                        (default large:fp8,large:fp16,medium:fp8,medium:fp16); precisions as
+                        models.precision: fp16, fp8 (W8A8 where the GPU, the C-API path and the op
+                        library allow it, else weight-only: what the product runs), fp8-weights
+  --precision P         the precision of --configs/--small entries that name none (e.g. --configs large,medium --precision fp8)
   --steps LIST --batch LIST   (default 28 and 1; 28,20 and 1,4 bring back issue 6's rows)
   --turbo LIST          Large Turbo precisions: 4 steps, no CFG, on the Large weights (default fp16; '' none)
   --small LIST          model:precision at --small-size, 28 steps (default medium:fp16; '' none)
@@ -53,7 +63,9 @@ const USAGE = `usage: node atelier-bench.js --models DIR --out FILE [options]
   --custom-ops FILE|none   custom-op library for the C-API path (default: libatelier_ops_cuda.so beside this file)
   --tokenizers DIR      clip/ and t5/ tokenizer folders (ComfyUI folders carry none)
   --data DIR --size N --small-size N --turbo-steps N --ping-ms N --provider cuda|cpu
-  --fp8-linear block-fp8|dequantize|w8a8 (w8a8: our Fp8Linear in the C-API step; the stock path keeps block-fp8) --fp8-act-scale X --vae-fp16 --profile`;
+  --fp8-linear block-fp8|dequantize|w8a8   force one route on every fp8 row instead of the precision's choice
+                        (w8a8: our Fp8Linear in the C-API step, also on the CPU; the stock path keeps block-fp8)
+  --fp8-act-scale X --vae-fp16 --profile`;
 
 const { values } = parseArgs({
   options: {
@@ -74,7 +86,8 @@ const { values } = parseArgs({
     'ping-ms': { type: 'string', default: '5' },
     'custom-ops': { type: 'string' },
     tokenizers: { type: 'string' },
-    'fp8-linear': { type: 'string', default: 'block-fp8' },
+    precision: { type: 'string' },
+    'fp8-linear': { type: 'string' },
     provider: { type: 'string', default: 'cuda' },
     profile: { type: 'boolean', default: false },
     'fp8-act-scale': { type: 'string' },
@@ -100,8 +113,13 @@ interface Row {
   runtime_requested: RuntimeName;
   cuda_graph: boolean;
   custom_ops: boolean;
-  /** fp8 rows: how the linear layers ran (`w8a8` only on the C-API path with our library). */
+  /**
+   * fp8 rows: how the MMDiT's linear layers ran, from the pipeline's info().fp8: `w8a8`, or the
+   * weight-only kernel (`block-fp8` on CUDA, `dequantize` on the CPU).
+   */
   fp8_linear?: string;
+  /** fp8 rows: the pipeline's one line on it ("fp8: W8A8 on Hopper tensor cores (atelier:Fp8Linear)"). */
+  fp8_reason?: string;
   fallback_reason?: string;
   seconds_per_image: number;
   peak_gpu_mem_gb: number;
@@ -194,24 +212,27 @@ function engineOptions(load: Load, dataDir: string): EngineOptions {
   const ops = customOps();
   return {
     modelsDir: resolve(values.models!, entry.weights),
-    checkpoint: entry.checkpoint[load.precision],
+    checkpoint: checkpointFor(entry, load.precision),
     dataDir,
     provider: values.provider as 'cuda' | 'cpu',
-    precision: load.precision === 'fp8' ? 'fp8' : values.provider === 'cpu' ? 'fp32' : 'fp16',
-    fp8Linear: values['fp8-linear'] as 'block-fp8' | 'dequantize' | 'w8a8',
+    precision: load.precision !== 'fp16' ? load.precision : values.provider === 'cpu' ? 'fp32' : 'fp16',
+    ...(values['fp8-linear'] ? { fp8Linear: values['fp8-linear'] as EngineOptions['fp8Linear'] } : {}),
     runtime: load.path,
     ...(load.path === 'capi' && ops !== undefined ? { customOpsLibrary: ops } : {}),
     ...(values['fp8-act-scale'] ? { fp8ActivationScale: Number(values['fp8-act-scale']) } : {}),
     ...(values['vae-fp16'] ? { vaeCompute: 'float16' as const } : {}),
     // Both T5 files sit in text_encoders/: each precision takes its own.
     textEncoders: {
-      t5: load.precision === 'fp8' ? 't5xxl_fp8_e4m3fn.safetensors' : 't5xxl_fp16.safetensors',
+      t5: load.precision === 'fp16' ? 't5xxl_fp16.safetensors' : 't5xxl_fp8_e4m3fn.safetensors',
     },
   };
 }
 
-/** The path that actually runs: a capi request that fell back is a stock row with its reason. */
-function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined) {
+/**
+ * The path that actually runs: a capi request that fell back is a stock row with its reason; at
+ * fp8, how the linear layers ran and why (info().fp8).
+ */
+function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined, fp8?: Fp8Info) {
   const path = runtime?.path ?? 'stock';
   const reason =
     requested === 'capi' && path !== 'capi'
@@ -222,7 +243,16 @@ function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined) {
     cuda_graph: runtime?.cudaGraph ?? false,
     custom_ops: runtime?.customOps ?? false,
     ...(reason ? { fallback_reason: reason } : {}),
+    ...(fp8 ? { fp8_linear: fp8LinearOf(fp8), fp8_reason: fp8.summary } : {}),
   };
+}
+
+/** `w8a8`, or the weight-only kernel that ran (the forced one, else the provider's). */
+function fp8LinearOf(fp8: Fp8Info): string {
+  if (fp8.route === 'w8a8') return 'w8a8';
+  const forced = values['fp8-linear'];
+  if (forced === 'block-fp8' || forced === 'dequantize') return forced;
+  return values.provider === 'cuda' ? 'block-fp8' : 'dequantize';
 }
 
 function label(w: Workload): string {
@@ -251,11 +281,12 @@ async function runLoad(load: Load, index: number, loads: Load[], dataDir: string
     const t0 = performance.now();
     await pipeline.load();
     loadSeconds = (performance.now() - t0) / 1000;
-    runtime = pathOf(load.path, pipeline.info().runtime);
+    runtime = pathOf(load.path, pipeline.info().runtime, pipeline.info().fp8);
     console.log(
       `${tag}: loaded in ${loadSeconds.toFixed(1)} s, ${(memory.nowGb - baseline).toFixed(1)} GB, ` +
         `path ${runtime.path}${runtime.cuda_graph ? ' +graph' : ''}${runtime.custom_ops ? ' +ops' : ''}` +
-        `${runtime.fallback_reason ? ` (fallback: ${runtime.fallback_reason})` : ''}`,
+        `${runtime.fallback_reason ? ` (fallback: ${runtime.fallback_reason})` : ''}` +
+        `${runtime.fp8_reason ? `; ${runtime.fp8_reason}` : ''}`,
     );
     for (const w of load.rows) {
       const reserve = costs.reserveMs(loads, index, w.priority);
@@ -390,17 +421,8 @@ function identity(w: Workload, load: Load, runtime: ReturnType<typeof pathOf>) {
     cfg: w.guidance > 1,
     runtime_requested: load.path,
     ...runtime,
-    // W8A8 runs only in the C-API step with our library; elsewhere fp8 layers take the stock route.
-    ...(w.precision === 'fp8'
-      ? {
-          fp8_linear:
-            values['fp8-linear'] === 'w8a8' && !(runtime.path === 'capi' && runtime.custom_ops)
-              ? values.provider === 'cuda'
-                ? 'block-fp8'
-                : 'dequantize'
-              : values['fp8-linear'],
-        }
-      : {}),
+    // A load that failed never said how its fp8 layers would run.
+    ...(w.precision !== 'fp16' && !runtime.fp8_linear ? { fp8_linear: 'unknown (not loaded)' } : {}),
   };
 }
 
@@ -452,12 +474,18 @@ async function main(): Promise<void> {
   }
   const paths = list(values.runtime) as RuntimeName[];
   if (paths.some((p) => p !== 'stock' && p !== 'capi')) throw new Error(`--runtime: stock and/or capi`);
+  if (values.precision !== undefined && !PRECISIONS.includes(values.precision as Precision))
+    throw new Error(`--precision: one of ${PRECISIONS.join(', ')}`);
+  const forced = values['fp8-linear'];
+  if (forced !== undefined && !['block-fp8', 'dequantize', 'w8a8'].includes(forced))
+    throw new Error('--fp8-linear: block-fp8, dequantize or w8a8');
   const loads = groupLoads(
     planWorkloads({
       configs: list(values.configs),
       steps: list(values.steps).map(Number),
       batches: list(values.batch).map(Number),
       size: Number(values.size),
+      precision: values.precision as Precision | undefined,
       turbo: list(values.turbo) as Precision[],
       turboSteps: Number(values['turbo-steps']),
       small: list(values.small),
@@ -502,11 +530,11 @@ async function main(): Promise<void> {
 function printSummary(): void {
   const f = (v: number | null | undefined, d = 2) => (v == null ? '-' : v.toFixed(d));
   console.log(
-    '\nmodel               prec  size steps path  graph denoise s  s/image  host ms/step  ping p99/max ms (steps; whole)',
+    '\nmodel               prec        size steps path  graph denoise s  s/image  host ms/step  ping p99/max ms (steps; whole)',
   );
   for (const r of rows) {
     console.log(
-      `${r.model.padEnd(19)} ${r.precision.padEnd(5)} ${String(r.width).padStart(4)} ${String(r.steps).padStart(5)} ` +
+      `${r.model.padEnd(19)} ${r.precision.padEnd(11)} ${String(r.width).padStart(4)} ${String(r.steps).padStart(5)} ` +
         `${r.path.padEnd(5)} ${String(r.cuda_graph).padEnd(5)} ${f(r.denoise_seconds / r.batch, 3).padStart(9)} ` +
         `${f(r.seconds_per_image, 3).padStart(8)} ${f(r.host_ms_per_step).padStart(13)} ` +
         `${f(r.child_ping_p99_ms, 1)}/${f(r.child_ping_max_ms, 1)}; ` +

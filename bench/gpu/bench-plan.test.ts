@@ -1,5 +1,12 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { groupLoads, LoadCosts, type PlanOptions, planWorkloads } from './bench-plan.js';
+import {
+  checkpointFor,
+  groupLoads,
+  LoadCosts,
+  MODELS,
+  type PlanOptions,
+  planWorkloads,
+} from './bench-plan.js';
 import { PingMonitor, percentile } from './monitors.js';
 
 const issue9: PlanOptions = {
@@ -47,6 +54,29 @@ describe('atelier-bench plan', () => {
       '4×20',
     ]);
     expect(() => planWorkloads({ ...issue9, configs: ['large:bf16'] })).toThrow(/unknown config/);
+  });
+
+  it("takes the product's precisions, fp8-weights apart from fp8 on the same fp8 files, and --precision for bare models", () => {
+    const rows = planWorkloads({
+      ...issue9,
+      configs: ['large', 'large:fp8-weights'],
+      precision: 'fp8',
+      turbo: [],
+      small: ['medium'],
+    });
+    expect(rows.map((r) => `${r.model}:${r.precision}:${r.size}`)).toEqual([
+      'large:fp8:1024',
+      'large:fp8-weights:1024',
+      'medium:fp8:512',
+    ]);
+    expect(groupLoads(rows, ['capi']).map((l) => `${l.weights}:${l.precision}`)).toEqual([
+      'large:fp8',
+      'large:fp8-weights',
+      'medium:fp8',
+    ]);
+    expect(checkpointFor(MODELS.large, 'fp8-weights')).toBe(checkpointFor(MODELS.large, 'fp8'));
+    expect(checkpointFor(MODELS.large, 'fp16')).toBe('sd3.5_large.safetensors');
+    expect(() => planWorkloads({ ...issue9, configs: ['large'] })).toThrow(/--precision/);
   });
 
   it('keeps time for later loads holding more important rows than an early, less important one', () => {

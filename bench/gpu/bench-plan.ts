@@ -9,14 +9,25 @@
 
 export type RuntimeName = 'stock' | 'capi';
 export type WeightsKey = 'large' | 'medium';
-export type Precision = 'fp16' | 'fp8';
+/**
+ * As `models.precision` says it: `fp8` runs what the product runs (W8A8 where the GPU, the C-API path
+ * and the op library allow it, weight-only elsewhere), `fp8-weights` always weight-only; both load
+ * the fp8 checkpoint.
+ */
+export type Precision = 'fp16' | 'fp8' | 'fp8-weights';
+export const PRECISIONS: readonly Precision[] = ['fp16', 'fp8', 'fp8-weights'];
 
 export interface ModelEntry {
   /** Folder under --models (a one-model ComfyUI folder written by make_weights.py). */
   weights: WeightsKey;
   /** Model name in the rows. */
   name: string;
-  checkpoint: Record<Precision, string>;
+  checkpoint: Record<'fp16' | 'fp8', string>;
+}
+
+/** The checkpoint a precision loads: both fp8 precisions take the fp8 file. */
+export function checkpointFor(entry: ModelEntry, precision: Precision): string {
+  return precision === 'fp16' ? entry.checkpoint.fp16 : entry.checkpoint.fp8;
 }
 
 const LARGE = { fp16: 'sd3.5_large.safetensors', fp8: 'sd3.5_large_fp8_scaled.safetensors' };
@@ -49,8 +60,10 @@ export interface Load {
 }
 
 export interface PlanOptions {
-  /** `model:precision` measured at `size` for every steps × batch, CFG 4.5. */
+  /** `model:precision` (or `model`, taking `precision`) measured at `size` for every steps × batch, CFG 4.5. */
   configs: string[];
+  /** The precision of a config that names none (`--precision`). */
+  precision?: Precision;
   steps: number[];
   batches: number[];
   size: number;
@@ -65,10 +78,13 @@ export interface PlanOptions {
 
 export const CFG = 4.5;
 
-function parseConfig(config: string): { model: string; precision: Precision } {
-  const [model, precision] = config.split(':');
-  if (!MODELS[model] || (precision !== 'fp16' && precision !== 'fp8'))
-    throw new Error(`unknown config "${config}" (want large|medium|turbo : fp16|fp8)`);
+function parseConfig(config: string, fallback?: Precision): { model: string; precision: Precision } {
+  const [model, named] = config.split(':');
+  const precision = (named ?? fallback) as Precision | undefined;
+  if (!MODELS[model] || !precision || !PRECISIONS.includes(precision))
+    throw new Error(
+      `unknown config "${config}" (want large|medium|turbo : ${PRECISIONS.join('|')}, or a model and --precision)`,
+    );
   return { model, precision };
 }
 
@@ -78,11 +94,17 @@ export function planWorkloads(o: PlanOptions): Workload[] {
   for (const config of o.configs)
     for (const batch of o.batches)
       for (const steps of o.steps)
-        out.push({ ...parseConfig(config), size: o.size, steps, batch, guidance: CFG });
+        out.push({ ...parseConfig(config, o.precision), size: o.size, steps, batch, guidance: CFG });
   for (const precision of o.turbo)
     out.push({ model: 'turbo', precision, size: o.size, steps: o.turboSteps, batch: 1, guidance: 0 });
   for (const config of o.small)
-    out.push({ ...parseConfig(config), size: o.smallSize, steps: o.smallSteps, batch: 1, guidance: CFG });
+    out.push({
+      ...parseConfig(config, o.precision),
+      size: o.smallSize,
+      steps: o.smallSteps,
+      batch: 1,
+      guidance: CFG,
+    });
   return out.map((w, priority) => ({ ...w, priority }));
 }
 

@@ -4,9 +4,10 @@
  *
  *   fp16         the fp16 checkpoint, fp16 weights (fp32 on the CPU);
  *   w8a8         the scaled-fp8 checkpoint, `fp8Linear: 'w8a8'` (our atelier:Fp8Linear: e4m3
- *                activations per token × e4m3 weights per channel);
- *   fp8-weights  the scaled-fp8 checkpoint, weight-only fp8 (`block-fp8` on CUDA, `dequantize` on
- *                the CPU): what `precision: fp8` runs today;
+ *                activations per token × e4m3 weights per channel): what `precision: fp8` runs on
+ *                FP8 tensor cores (forced here, so the CPU runs it too, on the reference kernels);
+ *   fp8-weights  the scaled-fp8 checkpoint at `precision: fp8-weights`, weight-only fp8
+ *                (`block-fp8` on CUDA, `dequantize` on the CPU);
  *
  * and the report gives the relative L2 (‖a − b‖ / ‖b‖, float64) of the final latent and of the
  * velocity and denoised estimate at chosen steps, W8A8 vs fp16, weight-only fp8 vs fp16 and W8A8 vs
@@ -109,8 +110,8 @@ function engineOptions(model: string, variant: Variant, dataDir: string): Engine
     checkpoint: entry.checkpoint[fp8 ? 'fp8' : 'fp16'],
     dataDir,
     provider,
-    precision: fp8 ? 'fp8' : provider === 'cpu' ? 'fp32' : 'fp16',
-    fp8Linear: variant === 'w8a8' ? 'w8a8' : provider === 'cuda' ? 'block-fp8' : 'dequantize',
+    precision: variant === 'fp8-weights' ? 'fp8-weights' : fp8 ? 'fp8' : provider === 'cpu' ? 'fp32' : 'fp16',
+    ...(variant === 'w8a8' ? { fp8Linear: 'w8a8' as const } : {}),
     runtime: 'capi',
     ...(ops !== undefined ? { customOpsLibrary: ops } : {}),
     textEncoders: { t5: fp8 ? 't5xxl_fp8_e4m3fn.safetensors' : 't5xxl_fp16.safetensors' },
@@ -132,7 +133,10 @@ interface LoadReport {
   variant: Variant;
   checkpoint: string;
   precision: string;
+  /** How the MMDiT's fp8 linear layers ran: `w8a8`, or the weight-only kernel (engine.info().fp8 once loaded). */
   fp8_linear: string;
+  /** The engine's one line on it ("fp8: W8A8 on Hopper tensor cores (atelier:Fp8Linear)"). */
+  fp8_reason?: string;
   path?: string;
   cuda_graph?: boolean;
   custom_ops?: boolean;
@@ -243,7 +247,14 @@ async function runModel(model: string, variants: Variant[], dataDir: string): Pr
       variant,
       checkpoint: options.checkpoint!,
       precision: options.precision!,
-      fp8_linear: variant === 'fp16' ? 'none' : options.fp8Linear!,
+      fp8_linear:
+        variant === 'fp16'
+          ? 'none'
+          : variant === 'w8a8'
+            ? 'w8a8'
+            : provider === 'cuda'
+              ? 'block-fp8'
+              : 'dequantize',
     };
     if (left() < guess(model)) {
       const reason = `budget: ${(left() / 1000).toFixed(0)} s left, a variant takes ~${(guess(model) / 1000).toFixed(0)} s`;
@@ -259,7 +270,14 @@ async function runModel(model: string, variants: Variant[], dataDir: string): Pr
       await engine.load();
       load.load_seconds = (performance.now() - t0) / 1000;
       const runtime = engine.info().runtime;
+      const fp8 = engine.info().fp8;
       Object.assign(load, {
+        ...(fp8
+          ? {
+              fp8_linear: fp8.route === 'w8a8' ? 'w8a8' : provider === 'cuda' ? 'block-fp8' : 'dequantize',
+              fp8_reason: fp8.summary,
+            }
+          : {}),
         path: runtime?.path ?? 'stock',
         cuda_graph: runtime?.cudaGraph ?? false,
         custom_ops: runtime?.customOps ?? false,

@@ -97,10 +97,13 @@ export async function createApp(config: AtelierConfig, options: CreateAppOptions
         provider: info.executionProvider,
         components: info.components.length,
         runtime: info.runtime,
+        fp8: info.fp8,
         memory: info.memory,
       },
       'model loaded',
     );
+    // Which fp8 route runs and why, in one line: "fp8: W8A8 on Hopper tensor cores (atelier:Fp8Linear)".
+    if (info.fp8) logger.info({ fp8: info.fp8 }, info.fp8.summary);
     // GPU memory preflight (sd35/gpu-memory.ts): the expected peak against the limit or free memory.
     if (info.memory && info.memory.placement !== 'cpu') {
       if (info.memory.fits)

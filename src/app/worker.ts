@@ -51,6 +51,7 @@ export async function runWorker(config: AtelierConfig, options: RunWorkerOptions
     await pipeline.load();
     const info = pipeline.info();
     logger.info({ model: info.model, provider: info.executionProvider, device }, 'worker: model loaded');
+    if (info.fp8) logger.info({ fp8: info.fp8, device }, `worker: ${info.fp8.summary}`);
     const worker = new ClusterWorker({
       redisUrl,
       prefix: config.cluster.prefix,

@@ -13,10 +13,12 @@ import { type AtelierConfig, enabledPlatforms, maskedSecrets } from '../config/i
 import { asAtelierError } from '../errors.js';
 import { formatBytes } from '../pipeline/hub/index.js';
 import { validateModelSet } from '../pipeline/models-dir/index.js';
+import type { ComputeCapability } from '../pipeline/ort/cuda-runtime.js';
 import { ORT_VERSION } from '../pipeline/ort/index.js';
 import { probeProvider } from '../pipeline/process/provider-probe.js';
 import { memoryPlanOf } from '../pipeline/sd35/components.js';
 import { describeModels } from '../pipeline/sd35/describe.js';
+import { fp8ChoiceOf, queryCapability } from '../pipeline/sd35/fp8-choice.js';
 import { describePlan, type GpuMemoryReading, gb, queryGpuMemory } from '../pipeline/sd35/gpu-memory.js';
 import { chooseRuntime } from '../pipeline/sd35/runtime-choice.js';
 import { openStore } from '../store/index.js';
@@ -28,6 +30,8 @@ export async function doctor(
   write: Write = (l) => process.stdout.write(`${l}\n`),
   /** The GPU's memory (tests); @default nvidia-smi's reading, undefined without it */
   gpuMemory: (deviceId: number) => GpuMemoryReading | undefined = queryGpuMemory,
+  /** The GPU's compute capability (tests); @default the CUDA runtime's answer */
+  gpuCapability: (deviceId: number) => ComputeCapability | undefined = queryCapability,
 ): Promise<number> {
   let problems = 0;
   const row = (label: string, value: string) => write(`${label.padEnd(14)}${value}`);
@@ -150,10 +154,6 @@ export async function doctor(
       row(`  ${c.name}`, `${c.dtype.padEnd(8)} ${formatBytes(c.bytes).padStart(10)}  ${c.file}`);
     row('tokenizers', `clip: ${set.tokenizers.clip}${set.tokenizers.t5 ? `, t5: ${set.tokenizers.t5}` : ''}`);
     for (const note of set.notes) row('  note', note);
-    row(
-      'precision',
-      `${config.models.precision}${config.models.precision === 'auto' ? ` (${engine.provider === 'cuda' ? 'fp8' : 'fp32'})` : ''}`,
-    );
     // GPU memory preflight: the same plan the pipeline loads by (sd35/gpu-memory.ts).
     if (engine.provider === 'cuda') {
       const reading = gpuMemory(engine.deviceId ?? 0);
@@ -206,8 +206,10 @@ export async function doctor(
   } catch (error) {
     problem('provider', error);
   }
+  let runtimePath: 'capi' | 'stock' = 'stock';
   try {
     const choice = chooseRuntime({ runtime: config.models.runtime }, config.models.executionProvider);
+    runtimePath = choice.path;
     row(
       'runtime',
       choice.path === 'capi'
@@ -217,6 +219,7 @@ export async function doctor(
   } catch (error) {
     problem('runtime', error);
   }
+  row('precision', precisionLine(config, runtimePath, gpuCapability));
   row(
     'graph cache',
     config.models.graphCacheDir ??
@@ -224,4 +227,22 @@ export async function doctor(
   );
   write(problems ? `${problems} problem(s) found.` : 'Everything looks right.');
   return problems ? 1 : 0;
+}
+
+/**
+ * `fp16`, `auto (fp32)`, or at fp8 the route the pipeline will take and why, as the start log says
+ * it: "fp8: W8A8 on Hopper tensor cores (atelier:Fp8Linear)", "auto (fp8): fp8: weight-only (…)".
+ */
+function precisionLine(
+  config: AtelierConfig,
+  runtime: 'capi' | 'stock',
+  gpuCapability: (deviceId: number) => ComputeCapability | undefined,
+): string {
+  const m = config.models;
+  const provider = m.executionProvider;
+  const precision = m.precision === 'auto' ? (provider === 'cuda' ? 'fp8' : 'fp32') : m.precision;
+  const asked = m.precision === 'auto' ? `auto (${precision})` : precision;
+  const fp8 = fp8ChoiceOf({ precision, provider, deviceId: m.deviceId }, runtime, gpuCapability);
+  if (!fp8) return asked;
+  return m.precision === 'auto' ? `${asked}: ${fp8.summary}` : fp8.summary;
 }

@@ -84,6 +84,21 @@ export interface RuntimePath {
   reason?: string;
 }
 
+/**
+ * How fp8 weights meet the MMDiT's linear layers (sd35/fp8-choice.ts): `w8a8` quantizes the
+ * activations per token and multiplies e4m3 × e4m3 on FP8 tensor cores (our atelier:Fp8Linear);
+ * `weight-only` multiplies in fp16 (fp32 on the CPU) with the weights dequantized on the fly.
+ */
+export interface Fp8Info {
+  /** The precision asked for (models.precision, or `auto` resolved). */
+  precision: 'fp8' | 'fp8-weights';
+  route: 'w8a8' | 'weight-only';
+  /** Where W8A8 runs, or why it does not. */
+  reason: string;
+  /** The one line the start log and `atelier doctor` print, e.g. "fp8: weight-only (CPU has no FP8 GEMM)". */
+  summary: string;
+}
+
 export interface ComponentInfo {
   name: string;
   dtype: string;
@@ -100,6 +115,8 @@ export interface PipelineInfo {
   defaults: { steps: number; guidance: number; sampler: SamplerName; resolution: number };
   /** The denoising path in use (doctor and the start log say it). */
   runtime?: RuntimePath;
+  /** At precision fp8 or fp8-weights: how the MMDiT's linear layers use the e4m3 weights, and why. */
+  fp8?: Fp8Info;
   /** GPU memory: placement, the expected peak, the budget and what fits (issue 11). */
   memory?: MemoryInfo;
 }

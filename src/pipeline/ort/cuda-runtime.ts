@@ -1,17 +1,29 @@
 /**
  * The few CUDA runtime calls the C-API path needs to move data between host memory and tensors that
- * ONNX Runtime allocated on the GPU. libcudart is loaded only when a CUDA tensor is first copied, from
- * the library path the CUDA provider itself uses (LD_LIBRARY_PATH).
+ * ONNX Runtime allocated on the GPU, and to learn what the GPU can do. libcudart is loaded only when
+ * first needed (a CUDA tensor copied, the capability asked), from the library path the CUDA provider
+ * itself uses (LD_LIBRARY_PATH).
  */
 import koffi from 'koffi';
 
 const HOST_TO_DEVICE = 1;
 const DEVICE_TO_HOST = 2;
+/** cudaDeviceAttr values (cuda_runtime_api.h). */
+const COMPUTE_CAPABILITY_MAJOR = 75;
+const COMPUTE_CAPABILITY_MINOR = 76;
 const NAMES = ['libcudart.so.13', 'libcudart.so.12', 'libcudart.so'];
+
+/** A GPU's compute capability: 9.0 is Hopper (sm_90), 8.9 Ada, 8.6 Ampere's consumer cards. */
+export interface ComputeCapability {
+  major: number;
+  minor: number;
+}
 
 export interface CudaRuntime {
   copyToDevice(device: bigint, host: Uint8Array): void;
   copyToHost(host: Uint8Array, device: bigint): void;
+  /** Two attribute reads (cudaDeviceGetAttribute): no context is created, nothing is allocated. */
+  capability(deviceId: number): ComputeCapability;
 }
 
 /** Holds the library too: koffi unloads a library whose handle is collected. */
@@ -33,6 +45,11 @@ export function cudaRuntime(): CudaRuntime {
   const memcpy = lib.func('int cudaMemcpy(void* dst, void* src, size_t count, int kind)') as (
     ...a: unknown[]
   ) => number;
+  const getAttribute = lib.func('int cudaDeviceGetAttribute(_Out_ int* value, int attr, int device)') as (
+    value: number[],
+    attr: number,
+    device: number,
+  ) => number;
   const errorString = lib.func('const char* cudaGetErrorString(int error)') as (e: number) => string;
   const check = (what: string, code: number) => {
     if (code !== 0) throw new Error(`CUDA ${what} failed: ${errorString(code)} (${code})`);
@@ -43,6 +60,19 @@ export function cudaRuntime(): CudaRuntime {
       check('copy to the GPU', memcpy(device, host, host.byteLength, HOST_TO_DEVICE)),
     copyToHost: (host, device) =>
       check('copy from the GPU', memcpy(host, device, host.byteLength, DEVICE_TO_HOST)),
+    capability: (deviceId) => {
+      const major = [0];
+      const minor = [0];
+      check(
+        `reading device ${deviceId}'s compute capability`,
+        getAttribute(major, COMPUTE_CAPABILITY_MAJOR, deviceId),
+      );
+      check(
+        `reading device ${deviceId}'s compute capability`,
+        getAttribute(minor, COMPUTE_CAPABILITY_MINOR, deviceId),
+      );
+      return { major: major[0]!, minor: minor[0]! };
+    },
   };
   return loaded;
 }

@@ -29,7 +29,7 @@ import type { ComputeType } from '../onnx/tensors.js';
 import { CapiSession, type CapiSessionOptions } from '../ort/index.js';
 import { SAMPLING_DEFAULTS } from '../sampling/defaults.js';
 import { SD3Tokenizer } from '../text/tokenizer.js';
-import type { ComponentInfo, PipelineInfo, RuntimePath } from '../types.js';
+import type { ComponentInfo, Fp8Info, PipelineInfo, RuntimePath } from '../types.js';
 import { quantizeToScaledFp8 } from '../weights/quantize.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { CapiDenoiser } from './capi-denoiser.js';
@@ -41,6 +41,7 @@ import {
   sessionRoutes,
 } from './component-session.js';
 import type { TextEncoders } from './conditioning.js';
+import { fp8ChoiceOf } from './fp8-choice.js';
 import {
   describePlan,
   type GpuMemoryPlan,
@@ -92,7 +93,7 @@ const FP8_COMPONENTS: ReadonlySet<ComponentName> = new Set(['mmdit', 't5']);
 const DEFAULT_MAX_STEPS = 100;
 
 export async function loadComponents(options: EngineOptions): Promise<LoadedComponents> {
-  const { provider, precision, compute } = resolvedTypes(options);
+  const { provider, precision, asked, compute } = resolvedTypes(options);
   const set = discoverModelSet({
     modelsDir: options.modelsDir,
     checkpoint: options.checkpoint,
@@ -125,7 +126,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
 
   // GPU memory (issue 11): placement, the limit's split between the sessions, the VAE's budget.
   const { input: memoryInput, plan } = memoryPlanOf(options, set, fileComponents(set));
-  if (plan.budget.source === 'limit' && !plan.fits) throw doesNotFit(plan, memoryInput, set.name, precision);
+  if (plan.budget.source === 'limit' && !plan.fits) throw doesNotFit(plan, memoryInput, set.name, asked);
   const routes = sessionRoutes({
     provider,
     placement: plan.placement,
@@ -240,6 +241,8 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
     const mm = weightsOf('mmdit', set.components.mmdit);
     const mmCfg = mmditConfig(new Params(new GraphBuilder('probe'), mm.source, compute));
     const route = chooseRuntime(options, provider);
+    // precision fp8: W8A8 in the C-API step where the GPU, the path and our library allow it (fp8-choice.ts).
+    const fp8: Fp8Info | undefined = fp8ChoiceOf(options, route.path);
     let mmdit: ComponentSession | undefined;
     let runtime: RuntimePath = { path: 'stock', cudaGraph: false, customOps: false, reason: route.reason };
     if (route.path === 'capi') {
@@ -247,7 +250,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       const stepNetOptions: NetOptions = {
         ...netOptions,
         customOps: library !== undefined,
-        ...(options.fp8Linear === 'w8a8' && library !== undefined ? { fp8Linear: 'w8a8' as const } : {}),
+        ...(fp8?.route === 'w8a8' && library !== undefined ? { fp8Linear: 'w8a8' as const } : {}),
       };
       // Capture only with our kernels: ONNX Runtime's CUDA Concat of unequal inputs (the joint
       // attention's context + image tokens) stages its metadata in pinned host buffers it allocates
@@ -358,6 +361,7 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       components,
       defaults: { ...SAMPLING_DEFAULTS[set.family] },
       runtime,
+      ...(fp8 ? { fp8 } : {}),
       memory: memoryInfo(plan, routes),
     };
     return {
@@ -405,17 +409,23 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
   }
 }
 
-/** Precision and compute types as loadComponents resolves them from the options. */
+/**
+ * Precision and compute types as loadComponents resolves them from the options: `asked` is the
+ * precision chosen (or the provider's default), `precision` how the weights are stored (both fp8
+ * choices keep e4m3 weights; they differ only in the MMDiT's linear layers: fp8-choice.ts).
+ */
 function resolvedTypes(options: EngineOptions): {
   provider: 'cpu' | 'cuda';
-  precision: Precision;
+  precision: 'fp8' | 'fp16' | 'fp32';
+  asked: Precision;
   compute: ComputeType;
 } {
   const provider = options.provider ?? 'cpu';
-  const precision: Precision = options.precision ?? (provider === 'cuda' ? 'fp8' : 'fp32');
+  const asked: Precision = options.precision ?? (provider === 'cuda' ? 'fp8' : 'fp32');
+  const precision = asked === 'fp8-weights' ? 'fp8' : asked;
   const compute: ComputeType =
     options.compute ?? (provider === 'cuda' && precision !== 'fp32' ? 'float16' : 'float32');
-  return { provider, precision, compute };
+  return { provider, precision, asked, compute };
 }
 
 /**

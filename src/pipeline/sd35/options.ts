@@ -1,7 +1,11 @@
 /** Options of the in-process SD3.5 engine (serialisable: they cross into the pipeline process). */
 import type { ExecutionProvider } from '../onnx/session.js';
 
-export type Precision = 'fp8' | 'fp16' | 'fp32';
+/**
+ * `fp8` and `fp8-weights` both keep e4m3 weights; they differ in how the MMDiT's linear layers use
+ * them (fp8-choice.ts): `fp8` runs W8A8 where it can, `fp8-weights` always weight-only.
+ */
+export type Precision = 'fp8' | 'fp8-weights' | 'fp16' | 'fp32';
 
 export interface EngineOptions {
   /** Models folder (ComfyUI layout or a diffusers folder). */
@@ -16,7 +20,10 @@ export interface EngineOptions {
   graphCacheDir?: string;
   /**
    * Weight storage: `fp8` keeps e4m3 weights one byte (quantizing fp16/bf16 checkpoints once at
-   * load), `fp16` dequantizes fp8 checkpoints, `fp32` computes in float32 everywhere.
+   * load) and runs the MMDiT's linear layers as W8A8 (our atelier:Fp8Linear on FP8 tensor cores)
+   * where the GPU, the C-API path and our op library allow it, weight-only elsewhere (the reason in
+   * PipelineInfo.fp8); `fp8-weights` keeps the same weights and always runs weight-only; `fp16`
+   * dequantizes fp8 checkpoints; `fp32` computes in float32 everywhere.
    * @default 'fp8' on CUDA, 'fp32' on the CPU
    */
   precision?: Precision;
@@ -43,8 +50,11 @@ export interface EngineOptions {
    */
   compute?: 'float32' | 'float16';
   /**
-   * How fp8 linear weights are used (see Net): `block-fp8` keeps them one byte on the GPU
-   * (com.microsoft MatMulBlockQuantizedFp8Weight, CUDA only). @default 'block-fp8' on CUDA, else 'dequantize'
+   * How fp8 linear weights are used (see Net), chosen by hand (benchmarks, tests) instead of by
+   * `precision`: `block-fp8` keeps them one byte on the GPU (com.microsoft
+   * MatMulBlockQuantizedFp8Weight, CUDA only), `dequantize` dequantizes them in the graph, `w8a8`
+   * runs our atelier:Fp8Linear in the C-API step (also on the CPU's reference kernels).
+   * @default what `precision` chooses (fp8-choice.ts); weight-only: 'block-fp8' on CUDA, else 'dequantize'
    */
   fp8Linear?: 'dequantize' | 'block-fp8' | 'w8a8';
   /**

@@ -43,8 +43,7 @@ export function chooseRuntime(
       throw new ModelError('models.runtime', `models.runtime is capi, but ${(error as Error).message}`);
     return { path: 'stock', reason: (error as Error).message };
   }
-  const customOpsLibrary =
-    options.customOpsLibrary === null ? undefined : (options.customOpsLibrary ?? builtCustomOpsLibrary(kind));
+  const customOpsLibrary = customOpsLibraryOf(options, kind);
   if (asked === 'auto' && !customOpsLibrary)
     return {
       path: 'stock',
@@ -56,4 +55,14 @@ export function chooseRuntime(
       reason: `no ${kind} custom-op library is built (npm run build:native): stock kernels`,
     };
   return { path: 'capi', customOpsLibrary };
+}
+
+/** The op library the C-API sessions load: the one named, none when told (null), else the built one. */
+export function customOpsLibraryOf(
+  options: Pick<EngineOptions, 'customOpsLibrary'>,
+  kind: 'cpu' | 'cuda',
+): string | undefined {
+  return options.customOpsLibrary === null
+    ? undefined
+    : (options.customOpsLibrary ?? builtCustomOpsLibrary(kind));
 }
