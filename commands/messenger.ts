@@ -161,7 +161,8 @@ export class JobMessenger {
     const job = () => this.scheduler.getJob(event.jobId) ?? tracked.job;
     switch (event.type) {
       case 'queued':
-        tracked.pending = async () => queuedView(job(), event.position, event.etaMs);
+        tracked.pending = async () =>
+          queuedView(job(), event.position, event.etaMs, { waitingForRunner: event.waitingForRunner });
         break;
       case 'started':
         tracked.startedAt = Date.now();

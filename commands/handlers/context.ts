@@ -37,7 +37,7 @@ export function tell(text: string): ChatMessage {
  */
 export async function enqueueAndShow(ctx: BotContext, spec: JobSpec, inv?: Invocation): Promise<void> {
   const receipt = await ctx.app.scheduler.enqueue(spec);
-  const view = queuedView(receipt.job, receipt.position, receipt.etaMs);
+  const view = queuedView(receipt.job, receipt.position, receipt.etaMs, receipt);
   if (receipt.paused) view.text += '\n⏸️ The queue is paused by an admin; your job waits until it resumes.';
   let posted: PostedMessage;
   try {

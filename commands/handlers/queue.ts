@@ -1,7 +1,7 @@
 /** /queue and /cancel: a user's jobs (admins: everyone's) with positions and ETA; cancel by owner or admin. */
 import { NotFoundError } from '../../src/errors.js';
 import { formatDuration } from '../../src/scheduler/index.js';
-import { shownPrompt } from '../presenter.js';
+import { shownPrompt, WAITING_FOR_WORKER } from '../presenter.js';
 import type { Choice, CommandArgs, Invocation } from '../types.js';
 import { allowanceLine } from './allowance.js';
 import { type BotContext, isAdmin, tell } from './context.js';
@@ -20,7 +20,8 @@ export async function queue(ctx: BotContext, inv: Invocation, args: CommandArgs)
   const lines = entries.map((e) => {
     const where = e.state === 'running' ? '🎨 running' : `⏳ #${e.position}`;
     const who = all ? ` · <@${e.job.spec.requester.userId}>` : '';
-    return `${where} · about ${formatDuration(e.etaMs)} · \`${e.job.id}\` · ${shownPrompt(e.job.spec.params.prompt).slice(0, 60)}${who}`;
+    const when = e.waitingForRunner ? WAITING_FOR_WORKER : `about ${formatDuration(e.etaMs)}`;
+    return `${where} · ${when} · \`${e.job.id}\` · ${shownPrompt(e.job.spec.params.prompt).slice(0, 60)}${who}`;
   });
   await inv.replyPrivately(tell(`${paused}${all ? 'Every job' : 'Your jobs'}:\n${lines.join('\n')}${left}`));
 }

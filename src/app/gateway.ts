@@ -5,7 +5,7 @@
  * fairness, limits and their messages are exactly the embedded mode's. Jobs, progress and results
  * travel through BullMQ on Redis (REDIS_URL).
  */
-import { ClusterGateway, redactRedisUrl } from '../cluster/index.js';
+import { ClusterGateway, type ClusterGatewayOptions, redactRedisUrl } from '../cluster/index.js';
 import type { AtelierConfig } from '../config/index.js';
 import { ConfigError, PipelineError } from '../errors.js';
 import { REFERENCE_MODEL_DEFAULTS } from '../jobs/validate.js';
@@ -16,6 +16,7 @@ import { openStore } from '../store/index.js';
 import { type AtelierApp, appLogger } from './core.js';
 import { schedulerOptions, validationOptionsFromConfig } from './options.js';
 import type { RoleHooks } from './roles.js';
+import { runSurfaces } from './serve.js';
 
 export interface GatewayApp extends AtelierApp {
   cluster: ClusterGateway;
@@ -23,8 +24,8 @@ export interface GatewayApp extends AtelierApp {
 
 export interface CreateGatewayOptions {
   logger?: Logger;
-  /** Overrides for tests (faster worker and state polling). */
-  cluster?: { watchIntervalMs?: number; pollIntervalMs?: number; cancelGraceMs?: number };
+  /** Overrides for tests. */
+  cluster?: Pick<ClusterGatewayOptions, 'watchIntervalMs' | 'cancelGraceMs'>;
   /** How long `load()` waits for Redis before letting the surfaces start without it. @default 5000 */
   connectWaitMs?: number;
 }
@@ -137,11 +138,5 @@ export async function runGateway(
   hooks: RoleHooks,
   options: CreateGatewayOptions = {},
 ): Promise<void> {
-  const app = await createGatewayApp(config, options);
-  try {
-    await app.load();
-    await hooks.surfaces({ app, config });
-  } finally {
-    await app.close();
-  }
+  await runSurfaces(await createGatewayApp(config, options), hooks);
 }

@@ -9,6 +9,13 @@
  * reads the images from the result hash and writes them as `JobExecutor` does. Each job id is
  * settled at most once: a second completion (a worker frozen past its lock that wakes up) finds
  * no waiter and is dropped.
+ *
+ * Everything is driven by events, none by polling: BullMQ's `completed`/`failed` (QueueEvents,
+ * read from the stream position the gateway started at, so a reconnect misses none), progress over
+ * pub/sub, workers coming and going through the registry's own events (./registry.ts). While the
+ * Redis connection is down the pool lists no runner, so jobs wait in the scheduler and their users
+ * are told they wait for a worker; when it is back, every job in flight is checked once against
+ * BullMQ (a Redis restarted without its data lost them: they are added again).
  */
 import { EventEmitter } from 'node:events';
 import { Queue, QueueEvents } from 'bullmq';
@@ -35,10 +42,11 @@ export interface ClusterGatewayOptions {
   prefix: string;
   store: Store;
   logger: Logger;
-  /** How often the live workers are re-read. @default 1000 */
+  /**
+   * How often the live workers are re-read, only where Redis refuses to send key-expiry events
+   * (`CONFIG SET notify-keyspace-events` not allowed). @default 1000
+   */
   watchIntervalMs?: number;
-  /** How often running jobs' states are re-read, in case an event was missed (Redis reconnect). @default 5000 */
-  pollIntervalMs?: number;
   /** After a cancel, how long a runner waits for its worker to stop before freeing its slot. @default 30000 */
   cancelGraceMs?: number;
 }
@@ -61,6 +69,8 @@ export interface ClusterJobOutcome {
 export class ClusterGateway
   extends EventEmitter<{
     workers: [readonly WorkerCard[]];
+    /** The Redis connection went down (false) or came back (true). */
+    connection: [up: boolean];
     outcome: [ClusterJobOutcome];
     progress: [{ jobId: string; worker: string; step: number; total: number }];
   }>
@@ -71,19 +81,23 @@ export class ClusterGateway
   readonly #redis: Redis;
   readonly #subscriber: Redis;
   readonly #queue: Queue<ClusterJobData, ClusterJobSummary>;
-  readonly #events: QueueEvents;
+  #events: QueueEvents | undefined;
   readonly #watch: WorkerWatch;
   readonly #waiters = new Map<string, Waiter>();
   readonly #listeners = new Set<() => void>();
   #runners: RemoteRunner[] = [];
-  #pollTimer: NodeJS.Timeout | undefined;
+  /** The command connection is ready; while it is not, the pool lists no runner. */
+  #up = false;
+  /** The connection was lost since it was last ready: check the jobs in flight when it is back. */
+  #dropped = false;
+  #started = false;
   /** Set by `detach()`: aborts now mean the gateway is stopping, not a cancel. */
   #detached = false;
   #closed = false;
 
   constructor(options: ClusterGatewayOptions) {
     super();
-    this.#options = { watchIntervalMs: 1000, pollIntervalMs: 5000, cancelGraceMs: 30_000, ...options };
+    this.#options = { watchIntervalMs: 1000, cancelGraceMs: 30_000, ...options };
     this.keys = clusterKeys(options.prefix);
     const onError = (what: string) => (error: unknown) =>
       this.#options.logger.warn({ err: error instanceof Error ? error.message : String(error) }, what);
@@ -96,16 +110,8 @@ export class ClusterGateway
       prefix: this.keys.prefix,
     });
     this.#queue.on('error', onError('queue'));
-    this.#events = new QueueEvents(QUEUE_NAME, {
-      connection: this.#redis,
-      prefix: this.keys.prefix,
-      autorun: false,
-    });
-    this.#events.on('error', onError('queue events'));
-    this.#events.on('completed', ({ jobId }) => this.#waiters.get(jobId)?.settle({ completed: true }));
-    this.#events.on('failed', ({ jobId, failedReason }) =>
-      this.#waiters.get(jobId)?.settle({ completed: false, reason: failedReason }),
-    );
+    this.#redis.on('ready', () => this.#connected());
+    this.#redis.on('close', () => this.#disconnected());
     this.#watch = new WorkerWatch({
       redis: this.#redis,
       subscriber: this.#subscriber,
@@ -118,6 +124,7 @@ export class ClusterGateway
 
   /** Connects, subscribes and reads the workers. Call before the scheduler starts. */
   async start(): Promise<void> {
+    this.#started = true;
     this.#subscriber.on('messageBuffer', (channel: Buffer, message: Buffer) => {
       if (channel.toString() !== this.keys.channels.progress) return;
       const frame = decodeProgress(message);
@@ -130,29 +137,69 @@ export class ClusterGateway
     });
     await this.#subscriber.subscribe(this.keys.channels.progress);
     if (this.#closed) return;
-    void this.#events.run();
-    await this.#events.waitUntilReady();
+    // From the stream's current end, not BullMQ's `$`: a reconnect before the first event would
+    // otherwise start over at the then-current end and miss what finished meanwhile.
+    const [last] = await this.#redis.xrevrange(this.#queue.keys.events!, '+', '-', 'COUNT', 1);
+    if (this.#closed) return;
+    const events = new QueueEvents(QUEUE_NAME, {
+      connection: this.#redis,
+      prefix: this.keys.prefix,
+      autorun: false,
+      lastEventId: last?.[0] ?? '0-0',
+    });
+    this.#events = events;
+    events.on('error', (error) => this.#options.logger.warn({ err: error.message }, 'cluster: queue events'));
+    events.on('completed', ({ jobId }) => this.#waiters.get(jobId)?.settle({ completed: true }));
+    events.on('failed', ({ jobId, failedReason }) =>
+      this.#waiters.get(jobId)?.settle({ completed: false, reason: failedReason }),
+    );
+    void events.run();
+    await events.waitUntilReady();
     if (this.#closed) return;
     await this.#watch.start();
-    if (this.#closed) {
-      this.#watch.stop();
-      return;
+    if (this.#closed) this.#watch.stop();
+  }
+
+  /** Whether the gateway reaches Redis now. */
+  get connected(): boolean {
+    return this.#up;
+  }
+
+  #connected(): void {
+    if (this.#closed || this.#up) return;
+    this.#up = true;
+    const dropped = this.#dropped;
+    this.#dropped = false;
+    if (dropped) {
+      this.#options.logger.info('cluster: Redis is back');
+      // Workers that came or went meanwhile sent events nobody heard; jobs may have finished, or
+      // vanished with a Redis that restarted without its data.
+      if (this.#started) void this.#watch.resync();
+      void this.#checkStates();
     }
-    const poll = () => {
-      void this.#pollStates().finally(() => {
-        if (this.#closed) return;
-        this.#pollTimer = setTimeout(poll, this.#options.pollIntervalMs);
-        this.#pollTimer.unref?.();
-      });
-    };
-    this.#pollTimer = setTimeout(poll, this.#options.pollIntervalMs);
-    this.#pollTimer.unref?.();
+    this.#notify();
+    this.emit('connection', true);
+  }
+
+  #disconnected(): void {
+    if (!this.#up) return;
+    this.#up = false;
+    this.#dropped = true;
+    if (this.#closed) return;
+    this.#options.logger.warn('cluster: Redis unreachable; new jobs wait for it and a worker');
+    this.#notify();
+    this.emit('connection', false);
+  }
+
+  #notify(): void {
+    for (const listener of this.#listeners) listener();
   }
 
   // ——— RunnerPool ———
 
+  /** One runner per job the live workers take at once; none while Redis is unreachable. */
   current(): readonly JobRunner[] {
-    return this.#runners;
+    return this.#up ? this.#runners : [];
   }
 
   subscribe(listener: () => void): () => void {
@@ -188,7 +235,7 @@ export class ClusterGateway
       `cluster: ${workers.length} worker${workers.length === 1 ? '' : 's'} alive`,
     );
     this.#runners = runners;
-    for (const listener of this.#listeners) listener();
+    this.#notify();
     this.emit('workers', workers);
   }
 
@@ -296,7 +343,7 @@ export class ClusterGateway
     throw reason;
   }
 
-  /** Settles a waiter from the job's stored state (after add, and when polling). */
+  /** Settles a waiter from the job's stored state (after add, and after a reconnect). */
   async #checkState(jobId: string): Promise<void> {
     const waiter = this.#waiters.get(jobId);
     if (!waiter) return;
@@ -312,9 +359,11 @@ export class ClusterGateway
     }
   }
 
-  async #pollStates(): Promise<void> {
+  async #checkStates(): Promise<void> {
     for (const jobId of [...this.#waiters.keys()]) {
-      await this.#checkState(jobId).catch(() => {});
+      await this.#checkState(jobId).catch((error: unknown) =>
+        this.#options.logger.warn({ jobId, err: (error as Error).message }, 'cluster: could not check a job'),
+      );
     }
   }
 
@@ -339,9 +388,8 @@ export class ClusterGateway
   async close(): Promise<void> {
     this.detach();
     this.#closed = true;
-    clearTimeout(this.#pollTimer);
     this.#watch.stop();
-    await this.#events.close().catch(() => {});
+    await this.#events?.close().catch(() => {});
     await this.#queue.close().catch(() => {});
     await closeRedis(this.#subscriber);
     await closeRedis(this.#redis);

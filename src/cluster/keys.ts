@@ -12,6 +12,7 @@
  * | channel `<prefix>:workers`      | workers    | a worker came or left: re-read the set now         |
  * | channel `<prefix>:progress`     | workers    | step k/n and previews (lossy by design)            |
  * | channel `<prefix>:cancel`       | gateway    | a job id to stop now                               |
+ * | channel `__keyevent@<db>__:expired` | Redis  | a key expired: a worker's card means it is gone    |
  */
 export const QUEUE_NAME = 'jobs';
 

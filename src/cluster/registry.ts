@@ -3,6 +3,12 @@
  * expires `ttlMs` after its last heartbeat, and its id in the `<prefix>:workers` set. A worker that
  * dies (SIGKILL, power, network) simply stops heartbeating: its card expires and readers drop its
  * id. No clocks are compared across machines: Redis's own key expiry decides who is alive.
+ *
+ * The gateway learns of changes by events, not by polling: a worker publishes `up`/`down` on
+ * `<prefix>:workers` when it starts, stops, or finds its card gone at a heartbeat (frozen past its
+ * TTL, or Redis restarted without its data); a card that expires is Redis's own keyspace event
+ * (`__keyevent@<db>__:expired`, which the gateway enables with `notify-keyspace-events Ex`). Where
+ * Redis refuses `CONFIG SET`, the gateway re-reads the workers every `intervalMs` instead.
  */
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
@@ -55,8 +61,7 @@ export class Heartbeat {
 
   /** Writes the card and announces the worker; heartbeats from then on. */
   async start(): Promise<void> {
-    await this.beat();
-    await this.#options.redis.publish(this.#options.keys.channels.workers, `up ${this.#card.id}`);
+    await this.beat({ announce: true });
     const tick = () => {
       if (this.#stopped) return;
       this.beat()
@@ -74,13 +79,21 @@ export class Heartbeat {
     if (!this.#stopped) await this.beat().catch((error: unknown) => this.#options.onError?.(error));
   }
 
-  async beat(): Promise<void> {
+  /**
+   * Writes the card with a fresh TTL. A card that was gone (this worker was frozen past its TTL, or
+   * Redis lost it) is announced again, so the gateway counts the worker without polling.
+   */
+  async beat(options: { announce?: boolean } = {}): Promise<void> {
     const { redis, keys, ttlMs } = this.#options;
-    await redis
+    const key = keys.worker(this.#card.id);
+    const replies = await redis
       .multi()
-      .set(keys.worker(this.#card.id), JSON.stringify(this.#card), 'PX', ttlMs)
+      .exists(key)
+      .set(key, JSON.stringify(this.#card), 'PX', ttlMs)
       .sadd(keys.workers, this.#card.id)
       .exec();
+    const existed = replies?.[0]?.[1] === 1;
+    if (options.announce || !existed) await redis.publish(keys.channels.workers, `up ${this.#card.id}`);
   }
 
   /** Removes the card: the gateway stops counting this worker at once. */
@@ -126,15 +139,44 @@ export interface WorkerWatchOptions {
   /** A connection for SUBSCRIBE only (a subscribed ioredis connection takes no other commands). */
   subscriber: Redis;
   keys: ClusterKeys;
-  /** How often the set is re-read (a dead worker is seen within ttl + this). */
+  /**
+   * How often the set is re-read where Redis sends no key-expiry events (a dead worker is then seen
+   * within ttl + this); unused where it does.
+   */
   intervalMs: number;
   onError?(error: unknown): void;
 }
 
+/** The keyspace-notification classes a card's expiry needs: `E` (keyevent channels), `x` (expired). */
+const EXPIRY_EVENTS = 'Ex';
+
 /**
- * The gateway's side: re-reads the live workers every `intervalMs` and whenever one announces
- * itself, and emits `change` when their set or capacity changed. While Redis is unreachable the
- * last known set is kept (the jobs they run are still theirs; BullMQ decides about them).
+ * Turns on Redis's `expired` key events (keeping any classes already on), or says Redis refuses
+ * (managed Redis services may disable CONFIG); a lost connection rejects. Redis forgets the
+ * setting when it restarts without a config file that has it, so the gateway sets it again at every
+ * reconnect.
+ */
+export async function enableExpiryEvents(redis: Redis): Promise<boolean> {
+  try {
+    const reply = (await redis.config('GET', 'notify-keyspace-events')) as string[];
+    const current = reply[1] ?? '';
+    const hasExpired = current.includes('x') || current.includes('A');
+    if (current.includes('E') && hasExpired) return true;
+    const wanted = `${current}${current.includes('E') ? '' : 'E'}${hasExpired ? '' : 'x'}`;
+    await redis.config('SET', 'notify-keyspace-events', wanted || EXPIRY_EVENTS);
+    return true;
+  } catch (error) {
+    // Redis answered no (unknown command, NOPERM): a refusal. Anything else is the connection.
+    if ((error as Error).name === 'ReplyError') return false;
+    throw error;
+  }
+}
+
+/**
+ * The gateway's side: re-reads the live workers whenever one announces itself or a card expires,
+ * and emits `change` when their set or capacity changed. While Redis is unreachable the last known
+ * set is kept (the jobs they run are still theirs; BullMQ decides about them); `resync()` after a
+ * reconnect catches up on what happened meanwhile.
  */
 export class WorkerWatch extends EventEmitter<{ change: [workers: readonly WorkerCard[]] }> {
   readonly #options: WorkerWatchOptions;
@@ -144,13 +186,19 @@ export class WorkerWatch extends EventEmitter<{ change: [workers: readonly Worke
   #reading: Promise<void> | undefined;
   #again = false;
   #stopped = false;
-  readonly #onMessage = (channel: string) => {
+  /** Redis sends card expiries; else `intervalMs` polling stands in (undefined: not asked yet). */
+  #expiryEvents: boolean | undefined;
+  readonly #expiredChannel: string;
+  readonly #onMessage = (channel: string, message: string) => {
     if (channel === this.#options.keys.channels.workers) void this.refresh();
+    else if (channel === this.#expiredChannel && message.startsWith(this.#options.keys.worker('')))
+      void this.refresh();
   };
 
   constructor(options: WorkerWatchOptions) {
     super();
     this.#options = options;
+    this.#expiredChannel = `__keyevent@${options.redis.options.db ?? 0}__:expired`;
   }
 
   get workers(): readonly WorkerCard[] {
@@ -164,15 +212,46 @@ export class WorkerWatch extends EventEmitter<{ change: [workers: readonly Worke
 
   async start(): Promise<void> {
     this.#options.subscriber.on('message', this.#onMessage);
-    await this.#options.subscriber.subscribe(this.#options.keys.channels.workers);
+    await this.#options.subscriber.subscribe(this.#options.keys.channels.workers, this.#expiredChannel);
+    await this.resync();
+  }
+
+  /** Turns on expiry events (polling where Redis refuses) and reads the workers now. */
+  async resync(): Promise<void> {
+    if (this.#stopped) return;
+    let events: boolean;
+    try {
+      events = await enableExpiryEvents(this.#options.redis);
+    } catch (error) {
+      // The connection dropped again: the next reconnect resyncs.
+      this.#options.onError?.(error);
+      return;
+    }
+    if (!events && this.#expiryEvents !== false) {
+      this.#options.onError?.(
+        new Error(
+          `Redis refused CONFIG SET notify-keyspace-events ${EXPIRY_EVENTS}: re-reading the workers every ${this.#options.intervalMs} ms instead`,
+        ),
+      );
+    }
+    this.#expiryEvents = events;
+    if (events) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    } else if (!this.#timer) this.#poll();
     await this.refresh();
-    const tick = () => {
-      if (this.#stopped) return;
+  }
+
+  /** The fallback where Redis sends no expiry events. */
+  #poll(): void {
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#stopped || this.#expiryEvents) return;
       void this.refresh().finally(() => {
-        if (!this.#stopped) this.#timer = setTimeout(tick, this.#options.intervalMs);
+        if (!this.#stopped && !this.#expiryEvents) this.#poll();
       });
-    };
-    this.#timer = setTimeout(tick, this.#options.intervalMs);
+    }, this.#options.intervalMs);
+    this.#timer.unref?.();
   }
 
   /** Reads the workers now (coalesced with a read in flight). */

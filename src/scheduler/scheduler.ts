@@ -64,6 +64,11 @@ export interface EnqueueReceipt {
   etaMs: number;
   /** The queue is paused by an admin: the job waits until it is resumed. */
   paused: boolean;
+  /**
+   * No runner can take jobs now (a gateway with no live worker, or Redis unreachable): the job
+   * waits for one, and `etaMs` counts as if one were there.
+   */
+  waitingForRunner: boolean;
 }
 
 export interface QueueEntry {
@@ -73,6 +78,8 @@ export interface QueueEntry {
   position: number;
   /** Estimated ms until the job is done. */
   etaMs: number;
+  /** Waiting, and no runner can take jobs now (see `EnqueueReceipt.waitingForRunner`). */
+  waitingForRunner?: true;
 }
 
 export interface RecoveryReport {
@@ -103,8 +110,9 @@ interface ActiveJob {
   /** Its progress events so far: the step rate measured live, and its remaining steps. */
   progress?: { firstStep: number; firstAt: number; lastStep: number; lastAt: number; total: number };
   timer?: NodeJS.Timeout;
-  /** The last position sent in a `queued` event. */
+  /** The last position sent in a `queued` event, and how many runners there were then. */
   lastPosition?: number;
+  lastRunners?: number;
   /** The final event was sent (the runner may still be winding down). */
   settled: boolean;
   /** stop() interrupted it: leave it `running` in SQLite so the next start runs it again. */
@@ -336,7 +344,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
     const job: StoredJob = { id, seq, spec, state: 'queued', createdAt: now, attempts: 0 };
     const { position, etaMs } = this.#admit(job, 0);
-    return { job: publicRecord(job), position, etaMs, paused: this.isPaused };
+    return {
+      job: publicRecord(job),
+      position,
+      etaMs,
+      paused: this.isPaused,
+      waitingForRunner: this.#runners.length === 0,
+    };
   }
 
   /**
@@ -425,6 +439,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         state: 'queued',
         position,
         etaMs: this.#etaMs(base, unitsAhead, entry.units, position - 1),
+        ...this.#waitingForRunner(),
       });
     });
     return out;
@@ -575,9 +590,16 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const now = this.#options.clock();
     const etaMs = this.#etaMs(this.#runningRemainingMs(now), at.unitsAhead, entry.units, at.position - 1);
     entry.lastPosition = at.position;
+    entry.lastRunners = this.#runners.length;
     // A recovered job logs where it was found; a new one comes from nowhere.
     this.#logTransition(job, job.attempts > 0 || job.state !== 'queued' ? job.state : null, 'queued', now);
-    this.#emitJob({ type: 'queued', jobId: job.id, position: at.position, etaMs });
+    this.#emitJob({
+      type: 'queued',
+      jobId: job.id,
+      position: at.position,
+      etaMs,
+      ...this.#waitingForRunner(),
+    });
     this.#queue
       .add(() => this.#run(entry), {
         id: job.id,
@@ -906,10 +928,16 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   // ——— events ———
 
+  /** The flag waiting jobs carry while no runner can take them (a gateway without workers). */
+  #waitingForRunner(): { waitingForRunner?: true } {
+    return this.#runners.length === 0 ? { waitingForRunner: true } : {};
+  }
+
   /**
    * Positions change for many jobs at once (every start moves everyone up), so updates are
    * coalesced: at most one pass every `positionUpdateIntervalMs`, each sending `queued` only
-   * to jobs whose position changed since they were last told.
+   * to jobs whose position changed since they were last told, or to every waiting job when the
+   * number of runners changed (a worker came or left: the ETA is shared over a different number).
    */
   #markPositionsDirty(): void {
     if (this.#broadcastPending || this.#stopped) return;
@@ -930,15 +958,19 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const now = this.#options.clock();
     this.#lastBroadcast = now;
     const base = this.#runningRemainingMs(now);
+    const runners = this.#runners.length;
+    const waiting = this.#waitingForRunner();
     this.#fair.forEachInOrder((id, position, unitsAhead) => {
       const entry = this.#active.get(id);
-      if (!entry || entry.lastPosition === position) return;
+      if (!entry || (entry.lastPosition === position && entry.lastRunners === runners)) return;
       entry.lastPosition = position;
+      entry.lastRunners = runners;
       this.#emitJob({
         type: 'queued',
         jobId: id,
         position,
         etaMs: this.#etaMs(base, unitsAhead, entry.units, position - 1),
+        ...waiting,
       });
     });
   }

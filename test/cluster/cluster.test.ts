@@ -3,17 +3,18 @@
  * core (scheduler, store, the cluster's runner pool) in this process, and two `atelier worker`
  * processes (test/cluster/fixtures/worker.ts: the worker role, a ProcessPipeline, a paced test
  * double). Everything is synchronised on events (scheduler events, the gateway's `workers`,
- * `progress` and `outcome` events, the workers' ready lines), never on sleeps.
+ * `connection`, `progress` and `outcome` events, the workers' ready lines), never on sleeps; and
+ * the gateway itself polls nothing (workers dying are seen through Redis's key-expiry events).
+ * test/cluster/discord.test.ts runs the gateway as its own process too, behind the Discord simulator.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { QueueEvents } from 'bullmq';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createGatewayApp, type GatewayApp } from '../../src/app/index.js';
+import { type CreateGatewayOptions, createGatewayApp, type GatewayApp } from '../../src/app/index.js';
 import { doctor } from '../../src/cli/doctor.js';
 import type { ClusterJobOutcome, WorkerCard } from '../../src/cluster/index.js';
 import { loadConfig } from '../../src/config/index.js';
@@ -22,18 +23,14 @@ import { createLogger } from '../../src/log.js';
 import type { EnqueueReceipt } from '../../src/scheduler/index.js';
 import { startRedis, type TestRedis } from '../helpers/redis-server.js';
 import { makeSpec } from '../scheduler/helpers.js';
+import { CLUSTER_ENV, startWorkerProcess, stopProcess } from './processes.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const repoRoot = join(here, '..', '..');
-
-/** Short heartbeats and locks, so a killed worker is noticed within seconds. */
-const CLUSTER_ENV = {
-  ATELIER_CLUSTER__WORKER_TTL_SECONDS: '2',
-  ATELIER_CLUSTER__LOCK_SECONDS: '2',
+/** The gateway's: short heartbeats and locks (CLUSTER_ENV), no limits in the way. */
+const GATEWAY_ENV = {
+  ...CLUSTER_ENV,
   ATELIER_LIMITS__USER__ENABLED: 'false',
   ATELIER_QUEUE__MAX_QUEUED_PER_USER: '50',
   ATELIER_QUEUE__POSITION_UPDATE_INTERVAL_MS: '0',
-  ATELIER_LOG__LEVEL: 'silent',
 };
 
 let redis: TestRedis;
@@ -58,52 +55,29 @@ afterEach(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-function stopProcess(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill(signal);
-  return exited;
-}
-
 /** Starts `atelier worker` (the fixture) and resolves once it takes jobs. */
 async function startWorker(id: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'worker.ts'), id], {
-    cwd: repoRoot,
-    env: {
-      ...process.env,
-      ...CLUSTER_ENV,
-      REDIS_URL: redis.url,
-      ATELIER_CLUSTER__PREFIX: prefix,
-      ATELIER_DATA_DIR: join(dataDir, `worker-${id}`),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const { child } = await startWorkerProcess(id, {
+    REDIS_URL: redis.url,
+    ATELIER_CLUSTER__PREFIX: prefix,
+    ATELIER_DATA_DIR: join(dataDir, `worker-${id}`),
   });
   workers.set(id, child);
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const exited = new Promise<never>((_, reject) =>
-    child.once('exit', (code) => reject(new Error(`worker ${id} exited early (${code}):\n${stderr}`))),
-  );
-  const ready = (async () => {
-    for await (const line of createInterface({ input: child.stdout! })) {
-      if ((JSON.parse(line) as { ready?: string }).ready === id) return;
-    }
-  })();
-  await Promise.race([ready, exited]);
-  exited.catch(() => {});
   return child;
 }
 
-async function startGateway(options: { connectWaitMs?: number } = {}): Promise<GatewayApp> {
+async function startGateway(
+  options: Pick<CreateGatewayOptions, 'connectWaitMs' | 'cluster'> = {},
+): Promise<GatewayApp> {
   const config = loadConfig({
-    env: { ...CLUSTER_ENV, ATELIER_DATA_DIR: dataDir, REDIS_URL: redis.url, ATELIER_CLUSTER__PREFIX: prefix },
+    env: { ...GATEWAY_ENV, ATELIER_DATA_DIR: dataDir, REDIS_URL: redis.url, ATELIER_CLUSTER__PREFIX: prefix },
     cwd: dataDir,
   });
   gateway = await createGatewayApp(config, {
     logger: createLogger({ level: 'silent' }),
-    cluster: { watchIntervalMs: 100, pollIntervalMs: 500 },
+    // Were the gateway polling for workers, a minute would be too slow for every test here: they
+    // pass because it hears of workers coming and going (and cards expiring) through Redis.
+    cluster: { watchIntervalMs: 60_000 },
     ...options,
   });
   await gateway.load();
@@ -295,7 +269,7 @@ describe('cluster (gateway + workers over BullMQ on a real Redis)', () => {
     expect(existsSync(app.scheduler.getJob(id)!.result!.images[0]!.path)).toBe(true);
   }, 30_000);
 
-  it('Redis restarted (AOF on): the gateway keeps taking jobs meanwhile; the running and the new job complete once each', async () => {
+  it('Redis restarted (AOF on): the gateway keeps taking jobs meanwhile, saying they wait for a worker; the running and the new job complete once each', async () => {
     await redis.dispose();
     redis = await startRedis({ aof: true });
     const app = await startGateway();
@@ -306,15 +280,26 @@ describe('cluster (gateway + workers over BullMQ on a real Redis)', () => {
     const running = await app.scheduler.enqueue(makeSpec('ivan', { prompt: 'across a restart', steps: 100 }));
     await firstProgress(app, running.job.id);
 
+    const down = once(app.cluster, 'connection');
     await redis.stop();
-    // No Redis: the gateway still answers (the scheduler and SQLite are its own).
+    expect(await down).toEqual([false]);
+    // No Redis: the gateway still answers (the scheduler and SQLite are its own), hands nothing
+    // out, and says the job waits for a worker.
+    expect(app.scheduler.runnerCount).toBe(0);
     const waiting = await app.scheduler.enqueue(makeSpec('jane', { prompt: 'queued while down', steps: 3 }));
     expect(waiting.position).toBe(1);
+    expect(waiting.waitingForRunner).toBe(true);
+    const back = once(app.cluster, 'connection');
     await redis.restart();
+    expect(await back).toEqual([true]);
 
     const finals = await Promise.all([running, waiting].map((r) => app.scheduler.waitFor(r.job.id)));
     expect(finals.map((f) => f.type)).toEqual(['done', 'done']);
     for (const r of [running, waiting]) expect(log.of('done', r.job.id)).toHaveLength(1);
+    // Told it waited for a worker, then, once Redis was back, given a time again before it started.
+    const told = log.of('queued', waiting.job.id) as Extract<JobEvent, { type: 'queued' }>[];
+    expect(told[0]).toMatchObject({ waitingForRunner: true });
+    expect(told.at(-1)!.waitingForRunner).toBeUndefined();
   }, 60_000);
 
   it('a worker frozen (SIGSTOP) past its lock: the job completes on the other worker; resumed, it posts nothing twice', async () => {
@@ -346,13 +331,27 @@ describe('cluster (gateway + workers over BullMQ on a real Redis)', () => {
     expect(log.outcomes.filter((o) => o.jobId === id)).toHaveLength(1);
   }, 60_000);
 
+  it('where Redis refuses CONFIG (no key-expiry events), a worker killed with SIGKILL is still noticed: the gateway re-reads the workers', async () => {
+    await redis.dispose();
+    redis = await startRedis({ refuseConfig: true });
+    const app = await startGateway({ cluster: { watchIntervalMs: 200 } });
+    await startWorker('w1');
+    await workersAlive(app, 1);
+    const gone = workersAlive(app, 0);
+    await stopProcess(workers.get('w1')!, 'SIGKILL');
+    expect(await gone).toEqual([]);
+    expect(app.scheduler.runnerCount).toBe(0);
+    const receipt = await app.scheduler.enqueue(makeSpec('max', { prompt: 'after the only worker died' }));
+    expect(receipt.waitingForRunner).toBe(true);
+  }, 60_000);
+
   it('atelier doctor shows Redis, the live workers and the queue, never the password', async () => {
     await redis.dispose();
     redis = await startRedis({ password: 's3cret-password-123' });
     await startWorker('w1');
     const url = redis.url;
     const config = loadConfig({
-      env: { ...CLUSTER_ENV, ATELIER_DATA_DIR: dataDir, REDIS_URL: url, ATELIER_CLUSTER__PREFIX: prefix },
+      env: { ...GATEWAY_ENV, ATELIER_DATA_DIR: dataDir, REDIS_URL: url, ATELIER_CLUSTER__PREFIX: prefix },
       cwd: dataDir,
     });
     const lines: string[] = [];
@@ -375,6 +374,7 @@ describe('cluster (gateway + workers over BullMQ on a real Redis)', () => {
     await app.resume();
     const receipt = await app.scheduler.enqueue(makeSpec('lena', { prompt: 'waits for redis', steps: 3 }));
     expect(receipt.position).toBe(1);
+    expect(receipt.waitingForRunner).toBe(true);
     expect(app.scheduler.runnerCount).toBe(0);
     await redis.restart();
     await startWorker('w1');

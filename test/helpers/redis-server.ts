@@ -1,7 +1,8 @@
 /**
  * A real `redis-server` for a test, on a free loopback port, in a temporary folder. `--port 0`
  * would not listen on TCP at all, so the port is picked by binding port 0 first. Persistence is
- * off unless `aof` (the restart test); `password` sets `requirepass`. Debian's package: `apt-get install redis-server`.
+ * off unless `aof` (the restart test); `password` sets `requirepass`; `refuseConfig` disables CONFIG, as
+ * managed Redis services do. Debian's package: `apt-get install redis-server`.
  * Test use only.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -34,10 +35,17 @@ export function freePort(): Promise<number> {
   });
 }
 
-function launch(port: number, dir: string, aof: boolean, password?: string): Promise<ChildProcess> {
+interface LaunchOptions {
+  aof: boolean;
+  password?: string;
+  refuseConfig?: boolean;
+}
+
+function launch(port: number, dir: string, options: LaunchOptions): Promise<ChildProcess> {
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', ''];
-  args.push('--appendonly', aof ? 'yes' : 'no', '--daemonize', 'no', '--logfile', '');
-  if (password) args.push('--requirepass', password);
+  args.push('--appendonly', options.aof ? 'yes' : 'no', '--daemonize', 'no', '--logfile', '');
+  if (options.password) args.push('--requirepass', options.password);
+  if (options.refuseConfig) args.push('--rename-command', 'CONFIG', '');
   const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let output = '';
@@ -58,18 +66,20 @@ function launch(port: number, dir: string, aof: boolean, password?: string): Pro
   });
 }
 
-export async function startRedis(options: { aof?: boolean; password?: string } = {}): Promise<TestRedis> {
+export async function startRedis(
+  options: { aof?: boolean; password?: string; refuseConfig?: boolean } = {},
+): Promise<TestRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'atelier-redis-'));
-  const aof = options.aof ?? false;
+  const launchOptions: LaunchOptions = { ...options, aof: options.aof ?? false };
   const { password } = options;
   let port = await freePort();
   let child: ChildProcess;
   try {
-    child = await launch(port, dir, aof, password);
+    child = await launch(port, dir, launchOptions);
   } catch {
     // The port was taken between picking and binding it: once more.
     port = await freePort();
-    child = await launch(port, dir, aof, password);
+    child = await launch(port, dir, launchOptions);
   }
   const stop = async (how: { kill?: boolean } = {}) => {
     if (child.exitCode !== null || child.signalCode !== null) return;
@@ -85,7 +95,7 @@ export async function startRedis(options: { aof?: boolean; password?: string } =
     stop,
     async restart() {
       await stop();
-      child = await launch(port, dir, aof, password);
+      child = await launch(port, dir, launchOptions);
     },
     async dispose() {
       await stop();

@@ -1,11 +1,18 @@
 /**
  * The scheduler on a `RunnerPool` (the gateway's: one runner per live worker): it starts a job
- * only on a runner the pool lists, waits while it lists none, grows and shrinks with it, and never
+ * only on a runner the pool lists, waits while it lists none (and says so: `waitingForRunner`),
+ * grows and shrinks with it, shares the ETA of the work ahead over the runners listed, and never
  * reuses a runner the pool dropped while it ran a job.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { JobRecord, JobResult } from '../../src/jobs/types.js';
-import { type JobRunner, type RunContext, type RunnerPool, Scheduler } from '../../src/scheduler/index.js';
+import type { JobEvent, JobRecord, JobResult } from '../../src/jobs/types.js';
+import {
+  type JobRunner,
+  type RunContext,
+  type RunnerPool,
+  Scheduler,
+  type SchedulerOptions,
+} from '../../src/scheduler/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { makeSpec, NO_LIMITS, nextEvent, settle, tempDataDir } from './helpers.js';
 
@@ -42,16 +49,37 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-function setup(pool: TestPool): { store: Store; scheduler: Scheduler } {
+function setup(
+  pool: TestPool,
+  options: Partial<SchedulerOptions> = {},
+): { store: Store; scheduler: Scheduler; events: JobEvent[] } {
   const temp = tempDataDir();
   const store = openStore({ dataDir: temp.dir });
-  const scheduler = new Scheduler(store, { runners: pool, positionUpdateIntervalMs: 0, ...NO_LIMITS });
+  const scheduler = new Scheduler(store, {
+    runners: pool,
+    positionUpdateIntervalMs: 0,
+    ...NO_LIMITS,
+    ...options,
+  });
+  const events: JobEvent[] = [];
+  scheduler.on('job', (event) => events.push(event));
   cleanups.push(
     temp.cleanup,
     () => store.close(),
     () => scheduler.stop(),
   );
-  return { store, scheduler };
+  return { store, scheduler, events };
+}
+
+// 64×64 images, 10 steps: 10 × 4096 / 2^20 units; at 256 s per unit-step a job is estimated 10 s.
+const TEN_SECONDS_PER_JOB = { initialMsPerStep: 256_000, clock: () => 1_000_000 };
+const tenSeconds = (user: string) => makeSpec(user, { prompt: user, steps: 10, size: 64 });
+
+/** The `queued` events a job got: position, ETA, and whether it waited for a runner. */
+function told(events: JobEvent[], jobId: string) {
+  return events.flatMap((e) =>
+    e.type === 'queued' && e.jobId === jobId ? [[e.position, e.etaMs, e.waitingForRunner ?? false]] : [],
+  );
 }
 
 describe('Scheduler on a RunnerPool', () => {
@@ -112,6 +140,66 @@ describe('Scheduler on a RunnerPool', () => {
     expect(stays.jobs.map((j) => j.job.spec.params.prompt)).toEqual([onStays.job.spec.params.prompt, 'j3']);
     expect(gone.jobs).toHaveLength(1);
     stays.jobs[1]!.finish();
+  });
+
+  it('with no runner, jobs say they wait for one; when one comes they are told again, with an ETA', async () => {
+    const pool = new TestPool();
+    const { scheduler, events } = setup(pool, TEN_SECONDS_PER_JOB);
+    await scheduler.start();
+    const j1 = await scheduler.enqueue(tenSeconds('u1'));
+    const j2 = await scheduler.enqueue(tenSeconds('u2'));
+    expect([j1.waitingForRunner, j2.waitingForRunner]).toEqual([true, true]);
+    expect(scheduler.list(j2.job.spec.requester)).toEqual([
+      { job: j2.job, state: 'queued', position: 2, etaMs: 20_000, waitingForRunner: true },
+    ]);
+
+    const started = nextEvent(scheduler, 'started');
+    pool.set([new HeldRunner('first')]);
+    expect((await started).jobId).toBe(j1.job.id);
+    await settle();
+    // j1 left the queue, so j2 is next; a runner exists now, so it gets a time instead.
+    expect(told(events, j2.job.id)).toEqual([
+      [2, 20_000, true],
+      [1, 20_000, false],
+    ]);
+    const later = await scheduler.enqueue(tenSeconds('u3'));
+    expect(later.waitingForRunner).toBe(false);
+
+    // The last runner leaves (its worker died, or Redis went away): waiting jobs are told at once.
+    pool.set([]);
+    await settle();
+    expect(told(events, later.job.id).at(-1)).toEqual([2, 30_000, true]);
+  });
+
+  it('shares the work ahead over the runners listed, and re-tells waiting jobs when their number changes', async () => {
+    const pool = new TestPool();
+    const first = new HeldRunner('first');
+    const second = new HeldRunner('second');
+    pool.set([first]);
+    const { scheduler, events } = setup(pool, TEN_SECONDS_PER_JOB);
+    await scheduler.start();
+    await scheduler.enqueue(tenSeconds('u1'));
+    await settle();
+    // One runner, busy for 10 s, two jobs of 10 s ahead: 30 s of wait, then its own 10 s.
+    const j2 = await scheduler.enqueue(tenSeconds('u2'));
+    const j3 = await scheduler.enqueue(tenSeconds('u3'));
+    const j4 = await scheduler.enqueue(tenSeconds('u4'));
+    expect(j4.etaMs).toBe(40_000);
+
+    // A second runner takes j2: two running (10 s left each) and j3 ahead, over two runners.
+    const started = nextEvent(scheduler, 'started');
+    pool.set([first, second]);
+    expect((await started).jobId).toBe(j2.job.id);
+    await settle();
+    expect(told(events, j3.job.id).at(-1)).toEqual([1, 20_000, false]);
+    expect(told(events, j4.job.id).at(-1)).toEqual([2, 25_000, false]);
+
+    // The second runner's worker leaves while busy: nobody moves, but the same work is now shared
+    // by one runner, and the waiting jobs hear it.
+    pool.set([first]);
+    await settle();
+    expect(told(events, j3.job.id).at(-1)).toEqual([1, 30_000, false]);
+    expect(told(events, j4.job.id).at(-1)).toEqual([2, 40_000, false]);
   });
 
   it('an empty pool at start is allowed (a gateway before its first worker)', () => {
