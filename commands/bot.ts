@@ -17,7 +17,7 @@ import { help } from './handlers/help.js';
 import { imagine } from './handlers/imagine.js';
 import { cancel, cancelChoices, queue } from './handlers/queue.js';
 import { onReaction } from './handlers/reactions.js';
-import { runButton } from './handlers/results.js';
+import { runButton, submitRemix } from './handlers/results.js';
 import { settings } from './handlers/settings.js';
 import { JobMessenger, type MessengerOptions } from './messenger.js';
 import type { BotPort, GalleryEntry, ResultImage } from './port.js';
@@ -101,6 +101,15 @@ export class Bot implements BotPort {
       }
       await runButton(this.#ctx, inv, ref);
     });
+  }
+
+  /** A form the bot opened came back submitted (remix: the edited prompt). */
+  async submitForm(
+    inv: Invocation,
+    formId: string,
+    values: Readonly<Record<string, string | undefined>>,
+  ): Promise<void> {
+    await answering(this.#ctx, inv, () => submitRemix(this.#ctx, inv, formId, values));
   }
 
   async reaction(event: ReactionEvent): Promise<void> {

@@ -2,6 +2,7 @@
  * The commands Atelier offers, once, for every platform: names, options with their types,
  * ranges and choices (drawn from the operator's configuration), and aliases for text surfaces.
  */
+import { NO_STYLE } from '../src/jobs/styles.js';
 import type { ValidationOptions } from '../src/jobs/validate.js';
 import { MAX_SEED, SAMPLER_LABELS } from '../src/vocabulary.js';
 import type { CommandDef, OptionDef } from './types.js';
@@ -15,9 +16,7 @@ export function defineCommands(v: ValidationOptions): CommandDef[] {
     description: 'Aspect ratio of the image',
     type: 'string',
     aliases: ['ar'],
-    ...(v.aspects.length <= MAX_CHOICES
-      ? { choices: v.aspects.map((a) => ({ name: a, value: a })) }
-      : { autocomplete: true }),
+    ...withChoices(v.aspects),
   };
   const steps: OptionDef = {
     name: 'steps',
@@ -48,6 +47,18 @@ export function defineCommands(v: ValidationOptions): CommandDef[] {
     type: 'string',
     choices: v.samplers.map((s) => ({ name: SAMPLER_LABELS[s], value: s })),
   };
+  // Only where the operator configured styles; `none` overrides a saved default style.
+  const styleNames = Object.keys(v.styles ?? {});
+  const style: OptionDef[] = styleNames.length
+    ? [
+        {
+          name: 'style',
+          description: 'A style for the prompt (none: no style)',
+          type: 'string',
+          ...withChoices([...styleNames, NO_STYLE]),
+        },
+      ]
+    : [];
   const negative: OptionDef = {
     name: 'negative',
     description: 'What to keep out of the image',
@@ -81,6 +92,7 @@ export function defineCommands(v: ValidationOptions): CommandDef[] {
         guidance,
         count,
         sampler,
+        ...style,
       ],
     },
     {
@@ -103,6 +115,12 @@ export function defineCommands(v: ValidationOptions): CommandDef[] {
         negative,
         guidance,
         sampler,
+        ...style,
+        {
+          name: 'remix',
+          description: 'Reroll and Vary buttons open a form to edit the prompt first',
+          type: 'boolean',
+        },
         { name: 'reset', description: 'Forget all your defaults', type: 'boolean' },
       ],
     },
@@ -142,6 +160,15 @@ export function defineCommands(v: ValidationOptions): CommandDef[] {
       ],
     },
   ];
+}
+
+/**
+ * Fixed choices for a short list; autocomplete over the same list beyond Discord's 25 (the bot
+ * answers autocomplete from `choices`, which adapters then do not show as a fixed list).
+ */
+function withChoices(values: readonly string[]): Pick<OptionDef, 'choices' | 'autocomplete'> {
+  const choices = values.map((value) => ({ name: value, value }));
+  return values.length <= MAX_CHOICES ? { choices } : { choices, autocomplete: true };
 }
 
 /** Finds a command, or a subcommand given as "atelier showcase". */

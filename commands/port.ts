@@ -38,6 +38,15 @@ export interface BotPort {
   command(invocation: Invocation, name: string, args: CommandArgs): Promise<void>;
   /** A button click, by its custom id. */
   action(invocation: Invocation, customId: string): Promise<void>;
+  /**
+   * A form the bot opened (`Invocation.openForm`) came back submitted: its id and the values by
+   * field id. Answered like a click: the first public answer becomes the new job's message.
+   */
+  submitForm(
+    invocation: Invocation,
+    formId: string,
+    values: Readonly<Record<string, string | undefined>>,
+  ): Promise<void>;
   reaction(event: ReactionEvent): Promise<void>;
   /** Choices for an option being typed (Discord's autocomplete, the playground's). */
   autocomplete(

@@ -26,8 +26,10 @@ function headline(job: JobRecord): string {
   switch (kind) {
     case 'reroll':
       return `🔄 ${prompt} — reroll by ${who}`;
-    case 'variation':
-      return `🎲 ${prompt} — variation${parent?.imageIndex !== undefined ? ` of image ${parent.imageIndex + 1}` : ''} by ${who}`;
+    case 'variation': {
+      const strength = params.variation ? `${params.variation} ` : '';
+      return `🎲 ${prompt} — ${strength}variation${parent?.imageIndex !== undefined ? ` of image ${parent.imageIndex + 1}` : ''} by ${who}`;
+    }
     case 'upscale':
       return `⬆️ ${prompt} — upscaled 2× by ${who}`;
     default:
@@ -48,10 +50,25 @@ function cancelButton(job: JobRecord): ChatButton[][] {
   ];
 }
 
-export function queuedView(job: JobRecord, position: number, etaMs: number): ChatMessage {
+/** What a waiting job waits for when no GPU worker is online (the distributed mode). */
+export const WAITING_FOR_WORKER = 'waiting for a GPU worker (none is online right now)';
+
+/**
+ * A waiting job: its place and ETA, or, with `waitingForRunner` (no worker online to run jobs),
+ * what it waits for instead of a time that would mean nothing.
+ */
+export function queuedView(
+  job: JobRecord,
+  position: number,
+  etaMs: number,
+  options: { waitingForRunner?: boolean } = {},
+): ChatMessage {
   const where = position <= 1 ? 'next in line' : `position ${position} in the queue`;
+  const when = options.waitingForRunner
+    ? `${WAITING_FOR_WORKER}; it starts as soon as one is`
+    : `about ${formatDuration(etaMs)}`;
   return {
-    text: `${headline(job)}\n⏳ Queued: ${where} · about ${formatDuration(etaMs)}`,
+    text: `${headline(job)}\n⏳ Queued: ${where} · ${when}`,
     buttons: cancelButton(job),
   };
 }
@@ -88,6 +105,7 @@ function parametersLine(job: JobRecord, result: JobResult): string {
       ? `${p.steps} steps`
       : `${denoisedSteps(p.steps, p.strength)} of ${p.steps} steps (strength ${p.strength})`;
   const parts = [seed, steps, `CFG ${p.guidance}`, SAMPLER_LABELS[p.sampler], size];
+  if (p.style) parts.push(`style ${p.style.name}`);
   if (p.negativePrompt) parts.push(`no: ${shownPrompt(p.negativePrompt).slice(0, 80)}`);
   return parts.join(' · ');
 }
@@ -142,8 +160,10 @@ export function resultButtons(job: JobRecord, result: JobResult): ChatButton[][]
 
 function singleImageButtons(job: JobRecord, index: number, options: { reroll: boolean }): ChatButton[] {
   const id = job.id;
+  // Two strengths (generation.variation.subtle / strong); a grid's V1–V4 keep the one in between.
   const buttons: ChatButton[] = [
-    { id: encodeButton({ action: 'variation', jobId: id, index }), label: 'Vary', emoji: '🎲' },
+    { id: encodeButton({ action: 'varySubtle', jobId: id, index }), label: 'Vary (Subtle)', emoji: '🎲' },
+    { id: encodeButton({ action: 'varyStrong', jobId: id, index }), label: 'Vary (Strong)', emoji: '🎲' },
   ];
   if (options.reroll)
     buttons.push({ id: encodeButton({ action: 'reroll', jobId: id }), label: 'Reroll', emoji: '🔄' });
@@ -167,8 +187,9 @@ export function singleImageView(
   image: ChatImage,
 ): ChatMessage {
   const seed = result.images[index]?.seed;
+  const style = job.spec.params.style ? ` · style ${job.spec.params.style.name}` : '';
   return {
-    text: `**${shownPrompt(job.spec.params.prompt)}** — image ${index + 1} of ${result.images.length} · seed ${seed} · <@${job.spec.requester.userId}>`,
+    text: `**${shownPrompt(job.spec.params.prompt)}** — image ${index + 1} of ${result.images.length} · seed ${seed}${style} · <@${job.spec.requester.userId}>`,
     image,
     buttons: [
       singleImageButtons(job, index, { reroll: false }),

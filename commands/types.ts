@@ -95,6 +95,38 @@ export interface PostedMessage {
   extra?: Record<string, unknown>;
 }
 
+// ---- forms ----------------------------------------------------------------------------------
+
+/** One text field of a form. */
+export interface FormField {
+  /** The key its value comes back under. */
+  id: string;
+  label: string;
+  /** Prefilled text. */
+  value?: string;
+  /** Several lines (a prompt) rather than one. */
+  multiline?: boolean;
+  required?: boolean;
+  /** Longest text accepted; adapters cap it at their platform's own limit. */
+  maxLength?: number;
+  placeholder?: string;
+}
+
+/**
+ * A small form the bot asks one person to fill in (remix: the prompt before a reroll or
+ * variation): a Discord modal, a Slack modal (views.open), a dialog in the playground. What they
+ * submit comes back through `BotPort.submitForm` with `id` and the values by field id.
+ */
+export interface ChatForm {
+  /** ≤ 100 characters (see custom-id.ts `encodeForm`). */
+  id: string;
+  /** Short: Discord allows 45 characters, Slack 24. */
+  title: string;
+  /** The submit button's label (Slack and the playground show it; Discord says "Submit"). */
+  submitLabel: string;
+  fields: FormField[];
+}
+
 // ---- what adapters hand to the bot ----------------------------------------------------------
 
 /** One slash command, button click or reaction, as the adapter received it. */
@@ -109,6 +141,12 @@ export interface Invocation {
   reply(message: ChatMessage): Promise<PostedMessage>;
   /** Answers only the requester (Discord ephemeral, Slack chat.postEphemeral, playground: that user). */
   replyPrivately(message: ChatMessage): Promise<void>;
+  /**
+   * Opens `form` for the requester instead of answering (only as the first answer to a click:
+   * Discord and Slack allow it only then). Absent where the surface has no forms; the bot then
+   * acts without one.
+   */
+  openForm?(form: ChatForm): Promise<void>;
 }
 
 export interface ReactionEvent {

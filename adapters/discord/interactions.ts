@@ -1,6 +1,7 @@
 /**
- * INTERACTION_CREATE → the Bot: slash commands to `bot.command`, button clicks to `bot.action`,
- * autocomplete to `bot.autocomplete`. Every command and click is answered inside Discord's
+ * INTERACTION_CREATE → the Bot: slash commands to `bot.command`, button clicks to `bot.action`
+ * (which may open a modal: a remix form), submitted modals to `bot.submitForm`, autocomplete to
+ * `bot.autocomplete`. Every command and click is answered inside Discord's
  * window by an InteractionResponder, whatever the Bot does — a Bot that throws gets its error
  * logged and the user a short private apology.
  */
@@ -11,6 +12,7 @@ import {
   type ChatInputCommandInteraction,
   type CommandInteractionOption,
   type Interaction,
+  type ModalSubmitInteraction,
 } from 'discord.js';
 import type { BotPort } from '../../commands/port.js';
 import type { CommandArgs, Invocation } from '../../commands/types.js';
@@ -19,6 +21,7 @@ import type { ReplyTarget } from '../../src/jobs/types.js';
 import type { Logger } from '../../src/log.js';
 import { choiceName } from './commands.js';
 import { memberInfo, requesterOf, targetOf } from './identity.js';
+import { submittedValues } from './modal.js';
 import type { InteractionReference } from './references.js';
 import { type InteractionKind, InteractionResponder } from './responder.js';
 import type { DiscordTransport } from './transport.js';
@@ -28,14 +31,14 @@ import type { UploadLimits } from './upload-limits.js';
 const MAX_SUGGESTIONS = 25;
 
 export interface InteractionContext {
-  bot: Pick<BotPort, 'command' | 'action' | 'autocomplete'>;
+  bot: Pick<BotPort, 'command' | 'action' | 'submitForm' | 'autocomplete'>;
   transport: DiscordTransport;
   limits: UploadLimits;
   logger: Logger;
   deferAfterMs: number;
 }
 
-type Answerable = ChatInputCommandInteraction | ButtonInteraction;
+type Answerable = ChatInputCommandInteraction | ButtonInteraction | ModalSubmitInteraction;
 
 /** Handles one interaction to the end; never rejects. */
 export async function handleInteraction(
@@ -52,6 +55,11 @@ export async function handleInteraction(
     } else if (interaction.isButton()) {
       await answer(context, interaction, 'component', (invocation) =>
         context.bot.action(invocation, interaction.customId),
+      );
+    } else if (interaction.isModalSubmit()) {
+      // Answered as a click: a new message (the job's), or a silent acknowledgement when slow.
+      await answer(context, interaction, 'component', (invocation) =>
+        context.bot.submitForm(invocation, interaction.customId, submittedValues(interaction)),
       );
     } else if (interaction.isAutocomplete()) {
       await suggest(context, interaction);
@@ -116,6 +124,8 @@ async function answer(
     where,
     reply: (message) => responder.reply(message),
     replyPrivately: (message) => responder.replyPrivately(message),
+    // Discord opens modals for commands and clicks, never in answer to a submitted modal.
+    ...(interaction.isModalSubmit() ? {} : { openForm: (form) => responder.openModal(form) }),
   };
   try {
     await run(invocation);

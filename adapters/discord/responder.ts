@@ -12,8 +12,10 @@
  * @see https://discord.com/developers/docs/interactions/receiving-and-responding
  */
 import type { APIMessage } from 'discord.js';
-import type { ChatMessage, PostedMessage } from '../../commands/types.js';
+import type { ChatForm, ChatMessage, PostedMessage } from '../../commands/types.js';
+import { AtelierError } from '../../src/errors.js';
 import type { ReplyTarget } from '../../src/jobs/types.js';
+import { renderModal } from './modal.js';
 import { type InteractionReference, postedMessage } from './references.js';
 import { type RenderedMessage, renderMessage } from './render.js';
 import type { DiscordTransport } from './transport.js';
@@ -39,6 +41,17 @@ export interface ResponderOptions {
   deferAfterMs: number;
   /** Told when a message could not be fully rendered (dropped buttons, cut text). */
   onDropped?: (dropped: string[]) => void;
+}
+
+/** A modal asked for after the interaction was already deferred (Discord refuses that). */
+export class ModalTooLateError extends AtelierError {
+  constructor() {
+    super(
+      'TIMEOUT',
+      'modal after the interaction was acknowledged',
+      'That took me too long to open the form. Please click again.',
+    );
+  }
 }
 
 /** Shown for a moment in place of a public "thinking…" message when the answer is private. */
@@ -105,6 +118,18 @@ export class InteractionResponder {
         default:
           await transport.followUp(reference, rendered);
       }
+      this.#state = 'answered';
+    });
+  }
+
+  /**
+   * Opens a modal: only possible as the interaction's first answer (not after a defer), so a bot
+   * that took longer than `deferAfterMs` gets an error asking the person to click again.
+   */
+  openModal(form: ChatForm): Promise<void> {
+    return this.#serial(async () => {
+      if (this.#state !== 'pending') throw new ModalTooLateError();
+      await this.#options.transport.showModal(this.#handle(), renderModal(form));
       this.#state = 'answered';
     });
   }

@@ -20,7 +20,7 @@ import { UploadLimits } from './upload-limits.js';
 /** What the Discord surface calls on the bot (commands/port.ts; `Bot` fits). */
 export type DiscordBot = Pick<
   BotPort,
-  'commands' | 'attach' | 'command' | 'action' | 'reaction' | 'autocomplete'
+  'commands' | 'attach' | 'command' | 'action' | 'submitForm' | 'reaction' | 'autocomplete'
 >;
 
 export interface DiscordSurface {

@@ -7,6 +7,7 @@
 import {
   type APIChannel,
   type APIMessage,
+  type APIModalInteractionResponseCallbackData,
   InteractionResponseType,
   type REST,
   type RESTPostAPIInteractionCallbackWithResponseResult,
@@ -62,6 +63,19 @@ export class DiscordTransport {
       rest.post(Routes.interactionCallback(interaction.id, interaction.token), {
         auth: false,
         body: { type },
+      }),
+    );
+  }
+
+  /** Type 9: a modal, as the first and only answer to a click (Discord allows it only then). */
+  async showModal(
+    interaction: InteractionHandleRef,
+    modal: APIModalInteractionResponseCallbackData,
+  ): Promise<void> {
+    await this.#call('open a modal', (rest) =>
+      rest.post(Routes.interactionCallback(interaction.id, interaction.token), {
+        auth: false,
+        body: { type: InteractionResponseType.Modal, data: modal },
       }),
     );
   }

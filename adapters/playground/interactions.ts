@@ -5,7 +5,7 @@
  * does goes unanswered.
  */
 import type { BotPort } from '../../commands/port.js';
-import type { ChatMessage, Invocation, PostedMessage } from '../../commands/types.js';
+import type { ChatForm, ChatMessage, Invocation, PostedMessage } from '../../commands/types.js';
 import { AtelierError, ValidationError } from '../../src/errors.js';
 import type { ReplyTarget, Requester } from '../../src/jobs/types.js';
 import type { Logger } from '../../src/log.js';
@@ -24,12 +24,20 @@ export const GENERIC_FAILURE: ChatMessage = {
 type Frame<T extends ClientFrame['type']> = Extract<ClientFrame, { type: T }>;
 
 /** What a tab's actions call on the bot (commands/port.ts). */
-type InteractionsBot = Pick<BotPort, 'parseText' | 'command' | 'action' | 'reaction' | 'autocomplete'>;
+type InteractionsBot = Pick<
+  BotPort,
+  'parseText' | 'command' | 'action' | 'submitForm' | 'reaction' | 'autocomplete'
+>;
+
+/** Forms opened and not yet submitted that are remembered (for the title a submission shows). */
+const REMEMBERED_FORMS = 500;
 
 export class Interactions {
   readonly #hub: ChannelHub;
   readonly #bot: InteractionsBot;
   readonly #logger: Logger;
+  /** The titles of forms opened, by `userId formId`, to say what a submission was. */
+  readonly #forms = new Map<string, string>();
 
   constructor(hub: ChannelHub, bot: InteractionsBot, logger: Logger) {
     this.#hub = hub;
@@ -59,15 +67,47 @@ export class Interactions {
     );
   }
 
-  async click(user: PlaygroundUser, { channelId, messageId, customId }: Frame<'click'>): Promise<void> {
+  /** A button click; `openForm` shows a form in the tab that clicked (the bot may ask for one). */
+  async click(
+    user: PlaygroundUser,
+    { channelId, messageId, customId }: Frame<'click'>,
+    openForm?: (form: ChatForm) => void,
+  ): Promise<void> {
     const button = this.#hub.feed
       .find(messageId, user.id)
       ?.message.buttons.flat()
       .find((b) => b.customId === customId);
     const what = button ? [button.emoji, button.label].filter(Boolean).join(' ') : 'a button';
-    await this.#run(channelId, user, { user, action: `clicked ${what}` }, (inv) =>
-      this.#bot.action(inv, customId),
+    const forms = openForm && {
+      openForm: async (form: ChatForm) => {
+        this.#rememberForm(user.id, form);
+        openForm(form);
+      },
+    };
+    await this.#run(
+      channelId,
+      user,
+      { user, action: `clicked ${what}` },
+      (inv) => this.#bot.action(inv, customId),
+      forms,
     );
+  }
+
+  /** A form the bot opened, submitted from the tab's dialog. */
+  async submit(user: PlaygroundUser, { channelId, formId, values }: Frame<'submit'>): Promise<void> {
+    const key = `${user.id} ${formId}`;
+    const title = this.#forms.get(key);
+    this.#forms.delete(key);
+    await this.#run(channelId, user, { user, action: `submitted ${title ?? 'a form'}` }, (inv) =>
+      this.#bot.submitForm(inv, formId, values),
+    );
+  }
+
+  #rememberForm(userId: string, form: ChatForm): void {
+    const key = `${userId} ${form.id}`;
+    this.#forms.delete(key);
+    this.#forms.set(key, form.title);
+    if (this.#forms.size > REMEMBERED_FORMS) this.#forms.delete(this.#forms.keys().next().value!);
   }
 
   async react(
@@ -110,8 +150,10 @@ export class Interactions {
     user: PlaygroundUser,
     interaction: Interaction,
     call: (inv: Invocation) => Promise<void>,
+    extra: Pick<Invocation, 'openForm'> = {},
   ): Promise<void> {
     const inv: Invocation = {
+      ...extra,
       requester: requester(user),
       where: target(channelId),
       reply: async (message) => ({

@@ -4,7 +4,7 @@
  * fetches them over HTTP, so a progress edit stays a few hundred bytes.
  */
 import { z } from 'zod';
-import type { ButtonStyle, CommandDef } from '../../commands/types.js';
+import type { ButtonStyle, ChatForm, CommandDef } from '../../commands/types.js';
 
 /** A channel id as the page shows it: `#general`. Lowercase, URL- and selector-safe. */
 export const CHANNEL_ID = /^[a-z0-9][a-z0-9_-]{0,39}$/;
@@ -12,6 +12,8 @@ export const CHANNEL_ID = /^[a-z0-9][a-z0-9_-]{0,39}$/;
 // ---- page → server --------------------------------------------------------------------------
 
 const channelId = z.string().regex(CHANNEL_ID);
+/** Fields a form has at most (as a Discord modal). */
+const MAX_FORM_FIELDS = 5;
 const messageId = z.string().min(1).max(64);
 
 export const clientFrameSchema = z.discriminatedUnion('type', [
@@ -23,6 +25,15 @@ export const clientFrameSchema = z.discriminatedUnion('type', [
    */
   z.object({ type: z.literal('say'), channelId, text: z.string().max(100_000) }),
   z.object({ type: z.literal('click'), channelId, messageId, customId: z.string().min(1).max(100) }),
+  /** A form the server opened (a `form` frame) submitted: its values by field id. */
+  z.object({
+    type: z.literal('submit'),
+    channelId,
+    formId: z.string().min(1).max(100),
+    values: z
+      .record(z.string().min(1).max(64), z.string().max(100_000))
+      .refine((values) => Object.keys(values).length <= MAX_FORM_FIELDS),
+  }),
   z.object({ type: z.literal('react'), channelId, messageId, emoji: z.string().min(1).max(16) }),
   z.object({ type: z.literal('unreact'), channelId, messageId, emoji: z.string().min(1).max(16) }),
   /** Suggestions for an option value while typing (the bot's autocomplete). */
@@ -102,6 +113,8 @@ export type ServerFrame =
   | { type: 'reactions'; channelId: string; messageId: string; reactions: WireReaction[] }
   | { type: 'channels'; channels: string[] }
   | { type: 'suggestions'; requestId: number; choices: { name: string; value: string | number }[] }
+  /** Asks this tab's person to fill in a form (remix: the prompt), as a dialog; answered with `submit`. */
+  | { type: 'form'; channelId: string; form: ChatForm }
   /** A frame the server could not use (bad JSON, no hello yet, a bad name); says what to do. */
   | { type: 'problem'; message: string; field?: 'name' };
 

@@ -107,7 +107,12 @@ async function dispatch(socket: WebSocket, frame: ClientFrame, context: SocketCo
     case 'say':
       return interactions.say(user, frame);
     case 'click':
-      return interactions.click(user, frame);
+      // A form the bot opens for this click shows in this tab only.
+      return interactions.click(user, frame, (form) =>
+        hub.sessions.send(socket, { type: 'form', channelId: frame.channelId, form }),
+      );
+    case 'submit':
+      return interactions.submit(user, frame);
     case 'react':
       return interactions.react(user, frame, true);
     case 'unreact':

@@ -75,6 +75,7 @@ export type PlaygroundBot = Pick<
   | 'attach'
   | 'command'
   | 'action'
+  | 'submitForm'
   | 'reaction'
   | 'autocomplete'
   | 'parseText'

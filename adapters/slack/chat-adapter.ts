@@ -10,8 +10,9 @@
  * preview would leave a file in the thread. The progress bar text is edited instead.
  */
 import { createHash } from 'node:crypto';
-import type { webApi } from '@slack/bolt';
+import type { types, webApi } from '@slack/bolt';
 import type { ChatAdapter, ChatImage, ChatMessage, PostedMessage } from '../../commands/types.js';
+import { AtelierError } from '../../src/errors.js';
 import type { ReplyTarget } from '../../src/jobs/types.js';
 import type { Logger } from '../../src/log.js';
 import { altTextOf, type ImageView, renderMessage } from './blocks.js';
@@ -56,6 +57,25 @@ export class SlackChatAdapter implements ChatAdapter {
       logger: options.logger,
       imageRetryDelaysMs: options.imageRetryDelaysMs ?? [1000, 3000],
     };
+  }
+
+  /** Opens a modal for the person whose click gave `triggerId` (valid 3 s, one modal). */
+  async openView(triggerId: string, view: types.ModalView): Promise<void> {
+    try {
+      await this.#client.views.open({ trigger_id: triggerId, view });
+    } catch (error) {
+      const code = slackErrorCode(error);
+      // The click's trigger lasts 3 s and opens one modal: a slow bot asks for a new click.
+      if (code === 'expired_trigger_id' || code === 'exchanged_trigger_id') {
+        throw new AtelierError(
+          'TIMEOUT',
+          `slack: views.open: ${code}`,
+          'That took me too long to open the form. Please click again.',
+          { cause: error },
+        );
+      }
+      throw error;
+    }
   }
 
   async post(target: ReplyTarget, message: ChatMessage): Promise<PostedMessage> {

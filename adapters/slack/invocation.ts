@@ -5,12 +5,13 @@
  * where the bot is not a member), and last through chat.postEphemeral.
  */
 import type { RespondFn } from '@slack/bolt';
-import type { ChatMessage, Invocation, PostedMessage } from '../../commands/types.js';
+import type { ChatForm, ChatMessage, Invocation, PostedMessage } from '../../commands/types.js';
 import type { ReplyTarget, Requester } from '../../src/jobs/types.js';
 import type { Logger } from '../../src/log.js';
 import type { AckGate } from './ack-gate.js';
 import { renderMessage } from './blocks.js';
 import type { SlackChatAdapter } from './chat-adapter.js';
+import { renderModal } from './modal.js';
 
 export interface SlackInteraction {
   requester: Requester;
@@ -19,6 +20,8 @@ export interface SlackInteraction {
   gate?: AckGate;
   /** Bolt's respond(): posts to the interaction's response_url. */
   respond?: RespondFn;
+  /** Button clicks: the trigger_id that lets the bot open a modal for this person (3 s). */
+  triggerId?: string;
 }
 
 export class SlackInvocation implements Invocation {
@@ -34,6 +37,13 @@ export class SlackInvocation implements Invocation {
 
   get where(): ReplyTarget {
     return this.interaction.where;
+  }
+
+  /** A modal (views.open) where the interaction came with a trigger_id (button clicks). */
+  get openForm(): ((form: ChatForm) => Promise<void>) | undefined {
+    const { triggerId } = this.interaction;
+    if (!triggerId) return undefined;
+    return (form) => this.adapter.openView(triggerId, renderModal(form, this.where));
   }
 
   async reply(message: ChatMessage): Promise<PostedMessage> {

@@ -1,6 +1,7 @@
 /**
- * Bolt listeners: every slash command, every button click and `reaction_added`, handed to the
- * bot as Invocations and ReactionEvents. Each is acknowledged within Slack's 3 seconds whatever
+ * Bolt listeners: every slash command, every button click (which may open a modal: a remix form),
+ * every submitted modal (`view_submission`) and `reaction_added`, handed to the bot as
+ * Invocations and ReactionEvents. Each is acknowledged within Slack's 3 seconds whatever
  * the bot does, and anything the bot throws is logged and answered privately, so no user is
  * left with Slack's "operation_timeout" or with silence.
  */
@@ -13,11 +14,12 @@ import type { Logger } from '../../src/log.js';
 import { type AckFunction, AckGate } from './ack-gate.js';
 import type { SlackChatAdapter } from './chat-adapter.js';
 import { SlackInvocation } from './invocation.js';
+import { readSubmission } from './modal.js';
 import type { SlackPeople } from './people.js';
 import { emojiForReaction } from './reactions.js';
 
 export interface ListenerDeps {
-  bot: Pick<BotPort, 'command' | 'action' | 'reaction' | 'parseText'>;
+  bot: Pick<BotPort, 'command' | 'action' | 'submitForm' | 'reaction' | 'parseText'>;
   adapter: SlackChatAdapter;
   people: SlackPeople;
   logger: Logger;
@@ -71,8 +73,34 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
         ...(teamId ? { teamId } : {}),
       },
       respond,
+      triggerId: body.trigger_id,
     });
     await safely(deps, inv, `button ${action.action_id}`, () => deps.bot.action(inv, action.action_id));
+  });
+
+  app.view({ type: 'view_submission', callback_id: /.*/ }, async ({ ack, body, view }) => {
+    // Acked at once (the modal closes); what the bot says about it comes as an ephemeral message.
+    await ack();
+    const submission = readSubmission(view);
+    const teamId = body.team?.id ?? body.user.team_id;
+    const name = body.user.name;
+    deps.people.remember(body.user.id, name);
+    if (!submission) {
+      deps.logger.warn({ callbackId: view.callback_id }, 'slack: a submitted modal names no conversation');
+      return;
+    }
+    const inv = invocation(deps, {
+      requester: requester(body.user.id, name, teamId),
+      where: {
+        platform: 'slack',
+        channelId: submission.channelId,
+        ...(submission.threadId ? { threadId: submission.threadId } : {}),
+        ...(teamId ? { teamId } : {}),
+      },
+    });
+    await safely(deps, inv, `form ${submission.formId}`, () =>
+      deps.bot.submitForm(inv, submission.formId, submission.values),
+    );
   });
 
   app.event('reaction_added', async ({ event, body }) => {
@@ -111,7 +139,13 @@ function requester(userId: string, name: string | undefined, teamId: string | un
 
 function invocation(
   deps: ListenerDeps,
-  interaction: { requester: Requester; where: ReplyTarget; gate?: AckGate; respond: RespondFn },
+  interaction: {
+    requester: Requester;
+    where: ReplyTarget;
+    gate?: AckGate;
+    respond?: RespondFn;
+    triggerId?: string;
+  },
 ): SlackInvocation {
   return new SlackInvocation(interaction, deps.adapter, deps.logger);
 }

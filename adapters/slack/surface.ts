@@ -24,7 +24,10 @@ import { EVENT_RETENTION_MS, seenDeliveries } from './seen.js';
  * one, keeps the ids of events acted on (so a retry after a restart is caught), and buttons are
  * checked against their job's team.
  */
-export type SlackBot = Pick<BotPort, 'attach' | 'command' | 'action' | 'reaction' | 'parseText' | 'app'>;
+export type SlackBot = Pick<
+  BotPort,
+  'attach' | 'command' | 'action' | 'submitForm' | 'reaction' | 'parseText' | 'app'
+>;
 
 export interface SlackSurface {
   adapter: SlackChatAdapter;

@@ -18,8 +18,15 @@ export async function help(ctx: BotContext, inv: Invocation): Promise<void> {
   lines.push(
     '',
     `Typed: ${usage('imagine', imagine.options ?? [])}`,
-    'Buttons on a result: U1–U4 one image alone · V1–V4 variations · 🔄 reroll · ⬆️ upscale 2× · ⭐ share · ✖️ delete.',
+    'Buttons on a result: U1–U4 one image alone · V1–V4 variations · 🎲 Vary (Subtle) / Vary (Strong) · 🔄 reroll · ⬆️ upscale 2× · ⭐ share · ✖️ delete.',
+    'Remix: /settings remix:true makes 🔄 Reroll and the Vary/V buttons open a form to edit the prompt first.',
     'Reactions: 🔄 on any result rerolls it for you · ⭐ shares it to the showcase channel · ✖️ (yours) deletes it.',
   );
+  const styles = Object.keys(ctx.app.validation().styles ?? {});
+  if (styles.length > 0) {
+    lines.push(
+      `Styles: ${styles.join(', ')} (style:<name>, typed --style <name>; /settings style:<name> makes one your default).`,
+    );
+  }
   await inv.replyPrivately(tell(lines.join('\n')));
 }

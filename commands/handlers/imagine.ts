@@ -17,6 +17,7 @@ export async function imagine(ctx: BotContext, inv: Invocation, args: CommandArg
       guidance: args.guidance,
       count: args.count,
       sampler: args.sampler,
+      style: args.style,
     },
     validationFor(ctx, requester),
     { userDefaults: saved },

@@ -1,17 +1,29 @@
 /**
  * What people do with a result, from a button or a reaction: view one image alone (U), make
- * variations (V), reroll, upscale, share to the showcase channel, delete. Every action resolves its
- * job from the database, so it works on any earlier result after restarts; a forged, stale or
- * deleted reference gets a polite private answer.
+ * variations (V1–V4, Vary (Subtle), Vary (Strong)), reroll, upscale, share to the showcase channel,
+ * delete. Every action resolves its job from the database, so it works on any earlier result after
+ * restarts; a forged, stale or deleted reference gets a polite private answer.
+ *
+ * Remix (`/settings remix:true`): Reroll and the variation buttons first open a form with the
+ * prompt, where the surface has forms; the job is queued when the form comes back (`submitRemix`).
  */
 import { randomInt } from 'node:crypto';
 import { ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
-import type { JobKind, JobRecord, JobResult, ReplyTarget, Requester } from '../../src/jobs/types.js';
+import type {
+  JobKind,
+  JobParams,
+  JobRecord,
+  JobResult,
+  ReplyTarget,
+  Requester,
+  VariationKind,
+} from '../../src/jobs/types.js';
+import { validatePrompt } from '../../src/jobs/validate.js';
 import { MAX_SEED } from '../../src/vocabulary.js';
-import type { ButtonRef } from '../custom-id.js';
+import { type ButtonAction, type ButtonRef, decodeForm, encodeForm } from '../custom-id.js';
 import { sharedView, singleImageView } from '../presenter.js';
-import type { Invocation, PostedMessage } from '../types.js';
-import { type BotContext, enqueueAndShow, isAdmin, replyTargetOf, tell } from './context.js';
+import type { ChatForm, Invocation, PostedMessage } from '../types.js';
+import { type BotContext, enqueueAndShow, isAdmin, replyTargetOf, tell, validationFor } from './context.js';
 
 export interface Finished {
   job: JobRecord;
@@ -54,20 +66,31 @@ function imageIndex(found: Finished, index: number | undefined): number {
   return i;
 }
 
+interface Derivation {
+  kind: JobKind;
+  requester: Requester;
+  where: ReplyTarget;
+  /** The image (0-based) a variation or upscale starts from. */
+  index?: number;
+  /** The interaction to answer with the job's message; none for a reaction. */
+  inv?: Invocation;
+  /** Vary (Subtle) or Vary (Strong); none for V1–V4. */
+  variation?: VariationKind;
+  /** The prompt edited in a remix form, instead of the earlier job's. */
+  prompt?: string;
+}
+
 /** A new job from an earlier one, asked for by `requester` and answered where they are. */
-async function derive(
-  ctx: BotContext,
-  found: Finished,
-  kind: JobKind,
-  requester: Requester,
-  where: ReplyTarget,
-  index: number | undefined,
-  inv?: Invocation,
-): Promise<void> {
-  const parent = found.job.spec.params;
-  const params = { ...parent, seed: randomInt(0, MAX_SEED + 1) };
+async function derive(ctx: BotContext, found: Finished, d: Derivation): Promise<void> {
+  const { kind, index } = d;
+  const { variation: _variation, ...parent } = found.job.spec.params;
+  const params: JobParams = { ...parent, seed: randomInt(0, MAX_SEED + 1) };
+  if (d.prompt !== undefined) params.prompt = d.prompt;
   const g = ctx.app.config.generation;
-  if (kind === 'variation') params.strength = g.variation.strength;
+  if (kind === 'variation') {
+    params.strength = d.variation ? g.variation[d.variation] : g.variation.strength;
+    if (d.variation) params.variation = d.variation;
+  }
   if (kind === 'upscale') {
     params.strength = g.upscale.strength;
     params.count = 1;
@@ -78,12 +101,12 @@ async function derive(
     ctx,
     {
       kind,
-      requester,
+      requester: d.requester,
       params,
       parent: { jobId: found.job.id, ...(index === undefined ? {} : { imageIndex: index }) },
-      reply: replyTargetOf(where),
+      reply: replyTargetOf(d.where),
     },
-    inv,
+    d.inv,
   );
 }
 
@@ -94,7 +117,89 @@ export async function reroll(
   where: ReplyTarget,
   inv?: Invocation,
 ) {
-  await derive(ctx, finishedJob(ctx, jobId, where), 'reroll', requester, where, undefined, inv);
+  await derive(ctx, finishedJob(ctx, jobId, where), { kind: 'reroll', requester, where, inv });
+}
+
+/** The buttons that open the remix form for someone with remix on. */
+const REMIXABLE: ReadonlySet<ButtonAction> = new Set(['reroll', 'variation', 'varySubtle', 'varyStrong']);
+
+/** Queues what a reroll or variation button asks for, with `prompt` when a remix form edited it. */
+function deriveFromButton(
+  ctx: BotContext,
+  inv: Invocation,
+  found: Finished,
+  ref: ButtonRef,
+  prompt?: string,
+): Promise<void> {
+  const base = {
+    requester: inv.requester,
+    where: inv.where,
+    inv,
+    ...(prompt === undefined ? {} : { prompt }),
+  };
+  switch (ref.action) {
+    case 'reroll':
+      return derive(ctx, found, { ...base, kind: 'reroll' });
+    case 'variation':
+      return derive(ctx, found, { ...base, kind: 'variation', index: imageIndex(found, ref.index) });
+    case 'varySubtle':
+    case 'varyStrong':
+      return derive(ctx, found, {
+        ...base,
+        kind: 'variation',
+        index: imageIndex(found, ref.index),
+        variation: ref.action === 'varySubtle' ? 'subtle' : 'strong',
+      });
+    default:
+      throw new ValidationError('form', "That form doesn't belong to an image I know.");
+  }
+}
+
+function remixOn(ctx: BotContext, requester: Requester): boolean {
+  return ctx.app.store.userSettings.get(requester.platform, requester.userId).remix === true;
+}
+
+const REMIX_TITLES: Partial<Record<ButtonAction, string>> = {
+  reroll: 'Remix · Reroll',
+  varySubtle: 'Remix · Vary (Subtle)',
+  varyStrong: 'Remix · Vary (Strong)',
+};
+
+/** The form a remixable button opens: the earlier job's own prompt (not its style's), to edit. */
+function remixForm(ctx: BotContext, found: Finished, ref: ButtonRef): ChatForm {
+  const title = REMIX_TITLES[ref.action] ?? `Remix · V${(ref.index ?? 0) + 1}`;
+  return {
+    id: encodeForm(ref),
+    title,
+    submitLabel: 'Make it',
+    fields: [
+      {
+        id: 'prompt',
+        label: 'Prompt',
+        value: found.job.spec.params.prompt,
+        multiline: true,
+        required: true,
+        maxLength: ctx.app.validation().promptMaxLength,
+      },
+    ],
+  };
+}
+
+/** A remix form came back: the job its button stands for, with the prompt as edited. */
+export async function submitRemix(
+  ctx: BotContext,
+  inv: Invocation,
+  formId: string,
+  values: Readonly<Record<string, string | undefined>>,
+): Promise<void> {
+  const ref = decodeForm(formId);
+  if (!ref || !REMIXABLE.has(ref.action)) {
+    await inv.replyPrivately(tell("That form doesn't belong to an image I know."));
+    return;
+  }
+  const found = finishedJob(ctx, ref.jobId, inv.where);
+  const prompt = validatePrompt(values.prompt, validationFor(ctx, inv.requester));
+  await deriveFromButton(ctx, inv, found, ref, prompt);
 }
 
 /** Runs a button click. */
@@ -105,6 +210,14 @@ export async function runButton(ctx: BotContext, inv: Invocation, ref: ButtonRef
     return;
   }
   const found = finishedJob(ctx, ref.jobId, inv.where);
+  if (REMIXABLE.has(ref.action)) {
+    if (ref.action !== 'reroll') imageIndex(found, ref.index);
+    if (inv.openForm && remixOn(ctx, inv.requester)) {
+      await inv.openForm(remixForm(ctx, found, ref));
+      return;
+    }
+    return deriveFromButton(ctx, inv, found, ref);
+  }
   switch (ref.action) {
     case 'single': {
       const i = imageIndex(found, ref.index);
@@ -113,12 +226,14 @@ export async function runButton(ctx: BotContext, inv: Invocation, ref: ButtonRef
       record(ctx, found.job.id, posted);
       return;
     }
-    case 'variation':
-      return derive(ctx, found, 'variation', inv.requester, inv.where, imageIndex(found, ref.index), inv);
     case 'upscale':
-      return derive(ctx, found, 'upscale', inv.requester, inv.where, imageIndex(found, ref.index), inv);
-    case 'reroll':
-      return derive(ctx, found, 'reroll', inv.requester, inv.where, undefined, inv);
+      return derive(ctx, found, {
+        kind: 'upscale',
+        requester: inv.requester,
+        where: inv.where,
+        index: imageIndex(found, ref.index),
+        inv,
+      });
     case 'share':
       await share(ctx, found, ref.index, inv.requester, inv.where);
       await inv.replyPrivately(tell('⭐ Shared to the showcase channel.'));

@@ -1,4 +1,8 @@
-/** /settings: a user's defaults for new images (aspect, steps, count, negative prompt, guidance, sampler). */
+/**
+ * /settings: a user's defaults for new images (aspect, steps, count, negative prompt, guidance,
+ * sampler, style) and remix (Reroll and the variation buttons open a form with the prompt first).
+ */
+import { NO_STYLE } from '../../src/jobs/styles.js';
 import { validateUserDefaults } from '../../src/jobs/validate.js';
 import type { UserSettings } from '../../src/store/types.js';
 import { SAMPLER_LABELS, type SamplerName } from '../../src/vocabulary.js';
@@ -21,13 +25,16 @@ export async function settings(ctx: BotContext, inv: Invocation, args: CommandAr
       guidance: args.guidance,
       sampler: args.sampler,
       negativePrompt: args.negative as string | undefined,
+      style: args.style,
     },
     validationFor(ctx, inv.requester),
-  );
-  const saved = Object.keys(given).length
-    ? repo.patch(platform, userId, given as Partial<UserSettings>)
-    : repo.get(platform, userId);
-  await inv.replyPrivately(tell(`${Object.keys(given).length ? 'Saved. ' : ''}${describe(saved)}`));
+  ) as Partial<UserSettings>;
+  // `none` clears the default style (patch drops keys set to undefined).
+  if (given.style === NO_STYLE) given.style = undefined;
+  if (typeof args.remix === 'boolean') given.remix = args.remix;
+  const changed = Object.keys(given).length > 0;
+  const saved = changed ? repo.patch(platform, userId, given) : repo.get(platform, userId);
+  await inv.replyPrivately(tell(`${changed ? 'Saved. ' : ''}${describe(saved)}`));
 }
 
 function describe(s: Partial<UserSettings>): string {
@@ -38,8 +45,15 @@ function describe(s: Partial<UserSettings>): string {
     s.guidance !== undefined && `guidance ${s.guidance}`,
     s.sampler && SAMPLER_LABELS[s.sampler as SamplerName],
     s.negativePrompt && `negative prompt “${s.negativePrompt}”`,
+    s.style && `style ${s.style}`,
   ].filter(Boolean);
-  return parts.length
+  const defaults = parts.length
     ? `Your defaults: ${parts.join(', ')}. Options you give with /imagine still win.`
-    : 'You have no defaults of your own; /settings with options saves some.';
+    : s.remix === undefined
+      ? 'You have no defaults of your own; /settings with options saves some.'
+      : 'You have no image defaults of your own.';
+  if (s.remix === undefined) return defaults;
+  return s.remix
+    ? `${defaults} Remix is on: 🔄 Reroll and the Vary/V buttons first open a form where you can edit the prompt.`
+    : `${defaults} Remix is off: 🔄 Reroll and the Vary/V buttons queue at once.`;
 }

@@ -98,7 +98,7 @@ const clamp = (value: number, range: NumberRange) => Math.min(range.max, Math.ma
  * it is clamped into the operator's ranges.
  */
 export function validationOptionsFromConfig(
-  settings: Pick<AtelierSettings, 'generation'>,
+  settings: Pick<AtelierSettings, 'generation'> & Partial<Pick<AtelierSettings, 'styles'>>,
   modelDefaults: ModelDefaults = REFERENCE_MODEL_DEFAULTS,
   memory?: Pick<MemoryInfo, 'maxImages'>,
 ): ValidationOptions {
@@ -123,6 +123,12 @@ export function validationOptionsFromConfig(
     promptMaxLength: generation.promptMaxLength,
     negativePromptMaxLength: generation.negativePromptMaxLength,
     blockedTerms: generation.blockedTerms,
+    styles: Object.fromEntries(
+      Object.entries(settings.styles ?? {}).map(([name, style]) => [
+        name,
+        { prompt: style.prompt, negative: style.negative ?? '' },
+      ]),
+    ),
     aspects: generation.aspect.allowed,
     samplers,
     ranges,

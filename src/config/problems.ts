@@ -26,6 +26,11 @@ function sectionKeys(path: ConfigPath): string[] {
     while (schema instanceof z.ZodPipe || schema instanceof z.ZodNullable) {
       schema = schema instanceof z.ZodPipe ? (schema.out as z.ZodType) : (schema.unwrap() as z.ZodType);
     }
+    // A mapping of names the operator chooses (styles): every entry has the value's keys.
+    if (schema instanceof z.ZodRecord) {
+      schema = schema.valueType as z.ZodType;
+      continue;
+    }
     if (!(schema instanceof z.ZodObject)) return [];
     const next: unknown = schema.shape[String(segment)];
     if (!next) return [];
@@ -34,10 +39,27 @@ function sectionKeys(path: ConfigPath): string[] {
   return schema instanceof z.ZodObject ? Object.keys(schema.shape) : [];
 }
 
+/** Case and separators do not count: "max_queued_per_user" is maxQueuedPerUser, "FP8_weights" fp8-weights. */
+const fold = (word: string) => word.toLowerCase().replace(/[_-]/g, '');
+
 /** "max_queued_per_user" and "concurency" both find their key. */
 function closestKey(unknown: string, known: string[]): string | undefined {
-  const near = nearest(unknown, known, (key) => key.toLowerCase().replace(/[_-]/g, ''));
+  const near = nearest(unknown, known, fold);
   return near && near.distance <= Math.max(1, Math.floor(near.candidate.length / 4))
+    ? near.candidate
+    : undefined;
+}
+
+/**
+ * The allowed value a mistyped one was meant to be ("fp8_weights", "fp8-weigths" → fp8-weights).
+ * Stricter than for keys: a value a quarter of its length away, so short words ("tpu") suggest
+ * nothing rather than a different choice ("cpu").
+ */
+function closestValue(value: unknown, allowed: readonly unknown[]): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  const choices = allowed.filter((choice): choice is string => typeof choice === 'string');
+  const near = nearest(value, choices, fold);
+  return near && !near.tied && near.distance <= Math.floor(fold(near.candidate).length / 4)
     ? near.candidate
     : undefined;
 }
@@ -75,9 +97,10 @@ function describeIssue(
       line: `config: ${key} is missing from default file ${defaultsFile}: expected ${issue.message}`,
     };
   }
+  const suggestion = issue.code === 'invalid_value' ? closestValue(value, issue.values) : undefined;
   return {
     key,
-    line: `config: ${key} = ${showValue(value)} is not allowed: expected ${issue.message}${origin}`,
+    line: `config: ${key} = ${showValue(value)} is not allowed: expected ${issue.message}${origin}${suggestion ? `; did you mean ${suggestion}?` : ''}`,
   };
 }
 

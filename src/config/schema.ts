@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { ASPECT_RATIOS } from '../jobs/aspect.js';
+import { NO_STYLE, STYLE_NAME, STYLE_PLACEHOLDER } from '../jobs/styles.js';
 import { MAX_COUNT, MAX_SEED, SAMPLER_NAMES } from '../vocabulary.js';
 import {
   byteSize,
@@ -99,9 +100,21 @@ export const settingsSchema = z
         }),
         allowed: choiceList(SAMPLER_NAMES),
       }),
-      variation: section({ strength: decimal(0, 1, { exclusiveMin: true }) }),
+      variation: section({
+        strength: decimal(0, 1, { exclusiveMin: true }),
+        subtle: decimal(0, 1, { exclusiveMin: true }),
+        strong: decimal(0, 1, { exclusiveMin: true }),
+      }),
       upscale: section({ strength: decimal(0, 1, { exclusiveMin: true }) }),
     }),
+    styles: z.record(
+      z.string(),
+      z.strictObject(
+        { prompt: text({ nonEmpty: true }), negative: text().optional() },
+        { error: 'a style: { prompt: "… {prompt} …", negative: "…" } (negative may be left out)' },
+      ),
+      { error: 'a mapping of style names to { prompt: "… {prompt} …", negative: "…" }' },
+    ),
     models: section({
       dir: optionalText('a folder path', 'for the bundled tiny model'),
       checkpoint: optionalText('a file name under checkpoints/', 'to use the only checkpoint there'),
@@ -110,7 +123,7 @@ export const settingsSchema = z
         clipG: optionalText('a file name under text_encoders/', 'to find it by its usual name'),
         t5: optionalText('a file name under text_encoders/', 'to find it by its usual name'),
       }),
-      precision: oneOf(['auto', 'fp8', 'fp16', 'fp32']),
+      precision: oneOf(['auto', 'fp8', 'fp8-weights', 'fp16', 'fp32']),
       vaePrecision: oneOf(['fp32', 'fp16']),
       executionProvider: oneOf(['cpu', 'cuda']),
       runtime: oneOf(['auto', 'capi', 'stock']),
@@ -204,6 +217,41 @@ export const settingsSchema = z
         sampler.default,
         `null or one of generation.sampler.allowed (${sampler.allowed.join(', ')})`,
       );
+    }
+    const variation = generation.variation;
+    // (Only between two valid strengths: a strength out of range is reported on its own.)
+    const strengths = [variation.subtle, variation.strong];
+    if (
+      strengths.every((s) => typeof s === 'number' && s > 0 && s <= 1) &&
+      variation.subtle >= variation.strong
+    ) {
+      problem(
+        ['generation', 'variation', 'subtle'],
+        variation.subtle,
+        `a number below generation.variation.strong (${variation.strong}): Vary (Subtle) must change less than Vary (Strong)`,
+      );
+    }
+    const seen = new Map<string, string>();
+    for (const [name, style] of Object.entries(settings.styles)) {
+      if (!STYLE_NAME.test(name) || name.toLowerCase() === NO_STYLE) {
+        problem(
+          ['styles', name],
+          style,
+          `a style name of 1–32 letters, digits, - or _ (starting with a letter or digit, and not "${NO_STYLE}", which means no style)`,
+        );
+      }
+      const other = seen.get(name.toLowerCase());
+      if (other !== undefined) {
+        problem(['styles', name], style, `a name other than styles.${other} (style names ignore case)`);
+      }
+      seen.set(name.toLowerCase(), name);
+      if (!style.prompt.includes(STYLE_PLACEHOLDER)) {
+        problem(
+          ['styles', name, 'prompt'],
+          style.prompt,
+          `a prompt template containing ${STYLE_PLACEHOLDER} (where the user's prompt goes), e.g. "${STYLE_PLACEHOLDER}, cinematic still"`,
+        );
+      }
     }
     // A bucket smaller than the largest job would refuse that job forever, never "try later".
     for (const scope of ['user', 'team'] as const) {

@@ -8,8 +8,11 @@
  *   Steps: 28, Sampler: Euler, CFG scale: 4.5, Seed: 123, Size: 1024x1024, Model: sd3.5_large
  *
  * The negative prompt line is left out when there is none; a value holding "," ":" or a newline
- * is written as a JSON string (A1111's `quote`).
+ * is written as a JSON string (A1111's `quote`). A job with a style writes the prompts the model
+ * read (the style applied, so the PNG reproduces the image anywhere) and names it (`Style: …`); a
+ * Vary (Subtle/Strong) variation says which (`Variation: subtle`) beside its denoising strength.
  */
+import { styledPrompts } from '../jobs/styles.js';
 import type { JobParams } from '../jobs/types.js';
 import { parseSampler, SAMPLER_LABELS, type SamplerName } from '../vocabulary.js';
 
@@ -39,9 +42,12 @@ export function formatParameters(params: JobParams, extra: { model: string; seed
     ['Model', extra.model],
   ];
   if (params.strength !== undefined) fields.push(['Denoising strength', params.strength]);
+  if (params.variation !== undefined) fields.push(['Variation', params.variation]);
+  if (params.style !== undefined) fields.push(['Style', params.style.name]);
   const line = fields.map(([key, value]) => `${key}: ${quote(String(value))}`).join(', ');
-  const negative = params.negativePrompt ? `\n${NEGATIVE_PREFIX} ${params.negativePrompt}` : '';
-  return `${params.prompt}${negative}\n${line}`.trim();
+  const { prompt, negativePrompt } = styledPrompts(params);
+  const negative = negativePrompt ? `\n${NEGATIVE_PREFIX} ${negativePrompt}` : '';
+  return `${prompt}${negative}\n${line}`.trim();
 }
 
 export interface ParsedParameters {
@@ -56,6 +62,8 @@ export interface ParsedParameters {
   height?: number;
   model?: string;
   strength?: number;
+  /** The style's name, for an image made with one. */
+  style?: string;
   /** Every "Key: value" of the parameters line, unquoted, including ones Atelier does not use. */
   fields: Record<string, string>;
 }
@@ -111,5 +119,6 @@ export function parseParameters(text: string): ParsedParameters {
   assign('height', size ? Number(size[2]) : undefined);
   assign('model', fields.Model);
   assign('strength', finiteNumber(fields['Denoising strength']));
+  assign('style', fields.Style);
   return parsed;
 }

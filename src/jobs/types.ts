@@ -40,6 +40,21 @@ export interface ReplyTarget {
   extra?: Record<string, unknown>;
 }
 
+/**
+ * A named prompt preset (config `styles`), as it was when the job was asked for: rerolls,
+ * variations and upscales keep it, and the PNG says which it was, even after the operator edits it.
+ */
+export interface JobStyle {
+  name: string;
+  /** The prompt template; `{prompt}` stands for the user's prompt. */
+  prompt: string;
+  /** Added to the user's negative prompt. */
+  negative: string;
+}
+
+/** How far a variation moves from its image: the Vary (Subtle) and Vary (Strong) buttons. */
+export type VariationKind = 'subtle' | 'strong';
+
 /** Generation parameters after validation: every field is filled and in range. */
 export interface JobParams {
   prompt: string;
@@ -54,6 +69,10 @@ export interface JobParams {
   sampler: SamplerName;
   /** img2img strength for variations and upscales (0 < strength ≤ 1). */
   strength?: number;
+  /** The style the prompt is dressed in (`prompt` stays what the user typed). */
+  style?: JobStyle;
+  /** A variation from Vary (Subtle) or Vary (Strong); absent for V1–V4 (`generation.variation.strength`). */
+  variation?: VariationKind;
 }
 
 export interface JobSpec {
@@ -97,7 +116,8 @@ export interface JobRecord {
 }
 
 export type JobEvent =
-  | { type: 'queued'; jobId: string; position: number; etaMs: number }
+  /** `waitingForRunner`: no runner can take jobs now (a gateway with no live worker); it waits for one. */
+  | { type: 'queued'; jobId: string; position: number; etaMs: number; waitingForRunner?: true }
   | { type: 'started'; jobId: string; etaMs: number }
   | { type: 'progress'; jobId: string; step: number; total: number; preview?: Uint8Array }
   | { type: 'done'; jobId: string; result: JobResult }

@@ -7,10 +7,12 @@
  * says null).
  */
 import { randomInt } from 'node:crypto';
+import { nearest } from '../edit-distance.js';
 import { ValidationError } from '../errors.js';
 import { MAX_SEED, parseSampler, type SamplerName } from '../vocabulary.js';
 import { type AspectRatio, parseAspect, sizeForAspect } from './aspect.js';
-import { isImg2img, type JobKind, type JobParams } from './types.js';
+import { findStyle, NO_STYLE, type StyleTemplate } from './styles.js';
+import { isImg2img, type JobKind, type JobParams, type JobStyle } from './types.js';
 
 /** What a chat command hands over: strings from text commands, numbers from typed slash options. */
 export type RawValue = string | number | boolean | null | undefined;
@@ -27,6 +29,8 @@ export interface RawJobOptions {
   sampler?: RawValue;
   /** img2img strength, only read for variations and upscales. */
   strength?: RawValue;
+  /** A configured style's name, or `none`. */
+  style?: RawValue;
 }
 
 /** A user's saved defaults (/settings). Values no longer allowed by the config are ignored. */
@@ -37,6 +41,8 @@ export interface UserDefaults {
   count?: number;
   sampler?: string;
   negativePrompt?: string;
+  /** A configured style's name (`none` is never saved: it clears the default). */
+  style?: string;
 }
 
 export interface NumberRange {
@@ -66,6 +72,8 @@ export interface ValidationOptions {
     variationStrength: number;
     upscaleStrength: number;
   };
+  /** Named prompt presets (config `styles`) by name. @default none */
+  styles?: Readonly<Record<string, StyleTemplate>>;
   /** Where random seeds come from (0 … MAX_SEED). @default crypto.randomInt */
   randomSeed?: () => number;
   /** Side of the model's 1:1 size; aspect sizes scale with it. @default 1024 (SD3.5) */
@@ -221,6 +229,42 @@ function readSampler(raw: string | number | boolean, allowed: readonly SamplerNa
   return sampler;
 }
 
+/** Style names a refusal lists at most (a long list is cut: the autocomplete offers them all). */
+const SHOWN_STYLES = 25;
+
+/** A style name this config knows, or a did-you-mean naming the allowed ones; `none` is no style. */
+function readStyle(
+  raw: string | number | boolean,
+  styles: Readonly<Record<string, StyleTemplate>>,
+): JobStyle | undefined {
+  const name = String(raw).trim();
+  if (name.toLowerCase() === NO_STYLE) return undefined;
+  const found = findStyle(styles, name);
+  if (found) return { name: found.name, prompt: found.template.prompt, negative: found.template.negative };
+  const names = Object.keys(styles);
+  if (names.length === 0) {
+    throw new ValidationError('style', `There are no styles on this bot, so ${shown(raw)} can't be used.`);
+  }
+  const guess = closestStyle(name.toLowerCase(), names);
+  const listed = [...names, NO_STYLE];
+  const list =
+    listed.length <= SHOWN_STYLES
+      ? listed.join(', ')
+      : `${listed.slice(0, SHOWN_STYLES).join(', ')} … (${listed.length} in all)`;
+  throw new ValidationError(
+    'style',
+    `${shown(raw)} isn't a style here.${guess ? ` Did you mean ${guess}?` : ''} Choose one of: ${list}.`,
+  );
+}
+
+/** The style a typo most likely meant: one or two edits away (one for short names), or a unique prefix. */
+function closestStyle(word: string, names: readonly string[]): string | undefined {
+  const near = nearest(word, names, (s) => s.toLowerCase());
+  if (near && !near.tied && near.distance <= (word.length <= 5 ? 1 : 2)) return near.candidate;
+  const prefixed = names.filter((n) => word.length >= 2 && n.toLowerCase().startsWith(word));
+  return prefixed.length === 1 ? prefixed[0] : undefined;
+}
+
 function readSeed(raw: RawValue, fallback: number | null, randomSeed: () => number): number {
   if (!isGiven(raw) || (typeof raw === 'string' && raw.trim().toLowerCase() === 'random')) {
     return fallback ?? randomSeed();
@@ -268,13 +312,7 @@ export function validateJobParams(
   const saved = context.userDefaults ?? {};
   const { ranges, defaults } = options;
 
-  const prompt = readPrompt(raw.prompt, options.promptMaxLength);
-  if (containsBlockedTerm(prompt, options.blockedTerms)) {
-    throw new ValidationError(
-      'prompt',
-      "Your prompt contains a word or phrase that isn't allowed here. Please rephrase it.",
-    );
-  }
+  const prompt = validatePrompt(raw.prompt, options);
   const negativeFallback =
     saved.negativePrompt !== undefined ? cleanText(saved.negativePrompt) : defaults.negativePrompt;
   const negativePrompt = readNegativePrompt(
@@ -299,6 +337,9 @@ export function validateJobParams(
     readSampler(value, options.samplers),
   );
   const seed = readSeed(raw.seed, defaults.seed, options.randomSeed ?? defaultRandomSeed);
+  const style = choose<JobStyle | undefined>(raw.style, saved.style, undefined, (value) =>
+    readStyle(value, options.styles ?? {}),
+  );
 
   const params: JobParams = {
     prompt,
@@ -310,12 +351,31 @@ export function validateJobParams(
     guidance,
     count,
     sampler,
+    ...(style ? { style } : {}),
   };
   if (isImg2img(kind)) {
     const fallback = kind === 'variation' ? defaults.variationStrength : defaults.upscaleStrength;
     params.strength = isGiven(raw.strength) ? readStrength(raw.strength) : fallback;
   }
   return params;
+}
+
+/**
+ * A prompt typed again (remix: the form a Reroll or V button opens), checked as /imagine checks
+ * one: not empty, not too long, no blocked term.
+ */
+export function validatePrompt(
+  raw: RawValue,
+  options: Pick<ValidationOptions, 'promptMaxLength' | 'blockedTerms'>,
+): string {
+  const prompt = readPrompt(raw, options.promptMaxLength);
+  if (containsBlockedTerm(prompt, options.blockedTerms)) {
+    throw new ValidationError(
+      'prompt',
+      "Your prompt contains a word or phrase that isn't allowed here. Please rephrase it.",
+    );
+  }
+  return prompt;
 }
 
 /** A ValidationError's message with a note after it (why the range is what it is). */
@@ -341,7 +401,8 @@ function readStrength(raw: string | number | boolean): number {
 
 /**
  * Checks what a user wants to save as their defaults (/settings), with the same messages as a
- * job. Only the given fields are returned; an empty negative prompt is kept (it clears the saved one).
+ * job. Only the given fields are returned; an empty negative prompt is kept (it clears the saved one),
+ * and so is style `none` (it clears the saved style).
  */
 export function validateUserDefaults(
   raw: Omit<RawJobOptions, 'prompt' | 'seed' | 'strength'>,
@@ -354,6 +415,7 @@ export function validateUserDefaults(
     result.guidance = readDecimal('guidance', 'Guidance', raw.guidance, options.ranges.guidance);
   if (isGiven(raw.count)) result.count = readInteger('count', 'Count', raw.count, options.ranges.count);
   if (isGiven(raw.sampler)) result.sampler = readSampler(raw.sampler, options.samplers);
+  if (isGiven(raw.style)) result.style = readStyle(raw.style, options.styles ?? {})?.name ?? NO_STYLE;
   if (raw.negativePrompt !== undefined && raw.negativePrompt !== null) {
     result.negativePrompt = readNegativePrompt(raw.negativePrompt, '', options.negativePromptMaxLength);
   }

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import sharp, { type Sharp } from 'sharp';
 import { CancelledError, NotFoundError, PipelineError } from '../errors.js';
 import { encodePng, encodePreview, formatParameters, makeGrid } from '../images/index.js';
+import { styledPrompts } from '../jobs/styles.js';
 import { isImg2img, type JobImage, type JobParams, type JobRecord, type JobResult } from '../jobs/types.js';
 import type { GenerationOutput, GenerationRequest, Pipeline, RawImage, StepInfo } from '../pipeline/types.js';
 import type { Store } from '../store/index.js';
@@ -162,9 +163,9 @@ export class JobRenderer {
   async #prepare(job: JobRecord, parentBytes: Uint8Array | undefined): Promise<PreparedRequest> {
     const { spec } = job;
     const params = { ...spec.params };
+    // The model reads the prompt dressed in the job's style (the user's own stays in params).
     const base: GenerationRequest = {
-      prompt: params.prompt,
-      negativePrompt: params.negativePrompt,
+      ...styledPrompts(params),
       width: params.width,
       height: params.height,
       seed: params.seed,

@@ -23,6 +23,10 @@ export type UserSettings = Partial<
 > & {
   /** Whether the user wants results sent privately where the platform allows it. */
   privateResults?: boolean;
+  /** The name of the style new images get (config `styles`) unless /imagine names one. */
+  style?: string;
+  /** Remix: Reroll and the variation buttons open a form with the prompt first. */
+  remix?: boolean;
 };
 
 /** Limit overrides for one team; `false` turns that limit off for the team. */

@@ -147,7 +147,14 @@ describe('Discord end to end (discord.js + Bot + tiny model, simulator)', () => 
     const result = await interaction.waitForOriginal(isResult, JOB_WAIT);
     expect(result.content).toMatch(/seed 42 · 40 steps/);
     expect(await imageSize(result)).toEqual({ width: 256, height: 256, format: 'png' });
-    expect(labels(result)).toEqual(['Vary', 'Reroll', 'Upscale 2×', 'Share', 'Delete']);
+    expect(labels(result)).toEqual([
+      'Vary (Subtle)',
+      'Vary (Strong)',
+      'Reroll',
+      'Upscale 2×',
+      'Share',
+      'Delete',
+    ]);
 
     // Progress is shown, and not edited faster than the configured interval. Times are taken
     // where Discord receives the edits, so they carry the request's jitter on a busy CPU: allow
@@ -193,7 +200,7 @@ describe('Discord end to end (discord.js + Bot + tiny model, simulator)', () => 
     expect(single.id).not.toBe(grid.id);
     expect(single.content).toMatch(/image 1 of 4 · seed 7/);
     expect(await imageSize(single)).toMatchObject({ width: 256, height: 256 });
-    expect(labels(single)).toEqual(['Vary', 'Upscale 2×', 'Share', 'Delete']);
+    expect(labels(single)).toEqual(['Vary (Subtle)', 'Vary (Strong)', 'Upscale 2×', 'Share', 'Delete']);
 
     const upscale = d.click(single, button(single, 'Upscale 2×'), { user: d.users.bob });
     await answeredInTime(upscale);

@@ -59,7 +59,7 @@ const COMMANDS: CommandDef[] = [
 ];
 
 interface Call {
-  kind: 'command' | 'action';
+  kind: 'command' | 'action' | 'form';
   name: string;
   args?: CommandArgs;
   invocation: Invocation;
@@ -81,6 +81,13 @@ class ScriptedBot implements DiscordBot {
   onAction: (invocation: Invocation, customId: string) => Promise<void> = async (inv, id) => {
     await inv.reply({ text: `clicked ${id}` });
   };
+  onForm: (
+    invocation: Invocation,
+    formId: string,
+    values: Readonly<Record<string, string | undefined>>,
+  ) => Promise<void> = async (inv, id, values) => {
+    await inv.reply({ text: `submitted ${id}: ${JSON.stringify(values)}` });
+  };
   #reactionWaiters: ((event: ReactionEvent) => void)[] = [];
 
   attach(adapter: ChatAdapter): void {
@@ -93,6 +100,14 @@ class ScriptedBot implements DiscordBot {
   async action(invocation: Invocation, customId: string) {
     this.calls.push({ kind: 'action', name: customId, invocation });
     await this.onAction(invocation, customId);
+  }
+  async submitForm(
+    invocation: Invocation,
+    formId: string,
+    values: Readonly<Record<string, string | undefined>>,
+  ) {
+    this.calls.push({ kind: 'form', name: formId, args: { ...values }, invocation });
+    await this.onForm(invocation, formId, values);
   }
   async reaction(event: ReactionEvent) {
     this.reactions.push(event);
@@ -395,6 +410,75 @@ describe('Discord surface (discord.js against the simulator, scripted Bot)', () 
     expect(reply.content).toBe('clicked job:7:reroll');
     expect(bot.calls.at(-1)).toMatchObject({ kind: 'action', name: 'job:7:reroll' });
     expect(bot.calls.at(-1)!.invocation.requester.userId).toBe(d.users.alice.id);
+  });
+
+  it('opens a form as a modal (callback 9, Label + Text Input) and hands the submitted text to the bot', async () => {
+    await start();
+    bot.onCommand = async (inv) => {
+      await inv.reply({ text: 'result', buttons: [[{ id: 'at1:r:job7', label: 'Reroll' }]] });
+    };
+    const result = await d.slash('imagine', { prompt: 'fox' }).waitForOriginal();
+    bot.onAction = async (inv) => {
+      expect(inv.openForm).toBeDefined();
+      await inv.openForm!({
+        id: 'at1f:r:job7',
+        title: 'Remix · Reroll — a title far longer than Discord’s 45 characters',
+        submitLabel: 'Make it',
+        fields: [
+          { id: 'prompt', label: 'Prompt', value: 'a fox', multiline: true, required: true, maxLength: 9000 },
+        ],
+      });
+    };
+    const click = d.click(result, 'at1:r:job7', { user: d.users.carol });
+    const modal = await click.waitForModal();
+    expect(click.response!.latencyMs).toBeLessThan(3000);
+    expect(modal.customId).toBe('at1f:r:job7');
+    expect([...modal.title]).toHaveLength(45);
+    expect(modal.inputs).toEqual([
+      expect.objectContaining({
+        customId: 'prompt',
+        label: 'Prompt',
+        style: 2,
+        required: true,
+        minLength: 1,
+        maxLength: 4000,
+        value: 'a fox',
+      }),
+    ]);
+    // Nothing was posted for the click itself: the modal is its answer.
+    expect(click.original()).toBeUndefined();
+
+    const submit = d.submitModal(click, { prompt: 'a fox in the snow' });
+    await submit.waitForResponse();
+    const reply = await submit.waitForOriginal();
+    expect(reply.content).toBe('submitted at1f:r:job7: {"prompt":"a fox in the snow"}');
+    expect(reply.ephemeral).toBe(false);
+    const call = bot.calls.at(-1)!;
+    expect(call).toMatchObject({ kind: 'form', name: 'at1f:r:job7', args: { prompt: 'a fox in the snow' } });
+    expect(call.invocation.requester.userId).toBe(d.users.carol.id);
+    expect(call.invocation.where.channelId).toBe(d.channels.general.id);
+    // A submitted modal cannot open another one.
+    expect(call.invocation.openForm).toBeUndefined();
+    expect(() => d.submitModal(click)).toThrow(/submitted already/);
+  });
+
+  it('a modal asked for after the click was deferred is refused politely (click again)', async () => {
+    await start({ deferAfterMs: 100 });
+    bot.onCommand = async (inv) => {
+      await inv.reply({ text: 'result', buttons: [[{ id: 'job:7:reroll', label: 'Reroll' }]] });
+    };
+    const result = await d.slash('imagine', { prompt: 'fox' }).waitForOriginal();
+    const release = gate();
+    bot.onAction = async (inv) => {
+      await release.promise;
+      await inv.openForm!({ id: 'f', title: 'Late', submitLabel: 'Go', fields: [{ id: 'x', label: 'X' }] });
+    };
+    const click = d.click(result, 'job:7:reroll', { user: d.users.alice });
+    expect((await click.waitForResponse()).type).toBe(InteractionResponseType.DeferredMessageUpdate);
+    release.open();
+    const apology = await click.waitForFollowUp((m) => m.ephemeral);
+    expect(apology.content).toBe('That took me too long to open the form. Please click again.');
+    expect(click.callbacks.filter((c) => c.type === InteractionResponseType.Modal)).toEqual([]);
   });
 
   it('forwards forged custom ids to the bot (it verifies them) and answers within the window', async () => {

@@ -121,6 +121,7 @@ function fakeBot() {
     parseText: vi.fn((text: string) => ({ command: 'imagine', args: { prompt: text.slice(9) } })),
     command: vi.fn(async (inv: Invocation) => void (await inv.reply({ text: 'ok' }))),
     action: vi.fn(async () => {}),
+    submitForm: vi.fn(async () => {}),
     reaction: vi.fn(async () => {}),
     autocomplete: vi.fn(() => []),
     recentResults: vi.fn(() => []),

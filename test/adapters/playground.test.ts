@@ -114,6 +114,11 @@ function fakeBot(
     action: vi.fn(async (inv: Invocation, customId: string) => {
       await inv.reply({ text: `did ${customId}` });
     }),
+    submitForm: vi.fn(
+      async (inv: Invocation, formId: string, values: Readonly<Record<string, string | undefined>>) => {
+        await inv.reply({ text: `submitted ${formId}: ${values.prompt}` });
+      },
+    ),
     reaction: vi.fn(async (_event: ReactionEvent) => {}),
     autocomplete: vi.fn((_requester: Requester, _command: string, _option: string, partial: string) => [
       { name: `${partial}punk`, value: `${partial}punk` },
@@ -479,6 +484,65 @@ describe('playground server', () => {
     expect(customId).toBe('reroll:0abc');
     expect(inv.requester.userId).toBe('bob');
     expect(inv.where).toEqual(GENERAL);
+  });
+
+  it('shows a form the bot opens for a click in that tab only, and hands its submission to bot.submitForm', async () => {
+    const bot = fakeBot();
+    bot.action.mockImplementation(async (inv: Invocation) => {
+      await inv.openForm!({
+        id: 'at1f:r:0abc',
+        title: 'Remix · Reroll',
+        submitLabel: 'Make it',
+        fields: [{ id: 'prompt', label: 'Prompt', value: 'a fox', multiline: true, required: true }],
+      });
+    });
+    const { open, adapter } = await start(bot);
+    const bob = await open('Bob');
+    const bobElsewhere = await open('Bob');
+    const posted = await adapter.post(GENERAL, {
+      text: 'result',
+      buttons: [[{ id: 'at1:r:0abc', label: 'Reroll', emoji: '🔄' }]],
+    });
+    bob.send({ type: 'click', channelId: 'general', messageId: posted.messageId, customId: 'at1:r:0abc' });
+    const frame = await bob.next((f) => f.type === 'form');
+    expect(frame).toEqual({
+      type: 'form',
+      channelId: 'general',
+      form: {
+        id: 'at1f:r:0abc',
+        title: 'Remix · Reroll',
+        submitLabel: 'Make it',
+        fields: [{ id: 'prompt', label: 'Prompt', value: 'a fox', multiline: true, required: true }],
+      },
+    });
+    bob.send({
+      type: 'submit',
+      channelId: 'general',
+      formId: 'at1f:r:0abc',
+      values: { prompt: 'a fox at dawn' },
+    });
+    const answer = await bob.message('submitted at1f:r:0abc: a fox at dawn');
+    expect(answer.interaction).toEqual({
+      user: { id: 'bob', name: 'Bob' },
+      action: 'submitted Remix · Reroll',
+    });
+    const [inv, formId, values] = bot.submitForm.mock.calls[0]!;
+    expect([inv.requester.userId, inv.where, formId, values]).toEqual([
+      'bob',
+      GENERAL,
+      'at1f:r:0abc',
+      { prompt: 'a fox at dawn' },
+    ]);
+    // The other tab of the same person saw the answer, never the form.
+    await bobElsewhere.message('submitted at1f:r:0abc');
+    expect(bobElsewhere.frames.some((f) => f.type === 'form')).toBe(false);
+    // A submit frame with too many or oversized fields is not a frame the server takes.
+    const many = Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`f${i}`, 'x']));
+    bob.send({ type: 'submit', channelId: 'general', formId: 'x', values: many });
+    expect(await bob.next((f) => f.type === 'problem')).toMatchObject({
+      message: 'The server did not understand that frame.',
+    });
+    expect(bot.submitForm).toHaveBeenCalledTimes(1);
   });
 
   it('counts reactions per person for every tab and hands new ones to bot.reaction', async () => {

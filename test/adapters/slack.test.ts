@@ -68,7 +68,8 @@ describe('Slack surface over HTTP', () => {
     expect(file.shares).toEqual([{ channel: s.channels.general.id, ts: s.replies(result)[0]!.ts }]);
 
     expect(result.buttons.map((b) => b.text)).toEqual([
-      '🎲 Vary',
+      '🎲 Vary (Subtle)',
+      '🎲 Vary (Strong)',
       '🔄 Reroll',
       '⬆️ Upscale 2×',
       '⭐ Share',
@@ -141,7 +142,7 @@ describe('Slack surface over HTTP', () => {
     expect(refusal.ms).toBeLessThan(3000);
   });
 
-  it('a single image: Upscale 2× makes it twice the size, Vary makes a variation, Cancel stops a running job', async () => {
+  it('a single image: Upscale 2× makes it twice the size, Vary (Strong) makes a variation, Cancel stops a running job', async () => {
     world = await startSlackWorld();
     const w = world;
     const { s } = w;
@@ -155,8 +156,10 @@ describe('Slack surface over HTTP', () => {
     expect(await sharp(file.data!).metadata()).toMatchObject({ width: 512, height: 512 });
     expect(upscaled.buttons.map((b) => b.text)).not.toContain('⬆️ Upscale 2×');
 
-    s.clickButton(result, button(result, 'Vary'), { user: bob });
-    await s.waitForMessage((m) => m.text.includes(`variation of image 1 by <@${bob.id}>`) && isResult(m));
+    s.clickButton(result, button(result, 'Vary (Strong)'), { user: bob });
+    await s.waitForMessage(
+      (m) => m.text.includes(`strong variation of image 1 by <@${bob.id}>`) && isResult(m),
+    );
 
     s.slash('/imagine', 'a long night --steps 100', { user: bob });
     const running = await s.waitForMessage((m) => m.text.includes('long night') && m.buttons.length === 1);

@@ -5,8 +5,8 @@
 import sharp from 'sharp';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Bot } from '../../commands/bot.js';
-import { decodeButton, encodeButton } from '../../commands/custom-id.js';
-import type { ChatMessage } from '../../commands/types.js';
+import { decodeButton, decodeForm, encodeButton, encodeForm } from '../../commands/custom-id.js';
+import type { ChatForm, ChatMessage } from '../../commands/types.js';
 import { ForbiddenError } from '../../src/errors.js';
 import { readPngText } from '../../src/images/index.js';
 import { FakeAdapter, type FakeMessage } from '../helpers/fake-adapter.js';
@@ -51,7 +51,8 @@ describe('/imagine', () => {
     expect(await sharp(png).metadata()).toMatchObject({ width: 256, height: 256, format: 'png' });
     expect(readPngText(png).parameters).toMatch(/^a lighthouse at dusk\n.*Seed: 42/s);
     expect(buttons(done.current).map((b) => b.label)).toEqual([
-      'Vary',
+      'Vary (Subtle)',
+      'Vary (Strong)',
       'Reroll',
       'Upscale 2×',
       'Share',
@@ -129,7 +130,13 @@ describe('buttons and reactions', () => {
     const single = await chat.waitFor((m) => m.current.text.includes('image 2 of 4'));
     expect(single.current.text).toMatch(/seed 101/);
     expect(single.current.image).toMatchObject({ width: 256, height: 256 });
-    expect(buttons(single.current).map((b) => b.label)).toEqual(['Vary', 'Upscale 2×', 'Share', 'Delete']);
+    expect(buttons(single.current).map((b) => b.label)).toEqual([
+      'Vary (Subtle)',
+      'Vary (Strong)',
+      'Upscale 2×',
+      'Share',
+      'Delete',
+    ]);
   });
 
   it('V1, Reroll and Upscale start new jobs for whoever clicked, answered in the channel', async () => {
@@ -275,6 +282,63 @@ describe('queue, cancel and settings', () => {
   });
 });
 
+describe('remix and styles (the Bot alone)', () => {
+  it('remix opens a form only where the surface has forms; a form id that is not ours is refused politely', async () => {
+    await bot.command(chat.invocation('alice'), 'settings', { remix: true });
+    expect(await chat.waitForPrivate('alice')).toMatch(
+      /^Saved\. You have no image defaults of your own\. Remix is on/,
+    );
+    await bot.command(chat.invocation('alice'), 'imagine', { prompt: 'a red boat', steps: 1 });
+    const result = await chat.waitFor(isResult);
+    // This invocation has no openForm (a surface without forms): the Reroll queues at once.
+    await bot.action(chat.invocation('alice'), button(result.current, 'Reroll'));
+    await chat.waitFor((m) => isResult(m) && m.current.text.includes('reroll by <@alice>'));
+    // With forms, the click opens one and queues nothing.
+    const forms: ChatForm[] = [];
+    const inv = chat.invocation('alice');
+    inv.openForm = async (form) => void forms.push(form);
+    const before = app.store.jobs.list({ limit: 100 }).length;
+    await bot.action(inv, button(result.current, 'Vary (Subtle)'));
+    expect(forms).toEqual([
+      {
+        id: encodeForm({
+          action: 'varySubtle',
+          jobId: decodeButton(button(result.current, 'Reroll'))!.jobId,
+          index: 0,
+        }),
+        title: 'Remix · Vary (Subtle)',
+        submitLabel: 'Make it',
+        fields: [
+          {
+            id: 'prompt',
+            label: 'Prompt',
+            value: 'a red boat',
+            multiline: true,
+            required: true,
+            maxLength: 2000,
+          },
+        ],
+      },
+    ]);
+    expect(app.store.jobs.list({ limit: 100 })).toHaveLength(before);
+    await bot.submitForm(chat.invocation('alice'), 'at1f:q:0000', { prompt: 'x' });
+    await bot.submitForm(chat.invocation('alice'), forms[0]!.id, { prompt: 'x'.repeat(2001) });
+    expect(chat.privateMessages.slice(-2).map((p) => p.message.text)).toEqual([
+      "That form doesn't belong to an image I know.",
+      expect.stringMatching(/^⚠️ Your prompt is 2,001 characters long; the limit is 2,000/),
+    ]);
+    await bot.command(chat.invocation('alice'), 'settings', { remix: false });
+    expect(await chat.waitForPrivate('alice', (t) => t.includes('off'))).toMatch(/Remix is off/);
+  });
+
+  it('/settings style: without styles configured says there are none', async () => {
+    await bot.command(chat.invocation('alice'), 'settings', { style: 'noir' });
+    expect(await chat.waitForPrivate('alice')).toBe(
+      "⚠️ There are no styles on this bot, so “noir” can't be used.",
+    );
+  });
+});
+
 describe('text commands', () => {
   it('parses flags, aliases and multi-word values', () => {
     expect(bot.parseText('/imagine a fox in the snow --ar 16:9 --seed 3 --no blurry, people --n 2')).toEqual({
@@ -303,5 +367,13 @@ describe('text commands', () => {
     expect(decodeButton(id)).toEqual({ action: 'variation', jobId: '01JABCDEFGHJK', index: 3 });
     expect(decodeButton(`${id}x`)).toBeUndefined();
     expect(decodeButton('at1:q:01JABCDEFGHJK')).toBeUndefined();
+    const subtle = encodeButton({ action: 'varySubtle', jobId: '01JABCDEFGHJK', index: 0 });
+    expect(decodeButton(subtle)).toEqual({ action: 'varySubtle', jobId: '01JABCDEFGHJK', index: 0 });
+    // A remix form stands for its button, under a prefix no button has.
+    const form = encodeForm({ action: 'varyStrong', jobId: '01JABCDEFGHJK', index: 2 });
+    expect(form).toBe('at1f:h:01JABCDEFGHJK:2');
+    expect(decodeForm(form)).toEqual({ action: 'varyStrong', jobId: '01JABCDEFGHJK', index: 2 });
+    expect(decodeButton(form)).toBeUndefined();
+    expect(decodeForm(subtle)).toBeUndefined();
   });
 });

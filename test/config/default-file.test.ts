@@ -23,6 +23,7 @@ describe('config/default.yaml', () => {
       'queue',
       'limits',
       'generation',
+      'styles',
       'models',
       'images',
       'progress',

@@ -45,7 +45,7 @@ describe('config errors name the key, the value, what is allowed and where it ca
   it('a setting missing from the defaults file names that file', () => {
     const cwd = workdir({ 'defaults.yaml': 'dataDir: ./data\n' });
     expect(() => loadConfig({ env: {}, cwd, defaultsFile: `${cwd}/defaults.yaml` })).toThrow(
-      'config: log is missing from default file defaults.yaml: expected a section of settings (a mapping of keys to values) (+10 more config problems)',
+      'config: log is missing from default file defaults.yaml: expected a section of settings (a mapping of keys to values) (+11 more config problems)',
     );
   });
 
@@ -83,6 +83,44 @@ describe('config errors name the key, the value, what is allowed and where it ca
     expect(error.message).toMatch(
       /^config: queue\.concurrency = 0 is not allowed: .* \(\+1 more config problem\)$/,
     );
+  });
+});
+
+describe('models.precision', () => {
+  it('takes fp8-weights beside fp8, fp16, fp32 and auto', () => {
+    for (const precision of ['auto', 'fp8', 'fp8-weights', 'fp16', 'fp32'])
+      expect(
+        loadConfig({ env: { ATELIER_MODELS__PRECISION: precision }, cwd: workdir() }).models.precision,
+      ).toBe(precision);
+  });
+
+  it('refuses another value, naming the key and every allowed value', () => {
+    const error = loadError({ ATELIER_MODELS__PRECISION: 'int8' });
+    expect(error.key).toBe('models.precision');
+    expect(error.message).toBe(
+      'config: models.precision = "int8" is not allowed: expected one of auto, fp8, fp8-weights, fp16, fp32 (from env ATELIER_MODELS__PRECISION)',
+    );
+  });
+
+  it('suggests the value a near miss was meant to be', () => {
+    expect(loadError({ ATELIER_MODELS__PRECISION: 'fp8_weights' }).message).toBe(
+      'config: models.precision = "fp8_weights" is not allowed: expected one of auto, fp8, fp8-weights, fp16, fp32 (from env ATELIER_MODELS__PRECISION); did you mean fp8-weights?',
+    );
+    expect(loadError({ ATELIER_MODELS__PRECISION: 'fp8-weigths' }).message).toMatch(
+      /; did you mean fp8-weights\?$/,
+    );
+    const yaml = loadError(
+      { ATELIER_CONFIG: 'atelier.yaml' },
+      { 'atelier.yaml': 'models:\n  precision: FP16\n' },
+    );
+    expect(yaml.message).toBe(
+      'config: models.precision = "FP16" is not allowed: expected one of auto, fp8, fp8-weights, fp16, fp32 (from override file atelier.yaml:2); did you mean fp16?',
+    );
+  });
+
+  it('suggests nothing for a short word that is another choice one letter away', () => {
+    // "tpu" is one edit from "cpu", but it is no typo of it: the line stays as it was.
+    expect(loadError({ ATELIER_MODELS__EXECUTION_PROVIDER: 'tpu' }).message).not.toContain('did you mean');
   });
 });
 

@@ -447,6 +447,63 @@ describe('Discord simulator: interaction callbacks', () => {
     expect(tooMany.message).toContain('data.choices[BASE_TYPE_MAX_LENGTH]');
   });
 
+  it('checks modals (type 9) as Discord does and sends what the person submits as MODAL_SUBMIT', async () => {
+    const interaction = d.slash('imagine', { prompt: 'fox' }, { user: d.users.carol });
+    const label = (over: Record<string, unknown> = {}) => ({
+      type: 18,
+      label: 'Prompt',
+      component: { type: 4, custom_id: 'prompt', style: 2, max_length: 10, value: 'a fox', ...over },
+    });
+    const bad = await rejection(
+      callback(interaction.id, interaction.token, {
+        type: 9,
+        data: {
+          custom_id: 'remix',
+          title: 'x'.repeat(46),
+          components: [label({ label: 'Old style label', value: 'far too long a value' })],
+        },
+      }),
+    );
+    expect(bad.code).toBe(50035);
+    expect(bad.message).toContain('data.title[BASE_TYPE_BAD_LENGTH]');
+    expect(bad.message).toContain('data.components[0].component.label[COMPONENT_INVALID_FIELD]');
+    expect(bad.message).toContain('data.components[0].component.value[BASE_TYPE_MAX_LENGTH]');
+    expect(interaction.acknowledged).toBe(false);
+
+    await callback(interaction.id, interaction.token, {
+      type: 9,
+      data: { custom_id: 'remix', title: 'Remix', components: [label({ required: true, min_length: 1 })] },
+    });
+    const modal = await interaction.waitForModal();
+    expect(modal.inputs.map((i) => [i.customId, i.label, i.value])).toEqual([['prompt', 'Prompt', 'a fox']]);
+    expect(interaction.original()).toBeUndefined();
+    // Discord's client does not submit what breaks the input's rules.
+    expect(() => d.submitModal(interaction, { prompt: '' })).toThrow(/"Prompt" is required/);
+    expect(() => d.submitModal(interaction, { prompt: 'x'.repeat(11) })).toThrow(/1–10 characters/);
+    expect(() => d.submitModal(interaction, { other: 'x' })).toThrow(/has no input "other"/);
+
+    const submitted = once(client, Events.InteractionCreate);
+    const submit = d.submitModal(interaction, { prompt: 'a cat' });
+    const [received] = (await submitted) as [import('discord.js').Interaction];
+    expect(received.isModalSubmit()).toBe(true);
+    if (!received.isModalSubmit()) return;
+    expect(received.customId).toBe('remix');
+    expect(received.fields.getTextInputValue('prompt')).toBe('a cat');
+    expect(received.user.id).toBe(d.users.carol.id);
+    // A modal submit is answered like a message, never with another modal, nor by updating a
+    // message when it did not come from one.
+    const again = await rejection(
+      callback(submit.id, submit.token, {
+        type: 9,
+        data: { custom_id: 'x', title: 'x', components: [label()] },
+      }),
+    );
+    expect(again.code).toBe(50035);
+    expect((await rejection(callback(submit.id, submit.token, { type: 6 }))).code).toBe(50035);
+    await callback(submit.id, submit.token, { type: 4, data: { content: 'queued a cat' } });
+    expect(submit.original()?.content).toBe('queued a cat');
+  });
+
   it('dispatches by intent: a bot without reaction intents never sees reactions', async () => {
     const raw: string[] = [];
     client.on(Events.Raw, (packet: { t: string | null }) => packet.t && raw.push(packet.t));

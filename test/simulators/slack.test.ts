@@ -205,3 +205,136 @@ describe('Slack simulator with Bolt (HTTP receiver)', () => {
     expect(s.ephemerals()).toEqual([]);
   });
 });
+
+describe('Slack simulator: modals (views.open and view_submission) with Bolt', () => {
+  let s: SlackSimulator;
+  let app: App | undefined;
+
+  beforeEach(async () => {
+    s = await startSlackSimulator();
+  });
+
+  afterEach(async () => {
+    await app?.stop();
+    app = undefined;
+    await s.stop();
+  });
+
+  it('checks views like Slack, opens one per trigger_id, and delivers view_submission; an errors ack keeps it open', async () => {
+    app = new App({
+      token: s.botToken,
+      signingSecret: s.signingSecret,
+      clientOptions: { slackApiUrl: s.apiUrl },
+      logLevel: LogLevel.ERROR,
+    });
+    const opened: { errors: string[] } = { errors: [] };
+    const submitted: { user: string; values: unknown; metadata: string }[] = [];
+    const input = {
+      type: 'input' as const,
+      block_id: 'prompt',
+      label: { type: 'plain_text' as const, text: 'Prompt' },
+      element: {
+        type: 'plain_text_input' as const,
+        action_id: 'prompt',
+        multiline: true,
+        max_length: 20,
+        initial_value: 'a fox',
+      },
+    };
+    app.action('remix', async ({ ack, body, client }) => {
+      await ack();
+      const trigger = (body as { trigger_id: string }).trigger_id;
+      try {
+        await client.views.open({
+          trigger_id: trigger,
+          view: {
+            type: 'modal',
+            title: { type: 'plain_text', text: 'A title longer than 24 chars' },
+            blocks: [input],
+          },
+        });
+      } catch (error) {
+        opened.errors = (
+          error as { data: { response_metadata: { messages: string[] } } }
+        ).data.response_metadata.messages;
+      }
+      const view = {
+        type: 'modal' as const,
+        callback_id: 'remix-form',
+        private_metadata: 'C-where',
+        title: { type: 'plain_text' as const, text: 'Remix' },
+        submit: { type: 'plain_text' as const, text: 'Make it' },
+        blocks: [input],
+      };
+      await client.views.open({ trigger_id: trigger, view });
+      await client.views.open({ trigger_id: trigger, view }).catch(() => {});
+    });
+    app.view('remix-form', async ({ ack, body, view }) => {
+      const value = view.state.values.prompt?.prompt?.value ?? '';
+      if (value.includes('bad')) {
+        await ack({ response_action: 'errors', errors: { prompt: 'Not that word.' } });
+        return;
+      }
+      await ack();
+      submitted.push({ user: body.user.id, values: view.state.values, metadata: view.private_metadata });
+    });
+    const server = (await app.start(0)) as Server;
+    s.setRequestUrl(`http://127.0.0.1:${(server.address() as AddressInfo).port}/slack/events`);
+    const message = s.state.postMessage({
+      channel: s.channels.general.id,
+      user: s.bot.id,
+      text: 'result',
+      blocks: [
+        {
+          type: 'actions',
+          elements: [{ type: 'button', action_id: 'remix', text: { type: 'plain_text', text: 'Remix' } }],
+        },
+      ],
+    });
+
+    s.clickButton(message, 'remix', { user: s.users.carol });
+    const view = await s.waitForView();
+    expect(opened.errors).toEqual([
+      '[ERROR] must be less than 25 characters [json-pointer:/view/title/text]',
+      '[ERROR] must be provided when the view has input blocks [json-pointer:/view/submit]',
+    ]);
+    // The same trigger_id again: Slack has exchanged it for the first view already.
+    await s.waitForCall((c) => c.method === 'views.open' && c.error === 'exchanged_trigger_id');
+    expect(s.views).toHaveLength(1);
+    expect(view).toMatchObject({
+      user: s.users.carol.id,
+      callbackId: 'remix-form',
+      title: 'Remix',
+      state: 'open',
+    });
+    expect(view.inputs).toEqual([
+      expect.objectContaining({
+        blockId: 'prompt',
+        actionId: 'prompt',
+        initialValue: 'a fox',
+        maxLength: 20,
+      }),
+    ]);
+    // Slack's client checks inputs before sending.
+    expect(() => s.submitView(view, { prompt: '' })).toThrow(/"Prompt" is required/);
+    expect(() => s.submitView(view, { prompt: 'x'.repeat(21) })).toThrow(/0–20 characters/);
+
+    const bad = s.submitView(view, { prompt: 'a bad fox' });
+    expect((await bad.waitForAck()).body).toEqual({
+      response_action: 'errors',
+      errors: { prompt: 'Not that word.' },
+    });
+    expect(view).toMatchObject({ state: 'open', errors: { prompt: 'Not that word.' } });
+    const good = s.submitView(view, { prompt: 'a good fox' });
+    expect((await good.waitForAck()).status).toBe(200);
+    expect(view.state).toBe('submitted');
+    expect(submitted).toEqual([
+      {
+        user: s.users.carol.id,
+        values: { prompt: { prompt: { type: 'plain_text_input', value: 'a good fox' } } },
+        metadata: 'C-where',
+      },
+    ]);
+    expect(() => s.submitView(view)).toThrow(/closed/);
+  });
+});

@@ -4,6 +4,7 @@
  */
 import { Composer } from './composer.js';
 import { Connection } from './connection.js';
+import { FormDialog } from './form-dialog.js';
 import { Gallery } from './gallery.js';
 import { plainText } from './markup.js';
 import { avatar, renderMessage } from './message-view.js';
@@ -65,6 +66,25 @@ const composer = new Composer({
       state.choiceRequests.set(requestId, resolve);
       if (!connection.send({ type: 'autocomplete', requestId, command, option, partial })) resolve([]);
     }),
+});
+
+const formDialog = new FormDialog({
+  dialog: $('form-dialog'),
+  form: $('form-dialog-form'),
+  title: $('form-dialog-title'),
+  fields: $('form-dialog-fields'),
+  submit: $('form-dialog-submit'),
+  cancel: $('form-dialog-cancel'),
+  onSubmit: (frame, values) => {
+    const sent = connection.send({
+      type: 'submit',
+      channelId: frame.channelId,
+      formId: frame.form.id,
+      values,
+    });
+    if (!sent) notice('Not connected; try again in a moment. Your text is still in the form.');
+    return sent;
+  },
 });
 
 const gallery = new Gallery({
@@ -137,6 +157,8 @@ function onFrame(frame) {
       state.choiceRequests.delete(frame.requestId);
       return resolve?.(frame.choices);
     }
+    case 'form':
+      return formDialog.open(frame);
     case 'problem':
       if (frame.field === 'name') $('name-problem').textContent = frame.message;
       return notice(frame.message);

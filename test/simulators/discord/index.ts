@@ -11,6 +11,7 @@ export { InteractionExpiredError, InteractionHandle } from './interactions.js';
 export { DEFAULT_UPLOAD_LIMIT_BYTES, type DiscordSimulatorOptions } from './options.js';
 export { COMMAND_LIMITS } from './rest/command-validation.js';
 export { MESSAGE_LIMITS } from './rest/message-validation.js';
+export type { SimModal, SimTextInput } from './rest/modal.js';
 export { DISCORD_ROUTES, type DiscordRoute } from './rest/routes.js';
 export {
   type ClickOptions,

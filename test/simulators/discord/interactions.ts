@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { type APIInteraction, InteractionResponseType, type InteractionType } from 'discord-api-types/v10';
 import type { WaitOptions } from '../shared/waiting.js';
 import { waitForState } from '../shared/waiting.js';
+import type { SimModal } from './rest/modal.js';
 import { snowflake } from './snowflake.js';
 import type { DiscordState } from './state.js';
 import type { InteractionCallbackRecord, InteractionKind, SimChannel, SimMessage, SimUser } from './types.js';
@@ -29,6 +30,10 @@ export class InteractionHandle {
   readonly followUpIds: string[] = [];
   /** Raw payload as dispatched. */
   payload: APIInteraction = {} as APIInteraction;
+  /** The modal the bot answered with (callback type 9), as the person sees it. */
+  modal: SimModal | null = null;
+  /** The modal was submitted (`d.submitModal`): Discord closes it, so it cannot be sent twice. */
+  modalSubmitted = false;
 
   constructor(
     private readonly state: DiscordState,
@@ -90,6 +95,15 @@ export class InteractionHandle {
       what: `the bot to answer ${this.describe()}`,
       timeoutMs: options.timeoutMs ?? this.timing.waitTimeoutMs,
     });
+  }
+
+  /** Resolves with the modal the bot opened; rejects if it answered otherwise or not in time. */
+  async waitForModal(options: WaitOptions = {}): Promise<SimModal> {
+    const response = await this.waitForResponse(options);
+    if (!this.modal) {
+      throw new Error(`${this.describe()} was answered with callback type ${response.type}, not a modal (9)`);
+    }
+    return this.modal;
   }
 
   /** Resolves once Discord would have expired the interaction (the bot never answered). */
@@ -154,7 +168,11 @@ export class InteractionHandle {
 
   describe(): string {
     const data = (this.payload as { data?: { name?: string; custom_id?: string } }).data;
-    const what = data?.name ? `/${data.name}` : data?.custom_id ? `button ${data.custom_id}` : this.kind;
+    const what = data?.name
+      ? `/${data.name}`
+      : data?.custom_id
+        ? `${this.kind === 'modal' ? 'modal' : 'button'} ${data.custom_id}`
+        : this.kind;
     return `${what} by ${this.user.username}`;
   }
 }

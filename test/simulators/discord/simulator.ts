@@ -23,8 +23,10 @@ import { ADMIN_PERMISSIONS, BOT_PERMISSIONS, EVERYONE_PERMISSIONS } from './perm
 import { appRoutes } from './rest/app-routes.js';
 import { channelRoutes } from './rest/channel-routes.js';
 import { interactionRoutes } from './rest/interaction-routes.js';
+import { modalSubmitData } from './rest/modal.js';
 import { DiscordRouter } from './rest/router.js';
 import type { DiscordRoute, RestDeps } from './rest/routes.js';
+import { messageJson } from './serialize.js';
 import { snowflake } from './snowflake.js';
 import { type DiscordEventMap, DiscordState } from './state.js';
 import type { RestRequestRecord, SimAttachment, SimChannel, SimGuild, SimMessage, SimUser } from './types.js';
@@ -319,6 +321,29 @@ export class DiscordSimulator {
     return this.#send('component', InteractionType.MessageComponent, context, current, (ids) => ({
       ...baseInteraction(this.state, InteractionType.MessageComponent, context, ids),
       ...componentData(this.state, current, customId),
+    }));
+  }
+
+  /**
+   * The person who got a modal (`opened`: the interaction the bot answered with callback type 9)
+   * submits it: `values` by the inputs' custom ids (inputs left out keep their prefilled text).
+   * Dispatches MODAL_SUBMIT with the component's message when the modal came from a click.
+   */
+  submitModal(opened: InteractionHandle, values: Readonly<Record<string, string>> = {}): InteractionHandle {
+    const modal = opened.modal;
+    if (!modal) throw new SimulatorUsageError(`${opened.describe()} opened no modal`);
+    if (opened.modalSubmitted)
+      throw new SimulatorUsageError('that modal was submitted already (Discord closed it)');
+    const data = modalSubmitData(modal, values);
+    if ('problem' in data)
+      throw new SimulatorUsageError(`Discord's client would not submit it: ${data.problem}`);
+    opened.modalSubmitted = true;
+    const message = opened.message ? (this.state.messages.get(opened.message.id) ?? null) : null;
+    const context = { user: opened.user, channel: opened.channel };
+    return this.#send('modal', InteractionType.ModalSubmit, context, message, (ids) => ({
+      ...baseInteraction(this.state, InteractionType.ModalSubmit, context, ids),
+      data,
+      ...(message ? { message: messageJson(this.state, message) } : {}),
     }));
   }
 

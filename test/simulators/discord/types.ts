@@ -122,7 +122,8 @@ export interface SimMessage {
   deleted: boolean;
 }
 
-export type InteractionKind = 'command' | 'autocomplete' | 'component';
+/** `modal`: a MODAL_SUBMIT (a person submitted a modal the bot opened). */
+export type InteractionKind = 'command' | 'autocomplete' | 'component' | 'modal';
 
 /** One attempt by the bot to answer an interaction (`POST /interactions/:id/:token/callback`). */
 export interface InteractionCallbackRecord {

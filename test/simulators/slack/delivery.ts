@@ -82,7 +82,7 @@ interface ResponseUrlEntry {
 
 export class SlackDeliveries {
   readonly all: SlackDelivery[] = [];
-  readonly #triggers = new Map<string, number>();
+  readonly #triggers = new Map<string, { at: number; user: string | null; exchanged: boolean }>();
   readonly #responseUrls = new Map<string, ResponseUrlEntry>();
   socket: SocketTransport | undefined;
   baseUrl = '';
@@ -100,13 +100,19 @@ export class SlackDeliveries {
     private readonly options: ResolvedSlackOptions,
   ) {}
 
-  newTriggerId(): string {
+  /** A trigger_id for something `user` did (it opens a modal on their screen). */
+  newTriggerId(user: string | null = null): string {
     const id = triggerId();
-    this.#triggers.set(id, Date.now());
+    this.#triggers.set(id, { at: Date.now(), user, exchanged: false });
     return id;
   }
 
   triggerIssuedAt(id: string): number | undefined {
+    return this.#triggers.get(id)?.at;
+  }
+
+  /** The trigger, for views.open: when it was issued, for whom, and whether a view used it already. */
+  trigger(id: string): { at: number; user: string | null; exchanged: boolean } | undefined {
     return this.#triggers.get(id);
   }
 
@@ -220,6 +226,7 @@ export class SlackDeliveries {
   /** Records the ack and applies its content the way Slack does. */
   #acked(delivery: SlackDelivery, ack: AckRecord): void {
     delivery.ack = ack;
+    if (delivery.kind === 'view_submission') applyViewAck(this.state, delivery, ack);
     if (ack.status === 200 && delivery.kind === 'slash_command' && delivery.user && delivery.channel) {
       const reply = ackReply(ack.body);
       if (reply) {
@@ -244,6 +251,25 @@ export class SlackDeliveries {
     }
     this.state.events.emit('ack', delivery);
   }
+}
+
+/**
+ * A view_submission ack: empty (or `response_action: clear`) closes the modal; `errors` keeps it
+ * open with a message under each named input. Without a 200 in time the modal stays open and the
+ * person sees Slack's own error.
+ */
+function applyViewAck(state: SlackState, delivery: SlackDelivery, ack: AckRecord): void {
+  const id = (delivery.payload.view as { id?: string } | undefined)?.id;
+  const view = id ? state.views.get(id) : undefined;
+  if (!view || ack.status !== 200) return;
+  const body = (ack.body && typeof ack.body === 'object' ? ack.body : {}) as Record<string, unknown>;
+  if (body.response_action === 'errors' && body.errors && typeof body.errors === 'object') {
+    view.errors = { ...(body.errors as Record<string, string>) };
+    return;
+  }
+  view.state = 'submitted';
+  view.errors = {};
+  state.events.emit('viewClosed', view);
 }
 
 /** A slash command ack with a body is the command's reply: text or `{ text, blocks, response_type }`. */

@@ -19,4 +19,5 @@ export {
 } from './simulator.js';
 export type { SlackEventMap, SlackReactionEvent } from './state.js';
 export type * from './types.js';
+export { type SlackView, type SlackViewInput, VIEW_LIMITS } from './views.js';
 export { SLACK_LIMITS } from './web-api/chat-methods.js';

@@ -26,6 +26,7 @@ import type {
   SlackMessage,
   SlackUser,
 } from './types.js';
+import { type SlackView, viewSubmission } from './views.js';
 import { chatMethods } from './web-api/chat-methods.js';
 import { fileMethods, handleUpload } from './web-api/file-methods.js';
 import { infoMethods } from './web-api/info-methods.js';
@@ -209,7 +210,7 @@ export class SlackSimulator {
       user,
       channel,
       responseUrl: responseUrl.url,
-      triggerId: this.deliveries.newTriggerId(),
+      triggerId: this.deliveries.newTriggerId(user.id),
     });
     const delivery = this.#delivery('slash_command', fields, options, user.id, channel.id, null);
     responseUrl.bind(delivery);
@@ -258,7 +259,7 @@ export class SlackSimulator {
       container,
       button,
       responseUrl: responseUrl.url,
-      triggerId: this.deliveries.newTriggerId(),
+      triggerId: this.deliveries.newTriggerId(user.id),
     });
     if (options.team !== undefined) {
       payload.team = { id: options.team, domain: `${options.team.toLowerCase()}-elsewhere` };
@@ -270,6 +271,36 @@ export class SlackSimulator {
       delivery,
       {
         body: stringify({ payload: JSON.stringify(payload) }),
+        contentType: 'application/x-www-form-urlencoded',
+      },
+      'interactive',
+    );
+  }
+
+  /**
+   * The person whose modal `view` is submits it (`values` by the inputs' action ids; inputs left
+   * out keep their initial text): a `view_submission` delivery. The bot's ack closes the modal or,
+   * with `response_action: errors`, keeps it open with `view.errors`.
+   */
+  submitView(
+    view: SlackView,
+    values: Readonly<Record<string, string>> = {},
+    options: SendOptions = {},
+  ): SlackDelivery {
+    const live = this.state.views.get(view.id);
+    if (!live) throw new SimulatorUsageError(`no view ${view.id} was opened`);
+    if (live.state !== 'open') throw new SimulatorUsageError('that modal is closed; nobody can submit it');
+    const user = this.state.users.get(live.user);
+    if (!user) throw new SimulatorUsageError(`the modal's person (${live.user}) is unknown`);
+    const built = viewSubmission(this.state, this.options.teamDomain, live, user, values);
+    if ('problem' in built)
+      throw new SimulatorUsageError(`Slack's client would not submit it: ${built.problem}`);
+    built.payload.trigger_id = this.deliveries.newTriggerId(user.id);
+    const delivery = this.#delivery('view_submission', built.payload, options, user.id, null, null);
+    return this.deliveries.send(
+      delivery,
+      {
+        body: stringify({ payload: JSON.stringify(built.payload) }),
         contentType: 'application/x-www-form-urlencoded',
       },
       'interactive',
@@ -446,6 +477,25 @@ export class SlackSimulator {
       events: ['messageCreate', 'messageUpdate'],
       probe: () => [...this.state.messages.values()].find((m) => !m.deleted && predicate(m)),
       what: 'a Slack message matching the predicate',
+      describe: () => this.#describe(),
+      timeoutMs: options.timeoutMs ?? this.options.waitTimeoutMs,
+    });
+  }
+
+  /** Modals opened with views.open, oldest first. */
+  get views(): SlackView[] {
+    return [...this.state.views.values()];
+  }
+
+  /** Resolves with the first modal (opened already or later) that matches. */
+  waitForView(
+    predicate: (view: SlackView) => boolean = () => true,
+    options: WaitOptions = {},
+  ): Promise<SlackView> {
+    return waitForState(this.state.events, {
+      events: ['viewOpened'],
+      probe: () => this.views.find(predicate),
+      what: 'a modal (views.open) matching the predicate',
       describe: () => this.#describe(),
       timeoutMs: options.timeoutMs ?? this.options.waitTimeoutMs,
     });

@@ -11,6 +11,7 @@ import type {
   SlackMessage,
   SlackUser,
 } from './types.js';
+import type { SlackView } from './views.js';
 
 export interface SlackReactionEvent {
   message: SlackMessage;
@@ -36,7 +37,10 @@ export interface SlackEventMap {
   lateAck: [delivery: SlackDelivery];
   socketConnected: [connection: { id: string; at: number }];
   socketClosed: [connection: { id: string; code: number }];
-  viewOpened: [view: Record<string, unknown>];
+  /** views.open put a modal on someone's screen. */
+  viewOpened: [view: SlackView];
+  /** A modal was submitted and the bot's ack closed it. */
+  viewClosed: [view: SlackView];
 }
 
 /** The simulated workspace: people, channels, messages (with threads), ephemerals, files. */
@@ -50,6 +54,8 @@ export class SlackState {
   readonly messages = new Map<string, SlackMessage>();
   readonly ephemerals: SlackEphemeral[] = [];
   readonly files = new Map<string, SlackFile>();
+  /** Modals opened with views.open, by view id. */
+  readonly views = new Map<string, SlackView>();
 
   constructor(
     readonly bot: SlackUser,

@@ -110,7 +110,13 @@ export interface ApiCallRecord {
 }
 
 /** `raw`: a signed body given as is (malformed or hostile requests). */
-export type DeliveryKind = 'slash_command' | 'block_actions' | 'event' | 'url_verification' | 'raw';
+export type DeliveryKind =
+  | 'slash_command'
+  | 'block_actions'
+  | 'view_submission'
+  | 'event'
+  | 'url_verification'
+  | 'raw';
 
 /** How the bot acknowledged one delivery. */
 export interface AckRecord {

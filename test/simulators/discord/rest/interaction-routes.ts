@@ -9,6 +9,7 @@ import { messageJson } from '../serialize.js';
 import type { SimMessage } from '../types.js';
 import { DiscordErrors, DiscordHttpError, FormErrors, LengthErrors } from './errors.js';
 import { afterEdit, asCreated, assertNotEmpty, readMessageBody } from './message-body.js';
+import { readModal } from './modal.js';
 import {
   noContent,
   ok,
@@ -31,6 +32,13 @@ const ALLOWED_CALLBACKS: Record<InteractionHandle['kind'], InteractionResponseTy
     InteractionResponseType.DeferredMessageUpdate,
     InteractionResponseType.UpdateMessage,
     InteractionResponseType.Modal,
+  ],
+  // A modal cannot answer a modal; 6 and 7 only when the modal came from a message's component.
+  modal: [
+    InteractionResponseType.ChannelMessageWithSource,
+    InteractionResponseType.DeferredChannelMessageWithSource,
+    InteractionResponseType.DeferredMessageUpdate,
+    InteractionResponseType.UpdateMessage,
   ],
 };
 
@@ -70,7 +78,11 @@ export function interactionRoutes(deps: RestDeps): RouteDefinition[] {
     const type = (ctx.body as { type?: unknown })?.type as InteractionResponseType;
     if (handle.isExpired()) throw DiscordErrors.unknownInteraction();
     if (handle.acknowledged) throw DiscordErrors.alreadyAcknowledged();
-    if (!ALLOWED_CALLBACKS[handle.kind].includes(type)) {
+    const updatesNothing =
+      handle.message === null &&
+      (type === InteractionResponseType.DeferredMessageUpdate ||
+        type === InteractionResponseType.UpdateMessage);
+    if (!ALLOWED_CALLBACKS[handle.kind].includes(type) || updatesNothing) {
       const errors = new FormErrors();
       errors.add(
         ['type'],
@@ -106,6 +118,10 @@ export function interactionRoutes(deps: RestDeps): RouteDefinition[] {
       }
       case InteractionResponseType.ApplicationCommandAutocompleteResult:
         validateChoices((ctx.body as { data?: { choices?: unknown } })?.data?.choices);
+        break;
+      case InteractionResponseType.Modal:
+        // The person now sees the modal; nothing is posted (d.submitModal sends what they type).
+        handle.modal = readModal((ctx.body as { data?: unknown })?.data);
         break;
       default:
         break;

@@ -1,6 +1,6 @@
 /** auth.test, conversations.info, users.info, reactions.*, views.open, apps.connections.open. */
-import { slackId } from '../ids.js';
 import { channelJson, userJson } from '../serialize.js';
+import { openView, viewProblems } from '../views.js';
 import { jsonArg, type MethodDefinition, type MethodDeps, requireString, SlackApiError } from './methods.js';
 
 /** Slack reaction names are shortcodes (`arrows_counterclockwise`), never the emoji character. */
@@ -61,16 +61,23 @@ export function infoMethods(deps: MethodDeps): Record<string, MethodDefinition> 
     },
     'views.open': {
       handle: ({ args }) => {
-        const trigger = requireString(args, 'trigger_id', 'invalid_trigger_id');
-        const issuedAt = deps.deliveries.triggerIssuedAt(trigger);
-        if (issuedAt === undefined) throw new SlackApiError('invalid_trigger_id');
-        // trigger_ids expire after 3 seconds.
-        if (Date.now() - issuedAt > options.ackTimeoutMs) throw new SlackApiError('expired_trigger_id');
+        const id = requireString(args, 'trigger_id', 'invalid_trigger_id');
+        const trigger = deps.deliveries.trigger(id);
+        if (trigger === undefined) throw new SlackApiError('invalid_trigger_id');
+        // trigger_ids expire after 3 seconds, and open one view.
+        if (Date.now() - trigger.at > options.ackTimeoutMs) throw new SlackApiError('expired_trigger_id');
+        if (trigger.exchanged) throw new SlackApiError('exchanged_trigger_id');
         const view = jsonArg<Record<string, unknown>>(args, 'view');
-        if (!view || typeof view.type !== 'string') throw new SlackApiError('invalid_arguments');
-        const opened = { id: slackId('V'), team_id: state.teamId, app_id: state.appId, ...view };
+        if (!view || typeof view !== 'object') throw new SlackApiError('invalid_arguments');
+        const problems = viewProblems(view);
+        if (problems.length > 0) {
+          throw new SlackApiError('invalid_arguments', { response_metadata: { messages: problems } });
+        }
+        trigger.exchanged = true;
+        const opened = openView(state, view, trigger.user ?? '');
+        state.views.set(opened.id, opened);
         state.events.emit('viewOpened', opened);
-        return { view: opened };
+        return { view: opened.json };
       },
     },
     'apps.connections.open': {
