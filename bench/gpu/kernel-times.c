@@ -1,0 +1,126 @@
+// GPU time per kernel name, from CUPTI's activity records (kernels inside CUDA graphs included).
+// Preloaded into a process (LD_PRELOAD) it needs no change to the program: every 2 s, and at exit,
+// it writes "$KERNEL_TIMES_OUT.<pid>.csv" (total ns, launches, name), longest first. Rewritten
+// periodically because the bench's pipeline child is killed rather than exiting.
+//
+// Built on the GPU machine against its CUPTI (bench/gpu/kernel-times.sh): the kernel record's
+// struct is the newest the headers define (KERNEL_RECORD), whose leading fields never change.
+#include <cupti.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef KERNEL_RECORD
+#error "define KERNEL_RECORD as the newest CUpti_ActivityKernelN"
+#endif
+
+#define BUFFER_BYTES (16u << 20)
+#define SLOTS 8192u
+
+typedef struct {
+  char *name;
+  unsigned long long ns;
+  unsigned long long launches;
+} Entry;
+
+static Entry table[SLOTS];
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static int active;
+
+static unsigned hash(const char *s) {
+  unsigned h = 2166136261u;
+  while (*s) h = (h ^ (unsigned char)*s++) * 16777619u;
+  return h;
+}
+
+static void add(const char *name, unsigned long long ns) {
+  if (!name) name = "(unnamed)";
+  pthread_mutex_lock(&lock);
+  for (unsigned i = hash(name) % SLOTS, probes = 0; probes < SLOTS; i = (i + 1) % SLOTS, probes++) {
+    if (!table[i].name) table[i].name = strdup(name);
+    if (strcmp(table[i].name, name) == 0) {
+      table[i].ns += ns;
+      table[i].launches++;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&lock);
+}
+
+static void CUPTIAPI requested(uint8_t **buffer, size_t *size, size_t *max_records) {
+  *buffer = aligned_alloc(8, BUFFER_BYTES);
+  *size = BUFFER_BYTES;
+  *max_records = 0;
+}
+
+static void CUPTIAPI completed(CUcontext ctx, uint32_t stream, uint8_t *buffer, size_t size, size_t valid) {
+  (void)ctx;
+  (void)stream;
+  (void)size;
+  CUpti_Activity *record = NULL;
+  while (cuptiActivityGetNextRecord(buffer, valid, &record) == CUPTI_SUCCESS) {
+    if (record->kind == CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL || record->kind == CUPTI_ACTIVITY_KIND_KERNEL) {
+      const KERNEL_RECORD *k = (const KERNEL_RECORD *)record;
+      add(k->name, k->end - k->start);
+      __atomic_store_n(&active, 1, __ATOMIC_RELAXED);
+    }
+  }
+  free(buffer);
+}
+
+static int by_time(const void *a, const void *b) {
+  const Entry *x = a, *y = b;
+  return x->ns < y->ns ? 1 : x->ns > y->ns ? -1 : 0;
+}
+
+static void write_table(void) {
+  const char *prefix = getenv("KERNEL_TIMES_OUT");
+  if (!prefix || !__atomic_load_n(&active, __ATOMIC_RELAXED)) return;
+  static Entry copy[SLOTS];
+  unsigned n = 0;
+  pthread_mutex_lock(&lock);
+  for (unsigned i = 0; i < SLOTS; i++)
+    if (table[i].name) copy[n++] = table[i];
+  pthread_mutex_unlock(&lock);
+  qsort(copy, n, sizeof copy[0], by_time);
+  char path[4096], tmp[4200];
+  snprintf(path, sizeof path, "%s.%d.csv", prefix, (int)getpid());
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return;
+  fprintf(f, "ns,launches,name\n");
+  for (unsigned i = 0; i < n; i++) {
+    fprintf(f, "%llu,%llu,\"", copy[i].ns, copy[i].launches);
+    for (const char *c = copy[i].name; *c; c++) fputc(*c == '"' ? '\'' : *c, f);
+    fprintf(f, "\"\n");
+  }
+  fclose(f);
+  rename(tmp, path);
+}
+
+static void *flusher(void *arg) {
+  (void)arg;
+  for (;;) {
+    sleep(2);
+    cuptiActivityFlushAll(0);
+    write_table();
+  }
+  return NULL;
+}
+
+static void at_exit(void) {
+  cuptiActivityFlushAll(1);
+  write_table();
+}
+
+__attribute__((constructor)) static void start(void) {
+  if (!getenv("KERNEL_TIMES_OUT")) return;
+  if (cuptiActivityRegisterCallbacks(requested, completed) != CUPTI_SUCCESS) return;
+  if (cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) != CUPTI_SUCCESS) return;
+  pthread_t thread;
+  pthread_create(&thread, NULL, flusher, NULL);
+  pthread_detach(thread);
+  atexit(at_exit);
+}
