@@ -54,13 +54,13 @@ PROFILES = {
     "demo": dict(
         size=256, depth=4, pos_max=32, vae_ch=64, vae_mult=[1, 0.5, 1, 2], vae_nres=1,
         vae_batch=32, vae_lr=4e-4, batch=256, lr=3e-4, warmup=400,
-        plan_vae_s=140, plan_mmdit_s=640, ema=0.999,
+        plan_vae_s=140, plan_mmdit_s=640, ema=0.999, echo=2,
     ),
     # CPU smoke test: a few steps on tiny images; the artefact still loads in the product.
     "smoke": dict(
         size=64, depth=2, pos_max=8, vae_ch=64, vae_mult=[1, 0.5, 0.5, 1], vae_nres=1,
         vae_batch=4, vae_lr=4e-4, batch=4, lr=3e-4, warmup=2,
-        plan_vae_s=1e9, plan_mmdit_s=1e9, ema=0.9,
+        plan_vae_s=1e9, plan_mmdit_s=1e9, ema=0.9, echo=2,
     ),
 }
 
@@ -287,6 +287,7 @@ def main():
     ap.add_argument("--depth", type=int, help="MMDiT joint blocks (hidden = 64 · depth); default: the profile's")
     ap.add_argument("--batch", type=int, help="MMDiT batch")
     ap.add_argument("--vae-batch", type=int)
+    ap.add_argument("--echo", type=int, help="MMDiT steps per drawn batch (data echoing); default: the profile's")
     ap.add_argument("--workers", type=int, default=max(0, min(15, (os.cpu_count() or 1) - 1)))
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tar-to", help="also pack the artefact into <dir>/demo-model.tar.gz.partNN (≤ 15 MiB each)")
@@ -307,6 +308,8 @@ def main():
         cfg["batch"] = a.batch
     if a.vae_batch:
         cfg["vae_batch"] = a.vae_batch
+    if a.echo:
+        cfg["echo"] = a.echo
     if a.plan_vae_seconds is not None:
         cfg["plan_vae_s"] = a.plan_vae_seconds
     if a.plan_mmdit_seconds is not None:
@@ -492,13 +495,18 @@ def main():
         while time.time() < deadline:
             if a.mmdit_steps is not None and steps_this_call >= a.mmdit_steps:
                 break
-            imgs, l, g, t5 = next(data)
+            # Data echoing: each drawn batch serves `echo` steps with fresh timesteps and noise, so
+            # drawing, tokenizing and the VAE encoder (as costly as the MMDiT's own step at 256²)
+            # run once per `echo` steps.
+            if steps_this_call % cfg.get("echo", 1) == 0:
+                imgs, l, g, t5 = next(data)
+                with torch.no_grad():
+                    x = to_pixels(imgs, dev)
+                    with amp():
+                        mean = vae.encoder(x).float()[:, :16]
+                    lat = (mean - LATENT_SHIFT) * LATENT_SCALE
+                    ctx, y = te(l.to(dev), g.to(dev), t5.to(dev))
             with torch.no_grad():
-                x = to_pixels(imgs, dev)
-                with amp():
-                    mean = vae.encoder(x).float()[:, :16]
-                lat = (mean - LATENT_SHIFT) * LATENT_SCALE
-                ctx, y = te(l.to(dev), g.to(dev), t5.to(dev))
                 b = lat.shape[0]
                 t = torch.sigmoid(torch.randn(b, device=dev))
                 sigma = SHIFT * t / (1 + (SHIFT - 1) * t)
