@@ -54,13 +54,13 @@ PROFILES = {
     "demo": dict(
         size=256, depth=4, pos_max=32, vae_ch=64, vae_mult=[1, 0.5, 1, 2], vae_nres=1,
         vae_batch=32, vae_lr=4e-4, batch=256, lr=3e-4, warmup=400,
-        plan_vae_s=140, plan_mmdit_s=640, ema=0.999, echo=2,
+        plan_vae_s=140, plan_mmdit_s=640, ema=0.999, echo=2, cache=200_000, cache_s=75.0, refresh=4,
     ),
     # CPU smoke test: a few steps on tiny images; the artefact still loads in the product.
     "smoke": dict(
         size=64, depth=2, pos_max=8, vae_ch=64, vae_mult=[1, 0.5, 0.5, 1], vae_nres=1,
         vae_batch=4, vae_lr=4e-4, batch=4, lr=3e-4, warmup=2,
-        plan_vae_s=1e9, plan_mmdit_s=1e9, ema=0.9, echo=2,
+        plan_vae_s=1e9, plan_mmdit_s=1e9, ema=0.9, echo=2, cache=8, cache_s=60.0, refresh=2,
     ),
 }
 
@@ -230,6 +230,39 @@ def get_sigmas(steps, shift=SHIFT):
     return [float(sigma_of(t, shift)) for t in ts] + [0.0]
 
 
+class SceneCache:
+    """Encoded scenes kept on the training device: latents (sampler space) and text conditioning in
+    fp16, drawn without caption dropout (applied per step). Steps draw random rows from all of it,
+    and every `refresh` steps one fresh batch from the loader replaces the oldest rows, so the set
+    keeps moving while drawing and the VAE encoder run once per `refresh` steps, not every step."""
+
+    def __init__(self, data, encode, rows, seconds, refresh):
+        t0 = time.time()
+        parts = []
+        got = 0
+        while got < rows and (got == 0 or time.time() - t0 < seconds):
+            lat, ctx, y = encode(next(data))
+            parts.append((lat.half(), ctx.half(), y.half()))
+            got += lat.shape[0]
+        self.lat, self.ctx, self.y = (torch.cat([p[j] for p in parts])[:rows] for j in range(3))
+        self.rows = self.lat.shape[0]
+        self.data, self.encode, self.refresh = data, encode, refresh
+        self.next_row = 0
+        self.steps = 0
+        self.build_s = time.time() - t0
+
+    def batch(self, b, dev):
+        if self.refresh and self.steps and self.steps % self.refresh == 0:
+            lat, ctx, y = self.encode(next(self.data))
+            n = min(lat.shape[0], self.rows)
+            rows = (torch.arange(n, device=self.lat.device) + self.next_row) % self.rows
+            self.lat[rows], self.ctx[rows], self.y[rows] = lat[:n].half(), ctx[:n].half(), y[:n].half()
+            self.next_row = (self.next_row + n) % self.rows
+        self.steps += 1
+        idx = torch.randint(self.rows, (b,), device=self.lat.device)
+        return self.lat[idx].float(), self.ctx[idx].float(), self.y[idx].float()
+
+
 @torch.no_grad()
 def sample(mmdit, vae, te, tok, captions, size, steps, cfg_scale, seed, dev):
     n = len(captions)
@@ -288,6 +321,10 @@ def main():
     ap.add_argument("--batch", type=int, help="MMDiT batch")
     ap.add_argument("--vae-batch", type=int)
     ap.add_argument("--echo", type=int, help="MMDiT steps per drawn batch (data echoing); default: the profile's")
+    ap.add_argument("--cache", type=int, help="scenes kept encoded on the device (0: off, echo instead); default: the profile's")
+    ap.add_argument("--cache-seconds", type=float, help="stop filling the cache after this long")
+    ap.add_argument("--refresh", type=int, help="with --cache: one fresh batch replaces old rows every N steps")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the MMDiT's training step (falls back to eager)")
     ap.add_argument("--workers", type=int, default=max(0, min(15, (os.cpu_count() or 1) - 1)))
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tar-to", help="also pack the artefact into <dir>/demo-model.tar.gz.partNN (≤ 15 MiB each)")
@@ -310,6 +347,12 @@ def main():
         cfg["vae_batch"] = a.vae_batch
     if a.echo:
         cfg["echo"] = a.echo
+    if a.cache is not None:
+        cfg["cache"] = a.cache
+    if a.cache_seconds is not None:
+        cfg["cache_s"] = a.cache_seconds
+    if a.refresh is not None:
+        cfg["refresh"] = a.refresh
     if a.plan_vae_seconds is not None:
         cfg["plan_vae_s"] = a.plan_vae_seconds
     if a.plan_mmdit_seconds is not None:
@@ -352,7 +395,7 @@ def main():
         subprocess.run(
             [sys.executable, os.path.abspath(__file__), "--out", os.path.join(a.out, "preflight"), "--profile", "demo",
              "--vae-steps", "4", "--mmdit-steps", "4", "--batch", "8", "--vae-batch", "4", "--workers", "2",
-             "--preview-steps", "2", "--minutes", "3", "--no-preflight", "--tar-to", os.path.join(a.out, "preflight", "tar")]
+             "--preview-steps", "2", "--minutes", "3", "--no-preflight", "--cache", "64", "--tar-to", os.path.join(a.out, "preflight", "tar")]
             + (["--depth", str(a.depth)] if a.depth else []),
             check=True,
         )
@@ -489,23 +532,43 @@ def main():
     vae.eval().requires_grad_(False)
     steps_this_call = 0
     if st["phase"] == "mmdit" and time.time() < deadline:
-        data = loader(size, cfg["batch"], a.seed * 100 + 50 + st["calls"], a.workers, 0.1)
+        cached = cfg.get("cache", 0) > 0
+        # With the cache, caption dropout is applied per step (the cache holds real captions).
+        data = loader(size, cfg["batch"], a.seed * 100 + 50 + st["calls"], a.workers, 0.0 if cached else 0.1)
+
+        @torch.no_grad()
+        def encode(batch):
+            imgs, l, g, t5 = batch
+            x = to_pixels(imgs, dev)
+            with amp():
+                mean = vae.encoder(x).float()[:, :16]
+            ctx, y = te(l.to(dev), g.to(dev), t5.to(dev))
+            return (mean - LATENT_SHIFT) * LATENT_SCALE, ctx, y
+
+        cache = None
+        if cached:
+            cache = SceneCache(data, encode, cfg["cache"], cfg["cache_s"], cfg["refresh"])
+            empty = SD3Tokenizer(os.path.join(TEXT_DIR, "tokenizers"))("")
+            ctx_empty, y_empty = te(*(torch.tensor([empty[j]], dtype=torch.long, device=dev) for j in range(3)))
+            log(a.out, event="cache", rows=cache.rows, seconds=round(cache.build_s, 1), refresh=cfg["refresh"])
+        forward = mmdit
+        if a.compile and hasattr(torch, "compile"):
+            forward = torch.compile(mmdit)
         mmdit.train()
         t0 = time.time()
         while time.time() < deadline:
             if a.mmdit_steps is not None and steps_this_call >= a.mmdit_steps:
                 break
+            if cache is not None:
+                lat, ctx, y = cache.batch(cfg["batch"], dev)
+                drop = torch.rand(lat.shape[0], device=dev) < 0.1
+                ctx = torch.where(drop.view(-1, 1, 1), ctx_empty.float(), ctx)
+                y = torch.where(drop.view(-1, 1), y_empty.float(), y)
             # Data echoing: each drawn batch serves `echo` steps with fresh timesteps and noise, so
             # drawing, tokenizing and the VAE encoder (as costly as the MMDiT's own step at 256²)
             # run once per `echo` steps.
-            if steps_this_call % cfg.get("echo", 1) == 0:
-                imgs, l, g, t5 = next(data)
-                with torch.no_grad():
-                    x = to_pixels(imgs, dev)
-                    with amp():
-                        mean = vae.encoder(x).float()[:, :16]
-                    lat = (mean - LATENT_SHIFT) * LATENT_SCALE
-                    ctx, y = te(l.to(dev), g.to(dev), t5.to(dev))
+            elif steps_this_call % cfg.get("echo", 1) == 0:
+                lat, ctx, y = encode(next(data))
             with torch.no_grad():
                 b = lat.shape[0]
                 t = torch.sigmoid(torch.randn(b, device=dev))
@@ -521,7 +584,14 @@ def main():
             for pg in opt.param_groups:
                 pg["lr"] = lr
             with amp():
-                v = mmdit(xt, sigma * 1000, y, ctx)
+                try:
+                    v = forward(xt, sigma * 1000, y, ctx)
+                except Exception as e:  # noqa: BLE001 - a compiler failure must not cost the call
+                    if forward is mmdit:
+                        raise
+                    log(a.out, event="compile failed; eager from here", error=str(e).split("\n")[0][:300])
+                    forward = mmdit
+                    v = forward(xt, sigma * 1000, y, ctx)
             loss = F.mse_loss(v.float(), target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
