@@ -15,6 +15,11 @@
  *   fp8-fused    (only when named) the fused producer: AdaLNModulateQuant → Fp8LinearQ against
  *                AdaLNModulate → Fp8Linear at Large's qkv and fc1 (x [2, 4096, 2432]), timed as
  *                CUDA-graph replays, outputs compared, the fused pair replayed with inputs rewritten
+ *   qkv-norm     (only when named) atelier:JointQkvNorm against the chain it replaces (Split,
+ *                SimplifiedLayerNormalization of q and k per stream, JointConcat of q, k, v) at
+ *                Large's joint attention with CFG (B 2, Tc 333 and 154, Tx 4096, 38×64, fp16), timed
+ *                as CUDA-graph replays, outputs compared bit for bit and with float64 on sampled
+ *                rows, the op replayed with inputs rewritten
  * Each check runs in a child process (a native crash costs one check, not the report) whose output
  * is echoed and kept; prints a PASS/FAIL table and writes JSON.
  *
@@ -36,6 +41,7 @@ import {
   isMhaCheck,
   MHA_SHAPES,
   type MhaCheck,
+  QKV_NORM_CHECK,
 } from './capi-checks.js';
 
 const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda|cpu] [--small] [--runs N]
@@ -51,7 +57,9 @@ const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda
                     all three: ${Object.keys(FP8_GEMM_SHAPES).join(', ')}): atelier:Fp8Linear's
                     variants vs the stock fp16 GEMM at SD3.5 Large's shapes, 8858 tokens, ~30 s each;
                     ${FP8_FUSED_CHECK} (only by name): AdaLNModulateQuant → Fp8LinearQ vs AdaLNModulate →
-                    Fp8Linear at Large's qkv and fc1, x [2, 4096, 2432]`;
+                    Fp8Linear at Large's qkv and fc1, x [2, 4096, 2432];
+                    ${QKV_NORM_CHECK} (only by name): JointQkvNorm vs Split + SimplifiedLayerNormalization +
+                    JointConcat at Large's joint attention, B 2, Tc 333 and 154, Tx 4096, 38 heads × 64`;
 
 const CHECKS: CheckName[] = [
   'binding',
@@ -76,6 +84,9 @@ const TIMEOUT_MS: Record<CheckName, number> = {
   >),
   // Five sessions, a float64 norm of two 20 M-value inputs, four float64 references of 8 rows.
   [FP8_FUSED_CHECK]: 180_000,
+  // Per shape: two 65 M-value input sets drawn, two sessions of 4 copies (≈ 1 GB of inputs and
+  // outputs each), three 21 M-value outputs compared.
+  [QKV_NORM_CHECK]: 180_000,
 };
 
 const { values } = parseArgs({
@@ -197,7 +208,11 @@ async function main(): Promise<void> {
     ? values.only.split(',').flatMap((c): CheckName[] => (c === 'fp8' ? FP8_CHECKS : [c as CheckName]))
     : CHECKS;
   const unknown = only.filter(
-    (c) => !CHECKS.includes(c) && !FP8_CHECKS.includes(c as Fp8GemmCheck) && c !== FP8_FUSED_CHECK,
+    (c) =>
+      !CHECKS.includes(c) &&
+      !FP8_CHECKS.includes(c as Fp8GemmCheck) &&
+      c !== FP8_FUSED_CHECK &&
+      c !== QKV_NORM_CHECK,
   );
   if (unknown.length) throw new Error(`unknown checks: ${unknown.join(', ')} (${USAGE})`);
   const started = Date.now();

@@ -6,7 +6,13 @@
  * if any node would leave the GPU, so a PASS on CUDA means the node really ran there.
  */
 import { randomInt } from 'node:crypto';
-import { ATELIER_DOMAIN, type BuiltModel, GraphBuilder, MS_DOMAIN } from '../../src/pipeline/onnx/graph.js';
+import {
+  ATELIER_DOMAIN,
+  type BuiltModel,
+  GraphBuilder,
+  MS_DOMAIN,
+  type Value,
+} from '../../src/pipeline/onnx/graph.js';
 import { Net } from '../../src/pipeline/onnx/nn.js';
 import { Params, type WeightSource } from '../../src/pipeline/onnx/params.js';
 import {
@@ -16,7 +22,7 @@ import {
   type DeviceTensor,
   loadOrtLibrary,
 } from '../../src/pipeline/ort/index.js';
-import { floatToHalf } from '../../src/pipeline/weights/dtypes.js';
+import { floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
 import {
   type AttentionDims,
   adalnRelL2,
@@ -91,6 +97,25 @@ export const FP8_FUSED_LAYERS = {
   fc1: { n: 9728, gelu: true },
 } as const;
 
+/**
+ * Issue 10's "qk RMSNorm fused with the QKV split": atelier:JointQkvNorm against the chain the MMDiT
+ * step ran before it, at SD3.5 Large's joint attention at 1024² with CFG (B 2, 4096 image tokens,
+ * 333 or 154 context tokens, 38 heads of 64, float16).
+ */
+export const QKV_NORM_CHECK = 'qkv-norm';
+export const QKV_NORM_SHAPES: QkvNormDims[] = [
+  { batch: 2, contextTokens: 333, xTokens: 4096, heads: 38, headDim: 64 },
+  { batch: 2, contextTokens: 154, xTokens: 4096, heads: 38, headDim: 64 },
+];
+
+export interface QkvNormDims {
+  batch: number;
+  contextTokens: number;
+  xTokens: number;
+  heads: number;
+  headDim: number;
+}
+
 export type CheckName =
   | 'binding'
   | 'adaln-fp16'
@@ -98,7 +123,8 @@ export type CheckName =
   | 'adaln-graph'
   | MhaCheck
   | Fp8GemmCheck
-  | typeof FP8_FUSED_CHECK;
+  | typeof FP8_FUSED_CHECK
+  | typeof QKV_NORM_CHECK;
 
 /** SD3.5's adaLN LayerNorm epsilon. */
 const EPSILON = 1e-6;
@@ -888,6 +914,287 @@ async function fp8Fused(ctx: CheckContext): Promise<CheckResult> {
   };
 }
 
+// ---- (f) JointQkvNorm vs Split + SimplifiedLayerNormalization + JointConcat -------------------------
+
+const QKV_NORM_WEIGHTS = ['ctx_ln_q', 'ctx_ln_k', 'x_ln_q', 'x_ln_k'] as const;
+const QKV_PARTS = ['q', 'k', 'v'] as const;
+
+/**
+ * q, k, v of the joint attention from the two streams' qkv projections, float16, `copies` times
+ * over (copy i reads its own context_qkv{i} and x_qkv{i} and writes q{i}, k{i}, v{i}: one replay's
+ * host overhead spread over the copies, and no two nodes alike for ONNX Runtime's common-
+ * subexpression elimination to merge). `fused`: one atelier:JointQkvNorm node per copy (as
+ * Net.jointQkvNorm builds it); else the chain mmdit.ts builds with custom ops and qkvNorm 'separate':
+ * Split of each projection, Reshape → SimplifiedLayerNormalization (Net.rmsNorm's node) → Reshape
+ * for q and k of each stream with its weights, JointConcat (Net.concatTokens) of q, k and v. The
+ * ln weights are inputs shared by the copies.
+ */
+function qkvNormModel(d: QkvNormDims, fused: boolean, copies: number): BuiltModel {
+  const c = d.heads * d.headDim;
+  const { g, net: n } = net(fused ? 'qkv-norm-fused' : 'qkv-norm-chain', 'float16', true);
+  const [ctxQ, ctxK, xQ, xK] = QKV_NORM_WEIGHTS.map((name) => g.input(name, 'float16', [d.headDim]));
+  const epsilon = { epsilon: { float: EPSILON } };
+  const stream = (qkv: Value, lnQ: Value, lnK: Value) => {
+    const [q, k, v] = n.chunk(qkv, 3, 2);
+    const norm = (t: Value, w: Value) =>
+      n.reshape(
+        g.op('SimplifiedLayerNormalization', [n.reshape(t, [0, 0, d.heads, d.headDim]), w], {
+          axis: -1,
+          ...epsilon,
+        }),
+        [0, 0, c],
+      );
+    return [norm(q, lnQ), norm(k, lnK), v];
+  };
+  for (let copy = 0; copy < copies; copy++) {
+    const ctx = g.input(`context_qkv${copy}`, 'float16', [d.batch, d.contextTokens, 3 * c]);
+    const x = g.input(`x_qkv${copy}`, 'float16', [d.batch, d.xTokens, 3 * c]);
+    let out: Value[];
+    if (fused) {
+      const attrs = { heads: d.heads, ...epsilon };
+      out = g.opMulti('JointQkvNorm', [ctx, x, ctxQ, ctxK, xQ, xK], 3, attrs, ATELIER_DOMAIN);
+    } else {
+      const xs = stream(x, xQ, xK);
+      out = stream(ctx, ctxQ, ctxK).map((t, i) => n.concatTokens(t, xs[i]));
+    }
+    for (const [i, t] of out.entries())
+      g.output(t, `${QKV_PARTS[i]}${copy}`, 'float16', [d.batch, d.contextTokens + d.xTokens, c]);
+  }
+  return g.build();
+}
+
+interface QkvNormInputs {
+  context: Uint16Array;
+  x: Uint16Array;
+  weights: Uint16Array[];
+}
+
+/** A float16 number's spacing at |v| (subnormals: 2⁻²⁴). */
+function halfUlp(v: number): number {
+  const a = Math.abs(v);
+  return a < 2 ** -14 ? 2 ** -24 : 2 ** (Math.floor(Math.log2(a)) - 10);
+}
+
+/**
+ * The largest error of sampled token rows of q, k and v against float64 (in float16 ulps of the
+ * exact value; v must be exact): row (b, t) of q and k is x / √(mean x² + ε) · w per head, with the
+ * row's stream's weights.
+ */
+function qkvNormRowError(
+  d: QkvNormDims,
+  inputs: QkvNormInputs,
+  outputs: Record<string, FloatData>,
+  rows: number[],
+): number {
+  const c = d.heads * d.headDim;
+  const tokens = d.contextTokens + d.xTokens;
+  let worst = 0;
+  for (const row of rows) {
+    const b = Math.floor(row / tokens);
+    const t = row - b * tokens;
+    const fromContext = t < d.contextTokens;
+    const source = fromContext ? inputs.context : inputs.x;
+    const base = fromContext
+      ? (b * d.contextTokens + t) * 3 * c
+      : (b * d.xTokens + t - d.contextTokens) * 3 * c;
+    QKV_PARTS.forEach((part, index) => {
+      const w = index < 2 ? inputs.weights[(fromContext ? 0 : 2) + index] : undefined;
+      for (let h = 0; h < d.heads; h++) {
+        const at0 = base + index * c + h * d.headDim;
+        let squares = 0;
+        for (let i = 0; i < d.headDim; i++) squares += halfToFloat(source[at0 + i]) ** 2;
+        const inv = 1 / Math.sqrt(squares / d.headDim + EPSILON);
+        for (let i = 0; i < d.headDim; i++) {
+          const x = halfToFloat(source[at0 + i]);
+          const exact = w ? x * inv * halfToFloat(w[i]) : x;
+          const got = at(outputs[part], row * c + h * d.headDim + i);
+          const error = w ? Math.abs(got - exact) / halfUlp(exact) : got === exact ? 0 : Infinity;
+          worst = Math.max(worst, error);
+        }
+      }
+    });
+  }
+  return worst;
+}
+
+interface QkvNormResult {
+  dims: QkvNormDims;
+  copies: number;
+  /** Median replay of the graph (all copies), ms. */
+  fused_replay_ms?: number;
+  chain_replay_ms?: number;
+  /** Per copy: one block's q, k, v. */
+  fused_ms?: number;
+  chain_ms?: number;
+  saved_ms?: number;
+  speedup?: number;
+  /** Elements of q, k, v whose bits differ (±0 alike), and the largest difference in float16 ulps. */
+  differing_elements?: number;
+  max_ulps_fused_vs_chain?: number;
+  max_ulps_fused_vs_f64?: number;
+  max_ulps_chain_vs_f64?: number;
+  graph?: { max_ulps_per_run: number[]; follows: boolean };
+  /** Token rows of q, k and v checked against float64. */
+  sampled_rows?: number;
+  error?: string;
+}
+
+async function qkvNorm(ctx: CheckContext): Promise<CheckResult> {
+  const ops = needOps(ctx);
+  const shapes: QkvNormDims[] = ctx.small
+    ? [{ batch: 2, contextTokens: 5, xTokens: 64, heads: 4, headDim: 64 }]
+    : QKV_NORM_SHAPES;
+  const copies = ctx.small ? 2 : 4;
+  const cuda = ctx.provider === 'cuda' ? { cuda: { enable_cuda_graph: '1' } } : {};
+  const options = sessionOptions(ctx, { ...cuda, customOpsLibraries: [ops] });
+  const r = rnd();
+  // Heads of very different spreads (0.05 … 20: the projections of a real model differ by head).
+  const tables = [0.05, 0.25, 1, 4, 20].map((std) => halfNormalTable(r, std));
+  const weightTable = Uint16Array.from(normals('float32', 65536, r, 1, 0.5) as Float32Array, floatToHalf);
+  const results: QkvNormResult[] = [];
+  for (const d of shapes) {
+    const result: QkvNormResult = { dims: d, copies };
+    results.push(result);
+    const c = d.heads * d.headDim;
+    const tokens = d.contextTokens + d.xTokens;
+    const draw = (rows: number) => {
+      const out = new Uint16Array(rows * 3 * c);
+      for (let at0 = 0, i = 0; at0 < out.length; at0 += d.headDim, i++)
+        drawFromTable(out.subarray(at0, at0 + d.headDim), tables[i % tables.length], randomInt(2 ** 31));
+      return out;
+    };
+    const drawSet = (): QkvNormInputs => ({
+      context: draw(d.batch * d.contextTokens),
+      x: draw(d.batch * d.xTokens),
+      weights: QKV_NORM_WEIGHTS.map(() =>
+        drawFromTable(new Uint16Array(d.headDim), weightTable, randomInt(2 ** 31)),
+      ),
+    });
+    const sets = [drawSet(), drawSet()];
+    const feeds = (set: QkvNormInputs, copiesWritten: number) => ({
+      ...Object.fromEntries(QKV_NORM_WEIGHTS.map((name, i) => [name, set.weights[i]])),
+      ...Object.fromEntries(
+        Array.from({ length: copiesWritten }, (_, i) => [
+          [`context_qkv${i}`, set.context],
+          [`x_qkv${i}`, set.x],
+        ]).flat(),
+      ),
+    });
+    const shapesOf = {
+      ...Object.fromEntries(QKV_NORM_WEIGHTS.map((name) => [name, [d.headDim]])),
+      ...Object.fromEntries(
+        Array.from({ length: copies }, (_, i) => [
+          [`context_qkv${i}`, [d.batch, d.contextTokens, 3 * c]],
+          [`x_qkv${i}`, [d.batch, d.xTokens, 3 * c]],
+          ...QKV_PARTS.map((part) => [`${part}${i}`, [d.batch, tokens, c]]),
+        ]).flat(),
+      ),
+    };
+    const outputNames = Array.from({ length: copies }, (_, i) =>
+      QKV_PARTS.map((part) => `${part}${i}`),
+    ).flat();
+    const pick = uniform(randomInt(2 ** 31));
+    const rows = [
+      0,
+      d.contextTokens - 1,
+      d.contextTokens,
+      tokens - 1,
+      tokens + d.contextTokens - 1,
+      d.batch * tokens - 1,
+      ...Array.from({ length: 4 }, () => Math.floor(pick() * d.batch * tokens)),
+    ].filter((row) => row >= 0 && row < d.batch * tokens);
+    result.sampled_rows = rows.length;
+    const outputs: Record<'fused' | 'chain', Record<string, FloatData>> = { fused: {}, chain: {} };
+    try {
+      for (const variant of ['chain', 'fused'] as const) {
+        const bound = new Bound(
+          await CapiSession.create(qkvNormModel(d, variant === 'fused', copies), options),
+          'float16',
+          shapesOf,
+          outputNames,
+        );
+        try {
+          bound.write(feeds(sets[0], copies));
+          // With enable_cuda_graph=1 the first runs capture; the median is over replays.
+          const replay = await timeRuns(bound.binding, ctx.runs);
+          for (const part of QKV_PARTS) outputs[variant][part] = bound.read(`${part}0`);
+          if (variant === 'fused') {
+            result.fused_replay_ms = replay;
+            result.fused_ms = replay / copies;
+            // Inputs rewritten in place between replays: each output must match its own input's reference.
+            const errors: number[] = [];
+            let follows = true;
+            let previous: FloatData | undefined;
+            for (let run = 0; run < 4; run++) {
+              const which = (run + 1) % 2;
+              bound.write(feeds(sets[which], 1));
+              await bound.binding.run();
+              const now = Object.fromEntries(QKV_PARTS.map((part) => [part, bound.read(`${part}0`)]));
+              errors.push(qkvNormRowError(d, sets[which], now, rows));
+              if (previous && relL2(previous, now.q) < 0.1) follows = false;
+              previous = now.q;
+            }
+            result.graph = { max_ulps_per_run: errors, follows };
+          } else {
+            result.chain_replay_ms = replay;
+            result.chain_ms = replay / copies;
+          }
+        } finally {
+          bound.release();
+        }
+      }
+      let differing = 0;
+      let maxUlps = 0;
+      for (const part of QKV_PARTS) {
+        const a = outputs.fused[part];
+        const b = outputs.chain[part];
+        for (let i = 0; i < a.length; i++) {
+          if (a[i] === b[i] || ((a[i] | b[i]) & 0x7fff) === 0) continue;
+          differing++;
+          maxUlps = Math.max(maxUlps, Math.abs(at(a, i) - at(b, i)) / halfUlp(at(b, i)));
+        }
+      }
+      result.differing_elements = differing;
+      result.max_ulps_fused_vs_chain = maxUlps;
+      result.max_ulps_fused_vs_f64 = qkvNormRowError(d, sets[0], outputs.fused, rows);
+      result.max_ulps_chain_vs_f64 = qkvNormRowError(d, sets[0], outputs.chain, rows);
+      result.saved_ms = result.chain_ms! - result.fused_ms!;
+      result.speedup = result.chain_ms! / result.fused_ms!;
+    } catch (error) {
+      result.error = String((error as Error).message ?? error).split('\n')[0];
+    }
+  }
+
+  // Bit-identical expected (JointQkvNorm rounds as ONNX Runtime's kernel does); a build of ONNX
+  // Runtime that contracts differently would move some elements by one ulp: allowed, and reported.
+  const ok = results.every(
+    (x) =>
+      x.error === undefined &&
+      (x.max_ulps_fused_vs_chain ?? Infinity) <= 1 &&
+      (x.max_ulps_fused_vs_f64 ?? Infinity) <= 1 &&
+      (x.max_ulps_chain_vs_f64 ?? Infinity) <= 1 &&
+      x.graph?.follows === true &&
+      x.graph.max_ulps_per_run.every((e) => e <= 1),
+  );
+  const line = (x: QkvNormResult) => {
+    const { batch, contextTokens, xTokens, heads, headDim } = x.dims;
+    const shape = `B ${batch}, Tc ${contextTokens}, Tx ${xTokens}, ${heads}×${headDim}`;
+    if (x.error) return `${shape} FAILED: ${x.error}`;
+    return (
+      `${shape}: chain ${x.chain_ms!.toFixed(3)} ms, fused ${x.fused_ms!.toFixed(3)} ms per block ` +
+      `(saves ${x.saved_ms!.toFixed(3)} ms, ×${x.speedup!.toFixed(2)}; ×38 blocks: ${(38 * x.saved_ms!).toFixed(2)} ms per step); ` +
+      `fused vs chain ${x.differing_elements === 0 ? 'bit-identical' : `${x.differing_elements} elements differ, ≤ ${x.max_ulps_fused_vs_chain!.toFixed(2)} ulp`}; ` +
+      `vs f64 (${x.sampled_rows} token rows) ≤ ${x.max_ulps_fused_vs_f64!.toFixed(2)} ulp (chain ${x.max_ulps_chain_vs_f64!.toFixed(2)}); ` +
+      `graph, 4 replays with inputs rewritten in place: ≤ ${Math.max(...x.graph!.max_ulps_per_run).toFixed(2)} ulp, outputs ${x.graph!.follows ? 'follow' : 'DO NOT follow'}`
+    );
+  };
+  return {
+    status: ok ? 'PASS' : 'FAIL',
+    detail: `${copies} copies per graph, median of ${ctx.runs} replays: ${results.map(line).join(' · ')}`,
+    shapes: results,
+  };
+}
+
 export async function runCheck(name: CheckName, ctx: CheckContext): Promise<CheckResult> {
   try {
     switch (name) {
@@ -901,6 +1208,8 @@ export async function runCheck(name: CheckName, ctx: CheckContext): Promise<Chec
         return await adalnGraph(ctx);
       case FP8_FUSED_CHECK:
         return await fp8Fused(ctx);
+      case QKV_NORM_CHECK:
+        return await qkvNorm(ctx);
       default:
         return isFp8GemmCheck(name) ? await fp8Gemm(ctx, name) : await mha(ctx, name);
     }

@@ -23,9 +23,9 @@
 
 #include <cstdint>
 
-namespace atelier {
+#include "dtype.h"
 
-enum class Dtype { f32, f16 };
+namespace atelier {
 
 struct AdaLnArgs {
   const void* x;

@@ -1,7 +1,6 @@
 // JointConcat's glue to ONNX Runtime: kernel creation, shape inference, and the compute callback
 // that checks shapes and hands the tensors to a kernel (the schema boilerplate is op_glue.h's).
 #include <new>
-#include <string>
 
 #include "joint_concat.h"
 #include "op_glue.h"
@@ -38,39 +37,6 @@ int64_t element_size(ONNXTensorElementDataType type) {
 
 // ---- shape inference -----------------------------------------------------------------------------
 
-// One dimension as shape inference sees it: a value (≥ 0), a name, or neither (unknown).
-struct Dim {
-  int64_t value = -1;
-  std::string name = "";
-
-  bool known() const { return value >= 0; }
-  bool named() const { return !known() && !name.empty(); }
-  // How the dimension reads in a named sum (only of known or named ones).
-  std::string text() const { return known() ? std::to_string(value) : name; }
-};
-
-struct Shape {
-  bool ranked3;
-  Dim dims[3];
-};
-
-OrtStatus* shape_of(const OrtApi* api, OrtShapeInferContext* context, size_t index,
-                    ONNXTensorElementDataType* type, Shape* shape) {
-  OrtTensorTypeAndShapeInfo* info = nullptr;  // owned by the context
-  ATELIER_RETURN_IF_ERROR(ort::ShapeInferContext_GetInputTypeShape(api)(context, index, &info));
-  ATELIER_RETURN_IF_ERROR(ort::GetTensorElementType(api)(info, type));
-  size_t rank = 0;
-  ATELIER_RETURN_IF_ERROR(ort::GetDimensionsCount(api)(info, &rank));
-  shape->ranked3 = rank == 3;
-  if (rank != 3) return nullptr;
-  int64_t values[3];
-  const char* names[3] = {nullptr, nullptr, nullptr};
-  ATELIER_RETURN_IF_ERROR(ort::GetDimensions(api)(info, values, 3));
-  ATELIER_RETURN_IF_ERROR(ort::GetSymbolicDimensions(api)(info, names, 3));
-  for (int i = 0; i < 3; ++i) shape->dims[i] = Dim{values[i], names[i] ? names[i] : ""};
-  return nullptr;
-}
-
 // y [B, Ta + Tb, C] with B and C from whichever input knows them (a value over a name), and
 // Ta + Tb as a value when both are known, else as the name "Ta+Tb" (e.g. "tokens+4096"). ORT can
 // only be told known or named dimensions, so when one is neither y's shape is left to run time; so
@@ -78,43 +44,18 @@ OrtStatus* shape_of(const OrtApi* api, OrtShapeInferContext* context, size_t ind
 // reports it at the first run).
 OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
   const OrtApi* api = self(op).api;
-  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-  ONNXTensorElementDataType b_type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-  Shape a{}, b{};
-  ATELIER_RETURN_IF_ERROR(shape_of(api, context, 0, &type, &a));
-  ATELIER_RETURN_IF_ERROR(shape_of(api, context, 1, &b_type, &b));
+  glue::Shape3 a, b;
+  ATELIER_RETURN_IF_ERROR(glue::input_shape3(api, context, 0, &a));
+  ATELIER_RETURN_IF_ERROR(glue::input_shape3(api, context, 1, &b));
   if (!a.ranked3 || !b.ranked3) return nullptr;
 
-  Dim y[3];
-  for (int axis : {0, 2}) {
-    const Dim& da = a.dims[axis];
-    const Dim& db = b.dims[axis];
-    if (da.known() && db.known() && da.value != db.value) return nullptr;
-    y[axis] = da.known() || (da.named() && !db.known()) ? da : db;
-  }
-  const Dim& ta = a.dims[1];
-  const Dim& tb = b.dims[1];
-  if (ta.known() && tb.known())
-    y[1] = Dim{ta.value + tb.value, ""};
-  else if ((ta.known() || ta.named()) && (tb.known() || tb.named()))
-    y[1] = Dim{-1, ta.text() + "+" + tb.text()};
-  for (const Dim& d : y)
-    if (!d.known() && !d.named()) return nullptr;
-
-  int64_t values[3];
-  const char* names[3];
-  for (int i = 0; i < 3; ++i) {
-    values[i] = y[i].known() ? y[i].value : -1;
-    names[i] = y[i].known() ? "" : y[i].name.c_str();
-  }
-  OrtTensorTypeAndShapeInfo* info = nullptr;
-  ATELIER_RETURN_IF_ERROR(ort::CreateTensorTypeAndShapeInfo(api)(&info));
-  OrtStatus* status = ort::SetTensorElementType(api)(info, type);
-  if (status == nullptr) status = ort::SetDimensions(api)(info, values, 3);
-  if (status == nullptr) status = ort::SetSymbolicDimensions(api)(info, names, 3);
-  if (status == nullptr) status = ort::ShapeInferContext_SetOutputTypeShape(api)(context, 0, info);
-  ort::ReleaseTensorTypeAndShapeInfo(api)(info);
-  return status;
+  glue::Dim y[3];
+  for (int axis : {0, 2})
+    if (!glue::common_dim(a.dims[axis], b.dims[axis], &y[axis])) return nullptr;
+  y[1] = glue::token_sum(a.dims[1], b.dims[1]);
+  for (const glue::Dim& d : y)
+    if (!d.usable()) return nullptr;
+  return glue::set_output_shape3(api, context, 0, a.type, y);
 }
 
 // ---- kernel --------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
-// What the glue of every op (adaln_op.cc, joint_concat_op.cc) shares: error statuses, reading an
-// input's shape, and make_op, which fills an OrtCustomOp from an op's own callbacks so the schema
-// boilerplate ORT asks of every op is written once.
+// What the glue of every op (adaln_op.cc, joint_concat_op.cc, …) shares: error statuses, reading an
+// input's shape (at run time, and at shape inference for token sequences [B, T, C]), and make_op,
+// which fills an OrtCustomOp from an op's own callbacks so the schema boilerplate ORT asks of every
+// op is written once.
 #pragma once
 
 #include <cstdarg>
 #include <cstdio>
+#include <string>
 
 #include "ops.h"
 #include "ort_min.h"
@@ -31,16 +33,16 @@ inline OrtStatus* fail(const OrtApi* api, OrtErrorCode code, const char* format,
   return ort::CreateStatus(api)(code, message);
 }
 
-// The dimensions of a rank-3 input, or an error naming the op and the input.
-inline OrtStatus* dims_of(const OrtApi* api, const char* op, const char* input, const OrtValue* value,
-                          int64_t (&dims)[3]) {
+// The dimensions of an input of rank R, or an error naming the op and the input.
+template <size_t R>
+OrtStatus* dims_of(const OrtApi* api, const char* op, const char* input, const OrtValue* value, int64_t (&dims)[R]) {
   OrtTensorTypeAndShapeInfo* info = nullptr;
   ATELIER_RETURN_IF_ERROR(ort::GetTensorTypeAndShape(api)(value, &info));
   size_t rank = 0;
   OrtStatus* status = ort::GetDimensionsCount(api)(info, &rank);
-  if (status == nullptr && rank != 3)
-    status = fail(api, ORT_INVALID_ARGUMENT, "%s: input %s must have rank 3, got rank %zu", op, input, rank);
-  if (status == nullptr) status = ort::GetDimensions(api)(info, dims, 3);
+  if (status == nullptr && rank != R)
+    status = fail(api, ORT_INVALID_ARGUMENT, "%s: input %s must have rank %zu, got rank %zu", op, input, R, rank);
+  if (status == nullptr) status = ort::GetDimensions(api)(info, dims, R);
   ort::ReleaseTensorTypeAndShapeInfo(api)(info);
   return status;
 }
@@ -72,6 +74,78 @@ inline OrtStatus* cuda_stream(const OrtApi* api, OrtKernelContext* context, cons
   ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetGPUComputeStream(api)(context, stream));
   if (*stream == nullptr) return fail(api, ORT_FAIL, "%s: ONNX Runtime gave the CUDA kernel no stream", op);
   return nullptr;
+}
+
+// ---- shape inference of token sequences [B, T, C] (JointConcat, JointQkvNorm) --------------------
+
+// One dimension as shape inference sees it: a value (≥ 0), a name, or neither (unknown).
+struct Dim {
+  int64_t value = -1;
+  std::string name = "";
+
+  bool known() const { return value >= 0; }
+  bool named() const { return !known() && !name.empty(); }
+  // Known or named: what ORT can be told.
+  bool usable() const { return known() || named(); }
+  // How the dimension reads in a named sum (only of known or named ones).
+  std::string text() const { return known() ? std::to_string(value) : name; }
+};
+
+// An input's element type and, when it has rank 3, its dimensions.
+struct Shape3 {
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  bool ranked3 = false;
+  Dim dims[3];
+};
+
+inline OrtStatus* input_shape3(const OrtApi* api, OrtShapeInferContext* context, size_t index, Shape3* shape) {
+  OrtTensorTypeAndShapeInfo* info = nullptr;  // owned by the context
+  ATELIER_RETURN_IF_ERROR(ort::ShapeInferContext_GetInputTypeShape(api)(context, index, &info));
+  ATELIER_RETURN_IF_ERROR(ort::GetTensorElementType(api)(info, &shape->type));
+  size_t rank = 0;
+  ATELIER_RETURN_IF_ERROR(ort::GetDimensionsCount(api)(info, &rank));
+  shape->ranked3 = rank == 3;
+  if (rank != 3) return nullptr;
+  int64_t values[3];
+  const char* names[3] = {nullptr, nullptr, nullptr};
+  ATELIER_RETURN_IF_ERROR(ort::GetDimensions(api)(info, values, 3));
+  ATELIER_RETURN_IF_ERROR(ort::GetSymbolicDimensions(api)(info, names, 3));
+  for (int i = 0; i < 3; ++i) shape->dims[i] = Dim{values[i], names[i] ? names[i] : ""};
+  return nullptr;
+}
+
+// B (axis 0) or the width (axis 2) of two token sequences that must agree: a value over a name.
+// False when known values differ (the kernel reports that at run time).
+inline bool common_dim(const Dim& a, const Dim& b, Dim* out) {
+  if (a.known() && b.known() && a.value != b.value) return false;
+  *out = a.known() || (a.named() && !b.known()) ? a : b;
+  return true;
+}
+
+// Ta + Tb: a value when both are known, else the name "Ta+Tb" (e.g. "tokens+4096"), else unknown.
+inline Dim token_sum(const Dim& a, const Dim& b) {
+  if (a.known() && b.known()) return Dim{a.value + b.value, ""};
+  if (a.usable() && b.usable()) return Dim{-1, a.text() + "+" + b.text()};
+  return Dim{};
+}
+
+// Tells ORT output `index` is `type` [dims], every dimension known or named.
+inline OrtStatus* set_output_shape3(const OrtApi* api, OrtShapeInferContext* context, size_t index,
+                                    ONNXTensorElementDataType type, const Dim (&dims)[3]) {
+  int64_t values[3];
+  const char* names[3];
+  for (int i = 0; i < 3; ++i) {
+    values[i] = dims[i].known() ? dims[i].value : -1;
+    names[i] = dims[i].known() ? "" : dims[i].name.c_str();
+  }
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  ATELIER_RETURN_IF_ERROR(ort::CreateTensorTypeAndShapeInfo(api)(&info));
+  OrtStatus* status = ort::SetTensorElementType(api)(info, type);
+  if (status == nullptr) status = ort::SetDimensions(api)(info, values, 3);
+  if (status == nullptr) status = ort::SetSymbolicDimensions(api)(info, names, 3);
+  if (status == nullptr) status = ort::ShapeInferContext_SetOutputTypeShape(api)(context, index, info);
+  ort::ReleaseTensorTypeAndShapeInfo(api)(info);
+  return status;
 }
 
 // ---- the schema callbacks every op answers alike -------------------------------------------------

@@ -23,6 +23,8 @@ CustomOp make_adaln_op(Device device, ONNXTensorElementDataType type, const OrtA
 CustomOp make_adaln_quant_op(Device device, ONNXTensorElementDataType type, const OrtApi* api);
 // JointConcat (joint_concat.h): float32, float16, int64.
 CustomOp make_joint_concat_op(Device device, ONNXTensorElementDataType type, const OrtApi* api);
+// JointQkvNorm (joint_qkv_norm.h): float32, float16.
+CustomOp make_joint_qkv_norm_op(Device device, ONNXTensorElementDataType type, const OrtApi* api);
 // Fp8Linear (fp8_linear.h): float16 x, float8e4m3fn weight, float32 scales, float16 bias and y.
 CustomOp make_fp8_linear_op(Device device, const OrtApi* api);
 // Fp8LinearQ (fp8_linear.h): float8e4m3fn x8 and float32 act_scale instead of float16 x.

@@ -11,8 +11,8 @@ namespace {
 constexpr const char* kDomain = "atelier";
 
 // The entries for one execution provider: AdaLNModulate and AdaLNModulateQuant float32 and float16,
-// JointConcat float32, float16 and int64, Fp8Linear, Fp8LinearQ.
-constexpr int kOpsPerDevice = 9;
+// JointConcat float32, float16 and int64, JointQkvNorm float32 and float16, Fp8Linear, Fp8LinearQ.
+constexpr int kOpsPerDevice = 11;
 #ifdef ATELIER_WITH_CUDA
 constexpr int kOpCount = 2 * kOpsPerDevice;
 #else
@@ -27,6 +27,8 @@ constexpr int kOpCount = kOpsPerDevice;
       make_joint_concat_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api), \
       make_joint_concat_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api), \
       make_joint_concat_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, api), \
+      make_joint_qkv_norm_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api), \
+      make_joint_qkv_norm_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api), \
       make_fp8_linear_op(device, api), make_fp8_linear_q_op(device, api)
 
 struct OpTable {

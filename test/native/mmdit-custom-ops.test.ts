@@ -1,8 +1,10 @@
 /**
  * The MMDiT built with custom ops (NetOptions.customOps: every modulate(norm(x)) one
- * atelier:AdaLNModulate node, every joint-attention token concatenation one atelier:JointConcat)
- * on the golden tiny models, run through the C-API binding with our CPU library, against the same
- * model built with stock ops and run by onnxruntime-node, and against the official reference
+ * atelier:AdaLNModulate node; every attention's split_qkv, qk RMSNorm and joint token
+ * concatenation one atelier:JointQkvNorm node, or with NetOptions.qkvNorm 'separate' (and for
+ * checkpoints without ln_q / ln_k) a JointConcat per q, k and v) on the golden tiny models, run
+ * through the C-API binding with our CPU library, against the same model built with stock ops and
+ * run by onnxruntime-node, in float32 and float16 compute, and against the official reference
  * within the manifest's tolerance.
  */
 import onnxProto from 'onnx-proto';
@@ -39,14 +41,55 @@ beforeAll(() => {
   library = buildCustomOpsLibrary('cpu');
 });
 
-function build(set: GoldenSet, name: string, customOps: boolean): BuiltModel & { cfg: MmditConfig } {
+interface BuildOptions {
+  compute?: 'float32' | 'float16';
+  qkvNorm?: 'fused' | 'separate';
+  /** Build as if the checkpoint had no ln_q / ln_k (the weights are then never read). */
+  noQkNorm?: boolean;
+}
+
+function build(
+  set: GoldenSet,
+  name: string,
+  customOps: boolean,
+  { compute = 'float32', qkvNorm, noQkNorm = false }: BuildOptions = {},
+): BuiltModel & { cfg: MmditConfig } {
   const c = set.component<MmditComponent>(name);
   const g = new GraphBuilder(name);
-  const p = new Params(g, new FileWeightSource(open(set, c.weights), c.key_prefix ?? ''), 'float32');
-  const cfg = mmditConfig(p);
-  buildMmdit(new Net(g, p, { ...DEFAULT_NET_OPTIONS, customOps }), cfg);
+  const p = new Params(g, new FileWeightSource(open(set, c.weights), c.key_prefix ?? ''), compute);
+  const cfg: MmditConfig = { ...mmditConfig(p), ...(noQkNorm ? { qkNorm: undefined } : {}) };
+  buildMmdit(new Net(g, p, { ...DEFAULT_NET_OPTIONS, customOps, ...(qkvNorm ? { qkvNorm } : {}) }), cfg);
   return { ...g.build(), cfg };
 }
+
+type Feeds = Record<string, HostTensor>;
+
+/** The velocity of `model` through the C API with our CPU library. */
+async function velocityWithOps(model: BuiltModel, feeds: Feeds): Promise<Float32Array> {
+  const session = await CapiSession.create(model, { provider: 'cpu', customOpsLibraries: [library] });
+  try {
+    return (await session.run(feeds)).model_output.data as Float32Array;
+  } finally {
+    session.release();
+  }
+}
+
+/** The velocity of a stock-op `model`, run by onnxruntime-node. */
+async function velocityStock(name: string, model: BuiltModel, feeds: Feeds): Promise<Float32Array> {
+  const session = await openSession(name, model, { provider: 'cpu' });
+  try {
+    const tensors = Object.fromEntries(
+      Object.entries(feeds).map(([k, f]) => [k, new ort.Tensor('float32', f.data as Float32Array, f.dims)]),
+    );
+    return (await session.run(tensors)).model_output.data as Float32Array;
+  } finally {
+    await session.release();
+  }
+}
+
+/** Index of the first element whose bits differ (±0 and NaNs of any payload alike), else -1. */
+const firstDifference = (a: Float32Array, b: Float32Array) =>
+  a.findIndex((v, i) => !(Object.is(v, b[i]) || v === b[i] || (Number.isNaN(v) && Number.isNaN(b[i]))));
 
 function decode(model: BuiltModel) {
   return onnxProto.onnx.ModelProto.decode(model.bytes);
@@ -81,19 +124,33 @@ describe.each(cases)('$name of the $setName golden set with custom ops', ({ set,
     expect(imports(stock).some((i) => i.startsWith(`${ATELIER_DOMAIN}:`))).toBe(false);
   });
 
-  it('concatenates the joint q, k and v with JointConcat, leaving no Concat in the blocks', () => {
+  it('splits, normalises and joins q, k and v with one JointQkvNorm per attention', () => {
     const fused = build(set, name, true);
     const stock = build(set, name, false);
-    // q, k and v of every block (the dual-attention blocks' second attention is the image's own:
-    // no concatenation). ONNX Runtime's CUDA Concat of the unequal context and image lengths is
-    // what broke CUDA-graph capture.
-    const { depth } = fused.cfg;
-    expect(count(fused, 'JointConcat')).toBe(3 * depth);
-    expect(count(stock, 'JointConcat')).toBe(0);
+    // Every golden MMDiT has ln_q / ln_k. One node per block's joint attention and per dual-attention
+    // block's attn2 (image tokens only: an empty context); no Split of a qkv projection (what is left
+    // splits adaLN's modulations), no SimplifiedLayerNormalization, no JointConcat.
+    const { depth, xBlockSelfAttnLayers } = fused.cfg;
+    const attentions = depth + xBlockSelfAttnLayers.length;
+    expect(fused.cfg.qkNorm).toBe('rms');
+    expect(count(fused, 'JointQkvNorm')).toBe(attentions);
+    expect(count(stock, 'JointQkvNorm')).toBe(0);
+    expect(count(fused, 'SimplifiedLayerNormalization')).toBe(0);
+    expect(count(stock, 'SimplifiedLayerNormalization')).toBe(2 * (depth + attentions));
+    expect(count(stock, 'Split') - count(fused, 'Split')).toBe(2 * depth + xBlockSelfAttnLayers.length);
+    expect(count(fused, 'JointConcat')).toBe(0);
+    for (const node of nodes(fused, 'JointQkvNorm')) {
+      expect(node.domain).toBe(ATELIER_DOMAIN);
+      expect(node.input).toHaveLength(6);
+      expect(node.output).toHaveLength(3);
+      const attrs = Object.fromEntries(node.attribute!.map((a) => [a.name, a]));
+      expect(Number(attrs.heads.i)).toBe(fused.cfg.heads);
+      expect(attrs.epsilon.f).toBeCloseTo(1e-6, 12);
+    }
+    // The stock graph's token concatenations are gone with them; what remains: the positional-embedding
+    // crop and unpatchify's int64 shape arithmetic, and the timestep embedding's cos and sin halves
+    // (of equal size, which ONNX Runtime concatenates without host-side metadata).
     expect(count(stock, 'Concat') - count(fused, 'Concat')).toBe(3 * depth);
-    // What remains: the positional-embedding crop and unpatchify's int64 shape arithmetic, and the
-    // timestep embedding's cos and sin halves (of equal size, which ONNX Runtime concatenates
-    // without host-side metadata).
     const left = nodes(fused, 'Concat').map((n) => n.name!.replace(/_\d+$/, ''));
     expect(left.sort()).toEqual([
       'diffusion_model/pos_embed/Concat',
@@ -104,38 +161,67 @@ describe.each(cases)('$name of the $setName golden set with custom ops', ({ set,
     ]);
   });
 
-  it('predicts the same velocity as the stock graph, through the C API with our CPU library', async () => {
+  it("keeps Split, the norms and JointConcat with qkvNorm 'separate' and for checkpoints without ln_q / ln_k", () => {
+    // q, k and v of every block are concatenated by JointConcat (the dual-attention blocks' second
+    // attention is the image's own: no concatenation); ONNX Runtime's CUDA Concat of the unequal
+    // context and image lengths is what broke CUDA-graph capture.
+    const separate = build(set, name, true, { qkvNorm: 'separate' });
+    const { depth, xBlockSelfAttnLayers } = separate.cfg;
+    expect(count(separate, 'JointQkvNorm')).toBe(0);
+    expect(count(separate, 'JointConcat')).toBe(3 * depth);
+    expect(count(separate, 'SimplifiedLayerNormalization')).toBe(4 * depth + 2 * xBlockSelfAttnLayers.length);
+    const plain = build(set, name, true, { noQkNorm: true });
+    expect(count(plain, 'JointQkvNorm')).toBe(0);
+    expect(count(plain, 'JointConcat')).toBe(3 * depth);
+    expect(count(plain, 'SimplifiedLayerNormalization')).toBe(0);
+  });
+
+  const feedsOf = (): Feeds => {
     const io = open(set, c.io);
-    const feeds: Record<string, HostTensor> = Object.fromEntries(
+    return Object.fromEntries(
       ['x', 'timestep', 'context', 'y'].map((k) => [
         k,
         { type: 'float32', dims: io.get(k).shape, data: io.readFloat32(k) } satisfies HostTensor,
       ]),
     );
+  };
 
-    const session = await CapiSession.create(build(set, name, true), {
-      provider: 'cpu',
-      customOpsLibraries: [library],
-    });
-    let fused: Float32Array;
-    try {
-      fused = (await session.run(feeds)).model_output.data as Float32Array;
-    } finally {
-      session.release();
-    }
-
-    const stockSession = await openSession(name, build(set, name, false), { provider: 'cpu' });
-    let stock: Float32Array;
-    try {
-      const tensors = Object.fromEntries(
-        Object.entries(feeds).map(([k, f]) => [k, new ort.Tensor('float32', f.data as Float32Array, f.dims)]),
-      );
-      stock = (await stockSession.run(tensors)).model_output.data as Float32Array;
-    } finally {
-      await stockSession.release();
-    }
-
+  it('predicts the same velocity as the stock graph, through the C API with our CPU library', async () => {
+    const feeds = feedsOf();
+    const fused = await velocityWithOps(build(set, name, true), feeds);
+    const stock = await velocityStock(name, build(set, name, false), feeds);
     expect(relL2(fused, stock)).toBeLessThanOrEqual(1e-5);
-    expect(relL2(fused, io.readFloat32('model_output'))).toBeLessThanOrEqual(c.tolerance_rel_l2);
+    expect(relL2(fused, open(set, c.io).readFloat32('model_output'))).toBeLessThanOrEqual(c.tolerance_rel_l2);
+  });
+
+  it.each(['float32', 'float16'] as const)(
+    'gives the same velocity bits with JointQkvNorm as with Split, SimplifiedLayerNormalization and JointConcat, %s compute',
+    async (compute) => {
+      // On the CPU JointQkvNorm rounds as ONNX Runtime's SimplifiedLayerNormalization does, and the
+      // rest of the two graphs is the same: every bit of the velocity agrees.
+      const feeds = feedsOf();
+      const fused = await velocityWithOps(build(set, name, true, { compute }), feeds);
+      const separate = await velocityWithOps(build(set, name, true, { compute, qkvNorm: 'separate' }), feeds);
+      const at = firstDifference(fused, separate);
+      expect(at, `element ${at}: ${fused[at]} vs ${separate[at]}`).toBe(-1);
+    },
+  );
+
+  it('stays within float16 rounding of the stock float16 graph and of float32', async () => {
+    const feeds = feedsOf();
+    const fused = await velocityWithOps(build(set, name, true, { compute: 'float16' }), feeds);
+    const stock = await velocityStock(name, build(set, name, false, { compute: 'float16' }), feeds);
+    const f32 = await velocityWithOps(build(set, name, true), feeds);
+    // float16 carries 11 significant bits (unit roundoff 2⁻¹¹ ≈ 4.9e-4): the two graphs round
+    // differently only where AdaLNModulate replaces LayerNorm, Mul and Add. 1e-2 is the float16
+    // tolerance of the sampler-step tests (test/pipeline/sampler-step.test.ts).
+    const vsStock = relL2(fused, stock);
+    const vsF32 = relL2(fused, f32);
+    console.log(
+      `${set.name} ${name} float16 with custom ops: vs stock float16 ${vsStock.toExponential(2)}, vs float32 ${vsF32.toExponential(2)}`,
+    );
+    expect(vsStock).toBeLessThanOrEqual(1e-2);
+    expect(vsF32).toBeLessThanOrEqual(1e-2);
+    expect(vsF32).toBeGreaterThan(0);
   });
 });

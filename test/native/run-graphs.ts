@@ -1,7 +1,22 @@
-/** The native tests' two ways to run a one-output graph: through the C API with our ops, or stock. */
+/** The native tests' two ways to run a graph: through the C API with our ops, or stock. */
 import * as ort from 'onnxruntime-node';
 import type { BuiltModel } from '../../src/pipeline/onnx/graph.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
+
+/** Every output of `model` run through the C-API binding with the custom-op `library` registered. */
+export async function runAllWithOps(
+  library: string,
+  model: BuiltModel,
+  feeds: Record<string, HostTensor>,
+  config?: Record<string, string>,
+): Promise<Record<string, HostTensor>> {
+  const session = await CapiSession.create(model, { provider: 'cpu', customOpsLibraries: [library], config });
+  try {
+    return await session.run(feeds);
+  } finally {
+    session.release();
+  }
+}
 
 /** Output `y` of `model` run through the C-API binding with the custom-op `library` registered. */
 export async function runWithOps(
@@ -10,23 +25,32 @@ export async function runWithOps(
   feeds: Record<string, HostTensor>,
   config?: Record<string, string>,
 ): Promise<HostTensor> {
-  const session = await CapiSession.create(model, { provider: 'cpu', customOpsLibraries: [library], config });
+  return (await runAllWithOps(library, model, feeds, config)).y;
+}
+
+/**
+ * Every output of `model` run through onnxruntime-node's JavaScript API (no custom ops); initializers
+ * kept in external files (Params over a safetensors file) are read from the model's external folder.
+ */
+export async function runAllStock(model: BuiltModel, feeds: Record<string, HostTensor>) {
+  const external = model.externalFolder
+    ? { extra: { session: { model_external_initializers_file_folder_path: model.externalFolder } } }
+    : {};
+  const session = await ort.InferenceSession.create(model.bytes, {
+    graphOptimizationLevel: 'all',
+    ...external,
+  } as ort.InferenceSession.SessionOptions);
   try {
-    return (await session.run(feeds)).y;
+    const tensors = Object.fromEntries(
+      Object.entries(feeds).map(([k, f]) => [k, new ort.Tensor(f.type, f.data as Float32Array, f.dims)]),
+    );
+    return await session.run(tensors);
   } finally {
-    session.release();
+    await session.release();
   }
 }
 
 /** Output `y` of `model` run through onnxruntime-node's JavaScript API (no custom ops). */
 export async function runStock(model: BuiltModel, feeds: Record<string, HostTensor>) {
-  const session = await ort.InferenceSession.create(model.bytes, { graphOptimizationLevel: 'all' });
-  try {
-    const tensors = Object.fromEntries(
-      Object.entries(feeds).map(([k, f]) => [k, new ort.Tensor(f.type, f.data as Float32Array, f.dims)]),
-    );
-    return (await session.run(tensors)).y;
-  } finally {
-    await session.release();
-  }
+  return (await runAllStock(model, feeds)).y;
 }

@@ -49,10 +49,17 @@ const MAX_PERIOD = 10000;
 interface Ctx {
   net: Net;
   cfg: MmditConfig;
+  /**
+   * split_qkv, the qk RMSNorm and block_mixing's token concatenation as one atelier:JointQkvNorm
+   * node per attention (custom ops, a checkpoint with ln_q / ln_k, NetOptions.qkvNorm not
+   * 'separate'): pre_attention then hands on its qkv projection unsplit (QkvProjection).
+   */
+  fuseQkvNorm: boolean;
 }
 
 function makeCtx(net: Net, cfg: MmditConfig): Ctx {
-  return { net, cfg };
+  const { customOps, qkvNorm } = net.options;
+  return { net, cfg, fuseQkvNorm: customOps === true && cfg.qkNorm === 'rms' && qkvNorm !== 'separate' };
 }
 
 // PatchEmbed (mmditx.py:14-63)
@@ -112,6 +119,22 @@ interface Qkv {
   v: Value;
 }
 
+/**
+ * SelfAttention.pre_attention's qkv projection before split_qkv, with its ln_q / ln_k weight keys:
+ * what pre_attention hands on when the graph fuses the split and the norms (Ctx.fuseQkvNorm).
+ */
+interface QkvProjection {
+  qkv: Value;
+  norm: [lnQ: string, lnK: string];
+}
+
+/** What pre_attention hands block_mixing: q, k and v, or the projection they are still to come from. */
+type PreQkv = Qkv | QkvProjection;
+
+function isProjection(pre: PreQkv): pre is QkvProjection {
+  return 'qkv' in pre;
+}
+
 // optimized_attention (mmditx.py:215-216) over other_impls.attention (other_impls.py:17-25)
 function attention(m: Ctx, qkv: Qkv): Value {
   const { net, cfg } = m;
@@ -121,11 +144,14 @@ function attention(m: Ctx, qkv: Qkv): Value {
 // SelfAttention (mmditx.py:219-295), with RMSNorm (mmditx.py:298-346) as ln_q / ln_k
 /**
  * SelfAttention.pre_attention: qkv projection, split as [3, heads, head_dim] (split_qkv,
- * mmditx.py:210-212), RMSNorm of q and k per head when the checkpoint has ln_q/ln_k.
+ * mmditx.py:210-212), RMSNorm of q and k per head when the checkpoint has ln_q/ln_k. With
+ * Ctx.fuseQkvNorm the projection alone: block_mixing's JointQkvNorm splits and normalises it.
  */
-function preAttention(m: Ctx, prefix: string, x: LinearInput): Qkv {
+function preAttention(m: Ctx, prefix: string, x: LinearInput): PreQkv {
   const { net, cfg } = m;
-  const [q, k, v] = net.chunk(net.linear(x, `${prefix}.qkv`), 3, 2);
+  const qkv = net.linear(x, `${prefix}.qkv`);
+  if (m.fuseQkvNorm) return { qkv, norm: [`${prefix}.ln_q.weight`, `${prefix}.ln_k.weight`] };
+  const [q, k, v] = net.chunk(qkv, 3, 2);
   const headNorm = (t: Value, key: string) => {
     if (cfg.qkNorm !== 'rms') return t;
     const perHead = net.reshape(t, [0, 0, cfg.heads, cfg.hidden / cfg.heads]);
@@ -181,7 +207,7 @@ function dismantledPreAttention(
   block: DismantledBlock,
   x: Value,
   cAct: Value,
-): [Qkv, Intermediates | undefined] {
+): [PreQkv, Intermediates | undefined] {
   const { net } = m;
   const { prefix } = block;
   if (!block.preOnly) {
@@ -211,7 +237,7 @@ function dismantledPreAttentionX(
   block: DismantledBlock,
   x: Value,
   cAct: Value,
-): [Qkv, Qkv, Intermediates] {
+): [PreQkv, PreQkv, Intermediates] {
   const { net } = m;
   const { prefix } = block;
   const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp, shiftMsa2, scaleMsa2, gateMsa2] = adaLN(
@@ -243,6 +269,39 @@ function dismantledPostAttentionX(
 
 // block_mixing (mmditx.py:591-622)
 /**
+ * block_mixing's joint q, k and v: the context's then x's tokens (torch.cat along dim 1,
+ * mmditx.py:599-602). Three token concatenations of pre_attention's q, k and v; with
+ * Ctx.fuseQkvNorm one atelier:JointQkvNorm node that also splits both projections and applies each
+ * stream's qk RMSNorm, in one pass.
+ */
+function jointQkv(m: Ctx, context: PreQkv, x: PreQkv): Qkv {
+  const { net, cfg } = m;
+  if (isProjection(context) && isProjection(x)) {
+    const [q, k, v] = net.jointQkvNorm(context, x, cfg.heads, NORM_EPS);
+    return { q, k, v };
+  }
+  const [c, xs] = [splitOf(context), splitOf(x)];
+  const joint = (key: keyof Qkv) => net.concatTokens(c[key], xs[key]);
+  return { q: joint('q'), k: joint('k'), v: joint('v') };
+}
+
+/**
+ * The MMDiT-X attn2's q, k and v (image tokens alone): pre_attention's, or with Ctx.fuseQkvNorm one
+ * JointQkvNorm node with no context tokens (the split and both norms in one pass).
+ */
+function selfQkv(m: Ctx, x: PreQkv): Qkv {
+  if (!isProjection(x)) return x;
+  const [q, k, v] = m.net.jointQkvNorm(undefined, x, m.cfg.heads, NORM_EPS);
+  return { q, k, v };
+}
+
+/** pre_attention's q, k and v; a projection here would mean the streams disagree on fusing. */
+function splitOf(pre: PreQkv): Qkv {
+  if (isProjection(pre)) throw new Error(`MMDiT graph: ${pre.qkv.name} was left unsplit`);
+  return pre;
+}
+
+/**
  * block_mixing: context and image tokens attend jointly (context first); a pre_only context block
  * (the last) returns no context. `contextTokens` [1] (int64) is context_qkv[0].shape[1], taken once
  * from the graph's context input for every block.
@@ -259,8 +318,8 @@ function blockMixing(
   const { net } = m;
   const [contextQkv, contextIntermediates] = dismantledPreAttention(m, contextBlock, context, cAct);
 
-  let xQkv: Qkv;
-  let xQkv2: Qkv | undefined;
+  let xQkv: PreQkv;
+  let xQkv2: PreQkv | undefined;
   let xIntermediates: Intermediates | undefined;
   if (xBlock.xBlockSelfAttn) {
     [xQkv, xQkv2, xIntermediates] = dismantledPreAttentionX(m, xBlock, x, cAct);
@@ -268,8 +327,7 @@ function blockMixing(
     [xQkv, xIntermediates] = dismantledPreAttention(m, xBlock, x, cAct);
   }
 
-  const joint = (key: keyof Qkv) => net.concatTokens(contextQkv[key], xQkv[key]);
-  const attn = attention(m, { q: joint('q'), k: joint('k'), v: joint('v') });
+  const attn = attention(m, jointQkv(m, contextQkv, xQkv));
   const contextAttn = net.g.op('Slice', [attn, net.ints([0]), contextTokens, net.ints([1])]);
   const xAttn = net.g.op('Slice', [attn, contextTokens, net.ints([Number.MAX_SAFE_INTEGER]), net.ints([1])]);
 
@@ -279,7 +337,7 @@ function blockMixing(
 
   let nextX: Value;
   if (xBlock.xBlockSelfAttn) {
-    const attn2 = attention(m, xQkv2!);
+    const attn2 = attention(m, selfQkv(m, xQkv2!));
     nextX = dismantledPostAttentionX(m, xBlock, xAttn, attn2, xIntermediates!);
   } else {
     nextX = dismantledPostAttention(m, xBlock, xAttn, xIntermediates!);

@@ -24,7 +24,8 @@ export interface NetOptions {
   fp8ActivationScale?: number;
   /**
    * Kernels from our custom-op library (native/, domain `atelier`): one AdaLNModulate node per
-   * modulated LayerNorm, one JointConcat node per token concatenation (concatTokens). Only set on
+   * modulated LayerNorm, one JointConcat node per token concatenation (concatTokens), one
+   * JointQkvNorm node per joint attention whose q and k have an RMSNorm (jointQkvNorm). Only set on
    * the C-API path, which loads the library into the session; ONNX Runtime refuses such a graph
    * without it. @default false
    */
@@ -37,6 +38,14 @@ export interface NetOptions {
    * the same bits. @default 'fused'
    */
   fp8Producers?: 'fused' | 'separate';
+  /**
+   * How the MMDiT's attention gets q, k and v when its checkpoint has the qk RMSNorm (ln_q, ln_k)
+   * and `customOps` is on: `fused` = one atelier:JointQkvNorm node per attention splits the qkv
+   * projections, normalises q and k per head and concatenates the streams' tokens in one pass;
+   * `separate` = Split, a SimplifiedLayerNormalization per q and k, JointConcat per q, k and v (as
+   * before the op existed, to measure both). The two give the same bits. @default 'fused'
+   */
+  qkvNorm?: 'fused' | 'separate';
 }
 
 /**
@@ -146,6 +155,35 @@ export class Net {
   concatTokens(a: Value, b: Value): Value {
     if (this.options.customOps) return this.g.op('JointConcat', [a, b], {}, ATELIER_DOMAIN);
     return this.concat([a, b], 1);
+  }
+
+  /**
+   * Joint attention's q, k and v [batch, Tc + Tx, heads·headDim] from the two streams' qkv
+   * projections `context` [batch, Tc, 3·heads·headDim] and `x` [batch, Tx, 3·heads·headDim], in one
+   * atelier:JointQkvNorm node (needs `customOps`): split into q, k, v, the RMSNorm of each head of q
+   * and k with its stream's weights (`norm`: the ln_q and ln_k weight keys), and the token
+   * concatenation, context first. The same bits as `chunk`, `rmsNorm` per head and `concatTokens`
+   * (it rounds as SimplifiedLayerNormalization does), in one kernel that reads the projections once
+   * and writes q, k and v once, where those make nine kernels move the data three times. Without
+   * `context` the tokens are x's alone (an empty context, Tc = 0: MMDiT-X's attn2).
+   */
+  jointQkvNorm(
+    context: { qkv: Value; norm: [lnQ: string, lnK: string] } | undefined,
+    x: { qkv: Value; norm: [lnQ: string, lnK: string] },
+    heads: number,
+    eps: number,
+  ): [q: Value, k: Value, v: Value] {
+    // Tc = 0: x's own projection sliced to no tokens ([batch, 0, 3C]) and its weights, never read.
+    const ctx = context ?? { qkv: this.slice(x.qkv, 1, 0, 0), norm: x.norm };
+    const weights = [...ctx.norm, ...x.norm].map((key) => this.p.get(key));
+    const [q, k, v] = this.g.opMulti(
+      'JointQkvNorm',
+      [ctx.qkv, x.qkv, ...weights],
+      3,
+      { heads, epsilon: { float: eps } },
+      ATELIER_DOMAIN,
+    );
+    return [q, k, v];
   }
 
   /** Slices `x` along `axis` from `start` (inclusive) to `end` (exclusive). */
@@ -268,10 +306,23 @@ export class Net {
   /** x · Wᵀ without the bias. */
   #matmul(x: Value, prefix: string): Value {
     const weightKey = `${prefix}.weight`;
-    const w = this.#isFp8(prefix)
-      ? this.g.op('DequantizeLinear', [this.p.raw(weightKey), this.p.fp8Scale(weightKey)])
-      : this.p.get(weightKey);
+    const w = this.#isFp8(prefix) ? this.#dequantized(prefix) : this.p.get(weightKey);
     return this.g.op('FusedMatMul', [x, w], { transB: 1 }, MS_DOMAIN);
+  }
+
+  /**
+   * An fp8 weight dequantized in the graph: with ComfyUI's one scale per tensor, or with one scale
+   * per output row (`scale_weight` [out], as LoRA merges write them: lora/merge.ts) along axis 0.
+   */
+  #dequantized(prefix: string): Value {
+    const weightKey = `${prefix}.weight`;
+    const scaleKey = `${prefix}.scale_weight`;
+    const [n] = this.p.shape(weightKey);
+    const scale = this.p.has(scaleKey) ? this.p.shape(scaleKey) : [];
+    if (n! > 1 && scale.length === 1 && scale[0] === n) {
+      return this.g.op('DequantizeLinear', [this.p.raw(weightKey), this.p.get(scaleKey)], { axis: 0 });
+    }
+    return this.g.op('DequantizeLinear', [this.p.raw(weightKey), this.p.fp8Scale(weightKey)]);
   }
 
   /**
