@@ -16,6 +16,15 @@
  * FP8 tensor cores in the C-API step with the op library, weight-only elsewhere; each row says
  * which in `fp8_linear` and why in `fp8_reason`), `fp8-weights` always weight-only. `--fp8-linear`
  * still forces one route on every fp8 row.
+ *
+ * Issue 11 (GPU memory): `--gpu-memory-limit 16GiB,22GiB,none` and `--placement gpu,cpu-encoders`
+ * run every config once per limit × placement (models.gpuMemoryLimit, models.placement), each its
+ * own load. Rows gain `placement`, `gpu_memory_limit_gb`, the child's own peak (nvidia-smi per
+ * process), the arenas' high-water marks (ONNX Runtime's AllocatorGetStats, read inside the child
+ * by memory-pipeline.js), the MMDiT's activations, and gpu-memory.ts's estimate beside them.
+ * `--emulate-card` makes the GPU itself that small (the bench holds the rest); `--calibration FILE`
+ * carries figures measured by unlimited rows into the plans of limited ones. `--mixed N` runs N jobs
+ * of mixed sizes and counts through one load instead of the rows (memory-rows.ts, bench/gpu/README.md).
  */
 import {
   existsSync,
@@ -30,22 +39,45 @@ import { dirname, join, resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { discoverModelSet } from '../../src/pipeline/models-dir/discover.js';
 import { ProcessPipeline } from '../../src/pipeline/process/process-pipeline.js';
+import { fileComponents, memoryPlanOf } from '../../src/pipeline/sd35/components.js';
+import { mmditActivationBytes } from '../../src/pipeline/sd35/gpu-memory.js';
 import type { EngineOptions } from '../../src/pipeline/sd35/options.js';
 import type { Fp8Info, GenerationRequest, RuntimePath } from '../../src/pipeline/types.js';
+import type { GpuBallast } from './ballast.js';
 import {
   checkpointFor,
   groupLoads,
   type Load,
   LoadCosts,
+  MIXED_SIZES,
+  type MixedJob,
   MODELS,
   PRECISIONS,
   type Precision,
+  parseGpuMemoryLimit,
+  parsePlacement,
+  parseSizes,
+  planMixedJobs,
   planWorkloads,
   type RuntimeName,
+  shapeSwitches,
   type Workload,
 } from './bench-plan.js';
-import { GpuMemory, PingMonitor } from './monitors.js';
+import type { MeasuredInfo, MeasuredOutput } from './memory-pipeline.js';
+import {
+  type ArenaRow,
+  classifyFailure,
+  denoiseVsUnlimited,
+  type MixedJobRow,
+  type MixedSummary,
+  memoryFields,
+  mixedSummary,
+  readCalibration,
+  recordCalibration,
+} from './memory-rows.js';
+import { GpuMemory, PingMonitor, ProcessGpuMemory } from './monitors.js';
 
 const USAGE = `usage: node atelier-bench.js --models DIR --out FILE [options]
   --models DIR          folder with large/ and medium/ (make_weights.py)
@@ -65,7 +97,21 @@ const USAGE = `usage: node atelier-bench.js --models DIR --out FILE [options]
   --data DIR --size N --small-size N --turbo-steps N --ping-ms N --provider cuda|cpu
   --fp8-linear block-fp8|dequantize|w8a8   force one route on every fp8 row instead of the precision's choice
                         (w8a8: our Fp8Linear in the C-API step, also on the CPU; the stock path keeps block-fp8)
-  --fp8-act-scale X --vae-fp16 --profile`;
+  --fp8-act-scale X --vae-fp16 --profile
+ issue 11 (GPU memory):
+  --gpu-memory-limit LIST   models.gpuMemoryLimit per load: none,22GiB,16GiB (bare numbers are GiB; default none)
+  --placement LIST      models.placement per load: auto, gpu, cpu-encoders (default auto)
+  --session-api auto|capi   capi: every session through the C API, so every arena reports (default auto)
+  --emulate-card        under a limit, hold the rest of the GPU in this process: the child sees a card that size
+  --calibration FILE    unlimited CUDA rows write their measured figures here (per model family);
+                        limited rows plan with them (EngineOptions.memoryCalibration); without it, the constants
+  --mixed N             instead of the rows: N jobs of mixed sizes and counts through one load (the first
+                        --configs, --gpu-memory-limit and --placement entries), reporting completions, refusals,
+                        out-of-memory failures and recovery
+  --mixed-steps N --mixed-seed N --mixed-repeat N (jobs per shape, default 1) --mixed-counts 1,2,3,4
+  --mixed-sizes 512x512,1024x768,…  (default 512² to 1024², landscape and portrait)
+  --append              keep the rows --out already holds (several runs, one file: limited rows find their
+                        unlimited twins for denoise_vs_unlimited)`;
 
 const { values } = parseArgs({
   options: {
@@ -92,8 +138,22 @@ const { values } = parseArgs({
     profile: { type: 'boolean', default: false },
     'fp8-act-scale': { type: 'string' },
     'vae-fp16': { type: 'boolean', default: false },
+    'gpu-memory-limit': { type: 'string', default: 'none' },
+    placement: { type: 'string', default: 'auto' },
+    'session-api': { type: 'string', default: 'auto' },
+    'emulate-card': { type: 'boolean', default: false },
+    calibration: { type: 'string' },
+    mixed: { type: 'string' },
+    'mixed-steps': { type: 'string', default: '8' },
+    'mixed-seed': { type: 'string', default: '1' },
+    'mixed-repeat': { type: 'string', default: '1' },
+    'mixed-counts': { type: 'string', default: '1,2,3,4' },
+    'mixed-sizes': { type: 'string' },
+    append: { type: 'boolean', default: false },
   },
 });
+
+const GiB = 2 ** 30;
 
 interface Row {
   engine: 'atelier';
@@ -150,6 +210,39 @@ interface Row {
   /** … and over the whole generation (text encoding and VAE decode included). */
   child_ping_generation_p99_ms: number | null;
   child_ping_generation_max_ms: number | null;
+  /** models.placement asked for; `placement` is the one that ran (info().memory: auto's choice, or cpu). */
+  placement_requested: string;
+  placement: string | null;
+  /** models.gpuMemoryLimit in GiB; null: none. */
+  gpu_memory_limit_gb: number | null;
+  /** --emulate-card: the GPU's free memory the child started with (the bench held the rest), GiB. */
+  card_free_gb: number | null;
+  /** The pipeline child's own peak (nvidia-smi per process, the timed generation), GiB; null where not listed. */
+  process_peak_gpu_mem_gb: number | null;
+  arena_total_gb: number | null;
+  mmdit_activation_gb: number | null;
+  mmdit_max_alloc_gb: number | null;
+  mmdit_in_use_gb: number | null;
+  vae_decode_gb: number | null;
+  text_activation_gb: number | null;
+  non_arena_gb: number | null;
+  arenas?: ArenaRow[];
+  /** gpu-memory.ts with its shipped constants (what `atelier doctor` says), for this row's job: peak GiB, fits, placement. */
+  estimate_peak_gb: number | null;
+  estimate_fits: boolean | null;
+  estimate_placement: string | null;
+  /** The plan the engine ran (calibrated by --calibration under a limit): the job's expected peak, GiB. */
+  plan_peak_gb: number | null;
+  plan_calibrated: boolean;
+  /** Most images per job at the model's resolution the plan allows (null: no budget). */
+  plan_max_images: number | null;
+  /** (measured peak − plan_peak) / plan_peak, in % (the process's peak, else the device's). */
+  estimate_error_pct: number | null;
+  vae_tiled: boolean | null;
+  /** Limited rows: denoising time over the unlimited row of the same workload (target ≤ 1.05). */
+  denoise_vs_unlimited?: number | null;
+  /** The preflight refused the load or the job (a clear line, not a crash): its message. */
+  refused?: string;
   error?: string;
 }
 
@@ -160,6 +253,8 @@ interface Skipped {
   steps: number;
   batch: number;
   path: RuntimeName;
+  placement: string;
+  gpu_memory_limit_gb: number | null;
   reason: string;
 }
 
@@ -170,10 +265,17 @@ const here = dirname(fileURLToPath(import.meta.url));
 const list = (s: string | undefined) => (s ?? '').split(',').filter((v) => v.trim() !== '');
 const rows: Row[] = [];
 const skipped: Skipped[] = [];
+let mixed: MixedReport | undefined;
 
-function request(w: Workload, steps = w.steps): GenerationRequest {
+const PROMPT = 'a lighthouse at dusk, oil painting, dramatic sky, crashing waves';
+
+/**
+ * The warm-up's request, or with `prompt` the timed one's: a prompt of its own, so the text
+ * encoders run in the timed generation too (a cache hit would hide their time and memory).
+ */
+function request(w: Workload, steps = w.steps, prompt = PROMPT): GenerationRequest {
   return {
-    prompt: 'a lighthouse at dusk, oil painting, dramatic sky, crashing waves',
+    prompt,
     negativePrompt: 'blurry, low quality',
     width: w.size,
     height: w.size,
@@ -185,15 +287,36 @@ function request(w: Workload, steps = w.steps): GenerationRequest {
   };
 }
 
+/** --append: the commands whose rows the --out file already held. */
+const earlierCommands: string[] = [];
+
+/** --append: keeps the rows (and skips) --out already holds, so several runs make one file. */
+function appendToOut(): void {
+  if (!values.append || !values.out || !existsSync(values.out)) return;
+  const earlier = JSON.parse(readFileSync(values.out, 'utf8')) as {
+    command?: string;
+    commands?: string[];
+    rows?: Row[];
+    skipped?: Skipped[];
+  };
+  earlierCommands.push(...(earlier.commands ?? (earlier.command ? [earlier.command] : [])));
+  rows.push(...(earlier.rows ?? []));
+  skipped.push(...(earlier.skipped ?? []));
+}
+
 function save(): void {
   if (!values.out) return;
+  const command = `node atelier-bench.js ${process.argv.slice(2).join(' ')}`;
   const envelope = {
     engine: 'atelier',
     date: new Date().toISOString().slice(0, 10),
-    command: `node atelier-bench.js ${process.argv.slice(2).join(' ')}`,
+    command,
+    ...(earlierCommands.length ? { commands: [...earlierCommands, command] } : {}),
     custom_ops_library: customOps() ?? null,
-    rows,
+    units: { memory: 'GiB' },
+    rows: denoiseVsUnlimited(rows),
     skipped,
+    ...(mixed ? { mixed } : {}),
   };
   writeFileSync(values.out, JSON.stringify(envelope, null, 1));
 }
@@ -210,6 +333,7 @@ function customOps(): string | null | undefined {
 function engineOptions(load: Load, dataDir: string): EngineOptions {
   const entry = MODELS[load.weights];
   const ops = customOps();
+  const calibration = load.limitGiB !== null ? calibrations()[entry.name] : undefined;
   return {
     modelsDir: resolve(values.models!, entry.weights),
     checkpoint: checkpointFor(entry, load.precision),
@@ -225,7 +349,51 @@ function engineOptions(load: Load, dataDir: string): EngineOptions {
     textEncoders: {
       t5: load.precision === 'fp16' ? 't5xxl_fp16.safetensors' : 't5xxl_fp8_e4m3fn.safetensors',
     },
+    // Issue 11: the product's memory settings, and what makes every arena report.
+    placement: load.placement,
+    ...(load.limitGiB !== null ? { gpuMemoryLimit: Math.round(load.limitGiB * GiB) } : {}),
+    ...(values['session-api'] === 'capi' ? { sessionApi: 'capi' as const } : {}),
+    ...(calibration ? { memoryCalibration: calibration } : {}),
   };
+}
+
+/** The figures --calibration holds per model family (read afresh: unlimited rows add to it). */
+function calibrations() {
+  return values.calibration && values.calibration !== 'off' ? readCalibration(values.calibration) : {};
+}
+
+/** The child's pipeline module: memory-pipeline.js (the engine plus its arenas) beside this file. */
+function pipelineModule(): string {
+  const measured = join(here, 'memory-pipeline.js');
+  return existsSync(measured) ? measured : join(here, 'sd35.js');
+}
+
+/** What gpu-memory.ts expects of a job under some engine options (read from the files' headers). */
+interface Estimate {
+  placement: string;
+  peakGb: number;
+  fits: boolean;
+}
+
+function estimateOf(options: EngineOptions, w: Pick<Workload, 'size' | 'batch'>): Estimate | undefined {
+  try {
+    const set = discoverModelSet({
+      modelsDir: options.modelsDir,
+      checkpoint: options.checkpoint,
+      textEncoders: options.textEncoders,
+      dataDir: options.dataDir,
+    });
+    const { input, plan } = memoryPlanOf(options, set, fileComponents(set));
+    if (!plan.breakdown) return undefined;
+    const peak = plan.breakdown.fixedBytes + mmditActivationBytes(input, w.size, w.size, w.batch);
+    return {
+      placement: plan.placement,
+      peakGb: peak / GiB,
+      fits: plan.budget.bytes === undefined || peak <= plan.budget.bytes,
+    };
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -255,38 +423,131 @@ function fp8LinearOf(fp8: Fp8Info): string {
   return values.provider === 'cuda' ? 'block-fp8' : 'dequantize';
 }
 
+function memoryLabel(x: Pick<Workload, 'placement' | 'limitGiB'>): string {
+  if (x.placement === 'auto' && x.limitGiB === null) return '';
+  return ` [${x.placement}${x.limitGiB === null ? '' : `, ${x.limitGiB} GiB`}]`;
+}
+
 function label(w: Workload): string {
   const cfg = w.guidance > 1 ? '' : ' no-CFG';
-  return `${MODELS[w.model].name} ${w.precision} ${w.size}² ${w.steps} steps ×${w.batch}${cfg}`;
+  return `${MODELS[w.model].name} ${w.precision} ${w.size}² ${w.steps} steps ×${w.batch}${cfg}${memoryLabel(w)}`;
 }
 
 const costs = new LoadCosts();
 
-async function runLoad(load: Load, index: number, loads: Load[], dataDir: string, memory: GpuMemory) {
+/** What the rows of one load share: where its memory readings start, the card, the plan, the estimates. */
+interface LoadContext {
+  /** Device-wide reading before the child started (the ballast included), GiB. */
+  baselineGb: number;
+  cardFreeGb: number | null;
+  info?: MeasuredInfo;
+  calibrated: boolean;
+  /** gpu-memory.ts's estimates of a workload: shipped constants, and the plan the engine ran. */
+  estimate(w: Workload): { shipped?: Estimate; plan?: Estimate };
+}
+
+let ballast: GpuBallast | null | undefined;
+
+/** The card-emulating ballast (--emulate-card on CUDA), opened once; null where it cannot run. */
+async function ballastFor(load: Pick<Load, 'limitGiB'>): Promise<GpuBallast | null> {
+  if (!values['emulate-card'] || load.limitGiB === null || values.provider !== 'cuda') return null;
+  if (ballast === undefined) {
+    const { GpuBallast } = await import('./ballast.js');
+    const opened = GpuBallast.open();
+    if (!opened.ballast) console.log(`--emulate-card: not emulating (${opened.reason})`);
+    ballast = opened.ballast ?? null;
+  }
+  return ballast;
+}
+
+/** A moment for the previous child's memory to come back and nvidia-smi to see it; then the reading. */
+async function settledReading(memory: GpuMemory): Promise<number> {
+  await new Promise((r) => setTimeout(r, 600));
+  return memory.nowGb;
+}
+
+/**
+ * Starts a load's child under its memory settings (the card emulated first): the context its rows
+ * share, and the pipeline (loaded, or the load's error).
+ */
+async function startLoad(
+  load: Load,
+  memory: GpuMemory,
+  processes: ProcessGpuMemory,
+  options: EngineOptions,
+): Promise<{ pipeline: ProcessPipeline; context: LoadContext; loadSeconds: number; error?: unknown }> {
+  let cardFreeGb: number | null = null;
+  const held = await ballastFor(load);
+  if (held && load.limitGiB !== null) {
+    held.release();
+    try {
+      cardFreeGb = held.fill(Math.round(load.limitGiB * GiB)) / GiB;
+      console.log(
+        `card emulated: ${cardFreeGb.toFixed(2)} GiB free (${(held.held / GiB).toFixed(1)} GiB held by the bench)`,
+      );
+    } catch (error) {
+      held.release();
+      console.log(`--emulate-card: not emulating this load (${(error as Error).message})`);
+    }
+  }
+  const shipped = new Map<string, Estimate | undefined>();
+  const planned = new Map<string, Estimate | undefined>();
+  const { memoryCalibration: _, ...uncalibrated } = options;
+  const context: LoadContext = {
+    baselineGb: await settledReading(memory),
+    cardFreeGb,
+    calibrated: options.memoryCalibration !== undefined,
+    estimate(w) {
+      const key = `${w.size}x${w.batch}`;
+      if (!shipped.has(key)) shipped.set(key, estimateOf(uncalibrated, w));
+      if (!planned.has(key))
+        planned.set(key, options.memoryCalibration ? estimateOf(options, w) : shipped.get(key));
+      return { shipped: shipped.get(key), plan: planned.get(key) };
+    },
+  };
+  const pipeline = new ProcessPipeline({ spec: { module: pipelineModule(), options } });
+  memory.reset();
+  processes.reset();
+  const t0 = performance.now();
+  try {
+    await pipeline.load();
+    context.info = pipeline.info() as MeasuredInfo;
+    return { pipeline, context, loadSeconds: (performance.now() - t0) / 1000 };
+  } catch (error) {
+    return { pipeline, context, loadSeconds: (performance.now() - t0) / 1000, error };
+  }
+}
+
+async function runLoad(
+  load: Load,
+  index: number,
+  loads: Load[],
+  dataDir: string,
+  memory: GpuMemory,
+  processes: ProcessGpuMemory,
+) {
   const options = engineOptions(load, dataDir);
-  const tag = `${load.weights}-${load.precision}-${load.path}`;
+  const tag = `${load.weights}-${load.precision}-${load.path}${load.placement === 'auto' ? '' : `-${load.placement}`}${load.limitGiB === null ? '' : `-${load.limitGiB}GiB`}`;
   const profileDir = values.profile ? join(dataDir, `profile-${tag}`) : undefined;
   if (profileDir) {
     rmSync(profileDir, { recursive: true, force: true });
     mkdirSync(profileDir, { recursive: true });
     options.profileDir = profileDir;
   }
-  const pipeline = new ProcessPipeline({ spec: { module: join(here, 'sd35.js'), options } });
+  const { pipeline, context, loadSeconds, error } = await startLoad(load, memory, processes, options);
   const warm = new Set<string>();
-  let loadSeconds = 0;
   // Until the pipeline says which path it runs (a failed load never does), rows name the one asked for.
   let runtime: ReturnType<typeof pathOf> = { path: load.path, cuda_graph: false, custom_ops: false };
   try {
-    memory.reset();
-    const t0 = performance.now();
-    await pipeline.load();
-    loadSeconds = (performance.now() - t0) / 1000;
-    runtime = pathOf(load.path, pipeline.info().runtime, pipeline.info().fp8);
+    if (error) throw error;
+    const info = context.info!;
+    runtime = pathOf(load.path, info.runtime, info.fp8);
     console.log(
-      `${tag}: loaded in ${loadSeconds.toFixed(1)} s, ${(memory.nowGb - baseline).toFixed(1)} GB, ` +
+      `${tag}: loaded in ${loadSeconds.toFixed(1)} s, ${(memory.nowGb - context.baselineGb).toFixed(1)} GiB, ` +
         `path ${runtime.path}${runtime.cuda_graph ? ' +graph' : ''}${runtime.custom_ops ? ' +ops' : ''}` +
         `${runtime.fallback_reason ? ` (fallback: ${runtime.fallback_reason})` : ''}` +
-        `${runtime.fp8_reason ? `; ${runtime.fp8_reason}` : ''}`,
+        `${runtime.fp8_reason ? `; ${runtime.fp8_reason}` : ''}` +
+        `${info.memory ? `; memory: ${info.memory.summary}${context.calibrated ? ' (calibrated)' : ''}` : ''}`,
     );
     for (const w of load.rows) {
       const reserve = costs.reserveMs(loads, index, w.priority);
@@ -299,18 +560,19 @@ async function runLoad(load: Load, index: number, loads: Load[], dataDir: string
         continue;
       }
       try {
-        rows.push(await measure(pipeline, w, load, runtime, loadSeconds, warm, memory));
-      } catch (error) {
-        rows.push(failedRow(w, load, runtime, loadSeconds, error));
+        rows.push(await measure(pipeline, w, load, runtime, loadSeconds, warm, memory, processes, context));
+      } catch (failure) {
+        rows.push(failedRow(w, load, runtime, loadSeconds, failure, context));
       }
       save();
-      console.log(JSON.stringify(rows.at(-1)));
+      console.log(JSON.stringify({ ...rows.at(-1), arenas: undefined }));
     }
-  } catch (error) {
-    for (const w of load.rows) rows.push(failedRow(w, load, runtime, loadSeconds, error));
+  } catch (failure) {
+    for (const w of load.rows) rows.push(failedRow(w, load, runtime, loadSeconds, failure, context));
     save();
   } finally {
     await pipeline.dispose();
+    ballast?.release();
     if (profileDir) summarizeProfile(profileDir, tag);
   }
 }
@@ -323,6 +585,8 @@ async function measure(
   loadSeconds: number,
   warm: Set<string>,
   memory: GpuMemory,
+  processes: ProcessGpuMemory,
+  context: LoadContext,
 ): Promise<Row> {
   // A new shape is warmed up first: cuDNN/cuBLAS autotuning, arenas, and on the C-API path the
   // CUDA graph capture for this resolution × batch × CFG.
@@ -336,6 +600,7 @@ async function measure(
     warm.add(shape);
   }
   memory.reset();
+  processes.reset();
   const delay = monitorEventLoopDelay({ resolution: 10 });
   const pings = new PingMonitor(() => pipeline.ping(), Number(values['ping-ms']));
   delay.enable();
@@ -349,15 +614,17 @@ async function measure(
     if (step === 1) firstStep = performance.now();
     if (step === total - 1) lastStep = performance.now();
   };
-  let out: Awaited<ReturnType<ProcessPipeline['generate']>>;
+  let out: MeasuredOutput;
   let wall: number;
   try {
-    out = await pipeline.generate(request(w), { onStep });
+    out = await pipeline.generate(request(w, w.steps, `${PROMPT}, timed`), { onStep });
   } finally {
     wall = (performance.now() - t1) / 1000;
     delay.disable();
     await pings.stop();
   }
+  // The readings of the last 100 ms of the job: nvidia-smi polls every 100 ms.
+  await new Promise((r) => setTimeout(r, 250));
   const ping = pings.stats(firstStep, lastStep);
   const whole = pings.stats();
   const t = out.timings!;
@@ -366,10 +633,29 @@ async function measure(
   const image = out.images[0].data;
   if (runtime.path === 'stock') stockImages.set(key, image);
   const stock = runtime.path === 'capi' ? stockImages.get(key) : undefined;
+  const devicePeak = memory.peakGb - context.baselineGb;
+  const processPeak = processes.peakGb(pipeline.pid);
+  const job = { width: w.size, height: w.size, count: w.batch };
+  const fields = memoryFields(out.arenas, job, processPeak);
+  // Unlimited rows on CUDA calibrate the limited ones (per family, one image per job).
+  const file = values.calibration && values.calibration !== 'off' ? values.calibration : undefined;
+  if (file && load.limitGiB === null && w.batch === 1 && values.provider === 'cuda') {
+    const entry = recordCalibration(
+      file,
+      MODELS[load.weights].name,
+      out.arenas,
+      job,
+      processPeak ?? devicePeak,
+      `${new Date().toISOString().slice(0, 10)} ${label(w)}`,
+    );
+    if (entry) console.log(`calibration ${MODELS[load.weights].name}: ${JSON.stringify(entry)}`);
+  }
+  const measured = processPeak ?? devicePeak;
+  const memoryColumns = memoryColumnsOf(w, context);
   return {
-    ...identity(w, load, runtime),
+    ...identity(w, load, runtime, context),
     seconds_per_image: wall / w.batch,
-    peak_gpu_mem_gb: memory.peakGb - baseline,
+    peak_gpu_mem_gb: devicePeak,
     load_seconds: loadSeconds,
     warmup_seconds: warmup,
     text_encode_seconds: t.encodeMs / 1000,
@@ -386,6 +672,28 @@ async function measure(
     child_ping_generation_p99_ms: whole?.p99 ?? null,
     child_ping_generation_max_ms: whole?.max ?? null,
     ...(stock ? imageDiff(image, stock) : {}),
+    process_peak_gpu_mem_gb: processPeak ?? null,
+    ...fields,
+    ...memoryColumns,
+    estimate_error_pct:
+      memoryColumns.plan_peak_gb && values.provider === 'cuda'
+        ? Number(((100 * (measured - memoryColumns.plan_peak_gb)) / memoryColumns.plan_peak_gb).toFixed(1))
+        : null,
+    vae_tiled: t.vaeTiled ?? null,
+  };
+}
+
+/** gpu-memory.ts's view of a row: shipped constants, and the plan the engine ran. */
+function memoryColumnsOf(w: Workload, context: LoadContext) {
+  const { shipped, plan } = context.estimate(w);
+  const r = (v: number | undefined) => (v === undefined ? null : Number(v.toFixed(3)));
+  return {
+    estimate_peak_gb: r(shipped?.peakGb),
+    estimate_fits: shipped?.fits ?? null,
+    estimate_placement: shipped?.placement ?? null,
+    plan_peak_gb: r(plan?.peakGb),
+    plan_calibrated: context.calibrated,
+    plan_max_images: context.info?.memory?.maxImages ?? null,
   };
 }
 
@@ -407,7 +715,7 @@ function imageDiff(
   return { image_max_abs_diff_vs_stock: max, image_mean_abs_diff_vs_stock: sum / a.length };
 }
 
-function identity(w: Workload, load: Load, runtime: ReturnType<typeof pathOf>) {
+function identity(w: Workload, load: Load, runtime: ReturnType<typeof pathOf>, context?: LoadContext) {
   return {
     engine: 'atelier' as const,
     model: MODELS[w.model].name,
@@ -423,6 +731,13 @@ function identity(w: Workload, load: Load, runtime: ReturnType<typeof pathOf>) {
     ...runtime,
     // A load that failed never said how its fp8 layers would run.
     ...(w.precision !== 'fp16' && !runtime.fp8_linear ? { fp8_linear: 'unknown (not loaded)' } : {}),
+    placement_requested: load.placement,
+    placement: context?.info?.memory?.placement ?? null,
+    gpu_memory_limit_gb: load.limitGiB,
+    card_free_gb:
+      context?.cardFreeGb === undefined || context.cardFreeGb === null
+        ? null
+        : Number(context.cardFreeGb.toFixed(3)),
   };
 }
 
@@ -432,11 +747,13 @@ function failedRow(
   runtime: ReturnType<typeof pathOf>,
   loadSeconds: number,
   error: unknown,
+  context?: LoadContext,
 ): Row {
   const message = String((error as Error).message ?? error).split('\n')[0];
-  console.log(`${label(w)} on ${load.path}: FAILED ${message}`);
+  const refused = classifyFailure(error) === 'refused';
+  console.log(`${label(w)} on ${load.path}: ${refused ? 'REFUSED' : 'FAILED'} ${message}`);
   return {
-    ...identity(w, load, runtime),
+    ...identity(w, load, runtime, context),
     seconds_per_image: 0,
     peak_gpu_mem_gb: 0,
     load_seconds: loadSeconds,
@@ -454,17 +771,246 @@ function failedRow(
     child_pings: 0,
     child_ping_generation_p99_ms: null,
     child_ping_generation_max_ms: null,
+    process_peak_gpu_mem_gb: null,
+    ...memoryFields(undefined, { width: w.size, height: w.size, count: w.batch }, undefined),
+    arenas: undefined,
+    ...(context
+      ? memoryColumnsOf(w, context)
+      : {
+          estimate_peak_gb: null,
+          estimate_fits: null,
+          estimate_placement: null,
+          plan_peak_gb: null,
+          plan_calibrated: false,
+          plan_max_images: null,
+        }),
+    estimate_error_pct: null,
+    vae_tiled: null,
+    ...(refused ? { refused: message } : {}),
     error: message,
   };
 }
 
 function skip(w: Workload, path: RuntimeName, reason: string): void {
   console.log(`skipping ${label(w)} on ${path}: ${reason}`);
-  const { model, precision, size, steps, batch } = w;
-  skipped.push({ model: MODELS[model].name, precision, size, steps, batch, path, reason });
+  const { model, precision, size, steps, batch, placement, limitGiB } = w;
+  skipped.push({
+    model: MODELS[model].name,
+    precision,
+    size,
+    steps,
+    batch,
+    path,
+    placement,
+    gpu_memory_limit_gb: limitGiB,
+    reason,
+  });
 }
 
-let baseline = 0;
+/** `--mixed N`: the jobs, what each did, and the verdict. */
+interface MixedReport {
+  config: string;
+  model: string;
+  precision: string;
+  path: string;
+  placement_requested: string;
+  placement: string | null;
+  gpu_memory_limit_gb: number | null;
+  card_free_gb: number | null;
+  plan_calibrated: boolean;
+  plan_max_images: number | null;
+  memory_summary: string | null;
+  steps: number;
+  seed: number;
+  repeat: number;
+  load_seconds: number;
+  load_error?: string;
+  jobs: MixedJobRow[];
+  summary: MixedSummary;
+}
+
+const MIXED_PROMPTS = [
+  'a lighthouse at dusk, oil painting, dramatic sky',
+  'a red fox in fresh snow, wildlife photograph',
+  'isometric city block at night, neon signs, rain',
+  'a bowl of ramen on a wooden table, studio lighting',
+  'portrait of an old sailor, charcoal sketch',
+  'a glass greenhouse full of ferns, morning fog',
+  'retro sci-fi rocket on a desert plateau, poster art',
+  'watercolor map of an imaginary archipelago',
+];
+
+/**
+ * `--mixed N`: N jobs of mixed sizes and counts through one load (the first config, limit and
+ * placement), one after another as a bot's queue would send them. Each job's outcome: completed,
+ * refused by the preflight (a clear message), out of memory, the child crashed; and whether jobs
+ * after a failure completed again. With --calibration and a limit, an unlimited calibration row
+ * runs first when the file has no figures for the model yet.
+ */
+async function runMixed(dataDir: string, memory: GpuMemory, processes: ProcessGpuMemory): Promise<void> {
+  const [config] = list(values.configs);
+  const limitGiB = parseGpuMemoryLimit(list(values['gpu-memory-limit'])[0] ?? 'none');
+  const placement = parsePlacement(list(values.placement)[0] ?? 'auto');
+  const path = (list(values.runtime)[0] ?? 'capi') as RuntimeName;
+  const steps = Number(values['mixed-steps']);
+  const plan = (o: { limit: number | null; placement: typeof placement; steps: number }) =>
+    groupLoads(
+      planWorkloads({
+        configs: [config],
+        precision: values.precision as Precision | undefined,
+        steps: [o.steps],
+        batches: [1],
+        size: Number(values.size),
+        turbo: [],
+        turboSteps: 4,
+        small: [],
+        smallSize: 512,
+        smallSteps: 28,
+        limits: [o.limit],
+        placements: [o.placement],
+      }),
+      [path],
+    )[0];
+  const load = plan({ limit: limitGiB, placement, steps });
+  const family = MODELS[load.weights].name;
+  if (
+    values.provider === 'cuda' &&
+    values.calibration &&
+    values.calibration !== 'off' &&
+    limitGiB !== null &&
+    !calibrations()[family]
+  ) {
+    console.log(`mixed: no calibration for ${family} in ${values.calibration}: one unlimited row first`);
+    const calibrate = plan({ limit: null, placement: 'gpu', steps });
+    await runLoad(calibrate, 0, [calibrate], dataDir, memory, processes);
+  }
+  const jobs = planMixedJobs({
+    jobs: Number(values.mixed),
+    seed: Number(values['mixed-seed']),
+    sizes: values['mixed-sizes'] ? parseSizes(values['mixed-sizes']) : MIXED_SIZES,
+    counts: list(values['mixed-counts']).map(Number),
+    repeat: Number(values['mixed-repeat']),
+  });
+  const switches = shapeSwitches(jobs);
+  const title = `${family} ${load.precision}${memoryLabel(load)}`;
+  const options = engineOptions(load, dataDir);
+  console.log(
+    `mixed: ${jobs.length} jobs (${switches} shape switches), ${title} on ${path}, ${steps} steps each`,
+  );
+  const { pipeline, context, loadSeconds, error } = await startLoad(load, memory, processes, options);
+  const done: MixedJobRow[] = [];
+  const report = (): MixedReport => ({
+    config: title,
+    model: family,
+    precision: load.precision,
+    path,
+    placement_requested: placement,
+    placement: context.info?.memory?.placement ?? null,
+    gpu_memory_limit_gb: limitGiB,
+    card_free_gb: context.cardFreeGb === null ? null : Number(context.cardFreeGb.toFixed(3)),
+    plan_calibrated: context.calibrated,
+    plan_max_images: context.info?.memory?.maxImages ?? null,
+    memory_summary: context.info?.memory?.summary ?? null,
+    steps,
+    seed: Number(values['mixed-seed']),
+    repeat: Number(values['mixed-repeat']),
+    load_seconds: loadSeconds,
+    ...(error ? { load_error: String((error as Error).message ?? error).split('\n')[0] } : {}),
+    jobs: done,
+    summary: mixedSummary(done, jobs.length, switches),
+  });
+  pipeline.on('crashed', (detail: string) => {
+    console.log(`mixed: the pipeline process crashed (${detail}); it restarts with the next job`);
+  });
+  try {
+    if (error) {
+      console.log(`mixed: the load failed: ${String((error as Error).message ?? error).split('\n')[0]}`);
+      return;
+    }
+    console.log(`mixed: loaded in ${loadSeconds.toFixed(1)} s; ${context.info?.memory?.summary ?? ''}`);
+    let slowest = 30_000;
+    for (const job of jobs) {
+      if (left() < slowest + 10_000) {
+        console.log(
+          `mixed: budget: ${(left() / 1000).toFixed(0)} s left, ${jobs.length - done.length} jobs not run`,
+        );
+        break;
+      }
+      done.push(await mixedJob(pipeline, job, memory, processes, context));
+      const last = done.at(-1)!;
+      slowest = Math.max(slowest, last.seconds * 1000);
+      console.log(
+        `job ${job.index + 1}/${jobs.length} ${job.width}×${job.height} ×${job.count}: ${last.outcome} in ${last.seconds.toFixed(1)} s, ` +
+          `peak ${last.process_peak_gb ?? last.device_peak_gb ?? '-'} GiB${last.message ? ` — ${last.message}` : ''}`,
+      );
+      mixed = report();
+      save();
+    }
+  } finally {
+    mixed = report();
+    save();
+    await pipeline.dispose();
+    ballast?.release();
+    const s = mixed.summary;
+    console.log(
+      `\nmixed: ${s.completed}/${s.planned} completed, ${s.refused} refused, ${s.oom} out of memory, ${s.crashed} crashed, ` +
+        `${s.errors} other errors, ${s.skipped} not run; recovered after a failure: ${s.recovered_after_failure ?? 'n/a'}; ` +
+        `peak ${s.max_process_peak_gb ?? s.max_device_peak_gb ?? '-'} GiB; target ${s.target_met ? 'MET' : 'not met'}`,
+    );
+  }
+}
+
+async function mixedJob(
+  pipeline: ProcessPipeline,
+  job: MixedJob,
+  memory: GpuMemory,
+  processes: ProcessGpuMemory,
+  context: LoadContext,
+): Promise<MixedJobRow> {
+  memory.reset();
+  processes.reset();
+  const prompt = `${MIXED_PROMPTS[job.run % MIXED_PROMPTS.length]}, take ${job.run}`;
+  const t0 = performance.now();
+  let out: MeasuredOutput | undefined;
+  let failure: unknown;
+  try {
+    out = await pipeline.generate({
+      prompt,
+      negativePrompt: 'blurry, low quality',
+      width: job.width,
+      height: job.height,
+      seed: job.seed,
+      steps: Number(values['mixed-steps']),
+      guidance: 4.5,
+      sampler: 'euler',
+      count: job.count,
+    });
+  } catch (error) {
+    failure = error;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  await new Promise((r) => setTimeout(r, 250));
+  const processPeak = processes.peakGb(pipeline.pid);
+  const fields = memoryFields(out?.arenas, job, processPeak);
+  const outcome = failure ? classifyFailure(failure) : 'ok';
+  return {
+    index: job.index,
+    run: job.run,
+    width: job.width,
+    height: job.height,
+    count: job.count,
+    outcome,
+    seconds,
+    process_peak_gb: processPeak === undefined ? null : Number(processPeak.toFixed(3)),
+    device_peak_gb:
+      values.provider === 'cuda' ? Number((memory.peakGb - context.baselineGb).toFixed(3)) : null,
+    mmdit_activation_gb: fields.mmdit_activation_gb,
+    vae_decode_gb: fields.vae_decode_gb,
+    vae_tiled: out?.timings?.vaeTiled ?? null,
+    prompt_cached: out?.timings?.promptCached ?? null,
+    ...(failure ? { message: String((failure as Error).message ?? failure).split('\n')[0] } : {}),
+  };
+}
 
 async function main(): Promise<void> {
   if (values.help || !values.models) {
@@ -479,25 +1025,9 @@ async function main(): Promise<void> {
   const forced = values['fp8-linear'];
   if (forced !== undefined && !['block-fp8', 'dequantize', 'w8a8'].includes(forced))
     throw new Error('--fp8-linear: block-fp8, dequantize or w8a8');
-  const loads = groupLoads(
-    planWorkloads({
-      configs: list(values.configs),
-      steps: list(values.steps).map(Number),
-      batches: list(values.batch).map(Number),
-      size: Number(values.size),
-      precision: values.precision as Precision | undefined,
-      turbo: list(values.turbo) as Precision[],
-      turboSteps: Number(values['turbo-steps']),
-      small: list(values.small),
-      smallSize: Number(values['small-size']),
-      smallSteps: 28,
-    }),
-    paths,
-  );
-  console.log(
-    `plan: ${loads.map((l) => `${l.weights}:${l.precision}:${l.path} [${l.rows.map(label).join('; ')}]`).join('\n      ')}`,
-  );
-  console.log(`custom ops for the C-API path: ${customOps() ?? '(the engine default)'}`);
+  if (!['auto', 'capi'].includes(values['session-api']!)) throw new Error('--session-api: auto or capi');
+  const limits = list(values['gpu-memory-limit']).map(parseGpuMemoryLimit);
+  const placements = list(values.placement).map(parsePlacement);
   const dataDir = resolve(values.data!);
   mkdirSync(join(dataDir, 'tokenizers'), { recursive: true });
   // ComfyUI folders carry no tokenizers: Atelier looks in <dataDir>/tokenizers.
@@ -507,24 +1037,56 @@ async function main(): Promise<void> {
       if (!existsSync(link)) symlinkSync(resolve(values.tokenizers, kind), link);
     }
   }
+  appendToOut();
+  console.log(`custom ops for the C-API path: ${customOps() ?? '(the engine default)'}`);
+  console.log(`pipeline module: ${pipelineModule()}`);
   const memory = new GpuMemory();
+  const processes = new ProcessGpuMemory();
   memory.start();
-  baseline = await new Promise<number>((r) => setTimeout(() => r(memory.nowGb), 500));
-  for (const [index, load] of loads.entries()) {
-    const priority = Math.min(...load.rows.map((r) => r.priority));
-    const reserve = costs.reserveMs(loads, index, priority);
-    if (left() - reserve < 60_000) {
-      for (const w of load.rows) skip(w, load.path, `budget: ${(left() / 1000).toFixed(0)} s left`);
-      save();
-      continue;
+  processes.start();
+  try {
+    if (values.mixed) {
+      await runMixed(dataDir, memory, processes);
+      return;
     }
-    const t0 = performance.now();
-    await runLoad(load, index, loads, dataDir, memory);
-    costs.record(load, performance.now() - t0);
+    const loads = groupLoads(
+      planWorkloads({
+        configs: list(values.configs),
+        steps: list(values.steps).map(Number),
+        batches: list(values.batch).map(Number),
+        size: Number(values.size),
+        precision: values.precision as Precision | undefined,
+        turbo: list(values.turbo) as Precision[],
+        turboSteps: Number(values['turbo-steps']),
+        small: list(values.small),
+        smallSize: Number(values['small-size']),
+        smallSteps: 28,
+        limits: limits.length ? limits : [null],
+        placements: placements.length ? placements : ['auto'],
+      }),
+      paths,
+    );
+    console.log(
+      `plan: ${loads.map((l) => `${l.weights}:${l.precision}:${l.path}${memoryLabel(l)} [${l.rows.map(label).join('; ')}]`).join('\n      ')}`,
+    );
+    for (const [index, load] of loads.entries()) {
+      const priority = Math.min(...load.rows.map((r) => r.priority));
+      const reserve = costs.reserveMs(loads, index, priority);
+      if (left() - reserve < 60_000) {
+        for (const w of load.rows) skip(w, load.path, `budget: ${(left() / 1000).toFixed(0)} s left`);
+        save();
+        continue;
+      }
+      const t0 = performance.now();
+      await runLoad(load, index, loads, dataDir, memory, processes);
+      costs.record(load, performance.now() - t0);
+    }
+    save();
+    printSummary();
+  } finally {
+    memory.stop();
+    processes.stop();
   }
-  memory.stop();
-  save();
-  printSummary();
 }
 
 function printSummary(): void {
@@ -540,6 +1102,22 @@ function printSummary(): void {
         `${f(r.child_ping_p99_ms, 1)}/${f(r.child_ping_max_ms, 1)}; ` +
         `${f(r.child_ping_generation_p99_ms, 1)}/${f(r.child_ping_generation_max_ms, 1)}` +
         `${r.error ? `  ERROR ${r.error}` : ''}`,
+    );
+  }
+  if (!rows.some((r) => r.gpu_memory_limit_gb !== null || r.arenas?.length)) return;
+  // Issue 11: GiB; peak = the child's own (nvidia-smi per process), else the device's less the baseline.
+  console.log(
+    '\nmodel        ×n placement (ran)          limit   peak  estimate  plan  err %  mmdit act  vae   text  non-arena  denoise ×unl  refused/error',
+  );
+  for (const r of rows) {
+    const peak = r.process_peak_gpu_mem_gb ?? (r.error ? null : r.peak_gpu_mem_gb);
+    console.log(
+      `${r.model.padEnd(12)} ${String(r.batch).padStart(2)} ${`${r.placement_requested} (${r.placement ?? '-'})`.padEnd(24)} ` +
+        `${f(r.gpu_memory_limit_gb, 1).padStart(5)} ${f(peak).padStart(6)} ${f(r.estimate_peak_gb).padStart(9)} ` +
+        `${f(r.plan_peak_gb).padStart(5)}${r.plan_calibrated ? 'c' : ' '} ${f(r.estimate_error_pct, 1).padStart(5)} ` +
+        `${f(r.mmdit_activation_gb).padStart(10)} ${f(r.vae_decode_gb).padStart(5)} ${f(r.text_activation_gb).padStart(6)} ` +
+        `${f(r.non_arena_gb).padStart(10)} ${f(r.denoise_seconds / r.batch, 3).padStart(8)} ${f(r.denoise_vs_unlimited, 3).padStart(5)}` +
+        `${r.refused ? `  REFUSED ${r.refused}` : r.error ? `  ERROR ${r.error}` : ''}`,
     );
   }
 }

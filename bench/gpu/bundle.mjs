@@ -22,6 +22,8 @@ await build({
     'capi-check': 'bench/gpu/capi-check.ts',
     'cuda-check': 'bench/gpu/cuda-check.ts',
     'quality-bench': 'bench/gpu/quality-bench.ts',
+    // The child's pipeline module for atelier-bench: the engine plus its arenas' counters (issue 11).
+    'memory-pipeline': 'bench/gpu/memory-pipeline.ts',
     child: 'src/pipeline/process/child.ts',
     sd35: 'src/pipeline/sd35/index.ts',
   },
@@ -105,6 +107,8 @@ const sets = {
   'smoke A (node)': ['.gpu/runtime-a.tar.xz', '.gpu/device-env.sh'],
   'smoke B (gpu-smoke.sh)': CALL_2,
   'quality (gpu-quality.sh)': CALL_2,
+  'memory (gpu-memory.sh)': CALL_2,
+  'memory, mixed jobs (gpu-memory-mixed.sh)': CALL_2,
 };
 console.log(`bundled into ${OUT}: ${(bytes(OUT) / MIB).toFixed(1)} MiB`);
 console.log(`custom-op library: ${ops}`);

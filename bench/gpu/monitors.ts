@@ -105,3 +105,74 @@ export class PingMonitor {
     return this.#failed;
   }
 }
+
+/** One line of `nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits`. */
+export interface ComputeApp {
+  pid: number;
+  mib: number;
+}
+
+/** The processes nvidia-smi lists with their GPU memory (MiB); lines it cannot read are skipped. */
+export function parseComputeApps(text: string): ComputeApp[] {
+  const out: ComputeApp[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^\s*(\d+)\s*,\s*(\d+(?:\.\d+)?)\s*$/.exec(line);
+    if (m) out.push({ pid: Number(m[1]), mib: Number(m[2]) });
+  }
+  return out;
+}
+
+/**
+ * GPU memory per process (nvidia-smi's compute-apps, polled every 100 ms): the pipeline child's own
+ * peak, whatever else holds memory on the GPU (the card-emulating ballast, other processes). A
+ * process nvidia-smi never listed (no NVIDIA driver, a container that hides PIDs) reads undefined.
+ */
+export class ProcessGpuMemory {
+  #proc: ChildProcess | undefined;
+  readonly #last = new Map<number, number>();
+  readonly #peak = new Map<number, number>();
+
+  start(): void {
+    this.#proc = spawn(
+      'nvidia-smi',
+      ['--query-compute-apps=pid,used_memory', '--format=csv,noheader,nounits', '-lms', '100'],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
+    this.#proc.on('error', () => {});
+    let partial = '';
+    this.#proc.stdout?.setEncoding('utf8').on('data', (text: string) => {
+      const lines = (partial + text).split('\n');
+      partial = lines.pop() ?? '';
+      this.record(parseComputeApps(lines.join('\n')));
+    });
+  }
+
+  /** Takes readings (what the poller does with each line; tests call it directly). */
+  record(apps: ComputeApp[]): void {
+    for (const { pid, mib } of apps) {
+      this.#last.set(pid, mib);
+      this.#peak.set(pid, Math.max(this.#peak.get(pid) ?? 0, mib));
+    }
+  }
+
+  /** Peaks start again from each process's last reading. */
+  reset(): void {
+    this.#peak.clear();
+    for (const [pid, mib] of this.#last) this.#peak.set(pid, mib);
+  }
+
+  /** GiB: the most `pid` held since reset(). */
+  peakGb(pid: number | undefined): number | undefined {
+    const mib = pid === undefined ? undefined : this.#peak.get(pid);
+    return mib === undefined ? undefined : mib / 1024;
+  }
+
+  nowGb(pid: number | undefined): number | undefined {
+    const mib = pid === undefined ? undefined : this.#last.get(pid);
+    return mib === undefined ? undefined : mib / 1024;
+  }
+
+  stop(): void {
+    this.#proc?.kill();
+  }
+}

@@ -80,6 +80,10 @@ export const SLOTS = {
   GetCUDAProviderOptionsAsString: [207, 'void* f(void* cudaOptions, void* allocator, _Out_ void** out)'],
   ReleaseCUDAProviderOptions: [208, 'void f(void* cudaOptions)'],
   RegisterCustomOpsLibrary_V2: [228, 'void* f(void* options, const char* path)'],
+  // OrtKeyValuePairs (API 22) and an allocator's statistics (API 23): the arenas' high-water marks.
+  GetKeyValuePairs: [298, 'void f(void* kvps, _Out_ void** keys, _Out_ void** values, _Out_ size_t* count)'],
+  ReleaseKeyValuePairs: [300, 'void f(void* kvps)'],
+  AllocatorGetStats: [319, 'void* f(void* allocator, _Out_ void** out)'],
   GetErrorCode: [1, 'int f(void* status)'],
   GetErrorMessage: [2, 'const char* f(void* status)'],
 } as const;

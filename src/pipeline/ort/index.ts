@@ -14,5 +14,5 @@ export {
   useOnnxRuntimeDir,
 } from './library.js';
 export { ortRuntime } from './runtime.js';
-export { CapiSession, type CapiSessionOptions } from './session.js';
+export { type ArenaStats, arenaStatsFrom, CapiSession, type CapiSessionOptions } from './session.js';
 export { DeviceTensor, type ElementType, type HostTensor, type TensorData } from './tensor.js';

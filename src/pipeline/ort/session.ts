@@ -42,10 +42,59 @@ export interface CapiSessionOptions {
   libraryPath?: string;
 }
 
+/**
+ * An arena's counters as ONNX Runtime reports them (`AllocatorGetStats` on the session's allocator),
+ * in bytes and counts. Initializers placed with `session.use_device_allocator_for_initializers`
+ * are reserved through the arena: they count in `inUse`, `maxInUse` and `totalAllocated`, but not
+ * against `gpu_mem_limit`, which caps the arena's own regions (the activations).
+ */
+export interface ArenaStats {
+  /** Bytes handed out now (reserved initializers and live tensors). */
+  inUse: number;
+  /** The most bytes handed out at once since the session opened: the high-water mark. */
+  maxInUse: number;
+  /** Bytes the arena holds from the device (its regions and the reserved blocks): its footprint. */
+  totalAllocated: number;
+  /** `gpu_mem_limit` of the arena; absent when unlimited (ONNX Runtime says −1 or SIZE_MAX). */
+  limit?: number;
+  /** The largest single allocation (with memory patterns, a run's whole activation block). */
+  maxAllocSize: number;
+  allocs: number;
+  /** Blocks reserved outside the arena's regions (initializers). */
+  reserves: number;
+  /** Times the arena grew (each a cudaMalloc of a new region). */
+  extensions: number;
+  shrinkages: number;
+}
+
+/** ArenaStats from ONNX Runtime's key/value strings; undefined when it reports no arena counters. */
+export function arenaStatsFrom(pairs: Record<string, string>): ArenaStats | undefined {
+  const n = (key: string) => {
+    const value = Number(pairs[key]);
+    return Number.isFinite(value) ? value : 0;
+  };
+  if (pairs.MaxInUse === undefined || pairs.TotalAllocated === undefined) return undefined;
+  const limit = Number(pairs.Limit);
+  return {
+    inUse: n('InUse'),
+    maxInUse: n('MaxInUse'),
+    totalAllocated: n('TotalAllocated'),
+    // −1 (no limit), or SIZE_MAX read back as a double.
+    ...(Number.isFinite(limit) && limit >= 0 && limit < 2 ** 63 ? { limit } : {}),
+    maxAllocSize: n('MaxAllocSize'),
+    allocs: n('NumAllocs'),
+    reserves: n('NumReserves'),
+    extensions: n('NumArenaExtensions'),
+    shrinkages: n('NumArenaShrinkages'),
+  };
+}
+
 export class CapiSession {
   readonly inputNames: string[];
   readonly outputNames: string[];
   #allocator: Handle | undefined;
+  /** The session's CPU arena, for its statistics on the CPU provider. */
+  #hostAllocator: Handle | undefined;
   #thread: RunThread | undefined;
   #released = false;
   /** Runs on worker threads right now: freeing the session under one would crash the process. */
@@ -145,6 +194,39 @@ export class CapiSession {
   }
 
   /**
+   * The counters of the arena this session allocates from (the CUDA arena on CUDA, the CPU arena on
+   * the CPU): its high-water mark, footprint and limit. Undefined once released, or when ONNX
+   * Runtime reports no arena (an allocator without one). Safe while a run is in flight (the arena
+   * takes its lock).
+   */
+  arenaStats(): ArenaStats | undefined {
+    if (this.#released) return undefined;
+    let kvps: Handle;
+    try {
+      kvps = this.rt.out(
+        'AllocatorGetStats',
+        this.location === 'cuda' ? this.#deviceAllocator() : this.#hostArena(),
+      );
+    } catch {
+      return undefined;
+    }
+    if (!kvps) return undefined;
+    try {
+      const keys: unknown[] = [null];
+      const values: unknown[] = [null];
+      const count: unknown[] = [0];
+      this.rt.api.GetKeyValuePairs(kvps, keys, values, count);
+      const n = Number(count[0]);
+      if (!n) return undefined;
+      const k = koffi.decode(keys[0], 'const char*', n) as string[];
+      const v = koffi.decode(values[0], 'const char*', n) as string[];
+      return arenaStatsFrom(Object.fromEntries(k.map((key, i) => [key, v[i]])));
+    } finally {
+      this.rt.api.ReleaseKeyValuePairs(kvps);
+    }
+  }
+
+  /**
    * Releases the session with every tensor and binding made from it; when runs are still going on
    * worker threads, once the last of them has returned.
    */
@@ -170,6 +252,7 @@ export class CapiSession {
     for (const b of this.#bindings) b.release();
     for (const t of this.#tensors) t.release();
     if (this.#allocator !== undefined) this.rt.api.ReleaseAllocator(this.#allocator);
+    if (this.#hostAllocator !== undefined) this.rt.api.ReleaseAllocator(this.#hostAllocator);
     this.rt.api.ReleaseSession(this.handle);
     void this.#thread?.terminate();
   }
@@ -209,6 +292,18 @@ export class CapiSession {
       }
     }
     return this.#allocator!;
+  }
+
+  #hostArena(): Handle {
+    if (this.#hostAllocator === undefined) {
+      const info = this.rt.out('CreateCpuMemoryInfo', ARENA_ALLOCATOR, MEM_TYPE_DEFAULT);
+      try {
+        this.#hostAllocator = this.rt.out('CreateAllocator', this.handle, info);
+      } finally {
+        this.rt.api.ReleaseMemoryInfo(info);
+      }
+    }
+    return this.#hostAllocator!;
   }
 
   #names(

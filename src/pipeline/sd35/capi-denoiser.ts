@@ -16,7 +16,7 @@ import {
   stepCoefficients,
   stepConditioning,
 } from '../models/sampler-step.js';
-import type { Binding, BindingRunOptions, CapiSession, DeviceTensor } from '../ort/index.js';
+import type { ArenaStats, Binding, BindingRunOptions, CapiSession, DeviceTensor } from '../ort/index.js';
 import type { Conditioning } from '../sampling/cfg.js';
 import type { SamplerName } from '../types.js';
 
@@ -231,6 +231,20 @@ export class CapiDenoiser {
       this.options.onCaptureFailure?.(state.shape, state.captureFailure);
       return { replayed: false, hostMs: await run({ graphId: SKIP_CAPTURE }) };
     }
+  }
+
+  /**
+   * The arena counters of each loaded shape's step session, least recently used first (a shape
+   * still opening is waited for; one that failed to open is left out).
+   */
+  async arenaStats(): Promise<{ shape: SamplerStepShape; stats: ArenaStats }[]> {
+    const out: { shape: SamplerStepShape; stats: ArenaStats }[] = [];
+    for (const state of [...this.#shapes.values()]) {
+      const s = await state.catch(() => undefined);
+      const stats = s?.session.arenaStats();
+      if (s && stats) out.push({ shape: s.shape, stats });
+    }
+    return out;
   }
 
   release(): void {

@@ -7,7 +7,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import type { ComputeType } from '../onnx/tensors.js';
-import type { CapiSession, ElementType, HostTensor } from '../ort/index.js';
+import type { ArenaStats, CapiSession, ElementType, HostTensor } from '../ort/index.js';
 import type { Placement } from './gpu-memory.js';
 
 /** What the engine calls on a component's session (ort.InferenceSession has it). */
@@ -15,6 +15,8 @@ export interface ComponentSession {
   run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>>;
   run(feeds: Record<string, ort.Tensor>, fetches: string[]): Promise<Record<string, ort.Tensor>>;
   release(): Promise<void>;
+  /** Its arena's counters (sessions opened through the C API; onnxruntime-node's report none). */
+  arenaStats?(): ArenaStats | undefined;
 }
 
 const HOST_TYPES: Partial<Record<string, ElementType>> = {
@@ -50,6 +52,7 @@ export function capiComponentSession(session: CapiSession): ComponentSession {
     async release() {
       session.release();
     },
+    arenaStats: () => session.arenaStats(),
   };
 }
 

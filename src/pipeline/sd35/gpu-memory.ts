@@ -27,9 +27,14 @@
  * One figure per family (its fp8 one) is used, so the estimate errs high at fp16 (tested).
  * Scaling with images and pixels is linear (CFG doubles the batch inside the step; flash attention
  * is linear in tokens); that, the text figure and kSameAsRequested's effect are unmeasured.
+ *
+ * A MemoryCalibration (EngineOptions.memoryCalibration; bench/gpu/atelier-bench.ts makes one from
+ * the arenas' own counters, `calibrationFromArenas`) replaces the overhead, the MMDiT's activations
+ * per image and the text encoders' arenas with figures measured on the GPU.
  */
 import { execFileSync } from 'node:child_process';
 import type { ModelFamily } from '../models-dir/types.js';
+import type { ArenaStats } from '../ort/session.js';
 import { DTYPE_BYTES } from '../weights/dtypes.js';
 import { planVaeDecode, type VaeDecoderShape, vaeDecodeBytes } from './vae-tile-policy.js';
 
@@ -64,6 +69,21 @@ export interface ComponentWeightsInfo {
   dtype: string;
 }
 
+/**
+ * Figures measured on a GPU that replace the constants above, for one model family (bytes). Each
+ * one left out keeps its constant.
+ */
+export interface MemoryCalibration {
+  /** Replaces OVERHEAD_BYTES: what the process holds on the GPU outside every arena. */
+  overheadBytes?: number;
+  /** Replaces MMDIT_ACTIVATION_BYTES[family]: the MMDiT step's activations for one 1024² image with CFG. */
+  mmditActivationBytes?: number;
+  /** Replaces TEXT_ARENA_BYTES entries: each GPU text encoder's activations (prompt + negative). */
+  textArenaBytes?: Partial<Record<'clipL' | 'clipG' | 't5', number>>;
+  /** Where the figures come from (device, date, the run that measured them). */
+  source?: string;
+}
+
 export interface MemoryInput {
   family: ModelFamily;
   /** Weights per component as the files hold them (names: mmdit, clipL, clipG, t5, vae). */
@@ -78,6 +98,8 @@ export interface MemoryInput {
   capiShapes: number;
   /** The model's 1:1 side (1024 for SD3.5): the reference job the plan is made for. */
   resolution: number;
+  /** Measured figures instead of the constants (benchmarks: atelier-bench --calibration). */
+  calibration?: MemoryCalibration;
 }
 
 /** Components SD3.5's fp8 route keeps at one byte a weight (quantized at load when they are not). */
@@ -103,20 +125,29 @@ export function gpuWeightBytes(
 
 /** MMDiT activation bytes of a job: A1(model) × images × image tokens / 4096. */
 export function mmditActivationBytes(
-  input: Pick<MemoryInput, 'family' | 'components'>,
+  input: Pick<MemoryInput, 'family' | 'components' | 'calibration'>,
   width: number,
   height: number,
   images: number,
 ): number {
-  let perImage = MMDIT_ACTIVATION_BYTES[input.family];
+  let perImage = input.calibration?.mmditActivationBytes ?? MMDIT_ACTIVATION_BYTES[input.family];
   if (perImage === undefined) {
     const mmdit = input.components.find((c) => c.name === 'mmdit');
     const parameters = mmdit ? mmdit.bytes / (DTYPE_BYTES[mmdit.dtype as keyof typeof DTYPE_BYTES] ?? 2) : 0;
     perImage =
       (MMDIT_ACTIVATION_BYTES['sd3.5-large'] ?? 0) * Math.min(1, parameters / LARGE_MMDIT_PARAMETERS);
   }
-  const tokens = Math.ceil(width / 16) * Math.ceil(height / 16);
-  return (perImage * images * tokens) / REFERENCE_TOKENS;
+  return (perImage * images * imageTokens(width, height)) / REFERENCE_TOKENS;
+}
+
+/** Image tokens of the MMDiT at width × height (latent /8, patch 2). */
+function imageTokens(width: number, height: number): number {
+  return Math.ceil(width / 16) * Math.ceil(height / 16);
+}
+
+/** A GPU text encoder's arena cap: the calibrated figure, else TEXT_ARENA_BYTES. */
+function textArenaBytes(input: Pick<MemoryInput, 'calibration'>, name: 'clipL' | 'clipG' | 't5'): number {
+  return input.calibration?.textArenaBytes?.[name] ?? TEXT_ARENA_BYTES[name];
 }
 
 export interface PlacementBreakdown {
@@ -154,7 +185,7 @@ export function placementBreakdown(
   const textBytes =
     placement === 'gpu'
       ? ENCODERS.filter((name) => input.components.some((c) => c.name === name)).reduce(
-          (sum, name) => sum + TEXT_ARENA_BYTES[name],
+          (sum, name) => sum + textArenaBytes(input, name),
           0,
         )
       : 0;
@@ -162,14 +193,15 @@ export function placementBreakdown(
   const mmditBytes = mmditActivationBytes(input, side, side, 1);
   // Every further C-API shape holds its own copy of the MMDiT's weights and its own arena.
   const extraShapesBytes = (Math.max(1, input.capiShapes) - 1) * ((weights.mmdit ?? 0) + mmditBytes);
-  const rest = OVERHEAD_BYTES + weightsBytes + extraShapesBytes + textBytes + mmditBytes;
+  const overheadBytes = input.calibration?.overheadBytes ?? OVERHEAD_BYTES;
+  const rest = overheadBytes + weightsBytes + extraShapesBytes + textBytes + mmditBytes;
   const vae = vaeShare(input, budget, rest);
-  const fixedBytes = OVERHEAD_BYTES + weightsBytes + extraShapesBytes + textBytes + vae.bytes;
+  const fixedBytes = overheadBytes + weightsBytes + extraShapesBytes + textBytes + vae.bytes;
   return {
     placement,
     weights,
     weightsBytes,
-    overheadBytes: OVERHEAD_BYTES,
+    overheadBytes,
     extraShapesBytes,
     textBytes,
     mmditBytes,
@@ -330,7 +362,7 @@ export function planGpuMemory(input: MemoryInput, options: PlanOptions): GpuMemo
     const pool = budget.bytes - chosen.overheadBytes - chosen.weightsBytes;
     const vae = Math.floor(chosen.vaeBytes);
     plan.arenaLimits = {
-      ...Object.fromEntries(text.map((name) => [name, TEXT_ARENA_BYTES[name]])),
+      ...Object.fromEntries(text.map((name) => [name, textArenaBytes(input, name)])),
       vae,
       mmdit: Math.max(0, Math.floor(pool - chosen.textBytes - vae)),
     };
@@ -436,6 +468,85 @@ export function describePlan(plan: GpuMemoryPlan): string {
         : 'DOES NOT FIT';
   const tiled = plan.breakdown?.vaeTiled ? ', VAE tiled' : '';
   return `expected peak ~${gb(plan.peakBytes ?? 0)} at batch 1 (placement ${plan.placement}${tiled}); ${budget}: ${verdict}`;
+}
+
+/** One session's arena after a job (Sd35Engine.arenaStats): which component, where, its counters. */
+export interface ArenaReport {
+  component: 'clipL' | 'clipG' | 't5' | 'vae' | 'mmdit';
+  /** The session's name (`clip_l`, `vae_decoder`, `mmdit_step`, …). */
+  session: string;
+  provider: 'cpu' | 'cuda';
+  stats: ArenaStats;
+  /** C-API step sessions: the shape they were built for (latent height and width). */
+  shape?: { images: number; height: number; width: number };
+}
+
+/** What a session's activations reached: its high-water mark less what stays in use between jobs. */
+export function arenaActivationBytes(stats: ArenaStats): number {
+  return Math.max(0, stats.maxInUse - stats.inUse);
+}
+
+/** Activations measured on the GPU are multiplied by this before they become caps and estimates. */
+export const CALIBRATION_MARGIN = 1.1;
+
+/**
+ * A calibration from one finished job on CUDA: the arenas' counters after it (`arenas`) and the
+ * process's peak on the GPU (nvidia-smi, for the overhead outside the arenas). With
+ * `session.use_device_allocator_for_initializers` the weights are reserved through each arena, so
+ * after the job `inUse` is the weights and the buffers kept bound, and `maxInUse − inUse` is what
+ * the job's activations added:
+ *
+ * - the MMDiT's, per 1024² image with CFG: from the step session of the job's shape (C API), or
+ *   the stock MMDiT session, divided by the images and scaled by 4096 / the job's image tokens;
+ * - each text encoder's on CUDA (those on the CPU say nothing about GPU memory);
+ * - the overhead: the process's peak less every CUDA arena's footprint (`totalAllocated`).
+ *
+ * Activations get `margin` (kSameAsRequested arenas fragment a little); the overhead is taken as
+ * measured. Nothing is returned for what the job did not show (no CUDA arena, no peak).
+ */
+export function calibrationFromArenas(
+  arenas: ArenaReport[],
+  job: { width: number; height: number; count: number },
+  options: { processPeakBytes?: number; margin?: number; source?: string } = {},
+): MemoryCalibration {
+  const margin = options.margin ?? CALIBRATION_MARGIN;
+  const cuda = arenas.filter((a) => a.provider === 'cuda');
+  const out: MemoryCalibration = {};
+  const latent = { height: job.height / 8, width: job.width / 8 };
+  const mmdits = cuda.filter((a) => a.component === 'mmdit');
+  const mmdit =
+    mmdits.find(
+      (a) =>
+        a.shape?.images === job.count && a.shape.height === latent.height && a.shape.width === latent.width,
+    ) ?? mmdits.find((a) => !a.shape);
+  if (mmdit && job.count > 0) {
+    const perImage = arenaActivationBytes(mmdit.stats) / job.count;
+    out.mmditActivationBytes = Math.round(
+      (perImage * REFERENCE_TOKENS * margin) / imageTokens(job.width, job.height),
+    );
+  }
+  const text: NonNullable<MemoryCalibration['textArenaBytes']> = {};
+  for (const a of cuda) {
+    if (a.component === 'clipL' || a.component === 'clipG' || a.component === 't5')
+      text[a.component] = Math.round(arenaActivationBytes(a.stats) * margin);
+  }
+  if (Object.keys(text).length) out.textArenaBytes = text;
+  if (options.processPeakBytes !== undefined && cuda.length) {
+    const arenasBytes = cuda.reduce((sum, a) => sum + a.stats.totalAllocated, 0);
+    out.overheadBytes = Math.max(0, Math.round(options.processPeakBytes - arenasBytes));
+  }
+  if (options.source) out.source = options.source;
+  return out;
+}
+
+/** Two calibrations of one family, `later`'s figures winning (text encoders merged by name). */
+export function mergeCalibrations(earlier: MemoryCalibration, later: MemoryCalibration): MemoryCalibration {
+  const text = { ...earlier.textArenaBytes, ...later.textArenaBytes };
+  return {
+    ...earlier,
+    ...later,
+    ...(Object.keys(text).length ? { textArenaBytes: text } : {}),
+  };
 }
 
 export function gb(bytes: number): string {
