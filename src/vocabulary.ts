@@ -41,3 +41,9 @@ export const MAX_COUNT = 4;
 
 /** An upscale doubles each side (then refines at a low strength). */
 export const UPSCALE_FACTOR = 2;
+
+/**
+ * What waiting jobs wait for when no GPU worker is online (the distributed mode): said instead of
+ * a time by queue notices, `/queue` and the queue-cap refusals.
+ */
+export const WAITING_FOR_WORKER = 'waiting for a GPU worker (none is online right now)';

@@ -4,6 +4,8 @@
  * the interaction webhook while its token lives and through the channel route after (a restart
  * or a long queue can outlast the 15-minute token); both reach the same message.
  */
+import { type APIMessage, MessageFlags } from 'discord.js';
+import { decodeButton } from '../../commands/custom-id.js';
 import type { ChatAdapter, ChatMessage, PostedMessage } from '../../commands/types.js';
 import type { ReplyTarget } from '../../src/jobs/types.js';
 import type { Logger } from '../../src/log.js';
@@ -90,6 +92,29 @@ export class DiscordChatAdapter implements ChatAdapter {
     return this.#limits.limitFor(target.teamId);
   }
 
+  /**
+   * The answer to the interaction a job came from, after a restart that lost its message id: the
+   * interaction's `@original`, read with its token (stored with the job; usable for 15 minutes),
+   * if it shows the job (a button of `jobId`) or is still the command's "thinking…" placeholder.
+   * A click answered with a follow-up (after a silent acknowledgement) is not found: its
+   * `@original` is the message clicked, which shows another job.
+   */
+  async findAnswer(target: ReplyTarget, jobId: string): Promise<PostedMessage | undefined> {
+    const interaction = interactionOf(target);
+    if (!interaction || !tokenUsable(interaction)) return undefined;
+    let original: APIMessage;
+    try {
+      original = await this.#transport.getInteractionMessage(interaction, '@original');
+    } catch (error) {
+      // Never answered (Discord knows no webhook message for it yet), deleted, or expired.
+      if (error instanceof DiscordRequestError && (error.tokenExpired || error.gone)) return undefined;
+      throw error;
+    }
+    const placeholder = ((original.flags ?? 0) & MessageFlags.Loading) !== 0;
+    if (!placeholder && !showsJob(original, jobId)) return undefined;
+    return postedMessage(target, original.id, interaction);
+  }
+
   /** Tries the interaction webhook while the token lives; falls back to the channel route. */
   async #viaInteraction<T>(
     posted: PostedMessage,
@@ -127,4 +152,16 @@ export class DiscordChatAdapter implements ChatAdapter {
     }
     return rendered;
   }
+}
+
+/** Whether a message carries a button of `jobId` (every view of a job has one: Cancel, or the result's). */
+function showsJob(message: Pick<APIMessage, 'components'>, jobId: string): boolean {
+  const ids: string[] = [];
+  const collect = (component: unknown) => {
+    const { custom_id: id, components } = component as { custom_id?: unknown; components?: unknown };
+    if (typeof id === 'string') ids.push(id);
+    if (Array.isArray(components)) for (const child of components) collect(child);
+  };
+  for (const component of message.components ?? []) collect(component);
+  return ids.some((id) => decodeButton(id)?.jobId === jobId);
 }

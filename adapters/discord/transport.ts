@@ -90,6 +90,15 @@ export class DiscordTransport {
     );
   }
 
+  /** Reads an interaction's message (`@original` or a follow-up) through its webhook. */
+  async getInteractionMessage(interaction: InteractionReference, messageId: string): Promise<APIMessage> {
+    return (await this.#call('read an interaction message', (rest) =>
+      rest.get(Routes.webhookMessage(interaction.applicationId, interaction.token, messageId), {
+        auth: false,
+      }),
+    )) as APIMessage;
+  }
+
   /** Edits an interaction's message (`@original` or a follow-up) through its webhook. */
   async editInteractionMessage(
     interaction: InteractionReference,

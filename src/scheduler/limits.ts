@@ -7,6 +7,7 @@ import { RateLimitedError } from '../errors.js';
 import type { Requester } from '../jobs/types.js';
 import type { Store } from '../store/index.js';
 import type { BucketRule } from '../store/types.js';
+import { WAITING_FOR_WORKER } from '../vocabulary.js';
 import { formatDuration, formatWindow, plural } from './duration.js';
 import type { ResolvedSchedulerOptions } from './options.js';
 import { give, msUntil, refill, take } from './token-bucket.js';
@@ -234,19 +235,40 @@ export class Limits {
   }
 }
 
-export function userQueueFullError(max: number, retryAfterMs: number): RateLimitedError {
+/**
+ * The per-user cap's refusal. With `waitingForWorker` (no GPU worker is online and none of the
+ * user's jobs is running) no time can be promised: it says what they wait for instead.
+ */
+export function userQueueFullError(
+  max: number,
+  retryAfterMs: number,
+  options: { waitingForWorker?: boolean } = {},
+): RateLimitedError {
+  const when = options.waitingForWorker
+    ? `They are ${WAITING_FOR_WORKER}; try again when one has finished, or cancel one.`
+    : `Try again when one has finished (in about ${formatDuration(retryAfterMs)}), or cancel one.`;
   return new RateLimitedError(
     'user-queue',
     retryAfterMs,
-    `You already have ${plural(max, 'job')} waiting or running, the most allowed. ` +
-      `Try again when one has finished (in about ${formatDuration(retryAfterMs)}), or cancel one.`,
+    `You already have ${plural(max, 'job')} waiting or running, the most allowed. ${when}`,
   );
 }
 
-export function queueFullError(max: number, retryAfterMs: number): RateLimitedError {
+/**
+ * The global cap's refusal. With `waitingForWorker` (no GPU worker is online, so no place frees
+ * up until one is) it says so instead of a time.
+ */
+export function queueFullError(
+  max: number,
+  retryAfterMs: number,
+  options: { waitingForWorker?: boolean } = {},
+): RateLimitedError {
+  const when = options.waitingForWorker
+    ? `They are ${WAITING_FOR_WORKER}; please try again once one comes online.`
+    : `Please try again in about ${formatDuration(retryAfterMs)}.`;
   return new RateLimitedError(
     'queue',
     retryAfterMs,
-    `The queue is full (${plural(max, 'job')} waiting). Please try again in about ${formatDuration(retryAfterMs)}.`,
+    `The queue is full (${plural(max, 'job')} waiting). ${when}`,
   );
 }

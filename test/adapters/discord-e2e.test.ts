@@ -3,13 +3,20 @@
  * the real core (createApp with the bundled tiny model, SQLite in a temp dir), against the
  * Discord simulator. Each test asserts what people in the server would see.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createDiscordSurface, type DiscordSurface } from '../../adapters/discord/index.js';
 import { Bot } from '../../commands/bot.js';
 import { encodeButton } from '../../commands/custom-id.js';
 import { createLogger } from '../../src/log.js';
+import { openStore } from '../../src/store/index.js';
 import { startTestApp, type TestApp } from '../helpers/test-app.js';
 import {
   type DiscordSimulator,
@@ -31,9 +38,11 @@ interface World {
 
 const worlds: World[] = [];
 const simulators: DiscordSimulator[] = [];
+const cleanups: (() => void | Promise<void>)[] = [];
 
 afterEach(async () => {
   for (const world of worlds.splice(0)) await stopWorld(world);
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   for (const d of simulators.splice(0)) await d.stop();
 });
 
@@ -108,6 +117,56 @@ async function privateAnswer(interaction: InteractionHandle): Promise<SimMessage
   const original = interaction.original();
   if (original?.ephemeral && !original.deleted && original.content) return original;
   return interaction.waitForFollowUp((m) => m.ephemeral);
+}
+
+/**
+ * The same core, Bot and Discord surface as `startWorld`, in a process of its own
+ * (fixtures/killed-after-answer.ts) that stops dead right after sending the answer that shows a
+ * job, before recording which message it is. `answered` resolves with that job's id; kill it then.
+ */
+async function startBotThatDiesAfterAnswering(
+  d: DiscordSimulator,
+  dataDir: string,
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; answered: Promise<string> }> {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(here, 'fixtures', 'killed-after-answer.ts'),
+      dataDir,
+      d.apiUrl,
+      d.token,
+      JSON.stringify(env),
+    ],
+    { cwd: join(here, '..', '..'), stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const exited = new Promise<{ signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (_code, signal) => resolve({ signal })),
+  );
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const said = new Map<string, (value: string) => void>();
+  const line = (key: string) => new Promise<string>((resolve) => said.set(key, resolve));
+  const ready = line('ready');
+  const answered = line('answered');
+  createInterface({ input: child.stdout! }).on('line', (text) => {
+    for (const [key, value] of Object.entries(JSON.parse(text) as Record<string, unknown>))
+      said.get(key)?.(String(value));
+  });
+  const early = exited.then(() => {
+    throw new Error(`the bot process exited early:\n${stderr}`);
+  });
+  await Promise.race([ready, early]);
+  return { child, answered: Promise.race([answered, early]) };
 }
 
 /** A new public message in `channelId` whose text matches, once it shows a result. */
@@ -371,5 +430,52 @@ describe('Discord end to end (discord.js + Bot + tiny model, simulator)', () => 
       1,
     );
     await stopWorld(after);
+  });
+
+  it('killed after answering /imagine and before recording the answer: after the restart the result edits that answer, and no second message appears', async () => {
+    const d = await simulator();
+    const env = { ATELIER_PROGRESS__MIN_EDIT_INTERVAL_MS: '200' };
+    const dataDir = mkdtempSync(join(tmpdir(), 'atelier-app-'));
+    cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const dying = await startBotThatDiesAfterAnswering(d, dataDir, env);
+    const prompt = 'answered, then killed';
+    const interaction = d.slash(
+      'imagine',
+      { prompt, steps: 6, seed: 11 },
+      { user: d.users.carol, channel: d.channels.general },
+    );
+    const jobId = await dying.answered;
+    await answeredInTime(interaction);
+    const answer = interaction.original()!;
+    expect(answer.content).toContain('⏳ Queued');
+    const killed = new Promise((resolve) => dying.child.once('exit', (_code, signal) => resolve(signal)));
+    dying.child.kill('SIGKILL');
+    expect(await killed).toBe('SIGKILL');
+
+    // The killed process had recorded the job, not the message that answered it.
+    const store = openStore({ dataDir });
+    expect(['queued', 'running']).toContain(store.jobs.get(jobId)!.state);
+    expect(store.jobs.get(jobId)!.spec.reply.messageId).toBeUndefined();
+    expect(store.results.messagesOf(jobId)).toEqual([]);
+    store.close();
+
+    const after = await startWorld(d, env, dataDir);
+    const result = await interaction.waitForOriginal(isResult, JOB_WAIT);
+    expect(result.id).toBe(answer.id);
+    expect(result.content).toMatch(/answered, then killed.*\n.*seed 11 · 6 steps/);
+    // The answer is the job's one message from now on (its buttons find the job), and the result
+    // is confirmed, so no later start posts it again.
+    expect(after.app.store.results.messagesOf(jobId).map((m) => m.messageId)).toEqual([answer.id]);
+    expect(
+      after.app.scheduler.findJobByMessage({
+        platform: 'discord',
+        channelId: answer.channelId,
+        messageId: answer.id,
+      })?.id,
+    ).toBe(jobId);
+    await after.app.scheduler.onIdle();
+    await after.bot.stop();
+    expect(after.app.store.jobs.undelivered(0).map((job) => job.id)).not.toContain(jobId);
+    expect(d.messages(d.channels.general).filter((m) => m.content.includes(prompt))).toHaveLength(1);
   });
 });

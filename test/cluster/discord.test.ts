@@ -11,6 +11,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Queue, QueueEvents } from 'bullmq';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { serve } from '../../adapters/serve.js';
@@ -32,7 +33,13 @@ import {
   startDiscordSimulator,
 } from '../simulators/discord/index.js';
 import { createPipeline } from './fixtures/paced-pipeline.js';
-import { type RoleProcess, startGatewayProcess, startWorkerProcess, stopProcess } from './processes.js';
+import {
+  type RoleProcess,
+  repoRoot,
+  startGatewayProcess,
+  startWorkerProcess,
+  stopProcess,
+} from './processes.js';
 
 const WAIT = { timeoutMs: 45_000 };
 const PREFIX = 'atelier-discord';
@@ -408,7 +415,7 @@ describe('cluster on Discord (gateway and two workers as processes, BullMQ on Re
     const waiting = await imagine(alice, 'alice not handed out', 3);
     // Just after answering, the gateway records which message shows the job (so that a restart
     // edits it), then edits it with the job's newest view: once that edit is seen, the record is
-    // there. A kill between the answer and the record would leave the result to be posted anew.
+    // there. (A kill between the answer and the record is the next test's.)
     await waiting.interaction.waitForOriginal((m) => m.history.length > 1, WAIT);
     expect(bull.added).toEqual(running.map((job) => job.jobId));
 
@@ -430,5 +437,37 @@ describe('cluster on Discord (gateway and two workers as processes, BullMQ on Re
       'alice not handed out',
     ]);
     for (const job of jobs) expect(bull.completed.filter((c) => c.jobId === job.jobId)).toHaveLength(1);
+  });
+
+  it('the gateway killed after answering and before recording the answer edits that answer with the result once started again; no second message', async () => {
+    // The first gateway stops dead right after answering (fixtures/dies-after-answer.ts).
+    const preload = [
+      join('node_modules', 'tsx', 'dist', 'loader.mjs'),
+      join('test', 'cluster', 'fixtures', 'dies-after-answer.ts'),
+    ]
+      .map((path) => `--import ${pathToFileURL(join(repoRoot, path)).href}`)
+      .join(' ');
+    const first = await startGateway({ NODE_OPTIONS: preload });
+    const answeredJob = new Promise<string>((resolve) => {
+      let out = '';
+      first.child.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        const found = /\{"answered":"([^"]+)"\}/.exec(out);
+        if (found) resolve(found[1]!);
+      });
+    });
+    await startWorker('w1');
+    const prompt = 'answered by the gateway, then killed';
+    const interaction = d.slash('imagine', { prompt, steps: 3 }, { user: d.users.carol });
+    const jobId = await answeredJob;
+    const answer = await answered(interaction);
+    expect(answer.content).toContain('⏳ Queued');
+    expect(jobIdOf(answer)).toBe(jobId);
+    await stopProcess(first.child, 'SIGKILL');
+
+    await startGateway();
+    const result = await interaction.waitForOriginal(isResult, WAIT);
+    expect(result.id).toBe(answer.id);
+    expectPostedOnce([{ prompt, interaction, jobId, first: answer.content }]);
   });
 });

@@ -200,6 +200,18 @@ export function manifestPath(field: string): string {
   return field.trim().split(/\s/)[0];
 }
 
+/**
+ * The prefix of a component's keys in its weights file: `key_prefix` when it is one word
+ * ("model.diffusion_model.", "first_stage_model.", "" — the project's set keeps the VAE, the
+ * Large MMDiT and the CLIP encoders in its end-to-end model's files); a description in its place
+ * (a VAE with a file of its own: "first_stage_model. in single-file checkpoints; none in this
+ * file") means none.
+ */
+export function keyPrefix(component: Pick<GoldenComponent, 'key_prefix'>): string {
+  const value = (component.key_prefix ?? '').trim();
+  return /\s/.test(value) ? '' : value;
+}
+
 /** The manifest's error measure: ‖out − ref‖₂ / ‖ref‖₂ over the whole tensor, in float64. */
 export function relL2(out: ArrayLike<number>, ref: ArrayLike<number>): number {
   if (out.length !== ref.length)

@@ -16,7 +16,13 @@ import { openSession } from '../../src/pipeline/onnx/session.js';
 import type { ComputeType } from '../../src/pipeline/onnx/tensors.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
 import type { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
-import { type GoldenComponent, type GoldenSet, goldenSets, maxAbsDiff } from '../golden/manifest.js';
+import {
+  type GoldenComponent,
+  type GoldenSet,
+  goldenSets,
+  keyPrefix,
+  maxAbsDiff,
+} from '../golden/manifest.js';
 
 const component = (set: GoldenSet, name: string) =>
   set.component<GoldenComponent & { weights: string; io: string; key_prefix?: string }>(name);
@@ -76,7 +82,9 @@ const cases: Record<string, { needs: string; make: (set: GoldenSet, compute: Com
     make: (set, compute) => {
       const vae = component(set, 'vae');
       const weights = open(set, vae.weights);
-      const model = graph('vae_decoder', weights, compute, (net) => buildVaeDecoder(net, vaeConfig(net.p)));
+      const model = graph('vae_decoder', weights, compute, (net) =>
+        buildVaeDecoder(net, vaeConfig(net.p, keyPrefix(vae))),
+      );
       return { model, feeds: { latent: floats(open(set, vae.io), 'latent') } };
     },
   },

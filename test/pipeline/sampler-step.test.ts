@@ -43,9 +43,13 @@ import {
 const f32 = Math.fround;
 describe.each(goldenSets('sampler'))('sampler step graph on the $name golden set', (set) => {
   const golden = set.component<GoldenSampler>('sampler');
-  /** The MMDiT component whose weights the sampler run used: its key prefix names the tensors. */
+  /**
+   * The MMDiT component whose weights the sampler run used: its key prefix names the tensors
+   * (the file may hold other components too, as the project's end-to-end checkpoint does).
+   */
   const mmdit = Object.values(set.manifest.components).find(
-    (c): c is GoldenComponent => c.weights === golden.weights && c.key_prefix !== undefined,
+    (c): c is GoldenComponent =>
+      c.weights === golden.weights && c.key_prefix !== undefined && typeof c.depth === 'number',
   );
   const SAMPLER_NAMES = Object.keys(SAMPLERS) as SamplerName[];
   /**

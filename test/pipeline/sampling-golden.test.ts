@@ -37,9 +37,13 @@ describe.each(goldenSets('sampler'))(
   'reference sampling runs of the $name golden set with the MMDiT graph',
   (set) => {
     const golden = set.component<GoldenSampler>('sampler');
-    /** The MMDiT component whose weights the sampler runs used: its key prefix names the tensors. */
+    /**
+     * The MMDiT component whose weights the sampler runs used: its key prefix names the tensors
+     * (the file may hold other components too, as the project's end-to-end checkpoint does).
+     */
     const mmdit = Object.values(set.manifest.components).find(
-      (c): c is GoldenComponent => c.weights === golden.weights && c.key_prefix !== undefined,
+      (c): c is GoldenComponent =>
+        c.weights === golden.weights && c.key_prefix !== undefined && typeof c.depth === 'number',
     );
 
     const files: SafetensorsFile[] = [];

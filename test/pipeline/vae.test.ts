@@ -25,6 +25,7 @@ import {
   type GoldenSet,
   type GoldenTensorSpec,
   goldenSets,
+  keyPrefix,
   manifestPath,
   maxAbsDiff,
   relL2,
@@ -85,7 +86,7 @@ describe.each(goldenSets('vae'))('VAE against the $name golden set', (set) => {
   const { vae, weights, io } = load(set);
 
   it('derives ch, ch_mult, num_res_blocks and z_channels from the state dict', async () => {
-    const { cfg } = await vaeSession(weights, 'decoder');
+    const { cfg } = await vaeSession(weights, 'decoder', keyPrefix(vae));
     expect(cfg).toMatchObject<Partial<VaeConfig>>({
       ch: vae.ch,
       chMult: vae.ch_mult,
@@ -95,7 +96,7 @@ describe.each(goldenSets('vae'))('VAE against the $name golden set', (set) => {
   });
 
   it("decodes a latent to the reference decoder's output", async () => {
-    const { session } = await vaeSession(weights, 'decoder');
+    const { session } = await vaeSession(weights, 'decoder', keyPrefix(vae));
     const out = await session.run({ latent: floats(io.readFloat32('latent'), vae.tensors.latent.shape) });
     expect(out.decoded.dims).toEqual(vae.tensors.decoded.shape);
     expect(relL2(out.decoded.data as Float32Array, io.readFloat32('decoded'))).toBeLessThan(
@@ -104,7 +105,7 @@ describe.each(goldenSets('vae'))('VAE against the $name golden set', (set) => {
   });
 
   it("encodes an image to the reference encoder's mean and clamped log-variance", async () => {
-    const { session } = await vaeSession(weights, 'encoder');
+    const { session } = await vaeSession(weights, 'encoder', keyPrefix(vae));
     const out = await session.run({ image: floats(io.readFloat32('image'), vae.tensors.image.shape) });
     expect(out.mean.dims).toEqual(vae.tensors.mean.shape);
     expect(relL2(out.mean.data as Float32Array, io.readFloat32('mean'))).toBeLessThan(vae.tolerance_rel_l2);
@@ -149,10 +150,10 @@ describe.each(goldenSets('e2e'))('VAE in the end-to-end checkpoint of the $name 
 });
 
 describe.each(goldenSets('vae'))('VAE of the $name golden set at sizes the set does not use', (set) => {
-  const { weights } = load(set);
+  const { vae, weights } = load(set);
 
   it('decodes non-square latents, each batch row as if alone', async () => {
-    const { cfg, session } = await vaeSession(weights, 'decoder');
+    const { cfg, session } = await vaeSession(weights, 'decoder', keyPrefix(vae));
     const factor = 2 ** (cfg.chMult.length - 1);
     const [h, w] = [5, 9];
     const dims = [2, cfg.zChannels, h, w];
@@ -169,7 +170,7 @@ describe.each(goldenSets('vae'))('VAE of the $name golden set at sizes the set d
   });
 
   it('turns decoded values into pixels as the reference saves them: clamped, scaled, truncated', async () => {
-    const { cfg, session } = await vaeSession(weights, 'decoder');
+    const { cfg, session } = await vaeSession(weights, 'decoder', keyPrefix(vae));
     const dims = [1, cfg.zChannels, 7, 4];
     const out = await session.run({
       latent: floats(
@@ -193,7 +194,7 @@ describe.each(goldenSets('vae'))('VAE of the $name golden set at sizes the set d
   });
 
   it('encodes non-square and odd-sized images to floor(size / 2) per downsampling, as the reference pads', async () => {
-    const { cfg, session } = await vaeSession(weights, 'encoder');
+    const { cfg, session } = await vaeSession(weights, 'encoder', keyPrefix(vae));
     const downsamplings = cfg.chMult.length - 1;
     for (const [height, width] of [
       [16, 40],

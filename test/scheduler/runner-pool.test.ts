@@ -2,9 +2,11 @@
  * The scheduler on a `RunnerPool` (the gateway's: one runner per live worker): it starts a job
  * only on a runner the pool lists, waits while it lists none (and says so: `waitingForRunner`),
  * grows and shrinks with it, shares the ETA of the work ahead over the runners listed, and never
- * reuses a runner the pool dropped while it ran a job.
+ * reuses a runner the pool dropped while it ran a job. With no runner, the queue-cap refusals say
+ * they wait for a worker instead of a time counted as if one were there.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { RateLimitedError } from '../../src/errors.js';
 import type { JobEvent, JobRecord, JobResult } from '../../src/jobs/types.js';
 import {
   type JobRunner,
@@ -14,6 +16,7 @@ import {
   type SchedulerOptions,
 } from '../../src/scheduler/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
+import { WAITING_FOR_WORKER } from '../../src/vocabulary.js';
 import { makeSpec, NO_LIMITS, nextEvent, settle, tempDataDir } from './helpers.js';
 
 /** A runner whose jobs run until the test finishes them (or the scheduler aborts them). */
@@ -200,6 +203,60 @@ describe('Scheduler on a RunnerPool', () => {
     await settle();
     expect(told(events, j3.job.id).at(-1)).toEqual([1, 30_000, false]);
     expect(told(events, j4.job.id).at(-1)).toEqual([2, 40_000, false]);
+  });
+
+  it('with no runner, the queue-cap and per-user-cap refusals say they wait for a worker, not a time', async () => {
+    const pool = new TestPool();
+    const { scheduler } = setup(pool, { ...TEN_SECONDS_PER_JOB, maxQueueSize: 2, maxQueuedPerUser: 1 });
+    await scheduler.start();
+    const refusal = (enqueued: Promise<unknown>) =>
+      enqueued.then(
+        () => expect.fail('the job was accepted'),
+        (error: unknown) => {
+          expect(error).toBeInstanceOf(RateLimitedError);
+          return error as RateLimitedError;
+        },
+      );
+    const userCap = (how: string) =>
+      `You already have 1 job waiting or running, the most allowed. ${how}, or cancel one.`;
+    const queueCap = (how: string) => `The queue is full (2 jobs waiting). ${how}.`;
+
+    await scheduler.enqueue(tenSeconds('u1'));
+    const capped = await refusal(scheduler.enqueue(tenSeconds('u1')));
+    expect(capped.limit).toBe('user-queue');
+    expect(capped.userMessage).toBe(
+      userCap(`They are ${WAITING_FOR_WORKER}; try again when one has finished`),
+    );
+    await scheduler.enqueue(tenSeconds('u2'));
+    const full = await refusal(scheduler.enqueue(tenSeconds('u3')));
+    expect(full.limit).toBe('queue');
+    expect(full.userMessage).toBe(
+      queueCap(`They are ${WAITING_FOR_WORKER}; please try again once one comes online`),
+    );
+
+    // A worker comes and takes u1's job: both refusals give a time again.
+    const started = nextEvent(scheduler, 'started');
+    pool.set([new HeldRunner('first')]);
+    await started;
+    expect((await refusal(scheduler.enqueue(tenSeconds('u1')))).userMessage).toBe(
+      userCap('Try again when one has finished (in about 10 s)'),
+    );
+    const u3 = await scheduler.enqueue(tenSeconds('u3'));
+    expect((await refusal(scheduler.enqueue(tenSeconds('u4')))).userMessage).toBe(
+      queueCap('Please try again in about 10 s'),
+    );
+
+    // Its worker leaves while it runs u1's job: the queue frees no place until a worker comes, but
+    // that job can still finish, so u1 is given its time.
+    pool.set([]);
+    await settle();
+    expect((await refusal(scheduler.enqueue(tenSeconds('u4')))).userMessage).toBe(
+      queueCap(`They are ${WAITING_FOR_WORKER}; please try again once one comes online`),
+    );
+    await scheduler.cancel(u3.job.id, u3.job.spec.requester);
+    expect((await refusal(scheduler.enqueue(tenSeconds('u1')))).userMessage).toBe(
+      userCap('Try again when one has finished (in about 10 s)'),
+    );
   });
 
   it('an empty pool at start is allowed (a gateway before its first worker)', () => {

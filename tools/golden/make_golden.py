@@ -15,8 +15,11 @@ F.scaled_dot_product_attention; Debian (bookworm) packages none of the first thr
 patterns, softmax(q·kᵀ/√d + mask)·v for the attention, stubs for what the parts run here never call)
 and the manifest lists them. safetensors files are written here (a JSON header and raw bytes).
 
-The output has the layout and manifest of the larger golden sets (../shared/golden), so the same
-tests run on both. Two parts come from the project, not from the reference: the end-to-end model is
+The output has the manifest of the larger golden sets (../shared/golden), so the same tests run on
+both. Every weight is stored once: the end-to-end model's MMDiT, VAE and CLIP encoders are also the
+mmdit_large, vae, clip_l and clip_g components' weights (the manifest names the file and the key
+prefix); see tools/golden/README.md for the size of each part. Two parts come from the project, not
+from the reference: the end-to-end model is
 the bundled tiny SD3.5 at a reduced size (tools/golden/e2e-model.ts), and the tokenizers the
 reference's SD3Tokenizer runs over are the tiny model's own (answered through tools/golden/tokenize.ts
 by @huggingface/tokenizers, the library the product uses): the reference's are OpenAI's CLIP and
@@ -373,10 +376,12 @@ def fp8_variants(sd3_impls, weights, inputs: dict[str, np.ndarray], float_out: n
     return (plain, outputs[0], rel_l2(outputs[0], float_out)), (scaled, outputs[1], rel_l2(outputs[1], float_out))
 
 
-def clip_component(other_impls, kind: str, config: dict[str, object], vocab: int, seed: int):  # noqa: ANN001
-    """CLIP-L (SDClipModel as sd3_infer.ClipL) or CLIP-G (SDXLClipG), with a token table of `vocab`
-    rows instead of 49,408 (set through the reference's set_input_embeddings): start and end are
-    its last two ids, as in CLIP, so argmax(input_ids) still finds the end token."""
+def clip_component(other_impls, kind: str, config: dict[str, object], weights: dict[str, np.ndarray], seed: int):  # noqa: ANN001
+    """CLIP-L (SDClipModel as sd3_infer.ClipL) or CLIP-G (SDXLClipG) with the given weights (the
+    end-to-end model's text encoder), whose token table has the tiny vocabulary's rows instead of
+    49,408 (set through the reference's set_input_embeddings): start and end are its last two ids,
+    as in CLIP, so argmax(input_ids) still finds the end token."""
+    vocab = weights["text_model.embeddings.token_embedding.weight"].shape[0]
     start, end = vocab - 2, vocab - 1
     pad = end if kind == "clip_l" else 0
     if kind == "clip_l":
@@ -394,7 +399,6 @@ def clip_component(other_impls, kind: str, config: dict[str, object], vocab: int
         model = other_impls.SDXLClipG(config, device="cpu", dtype=torch.float32)
         model.special_tokens = {"start": start, "end": end, "pad": pad}
     model.transformer.set_input_embeddings(torch.nn.Embedding(vocab, config["hidden_size"]))
-    weights = random_weights(model.transformer, seed)
     load(model.transformer, weights)
     generator = torch.Generator().manual_seed(seed + 1)
     words = torch.randint(1, start, (23,), generator=generator).tolist()
@@ -402,7 +406,7 @@ def clip_component(other_impls, kind: str, config: dict[str, object], vocab: int
     with torch.no_grad():
         hidden, pooled = model([ids])
     io = {"input_ids": np.array([ids], dtype=np.int64), "hidden": f32(hidden), "pooled": f32(pooled)}
-    return weights, io, {"start": start, "end": end, "pad": pad}
+    return vocab, io, {"start": start, "end": end, "pad": pad}
 
 
 def t5_component(other_impls, config: dict[str, int], seed: int):  # noqa: ANN001
@@ -417,11 +421,12 @@ def t5_component(other_impls, config: dict[str, int], seed: int):  # noqa: ANN00
     return weights, {"input_ids": np.array([ids], dtype=np.int64), "hidden": f32(hidden)}
 
 
-def vae_component(sd3_impls, ch: int, ch_mult: list[int], num_res_blocks: int, latent_hw: tuple[int, int], seed: int):  # noqa: ANN001
+def vae_component(sd3_impls, weights: dict[str, np.ndarray], ch: int, ch_mult: list[int], num_res_blocks: int, latent_hw: tuple[int, int], seed: int):  # noqa: ANN001
+    """SDVAE's decoder and encoder with the given weights (the end-to-end checkpoint's VAE, its
+    first_stage_model. prefix removed)."""
     vae = torch.nn.Module()
     vae.encoder = sd3_impls.VAEEncoder(ch=ch, ch_mult=tuple(ch_mult), num_res_blocks=num_res_blocks, dtype=torch.float32)
     vae.decoder = sd3_impls.VAEDecoder(ch=ch, ch_mult=tuple(ch_mult), num_res_blocks=num_res_blocks, dtype=torch.float32)
-    weights = random_weights(vae, seed)
     load(vae, weights)
     vae.eval()
     generator = torch.Generator().manual_seed(seed + 1)
@@ -434,7 +439,7 @@ def vae_component(sd3_impls, ch: int, ch_mult: list[int], num_res_blocks: int, l
         mean, logvar = torch.chunk(vae.encoder(image), 2, dim=1)
         logvar = torch.clamp(logvar, -30.0, 20.0)
     io = {"latent": latent, "decoded": decoded, "image": image, "mean": mean, "logvar": logvar}
-    return weights, {k: f32(v) for k, v in io.items()}
+    return {k: f32(v) for k, v in io.items()}
 
 
 def sampling_runs(sd3_impls, sd3_infer, weights, latent_shape, tokens, context_dim, adm, plan, seed):  # noqa: ANN001
@@ -518,9 +523,16 @@ class ProjectTokenizer:
         return self._ask({"dir": self.directory, "vocab": True})
 
 
-def e2e_component(other_impls, sd3_impls, sd3_infer, out: str, runs: list[dict[str, object]]):  # noqa: ANN001, C901
-    """The project's tiny SD3.5 (tools/golden/e2e-model.ts) from prompt to pixels, as
-    sd3_infer.SD3Inferencer.gen_image does it, in float32 on the CPU."""
+E2E_CHECKPOINT = "e2e/models/checkpoints/atelier-tiny-sd35.safetensors"
+E2E_ENCODERS = {name: f"e2e/models/text_encoders/{name}.safetensors" for name in ("clip_l", "clip_g", "t5xxl_tiny")}
+VAE_PREFIX = "first_stage_model."
+
+
+def e2e_models(out: str) -> dict[str, object]:
+    """Writes the end-to-end model (tools/golden/e2e-model.ts: the project's bundled tiny SD3.5 at a
+    reduced size) and its tokenizers into the set, and reads them back: the checkpoint's tensors and
+    config, each text encoder's tensors and config. Its MMDiT, VAE and CLIP encoders are also the
+    weights of the mmdit_large, vae, clip_l and clip_g components (one copy of each in the set)."""
     models = os.path.join(out, "e2e", "models")
     shutil.rmtree(os.path.join(out, "e2e"), ignore_errors=True)
     shutil.rmtree(os.path.join(out, "tokenizers"), ignore_errors=True)
@@ -535,24 +547,29 @@ def e2e_component(other_impls, sd3_impls, sd3_infer, out: str, runs: list[dict[s
         shutil.copytree(os.path.join(made, "text_encoders"), os.path.join(models, "text_encoders"))
         shutil.copytree(os.path.join(made, "tokenizers", "clip"), os.path.join(out, "tokenizers", "clip"))
         shutil.copytree(os.path.join(made, "tokenizers", "t5"), os.path.join(out, "tokenizers", "t5_tiny"))
-    clip_dir, t5_dir = os.path.join(out, "tokenizers", "clip"), os.path.join(out, "tokenizers", "t5_tiny")
+    checkpoints = sorted(os.listdir(os.path.join(models, "checkpoints")))
+    if [os.path.join("e2e", "models", "checkpoints", name) for name in checkpoints] != [E2E_CHECKPOINT]:
+        raise RuntimeError(f"e2e-model.ts wrote {checkpoints}, expected {E2E_CHECKPOINT}")
+    ckpt, ckpt_meta = read_safetensors(os.path.join(out, E2E_CHECKPOINT))
+    encoders = {}
+    for name, path in E2E_ENCODERS.items():
+        weights, meta = read_safetensors(os.path.join(out, path))
+        encoders[name] = (weights, json.loads(meta["atelier.config"]))
+    return {"checkpoint": ckpt, "tiny": json.loads(ckpt_meta["atelier.config"]), "encoders": encoders}
 
-    checkpoint_name = sorted(os.listdir(os.path.join(models, "checkpoints")))[0]
-    ckpt, ckpt_meta = read_safetensors(os.path.join(models, "checkpoints", checkpoint_name))
-    tiny = json.loads(ckpt_meta["atelier.config"])
+
+def e2e_component(other_impls, sd3_impls, sd3_infer, out: str, made: dict[str, object], runs: list[dict[str, object]]):  # noqa: ANN001, C901
+    """The project's tiny SD3.5 (written by e2e_models) from prompt to pixels, as
+    sd3_infer.SD3Inferencer.gen_image does it, in float32 on the CPU."""
+    clip_dir, t5_dir = os.path.join(out, "tokenizers", "clip"), os.path.join(out, "tokenizers", "t5_tiny")
+    ckpt, tiny = made["checkpoint"], made["tiny"]
 
     # The reference's SD3Tokenizer, its HF tokenizers answered by the project's own files.
     other_impls.CLIPTokenizer = types.SimpleNamespace(from_pretrained=lambda *a, **k: ProjectTokenizer(clip_dir))
     other_impls.T5TokenizerFast = types.SimpleNamespace(from_pretrained=lambda *a, **k: ProjectTokenizer(t5_dir))
     tokenizer = other_impls.SD3Tokenizer()
 
-    def text_encoder(name: str):  # noqa: ANN202
-        weights, meta = read_safetensors(os.path.join(models, "text_encoders", name))
-        return {k: v for k, v in weights.items()}, json.loads(meta["atelier.config"])
-
-    l_w, l_cfg = text_encoder("clip_l.safetensors")
-    g_w, g_cfg = text_encoder("clip_g.safetensors")
-    t_w, t_cfg = text_encoder("t5xxl_tiny.safetensors")
+    (l_w, l_cfg), (g_w, g_cfg), (t_w, t_cfg) = (made["encoders"][n] for n in ("clip_l", "clip_g", "t5xxl_tiny"))
     # As sd3_infer.ClipL / ClipG / T5XXL; the token tables have the tiny vocabulary's rows.
     clip_l = other_impls.SDClipModel(
         layer="hidden", layer_idx=-2, device="cpu", dtype=torch.float32,
@@ -693,11 +710,19 @@ def main() -> None:
     components: dict[str, dict[str, object]] = {}
     context_dim, adm, tokens = 32, 32, 7
 
-    # MMDiT, SD3.5 Large shape (qk RMSNorm, no attn2); depth 1 keeps it small: the full joint
-    # block (context MLP and output projection) is covered by the Medium-shaped model below.
-    large_w = mmdit_weights(mmditx, 1, 8, adm, context_dim, [], SEED + 1)
-    large, large_io = mmdit_component(sd3_impls, large_w, (2, 16, 12, 16), tokens, context_dim, adm, SEED + 2)
-    components["mmdit_large"] = describe_mmdit(large, save("mmdit_large.io.safetensors", large_io), save("mmdit_large.weights.safetensors", large_w))
+    # The end-to-end model first: its MMDiT, VAE and CLIP encoders are also the weights of the
+    # component vectors below (one copy of each in the set keeps it small).
+    made = e2e_models(out)
+    ckpt = made["checkpoint"]
+
+    # MMDiT, SD3.5 Large shape (qk RMSNorm, no attn2): the end-to-end checkpoint's. Depth 1 keeps
+    # it small: the full joint block (context MLP and output projection) is covered by the
+    # Medium-shaped model below.
+    large_w = {k: v for k, v in ckpt.items() if k.startswith(MMDIT_PREFIX)}
+    large_context = large_w[MMDIT_PREFIX + "context_embedder.weight"].shape[1]
+    large_adm = large_w[MMDIT_PREFIX + "y_embedder.mlp.0.weight"].shape[1]
+    large, large_io = mmdit_component(sd3_impls, large_w, (2, 16, 12, 16), tokens, large_context, large_adm, SEED + 2)
+    components["mmdit_large"] = describe_mmdit(large, save("mmdit_large.io.safetensors", large_io), E2E_CHECKPOINT)
     components["mmdit_large"]["tensors"] = spec(large_io)
 
     # MMDiT-X, SD3.5 Medium shape: depth 2, dual attention in block 0 only, a portrait latent.
@@ -729,7 +754,7 @@ def main() -> None:
         "img2img": {"steps": 7, "cfg": 4.0, "denoise": 0.55},
         "dpmpp_2m": {"steps": 5, "cfg": 3.5},
     }
-    sampler_io, dpm_io = sampling_runs(sd3_impls, sd3_infer, large_w, (1, 16, 12, 16), tokens, context_dim, adm, plan, SEED + 5)
+    sampler_io, dpm_io = sampling_runs(sd3_impls, sd3_infer, large_w, (1, 16, 12, 16), tokens, large_context, large_adm, plan, SEED + 5)
     components["sampler"] = {
         "class": "sample_euler + CFGDenoiser with the mmdit_large weights",
         "shift": plan["shift"],
@@ -737,13 +762,13 @@ def main() -> None:
         "img2img": {**plan["img2img"], "start_latent": "img2img_init"},
         "notes": "sigma(t) = shift*t/(1+(shift-1)*t), t = i/1000 for i in 1..1000; sigmas = sd3_infer.SD3Inferencer.get_sigmas; img2img drops the first int(steps*(1-denoise)) sigmas; x0 = sigma0*noise + (1-sigma0)*latent; sample_euler with CFGDenoiser (uncond + (cond-uncond)*cfg on the batch [cond, uncond]); output = x/1.5305 + 0.0609 (SD3LatentFormat.process_out)",
         "tolerance_rel_l2": TOLERANCE,
-        "weights": "mmdit_large.weights.safetensors",
+        "weights": E2E_CHECKPOINT,
         "io": save("sampler.io.safetensors", sampler_io),
         "tensors": spec(sampler_io),
     }
     components["sampler_dpmpp_2m"] = {
         "io": save("sampler_dpmpp_2m.io.safetensors", dpm_io),
-        "weights": "mmdit_large.weights.safetensors",
+        "weights": E2E_CHECKPOINT,
         "inputs_from": "sampler.io.safetensors (noise, cond_*, uncond_*)",
         "steps": plan["dpmpp_2m"]["steps"],
         "cfg": plan["dpmpp_2m"]["cfg"],
@@ -752,25 +777,25 @@ def main() -> None:
         "tolerance_rel_l2": TOLERANCE,
     }
 
-    # Text encoders.
-    clip_configs = {
-        "clip_l": ("SDClipModel", {"hidden_act": "quick_gelu", "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 3}),
-        "clip_g": ("SDXLClipG", {"hidden_act": "gelu", "hidden_size": 32, "intermediate_size": 96, "num_attention_heads": 4, "num_hidden_layers": 4}),
-    }
-    for i, (name, (cls, config)) in enumerate(clip_configs.items()):
-        weights, io, special = clip_component(other_impls, name, config, 1000, SEED + 10 + 2 * i)
+    # Text encoders: CLIP-L and CLIP-G are the end-to-end model's (quick_gelu and gelu, 2 and 4
+    # heads); T5 has its own, narrower than the end-to-end one (another width and head count).
+    clip_fields = ("hidden_act", "hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers")
+    for i, (name, cls) in enumerate((("clip_l", "SDClipModel"), ("clip_g", "SDXLClipG"))):
+        weights, stored = made["encoders"][name]
+        config = {k: stored[k] for k in clip_fields}
+        vocab, io, special = clip_component(other_impls, name, config, weights, SEED + 10 + 2 * i)
         components[name] = {
             "class": cls,
             "config": config,
-            "vocab_size": 1000,
+            "vocab_size": vocab,
             "layer": "penultimate (layer_idx -2), no final layer norm",
             "pooled": "final_layer_norm(x)[eos] (not projected)" if name == "clip_l" else "text_projection(final_layer_norm(x)[eos])",
             "eos_index": "argmax of input_ids (first occurrence of the largest id, the end token)",
             "special_tokens": special,
             "key_prefix": "",
-            "notes": "a token table of vocab_size rows instead of CLIP's 49,408 (the reference's set_input_embeddings); start and end are its last two ids as in CLIP",
+            "notes": "the end-to-end model's text encoder (weights and config): a token table of vocab_size rows (the tiny tokenizer's) instead of CLIP's 49,408 (the reference's set_input_embeddings); start and end are its last two ids as in CLIP",
             "tolerance_rel_l2": TOLERANCE,
-            "weights": save(f"{name}.weights.safetensors", weights),
+            "weights": E2E_ENCODERS[name],
             "io": save(f"{name}.io.safetensors", io),
             "tensors": spec(io),
         }
@@ -787,17 +812,21 @@ def main() -> None:
         "tensors": spec(t5_io),
     }
 
-    vae_cfg = {"ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1, "z_channels": 16}
-    vae_w, vae_io = vae_component(sd3_impls, vae_cfg["ch"], vae_cfg["ch_mult"], vae_cfg["num_res_blocks"], (6, 8), SEED + 30)
+    # The VAE of the end-to-end checkpoint: four levels (the real 8x), 64 channels at the top
+    # level and 32 below, so channels change in both directions (nin_shortcut) as in the real one.
+    tiny_vae = made["tiny"]["vae"]
+    vae_cfg = {"ch": tiny_vae["ch"], "ch_mult": tiny_vae["ch_mult"], "num_res_blocks": tiny_vae["num_res_blocks"], "z_channels": 16}
+    vae_w = {k[len(VAE_PREFIX) :]: v for k, v in ckpt.items() if k.startswith(VAE_PREFIX)}
+    vae_io = vae_component(sd3_impls, vae_w, vae_cfg["ch"], vae_cfg["ch_mult"], vae_cfg["num_res_blocks"], (3, 4), SEED + 30)
     components["vae"] = {
         "class": "VAEDecoder/VAEEncoder of SDVAE with ch, ch_mult and num_res_blocks reduced (real: ch=128, ch_mult=(1,2,4,4), num_res_blocks=2)",
         **vae_cfg,
-        "key_prefix": "first_stage_model. in single-file checkpoints; none in this file",
+        "key_prefix": VAE_PREFIX,
         "notes": "derive ch from decoder.conv_in / encoder.conv_in shapes and the number of levels from decoder.up.N keys; the encoder input is 2*rgb-1; SDVAE.encode's mean and clamped logvar, before it samples",
         "latent_scale": 1.5305,
         "latent_shift": 0.0609,
         "tolerance_rel_l2": TOLERANCE,
-        "weights": save("vae.weights.safetensors", vae_w),
+        "weights": E2E_CHECKPOINT,
         "io": save("vae.io.safetensors", vae_io),
         "tensors": spec(vae_io),
     }
@@ -816,7 +845,7 @@ def main() -> None:
         {"name": "txt2img_wide", "prompt": "An old harbour at dawn, boats and (gulls:1.2)", "negative": "blurry, dark", "seed": 7, "steps": 5, "cfg": 3.5, "width": 96, "height": 64, "sampler": "dpmpp_2m"},
         {"name": "img2img", "prompt": "the same fox at night", "negative": "", "seed": 99, "steps": 8, "cfg": 4.0, "width": 64, "height": 64, "sampler": "euler", "denoise": 0.6, "init_image": "txt2img.image"},
     ]
-    tokenizer, configs = e2e_component(other_impls, sd3_impls, sd3_infer, out, runs)
+    tokenizer, configs = e2e_component(other_impls, sd3_impls, sd3_infer, out, made, runs)
     components["e2e"] = {
         "models": "e2e/models (ComfyUI layout: checkpoints/ with model.diffusion_model.* and first_stage_model.*, text_encoders/clip_l, clip_g, t5xxl_tiny; fp16 storage, fp32 compute), written by tools/golden/e2e-model.ts: the project's bundled tiny SD3.5 at a reduced size",
         "tokenizers": "tokenizers/clip and tokenizers/t5_tiny (the project's own tiny tokenizers, src/pipeline/tiny)",
