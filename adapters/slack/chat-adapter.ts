@@ -1,21 +1,33 @@
 /**
  * The ChatAdapter port on Slack's Web API. A message is one Slack message: its text as mrkdwn
- * sections, its buttons as actions blocks and — for results — its image as an `image` block that
- * shows an uploaded file. Slack only lets channel members see files shared into the channel, so
- * the image is first uploaded (files v2) as a reply in the message's thread, then shown inline in
- * the message itself: the job message stays the one place with image and buttons, edited in
- * place, and the thread keeps the full-size file for download.
+ * sections, its buttons as actions blocks and — for results and progress previews — its image as
+ * an `image` block that shows an uploaded file. Slack only lets channel members see files shared
+ * into the channel, so the image is first uploaded (files v2) as a reply in the message's thread,
+ * then shown inline in the message itself: the job message stays the one place with image and
+ * buttons, edited in place, and the thread keeps the full-size file for download.
  *
- * Progress previews are not shown: Slack has no cheap way to swap an inline image, and each
- * preview would leave a file in the thread. The progress bar text is edited instead.
+ * Progress (edits the bot marks `transient`: queue position, step k/n with a preview) is paced
+ * (edit-pacer.ts): at most one edit per message per `progressIntervalMs`, one per channel per
+ * `channelIntervalMs`, and `updatesPerMinute` chat.update calls in the workspace, always the
+ * newest state. Its preview is uploaded into the thread as a JPEG (an image block shows PNG, JPEG
+ * and GIF only), shown inline, and deleted once a newer preview or the result replaces it, so the
+ * thread ends with the result alone. Final edits go out at once and replace whatever waits.
  */
 import { createHash } from 'node:crypto';
-import type { types, webApi } from '@slack/bolt';
-import type { ChatAdapter, ChatImage, ChatMessage, PostedMessage } from '../../commands/types.js';
+import { type types, webApi } from '@slack/bolt';
+import sharp from 'sharp';
+import type {
+  ChatAdapter,
+  ChatImage,
+  ChatMessage,
+  EditOptions,
+  PostedMessage,
+} from '../../commands/types.js';
 import { AtelierError } from '../../src/errors.js';
 import type { ReplyTarget } from '../../src/jobs/types.js';
 import type { Logger } from '../../src/log.js';
 import { altTextOf, type ImageView, renderMessage } from './blocks.js';
+import { EditPacer } from './edit-pacer.js';
 import { asSlackError, slackErrorCode } from './errors.js';
 
 export interface SlackChatAdapterOptions {
@@ -29,7 +41,25 @@ export interface SlackChatAdapterOptions {
    * to the file instead. @default [1000, 3000]
    */
   imageRetryDelaysMs?: readonly number[];
+  /**
+   * Least time between two progress edits of one message (config `slack.progressEditIntervalMs`).
+   * @default 2000
+   */
+  progressIntervalMs?: number;
+  /** Least time between two progress edits in one channel (Slack: about 1 message/s). @default 1000 */
+  channelIntervalMs?: number;
+  /**
+   * chat.update calls per minute progress may use in the workspace (config `slack.updatesPerMinute`;
+   * Slack's Tier 3 allows about 50, the rest is left to final edits). @default 40
+   */
+  updatesPerMinute?: number;
 }
+
+export const SLACK_PROGRESS_DEFAULTS = {
+  progressIntervalMs: 2000,
+  channelIntervalMs: 1000,
+  updatesPerMinute: 40,
+} as const;
 
 /** Image formats an `image` block can show from a Slack file. */
 const INLINE_MIME = new Set(['image/png', 'image/jpeg', 'image/gif']);
@@ -42,13 +72,36 @@ interface Upload {
   permalink: string | undefined;
 }
 
+/** A progress preview uploaded into a message's thread. */
+interface PreviewFile {
+  hash: string;
+  fileId: string;
+}
+
+/** The previews of one message: the one it shows, and a newer one Slack was still processing. */
+interface Previews {
+  shown?: PreviewFile;
+  candidate?: PreviewFile;
+}
+
+/** A progress state waiting for its turn (edit-pacer.ts). */
+interface Progress {
+  posted: PostedMessage;
+  message: ChatMessage;
+}
+
+/** Previews are small; a JPEG at this quality keeps them a few kB. */
+const PREVIEW_JPEG_QUALITY = 80;
+
 export class SlackChatAdapter implements ChatAdapter {
   readonly platform = 'slack';
   readonly #client: webApi.WebClient;
   readonly #options: Required<Omit<SlackChatAdapterOptions, 'client'>>;
   readonly #uploads = new Map<string, Upload>();
+  readonly #previews = new Map<string, Previews>();
   /** Edits of one message run one after another, so a slow (retried) edit never lands last. */
   readonly #chains = new Map<string, Promise<unknown>>();
+  readonly #pacer: EditPacer<Progress>;
 
   constructor(options: SlackChatAdapterOptions) {
     this.#client = options.client;
@@ -56,7 +109,44 @@ export class SlackChatAdapter implements ChatAdapter {
       uploadLimitBytes: options.uploadLimitBytes,
       logger: options.logger,
       imageRetryDelaysMs: options.imageRetryDelaysMs ?? [1000, 3000],
+      progressIntervalMs: options.progressIntervalMs ?? SLACK_PROGRESS_DEFAULTS.progressIntervalMs,
+      channelIntervalMs: options.channelIntervalMs ?? SLACK_PROGRESS_DEFAULTS.channelIntervalMs,
+      updatesPerMinute: options.updatesPerMinute ?? SLACK_PROGRESS_DEFAULTS.updatesPerMinute,
     };
+    this.#pacer = new EditPacer(
+      {
+        messageIntervalMs: this.#options.progressIntervalMs,
+        channelIntervalMs: this.#options.channelIntervalMs,
+        updatesPerMinute: this.#options.updatesPerMinute,
+      },
+      (_key, { posted, message }) =>
+        this.#serialized(posted, () => this.#showProgress(posted, message)).catch((error: unknown) => {
+          this.#options.logger.warn(
+            { err: error, ...this.#where(posted) },
+            'slack: could not show the progress of a job',
+          );
+        }),
+    );
+    // Slack said 429 (the WebClient waits Retry-After and tries again): progress waits as long.
+    this.#client.on(webApi.WebClientEvent.RATE_LIMITED, (seconds: number) => {
+      this.#pacer.pause(seconds * 1000);
+    });
+  }
+
+  /** Drops progress waiting to be shown (the surface stops). */
+  dropWaitingProgress(): void {
+    this.#pacer.clear();
+  }
+
+  /** Progress states waiting for their turn (tests). */
+  get progressWaiting(): number {
+    return this.#pacer.waiting;
+  }
+
+  /** Resolves when every progress edit started and every edit queued so far is done (tests). */
+  async settled(): Promise<void> {
+    await this.#pacer.idle();
+    while (this.#chains.size > 0) await Promise.allSettled([...this.#chains.values()]);
   }
 
   /** Opens a modal for the person whose click gave `triggerId` (valid 3 s, one modal). */
@@ -92,6 +182,7 @@ export class SlackChatAdapter implements ChatAdapter {
     } catch (error) {
       throw asSlackError(error, { channelId: target.channelId });
     }
+    this.#pacer.noteUpdate(`${target.channelId}:${ts}`, target.channelId, { chatUpdate: false });
     const posted: PostedMessage = {
       platform: this.platform,
       channelId: target.channelId,
@@ -104,18 +195,35 @@ export class SlackChatAdapter implements ChatAdapter {
     return { ...posted, extra: { fileIds: [upload.fileId] } };
   }
 
-  async edit(posted: PostedMessage, next: ChatMessage): Promise<void> {
+  /**
+   * A transient edit (progress) is handed to the pacer and resolves at once: it is shown when
+   * Slack's limits allow, unless a newer one replaces it first. Any other edit is final: it
+   * replaces whatever progress waits, goes out at once, and removes the progress preview.
+   */
+  async edit(posted: PostedMessage, next: ChatMessage, options: EditOptions = {}): Promise<void> {
+    const key = keyOf(posted);
+    if (options.transient) {
+      // The newest state wins; a preview it lacks is taken from the state it replaces.
+      this.#pacer.offer(key, posted.channelId, { posted, message: next }, (older, newer) => ({
+        posted: newer.posted,
+        message: newer.message.preview
+          ? newer.message
+          : { ...newer.message, ...(older.message.preview ? { preview: older.message.preview } : {}) },
+      }));
+      return;
+    }
+    this.#pacer.drop(key);
     await this.#serialized(posted, async () => {
-      if (next.image) {
-        await this.#showWithImage(posted, next, next.image);
-        return;
-      }
-      await this.#update(posted, renderMessage(next));
+      if (next.image) await this.#showWithImage(posted, next, next.image);
+      else await this.#update(posted, renderMessage(next));
+      await this.#deletePreviews(posted);
     });
   }
 
   async delete(posted: PostedMessage): Promise<void> {
+    this.#pacer.drop(keyOf(posted));
     await this.#serialized(posted, async () => {
+      await this.#deletePreviews(posted);
       try {
         await this.#client.chat.delete({ channel: posted.channelId, ts: posted.messageId });
       } catch (error) {
@@ -177,9 +285,98 @@ export class SlackChatAdapter implements ChatAdapter {
     return upload;
   }
 
+  /**
+   * Shows a progress state: its text and buttons, and the newest preview Slack can show. A new
+   * preview is uploaded into the thread; if Slack is still processing it (`invalid_blocks`), the
+   * message keeps the preview it showed and the new one is tried again with the next state.
+   * Previews no longer shown are deleted.
+   */
+  async #showProgress(posted: PostedMessage, message: ChatMessage): Promise<void> {
+    const key = keyOf(posted);
+    const previews = this.#previews.get(key) ?? {};
+    const { preview: image, ...rest } = message;
+    const text: ChatMessage = { ...rest, image: undefined };
+    let newest = previews.candidate;
+    if (image) {
+      const hash = hashOf(image.data);
+      if (hash !== previews.shown?.hash && hash !== previews.candidate?.hash) {
+        try {
+          newest = await this.#uploadPreview(posted, image, hash);
+          this.#rememberPreviews(key, { ...previews, candidate: newest });
+          if (previews.candidate) await this.#deleteFile(previews.candidate.fileId);
+        } catch (error) {
+          this.#options.logger.warn(
+            { err: error, ...this.#where(posted) },
+            'slack: could not upload a preview',
+          );
+        }
+      }
+    }
+    const alt = `Preview: ${altTextOf(text)}`;
+    if (newest) {
+      try {
+        await this.#update(posted, renderMessage(text, { kind: 'file', fileId: newest.fileId, alt }), {
+          rawErrors: true,
+        });
+        if (previews.shown) await this.#deleteFile(previews.shown.fileId);
+        this.#rememberPreviews(key, { shown: newest });
+        return;
+      } catch (error) {
+        if (slackErrorCode(error) !== 'invalid_blocks') throw asSlackError(error, this.#where(posted));
+        this.#rememberPreviews(key, { ...previews, candidate: newest });
+      }
+    }
+    const shown = previews.shown;
+    await this.#update(
+      posted,
+      renderMessage(text, shown ? { kind: 'file', fileId: shown.fileId, alt } : undefined),
+    );
+  }
+
+  /** The preview as a JPEG in the message's thread. */
+  async #uploadPreview(posted: PostedMessage, image: ChatImage, hash: string): Promise<PreviewFile> {
+    const data = INLINE_MIME.has(image.mime)
+      ? Buffer.from(image.data.buffer, image.data.byteOffset, image.data.byteLength)
+      : await sharp(image.data).jpeg({ quality: PREVIEW_JPEG_QUALITY }).toBuffer();
+    const ext = image.mime === 'image/png' ? 'png' : image.mime === 'image/gif' ? 'gif' : 'jpg';
+    const answer = await this.#client.filesUploadV2({
+      channel_id: posted.channelId,
+      thread_ts: posted.threadId ?? posted.messageId,
+      file: data,
+      filename: `preview.${ext}`,
+      title: 'Preview',
+      alt_text: 'Preview',
+    });
+    const file = answer.files[0]?.files?.[0];
+    if (!file?.id) throw new Error('slack: files.completeUploadExternal answered without a file id');
+    return { hash, fileId: file.id };
+  }
+
+  #rememberPreviews(key: string, previews: Previews): void {
+    this.#previews.delete(key);
+    if (!previews.shown && !previews.candidate) return;
+    this.#previews.set(key, previews);
+    if (this.#previews.size > REMEMBERED_UPLOADS) this.#previews.delete(this.#previews.keys().next().value!);
+  }
+
+  /** The message no longer shows progress: its preview files go. */
+  async #deletePreviews(posted: PostedMessage): Promise<void> {
+    const key = keyOf(posted);
+    const previews = this.#previews.get(key);
+    this.#previews.delete(key);
+    for (const file of [previews?.shown, previews?.candidate]) if (file) await this.#deleteFile(file.fileId);
+  }
+
+  async #deleteFile(fileId: string): Promise<void> {
+    await this.#client.files.delete({ file: fileId }).catch((error: unknown) => {
+      if (slackErrorCode(error) === 'file_not_found') return;
+      this.#options.logger.warn({ err: error, fileId }, 'slack: could not delete an uploaded image');
+    });
+  }
+
   async #upload(posted: PostedMessage, image: ChatImage): Promise<Upload> {
     const key = keyOf(posted);
-    const hash = createHash('sha256').update(image.data).digest('base64url');
+    const hash = hashOf(image.data);
     const known = this.#uploads.get(key);
     if (known?.hash === hash) return known;
     let answer: Awaited<ReturnType<webApi.WebClient['filesUploadV2']>>;
@@ -210,6 +407,7 @@ export class SlackChatAdapter implements ChatAdapter {
     rendering: ReturnType<typeof renderMessage>,
     options: { rawErrors?: boolean } = {},
   ): Promise<void> {
+    this.#pacer.noteUpdate(keyOf(posted), posted.channelId, { chatUpdate: true });
     try {
       await this.#client.chat.update({
         channel: posted.channelId,
@@ -249,6 +447,10 @@ export class SlackChatAdapter implements ChatAdapter {
 
 function keyOf(posted: PostedMessage): string {
   return `${posted.channelId}:${posted.messageId}`;
+}
+
+function hashOf(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('base64url');
 }
 
 function delay(ms: number): Promise<void> {

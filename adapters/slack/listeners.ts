@@ -25,6 +25,8 @@ export interface ListenerDeps {
   logger: Logger;
   /** The bot's own user id (from auth.test): its messages are the only ones reactions act on. */
   botUserId: () => string;
+  /** The workspace the bot is installed in (auth.test): only its admins are team admins. */
+  teamId?: () => string;
   /** How long a slash command's ack waits for a quick private answer. */
   ackDeadlineMs: number;
 }
@@ -39,7 +41,7 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
     const teamId = command.team_id;
     deps.people.remember(command.user_id, command.user_name);
     const inv = invocation(deps, {
-      requester: requester(command.user_id, command.user_name, teamId),
+      requester: await requester(deps, command.user_id, command.user_name, teamId),
       where: { platform: 'slack', channelId: command.channel_id, ...(teamId ? { teamId } : {}) },
       gate,
       respond,
@@ -65,7 +67,7 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
     const threadTs = body.message?.thread_ts as string | undefined;
     const inThread = threadTs && threadTs !== body.message?.ts ? threadTs : undefined;
     const inv = invocation(deps, {
-      requester: requester(body.user.id, name, teamId),
+      requester: await requester(deps, body.user.id, name, teamId),
       where: {
         platform: 'slack',
         channelId,
@@ -90,7 +92,7 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
       return;
     }
     const inv = invocation(deps, {
-      requester: requester(body.user.id, name, teamId),
+      requester: await requester(deps, body.user.id, name, teamId),
       where: {
         platform: 'slack',
         channelId: submission.channelId,
@@ -113,7 +115,7 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
     const { channel, ts } = event.item;
     const team = teamId ? { teamId } : {};
     const reaction: ReactionEvent = {
-      requester: requester(event.user, await deps.people.displayName(event.user), teamId),
+      requester: await requester(deps, event.user, await deps.people.displayName(event.user), teamId),
       message: { platform: 'slack', channelId: channel, messageId: ts, ...team },
       emoji,
       where: { platform: 'slack', channelId: channel, ...team },
@@ -133,8 +135,24 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
   });
 }
 
-function requester(userId: string, name: string | undefined, teamId: string | undefined): Requester {
-  return { platform: 'slack', userId, displayName: name || userId, ...(teamId ? { teamId } : {}) };
+/**
+ * Who acted. A workspace admin or owner (users.info, remembered for a minute) is a team admin, as
+ * a Discord member with Manage Server is: they may change this workspace's Atelier settings.
+ */
+async function requester(
+  deps: ListenerDeps,
+  userId: string,
+  name: string | undefined,
+  teamId: string | undefined,
+): Promise<Requester> {
+  const teamAdmin = await deps.people.isWorkspaceAdmin(userId, teamId, deps.teamId?.());
+  return {
+    platform: 'slack',
+    userId,
+    displayName: name || userId,
+    ...(teamId ? { teamId } : {}),
+    ...(teamAdmin ? { isTeamAdmin: true } : {}),
+  };
 }
 
 function invocation(

@@ -22,8 +22,9 @@ export interface SlackManifestOptions {
 
 /**
  * commands: slash commands · chat:write: job messages, progress edits, ephemeral answers ·
- * files:write: result images (files v2) and deleting them · reactions:read: reaction_added on
- * results · users:read: the display name of whoever reacted.
+ * files:write: result images and progress previews (files v2) and deleting them ·
+ * reactions:read: reaction_added on results · users:read: the display name of whoever reacted,
+ * and whether someone administers the workspace (users.info `is_admin`/`is_owner`).
  */
 export const SLACK_BOT_SCOPES = [
   'commands',

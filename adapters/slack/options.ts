@@ -3,6 +3,8 @@
  * Mode takes the bot token and an app-level token (and needs no public URL).
  */
 import type { Logger } from '../../src/log.js';
+import { SLACK_PROGRESS_DEFAULTS } from './chat-adapter.js';
+import { DEFAULT_USER_CACHE_MS } from './people.js';
 
 /** Slack's Web API when `SLACK_API_URL` is not set. */
 export const DEFAULT_SLACK_API_URL = 'https://slack.com/api/';
@@ -42,6 +44,25 @@ export interface SlackSurfaceOptions {
   ackDeadlineMs?: number;
   /** Waits before retrying to show a just-uploaded image inline (see SlackChatAdapter). @default [1000, 3000] */
   imageRetryDelaysMs?: readonly number[];
+  /**
+   * At most one progress edit (step k/n with its preview) per job message in this time; the
+   * newest state goes out, the result at once (config `slack.progressEditIntervalMs`).
+   * @default 2000
+   */
+  progressEditIntervalMs?: number;
+  /** Least time between two progress edits in one channel (Slack: ~1 message/s per channel). @default 1000 */
+  channelEditIntervalMs?: number;
+  /**
+   * chat.update calls per minute that progress may use in the workspace (config
+   * `slack.updatesPerMinute`); Slack's Tier 3 allows about 50, the rest is kept for results.
+   * @default 40
+   */
+  updatesPerMinute?: number;
+  /**
+   * How long a users.info answer (name, workspace admin/owner) is remembered. A person made or
+   * unmade admin is seen as such after at most this long. @default 60_000
+   */
+  userCacheMs?: number;
   logger: Logger;
 }
 
@@ -80,8 +101,22 @@ export function resolveSlackSurfaceOptions(options: SlackSurfaceOptions): Resolv
     maxUploadBytes: options.maxUploadBytes ?? 1_000_000_000,
     ackDeadlineMs: options.ackDeadlineMs ?? 250,
     imageRetryDelaysMs: options.imageRetryDelaysMs ?? [1000, 3000],
+    progressEditIntervalMs: options.progressEditIntervalMs ?? SLACK_PROGRESS_DEFAULTS.progressIntervalMs,
+    channelEditIntervalMs: options.channelEditIntervalMs ?? SLACK_PROGRESS_DEFAULTS.channelIntervalMs,
+    updatesPerMinute: options.updatesPerMinute ?? SLACK_PROGRESS_DEFAULTS.updatesPerMinute,
+    userCacheMs: options.userCacheMs ?? DEFAULT_USER_CACHE_MS,
     logger: options.logger,
   };
+  for (const key of ['progressEditIntervalMs', 'channelEditIntervalMs', 'userCacheMs'] as const) {
+    if (!Number.isFinite(resolved[key]) || resolved[key] < 0) {
+      throw new TypeError(`Expected \`${key}\` to be a number ≥ 0, got \`${resolved[key]}\``);
+    }
+  }
+  if (!Number.isInteger(resolved.updatesPerMinute) || resolved.updatesPerMinute < 1) {
+    throw new TypeError(
+      `Expected \`updatesPerMinute\` to be an integer ≥ 1, got \`${resolved.updatesPerMinute}\``,
+    );
+  }
   if (!Number.isInteger(resolved.port) || resolved.port < 0 || resolved.port > 65_535) {
     throw new TypeError(`Expected \`port\` to be an integer from 0 to 65535, got \`${resolved.port}\``);
   }

@@ -60,8 +60,11 @@ export function createSlackSurface(options: SlackSurfaceOptions): SlackSurface {
     uploadLimitBytes: settings.maxUploadBytes,
     logger,
     imageRetryDelaysMs: settings.imageRetryDelaysMs,
+    progressIntervalMs: settings.progressEditIntervalMs,
+    channelIntervalMs: settings.channelEditIntervalMs,
+    updatesPerMinute: settings.updatesPerMinute,
   });
-  const people = new SlackPeople(client);
+  const people = new SlackPeople(client, { cacheMs: settings.userCacheMs });
   const inFlight = new Set<Promise<unknown>>();
   let app: App | undefined;
 
@@ -118,6 +121,7 @@ export function createSlackSurface(options: SlackSurfaceOptions): SlackSurface {
         people,
         logger,
         botUserId: () => identity.userId,
+        teamId: () => identity.teamId,
         ackDeadlineMs: settings.ackDeadlineMs,
       });
       bot.attach(adapter);
@@ -143,6 +147,7 @@ export function createSlackSurface(options: SlackSurfaceOptions): SlackSurface {
       app = undefined;
       if (!running) return;
       await running.stop();
+      adapter.dropWaitingProgress();
       let timer: ReturnType<typeof setTimeout> | undefined;
       const grace = new Promise<void>((resolve) => {
         timer = setTimeout(() => resolve(), STOP_GRACE_MS);

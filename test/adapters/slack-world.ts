@@ -5,11 +5,19 @@
  * same data dir, as a process restart would.
  */
 
-import { createSlackSurface, type SlackSurface } from '../../adapters/slack/index.js';
+import {
+  createSlackSurface,
+  type SlackSurface,
+  type SlackSurfaceOptions,
+} from '../../adapters/slack/index.js';
 import { Bot } from '../../commands/bot.js';
 import { createLogger } from '../../src/log.js';
 import { startTestApp, type TestApp } from '../helpers/test-app.js';
-import { type SlackSimulator, startSlackSimulator } from '../simulators/slack/index.js';
+import {
+  type SlackSimulator,
+  type SlackSimulatorOptions,
+  startSlackSimulator,
+} from '../simulators/slack/index.js';
 
 export interface SlackWorld {
   s: SlackSimulator;
@@ -26,13 +34,26 @@ export interface WorldOptions {
   socket?: boolean;
   /** Extra environment for the core's config (limits, …); may use the simulator's ids. */
   env?: (s: SlackSimulator) => Record<string, string>;
+  /**
+   * The surface's progress pacing. Tests run jobs of a few hundred milliseconds, so by default
+   * a message may be edited every 100 ms and a channel is not paced; `updatesPerMinute` and the
+   * simulator's rate limits stay Slack's.
+   */
+  surface?: Pick<
+    SlackSurfaceOptions,
+    'progressEditIntervalMs' | 'channelEditIntervalMs' | 'updatesPerMinute' | 'userCacheMs'
+  >;
+  /** The simulator's options (rate limits, …). */
+  simulator?: SlackSimulatorOptions;
 }
 
 export async function startSlackWorld(options: WorldOptions = {}): Promise<SlackWorld> {
   // Generous waits: on a busy 2-core CI runner a 2×2 grid behind other jobs can take a while.
-  const s = await startSlackSimulator({ waitTimeoutMs: 30_000 });
+  const s = await startSlackSimulator({ waitTimeoutMs: 30_000, ...options.simulator });
   const env = {
     ATELIER_PROGRESS__MIN_EDIT_INTERVAL_MS: '200',
+    // Previews (files in the job's thread) only where a test asks for them.
+    ATELIER_PROGRESS__PREVIEW_EVERY_STEPS: '0',
     ATELIER_SLACK__SHOWCASE_CHANNEL_ID: s.channels.showcase.id,
     ...options.env?.(s),
   };
@@ -45,6 +66,9 @@ export async function startSlackWorld(options: WorldOptions = {}): Promise<Slack
       ...(options.socket ? { appToken: s.appToken } : { signingSecret: s.signingSecret }),
       port: 0,
       apiUrl: s.apiUrl,
+      progressEditIntervalMs: 100,
+      channelEditIntervalMs: 0,
+      ...options.surface,
       logger: createLogger({ level: 'silent' }),
     });
     world.line = await world.surface.start(world.bot);

@@ -3,7 +3,7 @@
  * answers for the mistakes an adapter can make, and the shapes of what it returns.
  */
 import { App, LogLevel } from '@slack/bolt';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type SlackSimulator, startSlackSimulator } from './slack/index.js';
 
 type Client = App['client'];
@@ -117,7 +117,31 @@ describe('Slack simulator: Web API', () => {
       is_member: true,
     });
     const { user } = await client.users.info({ user: s.users.alice.id });
-    expect(user).toMatchObject({ name: 'alice', is_admin: true, is_owner: true, is_bot: false });
+    expect(user).toMatchObject({
+      name: 'alice',
+      team_id: s.teamId,
+      is_admin: true,
+      is_owner: true,
+      is_primary_owner: true,
+      is_bot: false,
+    });
+    const dana = s.createUser('dana', { admin: true });
+    const erin = s.createUser('erin', { owner: true });
+    expect((await client.users.info({ user: dana.id })).user).toMatchObject({
+      is_admin: true,
+      is_owner: false,
+      is_primary_owner: false,
+    });
+    expect((await client.users.info({ user: erin.id })).user).toMatchObject({
+      is_admin: true,
+      is_owner: true,
+      is_primary_owner: false,
+    });
+    expect((await client.users.info({ user: s.users.bob.id })).user).toMatchObject({
+      is_admin: false,
+      is_owner: false,
+      is_primary_owner: false,
+    });
     expect(await slackError(client.users.info({ user: 'U0NOTREAL00' }))).toBe('user_not_found');
   });
 
@@ -166,5 +190,98 @@ describe('Slack simulator: Web API', () => {
         }),
       ),
     ).toBe('invalid_trigger_id');
+  });
+});
+
+describe('Slack simulator: rate limits, image blocks naming files', () => {
+  let s: SlackSimulator;
+  let client: Client;
+
+  beforeEach(async () => {
+    s = await startSlackSimulator();
+    client = new App({
+      token: s.botToken,
+      signingSecret: s.signingSecret,
+      clientOptions: { slackApiUrl: s.apiUrl, rejectRateLimitedCalls: true, retryConfig: { retries: 0 } },
+      logLevel: LogLevel.ERROR,
+      tokenVerificationEnabled: false,
+    }).client;
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.UTC(2026, 0, 1) });
+  });
+  afterEach(async () => {
+    vi.useRealTimers();
+    await s.stop();
+  });
+
+  const general = () => s.channels.general.id;
+
+  /** Uploads a file (files v2), shared into `channel` when given. */
+  async function upload(filename: string, channel?: string): Promise<string> {
+    const { upload_url: url, file_id: id } = await client.files.getUploadURLExternal({ filename, length: 3 });
+    await fetch(url!, { method: 'POST', body: new Uint8Array([1, 2, 3]) });
+    await client.files.completeUploadExternal({
+      files: [{ id: id! }],
+      ...(channel ? { channel_id: channel } : {}),
+    });
+    return id!;
+  }
+
+  it('chat.update: 50 in any minute of the workspace (Tier 3), then 429 with Retry-After until the oldest is a minute old', async () => {
+    const { ts } = await client.chat.postMessage({ channel: general(), text: 'job' });
+    for (let i = 0; i < 50; i++) {
+      await client.chat.update({ channel: general(), ts: ts!, text: `step ${i}` });
+      vi.setSystemTime(Date.now() + 100);
+    }
+    await expect(
+      client.chat.update({ channel: general(), ts: ts!, text: 'one too many' }),
+    ).rejects.toMatchObject({
+      code: 'slack_webapi_rate_limited_error',
+      retryAfter: 55,
+    });
+    expect(s.rateLimitedCalls).toMatchObject([{ method: 'chat.update', status: 429, error: 'ratelimited' }]);
+    // A refused call does not count; once the first update is a minute old, one more passes.
+    vi.setSystemTime(Date.now() + 55_000);
+    await client.chat.update({ channel: general(), ts: ts!, text: 'a minute later' });
+    await expect(client.chat.update({ channel: general(), ts: ts!, text: 'again' })).rejects.toMatchObject({
+      retryAfter: 1,
+    });
+  });
+
+  it('messages into one channel: bursts of 5, then 1 a second; file shares count, other channels do not', async () => {
+    for (let i = 0; i < 4; i++) await client.chat.postMessage({ channel: general(), text: `m${i}` });
+    await upload('a.png', general());
+    await expect(client.chat.postMessage({ channel: general(), text: 'sixth' })).rejects.toMatchObject({
+      retryAfter: 1,
+    });
+    await client.chat.postMessage({ channel: s.channels.showcase.id, text: 'elsewhere' });
+    vi.setSystemTime(Date.now() + 1000);
+    await client.chat.postMessage({ channel: general(), text: 'a second later' });
+    await expect(client.chat.postMessage({ channel: general(), text: 'too soon' })).rejects.toMatchObject({
+      retryAfter: 1,
+    });
+    expect(s.rateLimitedCalls.map((c) => c.method)).toEqual(['chat.postMessage', 'chat.postMessage']);
+  });
+
+  it('an image block shows a shared PNG, JPEG or GIF only; deleting a file removes the message that shared it', async () => {
+    const { ts } = await client.chat.postMessage({ channel: general(), text: 'job' });
+    const image = (id: string) => [{ type: 'image', slack_file: { id }, alt_text: 'x' }];
+    const shared = await upload('preview.jpg', general());
+    const unshared = await upload('private.png');
+    const webp = await upload('preview.webp', general());
+    await client.chat.update({ channel: general(), ts: ts!, text: 'ok', blocks: image(shared) });
+    for (const id of [unshared, webp, 'F0NOTREAL00']) {
+      vi.setSystemTime(Date.now() + 1000);
+      await expect(
+        client.chat.update({ channel: general(), ts: ts!, text: 'no', blocks: image(id) }),
+      ).rejects.toMatchObject({
+        data: { error: 'invalid_blocks', errors: ['invalid slack file [json-pointer:/blocks/0/slack_file]'] },
+      });
+    }
+    const shareMessage = s.messages(s.channels.general).find((m) => m.files.some((f) => f.id === shared))!;
+    await client.files.delete({ file: shared });
+    expect(s.messages(s.channels.general)).not.toContain(shareMessage);
+    await expect(
+      client.chat.update({ channel: general(), ts: ts!, text: 'gone', blocks: image(shared) }),
+    ).rejects.toMatchObject({ data: { error: 'invalid_blocks' } });
   });
 });

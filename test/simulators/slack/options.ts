@@ -1,3 +1,9 @@
+import {
+  DEFAULT_SLACK_RATE_LIMITS,
+  type ResolvedSlackRateLimits,
+  type SlackRateLimitOptions,
+} from './web-api/rate-limits.js';
+
 export interface SlackSimulatorOptions {
   /** Bot token Web API calls must carry. @default 'xoxb-simulated-bot-token' */
   botToken?: string;
@@ -25,10 +31,17 @@ export interface SlackSimulatorOptions {
   socketPingIntervalMs?: number;
   /** Default give-up time of the `waitFor…` helpers. @default 10_000 */
   waitTimeoutMs?: number;
+  /**
+   * Slack's rate limits, enforced with HTTP 429 + `Retry-After` (see web-api/rate-limits.ts):
+   * chat.update 50 per minute per workspace, 1 message per second per channel in bursts of 5.
+   * Each may be changed; `false` turns them all off.
+   */
+  rateLimits?: SlackRateLimitOptions | false;
 }
 
-export type ResolvedSlackOptions = Required<Omit<SlackSimulatorOptions, 'requestUrl'>> & {
+export type ResolvedSlackOptions = Required<Omit<SlackSimulatorOptions, 'requestUrl' | 'rateLimits'>> & {
   requestUrl: string | undefined;
+  rateLimits: ResolvedSlackRateLimits;
 };
 
 export function resolveSlackOptions(options: SlackSimulatorOptions): ResolvedSlackOptions {
@@ -47,6 +60,10 @@ export function resolveSlackOptions(options: SlackSimulatorOptions): ResolvedSla
     socketPingIntervalMs: 10_000,
     waitTimeoutMs: 10_000,
     ...defined,
+    rateLimits:
+      options.rateLimits === false
+        ? { chatUpdatePerMinute: 0, channelMessagesPerSecond: 0, channelMessageBurst: 1 }
+        : { ...DEFAULT_SLACK_RATE_LIMITS, ...withoutUndefined(options.rateLimits ?? {}) },
   };
   if (!resolved.botToken.startsWith('xoxb-'))
     throw new TypeError('Expected `botToken` to start with "xoxb-"');
@@ -57,5 +74,20 @@ export function resolveSlackOptions(options: SlackSimulatorOptions): ResolvedSla
       throw new TypeError(`Expected \`${key}\` to be a finite number > 0, got \`${resolved[key]}\``);
     }
   }
+  const limits = resolved.rateLimits;
+  for (const key of ['chatUpdatePerMinute', 'channelMessagesPerSecond'] as const) {
+    if (!Number.isFinite(limits[key]) || limits[key] < 0) {
+      throw new TypeError(`Expected \`rateLimits.${key}\` to be a finite number ≥ 0, got \`${limits[key]}\``);
+    }
+  }
+  if (!Number.isFinite(limits.channelMessageBurst) || limits.channelMessageBurst < 1) {
+    throw new TypeError(
+      `Expected \`rateLimits.channelMessageBurst\` to be a number ≥ 1, got \`${limits.channelMessageBurst}\``,
+    );
+  }
   return resolved;
+}
+
+function withoutUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

@@ -75,7 +75,7 @@ export function userJson(state: SlackState, user: SlackUser): Record<string, unk
     tz_offset: 3600,
     is_admin: user.isAdmin,
     is_owner: user.isOwner,
-    is_primary_owner: user.isOwner,
+    is_primary_owner: user.isPrimaryOwner,
     is_restricted: false,
     is_ultra_restricted: false,
     is_bot: user.isBot,

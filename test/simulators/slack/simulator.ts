@@ -31,10 +31,11 @@ import { chatMethods } from './web-api/chat-methods.js';
 import { fileMethods, handleUpload } from './web-api/file-methods.js';
 import { infoMethods } from './web-api/info-methods.js';
 import type { MethodDeps } from './web-api/methods.js';
+import { SlackRateLimiter } from './web-api/rate-limits.js';
 import { SlackApiRouter } from './web-api/router.js';
 
 export interface SlackUsers {
-  /** Workspace owner and admin. */
+  /** The workspace's primary owner (so an owner and an admin too). */
   alice: SlackUser;
   bob: SlackUser;
   carol: SlackUser;
@@ -96,11 +97,12 @@ export class SlackSimulator {
       realName: this.options.botName,
       isAdmin: false,
       isOwner: false,
+      isPrimaryOwner: false,
       isBot: true,
     };
     this.state = new SlackState(this.bot, slackId('B'));
     this.users = {
-      alice: this.state.addUser('alice', { owner: true }),
+      alice: this.state.addUser('alice', { primaryOwner: true }),
       bob: this.state.addUser('bob'),
       carol: this.state.addUser('carol'),
     };
@@ -116,6 +118,7 @@ export class SlackSimulator {
       state: this.state,
       options: this.options,
       deliveries: this.deliveries,
+      rateLimits: new SlackRateLimiter(this.options.rateLimits),
       baseUrl: () => this.url,
       socketUrl: () => this.socket.issueUrl(),
     };
@@ -178,7 +181,8 @@ export class SlackSimulator {
 
   // ── World ────────────────────────────────────────────────────────────────────────────────
 
-  createUser(name: string, options: { admin?: boolean } = {}): SlackUser {
+  /** A member of the public channels: with `admin`, a Workspace Admin; with `owner`, an Owner (and admin). */
+  createUser(name: string, options: { admin?: boolean; owner?: boolean } = {}): SlackUser {
     const user = this.state.addUser(name, options);
     for (const channel of this.state.channels.values()) if (!channel.isPrivate) channel.members.push(user.id);
     return user;
@@ -451,6 +455,11 @@ export class SlackSimulator {
 
   get calls(): readonly ApiCallRecord[] {
     return this.router.log;
+  }
+
+  /** Calls Slack's rate limits refused (HTTP 429, not injected with `failNext`). */
+  get rateLimitedCalls(): ApiCallRecord[] {
+    return this.router.log.filter((c) => c.status === 429 && !c.injected);
   }
 
   /** Calls to methods the simulator does not implement (answered `unknown_method`). */

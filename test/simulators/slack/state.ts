@@ -65,13 +65,19 @@ export class SlackState {
     this.events.setMaxListeners(0);
   }
 
-  addUser(name: string, options: { admin?: boolean; owner?: boolean } = {}): SlackUser {
+  /** A member; an owner is an admin too, and the primary owner an owner. */
+  addUser(
+    name: string,
+    options: { admin?: boolean; owner?: boolean; primaryOwner?: boolean } = {},
+  ): SlackUser {
+    const owner = options.owner ?? options.primaryOwner ?? false;
     const user: SlackUser = {
       id: slackId('U'),
       name,
       realName: name[0]!.toUpperCase() + name.slice(1),
-      isAdmin: options.admin ?? options.owner ?? false,
-      isOwner: options.owner ?? false,
+      isAdmin: options.admin ?? owner,
+      isOwner: owner,
+      isPrimaryOwner: options.primaryOwner ?? false,
       isBot: false,
     };
     this.users.set(user.id, user);

@@ -3,8 +3,12 @@ export interface SlackUser {
   id: string;
   name: string;
   realName: string;
+  /** Workspace Admin (users.info `is_admin`; owners are admins too). */
   isAdmin: boolean;
+  /** Workspace Owner (`is_owner`). */
   isOwner: boolean;
+  /** The Primary Owner (`is_primary_owner`): one per workspace, an owner. */
+  isPrimaryOwner: boolean;
   isBot: boolean;
 }
 

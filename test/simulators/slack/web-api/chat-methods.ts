@@ -29,9 +29,30 @@ export function chatMethods(deps: MethodDeps): Record<string, MethodDefinition> 
     if (blocks && blocks.length > SLACK_LIMITS.blocks)
       throw new SlackApiError('invalid_blocks', { errors: ['must provide less than 50 items'] });
     if (blocks?.some((b) => typeof b?.type !== 'string')) throw new SlackApiError('invalid_blocks');
+    const badFiles = (blocks ?? []).flatMap((block, i) =>
+      block.type === 'image' && block.slack_file !== undefined && !showableFile(block.slack_file)
+        ? [`invalid slack file [json-pointer:/blocks/${i}/slack_file]`]
+        : [],
+    );
+    if (badFiles.length > 0) throw new SlackApiError('invalid_blocks', { errors: badFiles });
     if (text && text.length > SLACK_LIMITS.text) throw new SlackApiError('msg_too_long');
     if (requireSome && !text && !blocks?.length && !attachments?.length) throw new SlackApiError('no_text');
     return { text, blocks };
+  };
+
+  /**
+   * An image block's `slack_file` (by `id`, or by `url`: its url_private or permalink) must name
+   * an uploaded PNG, JPEG or GIF that is shared somewhere: a file uploaded without a channel is
+   * private to its uploader, and Slack refuses to show it (`invalid slack file`).
+   */
+  const showableFile = (ref: unknown): boolean => {
+    if (!ref || typeof ref !== 'object') return false;
+    const { id, url } = ref as { id?: unknown; url?: unknown };
+    if ((id === undefined) === (url === undefined)) return false;
+    const fileId =
+      typeof id === 'string' ? id : typeof url === 'string' ? /\/(F[A-Z0-9]+)\//.exec(url)?.[1] : undefined;
+    const file = fileId ? state.files.get(fileId) : undefined;
+    return file?.completed === true && file.shares.length > 0 && /\.(png|jpe?g|gif)$/i.test(file.filename);
   };
 
   const ownMessage = (args: Record<string, unknown>, tsArg: string, notMine: string): SlackMessage => {

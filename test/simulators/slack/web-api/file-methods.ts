@@ -39,7 +39,18 @@ export function fileMethods(deps: MethodDeps): Record<string, MethodDefinition> 
     'files.delete': {
       handle: ({ args }) => {
         const id = requireString(args, 'file');
-        if (!state.files.delete(id)) throw new SlackApiError('file_not_found');
+        const file = state.files.get(id);
+        if (!file) throw new SlackApiError('file_not_found');
+        state.files.delete(id);
+        // Where it was shared it goes too: a message that was only this file is removed.
+        for (const share of file.shares) {
+          const message = state.message(share.channel, share.ts);
+          if (!message) continue;
+          message.files = message.files.filter((f) => f.id !== id);
+          if (message.files.length === 0 && !message.text && message.blocks.length === 0) {
+            state.deleteMessage(message);
+          }
+        }
         return {};
       },
     },

@@ -1,6 +1,7 @@
 import type { SlackDeliveries } from '../delivery.js';
 import type { ResolvedSlackOptions } from '../options.js';
 import type { SlackState } from '../state.js';
+import type { SlackRateLimiter } from './rate-limits.js';
 
 /** Slack's error answer: HTTP 200 with `{ ok: false, error }` (plus `needed`/`provided` or response_metadata at times). */
 export class SlackApiError extends Error {
@@ -27,6 +28,8 @@ export interface MethodDeps {
   state: SlackState;
   options: ResolvedSlackOptions;
   deliveries: SlackDeliveries;
+  /** Slack's rate limits (chat.update per workspace, messages per channel). */
+  rateLimits: SlackRateLimiter;
   /** The simulator's base URL (upload URLs, Socket Mode URLs). */
   baseUrl(): string;
   /** Issues a one-time Socket Mode ticket for apps.connections.open. */

@@ -8,8 +8,8 @@ import { type MethodDefinition, type MethodDeps, SlackApiError } from './methods
 
 /**
  * Slack's Web API front door (`POST <apiUrl><method>`): argument parsing (form, JSON, query),
- * tokens (`not_authed`, `invalid_auth`, `not_allowed_token_type`), injected 429s with
- * `Retry-After`, and the call log. Method handlers only know meaning.
+ * tokens (`not_authed`, `invalid_auth`, `not_allowed_token_type`), Slack's rate limits and
+ * injected failures (429 with `Retry-After`), and the call log. Method handlers only know meaning.
  */
 export class SlackApiRouter {
   readonly log: ApiCallRecord[] = [];
@@ -114,8 +114,15 @@ export class SlackApiRouter {
     if (token === 'none') return answer({ ok: false, error: 'not_authed' });
     if (token === 'invalid') return answer({ ok: false, error: 'invalid_auth' });
     if (token !== (definition.token ?? 'bot')) return answer({ ok: false, error: 'not_allowed_token_type' });
+    const retryAfter = this.deps.rateLimits.check(method, args);
+    if (retryAfter !== undefined) {
+      sendJson(res, 429, { ok: false, error: 'ratelimited' }, { 'retry-after': String(retryAfter) });
+      this.record({ method, args, token, status: 429, ok: false, error: 'ratelimited', at, injected: false });
+      return;
+    }
     try {
       const result = await definition.handle({ args, token });
+      this.deps.rateLimits.count(method, args);
       answer({ ok: true, ...result, response_metadata: { warnings: [] } });
     } catch (error) {
       if (!(error instanceof SlackApiError)) throw error;
