@@ -92,6 +92,8 @@ export async function serve({ app, config }: ServeContext, options: ServeOptions
         port: config.slack.port,
         apiUrl: apiUrl ?? undefined,
         maxUploadBytes: config.images.maxUploadBytes.slack,
+        progressEditIntervalMs: config.slack.progressEditIntervalMs,
+        updatesPerMinute: config.slack.updatesPerMinute,
         logger,
       }),
       check: () => checkSlack({ botToken, appToken, apiUrl }),

@@ -19,6 +19,7 @@ import { cancel, cancelChoices, queue } from './handlers/queue.js';
 import { onReaction } from './handlers/reactions.js';
 import { runButton, submitRemix } from './handlers/results.js';
 import { settings } from './handlers/settings.js';
+import { isLoraOption, loraChoices } from './lora-choices.js';
 import { JobMessenger, type MessengerOptions } from './messenger.js';
 import type { BotPort, GalleryEntry, ResultImage } from './port.js';
 import { type ParsedText, parseCommandText, unknownCommand } from './text-args.js';
@@ -118,6 +119,8 @@ export class Bot implements BotPort {
 
   autocomplete(requester: Requester, command: string, option: string, partial: string): Choice[] {
     if (command === 'cancel' && option === 'job') return cancelChoices(this.#ctx, { requester }, partial);
+    if (command === 'imagine' && isLoraOption(option))
+      return loraChoices(this.app.validation().loras ?? [], partial);
     const def = findCommand(this.commands, command)?.options?.find((o) => o.name === option);
     return (def?.choices ?? [])
       .filter((c) => c.name.toLowerCase().includes(partial.toLowerCase()))

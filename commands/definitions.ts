@@ -2,6 +2,8 @@
  * The commands Atelier offers, once, for every platform: names, options with their types,
  * ranges and choices (drawn from the operator's configuration), and aliases for text surfaces.
  */
+import { LORA_OPTIONS } from '../src/jobs/loras.js';
+import { DEFAULT_MODEL, DRAFT_MODE } from '../src/jobs/models.js';
 import { NO_STYLE } from '../src/jobs/styles.js';
 import type { ValidationOptions } from '../src/jobs/validate.js';
 import { MAX_SEED, SAMPLER_LABELS } from '../src/vocabulary.js';
@@ -59,6 +61,56 @@ export function defineCommands(v: ValidationOptions): CommandDef[] {
         },
       ]
     : [];
+  // Only where several models are configured (models.list): which one, and draft mode.
+  const modelNames = (v.models ?? []).map((m) => m.name);
+  const several = modelNames.length > 1;
+  const model: OptionDef[] = several
+    ? [
+        {
+          name: 'model',
+          description: 'Which model makes the image',
+          type: 'string',
+          ...withChoices(modelNames),
+        },
+      ]
+    : [];
+  const mode: OptionDef[] = several
+    ? [
+        {
+          name: 'mode',
+          description: 'draft: the fastest loaded model, with its own defaults',
+          type: 'string',
+          choices: [{ name: DRAFT_MODE, value: DRAFT_MODE }],
+          presets: { fast: DRAFT_MODE },
+        },
+      ]
+    : [];
+  // /settings and /atelier model: `default` forgets the saved choice.
+  const modelDefault: OptionDef[] = several
+    ? [
+        {
+          name: 'model',
+          description: `The model new images use (${DEFAULT_MODEL}: no model of your own)`,
+          type: 'string',
+          ...withChoices([...modelNames, DEFAULT_MODEL]),
+        },
+      ]
+    : [];
+  // Only where the operator allows LoRAs: Discord has no repeated options, so three of them, each
+  // autocompleted with the allowed names (commands/lora-choices.ts); typed, --lora repeats.
+  const lora: OptionDef[] = v.loras?.length
+    ? LORA_OPTIONS.map((name, i) => ({
+        name,
+        description:
+          i === 0
+            ? 'A LoRA: name or name:weight (e.g. pixel:0.8)'
+            : `A ${i === 1 ? 'second' : 'third'} LoRA (name or name:weight)`,
+        type: 'string' as const,
+        autocomplete: true,
+        maxLength: 100,
+        ...(i === 0 ? { repeatable: true } : {}),
+      }))
+    : [];
   const negative: OptionDef = {
     name: 'negative',
     description: 'What to keep out of the image',
@@ -93,6 +145,9 @@ export function defineCommands(v: ValidationOptions): CommandDef[] {
         count,
         sampler,
         ...style,
+        ...model,
+        ...mode,
+        ...lora,
       ],
     },
     {
@@ -116,6 +171,7 @@ export function defineCommands(v: ValidationOptions): CommandDef[] {
         guidance,
         sampler,
         ...style,
+        ...modelDefault,
         {
           name: 'remix',
           description: 'Reroll and Vary buttons open a form to edit the prompt first',
@@ -154,6 +210,19 @@ export function defineCommands(v: ValidationOptions): CommandDef[] {
             { name: 'reset', description: 'Back to the bot-wide limits', type: 'boolean' },
           ],
         },
+        ...(several
+          ? [
+              {
+                name: 'model',
+                description: 'The model new images here use unless people pick one (no options: show it)',
+                options: modelDefault.map((o) => ({
+                  ...o,
+                  description: `The model (${DEFAULT_MODEL}: the bot-wide default)`,
+                  positional: true,
+                })),
+              },
+            ]
+          : []),
         { name: 'pause', description: 'Pause the queue: new jobs are refused, running ones finish' },
         { name: 'resume', description: 'Resume the queue' },
         { name: 'status', description: 'Queue size, model and pipeline' },

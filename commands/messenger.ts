@@ -4,7 +4,8 @@
  * platform. Edits of one message are serialized and throttled (progress at most once per
  * `minEditIntervalMs`, the latest state wins); final states are never dropped. A result is
  * confirmed to the scheduler (`markDelivered`) only once it is really posted, so a restart
- * re-posts what a crash swallowed.
+ * re-posts what a crash swallowed — into the answer already sent when the process died before
+ * recording it, if the adapter can find that answer (`ChatAdapter.findAnswer`).
  */
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
@@ -42,12 +43,25 @@ interface Tracked {
   /** Edits of this job's message, one after another. */
   chain: Promise<void>;
   startedAt?: number;
+  /** Asking the adapter for the answer an earlier run sent but did not record (see #lookUp). */
+  lookingUp?: boolean;
+  /** Lookups that failed because the platform could not be asked (it is asked again). */
+  lookupFailures?: number;
 }
+
+/** Tries at asking a platform for an unrecorded answer before posting the result anew. */
+const LOOKUP_ATTEMPTS = 5;
 
 export class JobMessenger {
   readonly #adapters = new Map<string, ChatAdapter>();
   readonly #jobs = new Map<string, Tracked>();
   readonly #forgotten = new Set<string>();
+  /**
+   * Jobs of an earlier run that no recorded message shows: the process may have died after the
+   * answer was sent and before its id was recorded. Read at start; each is looked up once.
+   */
+  #unrecorded = new Set<string>();
+  #stopped = false;
   readonly #options: Required<MessengerOptions>;
   readonly #onEvent = (event: JobEvent) => this.#handle(event);
 
@@ -66,11 +80,13 @@ export class JobMessenger {
   }
 
   start(): void {
+    this.#unrecorded = this.#jobsWithoutMessage();
     this.scheduler.on('job', this.#onEvent);
   }
 
   /** Stops listening; resolves when the edits under way are done. */
   async stop(): Promise<void> {
+    this.#stopped = true;
     this.scheduler.off('job', this.#onEvent);
     for (const t of this.#jobs.values()) clearTimeout(t.timer);
     await Promise.allSettled([...this.#jobs.values()].map((t) => t.chain));
@@ -202,6 +218,7 @@ export class JobMessenger {
 
   #schedule(tracked: Tracked): void {
     if (!tracked.posted && !this.#restore(tracked)) {
+      if (this.#lookUp(tracked)) return;
       // Not attached yet: the command's answer is on its way and flushes on attach. A final
       // state of a job no message ever showed (recovered after a crash) is posted anew.
       if (tracked.pendingFinal) {
@@ -224,6 +241,70 @@ export class JobMessenger {
   #wait(tracked: Tracked): number {
     const age = Date.now() - tracked.job.createdAt;
     return Math.max(0, this.#options.orphanAfterMs - age);
+  }
+
+  /** Unfinished or unconfirmed jobs (all from before this start) whose message is not recorded. */
+  #jobsWithoutMessage(): Set<string> {
+    const ids = new Set<string>();
+    for (const job of [...this.store.jobs.unfinished(), ...this.store.jobs.undelivered(0)]) {
+      if (!job.spec.reply.messageId) ids.add(job.id);
+    }
+    return ids;
+  }
+
+  /**
+   * A job of an earlier run that no recorded message shows may have been answered just before
+   * that process died (the answer sent, its id not yet recorded). Before anything is posted
+   * anew, its adapter is asked for that answer (`ChatAdapter.findAnswer`, from what the job's
+   * reply target stored before the answer went out); found, it becomes the job's message and is
+   * edited as usual. Events meanwhile wait. A platform that cannot be asked now is asked again
+   * (a few times, backing off); a job nothing is found for is posted anew as before. True
+   * while it looks.
+   */
+  #lookUp(tracked: Tracked): boolean {
+    if (tracked.lookingUp) return true;
+    const jobId = tracked.job.id;
+    if (!this.#unrecorded.has(jobId)) return false;
+    const adapter = this.#adapters.get(tracked.job.spec.reply.platform);
+    if (!adapter?.findAnswer) {
+      this.#unrecorded.delete(jobId);
+      return false;
+    }
+    tracked.lookingUp = true;
+    clearTimeout(tracked.timer);
+    tracked.timer = undefined;
+    adapter.findAnswer(tracked.job.spec.reply, jobId).then(
+      (found) => {
+        tracked.lookingUp = false;
+        this.#unrecorded.delete(jobId);
+        if (this.#stopped || this.#jobs.get(jobId) !== tracked || tracked.posted) return;
+        if (!found) {
+          if (tracked.pending) this.#schedule(tracked);
+          return;
+        }
+        this.logger.info({ jobId }, 'found the unrecorded answer of a job: it shows the job from now on');
+        try {
+          this.attach(jobId, found);
+        } catch (error) {
+          this.logger.warn({ jobId, err: error }, 'could not record the answer found for a job');
+        }
+      },
+      (error: unknown) => {
+        tracked.lookingUp = false;
+        const failures = (tracked.lookupFailures ?? 0) + 1;
+        tracked.lookupFailures = failures;
+        if (failures >= LOOKUP_ATTEMPTS) this.#unrecorded.delete(jobId);
+        this.logger.warn({ jobId, err: error }, 'could not look for the unrecorded answer of a job');
+        if (this.#stopped || this.#jobs.get(jobId) !== tracked || tracked.posted || !tracked.pending) return;
+        const again = () => {
+          tracked.timer = undefined;
+          if (tracked.pending && !tracked.posted) this.#schedule(tracked);
+        };
+        tracked.timer = setTimeout(again, 1000 * 2 ** (failures - 1));
+        tracked.timer.unref?.();
+      },
+    );
+    return true;
   }
 
   /** After a restart the job's message is known from the store. */
@@ -253,6 +334,7 @@ export class JobMessenger {
     const render = tracked.pending;
     if (!render) return;
     const delivered = tracked.pendingResult;
+    const transient = !tracked.pendingFinal;
     tracked.pending = undefined;
     tracked.pendingResult = false;
     const jobId = tracked.job.id;
@@ -269,7 +351,9 @@ export class JobMessenger {
       tracked.lastEditAt = Date.now();
       if (tracked.posted) {
         try {
-          const updated = await adapter.edit(tracked.posted, view);
+          const updated = transient
+            ? await adapter.edit(tracked.posted, view, { transient })
+            : await adapter.edit(tracked.posted, view);
           if (updated) {
             tracked.posted = updated;
             this.#record(jobId, updated);

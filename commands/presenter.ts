@@ -3,10 +3,11 @@
  * preview), done (image, parameters, buttons), failed, cancelled; and single images and showcase
  * posts. Pure functions of the job: every adapter renders the same words.
  */
+import { loraSummary } from '../src/jobs/loras.js';
 import type { JobRecord, JobResult } from '../src/jobs/types.js';
 import { denoisedSteps } from '../src/pipeline/sampling/schedule.js';
 import { formatDuration } from '../src/scheduler/index.js';
-import { SAMPLER_LABELS } from '../src/vocabulary.js';
+import { SAMPLER_LABELS, WAITING_FOR_WORKER } from '../src/vocabulary.js';
 import { encodeButton } from './custom-id.js';
 import type { ChatButton, ChatImage, ChatMessage } from './types.js';
 
@@ -51,7 +52,7 @@ function cancelButton(job: JobRecord): ChatButton[][] {
 }
 
 /** What a waiting job waits for when no GPU worker is online (the distributed mode). */
-export const WAITING_FOR_WORKER = 'waiting for a GPU worker (none is online right now)';
+export { WAITING_FOR_WORKER };
 
 /**
  * A waiting job: its place and ETA, or, with `waitingForRunner` (no worker online to run jobs),
@@ -105,7 +106,10 @@ function parametersLine(job: JobRecord, result: JobResult): string {
       ? `${p.steps} steps`
       : `${denoisedSteps(p.steps, p.strength)} of ${p.steps} steps (strength ${p.strength})`;
   const parts = [seed, steps, `CFG ${p.guidance}`, SAMPLER_LABELS[p.sampler], size];
+  // The model it ran on (several models: the name people pick; rerolls and variations keep it).
+  if (p.model) parts.push(`model ${p.model.name}`);
   if (p.style) parts.push(`style ${p.style.name}`);
+  if (p.loras?.length) parts.push(loraSummary(p.loras));
   if (p.negativePrompt) parts.push(`no: ${shownPrompt(p.negativePrompt).slice(0, 80)}`);
   return parts.join(' · ');
 }

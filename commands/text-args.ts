@@ -74,7 +74,7 @@ function parseArgs(command: CommandDef, name: string, rest: string): CommandArgs
   // Split on flags at word starts: "--ar 16:9", "--seed=3", "—ar" (phones turn -- into an em dash).
   const parts = rest.split(/(?:^|\s)(?:--|—)(?=[A-Za-z])/);
   const free = parts.shift()?.trim() ?? '';
-  const positional = options.find((o) => o.required && (o.type === 'string' || o.type === 'channel'));
+  const positional = positionalOf(options);
   if (free) {
     if (!positional) throw new ValidationError('options', `/${name} takes no text; ${usage(name, options)}`);
     args[positional.name] = positional.type === 'channel' ? channelId(free) : free;
@@ -83,11 +83,21 @@ function parseArgs(command: CommandDef, name: string, rest: string): CommandArgs
     const match = /^([A-Za-z][\w-]*)(?:=|\s+|$)([\s\S]*)$/.exec(part.trim());
     if (!match) continue;
     const flag = match[1].toLowerCase().replace(/-/g, '_');
+    const preset = options.find((o) => o.presets && Object.hasOwn(o.presets, flag));
+    if (preset && !match[2].trim()) {
+      args[preset.name] = preset.presets![flag]!;
+      continue;
+    }
     const option = options.find((o) => o.name === flag || o.aliases?.includes(flag));
     if (!option) {
       throw new ValidationError('options', `Unknown option --${match[1]}. ${usage(name, options)}`);
     }
     const value = match[2].trim();
+    const earlier = args[option.name];
+    if (option.repeatable && typeof earlier === 'string' && earlier !== '') {
+      args[option.name] = `${earlier}, ${value}`;
+      continue;
+    }
     args[option.name] =
       option.type === 'boolean'
         ? value === '' || !/^(false|no|0|off)$/i.test(value)
@@ -113,9 +123,19 @@ function channelId(text: string): string {
 }
 
 export function usage(name: string, options: readonly OptionDef[]): string {
-  const positional = options.find((o) => o.required && (o.type === 'string' || o.type === 'channel'));
+  const positional = positionalOf(options);
   const flags = options
     .filter((o) => o !== positional)
-    .map((o) => `--${o.aliases?.[0] ?? o.name}${o.type === 'boolean' ? '' : ` <${o.name}>`}`);
-  return `Usage: /${name}${positional ? ` <${positional.name}>` : ''}${flags.length ? ` [${flags.join('] [')}]` : ''}`;
+    .flatMap((o) => [
+      `--${o.aliases?.[0] ?? o.name}${o.type === 'boolean' ? '' : ` <${o.name}>`}`,
+      ...Object.keys(o.presets ?? {}).map((flag) => `--${flag}`),
+    ]);
+  const shown = positional ? (positional.required ? ` <${positional.name}>` : ` [<${positional.name}>]`) : '';
+  return `Usage: /${name}${shown}${flags.length ? ` [${flags.join('] [')}]` : ''}`;
+}
+
+/** The option free text fills: the first required text or channel option, else one marked `positional`. */
+function positionalOf(options: readonly OptionDef[]): OptionDef | undefined {
+  const text = (o: OptionDef) => o.type === 'string' || o.type === 'channel';
+  return options.find((o) => o.required && text(o)) ?? options.find((o) => o.positional && text(o));
 }

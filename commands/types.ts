@@ -31,6 +31,12 @@ export interface OptionDef {
   autocomplete?: boolean;
   /** Short flag names for text commands: `--ar 16:9` for `aspect`. */
   aliases?: string[];
+  /** Flags of text commands that set this option to a value without one: `--fast` for `mode: draft`. */
+  presets?: Record<string, OptionValue>;
+  /** Text commands: free text fills this optional option (`/atelier model turbo`) as it fills a required one. */
+  positional?: boolean;
+  /** Text commands may give it more than once: the values are joined by commas (`--lora a --lora b`). */
+  repeatable?: boolean;
 }
 
 export type OptionValue = string | number | boolean;
@@ -160,6 +166,15 @@ export interface ReactionEvent {
 
 // ---- the port adapters implement ------------------------------------------------------------
 
+export interface EditOptions {
+  /**
+   * A passing state (queue position, progress) that a newer one supersedes: an adapter that must
+   * ration edits (Slack's rate tiers) may hold it back, or drop it for a newer one, and resolve
+   * at once. Edits without it (the result, a failure) are final: shown at once, never dropped.
+   */
+  transient?: boolean;
+}
+
 export interface ChatAdapter {
   /** `discord`, `slack`, `playground`: matches Requester.platform and ReplyTarget.platform. */
   readonly platform: string;
@@ -170,10 +185,20 @@ export interface ChatAdapter {
    * (e.g. Slack: the file uploaded into its thread) so a later delete after a restart finds them.
    */
   // biome-ignore lint/suspicious/noConfusingVoidType: adapters with nothing new to report return nothing
-  edit(message: PostedMessage, next: ChatMessage): Promise<PostedMessage | void>;
+  edit(message: PostedMessage, next: ChatMessage, options?: EditOptions): Promise<PostedMessage | void>;
   delete(message: PostedMessage): Promise<void>;
   /** Tells one user something privately outside an interaction (e.g. their job failed later). */
   tellPrivately(target: ReplyTarget, userId: string, message: ChatMessage): Promise<void>;
   /** Largest upload in bytes allowed in `target` (server boosts, Slack limits). */
   uploadLimit(target: ReplyTarget): number;
+  /**
+   * After a restart: the message that answered the interaction a job came from, for a job whose
+   * answer was sent but whose message was never recorded (the process died in between).
+   * `target` is the job's reply target, as stored with the job before the answer was sent (its
+   * `extra` holds what the platform needs, e.g. Discord's interaction token). Only a message that
+   * shows `jobId` (or the interaction's own placeholder still waiting for its answer) counts.
+   * Undefined when there is none or it can no longer be known; throws when the platform cannot be
+   * asked right now (the caller asks again later). Adapters without it post results anew.
+   */
+  findAnswer?(target: ReplyTarget, jobId: string): Promise<PostedMessage | undefined>;
 }

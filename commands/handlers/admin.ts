@@ -1,13 +1,18 @@
-/** /atelier …: admin settings for a server or workspace (showcase channel, limits), pause/resume, status. */
+/**
+ * /atelier …: admin settings for a server or workspace (showcase channel, limits, default model),
+ * pause/resume, status.
+ */
 import { ForbiddenError, ValidationError } from '../../src/errors.js';
+import { DEFAULT_MODEL } from '../../src/jobs/models.js';
+import { validateUserDefaults } from '../../src/jobs/validate.js';
 import { formatDuration } from '../../src/scheduler/index.js';
 import type { LimitOverrides } from '../../src/store/types.js';
 import type { CommandArgs, Invocation } from '../types.js';
-import { type BotContext, isAdmin, tell } from './context.js';
+import { type BotContext, isAdmin, tell, validationFor } from './context.js';
 
 export async function admin(ctx: BotContext, inv: Invocation, sub: string, args: CommandArgs): Promise<void> {
   // A server's own admins may change its settings; the queue itself is the bot admins'.
-  const teamLevel = sub === 'showcase' || sub === 'limits';
+  const teamLevel = sub === 'showcase' || sub === 'limits' || sub === 'model';
   if (!isAdmin(ctx, inv.requester) && !(teamLevel && inv.requester.isTeamAdmin)) {
     throw new ForbiddenError(
       teamLevel
@@ -61,6 +66,34 @@ export async function admin(ctx: BotContext, inv: Invocation, sub: string, args:
       );
       return;
     }
+    case 'model': {
+      const team = teamOnly();
+      const v = validationFor(ctx, inv.requester);
+      const botDefault = v.defaultModel ?? v.models?.[0]?.name ?? 'the only model';
+      if (args.model === undefined) {
+        const current = ctx.app.store.teamSettings.get(platform, team).model;
+        await inv.replyPrivately(
+          tell(
+            current
+              ? `New images here use the model ${current} unless people pick one (the bot-wide default is ${botDefault}).`
+              : `New images here use the bot-wide default model, ${botDefault}, unless people pick one.`,
+          ),
+        );
+        return;
+      }
+      // The same check (and did-you-mean) as /settings model:.
+      const { model } = validateUserDefaults({ model: args.model }, v);
+      const cleared = model === DEFAULT_MODEL;
+      ctx.app.store.teamSettings.patch(platform, team, { model: cleared ? undefined : model });
+      await inv.replyPrivately(
+        tell(
+          cleared
+            ? `New images here use the bot-wide default model, ${botDefault}, again.`
+            : `New images here now use the model ${model} unless people pick one (their own /settings model: still wins).`,
+        ),
+      );
+      return;
+    }
     case 'pause':
       ctx.app.scheduler.pause(inv.requester);
       await inv.replyPrivately(
@@ -73,12 +106,16 @@ export async function admin(ctx: BotContext, inv: Invocation, sub: string, args:
       return;
     case 'status': {
       const s = ctx.app.scheduler;
+      const models = ctx.app.validation().models ?? [];
       await inv.replyPrivately(
-        tell(`Queue: ${s.size} waiting, ${s.pending} running${s.isPaused ? ' (paused)' : ''}.`),
+        tell(
+          `Queue: ${s.size} waiting, ${s.pending} running${s.isPaused ? ' (paused)' : ''}.` +
+            (models.length > 1 ? `\nModels: ${models.map((m) => m.name).join(', ')}.` : ''),
+        ),
       );
       return;
     }
     default:
-      throw new ValidationError('command', 'Use /atelier showcase, limits, pause, resume or status.');
+      throw new ValidationError('command', 'Use /atelier showcase, limits, model, pause, resume or status.');
   }
 }

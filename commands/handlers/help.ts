@@ -1,4 +1,5 @@
 /** /help: the commands, the text flags, the buttons and the reactions, in one private message. */
+import { formatLoraWeight, MAX_LORAS } from '../../src/jobs/loras.js';
 import { usage } from '../text-args.js';
 import type { CommandDef, Invocation } from '../types.js';
 import { type BotContext, isAdmin, tell } from './context.js';
@@ -22,10 +23,22 @@ export async function help(ctx: BotContext, inv: Invocation): Promise<void> {
     'Remix: /settings remix:true makes 🔄 Reroll and the Vary/V buttons open a form to edit the prompt first.',
     'Reactions: 🔄 on any result rerolls it for you · ⭐ shares it to the showcase channel · ✖️ (yours) deletes it.',
   );
+  const models = (ctx.app.validation().models ?? []).map((m) => m.name);
+  if (models.length > 1) {
+    lines.push(
+      `Models: ${models.join(', ')} (model:<name>, typed --model <name>; mode:draft, typed --fast: the fastest loaded one with its own defaults; /settings model:<name> makes one your default).`,
+    );
+  }
   const styles = Object.keys(ctx.app.validation().styles ?? {});
   if (styles.length > 0) {
     lines.push(
       `Styles: ${styles.join(', ')} (style:<name>, typed --style <name>; /settings style:<name> makes one your default).`,
+    );
+  }
+  const loras = (ctx.app.validation().loras ?? []).map((l) => `${l.name} (${formatLoraWeight(l.weight)})`);
+  if (loras.length > 0) {
+    lines.push(
+      `LoRAs: ${loras.join(', ')} (lora:<name>[:weight], up to ${MAX_LORAS}; typed --lora <name>[:weight], again for another).`,
     );
   }
   await inv.replyPrivately(tell(lines.join('\n')));

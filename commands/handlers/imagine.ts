@@ -1,4 +1,5 @@
 /** /imagine: validate the options (with the user's saved defaults), enqueue, show the queue notice. */
+import { loraText } from '../../src/jobs/loras.js';
 import { validateJobParams } from '../../src/jobs/validate.js';
 import { ImageLimitError } from '../../src/scheduler/limits.js';
 import type { CommandArgs, Invocation } from '../types.js';
@@ -7,6 +8,8 @@ import { type BotContext, enqueueAndShow, replyTargetOf, validationFor } from '.
 export async function imagine(ctx: BotContext, inv: Invocation, args: CommandArgs): Promise<void> {
   const { requester } = inv;
   const saved = ctx.app.store.userSettings.get(requester.platform, requester.userId);
+  // The server's default model (/atelier model), below the user's own.
+  const team = requester.teamId ? ctx.app.store.teamSettings.get(requester.platform, requester.teamId) : {};
   const params = validateJobParams(
     {
       prompt: args.prompt,
@@ -18,9 +21,12 @@ export async function imagine(ctx: BotContext, inv: Invocation, args: CommandArg
       count: args.count,
       sampler: args.sampler,
       style: args.style,
+      model: args.model,
+      mode: args.mode,
+      loras: loraText(args),
     },
     validationFor(ctx, requester),
-    { userDefaults: saved },
+    { userDefaults: saved, teamDefaults: { model: team.model } },
   );
   try {
     await enqueueAndShow(ctx, { kind: 'txt2img', requester, params, reply: replyTargetOf(inv.where) }, inv);

@@ -9,6 +9,8 @@
  */
 import { randomInt } from 'node:crypto';
 import { ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
+import { currentLoras } from '../../src/jobs/loras.js';
+import { configuredModelOf, jobModelOf, modelGoneError } from '../../src/jobs/models.js';
 import type {
   JobKind,
   JobParams,
@@ -80,12 +82,29 @@ interface Derivation {
   prompt?: string;
 }
 
+/**
+ * The model a job made from `found` runs on: the same checkpoint (found by its hash, so a renamed
+ * model is still found), under its configured name now; a NotFoundError naming the configured
+ * models when it is no longer configured. A job from before several models names none: the default.
+ */
+export function parentModel(ctx: BotContext, found: Finished): JobParams['model'] {
+  const recorded = found.job.spec.params.model;
+  if (!recorded) return undefined;
+  const models = ctx.app.validation().models ?? [];
+  const now = configuredModelOf(models, recorded);
+  if (!now) throw modelGoneError(recorded, models);
+  return jobModelOf(now);
+}
+
 /** A new job from an earlier one, asked for by `requester` and answered where they are. */
 async function derive(ctx: BotContext, found: Finished, d: Derivation): Promise<void> {
   const { kind, index } = d;
-  const { variation: _variation, ...parent } = found.job.spec.params;
-  const params: JobParams = { ...parent, seed: randomInt(0, MAX_SEED + 1) };
+  const { variation: _variation, model: _model, ...parent } = found.job.spec.params;
+  const model = parentModel(ctx, found);
+  const params: JobParams = { ...parent, seed: randomInt(0, MAX_SEED + 1), ...(model ? { model } : {}) };
   if (d.prompt !== undefined) params.prompt = d.prompt;
+  // Its LoRAs, as long as they are still allowed (else refused, naming the allowed ones).
+  if (parent.loras) params.loras = currentLoras(parent.loras, ctx.app.validation().loras ?? []);
   const g = ctx.app.config.generation;
   if (kind === 'variation') {
     params.strength = d.variation ? g.variation[d.variation] : g.variation.strength;
@@ -212,6 +231,9 @@ export async function runButton(ctx: BotContext, inv: Invocation, ref: ButtonRef
   const found = finishedJob(ctx, ref.jobId, inv.where);
   if (REMIXABLE.has(ref.action)) {
     if (ref.action !== 'reroll') imageIndex(found, ref.index);
+    // Refused before any form opens: its model or a LoRA of it is gone.
+    parentModel(ctx, found);
+    currentLoras(found.job.spec.params.loras ?? [], ctx.app.validation().loras ?? []);
     if (inv.openForm && remixOn(ctx, inv.requester)) {
       await inv.openForm(remixForm(ctx, found, ref));
       return;

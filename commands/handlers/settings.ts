@@ -1,7 +1,8 @@
 /**
  * /settings: a user's defaults for new images (aspect, steps, count, negative prompt, guidance,
- * sampler, style) and remix (Reroll and the variation buttons open a form with the prompt first).
+ * sampler, style, model) and remix (Reroll and the variation buttons open a form with the prompt first).
  */
+import { DEFAULT_MODEL } from '../../src/jobs/models.js';
 import { NO_STYLE } from '../../src/jobs/styles.js';
 import { validateUserDefaults } from '../../src/jobs/validate.js';
 import type { UserSettings } from '../../src/store/types.js';
@@ -26,11 +27,13 @@ export async function settings(ctx: BotContext, inv: Invocation, args: CommandAr
       sampler: args.sampler,
       negativePrompt: args.negative as string | undefined,
       style: args.style,
+      model: args.model,
     },
     validationFor(ctx, inv.requester),
   ) as Partial<UserSettings>;
-  // `none` clears the default style (patch drops keys set to undefined).
+  // `none` clears the default style, `default` the model (patch drops keys set to undefined).
   if (given.style === NO_STYLE) given.style = undefined;
+  if (given.model === DEFAULT_MODEL) given.model = undefined;
   if (typeof args.remix === 'boolean') given.remix = args.remix;
   const changed = Object.keys(given).length > 0;
   const saved = changed ? repo.patch(platform, userId, given) : repo.get(platform, userId);
@@ -46,6 +49,7 @@ function describe(s: Partial<UserSettings>): string {
     s.sampler && SAMPLER_LABELS[s.sampler as SamplerName],
     s.negativePrompt && `negative prompt “${s.negativePrompt}”`,
     s.style && `style ${s.style}`,
+    s.model && `model ${s.model}`,
   ].filter(Boolean);
   const defaults = parts.length
     ? `Your defaults: ${parts.join(', ')}. Options you give with /imagine still win.`

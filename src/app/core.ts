@@ -13,14 +13,19 @@ import type { Pipeline } from '../pipeline/types.js';
 import { JobExecutor } from '../scheduler/executor.js';
 import { type RecoveryReport, Scheduler } from '../scheduler/index.js';
 import { openStore, type Store } from '../store/index.js';
-import { engineOptions, schedulerOptions, validationOptionsFromConfig } from './options.js';
+import {
+  type ModelCatalog,
+  pipelineOptions,
+  schedulerOptions,
+  validationOptionsFromConfig,
+} from './options.js';
 
 export interface AtelierApp {
   config: AtelierConfig;
   logger: Logger;
   store: Store;
   scheduler: Scheduler;
-  /** The first pipeline (all run the same model). */
+  /** The first pipeline (all run the same models). */
   pipeline: Pipeline;
   /** How chat input becomes JobParams (config ranges, the loaded model's own defaults). */
   validation(): ValidationOptions;
@@ -63,19 +68,19 @@ function redisPassword(url: string | undefined): string | undefined {
 export async function createApp(config: AtelierConfig, options: CreateAppOptions = {}): Promise<AtelierApp> {
   const logger = options.logger ?? appLogger(config);
   const store = openStore({ dataDir: config.dataDir });
-  // One pipeline per GPU (queue.concurrency): each in its own process, on its own device.
-  const engine = options.pipeline ? undefined : await engineOptions(config);
+  // One pipeline per GPU (queue.concurrency): each in its own process, on its own device, with
+  // every configured model (models.list) resident as far as they fit.
+  const spec = options.pipeline ? undefined : await pipelineOptions(config);
   const pipelines: Pipeline[] = options.pipeline
     ? [options.pipeline]
-    : Array.from(
-        { length: config.queue.concurrency },
-        (_, i) =>
-          new ProcessPipeline({
-            spec: sd35ProcessSpec({ ...engine!, deviceId: (engine!.deviceId ?? 0) + i }),
-            // On the CPU the model competes with the bot for cores: chat answers come first.
-            niceness: engine!.provider === 'cpu' ? 19 : 0,
-          }),
-      );
+    : Array.from({ length: config.queue.concurrency }, (_, i) => {
+        const engine = spec!.engine;
+        return new ProcessPipeline({
+          spec: sd35ProcessSpec({ ...spec!, engine: { ...engine, deviceId: (engine.deviceId ?? 0) + i } }),
+          // On the CPU the model competes with the bot for cores: chat answers come first.
+          niceness: engine.provider === 'cpu' ? 19 : 0,
+        });
+      });
   const pipeline = pipelines[0];
   const executors = pipelines.map(
     (p) =>
@@ -102,6 +107,19 @@ export async function createApp(config: AtelierConfig, options: CreateAppOptions
       },
       'model loaded',
     );
+    for (const model of info.models ?? []) {
+      if (info.models!.length < 2) break;
+      logger.info(
+        {
+          model: model.name,
+          checkpoint: model.label,
+          hash: model.hash,
+          loaded: model.resident,
+          loadMs: model.loadMs,
+        },
+        `model ${model.name}: ${model.label} (${model.resident ? 'loaded' : 'loads when a job needs it'})`,
+      );
+    }
     // Which fp8 route runs and why, in one line: "fp8: W8A8 on Hopper tensor cores (atelier:Fp8Linear)".
     if (info.fp8) logger.info({ fp8: info.fp8 }, info.fp8.summary);
     // GPU memory preflight (sd35/gpu-memory.ts): the expected peak against the limit or free memory.
@@ -119,7 +137,13 @@ export async function createApp(config: AtelierConfig, options: CreateAppOptions
     store,
     scheduler,
     pipeline,
-    validation: () => validationOptionsFromConfig(config, pipeline.info().defaults, pipeline.info().memory),
+    validation: () =>
+      validationOptionsFromConfig(
+        config,
+        pipeline.info().defaults,
+        pipeline.info().memory,
+        catalogOf(pipeline),
+      ),
     load,
     resume,
     async start() {
@@ -132,4 +156,12 @@ export async function createApp(config: AtelierConfig, options: CreateAppOptions
       store.close();
     },
   };
+}
+
+/** The models a pipeline serves and which are loaded now, when it says (several models). */
+export function catalogOf(pipeline: Pipeline): ModelCatalog | undefined {
+  const models = pipeline.info().models;
+  if (!models?.length) return undefined;
+  const resident = pipeline.residency?.()?.resident;
+  return { models, ...(resident ? { resident } : {}) };
 }

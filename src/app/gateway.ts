@@ -57,6 +57,7 @@ function workersModel(cluster: ClusterGateway): Pipeline {
         executionProvider: 'cluster',
         components: [],
         defaults: card?.defaults ?? REFERENCE_MODEL_DEFAULTS,
+        ...(card?.models ? { models: card.models } : {}),
       };
     },
     async generate() {
@@ -118,7 +119,16 @@ export async function createGatewayApp(
     scheduler,
     pipeline,
     cluster,
-    validation: () => validationOptionsFromConfig(config, pipeline.info().defaults),
+    validation: () => {
+      // The workers' models (models.list), as the first live worker serves them.
+      const models = pipeline.info().models;
+      return validationOptionsFromConfig(
+        config,
+        pipeline.info().defaults,
+        undefined,
+        models?.length ? { models } : undefined,
+      );
+    },
     load,
     resume,
     start: resume,

@@ -6,7 +6,7 @@
  */
 export { type AtelierApp, appLogger, type CreateAppOptions, createApp } from './core.js';
 export { type CreateGatewayOptions, createGatewayApp, type GatewayApp, runGateway } from './gateway.js';
-export { engineOptions, schedulerOptions, validationOptionsFromConfig } from './options.js';
+export { engineOptions, pipelineOptions, schedulerOptions, validationOptionsFromConfig } from './options.js';
 export type { ChatSurfaces, Role, RoleHooks, ServeContext } from './roles.js';
 export { runServe } from './serve.js';
 export { type RunWorkerOptions, runWorker } from './worker.js';

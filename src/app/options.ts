@@ -5,6 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import type { AtelierConfig, AtelierSettings } from '../config/index.js';
+import type { ModelChoice } from '../jobs/models.js';
 import {
   type ModelDefaults,
   type NumberRange,
@@ -12,25 +13,74 @@ import {
   type ValidationOptions,
 } from '../jobs/validate.js';
 import type { Logger } from '../log.js';
-import type { EngineOptions } from '../pipeline/sd35/index.js';
+import type { EngineOptions, ModelSpec, MultiEngineOptions } from '../pipeline/sd35/index.js';
 import { ensureTinyModel } from '../pipeline/tiny/index.js';
-import type { MemoryInfo } from '../pipeline/types.js';
+import type { MemoryInfo, ModelInfo } from '../pipeline/types.js';
 import type { AdminList, JobRunner, RunnerPool, SchedulerOptions } from '../scheduler/index.js';
+import { loraChoicesFromConfig, lorasDir } from './loras.js';
 
-/** Engine options from `models.*`; no models folder means the bundled tiny model. */
+/**
+ * Engine options of the default model from `models.*` (`atelier doctor` describes it); no models
+ * folder means the bundled tiny model.
+ */
 export async function engineOptions(config: AtelierConfig): Promise<EngineOptions> {
+  const [first] = await modelSpecs(config);
+  const { name: _name, ...where } = first!;
+  return { ...where, ...sharedEngineOptions(config) };
+}
+
+/**
+ * The pipeline's options from `models.*`: every configured model (`models.list`, the default
+ * first; or the one model of `models.dir` / `models.checkpoint`) and what they share.
+ */
+export async function pipelineOptions(config: AtelierConfig): Promise<MultiEngineOptions> {
   const m = config.models;
-  let modelsDir = m.dir;
-  let checkpoint = m.checkpoint ?? undefined;
-  if (!modelsDir) {
-    const tiny = await ensureTinyModel(config.dataDir);
-    modelsDir = tiny.modelsDir;
-    checkpoint = tiny.checkpoint;
-  }
   return {
-    modelsDir,
-    checkpoint,
-    textEncoders: m.textEncoders,
+    engine: sharedEngineOptions(config),
+    models: await modelSpecs(config),
+    ...(m.maxResident !== null ? { maxResident: m.maxResident } : {}),
+  };
+}
+
+/** The configured models in order, the default (`models.default`, else the first) first. */
+async function modelSpecs(config: AtelierConfig): Promise<ModelSpec[]> {
+  const m = config.models;
+  let tiny: { modelsDir: string; checkpoint: string } | undefined;
+  const bundled = async () => {
+    tiny ??= await ensureTinyModel(config.dataDir);
+    return tiny;
+  };
+  const where = async (dir: string | null | undefined, checkpoint: string | null | undefined) => {
+    const folder = dir ?? m.dir;
+    if (folder) return { modelsDir: folder, ...(checkpoint ? { checkpoint } : {}) };
+    // No folder anywhere: the bundled tiny model.
+    const t = await bundled();
+    return { modelsDir: t.modelsDir, checkpoint: t.checkpoint };
+  };
+  const entries = Object.entries(m.list);
+  if (entries.length === 0) {
+    return [{ ...(await where(m.dir, m.checkpoint)), textEncoders: m.textEncoders }];
+  }
+  const wanted = m.default?.trim().toLowerCase();
+  const first = entries.findIndex(([name]) => name.toLowerCase() === wanted);
+  if (first > 0) entries.unshift(...entries.splice(first, 1));
+  const specs: ModelSpec[] = [];
+  for (const [name, entry] of entries) {
+    specs.push({
+      name,
+      ...(await where(entry.dir, entry.checkpoint)),
+      textEncoders: { ...m.textEncoders, ...entry.textEncoders },
+    });
+  }
+  return specs;
+}
+
+/** What every model's engine shares: precision, provider, memory, runtime… */
+function sharedEngineOptions(
+  config: AtelierConfig,
+): Omit<EngineOptions, 'modelsDir' | 'checkpoint' | 'textEncoders'> {
+  const m = config.models;
+  return {
     dataDir: config.dataDir,
     graphCacheDir: m.graphCacheDir ?? undefined,
     precision: m.precision === 'auto' ? undefined : m.precision,
@@ -49,6 +99,7 @@ export async function engineOptions(config: AtelierConfig): Promise<EngineOption
     // chat answers (Slack's and Discord's 3-second windows) wait measurably.
     threads:
       m.cpuThreads || (m.executionProvider === 'cpu' ? Math.max(1, availableParallelism() - 1) : undefined),
+    loras: { dir: lorasDir(config), cachedCombinations: config.loras.cachedCombinations },
   };
 }
 
@@ -98,9 +149,11 @@ const clamp = (value: number, range: NumberRange) => Math.min(range.max, Math.ma
  * it is clamped into the operator's ranges.
  */
 export function validationOptionsFromConfig(
-  settings: Pick<AtelierSettings, 'generation'> & Partial<Pick<AtelierSettings, 'styles'>>,
+  settings: Pick<AtelierSettings, 'generation'> &
+    Partial<Pick<AtelierSettings, 'styles' | 'loras'>> & { models?: Pick<AtelierSettings['models'], 'list'> },
   modelDefaults: ModelDefaults = REFERENCE_MODEL_DEFAULTS,
   memory?: Pick<MemoryInfo, 'maxImages'>,
+  catalog?: ModelCatalog,
 ): ValidationOptions {
   const generation = settings.generation;
   // The GPU memory may hold fewer images per job than the config allows (pipeline info().memory).
@@ -115,7 +168,28 @@ export function validationOptionsFromConfig(
   };
   const samplers = generation.sampler.allowed;
   const modelSampler = samplers.includes(modelDefaults.sampler) ? modelDefaults.sampler : samplers[0]!;
+  // Each model's own defaults: its entry in models.list, else generation.*, else its family's.
+  const models: ModelChoice[] | undefined = catalog?.models.map((model) => {
+    const own = settings.models?.list?.[model.name];
+    const sampler = samplers.includes(model.defaults.sampler) ? model.defaults.sampler : samplers[0]!;
+    return {
+      name: model.name,
+      label: model.label,
+      ...(model.hash ? { hash: model.hash } : {}),
+      resolution: model.defaults.resolution,
+      defaults: {
+        steps: own?.steps ?? generation.steps.default ?? clamp(model.defaults.steps, ranges.steps),
+        guidance:
+          own?.guidance ?? generation.guidance.default ?? clamp(model.defaults.guidance, ranges.guidance),
+        sampler: own?.sampler ?? generation.sampler.default ?? sampler,
+      },
+    };
+  });
+  const first = models?.[0];
   return {
+    ...(models && first
+      ? { models, defaultModel: first.name, draftModel: fastestModel(catalog!, models) }
+      : {}),
     resolution: modelDefaults.resolution,
     ...(memoryMax !== undefined
       ? { countNote: `More images per job would not fit in this server's GPU memory.` }
@@ -129,19 +203,48 @@ export function validationOptionsFromConfig(
         { prompt: style.prompt, negative: style.negative ?? '' },
       ]),
     ),
+    ...(settings.loras ? { loras: loraChoicesFromConfig(settings.loras.allowed) } : {}),
     aspects: generation.aspect.allowed,
     samplers,
     ranges,
     defaults: {
       negativePrompt: generation.negativePrompt,
       aspect: generation.aspect.default,
-      steps: generation.steps.default ?? clamp(modelDefaults.steps, ranges.steps),
-      guidance: generation.guidance.default ?? clamp(modelDefaults.guidance, ranges.guidance),
+      steps: first?.defaults.steps ?? generation.steps.default ?? clamp(modelDefaults.steps, ranges.steps),
+      guidance:
+        first?.defaults.guidance ??
+        generation.guidance.default ??
+        clamp(modelDefaults.guidance, ranges.guidance),
       count: Math.min(generation.count.default, ranges.count.max),
-      sampler: generation.sampler.default ?? modelSampler,
+      sampler: first?.defaults.sampler ?? generation.sampler.default ?? modelSampler,
       seed: generation.seed.default,
       variationStrength: generation.variation.strength,
       upscaleStrength: generation.upscale.strength,
     },
   };
+}
+
+/** The models a pipeline serves (its info().models) and which are loaded now (its residency()). */
+export interface ModelCatalog {
+  models: readonly ModelInfo[];
+  /** Loaded now; undefined: unknown (every model counts as loaded). */
+  resident?: readonly string[];
+}
+
+/**
+ * The model `--fast` / `mode: draft` picks: of the loaded ones, the one whose default job costs
+ * least — its default steps × its denoiser's parameters, twice that with CFG (guidance > 1 runs
+ * the batch twice). Ties go to the earlier model in the list.
+ */
+export function fastestModel(catalog: ModelCatalog, models: readonly ModelChoice[]): string | undefined {
+  const loaded = new Set(catalog.resident ?? catalog.models.map((m) => m.name));
+  let best: { name: string; cost: number } | undefined;
+  for (const choice of models) {
+    const info = catalog.models.find((m) => m.name === choice.name);
+    if (!info || !loaded.has(info.name)) continue;
+    const { steps, guidance } = choice.defaults;
+    const cost = steps * (guidance > 1 ? 2 : 1) * Math.max(1, info.parameters);
+    if (!best || cost < best.cost) best = { name: choice.name, cost };
+  }
+  return best?.name ?? models[0]?.name;
 }

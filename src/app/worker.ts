@@ -12,7 +12,7 @@ import { sd35ProcessSpec } from '../pipeline/sd35/index.js';
 import type { Pipeline } from '../pipeline/types.js';
 import { appLogger } from './core.js';
 import { requireRedisUrl } from './gateway.js';
-import { engineOptions } from './options.js';
+import { pipelineOptions } from './options.js';
 
 export interface RunWorkerOptions {
   /** GPU index; @default models.deviceId */
@@ -41,10 +41,10 @@ export async function runWorker(config: AtelierConfig, options: RunWorkerOptions
   const device = options.device ?? config.models.deviceId;
   let pipeline = options.pipeline;
   if (!pipeline) {
-    const engine = await engineOptions(config);
+    const spec = await pipelineOptions(config);
     pipeline = new ProcessPipeline({
-      spec: sd35ProcessSpec({ ...engine, deviceId: device }),
-      niceness: engine.provider === 'cpu' ? 19 : 0,
+      spec: sd35ProcessSpec({ ...spec, engine: { ...spec.engine, deviceId: device } }),
+      niceness: spec.engine.provider === 'cpu' ? 19 : 0,
     });
   }
   try {

@@ -25,6 +25,8 @@ export interface WorkerCard {
   model: string;
   /** The model's own settings (the gateway's chat validation uses them). */
   defaults: PipelineInfo['defaults'];
+  /** Every model it serves (config `models.list`), for the gateway's model choices. */
+  models?: PipelineInfo['models'];
   /** Jobs it takes at once (1: one pipeline per GPU). */
   capacity: number;
   busy: boolean;

@@ -89,6 +89,7 @@ export class ClusterWorker {
         device: options.device,
         model: options.pipeline.info().model,
         defaults: options.pipeline.info().defaults,
+        ...(options.pipeline.info().models ? { models: options.pipeline.info().models } : {}),
         capacity: 1,
         busy: false,
         startedAt: Date.now(),

@@ -123,6 +123,10 @@ export function loadConfig(options: LoadConfigOptions = {}): AtelierConfig {
   const settings = parsed.data;
   settings.dataDir = resolvePath(settings.dataDir, cwd, env);
   if (settings.models.dir !== null) settings.models.dir = resolvePath(settings.models.dir, cwd, env);
+  for (const model of Object.values(settings.models.list)) {
+    if (model.dir) model.dir = resolvePath(model.dir, cwd, env);
+  }
+  if (settings.loras.dir !== null) settings.loras.dir = resolvePath(settings.loras.dir, cwd, env);
   if (settings.models.graphCacheDir !== null)
     settings.models.graphCacheDir = resolvePath(settings.models.graphCacheDir, cwd, env);
 

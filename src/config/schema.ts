@@ -5,6 +5,8 @@
  */
 import { z } from 'zod';
 import { ASPECT_RATIOS } from '../jobs/aspect.js';
+import { LORA_NAME, LORA_WEIGHTS } from '../jobs/loras.js';
+import { DEFAULT_MODEL, MODEL_NAME } from '../jobs/models.js';
 import { NO_STYLE, STYLE_NAME, STYLE_PLACEHOLDER } from '../jobs/styles.js';
 import { MAX_COUNT, MAX_SEED, SAMPLER_NAMES } from '../vocabulary.js';
 import {
@@ -33,6 +35,14 @@ const autoSwitch = z.preprocess(
   (value) => (value === 'true' ? true : value === 'false' ? false : value),
   z.union([z.literal('auto'), z.boolean()], { error: 'auto, true or false' }),
 );
+
+function textEncoders() {
+  return section({
+    clipL: optionalText('a file name under text_encoders/', 'to find it by its usual name'),
+    clipG: optionalText('a file name under text_encoders/', 'to find it by its usual name'),
+    t5: optionalText('a file name under text_encoders/', 'to find it by its usual name'),
+  });
+}
 
 const bucket = section({
   enabled: flag(),
@@ -115,13 +125,52 @@ export const settingsSchema = z
       ),
       { error: 'a mapping of style names to { prompt: "… {prompt} …", negative: "…" }' },
     ),
+    loras: section({
+      dir: optionalText(
+        'a folder path',
+        "for <models.dir>/loras (ComfyUI's models/loras) when it exists, else <dataDir>/loras",
+      ),
+      allowed: z.record(
+        z.string(),
+        z.strictObject(
+          {
+            file: text({ nonEmpty: true }).optional(),
+            weight: decimal(LORA_WEIGHTS.min, LORA_WEIGHTS.max).optional(),
+          },
+          { error: 'a LoRA: { file: "….safetensors", weight: 0.8 } (each may be left out)' },
+        ),
+        { error: 'a mapping of LoRA names to { file: "….safetensors", weight: 0.8 }' },
+      ),
+      cachedCombinations: integer(1, 16),
+    }),
     models: section({
       dir: optionalText('a folder path', 'for the bundled tiny model'),
       checkpoint: optionalText('a file name under checkpoints/', 'to use the only checkpoint there'),
-      textEncoders: section({
-        clipL: optionalText('a file name under text_encoders/', 'to find it by its usual name'),
-        clipG: optionalText('a file name under text_encoders/', 'to find it by its usual name'),
-        t5: optionalText('a file name under text_encoders/', 'to find it by its usual name'),
+      textEncoders: textEncoders(),
+      list: z.record(
+        z.string(),
+        z.strictObject(
+          {
+            dir: optionalText('a folder path', 'for models.dir').optional(),
+            checkpoint: optionalText(
+              'a file name under checkpoints/',
+              'to use the only checkpoint there',
+            ).optional(),
+            textEncoders: textEncoders().partial().optional(),
+            steps: integer(1, 500).optional(),
+            guidance: decimal(0, 50).optional(),
+            sampler: oneOf(SAMPLER_NAMES).optional(),
+          },
+          {
+            error:
+              'a model: { checkpoint: "….safetensors", dir, textEncoders, steps, guidance, sampler } (each may be left out)',
+          },
+        ),
+        { error: 'a mapping of model names to { checkpoint, dir, textEncoders, steps, guidance, sampler }' },
+      ),
+      default: optionalText('a name from models.list', 'for the first model in models.list'),
+      maxResident: z.union([z.null(), integer(1, 64)], {
+        error: 'an integer from 1 to 64, or null to keep loaded every model that fits',
       }),
       precision: oneOf(['auto', 'fp8', 'fp8-weights', 'fp16', 'fp32']),
       vaePrecision: oneOf(['fp32', 'fp16']),
@@ -168,6 +217,8 @@ export const settingsSchema = z
       port: port(),
       apiUrl: optionalHttpUrl('for https://slack.com/api/'),
       showcaseChannelId: optionalId('for no showcase channel'),
+      progressEditIntervalMs: integer(0),
+      updatesPerMinute: integer(1, 1000),
     }),
     playground: section({
       enabled: autoSwitch,
@@ -253,6 +304,8 @@ export const settingsSchema = z
         );
       }
     }
+    checkModels(settings, problem);
+    checkLoras(settings.loras.allowed, problem);
     // A bucket smaller than the largest job would refuse that job forever, never "try later".
     for (const scope of ['user', 'team'] as const) {
       const limit = settings.limits[scope];
@@ -266,5 +319,111 @@ export const settingsSchema = z
     }
   });
 
+/**
+ * `models.list`: names users can type (unique whatever their case; `default` is reserved: it clears
+ * a saved choice), per-model defaults within `generation`'s ranges, and `models.default` one of them.
+ */
+function checkModels(
+  settings: {
+    generation: {
+      steps: { min: number; max: number };
+      guidance: { min: number; max: number };
+      sampler: { allowed: readonly string[] };
+    };
+    models: {
+      list: Record<string, { steps?: number; guidance?: number; sampler?: string }>;
+      default: string | null;
+    };
+  },
+  problem: (path: (string | number)[], input: unknown, message: string) => void,
+): void {
+  const { list } = settings.models;
+  const seen = new Map<string, string>();
+  for (const [name, model] of Object.entries(list)) {
+    if (!MODEL_NAME.test(name) || name.toLowerCase() === DEFAULT_MODEL) {
+      problem(
+        ['models', 'list', name],
+        model,
+        `a model name of 1–32 letters, digits, ., - or _ (starting with a letter or digit, and not "${DEFAULT_MODEL}", which means no model of one's own)`,
+      );
+    }
+    const other = seen.get(name.toLowerCase());
+    if (other !== undefined) {
+      problem(
+        ['models', 'list', name],
+        model,
+        `a name other than models.list.${other} (model names ignore case)`,
+      );
+    }
+    seen.set(name.toLowerCase(), name);
+    for (const field of ['steps', 'guidance'] as const) {
+      const value = model[field];
+      const range = settings.generation[field];
+      if (value !== undefined && (value < range.min || value > range.max)) {
+        problem(
+          ['models', 'list', name, field],
+          value,
+          `a number from ${range.min} to ${range.max} (generation.${field}.min … max), or leave it out for the model's own default`,
+        );
+      }
+    }
+    const allowed = settings.generation.sampler.allowed;
+    if (model.sampler !== undefined && !allowed.includes(model.sampler)) {
+      problem(
+        ['models', 'list', name, 'sampler'],
+        model.sampler,
+        `one of generation.sampler.allowed (${allowed.join(', ')}), or leave it out for the model's own default`,
+      );
+    }
+  }
+  const wanted = settings.models.default;
+  if (wanted !== null && !seen.has(wanted.trim().toLowerCase())) {
+    const names = [...seen.values()];
+    problem(
+      ['models', 'default'],
+      wanted,
+      names.length
+        ? `one of the names in models.list (${names.join(', ')}), or null for the first of them`
+        : 'null: models.list is empty, so the one model of models.dir / models.checkpoint is the default',
+    );
+  }
+}
+
 /** Settings as validated, before paths are resolved against the working directory. */
 export type AtelierSettings = z.output<typeof settingsSchema>;
+
+/**
+ * `loras.allowed`: names users can type (unique whatever their case), and safetensors files (the
+ * only format Atelier reads LoRAs from; a `.ckpt`/`.pt` pickle could run code when loaded elsewhere).
+ */
+function checkLoras(
+  allowed: Record<string, { file?: string }>,
+  problem: (path: (string | number)[], input: unknown, message: string) => void,
+): void {
+  const seen = new Map<string, string>();
+  for (const [name, lora] of Object.entries(allowed)) {
+    if (!LORA_NAME.test(name)) {
+      problem(
+        ['loras', 'allowed', name],
+        lora,
+        'a LoRA name of 1–32 letters, digits, ., - or _ (starting with a letter or digit)',
+      );
+    }
+    const other = seen.get(name.toLowerCase());
+    if (other !== undefined) {
+      problem(
+        ['loras', 'allowed', name],
+        lora,
+        `a name other than loras.allowed.${other} (LoRA names ignore case)`,
+      );
+    }
+    seen.set(name.toLowerCase(), name);
+    if (lora.file !== undefined && !/\.safetensors$/i.test(lora.file.trim())) {
+      problem(
+        ['loras', 'allowed', name, 'file'],
+        lora.file,
+        'a .safetensors file in loras.dir (Atelier reads LoRAs from safetensors only), or leave it out for <name>.safetensors',
+      );
+    }
+  }
+}

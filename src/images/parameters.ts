@@ -5,13 +5,14 @@
  *
  *   a cat in a hat
  *   Negative prompt: blurry
- *   Steps: 28, Sampler: Euler, CFG scale: 4.5, Seed: 123, Size: 1024x1024, Model: sd3.5_large
+ *   Steps: 28, Sampler: Euler, CFG scale: 4.5, Seed: 123, Size: 1024x1024, Model hash: 3f1a9c0b2e, Model: sd3.5_large
  *
  * The negative prompt line is left out when there is none; a value holding "," ":" or a newline
  * is written as a JSON string (A1111's `quote`). A job with a style writes the prompts the model
  * read (the style applied, so the PNG reproduces the image anywhere) and names it (`Style: …`); a
  * Vary (Subtle/Strong) variation says which (`Variation: subtle`) beside its denoising strength.
  */
+import { loraTags } from '../jobs/loras.js';
 import { styledPrompts } from '../jobs/styles.js';
 import type { JobParams } from '../jobs/types.js';
 import { parseSampler, SAMPLER_LABELS, type SamplerName } from '../vocabulary.js';
@@ -32,21 +33,39 @@ function unquote(value: string): string {
   }
 }
 
-export function formatParameters(params: JobParams, extra: { model: string; seed: number }): string {
+/**
+ * `modelHash`: the checkpoint's (models-dir/model-hash.ts), written before `Model` as A1111 does;
+ * left out when the pipeline gives none.
+ */
+export function formatParameters(
+  params: JobParams,
+  extra: {
+    model: string;
+    seed: number;
+    modelHash?: string;
+    loraHashes?: readonly { name: string; hash: string }[];
+  },
+): string {
   const fields: [string, string | number][] = [
     ['Steps', params.steps],
     ['Sampler', SAMPLER_LABELS[params.sampler] ?? params.sampler],
     ['CFG scale', params.guidance],
     ['Seed', extra.seed],
     ['Size', `${params.width}x${params.height}`],
+    ...(extra.modelHash ? [['Model hash', extra.modelHash] as [string, string]] : []),
     ['Model', extra.model],
   ];
   if (params.strength !== undefined) fields.push(['Denoising strength', params.strength]);
   if (params.variation !== undefined) fields.push(['Variation', params.variation]);
   if (params.style !== undefined) fields.push(['Style', params.style.name]);
+  // A1111's Lora extension: each LoRA's short file hash, by name (`Lora hashes: "pixel: 0123456789ab"`).
+  if (extra.loraHashes?.length)
+    fields.push(['Lora hashes', extra.loraHashes.map((l) => `${l.name}: ${l.hash}`).join(', ')]);
   const line = fields.map(([key, value]) => `${key}: ${quote(String(value))}`).join(', ');
-  const { prompt, negativePrompt } = styledPrompts(params);
-  const negative = negativePrompt ? `\n${NEGATIVE_PREFIX} ${negativePrompt}` : '';
+  const styled = styledPrompts(params);
+  // LoRAs in A1111's prompt syntax, after the prompt the model read: `… <lora:pixel:0.8>`.
+  const prompt = params.loras?.length ? `${styled.prompt} ${loraTags(params.loras)}` : styled.prompt;
+  const negative = styled.negativePrompt ? `\n${NEGATIVE_PREFIX} ${styled.negativePrompt}` : '';
   return `${prompt}${negative}\n${line}`.trim();
 }
 
@@ -61,6 +80,8 @@ export interface ParsedParameters {
   width?: number;
   height?: number;
   model?: string;
+  /** A1111's `Model hash`. */
+  modelHash?: string;
   strength?: number;
   /** The style's name, for an image made with one. */
   style?: string;
@@ -118,6 +139,7 @@ export function parseParameters(text: string): ParsedParameters {
   assign('width', size ? Number(size[1]) : undefined);
   assign('height', size ? Number(size[2]) : undefined);
   assign('model', fields.Model);
+  assign('modelHash', fields['Model hash']);
   assign('strength', finiteNumber(fields['Denoising strength']));
   assign('style', fields.Style);
   return parsed;

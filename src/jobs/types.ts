@@ -52,6 +52,33 @@ export interface JobStyle {
   negative: string;
 }
 
+/**
+ * The model a job runs on (config `models.list`), as it was when the job was asked for: rerolls,
+ * variations and upscales keep it, even after a restart, and are refused if it is no longer
+ * configured. `hash` identifies the checkpoint (A1111's `Model hash`), `label` is its file name.
+ */
+export interface JobModel {
+  /** The configured name users pick (`/imagine model:`). */
+  name: string;
+  /** First 10 hex digits of the sha256 of the checkpoint's safetensors header. */
+  hash?: string;
+  /** The checkpoint's name (A1111's `Model`). */
+  label?: string;
+}
+
+/**
+ * A LoRA a job applies (config `loras.allowed`), as it was when the job was asked for: rerolls,
+ * variations and upscales keep it (jobs/loras.ts).
+ */
+export interface JobLora {
+  /** The configured name users pick (`/imagine lora:`). */
+  name: string;
+  /** Its file in the LoRA folder. */
+  file: string;
+  /** Strength, −2 … 2. */
+  weight: number;
+}
+
 /** How far a variation moves from its image: the Vary (Subtle) and Vary (Strong) buttons. */
 export type VariationKind = 'subtle' | 'strong';
 
@@ -73,6 +100,10 @@ export interface JobParams {
   style?: JobStyle;
   /** A variation from Vary (Subtle) or Vary (Strong); absent for V1–V4 (`generation.variation.strength`). */
   variation?: VariationKind;
+  /** LoRAs merged into the model for this job (at most 3); absent: none. */
+  loras?: JobLora[];
+  /** The model it runs on; absent: the pipeline's default model (jobs from before several models). */
+  model?: JobModel;
 }
 
 export interface JobSpec {

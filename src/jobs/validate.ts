@@ -4,13 +4,17 @@
  *
  * Precedence for each field: the option the user gave now › the user's saved defaults (/settings)
  * › the operator's defaults (config `generation.*`, or the model's own defaults where the config
- * says null).
+ * says null). With several models (config `models.list`) the model is chosen first (see
+ * `pickModel`); steps, guidance and sampler then default to that model's own, and a model picked
+ * in the command itself (`model:`, `mode: draft`) does not take the user's saved ones.
  */
 import { randomInt } from 'node:crypto';
 import { nearest } from '../edit-distance.js';
 import { ValidationError } from '../errors.js';
 import { MAX_SEED, parseSampler, type SamplerName } from '../vocabulary.js';
 import { type AspectRatio, parseAspect, sizeForAspect } from './aspect.js';
+import { type LoraChoice, readLoras } from './loras.js';
+import { DEFAULT_MODEL, DRAFT_MODE, findModel, jobModelOf, type ModelChoice } from './models.js';
 import { findStyle, NO_STYLE, type StyleTemplate } from './styles.js';
 import { isImg2img, type JobKind, type JobParams, type JobStyle } from './types.js';
 
@@ -31,6 +35,12 @@ export interface RawJobOptions {
   strength?: RawValue;
   /** A configured style's name, or `none`. */
   style?: RawValue;
+  /** A configured model's name (config `models.list`). */
+  model?: RawValue;
+  /** `draft` (typed: `--fast`): the fastest loaded model, with its own defaults. */
+  mode?: RawValue;
+  /** LoRAs: `name[:weight]` entries separated by commas or spaces (jobs/loras.ts). */
+  loras?: RawValue;
 }
 
 /** A user's saved defaults (/settings). Values no longer allowed by the config are ignored. */
@@ -43,6 +53,8 @@ export interface UserDefaults {
   negativePrompt?: string;
   /** A configured style's name (`none` is never saved: it clears the default). */
   style?: string;
+  /** A configured model's name (`default` is never saved: it clears the default). */
+  model?: string;
 }
 
 export interface NumberRange {
@@ -80,12 +92,25 @@ export interface ValidationOptions {
   resolution?: number;
   /** Why `ranges.count.max` is lower than the operator set (the GPU memory), added to its message. */
   countNote?: string;
+  /**
+   * The configured models (config `models.list`, or the one model), each with its own defaults,
+   * which then replace `defaults.steps`, `guidance` and `sampler`. @default none: jobs name no model
+   */
+  models?: readonly ModelChoice[];
+  /** The model jobs run on when nobody picks one. @default the first of `models` */
+  defaultModel?: string;
+  /** The model `mode: draft` (`--fast`) picks: the fastest loaded one. @default the default model */
+  draftModel?: string;
+  /** The LoRAs users may apply (config `loras.allowed`), each with its default weight. @default none */
+  loras?: readonly LoraChoice[];
 }
 
 export interface ValidationContext {
   /** @default 'txt2img' */
   kind?: JobKind;
   userDefaults?: UserDefaults;
+  /** The server's or workspace's defaults (`/atelier model`), below the user's own. */
+  teamDefaults?: { model?: string };
 }
 
 const SHOWN_VALUE_LENGTH = 40;
@@ -265,6 +290,60 @@ function closestStyle(word: string, names: readonly string[]): string | undefine
   return prefixed.length === 1 ? prefixed[0] : undefined;
 }
 
+/** A configured model's name, or a did-you-mean naming the configured ones. */
+function readModel(raw: string | number | boolean, models: readonly ModelChoice[]): ModelChoice {
+  const name = String(raw).trim();
+  const found = findModel(models, name);
+  if (found) return found;
+  const names = models.map((m) => m.name);
+  if (names.length === 0) {
+    throw new ValidationError(
+      'model',
+      `There is only one model on this bot, so ${shown(raw)} can't be picked.`,
+    );
+  }
+  const guess = closestStyle(name.toLowerCase(), names);
+  throw new ValidationError(
+    'model',
+    `${shown(raw)} isn't a model here.${guess ? ` Did you mean ${guess}?` : ''} Choose one of: ${names.join(', ')}.`,
+  );
+}
+
+/** `draft` (and `fast`, the typed flag's word): the fastest loaded model. */
+function readMode(raw: string | number | boolean): typeof DRAFT_MODE {
+  const mode = String(raw).trim().toLowerCase();
+  if (mode === DRAFT_MODE || mode === 'fast') return DRAFT_MODE;
+  throw new ValidationError(
+    'mode',
+    `Mode must be ${DRAFT_MODE} (the fastest loaded model), not ${shown(raw)}.`,
+  );
+}
+
+/**
+ * The model a new job runs on: the one named now › `mode: draft` (the fastest loaded) › the user's
+ * saved default › the server's › the bot's default. `explicit`: picked in this command, so the
+ * user's saved steps, guidance and sampler (meant for their usual model) give way to the model's.
+ */
+function pickModel(
+  raw: RawJobOptions,
+  saved: UserDefaults,
+  team: { model?: string },
+  options: ValidationOptions,
+): { model?: ModelChoice; explicit: boolean } {
+  const models = options.models ?? [];
+  if (isGiven(raw.model)) return { model: readModel(raw.model, models), explicit: true };
+  const fallback = findModel(models, options.defaultModel ?? '') ?? models[0];
+  if (isGiven(raw.mode) && readMode(raw.mode) === DRAFT_MODE) {
+    return { model: findModel(models, options.draftModel ?? '') ?? fallback, explicit: true };
+  }
+  for (const name of [saved.model, team.model]) {
+    // A saved default the operator has since removed is skipped, not blamed on the user.
+    const found = name ? findModel(models, name) : undefined;
+    if (found) return { model: found, explicit: false };
+  }
+  return { model: fallback, explicit: false };
+}
+
 function readSeed(raw: RawValue, fallback: number | null, randomSeed: () => number): number {
   if (!isGiven(raw) || (typeof raw === 'string' && raw.trim().toLowerCase() === 'random')) {
     return fallback ?? randomSeed();
@@ -324,16 +403,20 @@ export function validateJobParams(
   const aspect = choose(raw.aspect, saved.aspect, defaults.aspect, (value) =>
     readAspect(value, options.aspects),
   );
-  const steps = choose(raw.steps, saved.steps, defaults.steps, (value) =>
+  const picked = pickModel(raw, saved, context.teamDefaults ?? {}, options);
+  const modelDefaults = picked.model?.defaults ?? defaults;
+  // A model picked in this command runs with its own defaults, not those the user saved.
+  const own = picked.explicit ? {} : saved;
+  const steps = choose(raw.steps, own.steps, modelDefaults.steps, (value) =>
     readInteger('steps', 'Steps', value, ranges.steps),
   );
-  const guidance = choose(raw.guidance, saved.guidance, defaults.guidance, (value) =>
+  const guidance = choose(raw.guidance, own.guidance, modelDefaults.guidance, (value) =>
     readDecimal('guidance', 'Guidance', value, ranges.guidance),
   );
   const count = choose(raw.count, saved.count, defaults.count, (value) =>
     withNote(() => readInteger('count', 'Count', value, ranges.count), options.countNote),
   );
-  const sampler = choose(raw.sampler, saved.sampler, defaults.sampler, (value) =>
+  const sampler = choose(raw.sampler, own.sampler, modelDefaults.sampler, (value) =>
     readSampler(value, options.samplers),
   );
   const seed = readSeed(raw.seed, defaults.seed, options.randomSeed ?? defaultRandomSeed);
@@ -345,14 +428,17 @@ export function validateJobParams(
     prompt,
     negativePrompt,
     aspect,
-    ...sizeForAspect(aspect, options.resolution),
+    ...sizeForAspect(aspect, picked.model?.resolution ?? options.resolution),
     seed,
     steps,
     guidance,
     count,
     sampler,
     ...(style ? { style } : {}),
+    ...(picked.model ? { model: jobModelOf(picked.model) } : {}),
   };
+  const loras = isGiven(raw.loras) ? readLoras(String(raw.loras), options.loras ?? []) : [];
+  if (loras.length > 0) params.loras = loras;
   if (isImg2img(kind)) {
     const fallback = kind === 'variation' ? defaults.variationStrength : defaults.upscaleStrength;
     params.strength = isGiven(raw.strength) ? readStrength(raw.strength) : fallback;
@@ -402,10 +488,10 @@ function readStrength(raw: string | number | boolean): number {
 /**
  * Checks what a user wants to save as their defaults (/settings), with the same messages as a
  * job. Only the given fields are returned; an empty negative prompt is kept (it clears the saved one),
- * and so is style `none` (it clears the saved style).
+ * and so are style `none` and model `default` (they clear the saved style or model).
  */
 export function validateUserDefaults(
-  raw: Omit<RawJobOptions, 'prompt' | 'seed' | 'strength'>,
+  raw: Omit<RawJobOptions, 'prompt' | 'seed' | 'strength' | 'mode'>,
   options: ValidationOptions,
 ): UserDefaults {
   const result: UserDefaults = {};
@@ -416,6 +502,12 @@ export function validateUserDefaults(
   if (isGiven(raw.count)) result.count = readInteger('count', 'Count', raw.count, options.ranges.count);
   if (isGiven(raw.sampler)) result.sampler = readSampler(raw.sampler, options.samplers);
   if (isGiven(raw.style)) result.style = readStyle(raw.style, options.styles ?? {})?.name ?? NO_STYLE;
+  if (isGiven(raw.model)) {
+    result.model =
+      String(raw.model).trim().toLowerCase() === DEFAULT_MODEL
+        ? DEFAULT_MODEL
+        : readModel(raw.model, options.models ?? []).name;
+  }
   if (raw.negativePrompt !== undefined && raw.negativePrompt !== null) {
     result.negativePrompt = readNegativePrompt(raw.negativePrompt, '', options.negativePromptMaxLength);
   }

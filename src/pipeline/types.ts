@@ -29,6 +29,35 @@ export interface GenerationRequest {
   count: number;
   /** img2img: start from this image, keeping (1 − strength) of it. */
   init?: { image: RawImage; strength: number };
+  /**
+   * The configured name of the model to run (`PipelineInfo.models`); absent: the default model.
+   * A model that is not loaded is loaded first (another may be unloaded for it), before the job's
+   * first step: never during a job.
+   */
+  model?: string;
+  /**
+   * LoRAs to apply (at most 3): merged into a copy of the MMDiT's weights for this combination,
+   * which stays loaded for the next jobs with it (lora/variants.ts); other jobs are untouched.
+   */
+  loras?: GenerationLora[];
+}
+
+/** A LoRA a job applies. */
+export interface GenerationLora {
+  /** Its configured name (`loras.allowed`), for messages and the PNG's `Lora hashes`. */
+  name: string;
+  /** Its file, relative to the pipeline's LoRA folder (`loras.dir`) or absolute. */
+  file: string;
+  /** Strength: the update is weight · alpha / rank · up · down. */
+  weight: number;
+}
+
+/** A LoRA as the pipeline applied it. */
+export interface AppliedLora {
+  name: string;
+  weight: number;
+  /** First 12 hex digits of the sha256 of the file's data (A1111's `Lora hashes`). */
+  hash: string;
 }
 
 export interface StepInfo {
@@ -53,6 +82,14 @@ export interface GenerationOutput {
   promptTruncated?: boolean;
   /** Name of the model that made the images, for the PNG parameters. */
   model: string;
+  /** First 10 hex digits of the sha256 of its checkpoint's safetensors header (A1111's `Model hash`). */
+  modelHash?: string;
+  /** The configured name of the model that ran (`PipelineInfo.models`). */
+  modelName?: string;
+  /** The models loaded after the job, least recently used first (a pipeline serving several). */
+  resident?: string[];
+  /** The LoRAs applied, in the order merged (by name); absent without LoRAs. */
+  loras?: AppliedLora[];
   /** Where the time went (logs, benchmarks). */
   timings?: {
     encodeMs: number;
@@ -66,6 +103,10 @@ export interface GenerationOutput {
     promptCached?: boolean;
     /** The VAE decoded in overlapping tiles (memory short) instead of the whole image at once. */
     vaeTiled?: boolean;
+    /** The job's model was not loaded: this long went to loading it (and unloading others) first. */
+    loadMs?: number;
+    /** The job's LoRA combination was not loaded: this long went to merging and loading it. */
+    loraMs?: number;
   };
 }
 
@@ -119,6 +160,44 @@ export interface PipelineInfo {
   fp8?: Fp8Info;
   /** GPU memory: placement, the expected peak, the budget and what fits (issue 11). */
   memory?: MemoryInfo;
+  /**
+   * Every model this pipeline serves (config `models.list`, or the one configured model), the
+   * default first; the fields above describe the default model. Absent: one model, `model`.
+   */
+  models?: ModelInfo[];
+  /** How many of `models` stay loaded at once (the rest load when a job needs them). */
+  maxResident?: number;
+}
+
+/** One of the models a pipeline serves. */
+export interface ModelInfo {
+  /** The configured name (`models.list` key), or the checkpoint's name for a single model. */
+  name: string;
+  /** The checkpoint's name (A1111's `Model`). */
+  label: string;
+  /** First 10 hex digits of the sha256 of the checkpoint's safetensors header (A1111's `Model hash`). */
+  hash: string;
+  family: string;
+  /** Its family's defaults (the config may override steps, guidance and sampler). */
+  defaults: PipelineInfo['defaults'];
+  /** Parameters of its denoiser (the MMDiT): what one step costs, relative to the others. */
+  parameters: number;
+  /** Loaded when the info was taken. */
+  resident: boolean;
+  /** How long its last load took. */
+  loadMs?: number;
+}
+
+/** Which models a pipeline holds loaded, for the queue's ETA: a job of another one loads it first. */
+export interface Residency {
+  /** Loaded now, least recently used first. */
+  resident: string[];
+  /** Most models loaded at once. */
+  capacity: number;
+  /** Each model's measured load time, in ms (the last load of it). */
+  loadMs: Record<string, number>;
+  /** The model a job naming none runs. */
+  defaultModel: string;
 }
 
 /** Where the models run and what the GPU memory allows (see sd35/gpu-memory.ts). */
@@ -151,5 +230,7 @@ export interface Pipeline {
   load(): Promise<void>;
   generate(request: GenerationRequest, options?: GenerateOptions): Promise<GenerationOutput>;
   info(): PipelineInfo;
+  /** What is loaded now, when the pipeline serves several models; undefined for one. */
+  residency?(): Residency | undefined;
   dispose(): Promise<void>;
 }

@@ -128,6 +128,11 @@ export class DurationEstimator {
     return this.#last;
   }
 
+  /** Whether `model` has finished a job (its rate is measured, not the prior). */
+  knows(model: string): boolean {
+    return this.#rates.has(model);
+  }
+
   /** A model's estimate; the last model's when none is named, the prior when it has no jobs. */
   rate(model: string | undefined = this.#last): ModelRate {
     const known = model === undefined ? undefined : this.#rates.get(model);

@@ -14,7 +14,14 @@ import { CancelledError, NotFoundError, PipelineError } from '../errors.js';
 import { encodePng, encodePreview, formatParameters, makeGrid } from '../images/index.js';
 import { styledPrompts } from '../jobs/styles.js';
 import { isImg2img, type JobImage, type JobParams, type JobRecord, type JobResult } from '../jobs/types.js';
-import type { GenerationOutput, GenerationRequest, Pipeline, RawImage, StepInfo } from '../pipeline/types.js';
+import type {
+  GenerationOutput,
+  GenerationRequest,
+  Pipeline,
+  RawImage,
+  Residency,
+  StepInfo,
+} from '../pipeline/types.js';
 import type { Store } from '../store/index.js';
 import { UPSCALE_FACTOR } from '../vocabulary.js';
 import type { RunTimings, TimedJobResult } from './eta.js';
@@ -173,6 +180,12 @@ export class JobRenderer {
       guidance: params.guidance,
       sampler: params.sampler,
       count: params.count,
+      // The model it was asked on (rerolls and variations keep their parent's); none: the default.
+      ...(params.model ? { model: params.model.name } : {}),
+      // Its LoRAs (kept by rerolls, variations and upscales): merged into the model for this job.
+      ...(params.loras?.length
+        ? { loras: params.loras.map(({ name, file, weight }) => ({ name, file, weight })) }
+        : {}),
     };
     if (spec.kind === 'txt2img' || spec.kind === 'reroll') return { request: base, params };
 
@@ -233,9 +246,14 @@ export class JobRenderer {
 
   async #encode(params: JobParams, output: GenerationOutput, signal: AbortSignal): Promise<RenderedJob> {
     const images: RenderedImage[] = [];
+    const model = {
+      model: output.model,
+      ...(output.modelHash ? { modelHash: output.modelHash } : {}),
+      ...(output.loras?.length ? { loraHashes: output.loras } : {}),
+    };
     for (const [index, image] of output.images.entries()) {
       const seed = output.seeds[index]!;
-      const png = await encodePng(image, formatParameters(params, { model: output.model, seed }));
+      const png = await encodePng(image, formatParameters(params, { ...model, seed }));
       if (signal.aborted) throw asAbortError(signal);
       images.push({ png, width: image.width, height: image.height, seed });
     }
@@ -243,7 +261,7 @@ export class JobRenderer {
     if (output.images.length > 1) {
       rendered.grid = await encodePng(
         makeGrid(output.images),
-        formatParameters(params, { model: output.model, seed: output.seeds[0]! }),
+        formatParameters(params, { ...model, seed: output.seeds[0]! }),
       );
     }
     if (output.promptTruncated) rendered.promptTruncated = true;
@@ -284,9 +302,16 @@ export class JobExecutor implements JobRunner {
   readonly #renderer: JobRenderer;
   readonly #store: Store;
 
+  readonly #pipeline: Pipeline;
+
   constructor(options: JobExecutorOptions) {
     this.#renderer = new JobRenderer(options);
     this.#store = options.store;
+    this.#pipeline = options.pipeline;
+  }
+
+  residency(): Residency | undefined {
+    return this.#pipeline.residency?.();
   }
 
   async run(job: JobRecord, context: RunContext): Promise<JobResult> {

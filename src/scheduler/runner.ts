@@ -4,6 +4,7 @@
  * (./executor.ts); tests and benchmarks pass their own.
  */
 import type { JobRecord, JobResult } from '../jobs/types.js';
+import type { Residency } from '../pipeline/types.js';
 
 /** What a runner reports while a job runs; the scheduler turns it into `progress` events. */
 export interface RunProgress {
@@ -22,6 +23,11 @@ export interface RunContext {
 /** Turns one job into its result. The scheduler owns one runner per pipeline. */
 export interface JobRunner {
   run(job: JobRecord, context: RunContext): Promise<JobResult>;
+  /**
+   * Which models its pipeline holds loaded (several models, config `models.list`): a job of another
+   * model loads it first, which the ETA counts. Absent or undefined: one model, always loaded.
+   */
+  residency?(): Residency | undefined;
 }
 
 /**

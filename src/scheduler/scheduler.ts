@@ -32,6 +32,8 @@ import type {
   Requester,
 } from '../jobs/types.js';
 import { logJobTransition } from '../log.js';
+import { ResidencySimulation } from '../pipeline/residency.js';
+import type { Residency } from '../pipeline/types.js';
 import {
   type MessageRef,
   type Store,
@@ -107,6 +109,8 @@ interface ActiveJob {
   estimateMs?: number;
   /** The model of the runner it runs on, as far as known. */
   model?: string;
+  /** Time its run spends loading its model first (it was not loaded on its runner), in its estimate. */
+  loadMs?: number;
   /** Its progress events so far: the step rate measured live, and its remaining steps. */
   progress?: { firstStep: number; firstAt: number; lastStep: number; lastAt: number; total: number };
   timer?: NodeJS.Timeout;
@@ -323,13 +327,21 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     } else {
       const limits = this.#limits.effective(requester);
       if (limits.teamPaused) throw new QueuePausedError();
+      // No runner (a gateway without a live worker): no place frees up and no job of the user's
+      // finishes until one comes, so the refusals say that rather than a time.
+      const noRunner = this.#runners.length === 0;
       if (this.#fair.size >= this.#options.maxQueueSize) {
-        throw this.#refuse(queueFullError(this.#options.maxQueueSize, this.#nextSlotMs(now)), requester);
+        throw this.#refuse(
+          queueFullError(this.#options.maxQueueSize, this.#nextSlotMs(now), { waitingForWorker: noRunner }),
+          requester,
+        );
       }
       const key = userKey(requester);
       if ((this.#perUser.get(key) ?? 0) >= limits.maxQueuedPerUser) {
         throw this.#refuse(
-          userQueueFullError(limits.maxQueuedPerUser, this.#userNextDoneMs(key, now)),
+          userQueueFullError(limits.maxQueuedPerUser, this.#userNextDoneMs(key, now), {
+            waitingForWorker: noRunner && !this.#runsFor(key),
+          }),
           requester,
         );
       }
@@ -430,15 +442,15 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         etaMs: this.#remainingMs(entry, now),
       });
     }
-    const base = this.#runningRemainingMs(now);
-    this.#fair.forEachInOrder((id, position, unitsAhead) => {
+    const { etas } = this.#queueEtas(now);
+    this.#fair.forEachInOrder((id, position) => {
       const entry = this.#active.get(id);
       if (!entry || !visible(entry)) return;
       out.push({
         job: publicRecord(entry.job),
         state: 'queued',
         position,
-        etaMs: this.#etaMs(base, unitsAhead, entry.units, position - 1),
+        etaMs: etas.get(id) ?? 0,
         ...this.#waitingForRunner(),
       });
     });
@@ -453,10 +465,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (entry.state === 'running') return { position: 0, etaMs: this.#remainingMs(entry, now) };
     const at = this.#fair.positionOf(jobId);
     if (!at) return undefined;
-    return {
-      position: at.position,
-      etaMs: this.#etaMs(this.#runningRemainingMs(now), at.unitsAhead, entry.units, at.position - 1),
-    };
+    return { position: at.position, etaMs: this.#queueEtas(now).etas.get(jobId) ?? 0 };
   }
 
   /** A job as stored, with its result once done. */
@@ -588,7 +597,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     // starts inside add(), and its `queued` event must come before its `started` event.
     const at = this.#fair.positionIfAdded(key, priority);
     const now = this.#options.clock();
-    const etaMs = this.#etaMs(this.#runningRemainingMs(now), at.unitsAhead, entry.units, at.position - 1);
+    const etaMs = this.#queueEtas(now, { position: at.position, entry }).extraEtaMs ?? 0;
     entry.lastPosition = at.position;
     entry.lastRunners = this.#runners.length;
     // A recovered job logs where it was found; a new one comes from nowhere.
@@ -636,8 +645,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       }
       entry.state = 'running';
       entry.startedAt = startedAt;
-      entry.model = this.#runnerModel(runner);
-      entry.estimateMs = Math.round(this.#estimator.estimate(entry.units, entry.model));
+      // Its own model's rate once measured (several models), else the runner's; plus loading its
+      // model first when the runner's pipeline does not hold it.
+      const own = this.#jobModel(entry.job.spec, runner.residency?.());
+      entry.model = own !== undefined && this.#estimator.knows(own) ? own : this.#runnerModel(runner);
+      entry.loadMs = this.#loadMs(runner.residency?.(), own);
+      entry.estimateMs = Math.round(this.#estimator.estimate(entry.units, entry.model) + entry.loadMs);
       entry.run = new AbortController();
       entry.job = { ...entry.job, state: 'running', startedAt, attempts };
       this.#running.add(entry);
@@ -820,13 +833,16 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     runner: JobRunner,
     finishedAt: number,
   ): void {
-    const model = result.model || entry.model;
+    // Several models: the rate is kept under the configured name the job ran on.
+    const model = entry.job.spec.params.model?.name ?? (result.model || entry.model);
     if (!model) return;
     this.#runnerModels.set(runner, model);
-    const startedAt = entry.startedAt ?? finishedAt;
+    // Loading the model first (it was not resident) is not the model's speed: left out of the sample.
+    const loadMs = Math.max(0, timings?.loadMs ?? 0);
+    const startedAt = (entry.startedAt ?? finishedAt) + loadMs;
     const sample = sampleRun({
       units: entry.units,
-      runMs: finishedAt - startedAt,
+      runMs: Math.max(0, finishedAt - startedAt),
       timings,
       progress: entry.progress,
       startedAt,
@@ -885,18 +901,85 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   /**
-   * ETA of a waiting job: the running jobs' remaining time and the jobs ahead of it (their steps
-   * × images × size at the measured rate, plus each one's fixed part), shared over the runners,
-   * then its own run. A job with a runner free for it waits for nothing.
+   * ETAs of the waiting jobs, by id: for each, the running jobs' remaining time and the jobs ahead
+   * of it (their steps × images × size at the measured rate of their model, plus each one's fixed
+   * part, plus loading its model where the pipeline would not hold it by then), shared over the
+   * runners, then its own run. A job with a runner free for it waits for nothing. `extra`: a job
+   * about to join at `extra.position`, whose ETA comes back as `extraEtaMs`.
+   *
+   * Several models (config `models.list`): what is loaded is played forward job by job with the
+   * pipeline's own rule (least recently used out, at its capacity), from what the first runner
+   * holds now and the models of the running jobs; each model's load time is the pipeline's measure.
    */
-  #etaMs(runningRemainingMs: number, unitsAhead: number, units: number, jobsAhead = 0): number {
+  #queueEtas(
+    now: number,
+    extra?: { position: number; entry: Pick<ActiveJob, 'job' | 'units'> },
+  ): { etas: Map<string, number>; extraEtaMs?: number } {
     // No runner (no worker alive): estimate as for one, the least that can come back.
     const runners = Math.max(1, this.#runners.length);
-    const { msPerUnit, perJobMs } = this.#runnerRate();
-    const own = units * msPerUnit + perJobMs;
-    if (this.#running.size + jobsAhead < runners) return Math.round(own);
-    const wait = (runningRemainingMs + unitsAhead * msPerUnit + jobsAhead * perJobMs) / runners;
-    return Math.round(wait + own);
+    const base = this.#runningRemainingMs(now);
+    const rate = this.#runnerRate();
+    const residency = this.#residency();
+    const simulation = residency && new ResidencySimulation(residency.resident, residency.capacity);
+    for (const entry of this.#running) {
+      const model = this.#jobModel(entry.job.spec, residency);
+      if (simulation && model !== undefined) simulation.use(model);
+    }
+    let aheadMs = 0;
+    const etaOf = (entry: Pick<ActiveJob, 'job' | 'units'>, jobsAhead: number): number => {
+      const model = this.#jobModel(entry.job.spec, residency);
+      const run =
+        model !== undefined && this.#estimator.knows(model)
+          ? this.#estimator.estimate(entry.units, model)
+          : entry.units * rate.msPerUnit + rate.perJobMs;
+      const load =
+        simulation && model !== undefined && simulation.use(model) ? this.#loadTimeOf(residency!, model) : 0;
+      const own = run + load;
+      const wait = this.#running.size + jobsAhead < runners ? 0 : (base + aheadMs) / runners;
+      aheadMs += own;
+      return Math.round(wait + own);
+    };
+    const etas = new Map<string, number>();
+    let extraEtaMs: number | undefined;
+    this.#fair.forEachInOrder((id, position) => {
+      if (extra && extraEtaMs === undefined && position >= extra.position)
+        extraEtaMs = etaOf(extra.entry, extra.position - 1);
+      const entry = this.#active.get(id);
+      if (entry) etas.set(id, etaOf(entry, extra && extraEtaMs !== undefined ? position : position - 1));
+    });
+    if (extra && extraEtaMs === undefined) extraEtaMs = etaOf(extra.entry, extra.position - 1);
+    return { etas, ...(extraEtaMs !== undefined ? { extraEtaMs } : {}) };
+  }
+
+  /** What the first runner that serves several models holds loaded; undefined for one model. */
+  #residency(): Residency | undefined {
+    for (const runner of this.#runners) {
+      const residency = runner.residency?.();
+      if (residency) return residency;
+    }
+    return undefined;
+  }
+
+  /** The configured model a job runs on: the one it names, else the pipeline's default. */
+  #jobModel(spec: JobSpec, residency: Residency | undefined): string | undefined {
+    return spec.params.model?.name ?? residency?.defaultModel;
+  }
+
+  /** How long a job of `model` spends loading it first on a runner that holds `residency` now. */
+  #loadMs(residency: Residency | undefined, model: string | undefined): number {
+    if (!residency || model === undefined || residency.resident.includes(model)) return 0;
+    return this.#loadTimeOf(residency, model);
+  }
+
+  /**
+   * How long loading `model` takes: its last measured load, else the mean of the others' (a model
+   * that did not fit at start has never been loaded).
+   */
+  #loadTimeOf(residency: Residency, model: string): number {
+    const known = residency.loadMs[model];
+    if (known !== undefined) return known;
+    const all = Object.values(residency.loadMs);
+    return all.length ? all.reduce((a, b) => a + b, 0) / all.length : 0;
   }
 
   /** When a waiting job could next start, for "the queue is full, try again in …". */
@@ -907,17 +990,24 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return Math.max(1000, Math.round(soonest));
   }
 
+  /** Whether one of the user's jobs is running (it can finish even while no runner is listed). */
+  #runsFor(key: string): boolean {
+    for (const entry of this.#running) if (entry.userKey === key) return true;
+    return false;
+  }
+
   /** When the first of a user's unfinished jobs should be done. */
   #userNextDoneMs(key: string, now: number): number {
     let soonest = Number.POSITIVE_INFINITY;
-    const base = this.#runningRemainingMs(now);
+    let etas: Map<string, number> | undefined;
     for (const entry of this.#active.values()) {
       if (entry.userKey !== key || entry.settled) continue;
       if (entry.state === 'running') {
         soonest = Math.min(soonest, this.#remainingMs(entry, now));
       } else {
-        const at = this.#fair.positionOf(entry.job.id);
-        if (at) soonest = Math.min(soonest, this.#etaMs(base, at.unitsAhead, entry.units, at.position - 1));
+        etas ??= this.#queueEtas(now).etas;
+        const eta = etas.get(entry.job.id);
+        if (eta !== undefined) soonest = Math.min(soonest, eta);
       }
     }
     return Math.max(
@@ -957,10 +1047,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (this.#stopped) return;
     const now = this.#options.clock();
     this.#lastBroadcast = now;
-    const base = this.#runningRemainingMs(now);
     const runners = this.#runners.length;
     const waiting = this.#waitingForRunner();
-    this.#fair.forEachInOrder((id, position, unitsAhead) => {
+    const { etas } = this.#queueEtas(now);
+    this.#fair.forEachInOrder((id, position) => {
       const entry = this.#active.get(id);
       if (!entry || (entry.lastPosition === position && entry.lastRunners === runners)) return;
       entry.lastPosition = position;
@@ -969,7 +1059,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         type: 'queued',
         jobId: id,
         position,
-        etaMs: this.#etaMs(base, unitsAhead, entry.units, position - 1),
+        etaMs: etas.get(id) ?? 0,
         ...waiting,
       });
     });

@@ -27,6 +27,8 @@ export type UserSettings = Partial<
   style?: string;
   /** Remix: Reroll and the variation buttons open a form with the prompt first. */
   remix?: boolean;
+  /** The name of the model new images use (config `models.list`) unless /imagine names one. */
+  model?: string;
 };
 
 /** Limit overrides for one team; `false` turns that limit off for the team. */
@@ -45,6 +47,8 @@ export interface TeamSettings {
   limits?: LimitOverrides;
   /** Extra blocked terms on top of the bot-wide list. */
   blockedTerms?: string[];
+  /** The model its members' new images use unless they pick one (`/atelier model`). */
+  model?: string;
 }
 
 /** A chat message that shows a job (its queue notice, progress or result). */

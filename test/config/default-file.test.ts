@@ -24,6 +24,7 @@ describe('config/default.yaml', () => {
       'limits',
       'generation',
       'styles',
+      'loras',
       'models',
       'images',
       'progress',

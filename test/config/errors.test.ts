@@ -45,7 +45,7 @@ describe('config errors name the key, the value, what is allowed and where it ca
   it('a setting missing from the defaults file names that file', () => {
     const cwd = workdir({ 'defaults.yaml': 'dataDir: ./data\n' });
     expect(() => loadConfig({ env: {}, cwd, defaultsFile: `${cwd}/defaults.yaml` })).toThrow(
-      'config: log is missing from default file defaults.yaml: expected a section of settings (a mapping of keys to values) (+11 more config problems)',
+      'config: log is missing from default file defaults.yaml: expected a section of settings (a mapping of keys to values) (+12 more config problems)',
     );
   });
 

@@ -177,12 +177,16 @@ export class Composer {
     if (flag) {
       const typed = (flag[1] ?? '').toLowerCase();
       const items = options
-        .flatMap((o) =>
-          [o.name, ...(o.aliases ?? [])]
+        .flatMap((o) => [
+          ...[o.name, ...(o.aliases ?? [])]
             .filter((n) => n.startsWith(typed))
             .slice(0, 1)
             .map((n) => [n, o]),
-        )
+          // Flags that set the option without a value (`--fast` for mode draft).
+          ...Object.keys(o.presets ?? {})
+            .filter((n) => n.startsWith(typed))
+            .map((n) => [n, o]),
+        ])
         .map(([name, o]) => ({
           label: `--${name}`,
           detail: o.description,
@@ -281,7 +285,10 @@ function usage(command) {
   const positional = options.find((o) => o.required && (o.type === 'string' || o.type === 'channel'));
   const flags = options
     .filter((o) => o !== positional)
-    .map((o) => `--${o.aliases?.[0] ?? o.name}${o.type === 'boolean' ? '' : ` <${o.name}>`}`);
+    .flatMap((o) => [
+      `--${o.aliases?.[0] ?? o.name}${o.type === 'boolean' ? '' : ` <${o.name}>`}`,
+      ...Object.keys(o.presets ?? {}).map((flag) => `--${flag}`),
+    ]);
   return `/${command.name}${positional ? ` <${positional.name}>` : ''}${flags.length ? ` [${flags.join('] [')}]` : ''} — ${command.description}`;
 }
 

@@ -19,7 +19,7 @@ export type KeyRecipe =
   | { kind: 'reshape'; key: string; shape: (stored: number[]) => number[] };
 
 /** Reference block suffix → diffusers block suffix (ComfyUI's MMDIT_MAP_BLOCK, with qk-norm and attn2). */
-const MMDIT_BLOCK: readonly [string, string][] = [
+export const MMDIT_BLOCK: readonly [string, string][] = [
   ['context_block.adaLN_modulation.1', 'norm1_context.linear'],
   ['context_block.attn.proj', 'attn.to_add_out'],
   ['context_block.mlp.fc1', 'ff_context.net.0.proj'],
@@ -38,7 +38,7 @@ const MMDIT_BLOCK: readonly [string, string][] = [
 ];
 
 /** Reference → diffusers outside the blocks (ComfyUI's MMDIT_MAP_BASIC); `swap` marks [scale, shift]. */
-const MMDIT_BASIC: readonly { ref: string; diffusers: string; swap?: boolean }[] = [
+export const MMDIT_BASIC: readonly { ref: string; diffusers: string; swap?: boolean }[] = [
   { ref: 'context_embedder', diffusers: 'context_embedder' },
   { ref: 't_embedder.mlp.0', diffusers: 'time_text_embed.timestep_embedder.linear_1' },
   { ref: 't_embedder.mlp.2', diffusers: 'time_text_embed.timestep_embedder.linear_2' },

@@ -8,12 +8,14 @@ import { EventEmitter } from 'node:events';
 import { setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { CancelledError, ModelError, PipelineError } from '../../errors.js';
+import { residencyAfter, residencyFromInfo } from '../residency.js';
 import type {
   GenerateOptions,
   GenerationOutput,
   GenerationRequest,
   Pipeline,
   PipelineInfo,
+  Residency,
   StepInfo,
 } from '../types.js';
 import { deserializeError } from './errors.js';
@@ -65,6 +67,8 @@ export class ProcessPipeline
   readonly #options: ProcessPipelineOptions;
   #child: ChildProcess | undefined;
   #info: PipelineInfo | undefined;
+  /** Which models the child holds loaded (several models): from its info, then from each result. */
+  #residency: Residency | undefined;
   #loading: Promise<void> | undefined;
   #nextId = 1;
   readonly #jobs = new Map<number, PendingJob>();
@@ -95,6 +99,10 @@ export class ProcessPipeline
   info(): PipelineInfo {
     if (!this.#info) throw new PipelineError('the pipeline is not loaded yet');
     return this.#info;
+  }
+
+  residency(): Residency | undefined {
+    return this.#residency;
   }
 
   async generate(request: GenerationRequest, options: GenerateOptions = {}): Promise<GenerationOutput> {
@@ -211,6 +219,7 @@ export class ProcessPipeline
       const onLoad = (message: ChildMessage) => {
         if (message.type === 'loaded') {
           this.#info = message.info;
+          this.#residency = residencyFromInfo(message.info);
           this.#everLoaded = true;
         } else if (message.type !== 'load-failed') {
           return;
@@ -236,6 +245,7 @@ export class ProcessPipeline
         this.#jobs.get(message.id)?.onStep?.(message.info);
         break;
       case 'result':
+        if (this.#residency) this.#residency = residencyAfter(this.#residency, message.output);
         this.#jobs.get(message.id)?.resolve(message.output);
         this.#jobs.delete(message.id);
         break;

@@ -3,9 +3,12 @@
  * from the cache) one graph per component and opens its ONNX Runtime session. Every problem is a
  * ModelError naming the file or setting, raised here at load, never in the middle of a job.
  */
+import { createHash } from 'node:crypto';
+import { realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { ModelError } from '../../errors.js';
+import type { Denoiser } from '../lora/index.js';
 import { buildClip, type ClipKind, clipConfig } from '../models/clip.js';
 import { buildMmdit, type MmditConfig, mmditConfig } from '../models/mmdit.js';
 import { buildSamplerStep, type SamplerStepShape } from '../models/sampler-step.js';
@@ -83,6 +86,10 @@ export interface LoadedComponents {
   vaeEncoder(): Promise<ComponentSession>;
   /** GPU memory: placement, the limit's split, the VAE's budget, what a job may ask for. */
   memory: { plan: GpuMemoryPlan; input: MemoryInput };
+  /** The MMDiT's weights as its denoiser reads them, and the key its graphs are cached by. */
+  mmditWeights: { source: WeightSource; key: string };
+  /** A denoiser like the model's own on other weights (a LoRA combination's merged copy: lora/variants.ts). */
+  openDenoiser(source: WeightSource, key: string): Promise<Denoiser>;
   release(): Promise<void>;
 }
 
@@ -92,7 +99,76 @@ const FP8_COMPONENTS: ReadonlySet<ComponentName> = new Set(['mmdit', 't5']);
 /** Rows of the step graph's coefficient table when the options name no maximum. */
 const DEFAULT_MAX_STEPS = 100;
 
-export async function loadComponents(options: EngineOptions): Promise<LoadedComponents> {
+/**
+ * Sessions that several models share (several models resident, config `models.list`): a text
+ * encoder or VAE whose files, build and route are the same opens once; each model holds a handle,
+ * and the session is released with the last handle.
+ */
+export class SharedSessions {
+  readonly #entries = new Map<string, { session: Promise<ComponentSession>; users: number }>();
+
+  /** Sessions open now (tests, logs). */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** A handle on the session for `key`, opened by `open` if nobody holds one. */
+  async acquire(key: string, open: () => Promise<ComponentSession>): Promise<ComponentSession> {
+    let entry = this.#entries.get(key);
+    if (!entry) {
+      const session = open();
+      entry = { session, users: 0 };
+      this.#entries.set(key, entry);
+      session.catch(() => this.#entries.delete(key));
+    }
+    entry.users++;
+    const held = entry;
+    let session: ComponentSession;
+    try {
+      session = await held.session;
+    } catch (error) {
+      held.users--;
+      throw error;
+    }
+    let released = false;
+    return {
+      run: ((feeds: Parameters<ComponentSession['run']>[0], fetches?: string[]) =>
+        fetches ? session.run(feeds, fetches) : session.run(feeds)) as ComponentSession['run'],
+      release: async () => {
+        if (released) return;
+        released = true;
+        held.users--;
+        if (held.users > 0) return;
+        if (this.#entries.get(key) === held) this.#entries.delete(key);
+        await session.release();
+      },
+    };
+  }
+}
+
+/** Real paths of a component's files: its identity with the headers (two folders, two models). */
+function realPaths(files: readonly string[]): string {
+  return files
+    .map((file) => {
+      try {
+        return realpathSync(file);
+      } catch {
+        return file;
+      }
+    })
+    .join('\u0000');
+}
+
+/** What the engine hands over beside its (serialisable) options. */
+export interface LoadRuntime {
+  /** Text encoder and VAE sessions shared with the other resident models. */
+  sessions?: SharedSessions;
+}
+
+export async function loadComponents(
+  options: EngineOptions,
+  runtime: LoadRuntime = {},
+): Promise<LoadedComponents> {
   const { provider, precision, asked, compute } = resolvedTypes(options);
   const set = discoverModelSet({
     modelsDir: options.modelsDir,
@@ -144,7 +220,9 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
     const weights = ComponentWeights.open(location, name);
     opened.push(weights);
     let source: WeightSource = weights;
-    let key = weights.fingerprint;
+    // The headers and where the files are: two folders with identical headers are two models
+    // (a built graph points into its files, so a cache hit must be for these very files).
+    let key = `${weights.fingerprint}:${createHash('sha256').update(realPaths(location.files)).digest('hex')}`;
     if (
       precision === 'fp8' &&
       FP8_COMPONENTS.has(name) &&
@@ -180,6 +258,26 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
       return g.build();
     });
     const profile = options.profileDir && name === 'mmdit' ? join(options.profileDir, name) : undefined;
+    // Text encoders and the VAE of several resident models open once when they are the same files.
+    if (runtime.sessions && component !== 'mmdit' && !profile) {
+      const sharedKey = JSON.stringify({ name, key, type, net, route, device: options.deviceId ?? 0 });
+      const shared = await runtime.sessions.acquire(sharedKey, () =>
+        openComponent(name, route, graph, undefined),
+      );
+      sessions.push(shared);
+      return shared;
+    }
+    const session = await openComponent(name, route, graph, profile);
+    sessions.push(session);
+    return session;
+  };
+
+  const openComponent = async (
+    name: string,
+    route: SessionRoute,
+    graph: ReturnType<typeof cachedGraph>,
+    profile: string | undefined,
+  ): Promise<ComponentSession> => {
     let session: ComponentSession;
     try {
       if (route.api === 'capi') {
@@ -209,7 +307,6 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
     } catch (error) {
       throw outOfMemory(error, name, components, route.provider) ?? error;
     }
-    sessions.push(session);
     return session;
   };
 
@@ -244,6 +341,9 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
     // precision fp8: W8A8 in the C-API step where the GPU, the path and our library allow it (fp8-choice.ts).
     const fp8: Fp8Info | undefined = fp8ChoiceOf(options, route.path);
     let mmdit: ComponentSession | undefined;
+    let openDenoiser: LoadedComponents['openDenoiser'] = async () => {
+      throw new Error('no MMDiT denoiser');
+    };
     let runtime: RuntimePath = { path: 'stock', cudaGraph: false, customOps: false, reason: route.reason };
     if (route.path === 'capi') {
       const library = route.customOpsLibrary;
@@ -262,14 +362,18 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
             ? 'no CUDA graphs without the custom-op library (npm run build:native)'
             : undefined,
       };
-      const openStep = async (shape: SamplerStepShape): Promise<CapiSession> => {
+      const openStep = async (
+        source: WeightSource,
+        key: string,
+        shape: SamplerStepShape,
+      ): Promise<CapiSession> => {
         const graph = cachedGraph(
           graphDir,
           'mmdit_step',
-          { key: mm.key, compute, netOptions: stepNetOptions, shape },
+          { key, compute, netOptions: stepNetOptions, shape },
           () => {
             const g = new GraphBuilder('mmdit_step');
-            buildSamplerStep(new Net(g, new Params(g, mm.source, compute), stepNetOptions), mmCfg, shape);
+            buildSamplerStep(new Net(g, new Params(g, source, compute), stepNetOptions), mmCfg, shape);
             return g.build();
           },
         );
@@ -307,17 +411,32 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
         mmdit: mmCfg,
         maxSteps: options.maxSteps ?? DEFAULT_MAX_STEPS,
         maxShapes: plan.capiShapes,
-        open: openStep,
+        open: (shape) => openStep(mm.source, mm.key, shape),
         cudaGraph: () => cudaGraph.on,
         onCaptureFailure: (shape, reason) => {
           runtime.reason = `CUDA graph capture failed for ${shape.width * 8}×${shape.height * 8} ×${shape.images}; that shape runs without graphs: ${reason}`;
         },
       });
+      // A LoRA combination's denoiser keeps one shape loaded: each shape is a copy of the weights.
+      openDenoiser = async (source, key) => {
+        const variant = new CapiDenoiser({
+          mmdit: mmCfg,
+          maxSteps: options.maxSteps ?? DEFAULT_MAX_STEPS,
+          maxShapes: 1,
+          open: (shape) => openStep(source, key, shape),
+          cudaGraph: () => cudaGraph.on,
+        });
+        return { capi: variant, release: async () => variant.release() };
+      };
       runtime = { path: 'capi', cudaGraph: cudaGraph.on, customOps: library !== undefined };
       const reason = route.reason ?? cudaGraph.reason;
       if (reason) runtime.reason = reason;
     } else {
       mmdit = await open('mmdit', 'mmdit', mm.source, mm.key, (net) => buildMmdit(net, mmCfg));
+      openDenoiser = async (source, key) => {
+        const session = await open('mmdit', 'mmdit', source, key, (net) => buildMmdit(net, mmCfg));
+        return { mmdit: session, release: () => releaseOne(session) };
+      };
     }
 
     const vae = weightsOf('vae', set.components.vae);
@@ -394,6 +513,8 @@ export async function loadComponents(options: EngineOptions): Promise<LoadedComp
         return encoder;
       },
       memory: { plan, input: memoryInput },
+      mmditWeights: { source: mm.source, key: mm.key },
+      openDenoiser,
       release: async () => {
         capi?.release();
         for (const s of profiled) s.endProfiling();
@@ -450,6 +571,7 @@ export function memoryPlanOf(
     vaeTiling: options.vaeTiling ?? 'auto',
     capiShapes: options.capiShapes ?? 1,
     resolution: SAMPLING_DEFAULTS[set.family].resolution,
+    ...(options.memoryCalibration ? { calibration: options.memoryCalibration } : {}),
   };
   const limit = provider === 'cuda' ? options.gpuMemoryLimit : undefined;
   const plan = planGpuMemory(input, {
@@ -520,12 +642,20 @@ function doesNotFit(
 ): ModelError {
   const side = largestSideThatFits(plan, input);
   const tried = plan.placement === 'cpu-encoders' ? ', even with the text encoders on the CPU' : '';
+  // Only what is not already so.
+  const fixes = [
+    'raise the limit',
+    ...(plan.placement === 'cpu-encoders' ? [] : ['set models.placement: cpu-encoders']),
+    ...(precision === 'fp8' || precision === 'fp8-weights' ? [] : ['use precision fp8']),
+    ...(input.family === 'sd3.5-medium' ? [] : ['use a smaller model (sd3.5-medium)']),
+  ];
+  const said = fixes.length > 1 ? `${fixes.slice(0, -1).join(', ')} or ${fixes.at(-1)}` : fixes[0];
   return new ModelError(
     'models.gpuMemoryLimit',
     `${model} at ${precision} needs about ${gb(plan.peakBytes ?? 0)} of GPU memory for one ` +
       `${input.resolution}×${input.resolution} image${tried}; models.gpuMemoryLimit is ${gb(plan.budget.bytes ?? 0)}. ` +
       (side ? `Only images up to ${side}×${side} would fit. ` : '') +
-      `Raise the limit, set models.placement: cpu-encoders, use precision fp8 or a smaller model (sd3.5-medium).`,
+      `${said[0].toUpperCase()}${said.slice(1)}.`,
   );
 }
 

@@ -5,7 +5,9 @@
  * child process (see ../process); the bot never calls it on its own event loop.
  */
 import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import { CancelledError, PipelineError, ValidationError } from '../../errors.js';
+import { type Denoiser, type LoraVariant, LoraVariants } from '../lora/index.js';
 import { checkLatentSize } from '../models/mmdit.js';
 import { latentPreview } from '../preview.js';
 import { cfgDenoiser } from '../sampling/cfg.js';
@@ -20,16 +22,18 @@ import {
 } from '../sampling/schedule.js';
 import type {
   GenerateOptions,
+  GenerationLora,
   GenerationOutput,
   GenerationRequest,
   Pipeline,
   PipelineInfo,
   RawImage,
 } from '../types.js';
-import { isOutOfMemory, type LoadedComponents, loadComponents } from './components.js';
+import { arenaReports } from './arena-report.js';
+import { isOutOfMemory, type LoadedComponents, type LoadRuntime, loadComponents } from './components.js';
 import { type Conditioning, encodePrompts } from './conditioning.js';
 import { mmditModel } from './denoiser.js';
-import { jobMemoryProblem } from './gpu-memory.js';
+import { type ArenaReport, jobMemoryProblem } from './gpu-memory.js';
 import type { EngineOptions } from './options.js';
 import { DEFAULT_PROMPT_CACHE_BYTES, PromptCache, type PromptCacheStats } from './prompt-cache.js';
 import { decodeLatents, encodeImage } from './vae-codec.js';
@@ -83,8 +87,14 @@ export class Sd35Engine implements Pipeline {
   #c: LoadedComponents | undefined;
   readonly #promptCache: PromptCache | undefined;
   #textEncoderRuns = 0;
+  /** Merged LoRA combinations, loaded on first use. */
+  #loras: LoraVariants | undefined;
 
-  constructor(readonly options: EngineOptions) {
+  constructor(
+    readonly options: EngineOptions,
+    /** Sessions shared with other resident models (sd35/multi-engine.ts); not serialisable. */
+    readonly runtime: LoadRuntime = {},
+  ) {
     const budget = options.promptCacheBytes ?? DEFAULT_PROMPT_CACHE_BYTES;
     this.#promptCache = budget > 0 ? new PromptCache(budget) : undefined;
   }
@@ -92,6 +102,14 @@ export class Sd35Engine implements Pipeline {
   /** How many times the text encoders ran (once per prompt pair not found in the cache). */
   get textEncoderRuns(): number {
     return this.#textEncoderRuns;
+  }
+
+  /**
+   * The arena counters of every session opened through the C API, now (benchmarks, issue 11: the
+   * high-water marks after a job calibrate gpu-memory.ts).
+   */
+  arenaStats(): Promise<ArenaReport[]> {
+    return arenaReports(this.#loaded());
   }
 
   /** The prompt-embedding cache's counters; undefined when it is off (promptCacheBytes: 0). */
@@ -113,7 +131,7 @@ export class Sd35Engine implements Pipeline {
   }
 
   async load(): Promise<void> {
-    this.#c ??= await loadComponents(this.options);
+    this.#c ??= await loadComponents(this.options, this.runtime);
   }
 
   info(): PipelineInfo {
@@ -121,6 +139,8 @@ export class Sd35Engine implements Pipeline {
   }
 
   async dispose(): Promise<void> {
+    await this.#loras?.release();
+    this.#loras = undefined;
     await this.#c?.release();
     this.#c = undefined;
   }
@@ -135,10 +155,13 @@ export class Sd35Engine implements Pipeline {
 
   async #generate(req: GenerationRequest, opts: GenerateOptions): Promise<GenerationOutput> {
     const c = this.#loaded();
+    // The job's LoRAs: their combination's denoiser (merged and loaded on first use), before any model runs.
+    const lora = req.loras?.length ? await this.#loraVariant(c, req.loras) : undefined;
+    throwIfAborted(opts.signal);
     const t0 = performance.now();
     const prepared = await this.prepare(req, opts.signal);
     const t1 = performance.now();
-    const { latent, hostMsPerStep, cudaGraphSteps } = await this.#sample(prepared, opts);
+    const { latent, hostMsPerStep, cudaGraphSteps } = await this.#sample(prepared, opts, lora?.denoiser);
     const t2 = performance.now();
     const plan = this.vaeDecodePlan(prepared.latentShape);
     const images: RawImage[] = await decodeLatents(c, latent, req.count, prepared.latentShape, plan);
@@ -147,6 +170,7 @@ export class Sd35Engine implements Pipeline {
       images,
       seeds: prepared.seeds,
       model: c.info.model,
+      ...(lora ? { loras: lora.applied } : {}),
       promptTruncated: prepared.promptTruncated || undefined,
       timings: {
         encodeMs: t1 - t0,
@@ -154,6 +178,7 @@ export class Sd35Engine implements Pipeline {
         decodeMs: t3 - t2,
         promptCached: prepared.promptCached,
         vaeTiled: plan.tiled,
+        ...(lora && !lora.cached ? { loraMs: lora.ms } : {}),
         ...(hostMsPerStep !== undefined ? { hostMsPerStep, cudaGraphSteps } : {}),
       },
     };
@@ -222,8 +247,9 @@ export class Sd35Engine implements Pipeline {
   async #sample(
     p: PreparedGeneration,
     opts: GenerateOptions,
+    denoiser: Pick<Denoiser, 'capi' | 'mmdit'> = this.#loaded(),
   ): Promise<{ latent: Float32Array; hostMsPerStep?: number; cudaGraphSteps?: number }> {
-    const c = this.#loaded();
+    const c = denoiser;
     const { request: req, latentShape } = p;
     const per = latentShape[0] * latentShape[1] * latentShape[2];
     const preview = (denoised: Float32Array) =>
@@ -282,5 +308,21 @@ export class Sd35Engine implements Pipeline {
   #loaded(): LoadedComponents {
     if (!this.#c) throw new Error('the SD3.5 engine is not loaded');
     return this.#c;
+  }
+
+  /** The denoiser of a job's LoRA combination (lora/variants.ts); undefined when no weight is non-zero. */
+  async #loraVariant(
+    c: LoadedComponents,
+    loras: readonly GenerationLora[],
+  ): Promise<LoraVariant | undefined> {
+    this.#loras ??= new LoraVariants(
+      { model: c.info.model, weights: c.mmditWeights, openDenoiser: c.openDenoiser },
+      {
+        dir: this.options.loras?.dir ?? join(this.options.dataDir, 'loras'),
+        workDir: join(this.options.dataDir, 'loras', 'merged'),
+        capacity: this.options.loras?.cachedCombinations,
+      },
+    );
+    return this.#loras.variant(loras);
   }
 }

@@ -6,22 +6,26 @@ import { fileURLToPath } from 'node:url';
 import type { PipelineModuleSpec } from '../process/protocol.js';
 import type { Pipeline } from '../types.js';
 import { Sd35Engine } from './engine.js';
+import { type MultiEngineOptions, MultiModelEngine } from './multi-engine.js';
 import type { EngineOptions } from './options.js';
 
 export { Sd35Engine } from './engine.js';
+export { type ModelSpec, type MultiEngineOptions, MultiModelEngine } from './multi-engine.js';
 export type { EngineOptions, Precision } from './options.js';
 
-export function createPipeline(options: EngineOptions): Pipeline {
-  return new Sd35Engine(options);
+/** One model (EngineOptions), or several resident at once (MultiEngineOptions: config `models.list`). */
+export function createPipeline(options: EngineOptions | MultiEngineOptions): Pipeline {
+  return 'models' in options ? new MultiModelEngine(options) : new Sd35Engine(options);
 }
 
 /** The child-process spec that runs this module's createPipeline with `options`. */
-export function sd35ProcessSpec(options: EngineOptions): PipelineModuleSpec {
+export function sd35ProcessSpec(options: EngineOptions | MultiEngineOptions): PipelineModuleSpec {
+  const engine = 'models' in options ? options.engine : options;
   return {
     module: fileURLToPath(import.meta.url),
     options,
-    ...(options.onnxRuntimeDir
-      ? { onnxRuntime: { dir: options.onnxRuntimeDir, provider: options.provider ?? 'cpu' } }
+    ...(engine.onnxRuntimeDir
+      ? { onnxRuntime: { dir: engine.onnxRuntimeDir, provider: engine.provider ?? 'cpu' } }
       : {}),
   };
 }

@@ -1,5 +1,6 @@
 /** Options of the in-process SD3.5 engine (serialisable: they cross into the pipeline process). */
 import type { ExecutionProvider } from '../onnx/session.js';
+import type { MemoryCalibration } from './gpu-memory.js';
 
 /**
  * `fp8` and `fp8-weights` both keep e4m3 weights; they differ in how the MMDiT's linear layers use
@@ -89,6 +90,12 @@ export interface EngineOptions {
   /** The GPU's free bytes, instead of asking nvidia-smi at load (tests). */
   gpuFreeBytes?: number;
   /**
+   * Benchmarks: GPU figures measured in the same run (overhead, MMDiT activations per image, text
+   * arenas) that replace gpu-memory.ts's constants in the plan: placement, arena caps, what fits.
+   * @default the constants
+   */
+  memoryCalibration?: MemoryCalibration;
+  /**
    * `capi` opens the text encoders' and the VAE's sessions (and the stock path's MMDiT) through
    * ONNX Runtime's C API on any provider (tests, benchmarks); `auto` only where the CUDA options
    * need it (a memory limit). @default 'auto'
@@ -136,4 +143,10 @@ export interface EngineOptions {
   customOpsLibrary?: string | null;
   /** Flow-matching shift; @default 3.0 (every released SD3.5 model) */
   shift?: number;
+  /**
+   * LoRAs (config `loras.*`): the folder their files are in, and how many combinations stay merged
+   * and loaded beside the model's own weights (each a copy of the layers its LoRAs change).
+   * @default { dir: <dataDir>/loras, cachedCombinations: 2 }
+   */
+  loras?: { dir: string; cachedCombinations?: number };
 }

@@ -87,8 +87,17 @@ export function writeTinyTextEncoders(
   );
 }
 
-/** Writes the whole set into `dir` (created if needed), overwriting what is there. */
-export function writeTinyModel(dir: string, cfg: TinyModelConfig = TINY_MODEL_CONFIG): ModelSetPaths {
+/**
+ * Writes the whole set into `dir` (created if needed), overwriting what is there. `name` goes into
+ * every file's metadata (`atelier.model`): two sets of other seeds or names then differ in their
+ * headers too, so they are two models (their `Model hash` differs) when both are configured.
+ */
+export function writeTinyModel(
+  dir: string,
+  cfg: TinyModelConfig = TINY_MODEL_CONFIG,
+  options: { name?: string } = {},
+): ModelSetPaths {
+  const name = options.name ?? TINY_MODEL_NAME;
   for (const sub of ['checkpoints', 'text_encoders', 'tokenizers/clip', 'tokenizers/t5']) {
     mkdirSync(join(dir, sub), { recursive: true });
   }
@@ -105,23 +114,26 @@ export function writeTinyModel(dir: string, cfg: TinyModelConfig = TINY_MODEL_CO
   writeSafetensors(
     join(dir, 'checkpoints', TINY_CHECKPOINT),
     [...mmditTensors(cfg), ...vaeTensors(cfg)],
-    metadata({
-      mmdit: {
-        depth: mmdit.depth,
-        hidden_size: 64 * mmdit.depth,
-        num_heads: mmdit.depth,
-        patch_size: mmdit.patchSize,
-        pos_embed_max_size: mmdit.posEmbedMaxSize,
+    metadata(
+      {
+        mmdit: {
+          depth: mmdit.depth,
+          hidden_size: 64 * mmdit.depth,
+          num_heads: mmdit.depth,
+          patch_size: mmdit.patchSize,
+          pos_embed_max_size: mmdit.posEmbedMaxSize,
+        },
+        vae: {
+          ch: vae.ch,
+          ch_mult: vae.chMult,
+          num_res_blocks: vae.numResBlocks,
+          z_channels: mmdit.latentChannels,
+        },
       },
-      vae: {
-        ch: vae.ch,
-        ch_mult: vae.chMult,
-        num_res_blocks: vae.numResBlocks,
-        z_channels: mmdit.latentChannels,
-      },
-    }),
+      name,
+    ),
   );
-  writeTinyTextEncoders(dir, cfg, { clip: clipSize, t5: t5Vocab.length });
+  writeTinyTextEncoders(dir, cfg, { clip: clipSize, t5: t5Vocab.length }, { model: name });
   return pathsOf(dir);
 }
 

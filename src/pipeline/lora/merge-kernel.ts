@@ -1,0 +1,323 @@
+/**
+ * The merge's arithmetic on rows of one weight, run on worker threads (a real model's layers are
+ * tens of millions of weights each, and the pipeline process has the host's cores to itself while
+ * a combination merges), or inline for small weights. It is one plain-JavaScript source, evaluated
+ * in both places, so a row is computed by the same code wherever it runs; each row depends on
+ * nothing but its own inputs, so the result does not depend on how rows are split.
+ *
+ * Per row: decode the stored weight to float32 (tables from weights/dtypes.ts; fp8 × its scale,
+ * rounded to float32), add Σ factor · (up[row] · down) — each product summed over the rank in
+ * float64, the update summed over the pairs in float64 —, round once to float32, then encode to
+ * the output type. The encoders are written out below, bit-identical to weights/dtypes.ts
+ * (floatToHalf, floatToE4M3) and merge.ts (floatToBf16): test/pipeline/lora.test.ts compares every
+ * type against them.
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import {
+  bf16ToFloat,
+  e4m3ToFloat,
+  e5m2ToFloat,
+  halfToFloat,
+  type SafetensorsDType,
+} from '../weights/dtypes.js';
+
+/** Storage types the kernel decodes. */
+export type StoredType = 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E5M2';
+/** What it writes: a storage type, or `VALUES` (the merged float32 values, encoded by the caller). */
+export type OutputType = 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'VALUES';
+
+/** One pair of a weight: rows [start, start + count) += factor · up · down. */
+export interface KernelPatch {
+  /** [count, rank] float32 (rows already in the checkpoint's order). */
+  up: Float32Array;
+  /** [rank, cols] in float64 (exactly the file's values). */
+  down: Float64Array;
+  rank: number;
+  factor: number;
+  start: number;
+  count: number;
+}
+
+/** One weight to merge; the arrays live in SharedArrayBuffers when workers share them. */
+export interface KernelTask {
+  rows: number;
+  cols: number;
+  stored: StoredType;
+  /** The stored bytes [rows · cols · size]. */
+  base: Uint8Array;
+  /** fp8 dequantization scales: one, or one per row. */
+  baseScales: Float32Array;
+  patches: KernelPatch[];
+  out: OutputType;
+  /** [rows · cols · size of `out`] (float32 for VALUES). */
+  output: Uint8Array;
+  /** F8_E4M3: the scale of each row written here. */
+  outputScales: Float32Array;
+}
+
+/** Decode tables (from weights/dtypes.ts) and the e4m3 values the encoder searches. */
+export interface KernelTables {
+  half: Float32Array;
+  bf16: Float32Array;
+  e4m3: Float32Array;
+  e5m2: Float32Array;
+  /** The 127 non-negative finite e4m3fn values, codes 0x00…0x7e, ascending. */
+  e4m3Values: Float64Array;
+}
+
+const KERNEL_SOURCE = `
+const E4M3_MAX = 448;
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+function floatToHalf(value) {
+  f32[0] = value;
+  const x = u32[0];
+  const sign = (x >>> 16) & 0x8000;
+  let exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  exp = exp - 127 + 15;
+  if (exp >= 31) return sign | 0x7c00;
+  if (exp <= 0) {
+    if (exp < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - exp;
+    const half = 1 << (shift - 1);
+    let r = mant >> shift;
+    const rem = mant & ((1 << shift) - 1);
+    if (rem > half || (rem === half && r & 1)) r++;
+    return sign | r;
+  }
+  let r = (exp << 10) | (mant >> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++;
+  return sign | r;
+}
+
+function floatToBf16(value) {
+  f32[0] = value;
+  const x = u32[0];
+  if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) & 0x8000) | 0x7fc0;
+  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+function floatToE4M3(values, value) {
+  if (Number.isNaN(value)) return 0x7f;
+  const sign = value < 0 || Object.is(value, -0) ? 0x80 : 0;
+  const a = Math.abs(value);
+  let lo = 0;
+  let hi = values.length - 1;
+  if (a >= values[hi]) return sign | hi;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (values[mid] <= a) lo = mid;
+    else hi = mid;
+  }
+  const dLo = a - values[lo];
+  const dHi = values[hi] - a;
+  const code = dLo < dHi || (dLo === dHi && lo % 2 === 0) ? lo : hi;
+  return sign | code;
+}
+
+function decodeRow(task, tables, row, into) {
+  const cols = task.cols;
+  const at = row * cols;
+  const b = task.base;
+  switch (task.stored) {
+    case 'F32': {
+      const v = new Float32Array(b.buffer, b.byteOffset + at * 4, cols);
+      into.set(v);
+      return;
+    }
+    case 'F16':
+    case 'BF16': {
+      const t = task.stored === 'F16' ? tables.half : tables.bf16;
+      const v = new Uint16Array(b.buffer, b.byteOffset + at * 2, cols);
+      for (let i = 0; i < cols; i++) into[i] = t[v[i]];
+      return;
+    }
+    default: {
+      const t = task.stored === 'F8_E4M3' ? tables.e4m3 : tables.e5m2;
+      const s = task.baseScales.length === task.rows ? task.baseScales[row] : task.baseScales[0];
+      for (let i = 0; i < cols; i++) into[i] = Math.fround(t[b[at + i]] * s);
+    }
+  }
+}
+
+function rowProduct(product, up, down, row, rank, cols) {
+  product.fill(0);
+  const at = row * rank;
+  for (let k = 0; k < rank; k++) {
+    const u = up[at + k];
+    if (u === 0) continue;
+    const d = k * cols;
+    for (let i = 0; i < cols; i++) product[i] += u * down[d + i];
+  }
+}
+
+function mergeRows(task, tables, r0, r1) {
+  const cols = task.cols;
+  const row32 = new Float32Array(cols);
+  const update = new Float64Array(cols);
+  const product = new Float64Array(cols);
+  const patches = task.patches;
+  const o = task.output;
+  for (let r = r0; r < r1; r++) {
+    decodeRow(task, tables, r, row32);
+    let touched = false;
+    update.fill(0);
+    for (let j = 0; j < patches.length; j++) {
+      const p = patches[j];
+      const local = r - p.start;
+      if (local < 0 || local >= p.count) continue;
+      touched = true;
+      rowProduct(product, p.up, p.down, local, p.rank, cols);
+      const factor = p.factor;
+      for (let i = 0; i < cols; i++) update[i] += factor * product[i];
+    }
+    if (touched) for (let i = 0; i < cols; i++) row32[i] = row32[i] + update[i];
+    const at = r * cols;
+    switch (task.out) {
+      case 'F32':
+      case 'VALUES':
+        new Float32Array(o.buffer, o.byteOffset + at * 4, cols).set(row32);
+        break;
+      case 'F16':
+      case 'BF16': {
+        const bits = new Uint16Array(o.buffer, o.byteOffset + at * 2, cols);
+        const cast = task.out === 'F16' ? floatToHalf : floatToBf16;
+        for (let i = 0; i < cols; i++) bits[i] = cast(row32[i]);
+        break;
+      }
+      case 'F8_E4M3': {
+        let amax = 0;
+        for (let i = 0; i < cols; i++) amax = Math.max(amax, Math.abs(row32[i]));
+        const scale = Math.fround(amax > 0 ? amax / E4M3_MAX : 1);
+        task.outputScales[r] = scale;
+        for (let i = 0; i < cols; i++) o[at + i] = floatToE4M3(tables.e4m3Values, row32[i] / scale);
+        break;
+      }
+    }
+  }
+}
+`;
+
+type MergeRows = (task: KernelTask, tables: KernelTables, r0: number, r1: number) => void;
+
+const mergeRowsInline = new Function(`${KERNEL_SOURCE}\nreturn mergeRows;`)() as MergeRows;
+
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+${KERNEL_SOURCE}
+parentPort.on('message', (m) => {
+  try {
+    mergeRows(m.task, m.tables, m.r0, m.r1);
+    parentPort.postMessage({ ok: true });
+  } catch (error) {
+    parentPort.postMessage({ error: String((error && error.stack) || error) });
+  }
+});
+`;
+
+let tables: KernelTables | undefined;
+
+/** The decode tables, built once from weights/dtypes.ts (and shared with the workers). */
+export function kernelTables(): KernelTables {
+  if (tables) return tables;
+  const shared = <T extends Float32Array | Float64Array>(
+    Type: { new (b: SharedArrayBuffer): T; BYTES_PER_ELEMENT: number },
+    n: number,
+  ) => new Type(new SharedArrayBuffer(n * Type.BYTES_PER_ELEMENT));
+  const half = shared(Float32Array, 65536);
+  const bf16 = shared(Float32Array, 65536);
+  for (let b = 0; b < 65536; b++) {
+    half[b] = halfToFloat(b);
+    bf16[b] = bf16ToFloat(b);
+  }
+  const e4m3 = shared(Float32Array, 256);
+  const e5m2 = shared(Float32Array, 256);
+  for (let b = 0; b < 256; b++) {
+    e4m3[b] = e4m3ToFloat(b);
+    e5m2[b] = e5m2ToFloat(b);
+  }
+  const e4m3Values = shared(Float64Array, 0x7f);
+  for (let c = 0; c < 0x7f; c++) e4m3Values[c] = e4m3ToFloat(c);
+  tables = { half, bf16, e4m3, e5m2, e4m3Values };
+  return tables;
+}
+
+/** Weights smaller than this merge inline: handing them to workers costs more than they take. */
+const INLINE_ELEMENTS = 1 << 20;
+
+export interface KernelOptions {
+  /**
+   * Worker threads for large weights; 0 merges everything inline.
+   * @default all cores but one, at most 16
+   */
+  threads?: number;
+  /** Weights of fewer elements merge inline (tests set 0 to run the workers). @default 2²⁰ */
+  inlineBelow?: number;
+}
+
+/** Worker threads, started for a combination's merge and ended after it. */
+export class KernelPool {
+  readonly #threads: number;
+  readonly #inlineBelow: number;
+  /** Started with the first weight large enough to share out. */
+  #workers: Worker[] = [];
+
+  constructor(options: KernelOptions = {}) {
+    this.#threads = options.threads ?? KernelPool.defaultThreads();
+    this.#inlineBelow = options.inlineBelow ?? INLINE_ELEMENTS;
+  }
+
+  static defaultThreads(): number {
+    return Math.min(16, Math.max(1, availableParallelism() - 1));
+  }
+
+  /** Runs `task` over all rows: inline when small or without workers, else split among the workers. */
+  async run(task: KernelTask): Promise<void> {
+    const t = kernelTables();
+    if (this.#threads === 0 || task.rows * task.cols < this.#inlineBelow) {
+      mergeRowsInline(task, t, 0, task.rows);
+      return;
+    }
+    if (this.#workers.length === 0) {
+      this.#workers = Array.from({ length: this.#threads }, () => new Worker(WORKER_SOURCE, { eval: true }));
+    }
+    const workers = this.#workers;
+    const per = Math.ceil(task.rows / workers.length);
+    await Promise.all(
+      workers.map(
+        (worker, i) =>
+          new Promise<void>((resolve, reject) => {
+            const r0 = i * per;
+            const r1 = Math.min(task.rows, r0 + per);
+            if (r0 >= r1) return resolve();
+            worker.once('message', (m: { ok?: true; error?: string }) =>
+              m.error ? reject(new Error(`LoRA merge worker: ${m.error}`)) : resolve(),
+            );
+            worker.postMessage({ task, tables: t, r0, r1 });
+          }),
+      ),
+    );
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#workers.map((w) => w.terminate()));
+  }
+}
+
+/** Bytes per element of an output type. */
+export function outputBytes(out: OutputType): number {
+  return out === 'F32' || out === 'VALUES' ? 4 : out === 'F8_E4M3' ? 1 : 2;
+}
+
+/** A storage type the kernel reads, or undefined. */
+export function storedType(dtype: SafetensorsDType): StoredType | undefined {
+  return dtype === 'F32' || dtype === 'F16' || dtype === 'BF16' || dtype === 'F8_E4M3' || dtype === 'F8_E5M2'
+    ? dtype
+    : undefined;
+}

@@ -1,0 +1,217 @@
+/**
+ * Several models resident (config `models.list`) in the real SD3.5 engine, in-process on the CPU,
+ * with tiny models made by the bundled model's generator: two of different seeds are two models
+ * (their own hash, their own images), text encoders of the same files open once, and with fewer
+ * places than models the least recently used one is unloaded before the next job's model loads.
+ * Plus the pure residency rule (src/pipeline/residency.ts) the engine and the ETA share.
+ */
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkpointHash } from '../../src/pipeline/models-dir/model-hash.js';
+import {
+  footprintBytes,
+  initialResidents,
+  planLoad,
+  ResidencySimulation,
+  residencyFromInfo,
+} from '../../src/pipeline/residency.js';
+import { MultiModelEngine } from '../../src/pipeline/sd35/index.js';
+import { TINY_CHECKPOINT, TINY_MODEL_CONFIG, writeTinyModel } from '../../src/pipeline/tiny/index.js';
+import type { GenerationRequest } from '../../src/pipeline/types.js';
+
+let root: string;
+/** One models folder, two checkpoints (seeds 1 and 2) beside one set of text encoders. */
+let shared: string;
+/** A third model in a folder of its own (its own text encoders). */
+let apart: string;
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'atelier-multi-'));
+  shared = join(root, 'shared');
+  apart = join(root, 'apart');
+  writeTinyModel(shared, { ...TINY_MODEL_CONFIG, seed: 1 }, { name: 'tiny-one' });
+  copyFileSync(join(shared, 'checkpoints', TINY_CHECKPOINT), join(shared, 'checkpoints', 'one.safetensors'));
+  writeTinyModel(join(root, 'two'), { ...TINY_MODEL_CONFIG, seed: 2 }, { name: 'tiny-two' });
+  copyFileSync(
+    join(root, 'two', 'checkpoints', TINY_CHECKPOINT),
+    join(shared, 'checkpoints', 'two.safetensors'),
+  );
+  rmSync(join(shared, 'checkpoints', TINY_CHECKPOINT));
+  writeTinyModel(apart, { ...TINY_MODEL_CONFIG, seed: 3 }, { name: 'tiny-three' });
+});
+
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const request = (model?: string): GenerationRequest => ({
+  prompt: 'a red fox',
+  negativePrompt: '',
+  width: 64,
+  height: 64,
+  seed: 11,
+  steps: 2,
+  guidance: 4.5,
+  sampler: 'euler',
+  count: 1,
+  ...(model ? { model } : {}),
+});
+
+function engine(maxResident?: number) {
+  return new MultiModelEngine({
+    engine: { dataDir: join(root, 'data'), provider: 'cpu', threads: 1, promptCacheBytes: 0 },
+    models: [
+      { name: 'one', modelsDir: shared, checkpoint: 'one.safetensors' },
+      { name: 'two', modelsDir: shared, checkpoint: 'two.safetensors' },
+      { name: 'three', modelsDir: apart },
+    ],
+    ...(maxResident !== undefined ? { maxResident } : {}),
+  });
+}
+
+describe('MultiModelEngine (tiny models, CPU)', () => {
+  it('loads every model that fits; same text encoder files open once; each model makes its own images', async () => {
+    const e = engine();
+    try {
+      await e.load();
+      const info = e.info();
+      expect(info.models!.map((m) => [m.name, m.resident])).toEqual([
+        ['one', true],
+        ['two', true],
+        ['three', true],
+      ]);
+      expect(info.maxResident).toBe(3);
+      // one and two share CLIP-L, CLIP-G and T5; each checkpoint has its own VAE; three has its own set.
+      expect(e.sharedSessions).toBe(3 + 2 + 4);
+      const hashes = info.models!.map((m) => m.hash);
+      expect(new Set(hashes).size).toBe(3);
+      expect(hashes[0]).toBe(checkpointHash([join(shared, 'checkpoints', 'one.safetensors')]));
+      expect(hashes[0]).toMatch(/^[0-9a-f]{10}$/);
+
+      const one = await e.generate(request('one'));
+      const two = await e.generate(request('two'));
+      const byDefault = await e.generate(request());
+      expect(one).toMatchObject({ modelName: 'one', modelHash: hashes[0], model: 'one' });
+      expect(two).toMatchObject({ modelName: 'two', modelHash: hashes[1] });
+      expect(byDefault.modelName).toBe('one');
+      // Same seed and prompt, other weights: other pixels. The default is the first model.
+      expect(Buffer.compare(one.images[0]!.data, two.images[0]!.data)).not.toBe(0);
+      expect(Buffer.compare(one.images[0]!.data, byDefault.images[0]!.data)).toBe(0);
+      expect(one.timings?.loadMs).toBeUndefined();
+      await expect(e.generate(request('four'))).rejects.toMatchObject({
+        userMessage: 'The model “four” is no longer configured here. Configured models: one, two, three.',
+      });
+    } finally {
+      await e.dispose();
+    }
+    expect(e.sharedSessions).toBe(0);
+  }, 120_000);
+
+  it('with fewer places than models, unloads the least recently used before a job’s model loads', async () => {
+    const e = engine(2);
+    try {
+      await e.load();
+      expect(e.info().models!.map((m) => m.resident)).toEqual([true, true, false]);
+      expect(e.residency()).toMatchObject({ resident: ['two', 'one'], capacity: 2, defaultModel: 'one' });
+
+      await e.generate(request('two')); // now one is the least recently used
+      const three = await e.generate(request('three'));
+      expect(three.timings?.loadMs).toBeGreaterThan(0);
+      expect(three.resident).toEqual(['two', 'three']);
+      // The shared encoders stay while two holds them; one's VAE went with it.
+      expect(e.sharedSessions).toBe(3 + 1 + 4);
+
+      const again = await e.generate(request('one'));
+      expect(again.resident).toEqual(['three', 'one']);
+      expect(e.residency()!.loadMs).toMatchObject({ one: expect.any(Number), three: expect.any(Number) });
+      expect(e.sharedSessions).toBe(3 + 1 + 4);
+      const alone = await e.generate(request('two'));
+      expect(alone.resident).toEqual(['one', 'two']);
+      expect(e.sharedSessions).toBe(3 + 2);
+    } finally {
+      await e.dispose();
+    }
+  }, 120_000);
+});
+
+describe('MultiModelEngine at start', () => {
+  it('a configured model that cannot be found stops the start, naming its key', async () => {
+    const e = new MultiModelEngine({
+      engine: { dataDir: join(root, 'data'), provider: 'cpu', threads: 1 },
+      models: [
+        { name: 'one', modelsDir: shared, checkpoint: 'one.safetensors' },
+        { name: 'gone', modelsDir: shared, checkpoint: 'missing.safetensors' },
+      ],
+    });
+    await expect(e.load()).rejects.toThrow(/^models\.list\.gone: /);
+    await e.dispose();
+  });
+});
+
+describe('the residency rule', () => {
+  const footprints = {
+    large: { ownBytes: 10, shared: { t5: 5, 'vae:large': 1 } },
+    turbo: { ownBytes: 10, shared: { t5: 5, 'vae:turbo': 1 } },
+    medium: { ownBytes: 4, shared: { t5: 5, 'vae:medium': 1 } },
+  };
+
+  it('counts shared parts once', () => {
+    expect(footprintBytes(['large'], footprints)).toBe(16);
+    expect(footprintBytes(['large', 'turbo'], footprints)).toBe(27);
+    expect(footprintBytes(['large', 'turbo', 'medium'], footprints)).toBe(32);
+  });
+
+  it('loads in order while they fit; unloads least recently used first, by count or bytes', () => {
+    expect(initialResidents(['large', 'turbo', 'medium'], footprints, {})).toEqual([
+      'large',
+      'turbo',
+      'medium',
+    ]);
+    expect(initialResidents(['large', 'turbo', 'medium'], footprints, { budgetBytes: 27 })).toEqual([
+      'large',
+      'turbo',
+    ]);
+    expect(initialResidents(['large', 'turbo'], footprints, { maxResident: 1 })).toEqual(['large']);
+    // The first always loads, even over budget.
+    expect(initialResidents(['large'], footprints, { budgetBytes: 1 })).toEqual(['large']);
+
+    expect(planLoad('medium', ['large', 'turbo'], footprints, { budgetBytes: 27 })).toEqual({
+      evict: ['large'],
+      overBudget: false,
+    });
+    expect(planLoad('medium', ['large', 'turbo'], footprints, { budgetBytes: 32 })).toEqual({
+      evict: [],
+      overBudget: false,
+    });
+    expect(planLoad('large', ['turbo', 'medium'], footprints, { maxResident: 2 }).evict).toEqual(['turbo']);
+    expect(planLoad('large', ['turbo', 'medium'], footprints, { budgetBytes: 10 })).toEqual({
+      evict: ['turbo', 'medium'],
+      overBudget: true,
+    });
+  });
+
+  it('plays forward as the ETA needs it, from what a pipeline reports', () => {
+    const start = residencyFromInfo({
+      models: [
+        { name: 'large', resident: true, loadMs: 9000 },
+        { name: 'turbo', resident: true, loadMs: 8000 },
+        { name: 'medium', resident: false },
+      ],
+      maxResident: 2,
+    })!;
+    expect(start).toEqual({
+      resident: ['turbo', 'large'],
+      capacity: 2,
+      loadMs: { large: 9000, turbo: 8000 },
+      defaultModel: 'large',
+    });
+    const sim = new ResidencySimulation(start.resident, start.capacity);
+    expect([sim.use('large'), sim.use('medium'), sim.use('large'), sim.use('turbo')]).toEqual([
+      false,
+      true,
+      false,
+      true,
+    ]);
+    expect(sim.resident).toEqual(['large', 'turbo']);
+  });
+});
