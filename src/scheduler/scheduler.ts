@@ -833,8 +833,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     runner: JobRunner,
     finishedAt: number,
   ): void {
-    // Several models: the rate is kept under the configured name the job ran on.
-    const model = entry.job.spec.params.model?.name ?? (result.model || entry.model);
+    // Several models: the rate is kept under the configured name the job ran on (the default
+    // model's too, which is what the estimates look up); one model: under its checkpoint label.
+    const model = this.#jobModel(entry.job.spec, runner.residency?.()) ?? (result.model || entry.model);
     if (!model) return;
     this.#runnerModels.set(runner, model);
     // Loading the model first (it was not resident) is not the model's speed: left out of the sample.

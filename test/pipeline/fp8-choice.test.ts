@@ -44,8 +44,9 @@ function expected(s: Fp8Situation): { route: 'w8a8' | 'weight-only'; because: st
     if (s.provider === 'cpu') return undefined;
     if (!s.library || s.runtime !== 'capi' || !s.capability) return undefined;
     const { major, minor } = s.capability;
-    if (major * 10 + minor < 89) return undefined;
-    return { 89: 'Ada', 90: 'Hopper', 100: 'Blackwell', 120: 'Blackwell' }[major * 10 + minor];
+    // Our library is built for sm_90a plus compute_90 PTX (native/library.mjs): Ada cannot run it.
+    if (major * 10 + minor < 90) return undefined;
+    return { 90: 'Hopper', 100: 'Blackwell', 120: 'Blackwell' }[major * 10 + minor];
   };
   const arch = fp8Would();
   if (s.precision === 'fp8-weights')
@@ -59,6 +60,8 @@ function expected(s: Fp8Situation): { route: 'w8a8' | 'weight-only'; because: st
   if (s.runtime === 'stock')
     return { route: 'weight-only', because: 'stock runtime: W8A8 runs on the C-API path (models.runtime)' };
   if (!s.capability) return { route: 'weight-only', because: 'GPU compute capability unknown' };
+  if (s.capability.major === 8 && s.capability.minor === 9)
+    return { route: 'weight-only', because: 'op library built for sm_90 and later, this GPU is sm_89' };
   return {
     route: 'weight-only',
     because: `GPU sm_${s.capability.major}${s.capability.minor} has no FP8 tensor cores`,

@@ -253,6 +253,20 @@ describe('several models on one pipeline: load time in the ETA, LRU between jobs
     expect(s.pipeline.requests.map((r) => r.model)).toEqual(['large', 'medium', 'large', 'medium']);
   });
 
+  it("jobs naming no model teach the default model's speed under its configured name", async () => {
+    const s = await setup(1, ['large']);
+    for (const steps of [4, 12, 20]) {
+      const receipt = await s.scheduler.enqueue(makeSpec('warm', { steps }));
+      await s.scheduler.waitFor(receipt.job.id);
+    }
+    await warmUp(s, ['medium']);
+    // The pipeline reports the checkpoint ('large.safetensors'); the estimate asks for 'large', the
+    // default, which medium's jobs have since unloaded. Medium's speed must not stand in for it.
+    const next = await s.scheduler.enqueue(makeSpec('alice', { steps: 20 }));
+    const expected = MODELS.large!.loadMs + runMs('large', 20);
+    expect(Math.abs(next.etaMs - expected) / expected).toBeLessThan(0.1);
+  });
+
   it('a job naming no model (from before several models) runs the default, and counts a load if it is out', async () => {
     const s = await setup(1, ['medium']);
     await warmUp(s, ['medium', 'large', 'medium']);

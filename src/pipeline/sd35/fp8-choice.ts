@@ -10,9 +10,9 @@
  *
  * W8A8 needs, in the order the line names what is missing: a GPU (the CPU provider has no FP8 GEMM),
  * our op library (npm run build:native), the C-API path (only its step graph loads the library), and
- * FP8 tensor cores (compute capability 8.9 or later: Ada, Hopper, Blackwell). The library's CUDA code
- * is built for Hopper (sm_90a, PTX compute_90: native/library.mjs), so other GPUs also need it built
- * for their own architecture.
+ * FP8 tensor cores (compute capability 8.9 or later: Ada, Hopper, Blackwell) on which our library
+ * runs: it is built for Hopper (sm_90a, PTX compute_90: native/library.mjs), so Ada (sm_89) runs
+ * weight-only until the library is built for it.
  */
 import { type ComputeCapability, cudaRuntime } from '../ort/cuda-runtime.js';
 import type { Fp8Info } from '../types.js';
@@ -21,6 +21,11 @@ import { customOpsLibraryOf } from './runtime-choice.js';
 
 /** The first compute capability with FP8 tensor cores (Ada, sm_89; Hopper is 9.0). */
 export const FP8_TENSOR_CORES: ComputeCapability = { major: 8, minor: 9 };
+/**
+ * The first one our op library runs on: it is built for sm_90a plus compute_90 PTX
+ * (native/library.mjs), which later GPUs JIT-compile and Ada cannot run.
+ */
+export const OP_LIBRARY_FLOOR: ComputeCapability = { major: 9, minor: 0 };
 
 export interface Fp8Situation {
   precision: 'fp8' | 'fp8-weights';
@@ -70,6 +75,8 @@ function whatW8a8Lacks(s: Fp8Situation): string | undefined {
   if (s.provider === 'cpu') return undefined;
   if (!s.capability) return 'GPU compute capability unknown';
   if (!atLeast(s.capability, FP8_TENSOR_CORES)) return `GPU ${smName(s.capability)} has no FP8 tensor cores`;
+  if (!atLeast(s.capability, OP_LIBRARY_FLOOR))
+    return `op library built for sm_90 and later, this GPU is ${smName(s.capability)}`;
   return undefined;
 }
 
