@@ -99,7 +99,10 @@ function sharedEngineOptions(
     // chat answers (Slack's and Discord's 3-second windows) wait measurably.
     threads:
       m.cpuThreads || (m.executionProvider === 'cpu' ? Math.max(1, availableParallelism() - 1) : undefined),
-    loras: { dir: lorasDir(config), cachedCombinations: config.loras.cachedCombinations },
+    // Only with LoRAs allowed: the memory plan counts a full MMDiT per cached combination.
+    ...(Object.keys(config.loras.allowed ?? {}).length > 0
+      ? { loras: { dir: lorasDir(config), cachedCombinations: config.loras.cachedCombinations } }
+      : {}),
   };
 }
 

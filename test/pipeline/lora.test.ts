@@ -243,6 +243,34 @@ describe('LoRA key formats merge exactly as the reference says', () => {
   });
 });
 
+describe('a merge that fails leaves nothing behind', () => {
+  it('a weight that cannot be read mid-merge: the merge fails and no .partial file stays on disk', async () => {
+    const pairs = randomLora(shapes, LAYERS, 5, { rank: 2, alpha: 2 });
+    const path = join(dir, 'fails-midway.safetensors');
+    writeLora(path, pairs, 'kohya', DEPTH, 'F16');
+    const lora = read('fails-midway', path);
+    const base = baseSource();
+    // The plan reads every weight once; the second weight written reads it again and fails.
+    const seen = new Set<string>();
+    let written = 0;
+    const failing: WeightSource = {
+      description: base.description,
+      keys: (prefix) => base.keys(prefix),
+      resolve(key) {
+        if (seen.has(key) && ++written === 2) throw new Error(`disk error reading ${key}`);
+        seen.add(key);
+        return base.resolve(key);
+      },
+    };
+    const outDir = join(dir, 'failed-merge');
+    mkdirSync(outDir, { recursive: true });
+    const out = join(outDir, 'merged.safetensors');
+    await expect(mergeLoras(failing, shapes, [{ lora, weight: 1 }], out)).rejects.toThrow(/disk error/);
+    expect(written).toBe(2);
+    expect(readdirSync(outDir)).toEqual([]);
+  });
+});
+
 describe('LoRA files Atelier cannot apply are refused, naming the file and what is supported', () => {
   const refusal = (name: string, tensors: TensorToWrite[] | Buffer) => {
     const path = join(dir, `${name}.safetensors`);
@@ -502,6 +530,40 @@ describe('LoRAs through the engine (tiny model, CPU)', () => {
     );
     expect(same(withLora, reference)).toBe(true);
     expect(same(withLora, await imageOf({ ...fp8, dataDir: join(dir, 'fp8-data') }, request()))).toBe(false);
+  });
+
+  it('a LoRA that fails to merge leaves the loaded combination loaded (room for one)', async () => {
+    const bad = join(dir, 'one-good-one-bad');
+    mkdirSync(bad, { recursive: true });
+    cpSync(join(loras, 'pixel.safetensors'), join(bad, 'pixel.safetensors'));
+    // A safetensors file, so it passes the first look, that is no LoRA: it fails in the merge step.
+    writeSafetensors(join(bad, 'unknown.safetensors'), [
+      { name: 'some.weight', dtype: 'F16', shape: [4, 4], data: new Uint16Array(16) },
+    ]);
+    const data = join(dir, 'keep-data');
+    const engine = new Sd35Engine({
+      modelsDir,
+      checkpoint: TINY_CHECKPOINT,
+      dataDir: data,
+      loras: { dir: bad, cachedCombinations: 1 },
+    });
+    await engine.load();
+    try {
+      const first = await engine.generate(request({ loras: LORA }));
+      expect(first.timings?.loraMs).toBeGreaterThan(0);
+      await expect(
+        engine.generate(request({ loras: [{ name: 'ink', file: 'unknown.safetensors', weight: 1 }] })),
+      ).rejects.toBeInstanceOf(LoraError);
+      // Still loaded: no merge, no load, the same image.
+      const again = await engine.generate(request({ loras: LORA }));
+      expect(again.timings?.loraMs).toBeUndefined();
+      expect(same(again.images[0]!.data, first.images[0]!.data)).toBe(true);
+      const left = readdirSync(join(data, 'loras', 'merged'), { recursive: true }).map(String);
+      expect(left.filter((f) => f.endsWith('.safetensors'))).toHaveLength(1);
+      expect(left.filter((f) => f.endsWith('.partial'))).toEqual([]);
+    } finally {
+      await engine.dispose();
+    }
   });
 
   it('a file it cannot apply fails the job with a message for the user; a missing file too', async () => {

@@ -9,7 +9,9 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cachedCombinationsOf } from '../../src/pipeline/lora/index.js';
 import { checkpointHash } from '../../src/pipeline/models-dir/model-hash.js';
+import type { ComponentLocation } from '../../src/pipeline/models-dir/types.js';
 import {
   footprintBytes,
   initialResidents,
@@ -17,7 +19,10 @@ import {
   ResidencySimulation,
   residencyFromInfo,
 } from '../../src/pipeline/residency.js';
+import { SharedSessions } from '../../src/pipeline/sd35/components.js';
+import type { PlacementBreakdown } from '../../src/pipeline/sd35/gpu-memory.js';
 import { MultiModelEngine } from '../../src/pipeline/sd35/index.js';
+import { footprintOf } from '../../src/pipeline/sd35/multi-engine.js';
 import { TINY_CHECKPOINT, TINY_MODEL_CONFIG, writeTinyModel } from '../../src/pipeline/tiny/index.js';
 import type { GenerationRequest } from '../../src/pipeline/types.js';
 
@@ -148,6 +153,21 @@ describe('MultiModelEngine at start', () => {
   });
 });
 
+describe('SharedSessions', () => {
+  it("a handle reports the shared session's arena; without one, none", async () => {
+    const sessions = new SharedSessions();
+    const stats = { inUse: 1 } as never;
+    const base = { run: async () => ({}), release: async () => {} };
+    const a = await sessions.acquire('a', async () => ({ ...base, arenaStats: () => stats }));
+    const b = await sessions.acquire('b', async () => base);
+    expect(a.arenaStats?.()).toBe(stats);
+    expect(b.arenaStats).toBeUndefined();
+    await a.release();
+    await b.release();
+    expect(sessions.size).toBe(0);
+  });
+});
+
 describe('the residency rule', () => {
   const footprints = {
     large: { ownBytes: 10, shared: { t5: 5, 'vae:large': 1 } },
@@ -188,6 +208,56 @@ describe('the residency rule', () => {
       evict: ['turbo', 'medium'],
       overBudget: true,
     });
+  });
+
+  it('a model with LoRAs owns a full MMDiT (weights and arena) per cached combination', () => {
+    const at = (file: string): ComponentLocation => ({
+      file,
+      prefix: '',
+      format: 'reference',
+      files: [file],
+    });
+    const set = {
+      components: {
+        mmdit: at('/m/large.safetensors'),
+        vae: at('/m/vae.safetensors'),
+        clipL: at('/m/clip_l.safetensors'),
+        clipG: at('/m/clip_g.safetensors'),
+      },
+    };
+    const breakdown: PlacementBreakdown = {
+      placement: 'gpu',
+      weights: { mmdit: 8e9, vae: 0.2e9, clipL: 0.1e9, clipG: 0.7e9 },
+      weightsBytes: 9e9,
+      overheadBytes: 2.9e9,
+      extraShapesBytes: 0,
+      textBytes: 0.1e9,
+      mmditBytes: 7e9,
+      vaeBytes: 6e9,
+      vaeTiled: false,
+      fixedBytes: 18e9,
+      peakBytes: 25e9,
+    };
+    const plain = footprintOf(set, breakdown)!;
+    expect(plain.ownBytes).toBe(15e9);
+    // Two combinations (the default): the model's own MMDiT and two more, each weights + arena.
+    const withLoras = footprintOf(set, breakdown, cachedCombinationsOf({ dir: '/loras' }))!;
+    expect(withLoras.ownBytes).toBe(3 * 15e9);
+    expect(withLoras.shared).toEqual(plain.shared);
+    expect(
+      footprintOf(set, breakdown, cachedCombinationsOf({ dir: '/loras', cachedCombinations: 1 }))!.ownBytes,
+    ).toBe(30e9);
+    expect(cachedCombinationsOf(undefined)).toBe(0);
+    // The budget decision sees it: a second model that fits beside a plain one does not beside one with LoRAs.
+    const other = { ownBytes: 15e9, shared: {} };
+    const budgetBytes = footprintBytes(['plain', 'other'], { plain, other });
+    expect(initialResidents(['plain', 'other'], { plain, other }, { budgetBytes })).toEqual([
+      'plain',
+      'other',
+    ]);
+    expect(initialResidents(['lora', 'other'], { lora: withLoras, other }, { budgetBytes })).toEqual([
+      'lora',
+    ]);
   });
 
   it('plays forward as the ETA needs it, from what a pipeline reports', () => {

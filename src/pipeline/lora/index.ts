@@ -7,6 +7,8 @@ export { type LoraFile, type LoraPair, type LoraTarget, loraModules, readLoraFil
 export { addnetHash, shortLoraHash } from './hash.js';
 export { floatToBf16, type LoraUse, mergeLoras, readWeight } from './merge.js';
 export {
+  cachedCombinationsOf,
+  DEFAULT_CACHED_COMBINATIONS,
   type Denoiser,
   type LoraHost,
   type LoraVariant,

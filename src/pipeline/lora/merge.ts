@@ -13,7 +13,7 @@
  * update may move a row's range (per tensor for convolution kernels, as the graph reads those).
  * The file is written tensor by tensor: only one merged weight is in memory at a time.
  */
-import { closeSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import type { ResolvedTensor, WeightSource } from '../onnx/params.js';
 import {
   DTYPE_BYTES,
@@ -309,27 +309,33 @@ export async function mergeLoras(
   const partial = `${path}.partial`;
   const fd = openSync(partial, 'w');
   try {
-    writeSync(fd, length);
-    writeSync(fd, Buffer.from(json));
-    for (const w of weights) {
-      const task = kernelTask(base, w);
-      await pool.run(task);
-      if (task.out === 'VALUES') {
-        // A convolution kernel in fp8: one scale for the tensor, as the graph reads it.
-        const values = new Float32Array(task.output.buffer, task.output.byteOffset, task.rows * task.cols);
-        const { bytes, scales } = encodeAs('F8_E4M3', values, task.rows, false);
-        writeSync(fd, bytes);
-        writeSync(fd, new Uint8Array(scales!.buffer));
-        continue;
+    try {
+      writeSync(fd, length);
+      writeSync(fd, Buffer.from(json));
+      for (const w of weights) {
+        const task = kernelTask(base, w);
+        await pool.run(task);
+        if (task.out === 'VALUES') {
+          // A convolution kernel in fp8: one scale for the tensor, as the graph reads it.
+          const values = new Float32Array(task.output.buffer, task.output.byteOffset, task.rows * task.cols);
+          const { bytes, scales } = encodeAs('F8_E4M3', values, task.rows, false);
+          writeSync(fd, bytes);
+          writeSync(fd, new Uint8Array(scales!.buffer));
+          continue;
+        }
+        writeSync(fd, task.output);
+        if (task.out === 'F8_E4M3') writeSync(fd, new Uint8Array(task.outputScales.buffer));
       }
-      writeSync(fd, task.output);
-      if (task.out === 'F8_E4M3') writeSync(fd, new Uint8Array(task.outputScales.buffer));
+    } finally {
+      closeSync(fd);
+      await pool.close();
     }
-  } finally {
-    closeSync(fd);
-    await pool.close();
+    renameSync(partial, path);
+  } catch (error) {
+    // A failed merge leaves no half-written file behind (pruning only knows finished merges).
+    rmSync(partial, { force: true });
+    throw error;
   }
-  renameSync(partial, path);
   const keys = Object.keys(header).filter((k) => k !== '__metadata__');
   return { path, keys };
 }

@@ -9,7 +9,9 @@
  * merged denoiser runs exactly the graph (and kernels: fp8 W8A8, CUDA graphs) of the model itself,
  * at its speed; branches would cost every step of every LoRA job an extra pair of GEMMs per layer
  * and a second graph variant per rank and layer set. The price is the merge and the load on a
- * combination's first use, and one more copy of the merged layers in memory per cached combination.
+ * combination's first use, and per cached combination one more full denoiser session in device
+ * memory: its graph's initializers are all the MMDiT's weights (the merged layers from the merged
+ * file, the others read again from the checkpoint), plus an arena of its own.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync, statSync, utimesSync } from 'node:fs';
@@ -39,6 +41,20 @@ export interface LoraHost {
   weights: { source: WeightSource; key: string };
   /** A denoiser like the model's own, on `source` (graphs cached by `key`). */
   openDenoiser(source: WeightSource, key: string): Promise<Denoiser>;
+}
+
+/** Combinations kept loaded when `loras.cachedCombinations` is not set. */
+export const DEFAULT_CACHED_COMBINATIONS = 2;
+
+/**
+ * Combinations an engine may hold loaded at once under its options (0: no LoRAs configured). Each
+ * is a full denoiser session — every MMDiT weight on the device, the unchanged ones too, and an
+ * arena of its own — so each costs about what the model's own MMDiT does.
+ */
+export function cachedCombinationsOf(
+  loras: { dir: string; cachedCombinations?: number } | undefined,
+): number {
+  return loras ? Math.max(1, loras.cachedCombinations ?? DEFAULT_CACHED_COMBINATIONS) : 0;
 }
 
 export interface LoraVariantsOptions {
@@ -87,7 +103,7 @@ export class LoraVariants {
     // One folder per model: pruning one model's merges never deletes another's.
     const model = createHash('sha256').update(host.weights.key).digest('hex').slice(0, 12);
     this.#workDir = join(options.workDir, model);
-    this.#capacity = Math.max(1, options.capacity ?? 2);
+    this.#capacity = Math.max(1, options.capacity ?? DEFAULT_CACHED_COMBINATIONS);
   }
 
   /** Combinations loaded now, least recently used first (their ids). */
@@ -117,10 +133,12 @@ export class LoraVariants {
       this.#entries.set(id, loaded);
       return { denoiser: loaded.denoiser, applied: loaded.applied, ms: 0, cached: true };
     }
-    // Room first: a new combination never holds more than `capacity` copies at once.
-    while (this.#entries.size >= this.#capacity) await this.#evict(this.#entries.keys().next().value!);
-    const merged = await this.#merged(id, uses);
+    // Merged first: a LoRA that cannot be applied fails here and leaves the loaded combinations be.
+    const { file: merged, fresh } = await this.#merged(id, uses);
     try {
+      // Then room: a new combination never holds more than `capacity` denoisers at once.
+      while (this.#entries.size >= this.#capacity) await this.#evict(this.#entries.keys().next().value!);
+      if (fresh) this.#prune(merged.path);
       const source = new OverlayWeightSource(new FileWeightSource(merged), this.#host.weights.source);
       // A built graph points into the merged file: its cache key names that very file.
       const key = `${this.#host.weights.key}:lora:${merged.path}:${merged.headerHash}`;
@@ -166,13 +184,13 @@ export class LoraVariants {
   }
 
   /** The merged weights of a combination: written now, or found from an earlier merge. */
-  async #merged(id: string, uses: readonly Use[]): Promise<SafetensorsFile> {
+  async #merged(id: string, uses: readonly Use[]): Promise<{ file: SafetensorsFile; fresh: boolean }> {
     mkdirSync(this.#workDir, { recursive: true });
     const path = join(this.#workDir, `lora-${id}.safetensors`);
     try {
       const now = new Date();
       utimesSync(path, now, now);
-      return SafetensorsFile.open(path);
+      return { file: SafetensorsFile.open(path), fresh: false };
     } catch {
       // Not merged yet (or unreadable): merge now.
     }
@@ -189,8 +207,7 @@ export class LoraVariants {
     } finally {
       for (const f of files) f.file.close();
     }
-    this.#prune(path);
-    return SafetensorsFile.open(path);
+    return { file: SafetensorsFile.open(path), fresh: true };
   }
 
   /** Keeps the merged files of the loaded combinations and the newest others, up to `capacity` in all. */

@@ -134,6 +134,8 @@ export class SharedSessions {
     return {
       run: ((feeds: Parameters<ComponentSession['run']>[0], fetches?: string[]) =>
         fetches ? session.run(feeds, fetches) : session.run(feeds)) as ComponentSession['run'],
+      // The shared session's arena (the same counters whichever handle asks).
+      ...(session.arenaStats ? { arenaStats: () => session.arenaStats?.() } : {}),
       release: async () => {
         if (released) return;
         released = true;
@@ -407,15 +409,16 @@ export async function loadComponents(
           throw outOfMemory(error, 'mmdit', components, provider) ?? error;
         }
       };
+      const onCaptureFailure = (shape: SamplerStepShape, reason: string) => {
+        runtime.reason = `CUDA graph capture failed for ${shape.width * 8}×${shape.height * 8} ×${shape.images}; that shape runs without graphs: ${reason}`;
+      };
       capi = new CapiDenoiser({
         mmdit: mmCfg,
         maxSteps: options.maxSteps ?? DEFAULT_MAX_STEPS,
         maxShapes: plan.capiShapes,
         open: (shape) => openStep(mm.source, mm.key, shape),
         cudaGraph: () => cudaGraph.on,
-        onCaptureFailure: (shape, reason) => {
-          runtime.reason = `CUDA graph capture failed for ${shape.width * 8}×${shape.height * 8} ×${shape.images}; that shape runs without graphs: ${reason}`;
-        },
+        onCaptureFailure,
       });
       // A LoRA combination's denoiser keeps one shape loaded: each shape is a copy of the weights.
       openDenoiser = async (source, key) => {
@@ -425,6 +428,7 @@ export async function loadComponents(
           maxShapes: 1,
           open: (shape) => openStep(source, key, shape),
           cudaGraph: () => cudaGraph.on,
+          onCaptureFailure,
         });
         return { capi: variant, release: async () => variant.release() };
       };

@@ -12,6 +12,7 @@
  */
 import { realpathSync } from 'node:fs';
 import { ModelError, PipelineError } from '../../errors.js';
+import { cachedCombinationsOf } from '../lora/index.js';
 import { discoverModelSet } from '../models-dir/discover.js';
 import { checkpointHash } from '../models-dir/model-hash.js';
 import type { ModelSet } from '../models-dir/types.js';
@@ -145,7 +146,7 @@ export class MultiModelEngine implements Pipeline {
       if (provider === 'cuda') {
         const { plan } = memoryPlanOf(options, set, components, freeBytes);
         if (plan.budget.bytes !== undefined) budgetBytes = plan.budget.bytes - OVERHEAD_BYTES;
-        entry.footprint = footprintOf(set, plan.breakdown);
+        entry.footprint = footprintOf(set, plan.breakdown, cachedCombinationsOf(options.loras));
       }
       entries.push(entry);
     }
@@ -303,11 +304,14 @@ export class MultiModelEngine implements Pipeline {
 /**
  * A model's GPU footprint from its memory plan: the MMDiT (weights, activations, extra C-API
  * shapes) is its own; each text encoder and the VAE (weights and arena) is shared with every model
- * that loads the same file under the same prefix.
+ * that loads the same file under the same prefix. With LoRAs configured, each of the
+ * `loraCombinations` combinations it may keep loaded (lora/variants.ts) is its own too: a full
+ * denoiser session, i.e. another copy of all the MMDiT's weights and an arena of its own.
  */
-function footprintOf(
-  set: ModelSet,
+export function footprintOf(
+  set: Pick<ModelSet, 'components'>,
   breakdown: ReturnType<typeof memoryPlanOf>['plan']['breakdown'],
+  loraCombinations = 0,
 ): ModelFootprint | undefined {
   if (!breakdown) return undefined;
   const shared: Record<string, number> = {};
@@ -318,8 +322,9 @@ function footprintOf(
     const arena = name === 'vae' ? breakdown.vaeBytes : TEXT_ARENA_BYTES[name];
     shared[`${name}:${realPath(location.file)}:${location.prefix}`] = weights + arena;
   }
+  const mmdit = (breakdown.weights.mmdit ?? 0) + breakdown.mmditBytes;
   return {
-    ownBytes: (breakdown.weights.mmdit ?? 0) + breakdown.mmditBytes + breakdown.extraShapesBytes,
+    ownBytes: mmdit + breakdown.extraShapesBytes + Math.max(0, loraCombinations) * mmdit,
     shared,
   };
 }
