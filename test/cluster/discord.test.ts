@@ -5,7 +5,9 @@
  * `redis-server`. What crossed each wire is asserted: messages and their revisions in the
  * simulator, jobs handed to BullMQ as a separate observer reads them from Redis. The embedded
  * mode's behaviour is the reference: its scheduler, run on the same requests, gives the order, and
- * an embedded bot on the same simulator gives the messages. Waits are on events only.
+ * an embedded bot on the same simulator gives the messages. The failures (a worker killed or
+ * frozen mid-job, Redis restarted, Cancel pressed on a job a worker runs) are asserted as people
+ * see them too: each message's revisions, what else was posted. Waits are on events only.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,11 +15,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Queue, QueueEvents } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { serve } from '../../adapters/serve.js';
 import { decodeButton } from '../../commands/custom-id.js';
 import { runServe } from '../../src/app/index.js';
-import { QUEUE_NAME } from '../../src/cluster/keys.js';
+import { clusterKeys, QUEUE_NAME } from '../../src/cluster/keys.js';
+import { decodeProgress, type ProgressFrame } from '../../src/cluster/wire.js';
 import { loadConfig } from '../../src/config/index.js';
 import { createLogger } from '../../src/log.js';
 import { JobExecutor } from '../../src/scheduler/executor.js';
@@ -148,6 +152,65 @@ async function watchBullMQ() {
       });
     },
   };
+}
+
+/**
+ * The workers' progress frames (step k/n of which job, on which worker) as an outsider subscribed
+ * to the cluster's progress channel hears them, in order.
+ */
+async function watchProgress() {
+  const subscriber = new Redis(redis.url, { maxRetriesPerRequest: null });
+  cleanups.push(() => {
+    subscriber.disconnect();
+  });
+  // Redis may be restarted under it: it reconnects and subscribes again by itself.
+  subscriber.on('error', () => {});
+  const frames: ProgressFrame[] = [];
+  const listeners = new Set<(frame: ProgressFrame) => void>();
+  subscriber.on('messageBuffer', (_channel: Buffer, message: Buffer) => {
+    const frame = decodeProgress(message);
+    if (!frame) return;
+    frames.push(frame);
+    for (const listener of listeners) listener(frame);
+  });
+  await subscriber.subscribe(clusterKeys(PREFIX).channels.progress);
+  return {
+    frames,
+    of: (jobId: string) => frames.filter((frame) => frame.jobId === jobId),
+    /** Resolves with the first frame of `jobId` (at once if one was heard already). */
+    first(jobId: string): Promise<ProgressFrame> {
+      const heard = frames.find((frame) => frame.jobId === jobId);
+      if (heard) return Promise.resolve(heard);
+      return new Promise((resolve) => {
+        const listener = (frame: ProgressFrame) => {
+          if (frame.jobId !== jobId) return;
+          listeners.delete(listener);
+          resolve(frame);
+        };
+        listeners.add(listener);
+      });
+    },
+  };
+}
+
+/** Resolves once worker `id`'s card is in Redis again (it heartbeats; the gateway hears it). */
+async function workerCardBack(id: string): Promise<void> {
+  const client = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const subscriber = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const keys = clusterKeys(PREFIX);
+  try {
+    const announced = new Promise<void>((resolve) =>
+      subscriber.on('message', (_channel: string, message: string) => {
+        if (message === `up ${id}`) resolve();
+      }),
+    );
+    await subscriber.subscribe(keys.channels.workers);
+    if ((await client.exists(keys.worker(id))) === 1) return;
+    await announced;
+  } finally {
+    client.disconnect();
+    subscriber.disconnect();
+  }
 }
 
 /**
@@ -470,4 +533,153 @@ describe('cluster on Discord (gateway and two workers as processes, BullMQ on Re
     expect(result.id).toBe(answer.id);
     expectPostedOnce([{ prompt, interaction, jobId, first: answer.content }]);
   });
+
+  it('a worker killed with SIGKILL mid-job: the other worker takes the job over and its message gets the result once, nothing else posted', async () => {
+    const bull = await watchBullMQ();
+    const progress = await watchProgress();
+    await startGateway({ ATELIER_LIMITS__USER__ENABLED: 'false' });
+    const [w1, w2] = await Promise.all([startWorker('w1', 30), startWorker('w2', 30)]);
+    const workers = new Map([
+      ['w1', w1],
+      ['w2', w2],
+    ]);
+    // 100 steps × 30 ms: well under way when its worker dies.
+    const job = await imagine(d.users.alice, 'killed mid-job', 100);
+    const { worker: victim } = await progress.first(job.jobId);
+    const survivor = victim === 'w1' ? 'w2' : 'w1';
+    await job.interaction.waitForOriginal((m) => /step \d+\/100/.test(m.content), WAIT);
+    const messagesBefore = d.messages(d.channels.general).length;
+    await stopProcess(workers.get(victim)!.child, 'SIGKILL');
+
+    const result = await job.interaction.waitForOriginal(isResult, WAIT);
+    expect(result.content).toContain('**killed mid-job**');
+    expectPostedOnce([job]);
+    expect(d.messages(d.channels.general)).toHaveLength(messagesBefore);
+    // Taken over by BullMQ's stalled-job check: run again on the survivor, completed once, by it.
+    const frames = progress.of(job.jobId);
+    const takenOver = frames.findIndex((frame) => frame.worker === survivor);
+    expect(takenOver).toBeGreaterThan(0);
+    expect(frames.slice(takenOver).every((frame) => frame.worker === survivor)).toBe(true);
+    expect(bull.completed.filter((c) => c.jobId === job.jobId)).toEqual([
+      { jobId: job.jobId, worker: survivor },
+    ]);
+
+    // The next job runs on the survivor.
+    const next = await imagine(d.users.bob, 'after the kill', 3);
+    await next.interaction.waitForOriginal(isResult, WAIT);
+    expect(bull.completed.find((c) => c.jobId === next.jobId)?.worker).toBe(survivor);
+    expectPostedOnce([job, next]);
+    expect(d.messages(d.channels.general)).toHaveLength(messagesBefore + 1);
+  }, 120_000);
+
+  it('a worker frozen (SIGSTOP) past its lock and resumed (SIGCONT): the job completes on the other worker and its result appears once in the channel', async () => {
+    const bull = await watchBullMQ();
+    const progress = await watchProgress();
+    await startGateway({ ATELIER_LIMITS__USER__ENABLED: 'false' });
+    const [w1, w2] = await Promise.all([startWorker('w1'), startWorker('w2')]);
+    const workers = new Map([
+      ['w1', w1],
+      ['w2', w2],
+    ]);
+    const job = await imagine(d.users.alice, 'frozen past its lock', 100);
+    const { worker: frozen } = await progress.first(job.jobId);
+    const other = frozen === 'w1' ? 'w2' : 'w1';
+    workers.get(frozen)!.child.kill('SIGSTOP');
+
+    // The lock (2 s) runs out; the other worker's stalled check takes the job and finishes it.
+    await job.interaction.waitForOriginal(isResult, WAIT);
+    expect(bull.completed.filter((c) => c.jobId === job.jobId)).toEqual([
+      { jobId: job.jobId, worker: other },
+    ]);
+    const back = workerCardBack(frozen);
+    workers.get(frozen)!.child.kill('SIGCONT');
+    await back;
+
+    // The woken worker finishes its stale copy before it can take another job (one at a time):
+    // once it has run a new one, its late completion has been tried and dropped.
+    const jobs = [job];
+    for (let i = 0; i < 20 && !bull.completed.some((c) => c.worker === frozen); i++) {
+      const next = await imagine(d.users.bob, `after the thaw ${i}`, 2);
+      await next.interaction.waitForOriginal(isResult, WAIT);
+      await bull.allCompleted([next.jobId]);
+      jobs.push(next);
+    }
+    expect(bull.completed.some((c) => c.worker === frozen)).toBe(true);
+    expect(bull.completed.filter((c) => c.jobId === job.jobId)).toHaveLength(1);
+    expectPostedOnce(jobs);
+    expect(d.messages(d.channels.general).filter(isResult)).toHaveLength(jobs.length);
+    expect(d.messages(d.channels.general)).toHaveLength(jobs.length);
+  }, 180_000);
+
+  it('Redis restarted (AOF on) with jobs queued and one running: the gateway says new jobs wait for a worker meanwhile, and every job’s message gets its result once', async () => {
+    await redis.dispose();
+    redis = await startRedis({ aof: true });
+    const progress = await watchProgress();
+    await startGateway({ ATELIER_LIMITS__USER__ENABLED: 'false' });
+    await startWorker('w1');
+    const { alice, bob, carol } = d.users;
+    const running = await imagine(alice, 'running across the restart', 100);
+    await progress.first(running.jobId);
+    const queued = [
+      await imagine(bob, 'queued before the restart', 3),
+      await imagine(carol, 'queued too', 3),
+    ];
+    for (const job of queued) expect(job.first).toContain('⏳ Queued: ');
+
+    await redis.stop();
+    // No Redis: the gateway has no worker to hand jobs to, and says so on the jobs still waiting.
+    await queued[1]!.interaction.waitForOriginal((m) => m.content.includes(WAITING_LINE), WAIT);
+    const whileDown = await imagine(alice, 'asked while Redis is down', 3);
+    expect(whileDown.first).toContain(WAITING_LINE);
+    await redis.restart();
+
+    const jobs = [running, ...queued, whileDown];
+    await Promise.all(jobs.map((job) => job.interaction.waitForOriginal(isResult, WAIT)));
+    expectPostedOnce(jobs);
+    expect(d.messages(d.channels.general)).toHaveLength(jobs.length);
+  }, 120_000);
+
+  it('Cancel pressed on a job running on a worker: the worker stops it between steps, the message says cancelled, and the next job runs', async () => {
+    const bull = await watchBullMQ();
+    const progress = await watchProgress();
+    await startGateway({ ATELIER_LIMITS__USER__ENABLED: 'false' });
+    // 100 steps × 200 ms = 20 s: only a cancel that reaches the worker frees it sooner.
+    await startWorker('w1', 200);
+    const { alice, bob } = d.users;
+    const long = await imagine(alice, 'cancelled while running', 100);
+    const shown = await long.interaction.waitForOriginal((m) => /step \d+\/100/.test(m.content), WAIT);
+    const next = await imagine(bob, 'next after the cancel', 3);
+    expect(next.first).toContain('⏳ Queued: next in line');
+
+    const cancelButton = shown.buttons.find(
+      (b) => b.customId && decodeButton(b.customId)?.action === 'cancel',
+    )!;
+    const click = d.click(shown, cancelButton.customId!, { user: alice });
+    expect((await click.waitForResponse()).latencyMs).toBeLessThan(3000);
+    expect(await privateAnswer(click)).toBe('✖️ Cancelled.');
+    const cancelled = await long.interaction.waitForOriginal((m) => /✖️ Cancelled\./.test(m.content), WAIT);
+    expect(cancelled.content).toContain('**cancelled while running**');
+    await next.interaction.waitForOriginal(isResult, WAIT);
+
+    // The worker stopped the long job before it took the next one: no step of it came after.
+    const frames = progress.frames.filter((f) => f.jobId === long.jobId || f.jobId === next.jobId);
+    const firstOfNext = frames.findIndex((f) => f.jobId === next.jobId);
+    expect(firstOfNext).toBeGreaterThan(0);
+    expect(frames.slice(firstOfNext).some((f) => f.jobId === long.jobId)).toBe(false);
+    expect(Math.max(...progress.of(long.jobId).map((f) => f.step))).toBeLessThan(100);
+    expect(bull.completed.map((c) => c.jobId)).toEqual([next.jobId]);
+
+    // On Discord: the long job's message never showed a result, and progress stopped at the cancel.
+    const message = long.interaction.original()!;
+    expect(message.history.some(isResultRevision)).toBe(false);
+    const cancelledAt = message.history.findIndex((r) => /✖️ Cancelled\./.test(r.content));
+    expect(message.history.slice(cancelledAt).every((r) => !/step \d+\/100/.test(r.content))).toBe(true);
+    expect(message.content).toMatch(/✖️ Cancelled\./);
+    expectPostedOnce([next]);
+    // Public: the two jobs' messages; besides, only the one who pressed Cancel was told, privately.
+    expect(d.messages(d.channels.general).filter((m) => !m.ephemeral)).toEqual([
+      message,
+      next.interaction.original(),
+    ]);
+  }, 120_000);
 });
