@@ -41,3 +41,15 @@ export function nearest(
   }
   return best;
 }
+
+/**
+ * A configured name the user probably meant (styles, models, LoRAs): the nearest ignoring case
+ * within 1 edit (2 past five letters) and untied, else the one name the word begins.
+ */
+export function closestName(word: string, names: readonly string[]): string | undefined {
+  const lower = word.toLowerCase();
+  const near = nearest(lower, names, (s) => s.toLowerCase());
+  if (near && !near.tied && near.distance <= (word.length <= 5 ? 1 : 2)) return near.candidate;
+  const prefixed = names.filter((n) => word.length >= 2 && n.toLowerCase().startsWith(lower));
+  return prefixed.length === 1 ? prefixed[0] : undefined;
+}

@@ -7,7 +7,7 @@
  * operator has since removed is refused with the allowed ones. The PNG's parameters follow
  * A1111's convention (`<lora:name:weight>` in the prompt, `Lora hashes:`; images/parameters.ts).
  */
-import { nearest } from '../edit-distance.js';
+import { closestName } from '../edit-distance.js';
 import { ValidationError } from '../errors.js';
 import type { JobLora } from './types.js';
 
@@ -58,14 +58,6 @@ function shown(text: string): string {
   return `“${cut}”`;
 }
 
-/** The name a typo most likely meant: one or two edits away (one for short names), or a unique prefix. */
-function closest(word: string, names: readonly string[]): string | undefined {
-  const near = nearest(word.toLowerCase(), names, (s) => s.toLowerCase());
-  if (near && !near.tied && near.distance <= (word.length <= 5 ? 1 : 2)) return near.candidate;
-  const prefixed = names.filter((n) => word.length >= 2 && n.toLowerCase().startsWith(word.toLowerCase()));
-  return prefixed.length === 1 ? prefixed[0] : undefined;
-}
-
 /** "Choose one of: …" over the allowed names, cut short past SHOWN_LORAS. */
 function allowedList(choices: readonly LoraChoice[]): string {
   const names = choices.map((c) => c.name);
@@ -78,7 +70,7 @@ function unknown(name: string, choices: readonly LoraChoice[], why = "isn't a Lo
   if (choices.length === 0) {
     return new ValidationError('lora', `There are no LoRAs on this bot, so ${shown(name)} can't be used.`);
   }
-  const guess = closest(
+  const guess = closestName(
     name,
     choices.map((c) => c.name),
   );

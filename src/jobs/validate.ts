@@ -9,7 +9,7 @@
  * in the command itself (`model:`, `mode: draft`) does not take the user's saved ones.
  */
 import { randomInt } from 'node:crypto';
-import { nearest } from '../edit-distance.js';
+import { closestName } from '../edit-distance.js';
 import { ValidationError } from '../errors.js';
 import { MAX_SEED, parseSampler, type SamplerName } from '../vocabulary.js';
 import { type AspectRatio, parseAspect, sizeForAspect } from './aspect.js';
@@ -270,7 +270,7 @@ function readStyle(
   if (names.length === 0) {
     throw new ValidationError('style', `There are no styles on this bot, so ${shown(raw)} can't be used.`);
   }
-  const guess = closestStyle(name.toLowerCase(), names);
+  const guess = closestName(name.toLowerCase(), names);
   const listed = [...names, NO_STYLE];
   const list =
     listed.length <= SHOWN_STYLES
@@ -280,14 +280,6 @@ function readStyle(
     'style',
     `${shown(raw)} isn't a style here.${guess ? ` Did you mean ${guess}?` : ''} Choose one of: ${list}.`,
   );
-}
-
-/** The style a typo most likely meant: one or two edits away (one for short names), or a unique prefix. */
-function closestStyle(word: string, names: readonly string[]): string | undefined {
-  const near = nearest(word, names, (s) => s.toLowerCase());
-  if (near && !near.tied && near.distance <= (word.length <= 5 ? 1 : 2)) return near.candidate;
-  const prefixed = names.filter((n) => word.length >= 2 && n.toLowerCase().startsWith(word));
-  return prefixed.length === 1 ? prefixed[0] : undefined;
 }
 
 /** A configured model's name, or a did-you-mean naming the configured ones. */
@@ -302,7 +294,7 @@ function readModel(raw: string | number | boolean, models: readonly ModelChoice[
       `There is only one model on this bot, so ${shown(raw)} can't be picked.`,
     );
   }
-  const guess = closestStyle(name.toLowerCase(), names);
+  const guess = closestName(name.toLowerCase(), names);
   throw new ValidationError(
     'model',
     `${shown(raw)} isn't a model here.${guess ? ` Did you mean ${guess}?` : ''} Choose one of: ${names.join(', ')}.`,
