@@ -153,6 +153,12 @@ export interface Invocation {
    * acts without one.
    */
   openForm?(form: ChatForm): Promise<void>;
+  /**
+   * Whether the platform says the requester administers the team, asked only when a team-admin
+   * check runs (Slack: a users.info lookup that plain commands and clicks must not wait on).
+   * Absent where `requester.isTeamAdmin` already says.
+   */
+  isTeamAdmin?(): Promise<boolean>;
 }
 
 export interface ReactionEvent {

@@ -15,6 +15,8 @@ import { renderModal } from './modal.js';
 
 export interface SlackInteraction {
   requester: Requester;
+  /** Whether the requester administers the workspace: a users.info lookup, made only when asked. */
+  isTeamAdmin?: () => Promise<boolean>;
   where: ReplyTarget;
   /** Slash commands: the ack that may still carry the first private answer. */
   gate?: AckGate;
@@ -37,6 +39,10 @@ export class SlackInvocation implements Invocation {
 
   get where(): ReplyTarget {
     return this.interaction.where;
+  }
+
+  async isTeamAdmin(): Promise<boolean> {
+    return (await this.interaction.isTeamAdmin?.()) === true;
   }
 
   /** A modal (views.open) where the interaction came with a trigger_id (button clicks). */

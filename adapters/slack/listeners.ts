@@ -41,7 +41,8 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
     const teamId = command.team_id;
     deps.people.remember(command.user_id, command.user_name);
     const inv = invocation(deps, {
-      requester: await requester(deps, command.user_id, command.user_name, teamId),
+      requester: requester(command.user_id, command.user_name, teamId),
+      isTeamAdmin: workspaceAdmin(deps, command.user_id, teamId),
       where: { platform: 'slack', channelId: command.channel_id, ...(teamId ? { teamId } : {}) },
       gate,
       respond,
@@ -67,7 +68,8 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
     const threadTs = body.message?.thread_ts as string | undefined;
     const inThread = threadTs && threadTs !== body.message?.ts ? threadTs : undefined;
     const inv = invocation(deps, {
-      requester: await requester(deps, body.user.id, name, teamId),
+      requester: requester(body.user.id, name, teamId),
+      isTeamAdmin: workspaceAdmin(deps, body.user.id, teamId),
       where: {
         platform: 'slack',
         channelId,
@@ -92,7 +94,8 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
       return;
     }
     const inv = invocation(deps, {
-      requester: await requester(deps, body.user.id, name, teamId),
+      requester: requester(body.user.id, name, teamId),
+      isTeamAdmin: workspaceAdmin(deps, body.user.id, teamId),
       where: {
         platform: 'slack',
         channelId: submission.channelId,
@@ -115,7 +118,7 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
     const { channel, ts } = event.item;
     const team = teamId ? { teamId } : {};
     const reaction: ReactionEvent = {
-      requester: await requester(deps, event.user, await deps.people.displayName(event.user), teamId),
+      requester: requester(event.user, await deps.people.displayName(event.user), teamId),
       message: { platform: 'slack', channelId: channel, messageId: ts, ...team },
       emoji,
       where: { platform: 'slack', channelId: channel, ...team },
@@ -135,30 +138,35 @@ export function registerListeners(app: App, deps: ListenerDeps): void {
   });
 }
 
-/**
- * Who acted. A workspace admin or owner (users.info, remembered for a minute) is a team admin, as
- * a Discord member with Manage Server is: they may change this workspace's Atelier settings.
- */
-async function requester(
-  deps: ListenerDeps,
-  userId: string,
-  name: string | undefined,
-  teamId: string | undefined,
-): Promise<Requester> {
-  const teamAdmin = await deps.people.isWorkspaceAdmin(userId, teamId, deps.teamId?.());
+/** Who acted. */
+function requester(userId: string, name: string | undefined, teamId: string | undefined): Requester {
   return {
     platform: 'slack',
     userId,
     displayName: name || userId,
     ...(teamId ? { teamId } : {}),
-    ...(teamAdmin ? { isTeamAdmin: true } : {}),
   };
+}
+
+/**
+ * Whether they administer this workspace, asked only when the bot checks (an admin-only command):
+ * a workspace admin or owner (users.info, remembered for a minute) is a team admin, as a Discord
+ * member with Manage Server is, and may change this workspace's Atelier settings. Nothing else
+ * waits on users.info: a click's trigger_id lasts only 3 seconds.
+ */
+function workspaceAdmin(
+  deps: ListenerDeps,
+  userId: string,
+  teamId: string | undefined,
+): () => Promise<boolean> {
+  return () => deps.people.isWorkspaceAdmin(userId, teamId, deps.teamId?.());
 }
 
 function invocation(
   deps: ListenerDeps,
   interaction: {
     requester: Requester;
+    isTeamAdmin?: () => Promise<boolean>;
     where: ReplyTarget;
     gate?: AckGate;
     respond?: RespondFn;

@@ -13,7 +13,7 @@ import { type BotContext, isAdmin, tell, validationFor } from './context.js';
 export async function admin(ctx: BotContext, inv: Invocation, sub: string, args: CommandArgs): Promise<void> {
   // A server's own admins may change its settings; the queue itself is the bot admins'.
   const teamLevel = sub === 'showcase' || sub === 'limits' || sub === 'model';
-  if (!isAdmin(ctx, inv.requester) && !(teamLevel && inv.requester.isTeamAdmin)) {
+  if (!isAdmin(ctx, inv.requester) && !(teamLevel && (await isTeamAdmin(inv)))) {
     throw new ForbiddenError(
       teamLevel
         ? 'Only Atelier admins or the admins of this server can change its settings.'
@@ -118,4 +118,10 @@ export async function admin(ctx: BotContext, inv: Invocation, sub: string, args:
     default:
       throw new ValidationError('command', 'Use /atelier showcase, limits, model, pause, resume or status.');
   }
+}
+
+/** The platform's word that the requester administers their team, looked up only now if it is lazy. */
+async function isTeamAdmin(inv: Invocation): Promise<boolean> {
+  if (inv.requester.isTeamAdmin) return true;
+  return (await inv.isTeamAdmin?.()) === true;
 }

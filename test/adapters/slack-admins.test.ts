@@ -69,6 +69,39 @@ describe('Slack workspace admins are team admins (real Bolt, real Bot)', () => {
   });
 });
 
+describe('Slack asks users.info about admins only when an admin check runs', () => {
+  it('commands, clicks and a remix form make no users.info call; /atelier showcase makes one', async () => {
+    world = await startSlackWorld();
+    const w = world;
+    const { s } = w;
+    const { carol } = s.users;
+    const dana = s.createUser('dana', { admin: true });
+    const usersInfo = () => s.calls.filter((c) => c.method === 'users.info');
+    const isResult = (m: { blocks: readonly { type: string }[]; buttons: readonly unknown[] }) =>
+      m.blocks.some((b) => b.type === 'image') && m.buttons.length > 0;
+
+    s.slash('/imagine', 'a fox --steps 2', { user: carol });
+    const notice = await s.waitForMessage((m) => m.text.includes(`<@${carol.id}>`));
+    const result = await s.waitForMessage((m) => m.ts === notice.ts && isResult(m));
+    const settings = s.slash('/settings', '--remix', { user: carol });
+    expect(await privateAnswer(w, settings, carol)).toMatch(/^Saved\./);
+    // A remix click opens its modal at once, on the click's trigger_id: nothing waits on users.info.
+    const strong = result.buttons.find((b) => b.text?.endsWith('Vary (Strong)'))!;
+    const click = s.clickButton(result, strong.actionId, { user: carol });
+    expect((await click.waitForAck()).status).toBe(200);
+    const view = await s.waitForView((v) => v.user === carol.id);
+    s.submitView(view, { prompt: 'a red fox' });
+    await s.waitForMessage((m) => m.text.includes('strong variation') && isResult(m));
+    expect(usersInfo()).toEqual([]);
+
+    // An admin-only command asks, for the one who used it.
+    const art = s.createChannel('art');
+    const byAdmin = s.slash('/atelier', `showcase <#${art.id}|art>`, { user: dana });
+    expect(await privateAnswer(w, byAdmin, dana)).toContain(`Shared images now go to <#${art.id}>`);
+    expect(usersInfo().map((c) => c.args.user)).toEqual([dana.id]);
+  });
+});
+
 describe('SlackPeople', () => {
   let s: SlackSimulator;
   let people: SlackPeople;
