@@ -304,7 +304,10 @@ function expectPostedOnce(jobs: Asked[]): void {
   }
 }
 
-describe('cluster on Discord (gateway and two workers as processes, BullMQ on Redis)', () => {
+// Separate processes on a busy 2-core runner: every test gets minutes, not the global minute.
+describe('cluster on Discord (gateway and two workers as processes, BullMQ on Redis)', {
+  timeout: 180_000,
+}, () => {
   it('jobs asked for with no worker online say they wait for one; two workers then run them in the embedded round-robin order, never more at once than workers, each result posted once', async () => {
     const bull = await watchBullMQ();
     await startGateway({ ATELIER_LIMITS__USER__ENABLED: 'false' });
