@@ -143,7 +143,9 @@ describe('Slack surface over HTTP', () => {
   });
 
   it('a single image: Upscale 2× makes it twice the size, Vary (Strong) makes a variation, Cancel stops a running job', async () => {
-    world = await startSlackWorld();
+    // Edits unthrottled by the workspace budget (40 a minute, spread evenly: one per 1.5 s), so the
+    // Cancel button is seen while a job of a second or two still runs; pacing has its own tests.
+    world = await startSlackWorld({ surface: { updatesPerMinute: 6000 }, simulator: { rateLimits: false } });
     const w = world;
     const { s } = w;
     const { bob, carol } = s.users;
