@@ -37,13 +37,7 @@ describe('Slack progress with previews (real Bolt, real Bot, tiny model)', () =>
         ATELIER_PROGRESS__MIN_EDIT_INTERVAL_MS: '0',
         ATELIER_PROGRESS__PREVIEW_EVERY_STEPS: '1',
       }),
-      // The workspace budget (spread evenly: one edit per 1.5 s at Slack's 40 a minute) would leave
-      // a 0.6 s job one edit at most; it has its own tests (slack-progress-pacing, fake clock).
-      surface: {
-        progressEditIntervalMs: INTERVAL_MS,
-        channelEditIntervalMs: INTERVAL_MS,
-        updatesPerMinute: 600,
-      },
+      surface: { progressEditIntervalMs: INTERVAL_MS, channelEditIntervalMs: INTERVAL_MS },
     });
     const { s } = world;
     const uploads: SlackFile[] = [];

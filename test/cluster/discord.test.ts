@@ -13,7 +13,6 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -37,13 +36,7 @@ import {
   startDiscordSimulator,
 } from '../simulators/discord/index.js';
 import { createPipeline } from './fixtures/paced-pipeline.js';
-import {
-  type RoleProcess,
-  repoRoot,
-  startGatewayProcess,
-  startWorkerProcess,
-  stopProcess,
-} from './processes.js';
+import { type RoleProcess, startGatewayProcess, startWorkerProcess, stopProcess } from './processes.js';
 
 const WAIT = { timeoutMs: 45_000 };
 const PREFIX = 'atelier-discord';
@@ -503,38 +496,6 @@ describe('cluster on Discord (gateway and two workers as processes, BullMQ on Re
       'alice not handed out',
     ]);
     for (const job of jobs) expect(bull.completed.filter((c) => c.jobId === job.jobId)).toHaveLength(1);
-  });
-
-  it('the gateway killed after answering and before recording the answer edits that answer with the result once started again; no second message', async () => {
-    // The first gateway stops dead right after answering (fixtures/dies-after-answer.ts).
-    const preload = [
-      join('node_modules', 'tsx', 'dist', 'loader.mjs'),
-      join('test', 'cluster', 'fixtures', 'dies-after-answer.ts'),
-    ]
-      .map((path) => `--import ${pathToFileURL(join(repoRoot, path)).href}`)
-      .join(' ');
-    const first = await startGateway({ NODE_OPTIONS: preload });
-    const answeredJob = new Promise<string>((resolve) => {
-      let out = '';
-      first.child.stdout!.on('data', (chunk: Buffer) => {
-        out += chunk.toString();
-        const found = /\{"answered":"([^"]+)"\}/.exec(out);
-        if (found) resolve(found[1]!);
-      });
-    });
-    await startWorker('w1');
-    const prompt = 'answered by the gateway, then killed';
-    const interaction = d.slash('imagine', { prompt, steps: 3 }, { user: d.users.carol });
-    const jobId = await answeredJob;
-    const answer = await answered(interaction);
-    expect(answer.content).toContain('⏳ Queued');
-    expect(jobIdOf(answer)).toBe(jobId);
-    await stopProcess(first.child, 'SIGKILL');
-
-    await startGateway();
-    const result = await interaction.waitForOriginal(isResult, WAIT);
-    expect(result.id).toBe(answer.id);
-    expectPostedOnce([{ prompt, interaction, jobId, first: answer.content }]);
   });
 
   it('a worker killed with SIGKILL mid-job: the other worker takes the job over and its message gets the result once, nothing else posted', async () => {
