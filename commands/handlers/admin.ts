@@ -14,9 +14,11 @@ export async function admin(ctx: BotContext, inv: Invocation, sub: string, args:
   // A server's own admins may change its settings; the queue itself is the bot admins'.
   const teamLevel = sub === 'showcase' || sub === 'limits' || sub === 'model';
   if (!isAdmin(ctx, inv.requester) && !(teamLevel && (await isTeamAdmin(inv)))) {
+    // A Slack team is a workspace; Discord's (and the default) a server.
+    const team = inv.requester.platform === 'slack' ? 'workspace' : 'server';
     throw new ForbiddenError(
       teamLevel
-        ? 'Only Atelier admins or the admins of this server can change its settings.'
+        ? `Only Atelier admins or the admins of this ${team} can change its settings.`
         : 'Only Atelier admins can use /atelier.',
     );
   }
