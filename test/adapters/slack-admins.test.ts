@@ -41,7 +41,9 @@ describe('Slack workspace admins are team admins (real Bolt, real Bot)', () => {
     const settings = () => w.app.store.teamSettings.get('slack', s.teamId);
 
     const refused = s.slash('/atelier', `showcase <#${art.id}|art>`, { user: bob });
-    expect(await privateAnswer(w, refused, bob)).toMatch(/Only Atelier admins or the admins of this workspace/);
+    expect(await privateAnswer(w, refused, bob)).toMatch(
+      /Only Atelier admins or the admins of this workspace/,
+    );
     expect(settings().showcaseChannelId).toBeUndefined();
 
     const byAdmin = s.slash('/atelier', `showcase <#${art.id}|art>`, { user: dana });
