@@ -10,19 +10,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createDiscordSurface, type DiscordSurface } from '../../adapters/discord/index.js';
-import { Bot } from '../../commands/bot.js';
-import { readPngText } from '../../src/images/index.js';
-import { createLogger } from '../../src/log.js';
 import { TINY_CHECKPOINT, TINY_MODEL_CONFIG, writeTinyModel } from '../../src/pipeline/tiny/index.js';
 import { mmditShapes, randomLora, writeLora } from '../fixtures/loras.js';
-import { startTestApp, type TestApp } from '../helpers/test-app.js';
-import {
-  type DiscordSimulator,
-  type InteractionHandle,
-  type SimMessage,
-  startDiscordSimulator,
-} from '../simulators/discord/index.js';
+import { type DiscordSimulator, startDiscordSimulator } from '../simulators/discord/index.js';
+import { button, DiscordBotWorlds, isResult, parameters, privateAnswer } from './discord-bot-worlds.js';
 
 const JOB_WAIT = { timeoutMs: 45_000 };
 
@@ -59,67 +50,20 @@ beforeAll(() => {
 
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-interface World {
-  app: TestApp;
-  bot: Bot;
-  surface: DiscordSurface;
-}
-
 let d: DiscordSimulator | undefined;
-const worlds: World[] = [];
+const worlds = new DiscordBotWorlds();
 
 afterEach(async () => {
-  for (const world of worlds.splice(0)) await stop(world);
+  await worlds.stopAll();
   await d?.stop();
   d = undefined;
 });
-
-async function start(sim: DiscordSimulator, env: Record<string, string>, dataDir?: string): Promise<World> {
-  const app = await startTestApp({ ATELIER_LIMITS__USER__ENABLED: 'false', ...env }, dataDir);
-  const bot = new Bot(app);
-  const surface = createDiscordSurface({
-    token: sim.token,
-    apiUrl: sim.apiUrl,
-    maxUploadBytes: app.config.images.maxUploadBytes.discord,
-    logger: createLogger({ level: 'silent' }),
-  });
-  await surface.start(bot);
-  bot.start();
-  const world = { app, bot, surface };
-  worlds.push(world);
-  return world;
-}
-
-async function stop(world: World, options: { keep?: boolean } = {}): Promise<void> {
-  await world.surface.stop();
-  await world.bot.stop();
-  await world.app.dispose(options);
-  const at = worlds.indexOf(world);
-  if (at >= 0) worlds.splice(at, 1);
-}
-
-const labels = (m: SimMessage) => m.buttons.map((b) => b.label);
-const isResult = (m: SimMessage) => m.attachments.length === 1 && labels(m).includes('Delete');
-const parameters = (m: SimMessage) => readPngText(m.attachments[0]!.data).parameters ?? '';
-
-function button(m: SimMessage, label: string): string {
-  const found = m.buttons.find((b) => b.label === label);
-  if (!found?.customId) throw new Error(`no button ${label} on "${m.content}" (${labels(m).join(', ')})`);
-  return found.customId;
-}
-
-async function privateAnswer(interaction: InteractionHandle): Promise<SimMessage> {
-  await interaction.waitForResponse();
-  const original = interaction.original();
-  if (original?.ephemeral && !original.deleted && original.content) return original;
-  return interaction.waitForFollowUp((m) => m.ephemeral);
-}
 
 describe('Discord: LoRAs (real Bot, tiny model)', () => {
   it('lora options with autocomplete; the LoRAs in the result and the PNG; a reroll keeps them; a removed one is refused after a restart', async () => {
     d = await startDiscordSimulator({ waitTimeoutMs: JOB_WAIT.timeoutMs });
     const sim = d;
-    const before = await start(sim, LORAS);
+    const before = await worlds.start(sim, LORAS);
     const commands = await sim.waitForCommands();
     const imagine = commands.find((c) => c.name === 'imagine')!;
     for (const name of ['lora', 'lora2', 'lora3']) {
@@ -177,13 +121,13 @@ describe('Discord: LoRAs (real Bot, tiny model)', () => {
 
     // The operator takes pixel off the list and restarts.
     const dataDir = before.app.dataDir;
-    await stop(before, { keep: true });
+    await worlds.stop(before, { keep: true });
     const {
       ATELIER_LORAS__ALLOWED__PIXEL__FILE: _f,
       ATELIER_LORAS__ALLOWED__PIXEL__WEIGHT: _w,
       ...inkOnly
     } = LORAS;
-    await start(sim, inkOnly, dataDir);
+    await worlds.start(sim, inkOnly, dataDir);
     const refusal = await privateAnswer(sim.click(result, button(result, 'Reroll'), { user: bob }));
     expect(refusal.content).toBe(
       '⚠️ “pixel” was used for that image but is no longer a LoRA here. Choose one of: ink (e.g. lora:ink:0.8).',

@@ -9,11 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createDiscordSurface, type DiscordSurface } from '../../adapters/discord/index.js';
-import { Bot } from '../../commands/bot.js';
 import { createApp } from '../../src/app/index.js';
 import { loadConfig } from '../../src/config/index.js';
-import { readPngText } from '../../src/images/index.js';
 import { createLogger } from '../../src/log.js';
 import { checkpointHash } from '../../src/pipeline/models-dir/model-hash.js';
 import { planLoad } from '../../src/pipeline/residency.js';
@@ -27,7 +24,6 @@ import type {
   PipelineInfo,
   Residency,
 } from '../../src/pipeline/types.js';
-import { startTestApp, type TestApp } from '../helpers/test-app.js';
 import { solidImage } from '../scheduler/helpers.js';
 import {
   type DiscordSimulator,
@@ -35,6 +31,7 @@ import {
   type SimMessage,
   startDiscordSimulator,
 } from '../simulators/discord/index.js';
+import { button, DiscordBotWorlds, isResult, parameters, privateAnswer } from './discord-bot-worlds.js';
 
 const JOB_WAIT = { timeoutMs: 45_000 };
 
@@ -61,67 +58,20 @@ beforeAll(() => {
 
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-interface World {
-  app: TestApp;
-  bot: Bot;
-  surface: DiscordSurface;
-}
-
 let d: DiscordSimulator | undefined;
-const worlds: World[] = [];
+const worlds = new DiscordBotWorlds();
 
 afterEach(async () => {
-  for (const world of worlds.splice(0)) await stop(world);
+  await worlds.stopAll();
   await d?.stop();
   d = undefined;
 });
-
-async function start(sim: DiscordSimulator, env: Record<string, string>, dataDir?: string): Promise<World> {
-  const app = await startTestApp({ ATELIER_LIMITS__USER__ENABLED: 'false', ...env }, dataDir);
-  const bot = new Bot(app);
-  const surface = createDiscordSurface({
-    token: sim.token,
-    apiUrl: sim.apiUrl,
-    maxUploadBytes: app.config.images.maxUploadBytes.discord,
-    logger: createLogger({ level: 'silent' }),
-  });
-  await surface.start(bot);
-  bot.start();
-  const world = { app, bot, surface };
-  worlds.push(world);
-  return world;
-}
-
-async function stop(world: World, options: { keep?: boolean } = {}): Promise<void> {
-  await world.surface.stop();
-  await world.bot.stop();
-  await world.app.dispose(options);
-  const at = worlds.indexOf(world);
-  if (at >= 0) worlds.splice(at, 1);
-}
-
-const labels = (m: SimMessage) => m.buttons.map((b) => b.label);
-const isResult = (m: SimMessage) => m.attachments.length === 1 && labels(m).includes('Delete');
-const parameters = (m: SimMessage) => readPngText(m.attachments[0]!.data).parameters ?? '';
-
-function button(m: SimMessage, label: string): string {
-  const found = m.buttons.find((b) => b.label === label);
-  if (!found?.customId) throw new Error(`no button ${label} on "${m.content}" (${labels(m).join(', ')})`);
-  return found.customId;
-}
-
-async function privateAnswer(interaction: InteractionHandle): Promise<SimMessage> {
-  await interaction.waitForResponse();
-  const original = interaction.original();
-  if (original?.ephemeral && !original.deleted && original.content) return original;
-  return interaction.waitForFollowUp((m) => m.ephemeral);
-}
 
 describe('Discord: several models resident (real Bot, two tiny models)', () => {
   it('model: and mode: draft, per-user and per-server defaults, the model in the result and the PNG', async () => {
     d = await startDiscordSimulator({ waitTimeoutMs: JOB_WAIT.timeoutMs });
     const sim = d;
-    await start(sim, MODELS);
+    await worlds.start(sim, MODELS);
     const commands = await sim.waitForCommands();
     const imagine = commands.find((c) => c.name === 'imagine')!;
     expect(imagine.options!.find((o) => o.name === 'model')).toMatchObject({
@@ -206,7 +156,7 @@ describe('Discord: several models resident (real Bot, two tiny models)', () => {
   it('a reroll keeps its model; after a restart without it, rerolls and variations are refused privately', async () => {
     d = await startDiscordSimulator({ waitTimeoutMs: JOB_WAIT.timeoutMs });
     const sim = d;
-    const before = await start(sim, MODELS);
+    const before = await worlds.start(sim, MODELS);
     await sim.waitForCommands();
     const { carol, bob } = sim.users;
     const made = sim.slash('imagine', { prompt: 'a lantern', model: 'beta', seed: 9 }, { user: carol });
@@ -224,14 +174,14 @@ describe('Discord: several models resident (real Bot, two tiny models)', () => {
 
     // The operator takes beta out of the configuration and restarts.
     const dataDir = before.app.dataDir;
-    await stop(before, { keep: true });
+    await worlds.stop(before, { keep: true });
     const {
       ATELIER_MODELS__LIST__BETA__DIR: _b,
       ATELIER_MODELS__LIST__BETA__STEPS: _s,
       ATELIER_MODELS__LIST__BETA__GUIDANCE: _g,
       ...alphaOnly
     } = MODELS;
-    await start(sim, { ...alphaOnly, ATELIER_MODELS__LIST__GAMMA__DIR: join(root, 'alpha') }, dataDir);
+    await worlds.start(sim, { ...alphaOnly, ATELIER_MODELS__LIST__GAMMA__DIR: join(root, 'alpha') }, dataDir);
 
     const refusal = await privateAnswer(sim.click(result, button(result, 'Reroll'), { user: bob }));
     expect(refusal.content).toBe(
@@ -347,26 +297,16 @@ describe('Discord: the queue’s ETA counts loading a model that is not loaded',
     });
     const app = await createApp(config, { pipeline, logger: createLogger({ level: 'silent' }) });
     await app.start();
-    const bot = new Bot(app);
-    const surface = createDiscordSurface({
-      token: sim.token,
-      apiUrl: sim.apiUrl,
-      maxUploadBytes: config.images.maxUploadBytes.discord,
-      logger: createLogger({ level: 'silent' }),
-    });
-    await surface.start(bot);
-    bot.start();
-    worlds.push({
-      app: Object.assign(app, {
+    await worlds.attach(
+      sim,
+      Object.assign(app, {
         dataDir,
         dispose: async () => {
           await app.close();
           rmSync(dataDir, { recursive: true, force: true });
         },
       }),
-      bot,
-      surface,
-    });
+    );
     await sim.waitForCommands();
     const { alice, bob, carol } = sim.users;
     /** Seconds of the ETA a queue notice shows ("about 3 min 32 s"). */
