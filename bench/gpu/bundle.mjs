@@ -22,6 +22,8 @@ await build({
     'capi-check': 'bench/gpu/capi-check.ts',
     'cuda-check': 'bench/gpu/cuda-check.ts',
     'quality-bench': 'bench/gpu/quality-bench.ts',
+    // Issue 15: several models resident, switching, LoRA merge + load.
+    'models-bench': 'bench/gpu/models-bench.ts',
     // The child's pipeline module for atelier-bench: the engine plus its arenas' counters (issue 11).
     'memory-pipeline': 'bench/gpu/memory-pipeline.ts',
     child: 'src/pipeline/process/child.ts',
