@@ -28,6 +28,8 @@ await build({
     'memory-pipeline': 'bench/gpu/memory-pipeline.ts',
     child: 'src/pipeline/process/child.ts',
     sd35: 'src/pipeline/sd35/index.ts',
+    // The LoRA merge's worker threads, started from beside the bundle's code (merge-kernel.ts).
+    'merge-worker': 'src/pipeline/lora/merge-worker.ts',
   },
   outdir: OUT,
   bundle: true,

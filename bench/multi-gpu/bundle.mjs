@@ -5,7 +5,7 @@
 // node, onnxruntime-node and its CUDA provider) has no other package, so the bundle brings:
 //
 //   dist/js/            atelier.js (the CLI, bench/multi-gpu/atelier-entry.ts), multi-gpu.js (the
-//                       driver), child.js + sd35.js (the pipeline process), their chunks, the
+//                       driver), child.js + sd35.js + merge-worker.js (the pipeline process), their chunks, the
 //                       playground's static files, and native/'s sources with the CUDA op library
 //                       at build/<hash>/ where src/pipeline/ort/custom-ops.ts looks for it
 //   config/default.yaml, package.json   read by the product relative to its code (../../)
@@ -61,10 +61,14 @@ const common = {
 };
 
 // The pipeline process's side, as bench/gpu/bundle.mjs builds it: the product names `sd35.js` as
-// the module its child process loads.
+// the module its child process loads, and merge-kernel.ts starts merge-worker.js beside its code.
 await build({
   ...common,
-  entryPoints: { child: 'src/pipeline/process/child.ts', sd35: 'src/pipeline/sd35/index.ts' },
+  entryPoints: {
+    child: 'src/pipeline/process/child.ts',
+    sd35: 'src/pipeline/sd35/index.ts',
+    'merge-worker': 'src/pipeline/lora/merge-worker.ts',
+  },
   chunkNames: 'pipe-[name]-[hash]',
 });
 

@@ -1,16 +1,14 @@
 /**
  * The merge's arithmetic on rows of one weight, run on worker threads (a real model's layers are
  * tens of millions of weights each, and the pipeline process has the host's cores to itself while
- * a combination merges), or inline for small weights. It is one plain-JavaScript source, evaluated
- * in both places, so a row is computed by the same code wherever it runs; each row depends on
- * nothing but its own inputs, so the result does not depend on how rows are split.
+ * a combination merges), or inline for small weights. Both run `mergeRows` below (the workers
+ * through merge-worker.ts), so a row is computed by the same code wherever it runs; each row
+ * depends on nothing but its own inputs, so the result does not depend on how rows are split.
  *
  * Per row: decode the stored weight to float32 (tables from weights/dtypes.ts; fp8 × its scale,
  * rounded to float32), add Σ factor · (up[row] · down) — each product summed over the rank in
  * float64, the update summed over the pairs in float64 —, round once to float32, then encode to
- * the output type. The encoders are written out below, bit-identical to weights/dtypes.ts
- * (floatToHalf, floatToE4M3) and merge.ts (floatToBf16): test/pipeline/lora.test.ts compares every
- * type against them.
+ * the output type with weights/dtypes.ts's encoders (floatToHalf, floatToBf16, floatToE4M3).
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -18,6 +16,9 @@ import {
   bf16ToFloat,
   e4m3ToFloat,
   e5m2ToFloat,
+  floatToBf16,
+  floatToE4M3,
+  floatToHalf,
   halfToFloat,
   type SafetensorsDType,
 } from '../weights/dtypes.js';
@@ -56,72 +57,18 @@ export interface KernelTask {
   outputScales: Float32Array;
 }
 
-/** Decode tables (from weights/dtypes.ts) and the e4m3 values the encoder searches. */
+/** Decode tables (from weights/dtypes.ts). */
 export interface KernelTables {
   half: Float32Array;
   bf16: Float32Array;
   e4m3: Float32Array;
   e5m2: Float32Array;
-  /** The 127 non-negative finite e4m3fn values, codes 0x00…0x7e, ascending. */
-  e4m3Values: Float64Array;
 }
 
-const KERNEL_SOURCE = `
+/** Largest finite float8 e4m3fn value. */
 const E4M3_MAX = 448;
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
 
-function floatToHalf(value) {
-  f32[0] = value;
-  const x = u32[0];
-  const sign = (x >>> 16) & 0x8000;
-  let exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  exp = exp - 127 + 15;
-  if (exp >= 31) return sign | 0x7c00;
-  if (exp <= 0) {
-    if (exp < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - exp;
-    const half = 1 << (shift - 1);
-    let r = mant >> shift;
-    const rem = mant & ((1 << shift) - 1);
-    if (rem > half || (rem === half && r & 1)) r++;
-    return sign | r;
-  }
-  let r = (exp << 10) | (mant >> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++;
-  return sign | r;
-}
-
-function floatToBf16(value) {
-  f32[0] = value;
-  const x = u32[0];
-  if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) & 0x8000) | 0x7fc0;
-  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
-function floatToE4M3(values, value) {
-  if (Number.isNaN(value)) return 0x7f;
-  const sign = value < 0 || Object.is(value, -0) ? 0x80 : 0;
-  const a = Math.abs(value);
-  let lo = 0;
-  let hi = values.length - 1;
-  if (a >= values[hi]) return sign | hi;
-  while (hi - lo > 1) {
-    const mid = (lo + hi) >> 1;
-    if (values[mid] <= a) lo = mid;
-    else hi = mid;
-  }
-  const dLo = a - values[lo];
-  const dHi = values[hi] - a;
-  const code = dLo < dHi || (dLo === dHi && lo % 2 === 0) ? lo : hi;
-  return sign | code;
-}
-
-function decodeRow(task, tables, row, into) {
+function decodeRow(task: KernelTask, tables: KernelTables, row: number, into: Float32Array): void {
   const cols = task.cols;
   const at = row * cols;
   const b = task.base;
@@ -146,7 +93,14 @@ function decodeRow(task, tables, row, into) {
   }
 }
 
-function rowProduct(product, up, down, row, rank, cols) {
+function rowProduct(
+  product: Float64Array,
+  up: Float32Array,
+  down: Float64Array,
+  row: number,
+  rank: number,
+  cols: number,
+): void {
   product.fill(0);
   const at = row * rank;
   for (let k = 0; k < rank; k++) {
@@ -157,7 +111,8 @@ function rowProduct(product, up, down, row, rank, cols) {
   }
 }
 
-function mergeRows(task, tables, r0, r1) {
+/** Merges rows [r0, r1) of `task` (on a worker: merge-worker.ts; inline: KernelPool.run). */
+export function mergeRows(task: KernelTask, tables: KernelTables, r0: number, r1: number): void {
   const cols = task.cols;
   const row32 = new Float32Array(cols);
   const update = new Float64Array(cols);
@@ -196,30 +151,29 @@ function mergeRows(task, tables, r0, r1) {
         for (let i = 0; i < cols; i++) amax = Math.max(amax, Math.abs(row32[i]));
         const scale = Math.fround(amax > 0 ? amax / E4M3_MAX : 1);
         task.outputScales[r] = scale;
-        for (let i = 0; i < cols; i++) o[at + i] = floatToE4M3(tables.e4m3Values, row32[i] / scale);
+        for (let i = 0; i < cols; i++) o[at + i] = floatToE4M3(row32[i] / scale);
         break;
       }
     }
   }
 }
-`;
 
-type MergeRows = (task: KernelTask, tables: KernelTables, r0: number, r1: number) => void;
-
-const mergeRowsInline = new Function(`${KERNEL_SOURCE}\nreturn mergeRows;`)() as MergeRows;
-
-const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-${KERNEL_SOURCE}
-parentPort.on('message', (m) => {
-  try {
-    mergeRows(m.task, m.tables, m.r0, m.r1);
-    parentPort.postMessage({ ok: true });
-  } catch (error) {
-    parentPort.postMessage({ error: String((error && error.stack) || error) });
-  }
-});
-`;
+/**
+ * A merge worker: merge-worker.ts beside this file in a source checkout, merge-worker.js beside
+ * the bundle's code (bench/gpu/bundle.mjs and bench/multi-gpu/bundle.mjs build it). A worker does
+ * not inherit the TypeScript loader of its thread, so a source checkout's worker registers tsx
+ * before it imports the module (as the pipeline process is started with it: process-pipeline.ts).
+ */
+function startWorker(): Worker {
+  const source = import.meta.url.endsWith('.ts');
+  const entry = new URL(`./merge-worker${source ? '.ts' : '.js'}`, import.meta.url);
+  if (!source) return new Worker(entry);
+  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+  return new Worker(
+    `import(${tsx}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}); });`,
+    { eval: true },
+  );
+}
 
 let tables: KernelTables | undefined;
 
@@ -242,9 +196,7 @@ export function kernelTables(): KernelTables {
     e4m3[b] = e4m3ToFloat(b);
     e5m2[b] = e5m2ToFloat(b);
   }
-  const e4m3Values = shared(Float64Array, 0x7f);
-  for (let c = 0; c < 0x7f; c++) e4m3Values[c] = e4m3ToFloat(c);
-  tables = { half, bf16, e4m3, e5m2, e4m3Values };
+  tables = { half, bf16, e4m3, e5m2 };
   return tables;
 }
 
@@ -281,11 +233,11 @@ export class KernelPool {
   async run(task: KernelTask): Promise<void> {
     const t = kernelTables();
     if (this.#threads === 0 || task.rows * task.cols < this.#inlineBelow) {
-      mergeRowsInline(task, t, 0, task.rows);
+      mergeRows(task, t, 0, task.rows);
       return;
     }
     if (this.#workers.length === 0) {
-      this.#workers = Array.from({ length: this.#threads }, () => new Worker(WORKER_SOURCE, { eval: true }));
+      this.#workers = Array.from({ length: this.#threads }, startWorker);
     }
     const workers = this.#workers;
     const per = Math.ceil(task.rows / workers.length);
@@ -296,9 +248,18 @@ export class KernelPool {
             const r0 = i * per;
             const r1 = Math.min(task.rows, r0 + per);
             if (r0 >= r1) return resolve();
-            worker.once('message', (m: { ok?: true; error?: string }) =>
-              m.error ? reject(new Error(`LoRA merge worker: ${m.error}`)) : resolve(),
-            );
+            const answered = (m: { ok?: true; error?: string }) => {
+              worker.off('error', failed);
+              if (m.error) reject(new Error(`LoRA merge worker: ${m.error}`));
+              else resolve();
+            };
+            // A worker that cannot start (its module failed to load) fails the merge instead of hanging it.
+            const failed = (error: Error) => {
+              worker.off('message', answered);
+              reject(new Error(`LoRA merge worker: ${error.message}`, { cause: error }));
+            };
+            worker.once('message', answered);
+            worker.once('error', failed);
             worker.postMessage({ task, tables: t, r0, r1 });
           }),
       ),

@@ -17,6 +17,7 @@ import { closeSync, openSync, readSync, renameSync, rmSync, writeSync } from 'no
 import type { ResolvedTensor, WeightSource } from '../onnx/params.js';
 import {
   DTYPE_BYTES,
+  floatToBf16,
   floatToE4M3,
   floatToHalf,
   type SafetensorsDType,
@@ -53,17 +54,6 @@ interface Patch {
   lora: LoraFile;
   /** weight · alpha / rank */
   factor: number;
-}
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/** float → bfloat16, round to nearest even (as torch's .bfloat16()). */
-export function floatToBf16(value: number): number {
-  f32[0] = value;
-  const x = u32[0]!;
-  if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) & 0x8000) | 0x7fc0;
-  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
 function readRange(path: string, offset: number, length: number): Uint8Array {

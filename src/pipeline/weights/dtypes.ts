@@ -91,6 +91,14 @@ export function floatToHalf(value: number): number {
   return sign | r;
 }
 
+/** float → bfloat16, round to nearest even (as torch's .bfloat16()). */
+export function floatToBf16(value: number): number {
+  f32[0] = value;
+  const x = u32[0]!;
+  if ((x & 0x7fffffff) > 0x7f800000) return ((x >>> 16) & 0x8000) | 0x7fc0;
+  return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
 /** float8 e4m3fn (bias 7, no infinities, 0x7f/0xff are NaN) → float. */
 export function e4m3ToFloat(b: number): number {
   const sign = b & 0x80 ? -1 : 1;
