@@ -15,8 +15,10 @@
 # ≈ 415 s of jobs, + load ≈ 5 s (+ 20 s of calibration when missing) ≈ 440 s. The budget (545 s)
 # stops it between jobs; jobs it leaves out are counted as skipped. Ends by 560 s.
 # On the GPU machine, from the checkout: bash bench/gpu/gpu-memory-mixed.sh [atelier-bench args]
+# ENDS_BY (seconds from the start, default 560) moves the end earlier, to leave room for more work in the call.
 T0=$(date +%s)
-left() { echo $((${1:-560} - $(date +%s) + T0)); }
+ENDS_BY=${ENDS_BY:-560}
+left() { echo $((${1:-$ENDS_BY} - $(date +%s) + T0)); }
 OUT=${OUT:-$PWD/.gpu/out}; mkdir -p "$OUT"
 source .gpu/device-env.sh
 command -v node > /dev/null || { echo "no node on this machine: run a call carrying .gpu/runtime-a.tar.xz first (smoke call A)"; exit 3; }
@@ -32,9 +34,9 @@ tail -1 "$OUT/weights.log"
 echo "weights done at $(( $(date +%s) - T0 )) s"
 CAL=/tmp/atelier-memory-calibration.json
 [ -f "$CAL" ] && cp "$CAL" "$OUT/calibration-before.json"
-timeout "$(left 585)" node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokenizers \
+timeout "$(left $((ENDS_BY + 25)))" node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokenizers \
   --out "$OUT/memory-mixed.json" --configs large --precision fp8 --runtime capi --session-api capi \
   --emulate-card --gpu-memory-limit 24GiB --placement auto --calibration "$CAL" \
-  --mixed 100 --mixed-steps 8 --mixed-repeat 4 --mixed-seed 1 --budget-s "$(left 545)" "$@" 2>&1 | tee "$OUT/memory-mixed.log"
+  --mixed 100 --mixed-steps 8 --mixed-repeat 4 --mixed-seed 1 --budget-s "$(left $((ENDS_BY - 15)))" "$@" 2>&1 | tee "$OUT/memory-mixed.log"
 cp "$CAL" "$OUT/calibration.json" 2>/dev/null
 echo "mixed call done at $(( $(date +%s) - T0 )) s"

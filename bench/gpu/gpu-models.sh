@@ -10,6 +10,7 @@
 #   resident 1, resident 2                                                         ≈ 25 + 45 s
 # Large Turbo is a hard link of the Large fp8 file (its own file to the engine, no disk).
 # ENDS_BY (seconds from the start, default 560) bounds it; a phase with under 60 s left is skipped.
+# PHASES (default "resident3 lora switch resident1 resident2") picks and orders the phases.
 # Here, the same on the CPU with tiny weights: MODELS_SMOKE=cpu OUT=/tmp/mb bash bench/gpu/gpu-models.sh
 T0=$(date +%s)
 ENDS_BY=${ENDS_BY:-560}
@@ -37,9 +38,14 @@ phase() {
   timeout "$t" node "$BUNDLE/models-bench.js" --models "$W" --tokenizers .gpu/tokenizers \
     --out "$OUT/models.json" "${extra[@]}" "$@" 2>&1 | tee -a "$OUT/models.log"
 }
-phase "resident 3 (Large, Turbo, Medium)" --phase resident --count 3
-phase "LoRA merge + load (Large)" --phase lora
-phase "switch (models.maxResident 1)" --phase switch
-phase "resident 1 (Large)" --phase resident --count 1
-phase "resident 2 (Large, Turbo)" --phase resident --count 2
+for p in ${PHASES:-resident3 lora switch resident1 resident2}; do
+  case $p in
+    resident3) phase "resident 3 (Large, Turbo, Medium)" --phase resident --count 3 ;;
+    lora) phase "LoRA merge + load (Large)" --phase lora ;;
+    switch) phase "switch (models.maxResident 1)" --phase switch ;;
+    resident1) phase "resident 1 (Large)" --phase resident --count 1 ;;
+    resident2) phase "resident 2 (Large, Turbo)" --phase resident --count 2 ;;
+    *) echo "PHASES: unknown phase $p" ;;
+  esac
+done
 echo "models call done at $(( $(date +%s) - T0 )) s" | tee -a "$OUT/models.log"
