@@ -6,7 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
+import { safetensorsHeaderBytes } from '../weights/safetensors.js';
 
 /** Hex digits A1111 shows (NetworkOnDisk.shorthash = hash[0:12]). */
 export const SHORT_HASH_LENGTH = 12;
@@ -18,15 +19,7 @@ export async function addnetHash(path: string): Promise<string> {
   const { size, mtimeMs } = await stat(path);
   const hit = cache.get(path);
   if (hit && hit.size === size && hit.mtimeMs === mtimeMs) return hit.hash;
-  const file = await open(path, 'r');
-  let headerLength: number;
-  try {
-    const length = Buffer.alloc(8);
-    await file.read(length, 0, 8, 0);
-    headerLength = Number(length.readBigUInt64LE(0));
-  } finally {
-    await file.close();
-  }
+  const headerLength = safetensorsHeaderBytes(path).byteLength;
   const hash = createHash('sha256');
   // An empty data section (start past the end) hashes nothing, as A1111 does.
   if (8 + headerLength < size) {

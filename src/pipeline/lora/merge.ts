@@ -13,7 +13,7 @@
  * update may move a row's range (per tensor for convolution kernels, as the graph reads those).
  * The file is written tensor by tensor: only one merged weight is in memory at a time.
  */
-import { closeSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import type { ResolvedTensor, WeightSource } from '../onnx/params.js';
 import {
   DTYPE_BYTES,
@@ -56,22 +56,6 @@ interface Patch {
   factor: number;
 }
 
-function readRange(path: string, offset: number, length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  const fd = openSync(path, 'r');
-  try {
-    let done = 0;
-    while (done < length) {
-      const n = readSync(fd, out, done, length - done, offset + done);
-      if (n === 0) throw new Error(`${path}: cut short at byte ${offset + done}`);
-      done += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return out;
-}
-
 /** The stored type of a resolved tensor (its first part's). */
 function storedType(t: ResolvedTensor): SafetensorsDType {
   return t.kind === 'tensor' ? t.info.dtype : storedType(t.kind === 'reshape' ? t.of : t.parts[0]!);
@@ -81,7 +65,7 @@ function storedType(t: ResolvedTensor): SafetensorsDType {
 export function readResolvedFloat32(t: ResolvedTensor): Float32Array {
   switch (t.kind) {
     case 'tensor':
-      return toFloat32(t.info.dtype, readRange(t.file.path, t.info.offset, t.info.byteLength));
+      return toFloat32(t.info.dtype, t.file.readBytes(t.info.name));
     case 'reshape':
       return readResolvedFloat32(t.of);
     case 'concat': {
@@ -102,7 +86,7 @@ export function readResolvedFloat32(t: ResolvedTensor): Float32Array {
 function readResolvedBytes(t: ResolvedTensor, into: Uint8Array, at = 0): number {
   switch (t.kind) {
     case 'tensor': {
-      into.set(readRange(t.file.path, t.info.offset, t.info.byteLength), at);
+      into.set(t.file.readBytes(t.info.name), at);
       return at + t.info.byteLength;
     }
     case 'reshape':

@@ -90,15 +90,12 @@ export class SafetensorsFile {
   /** Reads a tensor's raw bytes (for small tensors: biases, scales, embeddings of tiny models). */
   readBytes(name: string): Uint8Array {
     const info = this.get(name);
-    const out = new Uint8Array(info.byteLength);
-    let done = 0;
-    while (done < out.byteLength) {
-      const n = readSync(this.#openFd(), out, done, out.byteLength - done, info.offset + done);
-      if (n === 0)
-        throw new ModelError(this.path, `${this.path}: tensor "${name}" is cut short (file truncated?)`);
-      done += n;
-    }
-    return out;
+    return readFully(
+      this.#openFd(),
+      new Uint8Array(info.byteLength),
+      info.offset,
+      () => new ModelError(this.path, `${this.path}: tensor "${name}" is cut short (file truncated?)`),
+    );
   }
 
   /** Reads a floating-point tensor as float32 values. */
@@ -129,30 +126,64 @@ export class SafetensorsFile {
   }
 }
 
-function readHeader(
+/**
+ * Reads `into.byteLength` bytes of `fd` from `position` into `into` (a read may return fewer bytes
+ * than asked: it reads on until all are there); a file that ends first throws `short()`.
+ */
+export function readFully<T extends Uint8Array>(
   fd: number,
-  path: string,
-  fileSize: number,
-): { header: unknown; headerBytes: Uint8Array } {
-  const name = basename(path);
+  into: T,
+  position: number,
+  short: () => Error,
+): T {
+  let done = 0;
+  while (done < into.byteLength) {
+    const n = readSync(fd, into, done, into.byteLength - done, position + done);
+    if (n === 0) throw short();
+    done += n;
+  }
+  return into;
+}
+
+/**
+ * The header's JSON bytes of the safetensors file at `path`, unparsed (its length checked against
+ * the file): what identifies a checkpoint (models-dir/model-hash.ts) and where the data starts
+ * (8 + its length: lora/hash.ts).
+ */
+export function safetensorsHeaderBytes(path: string): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    return readHeaderBytes(fd, path, fstatSync(fd).size);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readHeaderBytes(fd: number, path: string, fileSize: number): Buffer {
   if (fileSize < 8) throw new ModelError(path, `${path}: not a safetensors file (only ${fileSize} bytes)`);
-  const lengthBytes = Buffer.alloc(8);
-  readSync(fd, lengthBytes, 0, 8, 0);
-  const headerLength = Number(lengthBytes.readBigUInt64LE(0));
+  const cutShort = () => new ModelError(path, `${path}: the safetensors header is cut short`);
+  const headerLength = Number(readFully(fd, Buffer.alloc(8), 0, cutShort).readBigUInt64LE(0));
   if (headerLength < 2 || headerLength > MAX_HEADER_BYTES || 8 + headerLength > fileSize) {
     throw new ModelError(
       path,
       `${path}: not a valid safetensors file (header length ${headerLength} does not fit a ${fileSize}-byte file; truncated or not safetensors?)`,
     );
   }
-  const headerBytes = Buffer.alloc(headerLength);
-  readSync(fd, headerBytes, 0, headerLength, 8);
+  return readFully(fd, Buffer.alloc(headerLength), 8, cutShort);
+}
+
+function readHeader(
+  fd: number,
+  path: string,
+  fileSize: number,
+): { header: unknown; headerBytes: Uint8Array } {
+  const headerBytes = readHeaderBytes(fd, path, fileSize);
   try {
     return { header: JSON.parse(headerBytes.toString('utf8')), headerBytes };
   } catch {
     throw new ModelError(
       path,
-      `${path}: the safetensors header of ${name} is not valid JSON (corrupt file?)`,
+      `${path}: the safetensors header of ${basename(path)} is not valid JSON (corrupt file?)`,
     );
   }
 }
