@@ -8,7 +8,7 @@ import { realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { ModelError } from '../../errors.js';
-import type { Denoiser } from '../lora/index.js';
+import { cachedCombinationsOf, type Denoiser } from '../lora/index.js';
 import { buildClip, type ClipKind, clipConfig } from '../models/clip.js';
 import { buildMmdit, type MmditConfig, mmditConfig } from '../models/mmdit.js';
 import { buildSamplerStep, type SamplerStepShape } from '../models/sampler-step.js';
@@ -148,17 +148,18 @@ export class SharedSessions {
   }
 }
 
+/** The real path of `file` (links resolved), or `file` itself where it cannot be resolved. */
+export function realPath(file: string): string {
+  try {
+    return realpathSync(file);
+  } catch {
+    return file;
+  }
+}
+
 /** Real paths of a component's files: its identity with the headers (two folders, two models). */
 function realPaths(files: readonly string[]): string {
-  return files
-    .map((file) => {
-      try {
-        return realpathSync(file);
-      } catch {
-        return file;
-      }
-    })
-    .join('\u0000');
+  return files.map(realPath).join('\u0000');
 }
 
 /** What the engine hands over beside its (serialisable) options. */
@@ -576,6 +577,8 @@ export function memoryPlanOf(
     capiShapes: options.capiShapes ?? 1,
     resolution: SAMPLING_DEFAULTS[set.family].resolution,
     ...(options.memoryCalibration ? { calibration: options.memoryCalibration } : {}),
+    // Each cached LoRA combination is another whole denoiser session (lora/variants.ts).
+    ...(options.loras ? { loraCombinations: cachedCombinationsOf(options.loras) } : {}),
   };
   const limit = provider === 'cuda' ? options.gpuMemoryLimit : undefined;
   const plan = planGpuMemory(input, {
@@ -686,6 +689,7 @@ function memoryInfo(
     ...(plan.vaeBudgetBytes !== undefined ? { vaeBudgetBytes: plan.vaeBudgetBytes } : {}),
     ...(plan.arenaLimits ? { arenaLimits: { ...plan.arenaLimits } } : {}),
     capiShapes: plan.capiShapes,
+    ...(plan.loras ? { loras: { ...plan.loras } } : {}),
     summary: describePlan(plan),
   };
 }

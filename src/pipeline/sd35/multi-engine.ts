@@ -10,7 +10,6 @@
  * One model configured the old way (`models.dir` / `models.checkpoint`) is a list of one, named
  * after its checkpoint.
  */
-import { realpathSync } from 'node:fs';
 import { ModelError, PipelineError } from '../../errors.js';
 import { cachedCombinationsOf } from '../lora/index.js';
 import { discoverModelSet } from '../models-dir/discover.js';
@@ -28,7 +27,7 @@ import type {
   Residency,
 } from '../types.js';
 import { DTYPE_BYTES } from '../weights/dtypes.js';
-import { fileComponents, memoryPlanOf, SharedSessions } from './components.js';
+import { fileComponents, memoryPlanOf, realPath, SharedSessions } from './components.js';
 import { Sd35Engine } from './engine.js';
 import { OVERHEAD_BYTES, queryGpuMemory, TEXT_ARENA_BYTES } from './gpu-memory.js';
 import type { EngineOptions } from './options.js';
@@ -64,14 +63,6 @@ interface Entry {
   loading?: Promise<Sd35Engine>;
   lastUsed: number;
   loadMs?: number;
-}
-
-function realPath(file: string): string {
-  try {
-    return realpathSync(file);
-  } catch {
-    return file;
-  }
 }
 
 export class MultiModelEngine implements Pipeline {
