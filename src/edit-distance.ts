@@ -53,3 +53,13 @@ export function closestName(word: string, names: readonly string[]): string | un
   const prefixed = names.filter((n) => word.length >= 2 && n.toLowerCase().startsWith(lower));
   return prefixed.length === 1 ? prefixed[0] : undefined;
 }
+
+/**
+ * The item called `name` ignoring case and the space around `name` (configured models, styles,
+ * LoRAs…: names users type); undefined when there is none.
+ */
+export function findByName<T>(items: Iterable<T>, name: string, nameOf: (item: T) => string): T | undefined {
+  const wanted = name.trim().toLowerCase();
+  for (const item of items) if (nameOf(item).toLowerCase() === wanted) return item;
+  return undefined;
+}

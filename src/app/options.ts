@@ -5,6 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 import type { AtelierConfig, AtelierSettings } from '../config/index.js';
+import { findByName } from '../edit-distance.js';
 import type { ModelChoice } from '../jobs/models.js';
 import {
   type ModelDefaults,
@@ -61,8 +62,8 @@ async function modelSpecs(config: AtelierConfig): Promise<ModelSpec[]> {
   if (entries.length === 0) {
     return [{ ...(await where(m.dir, m.checkpoint)), textEncoders: m.textEncoders }];
   }
-  const wanted = m.default?.trim().toLowerCase();
-  const first = entries.findIndex(([name]) => name.toLowerCase() === wanted);
+  const chosen = m.default ? findByName(entries, m.default, ([name]) => name) : undefined;
+  const first = chosen ? entries.indexOf(chosen) : -1;
   if (first > 0) entries.unshift(...entries.splice(first, 1));
   const specs: ModelSpec[] = [];
   for (const [name, entry] of entries) {

@@ -7,7 +7,7 @@
  * operator has since removed is refused with the allowed ones. The PNG's parameters follow
  * A1111's convention (`<lora:name:weight>` in the prompt, `Lora hashes:`; images/parameters.ts).
  */
-import { closestName } from '../edit-distance.js';
+import { closestName, findByName } from '../edit-distance.js';
 import { ValidationError } from '../errors.js';
 import type { JobLora } from './types.js';
 
@@ -34,8 +34,7 @@ const SHOWN_LORAS = 25;
 
 /** The allowed LoRA called `name` (case-insensitive). */
 export function findLora(choices: readonly LoraChoice[], name: string): LoraChoice | undefined {
-  const wanted = name.trim().toLowerCase();
-  return choices.find((c) => c.name.toLowerCase() === wanted);
+  return findByName(choices, name, (c) => c.name);
 }
 
 /**

@@ -4,6 +4,7 @@
  * ones. Identity is the checkpoint's header hash (A1111's `Model hash`), so a model the operator
  * renamed is still found; a model whose checkpoint is gone is refused with the configured names.
  */
+import { findByName } from '../edit-distance.js';
 import { NotFoundError } from '../errors.js';
 import type { SamplerName } from '../vocabulary.js';
 import type { JobModel } from './types.js';
@@ -31,8 +32,7 @@ export interface ModelChoice {
 
 /** The configured model called `name` (case-insensitive). */
 export function findModel(models: readonly ModelChoice[], name: string): ModelChoice | undefined {
-  const wanted = name.trim().toLowerCase();
-  return models.find((m) => m.name.toLowerCase() === wanted);
+  return findByName(models, name, (m) => m.name);
 }
 
 /** What a job records of its model. */

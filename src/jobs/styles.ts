@@ -4,6 +4,7 @@
  * (`JobParams.prompt`, `JobParams.style`); the prompt the model reads is put together here, in one
  * place, for the pipeline and for the PNG's parameters.
  */
+import { findByName } from '../edit-distance.js';
 import type { JobParams } from './types.js';
 
 /** Where the user's prompt goes in a style's prompt template. */
@@ -41,9 +42,6 @@ export function findStyle(
   styles: Readonly<Record<string, StyleTemplate>>,
   name: string,
 ): { name: string; template: StyleTemplate } | undefined {
-  const wanted = name.trim().toLowerCase();
-  for (const [key, template] of Object.entries(styles)) {
-    if (key.toLowerCase() === wanted) return { name: key, template };
-  }
-  return undefined;
+  const found = findByName(Object.entries(styles), name, ([key]) => key);
+  return found && { name: found[0], template: found[1] };
 }

@@ -10,6 +10,7 @@
  * One model configured the old way (`models.dir` / `models.checkpoint`) is a list of one, named
  * after its checkpoint.
  */
+import { findByName } from '../../edit-distance.js';
 import { ModelError, PipelineError } from '../../errors.js';
 import { cachedCombinationsOf } from '../lora/index.js';
 import { discoverModelSet } from '../models-dir/discover.js';
@@ -225,8 +226,7 @@ export class MultiModelEngine implements Pipeline {
   }
 
   #entry(name: string): Entry | undefined {
-    const wanted = name.toLowerCase();
-    return this.#entries.find((e) => e.name.toLowerCase() === wanted);
+    return findByName(this.#entries, name, (e) => e.name);
   }
 
   /** Loaded models, least recently used first. */
