@@ -103,6 +103,8 @@ export interface GenerationOutput {
     promptCached?: boolean;
     /** The VAE decoded in overlapping tiles (memory short) instead of the whole image at once. */
     vaeTiled?: boolean;
+    /** The images ran in these passes (more than fit the GPU memory at once); absent: one pass. */
+    passes?: number[];
     /** The job's model was not loaded: this long went to loading it (and unloading others) first. */
     loadMs?: number;
     /** The job's LoRA combination was not loaded: this long went to merging and loading it. */

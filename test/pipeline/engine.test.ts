@@ -69,6 +69,21 @@ describe('Sd35Engine', () => {
     expect(meanAbsDiff(a.images[0].data, a.images[1].data)).toBeGreaterThan(1);
   });
 
+  it('runs more images than fit at once in passes: the same images, progress over all of them', async () => {
+    const whole = await (await engine()).generate(request({ count: 3 }));
+    const e = await engine({ maxImagesPerPass: 2 });
+    const steps: [number, number][] = [];
+    const split = await e.generate(request({ count: 3 }), {
+      onStep: ({ step, total }) => steps.push([step, total]),
+    });
+    // 3 images, 2 at most at once: passes of 2 and 1, each image still seed + i.
+    expect(split.timings?.passes).toEqual([2, 1]);
+    expect(whole.timings?.passes).toBeUndefined();
+    expect(split.seeds).toEqual([77, 78, 79]);
+    for (let i = 0; i < 3; i++) expect(split.images[i].data).toEqual(whole.images[i].data);
+    expect(steps).toEqual(Array.from({ length: 8 }, (_, i) => [i + 1, 8]));
+  });
+
   it('stops between steps when cancelled, after reporting the steps it made', async () => {
     const e = await engine();
     const controller = new AbortController();

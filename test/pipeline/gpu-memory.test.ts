@@ -15,6 +15,7 @@ import { runOutOfMemory } from '../../src/pipeline/sd35/engine.js';
 import {
   describePlan,
   gpuWeightBytes,
+  imagePasses,
   jobMemoryProblem,
   largestSideThatFits,
   type MemoryInput,
@@ -222,14 +223,31 @@ describe('the split of models.gpuMemoryLimit', () => {
 });
 
 describe('jobs that would not fit', () => {
-  it('refuses a 4-image batch at 24 GiB, naming what fits', () => {
+  it('runs a 4-image batch at 24 GiB in equal passes that fit, refusing nothing', () => {
     const plan = planGpuMemory(large(), cuda(24 * GiB));
-    expect(jobMemoryProblem(plan, large(), { width: 1024, height: 1024, count: 1 })).toBeUndefined();
-    const message = jobMemoryProblem(plan, large(), { width: 1024, height: 1024, count: 4 });
-    expect(message).toMatch(/4 images at 1024×1024/);
-    expect(message).toMatch(new RegExp(`at most ${plan.maxImages} image`));
     expect(plan.maxImages).toBeGreaterThanOrEqual(1);
     expect(plan.maxImages).toBeLessThan(4);
+    const job = { width: 1024, height: 1024, count: 4 };
+    expect(jobMemoryProblem(plan, large(), job)).toBeUndefined();
+    const passes = imagePasses(plan, large(), job);
+    expect(passes.reduce((a, b) => a + b, 0)).toBe(4);
+    expect(Math.max(...passes)).toBeLessThanOrEqual(plan.maxImages!);
+    expect(Math.max(...passes) - Math.min(...passes)).toBeLessThanOrEqual(1);
+    expect(imagePasses(plan, large(), { ...job, count: 1 })).toEqual([1]);
+    // A cap lower than the memory's (EngineOptions.maxImagesPerPass) wins.
+    expect(imagePasses(plan, large(), job, 1)).toEqual([1, 1, 1, 1]);
+    // Without a budget everything runs at once.
+    expect(imagePasses(planGpuMemory(large(), cuda()), large(), { ...job, count: 64 })).toEqual([64]);
+  });
+
+  it('refuses a job not even one image of fits, naming the largest size that does', () => {
+    const plan = planGpuMemory(large(), cuda(12 * GiB));
+    expect(plan.maxImages).toBe(0);
+    const job = { width: 1024, height: 1024, count: 2 };
+    expect(imagePasses(plan, large(), job)).toEqual([]);
+    const message = jobMemoryProblem(plan, large(), job);
+    expect(message).toMatch(/One image at 1024×1024 would need about .* GB/);
+    expect(message).toContain(`up to ${largestSideThatFits(plan, large())}×`);
   });
 
   it('lets the placement make a job fit: the CPU encoders free room for more images', () => {

@@ -33,7 +33,7 @@ import { arenaReports } from './arena-report.js';
 import { isOutOfMemory, type LoadedComponents, type LoadRuntime, loadComponents } from './components.js';
 import { type Conditioning, encodePrompts } from './conditioning.js';
 import { mmditModel } from './denoiser.js';
-import { type ArenaReport, jobMemoryProblem } from './gpu-memory.js';
+import { type ArenaReport, imagePasses, jobMemoryProblem } from './gpu-memory.js';
 import type { EngineOptions } from './options.js';
 import { DEFAULT_PROMPT_CACHE_BYTES, PromptCache, type PromptCacheStats } from './prompt-cache.js';
 import { decodeLatents, encodeImage } from './vae-codec.js';
@@ -81,6 +81,20 @@ function promptKey(textKey: string, prompts: unknown): string {
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new CancelledError();
+}
+
+/** What one pass of a job made (engine.#pass). */
+interface PassResult {
+  images: RawImage[];
+  seeds: number[];
+  promptTruncated: boolean;
+  promptCached: boolean;
+  vaeTiled: boolean;
+  encodeMs: number;
+  denoiseMs: number;
+  decodeMs: number;
+  hostMsPerStep?: number;
+  cudaGraphSteps?: number;
 }
 
 export class Sd35Engine implements Pipeline {
@@ -158,6 +172,63 @@ export class Sd35Engine implements Pipeline {
     // The job's LoRAs: their combination's denoiser (merged and loaded on first use), before any model runs.
     const lora = req.loras?.length ? await this.#loraVariant(c, req.loras) : undefined;
     throwIfAborted(opts.signal);
+    // More images than the GPU memory holds at once run in passes (image i keeps seed + i, so
+    // each image is the one a single pass would make); a job not even one image of fits is
+    // refused by prepare().
+    const passes = imagePasses(c.memory.plan, c.memory.input, req, this.options.maxImagesPerPass);
+    const runs = passes.length > 1 ? passes : [req.count];
+    const images: RawImage[] = [];
+    const seeds: number[] = [];
+    const ms = { encode: 0, denoise: 0, decode: 0 };
+    let first: PassResult | undefined;
+    let offset = 0;
+    for (const [k, count] of runs.entries()) {
+      const pass = await this.#pass(
+        runs.length > 1 ? { ...req, seed: req.seed + offset, count } : req,
+        opts.onStep
+          ? {
+              ...opts,
+              onStep: (info) =>
+                opts.onStep?.({ ...info, step: k * info.total + info.step, total: runs.length * info.total }),
+            }
+          : opts,
+        lora,
+      );
+      first ??= pass;
+      images.push(...pass.images);
+      seeds.push(...pass.seeds);
+      ms.encode += pass.encodeMs;
+      ms.denoise += pass.denoiseMs;
+      ms.decode += pass.decodeMs;
+      offset += count;
+    }
+    const { promptTruncated, promptCached, vaeTiled, hostMsPerStep, cudaGraphSteps } = first!;
+    return {
+      images,
+      seeds,
+      model: c.info.model,
+      ...(lora ? { loras: lora.applied } : {}),
+      promptTruncated: promptTruncated || undefined,
+      timings: {
+        encodeMs: ms.encode,
+        denoiseMs: ms.denoise,
+        decodeMs: ms.decode,
+        promptCached,
+        vaeTiled,
+        ...(runs.length > 1 ? { passes: runs } : {}),
+        ...(lora && !lora.cached ? { loraMs: lora.ms } : {}),
+        ...(hostMsPerStep !== undefined ? { hostMsPerStep, cudaGraphSteps } : {}),
+      },
+    };
+  }
+
+  /** One pass: conditioning, denoising, decoding of `req.count` images together. */
+  async #pass(
+    req: GenerationRequest,
+    opts: GenerateOptions,
+    lora: LoraVariant | undefined,
+  ): Promise<PassResult> {
+    const c = this.#loaded();
     const t0 = performance.now();
     const prepared = await this.prepare(req, opts.signal);
     const t1 = performance.now();
@@ -169,18 +240,13 @@ export class Sd35Engine implements Pipeline {
     return {
       images,
       seeds: prepared.seeds,
-      model: c.info.model,
-      ...(lora ? { loras: lora.applied } : {}),
-      promptTruncated: prepared.promptTruncated || undefined,
-      timings: {
-        encodeMs: t1 - t0,
-        denoiseMs: t2 - t1,
-        decodeMs: t3 - t2,
-        promptCached: prepared.promptCached,
-        vaeTiled: plan.tiled,
-        ...(lora && !lora.cached ? { loraMs: lora.ms } : {}),
-        ...(hostMsPerStep !== undefined ? { hostMsPerStep, cudaGraphSteps } : {}),
-      },
+      promptTruncated: prepared.promptTruncated,
+      promptCached: prepared.promptCached,
+      vaeTiled: plan.tiled,
+      encodeMs: t1 - t0,
+      denoiseMs: t2 - t1,
+      decodeMs: t3 - t2,
+      ...(hostMsPerStep !== undefined ? { hostMsPerStep, cudaGraphSteps } : {}),
     };
   }
 

@@ -383,9 +383,29 @@ export function maxImages(plan: GpuMemoryPlan, input: MemoryInput, width: number
 }
 
 /**
+ * How a job's images run under the plan: all in one pass when they fit, else in passes as equal as
+ * possible that each fit (4 images of which 3 fit: 2 + 2, so every pass has the same shape and
+ * reuses one step session); empty when not even one image fits (jobMemoryProblem says why).
+ */
+export function imagePasses(
+  plan: GpuMemoryPlan,
+  input: MemoryInput,
+  job: { width: number; height: number; count: number },
+  cap = Number.POSITIVE_INFINITY,
+): number[] {
+  const most = Math.min(job.count, cap, maxImages(plan, input, job.width, job.height));
+  if (most < 1) return [];
+  const passes = Math.ceil(job.count / most);
+  const base = Math.floor(job.count / passes);
+  return Array.from({ length: passes }, (_, i) => base + (i < job.count % passes ? 1 : 0));
+}
+
+/**
  * Why a job would not fit, in words for the user who asked for it, naming what would; undefined
- * when it fits (or nothing is known). The VAE decodes one image at a time (tiled when its share is
- * short), so only the MMDiT's activations grow with the job.
+ * when it fits (or nothing is known). Only the MMDiT's activations grow with the job, and a job of
+ * several images runs in passes when they do not fit together (imagePasses), so a job is refused
+ * only when not even one image of its size fits; the VAE decodes one image at a time (tiled when
+ * its share is short).
  */
 export function jobMemoryProblem(
   plan: GpuMemoryPlan,
@@ -393,17 +413,13 @@ export function jobMemoryProblem(
   job: { width: number; height: number; count: number },
 ): string | undefined {
   if (plan.budget.bytes === undefined || !plan.breakdown) return undefined;
-  const need = plan.breakdown.fixedBytes + mmditActivationBytes(input, job.width, job.height, job.count);
-  if (need <= plan.budget.bytes) return undefined;
-  const most = maxImages(plan, input, job.width, job.height);
+  if (maxImages(plan, input, job.width, job.height) >= 1) return undefined;
+  const need = plan.breakdown.fixedBytes + mmditActivationBytes(input, job.width, job.height, 1);
   const size = `${job.width}×${job.height}`;
-  const what =
-    most >= 1
-      ? `at most ${most} image${most === 1 ? '' : 's'} at ${size} fit — ask for ${most === 1 ? 'one image' : `${most} or fewer`}`
-      : `not even one image at ${size} fits — ask for a smaller size`;
+  const side = largestSideThatFits(plan, input);
   return (
-    `This job (${job.count} image${job.count === 1 ? '' : 's'} at ${size}) would need about ${gb(need)} of GPU memory, ` +
-    `more than the ${gb(plan.budget.bytes)} this server has for it: ${what}.`
+    `One image at ${size} would need about ${gb(need)} of GPU memory, more than the ${gb(plan.budget.bytes)} ` +
+    `this server has for it: ask for a smaller size${side ? ` (up to ${side}×${side} fits)` : ''}.`
   );
 }
 

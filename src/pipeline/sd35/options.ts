@@ -87,6 +87,11 @@ export interface EngineOptions {
    * memory, else the CPU). @default 'auto'
    */
   placement?: 'auto' | 'gpu' | 'cpu-encoders';
+  /**
+   * Most images denoised together (tests, benchmarks); a job of more runs in passes. The GPU memory
+   * plan may allow fewer. @default what the memory plan allows (no limit on the CPU)
+   */
+  maxImagesPerPass?: number;
   /** The GPU's free bytes, instead of asking nvidia-smi at load (tests). */
   gpuFreeBytes?: number;
   /**
