@@ -1007,6 +1007,7 @@ async function mixedJob(
     mmdit_activation_gb: fields.mmdit_activation_gb,
     vae_decode_gb: fields.vae_decode_gb,
     vae_tiled: out?.timings?.vaeTiled ?? null,
+    passes: out?.timings?.passes ?? null,
     prompt_cached: out?.timings?.promptCached ?? null,
     ...(failure ? { message: String((failure as Error).message ?? failure).split('\n')[0] } : {}),
   };

@@ -217,6 +217,8 @@ export interface MixedJobRow {
   mmdit_activation_gb: number | null;
   vae_decode_gb: number | null;
   vae_tiled: boolean | null;
+  /** The job's images ran in these passes (more than fit at once); null: one pass. */
+  passes?: number[] | null;
   prompt_cached: boolean | null;
   message?: string;
 }
