@@ -124,7 +124,11 @@ export async function createApp(config: AtelierConfig, options: CreateAppOptions
     if (info.fp8) logger.info({ fp8: info.fp8 }, info.fp8.summary);
     // GPU memory preflight (sd35/gpu-memory.ts): the expected peak against the limit or free memory.
     if (info.memory && info.memory.placement !== 'cpu') {
-      if (info.memory.fits)
+      // Not all cached LoRA combinations fitting beside the model is worth a warning too.
+      const loras = info.memory.loras;
+      const lorasShort =
+        loras !== undefined && info.memory.budgetBytes !== undefined && loras.fit < loras.combinations;
+      if (info.memory.fits && !lorasShort)
         logger.info({ memory: info.memory.summary }, `GPU memory: ${info.memory.summary}`);
       else logger.warn({ memory: info.memory.summary }, `GPU memory: ${info.memory.summary}`);
     }

@@ -19,7 +19,13 @@ import { probeProvider } from '../pipeline/process/provider-probe.js';
 import { memoryPlanOf } from '../pipeline/sd35/components.js';
 import { describeModels } from '../pipeline/sd35/describe.js';
 import { fp8ChoiceOf, queryCapability } from '../pipeline/sd35/fp8-choice.js';
-import { describePlan, type GpuMemoryReading, gb, queryGpuMemory } from '../pipeline/sd35/gpu-memory.js';
+import {
+  describePlan,
+  type GpuMemoryReading,
+  gb,
+  lorasShort,
+  queryGpuMemory,
+} from '../pipeline/sd35/gpu-memory.js';
 import { chooseRuntime } from '../pipeline/sd35/runtime-choice.js';
 import { openStore } from '../store/index.js';
 
@@ -184,6 +190,13 @@ export async function doctor(
         row(
           '  warning',
           'the expected peak exceeds the free GPU memory: expect out-of-memory failures (models.gpuMemoryLimit makes the pipeline place, tile and refuse jobs to fit)',
+        );
+      else if (lorasShort(plan) && plan.loras)
+        row(
+          '  warning',
+          plan.loras.fit > 0
+            ? `${plan.loras.fit} of the ${plan.loras.combinations} cached LoRA combinations fit beside the model: set loras.cachedCombinations: ${plan.loras.fit}, or jobs with a new combination may run out of memory`
+            : 'no cached LoRA combination fits beside the model: jobs with LoRAs may run out of memory',
         );
     } else {
       row('gpu memory', 'not used (models.executionProvider is cpu)');

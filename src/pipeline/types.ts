@@ -88,6 +88,11 @@ export interface GenerationOutput {
   modelName?: string;
   /** The models loaded after the job, least recently used first (a pipeline serving several). */
   resident?: string[];
+  /**
+   * The LoRA combinations the job's model holds loaded after the job, least recently used first
+   * (residency.ts `loraCombinationKey`), for the queue's ETA; absent: not said.
+   */
+  loraCombinations?: string[];
   /** The LoRAs applied, in the order merged (by name); absent without LoRAs. */
   loras?: AppliedLora[];
   /** Where the time went (logs, benchmarks). */
@@ -169,6 +174,8 @@ export interface PipelineInfo {
   models?: ModelInfo[];
   /** How many of `models` stay loaded at once (the rest load when a job needs them). */
   maxResident?: number;
+  /** LoRA combinations each model keeps loaded at once (`loras.cachedCombinations`; 0: no LoRAs). */
+  loraCombinations?: number;
 }
 
 /** One of the models a pipeline serves. */
@@ -188,6 +195,8 @@ export interface ModelInfo {
   resident: boolean;
   /** How long its last load took. */
   loadMs?: number;
+  /** How long its last LoRA combination took to merge and load (none yet: absent). */
+  loraMs?: number;
 }
 
 /** Which models a pipeline holds loaded, for the queue's ETA: a job of another one loads it first. */
@@ -200,6 +209,19 @@ export interface Residency {
   loadMs: Record<string, number>;
   /** The model a job naming none runs. */
   defaultModel: string;
+  /**
+   * Per loaded model, its LoRA combinations loaded now (residency.ts `loraCombinationKey`), least
+   * recently used first: a job with another combination merges and loads it first. Absent: not
+   * said (every combination counts as not loaded).
+   */
+  loras?: Record<string, string[]>;
+  /** Combinations each model keeps loaded at once (`loras.cachedCombinations`). @default 2 */
+  loraCapacity?: number;
+  /**
+   * Each model's last measured merge+load time of a LoRA combination, in ms. A model with none
+   * measured yet is estimated by the scheduler (another model's, else the model's own load time).
+   */
+  loraMs?: Record<string, number>;
 }
 
 /** Where the models run and what the GPU memory allows (see sd35/gpu-memory.ts). */
@@ -223,6 +245,12 @@ export interface MemoryInfo {
   arenaLimits?: Partial<Record<'clipL' | 'clipG' | 't5' | 'mmdit' | 'vae', number>>;
   /** C-API image shapes kept loaded. */
   capiShapes: number;
+  /**
+   * With LoRAs configured: the combinations kept loaded (`loras.cachedCombinations`), what each
+   * adds (a copy of the MMDiT's weights and an arena), how many fit beside the model under the
+   * budget, and the expected peak with all of them.
+   */
+  loras?: { combinations: number; eachBytes: number; fit: number; peakBytes: number };
   /** One line for doctor and the start log. */
   summary: string;
 }

@@ -32,7 +32,7 @@ import type {
   Requester,
 } from '../jobs/types.js';
 import { logJobTransition } from '../log.js';
-import { ResidencySimulation } from '../pipeline/residency.js';
+import { loraCombinationKey, ResidencySimulation } from '../pipeline/residency.js';
 import type { Residency } from '../pipeline/types.js';
 import {
   type MessageRef,
@@ -55,6 +55,8 @@ const MAX_TIMER_MS = 2_147_483_647;
 const PAUSED_FLAG = 'queue.paused';
 /** The measured time per step of each model, so ETAs are right from the first job after a restart. */
 const ETA_FLAG = 'eta.models';
+/** LoRA combinations a model keeps loaded when its pipeline does not say (lora/variants.ts). */
+const DEFAULT_CACHED_COMBINATIONS = 2;
 /** Recovered running jobs go before everything else. */
 const RECOVERED_PRIORITY = 1;
 
@@ -111,6 +113,8 @@ interface ActiveJob {
   model?: string;
   /** Time its run spends loading its model first (it was not loaded on its runner), in its estimate. */
   loadMs?: number;
+  /** Time its run spends merging and loading its LoRA combination first (not loaded), in its estimate. */
+  loraMs?: number;
   /** Its progress events so far: the step rate measured live, and its remaining steps. */
   progress?: { firstStep: number; firstAt: number; lastStep: number; lastAt: number; total: number };
   timer?: NodeJS.Timeout;
@@ -646,11 +650,16 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       entry.state = 'running';
       entry.startedAt = startedAt;
       // Its own model's rate once measured (several models), else the runner's; plus loading its
-      // model first when the runner's pipeline does not hold it.
-      const own = this.#jobModel(entry.job.spec, runner.residency?.());
+      // model first when the runner's pipeline does not hold it, and merging and loading its LoRA
+      // combination first when that model does not hold it.
+      const residency = runner.residency?.();
+      const own = this.#jobModel(entry.job.spec, residency);
       entry.model = own !== undefined && this.#estimator.knows(own) ? own : this.#runnerModel(runner);
-      entry.loadMs = this.#loadMs(runner.residency?.(), own);
-      entry.estimateMs = Math.round(this.#estimator.estimate(entry.units, entry.model) + entry.loadMs);
+      entry.loadMs = this.#loadMs(residency, own);
+      entry.loraMs = this.#loraMs(residency, own, loraCombinationKey(entry.job.spec.params.loras));
+      entry.estimateMs = Math.round(
+        this.#estimator.estimate(entry.units, entry.model) + entry.loadMs + entry.loraMs,
+      );
       entry.run = new AbortController();
       entry.job = { ...entry.job, state: 'running', startedAt, attempts };
       this.#running.add(entry);
@@ -838,8 +847,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const model = this.#jobModel(entry.job.spec, runner.residency?.()) ?? (result.model || entry.model);
     if (!model) return;
     this.#runnerModels.set(runner, model);
-    // Loading the model first (it was not resident) is not the model's speed: left out of the sample.
-    const loadMs = Math.max(0, timings?.loadMs ?? 0);
+    // Loading the model first (it was not resident), or merging and loading the job's LoRA
+    // combination, is not the model's speed: left out of the sample.
+    const loadMs = Math.max(0, timings?.loadMs ?? 0) + Math.max(0, timings?.loraMs ?? 0);
     const startedAt = (entry.startedAt ?? finishedAt) + loadMs;
     const sample = sampleRun({
       units: entry.units,
@@ -911,6 +921,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    * Several models (config `models.list`): what is loaded is played forward job by job with the
    * pipeline's own rule (least recently used out, at its capacity), from what the first runner
    * holds now and the models of the running jobs; each model's load time is the pipeline's measure.
+   * LoRA combinations the same way, per model at its combination capacity: a job whose combination
+   * its model would not hold by then counts its merge and load once (`#loraTimeOf`), and the jobs
+   * behind it with the same combination count none.
    */
   #queueEtas(
     now: number,
@@ -921,10 +934,18 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const base = this.#runningRemainingMs(now);
     const rate = this.#runnerRate();
     const residency = this.#residency();
-    const simulation = residency && new ResidencySimulation(residency.resident, residency.capacity);
+    const simulation =
+      residency &&
+      new ResidencySimulation(residency.resident, residency.capacity, {
+        loaded: residency.loras ?? {},
+        capacity: residency.loraCapacity ?? DEFAULT_CACHED_COMBINATIONS,
+      });
     for (const entry of this.#running) {
       const model = this.#jobModel(entry.job.spec, residency);
-      if (simulation && model !== undefined) simulation.use(model);
+      if (!simulation || model === undefined) continue;
+      simulation.use(model);
+      const combination = loraCombinationKey(entry.job.spec.params.loras);
+      if (combination !== undefined) simulation.useLoras(model, combination);
     }
     let aheadMs = 0;
     const etaOf = (entry: Pick<ActiveJob, 'job' | 'units'>, jobsAhead: number): number => {
@@ -935,7 +956,15 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
           : entry.units * rate.msPerUnit + rate.perJobMs;
       const load =
         simulation && model !== undefined && simulation.use(model) ? this.#loadTimeOf(residency!, model) : 0;
-      const own = run + load;
+      const combination = loraCombinationKey(entry.job.spec.params.loras);
+      const merge =
+        simulation &&
+        model !== undefined &&
+        combination !== undefined &&
+        simulation.useLoras(model, combination)
+          ? this.#loraTimeOf(residency!, model)
+          : 0;
+      const own = run + load + merge;
       const wait = this.#running.size + jobsAhead < runners ? 0 : (base + aheadMs) / runners;
       aheadMs += own;
       return Math.round(wait + own);
@@ -969,6 +998,35 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   /** How long a job of `model` spends loading it first on a runner that holds `residency` now. */
   #loadMs(residency: Residency | undefined, model: string | undefined): number {
     if (!residency || model === undefined || residency.resident.includes(model)) return 0;
+    return this.#loadTimeOf(residency, model);
+  }
+
+  /**
+   * How long a job of `model` with LoRA combination `combination` spends merging and loading it
+   * first on a runner that holds `residency` now (0: no LoRAs, or that combination is loaded).
+   */
+  #loraMs(
+    residency: Residency | undefined,
+    model: string | undefined,
+    combination: string | undefined,
+  ): number {
+    if (!residency || model === undefined || combination === undefined) return 0;
+    // A model loaded for the job holds no combination yet.
+    if (residency.resident.includes(model) && residency.loras?.[model]?.includes(combination)) return 0;
+    return this.#loraTimeOf(residency, model);
+  }
+
+  /**
+   * How long merging and loading a LoRA combination of `model` takes: its last measured one, else
+   * the mean of the other models' (the same merge over another model), else the model's own load
+   * time — a combination's first job opens a whole denoiser session of the model (every MMDiT
+   * weight, its graph, an arena), which is most of what loading the model does, plus the merge.
+   */
+  #loraTimeOf(residency: Residency, model: string): number {
+    const known = residency.loraMs?.[model];
+    if (known !== undefined) return known;
+    const all = Object.values(residency.loraMs ?? {});
+    if (all.length) return all.reduce((a, b) => a + b, 0) / all.length;
     return this.#loadTimeOf(residency, model);
   }
 

@@ -109,12 +109,21 @@ describe('Discord: LoRAs (real Bot, tiny model)', () => {
       ),
     );
 
+    // The pipeline process tells the queue's ETA the combination is loaded now, and what its merge
+    // and load took (the ETA counts a merge only for a combination not listed: test/scheduler/loras-eta.test.ts).
+    const combination = 'ink=ink.safetensors@0.5|pixel=pixel_art.safetensors@0.8';
+    const merged = before.app.pipeline.residency?.();
+    const model = merged!.defaultModel;
+    expect(merged!.loras?.[model]).toEqual([combination]);
+    expect(merged!.loraMs?.[model]).toBeGreaterThan(0);
+
     await sim.click(result, button(result, 'Reroll'), { user: bob }).waitForResponse();
     const reroll = await sim.waitForMessage(
       (m) => /a lighthouse\*\* — reroll by/.test(m.content) && isResult(m),
       JOB_WAIT,
     );
     expect(reroll.content).toMatch(/lora pixel 0\.8, ink 0\.5/);
+    expect(before.app.pipeline.residency?.()?.loras?.[model]).toEqual([combination]);
     expect(parameters(reroll)).toMatch(
       /^a lighthouse <lora:pixel:0\.8> <lora:ink:0\.5>\n.*Lora hashes: "ink: /s,
     );

@@ -19,6 +19,7 @@ import {
 } from '../../src/pipeline/lora/index.js';
 import { FileWeightSource, OverlayWeightSource, type WeightSource } from '../../src/pipeline/onnx/params.js';
 import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
+import { loraCombinationKey } from '../../src/pipeline/residency.js';
 import { Sd35Engine } from '../../src/pipeline/sd35/engine.js';
 import type { EngineOptions } from '../../src/pipeline/sd35/options.js';
 import { ensureTinyModel, TINY_CHECKPOINT } from '../../src/pipeline/tiny/index.js';
@@ -450,6 +451,8 @@ describe('LoRAs through the engine (tiny model, CPU)', () => {
         { name: 'pixel', weight: 0.7, hash: expect.stringMatching(/^[0-9a-f]{12}$/) },
       ]);
       expect(first.timings?.loraMs).toBeGreaterThan(0);
+      // The queue's ETA learns what is loaded under the name it gives the job's LoRAs.
+      expect(engine.loraCombinations()).toEqual([loraCombinationKey(LORA)]);
       expect(same(first.images[0]!.data, plain.images[0]!.data)).toBe(false);
       // Jobs without the LoRA are untouched by it.
       expect(same((await engine.generate(request())).images[0]!.data, plain.images[0]!.data)).toBe(true);
@@ -470,6 +473,7 @@ describe('LoRAs through the engine (tiny model, CPU)', () => {
       // merged file deleted.
       const stronger = await engine.generate(request({ loras: [{ ...LORA[0]!, weight: 1 }] }));
       expect(stronger.timings?.loraMs).toBeGreaterThan(0);
+      expect(engine.loraCombinations()).toEqual([loraCombinationKey([{ ...LORA[0]!, weight: 1 }])]);
       expect(same(stronger.images[0]!.data, first.images[0]!.data)).toBe(false);
       const mergedDir = join(data, 'loras', 'merged');
       const files = readdirSync(mergedDir, { recursive: true }).filter((f) =>
@@ -555,6 +559,7 @@ describe('LoRAs through the engine (tiny model, CPU)', () => {
         engine.generate(request({ loras: [{ name: 'ink', file: 'unknown.safetensors', weight: 1 }] })),
       ).rejects.toBeInstanceOf(LoraError);
       // Still loaded: no merge, no load, the same image.
+      expect(engine.loraCombinations()).toEqual([loraCombinationKey(LORA)]);
       const again = await engine.generate(request({ loras: LORA }));
       expect(again.timings?.loraMs).toBeUndefined();
       expect(same(again.images[0]!.data, first.images[0]!.data)).toBe(true);

@@ -15,8 +15,10 @@ import type { ComponentLocation } from '../../src/pipeline/models-dir/types.js';
 import {
   footprintBytes,
   initialResidents,
+  loraCombinationKey,
   planLoad,
   ResidencySimulation,
+  residencyAfter,
   residencyFromInfo,
 } from '../../src/pipeline/residency.js';
 import { SharedSessions } from '../../src/pipeline/sd35/components.js';
@@ -274,6 +276,9 @@ describe('the residency rule', () => {
       capacity: 2,
       loadMs: { large: 9000, turbo: 8000 },
       defaultModel: 'large',
+      loras: { turbo: [], large: [] },
+      loraCapacity: 0,
+      loraMs: {},
     });
     const sim = new ResidencySimulation(start.resident, start.capacity);
     expect([sim.use('large'), sim.use('medium'), sim.use('large'), sim.use('turbo')]).toEqual([
@@ -283,5 +288,71 @@ describe('the residency rule', () => {
       true,
     ]);
     expect(sim.resident).toEqual(['large', 'turbo']);
+  });
+
+  it("plays LoRA combinations forward per model: the model's capacity, none after a (re)load", () => {
+    const sim = new ResidencySimulation(['turbo', 'large'], 2, {
+      loaded: { large: ['pixel'], turbo: [] },
+      capacity: 2,
+    });
+    expect(sim.use('large')).toBe(false);
+    expect([
+      sim.useLoras('large', 'pixel'),
+      sim.useLoras('large', 'ink'),
+      sim.useLoras('large', 'pixel'),
+    ]).toEqual([false, true, false]);
+    // A third combination puts out the least recently used one (ink).
+    expect(sim.useLoras('large', 'grain')).toBe(true);
+    expect(sim.lorasOf('large')).toEqual(['pixel', 'grain']);
+    expect(sim.useLoras('large', 'ink')).toBe(true);
+    // Another model's combinations are its own.
+    expect(sim.useLoras('turbo', 'pixel')).toBe(true);
+    // medium in, turbo (least recently used) out with its combinations; back, it holds none.
+    expect(sim.use('medium')).toBe(true);
+    expect(sim.lorasOf('turbo')).toEqual([]);
+    expect(sim.use('turbo')).toBe(true);
+    expect(sim.useLoras('turbo', 'pixel')).toBe(true);
+  });
+
+  it('names a combination by its LoRAs of non-zero weight, whatever their order', () => {
+    const pixel = { name: 'pixel', file: 'pixel.safetensors', weight: 0.6 };
+    const ink = { name: 'ink', file: 'ink.safetensors', weight: 1 };
+    expect(loraCombinationKey([pixel, ink])).toBe('ink=ink.safetensors@1|pixel=pixel.safetensors@0.6');
+    expect(loraCombinationKey([ink, pixel, { ...pixel, name: 'grain', weight: 0 }])).toBe(
+      loraCombinationKey([pixel, ink]),
+    );
+    expect(loraCombinationKey([{ ...pixel, weight: 0.8 }, ink])).not.toBe(loraCombinationKey([pixel, ink]));
+    expect(loraCombinationKey([{ ...pixel, weight: 0 }])).toBeUndefined();
+    expect(loraCombinationKey(undefined)).toBeUndefined();
+  });
+
+  it("follows a job's output: its model's combinations and merge time; an unloaded model's are gone", () => {
+    const start = residencyFromInfo({
+      models: [
+        { name: 'large', resident: true, loadMs: 9000 },
+        { name: 'turbo', resident: true, loadMs: 8000 },
+      ],
+      maxResident: 2,
+      loraCombinations: 2,
+    })!;
+    const after = residencyAfter(start, {
+      modelName: 'large',
+      resident: ['turbo', 'large'],
+      loraCombinations: ['pixel'],
+      timings: { loraMs: 21_000 },
+    });
+    expect(after).toMatchObject({
+      loras: { large: ['pixel'], turbo: [] },
+      loraMs: { large: 21_000 },
+      loraCapacity: 2,
+    });
+    const swapped = residencyAfter(after, {
+      modelName: 'medium',
+      resident: ['large', 'medium'],
+      loraCombinations: [],
+      timings: { loadMs: 3000 },
+    });
+    expect(swapped.loras).toEqual({ large: ['pixel'], medium: [] });
+    expect(swapped.loraMs).toEqual({ large: 21_000 });
   });
 });

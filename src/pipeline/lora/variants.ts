@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { FileWeightSource, OverlayWeightSource, resolvedShape, type WeightSource } from '../onnx/params.js';
+import { loraCombinationKey } from '../residency.js';
 import type { CapiDenoiser } from '../sd35/capi-denoiser.js';
 import type { ComponentSession } from '../sd35/component-session.js';
 import type { AppliedLora, GenerationLora } from '../types.js';
@@ -78,6 +79,8 @@ interface Entry {
   denoiser: Denoiser;
   merged: SafetensorsFile;
   applied: AppliedLora[];
+  /** The requests' keys (residency.ts `loraCombinationKey`) that came to this combination. */
+  keys: Set<string>;
 }
 
 interface Use {
@@ -112,6 +115,14 @@ export class LoraVariants {
   }
 
   /**
+   * Combinations loaded now as the queue's ETA names them (residency.ts `loraCombinationKey`: the
+   * requests' names, files and weights), least recently used first.
+   */
+  get loadedKeys(): string[] {
+    return [...this.#entries.values()].flatMap((e) => [...e.keys]);
+  }
+
+  /**
    * The denoiser for `loras` (merged and loaded on first use), or undefined when none changes
    * anything (all weights 0). A file that cannot be applied is a LoraError naming it.
    */
@@ -127,10 +138,13 @@ export class LoraVariants {
       .update(JSON.stringify(uses.map((u) => [u.header, u.hash, u.request.weight])))
       .digest('hex')
       .slice(0, 24);
+    const combination = loraCombinationKey(asked)!;
     const loaded = this.#entries.get(id);
     if (loaded) {
       this.#entries.delete(id);
       this.#entries.set(id, loaded);
+      loaded.keys.delete(combination);
+      loaded.keys.add(combination);
       return { denoiser: loaded.denoiser, applied: loaded.applied, ms: 0, cached: true };
     }
     // Merged first: a LoRA that cannot be applied fails here and leaves the loaded combinations be.
@@ -148,7 +162,7 @@ export class LoraVariants {
         weight: u.request.weight,
         hash: u.hash.slice(0, SHORT_HASH_LENGTH),
       }));
-      this.#entries.set(id, { denoiser, merged, applied });
+      this.#entries.set(id, { denoiser, merged, applied, keys: new Set([combination]) });
       return { denoiser, applied, ms: performance.now() - started, cached: false };
     } catch (error) {
       merged.close();

@@ -144,6 +144,14 @@ export class Sd35Engine implements Pipeline {
     });
   }
 
+  /**
+   * The LoRA combinations loaded now (residency.ts `loraCombinationKey`), least recently used
+   * first: a job with another one merges and loads it before its first step.
+   */
+  loraCombinations(): string[] {
+    return this.#loras?.loadedKeys ?? [];
+  }
+
   async load(): Promise<void> {
     this.#c ??= await loadComponents(this.options, this.runtime);
   }

@@ -100,6 +100,11 @@ export interface MemoryInput {
   resolution: number;
   /** Measured figures instead of the constants (benchmarks: atelier-bench --calibration). */
   calibration?: MemoryCalibration;
+  /**
+   * LoRA combinations kept loaded (`loras.cachedCombinations` when LoRAs are configured; 0 or
+   * absent: none): each a whole denoiser session, i.e. a copy of the MMDiT's weights and an arena.
+   */
+  loraCombinations?: number;
 }
 
 /** Components SD3.5's fp8 route keeps at one byte a weight (quantized at load when they are not). */
@@ -267,6 +272,24 @@ export interface GpuMemoryPlan {
   arenaLimits?: { clipL?: number; clipG?: number; t5?: number; vae: number; mmdit: number };
   /** C-API shapes kept loaded (1 under a limit: each shape is a full copy of the MMDiT's weights). */
   capiShapes: number;
+  /** With LoRAs configured: what their cached combinations add and how many of them fit. */
+  loras?: LoraMemory;
+}
+
+/**
+ * The LoRA combinations a model keeps loaded (lora/variants.ts), on top of the model's own plan:
+ * each is a whole denoiser session — a copy of the MMDiT's weights and an arena of its own, counted
+ * at the reference job as the multi-model residency counts them (multi-engine.ts footprintOf).
+ */
+export interface LoraMemory {
+  /** Combinations configured to stay loaded (`loras.cachedCombinations`). */
+  combinations: number;
+  /** Bytes each takes: the MMDiT's weights on the GPU plus its activations at the reference job. */
+  eachBytes: number;
+  /** How many of them fit beside the model under the budget (all of them when none is known). */
+  fit: number;
+  /** The model's expected peak with every configured combination loaded. */
+  peakBytes: number;
 }
 
 export interface PlanOptions {
@@ -349,6 +372,18 @@ export function planGpuMemory(input: MemoryInput, options: PlanOptions): GpuMemo
     fits: budget.bytes === undefined || chosen.peakBytes <= budget.bytes,
     capiShapes: shaped.capiShapes,
   };
+  const combinations = Math.max(0, Math.floor(input.loraCombinations ?? 0));
+  if (combinations > 0) {
+    const eachBytes = (chosen.weights.mmdit ?? 0) + chosen.mmditBytes;
+    const room = budget.bytes === undefined ? undefined : budget.bytes - chosen.peakBytes;
+    const fit =
+      room === undefined
+        ? combinations
+        : eachBytes > 0
+          ? Math.min(combinations, Math.max(0, Math.floor(room / eachBytes)))
+          : combinations;
+    plan.loras = { combinations, eachBytes, fit, peakBytes: chosen.peakBytes + combinations * eachBytes };
+  }
   if (budget.bytes !== undefined) {
     plan.maxImages = maxImages(plan, input, input.resolution, input.resolution);
     // The tiling policy's budget: the VAE's share (untiled: its calibrated estimate, so `auto`
@@ -483,7 +518,41 @@ export function describePlan(plan: GpuMemoryPlan): string {
         ? `fits${plan.maxImages !== undefined && Number.isFinite(plan.maxImages) ? ` (up to ${plan.maxImages} image${plan.maxImages === 1 ? '' : 's'} per job)` : ''}`
         : 'DOES NOT FIT';
   const tiled = plan.breakdown?.vaeTiled ? ', VAE tiled' : '';
-  return `expected peak ~${gb(plan.peakBytes ?? 0)} at batch 1 (placement ${plan.placement}${tiled}); ${budget}: ${verdict}`;
+  const { loras } = plan;
+  const withLoras = loras
+    ? ` + ${combinationsOf(loras.combinations)} × ${gb(loras.eachBytes)} (~${gb(loras.peakBytes)} with them)`
+    : '';
+  return `expected peak ~${gb(plan.peakBytes ?? 0)} at batch 1${withLoras} (placement ${plan.placement}${tiled}); ${budget}: ${verdict}${loraVerdict(plan)}`;
+}
+
+function combinationsOf(n: number): string {
+  return `${n} LoRA combination${n === 1 ? '' : 's'}`;
+}
+
+/**
+ * What the plan says of the LoRA combinations when the model fits but not all of them do: how many
+ * fit, and the setting to lower (nothing when they all fit, the budget is unknown, or the model
+ * itself does not fit).
+ */
+function loraVerdict(plan: GpuMemoryPlan): string {
+  const { loras } = plan;
+  if (!loras || !plan.fits || plan.budget.bytes === undefined || loras.fit >= loras.combinations) return '';
+  if (loras.fit > 0)
+    return `; only ${loras.fit} of the ${combinationsOf(loras.combinations)} fit${loras.fit === 1 ? 's' : ''} — set loras.cachedCombinations: ${loras.fit}`;
+  return (
+    `; no LoRA combination fits beside the model (${gb(loras.eachBytes)} each): a job with LoRAs would run out of memory — ` +
+    `keep loras.cachedCombinations at 1 and make room (${plan.placement === 'gpu' ? 'models.placement: cpu-encoders, ' : ''}a higher limit, a smaller model) or leave loras.allowed empty`
+  );
+}
+
+/** True when LoRAs are configured and not all their cached combinations fit the budget beside the model. */
+export function lorasShort(plan: Pick<GpuMemoryPlan, 'loras' | 'fits' | 'budget'>): boolean {
+  return (
+    plan.loras !== undefined &&
+    plan.fits &&
+    plan.budget.bytes !== undefined &&
+    plan.loras.fit < plan.loras.combinations
+  );
 }
 
 /** One session's arena after a job (Sd35Engine.arenaStats): which component, where, its counters. */

@@ -64,6 +64,8 @@ interface Entry {
   loading?: Promise<Sd35Engine>;
   lastUsed: number;
   loadMs?: number;
+  /** How long its last LoRA combination took to merge and load. */
+  loraMs?: number;
 }
 
 export class MultiModelEngine implements Pipeline {
@@ -168,6 +170,7 @@ export class MultiModelEngine implements Pipeline {
       ...this.#defaultInfo,
       models: this.#entries.map((e) => this.#modelInfo(e)),
       maxResident: this.#capacity,
+      loraCombinations: cachedCombinationsOf(this.#options.engine.loras),
     };
   }
 
@@ -180,6 +183,13 @@ export class MultiModelEngine implements Pipeline {
         this.#entries.filter((e) => e.loadMs !== undefined).map((e) => [e.name, e.loadMs!]),
       ),
       defaultModel: this.#entries[0]!.name,
+      loras: Object.fromEntries(
+        this.#entries.filter((e) => e.engine).map((e) => [e.name, e.engine!.loraCombinations()]),
+      ),
+      loraCapacity: cachedCombinationsOf(this.#options.engine.loras),
+      loraMs: Object.fromEntries(
+        this.#entries.filter((e) => e.loraMs !== undefined).map((e) => [e.name, e.loraMs!]),
+      ),
     };
   }
 
@@ -195,12 +205,14 @@ export class MultiModelEngine implements Pipeline {
     }
     entry.lastUsed = ++this.#tick;
     const output = await engine.generate(request, options);
+    if (output.timings?.loraMs !== undefined) entry.loraMs = output.timings.loraMs;
     return {
       ...output,
       model: entry.set.name,
       modelHash: entry.hash,
       modelName: entry.name,
       resident: this.#resident(),
+      loraCombinations: engine.loraCombinations(),
       ...(loadMs !== undefined && output.timings ? { timings: { ...output.timings, loadMs } } : {}),
     };
   }
@@ -288,6 +300,7 @@ export class MultiModelEngine implements Pipeline {
       parameters: entry.parameters,
       resident: entry.engine !== undefined,
       ...(entry.loadMs !== undefined ? { loadMs: entry.loadMs } : {}),
+      ...(entry.loraMs !== undefined ? { loraMs: entry.loraMs } : {}),
     };
   }
 }

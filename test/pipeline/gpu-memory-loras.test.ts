@@ -1,0 +1,182 @@
+/**
+ * The single model's GPU memory plan with LoRAs configured (`loras.allowed`): each cached LoRA
+ * combination (`loras.cachedCombinations`, default 2) is a whole denoiser session — a copy of the
+ * MMDiT's weights and an arena — and the plan counts them as the multi-model residency does
+ * (multi-engine.ts footprintOf). The doctor / start-log line says what they add, and when the
+ * model fits but not all of them do, how many fit and which setting to lower.
+ */
+import { describe, expect, it } from 'vitest';
+import { engineOptions } from '../../src/app/index.js';
+import { doctor } from '../../src/cli/doctor.js';
+import { loadConfig } from '../../src/config/index.js';
+import { memoryPlanOf } from '../../src/pipeline/sd35/components.js';
+import { describeModels } from '../../src/pipeline/sd35/describe.js';
+import {
+  describePlan,
+  lorasShort,
+  type MemoryInput,
+  mmditActivationBytes,
+  planGpuMemory,
+} from '../../src/pipeline/sd35/gpu-memory.js';
+import { footprintOf } from '../../src/pipeline/sd35/multi-engine.js';
+import { workdir } from '../config/helpers.js';
+
+const GiB = 2 ** 30;
+
+/** SD3.5 Large as bench/NOTES.md sizes it (fp8 checkpoint, fp8 T5, fp16 CLIPs and VAE). */
+function large(overrides: Partial<MemoryInput> = {}): MemoryInput {
+  return {
+    family: 'sd3.5-large',
+    components: [
+      { name: 'mmdit', bytes: 8.1e9, dtype: 'F8_E4M3' },
+      { name: 't5', bytes: 4.9e9, dtype: 'F8_E4M3' },
+      { name: 'clipL', bytes: 0.25e9, dtype: 'F16' },
+      { name: 'clipG', bytes: 1.35e9, dtype: 'F16' },
+      { name: 'vae', bytes: 0.1e9, dtype: 'F16' },
+    ],
+    precision: 'fp8',
+    compute: 'float16',
+    vaeCompute: 'float32',
+    vae: { ch: 128, chMult: [1, 2, 4, 4] },
+    vaeTiling: 'auto',
+    capiShapes: 1,
+    resolution: 1024,
+    ...overrides,
+  };
+}
+
+const cuda = (limitBytes?: number) => ({ provider: 'cuda', placement: 'auto', limitBytes }) as const;
+/** What one cached combination of Large fp8 takes: its MMDiT's weights and an arena at 1024². */
+const EACH = 8.1e9 + mmditActivationBytes(large(), 1024, 1024, 1);
+
+describe('the plan with LoRAs configured', () => {
+  it('says nothing of LoRAs when none are configured', () => {
+    const plan = planGpuMemory(large(), cuda(40 * GiB));
+    expect(plan.loras).toBeUndefined();
+    expect(describePlan(plan)).not.toMatch(/LoRA/);
+    expect(planGpuMemory(large({ loraCombinations: 0 }), cuda(40 * GiB)).loras).toBeUndefined();
+  });
+
+  it('counts a copy of the MMDiT and an arena per cached combination, as the multi-model residency does', () => {
+    const plain = planGpuMemory(large(), cuda());
+    const plan = planGpuMemory(large({ loraCombinations: 2 }), cuda());
+    expect(plan.loras).toEqual({
+      combinations: 2,
+      eachBytes: EACH,
+      fit: 2,
+      peakBytes: plain.peakBytes! + 2 * EACH,
+    });
+    // The model's own figures stay the model's: a job without LoRAs runs on its own session.
+    expect(plan.peakBytes).toBe(plain.peakBytes);
+    expect(plan.fits).toBe(true);
+    // multi-engine.ts footprintOf counts exactly what the plan adds.
+    const set = { components: {} } as Parameters<typeof footprintOf>[0];
+    const own = (n: number) => footprintOf(set, plan.breakdown, n)!.ownBytes;
+    expect(own(2) - own(0)).toBeCloseTo(2 * plan.loras!.eachBytes, -3);
+    expect(describePlan(plan)).toMatch(
+      /^expected peak ~\d+\.\d GB at batch 1 \+ 2 LoRA combinations × 15\.3 GB \(~\d+\.\d GB with them\) \(placement gpu\); free GPU memory unknown .*: fit unknown$/,
+    );
+  });
+
+  it('all of them fitting: the line says what they add, and nothing more', () => {
+    const plan = planGpuMemory(large({ loraCombinations: 2 }), cuda(80 * GiB));
+    expect(plan.loras?.fit).toBe(2);
+    expect(lorasShort(plan)).toBe(false);
+    expect(describePlan(plan)).toMatch(
+      /\+ 2 LoRA combinations × 15\.3 GB \(~\d+\.\d GB with them\) .*: fits \(up to \d+ images per job\)$/,
+    );
+  });
+
+  it('the model fits but not every combination: says how many fit and which setting to lower', () => {
+    // Large fp8 alone ~32 GB; 48 GiB (51.5 GB) leaves room for one 15.3 GB combination, not two.
+    const plan = planGpuMemory(large({ loraCombinations: 2 }), cuda(48 * GiB));
+    expect(plan.fits).toBe(true);
+    expect(plan.loras).toMatchObject({ combinations: 2, fit: 1 });
+    expect(lorasShort(plan)).toBe(true);
+    expect(describePlan(plan)).toMatch(
+      /: fits \(up to \d+ images? per job\); only 1 of the 2 LoRA combinations fits — set loras\.cachedCombinations: 1$/,
+    );
+    // Three configured, two fit.
+    const three = planGpuMemory(large({ loraCombinations: 3 }), cuda(64 * GiB));
+    expect(three.loras).toMatchObject({ combinations: 3, fit: 2 });
+    expect(describePlan(three)).toMatch(
+      /only 2 of the 3 LoRA combinations fit — set loras\.cachedCombinations: 2$/,
+    );
+  });
+
+  it('not even one combination beside the model: says LoRA jobs would run out of memory and what makes room', () => {
+    const plan = planGpuMemory(large({ loraCombinations: 1 }), cuda(40 * GiB));
+    expect(plan.fits).toBe(true);
+    expect(plan.loras).toMatchObject({ combinations: 1, fit: 0 });
+    expect(lorasShort(plan)).toBe(true);
+    expect(describePlan(plan)).toMatch(
+      /; no LoRA combination fits beside the model \(15\.3 GB each\): a job with LoRAs would run out of memory — keep loras\.cachedCombinations at 1 and make room \(models\.placement: cpu-encoders, a higher limit, a smaller model\) or leave loras\.allowed empty$/,
+    );
+  });
+
+  it('the model itself not fitting is the verdict: nothing is said of the combinations beyond their size', () => {
+    const plan = planGpuMemory(large({ loraCombinations: 2 }), cuda(12 * GiB));
+    expect(plan.fits).toBe(false);
+    expect(plan.loras?.fit).toBe(0);
+    expect(lorasShort(plan)).toBe(false);
+    expect(describePlan(plan)).toMatch(/\+ 2 LoRA combinations × .*: DOES NOT FIT$/);
+  });
+});
+
+describe('atelier doctor with LoRAs configured', () => {
+  const run = async (env: Record<string, string>) => {
+    const config = loadConfig({
+      env: { ATELIER_MODELS__EXECUTION_PROVIDER: 'cuda', ...env },
+      cwd: workdir(),
+    });
+    const lines: string[] = [];
+    const code = await doctor(
+      config,
+      (line) => lines.push(line),
+      () => ({ name: 'NVIDIA H100', totalBytes: 80e9, freeBytes: 79e9 }),
+    );
+    return { code, text: lines.join('\n') };
+  };
+
+  it('counts loras.cachedCombinations (default 2) in the gpu memory line, only with LoRAs allowed', async () => {
+    const none = await run({ ATELIER_MODELS__GPU_MEMORY_LIMIT: '4GiB' });
+    expect(none.text).toMatch(/gpu memory +expected peak ~\d+\.\d GB at batch 1 \(placement gpu\)/);
+    const two = await run({ ATELIER_MODELS__GPU_MEMORY_LIMIT: '4GiB', ATELIER_LORAS__ALLOWED__INK: '{}' });
+    expect(two.text).toMatch(
+      /gpu memory +expected peak ~\d+\.\d GB at batch 1 \+ 2 LoRA combinations × \d+\.\d GB \(~\d+\.\d GB with them\) \(placement gpu\); limit 4\.3 GB \(models\.gpuMemoryLimit\): fits/,
+    );
+    const three = await run({
+      ATELIER_MODELS__GPU_MEMORY_LIMIT: '4GiB',
+      ATELIER_LORAS__ALLOWED__INK: '{}',
+      ATELIER_LORAS__CACHED_COMBINATIONS: '3',
+    });
+    expect(three.text).toMatch(/\+ 3 LoRA combinations ×/);
+    // The bundled tiny model's combinations are small: all fit, no warning (the provider's
+    // problem on a machine without CUDA is not the memory's).
+    expect(three.text).not.toMatch(/warning|gpu memory +PROBLEM/);
+  }, 60_000);
+
+  it('the model fits but not every combination: a warning naming how many fit and loras.cachedCombinations', async () => {
+    const lorasEnv = { ATELIER_LORAS__ALLOWED__INK: '{}', ATELIER_LORAS__CACHED_COMBINATIONS: '3' };
+    // The bundled model's own figures, as doctor computes them: a limit with room for one and a half.
+    const config = loadConfig({
+      env: {
+        ATELIER_MODELS__EXECUTION_PROVIDER: 'cuda',
+        ATELIER_MODELS__GPU_MEMORY_LIMIT: '4GiB',
+        ...lorasEnv,
+      },
+      cwd: workdir(),
+    });
+    const engine = await engineOptions(config);
+    const { set, components } = describeModels(engine);
+    const { plan } = memoryPlanOf(engine, set, components);
+    const limit = Math.round(plan.peakBytes! + 1.5 * plan.loras!.eachBytes);
+    const { text } = await run({ ATELIER_MODELS__GPU_MEMORY_LIMIT: String(limit), ...lorasEnv });
+    expect(text).toMatch(
+      /gpu memory +expected peak .*\+ 3 LoRA combinations × .*: fits .*; only 1 of the 3 LoRA combinations fits — set loras\.cachedCombinations: 1\n/,
+    );
+    expect(text).toMatch(
+      / {2}warning +1 of the 3 cached LoRA combinations fit beside the model: set loras\.cachedCombinations: 1, or jobs with a new combination may run out of memory/,
+    );
+  }, 60_000);
+});
