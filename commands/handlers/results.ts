@@ -96,15 +96,25 @@ export function parentModel(ctx: BotContext, found: Finished): JobParams['model'
   return jobModelOf(now);
 }
 
+/**
+ * What a job made from `found` takes over as configured now: its model (parentModel) and its
+ * LoRAs, as long as they are still allowed (else refused, naming the allowed ones).
+ */
+function inherited(ctx: BotContext, found: Finished): Pick<JobParams, 'model' | 'loras'> {
+  const { loras } = found.job.spec.params;
+  const model = parentModel(ctx, found);
+  return {
+    ...(model ? { model } : {}),
+    ...(loras ? { loras: currentLoras(loras, ctx.app.validation().loras ?? []) } : {}),
+  };
+}
+
 /** A new job from an earlier one, asked for by `requester` and answered where they are. */
 async function derive(ctx: BotContext, found: Finished, d: Derivation): Promise<void> {
   const { kind, index } = d;
   const { variation: _variation, model: _model, ...parent } = found.job.spec.params;
-  const model = parentModel(ctx, found);
-  const params: JobParams = { ...parent, seed: randomInt(0, MAX_SEED + 1), ...(model ? { model } : {}) };
+  const params: JobParams = { ...parent, seed: randomInt(0, MAX_SEED + 1), ...inherited(ctx, found) };
   if (d.prompt !== undefined) params.prompt = d.prompt;
-  // Its LoRAs, as long as they are still allowed (else refused, naming the allowed ones).
-  if (parent.loras) params.loras = currentLoras(parent.loras, ctx.app.validation().loras ?? []);
   const g = ctx.app.config.generation;
   if (kind === 'variation') {
     params.strength = d.variation ? g.variation[d.variation] : g.variation.strength;
@@ -230,11 +240,10 @@ export async function runButton(ctx: BotContext, inv: Invocation, ref: ButtonRef
   }
   const found = finishedJob(ctx, ref.jobId, inv.where);
   if (REMIXABLE.has(ref.action)) {
-    if (ref.action !== 'reroll') imageIndex(found, ref.index);
-    // Refused before any form opens: its model or a LoRA of it is gone.
-    parentModel(ctx, found);
-    currentLoras(found.job.spec.params.loras ?? [], ctx.app.validation().loras ?? []);
     if (inv.openForm && remixOn(ctx, inv.requester)) {
+      // Refused before any form opens: its image, its model or a LoRA of it is gone.
+      if (ref.action !== 'reroll') imageIndex(found, ref.index);
+      inherited(ctx, found);
       await inv.openForm(remixForm(ctx, found, ref));
       return;
     }
