@@ -6,13 +6,13 @@
 // native/ when nvcc is here. onnxruntime-node stays external: the GPU machine's runtime (../shared/gpu
 // recipe) provides it with CUDA. Prints the sizes of what each device call carries (64 MiB limit).
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { copyFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { build } from 'esbuild';
 import { buildLibrary, findNvcc, NativeBuildError } from '../../native/library.mjs';
+import { bytes, copyKoffi, MIB, NODE_ESM, reportCarry } from './bundle-parts.mjs';
 
 const OUT = '.gpu/bundle';
-const MIB = 1024 * 1024;
 
 // Hashed chunk names change with every edit: start clean so stale chunks don't travel.
 rmSync(OUT, { recursive: true, force: true });
@@ -31,41 +31,14 @@ await build({
     // The LoRA merge's worker threads, started from beside the bundle's code (merge-kernel.ts).
     'merge-worker': 'src/pipeline/lora/merge-worker.ts',
   },
+  ...NODE_ESM,
   outdir: OUT,
-  bundle: true,
-  splitting: true,
-  format: 'esm',
-  platform: 'node',
-  target: 'node20',
   // Chunks beside the entries: the pipeline host finds child.js next to its own code.
   chunkNames: '[name]-[hash]',
   external: ['onnxruntime-node', 'sharp', 'koffi'],
-  banner: {
-    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-  },
-  logLevel: 'warning',
 });
 
-/** koffi's JavaScript, ESM and CommonJS (the C-API run thread requires it): not its sources or docs. */
-function koffiFiles(dir = 'node_modules/koffi', rel = '') {
-  return readdirSync(join(dir, rel), { withFileTypes: true }).flatMap((e) => {
-    const path = rel ? `${rel}/${e.name}` : e.name;
-    if (e.isDirectory()) return ['doc', 'vendor', 'lib', 'build'].includes(path) ? [] : koffiFiles(dir, path);
-    return /\.(c?js|json)$|^LICENSE/.test(e.name) && e.name !== 'cnoke.cjs' ? [path] : [];
-  });
-}
-/** koffi 3 loads its binary with require('@koromix/koffi-<platform>') (src/koffi/src/static.js). */
-const KOFFI_FILES = {
-  koffi: koffiFiles(),
-  '@koromix/koffi-linux-x64': ['package.json', 'index.js', 'linux_x64/koffi.node'],
-};
-for (const [pkg, files] of Object.entries(KOFFI_FILES)) {
-  for (const file of files) {
-    const target = join(OUT, 'node_modules', pkg, file);
-    mkdirSync(dirname(target), { recursive: true });
-    copyFileSync(join('node_modules', pkg, file), target);
-  }
-}
+copyKoffi(OUT);
 
 // The CUDA custom-op library, as `npm run build:native` builds it (cached by source hash).
 let ops = 'not built: nvcc not found';
@@ -88,22 +61,6 @@ const probe =
   "const k = await import('koffi'); (await import('node:module')).createRequire(process.cwd() + '/x.js')('koffi'); if (!k.default.sizeof('void*')) process.exit(1);";
 execFileSync(process.execPath, ['--input-type=module', '-e', probe], { cwd: OUT });
 
-function bytes(path) {
-  if (!existsSync(path)) return 0;
-  const s = statSync(path);
-  return s.isDirectory() ? readdirSync(path).reduce((n, f) => n + bytes(join(path, f)), 0) : s.size;
-}
-/** The files every device call sends: tracked and untracked, not ignored. */
-function repoBytes() {
-  const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], {
-    encoding: 'utf8',
-  });
-  return files
-    .split('\0')
-    .filter(Boolean)
-    .reduce((n, f) => n + bytes(f), 0);
-}
-const repo = repoBytes();
 const CALL_2 = ['.gpu/runtime-b.tar.xz', '.gpu/device-env.sh', '.gpu/bundle', '.gpu/tokenizers'];
 const sets = {
   'call 1 (gpu-call-1.sh)': ['.gpu/runtime-a.tar.xz', '.gpu/device-env.sh', '.gpu/ref'],
@@ -116,12 +73,4 @@ const sets = {
 };
 console.log(`bundled into ${OUT}: ${(bytes(OUT) / MIB).toFixed(1)} MiB`);
 console.log(`custom-op library: ${ops}`);
-console.log(`the repository's files travel with every call: ${(repo / MIB).toFixed(1)} MiB`);
-for (const [name, paths] of Object.entries(sets)) {
-  const missing = paths.filter((p) => !existsSync(p));
-  const total = paths.reduce((n, p) => n + bytes(p), 0) + repo;
-  console.log(
-    `${name}: ${(total / MIB).toFixed(1)} MiB of 64${total > 64 * MIB ? '  TOO BIG' : ''}` +
-      `${missing.length ? `  (missing: ${missing.join(', ')})` : ''}`,
-  );
-}
+reportCarry(sets);

@@ -5,9 +5,9 @@
 // node, onnxruntime-node and its CUDA provider) has no other package, so the bundle brings:
 //
 //   dist/js/            atelier.js (the CLI, bench/multi-gpu/atelier-entry.ts), multi-gpu.js (the
-//                       driver), child.js + sd35.js + merge-worker.js (the pipeline process), their chunks, the
-//                       playground's static files, and native/'s sources with the CUDA op library
-//                       at build/<hash>/ where src/pipeline/ort/custom-ops.ts looks for it
+//                       driver), child.js + sd35.js + merge-worker.js (the pipeline process), their
+//                       chunks, the playground's static files, and native/'s sources with the CUDA
+//                       op library at build/<hash>/ where src/pipeline/ort/custom-ops.ts looks for it
 //   config/default.yaml, package.json   read by the product relative to its code (../../)
 //   node_modules/       the native packages: sharp (+ libvips), better-sqlite3, koffi
 //   tokenizers/         clip/ and t5/ (the GPU bench's: ../shared/golden/tokenizers)
@@ -21,22 +21,20 @@ import {
   cpSync,
   existsSync,
   mkdirSync,
-  readdirSync,
   readFileSync,
   realpathSync,
   rmSync,
-  statSync,
   writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { buildLibrary, findNvcc, NativeBuildError } from '../../native/library.mjs';
+import { bytes, copyKoffi, MIB, NODE_ESM, reportCarry } from '../gpu/bundle-parts.mjs';
 
 const OUT = '.gpu/multi';
 const JS = join(OUT, 'dist', 'js');
 const TARBALL = '.gpu/multi.tar.xz';
-const MIB = 1024 * 1024;
 const withRedis = process.argv.includes('--with-redis');
 
 rmSync(OUT, { recursive: true, force: true });
@@ -47,17 +45,9 @@ const NATIVE_PACKAGES = ['onnxruntime-node', 'sharp', 'koffi', 'better-sqlite3']
 // Optional accelerators some dependencies try to load and do without (ws, discord.js, msgpackr).
 const OPTIONAL = ['bufferutil', 'utf-8-validate', 'zlib-sync', 'msgpackr-extract', 'erlpack'];
 const common = {
+  ...NODE_ESM,
   outdir: JS,
-  bundle: true,
-  splitting: true,
-  format: 'esm',
-  platform: 'node',
-  target: 'node20',
   external: [...NATIVE_PACKAGES, ...OPTIONAL],
-  banner: {
-    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-  },
-  logLevel: 'warning',
 };
 
 // The pipeline process's side, as bench/gpu/bundle.mjs builds it: the product names `sd35.js` as
@@ -132,23 +122,7 @@ copyPackage(
 );
 for (const name of ['bindings', 'file-uri-to-path']) copyPackage(name);
 // koffi, as bench/gpu/bundle.mjs copies it: its JavaScript and the linux-x64 binary.
-function koffiFiles(dir = 'node_modules/koffi', rel = '') {
-  return readdirSync(join(dir, rel), { withFileTypes: true }).flatMap((e) => {
-    const path = rel ? `${rel}/${e.name}` : e.name;
-    if (e.isDirectory()) return ['doc', 'vendor', 'lib', 'build'].includes(path) ? [] : koffiFiles(dir, path);
-    return /\.(c?js|json)$|^LICENSE/.test(e.name) && e.name !== 'cnoke.cjs' ? [path] : [];
-  });
-}
-for (const [name, files] of Object.entries({
-  koffi: koffiFiles(),
-  '@koromix/koffi-linux-x64': ['package.json', 'index.js', 'linux_x64/koffi.node'],
-})) {
-  for (const file of files) {
-    const target = join(OUT, 'node_modules', name, file);
-    mkdirSync(dirname(target), { recursive: true });
-    copyFileSync(join('node_modules', name, file), target);
-  }
-}
+copyKoffi(OUT);
 
 // native/'s sources beside the code, and the CUDA op library where the bundled custom-ops.ts
 // computes its path (a hash of those sources): so `models.runtime: auto` takes the C-API path.
@@ -215,22 +189,6 @@ execFileSync(process.execPath, ['--input-type=module', '-e', probe], { cwd: JS }
 
 execFileSync('tar', ['-cJf', TARBALL, '-C', '.gpu', 'multi'], { env: { ...process.env, XZ_OPT: '-9 -T2' } });
 
-function bytes(path) {
-  if (!existsSync(path)) return 0;
-  const s = statSync(path);
-  return s.isDirectory() ? readdirSync(path).reduce((n, f) => n + bytes(join(path, f)), 0) : s.size;
-}
-/** The files every device call sends: tracked and untracked, not ignored. */
-function repoBytes() {
-  const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], {
-    encoding: 'utf8',
-  });
-  return files
-    .split('\0')
-    .filter(Boolean)
-    .reduce((n, f) => n + bytes(f), 0);
-}
-const repo = repoBytes();
 const sets = {
   'call 1 (node, the bundle, the weights)': ['.gpu/runtime-a.tar.xz', '.gpu/device-env.sh', TARBALL],
   'call 2 (the CUDA provider, the runs)': ['.gpu/runtime-b.tar.xz', '.gpu/device-env.sh'],
@@ -241,12 +199,4 @@ console.log(
 console.log(`custom-op library: ${ops}`);
 console.log(`tokenizers: ${tokenizers}`);
 console.log(`redis-server: ${redis}`);
-console.log(`the repository's files travel with every call: ${(repo / MIB).toFixed(1)} MiB`);
-for (const [name, paths] of Object.entries(sets)) {
-  const missing = paths.filter((p) => !existsSync(p));
-  const total = paths.reduce((n, p) => n + bytes(p), 0) + repo;
-  console.log(
-    `${name}: ${(total / MIB).toFixed(1)} MiB of 64${total > 64 * MIB ? '  TOO BIG' : ''}` +
-      `${missing.length ? `  (missing: ${missing.join(', ')}: bash ../shared/gpu/make-bundle.sh)` : ''}`,
-  );
-}
+reportCarry(sets, ': bash ../shared/gpu/make-bundle.sh');
