@@ -141,13 +141,7 @@ export async function createApp(config: AtelierConfig, options: CreateAppOptions
     store,
     scheduler,
     pipeline,
-    validation: () =>
-      validationOptionsFromConfig(
-        config,
-        pipeline.info().defaults,
-        pipeline.info().memory,
-        catalogOf(pipeline),
-      ),
+    validation: () => validationOptionsFromConfig(config, pipeline.info().defaults, catalogOf(pipeline)),
     load,
     resume,
     async start() {

@@ -125,7 +125,6 @@ export async function createGatewayApp(
       return validationOptionsFromConfig(
         config,
         pipeline.info().defaults,
-        undefined,
         models?.length ? { models } : undefined,
       );
     },

@@ -16,7 +16,7 @@ import {
 import type { Logger } from '../log.js';
 import type { EngineOptions, ModelSpec, MultiEngineOptions } from '../pipeline/sd35/index.js';
 import { ensureTinyModel } from '../pipeline/tiny/index.js';
-import type { MemoryInfo, ModelInfo } from '../pipeline/types.js';
+import type { ModelInfo } from '../pipeline/types.js';
 import type { AdminList, JobRunner, RunnerPool, SchedulerOptions } from '../scheduler/index.js';
 import { loraChoicesFromConfig, lorasDir } from './loras.js';
 
@@ -156,19 +156,14 @@ export function validationOptionsFromConfig(
   settings: Pick<AtelierSettings, 'generation'> &
     Partial<Pick<AtelierSettings, 'styles' | 'loras'>> & { models?: Pick<AtelierSettings['models'], 'list'> },
   modelDefaults: ModelDefaults = REFERENCE_MODEL_DEFAULTS,
-  memory?: Pick<MemoryInfo, 'maxImages'>,
   catalog?: ModelCatalog,
 ): ValidationOptions {
   const generation = settings.generation;
-  // The GPU memory may hold fewer images per job than the config allows (pipeline info().memory).
-  const memoryMax =
-    memory?.maxImages !== undefined && memory.maxImages >= 1 && memory.maxImages < generation.count.max
-      ? Math.max(generation.count.min, memory.maxImages)
-      : undefined;
+  // The count is not capped by GPU memory: images that do not fit together run in passes (engine).
   const ranges = {
     steps: { min: generation.steps.min, max: generation.steps.max },
     guidance: { min: generation.guidance.min, max: generation.guidance.max },
-    count: { min: generation.count.min, max: memoryMax ?? generation.count.max },
+    count: { min: generation.count.min, max: generation.count.max },
   };
   const samplers = generation.sampler.allowed;
   const modelSampler = samplers.includes(modelDefaults.sampler) ? modelDefaults.sampler : samplers[0]!;
@@ -195,9 +190,6 @@ export function validationOptionsFromConfig(
       ? { models, defaultModel: first.name, draftModel: fastestModel(catalog!, models) }
       : {}),
     resolution: modelDefaults.resolution,
-    ...(memoryMax !== undefined
-      ? { countNote: `More images per job would not fit in this server's GPU memory.` }
-      : {}),
     promptMaxLength: generation.promptMaxLength,
     negativePromptMaxLength: generation.negativePromptMaxLength,
     blockedTerms: generation.blockedTerms,

@@ -90,8 +90,6 @@ export interface ValidationOptions {
   randomSeed?: () => number;
   /** Side of the model's 1:1 size; aspect sizes scale with it. @default 1024 (SD3.5) */
   resolution?: number;
-  /** Why `ranges.count.max` is lower than the operator set (the GPU memory), added to its message. */
-  countNote?: string;
   /**
    * The configured models (config `models.list`, or the one model), each with its own defaults,
    * which then replace `defaults.steps`, `guidance` and `sampler`. @default none: jobs name no model
@@ -406,7 +404,7 @@ export function validateJobParams(
     readDecimal('guidance', 'Guidance', value, ranges.guidance),
   );
   const count = choose(raw.count, saved.count, defaults.count, (value) =>
-    withNote(() => readInteger('count', 'Count', value, ranges.count), options.countNote),
+    readInteger('count', 'Count', value, ranges.count),
   );
   const sampler = choose(raw.sampler, own.sampler, modelDefaults.sampler, (value) =>
     readSampler(value, options.samplers),
@@ -454,16 +452,6 @@ export function validatePrompt(
     );
   }
   return prompt;
-}
-
-/** A ValidationError's message with a note after it (why the range is what it is). */
-function withNote<T>(read: () => T, note: string | undefined): T {
-  try {
-    return read();
-  } catch (error) {
-    if (!note || !(error instanceof ValidationError)) throw error;
-    throw new ValidationError(error.field, `${error.message} ${note}`);
-  }
 }
 
 function readStrength(raw: string | number | boolean): number {

@@ -237,7 +237,7 @@ export interface MemoryInfo {
   /** Expected peak for one image at the model's resolution. */
   peakBytes?: number;
   fits: boolean;
-  /** Most images per job at the model's resolution under the budget. */
+  /** Most images at the model's resolution denoised at once under the budget (more run in passes). */
   maxImages?: number;
   /** The VAE decode's budget the tiling policy uses. */
   vaeBudgetBytes?: number;

@@ -100,7 +100,7 @@ describe('config models.list', () => {
 describe('each model’s own defaults, and the fastest', () => {
   it('models.list.<name> › generation.* › the family’s; the default model’s are the bot’s defaults', () => {
     const config = load('models:\n  list:\n    large: {}\n    turbo: { steps: 6 }\n    medium: {}\n');
-    const v = validationOptionsFromConfig(config, CATALOG.models[0]!.defaults, undefined, CATALOG);
+    const v = validationOptionsFromConfig(config, CATALOG.models[0]!.defaults, CATALOG);
     expect(v.models!.map((m) => [m.name, m.defaults])).toEqual([
       ['large', { steps: 40, guidance: 4.5, sampler: 'dpmpp_2m' }],
       ['turbo', { steps: 6, guidance: 1, sampler: 'euler' }],
@@ -111,14 +111,14 @@ describe('each model’s own defaults, and the fastest', () => {
     const global = load(
       'generation:\n  steps: { default: 28 }\nmodels:\n  list:\n    large: {}\n    turbo: { steps: 4 }\n',
     );
-    const g = validationOptionsFromConfig(global, undefined, undefined, CATALOG);
+    const g = validationOptionsFromConfig(global, undefined, CATALOG);
     expect(g.models!.find((m) => m.name === 'turbo')!.defaults.steps).toBe(4);
     expect(g.models!.find((m) => m.name === 'large')!.defaults.steps).toBe(28);
   });
 
   it('--fast picks the loaded model whose default job is cheapest: steps × parameters, twice with CFG', () => {
     const config = load('');
-    const v = validationOptionsFromConfig(config, undefined, undefined, CATALOG);
+    const v = validationOptionsFromConfig(config, undefined, CATALOG);
     // turbo: 4 × 8.06e9; medium: 50 × 2 × 2.5e9; large: 40 × 2 × 8.06e9.
     expect(v.draftModel).toBe('turbo');
     expect(fastestModel({ ...CATALOG, resident: ['large', 'medium'] }, v.models!)).toBe('medium');
@@ -128,7 +128,7 @@ describe('each model’s own defaults, and the fastest', () => {
 
 describe('which model a job runs on', () => {
   const config = load('models:\n  list:\n    large: {}\n    turbo: {}\n    medium: {}\n');
-  const v = validationOptionsFromConfig(config, undefined, undefined, CATALOG);
+  const v = validationOptionsFromConfig(config, undefined, CATALOG);
   const run = (raw: Record<string, unknown>, context: Parameters<typeof validateJobParams>[2] = {}) =>
     validateJobParams({ prompt: 'a fox', ...raw }, { ...v, randomSeed: () => 1 }, context);
 
@@ -185,7 +185,7 @@ describe('which model a job runs on', () => {
 });
 
 describe('a job’s recorded model after the configuration changed', () => {
-  const models = validationOptionsFromConfig(load(''), undefined, undefined, CATALOG).models!;
+  const models = validationOptionsFromConfig(load(''), undefined, CATALOG).models!;
 
   it('is found by its checkpoint’s hash (renamed too), by name when it recorded none', () => {
     expect(configuredModelOf(models, { name: 'turbo', hash: 'turbo00000' })!.name).toBe('turbo');

@@ -83,7 +83,7 @@ describe('the plan with LoRAs configured', () => {
     expect(plan.loras?.fit).toBe(2);
     expect(lorasShort(plan)).toBe(false);
     expect(describePlan(plan)).toMatch(
-      /\+ 2 LoRA combinations × 15\.3 GB \(~\d+\.\d GB with them\) .*: fits \(up to \d+ images per job\)$/,
+      /\+ 2 LoRA combinations × 15\.3 GB \(~\d+\.\d GB with them\) .*: fits \(up to \d+ images at once\)$/,
     );
   });
 
@@ -94,7 +94,7 @@ describe('the plan with LoRAs configured', () => {
     expect(plan.loras).toMatchObject({ combinations: 2, fit: 1 });
     expect(lorasShort(plan)).toBe(true);
     expect(describePlan(plan)).toMatch(
-      /: fits \(up to \d+ images? per job\); only 1 of the 2 LoRA combinations fits — set loras\.cachedCombinations: 1$/,
+      /: fits \(up to \d+ images? at once\); only 1 of the 2 LoRA combinations fits — set loras\.cachedCombinations: 1$/,
     );
     // Three configured, two fit.
     const three = planGpuMemory(large({ loraCombinations: 3 }), cuda(64 * GiB));

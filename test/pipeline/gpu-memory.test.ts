@@ -5,11 +5,9 @@
  * the sessions each placement opens, nvidia-smi's reading, and the config keys.
  */
 import { describe, expect, it } from 'vitest';
-import { validationOptionsFromConfig } from '../../src/app/options.js';
 import { doctor } from '../../src/cli/doctor.js';
 import { loadConfig } from '../../src/config/index.js';
-import { PipelineError, ValidationError } from '../../src/errors.js';
-import { validateJobParams } from '../../src/jobs/validate.js';
+import { PipelineError } from '../../src/errors.js';
 import { sessionRoutes } from '../../src/pipeline/sd35/component-session.js';
 import { runOutOfMemory } from '../../src/pipeline/sd35/engine.js';
 import {
@@ -272,24 +270,6 @@ describe('jobs that would not fit', () => {
   it('refuses nothing when no budget is known', () => {
     const plan = planGpuMemory(large(), cuda());
     expect(jobMemoryProblem(plan, large(), { width: 1024, height: 1024, count: 64 })).toBeUndefined();
-  });
-
-  it('caps the count users may ask for before the job is queued, saying why', () => {
-    const config = loadConfig({ env: {}, cwd: workdir() });
-    const options = validationOptionsFromConfig(config, undefined, { maxImages: 2 });
-    expect(options.ranges.count.max).toBe(2);
-    expect(validateJobParams({ prompt: 'a fox', count: 2 }, options).count).toBe(2);
-    let error: unknown;
-    try {
-      validateJobParams({ prompt: 'a fox', count: 4 }, options);
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(ValidationError);
-    expect((error as ValidationError).message).toMatch(/from 1 to 2.*GPU memory/);
-    // No memory figure, or one above the config's maximum: the config's range.
-    expect(validationOptionsFromConfig(config).ranges.count.max).toBe(4);
-    expect(validationOptionsFromConfig(config, undefined, { maxImages: 9 }).ranges.count.max).toBe(4);
   });
 });
 

@@ -261,7 +261,7 @@ export interface GpuMemoryPlan {
   peakBytes?: number;
   /** Whether that fits the budget (true when the budget is unknown). */
   fits: boolean;
-  /** Most images per job at resolution² that fit (undefined: no budget known). */
+  /** Most images at resolution² denoised at once (a job of more runs in passes; undefined: no budget known). */
   maxImages?: number;
   /** The VAE decode's activation budget for the tiling policy (EngineOptions.vaeMemoryBudget). */
   vaeBudgetBytes?: number;
@@ -515,7 +515,7 @@ export function describePlan(plan: GpuMemoryPlan): string {
     plan.budget.bytes === undefined
       ? 'fit unknown'
       : plan.fits
-        ? `fits${plan.maxImages !== undefined && Number.isFinite(plan.maxImages) ? ` (up to ${plan.maxImages} image${plan.maxImages === 1 ? '' : 's'} per job)` : ''}`
+        ? `fits${plan.maxImages !== undefined && Number.isFinite(plan.maxImages) ? ` (up to ${plan.maxImages} image${plan.maxImages === 1 ? '' : 's'} at once)` : ''}`
         : 'DOES NOT FIT';
   const tiled = plan.breakdown?.vaeTiled ? ', VAE tiled' : '';
   const { loras } = plan;
