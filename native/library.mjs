@@ -14,6 +14,12 @@ import { fileURLToPath } from 'node:url';
 
 export const NATIVE_DIR = dirname(fileURLToPath(import.meta.url));
 const SOURCE_DIRS = ['include', 'src'];
+/**
+ * cuDNN's headers and its frontend's, for atelier:Fp8Attention's cuDNN path: unpacked by
+ * `native/cudnn-deps.mjs` into the git-ignored .gpu/cudnn/ (never committed). When its VERSION file
+ * is there the CUDA library compiles with -DATELIER_WITH_CUDNN; otherwise exactly as without it.
+ */
+export const CUDNN_DEPS_DIR = join(NATIVE_DIR, '..', '.gpu', 'cudnn');
 
 /** @type {Record<'cpu' | 'cuda', string[]>} */
 const FLAGS = {
@@ -33,6 +39,41 @@ const FLAGS = {
     '-DATELIER_WITH_CUDA',
   ],
 };
+
+/**
+ * The cuDNN deps when unpacked (`native/cudnn-deps.mjs`): the extra CUDA flags (headers as system
+ * includes, so their warnings stay theirs; the frontend loads libcudnn.so.9 at run time, so nothing
+ * links against it) and the VERSION text that goes into the build's hash.
+ * @returns {{ flags: string[], version: string } | undefined}
+ */
+export function cudnnDeps() {
+  const version = join(CUDNN_DEPS_DIR, 'VERSION');
+  if (!existsSync(version)) return undefined;
+  return {
+    flags: [
+      '-DATELIER_WITH_CUDNN',
+      '-DNV_CUDNN_FRONTEND_USE_DYNAMIC_LOADING',
+      '-isystem',
+      join(CUDNN_DEPS_DIR, 'include'),
+      '-isystem',
+      join(CUDNN_DEPS_DIR, 'frontend', 'include'),
+      // Only RegisterCustomOps leaves the library: the frontend's std:: template instances (default
+      // visibility in libstdc++'s headers) must not bind to another library's copies, or theirs to ours.
+      '-Xlinker',
+      `--version-script=${join(CUDNN_DEPS_DIR, 'exports.map')}`,
+    ],
+    version: readFileSync(version, 'utf8'),
+  };
+}
+
+/**
+ * The flags `kind` compiles with: FLAGS, plus the cuDNN ones for CUDA when the deps are there.
+ * @param {'cpu' | 'cuda'} kind
+ */
+function flagsOf(kind) {
+  const deps = kind === 'cuda' ? cudnnDeps() : undefined;
+  return deps ? [...FLAGS[kind], ...deps.flags] : FLAGS[kind];
+}
 
 /** The sources a kind compiles (.cu only with CUDA); headers count for the hash only. */
 function sourceFiles() {
@@ -54,7 +95,11 @@ export function hasSources() {
  * @param {'cpu' | 'cuda'} kind
  */
 export function libraryPath(kind) {
-  const hash = createHash('sha256').update(JSON.stringify({ kind, flags: FLAGS[kind] }));
+  const deps = kind === 'cuda' ? cudnnDeps() : undefined;
+  // Without the cuDNN deps the hash (and so the path) is what it was before they existed.
+  const hash = createHash('sha256').update(
+    JSON.stringify(deps ? { kind, flags: flagsOf(kind), cudnn: deps.version } : { kind, flags: FLAGS[kind] }),
+  );
   for (const file of sourceFiles())
     hash.update(relative(NATIVE_DIR, file)).update('\0').update(readFileSync(file));
   return join(NATIVE_DIR, 'build', hash.digest('hex').slice(0, 16), `libatelier_ops_${kind}.so`);
@@ -98,7 +143,7 @@ export function buildLibrary(kind, options = {}) {
   );
   mkdirSync(dirname(path), { recursive: true });
   const partial = `${path}.${process.pid}.partial`;
-  const args = [...FLAGS[kind], `-I${join(NATIVE_DIR, 'include')}`, '-o', partial, ...sources];
+  const args = [...flagsOf(kind), `-I${join(NATIVE_DIR, 'include')}`, '-o', partial, ...sources];
   try {
     execFileSync(compiler, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
   } catch (error) {

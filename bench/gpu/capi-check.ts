@@ -15,6 +15,11 @@
  *   fp8-fused    (only when named) the fused producer: AdaLNModulateQuant → Fp8LinearQ against
  *                AdaLNModulate → Fp8Linear at Large's qkv and fc1 (x [2, 4096, 2432]), timed as
  *                CUDA-graph replays, outputs compared, the fused pair replayed with inputs rewritten
+ *   fp8-attention (only when named) atelier:Fp8Attention (q, k, v per-tensor e4m3, cuDNN's FP8 flash
+ *                attention) against the fp16 MultiHeadAttention at Large's joint attention with CFG
+ *                (B 2, 333 + 4096 and 154 + 4096 tokens, 38×64), timed as CUDA-graph replays, against
+ *                float64 of the FP8 math and of unquantized attention on sampled head rows, the op
+ *                replayed with inputs rewritten (ATELIER_OPS_VERBOSE=1: the cuDNN plan)
  *   qkv-norm     (only when named) atelier:JointQkvNorm against the chain it replaces (Split,
  *                SimplifiedLayerNormalization of q and k per stream, JointConcat of q, k, v) at
  *                Large's joint attention with CFG (B 2, Tc 333 and 154, Tx 4096, 38×64, fp16), timed
@@ -34,6 +39,7 @@ import { parseArgs } from 'node:util';
 import {
   type CheckName,
   type CheckResult,
+  FP8_ATTENTION_CHECK,
   FP8_FUSED_CHECK,
   FP8_GEMM_SHAPES,
   type Fp8GemmCheck,
@@ -59,7 +65,9 @@ const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda
                     ${FP8_FUSED_CHECK} (only by name): AdaLNModulateQuant → Fp8LinearQ vs AdaLNModulate →
                     Fp8Linear at Large's qkv and fc1, x [2, 4096, 2432];
                     ${QKV_NORM_CHECK} (only by name): JointQkvNorm vs Split + SimplifiedLayerNormalization +
-                    JointConcat at Large's joint attention, B 2, Tc 333 and 154, Tx 4096, 38 heads × 64`;
+                    JointConcat at Large's joint attention, B 2, Tc 333 and 154, Tx 4096, 38 heads × 64;
+                    ${FP8_ATTENTION_CHECK} (only by name): Fp8Attention (cuDNN FP8 flash) vs the fp16
+                    MultiHeadAttention at the same shapes`;
 
 const CHECKS: CheckName[] = [
   'binding',
@@ -87,6 +95,9 @@ const TIMEOUT_MS: Record<CheckName, number> = {
   // Per shape: two 65 M-value input sets drawn, two sessions of 4 copies (≈ 1 GB of inputs and
   // outputs each), three 21 M-value outputs compared.
   [QKV_NORM_CHECK]: 180_000,
+  // Per shape: two 65 M-value input sets, two sessions of 4 copies (≈ 700 MB each), cuDNN's plan
+  // built at the first run, float64 references of 12 head rows over 4429 keys for two sets.
+  [FP8_ATTENTION_CHECK]: 240_000,
 };
 
 const { values } = parseArgs({
@@ -131,6 +142,8 @@ interface Report extends CheckResult {
   seconds: number;
   /** What each Fp8Linear kernel chose (cuBLASLt version, scaling, fused epilogue), from ATELIER_OPS_VERBOSE. */
   fp8_plans?: string[];
+  /** What each Fp8Attention kernel built (cuDNN version, padding mask or not, workspace), from ATELIER_OPS_VERBOSE. */
+  fp8_attention_plans?: string[];
   /** Kernels ONNX Runtime's attention debug print named (mha). */
   sdpa_kernels?: string[];
   debug_lines?: string[];
@@ -144,7 +157,7 @@ function runChild(name: CheckName): Promise<Report> {
   // The debug print comes from the CUDA provider's std::cout, at the kernel's first run.
   const env = isMhaCheck(name)
     ? { ...process.env, ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO: '1' }
-    : isFp8GemmCheck(name) || name === FP8_FUSED_CHECK
+    : isFp8GemmCheck(name) || name === FP8_FUSED_CHECK || name === FP8_ATTENTION_CHECK
       ? { ...process.env, ATELIER_OPS_VERBOSE: '1' }
       : process.env;
   const started = performance.now();
@@ -179,6 +192,9 @@ function runChild(name: CheckName): Promise<Report> {
         ...result,
         ...(isMhaCheck(name) ? attentionKernels(text, result) : {}),
         ...(isFp8GemmCheck(name) || name === FP8_FUSED_CHECK ? { fp8_plans: plans } : {}),
+        ...(name === FP8_ATTENTION_CHECK
+          ? { fp8_attention_plans: text.split('\n').filter((l) => l.startsWith('atelier:Fp8Attention:')) }
+          : {}),
       });
     });
   });
@@ -212,7 +228,8 @@ async function main(): Promise<void> {
       !CHECKS.includes(c) &&
       !FP8_CHECKS.includes(c as Fp8GemmCheck) &&
       c !== FP8_FUSED_CHECK &&
-      c !== QKV_NORM_CHECK,
+      c !== QKV_NORM_CHECK &&
+      c !== FP8_ATTENTION_CHECK,
   );
   if (unknown.length) throw new Error(`unknown checks: ${unknown.join(', ')} (${USAGE})`);
   const started = Date.now();

@@ -281,3 +281,121 @@ export function relL2f64(a: Float64Array, b: Float64Array): number {
   }
   return Math.sqrt(diff / norm);
 }
+
+// ---- Fp8Attention (atelier:Fp8Attention, fp8_attention.h) ------------------------------------------
+
+/** One tensor's per-tensor e4m3 scale as the op computes it (float32 divisions). */
+export interface Fp8TensorScale {
+  inv: number;
+  descale: number;
+}
+
+/** amax of a float16 tensor (no NaNs): |x| orders as its bits without the sign. */
+export function fp8TensorScale(x: Uint16Array): Fp8TensorScale {
+  let top = 0;
+  for (let i = 0; i < x.length; i++) top = Math.max(top, x[i] & 0x7fff);
+  const amax = halfToFloat(top);
+  return { inv: amax > 0 ? Math.fround(448 / amax) : 0, descale: Math.fround(amax / 448) };
+}
+
+/**
+ * Output rows (b, t, h) of atelier:Fp8Attention in float64, D values each: `fp8` the op's quantized
+ * math (per-tensor e4m3 q, k, v; online softmax over key blocks of 128 with the probabilities
+ * quantized at scale 448; the output quantized with v's inverse scale and dequantized), `exact` the
+ * unquantized attention of the same float16 inputs. q, k, v are float16 bits [B, T, H · D].
+ */
+export function fp8AttentionRows(
+  q: Uint16Array,
+  k: Uint16Array,
+  v: Uint16Array,
+  d: AttentionDims,
+  samples: { b: number; t: number; h: number }[],
+): { fp8: Float64Array; exact: Float64Array } {
+  const width = d.heads * d.headDim;
+  const scale = Math.fround(1 / Math.sqrt(d.headDim));
+  const [sq, sk, sv] = [q, k, v].map(fp8TensorScale);
+  const value8 = (x: Uint16Array, s: Fp8TensorScale, i: number) =>
+    e4m3ToFloat(floatToE4M3(Math.fround(halfToFloat(x[i]) * s.inv)));
+  const descaleS = Math.fround(1 / 448);
+  const fp8 = new Float64Array(samples.length * d.headDim);
+  const exact = new Float64Array(samples.length * d.headDim);
+  const scores = new Float64Array(d.tokens);
+  const exactScores = new Float64Array(d.tokens);
+  samples.forEach(({ b, t, h }, row) => {
+    const offset = (token: number) => (b * d.tokens + token) * width + h * d.headDim;
+    const k8 = new Float64Array(d.tokens * d.headDim);
+    const v8 = new Float64Array(d.tokens * d.headDim);
+    for (let j = 0; j < d.tokens; j++)
+      for (let i = 0; i < d.headDim; i++) {
+        k8[j * d.headDim + i] = value8(k, sk, offset(j) + i);
+        v8[j * d.headDim + i] = value8(v, sv, offset(j) + i);
+      }
+    const q8 = Float64Array.from({ length: d.headDim }, (_, i) => value8(q, sq, offset(t) + i));
+    const qx = Float64Array.from({ length: d.headDim }, (_, i) => halfToFloat(q[offset(t) + i]));
+    let m = Number.NEGATIVE_INFINITY;
+    let l = 0;
+    const o = new Float64Array(d.headDim);
+    for (let j0 = 0; j0 < d.tokens; j0 += 128) {
+      const end = Math.min(j0 + 128, d.tokens);
+      let blockMax = Number.NEGATIVE_INFINITY;
+      for (let j = j0; j < end; j++) {
+        let dot = 0;
+        for (let i = 0; i < d.headDim; i++) dot += q8[i] * k8[j * d.headDim + i];
+        scores[j] = dot * sq.descale * sk.descale * scale;
+        blockMax = Math.max(blockMax, scores[j]);
+      }
+      const mNew = Math.max(m, blockMax);
+      const correction = Math.exp(m - mNew);
+      for (let i = 0; i < d.headDim; i++) o[i] *= correction;
+      l *= correction;
+      const acc = new Float64Array(d.headDim);
+      for (let j = j0; j < end; j++) {
+        const p = Math.exp(scores[j] - mNew);
+        l += p;
+        const p8 = e4m3ToFloat(floatToE4M3(p * 448));
+        for (let i = 0; i < d.headDim; i++) acc[i] += p8 * v8[j * d.headDim + i];
+      }
+      for (let i = 0; i < d.headDim; i++) o[i] += acc[i] * sv.descale * descaleS;
+      m = mNew;
+    }
+    for (let i = 0; i < d.headDim; i++)
+      fp8[row * d.headDim + i] = e4m3ToFloat(floatToE4M3((o[i] / l) * sv.inv)) * sv.descale;
+    let max = Number.NEGATIVE_INFINITY;
+    for (let j = 0; j < d.tokens; j++) {
+      let dot = 0;
+      for (let i = 0; i < d.headDim; i++) dot += qx[i] * halfToFloat(k[offset(j) + i]);
+      exactScores[j] = dot / Math.sqrt(d.headDim);
+      max = Math.max(max, exactScores[j]);
+    }
+    let sum = 0;
+    const weighted = new Float64Array(d.headDim);
+    for (let j = 0; j < d.tokens; j++) {
+      const p = Math.exp(exactScores[j] - max);
+      sum += p;
+      for (let i = 0; i < d.headDim; i++) weighted[i] += p * halfToFloat(v[offset(j) + i]);
+    }
+    for (let i = 0; i < d.headDim; i++) exact[row * d.headDim + i] = weighted[i] / sum;
+  });
+  return { fp8, exact };
+}
+
+/** The sampled rows (b, t, h) of an [B, T, H · D] output, D values each, as float64. */
+export function pickHeadRows(
+  out: FloatData,
+  d: AttentionDims,
+  samples: { b: number; t: number; h: number }[],
+): Float64Array {
+  const got = new Float64Array(samples.length * d.headDim);
+  samples.forEach(({ b, t, h }, row) => {
+    const base = (b * d.tokens + t) * d.heads * d.headDim + h * d.headDim;
+    for (let i = 0; i < d.headDim; i++) got[row * d.headDim + i] = at(out, base + i);
+  });
+  return got;
+}
+
+/** The largest |a − b| of two float64 arrays. */
+export function maxAbs(a: Float64Array, b: Float64Array): number {
+  let worst = 0;
+  for (let i = 0; i < b.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+  return worst;
+}

@@ -46,6 +46,15 @@ export interface NetOptions {
    * before the op existed, to measure both). The two give the same bits. @default 'fused'
    */
   qkvNorm?: 'fused' | 'separate';
+  /**
+   * Research (issue 10, not yet for users): every unbiased attention (`Net.attention`) as one
+   * atelier:Fp8Attention node (needs `customOps`): q, k and v quantized per tensor to e4m3 on the
+   * device and cuDNN's FP8 flash attention on Hopper (native/src/fp8_attention.h); float16 in and
+   * out (a float32 graph casts around it). Off unless asked for (EngineOptions.fp8Attention or
+   * ATELIER_FP8_ATTENTION=1) until the GPU check (capi-check `fp8-attention`) says it is good.
+   * @default false
+   */
+  fp8Attention?: boolean;
 }
 
 /**
@@ -472,6 +481,18 @@ export class Net {
     opts: { bias?: Value; scale?: number } = {},
   ): Value {
     const scale = opts.scale ?? 1 / Math.sqrt(headDim);
+    if (this.options.fp8Attention && this.options.customOps && !opts.bias) {
+      // The op is float16 only: a float32 graph (the CPU) casts around it.
+      const f32 = this.p.compute === 'float32';
+      const half = (t: Value) => (f32 ? this.cast(t, 'float16') : t);
+      const out = this.g.op(
+        'Fp8Attention',
+        [half(q), half(k), half(v)],
+        { heads, scale: { float: scale } },
+        ATELIER_DOMAIN,
+      );
+      return f32 ? this.cast(out, 'float32') : out;
+    }
     if (this.options.attention === 'mha') {
       return this.g.op(
         'MultiHeadAttention',

@@ -354,6 +354,10 @@ export async function loadComponents(
         ...netOptions,
         customOps: library !== undefined,
         ...(fp8?.route === 'w8a8' && library !== undefined ? { fp8Linear: 'w8a8' as const } : {}),
+        // Research only, off by default (issue 10): FP8 attention until the GPU check adopts it.
+        ...(library !== undefined && (options.fp8Attention ?? process.env.ATELIER_FP8_ATTENTION === '1')
+          ? { fp8Attention: true }
+          : {}),
       };
       // Capture only with our kernels: ONNX Runtime's CUDA Concat of unequal inputs (the joint
       // attention's context + image tokens) stages its metadata in pinned host buffers it allocates

@@ -59,6 +59,13 @@ export interface EngineOptions {
    */
   fp8Linear?: 'dequantize' | 'block-fp8' | 'w8a8';
   /**
+   * Research (issue 10), not a config choice: the C-API step graph's attention as atelier:Fp8Attention
+   * (q, k, v in e4m3, cuDNN's FP8 flash attention; NetOptions.fp8Attention), when our op library is
+   * loaded. Also turned on by `ATELIER_FP8_ATTENTION=1` in the pipeline's environment (benchmarks).
+   * @default false
+   */
+  fp8Attention?: boolean;
+  /**
    * The VAE's compute type. float32 is safe for SD3's VAE at any size; float16 halves its
    * activations (less peak GPU memory) at the risk of overflow on real weights.
    * @default 'float32'
