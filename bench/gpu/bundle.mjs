@@ -3,13 +3,15 @@
 // bundled: koffi (a native module: its JavaScript and the linux-x64 glibc binary only, under
 // .gpu/bundle/node_modules so `import 'koffi'` resolves from the bundle's own folder; the GPU
 // machine's node_modules holds onnxruntime-node alone) and our CUDA custom-op library, built from
-// native/ when nvcc is here. onnxruntime-node stays external: the GPU machine's runtime (../shared/gpu
-// recipe) provides it with CUDA. Prints the sizes of what each device call carries (64 MiB limit).
+// native/ when nvcc is here (with atelier:Fp8Attention's cuDNN path when `node native/cudnn-deps.mjs`
+// has unpacked cuDNN's headers into .gpu/cudnn/; the custom-op line says which). onnxruntime-node
+// stays external: the GPU machine's runtime (../shared/gpu recipe) provides it with CUDA. Prints the
+// sizes of what each device call carries (64 MiB limit).
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { buildLibrary, findNvcc, NativeBuildError } from '../../native/library.mjs';
+import { buildLibrary, cudnnDeps, findNvcc, NativeBuildError } from '../../native/library.mjs';
 import { bytes, copyKoffi, MIB, NODE_ESM, reportCarry } from './bundle-parts.mjs';
 
 const OUT = '.gpu/bundle';
@@ -47,7 +49,11 @@ if (nvcc) {
   try {
     const { path } = buildLibrary('cuda', { nvcc });
     copyFileSync(path, join(OUT, 'libatelier_ops_cuda.so'));
-    ops = `${path} → ${OUT}/libatelier_ops_cuda.so`;
+    const deps = cudnnDeps();
+    const cudnn = deps
+      ? `with cuDNN FP8 attention (${deps.version.trim().split('\n').join('; ')}; libcudnn.so.9 opened at run time)`
+      : 'WITHOUT cuDNN: Fp8Attention cannot run on the GPU (node native/cudnn-deps.mjs, then bundle again)';
+    ops = `${path} → ${OUT}/libatelier_ops_cuda.so, ${cudnn}`;
   } catch (error) {
     if (!(error instanceof NativeBuildError)) throw error;
     ops = `BUILD FAILED, not bundled:\n${error.output}`;
