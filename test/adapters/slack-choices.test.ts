@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { readPngText } from '../../src/images/index.js';
 import type { SlackMessage, SlackUser } from '../simulators/slack/index.js';
-import { type SlackWorld, startSlackWorld } from './slack-world.js';
+import { button, imageFileId, isResult, type SlackWorld, startSlackWorld } from './slack-world.js';
 
 let world: SlackWorld | undefined;
 
@@ -14,15 +14,6 @@ afterEach(async () => {
   await world?.close();
   world = undefined;
 });
-
-const imageFileId = (m: SlackMessage) =>
-  (m.blocks.find((b) => b.type === 'image') as { slack_file?: { id: string } } | undefined)?.slack_file?.id;
-const isResult = (m: SlackMessage) => imageFileId(m) !== undefined && m.buttons.length > 0;
-const button = (m: SlackMessage, label: string) => {
-  const found = m.buttons.find((b) => b.text?.endsWith(label));
-  if (!found) throw new Error(`no button "${label}" on ${m.buttons.map((b) => b.text).join(', ')}`);
-  return found.actionId;
-};
 
 describe('Slack: styles, subtle/strong variations and remix (real Bot, tiny model)', () => {
   it('--style in the result and the PNG; Vary (Subtle) keeps it; remix opens a modal whose submission is made', async () => {

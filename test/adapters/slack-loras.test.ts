@@ -13,7 +13,7 @@ import { shortLoraHash } from '../../src/pipeline/lora/index.js';
 import { TINY_CHECKPOINT, TINY_MODEL_CONFIG, writeTinyModel } from '../../src/pipeline/tiny/index.js';
 import { mmditShapes, randomLora, writeLora } from '../fixtures/loras.js';
 import type { SlackMessage, SlackUser } from '../simulators/slack/index.js';
-import { type SlackWorld, startSlackWorld } from './slack-world.js';
+import { imageFileId, isResult, type SlackWorld, startSlackWorld } from './slack-world.js';
 
 let root: string;
 let dir: string;
@@ -34,10 +34,6 @@ afterEach(async () => {
   world = undefined;
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-const imageFileId = (m: SlackMessage) =>
-  (m.blocks.find((b) => b.type === 'image') as { slack_file?: { id: string } } | undefined)?.slack_file?.id;
-const isResult = (m: SlackMessage) => imageFileId(m) !== undefined && m.buttons.length > 0;
 
 describe('Slack: LoRAs typed as --lora (real Bot, tiny model)', () => {
   it('--lora name:weight (given again for a second) in the result and the PNG; an unknown name and a fourth are refused privately', async () => {

@@ -21,6 +21,7 @@ import {
   type SlackUser,
   startSlackSimulator,
 } from '../simulators/slack/index.js';
+import { button, imageFileId, isResult } from './slack-world.js';
 
 let root: string;
 let betaHash: string;
@@ -81,15 +82,6 @@ async function shutdown(r: Running, keep: boolean): Promise<void> {
   await r.bot.stop();
   await r.app.dispose({ keep });
 }
-
-const imageFileId = (m: SlackMessage) =>
-  (m.blocks.find((b) => b.type === 'image') as { slack_file?: { id: string } } | undefined)?.slack_file?.id;
-const isResult = (m: SlackMessage) => imageFileId(m) !== undefined && m.buttons.length > 0;
-const button = (m: SlackMessage, label: string) => {
-  const found = m.buttons.find((b) => b.text?.endsWith(label));
-  if (!found) throw new Error(`no button "${label}" on ${m.buttons.map((b) => b.text).join(', ')}`);
-  return found.actionId;
-};
 
 describe('Slack: several models resident (real Bot, two tiny models)', () => {
   it('--model, --fast, /settings --model, /atelier model; after a restart without the model, its reroll is refused', async () => {

@@ -14,10 +14,23 @@ import { Bot } from '../../commands/bot.js';
 import { createLogger } from '../../src/log.js';
 import { startTestApp, type TestApp } from '../helpers/test-app.js';
 import {
+  type SlackMessage,
   type SlackSimulator,
   type SlackSimulatorOptions,
   startSlackSimulator,
 } from '../simulators/slack/index.js';
+
+/** The Slack file of a message's image block. */
+export const imageFileId = (m: SlackMessage) =>
+  (m.blocks.find((b) => b.type === 'image') as { slack_file?: { id: string } } | undefined)?.slack_file?.id;
+/** A job's result: its image with buttons. */
+export const isResult = (m: SlackMessage) => imageFileId(m) !== undefined && m.buttons.length > 0;
+/** The action id of the button whose label ends with `label`. */
+export const button = (m: SlackMessage, label: string) => {
+  const found = m.buttons.find((b) => b.text?.endsWith(label));
+  if (!found) throw new Error(`no button "${label}" on ${m.buttons.map((b) => b.text).join(', ')}`);
+  return found.actionId;
+};
 
 export interface SlackWorld {
   s: SlackSimulator;

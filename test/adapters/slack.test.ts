@@ -5,7 +5,7 @@
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SlackDelivery, SlackEphemeral, SlackMessage, SlackUser } from '../simulators/slack/index.js';
-import { type SlackWorld, startSlackWorld } from './slack-world.js';
+import { button, imageFileId, isResult, type SlackWorld, startSlackWorld } from './slack-world.js';
 
 let world: SlackWorld | undefined;
 
@@ -13,15 +13,6 @@ afterEach(async () => {
   await world?.close();
   world = undefined;
 });
-
-const imageFileId = (m: SlackMessage) =>
-  (m.blocks.find((b) => b.type === 'image') as { slack_file?: { id: string } } | undefined)?.slack_file?.id;
-const isResult = (m: SlackMessage) => imageFileId(m) !== undefined && m.buttons.length > 0;
-const button = (m: SlackMessage, label: string) => {
-  const found = m.buttons.find((b) => b.text?.endsWith(label));
-  if (!found) throw new Error(`no button "${label}" on ${m.buttons.map((b) => b.text).join(', ')}`);
-  return found.actionId;
-};
 
 async function imagine(w: SlackWorld, text: string, user: SlackUser): Promise<SlackMessage> {
   const { s } = w;

@@ -4,50 +4,17 @@
  * they were built for, and a job's activations show as the high-water mark above what stays in
  * use. The same calls read the CUDA arenas on the GPU (bench/gpu/atelier-bench.ts).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { arenaStatsFrom } from '../../src/pipeline/ort/index.js';
-import { Sd35Engine } from '../../src/pipeline/sd35/engine.js';
 import { arenaActivationBytes, calibrationFromArenas } from '../../src/pipeline/sd35/gpu-memory.js';
-import type { EngineOptions } from '../../src/pipeline/sd35/options.js';
-import { ensureTinyModel } from '../../src/pipeline/tiny/index.js';
 import type { GenerationRequest } from '../../src/pipeline/types.js';
+import { tinyEngines, tinyRequest } from '../fixtures/tiny-engines.js';
 
-let dataDir: string;
-let base: EngineOptions;
-const engines: Sd35Engine[] = [];
+const tiny = tinyEngines('atelier-arenas-', { threads: 1, maxSteps: 8 });
+const { engine } = tiny;
 
-beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'atelier-arenas-'));
-  const tiny = await ensureTinyModel(dataDir);
-  base = { modelsDir: tiny.modelsDir, checkpoint: tiny.checkpoint, dataDir, threads: 1, maxSteps: 8 };
-});
-afterAll(async () => {
-  for (const e of engines) await e.dispose();
-  rmSync(dataDir, { recursive: true, force: true });
-});
-
-async function engine(options: Partial<EngineOptions>): Promise<Sd35Engine> {
-  const e = new Sd35Engine({ ...base, ...options });
-  engines.push(e);
-  await e.load();
-  return e;
-}
-
-const request = (overrides: Partial<GenerationRequest> = {}): GenerationRequest => ({
-  prompt: 'a lighthouse at dusk',
-  negativePrompt: 'blurry',
-  width: 128,
-  height: 96,
-  seed: 3,
-  steps: 2,
-  guidance: 4.5,
-  sampler: 'euler',
-  count: 1,
-  ...overrides,
-});
+const request = (overrides: Partial<GenerationRequest> = {}) =>
+  tinyRequest({ seed: 3, steps: 2, ...overrides });
 
 describe('arena statistics through the C API', () => {
   it("reads ONNX Runtime's key/value counters, with no limit when it says -1 or SIZE_MAX", () => {

@@ -3,54 +3,24 @@
  * custom-op library: the same images as the stock path for every kind of job, previews and cancels
  * between steps, the shapes it keeps loaded, and which path `auto` picks where.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { CancelledError } from '../../src/errors.js';
 import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
-import { Sd35Engine } from '../../src/pipeline/sd35/engine.js';
-import type { EngineOptions } from '../../src/pipeline/sd35/options.js';
-import { ensureTinyModel } from '../../src/pipeline/tiny/index.js';
+import type { Sd35Engine } from '../../src/pipeline/sd35/engine.js';
 import type { GenerationRequest, RawImage } from '../../src/pipeline/types.js';
+import { tinyEngines, tinyRequest } from '../fixtures/tiny-engines.js';
 
-let dataDir: string;
-let base: EngineOptions;
+const tiny = tinyEngines('atelier-capi-', { maxSteps: 12 });
+const { engine } = tiny;
 let stock: Sd35Engine;
 let capi: Sd35Engine;
-const engines: Sd35Engine[] = [];
-
-async function engine(options: Partial<EngineOptions>): Promise<Sd35Engine> {
-  const e = new Sd35Engine({ ...base, ...options });
-  engines.push(e);
-  await e.load();
-  return e;
-}
 
 beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'atelier-capi-'));
-  const tiny = await ensureTinyModel(dataDir);
-  base = { modelsDir: tiny.modelsDir, checkpoint: tiny.checkpoint, dataDir, maxSteps: 12 };
   stock = await engine({ runtime: 'stock' });
   capi = await engine({ runtime: 'capi', customOpsLibrary: buildCustomOpsLibrary('cpu'), capiShapes: 2 });
 });
-afterAll(async () => {
-  for (const e of engines) await e.dispose();
-  rmSync(dataDir, { recursive: true, force: true });
-});
 
-const request = (overrides: Partial<GenerationRequest> = {}): GenerationRequest => ({
-  prompt: 'a lighthouse at dusk',
-  negativePrompt: 'blurry',
-  width: 128,
-  height: 96,
-  seed: 77,
-  steps: 4,
-  guidance: 4.5,
-  sampler: 'euler',
-  count: 1,
-  ...overrides,
-});
+const request = tinyRequest;
 
 /** More than 76 T5 tokens: the prompt's context is longer than the negative prompt's. */
 const LONG_PROMPT = 'qzx vkj wpf '.repeat(19);

@@ -4,52 +4,20 @@
  * the GPU runs (here on the CPU) and fp8 weights quantized at load agree with float32, built
  * graphs come from the cache, and a load that runs out of memory says which sizes were involved.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CancelledError, ModelError } from '../../src/errors.js';
 import { GraphBuilder } from '../../src/pipeline/onnx/graph.js';
 import { cachedGraph } from '../../src/pipeline/onnx/graph-cache.js';
 import { outOfMemory } from '../../src/pipeline/sd35/components.js';
-import { Sd35Engine } from '../../src/pipeline/sd35/engine.js';
-import type { EngineOptions } from '../../src/pipeline/sd35/options.js';
-import { ensureTinyModel } from '../../src/pipeline/tiny/index.js';
-import type { GenerationRequest } from '../../src/pipeline/types.js';
+import type { Sd35Engine } from '../../src/pipeline/sd35/engine.js';
+import { tinyEngines, tinyRequest } from '../fixtures/tiny-engines.js';
 
-let dataDir: string;
-let base: EngineOptions;
-const engines: Sd35Engine[] = [];
+const tiny = tinyEngines('atelier-engine-');
+const { engine } = tiny;
 
-beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'atelier-engine-'));
-  const tiny = await ensureTinyModel(dataDir);
-  base = { modelsDir: tiny.modelsDir, checkpoint: tiny.checkpoint, dataDir };
-});
-afterAll(async () => {
-  for (const e of engines) await e.dispose();
-  rmSync(dataDir, { recursive: true, force: true });
-});
-
-async function engine(options: Partial<EngineOptions> = {}): Promise<Sd35Engine> {
-  const e = new Sd35Engine({ ...base, ...options });
-  engines.push(e);
-  await e.load();
-  return e;
-}
-
-const request = (overrides: Partial<GenerationRequest> = {}): GenerationRequest => ({
-  prompt: 'a lighthouse at dusk',
-  negativePrompt: 'blurry',
-  width: 128,
-  height: 96,
-  seed: 77,
-  steps: 4,
-  guidance: 4.5,
-  sampler: 'euler',
-  count: 1,
-  ...overrides,
-});
+const request = tinyRequest;
 
 function meanAbsDiff(a: Uint8Array, b: Uint8Array): number {
   let sum = 0;
@@ -120,7 +88,9 @@ describe('Sd35Engine', () => {
     // The tiny MMDiT's position table (fp16, never quantized) is half its bytes: hence 0.8, not 0.5.
     expect(bytes(fp8, 'mmdit').bytes).toBeLessThan(0.8 * bytes(full, 'mmdit').bytes);
     expect(bytes(fp8, 't5').bytes).toBeLessThan(0.8 * bytes(full, 't5').bytes);
-    expect(readdirSync(join(dataDir, 'quantized')).filter((f) => f.endsWith('.safetensors'))).toHaveLength(2);
+    expect(
+      readdirSync(join(tiny.dataDir, 'quantized')).filter((f) => f.endsWith('.safetensors')),
+    ).toHaveLength(2);
     const a = await full.generate(request());
     const b = await fp8.generate(request());
     const diff = meanAbsDiff(a.images[0].data, b.images[0].data);
@@ -139,7 +109,7 @@ describe('models.textEncoders', () => {
 
 describe('graph cache', () => {
   it('builds once per key and code version, then reads the graph from disk', () => {
-    const dir = join(dataDir, 'graph-cache-test');
+    const dir = join(tiny.dataDir, 'graph-cache-test');
     let builds = 0;
     const build = () => {
       builds++;

@@ -4,47 +4,13 @@
  * opened through ONNX Runtime's C API (what a memory limit does on CUDA, forced here with
  * `sessionApi: 'capi'`) give the same pixels as onnxruntime-node's.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Sd35Engine } from '../../src/pipeline/sd35/engine.js';
-import type { EngineOptions } from '../../src/pipeline/sd35/options.js';
-import { ensureTinyModel } from '../../src/pipeline/tiny/index.js';
-import type { GenerationRequest } from '../../src/pipeline/types.js';
+import { describe, expect, it } from 'vitest';
+import { tinyEngines, tinyRequest } from '../fixtures/tiny-engines.js';
 
-let dataDir: string;
-let base: EngineOptions;
-const engines: Sd35Engine[] = [];
+const tiny = tinyEngines('atelier-placement-', { threads: 1 });
+const { engine } = tiny;
 
-beforeAll(async () => {
-  dataDir = mkdtempSync(join(tmpdir(), 'atelier-placement-'));
-  const tiny = await ensureTinyModel(dataDir);
-  base = { modelsDir: tiny.modelsDir, checkpoint: tiny.checkpoint, dataDir, threads: 1 };
-});
-afterAll(async () => {
-  for (const e of engines) await e.dispose();
-  rmSync(dataDir, { recursive: true, force: true });
-});
-
-async function engine(options: Partial<EngineOptions> = {}): Promise<Sd35Engine> {
-  const e = new Sd35Engine({ ...base, ...options });
-  engines.push(e);
-  await e.load();
-  return e;
-}
-
-const request: GenerationRequest = {
-  prompt: 'a lighthouse at dusk',
-  negativePrompt: 'blurry',
-  width: 128,
-  height: 96,
-  seed: 5,
-  steps: 3,
-  guidance: 4.5,
-  sampler: 'euler',
-  count: 1,
-};
+const request = tinyRequest({ seed: 5, steps: 3 });
 
 describe('placement through the engine', () => {
   it('reports the placement and each component’s provider in info(); a limit means nothing on the CPU', async () => {

@@ -3,17 +3,12 @@
  * instead of running CLIP-L, CLIP-G and T5 again; a different negative prompt, another model or
  * precision does not hit; the byte budget evicts the least recently used pair.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadComponents } from '../../src/pipeline/sd35/components.js';
 import type { Conditioning } from '../../src/pipeline/sd35/conditioning.js';
-import { Sd35Engine } from '../../src/pipeline/sd35/engine.js';
-import type { EngineOptions } from '../../src/pipeline/sd35/options.js';
 import { conditioningBytes, PromptCache } from '../../src/pipeline/sd35/prompt-cache.js';
-import { ensureTinyModel } from '../../src/pipeline/tiny/index.js';
 import type { GenerationRequest } from '../../src/pipeline/types.js';
+import { tinyEngines, tinyRequest } from '../fixtures/tiny-engines.js';
 
 const cond = (tokens: number, value: number): Conditioning => ({
   context: new Float32Array(tokens * 4).fill(value),
@@ -63,39 +58,10 @@ describe('PromptCache', () => {
 });
 
 describe('the engine’s prompt cache', () => {
-  let dataDir: string;
-  let base: EngineOptions;
-  const engines: Sd35Engine[] = [];
-
-  beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'atelier-prompt-cache-'));
-    const tiny = await ensureTinyModel(dataDir);
-    base = { modelsDir: tiny.modelsDir, checkpoint: tiny.checkpoint, dataDir };
-  });
-  afterAll(async () => {
-    for (const e of engines) await e.dispose();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-
-  async function engine(options: Partial<EngineOptions> = {}): Promise<Sd35Engine> {
-    const e = new Sd35Engine({ ...base, ...options });
-    engines.push(e);
-    await e.load();
-    return e;
-  }
-
-  const request = (overrides: Partial<GenerationRequest> = {}): GenerationRequest => ({
-    prompt: 'a lighthouse at dusk',
-    negativePrompt: 'blurry',
-    width: 64,
-    height: 64,
-    seed: 5,
-    steps: 2,
-    guidance: 4.5,
-    sampler: 'euler',
-    count: 1,
-    ...overrides,
-  });
+  const tiny = tinyEngines('atelier-prompt-cache-');
+  const { engine } = tiny;
+  const request = (overrides: Partial<GenerationRequest> = {}) =>
+    tinyRequest({ width: 64, height: 64, seed: 5, steps: 2, ...overrides });
 
   it('runs the text encoders once for a prompt and its rerolls, again for a new negative prompt', async () => {
     const e = await engine();
@@ -138,12 +104,12 @@ describe('the engine’s prompt cache', () => {
   it('keys on what the conditioning depends on: model weights, precision, compute type', async () => {
     const keys: string[] = [];
     for (const options of [{}, { compute: 'float16' as const }, { precision: 'fp8' as const }]) {
-      const c = await loadComponents({ ...base, ...options });
+      const c = await loadComponents({ ...tiny.base, ...options });
       keys.push(c.textKey);
       await c.release();
     }
     expect(new Set(keys).size).toBe(3);
-    const again = await loadComponents(base);
+    const again = await loadComponents(tiny.base);
     expect(again.textKey).toBe(keys[0]);
     await again.release();
   });
