@@ -412,6 +412,10 @@ function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined, fp8?: 
     custom_ops: runtime?.customOps ?? false,
     ...(reason ? { fallback_reason: reason } : {}),
     ...(fp8 ? { fp8_linear: fp8LinearOf(fp8), fp8_reason: fp8.summary } : {}),
+    // Issue 10 research: the C-API step's attention as atelier:Fp8Attention (set in the environment).
+    ...(path === 'capi' && runtime?.customOps && process.env.ATELIER_FP8_ATTENTION === '1'
+      ? { fp8_attention: true }
+      : {}),
   };
 }
 
