@@ -5,13 +5,23 @@
  * places than models the least recently used one is unloaded before the next job's model loads.
  * Plus the pure residency rule (src/pipeline/residency.ts) the engine and the ETA share.
  */
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  mkdtempSync,
+  openSync,
+  readSync,
+  rmSync,
+  utimesSync,
+  writeSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cachedCombinationsOf } from '../../src/pipeline/lora/index.js';
 import { checkpointHash } from '../../src/pipeline/models-dir/model-hash.js';
 import type { ComponentLocation } from '../../src/pipeline/models-dir/types.js';
+import { componentContentHash } from '../../src/pipeline/models-dir/weight-source.js';
 import {
   footprintBytes,
   initialResidents,
@@ -27,6 +37,7 @@ import { MultiModelEngine } from '../../src/pipeline/sd35/index.js';
 import { footprintOf } from '../../src/pipeline/sd35/multi-engine.js';
 import { TINY_CHECKPOINT, TINY_MODEL_CONFIG, writeTinyModel } from '../../src/pipeline/tiny/index.js';
 import type { GenerationRequest } from '../../src/pipeline/types.js';
+import { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
 
 let root: string;
 /** One models folder, two checkpoints (seeds 1 and 2) beside one set of text encoders. */
@@ -113,6 +124,63 @@ describe('MultiModelEngine (tiny models, CPU)', () => {
     }
     expect(e.sharedSessions).toBe(0);
   }, 120_000);
+
+  it('shares one VAE between checkpoints that carry the same one (as Large, Large Turbo and Medium do)', async () => {
+    // A copy of one's checkpoint under another name: another file, its own MMDiT session, the same VAE.
+    copyFileSync(
+      join(shared, 'checkpoints', 'one.safetensors'),
+      join(shared, 'checkpoints', 'copy.safetensors'),
+    );
+    const e = new MultiModelEngine({
+      engine: { dataDir: join(root, 'data'), provider: 'cpu', threads: 1, promptCacheBytes: 0 },
+      models: [
+        { name: 'one', modelsDir: shared, checkpoint: 'one.safetensors' },
+        { name: 'copy', modelsDir: shared, checkpoint: 'copy.safetensors' },
+        { name: 'two', modelsDir: shared, checkpoint: 'two.safetensors' },
+      ],
+    });
+    try {
+      await e.load();
+      // CLIP-L, CLIP-G, T5 once; one VAE for one and copy, another for two (other weights).
+      expect(e.sharedSessions).toBe(3 + 2);
+      const one = await e.generate(request('one'));
+      const copy = await e.generate(request('copy'));
+      expect(Buffer.compare(one.images[0]!.data, copy.images[0]!.data)).toBe(0);
+    } finally {
+      await e.dispose();
+      rmSync(join(shared, 'checkpoints', 'copy.safetensors'));
+    }
+    expect(e.sharedSessions).toBe(0);
+  }, 120_000);
+
+  it('knows a component by its content: the same tensors in another file, or one byte changed', () => {
+    const file = join(shared, 'checkpoints', 'one.safetensors');
+    const copy = join(root, 'content-copy.safetensors');
+    copyFileSync(file, copy);
+    const at = (f: string): ComponentLocation => ({
+      file: f,
+      prefix: 'first_stage_model.',
+      format: 'reference',
+      files: [f],
+    });
+    expect(componentContentHash(at(copy))).toBe(componentContentHash(at(file)));
+    expect(componentContentHash({ ...at(file), prefix: 'model.diffusion_model.' })).not.toBe(
+      componentContentHash(at(file)),
+    );
+    // One byte of one VAE tensor changed (a later modification time: not the remembered hash).
+    const st = SafetensorsFile.open(copy);
+    const name = st.names('first_stage_model.')[0]!;
+    const { offset } = st.get(name);
+    st.close();
+    const fd = openSync(copy, 'r+');
+    const byte = Buffer.alloc(1);
+    readSync(fd, byte, 0, 1, offset);
+    byte[0] = byte[0]! ^ 0x40;
+    writeSync(fd, byte, 0, 1, offset);
+    closeSync(fd);
+    utimesSync(copy, new Date(), new Date(Date.now() + 5000));
+    expect(componentContentHash(at(copy))).not.toBe(componentContentHash(at(file)));
+  });
 
   it('with fewer places than models, unloads the least recently used before a job’s model loads', async () => {
     const e = engine(2);

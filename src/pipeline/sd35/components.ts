@@ -16,7 +16,7 @@ import { buildT5, t5Config } from '../models/t5.js';
 import { buildVaeDecoder, buildVaeEncoder, type VaeConfig, vaeConfig } from '../models/vae.js';
 import { discoverModelSet } from '../models-dir/discover.js';
 import type { ComponentLocation, ComponentName, ModelSet } from '../models-dir/types.js';
-import { ComponentWeights } from '../models-dir/weight-source.js';
+import { ComponentWeights, componentContentHash } from '../models-dir/weight-source.js';
 import { GraphBuilder } from '../onnx/graph.js';
 import { cachedGraph } from '../onnx/graph-cache.js';
 import { DEFAULT_NET_OPTIONS, Net, type NetOptions } from '../onnx/nn.js';
@@ -157,6 +157,22 @@ export function realPath(file: string): string {
   }
 }
 
+/**
+ * The identity under which resident models share a component's sessions and count its memory once
+ * (multi-engine.ts footprintOf): the VAE by its content (each SD3.5 checkpoint carries its own copy
+ * of the same VAE), the text encoders by their file (they are separate files in a ComfyUI folder;
+ * hashing T5-XXL's 5–10 GB at every start would cost seconds).
+ */
+export function sharedComponentKey(name: string, location: ComponentLocation): string {
+  const byFile = `${realPath(location.file)}:${location.prefix}`;
+  if (name !== 'vae') return byFile;
+  try {
+    return `content:${componentContentHash(location)}`;
+  } catch {
+    return byFile; // unreadable here: the load will say why; until then it is its file
+  }
+}
+
 /** Real paths of a component's files: its identity with the headers (two folders, two models). */
 function realPaths(files: readonly string[]): string {
   return files.map(realPath).join('\u0000');
@@ -203,6 +219,8 @@ export async function loadComponents(
   const sessions: ComponentSession[] = [];
   const components: ComponentInfo[] = [];
 
+  // Sessions shared with other resident models (multi-engine.ts), when there are any.
+  const sharing = runtime.sessions !== undefined;
   // GPU memory (issue 11): placement, the limit's split between the sessions, the VAE's budget.
   const { input: memoryInput, plan } = memoryPlanOf(options, set, fileComponents(set));
   if (plan.budget.source === 'limit' && !plan.fits) throw doesNotFit(plan, memoryInput, set.name, asked);
@@ -251,6 +269,7 @@ export async function loadComponents(
     source: WeightSource,
     key: unknown,
     build: (net: Net) => void,
+    shareKey: unknown = key,
   ): Promise<ComponentSession> => {
     const route: SessionRoute = routes[component];
     const type = route.compute;
@@ -263,7 +282,14 @@ export async function loadComponents(
     const profile = options.profileDir && name === 'mmdit' ? join(options.profileDir, name) : undefined;
     // Text encoders and the VAE of several resident models open once when they are the same files.
     if (runtime.sessions && component !== 'mmdit' && !profile) {
-      const sharedKey = JSON.stringify({ name, key, type, net, route, device: options.deviceId ?? 0 });
+      const sharedKey = JSON.stringify({
+        name,
+        key: shareKey,
+        type,
+        net,
+        route,
+        device: options.deviceId ?? 0,
+      });
       const shared = await runtime.sessions.acquire(sharedKey, () =>
         openComponent(name, route, graph, undefined),
       );
@@ -449,11 +475,19 @@ export async function loadComponents(
     }
 
     const vae = weightsOf('vae', set.components.vae);
+    // Resident models whose checkpoints carry the same VAE (Large, Large Turbo and Medium do) share
+    // its sessions by content, not by file: one copy of its weights and one decode arena.
+    const vaeShareKey = sharing ? `vae:${sharedComponentKey('vae', set.components.vae)}` : vae.key;
     const vaeCfg = vaeConfig(new Params(new GraphBuilder('probe'), vae.source, compute));
     // The VAE runs in float32 everywhere: its activations outgrow float16 at 1024² (diffusers
     // upcasts SD3's VAE too), and it is 1 % of the weights and one call per image.
-    const vaeDecoder = await open('vae_decoder', 'vae', vae.source, vae.key, (net) =>
-      buildVaeDecoder(net, vaeCfg),
+    const vaeDecoder = await open(
+      'vae_decoder',
+      'vae',
+      vae.source,
+      vae.key,
+      (net) => buildVaeDecoder(net, vaeCfg),
+      vaeShareKey,
     );
     let encoder: Promise<ComponentSession> | undefined;
     const staticTiles = options.vaeTileSession === 'static';
@@ -518,7 +552,14 @@ export async function loadComponents(
       vaeBytesPerElement: vaeCompute === 'float16' ? 2 : 4,
       vaeTileDecoder,
       vaeEncoder: () => {
-        encoder ??= open('vae_encoder', 'vae', vae.source, vae.key, (net) => buildVaeEncoder(net, vaeCfg));
+        encoder ??= open(
+          'vae_encoder',
+          'vae',
+          vae.source,
+          vae.key,
+          (net) => buildVaeEncoder(net, vaeCfg),
+          vaeShareKey,
+        );
         return encoder;
       },
       memory: { plan, input: memoryInput },

@@ -28,7 +28,7 @@ import type {
   Residency,
 } from '../types.js';
 import { DTYPE_BYTES } from '../weights/dtypes.js';
-import { fileComponents, memoryPlanOf, realPath, SharedSessions } from './components.js';
+import { fileComponents, memoryPlanOf, SharedSessions, sharedComponentKey } from './components.js';
 import { Sd35Engine } from './engine.js';
 import { OVERHEAD_BYTES, queryGpuMemory, TEXT_ARENA_BYTES } from './gpu-memory.js';
 import type { EngineOptions } from './options.js';
@@ -324,7 +324,7 @@ export function footprintOf(
     const weights = breakdown.weights[name];
     if (!location || weights === undefined) continue;
     const arena = name === 'vae' ? breakdown.vaeBytes : TEXT_ARENA_BYTES[name];
-    shared[`${name}:${realPath(location.file)}:${location.prefix}`] = weights + arena;
+    shared[`${name}:${sharedComponentKey(name, location)}`] = weights + arena;
   }
   const mmdit = (breakdown.weights.mmdit ?? 0) + breakdown.mmditBytes;
   return {
