@@ -4,7 +4,8 @@
  * consecutive Euler states, relative L2, and the per-pair summary.
  */
 
-export const VARIANTS = ['fp16', 'w8a8', 'fp8-weights'] as const;
+/** `w8a8-fp8attn`: W8A8 with the step's attention as atelier:Fp8Attention too (issue 10, step 6). */
+export const VARIANTS = ['fp16', 'w8a8', 'fp8-weights', 'w8a8-fp8attn'] as const;
 export type Variant = (typeof VARIANTS)[number];
 /** [variant, reference]: the variant's runs compared with the reference's. */
 export type Pair = [Variant, Variant];
