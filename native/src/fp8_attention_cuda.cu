@@ -11,7 +11,8 @@
 // 4. dequantize: out = float16(O8 · descale_v).
 //
 // Resources, as Fp8Linear's: the cuDNN graph and plan per shape, made the first time it is seen
-// (never while the stream is being captured); the intermediates — partials, scalars, q8, k8, v8, o8
+// (never while the stream is being captured) and shared by every kernel of the process on that
+// device, shape and scale; the intermediates — partials, scalars, q8, k8, v8, o8
 // and cuDNN's workspace — in one scratch buffer per CUDA stream shared by the Fp8Attention kernels on
 // it, grown only with a new plan and never during a capture (a grown buffer's predecessor stays
 // allocated until the stream's last kernel is destroyed: a captured graph may still point into it).
@@ -206,20 +207,51 @@ bool check_launch(const char* what, char* error, size_t error_size) {
   return false;
 }
 
+#ifdef ATELIER_WITH_CUDNN
+// One cuDNN graph and plan, shared by every Fp8Attention kernel of the process on the same device,
+// shape and scale (SD3.5 Large's 38 blocks build one, not 38): the cache holds it weakly, the
+// kernels' plans strongly, so it goes with the last session using it. Its handle's stream is set
+// per call, so calls on it are serialised.
+struct SharedSdpa {
+  std::mutex mutex;
+  cudnn_sdpa::Plan* plan = nullptr;
+  ~SharedSdpa() {
+    if (plan != nullptr) cudnn_sdpa::destroy_plan(plan);
+  }
+};
+
+struct SdpaKey {
+  int device;
+  int64_t batch, tokens, heads, head_dim;
+  float scale;
+  bool operator<(const SdpaKey& o) const {
+    if (device != o.device) return device < o.device;
+    if (batch != o.batch) return batch < o.batch;
+    if (tokens != o.tokens) return tokens < o.tokens;
+    if (heads != o.heads) return heads < o.heads;
+    if (head_dim != o.head_dim) return head_dim < o.head_dim;
+    return scale < o.scale;
+  }
+};
+
+std::mutex& sdpa_cache_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::map<SdpaKey, std::weak_ptr<SharedSdpa>>& sdpa_cache() {
+  static std::map<SdpaKey, std::weak_ptr<SharedSdpa>> c;
+  return c;
+}
+#endif
+
 struct Plan {
   int64_t batch = 0, tokens = 0, heads = 0, head_dim = 0;
   float scale = 0.0f;
 #ifdef ATELIER_WITH_CUDNN
-  cudnn_sdpa::Plan* cudnn = nullptr;
+  std::shared_ptr<SharedSdpa> sdpa;
 #endif
   // Offsets in the stream's scratch and the bytes it must hold.
   size_t partials = 0, scalars = 0, seq_len = 0, codes[4] = {}, workspace = 0, bytes = 0;
-
-  ~Plan() {
-#ifdef ATELIER_WITH_CUDNN
-    if (cudnn != nullptr) cudnn_sdpa::destroy_plan(cudnn);
-#endif
-  }
 };
 
 }  // namespace
@@ -282,21 +314,37 @@ void release_scratch(Fp8AttentionCuda& kernel) {
 }
 
 #ifdef ATELIER_WITH_CUDNN
-// A shape's cuDNN plan and scratch layout; null with a message.
-std::unique_ptr<Plan> make_plan(const Fp8AttentionArgs& args, char* error, size_t error_size) {
+// The process's cuDNN plan for this device, shape and scale, built if no live kernel has it; null
+// with a message.
+std::shared_ptr<SharedSdpa> shared_sdpa(const Fp8AttentionArgs& args, bool* built, char* error, size_t error_size) {
   int device = 0, major = 0, minor = 0;
   cudaGetDevice(&device);
+  const SdpaKey key{device, args.batch, args.tokens, args.heads, args.head_dim, args.scale};
+  std::lock_guard<std::mutex> lock(sdpa_cache_mutex());
+  std::weak_ptr<SharedSdpa>& slot = sdpa_cache()[key];
+  *built = false;
+  if (std::shared_ptr<SharedSdpa> live = slot.lock()) return live;
   cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
   cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+  auto fresh = std::make_shared<SharedSdpa>();
+  fresh->plan = cudnn_sdpa::make_plan(args.batch, args.tokens, args.heads, args.head_dim, args.scale,
+                                      major * 10 + minor, error, error_size);
+  if (fresh->plan == nullptr) return nullptr;
+  slot = fresh;
+  *built = true;
+  return fresh;
+}
+
+// A shape's plan (the shared cuDNN one) and scratch layout; null with a message.
+std::unique_ptr<Plan> make_plan(const Fp8AttentionArgs& args, bool* built, char* error, size_t error_size) {
   auto plan = std::make_unique<Plan>();
   plan->batch = args.batch;
   plan->tokens = args.tokens;
   plan->heads = args.heads;
   plan->head_dim = args.head_dim;
   plan->scale = args.scale;
-  plan->cudnn = cudnn_sdpa::make_plan(args.batch, args.tokens, args.heads, args.head_dim, args.scale,
-                                      major * 10 + minor, error, error_size);
-  if (plan->cudnn == nullptr) return nullptr;
+  plan->sdpa = shared_sdpa(args, built, error, error_size);
+  if (!plan->sdpa) return nullptr;
   const size_t n = static_cast<size_t>(args.elements());
   size_t at = 0;
   plan->partials = at;
@@ -310,7 +358,7 @@ std::unique_ptr<Plan> make_plan(const Fp8AttentionArgs& args, char* error, size_
     at += align_up(n);
   }
   plan->workspace = at;
-  plan->bytes = at + static_cast<size_t>(cudnn_sdpa::workspace_bytes(plan->cudnn));
+  plan->bytes = at + static_cast<size_t>(cudnn_sdpa::workspace_bytes(plan->sdpa->plan));
   return plan;
 }
 #endif
@@ -364,20 +412,22 @@ bool fp8_attention_cuda_run(Fp8AttentionCuda* kernel, const Fp8AttentionArgs& ar
                 static_cast<long long>(args.channels()));
       return false;
     }
-    std::unique_ptr<Plan> fresh = make_plan(args, error, error_size);
+    bool built = false;
+    std::unique_ptr<Plan> fresh = make_plan(args, &built, error, error_size);
     if (!fresh) return false;
     plan = fresh.get();
     kernel->plans.push_back(std::move(fresh));
     if (verbose())
       std::fprintf(stderr,
                    "atelier:Fp8Attention: cuDNN %zu FP8 SDPA, q [%lld, %lld, %lld × %lld]%s, workspace %.1f MiB, "
-                   "stream scratch %.1f MiB\n",
+                   "stream scratch %.1f MiB, %s\n",
                    cudnn_sdpa::backend_version(), static_cast<long long>(args.batch),
                    static_cast<long long>(args.tokens), static_cast<long long>(args.heads),
                    static_cast<long long>(args.head_dim),
-                   cudnn_sdpa::uses_padding_mask(plan->cudnn) ? " with a padding mask" : "",
-                   static_cast<double>(cudnn_sdpa::workspace_bytes(plan->cudnn)) / (1 << 20),
-                   static_cast<double>(plan->bytes) / (1 << 20));
+                   cudnn_sdpa::uses_padding_mask(plan->sdpa->plan) ? " with a padding mask" : "",
+                   static_cast<double>(cudnn_sdpa::workspace_bytes(plan->sdpa->plan)) / (1 << 20),
+                   static_cast<double>(plan->bytes) / (1 << 20),
+                   built ? "plan built" : "plan shared with another kernel");
   }
   Scratch* scratch = scratch_for(*kernel, stream, plan->bytes, error, error_size);
   if (scratch == nullptr) return false;
@@ -395,7 +445,7 @@ bool fp8_attention_cuda_run(Fp8AttentionCuda* kernel, const Fp8AttentionArgs& ar
   bool vectorised = n % 8 == 0;
   for (const void* p : {args.q, args.k, args.v, static_cast<const void*>(args.out)})
     vectorised = vectorised && reinterpret_cast<uintptr_t>(p) % 16 == 0;
-  const bool padded = cudnn_sdpa::uses_padding_mask(plan->cudnn);
+  const bool padded = cudnn_sdpa::uses_padding_mask(plan->sdpa->plan);
 
   const dim3 amax_grid(kAmaxBlocks, 3), quantize_grid(kQuantizeBlocks, 3);
   if (vectorised) {
@@ -425,7 +475,10 @@ bool fp8_attention_cuda_run(Fp8AttentionCuda* kernel, const Fp8AttentionArgs& ar
                                       scalars + kAmaxO,
                                       seq_len,
                                       base + plan->workspace};
-  if (!cudnn_sdpa::run(plan->cudnn, stream, pointers, error, error_size)) return false;
+  {
+    std::lock_guard<std::mutex> sdpa_lock(plan->sdpa->mutex);
+    if (!cudnn_sdpa::run(plan->sdpa->plan, stream, pointers, error, error_size)) return false;
+  }
 
   if (vectorised)
     dequantize<8><<<kDequantizeBlocks, kThreads, 0, stream>>>(codes[3], static_cast<__half*>(args.out), n, scalars);
