@@ -1039,7 +1039,9 @@ async function main(): Promise<void> {
   if (values.tokenizers) {
     for (const kind of ['clip', 't5']) {
       const link = join(dataDir, 'tokenizers', kind);
-      if (!existsSync(link)) symlinkSync(resolve(values.tokenizers, kind), link);
+      // A link left by an earlier run may point elsewhere (or nowhere): this run's folder wins.
+      rmSync(link, { force: true });
+      symlinkSync(resolve(values.tokenizers, kind), link);
     }
   }
   appendToOut();

@@ -25,7 +25,7 @@
  *        [--seeds 1,2] [--at-steps 1,7,14,21,28] [--variants fp16,w8a8,fp8-weights] [--budget-s 480]
  *        [--provider cuda|cpu] [--custom-ops FILE|none] [--tokenizers DIR] [--data DIR]
  */
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -418,7 +418,9 @@ async function main(): Promise<void> {
   if (values.tokenizers) {
     for (const kind of ['clip', 't5']) {
       const link = join(dataDir, 'tokenizers', kind);
-      if (!existsSync(link)) symlinkSync(resolve(values.tokenizers, kind), link);
+      // A link left by an earlier run may point elsewhere (or nowhere): this run's folder wins.
+      rmSync(link, { force: true });
+      symlinkSync(resolve(values.tokenizers, kind), link);
     }
   }
   console.log(
