@@ -172,7 +172,16 @@ std::string build(Plan& plan, int64_t b, int64_t t, int64_t h, int64_t d, float 
         fe::DataType_t::FLOAT);
 
   fe::error_t status = graph->validate();
-  if (status.is_good()) status = graph->build_operation_graph(plan.handle);
+  if (!status.is_good()) return "validate: " + status.get_message();
+  // The handle only after validation, which needs no GPU (a build without one gets this far).
+  if (plan.handle == nullptr) {
+    const cudnnStatus_t s = fe::detail::create_handle(&plan.handle);
+    if (s != CUDNN_STATUS_SUCCESS) {
+      plan.handle = nullptr;
+      return "cudnnCreate failed (status " + std::to_string(static_cast<int>(s)) + ")";
+    }
+  }
+  status = graph->build_operation_graph(plan.handle);
   if (status.is_good()) status = graph->create_execution_plans({fe::HeurMode_t::A, fe::HeurMode_t::FALLBACK});
   if (status.is_good()) status = graph->check_support(plan.handle);
   if (status.is_good()) status = graph->build_plans(plan.handle);
@@ -195,14 +204,12 @@ Plan* make_plan(int64_t batch, int64_t tokens, int64_t heads, int64_t head_dim, 
   }
   auto plan = std::make_unique<Plan>();
   try {
-    const cudnnStatus_t s = fe::detail::create_handle(&plan->handle);
-    if (s != CUDNN_STATUS_SUCCESS) {
-      plan->handle = nullptr;
-      set_error(error, error_size, "cudnnCreate failed (status %d)", static_cast<int>(s));
-      return nullptr;
-    }
     const std::string plain = build(*plan, batch, tokens, heads, head_dim, scale, sm, false);
     if (plain.empty()) return plan.release();
+    if (plan->handle == nullptr && plain.rfind("cudnnCreate", 0) == 0) {
+      set_error(error, error_size, "cuDNN %zu: %s", backend_version(), plain.c_str());
+      return nullptr;
+    }
     const std::string padded = build(*plan, batch, tokens, heads, head_dim, scale, sm, true);
     if (padded.empty()) return plan.release();
     set_error(error, error_size,
