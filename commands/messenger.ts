@@ -352,7 +352,10 @@ export class JobMessenger {
       if (tracked.posted) {
         try {
           const updated = transient
-            ? await adapter.edit(tracked.posted, view, { transient })
+            ? await adapter.edit(tracked.posted, view, {
+                transient,
+                updated: (later) => this.#updatedLater(tracked, later),
+              })
             : await adapter.edit(tracked.posted, view);
           if (updated) {
             tracked.posted = updated;
@@ -374,6 +377,23 @@ export class JobMessenger {
       this.logger.warn({ jobId, err: error }, 'could not update the job message');
     } finally {
       if (tracked.finished && !tracked.pending) this.#jobs.delete(jobId);
+    }
+  }
+
+  /**
+   * A progress edit the adapter showed later changed what the message holds (Slack: its preview
+   * files): recorded like an edit's answer, so a restart finds them (and removes them with the
+   * result). After a newer message took the job over, the old one's details are not recorded.
+   */
+  #updatedLater(tracked: Tracked, later: PostedMessage): void {
+    const jobId = tracked.job.id;
+    const current = tracked.posted;
+    if (current && (current.channelId !== later.channelId || current.messageId !== later.messageId)) return;
+    if (this.#jobs.get(jobId) === tracked) tracked.posted = later;
+    try {
+      this.#record(jobId, later);
+    } catch (error) {
+      this.logger.warn({ jobId, err: error }, 'could not record what the job message shows');
     }
   }
 

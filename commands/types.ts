@@ -179,6 +179,12 @@ export interface EditOptions {
    * at once. Edits without it (the result, a failure) are final: shown at once, never dropped.
    */
   transient?: boolean;
+  /**
+   * An adapter that shows a transient edit later, after edit() resolved, reports here the
+   * message's new details from then (Slack: the progress preview files in its thread), as edit()
+   * returns them; they are recorded with the job's message, so a restart finds them.
+   */
+  updated?(message: PostedMessage): void;
 }
 
 export interface ChatAdapter {

@@ -11,7 +11,10 @@
  * `channelIntervalMs`, and `updatesPerMinute` chat.update calls in the workspace, always the
  * newest state. Its preview is uploaded into the thread as a JPEG (an image block shows PNG, JPEG
  * and GIF only), shown inline, and deleted once a newer preview or the result replaces it, so the
- * thread ends with the result alone. Final edits go out at once and replace whatever waits.
+ * thread ends with the result alone. The preview files a message holds are reported with it
+ * (`extra.previewFiles`, through EditOptions.updated) and recorded with the job, so that after a
+ * restart the resumed job's next preview or its result still deletes them. Final edits go out at
+ * once and replace whatever waits.
  */
 import { createHash } from 'node:crypto';
 import { type types, webApi } from '@slack/bolt';
@@ -84,10 +87,21 @@ interface Previews {
   candidate?: PreviewFile;
 }
 
+/**
+ * The preview files of a message as recorded in its `extra` (`previewFiles`): the ids alone, read
+ * back after a restart (the hash is unknown then, so a new preview never matches them).
+ */
+interface RecordedPreviews {
+  shown?: string;
+  candidate?: string;
+}
+
 /** A progress state waiting for its turn (edit-pacer.ts). */
 interface Progress {
   posted: PostedMessage;
   message: ChatMessage;
+  /** Told the message's details once the state is shown, when its preview files changed. */
+  updated?: (posted: PostedMessage) => void;
 }
 
 /** Previews are small; a JPEG at this quality keeps them a few kB. */
@@ -119,8 +133,14 @@ export class SlackChatAdapter implements ChatAdapter {
         channelIntervalMs: this.#options.channelIntervalMs,
         updatesPerMinute: this.#options.updatesPerMinute,
       },
-      (_key, { posted, message }) =>
-        this.#serialized(posted, () => this.#showProgress(posted, message)).catch((error: unknown) => {
+      (_key, { posted, message, updated }) =>
+        this.#serialized(posted, async () => {
+          try {
+            await this.#showProgress(posted, message);
+          } finally {
+            this.#reportPreviews(posted, updated);
+          }
+        }).catch((error: unknown) => {
           this.#options.logger.warn(
             { err: error, ...this.#where(posted) },
             'slack: could not show the progress of a job',
@@ -200,23 +220,36 @@ export class SlackChatAdapter implements ChatAdapter {
    * Slack's limits allow, unless a newer one replaces it first. Any other edit is final: it
    * replaces whatever progress waits, goes out at once, and removes the progress preview.
    */
-  async edit(posted: PostedMessage, next: ChatMessage, options: EditOptions = {}): Promise<void> {
+  async edit(
+    posted: PostedMessage,
+    next: ChatMessage,
+    options: EditOptions = {},
+  ): Promise<PostedMessage | undefined> {
     const key = keyOf(posted);
     if (options.transient) {
+      const updated = options.updated?.bind(options);
       // The newest state wins; a preview it lacks is taken from the state it replaces.
-      this.#pacer.offer(key, posted.channelId, { posted, message: next }, (older, newer) => ({
-        posted: newer.posted,
-        message: newer.message.preview
-          ? newer.message
-          : { ...newer.message, ...(older.message.preview ? { preview: older.message.preview } : {}) },
-      }));
-      return;
+      this.#pacer.offer(
+        key,
+        posted.channelId,
+        { posted, message: next, ...(updated ? { updated } : {}) },
+        (older, newer) => ({
+          posted: newer.posted,
+          message: newer.message.preview
+            ? newer.message
+            : { ...newer.message, ...(older.message.preview ? { preview: older.message.preview } : {}) },
+          ...(newer.updated || older.updated ? { updated: newer.updated ?? older.updated } : {}),
+        }),
+      );
+      return undefined;
     }
     this.#pacer.drop(key);
-    await this.#serialized(posted, async () => {
+    return this.#serialized(posted, async () => {
       if (next.image) await this.#showWithImage(posted, next, next.image);
       else await this.#update(posted, renderMessage(next));
-      await this.#deletePreviews(posted);
+      const deleted = await this.#deletePreviews(posted);
+      // The previews are gone: what is recorded of the message no longer names them.
+      return deleted ? withPreviews(posted, {}) : undefined;
     });
   }
 
@@ -293,7 +326,12 @@ export class SlackChatAdapter implements ChatAdapter {
    */
   async #showProgress(posted: PostedMessage, message: ChatMessage): Promise<void> {
     const key = keyOf(posted);
-    const previews = this.#previews.get(key) ?? {};
+    let previews = this.#previews.get(key);
+    if (!previews) {
+      // After a restart only what was recorded with the message knows its previews.
+      previews = restoredPreviews(posted);
+      this.#rememberPreviews(key, previews);
+    }
     const { preview: image, ...rest } = message;
     const text: ChatMessage = { ...rest, image: undefined };
     let newest = previews.candidate;
@@ -359,12 +397,45 @@ export class SlackChatAdapter implements ChatAdapter {
     if (this.#previews.size > REMEMBERED_UPLOADS) this.#previews.delete(this.#previews.keys().next().value!);
   }
 
-  /** The message no longer shows progress: its preview files go. */
-  async #deletePreviews(posted: PostedMessage): Promise<void> {
+  /**
+   * Tells `updated` the message's preview files when they differ from what `posted` says it holds
+   * (a progress state was shown: recorded with the job, so a restart still knows them).
+   */
+  #reportPreviews(posted: PostedMessage, updated: ((posted: PostedMessage) => void) | undefined): void {
+    if (!updated) return;
+    const previews = this.#previews.get(keyOf(posted));
+    const now: RecordedPreviews = {
+      ...(previews?.shown ? { shown: previews.shown.fileId } : {}),
+      ...(previews?.candidate ? { candidate: previews.candidate.fileId } : {}),
+    };
+    const before = recordedPreviews(posted);
+    if (now.shown === before.shown && now.candidate === before.candidate) return;
+    try {
+      updated(withPreviews(posted, now));
+    } catch (error) {
+      this.#options.logger.warn(
+        { err: error, ...this.#where(posted) },
+        'slack: could not report the previews',
+      );
+    }
+  }
+
+  /**
+   * The message no longer shows progress: its preview files go, those of this run and those
+   * recorded with the message (a run before a restart). True when there were any.
+   */
+  async #deletePreviews(posted: PostedMessage): Promise<boolean> {
     const key = keyOf(posted);
     const previews = this.#previews.get(key);
     this.#previews.delete(key);
-    for (const file of [previews?.shown, previews?.candidate]) if (file) await this.#deleteFile(file.fileId);
+    const recorded = recordedPreviews(posted);
+    const ids = new Set(
+      [previews?.shown?.fileId, previews?.candidate?.fileId, recorded.shown, recorded.candidate].filter(
+        (id): id is string => id !== undefined,
+      ),
+    );
+    for (const fileId of ids) await this.#deleteFile(fileId);
+    return ids.size > 0;
   }
 
   async #deleteFile(fileId: string): Promise<void> {
@@ -443,6 +514,32 @@ export class SlackChatAdapter implements ChatAdapter {
     });
     return next;
   }
+}
+
+/** The preview files recorded with a message (`extra.previewFiles`). */
+function recordedPreviews(posted: PostedMessage): RecordedPreviews {
+  const value = posted.extra?.previewFiles as Record<string, unknown> | undefined;
+  if (typeof value !== 'object' || value === null) return {};
+  return {
+    ...(typeof value.shown === 'string' ? { shown: value.shown } : {}),
+    ...(typeof value.candidate === 'string' ? { candidate: value.candidate } : {}),
+  };
+}
+
+/** The previews of a message this process has not shown progress in (after a restart). */
+function restoredPreviews(posted: PostedMessage): Previews {
+  const { shown, candidate } = recordedPreviews(posted);
+  return {
+    ...(shown ? { shown: { hash: '', fileId: shown } } : {}),
+    ...(candidate ? { candidate: { hash: '', fileId: candidate } } : {}),
+  };
+}
+
+/** `posted` with `previews` recorded in its extra (none: the key goes). */
+function withPreviews(posted: PostedMessage, previews: RecordedPreviews): PostedMessage {
+  const { previewFiles: _, ...extra } = posted.extra ?? {};
+  const any = previews.shown !== undefined || previews.candidate !== undefined;
+  return { ...posted, extra: { ...extra, ...(any ? { previewFiles: previews } : {}) } };
 }
 
 function keyOf(posted: PostedMessage): string {

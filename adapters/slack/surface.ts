@@ -41,7 +41,7 @@ export interface SlackSurface {
   stop(): Promise<void>;
 }
 
-/** How long stop() waits for interactions under way. */
+/** How long stop() waits for interactions and progress edits under way. */
 const STOP_GRACE_MS = 3000;
 
 export function createSlackSurface(options: SlackSurfaceOptions): SlackSurface {
@@ -152,7 +152,8 @@ export function createSlackSurface(options: SlackSurfaceOptions): SlackSurface {
       const grace = new Promise<void>((resolve) => {
         timer = setTimeout(() => resolve(), STOP_GRACE_MS);
       });
-      await Promise.race([Promise.allSettled([...inFlight]), grace]);
+      // A progress edit under way finishes (and reports its preview files, recorded with the job).
+      await Promise.race([Promise.allSettled([...inFlight, adapter.settled()]), grace]);
       clearTimeout(timer);
     },
   };

@@ -12,6 +12,7 @@ import {
 } from '../../adapters/slack/index.js';
 import { Bot } from '../../commands/bot.js';
 import { createLogger } from '../../src/log.js';
+import type { Pipeline } from '../../src/pipeline/types.js';
 import { startTestApp, type TestApp } from '../helpers/test-app.js';
 import {
   type SlackMessage,
@@ -58,6 +59,11 @@ export interface WorldOptions {
   >;
   /** The simulator's options (rate limits, …). */
   simulator?: SlackSimulatorOptions;
+  /**
+   * A pipeline double instead of the tiny model (e.g. test/helpers/stepped-pipeline.ts); the same
+   * one serves the core again after `restart()`.
+   */
+  pipeline?: Pipeline;
 }
 
 export async function startSlackWorld(options: WorldOptions = {}): Promise<SlackWorld> {
@@ -72,7 +78,7 @@ export async function startSlackWorld(options: WorldOptions = {}): Promise<Slack
   };
   const world = { s } as SlackWorld;
   const boot = async (dataDir?: string) => {
-    world.app = await startTestApp(env, dataDir);
+    world.app = await startTestApp(env, dataDir, options.pipeline ? { pipeline: options.pipeline } : {});
     world.bot = new Bot(world.app);
     world.surface = createSlackSurface({
       botToken: s.botToken,

@@ -1,6 +1,7 @@
 /**
  * A real Atelier core for end-to-end tests: config from the defaults plus `env`, a temporary data
- * dir, the bundled tiny model in a pipeline process, SQLite, the scheduler. Close it in afterEach.
+ * dir, the bundled tiny model in a pipeline process (or `options.pipeline`, a test double), SQLite,
+ * the scheduler. Close it in afterEach.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,6 +9,7 @@ import { join } from 'node:path';
 import { type AtelierApp, createApp } from '../../src/app/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { createLogger } from '../../src/log.js';
+import type { Pipeline } from '../../src/pipeline/types.js';
 
 export interface TestApp extends AtelierApp {
   dataDir: string;
@@ -15,13 +17,20 @@ export interface TestApp extends AtelierApp {
   dispose(options?: { keep?: boolean }): Promise<void>;
 }
 
-export async function startTestApp(env: Record<string, string> = {}, dataDir?: string): Promise<TestApp> {
+export async function startTestApp(
+  env: Record<string, string> = {},
+  dataDir?: string,
+  options: { pipeline?: Pipeline } = {},
+): Promise<TestApp> {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'atelier-app-'));
   const config = loadConfig({
     env: { ATELIER_DATA_DIR: dir, ATELIER_LOG__LEVEL: 'silent', ...env },
     cwd: dir,
   });
-  const app = await createApp(config, { logger: createLogger({ level: 'silent' }) });
+  const app = await createApp(config, {
+    logger: createLogger({ level: 'silent' }),
+    ...(options.pipeline ? { pipeline: options.pipeline } : {}),
+  });
   await app.start();
   let closed = false;
   return Object.assign(app, {
