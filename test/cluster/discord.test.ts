@@ -5,9 +5,10 @@
  * `redis-server`. What crossed each wire is asserted: messages and their revisions in the
  * simulator, jobs handed to BullMQ as a separate observer reads them from Redis. The embedded
  * mode's behaviour is the reference: its scheduler, run on the same requests, gives the order, and
- * an embedded bot on the same simulator gives the messages. The failures (a worker killed or
- * frozen mid-job, Redis restarted, Cancel pressed on a job a worker runs) are asserted as people
- * see them too: each message's revisions, what else was posted. Waits are on events only.
+ * an embedded bot on the same simulator gives the messages. The failures (the gateway killed,
+ * also between sending an answer and recording it; a worker killed or frozen mid-job, Redis
+ * restarted, Cancel pressed on a job a worker runs) are asserted as people see them too: each
+ * message's revisions, what else was posted. Waits are on events only.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -36,7 +37,13 @@ import {
   startDiscordSimulator,
 } from '../simulators/discord/index.js';
 import { createPipeline } from './fixtures/paced-pipeline.js';
-import { type RoleProcess, startGatewayProcess, startWorkerProcess, stopProcess } from './processes.js';
+import {
+  type RoleProcess,
+  repoRoot,
+  startGatewayProcess,
+  startWorkerProcess,
+  stopProcess,
+} from './processes.js';
 
 const WAIT = { timeoutMs: 45_000 };
 const PREFIX = 'atelier-discord';
@@ -74,8 +81,11 @@ function botEnv(extra: Record<string, string>): Record<string, string> {
   };
 }
 
-/** `atelier serve --role gateway` on the simulator; resolves once it is connected. */
-async function startGateway(extra: Record<string, string> = {}): Promise<RoleProcess> {
+/**
+ * `atelier serve --role gateway` on the simulator; resolves once it is connected. `script`: a
+ * fixture entry point that runs the gateway instead of bin/atelier.js (processes.ts).
+ */
+async function startGateway(extra: Record<string, string> = {}, script?: string): Promise<RoleProcess> {
   const gateway = await startGatewayProcess(
     botEnv({
       REDIS_URL: redis.url,
@@ -84,6 +94,7 @@ async function startGateway(extra: Record<string, string> = {}): Promise<RolePro
       ...extra,
     }),
     dataDir,
+    script ? { script } : {},
   );
   processes.push(gateway.child);
   return gateway;
@@ -496,6 +507,61 @@ describe('cluster on Discord (gateway and two workers as processes, BullMQ on Re
       'alice not handed out',
     ]);
     for (const job of jobs) expect(bull.completed.filter((c) => c.jobId === job.jobId)).toHaveLength(1);
+  });
+
+  it('the gateway killed after answering and before recording the answer edits that answer with the result once started again; no second message', async () => {
+    // The first gateway stops dead right after answering (fixtures/gateway-dies-after-answer.ts).
+    const first = await startGateway(
+      {},
+      join(repoRoot, 'test', 'cluster', 'fixtures', 'gateway-dies-after-answer.ts'),
+    );
+    let out = '';
+    const answeredJob = new Promise<string>((resolve, reject) => {
+      first.child.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        const found = /\{"answered":"([^"]+)"\}/.exec(out);
+        if (found) resolve(found[1]!);
+      });
+      first.child.once('exit', (code, signal) =>
+        reject(
+          new Error(
+            `the first gateway exited (${code ?? signal}) before recording an answer:\n${first.stderr()}`,
+          ),
+        ),
+      );
+    });
+    await startWorker('w1');
+    const prompt = 'answered by the gateway, then killed';
+    const interaction = d.slash('imagine', { prompt, steps: 3 }, { user: d.users.carol });
+    const answer = await answered(interaction);
+    expect(answer.content).toContain('⏳ Queued');
+    // The answer is out; the fixture stops the gateway as it goes to record it (no hang if it
+    // never does: the wait is bounded and says so).
+    const jobId = await Promise.race([
+      answeredJob,
+      new Promise<never>((_, reject) =>
+        setTimeout(
+          () =>
+            reject(new Error(`the gateway answered but never went to record the answer; stdout:\n${out}`)),
+          WAIT.timeoutMs,
+        ).unref(),
+      ),
+    ]);
+    expect(jobIdOf(answer)).toBe(jobId);
+    await stopProcess(first.child, 'SIGKILL');
+    // Nothing of the answer was recorded: the job's reply target has no message id.
+    const store = openStore({ dataDir: join(dataDir, 'gateway') });
+    try {
+      expect(store.jobs.get(jobId)?.spec.reply.messageId).toBeUndefined();
+      expect(store.results.messagesOf(jobId)).toEqual([]);
+    } finally {
+      store.close();
+    }
+
+    await startGateway();
+    const result = await interaction.waitForOriginal(isResult, WAIT);
+    expect(result.id).toBe(answer.id);
+    expectPostedOnce([{ prompt, interaction, jobId, first: answer.content }]);
   });
 
   it('a worker killed with SIGKILL mid-job: the other worker takes the job over and its message gets the result once, nothing else posted', async () => {

@@ -5,12 +5,15 @@
  * it is ready on stdout, or rejects with its stderr if it exits first. Test use only.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = join(here, '..', '..');
+/** tsx's ESM loader as a file URL (resolved from here: a `--import tsx` would resolve from the process's cwd). */
+const tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 /** Short heartbeats and locks, so a killed worker is noticed within seconds. */
 export const CLUSTER_ENV = {
@@ -67,10 +70,18 @@ export function startWorkerProcess(id: string, env: Record<string, string>): Pro
 
 /**
  * `atelier serve --role gateway` (bin/atelier.js), in `cwd` (so no `.env` of the repository is
- * read), ready once it prints its Discord line.
+ * read), ready once it prints its Discord line. `script`: a TypeScript entry point to run instead
+ * of bin/atelier.js, with the same arguments, under tsx's loader (a fixture that wraps the CLI).
  */
-export function startGatewayProcess(env: Record<string, string>, cwd: string): Promise<RoleProcess> {
-  return startProcess('gateway', [join(repoRoot, 'bin', 'atelier.js'), 'serve', '--role', 'gateway'], {
+export function startGatewayProcess(
+  env: Record<string, string>,
+  cwd: string,
+  options: { script?: string } = {},
+): Promise<RoleProcess> {
+  const entry = options.script
+    ? ['--import', tsxLoader, options.script]
+    : [join(repoRoot, 'bin', 'atelier.js')];
+  return startProcess('gateway', [...entry, 'serve', '--role', 'gateway'], {
     env: { ...CLUSTER_ENV, ...env },
     cwd,
     ready: (line) => line.startsWith('discord: connected as'),
