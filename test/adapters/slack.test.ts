@@ -1,9 +1,13 @@
 /**
  * The Slack surface end to end over HTTP: the Slack simulator drives the real Bolt app (signed
- * requests to /slack/events), the real Bot and the real core with the bundled tiny model.
+ * requests to /slack/events), the real Bot and the real core with the bundled tiny model. Where a
+ * test needs Slack to show a step while the job runs, the job runs on a pipeline double whose steps
+ * advance only when the test says (test/helpers/stepped-pipeline.ts): a tiny-model job may end
+ * before the workspace's edit budget (one progress edit per 1.5 s) lets a step through.
  */
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
+import { SteppedPipeline } from '../helpers/stepped-pipeline.js';
 import type { SlackDelivery, SlackEphemeral, SlackMessage, SlackUser } from '../simulators/slack/index.js';
 import { button, imageFileId, isResult, type SlackWorld, startSlackWorld } from './slack-world.js';
 
@@ -36,7 +40,8 @@ async function privateAnswer(w: SlackWorld, delivery: SlackDelivery, user: Slack
 
 describe('Slack surface over HTTP', () => {
   it('/imagine: acks at once, posts the queue notice, edits progress, then shows the image with buttons', async () => {
-    world = await startSlackWorld();
+    const pipeline = new SteppedPipeline();
+    world = await startSlackWorld({ pipeline });
     const { s } = world;
     expect(world.line).toMatch(/^slack: HTTP on :\d+\/slack\/events as @atelier \(team T\w+\)$/);
     const delivery = s.slash('/imagine', 'a lighthouse at dusk --seed 42', { user: s.users.carol });
@@ -45,6 +50,10 @@ describe('Slack surface over HTTP', () => {
     expect(ack.ackMs).toBeLessThan(3000);
 
     const notice = await s.waitForMessage((m) => m.text.includes('lighthouse'));
+    const run = await pipeline.running();
+    run.advance(2);
+    await s.waitForMessage((m) => m.ts === notice.ts && m.text.includes('step 2/4'));
+    run.finish();
     const result = await s.waitForMessage((m) => m.ts === notice.ts && isResult(m));
     const texts = result.history.map((h) => h.text);
     expect(texts[0]).toMatch(/^\*a lighthouse at dusk\* — <@U\w+>\n⏳ Queued/);
@@ -285,13 +294,17 @@ describe('Slack surface over HTTP', () => {
   });
 
   it('finishes a job interrupted by a restart in the original message', async () => {
-    world = await startSlackWorld();
+    const pipeline = new SteppedPipeline();
+    world = await startSlackWorld({ pipeline });
     const { s } = world;
     s.slash('/imagine', 'a slow sunrise --steps 40', { user: s.users.carol });
+    (await pipeline.running()).advance(10);
     const running = await s.waitForMessage(
-      (m) => m.text.includes('slow sunrise') && /step \d+\/40/.test(m.text),
+      (m) => m.text.includes('slow sunrise') && /step 10\/40/.test(m.text),
     );
+    const resumed = pipeline.nextRun();
     await world.restart();
+    (await resumed).finish();
     const result = await s.waitForMessage((m) => m.ts === running.ts && isResult(m));
     expect(result.channel).toBe(s.channels.general.id);
     expect(result.text).toMatch(/40 steps/);
