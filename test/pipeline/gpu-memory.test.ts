@@ -290,7 +290,12 @@ describe('sessions by placement', () => {
       provider: 'cuda',
       api: 'capi',
       compute: 'float32',
-      cuda: { gpu_mem_limit: String(limits.vae), arena_extend_strategy: 'kSameAsRequested' },
+      // cuDNN's convolution workspace bounded: it comes out of the capped arena.
+      cuda: {
+        gpu_mem_limit: String(limits.vae),
+        arena_extend_strategy: 'kSameAsRequested',
+        cudnn_conv_use_max_workspace: '0',
+      },
     });
     expect(routes.mmdit.cuda).toEqual({
       gpu_mem_limit: String(limits.mmdit),

@@ -104,7 +104,14 @@ export function sessionRoutes(o: RouteOptions): Record<SessionComponent, Session
       compute,
       cuda:
         limit !== undefined
-          ? { gpu_mem_limit: String(Math.floor(limit)), arena_extend_strategy: 'kSameAsRequested' }
+          ? {
+              gpu_mem_limit: String(Math.floor(limit)),
+              arena_extend_strategy: 'kSameAsRequested',
+              // cuDNN's convolution workspace comes out of the arena: with the maximum allowed the
+              // VAE decode at 1024² asked for single blocks of 2.1–3.2 GB (H200, 2026-12-02: most
+              // of its 5.25 GiB peak) and failed under its cap; 0 bounds it (ONNX Runtime: 32 MiB).
+              ...(name === 'vae' ? { cudnn_conv_use_max_workspace: '0' } : {}),
+            }
           : {},
     };
   };
