@@ -2,6 +2,11 @@
 // deviations), accumulated in double: on the CPU that costs little and keeps the kernel a tight
 // reference for the GPU one. AdaLNModulateQuant rounds each row to float16 and quantizes it with
 // Fp8Linear's own CPU quantizer (quantize_row_e4m3), so the pair agrees with the unfused ops bit for bit.
+// AdaLNResidualQuant first makes the row x + gate · branch and writes it, the product and the sum each
+// rounded to the element type, as the CUDA kernel and ONNX Runtime's CUDA Mul and Add round them (this
+// library builds without FMA contraction on x86-64). ORT's CPU provider has no float16 Mul or Add: its
+// cast insertion runs float16 chains of them in float32 without rounding between the ops, so on the
+// CPU the fused op equals the stock chain bit for bit in float32 only (test/native/adaln-residual.test.ts).
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -17,6 +22,9 @@ inline float load(const float* p, int64_t i) { return p[i]; }
 inline float load(const uint16_t* p, int64_t i) { return half_to_float(p[i]); }
 inline void store(float* p, int64_t i, float v) { p[i] = v; }
 inline void store(uint16_t* p, int64_t i, float v) { p[i] = float_to_half(v); }
+// v rounded to the element type (of the pointer's pointee).
+inline float round_to(const float*, float v) { return v; }
+inline float round_to(const uint16_t*, float v) { return half_to_float(float_to_half(v)); }
 
 template <typename T>
 void rows(const AdaLnArgs& a, int64_t begin, int64_t end) {
@@ -27,11 +35,22 @@ void rows(const AdaLnArgs& a, int64_t begin, int64_t end) {
   T* y = static_cast<T*>(a.y);
   const bool quantize = a.x8 != nullptr;
   std::vector<float> y16(quantize ? static_cast<size_t>(c) : 0);  // the row rounded to float16
+  const bool residual = a.branch != nullptr;
   for (int64_t row = begin; row < end; ++row) {
     const T* xr = x + row * c;
     const int64_t b = row / a.tokens;
     const T* sh = shift + b * c;
     const T* sc = scale + b * c;
+    if (residual) {
+      const T* br = static_cast<const T*>(a.branch) + row * c;
+      const T* g = static_cast<const T*>(a.gate) + b * c;
+      T* out = static_cast<T*>(a.residual) + row * c;
+      for (int64_t i = 0; i < c; ++i) {
+        const float gated = round_to(xr, load(g, i) * load(br, i));
+        store(out, i, load(xr, i) + gated);
+      }
+      xr = out;
+    }
 
     double sum = 0;
     for (int64_t i = 0; i < c; ++i) sum += load(xr, i);

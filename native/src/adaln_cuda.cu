@@ -10,6 +10,11 @@
 // exactly as Fp8Linear's quantize kernel would have written them from AdaLNModulate's float16 y.
 // Both instantiations compute each element with the one `modulate` below (explicitly rounded
 // operations, no contraction), so y and the quantizer's input are the same floats.
+//
+// AdaLNResidualQuant is AdaLNModulateQuant with RESID = true: each thread loads its vectors of x and of
+// branch together, makes them x + gate · branch in registers (`gated_sum`: the product and the sum
+// each rounded to the element type, as ONNX Runtime's Mul and Add kernels round them), writes that
+// row of the residual once and normalises it from the same registers.
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
@@ -54,6 +59,22 @@ __device__ __forceinline__ float modulate(float v, float mean, float rstd, float
   return __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(v, mean), rstd), __fadd_rn(1.0f, scale)), shift);
 }
 
+// x + gate · branch as ONNX Runtime's Mul then Add compute it: each result rounded to T (for float16,
+// __hmul and __hadd are correctly rounded, and float32 holds the exact product and, by Figueroa's
+// bound p ≥ 2·11 + 2, rounding the float32 sum again to float16 gives the correctly rounded sum).
+template <typename T>
+__device__ __forceinline__ T gated_sum(T x, T gate, T branch) {
+  const float gated = to_float(from_float<T>(__fmul_rn(to_float(gate), to_float(branch))));
+  return from_float<T>(__fadd_rn(to_float(x), gated));
+}
+
+// AdaLNResidualQuant's extra inputs and output (RESID): branch [B·T, C], gate [B, C], residual [B·T, C].
+struct Resid {
+  const void* branch;
+  const void* gate;
+  void* out;
+};
+
 // Fp8Linear's quantizer on one value (fp8_linear_cuda.cu, quantize_rows): float16 y times 448/amax,
 // rounded to nearest even e4m3, saturating.
 __device__ __forceinline__ uint8_t to_e4m3(__half y, float inv) {
@@ -82,10 +103,10 @@ constexpr int kPrefetchBytes = 64;
 
 // ITEMS vectors per thread stay in registers as loaded (fp16 stays packed): the block covers
 // ITEMS · blockDim.x · VEC channels.
-template <typename T, int VEC, int ITEMS, bool QUANT>
+template <typename T, int VEC, int ITEMS, bool QUANT, bool RESID>
 __global__ void __launch_bounds__(kMaxThreads)
     adaln_modulate_kernel(const T* __restrict__ x, const T* __restrict__ shift, const T* __restrict__ scale,
-                          T* __restrict__ y, Quant q, int tokens, int channels, float epsilon) {
+                          T* __restrict__ y, Quant q, Resid r, int tokens, int channels, float epsilon) {
   using P = Pack<T, VEC>;
   using H = Pack<__half, VEC>;
   using Q = Pack<uint8_t, VEC>;
@@ -101,14 +122,30 @@ __global__ void __launch_bounds__(kMaxThreads)
   P v[ITEMS];
   P s[kEarly];
   P k[kEarly];
+  P b[RESID ? ITEMS : 1];  // branch, folded into v below
 #pragma unroll
   for (int i = 0; i < ITEMS; ++i) {
     const int j = threadIdx.x + i * blockDim.x;
     if (j < vectors) {
       v[i] = xr[j];
+      if constexpr (RESID) b[i] = reinterpret_cast<const P*>(static_cast<const T*>(r.branch) + at.x)[j];
       if constexpr (kPrefetch) {
         s[i] = sh[j];
         k[i] = sc[j];
+      }
+    }
+  }
+  if constexpr (RESID) {
+    const P* gr = reinterpret_cast<const P*>(static_cast<const T*>(r.gate) + at.shift);
+    P* out = reinterpret_cast<P*>(static_cast<T*>(r.out) + at.x);
+#pragma unroll
+    for (int i = 0; i < ITEMS; ++i) {
+      const int j = threadIdx.x + i * blockDim.x;
+      if (j < vectors) {
+        const P g = gr[j];
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) v[i].v[e] = gated_sum(v[i].v[e], g.v[e], b[i].v[e]);
+        out[j] = v[i];
       }
     }
   }
@@ -193,10 +230,12 @@ __global__ void __launch_bounds__(kMaxThreads)
 
 // Rows wider than the register-resident kernels cover: x is read once per pass, from L2 mostly.
 // QUANT: a third pass finds amax of the float16-rounded outputs, a fourth recomputes and quantizes.
-template <typename T, int VEC, bool QUANT>
+// RESID: the first pass makes x + gate · branch and writes it; the later passes read that back
+// (each thread only its own vectors, so no barrier is needed).
+template <typename T, int VEC, bool QUANT, bool RESID>
 __global__ void __launch_bounds__(kMaxThreads)
     adaln_modulate_streaming_kernel(const T* __restrict__ x, const T* __restrict__ shift,
-                                    const T* __restrict__ scale, T* __restrict__ y, Quant q, int tokens,
+                                    const T* __restrict__ scale, T* __restrict__ y, Quant q, Resid r, int tokens,
                                     int channels, float epsilon) {
   using P = Pack<T, VEC>;
   using Q = Pack<uint8_t, VEC>;
@@ -207,11 +246,19 @@ __global__ void __launch_bounds__(kMaxThreads)
 
   float sum = 0.0f;
   for (int j = threadIdx.x; j < vectors; j += blockDim.x) {
-    const P p = xr[j];
+    P p = xr[j];
+    if constexpr (RESID) {
+      const P b = reinterpret_cast<const P*>(static_cast<const T*>(r.branch) + at.x)[j];
+      const P g = reinterpret_cast<const P*>(static_cast<const T*>(r.gate) + at.shift)[j];
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) p.v[e] = gated_sum(p.v[e], g.v[e], b.v[e]);
+      reinterpret_cast<P*>(static_cast<T*>(r.out) + at.x)[j] = p;
+    }
 #pragma unroll
     for (int e = 0; e < VEC; ++e) sum += to_float(p.v[e]);
   }
   const float mean = block_sum(sum, partials[0]) / channels;
+  if constexpr (RESID) xr = reinterpret_cast<const P*>(static_cast<const T*>(r.out) + at.x);
 
   float squares = 0.0f;
   for (int j = threadIdx.x; j < vectors; j += blockDim.x) {
@@ -272,13 +319,13 @@ int threads_for(int vectors, int items) {
   return (threads + kWarp - 1) / kWarp * kWarp;
 }
 
-template <typename T, int VEC, int ITEMS, bool QUANT>
+template <typename T, int VEC, int ITEMS, bool QUANT, bool RESID>
 void launch_items(const AdaLnArgs& a, cudaStream_t stream, int vectors) {
   const int rows = static_cast<int>(a.batch * a.tokens);
-  adaln_modulate_kernel<T, VEC, ITEMS, QUANT><<<rows, threads_for(vectors, ITEMS), 0, stream>>>(
+  adaln_modulate_kernel<T, VEC, ITEMS, QUANT, RESID><<<rows, threads_for(vectors, ITEMS), 0, stream>>>(
       static_cast<const T*>(a.x), static_cast<const T*>(a.shift), static_cast<const T*>(a.scale),
-      static_cast<T*>(a.y), Quant{a.x8, a.act_scale}, static_cast<int>(a.tokens), static_cast<int>(a.channels),
-      a.epsilon);
+      static_cast<T*>(a.y), Quant{a.x8, a.act_scale}, Resid{a.branch, a.gate, a.residual},
+      static_cast<int>(a.tokens), static_cast<int>(a.channels), a.epsilon);
 }
 
 // The fewest vectors per thread that keep a block within kTargetThreads (measured on the H200 with
@@ -287,45 +334,47 @@ void launch_items(const AdaLnArgs& a, cudaStream_t stream, int vectors) {
 // ops take the same choice for a shape, so their reductions (and y) are the same.
 constexpr int kTargetThreads = 256;
 
-template <typename T, int VEC, bool QUANT>
+template <typename T, int VEC, bool QUANT, bool RESID>
 void launch(const AdaLnArgs& a, cudaStream_t stream) {
   const int vectors = static_cast<int>(a.channels) / VEC;
   if (vectors <= kTargetThreads)
-    launch_items<T, VEC, 1, QUANT>(a, stream, vectors);
+    launch_items<T, VEC, 1, QUANT, RESID>(a, stream, vectors);
   else if (vectors <= 2 * kTargetThreads)
-    launch_items<T, VEC, 2, QUANT>(a, stream, vectors);
+    launch_items<T, VEC, 2, QUANT, RESID>(a, stream, vectors);
   else if (vectors <= 4 * kTargetThreads)
-    launch_items<T, VEC, 4, QUANT>(a, stream, vectors);
+    launch_items<T, VEC, 4, QUANT, RESID>(a, stream, vectors);
   else if (vectors <= 8 * kMaxThreads)
-    launch_items<T, VEC, 8, QUANT>(a, stream, vectors);
+    launch_items<T, VEC, 8, QUANT, RESID>(a, stream, vectors);
   else
-    adaln_modulate_streaming_kernel<T, VEC, QUANT><<<static_cast<int>(a.batch * a.tokens), kMaxThreads, 0, stream>>>(
-        static_cast<const T*>(a.x), static_cast<const T*>(a.shift), static_cast<const T*>(a.scale),
-        static_cast<T*>(a.y), Quant{a.x8, a.act_scale}, static_cast<int>(a.tokens), static_cast<int>(a.channels),
-        a.epsilon);
+    adaln_modulate_streaming_kernel<T, VEC, QUANT, RESID>
+        <<<static_cast<int>(a.batch * a.tokens), kMaxThreads, 0, stream>>>(
+            static_cast<const T*>(a.x), static_cast<const T*>(a.shift), static_cast<const T*>(a.scale),
+            static_cast<T*>(a.y), Quant{a.x8, a.act_scale}, Resid{a.branch, a.gate, a.residual},
+            static_cast<int>(a.tokens), static_cast<int>(a.channels), a.epsilon);
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // 16-byte vectors when every row starts on a 16-byte boundary, else one element at a time. The
 // codes of a row (VEC bytes per vector) are then VEC-aligned too.
-template <typename T, bool QUANT>
+template <typename T, bool QUANT, bool RESID>
 void dispatch(const AdaLnArgs& a, cudaStream_t stream) {
   constexpr int kVec = 16 / sizeof(T);
   const bool vectorised = a.channels % kVec == 0 && aligned16(a.x) && aligned16(a.shift) &&
-                          aligned16(a.scale) && (QUANT ? aligned16(a.x8) : aligned16(a.y));
+                          aligned16(a.scale) && (QUANT ? aligned16(a.x8) : aligned16(a.y)) &&
+                          (!RESID || (aligned16(a.branch) && aligned16(a.gate) && aligned16(a.residual)));
   if (vectorised)
-    launch<T, kVec, QUANT>(a, stream);
+    launch<T, kVec, QUANT, RESID>(a, stream);
   else
-    launch<T, 1, QUANT>(a, stream);
+    launch<T, 1, QUANT, RESID>(a, stream);
 }
 
-template <bool QUANT>
+template <bool QUANT, bool RESID>
 void dispatch(const AdaLnArgs& a, Dtype dtype, cudaStream_t stream) {
   if (dtype == Dtype::f32)
-    dispatch<float, QUANT>(a, stream);
+    dispatch<float, QUANT, RESID>(a, stream);
   else
-    dispatch<__half, QUANT>(a, stream);
+    dispatch<__half, QUANT, RESID>(a, stream);
 }
 
 }  // namespace
@@ -334,10 +383,13 @@ const char* adaln_modulate_cuda(const AdaLnArgs& args, Dtype dtype, void* stream
   if (args.batch * args.tokens > INT32_MAX || args.channels > INT32_MAX)
     return "AdaLNModulate: tensor too large for the CUDA kernel (rows and channels must fit in int32)";
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  if (args.x8 != nullptr)
-    dispatch<true>(args, dtype, s);
+  // The residual form exists for the quantizing op only (AdaLNResidualQuant).
+  if (args.branch != nullptr)
+    dispatch<true, true>(args, dtype, s);
+  else if (args.x8 != nullptr)
+    dispatch<true, false>(args, dtype, s);
   else
-    dispatch<false>(args, dtype, s);
+    dispatch<false, false>(args, dtype, s);
   const cudaError_t error = cudaGetLastError();
   return error == cudaSuccess ? nullptr : cudaGetErrorString(error);
 }

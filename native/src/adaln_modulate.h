@@ -18,6 +18,21 @@
 // (Cast to float16 →) Fp8Linear on each device, with one pass over x instead of three (write y, read
 // y for amax, read y to quantize) and a quarter of the bytes written. Same epsilon attribute.
 //
+// AdaLNResidualQuant (domain "atelier", version 1): block_mixing's gated residual, x + gate · y
+// (mmditx.py's `x = x + gate.unsqueeze(1) * attn`), fused with the modulated norm of the result that
+// the next W8A8 layer reads:
+//
+//   x [B, T, C], branch [B, T, C], gate [B, 1, C], shift [B, 1, C], scale [B, 1, C]: all float32 or
+//   all float16
+//   residual [B, T, C] (x's type) = x + gate · branch, the product and the sum each rounded to the
+//   element type, as ONNX Runtime's CUDA Mul then Add compute them (float16: __hmul, __hadd; the CPU
+//   provider has no float16 Mul or Add and runs such chains in float32, adaln_cpu.cc)
+//   x8 [B, T, C] float8e4m3fn, act_scale [B, T] float32: AdaLNModulateQuant(residual, shift, scale)
+//
+// So Mul → Add → AdaLNModulateQuant (two passes that write and re-read the [B, T, C] tensor, three
+// kernels) is one pass: x and branch read once, the residual and the codes written once, the same
+// bits. Same epsilon attribute.
+//
 // This header is what the op glue (adaln_op.cc) and the kernels (adaln_cpu.cc, adaln_cuda.cu) share.
 #pragma once
 
@@ -34,6 +49,10 @@ struct AdaLnArgs {
   void* y;             // AdaLNModulate's output, or null
   uint8_t* x8;         // AdaLNModulateQuant's outputs (e4m3 [B·T, C], float32 [B·T]), or null
   float* act_scale;
+  // AdaLNResidualQuant: the row is first x + gate · branch, written to residual; else null.
+  const void* branch;
+  const void* gate;
+  void* residual;
   int64_t batch;
   int64_t tokens;
   int64_t channels;

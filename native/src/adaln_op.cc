@@ -1,7 +1,9 @@
-// AdaLNModulate's and AdaLNModulateQuant's glue to ONNX Runtime: kernel creation, shape inference,
-// and the compute callback that checks shapes and hands the tensors to a kernel (the schema
-// boilerplate is op_glue.h's). The two share everything but their outputs: y in x's type, or x8
-// (float8e4m3fn, x's shape) and act_scale (float32, [B, T]).
+// AdaLNModulate's, AdaLNModulateQuant's and AdaLNResidualQuant's glue to ONNX Runtime: kernel
+// creation, shape inference, and the compute callback that checks shapes and hands the tensors to a
+// kernel (the schema boilerplate is op_glue.h's). They share everything but their inputs and outputs:
+// AdaLNModulate writes y in x's type; AdaLNModulateQuant x8 (float8e4m3fn, x's shape) and act_scale
+// (float32, [B, T]); AdaLNResidualQuant also reads branch and gate and writes the residual (x's type
+// and shape) before x8 and act_scale.
 #include <cmath>
 #include <new>
 
@@ -15,9 +17,23 @@ namespace {
 using glue::fail;
 using glue::self;
 
-constexpr const char* kNames[2] = {"AdaLNModulate", "AdaLNModulateQuant"};
-constexpr size_t kInputCount = 3;  // x, shift, scale
-constexpr const char* kInputNames[kInputCount] = {"x", "shift", "scale"};
+// Which of the three ops (template argument K of the callbacks below).
+enum Kind { kModulate = 0, kQuant = 1, kResidualQuant = 2 };
+constexpr const char* kNames[3] = {"AdaLNModulate", "AdaLNModulateQuant", "AdaLNResidualQuant"};
+// The inputs of each: x first, shift and scale last; between them AdaLNResidualQuant's branch
+// ([B, T, C]) and gate ([B, 1, C]).
+constexpr const char* kNormInputs[3] = {"x", "shift", "scale"};
+constexpr const char* kResidualInputs[5] = {"x", "branch", "gate", "shift", "scale"};
+template <int K>
+struct Inputs {
+  static constexpr size_t kCount = 3;
+  static constexpr const char* const (&kNames)[kCount] = kNormInputs;
+};
+template <>
+struct Inputs<kResidualQuant> {
+  static constexpr size_t kCount = 5;
+  static constexpr const char* const (&kNames)[kCount] = kResidualInputs;
+};
 constexpr float kDefaultEpsilon = 1e-6f;
 // Rows per CPU task: about this many elements, so small rows are not one task each.
 constexpr int64_t kElementsPerTask = 1 << 15;
@@ -32,7 +48,7 @@ struct Kernel {
 
 // y (x8) has x's shape, act_scale x's without its last axis. ORT can only be told known or named
 // dimensions, so when x has a dimension that is neither (or an unknown rank) they are left to run time.
-template <bool kQuant>
+template <int K>
 OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
   const OrtApi* api = self(op).api;
   OrtTensorTypeAndShapeInfo* x = nullptr;  // owned by the context
@@ -46,7 +62,9 @@ OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
   ATELIER_RETURN_IF_ERROR(ort::GetSymbolicDimensions(api)(x, names, 3));
   for (int i = 0; i < 3; ++i)
     if (dims[i] < 0 && (names[i] == nullptr || names[i][0] == '\0')) return nullptr;
-  if (!kQuant) return ort::ShapeInferContext_SetOutputTypeShape(api)(context, 0, x);
+  if (K != kQuant) ATELIER_RETURN_IF_ERROR(ort::ShapeInferContext_SetOutputTypeShape(api)(context, 0, x));
+  if (K == kModulate) return nullptr;
+  const size_t first = K == kResidualQuant ? 1 : 0;  // x8's index
   for (int i = 0; i < 3; ++i)
     if (dims[i] >= 0 || names[i] == nullptr) names[i] = "";
   OrtStatus* status = nullptr;
@@ -58,15 +76,16 @@ OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
         info, output == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E4M3FN : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
     if (status == nullptr) status = ort::SetDimensions(api)(info, dims, rank);
     if (status == nullptr) status = ort::SetSymbolicDimensions(api)(info, names, rank);
-    if (status == nullptr) status = ort::ShapeInferContext_SetOutputTypeShape(api)(context, output, info);
+    if (status == nullptr)
+      status = ort::ShapeInferContext_SetOutputTypeShape(api)(context, first + output, info);
     ort::ReleaseTensorTypeAndShapeInfo(api)(info);
   }
   return status;
 }
 
-template <bool kQuant>
+template <int K>
 OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info, void** out) {
-  const char* kName = kNames[kQuant];
+  const char* kName = kNames[K];
   *out = nullptr;
   float epsilon = kDefaultEpsilon;
   if (OrtStatus* absent = ort::KernelInfoGetAttribute_float(api)(info, "epsilon", &epsilon)) {
@@ -126,55 +145,81 @@ OrtStatus* run_cuda(const Kernel& kernel, OrtKernelContext* context, const AdaLn
 #endif
 }
 
-template <bool kQuant>
+template <int K>
 OrtStatus* compute(void* state, OrtKernelContext* context) {
-  const char* kName = kNames[kQuant];
+  const char* kName = kNames[K];
+  constexpr size_t kCount = Inputs<K>::kCount;
+  const auto& input_names = Inputs<K>::kNames;
   const Kernel& kernel = *static_cast<const Kernel*>(state);
   const OrtApi* api = kernel.api;
-  const OrtValue* inputs[kInputCount];
-  int64_t dims[kInputCount][3];
-  ATELIER_RETURN_IF_ERROR(glue::rank3_inputs(api, context, kName, kInputNames, inputs, dims));
+  const OrtValue* inputs[kCount];
+  int64_t dims[kCount][3];
+  ATELIER_RETURN_IF_ERROR(glue::rank3_inputs(api, context, kName, input_names, inputs, dims));
   const int64_t batch = dims[0][0];
   const int64_t tokens = dims[0][1];
   const int64_t channels = dims[0][2];
-  for (size_t i = 1; i < kInputCount; ++i) {
-    if (dims[i][0] != batch || dims[i][1] != 1 || dims[i][2] != channels) {
+  for (size_t i = 1; i < kCount; ++i) {
+    // AdaLNResidualQuant's branch (input 1) has x's shape, every other input is [B, 1, C].
+    const bool rows = K == kResidualQuant && i == 1;
+    if (dims[i][0] != batch || dims[i][1] != (rows ? tokens : 1) || dims[i][2] != channels) {
       const auto n = [](int64_t v) { return static_cast<long long>(v); };
+      if (rows)
+        return fail(api, ORT_INVALID_ARGUMENT, "%s: %s must be x's shape [%lld, %lld, %lld], got [%lld, %lld, %lld]",
+                    kName, input_names[i], n(batch), n(tokens), n(channels), n(dims[i][0]), n(dims[i][1]),
+                    n(dims[i][2]));
       return fail(api, ORT_INVALID_ARGUMENT,
                   "%s: %s must be [B, 1, C] = [%lld, 1, %lld] for x [%lld, %lld, %lld], got [%lld, %lld, %lld]",
-                  kName, kInputNames[i], n(batch), n(channels), n(batch), n(tokens), n(channels), n(dims[i][0]),
+                  kName, input_names[i], n(batch), n(channels), n(batch), n(tokens), n(channels), n(dims[i][0]),
                   n(dims[i][1]), n(dims[i][2]));
     }
   }
 
-  OrtValue* output = nullptr;
-  ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, 0, dims[0], 3, &output));
-  OrtValue* scales = nullptr;  // AdaLNModulateQuant's act_scale [B, T]
-  if (kQuant) ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, 1, dims[0], 2, &scales));
+  // Outputs: y | x8, act_scale | residual, x8, act_scale.
+  constexpr size_t kX8 = K == kResidualQuant ? 1 : 0;
+  OrtValue* first = nullptr;
+  ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, 0, dims[0], 3, &first));
+  OrtValue* codes = first;
+  if (K == kResidualQuant) ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, kX8, dims[0], 3, &codes));
+  OrtValue* scales = nullptr;  // act_scale [B, T]
+  if (K != kModulate) ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, kX8 + 1, dims[0], 2, &scales));
   if (batch * tokens == 0 || channels == 0) return nullptr;
 
-  void* data[kInputCount + 1];
-  ATELIER_RETURN_IF_ERROR(glue::data_pointers(api, inputs, output, data));
-  AdaLnArgs args{data[0], data[1], data[2], nullptr, nullptr, nullptr, batch, tokens, channels, kernel.epsilon};
-  if (kQuant) {
-    void* act_scale = nullptr;
-    ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(scales, &act_scale));
-    args.x8 = static_cast<uint8_t*>(data[3]);
-    args.act_scale = static_cast<float*>(act_scale);
+  void* data[kCount + 1];
+  ATELIER_RETURN_IF_ERROR(glue::data_pointers(api, inputs, first, data));
+  AdaLnArgs args{};
+  args.x = data[0];
+  args.shift = data[kCount - 2];
+  args.scale = data[kCount - 1];
+  args.batch = batch;
+  args.tokens = tokens;
+  args.channels = channels;
+  args.epsilon = kernel.epsilon;
+  if (K == kModulate) {
+    args.y = data[kCount];
   } else {
-    args.y = data[3];
+    void* x8 = nullptr;
+    void* act_scale = nullptr;
+    ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(codes, &x8));
+    ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(scales, &act_scale));
+    args.x8 = static_cast<uint8_t*>(x8);
+    args.act_scale = static_cast<float*>(act_scale);
+  }
+  if (K == kResidualQuant) {
+    args.branch = data[1];
+    args.gate = data[2];
+    args.residual = data[kCount];
   }
   return kernel.device == Device::cuda ? run_cuda(kernel, context, args) : run_cpu(kernel, context, args);
 }
 
-template <bool kQuant>
+template <int K>
 struct AdaLnOp {
   using Kernel = atelier::Kernel;
-  static constexpr const char* kName = kNames[kQuant];
-  static constexpr size_t kInputCount = atelier::kInputCount;
-  static constexpr auto create = create_kernel<kQuant>;
-  static constexpr auto compute = atelier::compute<kQuant>;
-  static constexpr auto infer_shape = atelier::infer_shape<kQuant>;
+  static constexpr const char* kName = kNames[K];
+  static constexpr size_t kInputCount = Inputs<K>::kCount;
+  static constexpr auto create = create_kernel<K>;
+  static constexpr auto compute = atelier::compute<K>;
+  static constexpr auto infer_shape = atelier::infer_shape<K>;
 };
 
 ONNXTensorElementDataType quant_output_type(const OrtCustomOp*, size_t index) {
@@ -182,16 +227,29 @@ ONNXTensorElementDataType quant_output_type(const OrtCustomOp*, size_t index) {
 }
 size_t quant_output_count(const OrtCustomOp*) { return 2; }
 
+// AdaLNResidualQuant: the residual in the entry's type, then x8 and act_scale.
+ONNXTensorElementDataType residual_output_type(const OrtCustomOp* op, size_t index) {
+  return index == 0 ? glue::self(op).type : quant_output_type(op, index - 1);
+}
+size_t residual_output_count(const OrtCustomOp*) { return 3; }
+
 }  // namespace
 
 CustomOp make_adaln_op(Device device, ONNXTensorElementDataType type, const OrtApi* api) {
-  return glue::make_op<AdaLnOp<false>>(device, type, api);
+  return glue::make_op<AdaLnOp<kModulate>>(device, type, api);
 }
 
 CustomOp make_adaln_quant_op(Device device, ONNXTensorElementDataType type, const OrtApi* api) {
-  CustomOp op = glue::make_op<AdaLnOp<true>>(device, type, api);
+  CustomOp op = glue::make_op<AdaLnOp<kQuant>>(device, type, api);
   op.base.GetOutputType = quant_output_type;
   op.base.GetOutputTypeCount = quant_output_count;
+  return op;
+}
+
+CustomOp make_adaln_residual_quant_op(Device device, ONNXTensorElementDataType type, const OrtApi* api) {
+  CustomOp op = glue::make_op<AdaLnOp<kResidualQuant>>(device, type, api);
+  op.base.GetOutputType = residual_output_type;
+  op.base.GetOutputTypeCount = residual_output_count;
   return op;
 }
 

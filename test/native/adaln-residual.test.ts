@@ -1,0 +1,275 @@
+/**
+ * atelier:AdaLNResidualQuant (issue 10, step 8): block_mixing's gated residual x + gate · branch fused
+ * with the modulated norm and e4m3 quantization of the result (AdaLNModulateQuant), CPU kernel built
+ * here with g++, through the C-API binding. The residual against x + gate · branch rounded here as
+ * ONNX Runtime's CUDA Mul then Add round it (the product and the sum each rounded to the element type),
+ * per sample's gate, in float32 and float16; the codes and scales bit for bit against
+ * AdaLNModulateQuant of that residual. In float32 also all three against the chain the W8A8 graph had
+ * before (Mul → Add → AdaLNModulateQuant) run by ORT's CPU provider; its float16 Mul and Add run in
+ * float32 (cast insertion, no rounding between them), so in float16 the chain is the GPU's to compare
+ * (capi-check `residual-norm`). Random inputs are drawn afresh each run
+ * (the seed is in every failure message). Then shape inference and the errors that name the input.
+ */
+import { randomInt } from 'node:crypto';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  ATELIER_DOMAIN,
+  type BuiltModel,
+  GraphBuilder,
+  ONNX_DTYPE,
+  type Value,
+} from '../../src/pipeline/onnx/graph.js';
+import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
+import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
+import { floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
+import { runAllWithOps } from './run-graphs.js';
+
+type Dtype = 'float32' | 'float16';
+type Shape = [number, number, number];
+const EPS = 1e-6;
+
+/** mulberry32 + Box–Muller: normal samples from a seed. */
+function normals(seed: number): (mean: number, sd: number) => number {
+  let s = seed >>> 0;
+  const uniform = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let r = Math.imul(s ^ (s >>> 15), 1 | s);
+    r ^= r + Math.imul(r ^ (r >>> 7), 61 | r);
+    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
+  };
+  return (mean, sd) =>
+    mean + sd * Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+}
+
+const NAMES = ['x', 'branch', 'gate', 'shift', 'scale'] as const;
+type Name = (typeof NAMES)[number];
+type Problem = { dtype: Dtype; shape: Shape } & Record<Name, Float32Array | Uint16Array>;
+
+/**
+ * Residual rows of different means and spreads (like the MMDiT's, which grow through the blocks),
+ * branches of their own scale, gates per sample of either sign; sample 0's gate has zeros (the
+ * residual is x there) and its token 0 is constant after the sum (x = −gate · branch = 0 and 0: the
+ * norm's output is the shift, which is 0 for sample 0: amax 0).
+ */
+function randomProblem(dtype: Dtype, shape: Shape, seed: number): Problem {
+  const [b, t, c] = shape;
+  const normal = normals(seed);
+  const store = (values: number[]) =>
+    dtype === 'float32' ? Float32Array.from(values) : Uint16Array.from(values, floatToHalf);
+  const x: number[] = [];
+  const branch: number[] = [];
+  for (let r = 0; r < b * t; r++) {
+    const spread = 10 ** Math.max(-1, Math.min(2, normal(0.5, 0.8)));
+    const mean = normal(0, 2);
+    for (let i = 0; i < c; i++) {
+      x.push(r === 0 ? 0 : mean + normal(0, spread));
+      branch.push(r === 0 ? 0 : normal(0, spread * 10 ** normal(0, 0.5)));
+    }
+  }
+  const gate = Array.from({ length: b * c }, (_, i) => (i < c && i % 4 === 0 ? 0 : normal(0, 0.8)));
+  const shift = Array.from({ length: b * c }, (_, i) => (i < c ? 0 : normal(0, 1)));
+  const scale = Array.from({ length: b * c }, () => normal(0, 0.6));
+  return {
+    dtype,
+    shape,
+    x: store(x),
+    branch: store(branch),
+    gate: store(gate),
+    shift: store(shift),
+    scale: store(scale),
+  };
+}
+
+const dimsOf = (name: Name, [b, t, c]: Shape) => (name === 'x' || name === 'branch' ? [b, t, c] : [b, 1, c]);
+
+const feeds = (p: Problem): Record<string, HostTensor> =>
+  Object.fromEntries(NAMES.map((n) => [n, { type: p.dtype, dims: dimsOf(n, p.shape), data: p[n] }]));
+
+function inputs(g: GraphBuilder, p: Problem): Record<Name, Value> {
+  return Object.fromEntries(NAMES.map((n) => [n, g.input(n, p.dtype, dimsOf(n, p.shape))])) as Record<
+    Name,
+    Value
+  >;
+}
+
+/** residual, codes (as float32, which the binding reads) and act_scale: fused, or the chain Net built. */
+function graph(p: Problem, fused: boolean): BuiltModel {
+  const [b, t, c] = p.shape;
+  const g = new GraphBuilder(fused ? 'fused' : 'chain');
+  const v = inputs(g, p);
+  const epsilon = { epsilon: { float: EPS } };
+  let residual: Value;
+  let x8: Value;
+  let actScale: Value;
+  if (fused) {
+    [residual, x8, actScale] = g.opMulti(
+      'AdaLNResidualQuant',
+      [v.x, v.branch, v.gate, v.shift, v.scale],
+      3,
+      epsilon,
+      ATELIER_DOMAIN,
+    );
+  } else {
+    residual = g.op('Add', [v.x, g.op('Mul', [v.gate, v.branch])]);
+    [x8, actScale] = g.opMulti(
+      'AdaLNModulateQuant',
+      [residual, v.shift, v.scale],
+      2,
+      epsilon,
+      ATELIER_DOMAIN,
+    );
+  }
+  g.output(residual, 'residual', p.dtype, [b, t, c]);
+  g.output(g.op('Cast', [x8], { to: ONNX_DTYPE.float32 }), 'x8', 'float32', [b, t, c]);
+  g.output(actScale, 'act_scale', 'float32', [b, t]);
+  return g.build();
+}
+
+let library: string;
+beforeAll(() => {
+  library = buildCustomOpsLibrary('cpu');
+});
+
+/** Index of the first element whose bits differ, else -1 (codes: ±0 alike). */
+function firstDifference(a: HostTensor['data'], b: HostTensor['data'], zeros = false): number {
+  const x = a as ArrayLike<number>;
+  const y = b as ArrayLike<number>;
+  for (let i = 0; i < x.length; i++)
+    if (!(Object.is(x[i], y[i]) || (zeros && x[i] === 0 && y[i] === 0))) return i;
+  return x.length === y.length ? -1 : x.length;
+}
+
+const SHAPES: [string, Shape][] = [
+  ['one sample, one token', [1, 1, 32]],
+  ['batch 2 (CFG)', [2, 7, 64]],
+  ['batch 3, C not a multiple of 8', [3, 5, 50]],
+  ['enough work for the thread pool', [2, 96, 128]],
+];
+
+describe('atelier:AdaLNResidualQuant, float32, CPU kernel', () => {
+  it.each(SHAPES)('%s: the same bits as Mul → Add → AdaLNModulateQuant', async (_, shape) => {
+    const seed = randomInt(2 ** 31);
+    const p = randomProblem('float32', shape, seed);
+    const fused = await runAllWithOps(library, graph(p, true), feeds(p));
+    const chain = await runAllWithOps(library, graph(p, false), feeds(p));
+    expect(fused.residual.type).toBe('float32');
+    expect(fused.residual.dims).toEqual(shape);
+    expect(fused.act_scale.dims).toEqual(shape.slice(0, 2));
+    for (const [name, zeros] of [
+      ['residual', false],
+      ['x8', true],
+      ['act_scale', false],
+    ] as const) {
+      const at = firstDifference(fused[name].data, chain[name].data, zeros);
+      expect(
+        at,
+        `seed ${seed}: ${name}[${at}] ${fused[name].data[at]} vs chain ${chain[name].data[at]}`,
+      ).toBe(-1);
+    }
+  });
+});
+
+describe.each<Dtype>(['float32', 'float16'])('atelier:AdaLNResidualQuant, %s, CPU kernel', (dtype) => {
+  it.each(SHAPES)(
+    '%s: x + gate · branch rounded as Mul then Add on the GPU, with its own sample’s gate; codes and scales of it',
+    async (_, shape) => {
+      const seed = randomInt(2 ** 31);
+      const [b, t, c] = shape;
+      const p = randomProblem(dtype, shape, seed);
+      const out = await runAllWithOps(library, graph(p, true), feeds(p));
+      expect(out.residual.type).toBe(dtype);
+      const value = (a: Float32Array | Uint16Array, i: number) =>
+        a instanceof Uint16Array ? halfToFloat(a[i]) : a[i];
+      // float32 holds the product of two float16s exactly and rounds a sum of two once: the one
+      // rounding to float16 that follows is then the correctly rounded float16 result (p ≥ 2·11 + 2).
+      const round = (v: number) =>
+        dtype === 'float16' ? halfToFloat(floatToHalf(Math.fround(v))) : Math.fround(v);
+      const residual = out.residual.data as Float32Array | Uint16Array;
+      for (let i = 0; i < residual.length; i++) {
+        const sample = Math.floor(i / (t * c));
+        const gated = round(value(p.gate, sample * c + (i % c)) * value(p.branch, i));
+        const want = round(value(p.x, i) + gated);
+        expect(value(residual, i), `seed ${seed}: residual[${i}]`).toBe(want);
+      }
+      // The codes and scales: AdaLNModulateQuant of that residual, bit for bit.
+      const g = new GraphBuilder('quant');
+      const [x8, s] = g.opMulti(
+        'AdaLNModulateQuant',
+        [
+          g.input('x', dtype, [b, t, c]),
+          g.input('shift', dtype, [b, 1, c]),
+          g.input('scale', dtype, [b, 1, c]),
+        ],
+        2,
+        { epsilon: { float: EPS } },
+        ATELIER_DOMAIN,
+      );
+      g.output(g.op('Cast', [x8], { to: ONNX_DTYPE.float32 }), 'x8', 'float32', [b, t, c]);
+      g.output(s, 'act_scale', 'float32', [b, t]);
+      const quant = await runAllWithOps(library, g.build(), {
+        x: out.residual,
+        shift: feeds(p).shift,
+        scale: feeds(p).scale,
+      });
+      for (const [name, zeros] of [
+        ['x8', true],
+        ['act_scale', false],
+      ] as const) {
+        const at = firstDifference(out[name].data, quant[name].data, zeros);
+        expect(at, `seed ${seed}: ${name}[${at}]`).toBe(-1);
+      }
+      // Row 0 is all zeros (x and branch 0): codes and scale 0, no NaN.
+      expect((out.act_scale.data as Float32Array)[0]).toBe(0);
+      expect((out.x8.data as Float32Array).subarray(0, c).every((v) => v === 0)).toBe(true);
+    },
+  );
+});
+
+describe('AdaLNResidualQuant shapes and errors', () => {
+  it("tells ONNX Runtime the residual's, codes' and scales' shapes, named or not", async () => {
+    const session = (declared: number) => {
+      const g = new GraphBuilder('shapes');
+      const x = g.input('x', 'float16', ['batch', 'tokens', 32]);
+      const branch = g.input('branch', 'float16', ['batch', 'tokens', 32]);
+      const vec = (n: string) => g.input(n, 'float16', ['batch', 1, 32]);
+      const [r, x8, s] = g.opMulti(
+        'AdaLNResidualQuant',
+        [x, branch, vec('gate'), vec('shift'), vec('scale')],
+        3,
+        {},
+        ATELIER_DOMAIN,
+      );
+      g.output(g.op('Relu', [r]), 'r', 'float16', ['batch', 'tokens', declared]);
+      g.output(g.op('Cast', [x8], { to: ONNX_DTYPE.float32 }), 'x8', 'float32', ['batch', 'tokens', 32]);
+      g.output(g.op('Relu', [s]), 's', 'float32', ['batch', 'tokens']);
+      const config = { 'session.strict_shape_type_inference': '1' };
+      return CapiSession.create(g.build(), { provider: 'cpu', customOpsLibraries: [library], config });
+    };
+    (await session(32)).release();
+    await expect(session(33)).rejects.toThrow(/Inferred=32 Declared=33/);
+  });
+
+  it.each<[string, Name, number[], RegExp]>([
+    [
+      'a branch of another token count',
+      'branch',
+      [2, 2, 32],
+      /AdaLNResidualQuant: branch must be x's shape \[2, 3, 32\], got \[2, 2, 32\]/,
+    ],
+    [
+      'a gate that is not [B, 1, C]',
+      'gate',
+      [2, 3, 32],
+      /AdaLNResidualQuant: gate must be \[B, 1, C\] = \[2, 1, 32\] for x \[2, 3, 32\], got \[2, 3, 32\]/,
+    ],
+  ])('refuses %s, naming it', async (_, name, dims, message) => {
+    const p = randomProblem('float16', [2, 3, 32], 1);
+    const g = new GraphBuilder('bad');
+    const v = NAMES.map((n) => g.input(n, 'float16', n === name ? dims : dimsOf(n, p.shape)));
+    const [r] = g.opMulti('AdaLNResidualQuant', v, 3, {}, ATELIER_DOMAIN);
+    g.output(r, 'r', 'float16', [2, 3, 32]);
+    const size = dims.reduce((a, d) => a * d, 1);
+    const f = { ...feeds(p), [name]: { type: 'float16' as const, dims, data: new Uint16Array(size) } };
+    await expect(runAllWithOps(library, g.build(), f)).rejects.toThrow(message);
+  });
+});
