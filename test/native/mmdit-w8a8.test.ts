@@ -100,8 +100,14 @@ describe.each(cases)('$name of the $setName golden set with W8A8 linear layers',
       onnxProto.onnx.ModelProto.decode(build(file, true, producers).bytes).graph!.node!;
     const fused = nodes('fused');
     const count = (list: typeof fused, op: string) => list.filter((n) => n.opType === op).length;
+    // AdaLNModulateQuant writes x8, act_scale; AdaLNResidualQuant (a gated residual fused into its
+    // norm, mmdit-residual-norm.test.ts) the residual, then x8, act_scale.
     const producers = new Map(
-      fused.filter((n) => n.opType === 'AdaLNModulateQuant').map((n) => [n.output![0], n.output![1]]),
+      fused.flatMap((n) => {
+        if (n.opType === 'AdaLNModulateQuant') return [[n.output![0], n.output![1]] as const];
+        if (n.opType === 'AdaLNResidualQuant') return [[n.output![1], n.output![2]] as const];
+        return [];
+      }),
     );
     const readers = fused.filter((n) => n.opType === 'Fp8LinearQ');
     // Each fused norm feeds exactly one Fp8LinearQ, with its own codes and scales.
@@ -111,7 +117,11 @@ describe.each(cases)('$name of the $setName golden set with W8A8 linear layers',
     // Norms either fused or not, never both: the separate graph has as many AdaLNModulate nodes.
     const separate = nodes('separate');
     expect(count(fused, 'AdaLNModulate') + producers.size).toBe(count(separate, 'AdaLNModulate'));
-    expect(count(separate, 'AdaLNModulateQuant') + count(separate, 'Fp8LinearQ')).toBe(0);
+    expect(
+      count(separate, 'AdaLNModulateQuant') +
+        count(separate, 'AdaLNResidualQuant') +
+        count(separate, 'Fp8LinearQ'),
+    ).toBe(0);
     // Per block: x and context qkv, x and context fc1 (the last block's context stream is pre_only:
     // qkv only), attn2's qkv in dual blocks, and the final layer when its weights are fp8.
     const fp8 = (key: string) => file.names().includes(key) && file.get(key).dtype === 'F8_E4M3';

@@ -11,7 +11,7 @@
  */
 import { ModelError, ValidationError } from '../../errors.js';
 import type { Value } from '../onnx/graph.js';
-import type { LinearInput, Net } from '../onnx/nn.js';
+import type { LinearInput, Net, Residual } from '../onnx/nn.js';
 import type { Params } from '../onnx/params.js';
 
 export interface MmditConfig {
@@ -79,9 +79,10 @@ function patchEmbed(m: Ctx, x: Value): Value {
  * LayerNorms without affine weights, eps 1e-6 (mmditx.py:408-414, 665-667). Net does both: a fused
  * kernel with the custom ops, else stock LayerNorm (explicit unit scale and zero bias, see
  * Net.layerNorm) then Mul and Add. Each feeds one linear layer (qkv, fc1, the final linear), which
- * builds it (Net.modulated): a W8A8 layer reads it quantized from the norm's own kernel.
+ * builds it (Net.modulated): a W8A8 layer reads it quantized from the norm's own kernel, which also
+ * writes x when x is a gated residual not yet built (Net.gatedResidual).
  */
-function modulatedNorm(m: Ctx, x: Value, shift: Value, scale: Value): LinearInput {
+function modulatedNorm(m: Ctx, x: Residual, shift: Value, scale: Value): LinearInput {
   return m.net.modulated(x, shift, scale, m.cfg.hidden, NORM_EPS);
 }
 
@@ -192,7 +193,7 @@ function adaLN(net: Net, prefix: string, cAct: Value, n: number): Value[] {
 
 /** What pre_attention / pre_attention_x keep for post_attention(_x) (mmditx.py:499, 536-543). */
 interface Intermediates {
-  x: Value;
+  x: Residual;
   gateMsa: Value;
   shiftMlp: Value;
   scaleMlp: Value;
@@ -205,7 +206,7 @@ interface Intermediates {
 function dismantledPreAttention(
   m: Ctx,
   block: DismantledBlock,
-  x: Value,
+  x: Residual,
   cAct: Value,
 ): [PreQkv, Intermediates | undefined] {
   const { net } = m;
@@ -219,13 +220,15 @@ function dismantledPreAttention(
   return [preAttention(m, `${prefix}.attn`, modulatedNorm(m, x, shiftMsa, scaleMsa)), undefined];
 }
 
-/** DismantledBlock.post_attention (mmditx.py:509-515). */
-function dismantledPostAttention(m: Ctx, block: DismantledBlock, attn: Value, it: Intermediates): Value {
+/**
+ * DismantledBlock.post_attention (mmditx.py:509-515). Each `x + gate · …` is a Net.gatedResidual, built
+ * by what reads it: the norm2 that feeds the MLP, and the next block's norm1 (or norm_final).
+ */
+function dismantledPostAttention(m: Ctx, block: DismantledBlock, attn: Value, it: Intermediates): Residual {
   const { net } = m;
   const { prefix } = block;
-  let x = net.add(it.x, net.mul(it.gateMsa, postAttention(net, `${prefix}.attn`, attn)));
-  x = net.add(x, net.mul(it.gateMlp, mlp(net, prefix, modulatedNorm(m, x, it.shiftMlp, it.scaleMlp))));
-  return x;
+  const x = net.gatedResidual(it.x, it.gateMsa, postAttention(net, `${prefix}.attn`, attn));
+  return net.gatedResidual(x, it.gateMlp, mlp(net, prefix, modulatedNorm(m, x, it.shiftMlp, it.scaleMlp)));
 }
 
 /**
@@ -235,7 +238,7 @@ function dismantledPostAttention(m: Ctx, block: DismantledBlock, attn: Value, it
 function dismantledPreAttentionX(
   m: Ctx,
   block: DismantledBlock,
-  x: Value,
+  x: Residual,
   cAct: Value,
 ): [PreQkv, PreQkv, Intermediates] {
   const { net } = m;
@@ -258,13 +261,12 @@ function dismantledPostAttentionX(
   attn: Value,
   attn2: Value,
   it: Intermediates,
-): Value {
+): Residual {
   const { net } = m;
   const { prefix } = block;
-  let x = net.add(it.x, net.mul(it.gateMsa, postAttention(net, `${prefix}.attn`, attn)));
-  x = net.add(x, net.mul(it.gateMsa2!, postAttention(net, `${prefix}.attn2`, attn2)));
-  x = net.add(x, net.mul(it.gateMlp, mlp(net, prefix, modulatedNorm(m, x, it.shiftMlp, it.scaleMlp))));
-  return x;
+  let x = net.gatedResidual(it.x, it.gateMsa, postAttention(net, `${prefix}.attn`, attn));
+  x = net.gatedResidual(x, it.gateMsa2!, postAttention(net, `${prefix}.attn2`, attn2));
+  return net.gatedResidual(x, it.gateMlp, mlp(net, prefix, modulatedNorm(m, x, it.shiftMlp, it.scaleMlp)));
 }
 
 // block_mixing (mmditx.py:591-622)
@@ -308,13 +310,13 @@ function splitOf(pre: PreQkv): Qkv {
  */
 function blockMixing(
   m: Ctx,
-  context: Value,
-  x: Value,
+  context: Residual,
+  x: Residual,
   contextBlock: DismantledBlock,
   xBlock: DismantledBlock,
   cAct: Value,
   contextTokens: Value,
-): [Value | undefined, Value] {
+): [Residual | undefined, Residual] {
   const { net } = m;
   const [contextQkv, contextIntermediates] = dismantledPreAttention(m, contextBlock, context, cAct);
 
@@ -335,7 +337,7 @@ function blockMixing(
     ? undefined
     : dismantledPostAttention(m, contextBlock, contextAttn, contextIntermediates!);
 
-  let nextX: Value;
+  let nextX: Residual;
   if (xBlock.xBlockSelfAttn) {
     const attn2 = attention(m, selfQkv(m, xQkv2!));
     nextX = dismantledPostAttentionX(m, xBlock, xAttn, attn2, xIntermediates!);
@@ -351,11 +353,11 @@ function blockMixing(
 function jointBlock(
   m: Ctx,
   i: number,
-  context: Value,
-  x: Value,
+  context: Residual,
+  x: Residual,
   cAct: Value,
   contextTokens: Value,
-): [Value | undefined, Value] {
+): [Residual | undefined, Residual] {
   const { cfg } = m;
   const prefix = `joint_blocks.${i}`;
   const contextBlock: DismantledBlock = {
@@ -373,7 +375,7 @@ function jointBlock(
 
 // FinalLayer (mmditx.py:650-692)
 /** FinalLayer.forward: shift, scale = chunk(adaLN(c), 2); linear(modulate(norm_final(x))). */
-function finalLayer(m: Ctx, x: Value, cAct: Value): Value {
+function finalLayer(m: Ctx, x: Residual, cAct: Value): Value {
   const { net } = m;
   const [shift, scale] = adaLN(net, 'final_layer', cAct, 2);
   return net.linear(modulatedNorm(m, x, shift, scale), 'final_layer.linear');
@@ -434,8 +436,8 @@ function forwardCoreWithConcat(m: Ctx, x: Value, c: Value, ctx: Value, context: 
   // adaLN_modulation is Sequential(SiLU, Linear) everywhere and c is shared: one SiLU for all.
   const cAct = net.silu(c);
   const contextTokens = g.op('Shape', [context], { start: 1, end: 2 });
-  let h = x;
-  let hCtx: Value | undefined = ctx;
+  let h: Residual = x;
+  let hCtx: Residual | undefined = ctx;
   for (let i = 0; i < cfg.depth; i++) {
     [hCtx, h] = g.scope(`joint_blocks.${i}`, () => jointBlock(m, i, hCtx!, h, cAct, contextTokens));
   }

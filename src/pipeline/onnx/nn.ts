@@ -47,6 +47,13 @@ export interface NetOptions {
    */
   qkvNorm?: 'fused' | 'separate';
   /**
+   * How a gated residual x + gate·y (`Net.gatedResidual`) that a W8A8 layer reads through a modulated
+   * norm is built, with `fp8Producers: 'fused'`: `fused` = one atelier:AdaLNResidualQuant node writes
+   * the residual and the norm's e4m3 codes in one pass; `separate` = Mul, Add, then
+   * AdaLNModulateQuant. The two give the same bits. @default 'fused'
+   */
+  residualNorm?: 'fused' | 'separate';
+  /**
    * Research (issue 10, not yet for users): every unbiased attention (`Net.attention`) as one
    * atelier:Fp8Attention node (needs `customOps`): q, k and v quantized per tensor to e4m3 on the
    * device and cuDNN's FP8 flash attention on Hopper (native/src/fp8_attention.h); float16 in and
@@ -56,6 +63,25 @@ export interface NetOptions {
    */
   fp8Attention?: boolean;
 }
+
+/**
+ * x + gate·y, an adaLN block's gated residual (mmditx.py's `x + gate.unsqueeze(1) * attn`), not yet in
+ * the graph (`Net.gatedResidual`): when the next thing to read it is a modulated norm feeding a W8A8
+ * layer, one fused node writes both; otherwise Mul and Add (`Net.residual`). Built once.
+ */
+export class GatedResidual {
+  /** The tensor, once built. */
+  value?: Value;
+
+  constructor(
+    readonly x: Residual,
+    readonly gate: Value,
+    readonly y: Value,
+  ) {}
+}
+
+/** A block's residual stream: a tensor, or a gated residual not yet built (GatedResidual). */
+export type Residual = Value | GatedResidual;
 
 /**
  * modulate(LayerNorm(x), shift, scale) of an adaLN block, not yet in the graph (`Net.modulated`):
@@ -70,7 +96,7 @@ export class ModulatedNorm {
   quantized?: [Value, Value];
 
   constructor(
-    readonly x: Value,
+    readonly x: Residual,
     readonly shift: Value,
     readonly scale: Value,
     readonly dim: number,
@@ -384,28 +410,55 @@ export class Net {
    * modulate(LayerNorm(x), shift, scale) as `modulatedNorm` computes it, left for its reader to
    * build (ModulatedNorm): what the MMDiT hands its qkv, fc1 and final linear layers.
    */
-  modulated(x: Value, shift: Value, scale: Value, dim: number, eps: number): ModulatedNorm {
+  modulated(x: Residual, shift: Value, scale: Value, dim: number, eps: number): ModulatedNorm {
     return new ModulatedNorm(x, shift, scale, dim, eps);
+  }
+
+  /** x + gate·y (gate [batch, 1, dim]), left for its first reader to build (GatedResidual). */
+  gatedResidual(x: Residual, gate: Value, y: Value): GatedResidual {
+    return new GatedResidual(x, gate, y);
+  }
+
+  /** The tensor of a residual: a gated one is built (once) as Mul then Add. */
+  residual(r: Residual): Value {
+    if (!(r instanceof GatedResidual)) return r;
+    r.value ??= this.add(this.residual(r.x), this.mul(r.gate, r.y));
+    return r.value;
   }
 
   /** The tensor of a linear layer's input: a modulated norm is built (once) by `modulatedNorm`. */
   value(input: LinearInput): Value {
     if (!(input instanceof ModulatedNorm)) return input;
-    input.value ??= this.modulatedNorm(input.x, input.shift, input.scale, input.dim, input.eps);
+    input.value ??= this.modulatedNorm(
+      this.residual(input.x),
+      input.shift,
+      input.scale,
+      input.dim,
+      input.eps,
+    );
     return input.value;
   }
 
-  /** x8 and act_scale of a modulated norm, from one atelier:AdaLNModulateQuant node (built once). */
+  /**
+   * x8 and act_scale of a modulated norm, from one atelier:AdaLNModulateQuant node (built once); when
+   * the norm's x is a gated residual not yet built (and `residualNorm` is not 'separate'), from one
+   * atelier:AdaLNResidualQuant node that writes the residual too: x + gate·y is then not a Mul and an
+   * Add of its own but the same bits, written in the norm's pass.
+   */
   #quantizedNorm(m: ModulatedNorm): [Value, Value] {
     if (!m.quantized) {
-      const [x8, actScale] = this.g.opMulti(
-        'AdaLNModulateQuant',
-        [m.x, m.shift, m.scale],
-        2,
-        { epsilon: { float: m.eps } },
-        ATELIER_DOMAIN,
-      );
-      m.quantized = [x8, actScale];
+      const attrs = { epsilon: { float: m.eps } };
+      const r = m.x;
+      if (r instanceof GatedResidual && !r.value && this.options.residualNorm !== 'separate') {
+        const inputs = [this.residual(r.x), r.y, r.gate, m.shift, m.scale];
+        const [sum, x8, actScale] = this.g.opMulti('AdaLNResidualQuant', inputs, 3, attrs, ATELIER_DOMAIN);
+        r.value = sum;
+        m.quantized = [x8, actScale];
+      } else {
+        const inputs = [this.residual(r), m.shift, m.scale];
+        const [x8, actScale] = this.g.opMulti('AdaLNModulateQuant', inputs, 2, attrs, ATELIER_DOMAIN);
+        m.quantized = [x8, actScale];
+      }
     }
     return m.quantized;
   }

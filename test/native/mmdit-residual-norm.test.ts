@@ -1,0 +1,171 @@
+/**
+ * The W8A8 MMDiT with its gated residuals fused into the next norm (issue 10, step 8): every
+ * `x + gate · y` of block_mixing whose first reader is a modulated norm feeding a W8A8 layer (norm2
+ * before the MLP; the next block's norm1; norm_final) is one atelier:AdaLNResidualQuant node that
+ * writes the residual and the norm's e4m3 codes, instead of Mul → Add → AdaLNModulateQuant
+ * (NetOptions.residualNorm 'fused', the default, against 'separate'). On the golden fp8 Large models,
+ * and on the float golden Large and Medium (MMDiT-X: dual attention) quantized to scaled fp8 as the
+ * product does at load, run on the CPU through the C-API binding with our CPU library: the same
+ * velocity, bit for bit, in float32 compute (float16: see the last test); the graph has one fused node per gated residual
+ * but MMDiT-X's first (read by the second, not by a norm), and the Mul and Add nodes they replace are
+ * gone.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import onnxProto from 'onnx-proto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildMmdit, type MmditConfig, mmditConfig } from '../../src/pipeline/models/mmdit.js';
+import { ATELIER_DOMAIN, type BuiltModel, GraphBuilder } from '../../src/pipeline/onnx/graph.js';
+import { DEFAULT_NET_OPTIONS, Net } from '../../src/pipeline/onnx/nn.js';
+import {
+  FileWeightSource,
+  OverlayWeightSource,
+  Params,
+  type WeightSource,
+} from '../../src/pipeline/onnx/params.js';
+import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
+import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
+import { quantizeToScaledFp8 } from '../../src/pipeline/weights/quantize.js';
+import { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
+import { type GoldenComponent, type GoldenSet, goldenSets, manifestPath, relL2 } from '../golden/manifest.js';
+
+interface MmditComponent extends GoldenComponent {
+  weights: string;
+  io: string;
+  inputs_from?: string;
+}
+
+const opened: SafetensorsFile[] = [];
+const dir = mkdtempSync(join(tmpdir(), 'atelier-residual-norm-'));
+afterAll(() => {
+  for (const f of opened) f.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+function open(path: string): SafetensorsFile {
+  const f = SafetensorsFile.open(path);
+  opened.push(f);
+  return f;
+}
+
+let library: string;
+beforeAll(() => {
+  library = buildCustomOpsLibrary('cpu');
+});
+
+/** The component's weights; a float model quantized to scaled fp8 as components.ts does at load. */
+function weightsOf(set: GoldenSet, name: string): WeightSource {
+  const c = set.component<MmditComponent>(name);
+  // The fp8 golden models are ComfyUI-style single files (as mmdit-w8a8.test.ts reads them).
+  const prefix = c.key_prefix ?? (name.endsWith('fp8') ? 'model.diffusion_model.' : '');
+  const file = open(set.path(c.weights));
+  const source = new FileWeightSource(file, prefix);
+  if (name.endsWith('fp8')) return source;
+  const quantized = quantizeToScaledFp8(file, prefix, join(dir, set.name.replace(/\W/g, '_'), name));
+  expect(quantized.tensors).toBeGreaterThan(0);
+  return new OverlayWeightSource(new FileWeightSource(open(quantized.path), prefix), source);
+}
+
+function build(
+  source: WeightSource,
+  name: string,
+  compute: 'float32' | 'float16',
+  residualNorm: 'fused' | 'separate',
+): BuiltModel & { cfg: MmditConfig } {
+  const g = new GraphBuilder(name);
+  const p = new Params(g, source, compute);
+  const cfg = mmditConfig(p);
+  buildMmdit(
+    new Net(g, p, { ...DEFAULT_NET_OPTIONS, fp8Linear: 'w8a8', customOps: true, residualNorm }),
+    cfg,
+  );
+  return { ...g.build(), cfg };
+}
+
+const nodes = (model: BuiltModel) => onnxProto.onnx.ModelProto.decode(model.bytes).graph!.node!;
+const count = (model: BuiltModel, op: string) => nodes(model).filter((n) => n.opType === op).length;
+
+async function velocity(model: BuiltModel, feeds: Record<string, HostTensor>): Promise<Float32Array> {
+  const session = await CapiSession.create(model, { provider: 'cpu', customOpsLibraries: [library] });
+  try {
+    return (await session.run(feeds)).model_output.data as Float32Array;
+  } finally {
+    session.release();
+  }
+}
+
+const cases = goldenSets().flatMap((set) =>
+  ['mmdit_large_fp8', 'mmdit_large_scaled_fp8', 'mmdit_large', 'mmdit_medium']
+    .filter((name) => set.has(name))
+    .map((name) => ({ set, name, setName: set.name })),
+);
+
+describe.each(cases)(
+  '$name of the $setName golden set, W8A8, gated residuals fused into the norms',
+  ({ set, name }) => {
+    const c = set.component<MmditComponent>(name);
+
+    it('has one AdaLNResidualQuant per gated residual a norm reads first, and the Mul and Add nodes are gone', () => {
+      const source = weightsOf(set, name);
+      const fused = build(source, name, 'float32', 'fused');
+      const separate = build(source, name, 'float32', 'separate');
+      const { depth, xBlockSelfAttnLayers } = fused.cfg;
+      // Gated residuals: two per stream and block (the last context block, pre_only, has none), three
+      // in the x stream of dual-attention blocks, whose first is read by the second, not by a norm.
+      const fusedCount = count(fused, 'AdaLNResidualQuant');
+      expect(fusedCount).toBe(4 * depth - 2);
+      expect(count(separate, 'AdaLNResidualQuant')).toBe(0);
+      expect(count(separate, 'Mul') - count(fused, 'Mul')).toBe(fusedCount);
+      expect(count(separate, 'Add') - count(fused, 'Add')).toBe(fusedCount);
+      // Every modulated norm feeding a W8A8 layer is still one node, of one kind or the other.
+      expect(count(fused, 'AdaLNResidualQuant') + count(fused, 'AdaLNModulateQuant')).toBe(
+        count(separate, 'AdaLNModulateQuant'),
+      );
+      expect(count(fused, 'AdaLNModulateQuant')).toBe(2 + xBlockSelfAttnLayers.length);
+      for (const node of nodes(fused).filter((n) => n.opType === 'AdaLNResidualQuant')) {
+        expect(node.domain).toBe(ATELIER_DOMAIN);
+        expect(node.input).toHaveLength(5);
+        expect(node.output).toHaveLength(3);
+      }
+    });
+
+    const feedsOf = (): Record<string, HostTensor> => {
+      const io = open(set.path(manifestPath(c.inputs_from ?? c.io)));
+      return Object.fromEntries(
+        ['x', 'timestep', 'context', 'y'].map((k) => [
+          k,
+          { type: 'float32', dims: io.get(k).shape, data: io.readFloat32(k) } satisfies HostTensor,
+        ]),
+      );
+    };
+
+    it('gives the same velocity, bit for bit, fused and separate (float32 compute)', async () => {
+      const source = weightsOf(set, name);
+      const fused = await velocity(build(source, name, 'float32', 'fused'), feedsOf());
+      const separate = await velocity(build(source, name, 'float32', 'separate'), feedsOf());
+      expect(fused.some((v) => v !== 0)).toBe(true);
+      const mismatch = fused.findIndex((v, i) => !Object.is(v, separate[i]));
+      expect(mismatch, `element ${mismatch}: ${fused[mismatch]} vs ${separate[mismatch]}`).toBe(-1);
+    });
+
+    // ORT's CPU provider has no float16 Mul or Add: it runs the separate graph's chains of them in
+    // float32 with no rounding to float16 between the ops (cast insertion), where the fused node (and
+    // the GPU's float16 kernels) round each. So on the CPU the float16 graphs differ (by one float16
+    // step in some residual elements, which W8A8's e4m3 codes and the tiny random models amplify to
+    // 0.6-2.6 % of the velocity); the GPU check (capi-check `residual-norm`) compares them bit for bit.
+    // Here: the fused float16 graph is as close to the float32 one as the separate float16 graph is.
+    it('in float16 compute on the CPU, stays as close to the float32 velocity as the separate graph', async () => {
+      const source = weightsOf(set, name);
+      const reference = await velocity(build(source, name, 'float32', 'fused'), feedsOf());
+      const fused = relL2(await velocity(build(source, name, 'float16', 'fused'), feedsOf()), reference);
+      const separate = relL2(
+        await velocity(build(source, name, 'float16', 'separate'), feedsOf()),
+        reference,
+      );
+      console.log(
+        `${set.name} ${name}: float16 vs float32 rel L2, fused ${fused.toExponential(2)}, separate ${separate.toExponential(2)}`,
+      );
+      expect(fused).toBeLessThanOrEqual(1.5 * separate);
+    });
+  },
+);
