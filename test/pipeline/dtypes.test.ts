@@ -36,7 +36,20 @@ function next(x: number, dir: 1 | -1): number {
 
 describe('floatToE4M3', () => {
   it('agrees with the nearest-value definition on every code, midpoint and their neighbours', () => {
-    const cases: number[] = [0, -0, Number.NaN, 448, 449, 463.99, 464, 465, 480, 1e9, Number.POSITIVE_INFINITY, 2 ** -10];
+    const cases: number[] = [
+      0,
+      -0,
+      Number.NaN,
+      448,
+      449,
+      463.99,
+      464,
+      465,
+      480,
+      1e9,
+      Number.POSITIVE_INFINITY,
+      2 ** -10,
+    ];
     for (let c = 0; c < 0x7f; c++) {
       const v = VALUES[c]!;
       cases.push(v);
