@@ -25,6 +25,12 @@
  *                Large's joint attention with CFG (B 2, Tc 333 and 154, Tx 4096, 38×64, fp16), timed
  *                as CUDA-graph replays, outputs compared bit for bit and with float64 on sampled
  *                rows, the op replayed with inputs rewritten
+ *   residual-norm (only when named) atelier:AdaLNResidualQuant against the chain it replaces (Mul,
+ *                Add, AdaLNModulateQuant) at Large's image and context streams with CFG ([2, 4096,
+ *                2432] and [2, 333, 2432], fp16), timed as CUDA-graph replays of 4 copies, residual,
+ *                codes, scales and a small Fp8LinearQ reader compared bit for bit, the residual against
+ *                its exact float16 rounding and the codes against float64 on sampled rows, the op
+ *                replayed with inputs rewritten
  * Each check runs in a child process (a native crash costs one check, not the report) whose output
  * is echoed and kept; prints a PASS/FAIL table and writes JSON.
  *
@@ -48,6 +54,7 @@ import {
   MHA_SHAPES,
   type MhaCheck,
   QKV_NORM_CHECK,
+  RESIDUAL_NORM_CHECK,
 } from './capi-checks.js';
 
 const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda|cpu] [--small] [--runs N]
@@ -66,6 +73,8 @@ const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda
                     Fp8Linear at Large's qkv and fc1, x [2, 4096, 2432];
                     ${QKV_NORM_CHECK} (only by name): JointQkvNorm vs Split + SimplifiedLayerNormalization +
                     JointConcat at Large's joint attention, B 2, Tc 333 and 154, Tx 4096, 38 heads × 64;
+                    ${RESIDUAL_NORM_CHECK} (only by name): AdaLNResidualQuant vs Mul + Add + AdaLNModulateQuant
+                    at Large's image and context streams, [2, 4096 | 333, 2432];
                     ${FP8_ATTENTION_CHECK} (only by name): Fp8Attention (cuDNN FP8 flash) vs the fp16
                     MultiHeadAttention at the same shapes`;
 
@@ -95,6 +104,9 @@ const TIMEOUT_MS: Record<CheckName, number> = {
   // Per shape: two 65 M-value input sets drawn, two sessions of 4 copies (≈ 1 GB of inputs and
   // outputs each), three 21 M-value outputs compared.
   [QKV_NORM_CHECK]: 180_000,
+  // Per shape: two 40 M-value input sets drawn, two sessions of 4 copies (≈ 500 MB each), four
+  // 20 M-value outputs compared, float64 norms of 10 rows for six runs.
+  [RESIDUAL_NORM_CHECK]: 180_000,
   // Per shape: two 65 M-value input sets, two sessions of 4 copies (≈ 700 MB each), cuDNN's plan
   // built at the first run, float64 references of 12 head rows over 4429 keys for two sets.
   [FP8_ATTENTION_CHECK]: 240_000,
@@ -229,6 +241,7 @@ async function main(): Promise<void> {
       !FP8_CHECKS.includes(c as Fp8GemmCheck) &&
       c !== FP8_FUSED_CHECK &&
       c !== QKV_NORM_CHECK &&
+      c !== RESIDUAL_NORM_CHECK &&
       c !== FP8_ATTENTION_CHECK,
   );
   if (unknown.length) throw new Error(`unknown checks: ${unknown.join(', ')} (${USAGE})`);

@@ -11,6 +11,7 @@ import {
   type BuiltModel,
   GraphBuilder,
   MS_DOMAIN,
+  ONNX_DTYPE,
   type Value,
 } from '../../src/pipeline/onnx/graph.js';
 import { Net } from '../../src/pipeline/onnx/nn.js';
@@ -123,6 +124,18 @@ export const FP8_ATTENTION_SHAPES: AttentionDims[] = [
   { batch: 2, tokens: 154 + 4096, heads: 38, headDim: 64 },
 ];
 
+/**
+ * Issue 10, step 8: atelier:AdaLNResidualQuant (the gated residual x + gate·y fused with the next
+ * modulated norm's e4m3 quantization) against the chain the W8A8 step ran before it (Mul, Add,
+ * AdaLNModulateQuant), at SD3.5 Large 1024² with CFG, per stream: image (B 2, 4096 tokens) and
+ * context (B 2, 333 tokens), C 2432, float16. The step has two such nodes per stream and block.
+ */
+export const RESIDUAL_NORM_CHECK = 'residual-norm';
+export const RESIDUAL_NORM_SHAPES: [number, number, number][] = [
+  [2, 4096, 2432],
+  [2, 333, 2432],
+];
+
 export interface QkvNormDims {
   batch: number;
   contextTokens: number;
@@ -140,6 +153,7 @@ export type CheckName =
   | Fp8GemmCheck
   | typeof FP8_FUSED_CHECK
   | typeof QKV_NORM_CHECK
+  | typeof RESIDUAL_NORM_CHECK
   | typeof FP8_ATTENTION_CHECK;
 
 /** SD3.5's adaLN LayerNorm epsilon. */
@@ -196,10 +210,12 @@ class Bound {
     type: FloatType,
     shapes: Record<string, readonly number[]>,
     outputs: string[],
+    /** Tensors of another type than `type`. */
+    types: Record<string, FloatType> = {},
   ) {
     this.binding = session.binding();
     for (const [name, dims] of Object.entries(shapes)) {
-      const tensor = session.deviceTensor(type, dims);
+      const tensor = session.deviceTensor(types[name] ?? type, dims);
       this.tensors.set(name, tensor);
       if (outputs.includes(name)) this.binding.bindOutput(name, tensor);
       else this.binding.bindInput(name, tensor);
@@ -1211,6 +1227,282 @@ async function qkvNorm(ctx: CheckContext): Promise<CheckResult> {
   };
 }
 
+// ---- (h) AdaLNResidualQuant vs Mul → Add → AdaLNModulateQuant ---------------------------------------
+
+/**
+ * e4m3 codes with a scale per token against the float64 norm: 3 mantissa bits give ≈ 2.5 % rel L2 on
+ * these rows (Fp8Linear's check measured 2.6–2.7 % per layer); a code of the wrong row or sample, O(1).
+ */
+const RESIDUAL_CODES_TOLERANCE = 0.05;
+
+/** The width of the small W8A8 layer that reads each copy's codes (so they are consumed as in the step). */
+const RESIDUAL_NORM_READER_N = 16;
+
+/**
+ * The gated residual and the next W8A8 layer's activations, float16, `copies` times over (copy i
+ * reads its own x{i} and branch{i}, writes residual{i} and y{i}; gate, shift and scale are inputs
+ * shared by the copies): `fused` one atelier:AdaLNResidualQuant node per copy (as Net builds it with
+ * residualNorm 'fused'), else Mul(gate, branch) → Add(x, ·) → AdaLNModulateQuant (residualNorm
+ * 'separate'). Each copy's codes are read by an Fp8LinearQ of N 16 (a few µs, the same in both graphs),
+ * as the step's next GEMM reads them; copy 0 also outputs the codes (Cast to float16, exact) and the
+ * float32 scales, to be compared bit for bit.
+ */
+function residualNormModel(
+  dims: readonly number[],
+  fused: boolean,
+  copies: number,
+  w8: Uint8Array,
+): BuiltModel {
+  const [b, t, c] = dims;
+  const g = new GraphBuilder(fused ? 'residual-norm-fused' : 'residual-norm-chain');
+  const [gate, shift, scale] = ['gate', 'shift', 'scale'].map((name) => g.input(name, 'float16', [b, 1, c]));
+  const n = RESIDUAL_NORM_READER_N;
+  const w = g.constant('w', 'float8e4m3fn', [n, c], w8);
+  const ws = g.constant('ws', 'float32', [n], new Float32Array(n).fill(1 / 448));
+  const attrs = { epsilon: { float: EPSILON } };
+  for (let copy = 0; copy < copies; copy++) {
+    const x = g.input(`x${copy}`, 'float16', [b, t, c]);
+    const branch = g.input(`branch${copy}`, 'float16', [b, t, c]);
+    let residual: Value;
+    let x8: Value;
+    let actScale: Value;
+    if (fused) {
+      [residual, x8, actScale] = g.opMulti(
+        'AdaLNResidualQuant',
+        [x, branch, gate, shift, scale],
+        3,
+        attrs,
+        ATELIER_DOMAIN,
+      );
+    } else {
+      residual = g.op('Add', [x, g.op('Mul', [gate, branch])]);
+      [x8, actScale] = g.opMulti('AdaLNModulateQuant', [residual, shift, scale], 2, attrs, ATELIER_DOMAIN);
+    }
+    g.output(residual, `residual${copy}`, 'float16', [b, t, c]);
+    g.output(g.op('Fp8LinearQ', [x8, actScale, w, ws], {}, ATELIER_DOMAIN), `y${copy}`, 'float16', [b, t, n]);
+    if (copy === 0) {
+      g.output(g.op('Cast', [x8], { to: ONNX_DTYPE.float16 }), 'codes', 'float16', [b, t, c]);
+      g.output(g.op('Identity', [actScale]), 'scales', 'float32', [b, t]);
+    }
+  }
+  return g.build();
+}
+
+interface ResidualNormResult {
+  dims: readonly number[];
+  copies: number;
+  /** Per copy: one node's (or chain's) time, ms. */
+  fused_ms?: number;
+  chain_ms?: number;
+  saved_ms?: number;
+  speedup?: number;
+  /** Per Large step: 38 blocks × 2 nodes of this stream. */
+  saved_ms_per_step?: number;
+  /** Elements of residual, codes, scales and the reader's y whose bits differ (±0 alike). */
+  differing?: Record<string, number>;
+  /** Residual elements of sampled rows not equal to x + gate·branch rounded as float16 Mul then Add. */
+  residual_wrong_vs_exact?: number;
+  /** The codes · scales of sampled rows against the float64 modulated norm of the exact residual. */
+  rel_l2_codes_vs_f64?: number;
+  graph?: { wrong_per_run: number[]; follows: boolean };
+  sampled_rows?: number;
+  error?: string;
+}
+
+async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
+  const ops = needOps(ctx);
+  const shapes: [number, number, number][] = ctx.small ? [[2, 64, 320]] : RESIDUAL_NORM_SHAPES;
+  const copies = ctx.small ? 2 : 4;
+  const cuda = ctx.provider === 'cuda' ? { cuda: { enable_cuda_graph: '1' } } : {};
+  const options = sessionOptions(ctx, { ...cuda, customOpsLibraries: [ops] });
+  const r = rnd();
+  // Residual rows of different spreads (the stream grows through the blocks), branches of their own.
+  const tables = [0.25, 1, 4, 16, 64].map((std) => halfNormalTable(r, std));
+  const results: ResidualNormResult[] = [];
+  for (const dims of shapes) {
+    const [b, t, c] = dims;
+    const m = b * t;
+    const result: ResidualNormResult = { dims, copies };
+    results.push(result);
+    const drawRows = (offset: number) => {
+      const out = new Uint16Array(m * c);
+      for (let row = 0; row < m; row++)
+        drawFromTable(
+          out.subarray(row * c, (row + 1) * c),
+          tables[(row + offset) % tables.length],
+          randomInt(2 ** 31),
+        );
+      return out;
+    };
+    const drawSet = () => ({
+      x: drawRows(0),
+      branch: drawRows(2),
+      gate: normals('float16', b * c, r, 0, 0.5) as Uint16Array,
+      shift: normals('float16', b * c, r, 0, 0.5) as Uint16Array,
+      scale: normals('float16', b * c, r, 0, 0.5) as Uint16Array,
+    });
+    const sets = [drawSet(), drawSet()];
+    const w8 = drawFromTable(
+      new Uint8Array(RESIDUAL_NORM_READER_N * c),
+      e4m3NormalTable(r, 100),
+      randomInt(2 ** 31),
+    );
+    const feeds = (set: (typeof sets)[number], copiesWritten: number) => ({
+      gate: set.gate,
+      shift: set.shift,
+      scale: set.scale,
+      ...Object.fromEntries(
+        Array.from({ length: copiesWritten }, (_, i) => [
+          [`x${i}`, set.x],
+          [`branch${i}`, set.branch],
+        ]).flat(),
+      ),
+    });
+    const shapesOf = {
+      gate: [b, 1, c],
+      shift: [b, 1, c],
+      scale: [b, 1, c],
+      codes: [b, t, c],
+      scales: [b, t],
+      ...Object.fromEntries(
+        Array.from({ length: copies }, (_, i) => [
+          [`x${i}`, [b, t, c]],
+          [`branch${i}`, [b, t, c]],
+          [`residual${i}`, [b, t, c]],
+          [`y${i}`, [b, t, RESIDUAL_NORM_READER_N]],
+        ]).flat(),
+      ),
+    };
+    const outputNames = [
+      'codes',
+      'scales',
+      ...Array.from({ length: copies }, (_, i) => [`residual${i}`, `y${i}`]).flat(),
+    ];
+    const pick = uniform(randomInt(2 ** 31));
+    const rows = [0, t - 1, t, m - 1, ...Array.from({ length: 6 }, () => Math.floor(pick() * m))];
+    result.sampled_rows = rows.length;
+    // Row by row: the residual as float16 Mul then Add round it, then the float64 modulated norm of it.
+    const check = (set: (typeof sets)[number], out: Record<string, FloatData>) => {
+      let wrong = 0;
+      let diff = 0;
+      let norm = 0;
+      const row64 = new Float64Array(c);
+      for (const row of rows) {
+        const s = Math.floor(row / t);
+        for (let i = 0; i < c; i++) {
+          const gated = halfToFloat(
+            floatToHalf(halfToFloat(set.gate[s * c + i]) * halfToFloat(set.branch[row * c + i])),
+          );
+          const want = halfToFloat(floatToHalf(halfToFloat(set.x[row * c + i]) + gated));
+          if (!Object.is(at(out.residual, row * c + i), want)) wrong++;
+          row64[i] = want;
+        }
+        const mean = row64.reduce((a, v) => a + v, 0) / c;
+        const rstd = 1 / Math.sqrt(row64.reduce((a, v) => a + (v - mean) ** 2, 0) / c + EPSILON);
+        const actScale = at(out.scales, row);
+        for (let i = 0; i < c; i++) {
+          const y =
+            (row64[i] - mean) * rstd * (1 + halfToFloat(set.scale[s * c + i])) +
+            halfToFloat(set.shift[s * c + i]);
+          norm += y * y;
+          diff += (at(out.codes, row * c + i) * actScale - y) ** 2;
+        }
+      }
+      return { wrong, rel: Math.sqrt(diff / norm) };
+    };
+    const outputs: Record<'fused' | 'chain', Record<string, FloatData>> = { fused: {}, chain: {} };
+    const read = (bound: Bound) => ({
+      residual: bound.read('residual0'),
+      codes: bound.read('codes'),
+      scales: bound.read('scales'),
+      y: bound.read('y0'),
+    });
+    try {
+      for (const variant of ['chain', 'fused'] as const) {
+        const bound = new Bound(
+          await CapiSession.create(residualNormModel(dims, variant === 'fused', copies, w8), options),
+          'float16',
+          shapesOf,
+          outputNames,
+          { scales: 'float32' },
+        );
+        try {
+          bound.write(feeds(sets[0], copies));
+          // With enable_cuda_graph=1 the first runs capture; the median is over replays.
+          const replay = await timeRuns(bound.binding, ctx.runs);
+          outputs[variant] = read(bound);
+          if (variant === 'chain') {
+            result.chain_ms = replay / copies;
+          } else {
+            result.fused_ms = replay / copies;
+            const first = check(sets[0], outputs.fused);
+            result.residual_wrong_vs_exact = first.wrong;
+            result.rel_l2_codes_vs_f64 = first.rel;
+            // Inputs rewritten in place between replays: each output must match its own input's reference.
+            const wrong: number[] = [];
+            let follows = true;
+            let previous: FloatData | undefined;
+            for (let run = 0; run < 4; run++) {
+              const which = (run + 1) % 2;
+              bound.write(feeds(sets[which], 1));
+              await bound.binding.run();
+              const now = read(bound);
+              wrong.push(check(sets[which], now).wrong);
+              if (previous && relL2(previous, now.residual) < 0.1) follows = false;
+              previous = now.residual;
+            }
+            result.graph = { wrong_per_run: wrong, follows };
+          }
+        } finally {
+          bound.release();
+        }
+      }
+      result.differing = Object.fromEntries(
+        Object.keys(outputs.fused).map((name) => {
+          const a = outputs.fused[name];
+          const u = outputs.chain[name];
+          let differing = 0;
+          for (let i = 0; i < a.length; i++) if (a[i] !== u[i] && ((a[i] | u[i]) & 0x7fff) !== 0) differing++;
+          return [name, differing];
+        }),
+      );
+      result.saved_ms = result.chain_ms! - result.fused_ms!;
+      result.speedup = result.chain_ms! / result.fused_ms!;
+      result.saved_ms_per_step = 2 * 38 * result.saved_ms;
+    } catch (error) {
+      result.error = String((error as Error).message ?? error).split('\n')[0];
+    }
+  }
+
+  // Bit-identical expected: the product and the sum each rounded to float16, as ORT's CUDA Mul and Add.
+  const ok = results.every(
+    (x) =>
+      x.error === undefined &&
+      Object.values(x.differing ?? { missing: 1 }).every((d) => d === 0) &&
+      x.residual_wrong_vs_exact === 0 &&
+      (x.rel_l2_codes_vs_f64 ?? 1) <= RESIDUAL_CODES_TOLERANCE &&
+      x.graph?.follows === true &&
+      x.graph.wrong_per_run.every((e) => e === 0),
+  );
+  const line = (x: ResidualNormResult) => {
+    const shape = `[${x.dims.join(', ')}]`;
+    if (x.error) return `${shape} FAILED: ${x.error}`;
+    const differ = Object.entries(x.differing!).filter(([, d]) => d > 0);
+    return (
+      `${shape}: chain ${x.chain_ms!.toFixed(3)} ms, fused ${x.fused_ms!.toFixed(3)} ms per node ` +
+      `(saves ${x.saved_ms!.toFixed(3)} ms, ×${x.speedup!.toFixed(2)}; ×2×38 per step: ${x.saved_ms_per_step!.toFixed(2)} ms); ` +
+      `fused vs chain ${differ.length === 0 ? 'bit-identical' : differ.map(([k, d]) => `${k}: ${d} differ`).join(', ')}; ` +
+      `residual vs exact float16 rounding (${x.sampled_rows} rows): ${x.residual_wrong_vs_exact} wrong; codes vs f64 rel L2 ${x.rel_l2_codes_vs_f64!.toExponential(1)}; ` +
+      `graph, 4 replays with inputs rewritten in place: ${x.graph!.wrong_per_run.join(' ')} wrong, outputs ${x.graph!.follows ? 'follow' : 'DO NOT follow'}`
+    );
+  };
+  return {
+    status: ok ? 'PASS' : 'FAIL',
+    detail: `${copies} copies per graph, median of ${ctx.runs} replays: ${results.map(line).join(' · ')}`,
+    shapes: results,
+  };
+}
+
 // ---- (g) atelier:Fp8Attention vs the fp16 MultiHeadAttention ---------------------------------------
 
 /**
@@ -1432,6 +1724,8 @@ export async function runCheck(name: CheckName, ctx: CheckContext): Promise<Chec
         return await fp8Fused(ctx);
       case QKV_NORM_CHECK:
         return await qkvNorm(ctx);
+      case RESIDUAL_NORM_CHECK:
+        return await residualNorm(ctx);
       case FP8_ATTENTION_CHECK:
         return await fp8Attention(ctx);
       default:
