@@ -46,8 +46,10 @@ enum OrtCustomOpInputOutputCharacteristic : int {
   INPUT_OUTPUT_VARIADIC = 2,
 };
 
-// OrtMemTypeDefault: the input lives where the execution provider keeps its tensors.
+// OrtMemTypeDefault: the input lives where the execution provider keeps its tensors;
+// OrtMemTypeCPUInput: in host memory whatever the provider (onnxruntime_c_api.h's values).
 enum OrtMemType : int {
+  OrtMemTypeCPUInput = -2,
   OrtMemTypeDefault = 0,
 };
 

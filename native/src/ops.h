@@ -32,6 +32,9 @@ CustomOp make_joint_qkv_norm_op(Device device, ONNXTensorElementDataType type, c
 CustomOp make_fp8_linear_op(Device device, const OrtApi* api);
 // Fp8LinearQ (fp8_linear.h): float8e4m3fn x8 and float32 act_scale instead of float16 x.
 CustomOp make_fp8_linear_q_op(Device device, const OrtApi* api);
+// JointSplitQuant (joint_split_quant.h): float16 joint, int64 context_tokens (host memory); float8e4m3fn
+// codes and float32 scales of each stream's tokens.
+CustomOp make_joint_split_quant_op(Device device, const OrtApi* api);
 // Fp8Attention (fp8_attention.h): float16 q, k, v and out; FP8 inside (cuDNN on the GPU).
 CustomOp make_fp8_attention_op(Device device, const OrtApi* api);
 

@@ -12,8 +12,8 @@ constexpr const char* kDomain = "atelier";
 
 // The entries for one execution provider: AdaLNModulate, AdaLNModulateQuant and AdaLNResidualQuant
 // float32 and float16, JointConcat float32, float16 and int64, JointQkvNorm float32 and float16,
-// Fp8Linear, Fp8LinearQ, Fp8Attention.
-constexpr int kOpsPerDevice = 14;
+// Fp8Linear, Fp8LinearQ, JointSplitQuant, Fp8Attention.
+constexpr int kOpsPerDevice = 15;
 #ifdef ATELIER_WITH_CUDA
 constexpr int kOpCount = 2 * kOpsPerDevice;
 #else
@@ -32,7 +32,8 @@ constexpr int kOpCount = kOpsPerDevice;
       make_joint_concat_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, api), \
       make_joint_qkv_norm_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api), \
       make_joint_qkv_norm_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api), \
-      make_fp8_linear_op(device, api), make_fp8_linear_q_op(device, api), make_fp8_attention_op(device, api)
+      make_fp8_linear_op(device, api), make_fp8_linear_q_op(device, api),                            \
+      make_joint_split_quant_op(device, api), make_fp8_attention_op(device, api)
 
 struct OpTable {
   CustomOp ops[kOpCount];
