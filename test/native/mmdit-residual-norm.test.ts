@@ -1,5 +1,5 @@
 /**
- * The W8A8 MMDiT with its gated residuals fused into the next norm (issue 10, step 8): every
+ * The W8A8 MMDiT with issue 10 step 8's fusions. (1) Its gated residuals fused into the next norm: every
  * `x + gate · y` of block_mixing whose first reader is a modulated norm feeding a W8A8 layer (norm2
  * before the MLP; the next block's norm1; norm_final) is one atelier:AdaLNResidualQuant node that
  * writes the residual and the norm's e4m3 codes, instead of Mul → Add → AdaLNModulateQuant
@@ -8,7 +8,10 @@
  * product does at load, run on the CPU through the C-API binding with our CPU library: the same
  * velocity, bit for bit, in float32 compute (float16: see the last test); the graph has one fused node per gated residual
  * but MMDiT-X's first (read by the second, not by a norm), and the Mul and Add nodes they replace are
- * gone.
+ * gone. (2) Joint attention's output split into the streams' tokens and quantized for both output
+ * projections by one atelier:JointSplitQuant node (NetOptions.tokenSplit 'fused', the default),
+ * instead of a Slice per stream each quantized by its Fp8Linear: one node per joint attention, the
+ * Slices gone, the same velocity bit for bit (alone, and with both fusions against neither).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -66,19 +69,26 @@ function weightsOf(set: GoldenSet, name: string): WeightSource {
   return new OverlayWeightSource(new FileWeightSource(open(quantized.path), prefix), source);
 }
 
+type Fusion = 'fused' | 'separate';
+
 function build(
   source: WeightSource,
   name: string,
   compute: 'float32' | 'float16',
-  residualNorm: 'fused' | 'separate',
+  residualNorm: Fusion,
+  tokenSplit: Fusion = 'fused',
 ): BuiltModel & { cfg: MmditConfig } {
   const g = new GraphBuilder(name);
   const p = new Params(g, source, compute);
   const cfg = mmditConfig(p);
-  buildMmdit(
-    new Net(g, p, { ...DEFAULT_NET_OPTIONS, fp8Linear: 'w8a8', customOps: true, residualNorm }),
-    cfg,
-  );
+  const options = {
+    ...DEFAULT_NET_OPTIONS,
+    fp8Linear: 'w8a8' as const,
+    customOps: true,
+    residualNorm,
+    tokenSplit,
+  };
+  buildMmdit(new Net(g, p, options), cfg);
   return { ...g.build(), cfg };
 }
 
@@ -139,13 +149,36 @@ describe.each(cases)(
       );
     };
 
-    it('gives the same velocity, bit for bit, fused and separate (float32 compute)', async () => {
+    it.each<[string, [Fusion, Fusion], [Fusion, Fusion]]>([
+      ['residual norms fused and separate', ['fused', 'separate'], ['separate', 'separate']],
+      ['token split fused and separate', ['separate', 'fused'], ['separate', 'separate']],
+      ['both fused and neither', ['fused', 'fused'], ['separate', 'separate']],
+    ])('gives the same velocity, bit for bit, %s (float32 compute)', async (_, a, b) => {
       const source = weightsOf(set, name);
-      const fused = await velocity(build(source, name, 'float32', 'fused'), feedsOf());
-      const separate = await velocity(build(source, name, 'float32', 'separate'), feedsOf());
+      const fused = await velocity(build(source, name, 'float32', ...a), feedsOf());
+      const separate = await velocity(build(source, name, 'float32', ...b), feedsOf());
       expect(fused.some((v) => v !== 0)).toBe(true);
       const mismatch = fused.findIndex((v, i) => !Object.is(v, separate[i]));
       expect(mismatch, `element ${mismatch}: ${fused[mismatch]} vs ${separate[mismatch]}`).toBe(-1);
+    });
+
+    it('splits and quantizes each joint attention for both output projections with one JointSplitQuant', () => {
+      const source = weightsOf(set, name);
+      const fused = build(source, name, 'float32', 'fused', 'fused');
+      const separate = build(source, name, 'float32', 'fused', 'separate');
+      const { depth } = fused.cfg;
+      expect(count(fused, 'JointSplitQuant')).toBe(depth);
+      expect(count(separate, 'JointSplitQuant')).toBe(0);
+      // A Slice per stream and joint attention, but the last block's context (pre_only: no proj reads it).
+      expect(count(separate, 'Slice') - count(fused, 'Slice')).toBe(2 * depth - 1);
+      // Every proj but that one reads the codes.
+      expect(count(fused, 'Fp8LinearQ') - count(separate, 'Fp8LinearQ')).toBe(2 * depth - 1);
+      expect(count(separate, 'Fp8Linear') - count(fused, 'Fp8Linear')).toBe(2 * depth - 1);
+      for (const node of nodes(fused).filter((n) => n.opType === 'JointSplitQuant')) {
+        expect(node.domain).toBe(ATELIER_DOMAIN);
+        expect(node.input).toHaveLength(2);
+        expect(node.output).toHaveLength(4);
+      }
     });
 
     // ORT's CPU provider has no float16 Mul or Add: it runs the separate graph's chains of them in

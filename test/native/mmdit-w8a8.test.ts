@@ -94,42 +94,53 @@ describe.each(cases)('$name of the $setName golden set with W8A8 linear layers',
     expect(stock.node!.filter((n) => n.opType === 'Fp8Linear')).toHaveLength(0);
   });
 
-  it('fuses the quantization into the modulated norms that feed W8A8 layers, one per layer, or none when asked', () => {
+  it('fuses the quantization into the producers of W8A8 layers (norms, the attention split), one per layer, or none when asked', () => {
     const file = weights();
     const nodes = (producers: 'fused' | 'separate') =>
       onnxProto.onnx.ModelProto.decode(build(file, true, producers).bytes).graph!.node!;
     const fused = nodes('fused');
     const count = (list: typeof fused, op: string) => list.filter((n) => n.opType === op).length;
     // AdaLNModulateQuant writes x8, act_scale; AdaLNResidualQuant (a gated residual fused into its
-    // norm, mmdit-residual-norm.test.ts) the residual, then x8, act_scale.
-    const producers = new Map(
+    // norm, mmdit-residual-norm.test.ts) the residual, then x8, act_scale; JointSplitQuant the
+    // context's x8, act_scale, then the image's.
+    const norms = new Map(
       fused.flatMap((n) => {
         if (n.opType === 'AdaLNModulateQuant') return [[n.output![0], n.output![1]] as const];
         if (n.opType === 'AdaLNResidualQuant') return [[n.output![1], n.output![2]] as const];
         return [];
       }),
     );
+    const splits = new Map(
+      fused
+        .filter((n) => n.opType === 'JointSplitQuant')
+        .flatMap((n) => [[n.output![0], n.output![1]] as const, [n.output![2], n.output![3]] as const]),
+    );
+    const producers = new Map([...norms, ...splits]);
     const readers = fused.filter((n) => n.opType === 'Fp8LinearQ');
-    // Each fused norm feeds exactly one Fp8LinearQ, with its own codes and scales.
-    expect(readers.length).toBe(producers.size);
+    // Each fused producer feeds exactly one Fp8LinearQ, with its own codes and scales; but the last
+    // block's context tokens of the attention (pre_only: no proj reads them).
+    expect(readers.length).toBe(producers.size - 1);
     expect(readers.length).toBeGreaterThan(0);
     for (const r of readers) expect(producers.get(r.input![0])).toBe(r.input![1]);
+    expect(new Set(readers.map((r) => r.input![0])).size).toBe(readers.length);
     // Norms either fused or not, never both: the separate graph has as many AdaLNModulate nodes.
     const separate = nodes('separate');
-    expect(count(fused, 'AdaLNModulate') + producers.size).toBe(count(separate, 'AdaLNModulate'));
+    expect(count(fused, 'AdaLNModulate') + norms.size).toBe(count(separate, 'AdaLNModulate'));
     expect(
       count(separate, 'AdaLNModulateQuant') +
         count(separate, 'AdaLNResidualQuant') +
+        count(separate, 'JointSplitQuant') +
         count(separate, 'Fp8LinearQ'),
     ).toBe(0);
-    // Per block: x and context qkv, x and context fc1 (the last block's context stream is pre_only:
-    // qkv only), attn2's qkv in dual blocks, and the final layer when its weights are fp8.
+    // Per block: x and context qkv, proj and fc1 (the last block's context stream is pre_only: qkv
+    // only), attn2's qkv in dual blocks (its proj reads attn2's own output), and the final layer
+    // when its weights are fp8.
     const fp8 = (key: string) => file.names().includes(key) && file.get(key).dtype === 'F8_E4M3';
     const prefix = c.key_prefix ?? 'model.diffusion_model.';
     const expected = file
       .names()
       .filter((k) => k.startsWith(prefix) && fp8(k))
-      .filter((k) => /(attn2?\.qkv|mlp\.fc1|final_layer\.linear)\.weight$/.test(k)).length;
+      .filter((k) => /(attn2?\.qkv|attn\.proj|mlp\.fc1|final_layer\.linear)\.weight$/.test(k)).length;
     expect(readers.length).toBe(expected);
   });
 

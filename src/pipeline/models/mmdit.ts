@@ -161,8 +161,8 @@ function preAttention(m: Ctx, prefix: string, x: LinearInput): PreQkv {
   return { q: headNorm(q, 'ln_q'), k: headNorm(k, 'ln_k'), v };
 }
 
-/** SelfAttention.post_attention. */
-function postAttention(net: Net, prefix: string, attn: Value): Value {
+/** SelfAttention.post_attention (attn: this stream's tokens of the attention's output). */
+function postAttention(net: Net, prefix: string, attn: LinearInput): Value {
   return net.linear(attn, `${prefix}.proj`);
 }
 
@@ -224,7 +224,12 @@ function dismantledPreAttention(
  * DismantledBlock.post_attention (mmditx.py:509-515). Each `x + gate · …` is a Net.gatedResidual, built
  * by what reads it: the norm2 that feeds the MLP, and the next block's norm1 (or norm_final).
  */
-function dismantledPostAttention(m: Ctx, block: DismantledBlock, attn: Value, it: Intermediates): Residual {
+function dismantledPostAttention(
+  m: Ctx,
+  block: DismantledBlock,
+  attn: LinearInput,
+  it: Intermediates,
+): Residual {
   const { net } = m;
   const { prefix } = block;
   const x = net.gatedResidual(it.x, it.gateMsa, postAttention(net, `${prefix}.attn`, attn));
@@ -258,7 +263,7 @@ function dismantledPreAttentionX(
 function dismantledPostAttentionX(
   m: Ctx,
   block: DismantledBlock,
-  attn: Value,
+  attn: LinearInput,
   attn2: Value,
   it: Intermediates,
 ): Residual {
@@ -330,8 +335,8 @@ function blockMixing(
   }
 
   const attn = attention(m, jointQkv(m, contextQkv, xQkv));
-  const contextAttn = net.g.op('Slice', [attn, net.ints([0]), contextTokens, net.ints([1])]);
-  const xAttn = net.g.op('Slice', [attn, contextTokens, net.ints([Number.MAX_SAFE_INTEGER]), net.ints([1])]);
+  // attn[:, :Tc] and attn[:, Tc:] of block_mixing, built by the proj layers that read them.
+  const [contextAttn, xAttn] = net.splitTokens(attn, contextTokens);
 
   const nextContext = contextBlock.preOnly
     ? undefined

@@ -54,6 +54,13 @@ export interface NetOptions {
    */
   residualNorm?: 'fused' | 'separate';
   /**
+   * How W8A8 layers read one stream's tokens of joint attention's output (`Net.splitTokens`), with
+   * `fp8Producers: 'fused'`: `fused` = one atelier:JointSplitQuant node per attention writes both
+   * streams' e4m3 codes and scales in one pass and the layers are atelier:Fp8LinearQ; `separate` = a
+   * Slice per stream, each quantized by its Fp8Linear. The two give the same bits. @default 'fused'
+   */
+  tokenSplit?: 'fused' | 'separate';
+  /**
    * Research (issue 10, not yet for users): every unbiased attention (`Net.attention`) as one
    * atelier:Fp8Attention node (needs `customOps`): q, k and v quantized per tensor to e4m3 on the
    * device and cuDNN's FP8 flash attention on Hopper (native/src/fp8_attention.h); float16 in and
@@ -104,8 +111,37 @@ export class ModulatedNorm {
   ) {}
 }
 
-/** What linear layers read: a tensor, or a modulated norm they may fuse with (ModulatedNorm). */
-export type LinearInput = Value | ModulatedNorm;
+/** Joint attention's output and the context's token count, split by `Net.splitTokens`. */
+class JointSplit {
+  /** Codes and scales of the context's, then the image's tokens, once a W8A8 layer asked. */
+  quantized?: Value[];
+
+  constructor(
+    readonly joint: Value,
+    readonly contextTokens: Value,
+  ) {}
+}
+
+/**
+ * One stream's tokens of joint attention's output (block_mixing's `attn[:, :Tc]`, `attn[:, Tc:]`), not
+ * yet in the graph (`Net.splitTokens`): a W8A8 layer reads them quantized from one
+ * atelier:JointSplitQuant node shared by both streams; anything else gets a Slice (`Net.value`).
+ */
+export class TokenRange {
+  /** The tensor, once something asked for it. */
+  value?: Value;
+
+  constructor(
+    readonly split: JointSplit,
+    readonly part: 'context' | 'x',
+  ) {}
+}
+
+/**
+ * What linear layers read: a tensor, a modulated norm they may fuse with (ModulatedNorm), or a
+ * stream's tokens of joint attention's output (TokenRange).
+ */
+export type LinearInput = Value | ModulatedNorm | TokenRange;
 
 export const DEFAULT_NET_OPTIONS: NetOptions = { attention: 'mha', fp8Linear: 'dequantize' };
 
@@ -318,8 +354,15 @@ export class Net {
     const scales = this.g.constant('fp8_scale', 'float32', [n!], this.#rowScales(prefix, n!));
     const half = this.p.compute === 'float16';
     const toHalf = (v: Value) => (half ? v : this.g.op('Cast', [v], { to: ONNX_DTYPE.float16 }));
-    const fused = input instanceof ModulatedNorm && this.options.fp8Producers !== 'separate';
-    const activations = fused ? this.#quantizedNorm(input) : [toHalf(this.value(input))];
+    const producers = this.options.fp8Producers !== 'separate';
+    const fusedNorm = input instanceof ModulatedNorm && producers;
+    const fusedRange = input instanceof TokenRange && producers && this.options.tokenSplit !== 'separate';
+    const fused = fusedNorm || fusedRange;
+    const activations = fusedNorm
+      ? this.#quantizedNorm(input)
+      : fusedRange
+        ? this.#quantizedRange(input)
+        : [toHalf(this.value(input))];
     const inputs = [...activations, this.p.raw(weightKey), scales, ...(bias ? [toHalf(bias)] : [])];
     const op = fused ? 'Fp8LinearQ' : 'Fp8Linear';
     const y = this.g.op(op, inputs, activation ? { activation } : {}, ATELIER_DOMAIN);
@@ -426,8 +469,28 @@ export class Net {
     return r.value;
   }
 
-  /** The tensor of a linear layer's input: a modulated norm is built (once) by `modulatedNorm`. */
+  /**
+   * joint [batch, Tc + Tx, C]'s context tokens (the first `contextTokens`, int64 [1]) and image
+   * tokens, left for their readers to build (TokenRange).
+   */
+  splitTokens(joint: Value, contextTokens: Value): [context: TokenRange, x: TokenRange] {
+    const split = new JointSplit(joint, contextTokens);
+    return [new TokenRange(split, 'context'), new TokenRange(split, 'x')];
+  }
+
+  /**
+   * The tensor of a linear layer's input: a modulated norm is built (once) by `modulatedNorm`, a
+   * token range is a Slice.
+   */
   value(input: LinearInput): Value {
+    if (input instanceof TokenRange) {
+      const { joint, contextTokens } = input.split;
+      input.value ??=
+        input.part === 'context'
+          ? this.g.op('Slice', [joint, this.ints([0]), contextTokens, this.ints([1])])
+          : this.g.op('Slice', [joint, contextTokens, this.ints([Number.MAX_SAFE_INTEGER]), this.ints([1])]);
+      return input.value;
+    }
     if (!(input instanceof ModulatedNorm)) return input;
     input.value ??= this.modulatedNorm(
       this.residual(input.x),
@@ -437,6 +500,26 @@ export class Net {
       input.eps,
     );
     return input.value;
+  }
+
+  /**
+   * x8 and act_scale of a stream's tokens of joint attention's output, from the one
+   * atelier:JointSplitQuant node of that attention (built once, float16 in: a float32 graph casts).
+   */
+  #quantizedRange(r: TokenRange): [Value, Value] {
+    const split = r.split;
+    if (!split.quantized) {
+      const joint = this.p.compute === 'float16' ? split.joint : this.cast(split.joint, 'float16');
+      split.quantized = this.g.opMulti(
+        'JointSplitQuant',
+        [joint, split.contextTokens],
+        4,
+        {},
+        ATELIER_DOMAIN,
+      );
+    }
+    const [cx8, cScale, xx8, xScale] = split.quantized;
+    return r.part === 'context' ? [cx8!, cScale!] : [xx8!, xScale!];
   }
 
   /**
