@@ -31,6 +31,10 @@
  *                codes, scales and a small Fp8LinearQ reader compared bit for bit, the residual against
  *                its exact float16 rounding and the codes against float64 on sampled rows, the op
  *                replayed with inputs rewritten
+ *   token-split  (only when named) atelier:JointSplitQuant → Fp8LinearQ per stream against Slice →
+ *                Fp8Linear at Large's joint attention output with CFG ([2, 333 | 154 + 4096, 2432],
+ *                fp16, layers of N 16), timed as CUDA-graph replays of 4 copies, outputs bit for bit
+ *                and against float64 of the W8A8 math on sampled rows, replayed with inputs rewritten
  * Each check runs in a child process (a native crash costs one check, not the report) whose output
  * is echoed and kept; prints a PASS/FAIL table and writes JSON.
  *
@@ -55,6 +59,7 @@ import {
   type MhaCheck,
   QKV_NORM_CHECK,
   RESIDUAL_NORM_CHECK,
+  TOKEN_SPLIT_CHECK,
 } from './capi-checks.js';
 
 const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda|cpu] [--small] [--runs N]
@@ -75,6 +80,8 @@ const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda
                     JointConcat at Large's joint attention, B 2, Tc 333 and 154, Tx 4096, 38 heads × 64;
                     ${RESIDUAL_NORM_CHECK} (only by name): AdaLNResidualQuant vs Mul + Add + AdaLNModulateQuant
                     at Large's image and context streams, [2, 4096 | 333, 2432];
+                    ${TOKEN_SPLIT_CHECK} (only by name): JointSplitQuant → Fp8LinearQ vs Slice → Fp8Linear
+                    at Large's joint attention output, [2, 333 | 154 + 4096, 2432];
                     ${FP8_ATTENTION_CHECK} (only by name): Fp8Attention (cuDNN FP8 flash) vs the fp16
                     MultiHeadAttention at the same shapes`;
 
@@ -107,6 +114,8 @@ const TIMEOUT_MS: Record<CheckName, number> = {
   // Per shape: two 40 M-value input sets drawn, two sessions of 4 copies (≈ 500 MB each), four
   // 20 M-value outputs compared, float64 norms of 10 rows for six runs.
   [RESIDUAL_NORM_CHECK]: 180_000,
+  // Per shape: two 21 M-value inputs, two sessions of 4 copies, float64 references of 10 rows.
+  [TOKEN_SPLIT_CHECK]: 180_000,
   // Per shape: two 65 M-value input sets, two sessions of 4 copies (≈ 700 MB each), cuDNN's plan
   // built at the first run, float64 references of 12 head rows over 4429 keys for two sets.
   [FP8_ATTENTION_CHECK]: 240_000,
@@ -242,6 +251,7 @@ async function main(): Promise<void> {
       c !== FP8_FUSED_CHECK &&
       c !== QKV_NORM_CHECK &&
       c !== RESIDUAL_NORM_CHECK &&
+      c !== TOKEN_SPLIT_CHECK &&
       c !== FP8_ATTENTION_CHECK,
   );
   if (unknown.length) throw new Error(`unknown checks: ${unknown.join(', ')} (${USAGE})`);

@@ -136,6 +136,17 @@ export const RESIDUAL_NORM_SHAPES: [number, number, number][] = [
   [2, 333, 2432],
 ];
 
+/**
+ * Issue 10, step 8: atelier:JointSplitQuant (joint attention's output split into the streams' tokens
+ * and quantized per token for both output projections) against the Slice per stream each quantized by
+ * its Fp8Linear, at SD3.5 Large 1024² with CFG: [2, 333 + 4096, 2432] (and 154 context tokens), float16.
+ */
+export const TOKEN_SPLIT_CHECK = 'token-split';
+export const TOKEN_SPLIT_SHAPES: [batch: number, contextTokens: number, xTokens: number, c: number][] = [
+  [2, 333, 4096, 2432],
+  [2, 154, 4096, 2432],
+];
+
 export interface QkvNormDims {
   batch: number;
   contextTokens: number;
@@ -154,6 +165,7 @@ export type CheckName =
   | typeof FP8_FUSED_CHECK
   | typeof QKV_NORM_CHECK
   | typeof RESIDUAL_NORM_CHECK
+  | typeof TOKEN_SPLIT_CHECK
   | typeof FP8_ATTENTION_CHECK;
 
 /** SD3.5's adaLN LayerNorm epsilon. */
@@ -1503,6 +1515,228 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
   };
 }
 
+// ---- (i) JointSplitQuant vs Slice → Fp8Linear ------------------------------------------------------
+
+/**
+ * Each stream's projection of its tokens of joint{i} [B, Tc + Tx, C], `copies` times over (own
+ * inputs each; Tc from the Shape of a [B, Tc, 1] input, as the step takes it from the context's
+ * Shape, on the host): `fused` one atelier:JointSplitQuant node per copy and an Fp8LinearQ per stream
+ * (as Net builds them with tokenSplit 'fused'), else a Slice per stream read by Fp8Linear (its own
+ * quantize pass). The layers are N 16 (a few µs, the same GEMMs in both graphs), so the times are
+ * the split and the quantize passes.
+ */
+function tokenSplitModel(
+  dims: readonly number[],
+  fused: boolean,
+  copies: number,
+  w8: Uint8Array[],
+): BuiltModel {
+  const [b, tc, tx, c] = dims;
+  const g = new GraphBuilder(fused ? 'token-split-fused' : 'token-split-chain');
+  const n = RESIDUAL_NORM_READER_N;
+  const tokens = g.op('Shape', [g.input('context_like', 'float16', [b, tc, 1])], { start: 1, end: 2 });
+  const layer = (i: number) => [
+    g.constant(`w${i}`, 'float8e4m3fn', [n, c], w8[i]),
+    g.constant(`ws${i}`, 'float32', [n], new Float32Array(n).fill(1 / 448)),
+  ];
+  const ints = (v: number) => g.constant('i', 'int64', [1], BigInt64Array.from([BigInt(v)]));
+  for (let copy = 0; copy < copies; copy++) {
+    const joint = g.input(`joint${copy}`, 'float16', [b, tc + tx, c]);
+    let ys: Value[];
+    if (fused) {
+      const [cx8, cs, xx8, xs] = g.opMulti('JointSplitQuant', [joint, tokens], 4, {}, ATELIER_DOMAIN);
+      ys = [
+        g.op('Fp8LinearQ', [cx8!, cs!, ...layer(0)], {}, ATELIER_DOMAIN),
+        g.op('Fp8LinearQ', [xx8!, xs!, ...layer(1)], {}, ATELIER_DOMAIN),
+      ];
+    } else {
+      const slices = [
+        g.op('Slice', [joint, ints(0), tokens, ints(1)]),
+        g.op('Slice', [joint, tokens, ints(Number.MAX_SAFE_INTEGER), ints(1)]),
+      ];
+      ys = slices.map((x, i) => g.op('Fp8Linear', [x, ...layer(i)], {}, ATELIER_DOMAIN));
+    }
+    g.output(ys[0]!, `yc${copy}`, 'float16', [b, tc, n]);
+    g.output(ys[1]!, `yx${copy}`, 'float16', [b, tx, n]);
+  }
+  return g.build();
+}
+
+interface TokenSplitResult {
+  dims: readonly number[];
+  copies: number;
+  fused_ms?: number;
+  chain_ms?: number;
+  saved_ms?: number;
+  speedup?: number;
+  /** Per Large step: 38 joint attentions. */
+  saved_ms_per_step?: number;
+  /** Elements of the two layers' outputs whose bits differ (±0 alike). */
+  differing?: number;
+  /** The fused graph's outputs against float64 of the W8A8 math on sampled rows (rel L2). */
+  rel_l2_vs_f64?: number;
+  graph?: { rel_l2_per_run: number[]; follows: boolean };
+  error?: string;
+}
+
+async function tokenSplit(ctx: CheckContext): Promise<CheckResult> {
+  const ops = needOps(ctx);
+  const shapes = ctx.small ? [[2, 5, 64, 320]] : TOKEN_SPLIT_SHAPES;
+  const copies = ctx.small ? 2 : 4;
+  const cuda = ctx.provider === 'cuda' ? { cuda: { enable_cuda_graph: '1' } } : {};
+  const options = sessionOptions(ctx, { ...cuda, customOpsLibraries: [ops] });
+  const r = rnd();
+  const tables = [0.25, 1, 4, 16].map((std) => halfNormalTable(r, std));
+  const n = RESIDUAL_NORM_READER_N;
+  const results: TokenSplitResult[] = [];
+  for (const dims of shapes) {
+    const [b, tc, tx, c] = dims as [number, number, number, number];
+    const t = tc + tx;
+    const result: TokenSplitResult = { dims, copies };
+    results.push(result);
+    const drawSet = () => {
+      const joint = new Uint16Array(b * t * c);
+      for (let row = 0; row < b * t; row++)
+        drawFromTable(
+          joint.subarray(row * c, (row + 1) * c),
+          tables[row % tables.length],
+          randomInt(2 ** 31),
+        );
+      return joint;
+    };
+    const sets = [drawSet(), drawSet()];
+    const w8 = [0, 1].map(() =>
+      drawFromTable(new Uint8Array(n * c), e4m3NormalTable(r, 100), randomInt(2 ** 31)),
+    );
+    const wScale = new Float32Array(n).fill(1 / 448);
+    // Joint rows of each stream, sampled, as the layer's rows: context row (s, k) is joint row s·t + k.
+    const pick = uniform(randomInt(2 ** 31));
+    const sampled = (count: number) => [
+      0,
+      count - 1,
+      ...Array.from({ length: 3 }, () => Math.floor(pick() * b * count)),
+    ];
+    const rowsC = sampled(tc);
+    const rowsX = sampled(tx);
+    const jointRow = (stream: 0 | 1, row: number) => {
+      const count = stream === 0 ? tc : tx;
+      return Math.floor(row / count) * t + (stream === 0 ? 0 : tc) + (row % count);
+    };
+    const reference = (joint: Uint16Array) =>
+      ([0, 1] as const).map((stream) => {
+        const rows = stream === 0 ? rowsC : rowsX;
+        const x = new Uint16Array(rows.length * c);
+        rows.forEach((row, i) => {
+          const j = jointRow(stream, row);
+          x.set(joint.subarray(j * c, (j + 1) * c), i * c);
+        });
+        const p: Fp8LinearProblem = {
+          x,
+          w8: w8[stream]!,
+          wScale,
+          bias: new Uint16Array(n),
+          k: c,
+          n,
+          gelu: false,
+        };
+        return fp8LinearRows(
+          p,
+          rows.map((_, i) => i),
+        ).quantized;
+      });
+    const vsRef = (out: Record<string, FloatData>, refs: Float64Array[]) => {
+      const got = [pickRows(out.yc0!, n, rowsC), pickRows(out.yx0!, n, rowsX)];
+      return Math.max(relL2f64(got[0]!, refs[0]!), relL2f64(got[1]!, refs[1]!));
+    };
+    const refs = sets.map(reference);
+    const shapesOf = {
+      context_like: [b, tc, 1],
+      ...Object.fromEntries(
+        Array.from({ length: copies }, (_, i) => [
+          [`joint${i}`, [b, t, c]],
+          [`yc${i}`, [b, tc, n]],
+          [`yx${i}`, [b, tx, n]],
+        ]).flat(),
+      ),
+    };
+    const outputNames = Array.from({ length: copies }, (_, i) => [`yc${i}`, `yx${i}`]).flat();
+    const feeds = (set: Uint16Array, copiesWritten: number) =>
+      Object.fromEntries(Array.from({ length: copiesWritten }, (_, i) => [`joint${i}`, set]));
+    const outputs: Record<'fused' | 'chain', Record<string, FloatData>> = { fused: {}, chain: {} };
+    try {
+      for (const variant of ['chain', 'fused'] as const) {
+        const bound = new Bound(
+          await CapiSession.create(tokenSplitModel(dims, variant === 'fused', copies, w8), options),
+          'float16',
+          shapesOf,
+          outputNames,
+        );
+        try {
+          bound.write({ context_like: new Uint16Array(b * tc), ...feeds(sets[0]!, copies) });
+          const replay = await timeRuns(bound.binding, ctx.runs);
+          outputs[variant] = { yc0: bound.read('yc0'), yx0: bound.read('yx0') };
+          if (variant === 'chain') {
+            result.chain_ms = replay / copies;
+          } else {
+            result.fused_ms = replay / copies;
+            result.rel_l2_vs_f64 = vsRef(outputs.fused, refs[0]!);
+            const errors: number[] = [];
+            let follows = true;
+            let previous: FloatData | undefined;
+            for (let run = 0; run < 4; run++) {
+              const which = (run + 1) % 2;
+              bound.write(feeds(sets[which]!, 1));
+              await bound.binding.run();
+              const now = { yc0: bound.read('yc0'), yx0: bound.read('yx0') };
+              errors.push(vsRef(now, refs[which]!));
+              if (previous && relL2(previous, now.yx0) < 0.1) follows = false;
+              previous = now.yx0;
+            }
+            result.graph = { rel_l2_per_run: errors, follows };
+          }
+        } finally {
+          bound.release();
+        }
+      }
+      let differing = 0;
+      for (const name of ['yc0', 'yx0']) {
+        const a = outputs.fused[name]!;
+        const u = outputs.chain[name]!;
+        for (let i = 0; i < a.length; i++) if (a[i] !== u[i] && ((a[i]! | u[i]!) & 0x7fff) !== 0) differing++;
+      }
+      result.differing = differing;
+      result.saved_ms = result.chain_ms! - result.fused_ms!;
+      result.speedup = result.chain_ms! / result.fused_ms!;
+      result.saved_ms_per_step = 38 * result.saved_ms;
+    } catch (error) {
+      result.error = String((error as Error).message ?? error).split('\n')[0];
+    }
+  }
+  const ok = results.every(
+    (x) =>
+      x.error === undefined &&
+      x.differing === 0 &&
+      (x.rel_l2_vs_f64 ?? 1) <= FP8_TOLERANCE &&
+      x.graph?.follows === true &&
+      x.graph.rel_l2_per_run.every((e) => e <= FP8_TOLERANCE),
+  );
+  const line = (x: TokenSplitResult) => {
+    const shape = `[${x.dims.join(', ')}]`;
+    if (x.error) return `${shape} FAILED: ${x.error}`;
+    return (
+      `${shape}: chain ${x.chain_ms!.toFixed(3)} ms, fused ${x.fused_ms!.toFixed(3)} ms per attention ` +
+      `(saves ${x.saved_ms!.toFixed(3)} ms, ×${x.speedup!.toFixed(2)}; ×38 per step: ${x.saved_ms_per_step!.toFixed(2)} ms); ` +
+      `fused vs chain ${x.differing === 0 ? 'bit-identical' : `${x.differing} elements differ`}; vs f64 W8A8 ${x.rel_l2_vs_f64!.toExponential(1)}; ` +
+      `graph, 4 replays with inputs rewritten in place: ${x.graph!.rel_l2_per_run.map((e) => e.toExponential(1)).join(' ')}, outputs ${x.graph!.follows ? 'follow' : 'DO NOT follow'}`
+    );
+  };
+  return {
+    status: ok ? 'PASS' : 'FAIL',
+    detail: `${copies} copies per graph, median of ${ctx.runs} replays: ${results.map(line).join(' · ')}`,
+    shapes: results,
+  };
+}
+
 // ---- (g) atelier:Fp8Attention vs the fp16 MultiHeadAttention ---------------------------------------
 
 /**
@@ -1726,6 +1960,8 @@ export async function runCheck(name: CheckName, ctx: CheckContext): Promise<Chec
         return await qkvNorm(ctx);
       case RESIDUAL_NORM_CHECK:
         return await residualNorm(ctx);
+      case TOKEN_SPLIT_CHECK:
+        return await tokenSplit(ctx);
       case FP8_ATTENTION_CHECK:
         return await fp8Attention(ctx);
       default:
