@@ -11,7 +11,7 @@
 // Both instantiations compute each element with the one `modulate` below (explicitly rounded
 // operations, no contraction), so y and the quantizer's input are the same floats.
 //
-// AdaLNResidualQuant is AdaLNModulateQuant with RESID = true: each thread loads its vectors of x and of
+// AdaLNResidualQuant is AdaLNModulateQuant with RESID = true (AdaLNResidual, AdaLNModulate with it): each thread loads its vectors of x and of
 // branch together, makes them x + gate · branch in registers (`gated_sum`: the product and the sum
 // each rounded to the element type, as ONNX Runtime's Mul and Add kernels round them), writes that
 // row of the residual once and normalises it from the same registers.
@@ -383,9 +383,11 @@ const char* adaln_modulate_cuda(const AdaLnArgs& args, Dtype dtype, void* stream
   if (args.batch * args.tokens > INT32_MAX || args.channels > INT32_MAX)
     return "AdaLNModulate: tensor too large for the CUDA kernel (rows and channels must fit in int32)";
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  // The residual form exists for the quantizing op only (AdaLNResidualQuant).
-  if (args.branch != nullptr)
+  // The residual forms: AdaLNResidualQuant (codes) and AdaLNResidual (y).
+  if (args.branch != nullptr && args.x8 != nullptr)
     dispatch<true, true>(args, dtype, s);
+  else if (args.branch != nullptr)
+    dispatch<false, true>(args, dtype, s);
   else if (args.x8 != nullptr)
     dispatch<true, false>(args, dtype, s);
   else

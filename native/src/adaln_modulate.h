@@ -33,6 +33,12 @@
 // kernels) is one pass: x and branch read once, the residual and the codes written once, the same
 // bits. Same epsilon attribute.
 //
+// AdaLNResidual (domain "atelier", version 1): the same residual fused with AdaLNModulate, for graphs
+// whose next layer reads the norm in float16 or float32 (the fp16 C-API step):
+//
+//   x, branch, gate, shift, scale as above;  residual [B, T, C], y [B, T, C] (x's type):
+//   y = AdaLNModulate(residual, shift, scale)
+//
 // This header is what the op glue (adaln_op.cc) and the kernels (adaln_cpu.cc, adaln_cuda.cu) share.
 #pragma once
 

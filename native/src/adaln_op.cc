@@ -18,8 +18,12 @@ using glue::fail;
 using glue::self;
 
 // Which of the three ops (template argument K of the callbacks below).
-enum Kind { kModulate = 0, kQuant = 1, kResidualQuant = 2 };
-constexpr const char* kNames[3] = {"AdaLNModulate", "AdaLNModulateQuant", "AdaLNResidualQuant"};
+enum Kind { kModulate = 0, kQuant = 1, kResidualQuant = 2, kResidual = 3 };
+constexpr const char* kNames[4] = {"AdaLNModulate", "AdaLNModulateQuant", "AdaLNResidualQuant", "AdaLNResidual"};
+// Whether the op reads branch and gate and writes the residual first.
+constexpr bool residual_kind(int k) { return k == kResidualQuant || k == kResidual; }
+// Whether the op writes codes and scales rather than y.
+constexpr bool quant_kind(int k) { return k == kQuant || k == kResidualQuant; }
 // The inputs of each: x first, shift and scale last; between them AdaLNResidualQuant's branch
 // ([B, T, C]) and gate ([B, 1, C]).
 constexpr const char* kNormInputs[3] = {"x", "shift", "scale"};
@@ -34,6 +38,8 @@ struct Inputs<kResidualQuant> {
   static constexpr size_t kCount = 5;
   static constexpr const char* const (&kNames)[kCount] = kResidualInputs;
 };
+template <>
+struct Inputs<kResidual> : Inputs<kResidualQuant> {};
 constexpr float kDefaultEpsilon = 1e-6f;
 // Rows per CPU task: about this many elements, so small rows are not one task each.
 constexpr int64_t kElementsPerTask = 1 << 15;
@@ -63,6 +69,7 @@ OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
   for (int i = 0; i < 3; ++i)
     if (dims[i] < 0 && (names[i] == nullptr || names[i][0] == '\0')) return nullptr;
   if (K != kQuant) ATELIER_RETURN_IF_ERROR(ort::ShapeInferContext_SetOutputTypeShape(api)(context, 0, x));
+  if (K == kResidual) return ort::ShapeInferContext_SetOutputTypeShape(api)(context, 1, x);
   if (K == kModulate) return nullptr;
   const size_t first = K == kResidualQuant ? 1 : 0;  // x8's index
   for (int i = 0; i < 3; ++i)
@@ -159,8 +166,8 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   const int64_t tokens = dims[0][1];
   const int64_t channels = dims[0][2];
   for (size_t i = 1; i < kCount; ++i) {
-    // AdaLNResidualQuant's branch (input 1) has x's shape, every other input is [B, 1, C].
-    const bool rows = K == kResidualQuant && i == 1;
+    // The residual ops' branch (input 1) has x's shape, every other input is [B, 1, C].
+    const bool rows = residual_kind(K) && i == 1;
     if (dims[i][0] != batch || dims[i][1] != (rows ? tokens : 1) || dims[i][2] != channels) {
       const auto n = [](int64_t v) { return static_cast<long long>(v); };
       if (rows)
@@ -174,14 +181,14 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
     }
   }
 
-  // Outputs: y | x8, act_scale | residual, x8, act_scale.
-  constexpr size_t kX8 = K == kResidualQuant ? 1 : 0;
+  // Outputs: y | x8, act_scale | residual, x8, act_scale | residual, y.
+  constexpr size_t kX8 = residual_kind(K) ? 1 : 0;  // x8's or y's index
   OrtValue* first = nullptr;
   ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, 0, dims[0], 3, &first));
-  OrtValue* codes = first;
-  if (K == kResidualQuant) ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, kX8, dims[0], 3, &codes));
+  OrtValue* codes = first;  // x8, or y
+  if (residual_kind(K)) ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, kX8, dims[0], 3, &codes));
   OrtValue* scales = nullptr;  // act_scale [B, T]
-  if (K != kModulate) ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, kX8 + 1, dims[0], 2, &scales));
+  if (quant_kind(K)) ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, kX8 + 1, dims[0], 2, &scales));
   if (batch * tokens == 0 || channels == 0) return nullptr;
 
   void* data[kCount + 1];
@@ -196,6 +203,8 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   args.epsilon = kernel.epsilon;
   if (K == kModulate) {
     args.y = data[kCount];
+  } else if (K == kResidual) {
+    ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(codes, &args.y));
   } else {
     void* x8 = nullptr;
     void* act_scale = nullptr;
@@ -204,7 +213,7 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
     args.x8 = static_cast<uint8_t*>(x8);
     args.act_scale = static_cast<float*>(act_scale);
   }
-  if (K == kResidualQuant) {
+  if (residual_kind(K)) {
     args.branch = data[1];
     args.gate = data[2];
     args.residual = data[kCount];
@@ -232,6 +241,8 @@ ONNXTensorElementDataType residual_output_type(const OrtCustomOp* op, size_t ind
   return index == 0 ? glue::self(op).type : quant_output_type(op, index - 1);
 }
 size_t residual_output_count(const OrtCustomOp*) { return 3; }
+// AdaLNResidual: the residual and y, both in the entry's type.
+size_t two_outputs(const OrtCustomOp*) { return 2; }
 
 }  // namespace
 
@@ -243,6 +254,12 @@ CustomOp make_adaln_quant_op(Device device, ONNXTensorElementDataType type, cons
   CustomOp op = glue::make_op<AdaLnOp<kQuant>>(device, type, api);
   op.base.GetOutputType = quant_output_type;
   op.base.GetOutputTypeCount = quant_output_count;
+  return op;
+}
+
+CustomOp make_adaln_residual_op(Device device, ONNXTensorElementDataType type, const OrtApi* api) {
+  CustomOp op = glue::make_op<AdaLnOp<kResidual>>(device, type, api);
+  op.base.GetOutputTypeCount = two_outputs;
   return op;
 }
 

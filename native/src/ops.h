@@ -21,6 +21,8 @@ struct CustomOp {
 CustomOp make_adaln_op(Device device, ONNXTensorElementDataType type, const OrtApi* api);
 // AdaLNModulateQuant (adaln_modulate.h): float32, float16 x/shift/scale; float8e4m3fn x8, float32 act_scale.
 CustomOp make_adaln_quant_op(Device device, ONNXTensorElementDataType type, const OrtApi* api);
+// AdaLNResidual (adaln_modulate.h): float32, float16.
+CustomOp make_adaln_residual_op(Device device, ONNXTensorElementDataType type, const OrtApi* api);
 // AdaLNResidualQuant (adaln_modulate.h): float32, float16 x/branch/gate/shift/scale and residual;
 // float8e4m3fn x8, float32 act_scale.
 CustomOp make_adaln_residual_quant_op(Device device, ONNXTensorElementDataType type, const OrtApi* api);

@@ -10,10 +10,10 @@ namespace {
 
 constexpr const char* kDomain = "atelier";
 
-// The entries for one execution provider: AdaLNModulate, AdaLNModulateQuant and AdaLNResidualQuant
-// float32 and float16, JointConcat float32, float16 and int64, JointQkvNorm float32 and float16,
+// The entries for one execution provider: AdaLNModulate, AdaLNModulateQuant, AdaLNResidual and
+// AdaLNResidualQuant float32 and float16, JointConcat float32, float16 and int64, JointQkvNorm float32 and float16,
 // Fp8Linear, Fp8LinearQ, JointSplitQuant, Fp8Attention.
-constexpr int kOpsPerDevice = 15;
+constexpr int kOpsPerDevice = 17;
 #ifdef ATELIER_WITH_CUDA
 constexpr int kOpCount = 2 * kOpsPerDevice;
 #else
@@ -25,6 +25,8 @@ constexpr int kOpCount = kOpsPerDevice;
       make_adaln_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api),     \
       make_adaln_quant_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api), \
       make_adaln_quant_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api), \
+      make_adaln_residual_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api),  \
+      make_adaln_residual_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api), \
       make_adaln_residual_quant_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api), \
       make_adaln_residual_quant_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api), \
       make_joint_concat_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api), \

@@ -9,6 +9,8 @@
  * float32 (cast insertion, no rounding between them), so in float16 the chain is the GPU's to compare
  * (capi-check `residual-norm`). Random inputs are drawn afresh each run
  * (the seed is in every failure message). Then shape inference and the errors that name the input.
+ * Last, atelier:AdaLNResidual (the same residual, the norm written in the compute type: the fp16
+ * path's form) against Mul → Add → AdaLNModulate and against AdaLNModulate of its residual.
  */
 import { randomInt } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -272,4 +274,73 @@ describe('AdaLNResidualQuant shapes and errors', () => {
     const f = { ...feeds(p), [name]: { type: 'float16' as const, dims, data: new Uint16Array(size) } };
     await expect(runAllWithOps(library, g.build(), f)).rejects.toThrow(message);
   });
+});
+
+/** AdaLNResidual's residual and y, or Mul → Add → AdaLNModulate (what Net builds with residualNorm 'separate'). */
+function plainGraph(p: Problem, fused: boolean): BuiltModel {
+  const [b, t, c] = p.shape;
+  const g = new GraphBuilder(fused ? 'fused' : 'chain');
+  const v = inputs(g, p);
+  const epsilon = { epsilon: { float: EPS } };
+  let residual: Value;
+  let y: Value;
+  if (fused) {
+    [residual, y] = g.opMulti(
+      'AdaLNResidual',
+      [v.x, v.branch, v.gate, v.shift, v.scale],
+      2,
+      epsilon,
+      ATELIER_DOMAIN,
+    );
+  } else {
+    residual = g.op('Add', [v.x, g.op('Mul', [v.gate, v.branch])]);
+    y = g.op('AdaLNModulate', [residual, v.shift, v.scale], epsilon, ATELIER_DOMAIN);
+  }
+  g.output(residual, 'residual', p.dtype, [b, t, c]);
+  g.output(y, 'y', p.dtype, [b, t, c]);
+  return g.build();
+}
+
+describe('atelier:AdaLNResidual (the norm in the compute type), CPU kernel', () => {
+  it.each(SHAPES)('%s, float32: the same bits as Mul → Add → AdaLNModulate', async (_, shape) => {
+    const seed = randomInt(2 ** 31);
+    const p = randomProblem('float32', shape, seed);
+    const fused = await runAllWithOps(library, plainGraph(p, true), feeds(p));
+    const chain = await runAllWithOps(library, plainGraph(p, false), feeds(p));
+    for (const name of ['residual', 'y']) {
+      const at = firstDifference(fused[name].data, chain[name].data);
+      expect(at, `seed ${seed}: ${name}[${at}]`).toBe(-1);
+    }
+  });
+
+  it.each<Dtype>(['float32', 'float16'])(
+    '%s: the residual is AdaLNResidualQuant’s, y is AdaLNModulate of it, bit for bit',
+    async (dtype) => {
+      const seed = randomInt(2 ** 31);
+      const shape: Shape = [2, 33, 96];
+      const [b, t, c] = shape;
+      const p = randomProblem(dtype, shape, seed);
+      const out = await runAllWithOps(library, plainGraph(p, true), feeds(p));
+      const quant = await runAllWithOps(library, graph(p, true), feeds(p));
+      expect(firstDifference(out.residual.data, quant.residual.data), `seed ${seed}: residual`).toBe(-1);
+      const g = new GraphBuilder('norm');
+      const y = g.op(
+        'AdaLNModulate',
+        [
+          g.input('x', dtype, [b, t, c]),
+          g.input('shift', dtype, [b, 1, c]),
+          g.input('scale', dtype, [b, 1, c]),
+        ],
+        { epsilon: { float: EPS } },
+        ATELIER_DOMAIN,
+      );
+      g.output(y, 'y', dtype, [b, t, c]);
+      const norm = await runAllWithOps(library, g.build(), {
+        x: out.residual,
+        shift: feeds(p).shift,
+        scale: feeds(p).scale,
+      });
+      expect(firstDifference(out.y.data, norm.y.data), `seed ${seed}: y`).toBe(-1);
+    },
+  );
 });
