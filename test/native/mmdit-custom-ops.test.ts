@@ -48,19 +48,26 @@ interface BuildOptions {
   noQkNorm?: boolean;
   /** Every attention as atelier:Fp8Attention (NetOptions.fp8Attention, issue 10 research). */
   fp8Attention?: boolean;
+  residualNorm?: 'fused' | 'separate';
 }
 
 function build(
   set: GoldenSet,
   name: string,
   customOps: boolean,
-  { compute = 'float32', qkvNorm, noQkNorm = false, fp8Attention = false }: BuildOptions = {},
+  { compute = 'float32', qkvNorm, noQkNorm = false, fp8Attention = false, residualNorm }: BuildOptions = {},
 ): BuiltModel & { cfg: MmditConfig } {
   const c = set.component<MmditComponent>(name);
   const g = new GraphBuilder(name);
   const p = new Params(g, new FileWeightSource(open(set, c.weights), c.key_prefix ?? ''), compute);
   const cfg: MmditConfig = { ...mmditConfig(p), ...(noQkNorm ? { qkNorm: undefined } : {}) };
-  const options = { ...DEFAULT_NET_OPTIONS, customOps, ...(qkvNorm ? { qkvNorm } : {}), fp8Attention };
+  const options = {
+    ...DEFAULT_NET_OPTIONS,
+    customOps,
+    ...(qkvNorm ? { qkvNorm } : {}),
+    ...(residualNorm ? { residualNorm } : {}),
+    fp8Attention,
+  };
   buildMmdit(new Net(g, p, options), cfg);
   return { ...g.build(), cfg };
 }
@@ -118,7 +125,12 @@ describe.each(cases)('$name of the $setName golden set with custom ops', ({ set,
     // norm2, plus norm1 again for attn2 in dual-attention blocks; then norm_final. Stock ops share
     // the dual blocks' norm1 between its two modulations.
     const { depth, xBlockSelfAttnLayers } = fused.cfg;
-    expect(count(fused, 'AdaLNModulate')).toBe(4 * depth + xBlockSelfAttnLayers.length);
+    // A norm whose x is a gated residual not yet built is one AdaLNResidual node (the residual and the
+    // norm): norm2 and the next block's norm1 (or norm_final) of each stream, 4·depth − 2 of them.
+    expect(count(fused, 'AdaLNModulate') + count(fused, 'AdaLNResidual')).toBe(
+      4 * depth + xBlockSelfAttnLayers.length,
+    );
+    expect(count(fused, 'AdaLNResidual')).toBe(4 * depth - 2);
     expect(count(stock, 'LayerNormalization')).toBe(4 * depth);
     expect(count(fused, 'LayerNormalization')).toBe(0);
     expect(count(stock, 'AdaLNModulate')).toBe(0);
@@ -209,6 +221,18 @@ describe.each(cases)('$name of the $setName golden set with custom ops', ({ set,
       expect(at, `element ${at}: ${fused[at]} vs ${separate[at]}`).toBe(-1);
     },
   );
+
+  it('gives the same velocity bits with AdaLNResidual as with Mul, Add and AdaLNModulate, float32 compute', async () => {
+    // The residual rounded as ONNX Runtime's Mul and Add round it, the norm as AdaLNModulate. (In
+    // float16 on the CPU the stock Mul and Add run in float32 without rounding between them: not
+    // compared here; the GPU's float16 kernels round each, as the op does.)
+    const feeds = feedsOf();
+    const fused = await velocityWithOps(build(set, name, true), feeds);
+    const separate = await velocityWithOps(build(set, name, true, { residualNorm: 'separate' }), feeds);
+    const at = firstDifference(fused, separate);
+    expect(at, `element ${at}: ${fused[at]} vs ${separate[at]}`).toBe(-1);
+    expect(count(build(set, name, true, { residualNorm: 'separate' }), 'AdaLNResidual')).toBe(0);
+  });
 
   it('stays within float16 rounding of the stock float16 graph and of float32', async () => {
     const feeds = feedsOf();

@@ -123,9 +123,11 @@ describe.each(cases)('$name of the $setName golden set with W8A8 linear layers',
     expect(readers.length).toBeGreaterThan(0);
     for (const r of readers) expect(producers.get(r.input![0])).toBe(r.input![1]);
     expect(new Set(readers.map((r) => r.input![0])).size).toBe(readers.length);
-    // Norms either fused or not, never both: the separate graph has as many AdaLNModulate nodes.
+    // Norms either fused or not, never both: the separate graph has as many norms in the compute
+    // type (AdaLNModulate, or AdaLNResidual where a gated residual comes with it).
     const separate = nodes('separate');
-    expect(count(fused, 'AdaLNModulate') + norms.size).toBe(count(separate, 'AdaLNModulate'));
+    const plainNorms = (list: typeof fused) => count(list, 'AdaLNModulate') + count(list, 'AdaLNResidual');
+    expect(plainNorms(fused) + norms.size).toBe(plainNorms(separate));
     expect(
       count(separate, 'AdaLNModulateQuant') +
         count(separate, 'AdaLNResidualQuant') +

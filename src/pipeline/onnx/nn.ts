@@ -47,10 +47,12 @@ export interface NetOptions {
    */
   qkvNorm?: 'fused' | 'separate';
   /**
-   * How a gated residual x + gate·y (`Net.gatedResidual`) that a W8A8 layer reads through a modulated
-   * norm is built, with `fp8Producers: 'fused'`: `fused` = one atelier:AdaLNResidualQuant node writes
-   * the residual and the norm's e4m3 codes in one pass; `separate` = Mul, Add, then
-   * AdaLNModulateQuant. The two give the same bits. @default 'fused'
+   * How a gated residual x + gate·y (`Net.gatedResidual`) whose first reader is a modulated norm is
+   * built, with `customOps`: `fused` = one node writes the residual and the norm, atelier:AdaLNResidual
+   * (the norm in the compute type) or, for a W8A8 layer with `fp8Producers: 'fused'`,
+   * atelier:AdaLNResidualQuant (its e4m3 codes); `separate` = Mul, Add, then the norm's own node.
+   * The two give the same bits (on the GPU; ORT's CPU provider runs float16 Mul and Add in float32).
+   * @default 'fused'
    */
   residualNorm?: 'fused' | 'separate';
   /**
@@ -492,13 +494,24 @@ export class Net {
       return input.value;
     }
     if (!(input instanceof ModulatedNorm)) return input;
-    input.value ??= this.modulatedNorm(
-      this.residual(input.x),
-      input.shift,
-      input.scale,
-      input.dim,
-      input.eps,
-    );
+    if (!input.value) {
+      const r = input.x;
+      if (
+        this.options.customOps &&
+        r instanceof GatedResidual &&
+        !r.value &&
+        this.options.residualNorm !== 'separate'
+      ) {
+        // One atelier:AdaLNResidual node: the residual and its modulated norm in one pass.
+        const inputs = [this.residual(r.x), r.y, r.gate, input.shift, input.scale];
+        const attrs = { epsilon: { float: input.eps } };
+        const [sum, y] = this.g.opMulti('AdaLNResidual', inputs, 2, attrs, ATELIER_DOMAIN);
+        r.value = sum;
+        input.value = y;
+      } else {
+        input.value = this.modulatedNorm(this.residual(r), input.shift, input.scale, input.dim, input.eps);
+      }
+    }
     return input.value;
   }
 
