@@ -30,7 +30,8 @@
  *                2432] and [2, 333, 2432], fp16), timed as CUDA-graph replays of 4 copies, residual,
  *                codes, scales and a small Fp8LinearQ reader compared bit for bit, the residual against
  *                its exact float16 rounding and the codes against float64 on sampled rows, the op
- *                replayed with inputs rewritten
+ *                replayed with inputs rewritten; and the fp16 path's AdaLNResidual against Mul, Add,
+ *                AdaLNModulate (timed, bit for bit)
  *   token-split  (only when named) atelier:JointSplitQuant → Fp8LinearQ per stream against Slice →
  *                Fp8Linear at Large's joint attention output with CFG ([2, 333 | 154 + 4096, 2432],
  *                fp16, layers of N 16), timed as CUDA-graph replays of 4 copies, outputs bit for bit

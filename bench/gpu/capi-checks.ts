@@ -1300,9 +1300,43 @@ function residualNormModel(
   return g.build();
 }
 
+/**
+ * The fp16 path's form: residual{i} and the norm{i} in float16, `fused` one atelier:AdaLNResidual
+ * node per copy, else Mul → Add → AdaLNModulate.
+ */
+function residualNormPlainModel(dims: readonly number[], fused: boolean, copies: number): BuiltModel {
+  const [b, t, c] = dims;
+  const g = new GraphBuilder(fused ? 'residual-norm-plain-fused' : 'residual-norm-plain-chain');
+  const [gate, shift, scale] = ['gate', 'shift', 'scale'].map((name) => g.input(name, 'float16', [b, 1, c]));
+  const attrs = { epsilon: { float: EPSILON } };
+  for (let copy = 0; copy < copies; copy++) {
+    const x = g.input(`x${copy}`, 'float16', [b, t, c]);
+    const branch = g.input(`branch${copy}`, 'float16', [b, t, c]);
+    let residual: Value;
+    let y: Value;
+    if (fused) {
+      [residual, y] = g.opMulti('AdaLNResidual', [x, branch, gate, shift, scale], 2, attrs, ATELIER_DOMAIN);
+    } else {
+      residual = g.op('Add', [x, g.op('Mul', [gate, branch])]);
+      y = g.op('AdaLNModulate', [residual, shift, scale], attrs, ATELIER_DOMAIN);
+    }
+    g.output(residual, `residual${copy}`, 'float16', [b, t, c]);
+    g.output(y, `norm${copy}`, 'float16', [b, t, c]);
+  }
+  return g.build();
+}
+
 interface ResidualNormResult {
   dims: readonly number[];
   copies: number;
+  /** The fp16 path's form (AdaLNResidual vs Mul → Add → AdaLNModulate): per node, ms; differing bits. */
+  plain?: {
+    chain_ms: number;
+    fused_ms: number;
+    saved_ms: number;
+    saved_ms_per_step: number;
+    differing: number;
+  };
   /** Per copy: one node's (or chain's) time, ms. */
   fused_ms?: number;
   chain_ms?: number;
@@ -1481,6 +1515,54 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
       result.saved_ms = result.chain_ms! - result.fused_ms!;
       result.speedup = result.chain_ms! / result.fused_ms!;
       result.saved_ms_per_step = 2 * 38 * result.saved_ms;
+
+      // The fp16 path's form, timed the same way; residual and norm of copy 0 compared bit for bit.
+      const plainShapes = {
+        gate: [b, 1, c],
+        shift: [b, 1, c],
+        scale: [b, 1, c],
+        ...Object.fromEntries(
+          Array.from({ length: copies }, (_, i) => [
+            [`x${i}`, [b, t, c]],
+            [`branch${i}`, [b, t, c]],
+            [`residual${i}`, [b, t, c]],
+            [`norm${i}`, [b, t, c]],
+          ]).flat(),
+        ),
+      };
+      const plainOutputs = Array.from({ length: copies }, (_, i) => [`residual${i}`, `norm${i}`]).flat();
+      const plainTimes: Record<string, number> = {};
+      const plainOut: Record<string, FloatData[]> = {};
+      for (const variant of ['chain', 'fused'] as const) {
+        const bound = new Bound(
+          await CapiSession.create(residualNormPlainModel(dims, variant === 'fused', copies), options),
+          'float16',
+          plainShapes,
+          plainOutputs,
+        );
+        try {
+          bound.write(feeds(sets[0], copies));
+          plainTimes[variant] = (await timeRuns(bound.binding, ctx.runs)) / copies;
+          plainOut[variant] = [bound.read('residual0'), bound.read('norm0')];
+        } finally {
+          bound.release();
+        }
+      }
+      let plainDiffering = 0;
+      for (const k of [0, 1]) {
+        const a = plainOut.fused![k]!;
+        const u = plainOut.chain![k]!;
+        for (let i = 0; i < a.length; i++)
+          if (a[i] !== u[i] && ((a[i]! | u[i]!) & 0x7fff) !== 0) plainDiffering++;
+      }
+      const plainSaved = plainTimes.chain! - plainTimes.fused!;
+      result.plain = {
+        chain_ms: plainTimes.chain!,
+        fused_ms: plainTimes.fused!,
+        saved_ms: plainSaved,
+        saved_ms_per_step: 2 * 38 * plainSaved,
+        differing: plainDiffering,
+      };
     } catch (error) {
       result.error = String((error as Error).message ?? error).split('\n')[0];
     }
@@ -1491,6 +1573,7 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
     (x) =>
       x.error === undefined &&
       Object.values(x.differing ?? { missing: 1 }).every((d) => d === 0) &&
+      x.plain?.differing === 0 &&
       x.residual_wrong_vs_exact === 0 &&
       (x.rel_l2_codes_vs_f64 ?? 1) <= RESIDUAL_CODES_TOLERANCE &&
       x.graph?.follows === true &&
@@ -1505,6 +1588,7 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
       `(saves ${x.saved_ms!.toFixed(3)} ms, ×${x.speedup!.toFixed(2)}; ×2×38 per step: ${x.saved_ms_per_step!.toFixed(2)} ms); ` +
       `fused vs chain ${differ.length === 0 ? 'bit-identical' : differ.map(([k, d]) => `${k}: ${d} differ`).join(', ')}; ` +
       `residual vs exact float16 rounding (${x.sampled_rows} rows): ${x.residual_wrong_vs_exact} wrong; codes vs f64 rel L2 ${x.rel_l2_codes_vs_f64!.toExponential(1)}; ` +
+      `fp16 form (AdaLNResidual): chain ${x.plain!.chain_ms.toFixed(3)} ms, fused ${x.plain!.fused_ms.toFixed(3)} ms (×2×38: ${x.plain!.saved_ms_per_step.toFixed(2)} ms), ${x.plain!.differing === 0 ? 'bit-identical' : `${x.plain!.differing} elements differ`}; ` +
       `graph, 4 replays with inputs rewritten in place: ${x.graph!.wrong_per_run.join(' ')} wrong, outputs ${x.graph!.follows ? 'follow' : 'DO NOT follow'}`
     );
   };
