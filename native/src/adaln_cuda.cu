@@ -11,10 +11,11 @@
 // Both instantiations compute each element with the one `modulate` below (explicitly rounded
 // operations, no contraction), so y and the quantizer's input are the same floats.
 //
-// AdaLNResidualQuant is AdaLNModulateQuant with RESID = true (AdaLNResidual, AdaLNModulate with it): each thread loads its vectors of x and of
-// branch together, makes them x + gate · branch in registers (`gated_sum`: the product and the sum
-// each rounded to the element type, as ONNX Runtime's Mul and Add kernels round them), writes that
-// row of the residual once and normalises it from the same registers.
+// AdaLNResidualQuant is AdaLNModulateQuant with RESID = true (and AdaLNResidual AdaLNModulate with
+// it): each thread loads its vectors of x and of branch together, makes them x + gate · branch in
+// registers (`gated_sum`: the product and the sum each rounded to the element type, as ONNX
+// Runtime's Mul and Add kernels round them), writes that row of the residual once and normalises it
+// from the same registers.
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
