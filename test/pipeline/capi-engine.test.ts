@@ -3,6 +3,9 @@
  * custom-op library: the same images as the stock path for every kind of job, previews and cancels
  * between steps, the shapes it keeps loaded, and which path `auto` picks where.
  */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import onnxProto from 'onnx-proto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CancelledError } from '../../src/errors.js';
 import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
@@ -10,6 +13,7 @@ import type { Sd35Engine } from '../../src/pipeline/sd35/engine.js';
 import type { GenerationRequest, RawImage } from '../../src/pipeline/types.js';
 import { tinyEngines, tinyRequest } from '../fixtures/tiny-engines.js';
 
+const { ModelProto } = onnxProto.onnx;
 const tiny = tinyEngines('atelier-capi-', { maxSteps: 12 });
 const { engine } = tiny;
 let stock: Sd35Engine;
@@ -24,6 +28,21 @@ const request = tinyRequest;
 
 /** More than 76 T5 tokens: the prompt's context is longer than the negative prompt's. */
 const LONG_PROMPT = 'qzx vkj wpf '.repeat(19);
+
+/** The op types of every built C-API step graph in the data dir's graph cache (those with our AdaLN op). */
+function stepGraphOps(dataDir: string): Set<string>[] {
+  const files = readdirSync(join(dataDir, 'graphs'), { recursive: true, encoding: 'utf8' }).filter((f) =>
+    f.endsWith('.onnx'),
+  );
+  return files
+    .map(
+      (f) =>
+        new Set(
+          ModelProto.decode(readFileSync(join(dataDir, 'graphs', f))).graph!.node!.map((n) => n.opType!),
+        ),
+    )
+    .filter((ops) => ops.has('AdaLNModulateQuant') || ops.has('AdaLNResidualQuant'));
+}
 
 /** Largest difference in 8-bit levels between two sets of images. */
 function maxLevelDiff(a: RawImage[], b: RawImage[]): number {
@@ -122,6 +141,29 @@ describe('the C-API path', () => {
     for (let k = 0; k < a.images[0].data.length; k++)
       sum += Math.abs(a.images[0].data[k] - b.images[0].data[k]);
     expect(sum / a.images[0].data.length).toBeLessThan(8);
+  });
+
+  it('keeps step 8’s fused residual and split ops out of W8A8 step graphs until asked (not yet checked on a GPU), the same pixels either way', async () => {
+    const library = buildCustomOpsLibrary('cpu');
+    const w8a8 = {
+      precision: 'fp8' as const,
+      runtime: 'capi' as const,
+      customOpsLibrary: library,
+      fp8Linear: 'w8a8' as const,
+    };
+    const proven = await engine(w8a8);
+    const expected = await proven.generate(request());
+    const fusedOps = ['AdaLNResidualQuant', 'AdaLNResidual', 'JointSplitQuant'];
+    const before = stepGraphOps(tiny.dataDir);
+    expect(before.length).toBeGreaterThan(0);
+    for (const ops of before) for (const op of fusedOps) expect(ops.has(op)).toBe(false);
+    const fused = await engine({ ...w8a8, stepFusions: true });
+    const actual = await fused.generate(request());
+    expect(
+      stepGraphOps(tiny.dataDir).some((ops) => ops.has('AdaLNResidualQuant') && ops.has('JointSplitQuant')),
+    ).toBe(true);
+    // Exact on the CPU in float32: the same pixels.
+    expect(maxLevelDiff(actual.images, expected.images)).toBe(0);
   });
 
   it('is not what `auto` picks on the CPU, and says so', async () => {

@@ -384,6 +384,11 @@ export async function loadComponents(
         ...(library !== undefined && (options.fp8Attention ?? process.env.ATELIER_FP8_ATTENTION === '1')
           ? { fp8Attention: true }
           : {}),
+        // Issue 10 step 8's fusions (gated residual + next norm, attention split + quantize): built
+        // and exact on the CPU, not yet checked on a GPU; the proven graph until they are.
+        ...((options.stepFusions ?? process.env.ATELIER_STEP_FUSIONS === '1')
+          ? {}
+          : { residualNorm: 'separate' as const, tokenSplit: 'separate' as const }),
       };
       // Capture only with our kernels: ONNX Runtime's CUDA Concat of unequal inputs (the joint
       // attention's context + image tokens) stages its metadata in pinned host buffers it allocates

@@ -66,6 +66,14 @@ export interface EngineOptions {
    */
   fp8Attention?: boolean;
   /**
+   * Research (issue 10, step 8), not a config choice: the C-API step graph with the gated residual
+   * fused into the next norm (atelier:AdaLNResidual / AdaLNResidualQuant) and joint attention's
+   * output split and quantized in one pass (atelier:JointSplitQuant). Exact on the CPU; off until
+   * the GPU checks (capi-check `residual-norm`, `token-split`) pass. Also `ATELIER_STEP_FUSIONS=1`.
+   * @default false
+   */
+  stepFusions?: boolean;
+  /**
    * The VAE's compute type. float32 is safe for SD3's VAE at any size; float16 halves its
    * activations (less peak GPU memory) at the risk of overflow on real weights.
    * @default 'float32'
