@@ -13,6 +13,7 @@ import { memoryPlanOf } from '../../src/pipeline/sd35/components.js';
 import { describeModels } from '../../src/pipeline/sd35/describe.js';
 import {
   describePlan,
+  loraCapacity,
   lorasShort,
   type MemoryInput,
   mmditActivationBytes,
@@ -179,4 +180,30 @@ describe('atelier doctor with LoRAs configured', () => {
       / {2}warning +1 of the 3 cached LoRA combinations fit beside the model: set loras\.cachedCombinations: 1, or jobs with a new combination may run out of memory/,
     );
   }, 60_000);
+});
+
+describe('how many combinations the engine keeps (loraCapacity)', () => {
+  const base = planGpuMemory(large(), cuda(40 * GiB));
+  const at = (room: number, combinations = 2) => {
+    // The limit that leaves `room` combinations' worth beside the model (and half of one more).
+    const limit = base.peakBytes! + room * EACH + EACH / 2;
+    return planGpuMemory(large({ loraCombinations: combinations }), cuda(limit));
+  };
+
+  it('keeps the configured number when they all fit, or when no budget is known', () => {
+    expect(loraCapacity(at(2), 2)).toEqual({ capacity: 2 });
+    expect(loraCapacity(planGpuMemory(large({ loraCombinations: 2 }), cuda()), 2)).toEqual({ capacity: 2 });
+  });
+
+  it('keeps fewer when only fewer fit beside the model', () => {
+    expect(loraCapacity(at(1), 2)).toEqual({ capacity: 1 });
+  });
+
+  it('refuses LoRA jobs, in words for the user, when not even one fits', () => {
+    const { capacity, refusal } = loraCapacity(at(0), 2);
+    expect(capacity).toBe(0);
+    expect(refusal).toMatch(
+      /^A LoRA runs on its own copy of the model's weights on the GPU \(about \d+\.\d GB\), more than this server has left beside the model \(\d+\.\d GB\)\. Try without LoRAs\.$/,
+    );
+  });
 });

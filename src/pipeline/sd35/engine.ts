@@ -7,7 +7,13 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { CancelledError, PipelineError, ValidationError } from '../../errors.js';
-import { type Denoiser, type LoraVariant, LoraVariants } from '../lora/index.js';
+import {
+  cachedCombinationsOf,
+  DEFAULT_CACHED_COMBINATIONS,
+  type Denoiser,
+  type LoraVariant,
+  LoraVariants,
+} from '../lora/index.js';
 import { checkLatentSize } from '../models/mmdit.js';
 import { latentPreview } from '../preview.js';
 import { cfgDenoiser } from '../sampling/cfg.js';
@@ -33,7 +39,7 @@ import { arenaReports } from './arena-report.js';
 import { isOutOfMemory, type LoadedComponents, type LoadRuntime, loadComponents } from './components.js';
 import { type Conditioning, encodePrompts } from './conditioning.js';
 import { mmditModel } from './denoiser.js';
-import { type ArenaReport, imagePasses, jobMemoryProblem } from './gpu-memory.js';
+import { type ArenaReport, imagePasses, jobMemoryProblem, loraCapacity } from './gpu-memory.js';
 import type { EngineOptions } from './options.js';
 import { DEFAULT_PROMPT_CACHE_BYTES, PromptCache, type PromptCacheStats } from './prompt-cache.js';
 import { decodeLatents, encodeImage } from './vae-codec.js';
@@ -389,12 +395,16 @@ export class Sd35Engine implements Pipeline {
     c: LoadedComponents,
     loras: readonly GenerationLora[],
   ): Promise<LoraVariant | undefined> {
+    // As many combinations as fit beside the model; none: refused before any merge (not an OOM).
+    const configured = cachedCombinationsOf(this.options.loras) || DEFAULT_CACHED_COMBINATIONS;
+    const { capacity, refusal } = loraCapacity(c.memory.plan, configured);
+    if (refusal) throw new PipelineError(`no GPU memory for a LoRA combination: ${refusal}`, refusal);
     this.#loras ??= new LoraVariants(
       { model: c.info.model, weights: c.mmditWeights, openDenoiser: c.openDenoiser },
       {
         dir: this.options.loras?.dir ?? join(this.options.dataDir, 'loras'),
         workDir: join(this.options.dataDir, 'loras', 'merged'),
-        capacity: this.options.loras?.cachedCombinations,
+        capacity,
       },
     );
     return this.#loras.variant(loras);

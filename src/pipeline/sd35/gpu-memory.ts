@@ -545,6 +545,28 @@ function loraVerdict(plan: GpuMemoryPlan): string {
   );
 }
 
+/**
+ * How many LoRA combinations an engine may keep loaded under the plan: the configured number, or
+ * fewer when only fewer fit beside the model (each is a whole denoiser session, and under a memory
+ * limit its arena is not capped by the rest); none, with the words for the user, when not even one
+ * fits — a LoRA job is refused then instead of running the GPU out of memory.
+ */
+export function loraCapacity(
+  plan: Pick<GpuMemoryPlan, 'loras' | 'budget' | 'peakBytes'>,
+  configured: number,
+): { capacity: number; refusal?: string } {
+  const loras = plan.loras;
+  if (!loras || plan.budget.bytes === undefined) return { capacity: configured };
+  if (loras.fit >= 1) return { capacity: Math.min(configured, loras.fit) };
+  const left = Math.max(0, plan.budget.bytes - (plan.peakBytes ?? 0));
+  return {
+    capacity: 0,
+    refusal:
+      `A LoRA runs on its own copy of the model's weights on the GPU (about ${gb(loras.eachBytes)}), ` +
+      `more than this server has left beside the model (${gb(left)}). Try without LoRAs.`,
+  };
+}
+
 /** True when LoRAs are configured and not all their cached combinations fit the budget beside the model. */
 export function lorasShort(plan: Pick<GpuMemoryPlan, 'loras' | 'fits' | 'budget'>): boolean {
   return (
