@@ -19,7 +19,6 @@ import {
   imagePasses,
   jobMemoryProblem,
   type MemoryCalibration,
-  type MemoryInput,
   mergeCalibrations,
   mmditActivationBytes,
   OVERHEAD_BYTES,
@@ -27,30 +26,10 @@ import {
   TEXT_ARENA_BYTES,
 } from '../../src/pipeline/sd35/gpu-memory.js';
 import { ensureTinyModel } from '../../src/pipeline/tiny/index.js';
+import { GiB, largeInput } from '../fixtures/memory-input.js';
 
-const GiB = 2 ** 30;
-
-/** The SD3.5 Large fp8 files as bench/NOTES.md sizes them (gpu-memory.test.ts's fixture). */
-function large(calibration?: MemoryCalibration): MemoryInput {
-  return {
-    family: 'sd3.5-large',
-    components: [
-      { name: 'mmdit', bytes: 8.1e9, dtype: 'F8_E4M3' },
-      { name: 't5', bytes: 4.9e9, dtype: 'F8_E4M3' },
-      { name: 'clipL', bytes: 0.25e9, dtype: 'F16' },
-      { name: 'clipG', bytes: 1.35e9, dtype: 'F16' },
-      { name: 'vae', bytes: 0.1e9, dtype: 'F16' },
-    ],
-    precision: 'fp8',
-    compute: 'float16',
-    vaeCompute: 'float32',
-    vae: { ch: 128, chMult: [1, 2, 4, 4] },
-    vaeTiling: 'auto',
-    capiShapes: 1,
-    resolution: 1024,
-    ...(calibration ? { calibration } : {}),
-  };
-}
+/** SD3.5 Large fp8 (the plan tests' fixture), with a calibration when given. */
+const large = (calibration?: MemoryCalibration) => largeInput(calibration ? { calibration } : {});
 
 const cuda = (limitGiB?: number, placement: 'auto' | 'gpu' | 'cpu-encoders' = 'auto') =>
   ({ provider: 'cuda', placement, limitBytes: limitGiB === undefined ? undefined : limitGiB * GiB }) as const;

@@ -15,36 +15,14 @@ import {
   describePlan,
   loraCapacity,
   lorasShort,
-  type MemoryInput,
   mmditActivationBytes,
   planGpuMemory,
 } from '../../src/pipeline/sd35/gpu-memory.js';
 import { footprintOf } from '../../src/pipeline/sd35/multi-engine.js';
 import { workdir } from '../config/helpers.js';
+import { GiB, largeInput } from '../fixtures/memory-input.js';
 
-const GiB = 2 ** 30;
-
-/** SD3.5 Large as bench/NOTES.md sizes it (fp8 checkpoint, fp8 T5, fp16 CLIPs and VAE). */
-function large(overrides: Partial<MemoryInput> = {}): MemoryInput {
-  return {
-    family: 'sd3.5-large',
-    components: [
-      { name: 'mmdit', bytes: 8.1e9, dtype: 'F8_E4M3' },
-      { name: 't5', bytes: 4.9e9, dtype: 'F8_E4M3' },
-      { name: 'clipL', bytes: 0.25e9, dtype: 'F16' },
-      { name: 'clipG', bytes: 1.35e9, dtype: 'F16' },
-      { name: 'vae', bytes: 0.1e9, dtype: 'F16' },
-    ],
-    precision: 'fp8',
-    compute: 'float16',
-    vaeCompute: 'float32',
-    vae: { ch: 128, chMult: [1, 2, 4, 4] },
-    vaeTiling: 'auto',
-    capiShapes: 1,
-    resolution: 1024,
-    ...overrides,
-  };
-}
+const large = largeInput;
 
 const cuda = (limitBytes?: number) => ({ provider: 'cuda', placement: 'auto', limitBytes }) as const;
 /** What one cached combination of Large fp8 takes: its MMDiT's weights and an arena at 1024². */

@@ -25,31 +25,9 @@ import {
 } from '../../src/pipeline/sd35/gpu-memory.js';
 import { planVaeDecode, vaeDecodeBytes } from '../../src/pipeline/sd35/vae-tile-policy.js';
 import { workdir } from '../config/helpers.js';
+import { GiB, largeInput, SD3_VAE } from '../fixtures/memory-input.js';
 
-const GiB = 2 ** 30;
-const SD3_VAE = { ch: 128, chMult: [1, 2, 4, 4] };
-
-/** SD3.5 files as bench/NOTES.md sizes them (fp8 checkpoint, fp8 T5, fp16 CLIPs and VAE). */
-function large(overrides: Partial<MemoryInput> = {}): MemoryInput {
-  return {
-    family: 'sd3.5-large',
-    components: [
-      { name: 'mmdit', bytes: 8.1e9, dtype: 'F8_E4M3' },
-      { name: 't5', bytes: 4.9e9, dtype: 'F8_E4M3' },
-      { name: 'clipL', bytes: 0.25e9, dtype: 'F16' },
-      { name: 'clipG', bytes: 1.35e9, dtype: 'F16' },
-      { name: 'vae', bytes: 0.1e9, dtype: 'F16' },
-    ],
-    precision: 'fp8',
-    compute: 'float16',
-    vaeCompute: 'float32',
-    vae: SD3_VAE,
-    vaeTiling: 'auto',
-    capiShapes: 1,
-    resolution: 1024,
-    ...overrides,
-  };
-}
+const large = largeInput;
 
 function medium(overrides: Partial<MemoryInput> = {}): MemoryInput {
   const base = large(overrides);
