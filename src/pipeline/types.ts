@@ -218,8 +218,10 @@ export interface Residency {
   /** Combinations each model keeps loaded at once (`loras.cachedCombinations`). @default 2 */
   loraCapacity?: number;
   /**
-   * Each model's last measured merge+load time of a LoRA combination, in ms. A model with none
-   * measured yet is estimated by the scheduler (another model's, else the model's own load time).
+   * Each model's last measured merge+load time of a LoRA combination, in ms; with LoRAs configured
+   * and none merged yet, the pipeline's first guess from the model's size (lora/merge-kernel.ts
+   * estimatedMergeMs). A model absent here is estimated by the scheduler (another model's, else the
+   * model's own load time).
    */
   loraMs?: Record<string, number>;
 }

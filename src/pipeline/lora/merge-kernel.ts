@@ -271,6 +271,19 @@ export class KernelPool {
   }
 }
 
+/**
+ * The merge's cost per MMDiT weight and worker thread, measured on the H200's 16-core host
+ * (2026-12-02: SD3.5 Large, 8.06 G weights, rank 16 on every attention and MLP layer, 15 threads:
+ * 75–91 s per new combination, merge and load) — the first guess of a combination's wait before
+ * one is measured.
+ */
+const MERGE_NS_PER_WEIGHT_THREAD = 158;
+
+/** A first guess of a LoRA combination's merge + load on a model of `parameters` MMDiT weights (ms). */
+export function estimatedMergeMs(parameters: number, threads = KernelPool.defaultThreads()): number {
+  return (parameters * MERGE_NS_PER_WEIGHT_THREAD) / Math.max(1, threads) / 1e6;
+}
+
 /** Bytes per element of an output type. */
 export function outputBytes(out: OutputType): number {
   return out === 'F32' || out === 'VALUES' ? 4 : out === 'F8_E4M3' ? 1 : 2;

@@ -12,7 +12,7 @@
  */
 import { findByName } from '../../edit-distance.js';
 import { ModelError, PipelineError } from '../../errors.js';
-import { cachedCombinationsOf } from '../lora/index.js';
+import { cachedCombinationsOf, estimatedMergeMs } from '../lora/index.js';
 import { discoverModelSet } from '../models-dir/discover.js';
 import { checkpointHash } from '../models-dir/model-hash.js';
 import type { ModelSet } from '../models-dir/types.js';
@@ -187,8 +187,12 @@ export class MultiModelEngine implements Pipeline {
         this.#entries.filter((e) => e.engine).map((e) => [e.name, e.engine!.loraCombinations()]),
       ),
       loraCapacity: cachedCombinationsOf(this.#options.engine.loras),
+      // Measured, else (LoRAs configured, none merged yet) the first guess from the model's size.
       loraMs: Object.fromEntries(
-        this.#entries.filter((e) => e.loraMs !== undefined).map((e) => [e.name, e.loraMs!]),
+        this.#entries.flatMap((e) => {
+          const ms = this.#modelInfo(e).loraMs;
+          return ms !== undefined ? [[e.name, ms]] : [];
+        }),
       ),
     };
   }
@@ -300,7 +304,11 @@ export class MultiModelEngine implements Pipeline {
       parameters: entry.parameters,
       resident: entry.engine !== undefined,
       ...(entry.loadMs !== undefined ? { loadMs: entry.loadMs } : {}),
-      ...(entry.loraMs !== undefined ? { loraMs: entry.loraMs } : {}),
+      ...(entry.loraMs !== undefined
+        ? { loraMs: entry.loraMs }
+        : this.#options.engine.loras
+          ? { loraMs: Math.round(estimatedMergeMs(entry.parameters)) }
+          : {}),
     };
   }
 }
