@@ -8,151 +8,21 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobLora, JobSpec } from '../../src/jobs/types.js';
-import { loraCombinationKey, planLoad } from '../../src/pipeline/residency.js';
-import type {
-  GenerateOptions,
-  GenerationOutput,
-  GenerationRequest,
-  Pipeline,
-  PipelineInfo,
-  Residency,
-} from '../../src/pipeline/types.js';
 import { JobExecutor } from '../../src/scheduler/executor.js';
 import { Scheduler } from '../../src/scheduler/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
-import { makeSpec, NO_LIMITS, solidImage, tempDataDir } from './helpers.js';
+import { makeSpec, NO_LIMITS, tempDataDir } from './helpers.js';
+import { type ModelCosts, ModelsPipeline, runMsOf } from './models-pipeline.js';
 
 const clock = { now: 7_000_000 };
-const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Simulated costs per model at the test size (64×64); `mergeMs`: a LoRA combination's merge + load. */
-const MODELS: Record<
-  string,
-  { msPerStep: number; loadMs: number; mergeMs: number; encodeMs: number; decodeMs: number }
-> = {
+const MODELS: Record<string, Required<ModelCosts>> = {
   large: { msPerStep: 400, loadMs: 30_000, mergeMs: 22_000, encodeMs: 300, decodeMs: 200 },
   medium: { msPerStep: 120, loadMs: 9_000, mergeMs: 6_000, encodeMs: 300, decodeMs: 200 },
 };
 
-class LorasPipeline implements Pipeline {
-  /** Least recently used first. */
-  resident: string[];
-  /** Per loaded model, its combinations, least recently used first. */
-  readonly combinations = new Map<string, string[]>();
-  readonly log: string[] = [];
-  /** While set, a job waits for it before doing anything (the clock stands still meanwhile). */
-  hold: Promise<void> | undefined;
-  #running = false;
-  readonly #loadMs: Record<string, number> = {};
-  readonly #loraMs: Record<string, number> = {};
-
-  constructor(
-    readonly capacity: number,
-    readonly loraCapacity: number,
-    initial: string[],
-  ) {
-    this.resident = [...initial];
-    for (const name of initial) {
-      this.#loadMs[name] = MODELS[name]!.loadMs;
-      this.combinations.set(name, []);
-    }
-  }
-
-  async load(): Promise<void> {}
-  async dispose(): Promise<void> {}
-
-  info(): PipelineInfo {
-    return {
-      model: 'large',
-      executionProvider: 'cpu',
-      components: [],
-      defaults: { steps: 28, guidance: 4.5, sampler: 'euler', resolution: 1024 },
-    };
-  }
-
-  residency(): Residency {
-    return {
-      resident: [...this.resident],
-      capacity: this.capacity,
-      loadMs: { ...this.#loadMs },
-      defaultModel: 'large',
-      loras: Object.fromEntries([...this.combinations].map(([model, keys]) => [model, [...keys]])),
-      loraCapacity: this.loraCapacity,
-      loraMs: { ...this.#loraMs },
-    };
-  }
-
-  async generate(request: GenerationRequest, options: GenerateOptions = {}): Promise<GenerationOutput> {
-    if (this.#running) throw new Error('two jobs at once on one pipeline');
-    this.#running = true;
-    try {
-      if (this.hold) await this.hold;
-      const model = request.model ?? 'large';
-      const cost = MODELS[model]!;
-      let loadMs: number | undefined;
-      if (!this.resident.includes(model)) {
-        const plan = planLoad(model, this.resident, {}, { maxResident: this.capacity });
-        for (const gone of plan.evict) {
-          this.resident.splice(this.resident.indexOf(gone), 1);
-          this.combinations.delete(gone);
-          this.log.push(`unload ${gone}`);
-        }
-        clock.now += cost.loadMs;
-        loadMs = cost.loadMs;
-        this.#loadMs[model] = cost.loadMs;
-        this.combinations.set(model, []);
-        this.log.push(`load ${model}`);
-      }
-      this.resident = [...this.resident.filter((m) => m !== model), model];
-      let loraMs: number | undefined;
-      const key = loraCombinationKey(request.loras);
-      if (key !== undefined) {
-        const loaded = this.combinations.get(model)!;
-        const at = loaded.indexOf(key);
-        if (at >= 0) loaded.splice(at, 1);
-        else {
-          while (loaded.length >= this.loraCapacity) this.log.push(`drop ${loaded.shift()}`);
-          clock.now += cost.mergeMs;
-          loraMs = cost.mergeMs;
-          this.#loraMs[model] = cost.mergeMs;
-          this.log.push(`merge ${key}`);
-        }
-        loaded.push(key);
-      }
-      this.log.push(`run ${model}`);
-      clock.now += cost.encodeMs;
-      for (let step = 1; step <= request.steps; step++) {
-        clock.now += cost.msPerStep * request.count;
-        options.onStep?.({ step, total: request.steps });
-        await nextTick();
-      }
-      clock.now += cost.decodeMs * request.count;
-      const seeds = Array.from({ length: request.count }, (_, i) => request.seed + i);
-      return {
-        images: seeds.map((seed) => solidImage(request.width, request.height, seed)),
-        seeds,
-        model: `${model}.safetensors`,
-        modelName: model,
-        resident: [...this.resident],
-        loraCombinations: [...this.combinations.get(model)!],
-        timings: {
-          encodeMs: cost.encodeMs,
-          denoiseMs: cost.msPerStep * request.count * request.steps,
-          decodeMs: cost.decodeMs * request.count,
-          ...(loadMs !== undefined ? { loadMs } : {}),
-          ...(loraMs !== undefined ? { loraMs } : {}),
-        },
-      };
-    } finally {
-      this.#running = false;
-    }
-  }
-}
-
-const runMs = (model: string, steps: number, count = 1) => {
-  const c = MODELS[model]!;
-  return c.encodeMs + c.msPerStep * steps * count + c.decodeMs * count;
-};
+const runMs = (model: string, steps: number, count = 1) => runMsOf(MODELS, model, steps, count);
 
 /** `pixel` or `pixel:0.6 ink` → the job's LoRAs. */
 function lorasOf(text: string): JobLora[] {
@@ -175,7 +45,7 @@ function spec(user: string, model: string, loras: string, steps = 10): JobSpec {
 interface Setup {
   store: Store;
   scheduler: Scheduler;
-  pipeline: LorasPipeline;
+  pipeline: ModelsPipeline;
 }
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -187,7 +57,7 @@ async function setup(capacity: number, loraCapacity: number, initial: string[]):
   const temp = tempDataDir('atelier-loras-eta-');
   cleanups.push(temp.cleanup);
   const store = openStore({ dataDir: temp.dir });
-  const pipeline = new LorasPipeline(capacity, loraCapacity, initial);
+  const pipeline = new ModelsPipeline(clock, MODELS, capacity, initial, loraCapacity);
   const scheduler = new Scheduler(store, {
     ...NO_LIMITS,
     runners: [new JobExecutor({ pipeline, store })],

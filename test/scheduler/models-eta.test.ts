@@ -7,120 +7,22 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobSpec } from '../../src/jobs/types.js';
-import { planLoad } from '../../src/pipeline/residency.js';
-import type {
-  GenerateOptions,
-  GenerationOutput,
-  GenerationRequest,
-  Pipeline,
-  PipelineInfo,
-  Residency,
-} from '../../src/pipeline/types.js';
 import { JobExecutor } from '../../src/scheduler/executor.js';
 import { Scheduler } from '../../src/scheduler/index.js';
 import { openStore, type Store } from '../../src/store/index.js';
-import { makeSpec, NO_LIMITS, solidImage, tempDataDir } from './helpers.js';
+import { makeSpec, NO_LIMITS, tempDataDir } from './helpers.js';
+import { type ModelCosts, ModelsPipeline, runMsOf } from './models-pipeline.js';
 
 const clock = { now: 5_000_000 };
-const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Simulated costs per model at the test size (64×64). */
-const MODELS: Record<string, { msPerStep: number; loadMs: number; encodeMs: number; decodeMs: number }> = {
+const MODELS: Record<string, ModelCosts> = {
   large: { msPerStep: 400, loadMs: 9_000, encodeMs: 300, decodeMs: 200 },
   turbo: { msPerStep: 380, loadMs: 8_000, encodeMs: 300, decodeMs: 200 },
   medium: { msPerStep: 120, loadMs: 3_000, encodeMs: 300, decodeMs: 200 },
 };
 
-class ModelsPipeline implements Pipeline {
-  /** Least recently used first. */
-  resident: string[];
-  readonly log: string[] = [];
-  readonly requests: GenerationRequest[] = [];
-  #running = false;
-  readonly #loadMs: Record<string, number> = {};
-
-  constructor(
-    readonly capacity: number,
-    initial: string[],
-  ) {
-    this.resident = [...initial];
-    for (const name of initial) this.#loadMs[name] = MODELS[name]!.loadMs;
-  }
-
-  async load(): Promise<void> {}
-  async dispose(): Promise<void> {}
-
-  info(): PipelineInfo {
-    return {
-      model: 'large',
-      executionProvider: 'cpu',
-      components: [],
-      defaults: { steps: 28, guidance: 4.5, sampler: 'euler', resolution: 1024 },
-    };
-  }
-
-  residency(): Residency {
-    return {
-      resident: [...this.resident],
-      capacity: this.capacity,
-      loadMs: { ...this.#loadMs },
-      defaultModel: 'large',
-    };
-  }
-
-  async generate(request: GenerationRequest, options: GenerateOptions = {}): Promise<GenerationOutput> {
-    if (this.#running) throw new Error('two jobs at once on one pipeline');
-    this.#running = true;
-    try {
-      this.requests.push(request);
-      const model = request.model ?? 'large';
-      const cost = MODELS[model]!;
-      let loadMs: number | undefined;
-      if (!this.resident.includes(model)) {
-        // Between jobs: nothing of another job runs while models are swapped.
-        const plan = planLoad(model, this.resident, {}, { maxResident: this.capacity });
-        for (const gone of plan.evict) {
-          this.resident.splice(this.resident.indexOf(gone), 1);
-          this.log.push(`unload ${gone}`);
-        }
-        clock.now += cost.loadMs;
-        loadMs = cost.loadMs;
-        this.#loadMs[model] = cost.loadMs;
-        this.log.push(`load ${model}`);
-      }
-      this.resident = [...this.resident.filter((m) => m !== model), model];
-      this.log.push(`run ${model}`);
-      clock.now += cost.encodeMs;
-      for (let step = 1; step <= request.steps; step++) {
-        clock.now += cost.msPerStep * request.count;
-        options.onStep?.({ step, total: request.steps });
-        await nextTick();
-      }
-      clock.now += cost.decodeMs * request.count;
-      const seeds = Array.from({ length: request.count }, (_, i) => request.seed + i);
-      return {
-        images: seeds.map((seed) => solidImage(request.width, request.height, seed)),
-        seeds,
-        model: `${model}.safetensors`,
-        modelName: model,
-        resident: [...this.resident],
-        timings: {
-          encodeMs: cost.encodeMs,
-          denoiseMs: cost.msPerStep * request.count * request.steps,
-          decodeMs: cost.decodeMs * request.count,
-          ...(loadMs !== undefined ? { loadMs } : {}),
-        },
-      };
-    } finally {
-      this.#running = false;
-    }
-  }
-}
-
-const runMs = (model: string, steps: number, count = 1) => {
-  const c = MODELS[model]!;
-  return c.encodeMs + c.msPerStep * steps * count + c.decodeMs * count;
-};
+const runMs = (model: string, steps: number, count = 1) => runMsOf(MODELS, model, steps, count);
 
 function spec(user: string, model: string, steps = 10): JobSpec {
   const s = makeSpec(user, { steps });
@@ -143,7 +45,7 @@ async function setup(capacity: number, initial: string[]): Promise<Setup> {
   const temp = tempDataDir('atelier-models-eta-');
   cleanups.push(temp.cleanup);
   const store = openStore({ dataDir: temp.dir });
-  const pipeline = new ModelsPipeline(capacity, initial);
+  const pipeline = new ModelsPipeline(clock, MODELS, capacity, initial);
   const scheduler = new Scheduler(store, {
     ...NO_LIMITS,
     runners: [new JobExecutor({ pipeline, store })],
