@@ -24,24 +24,11 @@ import {
 import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
 import { floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
-import { runAllWithOps } from './run-graphs.js';
+import { normals, runAllWithOps } from './run-graphs.js';
 
 type Dtype = 'float32' | 'float16';
 type Shape = [number, number, number];
 const EPS = 1e-6;
-
-/** mulberry32 + Box–Muller: normal samples from a seed. */
-function normals(seed: number): (mean: number, sd: number) => number {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(s ^ (s >>> 15), 1 | s);
-    r ^= r + Math.imul(r ^ (r >>> 7), 61 | r);
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-  return (mean, sd) =>
-    mean + sd * Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-}
 
 const NAMES = ['x', 'branch', 'gate', 'shift', 'scale'] as const;
 type Name = (typeof NAMES)[number];

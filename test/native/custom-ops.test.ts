@@ -13,7 +13,7 @@ import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
 import { floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
 import { relL2 } from '../golden/manifest.js';
-import { runStock, runWithOps } from './run-graphs.js';
+import { normals, runStock, runWithOps } from './run-graphs.js';
 
 type Dtype = 'float32' | 'float16';
 type Shape = [batch: number, tokens: number, channels: number];
@@ -29,19 +29,6 @@ function modulatedNormGraph(dtype: Dtype, [b, t, c]: Shape, eps: number, customO
   const scale = g.input('scale', dtype, [b, 1, c]);
   g.output(net.modulatedNorm(x, shift, scale, c, eps), 'y', dtype, [b, t, c]);
   return g.build();
-}
-
-/** mulberry32 + Box–Muller: normal samples from a seed. */
-function normals(seed: number): (mean: number, sd: number) => number {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(s ^ (s >>> 15), 1 | s);
-    r ^= r + Math.imul(r ^ (r >>> 7), 61 | r);
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-  return (mean, sd) =>
-    mean + sd * Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
 }
 
 interface Inputs {

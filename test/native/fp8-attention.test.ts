@@ -17,7 +17,7 @@ import { Params, type WeightSource } from '../../src/pipeline/onnx/params.js';
 import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
 import type { HostTensor } from '../../src/pipeline/ort/index.js';
 import { floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
-import { runWithOps } from './run-graphs.js';
+import { normals, runWithOps } from './run-graphs.js';
 
 type Shape = [batch: number, tokens: number, heads: number, headDim: number];
 
@@ -29,19 +29,6 @@ let library: string;
 beforeAll(() => {
   library = buildCustomOpsLibrary('cpu');
 });
-
-/** mulberry32 + Box–Muller: normal samples from a seed. */
-function normals(seed: number): (mean: number, sd: number) => number {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(s ^ (s >>> 15), 1 | s);
-    r ^= r + Math.imul(r ^ (r >>> 7), 61 | r);
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-  return (mean, sd) =>
-    mean + sd * Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-}
 
 /** Round half to even. */
 function roundEven(x: number): number {

@@ -13,7 +13,7 @@ import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
 import { e4m3ToFloat, floatToE4M3, floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
 import { relL2 } from '../golden/manifest.js';
-import { runStock, runWithOps } from './run-graphs.js';
+import { normals, runStock, runWithOps } from './run-graphs.js';
 
 type Activation = 'none' | 'gelu_tanh';
 
@@ -29,19 +29,6 @@ interface Problem {
   bias?: Uint16Array;
   /** float16 bits [..., K]. */
   x: Uint16Array;
-}
-
-/** mulberry32 + Box–Muller: normal samples from a seed. */
-function normals(seed: number): (mean: number, sd: number) => number {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(s ^ (s >>> 15), 1 | s);
-    r ^= r + Math.imul(r ^ (r >>> 7), 61 | r);
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-  return (mean, sd) =>
-    mean + sd * Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
 }
 
 /**

@@ -27,7 +27,7 @@ import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
 import { floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
 import { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
 import { writeSafetensors } from '../../src/pipeline/weights/safetensors-writer.js';
-import { runAllStock, runAllWithOps } from './run-graphs.js';
+import { normals, runAllStock, runAllWithOps } from './run-graphs.js';
 
 type Dtype = 'float32' | 'float16';
 type Shape = [batch: number, contextTokens: number, xTokens: number, heads: number, headDim: number];
@@ -37,19 +37,6 @@ const EPS = 1e-6;
 const STREAMS = ['ctx', 'x'] as const;
 const NORMS = ['ln_q', 'ln_k'] as const;
 const weightKey = (stream: string, norm: string) => `${stream}.${norm}.weight`;
-
-/** mulberry32 + Box–Muller: normal samples from a seed. */
-function normals(seed: number): (mean: number, sd: number) => number {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(s ^ (s >>> 15), 1 | s);
-    r ^= r + Math.imul(r ^ (r >>> 7), 61 | r);
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
-  return (mean, sd) =>
-    mean + sd * Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
-}
 
 const store = (dtype: Dtype, values: number[]): Data =>
   dtype === 'float32' ? Float32Array.from(values) : Uint16Array.from(values, floatToHalf);

@@ -1,4 +1,4 @@
-/** The native tests' two ways to run a graph: through the C API with our ops, or stock. */
+/** What the native tests share: two ways to run a graph (through the C API with our ops, or stock) and seeded normal samples. */
 import * as ort from 'onnxruntime-node';
 import type { BuiltModel } from '../../src/pipeline/onnx/graph.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
@@ -53,4 +53,17 @@ export async function runAllStock(model: BuiltModel, feeds: Record<string, HostT
 /** Output `y` of `model` run through onnxruntime-node's JavaScript API (no custom ops). */
 export async function runStock(model: BuiltModel, feeds: Record<string, HostTensor>) {
   return (await runAllStock(model, feeds)).y;
+}
+
+/** mulberry32 + Box–Muller: normal samples from a seed. */
+export function normals(seed: number): (mean: number, sd: number) => number {
+  let s = seed >>> 0;
+  const uniform = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let r = Math.imul(s ^ (s >>> 15), 1 | s);
+    r ^= r + Math.imul(r ^ (r >>> 7), 61 | r);
+    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
+  };
+  return (mean, sd) =>
+    mean + sd * Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
 }
