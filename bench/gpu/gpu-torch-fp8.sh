@@ -5,10 +5,13 @@
 # per-channel weight and per-token activation scales: fp8_torch.py). Writes only the fp16
 # checkpoints (21.6 GB, seconds in /dev/shm; kept for later calls, /tmp/sd35-dir says where); no
 # text encoders (--no-encoders). Unpacks node on the way when runtime-a is carried. Ends by 560 s;
-# a compilation over --compile-budget-s or the run's budget is listed under `skipped`.
+# a compilation over --compile-budget-s or the run's budget is listed under `skipped`. ENDS_BY
+# (seconds from its start, default 560) ends it earlier, to share a call with other work.
 # On the GPU machine, from the checkout: bash bench/gpu/gpu-torch-fp8.sh [torch_bench args]
+#   (same-session anchors for an Atelier step: ... --plan issue10-compiled --models large)
 T0=$(date +%s)
-left() { echo $((${1:-560} - $(date +%s) + T0)); }
+ENDS_BY=${ENDS_BY:-560}
+left() { echo $((${1:-$ENDS_BY} - $(date +%s) + T0)); }
 OUT=${OUT:-$PWD/.gpu/out}; mkdir -p "$OUT"
 source .gpu/device-env.sh
 { nvidia-smi; df -h /dev/shm; free -g; nproc; python3 -c 'import torch; print(torch.__version__, torch.version.cuda)'; } 2>&1 | tee "$OUT/machine.log"
@@ -21,6 +24,6 @@ fi
 python3 bench/gpu/make_weights.py "$W" --models large,medium --precisions fp16 --encoders none --jobs 8 > "$OUT/weights.log" 2>&1
 tail -1 "$OUT/weights.log"
 echo "weights done at $(( $(date +%s) - T0 )) s"
-timeout "$(left 565)" python3 bench/gpu/torch_bench.py --models-dir "$W" --out "$OUT/torch-fp8.json" \
-  --plan issue10 --no-encoders --budget-s "$(left 555)" "$@" 2>&1 | tee "$OUT/torch-fp8.log"
+timeout "$(left $((ENDS_BY + 5)))" python3 bench/gpu/torch_bench.py --models-dir "$W" --out "$OUT/torch-fp8.json" \
+  --plan issue10 --no-encoders --budget-s "$(left $((ENDS_BY - 5)))" "$@" 2>&1 | tee "$OUT/torch-fp8.log"
 echo "call done at $(( $(date +%s) - T0 )) s"

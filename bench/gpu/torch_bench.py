@@ -22,7 +22,8 @@ PyTorch FP8 (issue 10, fp8_torch.py): every nn.Linear of the joint blocks on tor
 per-channel weight and per-token activation scales; rows with `precision: fp8` (`compute_dtype`
 says the rest's dtype). `--fp8` appends eager and compiled FP8 rows of every model at full size
 after the plan's rows; `--plan issue10` is per model (Large, then Medium) at full size: eager bf16,
-compiled bf16, eager FP8, compiled FP8. The swap drops the bf16 weights, so a bf16 phase after an
+compiled bf16, eager FP8, compiled FP8 (`--plan issue10-compiled`: the two compiled rows alone, FP8
+first). The swap drops the bf16 weights, so a bf16 phase after an
 FP8 one reloads the model.
 
 Precision is one dtype throughout (bf16 by default). The reference's sample_euler is wrapped in
@@ -70,7 +71,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="JSON file for the rows")
     p.add_argument("--ref-dir", default=os.path.join(HERE, "..", "..", ".gpu", "ref"))
     p.add_argument("--models", default="large,medium")
-    p.add_argument("--plan", default="full", choices=("full", "issue9", "issue10"), help="what to run (the docstring)")
+    p.add_argument("--plan", default="full", choices=("full", "issue9", "issue10", "issue10-compiled"), help="what to run (the docstring)")
     p.add_argument("--fp8", action="store_true", help="also FP8 rows (torch._scaled_mm), eager and compiled, after the plan's")
     p.add_argument("--steps", default=None, type=_ints, help="default 28,20 (issue9: 28)")
     p.add_argument("--batches", default=None, type=_ints, help="images per generation (CFG doubles it); default 1,4 (issue9: 1)")
@@ -457,6 +458,11 @@ def phases(args: argparse.Namespace) -> list[Phase]:
         for m in ("large", "medium"):
             order += [Phase(m, "eager", full), Phase(m, "compile", full)]
             order += [Phase(m, "eager", full, "fp8"), Phase(m, "compile", full, "fp8")]
+        return [p for p in order if p.model in args.models]
+    if args.plan == "issue10-compiled":
+        # The same-session anchors for an Atelier step measurement: compiled FP8 first (the row
+        # to beat), then compiled bf16, per model; the eager rows are known not to compete.
+        order = [Phase(m, mode, full, *fp8) for m in ("large", "medium") for mode, fp8 in (("compile", ("fp8",)), ("compile", ()))]
         return [p for p in order if p.model in args.models]
     if args.plan == "issue9":
         full = tuple(Workload(b, w, h, steps) for b in args.batches)
