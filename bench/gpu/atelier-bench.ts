@@ -416,9 +416,10 @@ function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined, fp8?: 
     ...(path === 'capi' && runtime?.customOps && process.env.ATELIER_FP8_ATTENTION === '1'
       ? { fp8_attention: true }
       : {}),
-    // Issue 10 step 8: the step graph's gated-residual and token-split fusions (set in the environment).
-    ...(path === 'capi' && runtime?.customOps && process.env.ATELIER_STEP_FUSIONS === '1'
-      ? { step_fusions: true }
+    // Issue 10 step 8: the step graph's gated-residual and token-split fusions (the default;
+    // ATELIER_STEP_FUSIONS=0 in the environment builds the separate chains).
+    ...(path === 'capi' && runtime?.customOps
+      ? { step_fusions: process.env.ATELIER_STEP_FUSIONS !== '0' }
       : {}),
   };
 }

@@ -3,8 +3,9 @@
 # are unpacked on this machine (runtime-a and runtime-b carried by this call or earlier ones) and the
 # Large fp8 + fp16 files are written (make_weights.py; /tmp/sd35-dir says where):
 #   1. the op checks of the two fusions (capi-check residual-norm, token-split);
-#   2. the whole step, Large 1024², 28 steps, CFG: W8A8 with the fusions (ATELIER_STEP_FUSIONS=1) and
-#      without, then fp16 with them (rows say `step_fusions`);
+#   2. the whole step, Large 1024², 28 steps, CFG: W8A8 with the fusions (the default since this
+#      measurement; ATELIER_STEP_FUSIONS=1 kept explicit) and without (ATELIER_STEP_FUSIONS=0),
+#      then fp16 with them (rows say `step_fusions`);
 #   3. where the fused W8A8 step's GPU time goes: the same row once more with kernel-times.c preloaded
 #      (CUPTI, every kernel by name; sorted by kernel_breakdown.py here), so it does not disturb 2;
 # PyTorch's rows for the same session come from gpu-torch-fp8.sh (--plan issue10-compiled --models
@@ -29,7 +30,7 @@ bench=(node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokeniz
 at "W8A8 with the fusions" | tee -a "$LOG"
 ATELIER_STEP_FUSIONS=1 timeout 95 "${bench[@]}" --configs large:fp8 --budget-s 85 2>&1 | tail -8 | tee -a "$LOG"
 at "W8A8 without" | tee -a "$LOG"
-timeout 95 "${bench[@]}" --configs large:fp8 --budget-s 85 2>&1 | tail -8 | tee -a "$LOG"
+ATELIER_STEP_FUSIONS=0 timeout 95 "${bench[@]}" --configs large:fp8 --budget-s 85 2>&1 | tail -8 | tee -a "$LOG"
 at "fp16 with the fusions" | tee -a "$LOG"
 ATELIER_STEP_FUSIONS=1 timeout 90 "${bench[@]}" --configs large:fp16 --budget-s 80 2>&1 | tail -8 | tee -a "$LOG"
 at "kernel breakdown (W8A8 with the fusions)" | tee -a "$LOG"
