@@ -2,12 +2,12 @@
 # Issue 11's rows that failed or were not reached on 2026-12-02 (bench/NOTES.md "Issue 11, measured"),
 # in one call after node and the CUDA provider are on the machine: U, Large fp8 unlimited with
 # everything resident (the twin that denoise_vs_unlimited divides by, in this run's file), then Large
-# fp8 at 22 GiB with both placements (everything resident is the target; the cpu-encoders row is the
+# fp8 at 22 and 16 GiB with both placements (everything resident is the target; the cpu-encoders row is the
 # one whose untiled VAE decode ran out of its arena that day) and at 12 GiB calibrated (auto: the CPU
 # placement if it fits, tiled) — both with the VAE's cuDNN workspace now bounded under a limit
 # (component-session.ts). T5-XXL's seconds per prompt on the CPU come with the cpu-encoders rows. The
 # calibration is the one measured that day (bench/results/gpu-2026-12-02-memory-calibration.json,
-# copied to /tmp so the run cannot change the committed file). ≈ 260 s; ends by ENDS_BY (default 560).
+# copied to /tmp so the run cannot change the committed file). ≈ 330 s; ends by ENDS_BY (default 560).
 # Then gpu-memory-mixed.sh (X) in a later call on the same machine (it reads the same /tmp file).
 # On the GPU machine, from the checkout: bash bench/gpu/gpu-memory-recheck.sh
 T0=$(date +%s)
@@ -26,11 +26,11 @@ common=(--models "$W" --tokenizers .gpu/tokenizers --out "$OUT/memory-recheck.js
 echo "== U: unlimited, gpu at $(( $(date +%s) - T0 )) s" | tee -a "$OUT/memory-recheck.log"
 timeout "$(left 75)" node .gpu/bundle/atelier-bench.js "${common[@]}" --gpu-memory-limit none --placement gpu \
   --budget-s "$(left 65)" 2>&1 | tee -a "$OUT/memory-recheck.log"
-echo "== 22 GiB, gpu and cpu-encoders at $(( $(date +%s) - T0 )) s" | tee -a "$OUT/memory-recheck.log"
-timeout "$(left 240)" node .gpu/bundle/atelier-bench.js "${common[@]}" --gpu-memory-limit 22GiB --placement gpu,cpu-encoders \
-  --budget-s "$(left 230)" 2>&1 | tee -a "$OUT/memory-recheck.log"
-echo "== 12 GiB, auto at $(( $(date +%s) - T0 )) s" | tee -a "$OUT/memory-recheck.log"
-timeout "$(left 330)" node .gpu/bundle/atelier-bench.js "${common[@]}" --gpu-memory-limit 12GiB --placement auto \
+echo "== 22 and 16 GiB, gpu and cpu-encoders at $(( $(date +%s) - T0 )) s" | tee -a "$OUT/memory-recheck.log"
+timeout "$(left 330)" node .gpu/bundle/atelier-bench.js "${common[@]}" --gpu-memory-limit 22GiB,16GiB --placement gpu,cpu-encoders \
   --budget-s "$(left 320)" 2>&1 | tee -a "$OUT/memory-recheck.log"
+echo "== 12 GiB, auto at $(( $(date +%s) - T0 )) s" | tee -a "$OUT/memory-recheck.log"
+timeout "$(left 420)" node .gpu/bundle/atelier-bench.js "${common[@]}" --gpu-memory-limit 12GiB --placement auto \
+  --budget-s "$(left 410)" 2>&1 | tee -a "$OUT/memory-recheck.log"
 cp "$CAL" "$OUT/calibration.json" 2>/dev/null
 echo "recheck done at $(( $(date +%s) - T0 )) s" | tee -a "$OUT/memory-recheck.log"

@@ -295,6 +295,14 @@ describe('failures and the mixed-jobs verdict', () => {
     expect(
       classifyFailure({ code: 'VALIDATION', message: 'The latent height must be a multiple of 2' }),
     ).toBe('error');
+    // A capped arena refusing a block (the H200's mixed run counted these as other errors at first).
+    expect(
+      classifyFailure(
+        new Error(
+          "RunWithBinding: Non-zero status code returned while running Conv node. Name:'up1/Conv_529' Status Message: bfc_arena.cc:359 Available memory of 250040320 is smaller than requested bytes of 689701632",
+        ),
+      ),
+    ).toBe('oom');
     expect(
       classifyFailure({ code: 'PIPELINE', message: 'out of memory making 4 images at 1024×1024: …' }),
     ).toBe('oom');

@@ -15,6 +15,11 @@ export interface BindingRunOptions {
   noWait?: boolean;
   /** Which captured CUDA graph to use (`gpu_graph_id`): one per set of bound addresses. */
   graphId?: number;
+  /**
+   * Arenas that give their unused regions back at the end of the run
+   * (`memory.enable_memory_arena_shrinkage`, e.g. `gpu:0`; only kSameAsRequested arenas shrink).
+   */
+  shrinkArena?: string;
 }
 
 export class Binding {
@@ -65,14 +70,16 @@ export class Binding {
   }
 
   /** Run options are made once per combination and kept: a replayed step allocates nothing. */
-  #options({ noWait = false, graphId }: BindingRunOptions): Handle {
-    const key = `${noWait}:${graphId ?? ''}`;
+  #options({ noWait = false, graphId, shrinkArena }: BindingRunOptions): Handle {
+    const key = `${noWait}:${graphId ?? ''}:${shrinkArena ?? ''}`;
     const known = this.#runOptions.get(key);
     if (known !== undefined) return known;
     const options: Handle = this.rt.out('CreateRunOptions');
     this.#runOptions.set(key, options);
     if (noWait) this.rt.call('AddRunConfigEntry', options, 'disable_synchronize_execution_providers', '1');
     if (graphId !== undefined) this.rt.call('AddRunConfigEntry', options, 'gpu_graph_id', String(graphId));
+    if (shrinkArena)
+      this.rt.call('AddRunConfigEntry', options, 'memory.enable_memory_arena_shrinkage', shrinkArena);
     return options;
   }
 }

@@ -5,7 +5,7 @@
  */
 import koffi from 'koffi';
 import type { BuiltModel } from '../onnx/graph.js';
-import { Binding } from './binding.js';
+import { Binding, type BindingRunOptions } from './binding.js';
 import { RunThread } from './run-thread.js';
 import { type Handle, type OrtRuntime, ortRuntime } from './runtime.js';
 import {
@@ -169,6 +169,7 @@ export class CapiSession {
   async run(
     feeds: Record<string, HostTensor>,
     outputs = this.outputNames,
+    options: BindingRunOptions = {},
   ): Promise<Record<string, HostTensor>> {
     this.#live();
     const tensors: DeviceTensor[] = [];
@@ -184,7 +185,7 @@ export class CapiSession {
         binding.bindInput(name, tensor);
       }
       for (const name of outputs) this.rt.call('BindOutputToDevice', binding.handle, name, cpu);
-      await binding.run();
+      await binding.run(options);
       return this.#boundOutputs(binding, outputs);
     } finally {
       binding.release();

@@ -31,7 +31,11 @@ const HOST_TYPES: Partial<Record<string, ElementType>> = {
 };
 
 /** A CapiSession behind the InferenceSession interface: host tensors in, host tensors out. */
-export function capiComponentSession(session: CapiSession): ComponentSession {
+export function capiComponentSession(
+  session: CapiSession,
+  options: { shrinkArena?: string } = {},
+): ComponentSession {
+  const runOptions = options.shrinkArena ? { shrinkArena: options.shrinkArena } : undefined;
   return {
     async run(feeds: Record<string, ort.Tensor>, fetches?: string[]) {
       const host: Record<string, HostTensor> = {};
@@ -41,7 +45,7 @@ export function capiComponentSession(session: CapiSession): ComponentSession {
           throw new TypeError(`input ${name}: tensor type ${tensor.type} is not supported by the C API path`);
         host[name] = { type, dims: [...tensor.dims], data: tensor.data as HostTensor['data'] };
       }
-      const out = await session.run(host, fetches ?? session.outputNames);
+      const out = await session.run(host, fetches ?? session.outputNames, runOptions);
       return Object.fromEntries(
         Object.entries(out).map(([name, t]) => [
           name,
@@ -66,6 +70,11 @@ export interface SessionRoute {
   compute: ComputeType;
   /** CUDA V2 provider options (gpu_mem_limit, arena_extend_strategy) for a `capi` route. */
   cuda: Record<string, string>;
+  /**
+   * Free the arena's unused regions after every run (the capped VAE): a capped arena that grows by
+   * exactly what is asked cannot reuse the blocks of one decode size for a larger one.
+   */
+  shrinkArena?: boolean;
 }
 
 export interface RouteOptions {
@@ -107,12 +116,9 @@ export function sessionRoutes(o: RouteOptions): Record<SessionComponent, Session
           ? {
               gpu_mem_limit: String(Math.floor(limit)),
               arena_extend_strategy: 'kSameAsRequested',
-              // cuDNN's convolution workspace comes out of the arena: with the maximum allowed the
-              // VAE decode at 1024² asked for single blocks of 2.1–3.2 GB (H200, 2026-12-02: most
-              // of its 5.25 GiB peak) and failed under its cap; 0 bounds it (ONNX Runtime: 32 MiB).
-              ...(name === 'vae' ? { cudnn_conv_use_max_workspace: '0' } : {}),
             }
           : {},
+      ...(limit !== undefined && name === 'vae' ? { shrinkArena: true } : {}),
     };
   };
   return {

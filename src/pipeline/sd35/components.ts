@@ -46,6 +46,7 @@ import {
 import type { TextEncoders } from './conditioning.js';
 import { fp8ChoiceOf } from './fp8-choice.js';
 import {
+  CAPPED_CALIBRATION,
   describePlan,
   type GpuMemoryPlan,
   gb,
@@ -618,6 +619,10 @@ export function memoryPlanOf(
   freeBytes?: number,
 ): { input: MemoryInput; plan: GpuMemoryPlan } {
   const { provider, precision, compute } = resolvedTypes(options);
+  const limit = provider === 'cuda' ? options.gpuMemoryLimit : undefined;
+  // Capped arenas hold what they use: plan them with the figures measured that way.
+  const calibration =
+    options.memoryCalibration ?? (limit !== undefined ? CAPPED_CALIBRATION[set.family] : undefined);
   const input: MemoryInput = {
     family: set.family,
     components,
@@ -628,11 +633,10 @@ export function memoryPlanOf(
     vaeTiling: options.vaeTiling ?? 'auto',
     capiShapes: options.capiShapes ?? 1,
     resolution: SAMPLING_DEFAULTS[set.family].resolution,
-    ...(options.memoryCalibration ? { calibration: options.memoryCalibration } : {}),
+    ...(calibration ? { calibration } : {}),
     // Each cached LoRA combination is another whole denoiser session (lora/variants.ts).
     ...(options.loras ? { loraCombinations: cachedCombinationsOf(options.loras) } : {}),
   };
-  const limit = provider === 'cuda' ? options.gpuMemoryLimit : undefined;
   const plan = planGpuMemory(input, {
     provider,
     placement: options.placement ?? 'auto',
@@ -788,7 +792,8 @@ function headsFrom(value: unknown): { heads?: number } {
 
 /** Whether ONNX Runtime's error is an allocation failure (CUDA or host). */
 export function isOutOfMemory(error: unknown): boolean {
-  return /out of memory|failed to allocate|bad_alloc|CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation/i.test(
+  // "Available memory of … is smaller than requested bytes of …": a capped arena (gpu_mem_limit).
+  return /out of memory|failed to allocate|bad_alloc|CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation|is smaller than requested bytes/i.test(
     String((error as Error)?.message ?? error),
   );
 }

@@ -36,7 +36,14 @@ import { execFileSync } from 'node:child_process';
 import type { ModelFamily } from '../models-dir/types.js';
 import type { ArenaStats } from '../ort/session.js';
 import { DTYPE_BYTES } from '../weights/dtypes.js';
-import { planVaeDecode, type VaeDecoderShape, vaeDecodeBytes } from './vae-tile-policy.js';
+import {
+  DEFAULT_VAE_OVERLAP,
+  DEFAULT_VAE_TILE,
+  planVaeDecode,
+  tightTileSizes,
+  type VaeDecoderShape,
+  vaeDecodeBytes,
+} from './vae-tile-policy.js';
 
 export type PlacementSetting = 'auto' | 'gpu' | 'cpu-encoders';
 /** Where the models run: `cpu` when the execution provider is the CPU (everything there). */
@@ -83,6 +90,33 @@ export interface MemoryCalibration {
   /** Where the figures come from (device, date, the run that measured them). */
   source?: string;
 }
+
+/**
+ * What `memoryPlanOf` plans a capped process with when no calibration is given: under
+ * models.gpuMemoryLimit every arena is capped and grows by exactly what is asked, so what an arena
+ * holds is what it uses, far below the power-of-two footprints MMDIT_ACTIVATION_BYTES comes from.
+ * The arenas' own counters on the H200 (fp8, 1024², CFG; bench/results/gpu-2026-12-02-memory-
+ * calibration.json, the same figures again in -memory-recheck.json): MMDiT 0.79e9 (Large) and
+ * 0.63e9 (Medium) per image, × 1.1; outside the arenas 2.89e9 and 2.77e9. Text arenas keep
+ * TEXT_ARENA_BYTES (measured 0.005–0.18e9, below them).
+ */
+export const CAPPED_CALIBRATION: Partial<Record<ModelFamily, MemoryCalibration>> = {
+  'sd3.5-large': {
+    mmditActivationBytes: 0.87e9,
+    overheadBytes: 2.9e9,
+    source: 'shipped: H200 2026-12-02, capped arenas',
+  },
+  'sd3.5-large-turbo': {
+    mmditActivationBytes: 0.87e9,
+    overheadBytes: 2.9e9,
+    source: 'shipped: H200 2026-12-02, capped arenas (Large)',
+  },
+  'sd3.5-medium': {
+    mmditActivationBytes: 0.69e9,
+    overheadBytes: 2.8e9,
+    source: 'shipped: H200 2026-12-02, capped arenas',
+  },
+};
 
 export interface MemoryInput {
   family: ModelFamily;
@@ -169,17 +203,23 @@ export interface PlacementBreakdown {
   /** The VAE decode's share: its untiled estimate, or the arena cap tiles are chosen under. */
   vaeBytes: number;
   vaeTiled: boolean;
+  /** The tiling policy's budget for one decode, when not derived from vaeBytes (a capped arena). */
+  vaeDecodeBudgetBytes?: number;
   /** Everything but the MMDiT's activations: what a job's own activations add to. */
   fixedBytes: number;
   /** fixedBytes + mmditBytes: the expected peak of the reference job. */
   peakBytes: number;
 }
 
-/** What a placement costs on the GPU, the VAE sized for `budget` (the whole untiled decode when none). */
+/**
+ * What a placement costs on the GPU, the VAE sized for `budget` (the whole untiled decode when none);
+ * `capped`: the arenas will be capped (models.gpuMemoryLimit), which decides how the VAE may decode.
+ */
 export function placementBreakdown(
   input: MemoryInput,
   placement: 'gpu' | 'cpu-encoders',
   budget?: number,
+  capped = false,
 ): PlacementBreakdown {
   const weights: Record<string, number> = {};
   for (const c of input.components) {
@@ -200,7 +240,7 @@ export function placementBreakdown(
   const extraShapesBytes = (Math.max(1, input.capiShapes) - 1) * ((weights.mmdit ?? 0) + mmditBytes);
   const overheadBytes = input.calibration?.overheadBytes ?? OVERHEAD_BYTES;
   const rest = overheadBytes + weightsBytes + extraShapesBytes + textBytes + mmditBytes;
-  const vae = vaeShare(input, budget, rest);
+  const vae = vaeShare(input, budget, rest, capped);
   const fixedBytes = overheadBytes + weightsBytes + extraShapesBytes + textBytes + vae.bytes;
   return {
     placement,
@@ -212,6 +252,7 @@ export function placementBreakdown(
     mmditBytes,
     vaeBytes: vae.bytes,
     vaeTiled: vae.tiled,
+    ...(vae.decodeBudget !== undefined ? { vaeDecodeBudgetBytes: vae.decodeBudget } : {}),
     fixedBytes,
     peakBytes: fixedBytes + mmditBytes,
   };
@@ -222,12 +263,22 @@ export function placementBreakdown(
  * beside the rest; otherwise the estimate (× VAE_ESTIMATE_MARGIN) of the largest tile that fits in
  * what is left — the tiling policy's own choice under that budget — so the MMDiT keeps the rest;
  * never below the smallest tile's (32 latent pixels).
+ *
+ * Under a cap (`capped`) the decode is always tiled, in the 2×2 layout's tile (72 latent pixels at
+ * 1024²) and never smaller: ONNX Runtime 1.29's convolutions take cuDNN's workspace from the
+ * frontend's heuristic plan, whatever `cudnn_conv_use_max_workspace` says, and a capped arena that
+ * grows by exactly what is asked cannot reuse freed blocks for a larger request. Measured on the H200
+ * (bench/NOTES.md, issue 11): the untiled 1024² decode asked for a 2.15 GB block beyond a 6.9 GB cap
+ * (its unlimited in-use peak is 5.4 GiB), a smaller tile for 137 MB beyond its cap, while the 72-pixel
+ * tile ran three times in 2.13 GiB of a 2.53 GiB cap. The share is then fixed: when it does not
+ * fit, the placement does not (auto tries the CPU encoders, else the model is refused at start).
  */
 function vaeShare(
   input: MemoryInput,
   budget: number | undefined,
   rest: number,
-): { bytes: number; tiled: boolean } {
+  capped: boolean,
+): { bytes: number; tiled: boolean; decodeBudget?: number } {
   const bpe = input.vaeCompute === 'float16' ? 2 : 4;
   const latent = Math.ceil(input.resolution / 8);
   // The untiled figure is calibrated on the GPU (6.4 GB at 1024²); tiles' estimates get a margin.
@@ -239,6 +290,18 @@ function vaeShare(
       : { bytes: untiled, tiled: false };
   };
   if (input.vaeTiling === 'never') return { bytes: untiled, tiled: false };
+  if (capped) {
+    const tile = Math.min(latent, tightTileSizes([latent, latent], DEFAULT_VAE_OVERLAP)[0] ?? latent);
+    const tileBytes = vaeDecodeBytes(input.vae, [tile, tile], bpe) * VAE_ESTIMATE_MARGIN;
+    // Decodes take tiles of at most 64 latent pixels in that arena: in 100 mixed jobs at 24 GiB every
+    // decode in tiles of 54–64 (or whole at 512²) ran, every one in 72-pixel tiles failed (H200).
+    const decode = Math.min(latent, DEFAULT_VAE_TILE);
+    return {
+      bytes: tileBytes,
+      tiled: tile < latent,
+      decodeBudget: vaeDecodeBytes(input.vae, [decode, decode], bpe),
+    };
+  }
   if (input.vaeTiling === 'always') return tiled(undefined, 'always');
   if (budget === undefined || rest + untiled <= budget) return { bytes: untiled, tiled: false };
   return tiled(Math.max(0, budget - rest) / VAE_ESTIMATE_MARGIN, 'auto');
@@ -341,11 +404,15 @@ export function planGpuMemory(input: MemoryInput, options: PlanOptions): GpuMemo
     (limited ||
       (budget.bytes !== undefined &&
         // auto: resident encoders with one shape beat more shapes with the encoders on the CPU.
-        placementBreakdown(input, options.placement === 'cpu-encoders' ? 'cpu-encoders' : 'gpu', budget.bytes)
-          .peakBytes > budget.bytes));
+        placementBreakdown(
+          input,
+          options.placement === 'cpu-encoders' ? 'cpu-encoders' : 'gpu',
+          budget.bytes,
+          limited,
+        ).peakBytes > budget.bytes));
   const shaped: MemoryInput = oneShape ? { ...input, capiShapes: 1 } : input;
-  const gpu = placementBreakdown(shaped, 'gpu', budget.bytes);
-  const cpu = placementBreakdown(shaped, 'cpu-encoders', budget.bytes);
+  const gpu = placementBreakdown(shaped, 'gpu', budget.bytes, limited);
+  const cpu = placementBreakdown(shaped, 'cpu-encoders', budget.bytes, limited);
   const said = budget.source === 'limit' ? 'models.gpuMemoryLimit' : 'the free GPU memory';
   let chosen: PlacementBreakdown;
   let reason: string;
@@ -389,7 +456,8 @@ export function planGpuMemory(input: MemoryInput, options: PlanOptions): GpuMemo
     // The tiling policy's budget: the VAE's share (untiled: its calibrated estimate, so `auto`
     // decodes whole; tiled: the share less the margin, so tiles stay under the arena cap).
     plan.vaeBudgetBytes = Math.ceil(
-      chosen.vaeTiled ? chosen.vaeBytes / VAE_ESTIMATE_MARGIN : chosen.vaeBytes,
+      chosen.vaeDecodeBudgetBytes ??
+        (chosen.vaeTiled ? chosen.vaeBytes / VAE_ESTIMATE_MARGIN : chosen.vaeBytes),
     );
   }
   if (limited && budget.bytes !== undefined) {
