@@ -67,6 +67,16 @@ bool verbose() {
   return on;
 }
 
+// Issue 10 research (ATELIER_GEMM_AUTOTUNE=1): time the heuristic's candidate algorithms on a shape's
+// first call and keep the fastest, instead of the heuristic's first. Off until measured on the GPU.
+bool autotune() {
+  static const bool on = [] {
+    const char* v = std::getenv("ATELIER_GEMM_AUTOTUNE");
+    return v != nullptr && v[0] != '\0' && v[0] != '0';
+  }();
+  return on;
+}
+
 void set_error(char* error, size_t size, const char* format, ...) __attribute__((format(printf, 3, 4)));
 void set_error(char* error, size_t size, const char* format, ...) {
   va_list args;
@@ -218,6 +228,9 @@ struct Plan {
   cublaslt::MatmulDesc desc = nullptr;
   cublaslt::MatrixLayout a = nullptr, b = nullptr, c = nullptr;
   cublaslt::MatmulAlgo algo{};
+  // The heuristic's answers, best guess first (algo is one of them); timed once when autotuning.
+  std::vector<cublaslt::MatmulAlgo> candidates;
+  bool tuned = false;
   // D's type: float16 straight into y; bfloat16 (a cuBLASLt without float16 D for outer-vector
   // scaling) or float32 (scaling "fp32_output") into scratch, then our epilogue writes y.
   cudaDataType_t d_type = CUDA_R_16F;
@@ -314,6 +327,10 @@ bool choose_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearAr
   // An unsupported combination comes back as an error status or as no algorithm: both mean "none".
   if (s != cublaslt::kSuccess || returned == 0) return false;
   plan.algo = results[0].algo;
+  plan.candidates.clear();
+  for (int i = 0; i < returned; ++i)
+    if (results[i].state == cublaslt::kSuccess && results[i].workspace_size <= kWorkspaceBytes)
+      plan.candidates.push_back(results[i].algo);
   return true;
 }
 
@@ -431,6 +448,92 @@ bool check_launch(const char* what, char* error, size_t error_size) {
   if (e == cudaSuccess) return true;
   set_error(error, error_size, "%s failed: %s", what, cudaGetErrorString(e));
   return false;
+}
+
+// The fastest algorithm found per problem (m, n, k, D type, fused bias, fused GELU), for the process:
+// every layer of one shape shares it, so a shape is timed once, not once per layer.
+struct TunedKey {
+  int64_t m, n, k;
+  int d_type;
+  bool bias, gelu;
+  bool operator<(const TunedKey& o) const {
+    if (m != o.m) return m < o.m;
+    if (n != o.n) return n < o.n;
+    if (k != o.k) return k < o.k;
+    if (d_type != o.d_type) return d_type < o.d_type;
+    if (bias != o.bias) return bias < o.bias;
+    return gelu < o.gelu;
+  }
+};
+
+// Times each of the plan's candidate algorithms on this call's operands (3 runs after one warm-up,
+// CUDA events on the stream) and keeps the fastest: once per problem shape and process, never while
+// the stream is being captured (it synchronises on its events). The GEMM's output is overwritten by
+// the call's own GEMM afterwards. Algorithms cuBLASLt refuses at run time are skipped.
+void tune_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const void* weight, const void* x8, void* d,
+                    void* workspace, cudaStream_t stream) {
+  static std::mutex mutex;
+  static std::map<TunedKey, cublaslt::MatmulAlgo> tuned;
+  const TunedKey key{plan.m, plan.n, plan.k, static_cast<int>(plan.d_type), plan.fused_bias, plan.fused_gelu};
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto it = tuned.find(key);
+    if (it != tuned.end()) {
+      plan.algo = it->second;
+      plan.tuned = true;
+      return;
+    }
+  }
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  cudaStreamIsCapturing(stream, &capturing);
+  if (capturing != cudaStreamCaptureStatusNone || plan.candidates.size() < 2) {
+    plan.tuned = capturing == cudaStreamCaptureStatusNone;
+    return;
+  }
+  const cublaslt::Api& api = *kernel.api;
+  const float alpha = 1.0f, beta = 0.0f;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  if (cudaEventCreate(&start) != cudaSuccess || cudaEventCreate(&stop) != cudaSuccess) {
+    if (start) cudaEventDestroy(start);
+    cudaGetLastError();
+    return;
+  }
+  float best_ms = 0.0f;
+  size_t best = 0;
+  bool found = false;
+  for (size_t i = 0; i < plan.candidates.size(); ++i) {
+    const cublaslt::MatmulAlgo* algo = &plan.candidates[i];
+    auto run = [&] {
+      return api.matmul(kernel.handle, plan.desc, &alpha, weight, plan.a, x8, plan.b, &beta, d, plan.c, d, plan.c,
+                        algo, workspace, kWorkspaceBytes, stream);
+    };
+    if (run() != cublaslt::kSuccess) continue;  // warm-up; refused at run time: skip it
+    constexpr int kRuns = 3;
+    cudaEventRecord(start, stream);
+    bool ok = true;
+    for (int r = 0; r < kRuns && ok; ++r) ok = run() == cublaslt::kSuccess;
+    cudaEventRecord(stop, stream);
+    float ms = 0.0f;
+    if (!ok || cudaEventSynchronize(stop) != cudaSuccess || cudaEventElapsedTime(&ms, start, stop) != cudaSuccess) {
+      cudaGetLastError();
+      continue;
+    }
+    if (verbose())
+      std::fprintf(stderr, "atelier:Fp8Linear: autotune [%lld, %lld, %lld] candidate %zu: %.4f ms\n",
+                   static_cast<long long>(plan.m), static_cast<long long>(plan.n), static_cast<long long>(plan.k), i,
+                   ms / kRuns);
+    if (!found || ms < best_ms) {
+      best_ms = ms;
+      best = i;
+      found = true;
+    }
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  if (found) plan.algo = plan.candidates[best];
+  plan.tuned = true;
+  std::lock_guard<std::mutex> lock(mutex);
+  tuned.emplace(key, plan.algo);
 }
 
 }  // namespace
@@ -584,6 +687,7 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
     return false;
   const float alpha = 1.0f, beta = 0.0f;
   void* d = plan->d_type == CUDA_R_16F ? args.y : acc;
+  if (autotune() && !plan->tuned) tune_algorithm(*kernel, *plan, args.weight, x8, d, workspace, stream);
   const cublaslt::Status s = api.matmul(kernel->handle, plan->desc, &alpha, args.weight, plan->a, x8, plan->b, &beta,
                                         d, plan->c, d, plan->c, &plan->algo, workspace, kWorkspaceBytes, stream);
   if (s != cublaslt::kSuccess) {
