@@ -5,7 +5,8 @@
  * 2. A few colour clusters (k-means in CIELAB, seeded deterministically from a colour histogram).
  * 3. Background clusters: a cluster that covers 80 % of some rows or columns (a plain colour, a
  *    horizon's sky and ground, stripes, and the anti-aliased lines between them do; an object of
- *    the drawn world is at most 40 % of the image wide, four small ones in a row under 70 %), plus
+ *    the drawn world is at most 52 % of the image wide, and world.py keeps the objects crossing
+ *    any row or column under 70 % of it), plus
  *    the cluster that holds most of the border.
  * 4. A spatial background model: `global` (any background cluster is background anywhere), or
  *    `rows` / `columns` (a pixel is background when its cluster is one of its row's or column's
@@ -251,7 +252,8 @@ export interface BackgroundOptions {
   minLines?: number;
   /**
    * In the `rows` and `columns` layouts, a background colour is background in a line where it
-   * covers this share of it (an object is at most 40 % of a line). @default 0.4
+   * covers this share of it (the drawn world's largest object covers 52 % of a line, leaving
+   * 48 % to its background). @default 0.4
    */
   lineShare?: number;
 }

@@ -451,7 +451,9 @@ const prototypeCache = new Map<string, Prototype[]>();
 
 /**
  * Half-extents of the prototypes, in pixels of a 256² image: world.json's small, medium and large
- * (0.085, 0.13, 0.2 of the side), and smaller for four objects that had to shrink to fit.
+ * as they were until the world's objects were enlarged (0.085, 0.13, 0.2 of the side; now 0.11,
+ * 0.16, 0.24: 28, 41, 61 px, which these cover: the world's own drawings still score 100 %), and
+ * smaller for what a model draws too small.
  */
 const PROTOTYPE_SIZES = [14, 22, 33, 51];
 /** Blurs of the prototypes (Gaussian σ in pixels): sharp as drawn, and as a small decoder softens. */

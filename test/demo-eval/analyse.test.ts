@@ -244,7 +244,7 @@ function battery(): Case[] {
     ['circle', 'square', 'triangle', 'star', 'ring', 'heart', 'cross'].includes(s),
   );
   const positions = Object.entries(vocabulary.positions);
-  const sizes = [0.085, 0.13, 0.2];
+  const sizes = [0.11, 0.16, 0.24]; // world.json's small, medium, large
   const cases: Case[] = [];
   const backgroundOf = (k: number): { bg: Background; colours: string[]; kind: string } => {
     const a = pick.colour([]);
@@ -276,7 +276,7 @@ function battery(): Case[] {
     const count = 2 + (j % 3);
     const shape = shapes[j % shapes.length]!;
     const colour = pick.colour(colours);
-    const r = count > 2 ? 0.085 : 0.13;
+    const r = count > 2 ? 0.11 : 0.16;
     const objects: DrawnObject[] = [];
     while (objects.length < count) {
       const x = r + 0.03 + pick.next() * (1 - 2 * r - 0.06);
@@ -308,8 +308,8 @@ function battery(): Case[] {
       spec: {
         background: bg,
         objects: [
-          { shape: s1, colour: c1, x: p1[0], y: p1[1], r: 0.13 },
-          { shape: s2, colour: c2, x: p2[0], y: p2[1], r: 0.13 },
+          { shape: s1, colour: c1, x: p1[0], y: p1[1], r: 0.16 },
+          { shape: s2, colour: c2, x: p2[0], y: p2[1], r: 0.16 },
         ],
       },
       expected: {

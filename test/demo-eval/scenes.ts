@@ -17,7 +17,7 @@ export interface DrawnObject {
   /** Normalised centre. */
   x: number;
   y: number;
-  /** Half-extent as a share of the side (world.json: small 0.085, medium 0.13, large 0.2). */
+  /** Half-extent as a share of the side (world.json: small 0.11, medium 0.16, large 0.24). */
   r: number;
 }
 

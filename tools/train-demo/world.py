@@ -158,6 +158,95 @@ def sample_background(rng):
     return {"kind": "stripes", "colours": [a, b], "orientation": _pick(rng, BG["stripes"]["orientations"])}
 
 
+# Extents of each shape's outline in units of its half-extent r, measured from the SDFs above
+# (grid of 0.0025, rounded up): half-width, top, bottom (y down) and circumradius about the centre.
+EXTENT = {
+    "circle": (1.0, 1.0, 1.0, 1.0),
+    "square": (0.86, 0.86, 0.86, 1.217),
+    "triangle": (1.0, 0.866, 0.866, 1.323),
+    "star": (0.951, 1.0, 0.809, 1.0),
+    "ring": (1.0, 1.0, 1.0, 1.0),
+    "heart": (1.04, 0.987, 0.912, 1.183),
+    "cross": (1.0, 1.0, 1.0, 1.048),
+}
+# Several alike: each outline's bounding box at least EDGE from the image's border, and two
+# objects apart by at least GAP + GAP_PER_R · (r1 + r2) (16-22 px at 256²: about one of the
+# MMDiT's 16-px tokens) between their bounding boxes along x or y, or between their circumcircles.
+# And no row or column of the image crosses objects over LINE_SHARE of its length: bench/demo-eval
+# takes a colour covering 80 % of a line for background (two large squares side by side: 83 %).
+EDGE = 0.03
+GAP = 0.04
+GAP_PER_R = 0.1
+LINE_SHARE = 0.7
+
+
+def _apart(a, b) -> bool:
+    """Whether two objects' outlines are surely separated by the gap (bounding boxes or circumcircles)."""
+    wa, ta, ba, ra_ = EXTENT[a["shape"]]
+    wb, tb, bb, rb_ = EXTENT[b["shape"]]
+    gap = GAP + GAP_PER_R * (a["r"] + b["r"])
+    dx, dy = b["x"] - a["x"], b["y"] - a["y"]
+    if abs(dx) >= wa * a["r"] + wb * b["r"] + gap:
+        return True
+    if dy >= ba * a["r"] + tb * b["r"] + gap or -dy >= ta * a["r"] + bb * b["r"] + gap:
+        return True
+    return math.hypot(dx, dy) >= ra_ * a["r"] + rb_ * b["r"] + gap
+
+
+def _box(o):
+    w, top, bottom, _ = EXTENT[o["shape"]]
+    return o["x"] - w * o["r"], o["x"] + w * o["r"], o["y"] - top * o["r"], o["y"] + bottom * o["r"]
+
+
+_LINE_GRID = (np.arange(128, dtype=np.float32) + 0.5) / 128
+
+
+def _lines_clear(objects) -> bool:
+    """Whether every row and every column crosses at most LINE_SHARE of objects: at once when their
+    bounding boxes do not cross more, else by their outlines at 128² (two circles on a diagonal)."""
+    boxes = [_box(o) for o in objects]
+    fits = True
+    for lo, hi, across in ((2, 3, (0, 1)), (0, 1, (2, 3))):  # rows (y spans), then columns
+        for b in boxes:  # the most crossed line starts where some box does
+            at = b[lo]
+            crossed = sum(c[across[1]] - c[across[0]] for c in boxes if c[lo] <= at <= c[hi])
+            fits = fits and crossed <= LINE_SHARE
+    if fits:
+        return True
+    inside = np.zeros((128, 128), dtype=bool)
+    for o in objects:
+        px = (_LINE_GRID[None, :] - o["x"]) / o["r"]
+        py = (_LINE_GRID[:, None] - o["y"]) / o["r"]
+        inside |= SDF[o["shape"]](px, py) < 0
+    return max(inside.sum(0).max(), inside.sum(1).max()) <= LINE_SHARE * 128
+
+
+def _place_alike(rng, shape, colour, size, count):
+    """`count` objects of one shape, colour and size at random places, inside the image and apart
+    (_apart), no line crossing too much of them (_lines_clear). Rejection sampling: an object gets
+    40 tries, else the layout starts again (a first object in the middle can leave no room for the
+    others); after 40 layouts the size shrinks by 5 % and it starts again, so it always ends."""
+    w, top, bottom, _ = EXTENT[shape]
+    base = SIZES[size]
+    while True:
+        for _ in range(40):
+            placed = []
+            fails = 0
+            while len(placed) < count and fails < 40:
+                r = base * rng.uniform(0.92, 1.08)
+                x = rng.uniform(w * r + EDGE, 1 - w * r - EDGE)
+                y = rng.uniform(top * r + EDGE, 1 - bottom * r - EDGE)
+                o = {"shape": shape, "colour": colour, "size": size, "x": x, "y": y, "r": r}
+                if all(_apart(o, p) for p in placed) and _lines_clear(placed + [o]):
+                    placed.append(o)
+                    fails = 0
+                else:
+                    fails += 1
+            if len(placed) == count:
+                return placed
+        base *= 0.95
+
+
 def sample_scene(seed: int) -> dict:
     """A scene (what to draw) and its caption, from the seed alone."""
     rng = random.Random(seed)
@@ -189,20 +278,7 @@ def sample_scene(seed: int) -> dict:
         colour = _colour_far_from(rng, avoid)
         shape = _pick(rng, SHAPES)
         size = _pick(rng, ["small", "medium"] if count > 2 else ["small", "medium", "large"])
-        base = SIZES[size]
-        placed = []
-        tries = 0
-        while len(placed) < count:
-            tries += 1
-            if tries > 500:  # start again smaller; cannot loop forever
-                base *= 0.9
-                placed = []
-                tries = 0
-            r = base * rng.uniform(0.92, 1.08)
-            x, y = rng.uniform(r + 0.03, 1 - r - 0.03), rng.uniform(r + 0.03, 1 - r - 0.03)
-            if all(math.hypot(x - p["x"], y - p["y"]) > 1.25 * (r + p["r"]) + 0.03 for p in placed):
-                placed.append({"shape": shape, "colour": colour, "size": size, "x": x, "y": y, "r": r})
-        objects = placed
+        objects = _place_alike(rng, shape, colour, size, count)
         scene = {"type": "count", "count": count, "position": None}
     else:  # two different objects in a relation
         rel = _pick(rng, list(RELATIONS.keys()))
