@@ -56,6 +56,7 @@ import {
   type Fp8GemmCheck,
   isFp8GemmCheck,
   isMhaCheck,
+  LORA_BRANCH_CHECK,
   MHA_SHAPES,
   type MhaCheck,
   QKV_NORM_CHECK,
@@ -83,6 +84,8 @@ const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda
                     at Large's image and context streams, [2, 4096 | 333, 2432];
                     ${TOKEN_SPLIT_CHECK} (only by name): JointSplitQuant → Fp8LinearQ vs Slice → Fp8Linear
                     at Large's joint attention output, [2, 333 | 154 + 4096, 2432];
+                    ${LORA_BRANCH_CHECK} (only by name): Fp8Linear vs Fp8Linear + a LoRA branch (x·downᵀ·upᵀ,
+                    fp16, ranks 16 and 64) at Large's qkv, proj, fc1, fc2, x [8192, K] (issue 15);
                     ${FP8_ATTENTION_CHECK} (only by name): Fp8Attention (cuDNN FP8 flash) vs the fp16
                     MultiHeadAttention at the same shapes`;
 
@@ -117,6 +120,8 @@ const TIMEOUT_MS: Record<CheckName, number> = {
   [RESIDUAL_NORM_CHECK]: 180_000,
   // Per shape: two 21 M-value inputs, two sessions of 4 copies, float64 references of 10 rows.
   [TOKEN_SPLIT_CHECK]: 180_000,
+  // Per layer: one 20–80 M-value input, three sessions of 4 copies, float64 branches of 4 rows.
+  [LORA_BRANCH_CHECK]: 240_000,
   // Per shape: two 65 M-value input sets, two sessions of 4 copies (≈ 700 MB each), cuDNN's plan
   // built at the first run, float64 references of 12 head rows over 4429 keys for two sets.
   [FP8_ATTENTION_CHECK]: 240_000,
@@ -253,6 +258,7 @@ async function main(): Promise<void> {
       c !== QKV_NORM_CHECK &&
       c !== RESIDUAL_NORM_CHECK &&
       c !== TOKEN_SPLIT_CHECK &&
+      c !== LORA_BRANCH_CHECK &&
       c !== FP8_ATTENTION_CHECK,
   );
   if (unknown.length) throw new Error(`unknown checks: ${unknown.join(', ')} (${USAGE})`);

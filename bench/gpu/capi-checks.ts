@@ -142,6 +142,16 @@ export const RESIDUAL_NORM_SHAPES: [number, number, number][] = [
  * its Fp8Linear, at SD3.5 Large 1024² with CFG: [2, 333 + 4096, 2432] (and 154 context tokens), float16.
  */
 export const TOKEN_SPLIT_CHECK = 'token-split';
+/** Issue 15: what a LoRA's low-rank branch beside each linear layer would cost the W8A8 step. */
+export const LORA_BRANCH_CHECK = 'lora-branch';
+/** Large's joint-block linear layers [K, N] and the ranks to price (LoRAs concatenated along the rank). */
+export const LORA_BRANCH_LAYERS: { name: string; k: number; n: number }[] = [
+  { name: 'qkv', k: 2432, n: 7296 },
+  { name: 'proj', k: 2432, n: 2432 },
+  { name: 'fc1', k: 2432, n: 9728 },
+  { name: 'fc2', k: 9728, n: 2432 },
+];
+export const LORA_BRANCH_RANKS = [16, 64];
 export const TOKEN_SPLIT_SHAPES: [batch: number, contextTokens: number, xTokens: number, c: number][] = [
   [2, 333, 4096, 2432],
   [2, 154, 4096, 2432],
@@ -166,6 +176,7 @@ export type CheckName =
   | typeof QKV_NORM_CHECK
   | typeof RESIDUAL_NORM_CHECK
   | typeof TOKEN_SPLIT_CHECK
+  | typeof LORA_BRANCH_CHECK
   | typeof FP8_ATTENTION_CHECK;
 
 /** SD3.5's adaLN LayerNorm epsilon. */
@@ -1821,6 +1832,155 @@ async function tokenSplit(ctx: CheckContext): Promise<CheckResult> {
   };
 }
 
+// ---- (f2) issue 15: a LoRA's low-rank branch beside an Fp8Linear layer ----------------------------
+
+/**
+ * y{i} = Fp8Linear(x{i}) for one of Large's joint-block layers, `copies` times over; with `rank`,
+ * plus the LoRA branch (x{i} · downᵀ) · upᵀ in float16 (two MatMuls and an Add; the LoRA's scale
+ * folded into up), as the step graph would run it with the LoRAs' matrices fed per run. The
+ * branch reads the fp16 x, which the fused producers do not write today: Fp8Linear's own quantize
+ * pass stands in for that (the same bytes).
+ */
+function loraBranchModel(
+  rows: number,
+  k: number,
+  n: number,
+  copies: number,
+  w8: Uint8Array,
+  lora?: { rank: number; down: Uint16Array; up: Uint16Array },
+): BuiltModel {
+  const rank = lora?.rank;
+  const g = new GraphBuilder(rank ? `lora-branch-${rank}` : 'lora-branch-base');
+  const w = g.constant('w', 'float8e4m3fn', [n, k], w8);
+  const ws = g.constant('ws', 'float32', [n], new Float32Array(n).fill(1 / 448));
+  const down = rank && lora ? g.constant('downT', 'float16', [k, rank], lora.down) : undefined;
+  const up = rank && lora ? g.constant('upT', 'float16', [rank, n], lora.up) : undefined;
+  for (let copy = 0; copy < copies; copy++) {
+    const x = g.input(`x${copy}`, 'float16', [rows, k]);
+    let y = g.op('Fp8Linear', [x, w, ws], {}, ATELIER_DOMAIN);
+    if (down && up) y = g.op('Add', [y, g.op('MatMul', [g.op('MatMul', [x, down]), up])]);
+    g.output(y, `y${copy}`, 'float16', [rows, n]);
+  }
+  return g.build();
+}
+
+/** Rows of the image stream with CFG at 1024² (2 × 4096); the context stream adds 666 more per layer. */
+const LORA_BRANCH_ROWS = 8192;
+const LORA_CONTEXT_SHARE = (2 * 333) / LORA_BRANCH_ROWS;
+
+interface LoraBranchResult {
+  layer: string;
+  k: number;
+  n: number;
+  rank: number;
+  base_ms?: number;
+  branch_ms?: number;
+  added_ms?: number;
+  /** (y_branch − y_base) against float64 x · downᵀ · upᵀ on sampled rows. */
+  rel_l2_branch?: number;
+  error?: string;
+}
+
+async function loraBranch(ctx: CheckContext): Promise<CheckResult> {
+  const ops = needOps(ctx);
+  const layers = ctx.small ? [{ name: 'small', k: 64, n: 96 }] : LORA_BRANCH_LAYERS;
+  const ranks = ctx.small ? [4] : LORA_BRANCH_RANKS;
+  const copies = ctx.small ? 2 : 4;
+  const rows = ctx.small ? LORA_BRANCH_ROWS / 64 : LORA_BRANCH_ROWS;
+  const cuda = ctx.provider === 'cuda' ? { cuda: { enable_cuda_graph: '1' } } : {};
+  const options = sessionOptions(ctx, { ...cuda, customOpsLibraries: [ops] });
+  const r = rnd();
+  const xTable = halfNormalTable(r, 1);
+  const results: LoraBranchResult[] = [];
+  for (const { name, k, n } of layers) {
+    const x = drawFromTable(new Uint16Array(rows * k), xTable, randomInt(2 ** 31));
+    const w8 = drawFromTable(new Uint8Array(n * k), e4m3NormalTable(r, 100), randomInt(2 ** 31));
+    const feeds = Object.fromEntries(Array.from({ length: copies }, (_, i) => [`x${i}`, x]));
+    const shapes = Object.fromEntries(
+      Array.from({ length: copies }, (_, i) => [
+        [`x${i}`, [rows, k]],
+        [`y${i}`, [rows, n]],
+      ]).flat(),
+    );
+    const outputs = Array.from({ length: copies }, (_, i) => `y${i}`);
+    const timed = async (model: BuiltModel) => {
+      const bound = new Bound(await CapiSession.create(model, options), 'float16', shapes, outputs);
+      try {
+        bound.write(feeds);
+        const ms = (await timeRuns(bound.binding, ctx.runs)) / copies;
+        return { ms, y: bound.read('y0') };
+      } finally {
+        bound.release();
+      }
+    };
+    let base: { ms: number; y: FloatData } | undefined;
+    for (const rank of ranks) {
+      const result: LoraBranchResult = { layer: name, k, n, rank };
+      results.push(result);
+      try {
+        base ??= await timed(loraBranchModel(rows, k, n, copies, w8));
+        const plain = base;
+        // Branch values about a tenth of y's (a LoRA's update is a small change of the layer).
+        const down = drawFromTable(
+          new Uint16Array(k * rank),
+          halfNormalTable(r, 1 / Math.sqrt(k)),
+          randomInt(2 ** 31),
+        );
+        const up = drawFromTable(
+          new Uint16Array(rank * n),
+          halfNormalTable(r, 0.1 / Math.sqrt(rank)),
+          randomInt(2 ** 31),
+        );
+        const branch = await timed(loraBranchModel(rows, k, n, copies, w8, { rank, down, up }));
+        result.base_ms = plain.ms;
+        result.branch_ms = branch.ms;
+        result.added_ms = branch.ms - plain.ms;
+        const sample = [0, rows - 1, Math.floor(rows / 3), Math.floor(rows / 2)];
+        const got = new Float64Array(sample.length * n);
+        const want = new Float64Array(sample.length * n);
+        sample.forEach((row, i) => {
+          const t = new Float64Array(rank);
+          for (let j = 0; j < rank; j++) {
+            let sum = 0;
+            for (let c = 0; c < k; c++)
+              sum += halfToFloat(x[row * k + c]!) * halfToFloat(down[c * rank + j]!);
+            t[j] = sum;
+          }
+          for (let o = 0; o < n; o++) {
+            let sum = 0;
+            for (let j = 0; j < rank; j++) sum += t[j]! * halfToFloat(up[j * n + o]!);
+            want[i * n + o] = sum;
+            got[i * n + o] = halfToFloat(branch.y[row * n + o]!) - halfToFloat(plain.y[row * n + o]!);
+          }
+        });
+        result.rel_l2_branch = relL2f64(got, want);
+      } catch (error) {
+        result.error = String((error as Error).message ?? error).split('\n')[0];
+      }
+    }
+  }
+  // Per Large step: each layer once per block and stream (38 blocks; the context stream's rows
+  // priced pro rata; the last block's context projections are absent, ignored).
+  const perStep = (rank: number) =>
+    38 *
+    (1 + LORA_CONTEXT_SHARE) *
+    results.filter((x) => x.rank === rank).reduce((sum, x) => sum + (x.added_ms ?? 0), 0);
+  // fp16 rounding of y (≈ 10× the branch) bounds how well the difference can match: 2 % is a wiring check.
+  const ok = results.every((x) => x.error === undefined && (x.rel_l2_branch ?? 1) < 2e-2);
+  const line = (x: LoraBranchResult) =>
+    x.error
+      ? `${x.layer} r${x.rank} FAILED: ${x.error}`
+      : `${x.layer} [${x.k}→${x.n}] r${x.rank}: ${x.base_ms!.toFixed(3)} → ${x.branch_ms!.toFixed(3)} ms (+${x.added_ms!.toFixed(3)}), branch vs f64 ${x.rel_l2_branch!.toExponential(1)}`;
+  return {
+    status: ok ? 'PASS' : 'FAIL',
+    detail:
+      `${copies} copies per graph, median of ${ctx.runs} replays, x [${rows}, K]: ${results.map(line).join(' · ')}; ` +
+      `per Large step (×38 blocks, both streams): ${ranks.map((rank) => `r${rank} +${perStep(rank).toFixed(2)} ms`).join(', ')}`,
+    shapes: results,
+    per_step_ms: Object.fromEntries(ranks.map((rank) => [`r${rank}`, perStep(rank)])),
+  };
+}
+
 // ---- (g) atelier:Fp8Attention vs the fp16 MultiHeadAttention ---------------------------------------
 
 /**
@@ -2046,6 +2206,8 @@ export async function runCheck(name: CheckName, ctx: CheckContext): Promise<Chec
         return await residualNorm(ctx);
       case TOKEN_SPLIT_CHECK:
         return await tokenSplit(ctx);
+      case LORA_BRANCH_CHECK:
+        return await loraBranch(ctx);
       case FP8_ATTENTION_CHECK:
         return await fp8Attention(ctx);
       default:

@@ -1,0 +1,24 @@
+/**
+ * Issue 15's `lora-branch` check (capi-checks.ts) as a CPU dry run: the branch graph must add
+ * exactly x · downᵀ · upᵀ to the Fp8Linear layer's output, or the GPU's timing prices something
+ * else. Small shapes on the CPU build of our op library.
+ */
+import { describe, expect, it } from 'vitest';
+import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
+import { LORA_BRANCH_CHECK, runCheck } from './capi-checks.js';
+
+describe('capi-check lora-branch (CPU dry run)', () => {
+  it('adds the low-rank branch to the layer (against float64) and prices it per Large step', async () => {
+    const result = await runCheck(LORA_BRANCH_CHECK, {
+      provider: 'cpu',
+      deviceId: 0,
+      ops: buildCustomOpsLibrary('cpu'),
+      small: true,
+      runs: 2,
+    });
+    expect(result.status, result.detail).toBe('PASS');
+    const [shape] = result.shapes as { rel_l2_branch: number; added_ms: number }[];
+    expect(shape!.rel_l2_branch).toBeLessThan(2e-2);
+    expect(Object.keys(result.per_step_ms as object)).toEqual(['r4']);
+  });
+});
