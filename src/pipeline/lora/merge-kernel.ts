@@ -1,9 +1,10 @@
 /**
  * The merge's arithmetic on rows of one weight, run on worker threads (a real model's layers are
  * tens of millions of weights each, and the pipeline process has the host's cores to itself while
- * a combination merges), or inline for small weights. Both run `mergeRows` below (the workers
- * through merge-worker.ts), so a row is computed by the same code wherever it runs; each row
- * depends on nothing but its own inputs, so the result does not depend on how rows are split.
+ * a combination merges), or inline for small weights. Both run `runRows` below (the workers
+ * through merge-worker.ts): the native kernel (merge-native.ts, the same bits) when the CPU op
+ * library is there, else `mergeRows`; each row depends on nothing but its own inputs, so the
+ * result does not depend on how rows are split.
  *
  * Per row: decode the stored weight to float32 (tables from weights/dtypes.ts; fp8 × its scale,
  * rounded to float32), add Σ factor · (up[row] · down) — each product summed over the rank in
@@ -12,6 +13,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { builtCustomOpsLibrary } from '../ort/custom-ops.js';
 import {
   bf16ToFloat,
   e4m3ToFloat,
@@ -22,6 +24,7 @@ import {
   halfToFloat,
   type SafetensorsDType,
 } from '../weights/dtypes.js';
+import { mergeRowsNative, nativeMergeFunction } from './merge-native.js';
 
 /** Storage types the kernel decodes. */
 export type StoredType = 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E5M2';
@@ -159,6 +162,23 @@ export function mergeRows(task: KernelTask, tables: KernelTables, r0: number, r1
 }
 
 /**
+ * Merges rows [r0, r1) with the native kernel of the library at `library` when it loads (the same
+ * bits, many times faster: merge-native.ts), else with `mergeRows`. Returns the kernel that ran.
+ */
+export function runRows(
+  task: KernelTask,
+  tables: KernelTables,
+  r0: number,
+  r1: number,
+  library?: string,
+): 'native' | 'js' {
+  const fn = library ? nativeMergeFunction(library) : undefined;
+  if (fn && mergeRowsNative(fn, task, tables, r0, r1)) return 'native';
+  mergeRows(task, tables, r0, r1);
+  return 'js';
+}
+
+/**
  * A merge worker: merge-worker.ts beside this file in a source checkout, merge-worker.js beside
  * the bundle's code (bench/gpu/bundle.mjs and bench/multi-gpu/bundle.mjs build it). A worker does
  * not inherit the TypeScript loader of its thread, so a source checkout's worker registers tsx
@@ -211,18 +231,31 @@ export interface KernelOptions {
   threads?: number;
   /** Weights of fewer elements merge inline (tests set 0 to run the workers). @default 2²⁰ */
   inlineBelow?: number;
+  /**
+   * The CPU custom-op library whose native merge kernel to use (native/src/lora_merge.cc); false
+   * runs the JS kernel. @default the CPU library built from the current sources, when it is built
+   */
+  nativeLibrary?: string | false;
 }
 
 /** Worker threads, started for a combination's merge and ended after it. */
 export class KernelPool {
   readonly #threads: number;
   readonly #inlineBelow: number;
+  readonly #library: string | undefined;
   /** Started with the first weight large enough to share out. */
   #workers: Worker[] = [];
 
   constructor(options: KernelOptions = {}) {
     this.#threads = options.threads ?? KernelPool.defaultThreads();
     this.#inlineBelow = options.inlineBelow ?? INLINE_ELEMENTS;
+    this.#library =
+      options.nativeLibrary === false ? undefined : (options.nativeLibrary ?? builtCustomOpsLibrary('cpu'));
+  }
+
+  /** Whether the native kernel is to run (it still falls back to JS where its library fails to load). */
+  get native(): boolean {
+    return this.#library !== undefined && nativeMergeFunction(this.#library) !== undefined;
   }
 
   static defaultThreads(): number {
@@ -233,7 +266,7 @@ export class KernelPool {
   async run(task: KernelTask): Promise<void> {
     const t = kernelTables();
     if (this.#threads === 0 || task.rows * task.cols < this.#inlineBelow) {
-      mergeRows(task, t, 0, task.rows);
+      runRows(task, t, 0, task.rows, this.#library);
       return;
     }
     if (this.#workers.length === 0) {
@@ -260,7 +293,7 @@ export class KernelPool {
             };
             worker.once('message', answered);
             worker.once('error', failed);
-            worker.postMessage({ task, tables: t, r0, r1 });
+            worker.postMessage({ task, tables: t, r0, r1, library: this.#library });
           }),
       ),
     );
