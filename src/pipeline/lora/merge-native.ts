@@ -5,6 +5,7 @@
  * `mergeRows` stays the reference and the fallback where the library or its symbol is missing.
  */
 import koffi from 'koffi';
+import { configureKoffi } from '../ort/library.js';
 import type { KernelTables, KernelTask, OutputType, StoredType } from './merge-kernel.js';
 
 /** lora_merge.cc's codes. */
@@ -29,6 +30,7 @@ export function nativeMergeFunction(path: string): MergeFunction | undefined {
   let fn = loaded.get(path);
   if (fn === undefined) {
     try {
+      configureKoffi(); // before the thread's first load, or the C-API path could not configure koffi later
       const lib = koffi.load(path);
       fn = lib.func(SIGNATURE) as MergeFunction;
       libraries.push(lib);

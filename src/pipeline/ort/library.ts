@@ -133,10 +133,12 @@ export function loadOrtLibrary(path = defaultLibraryPath()): OrtLibrary {
 
 /**
  * koffi runs async calls on stacks of 128 KiB by default; ONNX Runtime's kernels need more (an fp16
- * RunWithBinding crashed with the default). Set once, before the first call.
+ * RunWithBinding crashed with the default). Set once per thread, before the first call: koffi
+ * refuses a new configuration once any library is loaded, so every koffi.load calls this first
+ * (lora/merge-native.ts too).
  */
 let configured = false;
-function configureKoffi(): void {
+export function configureKoffi(): void {
   if (configured) return;
   configured = true;
   const config = koffi.config() as Record<string, number>;
