@@ -91,20 +91,60 @@ inline uint8_t double_to_e4m3(double value) {
   return static_cast<uint8_t>(abits > 0x7ff0000000000000ull ? 0x7fu : result);  // NaN, either sign
 }
 
+// Four lanes (GCC/clang vector extensions): AVX2 registers in the avx2 clones, SSE2 pairs otherwise.
+typedef double v4d __attribute__((vector_size(32)));
+typedef int64_t v4i __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+
+// o[0..3] = double_to_e4m3(x[0..3] / s): the same selects lane by lane, on int64 lanes (the
+// magnitude's bits compare as the values do). Always inlined into the clones below.
+inline __attribute__((always_inline)) void encode4(const float* x, double s, uint8_t* o) {
+  v4f xf;
+  std::memcpy(&xf, x, sizeof xf);
+  const v4d value = __builtin_convertvector(xf, v4d) / s;
+  v4i bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  const v4i sign = (bits >> 56) & 0x80;
+  const v4i abits = bits & 0x7fffffffffffffffll;
+  v4d a;
+  std::memcpy(&a, &abits, sizeof a);
+  const v4i code = ((abits >> 49) & 0x3fff) - (1016 << 3);
+  const v4i half = (abits >> 48) & 1;
+  const v4i rest = (abits & 0xffffffffffffll) != 0;  // -1 or 0
+  const v4i rounded = code + (half & ((rest & 1) | (code & 1)));
+  const v4i normal = rounded > 0x7e ? 0x7e : rounded;
+  constexpr int64_t kTwoPowMinus6 = 0x3f90000000000000ll, k448 = 0x407c000000000000ll;
+  const v4i small = abits < kTwoPowMinus6;
+  const v4d zero = {0, 0, 0, 0};
+  // a · 512 + 2⁵² holds round-half-even(a · 512) in its low mantissa bits.
+  const v4d shifted = (small ? a : zero) * 512.0 + 4503599627370496.0;
+  v4i sub;
+  std::memcpy(&sub, &shifted, sizeof sub);
+  sub -= 0x4330000000000000ll;
+  v4i magnitude = small ? sub : normal;
+  magnitude = abits >= k448 ? 0x7e : magnitude;
+  const v4i codes = abits > 0x7ff0000000000000ll ? 0x7f : (sign | magnitude);
+  for (int j = 0; j < 4; j++) o[j] = static_cast<uint8_t>(codes[j]);
+}
+
 // The F8_E4M3 output of a row: scale = amax / 448 (1 when 0 or when a NaN makes JS's Math.max
 // NaN), codes of x / scale. Cloned for AVX2 where the CPU has it.
 __attribute__((target_clones("avx2", "default"))) float encode_e4m3_row(const float* v, uint8_t* o,
                                                                       int64_t n) {
-  float amax = 0;
-  bool nan = false;
+  // |x|'s bits order as the values do, and any NaN's are above infinity's.
+  uint32_t max_bits = 0;
   for (int64_t i = 0; i < n; i++) {
-    const float a = std::fabs(v[i]);
-    nan |= a != a;
-    amax = a > amax ? a : amax;
+    const uint32_t b = bits_of(v[i]) & 0x7fffffffu;
+    max_bits = b > max_bits ? b : max_bits;
   }
+  float amax;
+  std::memcpy(&amax, &max_bits, sizeof amax);
+  const bool nan = max_bits > 0x7f800000u;
   const float scale = static_cast<float>(!nan && amax > 0 ? static_cast<double>(amax) / 448.0 : 1.0);
   const double s = scale;
-  for (int64_t i = 0; i < n; i++) o[i] = double_to_e4m3(static_cast<double>(v[i]) / s);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) encode4(v + i, s, o + i);
+  for (; i < n; i++) o[i] = double_to_e4m3(static_cast<double>(v[i]) / s);
   return scale;
 }
 
@@ -143,8 +183,6 @@ void decode_row(int stored, const uint8_t* base, const float* scales, int n_scal
   }
 }
 
-// Four doubles (GCC/clang vector extension): AVX2 registers in the avx2 clone, SSE2 pairs otherwise.
-typedef double v4d __attribute__((vector_size(32)));
 
 // The same at the alignment of a double: loads and stores of update and down rows anywhere.
 typedef double v4du __attribute__((vector_size(32), aligned(8)));
