@@ -450,19 +450,24 @@ bool check_launch(const char* what, char* error, size_t error_size) {
   return false;
 }
 
-// The fastest algorithm found per problem (m, n, k, D type, fused bias, fused GELU), for the process:
-// every layer of one shape shares it, so a shape is timed once, not once per layer.
+// The fastest algorithm found per problem (m, n, k, D type, fused bias, fused GELU, and the kernel's
+// scaling and accumulation, which shape the descriptor), for the process: every layer of one shape
+// shares it, so a shape is timed once, not once per layer.
 struct TunedKey {
   int64_t m, n, k;
   int d_type;
   bool bias, gelu;
+  int scaling;
+  bool fast;
   bool operator<(const TunedKey& o) const {
     if (m != o.m) return m < o.m;
     if (n != o.n) return n < o.n;
     if (k != o.k) return k < o.k;
     if (d_type != o.d_type) return d_type < o.d_type;
     if (bias != o.bias) return bias < o.bias;
-    return gelu < o.gelu;
+    if (gelu != o.gelu) return gelu < o.gelu;
+    if (scaling != o.scaling) return scaling < o.scaling;
+    return fast < o.fast;
   }
 };
 
@@ -474,7 +479,8 @@ void tune_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const void* weight,
                     void* workspace, cudaStream_t stream) {
   static std::mutex mutex;
   static std::map<TunedKey, cublaslt::MatmulAlgo> tuned;
-  const TunedKey key{plan.m, plan.n, plan.k, static_cast<int>(plan.d_type), plan.fused_bias, plan.fused_gelu};
+  const TunedKey key{plan.m,           plan.n,          plan.k, static_cast<int>(plan.d_type), plan.fused_bias,
+                     plan.fused_gelu, static_cast<int>(kernel.scaling), kernel.fast_accumulation};
   {
     std::lock_guard<std::mutex> lock(mutex);
     const auto it = tuned.find(key);
