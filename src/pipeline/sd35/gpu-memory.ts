@@ -30,7 +30,9 @@
  *
  * A MemoryCalibration (EngineOptions.memoryCalibration; bench/gpu/atelier-bench.ts makes one from
  * the arenas' own counters, `calibrationFromArenas`) replaces the overhead, the MMDiT's activations
- * per image and the text encoders' arenas with figures measured on the GPU.
+ * per image and the text encoders' arenas with figures measured on the GPU. Those figures are what
+ * capped arenas hold; the constants above are what power-of-two arenas hold. So a process under
+ * models.gpuMemoryLimit without a calibration of its own plans with CAPPED_CALIBRATION (memoryPlanOf).
  */
 import { execFileSync } from 'node:child_process';
 import type { ModelFamily } from '../models-dir/types.js';
