@@ -11,6 +11,9 @@
  *  - through the engine on the tiny model (stock path, float32): the first job with the LoRA
  *    (merge + building the graph + opening the session) against a job without it, and a second job
  *    with it (cached);
+ *  - the merge kernel alone on one thread, JS (`mergeRows`) against native (native/src/lora_merge.cc,
+ *    the same bits): one [7296, 2432] F8_E4M3 layer → F8_E4M3 with one rank-16 patch, in ns per
+ *    weight, and Large's 8.06 G MMDiT weights at that rate on a 16-core host's 15 workers;
  *  - the GPU rows: not yet measured (no GPU here).
  *
  *   npm run bench -- lora-merge
@@ -19,8 +22,15 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loraModules, mergeLoras, readLoraFile } from '../src/pipeline/lora/index.js';
-import { KernelPool } from '../src/pipeline/lora/merge-kernel.js';
+import {
+  KernelPool,
+  type KernelTask,
+  kernelTables,
+  mergeRows,
+  runRows,
+} from '../src/pipeline/lora/merge-kernel.js';
 import { FileWeightSource } from '../src/pipeline/onnx/params.js';
+import { buildCustomOpsLibrary } from '../src/pipeline/ort/custom-ops.js';
 import { Sd35Engine } from '../src/pipeline/sd35/engine.js';
 import { ensureTinyModel, TINY_CHECKPOINT } from '../src/pipeline/tiny/index.js';
 import type { GenerationRequest } from '../src/pipeline/types.js';
@@ -59,23 +69,88 @@ async function timeMerge(
   shapes: Map<string, number[]>,
   lora: string,
   out: string,
+  nativeLibrary?: string | false,
 ) {
   const modules = loraModules(shapes);
   const times: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     const file = readLoraFile('bench', lora, { name: path, shapes }, modules);
     const started = performance.now();
-    await mergeLoras(source, shapes, [{ lora: file, weight: 0.8 }], out);
+    await mergeLoras(source, shapes, [{ lora: file, weight: 0.8 }], out, { nativeLibrary });
     times.push(performance.now() - started);
     file.file.close();
   }
   return median(times);
 }
 
+/** SD3.5 Large's MMDiT weights (what a merge of every layer would touch at most). */
+const LARGE_MMDIT_WEIGHTS = 8.06e9;
+
+/** ns per weight of one kernel on one thread: one [7296, 2432] e4m3 layer, one rank-16 patch (median of 3). */
+function kernelNsPerWeight(library: string | undefined): number {
+  const [rows, cols] = [7296, 2432];
+  const base = new Uint8Array(rows * cols);
+  for (let i = 0; i < base.length; i++) {
+    const b = (Math.imul(i, 2654435761) >>> 24) & 0xff;
+    base[i] = (b & 0x7f) === 0x7f ? b - 1 : b; // any code but NaN
+  }
+  const up = new Float32Array(rows * RANK).map((_, i) => Math.fround(Math.sin(i) * 0.01));
+  const down = new Float64Array(RANK * cols).map((_, i) => Math.fround(Math.cos(i) * 0.01));
+  const times: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const task: KernelTask = {
+      rows,
+      cols,
+      stored: 'F8_E4M3',
+      base,
+      baseScales: new Float32Array([0.001]),
+      patches: [{ up, down, rank: RANK, factor: 0.8, start: 0, count: rows }],
+      out: 'F8_E4M3',
+      output: new Uint8Array(rows * cols),
+      outputScales: new Float32Array(rows),
+    };
+    const started = performance.now();
+    if (library) {
+      if (runRows(task, kernelTables(), 0, rows, library) !== 'native')
+        throw new Error('native kernel did not run');
+    } else mergeRows(task, kernelTables(), 0, rows);
+    times.push(performance.now() - started);
+  }
+  return (median(times) * 1e6) / (rows * cols);
+}
+
 export async function run(): Promise<BenchRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'atelier-bench-lora-'));
   const rows: BenchRow[] = [];
   try {
+    // 0. The kernel alone, one thread: JS against native (when the CPU library builds here).
+    let library: string | undefined;
+    try {
+      library = buildCustomOpsLibrary('cpu');
+    } catch {
+      library = undefined;
+    }
+    for (const [kernel, lib] of [
+      ['JS (mergeRows)', undefined],
+      ['native (lora_merge.cc)', library],
+    ] as const) {
+      if (kernel.startsWith('native') && !lib) {
+        rows.push({ case: `kernel ${kernel}: CPU library did not build here`, 'median ms': 'n/a' });
+        continue;
+      }
+      const ns = kernelNsPerWeight(lib);
+      rows.push({
+        case: `kernel ${kernel}, one thread: [7296, 2432] F8_E4M3 → F8_E4M3, one rank-${RANK} patch`,
+        'ns/weight': ns,
+        'median ms': (ns * 7296 * 2432) / 1e6,
+      });
+      rows.push({
+        case: `kernel ${kernel}: SD3.5 Large's ${LARGE_MMDIT_WEIGHTS / 1e9} G MMDiT weights on 15 workers (projection from the row above)`,
+        'weights (M)': LARGE_MMDIT_WEIGHTS / 1e6,
+        'median ms': (LARGE_MMDIT_WEIGHTS * ns) / 15 / 1e6,
+      });
+    }
+
     // 1. The tiny model, every linear layer of its MMDiT.
     const tiny = await ensureTinyModel(dir);
     const checkpoint = join(tiny.modelsDir, 'checkpoints', TINY_CHECKPOINT);
@@ -95,10 +170,11 @@ export async function run(): Promise<BenchRow[]> {
       shapes,
       join(loras, 'all.safetensors'),
       join(dir, 'tiny-merged.safetensors'),
+      library ?? false,
     );
     tinyFile.close();
     rows.push({
-      case: `merge: tiny model, ${linear.length} linear layers, rank ${RANK}`,
+      case: `merge: tiny model, ${linear.length} linear layers, rank ${RANK}, ${library ? 'native' : 'JS'} kernel`,
       'weights (M)': elements / 1e6,
       'median ms': tinyMs,
       'GMAC/s': (elements * RANK) / tinyMs / 1e6,
@@ -119,17 +195,33 @@ export async function run(): Promise<BenchRow[]> {
       1,
     );
     const bigFile = SafetensorsFile.open(big);
+    // The JS kernel's rate first (the row the projections below used before the native kernel).
+    const bigJsMs = await timeMerge(
+      'large layer',
+      new FileWeightSource(bigFile),
+      bigShapes,
+      join(loras, 'large.safetensors'),
+      join(dir, 'large-merged.safetensors'),
+      false,
+    );
+    rows.push({
+      case: `merge: one SD3.5 Large layer [7296, 2432] F16, rank ${RANK}, JS kernel`,
+      'weights (M)': (rows7296 * cols) / 1e6,
+      'median ms': bigJsMs,
+      'GMAC/s': (rows7296 * cols * RANK) / bigJsMs / 1e6,
+    });
     const bigMs = await timeMerge(
       'large layer',
       new FileWeightSource(bigFile),
       bigShapes,
       join(loras, 'large.safetensors'),
       join(dir, 'large-merged.safetensors'),
+      library ?? false,
     );
     bigFile.close();
     const macPerMs = (rows7296 * cols * RANK) / bigMs;
     rows.push({
-      case: `merge: one SD3.5 Large layer [7296, 2432] F16, rank ${RANK}`,
+      case: `merge: one SD3.5 Large layer [7296, 2432] F16, rank ${RANK}, ${library ? 'native' : 'JS'} kernel`,
       'weights (M)': (rows7296 * cols) / 1e6,
       'median ms': bigMs,
       'GMAC/s': macPerMs / 1e6,

@@ -308,7 +308,8 @@ export class KernelPool {
  * The merge's cost per MMDiT weight and worker thread, measured on the H200's 16-core host
  * (2026-12-02: SD3.5 Large, 8.06 G weights, rank 16 on every attention and MLP layer, 15 threads:
  * 75–91 s per new combination, merge and load) — the first guess of a combination's wait before
- * one is measured.
+ * one is measured. Measured with the JS kernel; the native one is ≈ 10× faster per thread on the
+ * arithmetic (bench/NOTES.md, issue 15): to be re-measured on that host before this changes.
  */
 const MERGE_NS_PER_WEIGHT_THREAD = 158;
 
