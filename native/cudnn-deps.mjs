@@ -7,8 +7,6 @@
  *                                 nvrtc.h from the nvidia-cuda-nvrtc wheel (the frontend includes it for
  *                                 an engine we never use; this machine's CUDA toolkit has no NVRTC)
  *   .gpu/cudnn/frontend/include/  NVIDIA's cuDNN frontend (header-only C++), from a git mirror
- *   .gpu/cudnn/exports.map        a linker version script exporting RegisterCustomOps alone (ours: the
- *                                 frontend's std:: template instances stay inside the library)
  *   .gpu/cudnn/VERSION            what was unpacked: the wheels' names and the frontend's commit
  *
  * Headers only: the library uses the frontend's dynamic loading (NV_CUDNN_FRONTEND_USE_DYNAMIC_LOADING)
@@ -110,7 +108,6 @@ const archive = execFileSync('git', ['-C', frontend, 'archive', '--format=tar', 
 execFileSync('tar', ['-x', '-C', join(staging, 'frontend')], { input: archive });
 
 const version = `cudnn wheel ${basename(wheel)}\nnvrtc wheel ${basename(nvrtcWheel)}\ncudnn-frontend ${commit}\n`;
-writeFileSync(join(staging, 'exports.map'), '{\n  global: RegisterCustomOps;\n  local: *;\n};\n');
 writeFileSync(join(staging, 'VERSION'), version);
 rmSync(CUDNN_DEPS_DIR, { recursive: true, force: true });
 renameSync(staging, CUDNN_DEPS_DIR);

@@ -40,6 +40,9 @@ const FLAGS = {
   ],
 };
 
+/** The linker version script of a build with the cuDNN deps: the symbols the library exports. */
+const EXPORTS_MAP = join(NATIVE_DIR, 'exports.map');
+
 /**
  * The cuDNN deps when unpacked (`native/cudnn-deps.mjs`): the extra CUDA flags (headers as system
  * includes, so their warnings stay theirs; the frontend loads libcudnn.so.9 at run time, so nothing
@@ -57,10 +60,11 @@ export function cudnnDeps() {
       join(CUDNN_DEPS_DIR, 'include'),
       '-isystem',
       join(CUDNN_DEPS_DIR, 'frontend', 'include'),
-      // Only RegisterCustomOps leaves the library: the frontend's std:: template instances (default
-      // visibility in libstdc++'s headers) must not bind to another library's copies, or theirs to ours.
+      // Only what native/exports.map names leaves the library (RegisterCustomOps, the LoRA merge
+      // kernel): the frontend's std:: template instances (default visibility in libstdc++'s
+      // headers) must not bind to another library's copies, or theirs to ours.
       '-Xlinker',
-      `--version-script=${join(CUDNN_DEPS_DIR, 'exports.map')}`,
+      `--version-script=${EXPORTS_MAP}`,
     ],
     version: readFileSync(version, 'utf8'),
   };
@@ -98,7 +102,11 @@ export function libraryPath(kind) {
   const deps = kind === 'cuda' ? cudnnDeps() : undefined;
   // Without the cuDNN deps the hash (and so the path) is what it was before they existed.
   const hash = createHash('sha256').update(
-    JSON.stringify(deps ? { kind, flags: flagsOf(kind), cudnn: deps.version } : { kind, flags: FLAGS[kind] }),
+    JSON.stringify(
+      deps
+        ? { kind, flags: flagsOf(kind), cudnn: deps.version, exports: readFileSync(EXPORTS_MAP, 'utf8') }
+        : { kind, flags: FLAGS[kind] },
+    ),
   );
   for (const file of sourceFiles())
     hash.update(relative(NATIVE_DIR, file)).update('\0').update(readFileSync(file));

@@ -65,6 +65,11 @@ export interface LoraVariantsOptions {
   workDir: string;
   /** Combinations kept loaded (and merged files kept on disk). @default 2 */
   capacity?: number;
+  /**
+   * An op library whose native merge kernel to use (the engine's own, e.g. the GPU bundle's CUDA
+   * library); @default the CPU library built from the sources. JS when neither has the kernel.
+   */
+  mergeLibrary?: string;
 }
 
 export interface LoraVariant {
@@ -95,6 +100,7 @@ export class LoraVariants {
   readonly #dir: string;
   readonly #workDir: string;
   readonly #capacity: number;
+  readonly #mergeLibrary: string | undefined;
   /** Loaded combinations, least recently used first. */
   readonly #entries = new Map<string, Entry>();
   #model: LoraModel | undefined;
@@ -107,6 +113,7 @@ export class LoraVariants {
     const model = createHash('sha256').update(host.weights.key).digest('hex').slice(0, 12);
     this.#workDir = join(options.workDir, model);
     this.#capacity = Math.max(1, options.capacity ?? DEFAULT_CACHED_COMBINATIONS);
+    this.#mergeLibrary = options.mergeLibrary;
   }
 
   /** Combinations loaded now, least recently used first (their ids). */
@@ -217,6 +224,7 @@ export class LoraVariants {
         model.shapes,
         files.map((lora, i) => ({ lora, weight: uses[i]!.request.weight })),
         path,
+        this.#mergeLibrary ? { nativeLibrary: this.#mergeLibrary } : {},
       );
     } finally {
       for (const f of files) f.file.close();

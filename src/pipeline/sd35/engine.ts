@@ -405,6 +405,8 @@ export class Sd35Engine implements Pipeline {
         dir: this.options.loras?.dir ?? join(this.options.dataDir, 'loras'),
         workDir: join(this.options.dataDir, 'loras', 'merged'),
         capacity,
+        // The denoiser's op library carries the native merge kernel too (exported by the CUDA build).
+        ...(this.options.customOpsLibrary ? { mergeLibrary: this.options.customOpsLibrary } : {}),
       },
     );
     return this.#loras.variant(loras);
