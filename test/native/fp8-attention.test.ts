@@ -232,7 +232,9 @@ describe('atelier:Fp8Attention, CPU kernel', () => {
       const want = reference(shape, inputs, 1 / Math.sqrt(d));
       // Float16 rounding of the dequantized output: ½ ulp. float32 against float64 moves the
       // probabilities and the output by ~1e-7 relative, which flips an e4m3 rounding now and then:
-      // such an element is one e4m3 step of the output (× descale_v) away, and they must be rare.
+      // the output's own code (one step of it, × descale_v), or a probability's code, whose step
+      // times a value of V can move a small output past its neighbour (seen: 2 steps, seed
+      // 187186261). Such elements must be within 3 steps and rare; a wrong formula is off by far more.
       let flipped = 0;
       for (let i = 0; i < got.length; i++) {
         const error = Math.abs(got[i] - want.fp8[i]);
@@ -240,7 +242,7 @@ describe('atelier:Fp8Attention, CPU kernel', () => {
         flipped++;
         const step = e4m3Step(want.fp8[i] / want.vDescale) * want.vDescale;
         expect(error, `seed ${seed}: out[${i}] = ${got[i]}, float64 ${want.fp8[i]}`).toBeLessThanOrEqual(
-          step + halfUlp(want.fp8[i]),
+          3 * step + halfUlp(want.fp8[i]),
         );
       }
       expect(flipped / got.length, `seed ${seed}: ${flipped} elements one e4m3 step off`).toBeLessThanOrEqual(

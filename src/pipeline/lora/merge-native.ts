@@ -6,7 +6,7 @@
  */
 import koffi from 'koffi';
 import { configureKoffi } from '../ort/library.js';
-import type { KernelTables, KernelTask, OutputType, StoredType } from './merge-kernel.js';
+import type { KernelTables, KernelTask, OutputType, StoredType } from './merge-task.js';
 
 /** lora_merge.cc's codes. */
 const STORED: Record<StoredType, number> = { F32: 0, F16: 1, BF16: 2, F8_E4M3: 3, F8_E5M2: 4 };
