@@ -421,6 +421,10 @@ function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined, fp8?: 
     ...(path === 'capi' && runtime?.customOps
       ? { step_fusions: process.env.ATELIER_STEP_FUSIONS !== '0' }
       : {}),
+    // Issue 10 research: cuBLASLt algorithms timed per shape instead of the heuristic's first.
+    ...(path === 'capi' && runtime?.customOps && process.env.ATELIER_GEMM_AUTOTUNE === '1'
+      ? { gemm_autotune: true }
+      : {}),
   };
 }
 
