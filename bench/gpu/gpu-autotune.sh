@@ -8,16 +8,9 @@
 #      prints each candidate's time: ATELIER_OPS_VERBOSE=1, to the log only);
 #   3. capi-check lora-branch: Fp8Linear alone vs + a LoRA branch at Large's four layer shapes.
 # Ends by ENDS_BY seconds (default 560). On the GPU machine, from the checkout: bash bench/gpu/gpu-autotune.sh
-T0=$(date +%s)
 ENDS_BY=${ENDS_BY:-560}
-left() { echo $((${1:-$ENDS_BY} - $(date +%s) + T0)); }
-at() { echo "== $1 at $(($(date +%s) - T0)) s"; }
-OUT=${OUT:-$PWD/.gpu/out}; mkdir -p "$OUT"
-source .gpu/device-env.sh
-command -v node > /dev/null || { echo "no node on this machine: carry .gpu/runtime-a.tar.xz"; exit 3; }
-W=$(cat /tmp/sd35-dir 2>/dev/null); W=${W:-/dev/shm/sd35}; echo "$W" > /tmp/sd35-dir
-python3 bench/gpu/make_weights.py "$W" --models large --precisions fp8 --jobs 8 > "$OUT/weights.log" 2>&1
-tail -1 "$OUT/weights.log"
+WEIGHTS=fp8
+source bench/gpu/call-start.sh
 LOG="$OUT/autotune.log"
 at "FP8 GEMM checks, heuristic" | tee -a "$LOG"
 timeout 150 node .gpu/bundle/capi-check.js --only fp8 --out "$OUT/gemm-heuristic.json" 2>&1 | tail -5 | tee -a "$LOG"

@@ -12,16 +12,9 @@
 # large: torch.compile FP8, then bf16) in another call on the same machine.
 # Ends by ENDS_BY seconds (default 570); each part is bounded so a slow one cannot take the rest.
 # On the GPU machine, from the checkout: bash bench/gpu/gpu-step8.sh
-T0=$(date +%s)
 ENDS_BY=${ENDS_BY:-570}
-left() { echo $((${1:-$ENDS_BY} - $(date +%s) + T0)); }
-at() { echo "== $1 at $(($(date +%s) - T0)) s"; }
-OUT=${OUT:-$PWD/.gpu/out}; mkdir -p "$OUT"
-source .gpu/device-env.sh
-command -v node > /dev/null || { echo "no node on this machine: carry .gpu/runtime-a.tar.xz"; exit 3; }
-W=$(cat /tmp/sd35-dir 2>/dev/null); W=${W:-/dev/shm/sd35}; echo "$W" > /tmp/sd35-dir
-python3 bench/gpu/make_weights.py "$W" --models large --precisions fp8,fp16 --jobs 8 > "$OUT/weights.log" 2>&1
-tail -1 "$OUT/weights.log"
+WEIGHTS=fp8,fp16
+source bench/gpu/call-start.sh
 LOG="$OUT/step8.log"
 at "op checks" | tee -a "$LOG"
 timeout 90 node .gpu/bundle/capi-check.js --only residual-norm,token-split --out "$OUT/step8-check.json" 2>&1 | tail -40 | tee -a "$LOG"
