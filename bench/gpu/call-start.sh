@@ -1,4 +1,4 @@
-# Sourced at the top of a device call's script (gpu-step8.sh, gpu-autotune.sh): the clock and its
+# Sourced at the top of a device call's script (gpu-step8.sh, gpu-autotune.sh, gpu-memory-recheck.sh): the clock and its
 # helpers (`left [END]`: seconds until END or ENDS_BY; `at WHAT`: a timestamped heading), $OUT, the
 # machine's runtime (device-env.sh; node must be unpacked already) and SD3.5 Large's files in
 # $W for the precisions in $WEIGHTS (default fp8; kept from an earlier call, written if missing).

@@ -1849,12 +1849,11 @@ function loraBranchModel(
   w8: Uint8Array,
   lora?: { rank: number; down: Uint16Array; up: Uint16Array },
 ): BuiltModel {
-  const rank = lora?.rank;
-  const g = new GraphBuilder(rank ? `lora-branch-${rank}` : 'lora-branch-base');
+  const g = new GraphBuilder(lora ? `lora-branch-${lora.rank}` : 'lora-branch-base');
   const w = g.constant('w', 'float8e4m3fn', [n, k], w8);
   const ws = g.constant('ws', 'float32', [n], new Float32Array(n).fill(1 / 448));
-  const down = rank && lora ? g.constant('downT', 'float16', [k, rank], lora.down) : undefined;
-  const up = rank && lora ? g.constant('upT', 'float16', [rank, n], lora.up) : undefined;
+  const down = lora && g.constant('downT', 'float16', [k, lora.rank], lora.down);
+  const up = lora && g.constant('upT', 'float16', [lora.rank, n], lora.up);
   for (let copy = 0; copy < copies; copy++) {
     const x = g.input(`x${copy}`, 'float16', [rows, k]);
     let y = g.op('Fp8Linear', [x, w, ws], {}, ATELIER_DOMAIN);

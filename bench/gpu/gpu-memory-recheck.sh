@@ -10,15 +10,9 @@
 # copied to /tmp so the run cannot change the committed file). ≈ 330 s; ends by ENDS_BY (default 560).
 # Then gpu-memory-mixed.sh (X) in a later call on the same machine (it reads the same /tmp file).
 # On the GPU machine, from the checkout: bash bench/gpu/gpu-memory-recheck.sh
-T0=$(date +%s)
 ENDS_BY=${ENDS_BY:-560}
-left() { echo $((${1:-$ENDS_BY} - $(date +%s) + T0)); }
-OUT=${OUT:-$PWD/.gpu/out}; mkdir -p "$OUT"
-source .gpu/device-env.sh
-command -v node > /dev/null || { echo "no node on this machine: run a call carrying .gpu/runtime-a.tar.xz first"; exit 3; }
-W=$(cat /tmp/sd35-dir 2>/dev/null); W=${W:-/dev/shm/sd35}; echo "$W" > /tmp/sd35-dir
-python3 bench/gpu/make_weights.py "$W" --models large --precisions fp8 --jobs 8 > "$OUT/weights.log" 2>&1
-tail -1 "$OUT/weights.log"
+WEIGHTS=fp8
+source bench/gpu/call-start.sh
 CAL=/tmp/atelier-memory-calibration.json
 [ -f "$CAL" ] || cp bench/results/gpu-2026-12-02-memory-calibration.json "$CAL"
 common=(--models "$W" --tokenizers .gpu/tokenizers --out "$OUT/memory-recheck.json" --append --precision fp8

@@ -10,6 +10,7 @@ import {
   type ArenaReport,
   arenaActivationBytes,
   calibrationFromArenas,
+  isOutOfMemory,
   type MemoryCalibration,
   mergeCalibrations,
 } from '../../src/pipeline/sd35/gpu-memory.js';
@@ -195,12 +196,7 @@ export function classifyFailure(error: unknown): Exclude<JobOutcome, 'ok'> {
   if (e?.code === 'CANCELLED') return 'cancelled';
   // The preflight's two refusals: the job (jobMemoryProblem) and the model at load (doesNotFit).
   if (/of GPU memory, more than|models\.gpuMemoryLimit is/.test(message)) return 'refused';
-  if (
-    /out of memory|failed to allocate|is smaller than requested bytes|CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation/i.test(
-      message,
-    )
-  )
-    return 'oom';
+  if (isOutOfMemory(message)) return 'oom';
   if (/stopped unexpectedly|crashed|exited|signal/i.test(message)) return 'crashed';
   return 'error';
 }

@@ -42,6 +42,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <tuple>
 #include <vector>
 
 #include "cublaslt_min.h"
@@ -460,14 +461,8 @@ struct TunedKey {
   int scaling;
   bool fast;
   bool operator<(const TunedKey& o) const {
-    if (m != o.m) return m < o.m;
-    if (n != o.n) return n < o.n;
-    if (k != o.k) return k < o.k;
-    if (d_type != o.d_type) return d_type < o.d_type;
-    if (bias != o.bias) return bias < o.bias;
-    if (gelu != o.gelu) return gelu < o.gelu;
-    if (scaling != o.scaling) return scaling < o.scaling;
-    return fast < o.fast;
+    return std::tie(m, n, k, d_type, bias, gelu, scaling, fast) <
+           std::tie(o.m, o.n, o.k, o.d_type, o.bias, o.gelu, o.scaling, o.fast);
   }
 };
 

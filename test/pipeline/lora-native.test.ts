@@ -16,23 +16,12 @@ import {
 } from '../../src/pipeline/lora/merge-kernel.js';
 import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
 import { e4m3ToFloat, floatToBf16, floatToHalf } from '../../src/pipeline/weights/dtypes.js';
+import { rng } from '../fixtures/loras.js';
 
 let library: string;
 beforeAll(() => {
   library = buildCustomOpsLibrary('cpu');
 }, 300_000);
-
-/** Deterministic uniform [0, 1) (mulberry32). */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const STORED_BYTES: Record<StoredType, number> = { F32: 4, F16: 2, BF16: 2, F8_E4M3: 1, F8_E5M2: 1 };
 const OUTPUTS: OutputType[] = ['F32', 'F16', 'BF16', 'F8_E4M3', 'VALUES'];

@@ -50,6 +50,7 @@ import {
   describePlan,
   type GpuMemoryPlan,
   gb,
+  isOutOfMemory,
   largestSideThatFits,
   type MemoryInput,
   planGpuMemory,
@@ -788,14 +789,6 @@ function statedConfig(weights: ComponentWeights): Record<string, unknown> {
 
 function headsFrom(value: unknown): { heads?: number } {
   return typeof value === 'number' && Number.isInteger(value) && value > 0 ? { heads: value } : {};
-}
-
-/** Whether ONNX Runtime's error is an allocation failure (CUDA or host). */
-export function isOutOfMemory(error: unknown): boolean {
-  // "Available memory of … is smaller than requested bytes of …": a capped arena (gpu_mem_limit).
-  return /out of memory|failed to allocate|bad_alloc|CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation|is smaller than requested bytes/i.test(
-    String((error as Error)?.message ?? error),
-  );
 }
 
 /** An allocation failure while loading, retold with the sizes involved and what to do. */

@@ -36,10 +36,16 @@ import type {
   RawImage,
 } from '../types.js';
 import { arenaReports } from './arena-report.js';
-import { isOutOfMemory, type LoadedComponents, type LoadRuntime, loadComponents } from './components.js';
+import { type LoadedComponents, type LoadRuntime, loadComponents } from './components.js';
 import { type Conditioning, encodePrompts } from './conditioning.js';
 import { mmditModel } from './denoiser.js';
-import { type ArenaReport, imagePasses, jobMemoryProblem, loraCapacity } from './gpu-memory.js';
+import {
+  type ArenaReport,
+  imagePasses,
+  isOutOfMemory,
+  jobMemoryProblem,
+  loraCapacity,
+} from './gpu-memory.js';
 import type { EngineOptions } from './options.js';
 import { DEFAULT_PROMPT_CACHE_BYTES, PromptCache, type PromptCacheStats } from './prompt-cache.js';
 import { decodeLatents, encodeImage } from './vae-codec.js';

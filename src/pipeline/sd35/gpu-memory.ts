@@ -729,3 +729,11 @@ export function mergeCalibrations(earlier: MemoryCalibration, later: MemoryCalib
 export function gb(bytes: number): string {
   return `${(bytes / 1e9).toFixed(1)} GB`;
 }
+
+/** Whether ONNX Runtime's error is an allocation failure (CUDA or host). */
+export function isOutOfMemory(error: unknown): boolean {
+  // "Available memory of … is smaller than requested bytes of …": a capped arena (gpu_mem_limit).
+  return /out of memory|failed to allocate|bad_alloc|CUDA_ERROR_OUT_OF_MEMORY|cudaErrorMemoryAllocation|is smaller than requested bytes/i.test(
+    String((error as Error)?.message ?? error),
+  );
+}
