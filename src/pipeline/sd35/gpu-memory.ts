@@ -296,7 +296,8 @@ function vaeShare(
     const tile = Math.min(latent, tightTileSizes([latent, latent], DEFAULT_VAE_OVERLAP)[0] ?? latent);
     const tileBytes = vaeDecodeBytes(input.vae, [tile, tile], bpe) * VAE_ESTIMATE_MARGIN;
     // Decodes take tiles of at most 64 latent pixels in that arena: in 100 mixed jobs at 24 GiB every
-    // decode in tiles of 54–64 (or whole at 512²) ran, every one in 72-pixel tiles failed (H200).
+    // decode in tiles of 54–64 (or whole at 512²) ran, every one in 72-pixel tiles failed (H200;
+    // the tile sizes are what the policy picks at those job sizes).
     const decode = Math.min(latent, DEFAULT_VAE_TILE);
     return {
       bytes: tileBytes,
