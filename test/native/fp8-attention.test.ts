@@ -279,8 +279,9 @@ describe('atelier:Fp8Attention, CPU kernel', () => {
     console.log(
       `Fp8Attention [${shape}] rel L2 vs unquantized float64: ${cost.toExponential(2)} (seed ${seed})`,
     );
-    // Bounded loosely: a wrong scale or softmax would be O(1).
-    expect(cost, `seed ${seed}`).toBeLessThan(0.1);
+    // Bounded loosely: a wrong scale or softmax would be O(1). Fresh seeds give 4–7 %, with a tail
+    // past 10 % (seed 258956668: 10.4 %), so the bound sits well above that tail.
+    expect(cost, `seed ${seed}`).toBeLessThan(0.25);
     expect(relL2(got, want.fp8), `seed ${seed}`).toBeLessThan(2e-3);
   });
 
