@@ -43,6 +43,7 @@ import {
   VARIANTS,
   type Variant,
   velocityAt,
+  W8A8_VARIANTS,
 } from './quality-math.js';
 
 const USAGE = `usage: node quality-bench.js --models DIR --out FILE [options]
@@ -52,7 +53,7 @@ const USAGE = `usage: node quality-bench.js --models DIR --out FILE [options]
   --size N --steps N  (default 1024 and 28)
   --seeds LIST        one request per seed, prompts in turn (default 1,2)
   --at-steps LIST     1-based steps whose velocity and denoised are compared (default 1,7,14,21,28)
-  --variants LIST     fp16,w8a8,fp8-weights,w8a8-fp8attn (fp16 first: the reference)
+  --variants LIST     fp16,w8a8,fp8-weights,w8a8-fp8attn,w8a8-fastacc (fp16 first: the reference)
   --budget-s N        whole run; variants that would not fit are skipped (default 480)
   --provider cuda|cpu --custom-ops FILE|none --tokenizers DIR --data DIR`;
 
@@ -111,8 +112,9 @@ function engineOptions(model: string, variant: Variant, dataDir: string): Engine
     dataDir,
     provider,
     precision: variant === 'fp8-weights' ? 'fp8-weights' : fp8 ? 'fp8' : provider === 'cpu' ? 'fp32' : 'fp16',
-    ...(variant === 'w8a8' || variant === 'w8a8-fp8attn' ? { fp8Linear: 'w8a8' as const } : {}),
+    ...(W8A8_VARIANTS.includes(variant) ? { fp8Linear: 'w8a8' as const } : {}),
     ...(variant === 'w8a8-fp8attn' ? { fp8Attention: true } : {}),
+    ...(variant === 'w8a8-fastacc' ? { fp8FastAccumulation: true } : {}),
     runtime: 'capi',
     ...(ops !== undefined ? { customOpsLibrary: ops } : {}),
     textEncoders: { t5: fp8 ? 't5xxl_fp8_e4m3fn.safetensors' : 't5xxl_fp16.safetensors' },
@@ -251,7 +253,7 @@ async function runModel(model: string, variants: Variant[], dataDir: string): Pr
       fp8_linear:
         variant === 'fp16'
           ? 'none'
-          : variant === 'w8a8' || variant === 'w8a8-fp8attn'
+          : W8A8_VARIANTS.includes(variant)
             ? 'w8a8'
             : provider === 'cuda'
               ? 'block-fp8'
@@ -289,8 +291,7 @@ async function runModel(model: string, variants: Variant[], dataDir: string): Pr
           ?.file?.split('/')
           .at(-1),
       });
-      if (variant === 'w8a8' || variant === 'w8a8-fp8attn')
-        load.w8a8_ran = runtime?.path === 'capi' && runtime.customOps;
+      if (W8A8_VARIANTS.includes(variant)) load.w8a8_ran = runtime?.path === 'capi' && runtime.customOps;
       console.log(
         `${load.model} ${variant}: loaded in ${load.load_seconds.toFixed(1)} s, path ${load.path}` +
           `${load.cuda_graph ? ' +graph' : ''}${load.custom_ops ? ' +ops' : ''}${load.reason ? ` (${load.reason})` : ''}`,
@@ -331,6 +332,8 @@ const PAIRS: Pair[] = [
   ['w8a8', 'fp8-weights'],
   ['w8a8-fp8attn', 'fp16'],
   ['w8a8-fp8attn', 'w8a8'],
+  ['w8a8-fastacc', 'fp16'],
+  ['w8a8-fastacc', 'w8a8'],
 ];
 
 function compare(model: string, runs: Map<Variant, Trajectory[]>): void {

@@ -4,8 +4,13 @@
  * consecutive Euler states, relative L2, and the per-pair summary.
  */
 
-/** `w8a8-fp8attn`: W8A8 with the step's attention as atelier:Fp8Attention too (issue 10, step 6). */
-export const VARIANTS = ['fp16', 'w8a8', 'fp8-weights', 'w8a8-fp8attn'] as const;
+/**
+ * `w8a8-fp8attn`: W8A8 with the step's attention as atelier:Fp8Attention too (issue 10, step 6);
+ * `w8a8-fastacc`: W8A8 with cuBLASLt's fast accumulation in its GEMMs (issue 10, sixth session).
+ */
+export const VARIANTS = ['fp16', 'w8a8', 'fp8-weights', 'w8a8-fp8attn', 'w8a8-fastacc'] as const;
+/** The variants that run our atelier:Fp8Linear (W8A8). */
+export const W8A8_VARIANTS: readonly Variant[] = ['w8a8', 'w8a8-fp8attn', 'w8a8-fastacc'];
 export type Variant = (typeof VARIANTS)[number];
 /** [variant, reference]: the variant's runs compared with the reference's. */
 export type Pair = [Variant, Variant];

@@ -51,11 +51,22 @@ const cases = goldenSets().flatMap((set) =>
 describe.each(cases)('$name of the $setName golden set with W8A8 linear layers', ({ set, name }) => {
   const c = set.component<Fp8Component>(name);
   const weights = () => open(set, c.weights);
-  const build = (file: SafetensorsFile, customOps: boolean, fp8Producers: 'fused' | 'separate' = 'fused') => {
+  const build = (
+    file: SafetensorsFile,
+    customOps: boolean,
+    fp8Producers: 'fused' | 'separate' = 'fused',
+    fp8FastAccumulation = false,
+  ) => {
     const g = new GraphBuilder(name);
     const p = new Params(g, new FileWeightSource(file, c.key_prefix ?? 'model.diffusion_model.'), 'float32');
     buildMmdit(
-      new Net(g, p, { ...DEFAULT_NET_OPTIONS, fp8Linear: 'w8a8', customOps, fp8Producers }),
+      new Net(g, p, {
+        ...DEFAULT_NET_OPTIONS,
+        fp8Linear: 'w8a8',
+        customOps,
+        fp8Producers,
+        fp8FastAccumulation,
+      }),
       mmditConfig(p),
     );
     return g.build();
@@ -153,6 +164,25 @@ describe.each(cases)('$name of the $setName golden set with W8A8 linear layers',
     const separate = await velocity(build(file, true, 'separate'), feeds);
     const mismatch = fused.findIndex((v, i) => !Object.is(v, separate[i]));
     expect(mismatch, `element ${mismatch}: ${fused[mismatch]} vs ${separate[mismatch]}`).toBe(-1);
+  });
+
+  it('asks every W8A8 GEMM for fast accumulation only with fp8FastAccumulation, and computes the same math on the CPU', async () => {
+    const file = weights();
+    const fastFlags = (fast: boolean) =>
+      onnxProto.onnx.ModelProto.decode(build(file, true, 'fused', fast).bytes)
+        .graph!.node!.filter((n) => n.opType === 'Fp8Linear' || n.opType === 'Fp8LinearQ')
+        .map((n) => n.attribute!.find((a) => a.name === 'fast_accumulation')?.i ?? 0)
+        .map(Number);
+    const [fast, exact] = [fastFlags(true), fastFlags(false)];
+    expect(fast.length).toBeGreaterThan(0);
+    expect(fast.every((f) => f === 1)).toBe(true);
+    expect(exact.every((f) => f === 0)).toBe(true);
+    // Fast accumulation is how Hopper's tensor cores sum, not different math: the CPU kernel's
+    // exact reference gives the same bits.
+    const feeds = feedsOf(open(set, manifestPath(c.inputs_from)));
+    const a = await velocity(build(file, true, 'fused', true), feeds);
+    const b = await velocity(build(file, true, 'fused', false), feeds);
+    expect(a.findIndex((v, i) => !Object.is(v, b[i]))).toBe(-1);
   });
 
   it('moves the velocity no more than fp8 weights moved it from the float model', async () => {

@@ -387,6 +387,11 @@ export async function loadComponents(
         ...(library !== undefined && (options.fp8Attention ?? process.env.ATELIER_FP8_ATTENTION === '1')
           ? { fp8Attention: true }
           : {}),
+        // Measurement only, off by default (issue 10): cuBLASLt's fast accumulation in W8A8 GEMMs.
+        ...(library !== undefined &&
+        (options.fp8FastAccumulation ?? process.env.ATELIER_FP8_FAST_ACCUM === '1')
+          ? { fp8FastAccumulation: true }
+          : {}),
         // Issue 10 step 8's fusions (gated residual + next norm, attention split + quantize): exact
         // on the CPU, bit-identical on the H200 and −6.5 ms per Large step there; the separate
         // chains stay reachable for measurements (stepFusions: false, ATELIER_STEP_FUSIONS=0).

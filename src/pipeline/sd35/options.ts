@@ -66,6 +66,12 @@ export interface EngineOptions {
    */
   fp8Attention?: boolean;
   /**
+   * Measurement (issue 10), not a config choice: the C-API step's W8A8 GEMMs with cuBLASLt's fast
+   * accumulation (NetOptions.fp8FastAccumulation). Also turned on by `ATELIER_FP8_FAST_ACCUM=1` in
+   * the pipeline's environment (benchmarks). @default false
+   */
+  fp8FastAccumulation?: boolean;
+  /**
    * Issue 10, step 8 (not a config choice): the C-API step graph with the gated residual fused into
    * the next norm (atelier:AdaLNResidual / AdaLNResidualQuant) and joint attention's output split
    * and quantized in one pass (atelier:JointSplitQuant). Exact on the CPU, bit-identical to the
