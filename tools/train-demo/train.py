@@ -53,8 +53,9 @@ PROFILES = {
     # The demo model. CPU cost at 256²: see README (measured with the product's ONNX Runtime path).
     "demo": dict(
         size=256, depth=4, pos_max=32, vae_ch=64, vae_mult=[1, 0.5, 1, 2], vae_nres=1,
-        vae_batch=32, vae_lr=4e-4, batch=256, lr=3e-4, warmup=400,
-        plan_vae_s=140, plan_mmdit_s=640, ema=0.999, echo=2, cache=200_000, cache_s=75.0, refresh=4,
+        vae_batch=32, vae_lr=4e-4, batch=256, lr=5e-4, warmup=500,
+        plan_vae_s=140, plan_mmdit_s=660, ema=0.999, echo=2, cache=200_000, cache_s=60.0, refresh=8,
+        compile=True,
     ),
     # CPU smoke test: a few steps on tiny images; the artefact still loads in the product.
     "smoke": dict(
@@ -219,6 +220,19 @@ def write_set(folder, mmdit_sd, vae_sd, cfg, fp8, train_state=None):
 # Sampling (previews): the product's schedule and Euler sampler with CFG.
 
 
+def adamw(params, lr):
+    """AdamW, fused into one kernel per step on CUDA where this torch has it (the MMDiT's many small
+    tensors otherwise cost a launch each); the state dict is the same either way, so resuming works."""
+    params = [p for p in params if p.requires_grad]
+    kw = dict(lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
+    if params and params[0].is_cuda:
+        try:
+            return torch.optim.AdamW(params, fused=True, **kw)
+        except (TypeError, RuntimeError):
+            pass
+    return torch.optim.AdamW(params, **kw)
+
+
 def sigma_of(t, shift=SHIFT):
     t = t / 1000.0
     return shift * t / (1 + (shift - 1) * t)
@@ -324,7 +338,8 @@ def main():
     ap.add_argument("--cache", type=int, help="scenes kept encoded on the device (0: off, echo instead); default: the profile's")
     ap.add_argument("--cache-seconds", type=float, help="stop filling the cache after this long")
     ap.add_argument("--refresh", type=int, help="with --cache: one fresh batch replaces old rows every N steps")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the MMDiT's training step (falls back to eager)")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                    help="torch.compile the MMDiT's training step (falls back to eager); default: the profile's")
     ap.add_argument("--workers", type=int, default=max(0, min(15, (os.cpu_count() or 1) - 1)))
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tar-to", help="also pack the artefact into <dir>/demo-model.tar.gz.partNN (≤ 15 MiB each)")
@@ -353,6 +368,8 @@ def main():
         cfg["cache_s"] = a.cache_seconds
     if a.refresh is not None:
         cfg["refresh"] = a.refresh
+    if a.compile is not None:
+        cfg["compile"] = a.compile
     if a.plan_vae_seconds is not None:
         cfg["plan_vae_s"] = a.plan_vae_seconds
     if a.plan_mmdit_seconds is not None:
@@ -395,7 +412,7 @@ def main():
         subprocess.run(
             [sys.executable, os.path.abspath(__file__), "--out", os.path.join(a.out, "preflight"), "--profile", "demo",
              "--vae-steps", "4", "--mmdit-steps", "4", "--batch", "8", "--vae-batch", "4", "--workers", "2",
-             "--preview-steps", "2", "--minutes", "3", "--no-preflight", "--cache", "64", "--tar-to", os.path.join(a.out, "preflight", "tar")]
+             "--preview-steps", "2", "--minutes", "3", "--no-preflight", "--no-compile", "--cache", "64", "--tar-to", os.path.join(a.out, "preflight", "tar")]
             + (["--depth", str(a.depth)] if a.depth else []),
             check=True,
         )
@@ -408,15 +425,15 @@ def main():
     ema = models.MMDiT(cfg["depth"], te.context_dim, te.pooled_dim, pos_max=cfg["pos_max"]).to(dev)
     ema.load_state_dict(mmdit.state_dict())
     ema.requires_grad_(False)
-    opt = torch.optim.AdamW(mmdit.parameters(), lr=cfg["lr"], betas=(0.9, 0.99), weight_decay=0.0)
+    opt = adamw(mmdit.parameters(), lr=cfg["lr"])
     st = dict(phase="vae", vae_step=0, vae_s=0.0, dec_step=0, step=0, mmdit_s=0.0, calls=0, profile=a.profile,
               depth=cfg["depth"])
 
     def vae_optimizer():
         if st["phase"] == "vae":
-            return torch.optim.AdamW(vae.parameters(), lr=cfg["vae_lr"], betas=(0.9, 0.99), weight_decay=0.0)
+            return adamw(vae.parameters(), lr=cfg["vae_lr"])
         vae.encoder.requires_grad_(False)
-        return torch.optim.AdamW(vae.decoder.parameters(), lr=cfg["vae_lr"] / 2, betas=(0.9, 0.99), weight_decay=0.0)
+        return adamw(vae.decoder.parameters(), lr=cfg["vae_lr"] / 2)
 
     ck = None
     if a.resume and os.path.exists(state_path):
@@ -552,8 +569,17 @@ def main():
             ctx_empty, y_empty = te(*(torch.tensor([empty[j]], dtype=torch.long, device=dev) for j in range(3)))
             log(a.out, event="cache", rows=cache.rows, seconds=round(cache.build_s, 1), refresh=cfg["refresh"])
         forward = mmdit
-        if a.compile and hasattr(torch, "compile"):
+        if cfg.get("compile") and cuda and hasattr(torch, "compile"):
             forward = torch.compile(mmdit)
+            log(a.out, event="compiling the MMDiT (the first steps wait for it)")
+
+        def train_loss(fwd):
+            opt.zero_grad(set_to_none=True)
+            with amp():
+                v = fwd(xt, sigma * 1000, y, ctx)
+            loss = F.mse_loss(v.float(), target)
+            loss.backward()
+            return loss
         mmdit.train()
         t0 = time.time()
         while time.time() < deadline:
@@ -583,18 +609,14 @@ def main():
                 lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (frac - 0.55) / 0.45)))
             for pg in opt.param_groups:
                 pg["lr"] = lr
-            with amp():
-                try:
-                    v = forward(xt, sigma * 1000, y, ctx)
-                except Exception as e:  # noqa: BLE001 - a compiler failure must not cost the call
-                    if forward is mmdit:
-                        raise
-                    log(a.out, event="compile failed; eager from here", error=str(e).split("\n")[0][:300])
-                    forward = mmdit
-                    v = forward(xt, sigma * 1000, y, ctx)
-            loss = F.mse_loss(v.float(), target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            try:
+                loss = train_loss(forward)
+            except Exception as e:  # noqa: BLE001 - a compiler failure (forward or backward) must not cost the call
+                if forward is mmdit:
+                    raise
+                log(a.out, event="compile failed; eager from here", error=str(e).split("\n")[0][:300])
+                forward = mmdit
+                loss = train_loss(forward)
             gn = torch.nn.utils.clip_grad_norm_(mmdit.parameters(), 1.0)
             opt.step()
             st["step"] += 1
