@@ -10,6 +10,7 @@
  * `models.placement`, each its own load; and the mixed-jobs plan (`--mixed N`): N jobs of mixed
  * sizes and counts through one load.
  */
+import { rng } from '../../test/fixtures/random.js';
 
 export type RuntimeName = 'stock' | 'capi';
 export type WeightsKey = 'large' | 'medium';
@@ -281,7 +282,7 @@ export interface MixedOptions {
  * replaces the middle run, after smaller jobs have shaped the arenas.
  */
 export function planMixedJobs(o: MixedOptions): MixedJob[] {
-  const random = mulberry32(o.seed);
+  const random = rng(o.seed);
   const combos = o.sizes.flatMap(([width, height]) => o.counts.map((count) => ({ width, height, count })));
   if (!combos.length || o.jobs <= 0) return [];
   const repeat = Math.max(1, Math.floor(o.repeat));
@@ -319,16 +320,4 @@ function shuffle<T>(items: readonly T[], random: () => number): T[] {
     [out[i], out[j]] = [out[j], out[i]];
   }
   return out;
-}
-
-/** A small seeded PRNG (mulberry32): the same plan on every machine. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -4,21 +4,13 @@
  * Inputs are decoded from the exact bits written, so the reference sees what the device sees.
  */
 import { e4m3ToFloat, floatToE4M3, floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
+import { rng } from '../../test/fixtures/random.js';
 
 export type FloatType = 'float16' | 'float32';
 export type FloatData = Uint16Array | Float32Array;
 
-/** mulberry32: a small seeded generator, uniform in [0, 1). */
-export function uniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded generator, uniform in [0, 1): the fixtures' mulberry32 (test/fixtures/random.ts). */
+export const uniform = rng;
 
 /** `n` samples of normal(mean, std) (Box–Muller), stored as `type` (float16: the bits). */
 export function normals(type: FloatType, n: number, rnd: () => number, mean = 0, std = 1): FloatData {

@@ -12,6 +12,7 @@ import { DEFAULT_NET_OPTIONS, Net } from '../../src/pipeline/onnx/nn.js';
 import { Params, type WeightSource } from '../../src/pipeline/onnx/params.js';
 import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
+import { words } from '../fixtures/random.js';
 import { runStock, runWithOps } from './run-graphs.js';
 
 type Dtype = 'float32' | 'float16' | 'int64';
@@ -31,17 +32,6 @@ function concatGraph(dtype: Dtype, [b, ta, tb, c]: Shape, customOps: boolean): B
   const x = g.input('b', dtype, [b, tb, c]);
   g.output(net(g, customOps).concatTokens(a, x), 'y', dtype, [b, ta + tb, c]);
   return g.build();
-}
-
-/** mulberry32: 32-bit words from a seed. */
-function words(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(s ^ (s >>> 15), 1 | s);
-    r ^= r + Math.imul(r ^ (r >>> 7), 61 | r);
-    return (r ^ (r >>> 14)) >>> 0;
-  };
 }
 
 /** A tensor of random bits: every value its element type can hold is as likely. */

@@ -2,6 +2,7 @@
 import * as ort from 'onnxruntime-node';
 import type { BuiltModel } from '../../src/pipeline/onnx/graph.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
+import { rng } from '../fixtures/random.js';
 
 /** Every output of `model` run through the C-API binding with the custom-op `library` registered. */
 export async function runAllWithOps(
@@ -55,15 +56,9 @@ export async function runStock(model: BuiltModel, feeds: Record<string, HostTens
   return (await runAllStock(model, feeds)).y;
 }
 
-/** mulberry32 + Box–Muller: normal samples from a seed. */
+/** Normal samples from a seed: the fixtures' generator (random.ts) through Box–Muller. */
 export function normals(seed: number): (mean: number, sd: number) => number {
-  let s = seed >>> 0;
-  const uniform = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(s ^ (s >>> 15), 1 | s);
-    r ^= r + Math.imul(r ^ (r >>> 7), 61 | r);
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
+  const uniform = rng(seed);
   return (mean, sd) =>
     mean + sd * Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
 }

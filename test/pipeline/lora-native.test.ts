@@ -16,7 +16,7 @@ import {
 } from '../../src/pipeline/lora/merge-kernel.js';
 import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
 import { e4m3ToFloat, floatToBf16, floatToHalf } from '../../src/pipeline/weights/dtypes.js';
-import { rng } from '../fixtures/loras.js';
+import { rng } from '../fixtures/random.js';
 
 let library: string;
 beforeAll(() => {
