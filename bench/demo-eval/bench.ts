@@ -20,7 +20,7 @@
 import { join, relative } from 'node:path';
 import type { BenchRow } from '../run.js';
 import { DEFAULT_MODELS_DIRS, drawHeldOut, loadCaptions, REPO_ROOT, resolveOptions } from './options.js';
-import { summaryRow, tally, variantDetails, writeGrid } from './report.js';
+import { summaryRow, tally, variantDetails, w8a8VersusFp16, writeGrid } from './report.js';
 import { defaultVariants, missingModel, runVariant, type SceneResult, scoreImages } from './runner.js';
 import { parseHeldOut } from './world.js';
 
@@ -108,6 +108,7 @@ export async function run(): Promise<BenchRow[]> {
   };
   const variants = options.variants ?? defaultVariants(options.modelsDir, options.fp16Dir);
   const runs: unknown[] = [];
+  const scores = new Map<string, ReturnType<typeof tally>>();
   for (const variant of variants) {
     const where = `${shown(variant.modelsDir ?? options.modelsDir)}, ${variant.checkpoint ?? 'its checkpoint'}`;
     console.log(
@@ -126,6 +127,7 @@ export async function run(): Promise<BenchRow[]> {
       },
     });
     rows.push(summaryRow(result.variant.label, result.scenes, result.msPerImage));
+    scores.set(variant.label, tally(result.scenes));
     const grid = join(options.outDir, `demo-model-${variant.label}.png`);
     await writeGrid(
       grid,
@@ -144,5 +146,11 @@ export async function run(): Promise<BenchRow[]> {
     });
   }
   lastDetails['runs'] = runs;
+  const w8a8 = w8a8VersusFp16(scores);
+  if (w8a8) {
+    lastDetails['w8a8VsFp16'] = w8a8;
+    notes.push(w8a8.line);
+    console.log(`demo-model: ${w8a8.line}`);
+  }
   return rows;
 }

@@ -46,6 +46,31 @@ export function tally(scenes: readonly SceneResult[]): Partial<Record<Attribute,
   return out;
 }
 
+/**
+ * Issue 10's check on pictures: W8A8's caption-match scores within 2 points of fp16's (either
+ * way), per attribute. Undefined unless both ran.
+ */
+export function w8a8VersusFp16(scores: ReadonlyMap<string, ReturnType<typeof tally>>) {
+  const [fp16, w8a8] = [scores.get('fp16'), scores.get('w8a8')];
+  if (!fp16 || !w8a8) return undefined;
+  const points = Object.fromEntries(
+    Object.entries(fp16).flatMap(([attribute, a]) => {
+      const b = w8a8[attribute as keyof typeof w8a8];
+      return b ? [[attribute, Math.round(1000 * (b.rate - a.rate)) / 10]] : [];
+    }),
+  );
+  const worst = Math.max(0, ...Object.values(points).map(Math.abs));
+  const within = worst <= W8A8_POINTS;
+  const line =
+    `W8A8 vs fp16: ${Object.entries(points)
+      .map(([a, d]) => `${a} ${d >= 0 ? '+' : ''}${d.toFixed(1)}`)
+      .join(', ')} points; ` + `${within ? 'within' : 'NOT within'} ${W8A8_POINTS} points of fp16 (issue 10)`;
+  return { points, largestDifference: worst, within, line };
+}
+
+/** How far W8A8 may be from fp16 on any attribute, in points (issue 10, "Quality"). */
+const W8A8_POINTS = 2;
+
 const percent = (rate: number) => `${(100 * rate).toFixed(1)} %`;
 
 /** One bench row per variant: accuracy per attribute, time per image, targets met. */

@@ -6,6 +6,7 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
 import { Sd35Engine } from '../../src/pipeline/sd35/engine.js';
 import type { Precision } from '../../src/pipeline/sd35/options.js';
 import type { RawImage, SamplerName } from '../../src/pipeline/types.js';
@@ -27,6 +28,12 @@ export interface Variant {
    * allows it, `fp8-weights` the same weights always weight-only, `fp16` dequantizes fp8.
    */
   precision: Precision;
+  /**
+   * W8A8 as the H200 runs it (issue 10): the C-API step with our atelier:Fp8Linear, here on the
+   * op library's CPU kernels, which compute the GPU kernels' quantized math exactly (activations
+   * on the e4m3 grid per token, fp32 sums). Needs precision `fp8`.
+   */
+  w8a8?: boolean;
 }
 
 export interface GenerationSettings {
@@ -89,12 +96,20 @@ const safetensors = (dir: string) =>
     .sort();
 
 /**
- * The fp16 and fp8 runs a models folder offers. With a separate fp16 folder (train.py writes
+ * The fp16, fp8 and W8A8 runs a models folder offers. With a separate fp16 folder (train.py writes
  * `model/`, scaled fp8, and `model-fp16/`): fp16 from that, fp8 from the bundled one. Otherwise a
  * checkpoint whose name says fp8 runs as fp8, one that says fp16/bf16/fp32 as fp16, and a single
  * checkpoint runs both ways (fp8 weights dequantized for fp16, or fp16 quantized at load for fp8).
  */
 export function defaultVariants(modelsDir: string, fp16Dir?: string): Variant[] {
+  const variants = precisionVariants(modelsDir, fp16Dir);
+  // W8A8 (what the H200 runs for `precision: fp8`) from the same fp8 weights, on the CPU kernels.
+  const fp8 = variants.find((v) => v.label === 'fp8');
+  return fp8 ? [...variants, { ...fp8, label: 'w8a8', w8a8: true }] : variants;
+}
+
+/** The fp16 and fp8 runs alone (defaultVariants without W8A8). */
+function precisionVariants(modelsDir: string, fp16Dir?: string): Variant[] {
   const files = safetensors(modelsDir);
   const fp8 = files.find((f) => /fp8|e4m3/i.test(f));
   const full = files.find((f) => /fp16|f16|bf16|fp32/i.test(f) && f !== fp8);
@@ -152,7 +167,13 @@ export async function runVariant(variant: Variant, options: RunOptions): Promise
     dataDir,
     precision: variant.precision,
     provider: 'cpu',
-    runtime: 'stock',
+    ...(variant.w8a8
+      ? {
+          runtime: 'capi' as const,
+          fp8Linear: 'w8a8' as const,
+          customOpsLibrary: buildCustomOpsLibrary('cpu'),
+        }
+      : { runtime: 'stock' as const }),
     ...(options.threads ? { threads: options.threads } : {}),
   });
   try {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseArgs, parseVariant, readPpm, resolveOptions } from '../../bench/demo-eval/options.js';
-import { summaryRow, tally, wrap, writeGrid } from '../../bench/demo-eval/report.js';
+import { summaryRow, tally, w8a8VersusFp16, wrap, writeGrid } from '../../bench/demo-eval/report.js';
 import { defaultVariants, missingModel, runVariant, type SceneResult } from '../../bench/demo-eval/runner.js';
 import { DEFAULT_VOCABULARY, parseHeldOut } from '../../bench/demo-eval/world.js';
 import { ensureTinyModel } from '../../src/pipeline/tiny/index.js';
@@ -47,6 +47,31 @@ describe('the report', () => {
       'ms/image': 812,
       'targets met': '1/5',
     });
+  });
+
+  it('says whether W8A8 scores within 2 points of fp16 on every attribute', () => {
+    // 50 scenes: fp16 gets 40 colours right; W8A8 39 (−2 points) or 38 (−4 points).
+    const run = (right: number) =>
+      tally(Array.from({ length: 50 }, (_, i) => scene({ colour: i < right, count: true })));
+    const close = w8a8VersusFp16(
+      new Map([
+        ['fp16', run(40)],
+        ['w8a8', run(39)],
+      ]),
+    )!;
+    expect(close).toMatchObject({ points: { colour: -2, count: 0 }, largestDifference: 2, within: true });
+    expect(close.line).toBe(
+      'W8A8 vs fp16: colour -2.0, count +0.0 points; within 2 points of fp16 (issue 10)',
+    );
+    const far = w8a8VersusFp16(
+      new Map([
+        ['fp16', run(40)],
+        ['w8a8', run(38)],
+      ]),
+    )!;
+    expect(far).toMatchObject({ largestDifference: 4, within: false });
+    expect(far.line).toMatch(/NOT within 2 points/);
+    expect(w8a8VersusFp16(new Map([['fp16', run(40)]]))).toBeUndefined();
   });
 
   it('wraps captions', () => {
@@ -96,6 +121,12 @@ describe('options and variants', () => {
       precision: 'fp8',
     });
     expect(parseVariant('fp16')).toEqual({ label: 'fp16', precision: 'fp16' });
+    expect(parseVariant('q:x.safetensors:w8a8')).toEqual({
+      label: 'q',
+      checkpoint: 'x.safetensors',
+      precision: 'fp8',
+      w8a8: true,
+    });
     expect(() => parseVariant('half:x.safetensors')).toThrow(/precision one of/);
     const options = resolveOptions(
       ['--demo-models=/nowhere', '--demo-n=50', '--demo-steps=6', '--demo-size=128'],
@@ -124,6 +155,7 @@ describe('options and variants', () => {
     expect(defaultVariants(join(dir, 'both'))).toEqual([
       { label: 'fp16', checkpoint: 'demo-fp16.safetensors', precision: 'fp16' },
       { label: 'fp8', checkpoint: 'demo-fp8_scaled.safetensors', precision: 'fp8' },
+      { label: 'w8a8', checkpoint: 'demo-fp8_scaled.safetensors', precision: 'fp8', w8a8: true },
     ]);
     const one = join(dir, 'one/checkpoints');
     mkdirSync(one, { recursive: true });
@@ -141,6 +173,13 @@ describe('options and variants', () => {
         precision: 'fp8',
         note: 'one checkpoint, run at both precisions',
       },
+      {
+        label: 'w8a8',
+        checkpoint: 'demo.safetensors',
+        precision: 'fp8',
+        note: 'one checkpoint, run at both precisions',
+        w8a8: true,
+      },
     ]);
     // train.py's layout: the bundled scaled-fp8 folder and its fp16 twin.
     const twin = join(dir, 'one-fp16/checkpoints');
@@ -149,6 +188,7 @@ describe('options and variants', () => {
     expect(defaultVariants(join(dir, 'one'), join(dir, 'one-fp16'))).toEqual([
       { label: 'fp16', modelsDir: join(dir, 'one-fp16'), checkpoint: 'demo.safetensors', precision: 'fp16' },
       { label: 'fp8', checkpoint: 'demo.safetensors', precision: 'fp8' },
+      { label: 'w8a8', checkpoint: 'demo.safetensors', precision: 'fp8', w8a8: true },
     ]);
     expect(resolveOptions([`--demo-models=${join(dir, 'one')}`], {}).fp16Dir).toBe(join(dir, 'one-fp16'));
     expect(parseVariant(`fp16:${join(dir, 'one-fp16')}`)).toEqual({
@@ -193,5 +233,24 @@ describe('the runner', () => {
       ['background', 'colour', 'count', 'shape'],
       ['colour', 'count', 'shape'],
     ]);
+    // The W8A8 variant runs the same fp8 weights through our Fp8Linear (CPU kernels): activations
+    // on the e4m3 grid move the pixels a little, not the picture.
+    const w8a8 = await runVariant(
+      { label: 'w8a8', precision: 'fp8', w8a8: true },
+      {
+        modelsDir: tiny.modelsDir,
+        captions: captions.slice(0, 1),
+        vocabulary: DEFAULT_VOCABULARY,
+        variants: [],
+        dataDir: join(dir, 'data'),
+        settings: { steps: 2, width: 128, height: 128 },
+        keepImages: 1,
+      },
+    );
+    const [a, b] = [run.images[0]!.data, w8a8.images[0]!.data];
+    let sum = 0;
+    for (let i = 0; i < a.length; i++) sum += Math.abs(a[i]! - b[i]!);
+    expect(sum).toBeGreaterThan(0);
+    expect(sum / a.length).toBeLessThan(8);
   });
 });
