@@ -26,7 +26,7 @@ import { parseHeldOut } from './world.js';
 
 export const name = 'demo-model';
 export const description =
-  'the demo SD3.5: held-out captions drawn on the CPU, scored by image analysis (fp16, fp8)';
+  'the demo SD3.5: held-out captions drawn on the CPU, scored by image analysis (fp16, fp8, W8A8)';
 
 let lastDetails: Record<string, unknown> | undefined;
 

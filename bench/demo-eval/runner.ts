@@ -1,7 +1,7 @@
 /**
  * Generates each held-out caption through the product's own pipeline (the in-process SD3.5 engine,
  * as bench/pipeline.ts and the pipeline child use it: same discovery, loader, graphs and sampler)
- * and scores the picture. One run per weight variant (fp16, fp8).
+ * and scores the picture. One run per weight variant (fp16, fp8, W8A8).
  */
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
