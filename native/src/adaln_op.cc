@@ -4,7 +4,6 @@
 // AdaLNModulate writes y in x's type; AdaLNModulateQuant x8 (float8e4m3fn, x's shape) and act_scale
 // (float32, [B, T]); AdaLNResidualQuant also reads branch and gate and writes the residual (x's type
 // and shape) before x8 and act_scale.
-#include <cmath>
 #include <new>
 
 #include "adaln_modulate.h"
@@ -95,60 +94,26 @@ OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKern
   const char* kName = kNames[K];
   *out = nullptr;
   float epsilon = kDefaultEpsilon;
-  if (OrtStatus* absent = ort::KernelInfoGetAttribute_float(api)(info, "epsilon", &epsilon)) {
-    ort::ReleaseStatus(api)(absent);
-    epsilon = kDefaultEpsilon;
-  }
-  if (!std::isfinite(epsilon) || epsilon < 0)
-    return fail(api, ORT_INVALID_ARGUMENT, "%s: epsilon must be a finite number >= 0, got %g", kName,
-                static_cast<double>(epsilon));
+  ATELIER_RETURN_IF_ERROR(glue::epsilon_attribute(api, info, kName, kDefaultEpsilon, &epsilon));
   const CustomOp& me = self(op);
   const Dtype dtype = me.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 ? Dtype::f16 : Dtype::f32;
-  Kernel* kernel = new (std::nothrow) Kernel{api, kName, me.device, dtype, epsilon};
-  if (kernel == nullptr) return fail(api, ORT_FAIL, "%s: out of memory", kName);
-  *out = kernel;
-  return nullptr;
-}
-
-struct CpuTask {
-  const AdaLnArgs* args;
-  Dtype dtype;
-  int64_t rows;
-  int64_t rows_per_task;
-};
-
-void run_cpu_task(void* data, size_t index) {
-  const CpuTask& task = *static_cast<const CpuTask*>(data);
-  const int64_t begin = static_cast<int64_t>(index) * task.rows_per_task;
-  const int64_t end = begin + task.rows_per_task < task.rows ? begin + task.rows_per_task : task.rows;
-  adaln_modulate_cpu(*task.args, task.dtype, begin, end);
+  return glue::created(api, kName, new (std::nothrow) Kernel{api, kName, me.device, dtype, epsilon}, out);
 }
 
 OrtStatus* run_cpu(const Kernel& kernel, OrtKernelContext* context, const AdaLnArgs& args) {
   const int64_t rows = args.batch * args.tokens;
-  int64_t per_task = kElementsPerTask / args.channels;
-  if (per_task < 1) per_task = 1;
-  const int64_t tasks = (rows + per_task - 1) / per_task;
-  if (tasks == 1) {
-    adaln_modulate_cpu(args, kernel.dtype, 0, rows);
-    return nullptr;
-  }
-  CpuTask task{&args, kernel.dtype, rows, per_task};
-  const size_t count = static_cast<size_t>(tasks);
-  return ort::KernelContext_ParallelFor(kernel.api)(context, run_cpu_task, count, 0, &task);
+  return glue::parallel_rows(kernel.api, context, rows, kElementsPerTask / args.channels,
+                             [&](int64_t begin, int64_t end) { adaln_modulate_cpu(args, kernel.dtype, begin, end); });
 }
 
 OrtStatus* run_cuda(const Kernel& kernel, OrtKernelContext* context, const AdaLnArgs& args) {
 #ifdef ATELIER_WITH_CUDA
-  void* stream = nullptr;
-  ATELIER_RETURN_IF_ERROR(glue::cuda_stream(kernel.api, context, kernel.name, &stream));
-  if (const char* error = adaln_modulate_cuda(args, kernel.dtype, stream))
-    return fail(kernel.api, ORT_FAIL, "%s: CUDA kernel launch failed: %s", kernel.name, error);
-  return nullptr;
+  return glue::launch_cuda(kernel.api, context, kernel.name,
+                           [&](void* stream) { return adaln_modulate_cuda(args, kernel.dtype, stream); });
 #else
   (void)context;
   (void)args;
-  return fail(kernel.api, ORT_FAIL, "%s: this library was built without CUDA", kernel.name);
+  return glue::without_cuda(kernel.api, kernel.name);
 #endif
 }
 
@@ -222,13 +187,9 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
 }
 
 template <int K>
-struct AdaLnOp {
-  using Kernel = atelier::Kernel;
+struct AdaLnOp : glue::Callbacks<Kernel, create_kernel<K>, compute<K>, infer_shape<K>> {
   static constexpr const char* kName = kNames[K];
   static constexpr size_t kInputCount = Inputs<K>::kCount;
-  static constexpr auto create = create_kernel<K>;
-  static constexpr auto compute = atelier::compute<K>;
-  static constexpr auto infer_shape = atelier::infer_shape<K>;
 };
 
 ONNXTensorElementDataType quant_output_type(const OrtCustomOp*, size_t index) {

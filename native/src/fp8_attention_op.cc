@@ -52,12 +52,7 @@ OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
 OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info, void** out) {
   *out = nullptr;
   int64_t heads = 0;
-  if (OrtStatus* absent = ort::KernelInfoGetAttribute_int64(api)(info, "heads", &heads)) {
-    ort::ReleaseStatus(api)(absent);
-    return fail(api, ORT_INVALID_ARGUMENT, "%s: the attribute heads (an int, C = heads · head_dim) is required",
-                kName);
-  }
-  if (heads < 1) return fail(api, ORT_INVALID_ARGUMENT, "%s: heads must be at least 1, got %lld", kName, n(heads));
+  ATELIER_RETURN_IF_ERROR(glue::heads_attribute(api, info, kName, &heads));
   float scale = std::nanf("");
   if (OrtStatus* absent = ort::KernelInfoGetAttribute_float(api)(info, "scale", &scale)) {
     ort::ReleaseStatus(api)(absent);
@@ -86,33 +81,13 @@ OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKern
   return nullptr;
 }
 
-struct CpuTask {
-  const Fp8AttentionArgs* args;
-  const Fp8AttentionQuantized* quantized;
-  int64_t rows;
-  int64_t rows_per_task;
-};
-
-void run_cpu_task(void* data, size_t index) {
-  const CpuTask& task = *static_cast<const CpuTask*>(data);
-  const int64_t begin = static_cast<int64_t>(index) * task.rows_per_task;
-  const int64_t end = begin + task.rows_per_task < task.rows ? begin + task.rows_per_task : task.rows;
-  fp8_attention_rows_cpu(*task.args, *task.quantized, begin, end);
-}
-
 OrtStatus* run_cpu(const Kernel& kernel, OrtKernelContext* context, const Fp8AttentionArgs& args) {
   Fp8AttentionQuantized quantized;
   fp8_attention_quantize_cpu(args, &quantized);
   const int64_t rows = args.batch * args.heads * args.tokens;
-  int64_t per_task = kMacsPerTask / (2 * args.tokens * args.head_dim > 0 ? 2 * args.tokens * args.head_dim : 1);
-  if (per_task < 1) per_task = 1;
-  const int64_t tasks = (rows + per_task - 1) / per_task;
-  if (tasks == 1) {
-    fp8_attention_rows_cpu(args, quantized, 0, rows);
-    return nullptr;
-  }
-  CpuTask task{&args, &quantized, rows, per_task};
-  return ort::KernelContext_ParallelFor(kernel.api)(context, run_cpu_task, static_cast<size_t>(tasks), 0, &task);
+  const int64_t per_task = kMacsPerTask / (2 * args.tokens * args.head_dim > 0 ? 2 * args.tokens * args.head_dim : 1);
+  return glue::parallel_rows(kernel.api, context, rows, per_task,
+                             [&](int64_t begin, int64_t end) { fp8_attention_rows_cpu(args, quantized, begin, end); });
 }
 
 OrtStatus* run_cuda(const Kernel& kernel, OrtKernelContext* context, const Fp8AttentionArgs& args) {
@@ -126,7 +101,7 @@ OrtStatus* run_cuda(const Kernel& kernel, OrtKernelContext* context, const Fp8At
 #else
   (void)context;
   (void)args;
-  return fail(kernel.api, ORT_FAIL, "%s: this library was built without CUDA", kName);
+  return glue::without_cuda(kernel.api, kName);
 #endif
 }
 
@@ -161,13 +136,9 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   return kernel.device == Device::cuda ? run_cuda(kernel, context, args) : run_cpu(kernel, context, args);
 }
 
-struct Fp8AttentionOp {
-  using Kernel = atelier::Kernel;
+struct Fp8AttentionOp : glue::Callbacks<Kernel, create_kernel, compute, infer_shape> {
   static constexpr const char* kName = atelier::kName;
   static constexpr size_t kInputCount = atelier::kInputCount;
-  static constexpr auto create = create_kernel;
-  static constexpr auto compute = atelier::compute;
-  static constexpr auto infer_shape = atelier::infer_shape;
 };
 
 }  // namespace

@@ -221,19 +221,6 @@ std::string text_of(const Shape& s) {
   return out + "]";
 }
 
-struct CpuTask {
-  const Fp8LinearArgs* args;
-  const float* weight;
-  int64_t rows_per_task;
-};
-
-void run_cpu_task(void* data, size_t index) {
-  const CpuTask& task = *static_cast<const CpuTask*>(data);
-  const int64_t begin = static_cast<int64_t>(index) * task.rows_per_task;
-  const int64_t end = begin + task.rows_per_task < task.args->rows ? begin + task.rows_per_task : task.args->rows;
-  fp8_linear_cpu(*task.args, task.weight, begin, end);
-}
-
 OrtStatus* run_cpu(Kernel& kernel, OrtKernelContext* context, const Fp8LinearArgs& args) {
   const int64_t weights = args.out_features * args.in_features;
   const float* weight;
@@ -246,15 +233,8 @@ OrtStatus* run_cpu(Kernel& kernel, OrtKernelContext* context, const Fp8LinearArg
     }
     weight = kernel.decoded.data();
   }
-  int64_t per_task = kMacsPerTask / (weights > 0 ? weights : 1);
-  if (per_task < 1) per_task = 1;
-  const int64_t tasks = (args.rows + per_task - 1) / per_task;
-  if (tasks == 1) {
-    fp8_linear_cpu(args, weight, 0, args.rows);
-    return nullptr;
-  }
-  CpuTask task{&args, weight, per_task};
-  return ort::KernelContext_ParallelFor(kernel.api)(context, run_cpu_task, static_cast<size_t>(tasks), 0, &task);
+  return glue::parallel_rows(kernel.api, context, args.rows, kMacsPerTask / (weights > 0 ? weights : 1),
+                             [&](int64_t begin, int64_t end) { fp8_linear_cpu(args, weight, begin, end); });
 }
 
 OrtStatus* run_cuda(Kernel& kernel, OrtKernelContext* context, const Fp8LinearArgs& args) {
@@ -269,7 +249,7 @@ OrtStatus* run_cuda(Kernel& kernel, OrtKernelContext* context, const Fp8LinearAr
   (void)kernel;
   (void)context;
   (void)args;
-  return fail(kernel.api, ORT_FAIL, "%s: this library was built without CUDA", kernel.name);
+  return glue::without_cuda(kernel.api, kernel.name);
 #endif
 }
 
@@ -360,13 +340,10 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
 }
 
 template <bool kPrequantized>
-struct Fp8LinearOp {
-  using Kernel = atelier::Kernel;
+struct Fp8LinearOp : glue::Callbacks<Kernel, create_kernel<kPrequantized>, compute<kPrequantized>,
+                                     infer_shape<kPrequantized>> {
   static constexpr const char* kName = Inputs<kPrequantized>::kName;
   static constexpr size_t kInputCount = Inputs<kPrequantized>::kCount;
-  static constexpr auto create = create_kernel<kPrequantized>;
-  static constexpr auto compute = atelier::compute<kPrequantized>;
-  static constexpr auto infer_shape = atelier::infer_shape<kPrequantized>;
 };
 
 template <bool kPrequantized>

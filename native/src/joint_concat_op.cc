@@ -62,45 +62,22 @@ OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
 
 OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo*, void** out) {
   const CustomOp& me = self(op);
-  Kernel* kernel = new (std::nothrow) Kernel{api, me.device, element_size(me.type)};
-  *out = kernel;
-  return kernel == nullptr ? fail(api, ORT_FAIL, "%s: out of memory", kName) : nullptr;
+  return glue::created(api, kName, new (std::nothrow) Kernel{api, me.device, element_size(me.type)}, out);
 }
 
-struct CpuTask {
-  const JointConcatArgs* args;
-  int64_t bytes;
-};
-
-void run_cpu_task(void* data, size_t index) {
-  const CpuTask& task = *static_cast<const CpuTask*>(data);
-  const int64_t begin = static_cast<int64_t>(index) * kBytesPerTask;
-  const int64_t end = begin + kBytesPerTask < task.bytes ? begin + kBytesPerTask : task.bytes;
-  joint_concat_cpu(*task.args, begin, end);
-}
-
+// The copy is split by bytes of y, not by rows.
 OrtStatus* run_cpu(const Kernel& kernel, OrtKernelContext* context, const JointConcatArgs& args) {
-  const int64_t bytes = args.batch * args.y_row_bytes();
-  const int64_t tasks = (bytes + kBytesPerTask - 1) / kBytesPerTask;
-  if (tasks == 1) {
-    joint_concat_cpu(args, 0, bytes);
-    return nullptr;
-  }
-  CpuTask task{&args, bytes};
-  return ort::KernelContext_ParallelFor(kernel.api)(context, run_cpu_task, static_cast<size_t>(tasks), 0, &task);
+  return glue::parallel_rows(kernel.api, context, args.batch * args.y_row_bytes(), kBytesPerTask,
+                             [&](int64_t begin, int64_t end) { joint_concat_cpu(args, begin, end); });
 }
 
 OrtStatus* run_cuda(const Kernel& kernel, OrtKernelContext* context, const JointConcatArgs& args) {
 #ifdef ATELIER_WITH_CUDA
-  void* stream = nullptr;
-  ATELIER_RETURN_IF_ERROR(glue::cuda_stream(kernel.api, context, kName, &stream));
-  if (const char* error = joint_concat_cuda(args, stream))
-    return fail(kernel.api, ORT_FAIL, "%s: CUDA kernel launch failed: %s", kName, error);
-  return nullptr;
+  return glue::launch_cuda(kernel.api, context, kName, [&](void* stream) { return joint_concat_cuda(args, stream); });
 #else
   (void)context;
   (void)args;
-  return fail(kernel.api, ORT_FAIL, "%s: this library was built without CUDA", kName);
+  return glue::without_cuda(kernel.api, kName);
 #endif
 }
 
@@ -131,13 +108,9 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   return kernel.device == Device::cuda ? run_cuda(kernel, context, args) : run_cpu(kernel, context, args);
 }
 
-struct JointConcatOp {
-  using Kernel = atelier::Kernel;
+struct JointConcatOp : glue::Callbacks<Kernel, create_kernel, compute, infer_shape> {
   static constexpr const char* kName = atelier::kName;
   static constexpr size_t kInputCount = atelier::kInputCount;
-  static constexpr auto create = create_kernel;
-  static constexpr auto compute = atelier::compute;
-  static constexpr auto infer_shape = atelier::infer_shape;
 };
 
 }  // namespace

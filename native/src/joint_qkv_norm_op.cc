@@ -1,7 +1,6 @@
 // JointQkvNorm's glue to ONNX Runtime: kernel creation (the heads and epsilon attributes), shape
 // inference, and the compute callback that checks shapes and hands the tensors to a kernel (the
 // schema boilerplate is op_glue.h's; three outputs, all of the inputs' element type).
-#include <cmath>
 #include <new>
 
 #include "joint_qkv_norm.h"
@@ -67,66 +66,27 @@ OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
 OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info, void** out) {
   *out = nullptr;
   int64_t heads = 0;
-  if (OrtStatus* absent = ort::KernelInfoGetAttribute_int64(api)(info, "heads", &heads)) {
-    ort::ReleaseStatus(api)(absent);
-    return fail(api, ORT_INVALID_ARGUMENT, "%s: the attribute heads (an int, C = heads · head_dim) is required",
-                kName);
-  }
-  if (heads < 1) return fail(api, ORT_INVALID_ARGUMENT, "%s: heads must be at least 1, got %lld", kName, n(heads));
+  ATELIER_RETURN_IF_ERROR(glue::heads_attribute(api, info, kName, &heads));
   float epsilon = kDefaultEpsilon;
-  if (OrtStatus* absent = ort::KernelInfoGetAttribute_float(api)(info, "epsilon", &epsilon)) {
-    ort::ReleaseStatus(api)(absent);
-    epsilon = kDefaultEpsilon;
-  }
-  if (!std::isfinite(epsilon) || epsilon < 0)
-    return fail(api, ORT_INVALID_ARGUMENT, "%s: epsilon must be a finite number >= 0, got %g", kName,
-                static_cast<double>(epsilon));
+  ATELIER_RETURN_IF_ERROR(glue::epsilon_attribute(api, info, kName, kDefaultEpsilon, &epsilon));
   const CustomOp& me = self(op);
   const Dtype dtype = me.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 ? Dtype::f16 : Dtype::f32;
-  Kernel* kernel = new (std::nothrow) Kernel{api, me.device, dtype, heads, epsilon};
-  if (kernel == nullptr) return fail(api, ORT_FAIL, "%s: out of memory", kName);
-  *out = kernel;
-  return nullptr;
-}
-
-struct CpuTask {
-  const JointQkvNormArgs* args;
-  Dtype dtype;
-  int64_t rows;
-  int64_t rows_per_task;
-};
-
-void run_cpu_task(void* data, size_t index) {
-  const CpuTask& task = *static_cast<const CpuTask*>(data);
-  const int64_t begin = static_cast<int64_t>(index) * task.rows_per_task;
-  const int64_t end = begin + task.rows_per_task < task.rows ? begin + task.rows_per_task : task.rows;
-  joint_qkv_norm_cpu(*task.args, task.dtype, begin, end);
+  return glue::created(api, kName, new (std::nothrow) Kernel{api, me.device, dtype, heads, epsilon}, out);
 }
 
 OrtStatus* run_cpu(const Kernel& kernel, OrtKernelContext* context, const JointQkvNormArgs& args) {
-  const int64_t rows = args.rows();
-  int64_t per_task = kElementsPerTask / (3 * args.channels());
-  if (per_task < 1) per_task = 1;
-  const int64_t tasks = (rows + per_task - 1) / per_task;
-  if (tasks == 1) {
-    joint_qkv_norm_cpu(args, kernel.dtype, 0, rows);
-    return nullptr;
-  }
-  CpuTask task{&args, kernel.dtype, rows, per_task};
-  return ort::KernelContext_ParallelFor(kernel.api)(context, run_cpu_task, static_cast<size_t>(tasks), 0, &task);
+  return glue::parallel_rows(kernel.api, context, args.rows(), kElementsPerTask / (3 * args.channels()),
+                             [&](int64_t begin, int64_t end) { joint_qkv_norm_cpu(args, kernel.dtype, begin, end); });
 }
 
 OrtStatus* run_cuda(const Kernel& kernel, OrtKernelContext* context, const JointQkvNormArgs& args) {
 #ifdef ATELIER_WITH_CUDA
-  void* stream = nullptr;
-  ATELIER_RETURN_IF_ERROR(glue::cuda_stream(kernel.api, context, kName, &stream));
-  if (const char* error = joint_qkv_norm_cuda(args, kernel.dtype, stream))
-    return fail(kernel.api, ORT_FAIL, "%s: CUDA kernel launch failed: %s", kName, error);
-  return nullptr;
+  return glue::launch_cuda(kernel.api, context, kName,
+                           [&](void* stream) { return joint_qkv_norm_cuda(args, kernel.dtype, stream); });
 #else
   (void)context;
   (void)args;
-  return fail(kernel.api, ORT_FAIL, "%s: this library was built without CUDA", kName);
+  return glue::without_cuda(kernel.api, kName);
 #endif
 }
 
@@ -181,23 +141,16 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   if (out_dims[0] * out_dims[1] * out_dims[2] == 0) return nullptr;
 
   void* data[kInputCount + kOutputCount];
-  for (size_t i = 0; i < kInputCount; ++i)
-    ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(const_cast<OrtValue*>(inputs[i]), &data[i]));
-  for (size_t i = 0; i < kOutputCount; ++i)
-    ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(outputs[i], &data[kInputCount + i]));
+  ATELIER_RETURN_IF_ERROR(glue::data_pointers(api, inputs, outputs, data));
   const JointQkvNormArgs args{data[0], data[1], data[2], data[3], data[4],    data[5],      data[6],
                               data[7], data[8], ctx[0],  ctx[1],  x[1],       kernel.heads, head_dim,
                               kernel.epsilon};
   return kernel.device == Device::cuda ? run_cuda(kernel, context, args) : run_cpu(kernel, context, args);
 }
 
-struct JointQkvNormOp {
-  using Kernel = atelier::Kernel;
+struct JointQkvNormOp : glue::Callbacks<Kernel, create_kernel, compute, infer_shape> {
   static constexpr const char* kName = atelier::kName;
   static constexpr size_t kInputCount = atelier::kInputCount;
-  static constexpr auto create = create_kernel;
-  static constexpr auto compute = atelier::compute;
-  static constexpr auto infer_shape = atelier::infer_shape;
 };
 
 size_t output_count(const OrtCustomOp*) { return kOutputCount; }

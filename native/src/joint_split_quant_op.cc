@@ -39,24 +39,7 @@ OrtMemType input_memory_type(const OrtCustomOp*, size_t index) {
 OrtStatus* infer_shape(const OrtCustomOp*, OrtShapeInferContext*) { return nullptr; }
 
 OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo*, void** out) {
-  *out = nullptr;
-  Kernel* kernel = new (std::nothrow) Kernel{api, self(op).device};
-  if (kernel == nullptr) return fail(api, ORT_FAIL, "%s: out of memory", kName);
-  *out = kernel;
-  return nullptr;
-}
-
-struct CpuTask {
-  const JointSplitQuantArgs* args;
-  int64_t rows;
-  int64_t rows_per_task;
-};
-
-void run_cpu_task(void* data, size_t index) {
-  const CpuTask& task = *static_cast<const CpuTask*>(data);
-  const int64_t begin = static_cast<int64_t>(index) * task.rows_per_task;
-  const int64_t end = begin + task.rows_per_task < task.rows ? begin + task.rows_per_task : task.rows;
-  joint_split_quant_cpu(*task.args, begin, end);
+  return glue::created(api, kName, new (std::nothrow) Kernel{api, self(op).device}, out);
 }
 
 OrtStatus* compute(void* state, OrtKernelContext* context) {
@@ -93,9 +76,9 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, 3, x_dims, 2, &outputs[3]));
   if (batch * tokens == 0 || channels == 0) return nullptr;
 
+  const OrtValue* const sources[1] = {joint};
   void* data[5] = {};
-  ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(const_cast<OrtValue*>(joint), &data[0]));
-  for (int i = 0; i < 4; ++i) ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(outputs[i], &data[i + 1]));
+  ATELIER_RETURN_IF_ERROR(glue::data_pointers(api, sources, outputs, data));
   JointSplitQuantArgs args{static_cast<const uint16_t*>(data[0]),
                            static_cast<uint8_t*>(data[1]),
                            static_cast<float*>(data[2]),
@@ -108,34 +91,19 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
 
   if (kernel.device == Device::cuda) {
 #ifdef ATELIER_WITH_CUDA
-    void* stream = nullptr;
-    ATELIER_RETURN_IF_ERROR(glue::cuda_stream(api, context, kName, &stream));
-    if (const char* error = joint_split_quant_cuda(args, stream))
-      return fail(api, ORT_FAIL, "%s: CUDA kernel launch failed: %s", kName, error);
-    return nullptr;
+    return glue::launch_cuda(api, context, kName,
+                             [&](void* stream) { return joint_split_quant_cuda(args, stream); });
 #else
-    return fail(api, ORT_FAIL, "%s: this library was built without CUDA", kName);
+    return glue::without_cuda(api, kName);
 #endif
   }
-  const int64_t rows = batch * tokens;
-  int64_t per_task = kElementsPerTask / channels;
-  if (per_task < 1) per_task = 1;
-  const int64_t tasks = (rows + per_task - 1) / per_task;
-  if (tasks == 1) {
-    joint_split_quant_cpu(args, 0, rows);
-    return nullptr;
-  }
-  CpuTask task{&args, rows, per_task};
-  return ort::KernelContext_ParallelFor(api)(context, run_cpu_task, static_cast<size_t>(tasks), 0, &task);
+  return glue::parallel_rows(api, context, batch * tokens, kElementsPerTask / channels,
+                             [&](int64_t begin, int64_t end) { joint_split_quant_cpu(args, begin, end); });
 }
 
-struct JointSplitQuantOp {
-  using Kernel = atelier::Kernel;
+struct JointSplitQuantOp : glue::Callbacks<Kernel, create_kernel, compute, infer_shape> {
   static constexpr const char* kName = atelier::kName;
   static constexpr size_t kInputCount = 2;
-  static constexpr auto create = create_kernel;
-  static constexpr auto compute = atelier::compute;
-  static constexpr auto infer_shape = atelier::infer_shape;
 };
 
 }  // namespace

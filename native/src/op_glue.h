@@ -4,6 +4,7 @@
 // op is written once.
 #pragma once
 
+#include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <string>
@@ -59,12 +60,85 @@ OrtStatus* rank3_inputs(const OrtApi* api, OrtKernelContext* context, const char
   return nullptr;
 }
 
-// The data of every input, then of the output, for a kernel's argument struct.
-template <size_t N>
-OrtStatus* data_pointers(const OrtApi* api, const OrtValue* (&inputs)[N], OrtValue* output, void* (&data)[N + 1]) {
+// The data of every input, then of every output, for a kernel's argument struct.
+template <size_t N, size_t M>
+OrtStatus* data_pointers(const OrtApi* api, const OrtValue* const (&inputs)[N], OrtValue* const (&outputs)[M],
+                         void* (&data)[N + M]) {
   for (size_t i = 0; i < N; ++i)
     ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(const_cast<OrtValue*>(inputs[i]), &data[i]));
-  return ort::GetTensorMutableData(api)(output, &data[N]);
+  for (size_t i = 0; i < M; ++i)
+    ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(outputs[i], &data[N + i]));
+  return nullptr;
+}
+
+// The same for a kernel with one output.
+template <size_t N>
+OrtStatus* data_pointers(const OrtApi* api, const OrtValue* const (&inputs)[N], OrtValue* output,
+                         void* (&data)[N + 1]) {
+  OrtValue* const outputs[1] = {output};
+  return data_pointers(api, inputs, outputs, data);
+}
+
+// ---- kernel creation -----------------------------------------------------------------------------
+
+// A kernel made with `new (std::nothrow)` handed to ORT, or the op's error when there was no memory.
+inline OrtStatus* created(const OrtApi* api, const char* op, void* kernel, void** out) {
+  *out = kernel;
+  return kernel == nullptr ? fail(api, ORT_FAIL, "%s: out of memory", op) : nullptr;
+}
+
+// The required `heads` attribute of the ops over [B, T, heads · head_dim] (Fp8Attention, JointQkvNorm).
+inline OrtStatus* heads_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* op, int64_t* heads) {
+  if (OrtStatus* absent = ort::KernelInfoGetAttribute_int64(api)(info, "heads", heads)) {
+    ort::ReleaseStatus(api)(absent);
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: the attribute heads (an int, C = heads · head_dim) is required", op);
+  }
+  if (*heads < 1)
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: heads must be at least 1, got %lld", op,
+                static_cast<long long>(*heads));
+  return nullptr;
+}
+
+// The optional `epsilon` attribute of the norms (AdaLN*, JointQkvNorm): `fallback` when absent.
+inline OrtStatus* epsilon_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* op, float fallback,
+                                    float* epsilon) {
+  *epsilon = fallback;
+  if (OrtStatus* absent = ort::KernelInfoGetAttribute_float(api)(info, "epsilon", epsilon)) {
+    ort::ReleaseStatus(api)(absent);
+    *epsilon = fallback;
+  }
+  if (!std::isfinite(*epsilon) || *epsilon < 0)
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: epsilon must be a finite number >= 0, got %g", op,
+                static_cast<double>(*epsilon));
+  return nullptr;
+}
+
+// ---- running a kernel ----------------------------------------------------------------------------
+
+// The CPU kernels' one way to spread rows [0, rows) over ORT's thread pool: `run(begin, end)` on
+// `rows_per_task` rows (at least 1) a task, called directly when one task covers them all.
+template <class Run>
+OrtStatus* parallel_rows(const OrtApi* api, OrtKernelContext* context, int64_t rows, int64_t rows_per_task,
+                         const Run& run) {
+  if (rows_per_task < 1) rows_per_task = 1;
+  const int64_t tasks = (rows + rows_per_task - 1) / rows_per_task;
+  if (tasks == 1) {
+    run(int64_t{0}, rows);
+    return nullptr;
+  }
+  struct Task {
+    const Run* run;
+    int64_t rows;
+    int64_t rows_per_task;
+  };
+  Task task{&run, rows, rows_per_task};
+  const auto run_task = [](void* data, size_t index) {
+    const Task& t = *static_cast<const Task*>(data);
+    const int64_t begin = static_cast<int64_t>(index) * t.rows_per_task;
+    const int64_t end = begin + t.rows_per_task < t.rows ? begin + t.rows_per_task : t.rows;
+    (*t.run)(begin, end);
+  };
+  return ort::KernelContext_ParallelFor(api)(context, run_task, static_cast<size_t>(tasks), 0, &task);
 }
 
 // The CUDA provider's stream for this run: launching on it is what makes a kernel part of ONNX
@@ -74,6 +148,20 @@ inline OrtStatus* cuda_stream(const OrtApi* api, OrtKernelContext* context, cons
   ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetGPUComputeStream(api)(context, stream));
   if (*stream == nullptr) return fail(api, ORT_FAIL, "%s: ONNX Runtime gave the CUDA kernel no stream", op);
   return nullptr;
+}
+
+// `launch(stream)` on this run's stream, for the kernels whose launcher returns an error text or null.
+template <class Launch>
+OrtStatus* launch_cuda(const OrtApi* api, OrtKernelContext* context, const char* op, const Launch& launch) {
+  void* stream = nullptr;
+  ATELIER_RETURN_IF_ERROR(cuda_stream(api, context, op, &stream));
+  if (const char* error = launch(stream)) return fail(api, ORT_FAIL, "%s: CUDA kernel launch failed: %s", op, error);
+  return nullptr;
+}
+
+// What a CUDA entry answers in a library built without CUDA.
+inline OrtStatus* without_cuda(const OrtApi* api, const char* op) {
+  return fail(api, ORT_FAIL, "%s: this library was built without CUDA", op);
 }
 
 // ---- shape inference of token sequences [B, T, C] (JointConcat, JointQkvNorm) --------------------
@@ -179,6 +267,16 @@ inline void release_index_map(int*, int*) {}
 //   kName, kInputCount;
 //   Kernel, a type with a member `const OrtApi* api` (what create returns through `void**`);
 //   create(op, api, info, void** kernel), compute(void* kernel, context), infer_shape(op, context).
+// Callbacks gives an Op its Kernel, create, compute and infer_shape; the op's own struct derives from
+// it and adds kName and kInputCount.
+template <class KernelType, auto kCreate, auto kCompute, auto kInferShape>
+struct Callbacks {
+  using Kernel = KernelType;
+  static constexpr auto create = kCreate;
+  static constexpr auto compute = kCompute;
+  static constexpr auto infer_shape = kInferShape;
+};
+
 template <class Op>
 const char* get_name(const OrtCustomOp*) {
   return Op::kName;
