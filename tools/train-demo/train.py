@@ -233,6 +233,49 @@ def adamw(params, lr):
     return torch.optim.AdamW(params, **kw)
 
 
+# Where the MMDiT's step time goes, once per call: a profiler window of PROFILE_STEPS steps after
+# PROFILE_AT steps of this call (past the compiler's warm-up), logged as the top kernels per step.
+PROFILE_AT, PROFILE_STEPS = 300, 16
+
+
+def start_profile():
+    try:
+        prof = torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA])
+        prof.__enter__()
+        torch.cuda.synchronize()
+        return prof, time.time()
+    except Exception:  # noqa: BLE001 - diagnostics must never cost the run
+        return None, 0.0
+
+
+def log_profile(out, prof, t0, steps):
+    """The window's wall time per step and its top kernels (device time per step), in log.jsonl."""
+    try:
+        torch.cuda.synchronize()
+        wall = (time.time() - t0) / steps
+        prof.__exit__(None, None, None)
+        events = prof.key_averages()
+
+        def device_us(e, own=True):
+            for name in (("self_device_time_total", "self_cuda_time_total") if own
+                         else ("device_time_total", "cuda_time_total")):
+                if hasattr(e, name):
+                    return float(getattr(e, name))
+            return 0.0
+
+        kernels = sorted(events, key=device_us, reverse=True)
+        total = sum(device_us(e) for e in events)
+        top = [{"name": e.key[:90], "ms_per_step": round(device_us(e) / 1000 / steps, 3), "calls": e.count // steps}
+               for e in kernels[:12] if device_us(e) > 0]
+        regions = {e.key: round(device_us(e, own=False) / 1000 / steps, 3) for e in events
+                   if e.key in ("cache.batch", "train_step")}
+        log(out, event="profile", steps=steps, wall_ms_per_step=round(1000 * wall, 2),
+            device_ms_per_step=round(total / 1000 / steps, 2), regions=regions, top=top)
+    except Exception as e:  # noqa: BLE001
+        log(out, event="profile failed", error=str(e).split("\n")[0][:200])
+
+
 def sigma_of(t, shift=SHIFT):
     t = t / 1000.0
     return shift * t / (1 + (shift - 1) * t)
@@ -581,12 +624,19 @@ def main():
             loss.backward()
             return loss
         mmdit.train()
+        prof = None
         t0 = time.time()
         while time.time() < deadline:
             if a.mmdit_steps is not None and steps_this_call >= a.mmdit_steps:
                 break
+            if cuda and steps_this_call == PROFILE_AT:
+                prof, prof_t0 = start_profile()
+            elif prof is not None and steps_this_call == PROFILE_AT + PROFILE_STEPS:
+                log_profile(a.out, prof, prof_t0, PROFILE_STEPS)
+                prof = None
             if cache is not None:
-                lat, ctx, y = cache.batch(cfg["batch"], dev)
+                with torch.profiler.record_function("cache.batch"):
+                    lat, ctx, y = cache.batch(cfg["batch"], dev)
                 drop = torch.rand(lat.shape[0], device=dev) < 0.1
                 ctx = torch.where(drop.view(-1, 1, 1), ctx_empty.float(), ctx)
                 y = torch.where(drop.view(-1, 1), y_empty.float(), y)
@@ -610,7 +660,8 @@ def main():
             for pg in opt.param_groups:
                 pg["lr"] = lr
             try:
-                loss = train_loss(forward)
+                with torch.profiler.record_function("train_step"):
+                    loss = train_loss(forward)
             except Exception as e:  # noqa: BLE001 - a compiler failure (forward or backward) must not cost the call
                 if forward is mmdit:
                     raise
