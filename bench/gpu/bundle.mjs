@@ -5,7 +5,8 @@
 // machine's node_modules holds onnxruntime-node alone) and our CUDA custom-op library, built from
 // native/ when nvcc is here (with atelier:Fp8Attention's cuDNN path when `node native/cudnn-deps.mjs`
 // has unpacked cuDNN's headers into .gpu/cudnn/; the custom-op line says which). onnxruntime-node
-// stays external: the GPU machine's runtime (../shared/gpu recipe) provides it with CUDA. Prints the
+// stays external: the GPU machine's runtime (../shared/gpu recipe) provides it with CUDA. With nvcc
+// it also compiles the GEMM microbenchmark gemm-overlap (issue 10). Prints the
 // sizes of what each device call carries (64 MiB limit).
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, rmSync } from 'node:fs';
@@ -62,6 +63,22 @@ if (nvcc) {
   }
 }
 
+// Issue 10's GEMM microbenchmark (bench/gpu/gemm-overlap.cu) over our Fp8Linear CUDA code: a plain
+// executable, the op library's architecture flags, the CUDA runtime from the GPU machine's install.
+let gemmBench = 'not built: nvcc not found';
+if (nvcc) {
+  const flags = ['-std=c++17', '-O3', '-gencode=arch=compute_90a,code=sm_90a', '-cudart', 'shared'];
+  const includes = ['-Inative/include', '-Inative/src', '-DATELIER_WITH_CUDA'];
+  const sources = ['bench/gpu/gemm-overlap.cu', 'native/src/fp8_linear_cuda.cu'];
+  try {
+    execFileSync(nvcc, [...flags, ...includes, ...sources, '-o', join(OUT, 'gemm-overlap'), '-ldl'], { stdio: 'pipe' });
+    gemmBench = `${OUT}/gemm-overlap`;
+  } catch (error) {
+    gemmBench = `BUILD FAILED, not bundled:\n${error.stderr ?? error.message}`;
+    process.exitCode = 1;
+  }
+}
+
 // Node resolves koffi from the bundle's folder, as it will on the GPU machine, both ways.
 const probe =
   "const k = await import('koffi'); (await import('node:module')).createRequire(process.cwd() + '/x.js')('koffi'); if (!k.default.sizeof('void*')) process.exit(1);";
@@ -79,4 +96,5 @@ const sets = {
 };
 console.log(`bundled into ${OUT}: ${(bytes(OUT) / MIB).toFixed(1)} MiB`);
 console.log(`custom-op library: ${ops}`);
+console.log(`GEMM microbenchmark: ${gemmBench}`);
 reportCarry(sets);

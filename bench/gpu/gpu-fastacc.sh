@@ -5,7 +5,10 @@
 #   1. the whole step, Large 1024², 28 steps, CFG, W8A8: as today, then with cuBLASLt's fast
 #      accumulation (ATELIER_FP8_FAST_ACCUM=1; rows say `fp8_fast_accumulation`);
 #   2. Large fp16 in the same session (the FP8-vs-FP16 target);
-#   3. Medium W8A8 without and with fast accumulation (the Medium ≤ 1.0 s target).
+#   3. Medium W8A8 without and with fast accumulation (the Medium ≤ 1.0 s target);
+#   before them, the GEMM microbenchmark (.gpu/bundle/gemm-overlap from gemm-overlap.cu, ≈ 20 s): each
+#   joint-block GEMM's kernel time ± fast accumulation, and the context stream's GEMMs run beside
+#   the image stream's on a second stream (the next lever, NOTES "Issue 10, sixth session").
 # The quality of fast accumulation: gpu-quality.sh with --variants fp16,w8a8,w8a8-fastacc in another
 # call; PyTorch's rows for the same session: gpu-torch-fp8.sh --plan issue10-compiled --models large.
 # Ends by ENDS_BY seconds (default 570). On the GPU machine, from the checkout: bash bench/gpu/gpu-fastacc.sh
@@ -14,6 +17,8 @@ MODELS=large,medium
 WEIGHTS=fp8,fp16
 source bench/gpu/call-start.sh
 LOG="$OUT/fastacc.log"
+at "GEMM microbenchmark" | tee -a "$LOG"
+timeout 90 .gpu/bundle/gemm-overlap 50 2>&1 | tee "$OUT/gemm-overlap.log" | grep -v '^@@' | tee -a "$LOG"
 bench=(node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokenizers --out "$OUT/fastacc.json" --append
   --runtime capi --turbo '' --small '')
 at "Large W8A8" | tee -a "$LOG"
