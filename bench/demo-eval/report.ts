@@ -61,10 +61,8 @@ export function w8a8VersusFp16(scores: ReadonlyMap<string, ReturnType<typeof tal
   );
   const worst = Math.max(0, ...Object.values(points).map(Math.abs));
   const within = worst <= W8A8_POINTS;
-  const line =
-    `W8A8 vs fp16: ${Object.entries(points)
-      .map(([a, d]) => `${a} ${d >= 0 ? '+' : ''}${d.toFixed(1)}`)
-      .join(', ')} points; ` + `${within ? 'within' : 'NOT within'} ${W8A8_POINTS} points of fp16 (issue 10)`;
+  const each = Object.entries(points).map(([a, d]) => `${a} ${d >= 0 ? '+' : ''}${d.toFixed(1)}`);
+  const line = `W8A8 vs fp16: ${each.join(', ')} points; ${within ? 'within' : 'NOT within'} ${W8A8_POINTS} points of fp16 (issue 10)`;
   return { points, largestDifference: worst, within, line };
 }
 
