@@ -493,6 +493,13 @@ const FP8_VARIANTS: Fp8Variant[] = [
 ];
 /** Against the float64 quantized math: fp16 output rounding and summation order give ~3e-4. */
 const FP8_TOLERANCE = 2e-3;
+/**
+ * Fast accumulation's own bound: without cuBLASLt's promotions to float32 the sum over K = 9728
+ * (fc2) lands at 2.1–2.3e-3 on the H200 (sixth session); 5e-3 is still a fifth of what quantizing
+ * the activations costs (2.6e-2 against the unquantized layer), and a wrong scale or layout is far
+ * above it.
+ */
+const FP8_FAST_TOLERANCE = 5e-3;
 
 /** y = Fp8Linear(x) with the given scaling, or the stock graph (fp16 FusedMatMul + bias/FastGelu). */
 function fp8GemmModel(ctx: CheckContext, p: Fp8LinearProblem, m: number, variant: Fp8Variant): BuiltModel {
@@ -694,7 +701,8 @@ async function fp8Gemm(ctx: CheckContext, name: Fp8GemmCheck): Promise<CheckResu
   const okVariant = (v: Fp8Variant) =>
     results[v] === undefined ||
     (results[v].error === undefined &&
-      (results[v].rel_l2_vs_quantized_f64 ?? 1) <= (v === 'stock' ? Infinity : FP8_TOLERANCE));
+      (results[v].rel_l2_vs_quantized_f64 ?? 1) <=
+        (v === 'stock' ? Infinity : v === 'outer_vector_fast' ? FP8_FAST_TOLERANCE : FP8_TOLERANCE));
   const stockOk = stock.error === undefined && (stock.rel_l2_vs_unquantized_f64 ?? 1) <= FP8_TOLERANCE;
   const graphOk = graph?.follows === true && graph.rel_l2_per_run.every((e) => e <= FP8_TOLERANCE);
   const geluOk = !shape.gelu || (gelu !== undefined && 'form' in gelu && gelu.form === 'tanh');
