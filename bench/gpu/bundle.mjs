@@ -71,7 +71,9 @@ if (nvcc) {
   const includes = ['-Inative/include', '-Inative/src', '-DATELIER_WITH_CUDA'];
   const sources = ['bench/gpu/gemm-overlap.cu', 'native/src/fp8_linear_cuda.cu'];
   try {
-    execFileSync(nvcc, [...flags, ...includes, ...sources, '-o', join(OUT, 'gemm-overlap'), '-ldl'], { stdio: 'pipe' });
+    execFileSync(nvcc, [...flags, ...includes, ...sources, '-o', join(OUT, 'gemm-overlap'), '-ldl'], {
+      stdio: 'pipe',
+    });
     gemmBench = `${OUT}/gemm-overlap`;
   } catch (error) {
     gemmBench = `BUILD FAILED, not bundled:\n${error.stderr ?? error.message}`;
