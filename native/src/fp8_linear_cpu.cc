@@ -1,7 +1,9 @@
 // Fp8Linear on the CPU: the exact reference of the GPU op's math (fp8_linear.h), a row at a time.
 // The row is quantized to e4m3 values (kept as the floats they represent), then each output is a
-// float32 sum over k in order, scaled, biased, activated and rounded to float16 once. Products of
-// two e4m3 values are exact in float32, so only the summation order separates this from the GPU.
+// float32 sum over k, scaled, biased, activated and rounded to float16 once. Products of two e4m3
+// values are exact in float32, so only the summation order separates this from the GPU; the sum
+// runs in 8 interleaved partial sums (a fixed order, so every run gives the same bits) because one
+// running sum is bound by the adder's latency: the compiler may not reorder float additions itself.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -49,6 +51,18 @@ float e4m3_to_float(uint8_t bits) {
 
 namespace {
 
+// Σ a[k]·b[k] in float32: lane j sums k ≡ j (mod 8), the lanes are added pairwise, then the tail.
+inline float dot(const float* a, const float* b, int64_t count) {
+  constexpr int kLanes = 8;
+  float lane[kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= count; k += kLanes)
+    for (int j = 0; j < kLanes; ++j) lane[j] += a[k + j] * b[k + j];
+  float acc = ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+  for (; k < count; ++k) acc += a[k] * b[k];
+  return acc;
+}
+
 inline float gelu_tanh(float v) {
   constexpr float kSqrt2OverPi = 0.7978845608028654f;
   return 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
@@ -88,9 +102,7 @@ void fp8_linear_cpu(const Fp8LinearArgs& args, const float* weight, int64_t row_
     for (int64_t k = 0; k < k_count; ++k) row[k] = e4m3_to_float(qr[k]);
     uint16_t* yr = y + r * n_count;
     for (int64_t n = 0; n < n_count; ++n) {
-      const float* wn = weight + n * k_count;
-      float acc = 0.0f;
-      for (int64_t k = 0; k < k_count; ++k) acc += row[k] * wn[k];
+      const float acc = dot(row.data(), weight + n * k_count, k_count);
       float v = acc * act_scale * args.weight_scale[n];
       if (bias != nullptr) v += half_to_float(bias[n]);
       if (args.activation == Fp8Activation::gelu_tanh) v = gelu_tanh(v);
