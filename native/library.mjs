@@ -21,18 +21,27 @@ const SOURCE_DIRS = ['include', 'src'];
  */
 export const CUDNN_DEPS_DIR = join(NATIVE_DIR, '..', '.gpu', 'cudnn');
 
+/**
+ * How nvcc compiles our CUDA code, for the op library and anything else built from its sources (the
+ * GEMM microbenchmark, bench/gpu/bundle.mjs): Hopper code (sm_90a) plus PTX for later GPUs, the CUDA
+ * runtime linked shared, like ORT's provider.
+ */
+export const CUDA_CODE_FLAGS = [
+  '-std=c++17',
+  '-O3',
+  '-gencode=arch=compute_90a,code=sm_90a',
+  '-gencode=arch=compute_90,code=compute_90',
+  '-cudart',
+  'shared',
+];
+
 /** @type {Record<'cpu' | 'cuda', string[]>} */
 const FLAGS = {
   // Host-only build: any machine with g++.
   cpu: ['-std=c++17', '-O3', '-fPIC', '-shared', '-fvisibility=hidden', '-Wall', '-Wextra'],
-  // Hopper code (sm_90a) plus PTX for later GPUs; the CUDA runtime linked shared, like ORT's provider.
+  // A shared library of CUDA_CODE_FLAGS' code.
   cuda: [
-    '-std=c++17',
-    '-O3',
-    '-gencode=arch=compute_90a,code=sm_90a',
-    '-gencode=arch=compute_90,code=compute_90',
-    '-cudart',
-    'shared',
+    ...CUDA_CODE_FLAGS,
     '-Xcompiler',
     '-fPIC,-fvisibility=hidden,-Wall,-Wextra',
     '-shared',

@@ -12,7 +12,13 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { buildLibrary, cudnnDeps, findNvcc, NativeBuildError } from '../../native/library.mjs';
+import {
+  buildLibrary,
+  CUDA_CODE_FLAGS,
+  cudnnDeps,
+  findNvcc,
+  NativeBuildError,
+} from '../../native/library.mjs';
 import { bytes, copyKoffi, MIB, NODE_ESM, reportCarry } from './bundle-parts.mjs';
 
 const OUT = '.gpu/bundle';
@@ -64,16 +70,19 @@ if (nvcc) {
 }
 
 // Issue 10's GEMM microbenchmark (bench/gpu/gemm-overlap.cu) over our Fp8Linear CUDA code: a plain
-// executable, the op library's architecture flags, the CUDA runtime from the GPU machine's install.
+// executable with the op library's code flags, the CUDA runtime from the GPU machine's install.
 let gemmBench = 'not built: nvcc not found';
 if (nvcc) {
-  const flags = ['-std=c++17', '-O3', '-gencode=arch=compute_90a,code=sm_90a', '-cudart', 'shared'];
   const includes = ['-Inative/include', '-Inative/src', '-DATELIER_WITH_CUDA'];
   const sources = ['bench/gpu/gemm-overlap.cu', 'native/src/fp8_linear_cuda.cu'];
   try {
-    execFileSync(nvcc, [...flags, ...includes, ...sources, '-o', join(OUT, 'gemm-overlap'), '-ldl'], {
-      stdio: 'pipe',
-    });
+    execFileSync(
+      nvcc,
+      [...CUDA_CODE_FLAGS, ...includes, ...sources, '-o', join(OUT, 'gemm-overlap'), '-ldl'],
+      {
+        stdio: 'pipe',
+      },
+    );
     gemmBench = `${OUT}/gemm-overlap`;
   } catch (error) {
     gemmBench = `BUILD FAILED, not bundled:\n${error.stderr ?? error.message}`;
