@@ -75,7 +75,7 @@ export interface NetOptions {
    * Measurement (issue 10, not yet for users): W8A8 layers ask cuBLASLt for fast accumulation
    * (`fast_accumulation: 1` on every atelier:Fp8Linear / Fp8LinearQ node): Hopper's FP8 tensor
    * cores keep their partial sums without the periodic promotion to float32, which the GEMM
-   * check measured 15–25 % faster per GEMM at an error of 1–2.3e-3 against the float64 W8A8 math
+   * check measured 5–28 % faster per GEMM call at an error of 1–2.3e-3 against the float64 W8A8 math
    * (the quantization itself costs 2.6e-2). The CPU kernels compute the exact math either way.
    * @default false
    */
