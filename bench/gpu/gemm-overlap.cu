@@ -53,7 +53,7 @@ void check(cudaError_t status, const char* what) {
   std::exit(1);
 }
 
-// Bytes that are finite e4m3 codes of moderate size (exponent field 4..10: |v| in [1/8, 8)).
+// Bytes that are finite e4m3 codes of moderate size (exponent field 4..10: |v| in [1/8, 16)).
 __global__ void fill_e4m3(uint8_t* out, int64_t n, uint32_t seed) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
     uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
