@@ -81,7 +81,10 @@ async function openAs(
   await page.goto(surface.url!);
   await page.fill('#name-input', name);
   await page.press('#name-input', 'Enter');
-  await page.waitForFunction((id) => document.body.dataset.user === id, name.toLowerCase());
+  // The sign-in's round trip waits behind the suite's other work on 2 cores: the messages' 60 s, not 30.
+  await page.waitForFunction((id) => document.body.dataset.user === id, name.toLowerCase(), {
+    timeout: 60_000,
+  });
   return page;
 }
 
