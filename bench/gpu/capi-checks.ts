@@ -1875,6 +1875,13 @@ function loraBranchModel(
 const LORA_BRANCH_ROWS = 8192;
 const LORA_CONTEXT_SHARE = (2 * 333) / LORA_BRANCH_ROWS;
 
+/** Root mean square of float16 values. */
+function halfRms(values: FloatData): number {
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) sum += halfToFloat(values[i]!) ** 2;
+  return Math.sqrt(sum / values.length);
+}
+
 interface LoraBranchResult {
   layer: string;
   k: number;
@@ -1927,7 +1934,10 @@ async function loraBranch(ctx: CheckContext): Promise<CheckResult> {
       try {
         base ??= await timed(loraBranchModel(rows, k, n, copies, w8));
         const plain = base;
-        // Branch values about a tenth of y's (a LoRA's update is a small change of the layer).
+        // Branch values about a tenth of y's (a LoRA's update is a small change of the layer):
+        // x · downᵀ has unit variance, so up's std sets the branch to 0.1 · rms(y). The measured
+        // difference carries y's float16 rounding twice (≈ 4e-4 of |y|), ≈ 4e-3 of such a branch;
+        // a branch of a hundredth of y (the first GPU run's) measured 2–4.6e-2 from rounding alone.
         const down = drawFromTable(
           new Uint16Array(k * rank),
           halfNormalTable(r, 1 / Math.sqrt(k)),
@@ -1935,7 +1945,7 @@ async function loraBranch(ctx: CheckContext): Promise<CheckResult> {
         );
         const up = drawFromTable(
           new Uint16Array(rank * n),
-          halfNormalTable(r, 0.1 / Math.sqrt(rank)),
+          halfNormalTable(r, (0.1 * halfRms(plain.y)) / Math.sqrt(rank)),
           randomInt(2 ** 31),
         );
         const branch = await timed(loraBranchModel(rows, k, n, copies, w8, { rank, down, up }));
@@ -1972,7 +1982,7 @@ async function loraBranch(ctx: CheckContext): Promise<CheckResult> {
     38 *
     (1 + LORA_CONTEXT_SHARE) *
     results.filter((x) => x.rank === rank).reduce((sum, x) => sum + (x.added_ms ?? 0), 0);
-  // fp16 rounding of y (≈ 10× the branch) bounds how well the difference can match: 2 % is a wiring check.
+  // fp16 rounding of y (10× the branch) bounds how well the difference can match (≈ 4e-3): 2 % is a wiring check.
   const ok = results.every((x) => x.error === undefined && (x.rel_l2_branch ?? 1) < 2e-2);
   const line = (x: LoraBranchResult) =>
     x.error
