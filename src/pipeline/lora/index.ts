@@ -8,7 +8,7 @@ export { LoraError, SUPPORTED_LORA_FORMATS } from './errors.js';
 export { type LoraFile, type LoraPair, type LoraTarget, loraModules, readLoraFile } from './formats.js';
 export { addnetHash, shortLoraHash } from './hash.js';
 export { type LoraUse, mergeLoras, readWeight } from './merge.js';
-export { estimatedMergeMs } from './merge-kernel.js';
+export { estimatedMergeMs, mergeKernelFor } from './merge-kernel.js';
 export {
   cachedCombinationsOf,
   DEFAULT_CACHED_COMBINATIONS,

@@ -266,17 +266,26 @@ export class KernelPool {
 }
 
 /**
- * The merge's cost per MMDiT weight and worker thread, measured on the H200's 16-core host
- * (2026-12-02: SD3.5 Large, 8.06 G weights, rank 16 on every attention and MLP layer, 15 threads:
- * 75–91 s per new combination, merge and load) — the first guess of a combination's wait before
- * one is measured. Measured with the JS kernel; the native one is ≈ 10× faster per thread on the
- * arithmetic (bench/NOTES.md, issue 15): to be re-measured on that host before this changes.
+ * The merge's cost per MMDiT weight and worker thread, by kernel, measured on the H200's 16-core
+ * host (SD3.5 Large, 8.06 G weights, rank 16 on every attention and MLP layer, 15 threads, merge
+ * and load of a new combination): the JS kernel 75–91 s (2026-12-02, fourth session), the native
+ * one 16.9–20.7 s (seventh session; the slowest gives 39) — the first guess of a combination's
+ * wait before one is measured.
  */
-const MERGE_NS_PER_WEIGHT_THREAD = 158;
+const MERGE_NS_PER_WEIGHT_THREAD = { js: 158, native: 39 } as const;
+
+/** Which merge kernel runs with the op library at `library` (KernelOptions.nativeLibrary's rule). */
+export function mergeKernelFor(library?: string | false): 'native' | 'js' {
+  return new KernelPool({ nativeLibrary: library ?? undefined }).native ? 'native' : 'js';
+}
 
 /** A first guess of a LoRA combination's merge + load on a model of `parameters` MMDiT weights (ms). */
-export function estimatedMergeMs(parameters: number, threads = KernelPool.defaultThreads()): number {
-  return (parameters * MERGE_NS_PER_WEIGHT_THREAD) / Math.max(1, threads) / 1e6;
+export function estimatedMergeMs(
+  parameters: number,
+  threads = KernelPool.defaultThreads(),
+  kernel: 'native' | 'js' = 'js',
+): number {
+  return (parameters * MERGE_NS_PER_WEIGHT_THREAD[kernel]) / Math.max(1, threads) / 1e6;
 }
 
 /** Bytes per element of an output type. */

@@ -12,7 +12,7 @@
  */
 import { findByName } from '../../edit-distance.js';
 import { ModelError, PipelineError } from '../../errors.js';
-import { cachedCombinationsOf, estimatedMergeMs } from '../lora/index.js';
+import { cachedCombinationsOf, estimatedMergeMs, mergeKernelFor } from '../lora/index.js';
 import { discoverModelSet } from '../models-dir/discover.js';
 import { checkpointHash } from '../models-dir/model-hash.js';
 import type { ModelSet } from '../models-dir/types.js';
@@ -70,6 +70,8 @@ interface Entry {
 
 export class MultiModelEngine implements Pipeline {
   readonly #options: MultiEngineOptions;
+  /** The LoRA merge kernel the engines will run (for the guess of a combination's wait). */
+  #kernel: 'native' | 'js' | undefined;
   readonly #sessions = new SharedSessions();
   #entries: Entry[] = [];
   #limits: ResidencyLimits = {};
@@ -81,6 +83,11 @@ export class MultiModelEngine implements Pipeline {
   constructor(options: MultiEngineOptions) {
     if (options.models.length === 0) throw new TypeError('Expected at least one model');
     this.#options = options;
+  }
+
+  #mergeKernel(): 'native' | 'js' {
+    this.#kernel ??= mergeKernelFor(this.#options.engine.customOpsLibrary ?? undefined);
+    return this.#kernel;
   }
 
   load(): Promise<void> {
@@ -307,7 +314,7 @@ export class MultiModelEngine implements Pipeline {
       ...(entry.loraMs !== undefined
         ? { loraMs: entry.loraMs }
         : this.#options.engine.loras
-          ? { loraMs: Math.round(estimatedMergeMs(entry.parameters)) }
+          ? { loraMs: Math.round(estimatedMergeMs(entry.parameters, undefined, this.#mergeKernel())) }
           : {}),
     };
   }
