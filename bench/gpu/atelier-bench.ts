@@ -425,9 +425,9 @@ function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined, fp8?: 
     ...(path === 'capi' && runtime?.customOps && process.env.ATELIER_GEMM_AUTOTUNE === '1'
       ? { gemm_autotune: true }
       : {}),
-    // Issue 10: cuBLASLt's fast accumulation in the W8A8 GEMMs (ATELIER_FP8_FAST_ACCUM=1).
-    ...(path === 'capi' && runtime?.customOps && process.env.ATELIER_FP8_FAST_ACCUM === '1'
-      ? { fp8_fast_accumulation: true }
+    // Issue 10: cuBLASLt's fast accumulation in the W8A8 GEMMs (the default; ATELIER_FP8_FAST_ACCUM=0 turns it off).
+    ...(path === 'capi' && runtime?.customOps && fp8 && fp8LinearOf(fp8) === 'w8a8'
+      ? { fp8_fast_accumulation: process.env.ATELIER_FP8_FAST_ACCUM !== '0' }
       : {}),
   };
 }

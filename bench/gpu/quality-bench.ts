@@ -114,7 +114,8 @@ function engineOptions(model: string, variant: Variant, dataDir: string): Engine
     precision: variant === 'fp8-weights' ? 'fp8-weights' : fp8 ? 'fp8' : provider === 'cpu' ? 'fp32' : 'fp16',
     ...(W8A8_VARIANTS.includes(variant) ? { fp8Linear: 'w8a8' as const } : {}),
     ...(variant === 'w8a8-fp8attn' ? { fp8Attention: true } : {}),
-    ...(variant === 'w8a8-fastacc' ? { fp8FastAccumulation: true } : {}),
+    // `w8a8` is exact accumulation, `w8a8-fastacc` the default since the seventh session.
+    ...(W8A8_VARIANTS.includes(variant) ? { fp8FastAccumulation: variant === 'w8a8-fastacc' } : {}),
     runtime: 'capi',
     ...(ops !== undefined ? { customOpsLibrary: ops } : {}),
     textEncoders: { t5: fp8 ? 't5xxl_fp8_e4m3fn.safetensors' : 't5xxl_fp16.safetensors' },
