@@ -131,6 +131,11 @@ describe('tools/train-demo', () => {
       .map((l) => JSON.parse(l));
     expect(log.some((e) => e.event === 'resumed')).toBe(true);
     expect(log.filter((e) => e.phase === 'mmdit' && e.loss !== undefined).at(-1).step).toBe(4);
+    // The first call, ending before its plan, kept its scene cache; this one loaded it instead of drawing.
+    const caches = log.filter((e) => e.event === 'cache');
+    expect(log.filter((e) => e.event === 'cache saved').length).toBeGreaterThanOrEqual(1);
+    expect(caches.map((e) => e.loaded)).toEqual([false, true]);
+    expect(caches[1].rows).toBe(caches[0].rows);
   }, 120_000);
 
   it('is found by the ordinary discovery as a complete SD3.5 set in the ComfyUI layout', () => {

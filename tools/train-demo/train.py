@@ -54,7 +54,7 @@ PROFILES = {
     "demo": dict(
         size=256, depth=4, pos_max=32, vae_ch=64, vae_mult=[1, 0.5, 1, 2], vae_nres=1,
         vae_batch=32, vae_lr=4e-4, batch=256, lr=5e-4, warmup=500,
-        plan_vae_s=140, plan_mmdit_s=660, ema=0.999, echo=2, cache=200_000, cache_s=60.0, refresh=8,
+        plan_vae_s=140, plan_mmdit_s=660, ema=0.999, echo=2, cache=200_000, cache_s=60.0, refresh=16,
         compile=True,
     ),
     # CPU smoke test: a few steps on tiny images; the artefact still loads in the product.
@@ -64,6 +64,10 @@ PROFILES = {
         plan_vae_s=1e9, plan_mmdit_s=1e9, ema=0.9, echo=2, cache=8, cache_s=60.0, refresh=2,
     ),
 }
+
+
+# Seconds kept at the end of a call for writing the scene cache (≈ 7.4 GB at 140 k rows) for the next.
+CACHE_SAVE_S = 20.0
 
 
 def log(out, **kv):
@@ -293,20 +297,42 @@ class SceneCache:
     and every `refresh` steps one fresh batch from the loader replaces the oldest rows, so the set
     keeps moving while drawing and the VAE encoder run once per `refresh` steps, not every step."""
 
-    def __init__(self, data, encode, rows, seconds, refresh):
+    def __init__(self, data, encode, rows, seconds, refresh, saved=None):
         t0 = time.time()
-        parts = []
-        got = 0
-        while got < rows and (got == 0 or time.time() - t0 < seconds):
-            lat, ctx, y = encode(next(data))
-            parts.append((lat.half(), ctx.half(), y.half()))
-            got += lat.shape[0]
-        self.lat, self.ctx, self.y = (torch.cat([p[j] for p in parts])[:rows] for j in range(3))
+        if saved is not None:
+            # A previous call's cache (its last state, refreshed rows included): no fill.
+            self.lat, self.ctx, self.y = (saved[k] for k in ("lat", "ctx", "y"))
+            self.next_row = int(saved["next_row"])
+        else:
+            parts = []
+            got = 0
+            while got < rows and (got == 0 or time.time() - t0 < seconds):
+                lat, ctx, y = encode(next(data))
+                parts.append((lat.half(), ctx.half(), y.half()))
+                got += lat.shape[0]
+            self.lat, self.ctx, self.y = (torch.cat([p[j] for p in parts])[:rows] for j in range(3))
+            self.next_row = 0
         self.rows = self.lat.shape[0]
         self.data, self.encode, self.refresh = data, encode, refresh
-        self.next_row = 0
         self.steps = 0
         self.build_s = time.time() - t0
+
+    def save(self, path):
+        """For the next call on a still-warm machine (runs/ stays): loading it costs seconds where
+        filling costs the minute `cache_s` allows."""
+        tmp = path + ".tmp"
+        torch.save({"lat": self.lat.cpu(), "ctx": self.ctx.cpu(), "y": self.y.cpu(), "next_row": self.next_row}, tmp)
+        os.replace(tmp, path)
+
+    @staticmethod
+    def load(path, dev, lat_shape, ctx_width):
+        """The saved cache when it fits this run's latents and conditioning, else None."""
+        if not os.path.exists(path):
+            return None
+        saved = torch.load(path, map_location=dev)
+        if tuple(saved["lat"].shape[1:]) != tuple(lat_shape) or saved["ctx"].shape[-1] != ctx_width:
+            return None
+        return saved
 
     def batch(self, b, dev):
         if self.refresh and self.steps and self.steps % self.refresh == 0:
@@ -606,11 +632,20 @@ def main():
             return (mean - LATENT_SHIFT) * LATENT_SCALE, ctx, y
 
         cache = None
+        cache_path = os.path.join(a.out, "cache.pt")
         if cached:
-            cache = SceneCache(data, encode, cfg["cache"], cfg["cache_s"], cfg["refresh"])
             empty = SD3Tokenizer(os.path.join(TEXT_DIR, "tokenizers"))("")
             ctx_empty, y_empty = te(*(torch.tensor([empty[j]], dtype=torch.long, device=dev) for j in range(3)))
-            log(a.out, event="cache", rows=cache.rows, seconds=round(cache.build_s, 1), refresh=cfg["refresh"])
+            saved = SceneCache.load(cache_path, dev, (16, size // 8, size // 8), ctx_empty.shape[-1])
+            cache = SceneCache(data, encode, cfg["cache"], cfg["cache_s"], cfg["refresh"], saved)
+            loaded = saved is not None
+            del saved
+            log(a.out, event="cache", rows=cache.rows, seconds=round(cache.build_s, 1), refresh=cfg["refresh"],
+                loaded=loaded)
+        # A call that will end before the plan does keeps its cache for the next one.
+        keep_cache = cache is not None and st["mmdit_s"] + (deadline - time.time()) < cfg["plan_mmdit_s"]
+        if keep_cache:
+            deadline -= CACHE_SAVE_S
         forward = mmdit
         if cfg.get("compile") and cuda and hasattr(torch, "compile"):
             forward = torch.compile(mmdit)
@@ -688,6 +723,10 @@ def main():
                 last_save = now
         del data
         save()
+        if keep_cache:
+            t_save = time.time()
+            cache.save(cache_path)
+            log(a.out, event="cache saved", rows=cache.rows, seconds=round(time.time() - t_save, 1))
 
     # ---- export ------------------------------------------------------------------------------
     ema.eval()
