@@ -271,11 +271,25 @@ def log_profile(out, prof, t0, steps):
         kernels = sorted(events, key=device_us, reverse=True)
         total = sum(device_us(e) for e in events)
         top = [{"name": e.key[:90], "ms_per_step": round(device_us(e) / 1000 / steps, 3), "calls": e.count // steps}
-               for e in kernels[:12] if device_us(e) > 0]
+               for e in kernels[:25] if device_us(e) > 0]
+        # Device time by kind of kernel (names only; aten ops' own time is their kernels', so the
+        # kinds count kernel names, not ops), to tell compute from memory passes and the optimizer.
+        kinds = {"triton (compiled fusions)": ("triton",), "gemm": ("gemm", "nvjet", "sm90_xmma", "cutlass", "gemv"),
+                 "attention": ("sdpa", "flash", "attention"), "conv (VAE refresh)": ("conv", "implicit_gemm"),
+                 "optimizer": ("adam", "foreach", "multi_tensor"), "norm": ("norm",),
+                 "copy / cast": ("copy", "cast", "memcpy", "memset"), "elementwise": ("elementwise", "vectorized")}
+        by_kind = {k: 0.0 for k in [*kinds, "other"]}
+        for e in events:
+            if e.key.startswith("aten::") or e.key in ("cache.batch", "train_step") or device_us(e) <= 0:
+                continue
+            name = e.key.lower()
+            kind = next((k for k, pats in kinds.items() if any(pt in name for pt in pats)), "other")
+            by_kind[kind] += device_us(e) / 1000 / steps
+        by_kind = {k: round(v, 2) for k, v in by_kind.items() if v > 0}
         regions = {e.key: round(device_us(e, own=False) / 1000 / steps, 3) for e in events
                    if e.key in ("cache.batch", "train_step")}
         log(out, event="profile", steps=steps, wall_ms_per_step=round(1000 * wall, 2),
-            device_ms_per_step=round(total / 1000 / steps, 2), regions=regions, top=top)
+            device_ms_per_step=round(total / 1000 / steps, 2), regions=regions, kernels_by_kind=by_kind, top=top)
     except Exception as e:  # noqa: BLE001
         log(out, event="profile failed", error=str(e).split("\n")[0][:200])
 
