@@ -57,6 +57,8 @@ enum DescAttribute : int {
   kDescBiasPointer = 8,       // CUBLASLT_MATMUL_DESC_BIAS_POINTER (const void*, device)
   kDescAScalePointer = 17,    // CUBLASLT_MATMUL_DESC_A_SCALE_POINTER (const void*, device)
   kDescBScalePointer = 18,    // CUBLASLT_MATMUL_DESC_B_SCALE_POINTER
+  kDescDScalePointer = 20,    // CUBLASLT_MATMUL_DESC_D_SCALE_POINTER (const void*, device float)
+  kDescAmaxDPointer = 21,     // CUBLASLT_MATMUL_DESC_AMAX_D_POINTER (void*, device float)
   kDescFastAccum = 25,        // CUBLASLT_MATMUL_DESC_FAST_ACCUM (int8)
   kDescBiasDataType = 26,     // CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE (int32 cudaDataType_t)
   kDescAScaleMode = 31,       // CUBLASLT_MATMUL_DESC_A_SCALE_MODE (int32 cublasLtMatmulMatrixScale_t)

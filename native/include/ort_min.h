@@ -23,12 +23,18 @@ struct OrtKernelContext;
 struct OrtValue;
 struct OrtTensorTypeAndShapeInfo;
 struct OrtShapeInferContext;
+struct OrtOpAttr;
 
 // ---- enums (values as ORT defines them; int-sized like C enums, and any value ORT returns fits) ---
 enum OrtErrorCode : int {
   ORT_OK = 0,
   ORT_FAIL = 1,
   ORT_INVALID_ARGUMENT = 2,
+};
+
+// OrtOpAttrType: what ReadOpAttr reads.
+enum OrtOpAttrType : int {
+  ORT_OP_ATTR_STRING = 5,
 };
 
 // Only the element types this library handles.
@@ -148,10 +154,14 @@ constexpr uint32_t kApiVersion = 17;
   ORT_SLOT(193, KernelContext_GetGPUComputeStream, OrtStatus*, (const OrtKernelContext* context, void** out)) \
   ORT_SLOT(268, ShapeInferContext_GetInputTypeShape, OrtStatus*,                                       \
            (const OrtShapeInferContext* context, size_t index, OrtTensorTypeAndShapeInfo** out))       \
+  ORT_SLOT(269, ShapeInferContext_GetAttribute, OrtStatus*,                                            \
+           (const OrtShapeInferContext* context, const char* name, const OrtOpAttr** attr))            \
   ORT_SLOT(270, ShapeInferContext_SetOutputTypeShape, OrtStatus*,                                      \
            (const OrtShapeInferContext* context, size_t index, const OrtTensorTypeAndShapeInfo* info)) \
   ORT_SLOT(271, SetSymbolicDimensions, OrtStatus*,                                                     \
            (OrtTensorTypeAndShapeInfo * info, const char** names, size_t count))                       \
+  ORT_SLOT(272, ReadOpAttr, OrtStatus*,                                                                \
+           (const OrtOpAttr* attr, OrtOpAttrType type, void* data, size_t length, size_t* out))        \
   ORT_SLOT(274, KernelContext_ParallelFor, OrtStatus*,                                                 \
            (const OrtKernelContext* context, void (*fn)(void*, size_t), size_t total, size_t batches,  \
             void* user_data))

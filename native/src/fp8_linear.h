@@ -31,8 +31,32 @@
 // cuBLASLt's periodic promotion to float32: faster, slightly less exact over long K);
 // cublaslt_gelu = 1 (default) | 0 (GELU by our kernel after the GEMM even when cuBLASLt's epilogue
 // could apply it: in case its GELU is not the tanh form). The CPU kernel computes the same math
-// whatever `scaling`, `fast_accumulation` and `cublaslt_gelu` say. This header is what the op glue
-// (fp8_linear_op.cc) and the kernels (fp8_linear_cpu.cc, fp8_linear_cuda.cu) share.
+// whatever `scaling`, `fast_accumulation` and `cublaslt_gelu` say.
+//
+// output = "float16" (default: y as above) | "e4m3_delayed": the node writes, instead of y, two
+// outputs y8 [..., N] float8e4m3fn and y_scale [...] float32 (y's leading axes, one per row, all the
+// same per-tensor scale s) with y ≈ e4m3_to_float(y8) · s. (The ops' outputs are y, y8, y_scale,
+// each optional with its own type: a node names y alone, or y8 and y_scale with y left empty.)
+// The next layer reads them as
+// Fp8LinearQ (x8, act_scale) with no quantize pass of its own (the MLP hand-off: fc1 → fc2).
+// Delayed per-tensor scaling as NVIDIA Transformer Engine does it, with attributes amax_margin
+// (float, default 2.0) and amax_history (int ≥ 1, default 16). Each kernel instance keeps the amaxes
+// of its last `amax_history` calls; with v[r, n] the float32 value y would have been rounded from
+// (after scales, bias and GELU) and amax = max |v| over the call (NaN if any v is NaN):
+//   the instance's first call:  ref = amax,          s = ref / 448           ("current" scaling)
+//   later calls:                ref = max(history),  s = amax_margin · ref / 448
+//   (float32 arithmetic; d = 1 / s. If ref is 0 or not finite, or s or d is not finite or 0:
+//   s = d = 1 — an all-zero output, or a history of zeros or of nothing because the first call's
+//   amax was not finite; codes up to ±448 then stay exact or saturate.)
+//   y8[r, n] = e4m3(v[r, n] · d)   (round to nearest even, saturating to ±448: values beyond
+//                                   ±448·s, an amax that outgrew margin × history, clip)
+//   y_scale[r] = s;  then amax is pushed into the history (oldest out) if it is finite.
+// The history is per kernel instance, whatever the shapes it sees. On the GPU the codes come from
+// the float16 rounding of v when cuBLASLt cannot write e4m3 itself (fp8_linear_cuda.cu says when):
+// e4m3(float16(v) · d), and amax of the float16 values; a code differs from the CPU's only where
+// that rounding crosses an e4m3 rounding boundary.
+// This header is what the op glue (fp8_linear_op.cc) and the kernels (fp8_linear_cpu.cc,
+// fp8_linear_cuda.cu) share.
 #pragma once
 
 #include <cstddef>
@@ -42,6 +66,7 @@ namespace atelier {
 
 enum class Fp8Activation { none, gelu_tanh };
 enum class Fp8Scaling { outer_vector, fp32_output };
+enum class Fp8Output { float16, e4m3_delayed };
 
 // The largest finite float8 e4m3fn value: amax maps onto it.
 constexpr float kE4m3Max = 448.0f;
@@ -53,7 +78,10 @@ struct Fp8LinearArgs {
   const uint8_t* weight;     // e4m3fn [out_features, in_features]
   const float* weight_scale; // [out_features]
   const void* bias;          // float16 [out_features], or null
-  void* y;                   // float16 [rows, out_features]
+  void* y;                   // float16 [rows, out_features] (output "float16"), else null
+  uint8_t* y8;               // e4m3fn [rows, out_features] (output "e4m3_delayed"), else null
+  float* y_scale;            // [rows], with y8
+  float* y_f32;              // CPU only: float32 [rows, out_features] written instead of y (v above)
   int64_t rows;
   int64_t in_features;
   int64_t out_features;
@@ -69,6 +97,28 @@ float e4m3_to_float(uint8_t bits);
 // AdaLNModulateQuant's, so the two agree bit for bit.
 float quantize_row_e4m3(const float* values, int64_t k, uint8_t* codes);
 
+// Delayed per-tensor scaling's state and arithmetic (output "e4m3_delayed"), shared by the CPU
+// kernel and, for its host-side bookkeeping, the GPU's.
+struct Fp8DelayedConfig {
+  float margin = 2.0f;
+  int64_t history = 16;
+};
+
+// s and d = 1/s from the reference amax (first call: margin 1), with the fallbacks above.
+void delayed_scale(float ref, float margin, float* s, float* d);
+
+// The CPU's history: the last `history` finite amaxes, oldest overwritten.
+constexpr int64_t kMaxAmaxHistory = 64;
+struct Fp8DelayedHistory {
+  float ring[kMaxAmaxHistory] = {};  // zeros: an amax is ≥ 0, so unused entries never win the max
+  int64_t position = 0;
+  bool seeded = false;  // the first call ran
+};
+
+// One call's quantization of `values` (rows × n, the float32 v), in place of a float16 y.
+void delayed_quantize_cpu(Fp8DelayedHistory& history, const Fp8DelayedConfig& config, const float* values,
+                          int64_t rows, int64_t n, uint8_t* y8, float* y_scale);
+
 // Rows [row_begin, row_end) on the calling thread; `weight` decoded to floats ([N, K]).
 void fp8_linear_cpu(const Fp8LinearArgs& args, const float* weight, int64_t row_begin, int64_t row_end);
 
@@ -79,7 +129,8 @@ struct Fp8LinearCuda;
 
 // Made when ONNX Runtime creates the kernel (cuBLASLt opened and its handle made here). Returns
 // null, or writes why not into `error` and returns the message.
-Fp8LinearCuda* fp8_linear_cuda_create(Fp8Scaling scaling, bool fast_accumulation, bool cublaslt_gelu, char* error,
+Fp8LinearCuda* fp8_linear_cuda_create(Fp8Scaling scaling, bool fast_accumulation, bool cublaslt_gelu,
+                                      Fp8Output output, const Fp8DelayedConfig& delayed, char* error,
                                       size_t error_size);
 void fp8_linear_cuda_destroy(Fp8LinearCuda* kernel);
 

@@ -83,7 +83,7 @@ void fp8_linear_cpu(const Fp8LinearArgs& args, const float* weight, int64_t row_
   const int64_t n_count = args.out_features;
   const uint16_t* x = static_cast<const uint16_t*>(args.x);
   const uint16_t* bias = static_cast<const uint16_t*>(args.bias);
-  uint16_t* y = static_cast<uint16_t*>(args.y);
+  uint16_t* y = static_cast<uint16_t*>(args.y);  // or args.y_f32
   const bool prequantized = args.x8 != nullptr;
   std::vector<float> row(static_cast<size_t>(k_count));
   std::vector<uint8_t> codes(prequantized ? 0 : static_cast<size_t>(k_count));
@@ -100,14 +100,54 @@ void fp8_linear_cpu(const Fp8LinearArgs& args, const float* weight, int64_t row_
       qr = codes.data();
     }
     for (int64_t k = 0; k < k_count; ++k) row[k] = e4m3_to_float(qr[k]);
-    uint16_t* yr = y + r * n_count;
     for (int64_t n = 0; n < n_count; ++n) {
       const float acc = dot(row.data(), weight + n * k_count, k_count);
       float v = acc * act_scale * args.weight_scale[n];
       if (bias != nullptr) v += half_to_float(bias[n]);
       if (args.activation == Fp8Activation::gelu_tanh) v = gelu_tanh(v);
-      yr[n] = float_to_half(v);
+      if (args.y_f32 != nullptr)
+        args.y_f32[r * n_count + n] = v;
+      else
+        y[r * n_count + n] = float_to_half(v);
     }
+  }
+}
+
+void delayed_scale(float ref, float margin, float* s, float* d) {
+  // Written as the GPU kernel computes it (fp8_linear_cuda.cu: delayed_begin), so both agree.
+  float scale = (margin * ref) / kE4m3Max;
+  float inverse = 1.0f / scale;
+  if (!(ref > 0.0f) || !std::isfinite(ref) || !(scale > 0.0f) || !std::isfinite(scale) || !(inverse > 0.0f) ||
+      !std::isfinite(inverse)) {
+    scale = 1.0f;
+    inverse = 1.0f;
+  }
+  *s = scale;
+  *d = inverse;
+}
+
+void delayed_quantize_cpu(Fp8DelayedHistory& history, const Fp8DelayedConfig& config, const float* values,
+                          int64_t rows, int64_t n, uint8_t* y8, float* y_scale) {
+  const int64_t count = rows * n;
+  float amax = 0.0f;
+  bool nan = false;
+  for (int64_t i = 0; i < count; ++i) {
+    nan = nan || std::isnan(values[i]);
+    amax = std::fmax(amax, std::fabs(values[i]));
+  }
+  if (nan) amax = std::nanf("");
+  // As on the GPU: the ring starts as zeros and the first call is the instance's first, whatever its amax.
+  float ref = 0.0f;
+  const bool first = !history.seeded;
+  for (int64_t i = 0; i < config.history; ++i) ref = std::fmax(ref, history.ring[i]);
+  history.seeded = true;
+  float s, d;
+  delayed_scale(first ? amax : ref, first ? 1.0f : config.margin, &s, &d);
+  for (int64_t i = 0; i < count; ++i) y8[i] = float_to_e4m3(values[i] * d);
+  for (int64_t r = 0; r < rows; ++r) y_scale[r] = s;
+  if (std::isfinite(amax)) {
+    history.ring[history.position] = amax;
+    history.position = (history.position + 1) % config.history;
   }
 }
 

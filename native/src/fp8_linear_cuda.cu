@@ -16,6 +16,42 @@
 //    scaling "fp32_output": unscaled GEMM to a float32 scratch [M, N], then our epilogue kernel
 //      applies act_scale · weight_scale, bias and GELU and writes float16.
 //
+// 3. output "e4m3_delayed" (fp8_linear.h: the MLP hand-off): y8 and y_scale with a delayed
+//    per-tensor scale. The kernel instance's state lives on the device (allocated with its first
+//    plan, outside any capture): the amax ring, this call's amax, s, d = 1/s and the ring position.
+//    Before the GEMM `delayed_begin` (one block) computes s and d from the ring, fills y_scale[rows]
+//    with s and zeroes the call's amax; after it `delayed_push` pushes the amax (if finite). No host
+//    sync anywhere, so a known shape captures. The instance's first call (a host flag; run before
+//    any capture, as every first shape is) scales by its own amax: the amax first, then the codes.
+//    Two ways to get the codes, chosen at plan time:
+//    - cuBLASLt writes e4m3 D itself, scaled by D_SCALE_POINTER = d and reporting AMAX_D — asked for
+//      first, but NVIDIA's documentation says it cannot be had with our scaling (below);
+//    - the fallback: the GEMM writes float16 h into scratch as for output "float16", then
+//      `quantize_tensor` reads h once and writes e4m3(h · d) (cvt.rn.satfinite) and the amax. It
+//      still saves fc2's per-row amax pass and fc1 writes y8 instead of the 2-byte h for its
+//      reader: h stays in scratch (L2-sized pieces of it do not, so h is written and read once).
+//    ATELIER_OPS_VERBOSE=1 says which one a plan got.
+//
+//    What cuBLASLt offers, from NVIDIA's cuBLAS documentation (docs.nvidia.com/cuda/cublas,
+//    "Narrow Precision Data Types Usage", §3.1.4.1 tensor-wide scaling and §3.1.4.3 "Outer Vector
+//    Scaling for FP8 Data Types"; read 2026-12-02 in a translation of that page, the English
+//    original not being in our search index):
+//    - With tensor-wide (scalar) scaling, D = scale_D · epilogue(α·scale_A·scale_B·op(A)op(B) +
+//      β·scale_C·C + bias), and amax_D = absmax(D_temp) where D_temp = epilogue(...) is the value
+//      BEFORE scale_D is applied (after bias and GELU): the unscaled amax our ring wants.
+//      (The bias is added before the epilogue's activation, so GELU_BIAS fits.)
+//    - With outer-vector scaling (CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F on A and B, what we
+//      use for per-channel × per-token scales), "scale_D is not supported, since the only supported
+//      precisions for D are CUDA_R_16F, CUDA_R_16BF and CUDA_R_32F". So e4m3 D with D_SCALE and
+//      AMAX_D is documented NOT to combine with our A/B scale modes on sm90; the 128-element block
+//      modes (VEC128_32F / BLK128x128_32F) say the same. PyTorch's scaled_gemm
+//      (aten/src/ATen/cuda/CUDABlas.cpp) sets D_SCALE_POINTER only for its tensor-wide path for the
+//      same reason. We still ask the heuristic (a later cuBLASLt may add it) and take the fallback
+//      when refused, which is the expected case.
+//    - Whether cuBLASLt's FP8 D conversion saturates is not stated there; our fallback saturates
+//      (satfinite) as float_to_e4m3 does, and the e4m3-D path is checked against the CPU by the
+//      capi-check `mlp-handoff` before it would be trusted.
+//
 // Resources. cuBLASLt is opened with dlopen (no header, no link: cublaslt_min.h) once per process;
 // each kernel instance makes its handle when ONNX Runtime creates the kernel. A problem shape (M, N,
 // K, bias) gets its plan — matmul descriptor, layouts, algorithm from the heuristic — the first time
@@ -173,6 +209,107 @@ __global__ void __launch_bounds__(kEpilogueThreads)
   }
 }
 
+// ---- delayed per-tensor scaling (output "e4m3_delayed") -------------------------------------------
+
+// The device state of one kernel instance: the ring, then these slots.
+struct DelayedSlots {
+  int history;
+  __host__ __device__ int amax() const { return history; }  // this call's amax, as uint bits of |v|
+  __host__ __device__ int s() const { return history + 1; }
+  __host__ __device__ int d() const { return history + 2; }
+  __host__ __device__ int position() const { return history + 3; }  // int bits
+  __host__ __device__ int count() const { return history + 4; }
+};
+
+// max of non-negative floats by their bits: NaN (|NaN| has bits above +inf's) wins, as on the CPU.
+struct BitsMax {
+  __device__ __forceinline__ float operator()(float a, float b) const {
+    return __uint_as_float(max(__float_as_uint(a), __float_as_uint(b)));
+  }
+};
+
+// One block: s and d from the reference amax (the ring's max; the first call its own amax, margin
+// 1), y_scale filled with s, this call's amax zeroed unless it is the first call's (already measured).
+__global__ void __launch_bounds__(kQuantizeThreads)
+    delayed_begin(float* __restrict__ state, DelayedSlots slots, float margin, bool first, float* __restrict__ y_scale,
+                  int64_t rows) {
+  __shared__ float partials[kQuantizeThreads / kWarp];
+  __shared__ float scale_shared;
+  float ref = 0.0f;
+  if (!first)
+    for (int i = threadIdx.x; i < slots.history; i += blockDim.x) ref = fmaxf(ref, state[i]);
+  ref = cuda_reduce::block_max(ref, partials);
+  if (threadIdx.x == 0) {
+    if (first) {
+      ref = state[slots.amax()];
+      margin = 1.0f;
+    }
+    // delayed_scale() of fp8_linear_cpu.cc, in the same float32 operations.
+    float s = __fdiv_rn(__fmul_rn(margin, ref), kE4m3Max);
+    float d = __fdiv_rn(1.0f, s);
+    if (!(ref > 0.0f) || !isfinite(ref) || !(s > 0.0f) || !isfinite(s) || !(d > 0.0f) || !isfinite(d)) {
+      s = 1.0f;
+      d = 1.0f;
+    }
+    state[slots.s()] = s;
+    state[slots.d()] = d;
+    if (!first) state[slots.amax()] = 0.0f;
+    scale_shared = s;
+  }
+  __syncthreads();
+  const float s = scale_shared;
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) y_scale[r] = s;
+}
+
+// The call's amax into the ring, if finite.
+__global__ void delayed_push(float* __restrict__ state, DelayedSlots slots) {
+  const float amax = state[slots.amax()];
+  if (!isfinite(amax)) return;
+  int* position = reinterpret_cast<int*>(state + slots.position());
+  state[*position] = amax;
+  *position = (*position + 1) % slots.history;
+}
+
+// Over h (float16, `count` values, VEC per access): the amax into state's slot (atomic, by bits)
+// and, when QUANTIZE, y8 = e4m3(h · d) with d read from the state.
+template <int VEC, bool QUANTIZE>
+__global__ void __launch_bounds__(kQuantizeThreads)
+    quantize_tensor(const __half* __restrict__ h, __nv_fp8_storage_t* __restrict__ y8, float* __restrict__ state,
+                    DelayedSlots slots, int64_t count) {
+  const float d = QUANTIZE ? state[slots.d()] : 0.0f;
+  float amax = 0.0f;
+  const int64_t vectors = count / VEC;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t v = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; v < vectors; v += stride) {
+    if constexpr (VEC == 8) {
+      const uint4 packed = reinterpret_cast<const uint4*>(h)[v];
+      const __half2* p = reinterpret_cast<const __half2*>(&packed);
+      uint16_t pairs[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = __half22float2(p[i]);
+        amax = BitsMax{}(amax, BitsMax{}(fabsf(f.x), fabsf(f.y)));
+        if (QUANTIZE)
+          pairs[i] = __nv_cvt_float2_to_fp8x2(make_float2(__fmul_rn(f.x, d), __fmul_rn(f.y, d)), __NV_SATFINITE,
+                                              __NV_E4M3);
+      }
+      if (QUANTIZE) {
+        uint2 out;
+        out.x = static_cast<uint32_t>(pairs[0]) | (static_cast<uint32_t>(pairs[1]) << 16);
+        out.y = static_cast<uint32_t>(pairs[2]) | (static_cast<uint32_t>(pairs[3]) << 16);
+        reinterpret_cast<uint2*>(y8)[v] = out;
+      }
+    } else {
+      const float f = __half2float(h[v]);
+      amax = BitsMax{}(amax, fabsf(f));
+      if (QUANTIZE) y8[v] = __nv_cvt_float_to_fp8(__fmul_rn(f, d), __NV_SATFINITE, __NV_E4M3);
+    }
+  }
+  __shared__ float partials[kQuantizeThreads / kWarp];
+  amax = cuda_reduce::block_reduce(amax, partials, BitsMax{});
+  if (threadIdx.x == 0) atomicMax(reinterpret_cast<unsigned int*>(state + slots.amax()), __float_as_uint(amax));
+}
+
 // ---- cuBLASLt, opened once per process -----------------------------------------------------------
 
 struct Library {
@@ -228,6 +365,7 @@ struct Plan {
   bool prequantized = false;  // x8 and act_scale are inputs (Fp8LinearQ), not scratch
   cublaslt::MatmulDesc desc = nullptr;
   cublaslt::MatrixLayout a = nullptr, b = nullptr, c = nullptr;
+  cublaslt::MatrixLayout d = nullptr;  // D's own layout when it differs from C's (e4m3 D), else null
   cublaslt::MatmulAlgo algo{};
   // The heuristic's answers, best guess first (algo is one of them); timed once when autotuning.
   std::vector<cublaslt::MatmulAlgo> candidates;
@@ -237,14 +375,18 @@ struct Plan {
   cudaDataType_t d_type = CUDA_R_16F;
   bool fused_bias = false;  // applied by cuBLASLt's epilogue (else by ours)
   bool fused_gelu = false;
+  // Output "e4m3_delayed": cuBLASLt writes y8 itself (D e4m3, D_SCALE, AMAX_D); else float16 h in
+  // scratch (at h_offset) that quantize_tensor reads.
+  bool e4m3_d = false;
   // Offsets in the stream's scratch and the bytes it must hold.
-  size_t act_scale_offset = 0, x8_offset = 0, acc_offset = 0, bytes = 0;
+  size_t act_scale_offset = 0, x8_offset = 0, acc_offset = 0, h_offset = 0, bytes = 0;
 
   void release(const cublaslt::Api& api) {
     if (desc) api.desc_destroy(desc);
     if (a) api.layout_destroy(a);
     if (b) api.layout_destroy(b);
     if (c) api.layout_destroy(c);
+    if (d) api.layout_destroy(d);
   }
 };
 
@@ -254,6 +396,11 @@ struct Fp8LinearCuda {
   Fp8Scaling scaling;
   bool fast_accumulation;
   bool cublaslt_gelu;  // let cuBLASLt's epilogue apply GELU (else our kernel does)
+  Fp8Output output = Fp8Output::float16;
+  Fp8DelayedConfig delayed;
+  float* state = nullptr;  // device: the delayed scaling's ring and slots (DelayedSlots)
+  int state_device = -1;
+  bool seeded = false;     // the first call ran: the ring holds its amax
   const cublaslt::Api* api;
   cublaslt::Handle handle = nullptr;
   std::mutex mutex;
@@ -281,12 +428,15 @@ bool choose_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearAr
   const cublaslt::Api& api = *kernel.api;
   plan.release(api);
   plan.desc = nullptr;
-  plan.a = plan.b = plan.c = nullptr;
+  plan.a = plan.b = plan.c = plan.d = nullptr;
+  const bool e4m3 = d_type == CUDA_R_8F_E4M3;
   const bool outer = kernel.scaling == Fp8Scaling::outer_vector;
   cublaslt::Status s = api.desc_create(&plan.desc, cublaslt::kCompute32F, CUDA_R_32F);
   if (s == cublaslt::kSuccess) s = api.layout_create(&plan.a, CUDA_R_8F_E4M3, plan.k, plan.n, plan.k);
   if (s == cublaslt::kSuccess) s = api.layout_create(&plan.b, CUDA_R_8F_E4M3, plan.k, plan.m, plan.k);
-  if (s == cublaslt::kSuccess) s = api.layout_create(&plan.c, d_type, plan.n, plan.m, plan.n);
+  // An e4m3 D takes a 16-bit C (unused: β = 0), as cuBLASLt's FP8 type table has it.
+  if (s == cublaslt::kSuccess) s = api.layout_create(&plan.c, e4m3 ? CUDA_R_16F : d_type, plan.n, plan.m, plan.n);
+  if (s == cublaslt::kSuccess && e4m3) s = api.layout_create(&plan.d, d_type, plan.n, plan.m, plan.n);
   if (s != cublaslt::kSuccess) {
     set_error(error, error_size, "cuBLASLt could not make a descriptor (status %d)", s);
     return false;
@@ -308,6 +458,14 @@ bool choose_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearAr
   if (!set_attr(api, plan.desc, cublaslt::kDescEpilogue, epilogue, "the epilogue", error, error_size)) return false;
   const int8_t fast = kernel.fast_accumulation ? 1 : 0;
   if (!set_attr(api, plan.desc, cublaslt::kDescFastAccum, fast, "FAST_ACCUM", error, error_size)) return false;
+  if (e4m3) {
+    const float* d_scale = kernel.state + DelayedSlots{static_cast<int>(kernel.delayed.history)}.d();
+    float* amax = kernel.state + DelayedSlots{static_cast<int>(kernel.delayed.history)}.amax();
+    if (!set_attr(api, plan.desc, cublaslt::kDescDScalePointer, d_scale, "D_SCALE_POINTER", error, error_size))
+      return false;
+    if (!set_attr(api, plan.desc, cublaslt::kDescAmaxDPointer, amax, "AMAX_D_POINTER", error, error_size))
+      return false;
+  }
   if (epilogue == cublaslt::kEpilogueBias || epilogue == cublaslt::kEpilogueGeluBias) {
     const int32_t bias_type = CUDA_R_16F;
     if (!set_attr(api, plan.desc, cublaslt::kDescBiasDataType, bias_type, "a float16 bias", error, error_size))
@@ -323,7 +481,8 @@ bool choose_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearAr
   cublaslt::HeuristicResult results[8] = {};
   int returned = 0;
   if (s == cublaslt::kSuccess)
-    s = api.heuristic(kernel.handle, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 8, results, &returned);
+    s = api.heuristic(kernel.handle, plan.desc, plan.a, plan.b, plan.c, plan.d ? plan.d : plan.c, pref, 8, results,
+                      &returned);
   if (pref) api.pref_destroy(pref);
   // An unsupported combination comes back as an error status or as no algorithm: both mean "none".
   if (s != cublaslt::kSuccess || returned == 0) return false;
@@ -344,6 +503,13 @@ bool make_plan(Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearArgs& args, cha
     uint32_t epilogue;
   };
   std::vector<Candidate> candidates;
+  if (kernel.output == Fp8Output::e4m3_delayed && kernel.scaling == Fp8Scaling::outer_vector) {
+    // e4m3 D only with everything in cuBLASLt's epilogue (nothing of ours may run between the GEMM
+    // and the codes); documented as unsupported with outer-vector scaling (top of file).
+    if (!gelu || kernel.cublaslt_gelu)
+      candidates.push_back({CUDA_R_8F_E4M3, gelu ? (plan.bias ? cublaslt::kEpilogueGeluBias : cublaslt::kEpilogueGelu)
+                                                 : (plan.bias ? cublaslt::kEpilogueBias : cublaslt::kEpilogueDefault)});
+  }
   if (kernel.scaling == Fp8Scaling::outer_vector) {
     // What cuBLASLt leaves out, our epilogue kernel does after the GEMM. A float16 bias is only
     // fused with a float16 D.
@@ -361,6 +527,7 @@ bool make_plan(Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearArgs& args, cha
     if (choose_algorithm(kernel, plan, args, c.d_type, c.epilogue, args.weight_scale, args.weight_scale, error,
                          error_size)) {
       plan.d_type = c.d_type;
+      plan.e4m3_d = c.d_type == CUDA_R_8F_E4M3;
       plan.fused_bias = c.epilogue == cublaslt::kEpilogueBias || c.epilogue == cublaslt::kEpilogueGeluBias;
       plan.fused_gelu = c.epilogue == cublaslt::kEpilogueGelu || c.epilogue == cublaslt::kEpilogueGeluBias;
       return true;
@@ -539,7 +706,8 @@ void tune_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const void* weight,
 
 }  // namespace
 
-Fp8LinearCuda* fp8_linear_cuda_create(Fp8Scaling scaling, bool fast_accumulation, bool cublaslt_gelu, char* error,
+Fp8LinearCuda* fp8_linear_cuda_create(Fp8Scaling scaling, bool fast_accumulation, bool cublaslt_gelu,
+                                      Fp8Output output, const Fp8DelayedConfig& delayed, char* error,
                                       size_t error_size) {
   const Library& library = cublaslt_library();
   if (library.error[0] != '\0') {
@@ -554,6 +722,8 @@ Fp8LinearCuda* fp8_linear_cuda_create(Fp8Scaling scaling, bool fast_accumulation
   kernel->scaling = scaling;
   kernel->fast_accumulation = fast_accumulation;
   kernel->cublaslt_gelu = cublaslt_gelu;
+  kernel->output = output;
+  kernel->delayed = delayed;
   kernel->api = &library.api;
   const cublaslt::Status s = library.api.create(&kernel->handle);
   if (s != cublaslt::kSuccess) {
@@ -568,6 +738,13 @@ void fp8_linear_cuda_destroy(Fp8LinearCuda* kernel) {
   if (kernel == nullptr) return;
   for (auto& plan : kernel->plans) plan->release(*kernel->api);
   release_scratch(*kernel);
+  if (kernel->state != nullptr) {
+    int previous = 0;
+    cudaGetDevice(&previous);
+    cudaSetDevice(kernel->state_device);
+    cudaFree(kernel->state);
+    cudaSetDevice(previous);
+  }
   if (kernel->handle) kernel->api->destroy(kernel->handle);
   delete kernel;
 }
@@ -590,8 +767,14 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
     set_error(error, error_size, "x8 and act_scale must be 16-byte aligned on the GPU (a tensor of its own, not a view)");
     return false;
   }
+  const bool delayed = kernel->output == Fp8Output::e4m3_delayed;
+  if (delayed && (args.y8 == nullptr || args.y_scale == nullptr)) {
+    set_error(error, error_size, "output \"e4m3_delayed\" needs y8 and y_scale");
+    return false;
+  }
   std::lock_guard<std::mutex> lock(kernel->mutex);
   const bool has_bias = args.bias != nullptr;
+  const DelayedSlots slots{static_cast<int>(kernel->delayed.history)};
   Plan* plan = nullptr;
   for (auto& p : kernel->plans)
     if (p->m == m && p->n == n && p->k == k && p->bias == has_bias && p->prequantized == prequantized) plan = p.get();
@@ -605,6 +788,17 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
                 "x [%lld, %lld] is a new shape inside a CUDA graph capture: run the shape once before capturing",
                 static_cast<long long>(m), static_cast<long long>(k));
       return false;
+    }
+    if (delayed && kernel->state == nullptr) {
+      // The ring and slots, zeroed (an empty ring; position 0), made once per kernel instance.
+      const size_t state_bytes = static_cast<size_t>(slots.count()) * sizeof(float);
+      cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&kernel->state), state_bytes);
+      if (e == cudaSuccess) e = cudaMemsetAsync(kernel->state, 0, state_bytes, stream);
+      if (e != cudaSuccess) {
+        set_error(error, error_size, "cannot allocate the delayed-scaling state: %s", cudaGetErrorString(e));
+        return false;
+      }
+      cudaGetDevice(&kernel->state_device);
     }
     auto fresh = std::make_unique<Plan>();
     fresh->m = m;
@@ -622,7 +816,10 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
     fresh->act_scale_offset = kWorkspaceBytes;
     fresh->x8_offset = fresh->act_scale_offset + own * align_up(static_cast<size_t>(m) * sizeof(float));
     fresh->acc_offset = fresh->x8_offset + own * align_up(static_cast<size_t>(m * k));
-    fresh->bytes = fresh->acc_offset + static_cast<size_t>(m * n) * d_bytes;
+    // e4m3_delayed's fallback: float16 h [M, N] in scratch for quantize_tensor (D itself when float16).
+    const size_t h_bytes = delayed && !fresh->e4m3_d ? static_cast<size_t>(m * n) * 2 : 0;
+    fresh->h_offset = fresh->acc_offset + align_up(static_cast<size_t>(m * n) * d_bytes);
+    fresh->bytes = fresh->h_offset + h_bytes;
     scratch = scratch_for(*kernel, stream, fresh->bytes, error, error_size);
     if (scratch == nullptr) {
       fresh->release(*kernel->api);
@@ -642,6 +839,12 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
                    : plan->d_type == CUDA_R_16BF ? " (bfloat16 D, converted by our kernel)"
                                                  : " (float32 D, scales by our kernel)",
                    static_cast<double>(scratch->bytes) / (1 << 20));
+    if (verbose() && delayed)
+      std::fprintf(stderr, "atelier:Fp8Linear: output e4m3_delayed (margin %g, history %lld): %s\n",
+                   static_cast<double>(kernel->delayed.margin), static_cast<long long>(kernel->delayed.history),
+                   plan->e4m3_d ? "cuBLASLt writes e4m3 D (D_SCALE, AMAX_D)"
+                                : "cuBLASLt refused e4m3 D with outer-vector scaling: float16 h in scratch, then "
+                                  "our quantize_tensor (fallback)");
   } else {
     scratch = scratch_for(*kernel, stream, plan->bytes, error, error_size);
     if (scratch == nullptr) return false;
@@ -687,16 +890,47 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
       !set_attr(api, plan->desc, cublaslt::kDescBiasPointer, args.bias, "BIAS_POINTER", error, error_size))
     return false;
   const float alpha = 1.0f, beta = 0.0f;
-  void* d = plan->d_type == CUDA_R_16F ? args.y : acc;
-  if (autotune() && !plan->tuned) tune_algorithm(*kernel, *plan, args.weight, x8, d, workspace, stream);
-  const cublaslt::Status s = api.matmul(kernel->handle, plan->desc, &alpha, args.weight, plan->a, x8, plan->b, &beta,
-                                        d, plan->c, d, plan->c, &plan->algo, workspace, kWorkspaceBytes, stream);
-  if (s != cublaslt::kSuccess) {
-    set_error(error, error_size, "cublasLtMatmul failed (status %d) for x [%lld, %lld] · weight [%lld, %lld]ᵀ", s,
-              static_cast<long long>(m), static_cast<long long>(k), static_cast<long long>(n),
-              static_cast<long long>(k));
-    return false;
+  // Where the GEMM's float16 result goes: y, or with e4m3_delayed's fallback h in scratch.
+  __half* y16 = delayed ? reinterpret_cast<__half*>(base + plan->h_offset) : static_cast<__half*>(args.y);
+  void* d = plan->e4m3_d ? static_cast<void*>(args.y8) : plan->d_type == CUDA_R_16F ? static_cast<void*>(y16) : acc;
+  const bool first = delayed && !kernel->seeded;
+  if (first) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    cudaStreamIsCapturing(stream, &capturing);
+    if (capturing != cudaStreamCaptureStatusNone) {
+      set_error(error, error_size, "the first e4m3_delayed call of a kernel may not be captured: run it once before");
+      return false;
+    }
   }
+  auto begin = [&](bool own_amax) {
+    delayed_begin<<<1, kQuantizeThreads, 0, stream>>>(kernel->state, slots, kernel->delayed.margin, own_amax,
+                                                      args.y_scale, m);
+    return check_launch("the delayed-scale kernel", error, error_size);
+  };
+  auto gemm = [&] {
+    const cublaslt::MatrixLayout d_layout = plan->d ? plan->d : plan->c;
+    const cublaslt::Status s = api.matmul(kernel->handle, plan->desc, &alpha, args.weight, plan->a, x8, plan->b,
+                                          &beta, d, plan->c, d, d_layout, &plan->algo, workspace, kWorkspaceBytes,
+                                          stream);
+    if (s != cublaslt::kSuccess)
+      set_error(error, error_size, "cublasLtMatmul failed (status %d) for x [%lld, %lld] · weight [%lld, %lld]ᵀ", s,
+                static_cast<long long>(m), static_cast<long long>(k), static_cast<long long>(n),
+                static_cast<long long>(k));
+    return s == cublaslt::kSuccess;
+  };
+  if (autotune() && !plan->tuned && !plan->e4m3_d)
+    tune_algorithm(*kernel, *plan, args.weight, x8, d, workspace, stream);
+  if (plan->e4m3_d) {
+    // The first call measures its amax with a throw-away GEMM (d = 1: the zeroed amax gives s = 1),
+    // then scales by it; later calls scale by the ring. AMAX_D is written by every GEMM.
+    if (first && (!begin(true) || !gemm())) return false;
+    if (!begin(first) || !gemm()) return false;
+    delayed_push<<<1, 1, 0, stream>>>(kernel->state, slots);
+    kernel->seeded = true;
+    return check_launch("the delayed-scale push", error, error_size);
+  }
+  if (delayed && !first && !begin(false)) return false;
+  if (!gemm()) return false;
 
   // 3. our epilogue, when cuBLASLt did not do it all
   const bool gelu = args.activation == Fp8Activation::gelu_tanh;
@@ -707,7 +941,7 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
     const int64_t columns = (n + kEpilogueThreads - 1) / kEpilogueThreads;
     const dim3 blocks(static_cast<unsigned>(columns < 64 ? columns : 64), static_cast<unsigned>(m < 65535 ? m : 65535));
     const __half* bias = own_bias ? static_cast<const __half*>(args.bias) : nullptr;
-    __half* y = static_cast<__half*>(args.y);
+    __half* y = y16;
     if (plan->d_type == CUDA_R_32F)
       epilogue<float, true><<<blocks, kEpilogueThreads, 0, stream>>>(static_cast<const float*>(acc), act_scale,
                                                                      args.weight_scale, bias, y, m, n, own_gelu);
@@ -717,6 +951,38 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
     else
       epilogue<__half, false><<<blocks, kEpilogueThreads, 0, stream>>>(y, nullptr, nullptr, bias, y, m, n, own_gelu);
     if (!check_launch("the epilogue kernel", error, error_size)) return false;
+  }
+
+  // 4. e4m3_delayed's fallback: h → y8 with the delayed scale (the first call: its own amax first).
+  if (delayed) {
+    const int64_t count = m * n;  // a multiple of 16 (n is)
+    const bool vec = reinterpret_cast<uintptr_t>(args.y8) % 8 == 0;
+    const int64_t vectors = vec ? count / 8 : count;
+    const int64_t wanted = (vectors + kQuantizeThreads - 1) / kQuantizeThreads;
+    const unsigned blocks = static_cast<unsigned>(wanted < 2048 ? (wanted > 0 ? wanted : 1) : 2048);
+    auto* y8 = reinterpret_cast<__nv_fp8_storage_t*>(args.y8);
+    auto quantize = [&](bool codes) {
+      if (vec && codes)
+        quantize_tensor<8, true><<<blocks, kQuantizeThreads, 0, stream>>>(y16, y8, kernel->state, slots, count);
+      else if (vec)
+        quantize_tensor<8, false><<<blocks, kQuantizeThreads, 0, stream>>>(y16, y8, kernel->state, slots, count);
+      else if (codes)
+        quantize_tensor<1, true><<<blocks, kQuantizeThreads, 0, stream>>>(y16, y8, kernel->state, slots, count);
+      else
+        quantize_tensor<1, false><<<blocks, kQuantizeThreads, 0, stream>>>(y16, y8, kernel->state, slots, count);
+      return check_launch("the e4m3 quantize kernel", error, error_size);
+    };
+    if (first) {
+      if (cudaMemsetAsync(kernel->state + slots.amax(), 0, sizeof(float), stream) != cudaSuccess) {
+        set_error(error, error_size, "cannot reset the delayed-scaling amax");
+        return false;
+      }
+      if (!quantize(false) || !begin(true)) return false;
+    }
+    if (!quantize(true)) return false;
+    delayed_push<<<1, 1, 0, stream>>>(kernel->state, slots);
+    kernel->seeded = true;
+    if (!check_launch("the delayed-scale push", error, error_size)) return false;
   }
   return true;
 }

@@ -2,7 +2,10 @@
 // float8e4m3fn x8 and float32 act_scale; float8e4m3fn weight, float32 scales, optional float16
 // bias), their attributes, shape inference, and the compute callback that checks shapes and hands
 // the tensors to a kernel (the schema boilerplate is op_glue.h's). The two ops differ only in how
-// the activations arrive: `Inputs<prequantized>` says where each input is.
+// the activations arrive: `Inputs<prequantized>` says where each input is. The outputs are y
+// (float16) or, with output "e4m3_delayed", y8 (float8e4m3fn) and y_scale (float32): three optional
+// outputs of fixed types in the schema, a node naming y alone or y8 and y_scale alone.
+#include <cmath>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -53,9 +56,14 @@ struct Kernel {
   Fp8Scaling scaling;
   bool fast_accumulation;
   bool cublaslt_gelu;
+  Fp8Output output = Fp8Output::float16;
+  Fp8DelayedConfig delayed;
 #ifdef ATELIER_WITH_CUDA
   Fp8LinearCuda* cuda = nullptr;
 #endif
+  // The CPU kernel's delayed-scaling history and its float32 v (output "e4m3_delayed").
+  Fp8DelayedHistory history;
+  std::vector<float> values;
   // The CPU kernel's weight decoded to floats, made at the first run (the weight is an initializer).
   std::mutex mutex;
   const void* decoded_from = nullptr;
@@ -80,7 +88,33 @@ ONNXTensorElementDataType input_type(const OrtCustomOp*, size_t index) {
   return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;                              // x, bias
 }
 
-ONNXTensorElementDataType output_type(const OrtCustomOp*, size_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16; }
+// y (float16), y8 (float8e4m3fn), y_scale (float32), each optional: output "float16" writes y alone,
+// "e4m3_delayed" y8 and y_scale with y left out (an empty name).
+ONNXTensorElementDataType output_type(const OrtCustomOp*, size_t index) {
+  return index == 0   ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16
+         : index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E4M3FN
+                      : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+}
+size_t output_count(const OrtCustomOp*) { return 3; }
+OrtCustomOpInputOutputCharacteristic output_characteristic(const OrtCustomOp*, size_t) { return INPUT_OUTPUT_OPTIONAL; }
+
+// Whether the node's `output` attribute says "e4m3_delayed" (shape inference's view of it).
+bool delayed_output(const OrtApi* api, OrtShapeInferContext* context) {
+  const OrtOpAttr* attr = nullptr;
+  if (OrtStatus* absent = ort::ShapeInferContext_GetAttribute(api)(context, "output", &attr)) {
+    ort::ReleaseStatus(api)(absent);
+    return false;
+  }
+  if (attr == nullptr) return false;
+  char text[32] = "";
+  size_t size = 0;
+  if (OrtStatus* status = ort::ReadOpAttr(api)(attr, ORT_OP_ATTR_STRING, text, sizeof text - 1, &size)) {
+    ort::ReleaseStatus(api)(status);
+    return false;
+  }
+  text[size < sizeof text ? size : sizeof text - 1] = '\0';
+  return std::strcmp(text, "e4m3_delayed") == 0;
+}
 
 template <bool kPrequantized>
 OrtCustomOpInputOutputCharacteristic input_characteristic(const OrtCustomOp*, size_t index) {
@@ -115,14 +149,21 @@ OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
     if (dims[i] < 0 && names[i][0] == '\0') return nullptr;  // neither known nor named
     if (dims[i] >= 0) names[i] = "";
   }
-  OrtTensorTypeAndShapeInfo* info = nullptr;
-  ATELIER_RETURN_IF_ERROR(ort::CreateTensorTypeAndShapeInfo(api)(&info));
-  OrtStatus* status = ort::SetTensorElementType(api)(info, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16);
-  if (status == nullptr) status = ort::SetDimensions(api)(info, dims, rank);
-  if (status == nullptr) status = ort::SetSymbolicDimensions(api)(info, names, rank);
-  if (status == nullptr) status = ort::ShapeInferContext_SetOutputTypeShape(api)(context, 0, info);
-  ort::ReleaseTensorTypeAndShapeInfo(api)(info);
-  return status;
+  const bool delayed = delayed_output(api, context);
+  // y, or y8 (x's shape with N last) and y_scale (x's leading axes).
+  for (size_t output = delayed ? 1 : 0; output < (delayed ? 3u : 1u); ++output) {
+    const size_t out_rank = output == 2 ? rank - 1 : rank;
+    OrtTensorTypeAndShapeInfo* info = nullptr;
+    ATELIER_RETURN_IF_ERROR(ort::CreateTensorTypeAndShapeInfo(api)(&info));
+    const ONNXTensorElementDataType type = output_type(nullptr, output);
+    OrtStatus* status = ort::SetTensorElementType(api)(info, type);
+    if (status == nullptr) status = ort::SetDimensions(api)(info, dims, out_rank);
+    if (status == nullptr) status = ort::SetSymbolicDimensions(api)(info, names, out_rank);
+    if (status == nullptr) status = ort::ShapeInferContext_SetOutputTypeShape(api)(context, output, info);
+    ort::ReleaseTensorTypeAndShapeInfo(api)(info);
+    if (status != nullptr) return status;
+  }
+  return nullptr;
 }
 
 // ---- kernel creation -------------------------------------------------------------------------------
@@ -172,6 +213,22 @@ OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKern
   int64_t fast_accumulation = 0, cublaslt_gelu = 1;
   ATELIER_RETURN_IF_ERROR(flag_attribute(api, info, kName, "fast_accumulation", &fast_accumulation));
   ATELIER_RETURN_IF_ERROR(flag_attribute(api, info, kName, "cublaslt_gelu", &cublaslt_gelu));
+  std::string output;
+  ATELIER_RETURN_IF_ERROR(string_attribute(api, info, "output", "float16", &output));
+  if (output != "float16" && output != "e4m3_delayed")
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: output must be \"float16\" or \"e4m3_delayed\", got \"%s\"", kName,
+                output.c_str());
+  Fp8DelayedConfig delayed;
+  if (OrtStatus* absent = ort::KernelInfoGetAttribute_float(api)(info, "amax_margin", &delayed.margin))
+    ort::ReleaseStatus(api)(absent);
+  if (OrtStatus* absent = ort::KernelInfoGetAttribute_int64(api)(info, "amax_history", &delayed.history))
+    ort::ReleaseStatus(api)(absent);
+  if (!(delayed.margin > 0.0f) || !std::isfinite(delayed.margin))
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: amax_margin must be a finite number > 0, got %g", kName,
+                static_cast<double>(delayed.margin));
+  if (delayed.history < 1 || delayed.history > kMaxAmaxHistory)
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: amax_history must be 1 to %lld, got %lld", kName,
+                static_cast<long long>(kMaxAmaxHistory), static_cast<long long>(delayed.history));
   Kernel* kernel = new (std::nothrow) Kernel{};
   if (kernel == nullptr) return fail(api, ORT_FAIL, "%s: out of memory", kName);
   kernel->api = api;
@@ -181,11 +238,13 @@ OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKern
   kernel->scaling = scaling == "fp32_output" ? Fp8Scaling::fp32_output : Fp8Scaling::outer_vector;
   kernel->fast_accumulation = fast_accumulation == 1;
   kernel->cublaslt_gelu = cublaslt_gelu == 1;
+  kernel->output = output == "e4m3_delayed" ? Fp8Output::e4m3_delayed : Fp8Output::float16;
+  kernel->delayed = delayed;
 #ifdef ATELIER_WITH_CUDA
   if (kernel->device == Device::cuda) {
     char error[384] = "";
-    kernel->cuda = fp8_linear_cuda_create(kernel->scaling, kernel->fast_accumulation, kernel->cublaslt_gelu, error,
-                                          sizeof error);
+    kernel->cuda = fp8_linear_cuda_create(kernel->scaling, kernel->fast_accumulation, kernel->cublaslt_gelu,
+                                          kernel->output, kernel->delayed, error, sizeof error);
     if (kernel->cuda == nullptr) {
       delete kernel;
       return fail(api, ORT_FAIL, "%s: %s", kName, error);
@@ -233,8 +292,21 @@ OrtStatus* run_cpu(Kernel& kernel, OrtKernelContext* context, const Fp8LinearArg
     }
     weight = kernel.decoded.data();
   }
-  return glue::parallel_rows(kernel.api, context, args.rows, kMacsPerTask / (weights > 0 ? weights : 1),
-                             [&](int64_t begin, int64_t end) { fp8_linear_cpu(args, weight, begin, end); });
+  if (kernel.output == Fp8Output::float16)
+    return glue::parallel_rows(kernel.api, context, args.rows, kMacsPerTask / (weights > 0 ? weights : 1),
+                               [&](int64_t begin, int64_t end) { fp8_linear_cpu(args, weight, begin, end); });
+  // e4m3_delayed: v in float32 for all rows, then the per-tensor quantization (the history is the
+  // kernel's: one call at a time).
+  std::lock_guard<std::mutex> lock(kernel.mutex);
+  kernel.values.resize(static_cast<size_t>(args.rows * args.out_features));
+  Fp8LinearArgs f32 = args;
+  f32.y_f32 = kernel.values.data();
+  ATELIER_RETURN_IF_ERROR(
+      glue::parallel_rows(kernel.api, context, args.rows, kMacsPerTask / (weights > 0 ? weights : 1),
+                          [&](int64_t begin, int64_t end) { fp8_linear_cpu(f32, weight, begin, end); }));
+  delayed_quantize_cpu(kernel.history, kernel.delayed, kernel.values.data(), args.rows, args.out_features, args.y8,
+                       args.y_scale);
+  return nullptr;
 }
 
 OrtStatus* run_cuda(Kernel& kernel, OrtKernelContext* context, const Fp8LinearArgs& args) {
@@ -305,8 +377,16 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   y.dims[y.rank - 1] = n;
   int64_t rows = 1;
   for (size_t i = 0; i + 1 < x.rank; ++i) rows *= x.dims[i];
+  const bool delayed = kernel.output == Fp8Output::e4m3_delayed;
   OrtValue* output = nullptr;
-  ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, 0, y.dims, y.rank, &output));
+  OrtValue* scale_output = nullptr;
+  ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, delayed ? 1 : 0, y.dims, y.rank, &output));
+  if (delayed)
+    ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, 2, y.dims, y.rank - 1, &scale_output));
+  if (output == nullptr || (delayed && scale_output == nullptr))
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: output \"%s\" writes %s: the node must name %s", kName,
+                delayed ? "e4m3_delayed" : "float16", delayed ? "y8 and y_scale" : "y",
+                delayed ? "its second and third outputs (the first left empty)" : "its first output");
   if (rows == 0 || n == 0) return nullptr;
 
   void* data[kMaxInputs] = {};
@@ -314,7 +394,9 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
     if (inputs[i] != nullptr)
       ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(const_cast<OrtValue*>(inputs[i]), &data[i]));
   void* y_data = nullptr;
+  void* scale_data = nullptr;
   ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(output, &y_data));
+  if (delayed) ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(scale_output, &scale_data));
   Fp8LinearArgs args{};
   if (kPrequantized) {
     args.x8 = static_cast<const uint8_t*>(data[0]);
@@ -325,7 +407,12 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   args.weight = static_cast<const uint8_t*>(data[kW]);
   args.weight_scale = static_cast<const float*>(data[kW + 1]);
   args.bias = data[kW + 2];
-  args.y = y_data;
+  if (delayed) {
+    args.y8 = static_cast<uint8_t*>(y_data);
+    args.y_scale = static_cast<float*>(scale_data);
+  } else {
+    args.y = y_data;
+  }
   args.rows = rows;
   args.in_features = k;
   args.out_features = n;
@@ -351,6 +438,8 @@ CustomOp make_op(Device device, const OrtApi* api) {
   CustomOp op = glue::make_op<Fp8LinearOp<kPrequantized>>(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api);
   op.base.GetInputType = input_type<kPrequantized>;
   op.base.GetOutputType = output_type;
+  op.base.GetOutputTypeCount = output_count;
+  op.base.GetOutputCharacteristic = output_characteristic;
   op.base.GetInputCharacteristic = input_characteristic<kPrequantized>;
   return op;
 }

@@ -169,7 +169,7 @@ function postAttention(net: Net, prefix: string, attn: LinearInput): Value {
 // Mlp (other_impls.py:27-56), the DismantledBlock's (SwiGLUFeedForward, mmditx.py:349-384, is unused)
 /** Mlp.forward with act_layer GELU(tanh) (mmditx.py:457-463): fc1, act, fc2. */
 function mlp(net: Net, prefix: string, x: LinearInput): Value {
-  return net.linear(net.linearGelu(x, `${prefix}.mlp.fc1`, 'tanh'), `${prefix}.mlp.fc2`);
+  return net.mlp(x, `${prefix}.mlp.fc1`, `${prefix}.mlp.fc2`);
 }
 
 // DismantledBlock (mmditx.py:387-588)

@@ -133,17 +133,23 @@ export class GraphBuilder {
     return this.opMulti(opType, inputs, 1, attrs, domain)[0];
   }
 
+  /**
+   * A node of `outputCount` outputs; those whose index is in `omit` are left out (an empty name, as
+   * ONNX writes an optional output nobody reads) and are not in the returned list.
+   */
   opMulti(
     opType: string,
     inputs: (Value | undefined)[],
     outputCount: number,
     attrs: Record<string, AttrValue> = {},
     domain = '',
+    omit: readonly number[] = [],
   ): Value[] {
     const base = `${this.#scopes.join('/')}${this.#scopes.length ? '/' : ''}${opType}_${this.#counter++}`;
-    const outputs = Array.from({ length: outputCount }, (_, i) =>
-      this.#fresh(outputCount === 1 ? base : `${base}:${i}`),
+    const all = Array.from({ length: outputCount }, (_, i) =>
+      omit.includes(i) ? undefined : this.#fresh(outputCount === 1 ? base : `${base}:${i}`),
     );
+    const outputs = all.filter((v): v is Value => v !== undefined);
     if (domain) {
       if (!Object.hasOwn(DOMAIN_VERSIONS, domain))
         throw new Error(`graph ${this.name}: no opset version known for domain ${domain}`);
@@ -154,7 +160,7 @@ export class GraphBuilder {
       domain: domain || undefined,
       name: base,
       input: inputs.map((v) => v?.name ?? ''),
-      output: outputs.map((v) => v.name),
+      output: all.map((v) => v?.name ?? ''),
       attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
     });
     return outputs;

@@ -80,6 +80,15 @@ export interface NetOptions {
    * @default false
    */
   fp8FastAccumulation?: boolean;
+  /**
+   * Measurement (issue 10, not yet for users): the MLP hand-off. In an MLP whose fc1 and fc2 are both
+   * W8A8 layers (`Net.mlp`), fc1 writes its GELU output as e4m3 codes with one delayed per-tensor
+   * scale (`output: "e4m3_delayed"`: the scale from the amax of its last 16 calls × 2, as
+   * Transformer Engine's delayed scaling; native/src/fp8_linear.h) and fc2 reads them as
+   * atelier:Fp8LinearQ, so fc2 has no quantize pass and fc1 writes one byte per value instead of two.
+   * fc2's activations then share one scale per tensor instead of one per token. @default false
+   */
+  fp8MlpHandoff?: boolean;
 }
 
 /**
@@ -149,10 +158,22 @@ export class TokenRange {
 }
 
 /**
- * What linear layers read: a tensor, a modulated norm they may fuse with (ModulatedNorm), or a
- * stream's tokens of joint attention's output (TokenRange).
+ * Activations a W8A8 producer already quantized: e4m3 codes and their per-row scales (fc1's output
+ * handed to fc2, `Net.mlp`). Only W8A8 layers read them.
  */
-export type LinearInput = Value | ModulatedNorm | TokenRange;
+export class Fp8Activations {
+  constructor(
+    readonly x8: Value,
+    readonly scale: Value,
+  ) {}
+}
+
+/**
+ * What linear layers read: a tensor, a modulated norm they may fuse with (ModulatedNorm), a
+ * stream's tokens of joint attention's output (TokenRange), or e4m3 codes (Fp8Activations, W8A8
+ * layers only).
+ */
+export type LinearInput = Value | ModulatedNorm | TokenRange | Fp8Activations;
 
 export const DEFAULT_NET_OPTIONS: NetOptions = { attention: 'mha', fp8Linear: 'dequantize' };
 
@@ -342,6 +363,26 @@ export class Net {
       : this.g.op('BiasGelu', [y, bias], {}, MS_DOMAIN);
   }
 
+  /**
+   * fc2(gelu(fc1(x))), the transformer MLP with the tanh GELU (`fc1`, `fc2`: checkpoint layer
+   * prefixes). With `fp8MlpHandoff` and both layers W8A8 (fc1 biased), fc1 hands fc2 its output as
+   * e4m3 codes and one delayed per-tensor scale (NetOptions.fp8MlpHandoff); otherwise `linearGelu`
+   * then `linear`.
+   */
+  mlp(input: LinearInput, fc1: string, fc2: string): Value {
+    const bias1 = `${fc1}.bias`;
+    if (this.options.fp8MlpHandoff && this.#isW8a8(fc1) && this.#isW8a8(fc2) && this.p.has(bias1)) {
+      const [y8, yScale] = this.#w8a8Node(input, fc1, this.p.get(bias1), 'gelu_tanh', 'e4m3_delayed');
+      const bias2 = `${fc2}.bias`;
+      return this.#w8a8Linear(
+        new Fp8Activations(y8!, yScale!),
+        fc2,
+        this.p.has(bias2) ? this.p.get(bias2) : undefined,
+      );
+    }
+    return this.linear(this.linearGelu(input, fc1, 'tanh'), fc2);
+  }
+
   /** W8A8 runs e4m3 weights only (the GEMM's one FP8 weight type) and needs our op library. */
   #isW8a8(prefix: string): boolean {
     return (
@@ -360,6 +401,21 @@ export class Net {
    * and the layer is atelier:Fp8LinearQ: the same bits, one pass over the activations instead of three.
    */
   #w8a8Linear(input: LinearInput, prefix: string, bias: Value | undefined, activation?: 'gelu_tanh'): Value {
+    const [y] = this.#w8a8Node(input, prefix, bias, activation);
+    return this.p.compute === 'float16' ? y! : this.g.op('Cast', [y!], { to: ONNX_DTYPE.float32 });
+  }
+
+  /**
+   * The atelier:Fp8Linear / Fp8LinearQ node of `#w8a8Linear`: its float16 y, or with `output`
+   * 'e4m3_delayed' its e4m3 codes and per-row (one per-tensor) scales, [y8, y_scale].
+   */
+  #w8a8Node(
+    input: LinearInput,
+    prefix: string,
+    bias: Value | undefined,
+    activation?: 'gelu_tanh',
+    output?: 'e4m3_delayed',
+  ): Value[] {
     const weightKey = `${prefix}.weight`;
     const [n] = this.p.shape(weightKey);
     const scales = this.g.constant('fp8_scale', 'float32', [n!], this.#rowScales(prefix, n!));
@@ -368,20 +424,26 @@ export class Net {
     const producers = this.options.fp8Producers !== 'separate';
     const fusedNorm = input instanceof ModulatedNorm && producers;
     const fusedRange = input instanceof TokenRange && producers && this.options.tokenSplit !== 'separate';
-    const fused = fusedNorm || fusedRange;
-    const activations = fusedNorm
-      ? this.#quantizedNorm(input)
-      : fusedRange
-        ? this.#quantizedRange(input)
-        : [toHalf(this.value(input))];
+    const handedOff = input instanceof Fp8Activations;
+    const fused = fusedNorm || fusedRange || handedOff;
+    const activations = handedOff
+      ? [input.x8, input.scale]
+      : fusedNorm
+        ? this.#quantizedNorm(input)
+        : fusedRange
+          ? this.#quantizedRange(input)
+          : [toHalf(this.value(input as Value))];
     const inputs = [...activations, this.p.raw(weightKey), scales, ...(bias ? [toHalf(bias)] : [])];
     const op = fused ? 'Fp8LinearQ' : 'Fp8Linear';
     const attributes = {
       ...(activation ? { activation } : {}),
       ...(this.options.fp8FastAccumulation ? { fast_accumulation: 1 } : {}),
+      ...(output ? { output } : {}),
     };
-    const y = this.g.op(op, inputs, attributes, ATELIER_DOMAIN);
-    return half ? y : this.g.op('Cast', [y], { to: ONNX_DTYPE.float32 });
+    // e4m3_delayed: outputs y8 and y_scale, the float16 y (the op's first output) left out.
+    return output
+      ? this.g.opMulti(op, inputs, 3, attributes, ATELIER_DOMAIN, [0])
+      : this.g.opMulti(op, inputs, 1, attributes, ATELIER_DOMAIN);
   }
 
   /** Each output row's dequantization scale: `scale_weight` (one per tensor, or per row), else 1. */
@@ -498,6 +560,8 @@ export class Net {
    * token range is a Slice.
    */
   value(input: LinearInput): Value {
+    if (input instanceof Fp8Activations)
+      throw new Error('e4m3 activations (Fp8Activations) are read only by W8A8 layers');
     if (input instanceof TokenRange) {
       const { joint, contextTokens } = input.split;
       input.value ??=
