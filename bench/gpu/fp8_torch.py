@@ -27,6 +27,7 @@ emulation against a float64 reference built from the e4m3 table.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -67,6 +68,11 @@ def quantize_rows(x2: torch.Tensor, native: bool) -> tuple[torch.Tensor, torch.T
     return (scaled.to(torch.float8_e4m3fn) if native else quantize_e4m3(scaled)), scale
 
 
+def fast_accumulation() -> bool:
+    """torch._scaled_mm's use_fast_accum, from ATELIER_TORCH_FP8_FAST_ACCUM=1 (default off, as PyTorch's)."""
+    return os.environ.get("ATELIER_TORCH_FP8_FAST_ACCUM") == "1"
+
+
 class Fp8Linear(torch.nn.Module):
     """nn.Linear's forward in W8A8 (module docstring). Built from a loaded nn.Linear."""
 
@@ -76,6 +82,9 @@ class Fp8Linear(torch.nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.native = native_available(weight.device) if native is None else native
         self.out_dtype = weight.dtype
+        # Hopper's fast accumulation (no periodic promotion to float32), as Atelier's W8A8 uses by
+        # default: ATELIER_TORCH_FP8_FAST_ACCUM=1 gives PyTorch the same, for a like-for-like row.
+        self.fast_accum = fast_accumulation()
         w8, w_scale = quantize_rows(weight, self.native)
         # [N, K] row-major: .t() is the column-major [K, N] _scaled_mm wants as mat2.
         self.register_buffer("weight_fp8", w8.contiguous())
@@ -105,6 +114,7 @@ class Fp8Linear(torch.nn.Module):
                 scale_b=self.weight_scale,
                 bias=self.bias,
                 out_dtype=torch.bfloat16,
+                use_fast_accum=self.fast_accum,
             )
             if pad:
                 y = y[:rows]
@@ -149,4 +159,5 @@ def to_fp8(diffusion_model: torch.nn.Module, native: bool | None = None) -> dict
         "fp8_kernel": ", ".join(sorted(kinds)) or None,
         "fp8_weight_scales": "per output channel, amax/448 of the loaded bf16 weight",
         "fp8_activation_scales": "per token, amax/448 at run time",
+        "fp8_fast_accumulation": fast_accumulation(),
     }

@@ -9,6 +9,7 @@
 # (seconds from its start, default 560) ends it earlier, to share a call with other work.
 # On the GPU machine, from the checkout: bash bench/gpu/gpu-torch-fp8.sh [torch_bench args]
 #   (same-session anchors for an Atelier step: ... --plan issue10-compiled --models large)
+#   ATELIER_TORCH_FP8_FAST_ACCUM=1 gives torch._scaled_mm fast accumulation, as Atelier's W8A8 has by default.
 T0=$(date +%s)
 ENDS_BY=${ENDS_BY:-560}
 left() { echo $((${1:-$ENDS_BY} - $(date +%s) + T0)); }
