@@ -69,19 +69,21 @@ const PRECISIONS: readonly Precision[] = ['fp8', 'fp8-weights', 'fp16', 'fp32'];
 /**
  * `label:where[:precision]`, where is a checkpoint file name under the models folder's
  * checkpoints/ or a models folder of its own; the precision defaults to the label when it is one.
- * `w8a8` is fp8 weights run as W8A8 (Variant.w8a8).
+ * `w8a8` is fp8 weights run as W8A8 (Variant.w8a8); `w8a8-handoff` the same with the MLP hand-off
+ * (Variant.fp8MlpHandoff).
  */
 export function parseVariant(text: string): Variant {
   const [label, where, precision] = text.split(':');
   const given = precision ?? label;
-  const w8a8 = given === 'w8a8';
+  const handoff = given === 'w8a8-handoff';
+  const w8a8 = given === 'w8a8' || handoff;
   const p = (w8a8 ? 'fp8' : given) as Precision;
   if (!label || !PRECISIONS.includes(p)) {
     throw new Error(
-      `--demo-variant=${text}: expected label:checkpoint-or-folder[:precision], precision one of ${[...PRECISIONS, 'w8a8'].join(', ')}`,
+      `--demo-variant=${text}: expected label:checkpoint-or-folder[:precision], precision one of ${[...PRECISIONS, 'w8a8', 'w8a8-handoff'].join(', ')}`,
     );
   }
-  const how = { label, precision: p, ...(w8a8 ? { w8a8 } : {}) };
+  const how = { label, precision: p, ...(w8a8 ? { w8a8 } : {}), ...(handoff ? { fp8MlpHandoff: true } : {}) };
   if (where && existsSync(where) && statSync(where).isDirectory()) {
     return { ...how, modelsDir: resolve(where) };
   }

@@ -34,6 +34,11 @@ export interface Variant {
    * on the e4m3 grid per token, fp32 sums). Needs precision `fp8`.
    */
   w8a8?: boolean;
+  /**
+   * With `w8a8`: the MLP hand-off (fc1 → fc2 as e4m3 codes with a delayed per-tensor scale,
+   * EngineOptions.fp8MlpHandoff), on the CPU kernels' exact math of it.
+   */
+  fp8MlpHandoff?: boolean;
 }
 
 export interface GenerationSettings {
@@ -171,6 +176,7 @@ export async function runVariant(variant: Variant, options: RunOptions): Promise
       ? {
           runtime: 'capi' as const,
           fp8Linear: 'w8a8' as const,
+          ...(variant.fp8MlpHandoff ? { fp8MlpHandoff: true } : {}),
           customOpsLibrary: buildCustomOpsLibrary('cpu'),
         }
       : { runtime: 'stock' as const }),

@@ -429,6 +429,10 @@ function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined, fp8?: 
     ...(path === 'capi' && runtime?.customOps && fp8 && fp8LinearOf(fp8) === 'w8a8'
       ? { fp8_fast_accumulation: process.env.ATELIER_FP8_FAST_ACCUM !== '0' }
       : {}),
+    // Issue 10: fc1 hands fc2 e4m3 codes with a delayed per-tensor scale (ATELIER_FP8_MLP_HANDOFF=1).
+    ...(path === 'capi' && runtime?.customOps && fp8 && fp8LinearOf(fp8) === 'w8a8'
+      ? { fp8_mlp_handoff: process.env.ATELIER_FP8_MLP_HANDOFF === '1' }
+      : {}),
   };
 }
 

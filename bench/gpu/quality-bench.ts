@@ -53,7 +53,7 @@ const USAGE = `usage: node quality-bench.js --models DIR --out FILE [options]
   --size N --steps N  (default 1024 and 28)
   --seeds LIST        one request per seed, prompts in turn (default 1,2)
   --at-steps LIST     1-based steps whose velocity and denoised are compared (default 1,7,14,21,28)
-  --variants LIST     fp16,w8a8,fp8-weights,w8a8-fp8attn,w8a8-fastacc (fp16 first: the reference)
+  --variants LIST     fp16,w8a8,fp8-weights,w8a8-fp8attn,w8a8-fastacc,w8a8-handoff (fp16 first: the reference)
   --budget-s N        whole run; variants that would not fit are skipped (default 480)
   --provider cuda|cpu --custom-ops FILE|none --tokenizers DIR --data DIR`;
 
@@ -116,6 +116,9 @@ function engineOptions(model: string, variant: Variant, dataDir: string): Engine
     ...(variant === 'w8a8-fp8attn' ? { fp8Attention: true } : {}),
     // `w8a8` is exact accumulation, `w8a8-fastacc` the default since the seventh session.
     ...(W8A8_VARIANTS.includes(variant) ? { fp8FastAccumulation: variant === 'w8a8-fastacc' } : {}),
+    // `w8a8-handoff`: fc1 → fc2 as e4m3 codes with a delayed per-tensor scale (exact accumulation,
+    // so its pair with `w8a8` shows the hand-off alone); never in the other variants.
+    ...(W8A8_VARIANTS.includes(variant) ? { fp8MlpHandoff: variant === 'w8a8-handoff' } : {}),
     runtime: 'capi',
     ...(ops !== undefined ? { customOpsLibrary: ops } : {}),
     textEncoders: { t5: fp8 ? 't5xxl_fp8_e4m3fn.safetensors' : 't5xxl_fp16.safetensors' },
@@ -335,6 +338,8 @@ const PAIRS: Pair[] = [
   ['w8a8-fp8attn', 'w8a8'],
   ['w8a8-fastacc', 'fp16'],
   ['w8a8-fastacc', 'w8a8'],
+  ['w8a8-handoff', 'fp16'],
+  ['w8a8-handoff', 'w8a8'],
 ];
 
 function compare(model: string, runs: Map<Variant, Trajectory[]>): void {

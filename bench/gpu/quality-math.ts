@@ -6,11 +6,20 @@
 
 /**
  * `w8a8-fp8attn`: W8A8 with the step's attention as atelier:Fp8Attention too (issue 10, step 6);
- * `w8a8-fastacc`: W8A8 with cuBLASLt's fast accumulation in its GEMMs (issue 10, sixth session).
+ * `w8a8-fastacc`: W8A8 with cuBLASLt's fast accumulation in its GEMMs (issue 10, sixth session);
+ * `w8a8-handoff`: W8A8 (exact accumulation, as `w8a8`) whose MLPs hand fc1's output to fc2 as
+ * e4m3 codes with a delayed per-tensor scale (NetOptions.fp8MlpHandoff).
  */
-export const VARIANTS = ['fp16', 'w8a8', 'fp8-weights', 'w8a8-fp8attn', 'w8a8-fastacc'] as const;
+export const VARIANTS = [
+  'fp16',
+  'w8a8',
+  'fp8-weights',
+  'w8a8-fp8attn',
+  'w8a8-fastacc',
+  'w8a8-handoff',
+] as const;
 /** The variants that run our atelier:Fp8Linear (W8A8). */
-export const W8A8_VARIANTS: readonly Variant[] = ['w8a8', 'w8a8-fp8attn', 'w8a8-fastacc'];
+export const W8A8_VARIANTS: readonly Variant[] = ['w8a8', 'w8a8-fp8attn', 'w8a8-fastacc', 'w8a8-handoff'];
 export type Variant = (typeof VARIANTS)[number];
 /** [variant, reference]: the variant's runs compared with the reference's. */
 export type Pair = [Variant, Variant];

@@ -127,6 +127,13 @@ describe('options and variants', () => {
       precision: 'fp8',
       w8a8: true,
     });
+    expect(parseVariant('handoff:x.safetensors:w8a8-handoff')).toEqual({
+      label: 'handoff',
+      checkpoint: 'x.safetensors',
+      precision: 'fp8',
+      w8a8: true,
+      fp8MlpHandoff: true,
+    });
     expect(() => parseVariant('half:x.safetensors')).toThrow(/precision one of/);
     const options = resolveOptions(
       ['--demo-models=/nowhere', '--demo-n=50', '--demo-steps=6', '--demo-size=128'],

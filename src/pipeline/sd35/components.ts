@@ -393,6 +393,10 @@ export async function loadComponents(
         (options.fp8FastAccumulation ?? process.env.ATELIER_FP8_FAST_ACCUM !== '0')
           ? { fp8FastAccumulation: true }
           : {}),
+        // Measurement only, off by default (issue 10): fc1 hands fc2 e4m3 codes (delayed per-tensor scale).
+        ...(library !== undefined && (options.fp8MlpHandoff ?? process.env.ATELIER_FP8_MLP_HANDOFF === '1')
+          ? { fp8MlpHandoff: true }
+          : {}),
         // Issue 10 step 8's fusions (gated residual + next norm, attention split + quantize): exact
         // on the CPU, bit-identical on the H200 and −6.5 ms per Large step there; the separate
         // chains stay reachable for measurements (stepFusions: false, ATELIER_STEP_FUSIONS=0).

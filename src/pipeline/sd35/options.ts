@@ -74,6 +74,13 @@ export interface EngineOptions {
    */
   fp8FastAccumulation?: boolean;
   /**
+   * Measurement (issue 10), not a config choice: the C-API step's MLPs hand fc1's output to fc2 as
+   * e4m3 codes with a delayed per-tensor scale, so fc2 has no quantize pass
+   * (NetOptions.fp8MlpHandoff). Also turned on by `ATELIER_FP8_MLP_HANDOFF=1` in the pipeline's
+   * environment (benchmarks). @default false
+   */
+  fp8MlpHandoff?: boolean;
+  /**
    * Issue 10, step 8 (not a config choice): the C-API step graph with the gated residual fused into
    * the next norm (atelier:AdaLNResidual / AdaLNResidualQuant) and joint attention's output split
    * and quantized in one pass (atelier:JointSplitQuant). Exact on the CPU, bit-identical to the
