@@ -23,7 +23,7 @@ import {
   type DeviceTensor,
   loadOrtLibrary,
 } from '../../src/pipeline/ort/index.js';
-import { floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
+import { floatToE4M3, floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
 import {
   type AttentionDims,
   adalnRelL2,
@@ -177,7 +177,8 @@ export type CheckName =
   | typeof RESIDUAL_NORM_CHECK
   | typeof TOKEN_SPLIT_CHECK
   | typeof LORA_BRANCH_CHECK
-  | typeof FP8_ATTENTION_CHECK;
+  | typeof FP8_ATTENTION_CHECK
+  | typeof MLP_HANDOFF_CHECK;
 
 /** SD3.5's adaLN LayerNorm epsilon. */
 const EPSILON = 1e-6;
@@ -2227,6 +2228,8 @@ export async function runCheck(name: CheckName, ctx: CheckContext): Promise<Chec
         return await loraBranch(ctx);
       case FP8_ATTENTION_CHECK:
         return await fp8Attention(ctx);
+      case MLP_HANDOFF_CHECK:
+        return await mlpHandoff(ctx);
       default:
         return isFp8GemmCheck(name) ? await fp8Gemm(ctx, name) : await mha(ctx, name);
     }
@@ -2234,4 +2237,276 @@ export async function runCheck(name: CheckName, ctx: CheckContext): Promise<Chec
     if (error instanceof SkipCheck) return { status: 'SKIP', detail: error.message };
     return { status: 'FAIL', detail: String((error as Error).message ?? error).split('\n')[0] };
   }
+}
+
+// ---- (h) issue 10: the MLP hand-off, fc1 → fc2 as e4m3 codes with a delayed per-tensor scale -------
+
+export const MLP_HANDOFF_CHECK = 'mlp-handoff';
+/** Large's joint-block MLP: hidden 2432, 4 × wider inside, the image stream with CFG at 1024². */
+export const MLP_HANDOFF_SHAPE = { rows: 8192, hidden: 2432, inner: 9728 };
+
+/**
+ * y{i} = fc2(gelu(fc1(x{i}))) as the MMDiT's W8A8 MLP, `copies` times over: today (`handoff` false)
+ * Fp8Linear(gelu_tanh) writes float16 h and fc2's Fp8Linear quantizes it per token; with the
+ * hand-off fc1 writes y8 and y_scale (output "e4m3_delayed") and fc2 is Fp8LinearQ on them. fc1
+ * reads float16 x in both (the step's fc1 reads its norm's codes: the same work in both forms, so
+ * the difference is fc2's quantize pass and fc1's float16 write against the hand-off's own cost).
+ * The hand-off graph also writes copy 0's y_scale (`s0`) so the check knows the scale it used.
+ */
+function mlpHandoffModel(
+  d: { rows: number; hidden: number; inner: number },
+  copies: number,
+  layers: {
+    w1: Uint8Array;
+    s1: Float32Array;
+    b1: Uint16Array;
+    w2: Uint8Array;
+    s2: Float32Array;
+    b2: Uint16Array;
+  },
+  handoff: boolean,
+): BuiltModel {
+  const g = new GraphBuilder(handoff ? 'mlp-handoff' : 'mlp-today');
+  const fc1 = [
+    g.constant('w1', 'float8e4m3fn', [d.inner, d.hidden], layers.w1),
+    g.constant('s1', 'float32', [d.inner], layers.s1),
+    g.constant('b1', 'float16', [d.inner], layers.b1),
+  ];
+  const fc2 = [
+    g.constant('w2', 'float8e4m3fn', [d.hidden, d.inner], layers.w2),
+    g.constant('s2', 'float32', [d.hidden], layers.s2),
+    g.constant('b2', 'float16', [d.hidden], layers.b2),
+  ];
+  const gelu = { activation: 'gelu_tanh' };
+  for (let copy = 0; copy < copies; copy++) {
+    const x = g.input(`x${copy}`, 'float16', [d.rows, d.hidden]);
+    let y: Value;
+    if (handoff) {
+      const [y8, scale] = g.opMulti(
+        'Fp8Linear',
+        [x, ...fc1],
+        3,
+        { ...gelu, output: 'e4m3_delayed' },
+        ATELIER_DOMAIN,
+        [0],
+      );
+      y = g.op('Fp8LinearQ', [y8!, scale!, ...fc2], {}, ATELIER_DOMAIN);
+      if (copy === 0) g.output(g.op('Identity', [scale!]), 's0', 'float32', [d.rows]);
+    } else {
+      y = g.op(
+        'Fp8Linear',
+        [g.op('Fp8Linear', [x, ...fc1], gelu, ATELIER_DOMAIN), ...fc2],
+        {},
+        ATELIER_DOMAIN,
+      );
+    }
+    g.output(y, `y${copy}`, 'float16', [d.rows, d.hidden]);
+  }
+  return g.build();
+}
+
+const geluTanh64 = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+
+/** One row's linear layer in float64: Σ_k a[k] · w[n, k] · scale · wScale[n] + bias[n]. */
+function linearRow64(
+  a: Float64Array,
+  scale: number,
+  w: Float32Array,
+  wScale: Float32Array,
+  bias: Uint16Array,
+  n: number,
+): Float64Array {
+  const k = a.length;
+  const out = new Float64Array(n);
+  for (let o = 0; o < n; o++) {
+    let sum = 0;
+    const base = o * k;
+    for (let i = 0; i < k; i++) sum += a[i]! * w[base + i]!;
+    out[o] = sum * scale * wScale[o]! + halfToFloat(bias[o]!);
+  }
+  return out;
+}
+
+/** Per-token e4m3 quantization as fp8_linear.h defines it: the codes' values and act_scale. */
+function quantizeRow64(row: Float64Array): { x8: Float64Array; scale: number } {
+  const amax = row.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+  const inv = amax > 0 ? Math.fround(448 / amax) : 0;
+  return {
+    x8: row.map((v) => E4M3_FLOATS[floatToE4M3(Math.fround(v * inv))]!),
+    scale: Math.fround(amax / 448),
+  };
+}
+
+interface MlpHandoffResult {
+  today_ms?: number;
+  handoff_ms?: number;
+  saved_ms?: number;
+  /** Each against the float64 MLP with e4m3 weights and unquantized activations (what W8A8 costs). */
+  rel_l2_today_vs_exact?: number;
+  rel_l2_handoff_vs_exact?: number;
+  /** Each against the float64 of its own quantized math (wiring: summation order and roundings only). */
+  rel_l2_today_vs_own_math?: number;
+  rel_l2_handoff_vs_own_math?: number;
+  /** The hand-off's per-tensor scale after the replays, × 448 / the amax of fc1's output (≈ margin 2). */
+  scale_over_amax?: number;
+  error?: string;
+}
+
+/** Wiring bound against each variant's own float64 math: the fp8 GEMM checks' (float32 sums, roundings). */
+const MLP_HANDOFF_OWN_TOLERANCE = 5e-3;
+/**
+ * The hand-off may cost at most 1.5 × today's W8A8 error (against unquantized activations) plus this:
+ * the wiring bound above, since the hand-off's own rounding noise (float32 sums, the float16 h the
+ * GPU fallback quantizes) rides on top of the quantization error being compared.
+ */
+const MLP_HANDOFF_SLACK = 5e-3;
+
+async function mlpHandoff(ctx: CheckContext): Promise<CheckResult> {
+  const ops = needOps(ctx);
+  const d = ctx.small ? { rows: 96, hidden: 64, inner: 256 } : MLP_HANDOFF_SHAPE;
+  const copies = ctx.small ? 2 : 4;
+  const cuda = ctx.provider === 'cuda' ? { cuda: { enable_cuda_graph: '1' } } : {};
+  const options = sessionOptions(ctx, { ...cuda, customOpsLibraries: [ops] });
+  const r = rnd();
+  // Weights on e4m3's grid (std 100 of ±448) with per-channel scales for unit-size outputs; x of
+  // unit size with rows scaled 0.3–3× (tokens differ in size: per-tensor scaling pays for that).
+  const layers = {
+    w1: drawFromTable(new Uint8Array(d.inner * d.hidden), e4m3NormalTable(r, 100), randomInt(2 ** 31)),
+    s1: new Float32Array(d.inner).fill(1 / (100 * Math.sqrt(d.hidden))),
+    b1: drawFromTable(new Uint16Array(d.inner), halfNormalTable(r, 0.1), randomInt(2 ** 31)),
+    w2: drawFromTable(new Uint8Array(d.hidden * d.inner), e4m3NormalTable(r, 100), randomInt(2 ** 31)),
+    s2: new Float32Array(d.hidden).fill(1 / (100 * Math.sqrt(d.inner))),
+    b2: drawFromTable(new Uint16Array(d.hidden), halfNormalTable(r, 0.1), randomInt(2 ** 31)),
+  };
+  const x = drawFromTable(new Uint16Array(d.rows * d.hidden), halfNormalTable(r, 1), randomInt(2 ** 31));
+  for (let row = 0; row < d.rows; row++) {
+    const f = 10 ** (r() - 0.5);
+    for (let i = row * d.hidden; i < (row + 1) * d.hidden; i++) x[i] = floatToHalf(halfToFloat(x[i]!) * f);
+  }
+  const feeds = Object.fromEntries(Array.from({ length: copies }, (_, i) => [`x${i}`, x]));
+  const shapes: Record<string, number[]> = {};
+  for (let i = 0; i < copies; i++) {
+    shapes[`x${i}`] = [d.rows, d.hidden];
+    shapes[`y${i}`] = [d.rows, d.hidden];
+  }
+  const outputs = Array.from({ length: copies }, (_, i) => `y${i}`);
+  const result: MlpHandoffResult = {};
+  try {
+    // Replays (warm-up + runs): the hand-off's first call scales by its own amax, every later one by
+    // 2 × the amax history, so the y read at the end comes from the delayed scale.
+    const timed = async (handoff: boolean) => {
+      const s = handoff ? { ...shapes, s0: [d.rows] } : shapes;
+      const out = handoff ? [...outputs, 's0'] : outputs;
+      const model = mlpHandoffModel(d, copies, layers, handoff);
+      const bound = new Bound(await CapiSession.create(model, options), 'float16', s, out, { s0: 'float32' });
+      try {
+        bound.write(feeds);
+        const ms = (await timeRuns(bound.binding, ctx.runs)) / copies;
+        return { ms, y: bound.read('y0'), s: handoff ? (bound.read('s0') as Float32Array)[0]! : undefined };
+      } finally {
+        bound.release();
+      }
+    };
+    const today = await timed(false);
+    const handoff = await timed(true);
+    result.today_ms = today.ms;
+    result.handoff_ms = handoff.ms;
+    result.saved_ms = today.ms - handoff.ms;
+
+    // float64 references on sampled rows.
+    const w1 = Float32Array.from(layers.w1, (c) => E4M3_FLOATS[c]!);
+    const w2 = Float32Array.from(layers.w2, (c) => E4M3_FLOATS[c]!);
+    // Small shapes: every row, so the sampled amax is the tensor's and scale_over_amax exact.
+    const sample = ctx.small
+      ? Array.from({ length: d.rows }, (_, i) => i)
+      : [0, 1234, 4096, 5000, 7000, d.rows - 1];
+    const s = handoff.s!;
+    const dScale = Math.fround(1 / s);
+    const n = d.hidden;
+    const [exact, ownToday, ownHandoff, ownHandoff16, gotToday, gotHandoff] = Array.from(
+      { length: 6 },
+      () => new Float64Array(sample.length * n),
+    );
+    let amaxSampled = 0;
+    sample.forEach((row, j) => {
+      const xr = Float64Array.from(x.subarray(row * d.hidden, (row + 1) * d.hidden), halfToFloat);
+      // Exact activations.
+      const hExact = linearRow64(xr, 1, w1, layers.s1, layers.b1, d.inner).map(geluTanh64);
+      exact.set(linearRow64(hExact, 1, w2, layers.s2, layers.b2, n), j * n);
+      // W8A8 fc1 (both variants): per-token codes of x.
+      const q = quantizeRow64(xr);
+      const h = linearRow64(q.x8, q.scale, w1, layers.s1, layers.b1, d.inner).map(geluTanh64);
+      amaxSampled = h.reduce((m, v) => Math.max(m, Math.abs(v)), amaxSampled);
+      // Today: float16 h, quantized per token by fc2.
+      const qh = quantizeRow64(h.map((v) => halfToFloat(floatToHalf(v))));
+      ownToday.set(linearRow64(qh.x8, qh.scale, w2, layers.s2, layers.b2, n), j * n);
+      // Hand-off: e4m3(h · d) with the reported per-tensor scale, of h as it is (the CPU kernel, and
+      // cuBLASLt's e4m3 D) or rounded to float16 first (the GPU's fallback): one h in 2⁸ lands on
+      // the other side of an e4m3 rounding boundary after that rounding, ≈ 5e-3 apart in all.
+      const codes = (round: (v: number) => number) =>
+        h.map((v) => E4M3_FLOATS[floatToE4M3(Math.fround(round(v) * dScale))]!);
+      ownHandoff.set(
+        linearRow64(
+          codes((v) => v),
+          s,
+          w2,
+          layers.s2,
+          layers.b2,
+          n,
+        ),
+        j * n,
+      );
+      ownHandoff16.set(
+        linearRow64(
+          codes((v) => halfToFloat(floatToHalf(v))),
+          s,
+          w2,
+          layers.s2,
+          layers.b2,
+          n,
+        ),
+        j * n,
+      );
+      for (let o = 0; o < n; o++) {
+        gotToday[j * n + o] = halfToFloat(today.y[row * n + o]!);
+        gotHandoff[j * n + o] = halfToFloat(handoff.y[row * n + o]!);
+      }
+    });
+    result.rel_l2_today_vs_exact = relL2f64(gotToday, exact);
+    result.rel_l2_handoff_vs_exact = relL2f64(gotHandoff, exact);
+    result.rel_l2_today_vs_own_math = relL2f64(gotToday, ownToday);
+    // Whichever of the two forms of its math the kernel ran.
+    result.rel_l2_handoff_vs_own_math = Math.min(
+      relL2f64(gotHandoff, ownHandoff),
+      relL2f64(gotHandoff, ownHandoff16),
+    );
+    // The sampled rows' amax is a lower bound of the tensor's (all rows in small runs): the ratio is
+    // the margin, 2, when a sampled row holds the tensor's largest value; reported, not judged.
+    result.scale_over_amax = (s * 448) / amaxSampled;
+  } catch (error) {
+    result.error = String((error as Error).message ?? error).split('\n')[0];
+  }
+  // Per Large step: one MLP per block and stream (38 image, 37 context; the context's 666 rows priced pro rata).
+  const perStep = (result.saved_ms ?? 0) * (38 + (37 * 2 * 333) / MLP_HANDOFF_SHAPE.rows);
+  const ok =
+    result.error === undefined &&
+    result.rel_l2_today_vs_own_math! < MLP_HANDOFF_OWN_TOLERANCE &&
+    result.rel_l2_handoff_vs_own_math! < MLP_HANDOFF_OWN_TOLERANCE &&
+    result.rel_l2_handoff_vs_exact! <= 1.5 * result.rel_l2_today_vs_exact! + MLP_HANDOFF_SLACK;
+  const e = (v: number | undefined) => (v === undefined ? '?' : v.toExponential(2));
+  return {
+    status: ok ? 'PASS' : 'FAIL',
+    detail: result.error
+      ? `FAILED: ${result.error}`
+      : `${copies} copies per graph, median of ${ctx.runs} replays, x [${d.rows}, ${d.hidden}] → ${d.inner} → ${d.hidden}: ` +
+        `today ${result.today_ms!.toFixed(3)} ms, hand-off ${result.handoff_ms!.toFixed(3)} ms per MLP ` +
+        `(${result.saved_ms! >= 0 ? '−' : '+'}${Math.abs(result.saved_ms!).toFixed(3)}; per Large step ≈ ${perStep >= 0 ? '−' : '+'}${Math.abs(perStep).toFixed(2)} ms); ` +
+        `vs unquantized activations: today ${e(result.rel_l2_today_vs_exact)}, hand-off ${e(result.rel_l2_handoff_vs_exact)} ` +
+        `(bound 1.5 × today + ${MLP_HANDOFF_SLACK}); vs own f64 math: today ${e(result.rel_l2_today_vs_own_math)}, ` +
+        `hand-off ${e(result.rel_l2_handoff_vs_own_math)} (bound ${MLP_HANDOFF_OWN_TOLERANCE}); ` +
+        `delayed scale × 448 / sampled amax ${result.scale_over_amax!.toFixed(2)}`,
+    shape: { ...d, copies },
+    ...result,
+    per_step_saved_ms: perStep,
+  };
 }
