@@ -79,13 +79,14 @@ struct Fp8LinearArgs {
   const float* weight_scale; // [out_features]
   const void* bias;          // float16 [out_features], or null
   void* y;                   // float16 [rows, out_features] (output "float16"), else null
-  uint8_t* y8;               // e4m3fn [rows, out_features] (output "e4m3_delayed"), else null
-  float* y_scale;            // [rows], with y8
-  float* y_f32;              // CPU only: float32 [rows, out_features] written instead of y (v above)
   int64_t rows;
   int64_t in_features;
   int64_t out_features;
   Fp8Activation activation;
+  // Last, so that initializers written before they existed still mean what they meant.
+  uint8_t* y8 = nullptr;       // e4m3fn [rows, out_features] (output "e4m3_delayed"), else null
+  float* y_scale = nullptr;    // [rows], with y8
+  float* y_f32 = nullptr;      // CPU only: float32 [rows, out_features] written instead of y (v above)
 };
 
 // float → e4m3fn bits: round to nearest even, saturating to ±448 (infinities too), NaN → 0x7f.
@@ -132,6 +133,12 @@ struct Fp8LinearCuda;
 Fp8LinearCuda* fp8_linear_cuda_create(Fp8Scaling scaling, bool fast_accumulation, bool cublaslt_gelu,
                                       Fp8Output output, const Fp8DelayedConfig& delayed, char* error,
                                       size_t error_size);
+// Output "float16" (what the GEMM microbenchmark, bench/gpu/gemm-overlap.cu, makes).
+inline Fp8LinearCuda* fp8_linear_cuda_create(Fp8Scaling scaling, bool fast_accumulation, bool cublaslt_gelu,
+                                             char* error, size_t error_size) {
+  return fp8_linear_cuda_create(scaling, fast_accumulation, cublaslt_gelu, Fp8Output::float16, Fp8DelayedConfig{},
+                                error, error_size);
+}
 void fp8_linear_cuda_destroy(Fp8LinearCuda* kernel);
 
 // Enqueues quantization (unless args.x8 is given), GEMM and (if needed) the epilogue on `stream`. A shape seen for the first
