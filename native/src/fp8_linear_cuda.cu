@@ -496,14 +496,15 @@ bool choose_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearAr
 
 // Chooses D's type, the epilogue and the algorithm: the most fused combination cuBLASLt offers.
 // The scale pointers only need to be valid device pointers here; each call sets the real ones.
-bool make_plan(Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearArgs& args, char* error, size_t error_size) {
+bool make_plan(Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearArgs& args, char* error, size_t error_size,
+               bool allow_e4m3 = true) {
   const bool gelu = args.activation == Fp8Activation::gelu_tanh;
   struct Candidate {
     cudaDataType_t d_type;
     uint32_t epilogue;
   };
   std::vector<Candidate> candidates;
-  if (kernel.output == Fp8Output::e4m3_delayed && kernel.scaling == Fp8Scaling::outer_vector) {
+  if (allow_e4m3 && kernel.output == Fp8Output::e4m3_delayed && kernel.scaling == Fp8Scaling::outer_vector) {
     // e4m3 D only with everything in cuBLASLt's epilogue (nothing of ours may run between the GEMM
     // and the codes); documented as unsupported with outer-vector scaling (top of file).
     if (!gelu || kernel.cublaslt_gelu)
@@ -810,20 +811,64 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
       fresh->release(*kernel->api);
       return false;
     }
-    const size_t d_bytes = fresh->d_type == CUDA_R_32F ? 4 : fresh->d_type == CUDA_R_16BF ? 2 : 0;
-    // Pre-quantized input: no x8 or act_scale in scratch (both offsets stay at the end of the workspace).
-    const size_t own = prequantized ? 0 : 1;
-    fresh->act_scale_offset = kWorkspaceBytes;
-    fresh->x8_offset = fresh->act_scale_offset + own * align_up(static_cast<size_t>(m) * sizeof(float));
-    fresh->acc_offset = fresh->x8_offset + own * align_up(static_cast<size_t>(m * k));
-    // e4m3_delayed's fallback: float16 h [M, N] in scratch for quantize_tensor (D itself when float16).
-    const size_t h_bytes = delayed && !fresh->e4m3_d ? static_cast<size_t>(m * n) * 2 : 0;
-    fresh->h_offset = fresh->acc_offset + align_up(static_cast<size_t>(m * n) * d_bytes);
-    fresh->bytes = fresh->h_offset + h_bytes;
+    // Offsets in the stream's scratch and the bytes it must hold, for the plan as it is now.
+    const auto lay_out = [&](Plan& p) {
+      const size_t d_bytes = p.d_type == CUDA_R_32F ? 4 : p.d_type == CUDA_R_16BF ? 2 : 0;
+      // Pre-quantized input: no x8 or act_scale in scratch (both offsets stay at the end of the workspace).
+      const size_t own = prequantized ? 0 : 1;
+      p.act_scale_offset = kWorkspaceBytes;
+      p.x8_offset = p.act_scale_offset + own * align_up(static_cast<size_t>(m) * sizeof(float));
+      p.acc_offset = p.x8_offset + own * align_up(static_cast<size_t>(m * k));
+      // e4m3_delayed's fallback: float16 h [M, N] in scratch for quantize_tensor (D itself when float16).
+      const size_t h_bytes = delayed && !p.e4m3_d ? static_cast<size_t>(m * n) * 2 : 0;
+      p.h_offset = p.acc_offset + align_up(static_cast<size_t>(m * n) * d_bytes);
+      p.bytes = p.h_offset + h_bytes;
+    };
+    lay_out(*fresh);
     scratch = scratch_for(*kernel, stream, fresh->bytes, error, error_size);
     if (scratch == nullptr) {
       fresh->release(*kernel->api);
       return false;
+    }
+    if (fresh->e4m3_d) {
+      // cuBLASLt may refuse D_SCALE / AMAX_D only when the GEMM runs (its documentation: "calling
+      // cublasLtMatmul() will return CUBLAS_INVALID_VALUE"), not in the heuristic: one trial GEMM on
+      // this call's operands (x8 not yet written: its values do not matter), and the fallback plan
+      // if refused. Nothing of the call is in the scratch yet, so it may grow here.
+      char* trial_base = static_cast<char*>(scratch->base);
+      const void* trial_x8 = prequantized ? static_cast<const void*>(args.x8) : trial_base + fresh->x8_offset;
+      const void* trial_scale = prequantized ? static_cast<const void*>(args.act_scale)
+                                             : trial_base + fresh->act_scale_offset;
+      const float one = 1.0f, zero = 0.0f;
+      const cublaslt::Api& api = *kernel->api;
+      bool ok = set_attr(api, fresh->desc, cublaslt::kDescAScalePointer, static_cast<const void*>(args.weight_scale),
+                         "A_SCALE_POINTER", error, error_size) &&
+                set_attr(api, fresh->desc, cublaslt::kDescBScalePointer, trial_scale, "B_SCALE_POINTER", error,
+                         error_size) &&
+                (!fresh->fused_bias || set_attr(api, fresh->desc, cublaslt::kDescBiasPointer, args.bias,
+                                                "BIAS_POINTER", error, error_size));
+      ok = ok && api.matmul(kernel->handle, fresh->desc, &one, args.weight, fresh->a, trial_x8, fresh->b, &zero,
+                            args.y8, fresh->c, args.y8, fresh->d, &fresh->algo, trial_base, kWorkspaceBytes,
+                            stream) == cublaslt::kSuccess;
+      cudaGetLastError();
+      // The trial's AMAX_D is no call's amax.
+      cudaMemsetAsync(kernel->state + slots.amax(), 0, sizeof(float), stream);
+      if (!ok) {
+        if (verbose())
+          std::fprintf(stderr, "atelier:Fp8Linear: cuBLASLt accepted e4m3 D in its heuristic but refused the GEMM%s%s\n",
+                       error[0] ? ": " : "", error);
+        error[0] = '\0';
+        if (!make_plan(*kernel, *fresh, args, error, error_size, false)) {
+          fresh->release(*kernel->api);
+          return false;
+        }
+        lay_out(*fresh);
+        scratch = scratch_for(*kernel, stream, fresh->bytes, error, error_size);
+        if (scratch == nullptr) {
+          fresh->release(*kernel->api);
+          return false;
+        }
+      }
     }
     plan = fresh.get();
     kernel->plans.push_back(std::move(fresh));
