@@ -237,8 +237,9 @@ def adamw(params, lr):
     return torch.optim.AdamW(params, **kw)
 
 
-# Where the MMDiT's step time goes, once per call: a profiler window of PROFILE_STEPS steps after
-# PROFILE_AT steps of this call (past the compiler's warm-up), logged as the top kernels per step.
+# Where the MMDiT's step time goes, in a run's first call only (the window and its trace cost ≈ 10 s,
+# 230 steps): a profiler window of PROFILE_STEPS steps after PROFILE_AT steps of the call (past the
+# compiler's warm-up), logged as the top kernels per step.
 PROFILE_AT, PROFILE_STEPS = 300, 16
 
 
@@ -491,13 +492,17 @@ def main():
     if a.profile == "demo" and fresh and not a.no_preflight and a.vae_steps is None:
         # Every stage for a few steps, so a problem on this machine shows within a minute, not at
         # the end. It runs beside the VAE phase (it took 52 s of the call when it ran first) and
-        # is waited for before the MMDiT's; a failure ends the call at once.
+        # is waited for before the MMDiT's; a failure ends the call at once. Its MMDiT steps run at
+        # the run's batch and compiled when the run compiles, so the compiler's on-disk caches are
+        # warm when the MMDiT phase starts (compiling took 44 s of the first call's MMDiT time).
         import subprocess
 
         preflight = (time.time(), subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--out", os.path.join(a.out, "preflight"), "--profile", "demo",
-             "--vae-steps", "4", "--mmdit-steps", "4", "--batch", "8", "--vae-batch", "4", "--workers", "2",
-             "--preview-steps", "2", "--minutes", "3", "--no-preflight", "--no-compile", "--cache", "64", "--tar-to", os.path.join(a.out, "preflight", "tar")]
+             "--vae-steps", "4", "--mmdit-steps", "4", "--batch", str(cfg["batch"]), "--vae-batch", "4",
+             "--workers", "2", "--preview-steps", "2", "--minutes", "4", "--no-preflight",
+             "--compile" if cfg.get("compile") and cuda else "--no-compile", "--cache", "64",
+             "--tar-to", os.path.join(a.out, "preflight", "tar")]
             + (["--depth", str(a.depth)] if a.depth else []),
             stdout=subprocess.DEVNULL))
 
@@ -695,7 +700,7 @@ def main():
         while time.time() < deadline:
             if a.mmdit_steps is not None and steps_this_call >= a.mmdit_steps:
                 break
-            if cuda and steps_this_call == PROFILE_AT:
+            if cuda and st["calls"] == 1 and steps_this_call == PROFILE_AT:
                 prof, prof_t0 = start_profile()
             elif prof is not None and steps_this_call == PROFILE_AT + PROFILE_STEPS:
                 log_profile(a.out, prof, prof_t0, PROFILE_STEPS)
