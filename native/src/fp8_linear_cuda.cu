@@ -18,18 +18,21 @@
 //
 // 3. output "e4m3_delayed" (fp8_linear.h: the MLP hand-off): y8 and y_scale with a delayed
 //    per-tensor scale. The kernel instance's state lives on the device (allocated with its first
-//    plan, outside any capture): the amax ring, this call's amax, s, d = 1/s and the ring position.
-//    Before the GEMM `delayed_begin` (one block) computes s and d from the ring, fills y_scale[rows]
-//    with s and zeroes the call's amax; after it `delayed_push` pushes the amax (if finite). No host
-//    sync anywhere, so a known shape captures. The instance's first call (a host flag; run before
-//    any capture, as every first shape is) scales by its own amax: the amax first, then the codes.
-//    Two ways to get the codes, chosen at plan time:
-//    - cuBLASLt writes e4m3 D itself, scaled by D_SCALE_POINTER = d and reporting AMAX_D — asked for
-//      first, but NVIDIA's documentation says it cannot be had with our scaling (below);
-//    - the fallback: the GEMM writes float16 h into scratch as for output "float16", then
-//      `quantize_tensor` reads h once and writes e4m3(h · d) (cvt.rn.satfinite) and the amax. It
-//      still saves fc2's per-row amax pass and fc1 writes y8 instead of the 2-byte h for its
-//      reader: h stays in scratch (L2-sized pieces of it do not, so h is written and read once).
+//    plan, outside any capture): the amax ring, this call's amax, s, d = 1/s, the ring position and
+//    a block counter. No host sync anywhere, so a known shape captures. The instance's first call (a
+//    host flag; run before any capture, as every first shape is) scales by its own amax: the amax
+//    first, then the codes, then the push (separate kernels). Two ways to get the codes, chosen at
+//    plan time:
+//    - cuBLASLt writes e4m3 D itself, scaled by D_SCALE_POINTER = d and reporting AMAX_D: before the
+//      GEMM `delayed_begin` (one block) computes s and d from the ring and fills y_scale, after it
+//      `delayed_push` pushes the amax. Asked for first (and tried once when the plan is made), but
+//      NVIDIA's documentation says it cannot be had with our scaling (below);
+//    - the fallback: the GEMM writes float16 h into scratch as for output "float16", then one
+//      kernel, `quantize_tensor_delayed`, takes s and d from the ring, fills y_scale, writes
+//      e4m3(h · d) (cvt.rn.satfinite), reduces the amax and (its last block) pushes it. It replaces
+//      fc2's per-row quantize pass, but moves as many bytes (h written, h read, y8 written): what it
+//      can save is that pass's per-row structure, not its traffic. Only a GEMM that writes e4m3
+//      itself saves fc1's float16 write and the h read.
 //    ATELIER_OPS_VERBOSE=1 says which one a plan got.
 //
 //    What cuBLASLt offers, from NVIDIA's cuBLAS documentation (docs.nvidia.com/cuda/cublas,
@@ -218,8 +221,31 @@ struct DelayedSlots {
   __host__ __device__ int s() const { return history + 1; }
   __host__ __device__ int d() const { return history + 2; }
   __host__ __device__ int position() const { return history + 3; }  // int bits
-  __host__ __device__ int count() const { return history + 4; }
+  __host__ __device__ int done() const { return history + 4; }      // uint bits: blocks finished
+  __host__ __device__ int count() const { return history + 5; }
 };
+
+// s and d = 1 / s from the reference amax: delayed_scale() of fp8_linear_cpu.cc, in the same
+// float32 operations.
+__device__ __forceinline__ float2 delayed_scale_of(float ref, float margin) {
+  float s = __fdiv_rn(__fmul_rn(margin, ref), kE4m3Max);
+  float d = __fdiv_rn(1.0f, s);
+  if (!(ref > 0.0f) || !isfinite(ref) || !(s > 0.0f) || !isfinite(s) || !(d > 0.0f) || !isfinite(d)) {
+    s = 1.0f;
+    d = 1.0f;
+  }
+  return make_float2(s, d);
+}
+
+// The call's amax into the ring if finite, and the amax slot zeroed for the next call.
+__device__ __forceinline__ void push_amax(float* state, DelayedSlots slots, float amax) {
+  if (isfinite(amax)) {
+    int* position = reinterpret_cast<int*>(state + slots.position());
+    state[*position] = amax;
+    *position = (*position + 1) % slots.history;
+  }
+  state[slots.amax()] = 0.0f;
+}
 
 // max of non-negative floats by their bits: NaN (|NaN| has bits above +inf's) wins, as on the CPU.
 struct BitsMax {
@@ -244,13 +270,8 @@ __global__ void __launch_bounds__(kQuantizeThreads)
       ref = state[slots.amax()];
       margin = 1.0f;
     }
-    // delayed_scale() of fp8_linear_cpu.cc, in the same float32 operations.
-    float s = __fdiv_rn(__fmul_rn(margin, ref), kE4m3Max);
-    float d = __fdiv_rn(1.0f, s);
-    if (!(ref > 0.0f) || !isfinite(ref) || !(s > 0.0f) || !isfinite(s) || !(d > 0.0f) || !isfinite(d)) {
-      s = 1.0f;
-      d = 1.0f;
-    }
+    const float2 sd = delayed_scale_of(ref, margin);
+    const float s = sd.x, d = sd.y;
     state[slots.s()] = s;
     state[slots.d()] = d;
     if (!first) state[slots.amax()] = 0.0f;
@@ -261,13 +282,9 @@ __global__ void __launch_bounds__(kQuantizeThreads)
   for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) y_scale[r] = s;
 }
 
-// The call's amax into the ring, if finite.
+// The call's amax into the ring (if finite); the slot zeroed.
 __global__ void delayed_push(float* __restrict__ state, DelayedSlots slots) {
-  const float amax = state[slots.amax()];
-  if (!isfinite(amax)) return;
-  int* position = reinterpret_cast<int*>(state + slots.position());
-  state[*position] = amax;
-  *position = (*position + 1) % slots.history;
+  push_amax(state, slots, state[slots.amax()]);
 }
 
 // Over h (float16, `count` values, VEC per access): the amax into state's slot (atomic, by bits)
@@ -308,6 +325,70 @@ __global__ void __launch_bounds__(kQuantizeThreads)
   __shared__ float partials[kQuantizeThreads / kWarp];
   amax = cuda_reduce::block_reduce(amax, partials, BitsMax{});
   if (threadIdx.x == 0) atomicMax(reinterpret_cast<unsigned int*>(state + slots.amax()), __float_as_uint(amax));
+}
+
+// A later call's whole hand-off in one kernel (the fallback's; captured into CUDA graphs): every
+// block computes s and d from the ring (the same loads and arithmetic, so the same values), the grid
+// fills y_scale and writes y8 = e4m3(h · d) while reducing the amax, and the last block to finish
+// (a counter, after the others' atomics are visible) pushes the amax and zeroes the amax slot and
+// the counter for the next call. The ring is only written after every block has read it.
+template <int VEC>
+__global__ void __launch_bounds__(kQuantizeThreads)
+    quantize_tensor_delayed(const __half* __restrict__ h, __nv_fp8_storage_t* __restrict__ y8, float* state,
+                            DelayedSlots slots, float margin, float* __restrict__ y_scale, int64_t rows,
+                            int64_t count) {
+  __shared__ float partials[kQuantizeThreads / kWarp];
+  __shared__ float2 shared_sd;
+  __shared__ bool last;
+  float ref = 0.0f;
+  for (int i = threadIdx.x; i < slots.history; i += blockDim.x) ref = fmaxf(ref, state[i]);
+  ref = cuda_reduce::block_max(ref, partials);
+  if (threadIdx.x == 0) shared_sd = delayed_scale_of(ref, margin);
+  __syncthreads();
+  const float s = shared_sd.x, d = shared_sd.y;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t first_thread = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  for (int64_t r = first_thread; r < rows; r += stride) y_scale[r] = s;
+  float amax = 0.0f;
+  const int64_t vectors = count / VEC;
+  for (int64_t v = first_thread; v < vectors; v += stride) {
+    if constexpr (VEC == 8) {
+      const uint4 packed = reinterpret_cast<const uint4*>(h)[v];
+      const __half2* p = reinterpret_cast<const __half2*>(&packed);
+      uint16_t pairs[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = __half22float2(p[i]);
+        amax = BitsMax{}(amax, BitsMax{}(fabsf(f.x), fabsf(f.y)));
+        pairs[i] =
+            __nv_cvt_float2_to_fp8x2(make_float2(__fmul_rn(f.x, d), __fmul_rn(f.y, d)), __NV_SATFINITE, __NV_E4M3);
+      }
+      uint2 out;
+      out.x = static_cast<uint32_t>(pairs[0]) | (static_cast<uint32_t>(pairs[1]) << 16);
+      out.y = static_cast<uint32_t>(pairs[2]) | (static_cast<uint32_t>(pairs[3]) << 16);
+      reinterpret_cast<uint2*>(y8)[v] = out;
+    } else {
+      const float f = __half2float(h[v]);
+      amax = BitsMax{}(amax, fabsf(f));
+      y8[v] = __nv_cvt_float_to_fp8(__fmul_rn(f, d), __NV_SATFINITE, __NV_E4M3);
+    }
+  }
+  __syncthreads();  // partials is reused
+  amax = cuda_reduce::block_reduce(amax, partials, BitsMax{});
+  if (threadIdx.x == 0) {
+    atomicMax(reinterpret_cast<unsigned int*>(state + slots.amax()), __float_as_uint(amax));
+    __threadfence();
+    const unsigned int finished = atomicAdd(reinterpret_cast<unsigned int*>(state + slots.done()), 1u);
+    last = finished == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (last && threadIdx.x == 0) {
+    __threadfence();
+    // Every block's atomicMax happened before its counter increment: read the slot coherently.
+    const unsigned int bits = atomicOr(reinterpret_cast<unsigned int*>(state + slots.amax()), 0u);
+    push_amax(state, slots, __uint_as_float(bits));
+    *reinterpret_cast<unsigned int*>(state + slots.done()) = 0u;
+  }
 }
 
 // ---- cuBLASLt, opened once per process -----------------------------------------------------------
@@ -974,7 +1055,6 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
     kernel->seeded = true;
     return check_launch("the delayed-scale push", error, error_size);
   }
-  if (delayed && !first && !begin(false)) return false;
   if (!gemm()) return false;
 
   // 3. our epilogue, when cuBLASLt did not do it all
@@ -1018,16 +1098,25 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
       return check_launch("the e4m3 quantize kernel", error, error_size);
     };
     if (first) {
+      // Not captured (checked above): the amax first, then the codes with it, then the push.
       if (cudaMemsetAsync(kernel->state + slots.amax(), 0, sizeof(float), stream) != cudaSuccess) {
         set_error(error, error_size, "cannot reset the delayed-scaling amax");
         return false;
       }
-      if (!quantize(false) || !begin(true)) return false;
+      if (!quantize(false) || !begin(true) || !quantize(true)) return false;
+      delayed_push<<<1, 1, 0, stream>>>(kernel->state, slots);
+      kernel->seeded = true;
+      return check_launch("the delayed-scale push", error, error_size);
     }
-    if (!quantize(true)) return false;
-    delayed_push<<<1, 1, 0, stream>>>(kernel->state, slots);
-    kernel->seeded = true;
-    if (!check_launch("the delayed-scale push", error, error_size)) return false;
+    // Later calls: one kernel (scale from the ring, y_scale, codes, amax, push).
+    const float margin = kernel->delayed.margin;
+    if (vec)
+      quantize_tensor_delayed<8><<<blocks, kQuantizeThreads, 0, stream>>>(y16, y8, kernel->state, slots, margin,
+                                                                          args.y_scale, m, count);
+    else
+      quantize_tensor_delayed<1><<<blocks, kQuantizeThreads, 0, stream>>>(y16, y8, kernel->state, slots, margin,
+                                                                          args.y_scale, m, count);
+    if (!check_launch("the delayed e4m3 quantize kernel", error, error_size)) return false;
   }
   return true;
 }
