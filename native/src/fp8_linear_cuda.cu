@@ -48,12 +48,17 @@
 //      precisions for D are CUDA_R_16F, CUDA_R_16BF and CUDA_R_32F". So e4m3 D with D_SCALE and
 //      AMAX_D is documented NOT to combine with our A/B scale modes on sm90; the 128-element block
 //      modes (VEC128_32F / BLK128x128_32F) say the same. PyTorch's scaled_gemm
-//      (aten/src/ATen/cuda/CUDABlas.cpp) sets D_SCALE_POINTER only for its tensor-wide path for the
-//      same reason. We still ask the heuristic (a later cuBLASLt may add it) and take the fallback
-//      when refused, which is the expected case.
+//      (aten/src/ATen/cuda/CUDABlas.cpp) sets D_SCALE_POINTER only when given a result scale (older
+//      versions AMAX_D only for an FP8 result), with C typed as the 16-bit bias and D as the result:
+//      the layouts we give an e4m3 D. We still ask (a later cuBLASLt may add it) and take the
+//      fallback when refused, which is the expected case.
+//    - The header's attribute notes (cublasLt.h, as copied into language bindings' docs): AMAX_D
+//      "will be set to the maximum of absolute values in the output matrix", and for D_SCALE and
+//      AMAX_D an unsupported combination makes "cublasLtMatmul() return CUBLAS_INVALID_VALUE" —
+//      at the GEMM, not in the heuristic: hence one trial GEMM when an e4m3-D plan is made.
 //    - Whether cuBLASLt's FP8 D conversion saturates is not stated there; our fallback saturates
-//      (satfinite) as float_to_e4m3 does, and the e4m3-D path is checked against the CPU by the
-//      capi-check `mlp-handoff` before it would be trusted.
+//      (satfinite) as float_to_e4m3 does; were the e4m3-D path ever taken, the capi-check
+//      `mlp-handoff` judges it against float64 of this math (a clip-or-NaN difference would show).
 //
 // Resources. cuBLASLt is opened with dlopen (no header, no link: cublaslt_min.h) once per process;
 // each kernel instance makes its handle when ONNX Runtime creates the kernel. A problem shape (M, N,
