@@ -402,6 +402,7 @@ function estimateOf(options: EngineOptions, w: Pick<Workload, 'size' | 'batch'>)
  */
 function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined, fp8?: Fp8Info) {
   const path = runtime?.path ?? 'stock';
+  const graph = path === 'capi' ? runtime?.stepGraph : undefined;
   const reason =
     requested === 'capi' && path !== 'capi'
       ? (runtime?.reason ?? 'the pipeline reports no runtime path (C-API path not built in)')
@@ -412,26 +413,15 @@ function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined, fp8?: 
     custom_ops: runtime?.customOps ?? false,
     ...(reason ? { fallback_reason: reason } : {}),
     ...(fp8 ? { fp8_linear: fp8LinearOf(fp8), fp8_reason: fp8.summary } : {}),
-    // Issue 10 research: the C-API step's attention as atelier:Fp8Attention (set in the environment).
-    ...(path === 'capi' && runtime?.customOps && process.env.ATELIER_FP8_ATTENTION === '1'
-      ? { fp8_attention: true }
-      : {}),
-    // Issue 10 step 8: the step graph's gated-residual and token-split fusions (the default;
-    // ATELIER_STEP_FUSIONS=0 in the environment builds the separate chains).
-    ...(path === 'capi' && runtime?.customOps
-      ? { step_fusions: process.env.ATELIER_STEP_FUSIONS !== '0' }
-      : {}),
-    // Issue 10 research: cuBLASLt algorithms timed per shape instead of the heuristic's first.
+    // Issue 10: the step graph's optional kernels as the engine built them (runtime.stepGraph).
+    ...(graph?.fp8Attention ? { fp8_attention: true } : {}),
+    ...(graph ? { step_fusions: graph.stepFusions } : {}),
+    // cuBLASLt algorithms timed per shape: read by the op library itself, so the environment says.
     ...(path === 'capi' && runtime?.customOps && process.env.ATELIER_GEMM_AUTOTUNE === '1'
       ? { gemm_autotune: true }
       : {}),
-    // Issue 10: cuBLASLt's fast accumulation in the W8A8 GEMMs (the default; ATELIER_FP8_FAST_ACCUM=0 turns it off).
-    ...(path === 'capi' && runtime?.customOps && fp8 && fp8LinearOf(fp8) === 'w8a8'
-      ? { fp8_fast_accumulation: process.env.ATELIER_FP8_FAST_ACCUM !== '0' }
-      : {}),
-    // Issue 10: fc1 hands fc2 e4m3 codes with a delayed per-tensor scale (ATELIER_FP8_MLP_HANDOFF=1).
-    ...(path === 'capi' && runtime?.customOps && fp8 && fp8LinearOf(fp8) === 'w8a8'
-      ? { fp8_mlp_handoff: process.env.ATELIER_FP8_MLP_HANDOFF === '1' }
+    ...(graph && fp8?.route === 'w8a8'
+      ? { fp8_fast_accumulation: graph.fp8FastAccumulation, fp8_mlp_handoff: graph.fp8MlpHandoff }
       : {}),
   };
 }

@@ -130,6 +130,20 @@ export interface RuntimePath {
   customOps: boolean;
   /** Why a faster path is not in use (missing library, other ONNX Runtime version, CPU…). */
   reason?: string;
+  /** On the C-API path: which of the step graph's optional kernels were built in (benchmark rows say so). */
+  stepGraph?: StepGraphOptions;
+}
+
+/** The C-API step graph's measured options (issue 10), as built, not as asked. */
+export interface StepGraphOptions {
+  /** W8A8 GEMMs with cuBLASLt's fast accumulation (only true when the layers are W8A8). */
+  fp8FastAccumulation: boolean;
+  /** fc1 hands fc2 e4m3 codes with a delayed per-tensor scale (only true when the layers are W8A8). */
+  fp8MlpHandoff: boolean;
+  /** Attention as atelier:Fp8Attention. */
+  fp8Attention: boolean;
+  /** The gated-residual and token-split fusions (false: the separate chains). */
+  stepFusions: boolean;
 }
 
 /**

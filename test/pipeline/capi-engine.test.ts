@@ -55,7 +55,13 @@ function maxLevelDiff(a: RawImage[], b: RawImage[]): number {
 
 describe('the C-API path', () => {
   it('says it runs, with our kernels loaded', () => {
-    expect(capi.info().runtime).toEqual({ path: 'capi', cudaGraph: false, customOps: true });
+    expect(capi.info().runtime).toEqual({
+      path: 'capi',
+      cudaGraph: false,
+      customOps: true,
+      // fp16 layers: no W8A8 GEMMs to accumulate fast or hand codes between.
+      stepGraph: { fp8FastAccumulation: false, fp8MlpHandoff: false, fp8Attention: false, stepFusions: true },
+    });
     expect(stock.info().runtime).toMatchObject({ path: 'stock', reason: 'models.runtime is stock' });
   });
 
@@ -109,7 +115,7 @@ describe('the C-API path', () => {
 
   it('keeps only `capiShapes` shapes loaded, reloading one that was dropped', async () => {
     const one = await engine({ runtime: 'capi', customOpsLibrary: null, capiShapes: 1 });
-    expect(one.info().runtime).toEqual({ path: 'capi', cudaGraph: false, customOps: false });
+    expect(one.info().runtime).toMatchObject({ path: 'capi', cudaGraph: false, customOps: false });
     for (const size of [
       { width: 128, height: 96 },
       { width: 96, height: 96 },
@@ -153,6 +159,13 @@ describe('the C-API path', () => {
     };
     const fusedOps = ['AdaLNResidualQuant', 'AdaLNResidual', 'JointSplitQuant'];
     const separate = await engine({ ...w8a8, stepFusions: false });
+    // What the step graph was built with, as benchmark rows report it: fast accumulation by default.
+    expect(separate.info().runtime?.stepGraph).toEqual({
+      fp8FastAccumulation: true,
+      fp8MlpHandoff: false,
+      fp8Attention: false,
+      stepFusions: false,
+    });
     const expected = await separate.generate(request());
     // The graph cache holds every step graph this file built: one of them is the separate chain's.
     expect(stepGraphOps(tiny.dataDir).some((ops) => !fusedOps.some((op) => ops.has(op)))).toBe(true);

@@ -482,7 +482,18 @@ export async function loadComponents(
         });
         return { capi: variant, release: async () => variant.release() };
       };
-      runtime = { path: 'capi', cudaGraph: cudaGraph.on, customOps: library !== undefined };
+      const w8a8 = stepNetOptions.fp8Linear === 'w8a8';
+      runtime = {
+        path: 'capi',
+        cudaGraph: cudaGraph.on,
+        customOps: library !== undefined,
+        stepGraph: {
+          fp8FastAccumulation: w8a8 && stepNetOptions.fp8FastAccumulation === true,
+          fp8MlpHandoff: w8a8 && stepNetOptions.fp8MlpHandoff === true,
+          fp8Attention: stepNetOptions.fp8Attention === true,
+          stepFusions: stepNetOptions.residualNorm !== 'separate',
+        },
+      };
       const reason = route.reason ?? cudaGraph.reason;
       if (reason) runtime.reason = reason;
     } else {
