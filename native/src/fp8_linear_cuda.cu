@@ -292,6 +292,37 @@ __global__ void delayed_push(float* __restrict__ state, DelayedSlots slots) {
   push_amax(state, slots, state[slots.amax()]);
 }
 
+// One vector of VEC float16 values (8: one 16-byte load) folded into `amax` and, when QUANTIZE,
+// written as e4m3(h · d): the loop body both tensor-wide quantize kernels share.
+template <int VEC, bool QUANTIZE>
+__device__ __forceinline__ float quantize_vector(const __half* __restrict__ h, __nv_fp8_storage_t* __restrict__ y8,
+                                                 int64_t v, float d, float amax) {
+  if constexpr (VEC == 8) {
+    const uint4 packed = reinterpret_cast<const uint4*>(h)[v];
+    const __half2* p = reinterpret_cast<const __half2*>(&packed);
+    uint16_t pairs[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __half22float2(p[i]);
+      amax = BitsMax{}(amax, BitsMax{}(fabsf(f.x), fabsf(f.y)));
+      if (QUANTIZE)
+        pairs[i] =
+            __nv_cvt_float2_to_fp8x2(make_float2(__fmul_rn(f.x, d), __fmul_rn(f.y, d)), __NV_SATFINITE, __NV_E4M3);
+    }
+    if (QUANTIZE) {
+      uint2 out;
+      out.x = static_cast<uint32_t>(pairs[0]) | (static_cast<uint32_t>(pairs[1]) << 16);
+      out.y = static_cast<uint32_t>(pairs[2]) | (static_cast<uint32_t>(pairs[3]) << 16);
+      reinterpret_cast<uint2*>(y8)[v] = out;
+    }
+  } else {
+    const float f = __half2float(h[v]);
+    amax = BitsMax{}(amax, fabsf(f));
+    if (QUANTIZE) y8[v] = __nv_cvt_float_to_fp8(__fmul_rn(f, d), __NV_SATFINITE, __NV_E4M3);
+  }
+  return amax;
+}
+
 // Over h (float16, `count` values, VEC per access): the amax into state's slot (atomic, by bits)
 // and, when QUANTIZE, y8 = e4m3(h · d) with d read from the state.
 template <int VEC, bool QUANTIZE>
@@ -302,31 +333,8 @@ __global__ void __launch_bounds__(kQuantizeThreads)
   float amax = 0.0f;
   const int64_t vectors = count / VEC;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t v = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; v < vectors; v += stride) {
-    if constexpr (VEC == 8) {
-      const uint4 packed = reinterpret_cast<const uint4*>(h)[v];
-      const __half2* p = reinterpret_cast<const __half2*>(&packed);
-      uint16_t pairs[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float2 f = __half22float2(p[i]);
-        amax = BitsMax{}(amax, BitsMax{}(fabsf(f.x), fabsf(f.y)));
-        if (QUANTIZE)
-          pairs[i] = __nv_cvt_float2_to_fp8x2(make_float2(__fmul_rn(f.x, d), __fmul_rn(f.y, d)), __NV_SATFINITE,
-                                              __NV_E4M3);
-      }
-      if (QUANTIZE) {
-        uint2 out;
-        out.x = static_cast<uint32_t>(pairs[0]) | (static_cast<uint32_t>(pairs[1]) << 16);
-        out.y = static_cast<uint32_t>(pairs[2]) | (static_cast<uint32_t>(pairs[3]) << 16);
-        reinterpret_cast<uint2*>(y8)[v] = out;
-      }
-    } else {
-      const float f = __half2float(h[v]);
-      amax = BitsMax{}(amax, fabsf(f));
-      if (QUANTIZE) y8[v] = __nv_cvt_float_to_fp8(__fmul_rn(f, d), __NV_SATFINITE, __NV_E4M3);
-    }
-  }
+  for (int64_t v = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; v < vectors; v += stride)
+    amax = quantize_vector<VEC, QUANTIZE>(h, y8, v, d, amax);
   __shared__ float partials[kQuantizeThreads / kWarp];
   amax = cuda_reduce::block_reduce(amax, partials, BitsMax{});
   if (threadIdx.x == 0) atomicMax(reinterpret_cast<unsigned int*>(state + slots.amax()), __float_as_uint(amax));
@@ -356,28 +364,7 @@ __global__ void __launch_bounds__(kQuantizeThreads)
   for (int64_t r = first_thread; r < rows; r += stride) y_scale[r] = s;
   float amax = 0.0f;
   const int64_t vectors = count / VEC;
-  for (int64_t v = first_thread; v < vectors; v += stride) {
-    if constexpr (VEC == 8) {
-      const uint4 packed = reinterpret_cast<const uint4*>(h)[v];
-      const __half2* p = reinterpret_cast<const __half2*>(&packed);
-      uint16_t pairs[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float2 f = __half22float2(p[i]);
-        amax = BitsMax{}(amax, BitsMax{}(fabsf(f.x), fabsf(f.y)));
-        pairs[i] =
-            __nv_cvt_float2_to_fp8x2(make_float2(__fmul_rn(f.x, d), __fmul_rn(f.y, d)), __NV_SATFINITE, __NV_E4M3);
-      }
-      uint2 out;
-      out.x = static_cast<uint32_t>(pairs[0]) | (static_cast<uint32_t>(pairs[1]) << 16);
-      out.y = static_cast<uint32_t>(pairs[2]) | (static_cast<uint32_t>(pairs[3]) << 16);
-      reinterpret_cast<uint2*>(y8)[v] = out;
-    } else {
-      const float f = __half2float(h[v]);
-      amax = BitsMax{}(amax, fabsf(f));
-      y8[v] = __nv_cvt_float_to_fp8(__fmul_rn(f, d), __NV_SATFINITE, __NV_E4M3);
-    }
-  }
+  for (int64_t v = first_thread; v < vectors; v += stride) amax = quantize_vector<VEC, true>(h, y8, v, d, amax);
   __syncthreads();  // partials is reused
   amax = cuda_reduce::block_reduce(amax, partials, BitsMax{});
   if (threadIdx.x == 0) {
