@@ -7,7 +7,13 @@
  */
 import { randomInt } from 'node:crypto';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ATELIER_DOMAIN, type BuiltModel, GraphBuilder, ONNX_DTYPE } from '../../src/pipeline/onnx/graph.js';
+import {
+  ATELIER_DOMAIN,
+  type BuiltModel,
+  GraphBuilder,
+  ONNX_DTYPE,
+  type Value,
+} from '../../src/pipeline/onnx/graph.js';
 import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
 import { e4m3ToFloat, floatToE4M3, floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
@@ -41,15 +47,19 @@ function randomX(seed: number, size: number): Uint16Array {
 
 type Attrs = Record<string, string | number | { float: number }>;
 
+/** The layer's weight, scales and bias as graph constants (Fp8Linear's inputs after x). */
+function layerConstants(g: GraphBuilder, layer: Layer, name = 'weight'): Value[] {
+  return [
+    g.constant(name, 'float8e4m3fn', [N, K], layer.w8),
+    g.constant(`${name}_scale`, 'float32', [N], layer.wScale),
+    g.constant(`${name}_bias`, 'float16', [N], layer.bias),
+  ];
+}
+
 function graph(layer: Layer, attrs: Attrs, gelu = true): BuiltModel {
   const g = new GraphBuilder('fp8_linear_delayed');
   const x = g.input('x', 'float16', [...LEAD, K]);
-  const inputs = [
-    x,
-    g.constant('weight', 'float8e4m3fn', [N, K], layer.w8),
-    g.constant('weight_scale', 'float32', [N], layer.wScale),
-    g.constant('bias', 'float16', [N], layer.bias),
-  ];
+  const inputs = [x, ...layerConstants(g, layer)];
   const all = { ...(gelu ? { activation: 'gelu_tanh' } : {}), ...attrs };
   if (attrs.output === 'e4m3_delayed') {
     // Outputs y8 and y_scale; the op's first output, float16 y, left out.
@@ -250,11 +260,7 @@ describe('Fp8Linear (e4m3_delayed) → Fp8LinearQ, the MLP hand-off', () => {
     const build = (handoff: boolean) => {
       const g = new GraphBuilder('mlp');
       const x = g.input('x', 'float16', [...LEAD, K]);
-      const w1 = [
-        g.constant('w1', 'float8e4m3fn', [N, K], fc1.w8),
-        g.constant('s1', 'float32', [N], fc1.wScale),
-        g.constant('b1', 'float16', [N], fc1.bias),
-      ];
+      const w1 = layerConstants(g, fc1, 'w1');
       const w2 = [
         g.constant('w2', 'float8e4m3fn', [N, N], fc2.w8),
         g.constant('s2', 'float32', [N], fc2.wScale),
