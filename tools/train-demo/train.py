@@ -417,6 +417,7 @@ def main():
     ap.add_argument("--plan-mmdit-seconds", type=float, help="training seconds planned for the MMDiT (all calls)")
     ap.add_argument("--depth", type=int, help="MMDiT joint blocks (hidden = 64 · depth); default: the profile's")
     ap.add_argument("--batch", type=int, help="MMDiT batch")
+    ap.add_argument("--lr", type=float, help="MMDiT peak learning rate (a continued run may want less); default: the profile's")
     ap.add_argument("--vae-batch", type=int)
     ap.add_argument("--echo", type=int, help="MMDiT steps per drawn batch (data echoing); default: the profile's")
     ap.add_argument("--cache", type=int, help="scenes kept encoded on the device (0: off, echo instead); default: the profile's")
@@ -442,6 +443,8 @@ def main():
         cfg["depth"] = a.depth
     if a.batch:
         cfg["batch"] = a.batch
+    if a.lr:
+        cfg["lr"] = a.lr
     if a.vae_batch:
         cfg["vae_batch"] = a.vae_batch
     if a.echo:
