@@ -8,6 +8,7 @@ import { basename, isAbsolute, join, relative } from 'node:path';
 import { FAMILY_PREFERENCE, familyOf, type MmditShape, mmditShape } from './family.js';
 import { type HeaderView, listSafetensors, readHeader } from './headers.js';
 import { bundledPrefix, clipKind, isDiffusersVae, PROBES, standalonePrefix } from './probes.js';
+import { readSamplingHint, type SamplingHint } from './sampling-hint.js';
 import type { ComponentLocation, ComponentName, ModelComponents, ModelFamily } from './types.js';
 
 export const CHECKPOINT_DIRS = ['checkpoints', 'diffusion_models', 'unet'] as const;
@@ -35,6 +36,8 @@ export interface ComfyUIFindings {
   checkpoint: string;
   components: Partial<ModelComponents> & { mmdit: ComponentLocation };
   notes: string[];
+  /** What the checkpoint's `atelier.sampling` metadata suggests. */
+  sampling?: SamplingHint;
   /** One line per required component not found, saying where it was looked for. */
   missing: string[];
 }
@@ -140,6 +143,8 @@ export function findComfyUISet(options: ComfyUIOptions): ComfyUIFindings | Comfy
     );
   }
 
+  const { hint: sampling, note } = readSamplingHint(chosen.header.metadata, basename(chosen.path));
+  if (note) notes.push(note);
   return {
     name: basename(chosen.path).replace(/\.safetensors$/, ''),
     family: chosen.family,
@@ -147,6 +152,7 @@ export function findComfyUISet(options: ComfyUIOptions): ComfyUIFindings | Comfy
     components,
     notes,
     missing,
+    ...(sampling ? { sampling } : {}),
   };
 }
 

@@ -16,6 +16,7 @@ import {
 } from '../text/tokenizer-files.js';
 import { type ComfyUIOptions, findComfyUISet, looksLikeComfyUI } from './comfyui.js';
 import { findDiffusersSet, isDiffusersFolder, listDiffusersFolders } from './diffusers.js';
+import type { SamplingHint } from './sampling-hint.js';
 import type {
   ComponentName,
   ModelComponents,
@@ -39,6 +40,7 @@ interface Findings {
   components: Partial<ModelComponents>;
   notes: string[];
   missing: string[];
+  sampling?: SamplingHint;
 }
 
 /**
@@ -71,6 +73,7 @@ export function discoverModelSet(options: DiscoverOptions): ModelSet {
     components: findings.components as ModelComponents,
     tokenizers,
     notes: findings.notes,
+    ...(findings.sampling ? { sampling: findings.sampling } : {}),
   };
   checkTokenizersFit(set);
   return set;

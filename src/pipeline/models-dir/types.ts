@@ -3,6 +3,8 @@
  * located as (file, key prefix) so a weight source can read it without knowing the folder layout.
  */
 
+import type { SamplingHint } from './sampling-hint.js';
+
 /**
  * Which model the weights are. Turbo is told from Large only by the file's name or metadata (the
  * networks have the same shape); `tiny` is a toy-sized SD3 network (the bundled one, the golden
@@ -63,6 +65,8 @@ export interface ModelSet {
   tokenizers: TokenizerDirs;
   /** Things the operator should know that are not errors (T5 missing, other checkpoints found). */
   notes: string[];
+  /** Sampling settings the checkpoint suggests for itself (its `atelier.sampling` metadata). */
+  sampling?: SamplingHint;
 }
 
 /** A model set on disk in the ComfyUI layout, as the bundled tiny model and `models pull` write it. */

@@ -7,7 +7,7 @@
  * fewer steps: Medium 40 steps at guidance 4.5, Large Turbo 4 steps at guidance 0 (no CFG, as
  * here), Large 28 steps at 3.5 (as recalled; its card could not be opened from here).
  */
-import type { ModelFamily } from '../models-dir/types.js';
+import type { ModelFamily, ModelSet } from '../models-dir/types.js';
 import type { SamplerName } from '../types.js';
 import { DEFAULT_SHIFT } from './schedule.js';
 
@@ -35,3 +35,8 @@ export const SAMPLING_DEFAULTS: Readonly<Record<ModelFamily, Readonly<SamplingDe
   // Any other SD3-shaped network: the reference's fallbacks for a model it does not know (main()).
   custom: { steps: 50, guidance: 5, sampler: 'dpmpp_2m', shift: DEFAULT_SHIFT, resolution: 1024 },
 };
+
+/** A model set's defaults: its family's, with what its checkpoint suggests for itself on top. */
+export function samplingDefaultsOf(set: Pick<ModelSet, 'family' | 'sampling'>): SamplingDefaults {
+  return { ...SAMPLING_DEFAULTS[set.family], ...set.sampling };
+}

@@ -30,7 +30,7 @@ import {
 import { openSession } from '../onnx/session.js';
 import type { ComputeType } from '../onnx/tensors.js';
 import { CapiSession, type CapiSessionOptions } from '../ort/index.js';
-import { SAMPLING_DEFAULTS } from '../sampling/defaults.js';
+import { samplingDefaultsOf } from '../sampling/defaults.js';
 import { SD3Tokenizer } from '../text/tokenizer.js';
 import type { ComponentInfo, Fp8Info, PipelineInfo, RuntimePath } from '../types.js';
 import { quantizeToScaledFp8 } from '../weights/quantize.js';
@@ -551,7 +551,7 @@ export async function loadComponents(
       model: set.name,
       executionProvider: provider,
       components,
-      defaults: { ...SAMPLING_DEFAULTS[set.family] },
+      defaults: samplingDefaultsOf(set),
       runtime,
       ...(fp8 ? { fp8 } : {}),
       memory: memoryInfo(plan, routes),
@@ -654,7 +654,7 @@ export function memoryPlanOf(
     vae: probeVae(set.components.vae, compute),
     vaeTiling: options.vaeTiling ?? 'auto',
     capiShapes: options.capiShapes ?? 1,
-    resolution: SAMPLING_DEFAULTS[set.family].resolution,
+    resolution: samplingDefaultsOf(set).resolution,
     ...(calibration ? { calibration } : {}),
     // Each cached LoRA combination is another whole denoiser session (lora/variants.ts).
     ...(options.loras ? { loraCombinations: cachedCombinationsOf(options.loras) } : {}),

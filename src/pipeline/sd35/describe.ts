@@ -4,7 +4,7 @@
  */
 import { discoverModelSet } from '../models-dir/discover.js';
 import type { ModelSet } from '../models-dir/types.js';
-import { SAMPLING_DEFAULTS, type SamplingDefaults } from '../sampling/defaults.js';
+import { type SamplingDefaults, samplingDefaultsOf } from '../sampling/defaults.js';
 import type { ComponentInfo } from '../types.js';
 import { fileComponents } from './components.js';
 import type { EngineOptions } from './options.js';
@@ -23,5 +23,5 @@ export function describeModels(options: EngineOptions): ModelDescription {
     dataDir: options.dataDir,
   });
   const components = fileComponents(set);
-  return { set, components, defaults: SAMPLING_DEFAULTS[set.family] };
+  return { set, components, defaults: samplingDefaultsOf(set) };
 }

@@ -17,7 +17,7 @@ import { discoverModelSet } from '../models-dir/discover.js';
 import { checkpointHash } from '../models-dir/model-hash.js';
 import type { ModelSet } from '../models-dir/types.js';
 import { initialResidents, type ModelFootprint, planLoad, type ResidencyLimits } from '../residency.js';
-import { SAMPLING_DEFAULTS } from '../sampling/defaults.js';
+import { samplingDefaultsOf } from '../sampling/defaults.js';
 import type {
   GenerateOptions,
   GenerationOutput,
@@ -296,7 +296,7 @@ export class MultiModelEngine implements Pipeline {
   }
 
   #modelInfo(entry: Entry): ModelInfo {
-    const defaults = { ...SAMPLING_DEFAULTS[entry.set.family] };
+    const defaults = samplingDefaultsOf(entry.set);
     return {
       name: entry.name,
       label: entry.set.name,
