@@ -4,6 +4,7 @@
  * those parts knows the config file.
  */
 import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import type { AtelierConfig, AtelierSettings } from '../config/index.js';
 import { findByName } from '../edit-distance.js';
 import type { ModelChoice } from '../jobs/models.js';
@@ -15,14 +16,13 @@ import {
 } from '../jobs/validate.js';
 import type { Logger } from '../log.js';
 import type { EngineOptions, ModelSpec, MultiEngineOptions } from '../pipeline/sd35/index.js';
-import { ensureTinyModel } from '../pipeline/tiny/index.js';
 import type { ModelInfo } from '../pipeline/types.js';
 import type { AdminList, JobRunner, RunnerPool, SchedulerOptions } from '../scheduler/index.js';
 import { loraChoicesFromConfig, lorasDir } from './loras.js';
 
 /**
  * Engine options of the default model from `models.*` (`atelier doctor` describes it); no models
- * folder means the bundled tiny model.
+ * folder means the bundled demo model.
  */
 export async function engineOptions(config: AtelierConfig): Promise<EngineOptions> {
   const [first] = await modelSpecs(config);
@@ -43,20 +43,20 @@ export async function pipelineOptions(config: AtelierConfig): Promise<MultiEngin
   };
 }
 
+/**
+ * The bundled demo model (tools/train-demo, issue 13): a tiny SD3.5 trained on drawn shapes, in the
+ * ComfyUI layout, found by the ordinary discovery. Its checkpoint says its own steps, guidance,
+ * sampler and size (`atelier.sampling`).
+ */
+export const BUNDLED_MODEL_DIR = fileURLToPath(new URL('../../models/demo', import.meta.url));
+
 /** The configured models in order, the default (`models.default`, else the first) first. */
 async function modelSpecs(config: AtelierConfig): Promise<ModelSpec[]> {
   const m = config.models;
-  let tiny: { modelsDir: string; checkpoint: string } | undefined;
-  const bundled = async () => {
-    tiny ??= await ensureTinyModel(config.dataDir);
-    return tiny;
-  };
   const where = async (dir: string | null | undefined, checkpoint: string | null | undefined) => {
-    const folder = dir ?? m.dir;
-    if (folder) return { modelsDir: folder, ...(checkpoint ? { checkpoint } : {}) };
-    // No folder anywhere: the bundled tiny model.
-    const t = await bundled();
-    return { modelsDir: t.modelsDir, checkpoint: t.checkpoint };
+    // No folder anywhere: the bundled demo model.
+    const folder = dir ?? m.dir ?? BUNDLED_MODEL_DIR;
+    return { modelsDir: folder, ...(checkpoint ? { checkpoint } : {}) };
   };
   const entries = Object.entries(m.list);
   if (entries.length === 0) {

@@ -150,7 +150,7 @@ export async function doctor(
     validateModelSet(set);
     row(
       'model',
-      `${set.name} (${set.family}, ${set.layout} layout) in ${set.root}${config.models.dir ? '' : ' — the bundled tiny model'}`,
+      `${set.name} (${set.family}, ${set.layout} layout) in ${set.root}${config.models.dir ? '' : ' — the bundled demo model'}`,
     );
     row(
       'defaults',

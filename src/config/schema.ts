@@ -144,7 +144,7 @@ export const settingsSchema = z
       cachedCombinations: integer(1, 16),
     }),
     models: section({
-      dir: optionalText('a folder path', 'for the bundled tiny model'),
+      dir: optionalText('a folder path', 'for the bundled demo model'),
       checkpoint: optionalText('a file name under checkpoints/', 'to use the only checkpoint there'),
       textEncoders: textEncoders(),
       list: z.record(

@@ -13,6 +13,7 @@ import { createApp } from '../../src/app/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { createLogger } from '../../src/log.js';
 import { openStore } from '../../src/store/index.js';
+import { tinyModelEnv } from '../helpers/tiny-model-env.js';
 import { type DiscordSimulator, startDiscordSimulator } from '../simulators/discord/index.js';
 import { type SlackSimulator, startSlackSimulator } from '../simulators/slack/index.js';
 
@@ -25,6 +26,7 @@ async function start(dataDir: string, d: DiscordSimulator, s: SlackSimulator) {
   const config = loadConfig({
     cwd: dataDir,
     env: {
+      ...(await tinyModelEnv()),
       ATELIER_DATA_DIR: dataDir,
       ATELIER_LOG__LEVEL: 'silent',
       ATELIER_PROGRESS__MIN_EDIT_INTERVAL_MS: '200',

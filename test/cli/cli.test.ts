@@ -1,6 +1,6 @@
 /**
  * The `atelier` command as an operator runs it: a real process (bin/atelier.js) on a temporary
- * data dir with the bundled tiny model.
+ * data dir with the bundled demo model (the default: no models folder configured).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,8 +10,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
+import { BUNDLED_MODEL_DIR } from '../../src/app/options.js';
 import { readPngText } from '../../src/images/index.js';
+import { readSamplingHint } from '../../src/pipeline/models-dir/sampling-hint.js';
 import { writeTinyModel } from '../../src/pipeline/tiny/generate.js';
+import { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
 import { FakeHub } from '../hub/fake-hub.js';
 import { serveTinyAsRepo } from '../hub/fixtures.js';
 import { startDiscordSimulator } from '../simulators/discord/index.js';
@@ -60,11 +63,23 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
+/** The sampling settings the bundled demo model's checkpoint carries (its `atelier.sampling`). */
+const demoSampling = (() => {
+  const file = join(BUNDLED_MODEL_DIR, 'checkpoints', 'atelier-demo-sd35.safetensors');
+  const st = SafetensorsFile.open(file);
+  const { hint } = readSamplingHint(st.metadata, file);
+  st.close();
+  if (!hint?.steps || hint.guidance === undefined || !hint.sampler || !hint.resolution) {
+    throw new Error(`${file}: no complete atelier.sampling metadata`);
+  }
+  return hint;
+})();
+
 describe('atelier imagine', () => {
   it('makes a PNG with its parameters through the queue and pipeline, with progress on stderr', async () => {
     const r = await atelier(['imagine', 'a lighthouse at dusk', '-s', '7', '-c', '2', '-o', 'out.png']);
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/step 4\/4/);
+    expect(r.stderr).toMatch(new RegExp(`step ${demoSampling.steps}/${demoSampling.steps}`));
     expect(r.stderr).toMatch(/Done in .* \(seed 7\)/);
     const files = r.stdout.trim().split('\n');
     expect(files).toEqual([join(r.cwd, 'out.png'), join(r.cwd, 'out-1.png'), join(r.cwd, 'out-2.png')]);
@@ -90,8 +105,14 @@ describe('atelier doctor', () => {
     expect(r.stdout).toMatch(/DISCORD_TOKEN = not-…\(32 chars\)/);
     expect(r.stdout).not.toMatch(/not-a-real-token/);
     expect(r.stdout).toMatch(/database +atelier\.db schema \d+, wal, check: ok/);
-    expect(r.stdout).toMatch(/model +atelier-tiny-sd35 \(tiny, comfyui layout\)/);
-    expect(r.stdout).toMatch(/ {2}mmdit +F16 +[\d.]+ MB/);
+    expect(r.stdout).toMatch(
+      /model +atelier-demo-sd35 \(tiny, comfyui layout\) in .*models\/demo — the bundled demo model/,
+    );
+    const { steps, guidance, sampler, resolution } = demoSampling;
+    expect(r.stdout).toContain(
+      `defaults      ${steps} steps, guidance ${guidance}, ${sampler}, ${resolution}px`,
+    );
+    expect(r.stdout).toMatch(/ {2}mmdit +F8_E4M3 +[\d.]+ MB/);
     expect(r.stdout).toMatch(/provider +cpu \(onnxruntime-node 1\.29\.0\) loads/);
     expect(r.stdout).toMatch(
       /runtime +stock \(onnxruntime-node session\.run\) — models\.runtime is auto on the CPU: .*CUDA graphs/,

@@ -1,7 +1,8 @@
 /**
  * A real Atelier core for end-to-end tests: config from the defaults plus `env`, a temporary data
- * dir, the bundled tiny model in a pipeline process (or `options.pipeline`, a test double), SQLite,
- * the scheduler. Close it in afterEach.
+ * dir, the random-weight tiny model in a pipeline process (quick: these tests are about the bot,
+ * not the pictures; `env` naming ATELIER_MODELS__DIR chooses another, `options.pipeline` a test
+ * double), SQLite, the scheduler. Close it in afterEach.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,7 @@ import { type AtelierApp, createApp } from '../../src/app/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import { createLogger } from '../../src/log.js';
 import type { Pipeline } from '../../src/pipeline/types.js';
+import { tinyModelEnv } from './tiny-model-env.js';
 
 export interface TestApp extends AtelierApp {
   dataDir: string;
@@ -23,8 +25,9 @@ export async function startTestApp(
   options: { pipeline?: Pipeline } = {},
 ): Promise<TestApp> {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'atelier-app-'));
+  const models = env['ATELIER_MODELS__DIR'] === undefined ? await tinyModelEnv() : {};
   const config = loadConfig({
-    env: { ATELIER_DATA_DIR: dir, ATELIER_LOG__LEVEL: 'silent', ...env },
+    env: { ATELIER_DATA_DIR: dir, ATELIER_LOG__LEVEL: 'silent', ...models, ...env },
     cwd: dir,
   });
   const app = await createApp(config, {

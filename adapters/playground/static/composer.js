@@ -6,8 +6,10 @@
 
 const HISTORY_KEY = 'atelier.history';
 const HISTORY_MAX = 50;
+// A prompt the bundled demo model draws right (shapes, colours, counts, positions on plain
+// backgrounds: tools/train-demo), which any SD3.5 model draws too.
 const DEFAULT_HINT =
-  'Try /imagine a lighthouse at dusk · Enter sends · Shift+Enter new line · ↑ recalls · Tab completes';
+  'Try /imagine two small yellow stars on a dark blue background · Enter sends · Shift+Enter new line · ↑ recalls · Tab completes';
 
 export class Composer {
   /**
