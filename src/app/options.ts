@@ -53,14 +53,14 @@ export const BUNDLED_MODEL_DIR = fileURLToPath(new URL('../../models/demo', impo
 /** The configured models in order, the default (`models.default`, else the first) first. */
 async function modelSpecs(config: AtelierConfig): Promise<ModelSpec[]> {
   const m = config.models;
-  const where = async (dir: string | null | undefined, checkpoint: string | null | undefined) => {
-    // No folder anywhere: the bundled demo model.
-    const folder = dir ?? m.dir ?? BUNDLED_MODEL_DIR;
-    return { modelsDir: folder, ...(checkpoint ? { checkpoint } : {}) };
-  };
+  // No folder anywhere: the bundled demo model.
+  const where = (dir: string | null | undefined, checkpoint: string | null | undefined) => ({
+    modelsDir: dir ?? m.dir ?? BUNDLED_MODEL_DIR,
+    ...(checkpoint ? { checkpoint } : {}),
+  });
   const entries = Object.entries(m.list);
   if (entries.length === 0) {
-    return [{ ...(await where(m.dir, m.checkpoint)), textEncoders: m.textEncoders }];
+    return [{ ...where(m.dir, m.checkpoint), textEncoders: m.textEncoders }];
   }
   const chosen = m.default ? findByName(entries, m.default, ([name]) => name) : undefined;
   const first = chosen ? entries.indexOf(chosen) : -1;
@@ -69,7 +69,7 @@ async function modelSpecs(config: AtelierConfig): Promise<ModelSpec[]> {
   for (const [name, entry] of entries) {
     specs.push({
       name,
-      ...(await where(entry.dir, entry.checkpoint)),
+      ...where(entry.dir, entry.checkpoint),
       textEncoders: { ...m.textEncoders, ...entry.textEncoders },
     });
   }
