@@ -54,7 +54,7 @@ PROFILES = {
     "demo": dict(
         size=256, depth=4, pos_max=32, vae_ch=64, vae_mult=[1, 0.5, 1, 2], vae_nres=1,
         vae_batch=32, vae_lr=4e-4, batch=256, lr=5e-4, warmup=500,
-        plan_vae_s=140, plan_mmdit_s=660, ema=0.999, echo=2, cache=200_000, cache_s=60.0, refresh=16,
+        plan_vae_s=140, plan_mmdit_s=780, ema=0.999, echo=2, cache=200_000, cache_s=60.0, refresh=16,
         compile=True,
     ),
     # CPU smoke test: a few steps on tiny images; the artefact still loads in the product.
