@@ -8,40 +8,25 @@
  *
  * Only the header changes: every tensor's bytes are copied as they are.
  */
-import { closeSync, cpSync, existsSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readSamplingHint, SAMPLING_HINT_KEY } from '../../src/pipeline/models-dir/sampling-hint.js';
+import { safetensorsHeaderBytes } from '../../src/pipeline/weights/safetensors.js';
+import { encodeSafetensorsHeader } from '../../src/pipeline/weights/safetensors-writer.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const CHECKPOINT = 'checkpoints/atelier-demo-sd35.safetensors';
 
 /** The file with `metadata` merged into its header's `__metadata__`; tensor data untouched. */
 export function withMetadata(file: string, metadata: Record<string, string>): Buffer {
-  const fd = openSync(file, 'r');
-  try {
-    const size = statSync(file).size;
-    const lenBuf = Buffer.alloc(8);
-    readSync(fd, lenBuf, 0, 8, 0);
-    const headerLen = Number(lenBuf.readBigUInt64LE(0));
-    const headerBuf = Buffer.alloc(headerLen);
-    readSync(fd, headerBuf, 0, headerLen, 8);
-    const header = JSON.parse(headerBuf.toString('utf8')) as Record<string, unknown>;
-    header['__metadata__'] = { ...((header['__metadata__'] as Record<string, string>) ?? {}), ...metadata };
-    // The data offsets are relative to the end of the header, so only its length changes; pad to 8
-    // bytes with spaces as the format allows, which keeps the tensors aligned.
-    let json = JSON.stringify(header);
-    json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-    const newHeader = Buffer.from(json, 'utf8');
-    const data = Buffer.alloc(size - 8 - headerLen);
-    readSync(fd, data, 0, data.length, 8 + headerLen);
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(newHeader.length));
-    return Buffer.concat([len, newHeader, data]);
-  } finally {
-    closeSync(fd);
-  }
+  const headerBytes = safetensorsHeaderBytes(file);
+  const header = JSON.parse(headerBytes.toString('utf8')) as Record<string, unknown>;
+  header['__metadata__'] = { ...(header['__metadata__'] as Record<string, string> | undefined), ...metadata };
+  // The data offsets count from the end of the header, so only its length changes.
+  const data = readFileSync(file).subarray(8 + headerBytes.length);
+  return Buffer.concat([encodeSafetensorsHeader(header), data]);
 }
 
 function main(): void {

@@ -31,20 +31,27 @@ export function writeSafetensors(
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + expected] };
     offset += expected;
   }
-  let json = JSON.stringify(header);
-  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
-  const length = Buffer.alloc(8);
-  length.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
   // Write to a temporary name and rename, so a crash never leaves a half-written model behind.
   const tmp = `${path}.partial`;
   const fd = openSync(tmp, 'w');
   try {
-    writeSync(fd, length);
-    writeSync(fd, Buffer.from(json));
+    writeSync(fd, encodeSafetensorsHeader(header));
     for (const t of tensors)
       writeSync(fd, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   } finally {
     closeSync(fd);
   }
   renameSync(tmp, path);
+}
+
+/**
+ * A safetensors file's first bytes for `header` (tensor entries and `__metadata__`): its length,
+ * then its JSON padded with spaces so the data that follows starts 8-byte aligned.
+ */
+export function encodeSafetensorsHeader(header: Record<string, unknown>): Buffer {
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+  return Buffer.concat([length, Buffer.from(json)]);
 }
