@@ -10,11 +10,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BUNDLED_MODEL_DIR } from '../../src/app/options.js';
 import { readPngText } from '../../src/images/index.js';
-import { readSamplingHint } from '../../src/pipeline/models-dir/sampling-hint.js';
 import { writeTinyModel } from '../../src/pipeline/tiny/generate.js';
-import { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
+import { demoSampling as readDemoSampling } from '../helpers/demo-sampling.js';
 import { FakeHub } from '../hub/fake-hub.js';
 import { serveTinyAsRepo } from '../hub/fixtures.js';
 import { startDiscordSimulator } from '../simulators/discord/index.js';
@@ -63,17 +61,8 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-/** The sampling settings the bundled demo model's checkpoint carries (its `atelier.sampling`). */
-const demoSampling = (() => {
-  const file = join(BUNDLED_MODEL_DIR, 'checkpoints', 'atelier-demo-sd35.safetensors');
-  const st = SafetensorsFile.open(file);
-  const { hint } = readSamplingHint(st.metadata, file);
-  st.close();
-  if (!hint?.steps || hint.guidance === undefined || !hint.sampler || !hint.resolution) {
-    throw new Error(`${file}: no complete atelier.sampling metadata`);
-  }
-  return hint;
-})();
+/** What the bundled demo model's checkpoint suggests (the default model of these runs). */
+const demoSampling = readDemoSampling();
 
 describe('atelier imagine', () => {
   it('makes a PNG with its parameters through the queue and pipeline, with progress on stderr', async () => {
