@@ -54,7 +54,7 @@ PROFILES = {
     "demo": dict(
         size=256, depth=4, pos_max=32, vae_ch=64, vae_mult=[1, 0.5, 1, 2], vae_nres=1,
         vae_batch=32, vae_lr=4e-4, batch=256, lr=5e-4, warmup=500,
-        plan_vae_s=140, plan_mmdit_s=780, ema=0.999, echo=2, cache=200_000, cache_s=60.0, refresh=16,
+        plan_vae_s=120, plan_mmdit_s=820, ema=0.999, echo=2, cache=200_000, cache_s=60.0, refresh=32,
         compile=True,
     ),
     # CPU smoke test: a few steps on tiny images; the artefact still loads in the product.
@@ -409,6 +409,8 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget of this call, export included")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/state.pt if it is there")
+    ap.add_argument("--last-call", action="store_true",
+                    help="this call ends the MMDiT's plan: the learning rate anneals by this call's deadline, whatever the planned seconds")
     ap.add_argument("--profile", default="demo", choices=sorted(PROFILES))
     ap.add_argument("--smoke", action="store_true", help="= --profile smoke --vae-steps 3 --mmdit-steps 3 --workers 0")
     ap.add_argument("--vae-steps", type=int, help="stop the VAE phase after this many steps (instead of its time plan)")
@@ -681,6 +683,11 @@ def main():
             del saved
             log(a.out, event="cache", rows=cache.rows, seconds=round(cache.build_s, 1), refresh=cfg["refresh"],
                 loaded=loaded)
+        if a.last_call:
+            # The plan is an estimate made before the first call; the last call knows how many
+            # training seconds are left, so the cosine decay ends exactly when the call does.
+            cfg["plan_mmdit_s"] = st["mmdit_s"] + max(1.0, deadline - time.time())
+            log(a.out, event="last call: the plan ends with it", plan_mmdit_s=round(cfg["plan_mmdit_s"], 1))
         # A call that will end before the plan does keeps its cache for the next one.
         keep_cache = cache is not None and st["mmdit_s"] + (deadline - time.time()) < cfg["plan_mmdit_s"]
         if keep_cache:
