@@ -191,6 +191,79 @@ function adaLN(net: Net, prefix: string, cAct: Value, n: number): Value[] {
   return net.chunk(mods, n, 2);
 }
 
+/**
+ * Where the blocks get `adaLN_modulation(c).chunk(n)` of the layer at `prefix`: computed in the
+ * graph (adaLN), or read from a table computed once per job (tableModulation), since they depend
+ * on the step's σ and the pooled text only, not on the latents.
+ */
+export type Modulation = (prefix: string, n: number) => Value[];
+
+/** The in-graph modulation: one SiLU of c shared by every layer (adaLN_modulation is Sequential(SiLU, Linear)). */
+function computedModulation(net: Net, c: Value): Modulation {
+  const cAct = net.silu(c);
+  return (prefix, n) => adaLN(net, prefix, cAct, n);
+}
+
+/** One adaLN_modulation layer of the model: its weight prefix and how many chunks of `hidden` it gives. */
+export interface ModulationLayer {
+  prefix: string;
+  chunks: number;
+}
+
+/**
+ * Every adaLN_modulation layer in the order the graph reads them (each joint block's context then x
+ * block, then the final layer): the column layout of a modulation table, `hidden` columns a chunk.
+ */
+export function modulationLayout(cfg: MmditConfig): ModulationLayer[] {
+  const layers: ModulationLayer[] = [];
+  for (let i = 0; i < cfg.depth; i++) {
+    const { contextBlock, xBlock } = jointBlockParts(cfg, i);
+    layers.push({ prefix: contextBlock.prefix, chunks: contextBlock.preOnly ? 2 : 6 });
+    layers.push({ prefix: xBlock.prefix, chunks: xBlock.xBlockSelfAttn ? 9 : 6 });
+  }
+  layers.push({ prefix: 'final_layer', chunks: 2 });
+  return layers;
+}
+
+/** Columns of one row of the modulation table: every layer's chunks side by side. */
+export function modulationWidth(cfg: MmditConfig): number {
+  return modulationLayout(cfg).reduce((n, l) => n + l.chunks, 0) * cfg.hidden;
+}
+
+/**
+ * The modulation from a row of the table (`mods` [batch, modulationWidth], compute type): one Split
+ * into every chunk, handed out by layer. A layer asking for another count than the layout's is a bug.
+ */
+export function tableModulation(net: Net, cfg: MmditConfig, mods: Value): Modulation {
+  const layout = modulationLayout(cfg);
+  const total = layout.reduce((n, l) => n + l.chunks, 0);
+  const chunks = net.chunk(net.unsqueeze(mods, [1]), total, 2);
+  const byPrefix = new Map<string, Value[]>();
+  let at = 0;
+  for (const l of layout) {
+    byPrefix.set(l.prefix, chunks.slice(at, at + l.chunks));
+    at += l.chunks;
+  }
+  return (prefix, n) => {
+    const got = byPrefix.get(prefix);
+    if (!got || got.length !== n)
+      throw new Error(`MMDiT graph: the modulation table has no ${n} chunks for ${prefix}`);
+    return got;
+  };
+}
+
+/**
+ * Every layer's Linear(SiLU(c)) side by side, [batch, modulationWidth] (compute type): one row of
+ * the modulation table per row of `c`, the same linear layers (and fp8 routes) as the step's.
+ */
+export function modulationRows(net: Net, cfg: MmditConfig, c: Value): Value {
+  const cAct = net.silu(c);
+  const layers = modulationLayout(cfg).map((l) =>
+    net.g.scope(l.prefix, () => net.linear(cAct, `${l.prefix}.adaLN_modulation.1`)),
+  );
+  return net.concat(layers, 1);
+}
+
 /** What pre_attention / pre_attention_x keep for post_attention(_x) (mmditx.py:499, 536-543). */
 interface Intermediates {
   x: Residual;
@@ -207,16 +280,15 @@ function dismantledPreAttention(
   m: Ctx,
   block: DismantledBlock,
   x: Residual,
-  cAct: Value,
+  mod: Modulation,
 ): [PreQkv, Intermediates | undefined] {
-  const { net } = m;
   const { prefix } = block;
   if (!block.preOnly) {
-    const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = adaLN(net, prefix, cAct, 6);
+    const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = mod(prefix, 6);
     const qkv = preAttention(m, `${prefix}.attn`, modulatedNorm(m, x, shiftMsa, scaleMsa));
     return [qkv, { x, gateMsa, shiftMlp, scaleMlp, gateMlp }];
   }
-  const [shiftMsa, scaleMsa] = adaLN(net, prefix, cAct, 2);
+  const [shiftMsa, scaleMsa] = mod(prefix, 2);
   return [preAttention(m, `${prefix}.attn`, modulatedNorm(m, x, shiftMsa, scaleMsa)), undefined];
 }
 
@@ -244,14 +316,11 @@ function dismantledPreAttentionX(
   m: Ctx,
   block: DismantledBlock,
   x: Residual,
-  cAct: Value,
+  mod: Modulation,
 ): [PreQkv, PreQkv, Intermediates] {
-  const { net } = m;
   const { prefix } = block;
-  const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp, shiftMsa2, scaleMsa2, gateMsa2] = adaLN(
-    net,
+  const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp, shiftMsa2, scaleMsa2, gateMsa2] = mod(
     prefix,
-    cAct,
     9,
   );
   const qkv = preAttention(m, `${prefix}.attn`, modulatedNorm(m, x, shiftMsa, scaleMsa));
@@ -319,19 +388,19 @@ function blockMixing(
   x: Residual,
   contextBlock: DismantledBlock,
   xBlock: DismantledBlock,
-  cAct: Value,
+  mod: Modulation,
   contextTokens: Value,
 ): [Residual | undefined, Residual] {
   const { net } = m;
-  const [contextQkv, contextIntermediates] = dismantledPreAttention(m, contextBlock, context, cAct);
+  const [contextQkv, contextIntermediates] = dismantledPreAttention(m, contextBlock, context, mod);
 
   let xQkv: PreQkv;
   let xQkv2: PreQkv | undefined;
   let xIntermediates: Intermediates | undefined;
   if (xBlock.xBlockSelfAttn) {
-    [xQkv, xQkv2, xIntermediates] = dismantledPreAttentionX(m, xBlock, x, cAct);
+    [xQkv, xQkv2, xIntermediates] = dismantledPreAttentionX(m, xBlock, x, mod);
   } else {
-    [xQkv, xIntermediates] = dismantledPreAttention(m, xBlock, x, cAct);
+    [xQkv, xIntermediates] = dismantledPreAttention(m, xBlock, x, mod);
   }
 
   const attn = attention(m, jointQkv(m, contextQkv, xQkv));
@@ -360,29 +429,34 @@ function jointBlock(
   i: number,
   context: Residual,
   x: Residual,
-  cAct: Value,
+  mod: Modulation,
   contextTokens: Value,
 ): [Residual | undefined, Residual] {
-  const { cfg } = m;
+  const { contextBlock, xBlock } = jointBlockParts(m.cfg, i);
+  return blockMixing(m, context, x, contextBlock, xBlock, mod, contextTokens);
+}
+
+/** JointBlock.__init__'s two DismantledBlocks of layer i. */
+function jointBlockParts(
+  cfg: MmditConfig,
+  i: number,
+): { contextBlock: DismantledBlock; xBlock: DismantledBlock } {
   const prefix = `joint_blocks.${i}`;
-  const contextBlock: DismantledBlock = {
-    prefix: `${prefix}.context_block`,
-    preOnly: i === cfg.depth - 1,
-    xBlockSelfAttn: false,
+  return {
+    contextBlock: { prefix: `${prefix}.context_block`, preOnly: i === cfg.depth - 1, xBlockSelfAttn: false },
+    xBlock: {
+      prefix: `${prefix}.x_block`,
+      preOnly: false,
+      xBlockSelfAttn: cfg.xBlockSelfAttnLayers.includes(i),
+    },
   };
-  const xBlock: DismantledBlock = {
-    prefix: `${prefix}.x_block`,
-    preOnly: false,
-    xBlockSelfAttn: cfg.xBlockSelfAttnLayers.includes(i),
-  };
-  return blockMixing(m, context, x, contextBlock, xBlock, cAct, contextTokens);
 }
 
 // FinalLayer (mmditx.py:650-692)
 /** FinalLayer.forward: shift, scale = chunk(adaLN(c), 2); linear(modulate(norm_final(x))). */
-function finalLayer(m: Ctx, x: Residual, cAct: Value): Value {
+function finalLayer(m: Ctx, x: Residual, mod: Modulation): Value {
   const { net } = m;
-  const [shift, scale] = adaLN(net, 'final_layer', cAct, 2);
+  const [shift, scale] = mod('final_layer', 2);
   return net.linear(modulatedNorm(m, x, shift, scale), 'final_layer.linear');
 }
 
@@ -435,22 +509,36 @@ function unpatchify(m: Ctx, x: Value, latent: Value, grid: { h: Value; w: Value 
  * ControlNet: the joint blocks, then the final layer. `context` is the graph's context input,
  * read only for its token count.
  */
-function forwardCoreWithConcat(m: Ctx, x: Value, c: Value, ctx: Value, context: Value): Value {
+function forwardCoreWithConcat(
+  m: Ctx,
+  x: Value,
+  modulation: () => Modulation,
+  ctx: Value,
+  context: Value,
+): Value {
   const { net, cfg } = m;
   const { g } = net;
-  // adaLN_modulation is Sequential(SiLU, Linear) everywhere and c is shared: one SiLU for all.
-  const cAct = net.silu(c);
+  const mod = modulation();
   const contextTokens = g.op('Shape', [context], { start: 1, end: 2 });
   let h: Residual = x;
   let hCtx: Residual | undefined = ctx;
   for (let i = 0; i < cfg.depth; i++) {
-    [hCtx, h] = g.scope(`joint_blocks.${i}`, () => jointBlock(m, i, hCtx!, h, cAct, contextTokens));
+    [hCtx, h] = g.scope(`joint_blocks.${i}`, () => jointBlock(m, i, hCtx!, h, mod, contextTokens));
   }
-  return g.scope('final_layer', () => finalLayer(m, h, cAct));
+  return g.scope('final_layer', () => finalLayer(m, h, mod));
 }
 
-/** MMDiTX.forward (mmditx.py:887-914). */
-function mmditForward(m: Ctx, x: Value, t: Value, context: Value, y: Value): Value {
+/**
+ * The conditioning of the adaLN layers: the timestep and pooled text (MMDiTX.forward embeds them
+ * into c), or a row of the modulation table already computed from them (`mods`, tableModulation).
+ */
+export type AdaLNSource = { timestep: Value; y: Value } | { mods: Value };
+
+/**
+ * MMDiTX.forward (mmditx.py:887-914): c = t_embedder(t) + y_embedder(y). The modulation strategy is
+ * made where the shared SiLU of c has always been built, so the default graph keeps its node order.
+ */
+function mmditForward(m: Ctx, x: Value, source: AdaLNSource, context: Value): Value {
   const { net } = m;
   const { g } = net;
   const grid = patchGrid(m, x);
@@ -458,14 +546,26 @@ function mmditForward(m: Ctx, x: Value, t: Value, context: Value, y: Value): Val
     g.scope('x_embedder', () => patchEmbed(m, x)),
     g.scope('pos_embed', () => croppedPosEmbed(m, grid)),
   );
-  let c = g.scope('t_embedder', () => timestepEmbedder(net, t));
-  c = net.add(
+  let modulation: () => Modulation;
+  if ('mods' in source) {
+    modulation = () => tableModulation(net, m.cfg, source.mods);
+  } else {
+    const c = conditioningVector(net, source.timestep, source.y);
+    modulation = () => computedModulation(net, c);
+  }
+  const ctx = net.linear(context, 'context_embedder');
+  const out = forwardCoreWithConcat(m, h, modulation, ctx, context);
+  return g.scope('unpatchify', () => unpatchify(m, out, x, grid));
+}
+
+/** c = t_embedder(t) + y_embedder(y) (mmditx.py:903-906): float32 `t` [batch], compute-type `y`. */
+export function conditioningVector(net: Net, t: Value, y: Value): Value {
+  const { g } = net;
+  const c = g.scope('t_embedder', () => timestepEmbedder(net, t));
+  return net.add(
     c,
     g.scope('y_embedder', () => vectorEmbedder(net, y, 'y_embedder')),
   );
-  const ctx = net.linear(context, 'context_embedder');
-  const out = forwardCoreWithConcat(m, h, c, ctx, context);
-  return g.scope('unpatchify', () => unpatchify(m, out, x, grid));
 }
 
 // BaseModel (sd3_impls.py:58-186)
@@ -580,6 +680,17 @@ export function mmditVelocity(
   context: Value,
   y: Value,
 ): Value {
+  return mmditVelocityFrom(net, cfg, x, { timestep, y }, context);
+}
+
+/** mmditVelocity with the adaLN layers' conditioning from `source` (a modulation table's row, or t and y). */
+export function mmditVelocityFrom(
+  net: Net,
+  cfg: MmditConfig,
+  x: Value,
+  source: AdaLNSource,
+  context: Value,
+): Value {
   const m = makeCtx(net, cfg);
-  return net.g.scope('diffusion_model', () => mmditForward(m, x, timestep, context, y));
+  return net.g.scope('diffusion_model', () => mmditForward(m, x, source, context));
 }
