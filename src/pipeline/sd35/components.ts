@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { ModelError } from '../../errors.js';
 import { cachedCombinationsOf, type Denoiser } from '../lora/index.js';
+import { buildAdaLNTable } from '../models/adaln-table.js';
 import { buildClip, type ClipKind, clipConfig } from '../models/clip.js';
 import { buildMmdit, type MmditConfig, mmditConfig } from '../models/mmdit.js';
 import { buildSamplerStep, type SamplerStepShape } from '../models/sampler-step.js';
@@ -414,6 +415,19 @@ export async function loadComponents(
             ? 'no CUDA graphs without the custom-op library (npm run build:native)'
             : undefined,
       };
+      // The MMDiT's C-API sessions (the step graph's, the adaLN table's), named for profiles.
+      const stepSessionOptions = (name: string): CapiSessionOptions => ({
+        provider,
+        deviceId: options.deviceId,
+        intraOpThreads: options.threads,
+        config: provider === 'cuda' ? { 'session.use_device_allocator_for_initializers': '1' } : {},
+        // gpu_mem_limit / kSameAsRequested under models.gpuMemoryLimit (the MMDiT's share).
+        cuda: routes.mmdit.cuda,
+        customOpsLibraries: library ? [library] : [],
+        profilePrefix: options.profileDir ? join(options.profileDir, name) : undefined,
+      });
+      // Measurement only, off by default (issue 10): the adaLN modulation once per job.
+      const adalnTable = options.adalnTable ?? process.env.ATELIER_ADALN_TABLE === '1';
       const openStep = async (
         source: WeightSource,
         key: string,
@@ -422,23 +436,17 @@ export async function loadComponents(
         const graph = cachedGraph(
           graphDir,
           'mmdit_step',
-          { key, compute, netOptions: stepNetOptions, shape },
+          // The key of a graph without the table is what it always was (cached graphs stay valid).
+          { key, compute, netOptions: stepNetOptions, shape, ...(adalnTable ? { adalnTable } : {}) },
           () => {
             const g = new GraphBuilder('mmdit_step');
-            buildSamplerStep(new Net(g, new Params(g, source, compute), stepNetOptions), mmCfg, shape);
+            buildSamplerStep(new Net(g, new Params(g, source, compute), stepNetOptions), mmCfg, shape, {
+              adalnTable,
+            });
             return g.build();
           },
         );
-        const capiOptions: CapiSessionOptions = {
-          provider,
-          deviceId: options.deviceId,
-          intraOpThreads: options.threads,
-          config: provider === 'cuda' ? { 'session.use_device_allocator_for_initializers': '1' } : {},
-          // gpu_mem_limit / kSameAsRequested under models.gpuMemoryLimit (the MMDiT's share).
-          cuda: routes.mmdit.cuda,
-          customOpsLibraries: library ? [library] : [],
-          profilePrefix: options.profileDir ? join(options.profileDir, 'mmdit_step') : undefined,
-        };
+        const capiOptions = stepSessionOptions('mmdit_step');
         try {
           if (cudaGraph.on) {
             try {
@@ -459,6 +467,31 @@ export async function loadComponents(
           throw outOfMemory(error, 'mmdit', components, provider) ?? error;
         }
       };
+      // The table graph of a shape: the step's Net options (the same fp8 routes), run once per job
+      // and never captured; its weights (adaLN, t and y embedders) are the ones the step leaves out.
+      const openTable = async (source: WeightSource, key: string, shape: SamplerStepShape) => {
+        const graph = cachedGraph(
+          graphDir,
+          'mmdit_adaln_table',
+          { key, compute, netOptions: stepNetOptions, shape },
+          () => {
+            const g = new GraphBuilder('mmdit_adaln_table');
+            buildAdaLNTable(new Net(g, new Params(g, source, compute), stepNetOptions), mmCfg, shape);
+            return g.build();
+          },
+        );
+        try {
+          return await CapiSession.create(graph, stepSessionOptions('mmdit_adaln_table'));
+        } catch (error) {
+          throw outOfMemory(error, 'mmdit', components, provider) ?? error;
+        }
+      };
+      const tableOf = (source: WeightSource, key: string) =>
+        adalnTable
+          ? {
+              adalnTable: { open: (shape: SamplerStepShape) => openTable(source, key, shape), type: compute },
+            }
+          : {};
       const onCaptureFailure = (shape: SamplerStepShape, reason: string) => {
         runtime.reason = `CUDA graph capture failed for ${shape.width * 8}×${shape.height * 8} ×${shape.images}; that shape runs without graphs: ${reason}`;
       };
@@ -469,6 +502,7 @@ export async function loadComponents(
         open: (shape) => openStep(mm.source, mm.key, shape),
         cudaGraph: () => cudaGraph.on,
         onCaptureFailure,
+        ...tableOf(mm.source, mm.key),
       });
       // A LoRA combination's denoiser keeps one shape loaded: each shape is a copy of the weights.
       openDenoiser = async (source, key) => {
@@ -479,6 +513,7 @@ export async function loadComponents(
           open: (shape) => openStep(source, key, shape),
           cudaGraph: () => cudaGraph.on,
           onCaptureFailure,
+          ...tableOf(source, key),
         });
         return { capi: variant, release: async () => variant.release() };
       };
@@ -492,6 +527,7 @@ export async function loadComponents(
           fp8MlpHandoff: w8a8 && stepNetOptions.fp8MlpHandoff === true,
           fp8Attention: stepNetOptions.fp8Attention === true,
           stepFusions: stepNetOptions.residualNorm !== 'separate',
+          adalnTable,
         },
       };
       const reason = route.reason ?? cudaGraph.reason;
