@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { ModelError } from '../../errors.js';
 import { cachedCombinationsOf, type Denoiser } from '../lora/index.js';
-import { buildAdaLNTable } from '../models/adaln-table.js';
+import { adalnTableBytes, buildAdaLNTable } from '../models/adaln-table.js';
 import { buildClip, type ClipKind, clipConfig } from '../models/clip.js';
 import { buildMmdit, type MmditConfig, mmditConfig } from '../models/mmdit.js';
 import { buildSamplerStep, type SamplerStepShape } from '../models/sampler-step.js';
@@ -427,7 +427,7 @@ export async function loadComponents(
         profilePrefix: options.profileDir ? join(options.profileDir, name) : undefined,
       });
       // Measurement only, off by default (issue 10): the adaLN modulation once per job.
-      const adalnTable = options.adalnTable ?? process.env.ATELIER_ADALN_TABLE === '1';
+      const adalnTable = adalnTableOn(options);
       const openStep = async (
         source: WeightSource,
         key: string,
@@ -694,6 +694,9 @@ export function memoryPlanOf(
     ...(calibration ? { calibration } : {}),
     // Each cached LoRA combination is another whole denoiser session (lora/variants.ts).
     ...(options.loras ? { loraCombinations: cachedCombinationsOf(options.loras) } : {}),
+    ...(provider === 'cuda' && adalnTableOn(options)
+      ? { adalnTableBytes: referenceTableBytes(set, compute, options.maxSteps ?? DEFAULT_MAX_STEPS) }
+      : {}),
   };
   const plan = planGpuMemory(input, {
     provider,
@@ -726,6 +729,26 @@ export function fileComponents(set: ModelSet): ComponentInfo[] {
 }
 
 /** The VAE decoder's shape (channels per level) from its weights, for the memory estimate. */
+/** EngineOptions.adalnTable, else `ATELIER_ADALN_TABLE=1` in the environment (benchmarks). */
+function adalnTableOn(options: EngineOptions): boolean {
+  return options.adalnTable ?? process.env.ATELIER_ADALN_TABLE === '1';
+}
+
+/**
+ * Bytes of the adaLN table of the memory plan's reference job (one image at 1024², CFG: two rows),
+ * from the MMDiT's config as its file states it.
+ */
+function referenceTableBytes(set: ModelSet, compute: ComputeType, maxSteps: number): number {
+  const weights = ComponentWeights.open(set.components.mmdit, 'mmdit');
+  try {
+    const cfg = mmditConfig(new Params(new GraphBuilder('probe'), weights, compute));
+    const shape = { images: 1, height: 128, width: 128, tokens: 1, guided: true, maxSteps };
+    return adalnTableBytes(cfg, shape, compute);
+  } finally {
+    weights.close();
+  }
+}
+
 export function probeVae(location: ComponentLocation, compute: ComputeType): VaeConfig {
   const weights = ComponentWeights.open(location, 'vae');
   try {

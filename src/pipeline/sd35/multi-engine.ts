@@ -343,7 +343,8 @@ export function footprintOf(
   }
   const mmdit = (breakdown.weights.mmdit ?? 0) + breakdown.mmditBytes;
   return {
-    ownBytes: mmdit + breakdown.extraShapesBytes + Math.max(0, loraCombinations) * mmdit,
+    ownBytes:
+      mmdit + breakdown.extraShapesBytes + breakdown.adalnTableBytes + Math.max(0, loraCombinations) * mmdit,
     shared,
   };
 }
