@@ -10,7 +10,13 @@ import { createHash } from 'node:crypto';
 import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adalnTableBytes, buildAdaLNTable } from '../../src/pipeline/models/adaln-table.js';
-import { type MmditConfig, mmditConfig, modulationLayout } from '../../src/pipeline/models/mmdit.js';
+import {
+  MAX_SPLIT_OUTPUTS,
+  type MmditConfig,
+  mmditConfig,
+  modulationLayout,
+  modulationSplit,
+} from '../../src/pipeline/models/mmdit.js';
 import {
   buildSamplerStep,
   conditioningDims,
@@ -174,8 +180,9 @@ describe.each(goldenSets('sampler'))('the adaLN table on the $name golden set', 
     precision: Precision,
     j: ReturnType<typeof job>,
     coeffs: Float32Array,
+    options: SamplerStepOptions = {},
   ): Promise<HostTensor> {
-    const session = await open(build(precision, (net) => buildAdaLNTable(net, cfg, j.shape)));
+    const session = await open(build(precision, (net) => buildAdaLNTable(net, cfg, j.shape, options)));
     const feeds: Record<string, HostTensor> = { coeffs: f32(coeffs, [maxSteps, STEP_COEFFICIENTS]) };
     for (const [name, d] of Object.entries(conditioningDims(cfg, j.shape)))
       if (/^y/.test(name)) feeds[name] = f32(j.conditioning.inputs[name as 'y' | 'y_uncond']!, d);
@@ -186,13 +193,24 @@ describe.each(goldenSets('sampler'))('the adaLN table on the $name golden set', 
     build(precision, (net) => buildSamplerStep(net, cfg, shape, options));
 
   const precisions: Precision[] = ['float32', 'float16', ...(fp8Name ? (['w8a8'] as const) : [])];
+  /**
+   * The smallest Split limit that still splits this model's chunks in two levels: how the large
+   * models' tables are split (mmdit.ts MAX_SPLIT_OUTPUTS), which the small golden ones would not need.
+   */
+  const twoLevel = () => Math.ceil(Math.sqrt(modulationSplit(cfg).chunks));
   const cases = precisions.flatMap((precision) =>
-    (['guided', 'unguided', 'split'] as const).map((layout) => ({ precision, layout })),
+    (['guided', 'unguided', 'split'] as const).flatMap((layout) => [
+      { precision, layout, splits: 'one split' },
+      ...(precision !== 'float16' ? [{ precision, layout, splits: 'two-level split' }] : []),
+    ]),
   );
 
   it.each(cases)(
-    '$precision, $layout: the same denoised at every step as the per-step modulation',
-    async ({ precision, layout }) => {
+    '$precision, $layout, $splits: the same denoised at every step as the per-step modulation',
+    async ({ precision, layout, splits }) => {
+      const options: SamplerStepOptions = splits === 'one split' ? {} : { maxSplitOutputs: twoLevel() };
+      if (options.maxSplitOutputs)
+        expect(modulationSplit(cfg, options.maxSplitOutputs).groups).toBeGreaterThan(1);
       const j = job(layout, layout === 'guided' ? 2 : 1);
       expect(j.shape.uncondTokens !== undefined).toBe(layout === 'split');
       // A job of fewer steps than the table's rows (the later rows are σ = 0, never read).
@@ -200,9 +218,9 @@ describe.each(goldenSets('sampler'))('the adaLN table on the $name golden set', 
       expect(schedule.length - 1).toBeLessThan(maxSteps);
       const coeffs = stepCoefficients('euler', schedule, maxSteps);
       const ref = await run(await open(stepGraph(precision, j.shape)), j, schedule, coeffs);
-      const tableStep = await open(stepGraph(precision, j.shape, { adalnTable: true }));
-      const mods = await table(precision, j, coeffs);
-      expect(mods.dims).toEqual(modulationTableDims(cfg, j.shape));
+      const tableStep = await open(stepGraph(precision, j.shape, { adalnTable: true, ...options }));
+      const mods = await table(precision, j, coeffs, options);
+      expect(mods.dims).toEqual(modulationTableDims(cfg, j.shape, options.maxSplitOutputs));
       expect(mods.type).toBe(computeOf(precision));
       const got = await run(tableStep, j, schedule, coeffs, mods);
       // Both graphs compute the same layers on the same values; only the batching of the GEMMs
@@ -221,7 +239,7 @@ describe.each(goldenSets('sampler'))('the adaLN table on the $name golden set', 
       // The step's row matters: the table of the schedule shifted by one step moves the result, by
       // far more than the table's own error.
       const shifted = stepCoefficients('euler', schedule.slice(1), maxSteps);
-      const wrong = await run(tableStep, j, schedule, coeffs, await table(precision, j, shifted));
+      const wrong = await run(tableStep, j, schedule, coeffs, await table(precision, j, shifted, options));
       expect(relL2(wrong.x, ref.x)).toBeGreaterThan(Math.max(10 * err, tolerance));
     },
   );
@@ -253,6 +271,29 @@ describe.each(goldenSets('sampler'))('the adaLN table on the $name golden set', 
         expect(mods.type!.tensorType!.shape!.dim!.map((d) => Number(d.dimValue))).toEqual(
           modulationTableDims(cfg, s),
         );
+      }
+    });
+
+    it('splits the large models’ tables in two levels of at most 32 equal outputs (CUDA graph capture)', () => {
+      const real = (depth: number, xBlockSelfAttnLayers: number[]): MmditConfig => ({
+        ...cfg,
+        depth,
+        hidden: 64 * depth,
+        heads: depth,
+        xBlockSelfAttnLayers,
+      });
+      // SD3.5 Large: 38 blocks; Medium: 24 blocks, dual attention in the first 13.
+      const large = real(38, []);
+      const medium = real(
+        24,
+        Array.from({ length: 13 }, (_, i) => i),
+      );
+      expect(modulationSplit(large)).toEqual({ chunks: 454, groups: 19, size: 24 });
+      expect(modulationSplit(medium)).toEqual({ chunks: 325, groups: 13, size: 25 });
+      for (const c of [large, medium, cfg]) {
+        const { chunks, groups, size } = modulationSplit(c);
+        expect(Math.max(groups, size)).toBeLessThanOrEqual(MAX_SPLIT_OUTPUTS);
+        expect(groups * size).toBeGreaterThanOrEqual(chunks);
       }
     });
 

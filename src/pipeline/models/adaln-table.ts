@@ -22,12 +22,18 @@ import {
   conditioningDims,
   mmditRows,
   modulationTableDims,
+  type SamplerStepOptions,
   type SamplerStepShape,
   STEP_COEFFICIENTS,
   splitsUncond,
 } from './sampler-step.js';
 
-export function buildAdaLNTable(net: Net, cfg: MmditConfig, shape: SamplerStepShape): void {
+export function buildAdaLNTable(
+  net: Net,
+  cfg: MmditConfig,
+  shape: SamplerStepShape,
+  options: Pick<SamplerStepOptions, 'maxSplitOutputs'> = {},
+): void {
   const { g } = net;
   const { maxSteps } = shape;
   const rows = mmditRows(shape);
@@ -47,9 +53,9 @@ export function buildAdaLNTable(net: Net, cfg: MmditConfig, shape: SamplerStepSh
     [maxSteps * rows, cfg.admInChannels],
   );
   const mods = g.scope('diffusion_model', () =>
-    modulationRows(net, cfg, conditioningVector(net, timestep, yRows)),
+    modulationRows(net, cfg, conditioningVector(net, timestep, yRows), options.maxSplitOutputs),
   );
-  const tableDims = modulationTableDims(cfg, shape);
+  const tableDims = modulationTableDims(cfg, shape, options.maxSplitOutputs);
   g.output(net.reshape(mods, tableDims), 'mods', net.compute, tableDims);
 }
 

@@ -225,19 +225,57 @@ export function modulationLayout(cfg: MmditConfig): ModulationLayer[] {
   return layers;
 }
 
-/** Columns of one row of the modulation table: every layer's chunks side by side. */
-export function modulationWidth(cfg: MmditConfig): number {
-  return modulationLayout(cfg).reduce((n, l) => n + l.chunks, 0) * cfg.hidden;
+/**
+ * ONNX Runtime's CUDA Split keeps its output pointers in a kernel argument for at most this many
+ * equal outputs; more are staged through a pinned host buffer every run, which CUDA graph capture
+ * cannot hold (as with Concat, components.ts). The table's chunks are split in two levels under it.
+ */
+export const MAX_SPLIT_OUTPUTS = 32;
+
+/**
+ * How a table row's chunks are split: `groups` equal groups of `size` chunks, both at most
+ * MAX_SPLIT_OUTPUTS, groups · size ≥ the layout's chunks with the fewest padding chunks (Large: 454
+ * chunks as 19 × 24, two of padding; Medium: 325 as 13 × 25).
+ */
+export function modulationSplit(
+  cfg: MmditConfig,
+  maxOutputs = MAX_SPLIT_OUTPUTS,
+): { chunks: number; groups: number; size: number } {
+  const chunks = modulationLayout(cfg).reduce((n, l) => n + l.chunks, 0);
+  if (chunks <= maxOutputs) return { chunks, groups: 1, size: chunks };
+  let best = { chunks, groups: 0, size: 0 };
+  for (let groups = 2; groups <= maxOutputs; groups++) {
+    const size = Math.ceil(chunks / groups);
+    if (size > maxOutputs) continue;
+    if (!best.groups || groups * size < best.groups * best.size) best = { chunks, groups, size };
+  }
+  if (!best.groups)
+    throw new RangeError(`MMDiT graph: ${chunks} modulation chunks do not fit a two-level split`);
+  return best;
+}
+
+/** Columns of one row of the modulation table: every layer's chunks side by side, then the padding. */
+export function modulationWidth(cfg: MmditConfig, maxOutputs = MAX_SPLIT_OUTPUTS): number {
+  const { groups, size } = modulationSplit(cfg, maxOutputs);
+  return groups * size * cfg.hidden;
 }
 
 /**
- * The modulation from a row of the table (`mods` [batch, modulationWidth], compute type): one Split
- * into every chunk, handed out by layer. A layer asking for another count than the layout's is a bug.
+ * The modulation from a row of the table (`mods` [batch, modulationWidth], compute type): Splits
+ * into every chunk (modulationSplit: at most 1 + groups kernels, against a GEMM and a Split per
+ * layer), handed out by layer. A layer asking for another count than the layout's is a bug.
  */
-export function tableModulation(net: Net, cfg: MmditConfig, mods: Value): Modulation {
+export function tableModulation(
+  net: Net,
+  cfg: MmditConfig,
+  mods: Value,
+  maxOutputs = MAX_SPLIT_OUTPUTS,
+): Modulation {
   const layout = modulationLayout(cfg);
-  const total = layout.reduce((n, l) => n + l.chunks, 0);
-  const chunks = net.chunk(net.unsqueeze(mods, [1]), total, 2);
+  const { groups, size } = modulationSplit(cfg, maxOutputs);
+  const row = net.unsqueeze(mods, [1]);
+  const grouped = groups === 1 ? [row] : net.chunk(row, groups, 2);
+  const chunks = grouped.flatMap((group) => net.chunk(group, size, 2));
   const byPrefix = new Map<string, Value[]>();
   let at = 0;
   for (const l of layout) {
@@ -256,11 +294,24 @@ export function tableModulation(net: Net, cfg: MmditConfig, mods: Value): Modula
  * Every layer's Linear(SiLU(c)) side by side, [batch, modulationWidth] (compute type): one row of
  * the modulation table per row of `c`, the same linear layers (and fp8 routes) as the step's.
  */
-export function modulationRows(net: Net, cfg: MmditConfig, c: Value): Value {
+export function modulationRows(net: Net, cfg: MmditConfig, c: Value, maxOutputs = MAX_SPLIT_OUTPUTS): Value {
   const cAct = net.silu(c);
   const layers = modulationLayout(cfg).map((l) =>
     net.g.scope(l.prefix, () => net.linear(cAct, `${l.prefix}.adaLN_modulation.1`)),
   );
+  // Zero columns up to modulationWidth (modulationSplit's padding, never read).
+  const { chunks, groups, size } = modulationSplit(cfg, maxOutputs);
+  const pad = (groups * size - chunks) * cfg.hidden;
+  if (pad > 0) {
+    const zero = net.g.constant(
+      'zero',
+      net.compute,
+      [1, 1],
+      net.compute === 'float16' ? new Uint16Array(1) : new Float32Array(1),
+    );
+    const rows = net.g.op('Shape', [c], { start: 0, end: 1 });
+    layers.push(net.g.op('Expand', [zero, net.concat([rows, net.ints([pad])], 0)]));
+  }
   return net.concat(layers, 1);
 }
 
@@ -532,7 +583,7 @@ function forwardCoreWithConcat(
  * The conditioning of the adaLN layers: the timestep and pooled text (MMDiTX.forward embeds them
  * into c), or a row of the modulation table already computed from them (`mods`, tableModulation).
  */
-export type AdaLNSource = { timestep: Value; y: Value } | { mods: Value };
+export type AdaLNSource = { timestep: Value; y: Value } | { mods: Value; maxSplitOutputs?: number };
 
 /**
  * MMDiTX.forward (mmditx.py:887-914): c = t_embedder(t) + y_embedder(y). The modulation strategy is
@@ -548,7 +599,7 @@ function mmditForward(m: Ctx, x: Value, source: AdaLNSource, context: Value): Va
   );
   let modulation: () => Modulation;
   if ('mods' in source) {
-    modulation = () => tableModulation(net, m.cfg, source.mods);
+    modulation = () => tableModulation(net, m.cfg, source.mods, source.maxSplitOutputs);
   } else {
     const c = conditioningVector(net, source.timestep, source.y);
     modulation = () => computedModulation(net, c);

@@ -100,14 +100,23 @@ export interface SamplerStepOptions {
    * as it does `coeffs`. @default false
    */
   adalnTable?: boolean;
+  /**
+   * The table's Split limit (mmdit.ts MAX_SPLIT_OUTPUTS, ONNX Runtime's CUDA one); the table graph
+   * must be built with the same. Tests lower it to run the two-level split on the small golden models.
+   */
+  maxSplitOutputs?: number;
 }
 
 /**
  * Dims of the modulation table of `shape`: [maxSteps, rows, modulationWidth], one row per MMDiT row
  * (the prompt's rows, then the negative prompt's: the batched order, also when splitsUncond).
  */
-export function modulationTableDims(cfg: MmditConfig, shape: SamplerStepShape): [number, number, number] {
-  return [shape.maxSteps, mmditRows(shape), modulationWidth(cfg)];
+export function modulationTableDims(
+  cfg: MmditConfig,
+  shape: SamplerStepShape,
+  maxSplitOutputs?: number,
+): [number, number, number] {
+  return [shape.maxSteps, mmditRows(shape), modulationWidth(cfg, maxSplitOutputs)];
 }
 
 /** Rows through the MMDiT per step: images, twice when guided. */
@@ -203,7 +212,7 @@ export function buildSamplerStep(
   const prev = g.input('prev_denoised', 'float32', latent);
   const step = g.input('step', 'int64', [1]);
   const coeffs = g.input('coeffs', 'float32', [maxSteps, STEP_COEFFICIENTS]);
-  const mods = options.adalnTable ? modsInput(net, cfg, shape) : undefined;
+  const mods = options.adalnTable ? modsInput(net, cfg, shape, options) : undefined;
   const context = net.floatInput('context', dims.context);
   const y = mods ? undefined : net.floatInput('y', dims.y);
   const guidance = g.input('guidance', 'float32', [1]);
@@ -213,7 +222,7 @@ export function buildSamplerStep(
   // as the reference embeds it).
   const xBatch = guided ? net.concat([x, x], 0) : x;
   const source: AdaLNSource = mods
-    ? { mods: modsRow(net, mods, step, rows) }
+    ? { mods: modsRow(net, mods, step, rows), maxSplitOutputs: options.maxSplitOutputs }
     : { timestep: stepTimestep(net, sigma, rows), y: y! };
   const v = mmditVelocityFrom(net, cfg, toCompute(net, xBatch), source, context);
   const den = denoisedOf(net, xBatch, v, sigma);
@@ -246,7 +255,7 @@ function buildSplitStep(
   const prev = g.input('prev_denoised', 'float32', latent);
   const step = g.input('step', 'int64', [1]);
   const coeffs = g.input('coeffs', 'float32', [maxSteps, STEP_COEFFICIENTS]);
-  const mods = options.adalnTable ? modsInput(net, cfg, shape) : undefined;
+  const mods = options.adalnTable ? modsInput(net, cfg, shape, options) : undefined;
   const context = net.floatInput('context', dims.context);
   const y = mods ? undefined : net.floatInput('y', dims.y);
   const contextUncond = net.floatInput('context_uncond', dims.context_uncond!);
@@ -260,8 +269,9 @@ function buildSplitStep(
   let uncond: AdaLNSource;
   if (mods) {
     const row = modsRow(net, mods, step, 2 * images);
-    cond = { mods: net.slice(row, 0, 0, images) };
-    uncond = { mods: net.slice(row, 0, images, 2 * images) };
+    const { maxSplitOutputs } = options;
+    cond = { mods: net.slice(row, 0, 0, images), maxSplitOutputs };
+    uncond = { mods: net.slice(row, 0, images, 2 * images), maxSplitOutputs };
   } else {
     const timestep = stepTimestep(net, sigma, images);
     cond = { timestep, y: y! };
@@ -288,8 +298,8 @@ function stepScalars(net: Net, coeffs: Value, step: Value): Record<'sigma' | 'a'
 }
 
 /** The `mods` input: the job's modulation table in the compute type (it never leaves the device). */
-function modsInput(net: Net, cfg: MmditConfig, shape: SamplerStepShape): Value {
-  return net.g.input('mods', net.compute, modulationTableDims(cfg, shape));
+function modsInput(net: Net, cfg: MmditConfig, shape: SamplerStepShape, options: SamplerStepOptions): Value {
+  return net.g.input('mods', net.compute, modulationTableDims(cfg, shape, options.maxSplitOutputs));
 }
 
 /** mods[step]: this step's modulation, [rows, modulationWidth]. */
