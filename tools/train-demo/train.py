@@ -689,7 +689,8 @@ def main():
             cfg["plan_mmdit_s"] = st["mmdit_s"] + max(1.0, deadline - time.time())
             log(a.out, event="last call: the plan ends with it", plan_mmdit_s=round(cfg["plan_mmdit_s"], 1))
         # A call that will end before the plan does keeps its cache for the next one.
-        keep_cache = cache is not None and st["mmdit_s"] + (deadline - time.time()) < cfg["plan_mmdit_s"]
+        keep_cache = (cache is not None and not a.last_call
+                      and st["mmdit_s"] + (deadline - time.time()) < cfg["plan_mmdit_s"])
         if keep_cache:
             deadline -= CACHE_SAVE_S
         forward = mmdit
