@@ -138,6 +138,35 @@ describe('tools/train-demo', () => {
     expect(caches[1].rows).toBe(caches[0].rows);
   }, 120_000);
 
+  it('ends its plan with a --last-call call, which keeps no scene cache', () => {
+    requireTorch();
+    const before = readFileSync(join(root, 'run/log.jsonl'), 'utf8').trim().split('\n').length;
+    python([
+      join(TOOL, 'train.py'),
+      '--out',
+      join(root, 'run'),
+      '--smoke',
+      '--resume',
+      '--last-call',
+      '--mmdit-steps',
+      '1',
+      '--preview-steps',
+      '',
+    ]);
+    const log = readFileSync(join(root, 'run/log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(before)
+      .map((l) => JSON.parse(l));
+    const resumed = log.find((e) => e.event === 'resumed');
+    const last = log.find((e) => e.event === 'last call: the plan ends with it');
+    // The plan becomes the seconds trained so far plus what this call has left (the smoke profile's own is 1e9).
+    expect(last?.plan_mmdit_s).toBeGreaterThan(resumed.mmdit_s);
+    expect(last?.plan_mmdit_s).toBeLessThan(resumed.mmdit_s + 8 * 60);
+    expect(log.some((e) => e.event === 'cache saved')).toBe(false);
+    expect(log.filter((e) => e.phase === 'mmdit' && e.loss !== undefined).at(-1).step).toBe(5);
+  }, 120_000);
+
   it('is found by the ordinary discovery as a complete SD3.5 set in the ComfyUI layout', () => {
     requireTorch();
     for (const set of ['model', 'model-fp16']) {
