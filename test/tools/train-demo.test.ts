@@ -57,6 +57,32 @@ function requireTorch(): void {
   if (missing) throw new Error(missing);
 }
 
+/** Another smoke call on the same run folder (train.py's flags after `--smoke`). */
+function trainAgain(...flags: string[]): void {
+  python([join(TOOL, 'train.py'), '--out', join(root, 'run'), '--smoke', ...flags, '--preview-steps', '']);
+}
+
+/** A line of train.py's log.jsonl (the fields these tests read). */
+interface LogEvent {
+  event?: string;
+  phase?: string;
+  loss?: number;
+  step: number;
+  mmdit_s: number;
+  plan_mmdit_s?: number;
+  loaded?: boolean;
+  rows?: number;
+}
+
+/** The run's log.jsonl events, from line `from` on. */
+function runLog(from = 0): LogEvent[] {
+  return readFileSync(join(root, 'run/log.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .slice(from)
+    .map((l) => JSON.parse(l) as LogEvent);
+}
+
 interface CheckResult {
   tokens: [number[], number[], number[]][];
   context: number[][];
@@ -104,67 +130,36 @@ describe('tools/train-demo', () => {
       ])
         expect(existsSync(join(root, 'run', set, f)), `${set}/${f}`).toBe(true);
     }
-    const log = readFileSync(join(root, 'run/log.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l));
+    const log = runLog();
     expect(log.filter((e) => e.phase === 'mmdit' && e.loss !== undefined).length).toBe(3);
-    expect(log.at(-1).event).toBe('done');
+    expect(log.at(-1)?.event).toBe('done');
   });
 
   it('resumes from its state and carries on counting steps', () => {
     requireTorch();
-    python([
-      join(TOOL, 'train.py'),
-      '--out',
-      join(root, 'run'),
-      '--smoke',
-      '--resume',
-      '--mmdit-steps',
-      '1',
-      '--preview-steps',
-      '',
-    ]);
-    const log = readFileSync(join(root, 'run/log.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l));
+    trainAgain('--resume', '--mmdit-steps', '1');
+    const log = runLog();
     expect(log.some((e) => e.event === 'resumed')).toBe(true);
-    expect(log.filter((e) => e.phase === 'mmdit' && e.loss !== undefined).at(-1).step).toBe(4);
+    expect(log.filter((e) => e.phase === 'mmdit' && e.loss !== undefined).at(-1)?.step).toBe(4);
     // The first call, ending before its plan, kept its scene cache; this one loaded it instead of drawing.
     const caches = log.filter((e) => e.event === 'cache');
     expect(log.filter((e) => e.event === 'cache saved').length).toBeGreaterThanOrEqual(1);
     expect(caches.map((e) => e.loaded)).toEqual([false, true]);
-    expect(caches[1].rows).toBe(caches[0].rows);
+    expect(caches[1]?.rows).toBe(caches[0]?.rows);
   }, 120_000);
 
   it('ends its plan with a --last-call call, which keeps no scene cache', () => {
     requireTorch();
-    const before = readFileSync(join(root, 'run/log.jsonl'), 'utf8').trim().split('\n').length;
-    python([
-      join(TOOL, 'train.py'),
-      '--out',
-      join(root, 'run'),
-      '--smoke',
-      '--resume',
-      '--last-call',
-      '--mmdit-steps',
-      '1',
-      '--preview-steps',
-      '',
-    ]);
-    const log = readFileSync(join(root, 'run/log.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .slice(before)
-      .map((l) => JSON.parse(l));
-    const resumed = log.find((e) => e.event === 'resumed');
+    const before = runLog().length;
+    trainAgain('--resume', '--last-call', '--mmdit-steps', '1');
+    const log = runLog(before);
+    const resumed = log.find((e) => e.event === 'resumed')!;
     const last = log.find((e) => e.event === 'last call: the plan ends with it');
     // The plan becomes the seconds trained so far plus what this call has left (the smoke profile's own is 1e9).
     expect(last?.plan_mmdit_s).toBeGreaterThan(resumed.mmdit_s);
     expect(last?.plan_mmdit_s).toBeLessThan(resumed.mmdit_s + 8 * 60);
     expect(log.some((e) => e.event === 'cache saved')).toBe(false);
-    expect(log.filter((e) => e.phase === 'mmdit' && e.loss !== undefined).at(-1).step).toBe(5);
+    expect(log.filter((e) => e.phase === 'mmdit' && e.loss !== undefined).at(-1)?.step).toBe(5);
   }, 120_000);
 
   it('is found by the ordinary discovery as a complete SD3.5 set in the ComfyUI layout', () => {
