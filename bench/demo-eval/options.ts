@@ -57,7 +57,7 @@ export interface DemoEvalOptions {
 export function parseArgs(argv: readonly string[]): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const arg of argv) {
-    const m = /^--demo-([a-z-]+)(?:=(.*))?$/.exec(arg);
+    const m = /^--demo-([a-z0-9-]+)(?:=(.*))?$/.exec(arg);
     if (!m) continue;
     out.set(m[1]!, [...(out.get(m[1]!) ?? []), m[2] ?? 'true']);
   }
@@ -98,11 +98,35 @@ function number(args: Map<string, string[]>, key: string): number | undefined {
   return n;
 }
 
+/** The `--demo-<key>` options resolveOptions reads (anything else is refused, not ignored). */
+export const OPTION_KEYS: readonly string[] = [
+  'models',
+  'fp16',
+  'world',
+  'captions',
+  'size',
+  'sampler',
+  'steps',
+  'guidance',
+  'variant',
+  'n',
+  'threads',
+  'out',
+  'data',
+  'drawn',
+];
+
 export function resolveOptions(
   argv: readonly string[],
   env: NodeJS.ProcessEnv = process.env,
 ): DemoEvalOptions {
   const args = parseArgs(argv);
+  const unknown = [...args.keys()].filter((k) => !OPTION_KEYS.includes(k));
+  if (unknown.length > 0) {
+    throw new Error(
+      `${unknown.map((k) => `--demo-${k}`).join(', ')}: not an option of the demo evaluation; it reads ${OPTION_KEYS.map((k) => `--demo-${k}`).join(', ')}`,
+    );
+  }
   const last = (key: string) => args.get(key)?.at(-1);
   const fromRoot = (p: string) => resolve(REPO_ROOT, p);
   const modelsDir = resolve(

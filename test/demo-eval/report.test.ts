@@ -146,6 +146,9 @@ describe('options and variants', () => {
     });
     expect(resolveOptions([], {}).modelsDir).toMatch(/models\/demo$|runs\/demo\/model$/);
     expect(resolveOptions([], { ATELIER_DEMO_MODELS: '/m' }).modelsDir).toBe('/m');
+    // Keys with digits are keys too (a regex of letters once dropped --demo-fp16 without a word).
+    expect(resolveOptions(['--demo-models=/m', '--demo-fp16=/m16'], {}).fp16Dir).toBe('/m16');
+    expect(() => resolveOptions(['--demo-fp61=/m16'], {})).toThrow(/--demo-fp61: not an option.*--demo-fp16/);
   });
 
   it('says when the demo model is not there', () => {
