@@ -9,6 +9,7 @@ left() { echo $((${1:-$ENDS_BY} - $(date +%s) + T0)); }
 at() { echo "== $1 at $(($(date +%s) - T0)) s"; }
 OUT=${OUT:-$PWD/.gpu/out}; mkdir -p "$OUT"
 source .gpu/device-env.sh
+source bench/gpu/runtime-split.sh
 command -v node > /dev/null || { echo "no node on this machine: carry .gpu/runtime-a.tar.xz"; exit 3; }
 W=$(cat /tmp/sd35-dir 2>/dev/null); W=${W:-/dev/shm/sd35}; echo "$W" > /tmp/sd35-dir
 python3 bench/gpu/make_weights.py "$W" --models "${MODELS:-large}" --precisions "${WEIGHTS:-fp8}" --jobs 8 > "$OUT/weights.log" 2>&1
