@@ -22,7 +22,14 @@ import { join, relative } from 'node:path';
 import type { BenchRow } from '../run.js';
 import { DEFAULT_MODELS_DIRS, drawHeldOut, loadCaptions, REPO_ROOT, resolveOptions } from './options.js';
 import { summaryRow, tally, variantDetails, w8a8VersusFp16, writeGrid } from './report.js';
-import { defaultVariants, missingModel, runVariant, type SceneResult, scoreImages } from './runner.js';
+import {
+  defaultVariants,
+  missingModel,
+  runVariant,
+  type SceneResult,
+  scoreImages,
+  type Variant,
+} from './runner.js';
 import { parseHeldOut } from './world.js';
 
 export const name = 'demo-model';
@@ -108,9 +115,15 @@ export async function run(): Promise<BenchRow[]> {
     count: captions.length,
   };
   const variants = options.variants ?? defaultVariants(options.modelsDir, options.fp16Dir);
-  const runs: unknown[] = [];
-  const scores = new Map<string, ReturnType<typeof tally>>();
-  for (const variant of variants) {
+  // One evaluation, one set of settings: variants from a folder of their own (the fp16 twin, which
+  // carries no atelier.sampling metadata) run at the settings of the model under evaluation (its
+  // checkpoint's defaults), unless --demo-* arguments name them. So its variants run first.
+  const order = [...variants].sort(
+    (a, b) => Number(a.modelsDir !== undefined) - Number(b.modelsDir !== undefined),
+  );
+  let settings = options.settings;
+  const results = new Map<Variant, Awaited<ReturnType<typeof runVariant>>>();
+  for (const variant of order) {
     const where = `${shown(variant.modelsDir ?? options.modelsDir)}, ${variant.checkpoint ?? 'its checkpoint'}`;
     console.log(
       `demo-model: ${variant.label} weights (${where}, precision ${variant.precision}${variant.note ? `; ${variant.note}` : ''}), ${captions.length} captions…`,
@@ -120,13 +133,21 @@ export async function run(): Promise<BenchRow[]> {
       captions,
       vocabulary: options.vocabulary,
       variants,
-      settings: options.settings,
+      settings: variant.modelsDir === undefined ? options.settings : settings,
       ...(options.threads ? { threads: options.threads } : {}),
       ...(options.dataDir ? { dataDir: options.dataDir } : {}),
       onProgress: (_, done, total) => {
         if (done % 25 === 0 || done === total) console.log(`  ${done}/${total}`);
       },
     });
+    if (variant.modelsDir === undefined && settings === options.settings)
+      settings = { ...result.settings, ...options.settings };
+    results.set(variant, result);
+  }
+  const runs: unknown[] = [];
+  const scores = new Map<string, ReturnType<typeof tally>>();
+  for (const variant of variants) {
+    const result = results.get(variant)!;
     rows.push(summaryRow(result.variant.label, result.scenes, result.msPerImage));
     scores.set(variant.label, tally(result.scenes));
     const grid = join(options.outDir, `demo-model-${variant.label}.png`);
