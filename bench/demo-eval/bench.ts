@@ -24,6 +24,7 @@ import { DEFAULT_MODELS_DIRS, drawHeldOut, loadCaptions, REPO_ROOT, resolveOptio
 import { summaryRow, tally, variantDetails, w8a8VersusFp16, writeGrid } from './report.js';
 import {
   defaultVariants,
+  type GenerationSettings,
   missingModel,
   runVariant,
   type SceneResult,
@@ -121,7 +122,8 @@ export async function run(): Promise<BenchRow[]> {
   const order = [...variants].sort(
     (a, b) => Number(a.modelsDir !== undefined) - Number(b.modelsDir !== undefined),
   );
-  let settings = options.settings;
+  // The evaluated model's settings, once its first variant has run (then given to twin folders).
+  let pinned: Partial<GenerationSettings> | undefined;
   const results = new Map<Variant, Awaited<ReturnType<typeof runVariant>>>();
   for (const variant of order) {
     const where = `${shown(variant.modelsDir ?? options.modelsDir)}, ${variant.checkpoint ?? 'its checkpoint'}`;
@@ -133,15 +135,14 @@ export async function run(): Promise<BenchRow[]> {
       captions,
       vocabulary: options.vocabulary,
       variants,
-      settings: variant.modelsDir === undefined ? options.settings : settings,
+      settings: variant.modelsDir === undefined ? options.settings : (pinned ?? options.settings),
       ...(options.threads ? { threads: options.threads } : {}),
       ...(options.dataDir ? { dataDir: options.dataDir } : {}),
       onProgress: (_, done, total) => {
         if (done % 25 === 0 || done === total) console.log(`  ${done}/${total}`);
       },
     });
-    if (variant.modelsDir === undefined && settings === options.settings)
-      settings = { ...result.settings, ...options.settings };
+    if (variant.modelsDir === undefined) pinned ??= { ...result.settings, ...options.settings };
     results.set(variant, result);
   }
   const runs: unknown[] = [];
