@@ -88,11 +88,11 @@ function flagsOf(kind) {
   return deps ? [...FLAGS[kind], ...deps.flags] : FLAGS[kind];
 }
 
-/** The sources a kind compiles (.cu only with CUDA); headers count for the hash only. */
+/** The sources a kind compiles (.cu only with CUDA); headers (.h, .cuh) count for the hash only. */
 function sourceFiles() {
   return SOURCE_DIRS.flatMap((dir) =>
     readdirSync(join(NATIVE_DIR, dir))
-      .filter((name) => /\.(h|cc|cu)$/.test(name))
+      .filter((name) => /\.(h|cuh|cc|cu)$/.test(name))
       .sort()
       .map((name) => join(NATIVE_DIR, dir, name)),
   );

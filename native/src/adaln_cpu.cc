@@ -1,7 +1,9 @@
 // AdaLNModulate on the CPU: a row at a time, two passes for the statistics (mean, then the squared
 // deviations), accumulated in double: on the CPU that costs little and keeps the kernel a tight
 // reference for the GPU one. AdaLNModulateQuant rounds each row to float16 and quantizes it with
-// Fp8Linear's own CPU quantizer (quantize_row_e4m3), so the pair agrees with the unfused ops bit for bit.
+// Fp8Linear's own CPU quantizer (quantize_row_e4m3), so the pair agrees with the unfused ops bit for bit;
+// with act_scaling "delayed_tensor" it leaves the float16-rounded rows in args.y16 for the glue to
+// quantize as one tensor (adaln_op.cc).
 // AdaLNResidualQuant first makes the row x + gate · branch and writes it, the product and the sum each
 // rounded to the element type, as the CUDA kernel and ONNX Runtime's CUDA Mul and Add round them (this
 // library builds without FMA contraction on x86-64). ORT's CPU provider has no float16 Mul or Add: its
@@ -34,7 +36,8 @@ void rows(const AdaLnArgs& a, int64_t begin, int64_t end) {
   const T* scale = static_cast<const T*>(a.scale);
   T* y = static_cast<T*>(a.y);
   const bool quantize = a.x8 != nullptr;
-  std::vector<float> y16(quantize ? static_cast<size_t>(c) : 0);  // the row rounded to float16
+  const bool whole_tensor = a.y16 != nullptr;  // rows kept for one per-tensor quantization
+  std::vector<float> y16(quantize && !whole_tensor ? static_cast<size_t>(c) : 0);  // the row rounded to float16
   const bool residual = a.branch != nullptr;
   for (int64_t row = begin; row < end; ++row) {
     const T* xr = x + row * c;
@@ -62,15 +65,16 @@ void rows(const AdaLnArgs& a, int64_t begin, int64_t end) {
     }
     const float variance = static_cast<float>(squares / static_cast<double>(c));
     const float rstd = 1.0f / std::sqrt(variance + a.epsilon);
+    float* yr16 = whole_tensor ? a.y16 + row * c : y16.data();
     for (int64_t i = 0; i < c; ++i) {
       const float normed = (load(xr, i) - mean) * rstd;
       const float v = normed * (1.0f + load(sc, i)) + load(sh, i);
       if (quantize)
-        y16[i] = half_to_float(float_to_half(v));
+        yr16[i] = half_to_float(float_to_half(v));
       else
         store(y + row * c, i, v);
     }
-    if (quantize) a.act_scale[row] = quantize_row_e4m3(y16.data(), c, a.x8 + row * c);
+    if (quantize && !whole_tensor) a.act_scale[row] = quantize_row_e4m3(yr16, c, a.x8 + row * c);
   }
 }
 

@@ -5,11 +5,19 @@
 // and one shared-memory slot per warp. Rows too wide for registers take a streaming variant that
 // reads x three times.
 //
-// AdaLNModulateQuant is the same kernel with QUANT = true: the row's outputs, rounded to float16,
+// AdaLNModulateQuant is the same kernel with MODE = kToken: the row's outputs, rounded to float16,
 // stay in registers; a block max gives amax, and the row is written as e4m3 codes (plus act_scale)
 // exactly as Fp8Linear's quantize kernel would have written them from AdaLNModulate's float16 y.
-// Both instantiations compute each element with the one `modulate` below (explicitly rounded
+// Every instantiation computes each element with the one `modulate` below (explicitly rounded
 // operations, no contraction), so y and the quantizer's input are the same floats.
+//
+// act_scaling "delayed_tensor" (adaln_modulate.h) is the same kernel again with the delayed modes
+// (Mode below) over the same float16 values, the state and helpers being Fp8Linear's
+// (delayed_scaling_cuda.cuh). A later call is one launch, kDelayed: every block computes s and d
+// from the ring (as fp8_linear_cuda.cu's quantize_tensor_delayed does), writes its row's codes with
+// d and act_scale = s, and max-es its amax into the state; the last block to finish pushes it. The
+// instance's first call (not capturable: it may allocate) is kMeasure (amax only), delayed_begin
+// (s from that amax, margin 1; act_scale filled), kFirst (codes with its d), delayed_push.
 //
 // AdaLNResidualQuant is AdaLNModulateQuant with RESID = true (and AdaLNResidual AdaLNModulate with
 // it): each thread loads its vectors of x and of branch together, makes them x + gate · branch in
@@ -21,9 +29,12 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <type_traits>
 
 #include "adaln_modulate.h"
 #include "cuda_reduce.h"
+#include "delayed_scaling_cuda.cuh"
 #include "fp8_linear.h"
 
 namespace atelier {
@@ -82,11 +93,81 @@ __device__ __forceinline__ uint8_t to_e4m3(__half y, float inv) {
   return __nv_cvt_float_to_fp8(__fmul_rn(__half2float(y), inv), __NV_SATFINITE, __NV_E4M3);
 }
 
-// The outputs of AdaLNModulateQuant, when QUANT.
+// What a launch does with each row's outputs h, rounded to float16 (act_scaling, adaln_modulate.h).
+enum Mode {
+  kY,        // no quantization: y written in the element type (AdaLNModulate, AdaLNResidual)
+  kToken,    // act_scale[row] = amax_row/448, codes e4m3(h · 448/amax_row) (act_scaling "token")
+  kMeasure,  // "delayed_tensor"'s first call, 1st launch: the amax into the state, no codes
+  kFirst,    // first call, 2nd launch: codes e4m3(h · d), d from the state (delayed_begin's)
+  kDelayed,  // a later call, its one launch: s, d from the ring, codes, act_scale = s, amax pushed
+};
+__host__ __device__ constexpr bool quantizes(Mode m) { return m != kY; }
+
+// The quantizing modes' outputs and, for the delayed ones, the instance's state.
 struct Quant {
   uint8_t* x8;
   float* act_scale;
+  float* state;  // ring and slots (delayed_scaling_cuda.cuh), or null
+  DelayedSlots slots;
+  float margin;
 };
+
+// The per-token modes take Fp8Linear's fmaxf amax; the delayed ones its tensor amax's BitsMax, so
+// that a NaN wins as on the CPU (delayed_quantize_cpu).
+template <Mode MODE>
+using AmaxOp = std::conditional_t<MODE == kToken, cuda_reduce::Max, BitsMax>;
+
+// kDelayed: s and d from the ring, in every block with quantize_tensor_delayed's loads and
+// operations (so every block, and Fp8Linear, get the same values); kFirst: d from the state.
+template <Mode MODE>
+__device__ __forceinline__ float2 tensor_scale(const Quant& q) {
+  if constexpr (MODE == kDelayed) {
+    __shared__ float partials[kMaxWarps];
+    __shared__ float2 shared_sd;
+    float ref = 0.0f;
+    for (int i = threadIdx.x; i < q.slots.history; i += blockDim.x) ref = fmaxf(ref, q.state[i]);
+    ref = block_max(ref, partials);
+    if (threadIdx.x == 0) shared_sd = delayed_scale_of(ref, q.margin);
+    __syncthreads();
+    return shared_sd;
+  } else if constexpr (MODE == kFirst) {
+    return make_float2(0.0f, q.state[q.slots.d()]);
+  } else {
+    return make_float2(0.0f, 0.0f);
+  }
+}
+
+// The multiplier of the row's codes; kToken and kDelayed also write its act_scale (thread 0).
+template <Mode MODE>
+__device__ __forceinline__ float row_multiplier(const Quant& q, float amax, float2 sd) {
+  if constexpr (MODE == kToken) {
+    if (threadIdx.x == 0) q.act_scale[blockIdx.x] = __fdiv_rn(amax, kE4m3Max);
+    return amax > 0.0f ? __fdiv_rn(kE4m3Max, amax) : 0.0f;
+  } else {
+    if (MODE == kDelayed && threadIdx.x == 0) q.act_scale[blockIdx.x] = sd.x;
+    return sd.y;
+  }
+}
+
+// kMeasure and kDelayed, thread 0 with the block's amax: max-ed (by bits) into the state's slot.
+// kDelayed: then the last block to finish (a counter, incremented after the block's atomic is
+// visible) pushes the call's amax and resets the counter, as quantize_tensor_delayed does. Every
+// block read the ring before it counted itself, so the push never races a read.
+template <Mode MODE>
+__device__ __forceinline__ void hand_on_amax(const Quant& q, float amax) {
+  if (threadIdx.x != 0) return;
+  atomicMax(reinterpret_cast<unsigned int*>(q.state + q.slots.amax()), __float_as_uint(amax));
+  if constexpr (MODE == kDelayed) {
+    __threadfence();
+    const unsigned int finished = atomicAdd(reinterpret_cast<unsigned int*>(q.state + q.slots.done()), 1u);
+    if (finished == gridDim.x - 1) {
+      __threadfence();
+      const unsigned int bits = atomicOr(reinterpret_cast<unsigned int*>(q.state + q.slots.amax()), 0u);
+      push_amax(q.state, q.slots, __uint_as_float(bits));
+      *reinterpret_cast<unsigned int*>(q.state + q.slots.done()) = 0u;
+    }
+  }
+}
 
 struct Row {
   int64_t x;      // offset of the row in x and y
@@ -104,7 +185,7 @@ constexpr int kPrefetchBytes = 64;
 
 // ITEMS vectors per thread stay in registers as loaded (fp16 stays packed): the block covers
 // ITEMS · blockDim.x · VEC channels.
-template <typename T, int VEC, int ITEMS, bool QUANT, bool RESID>
+template <typename T, int VEC, int ITEMS, Mode MODE, bool RESID>
 __global__ void __launch_bounds__(kMaxThreads)
     adaln_modulate_kernel(const T* __restrict__ x, const T* __restrict__ shift, const T* __restrict__ scale,
                           T* __restrict__ y, Quant q, Resid r, int tokens, int channels, float epsilon) {
@@ -113,7 +194,7 @@ __global__ void __launch_bounds__(kMaxThreads)
   using Q = Pack<uint8_t, VEC>;
   constexpr bool kPrefetch = ITEMS * sizeof(P) <= kPrefetchBytes;
   constexpr int kEarly = kPrefetch ? ITEMS : 1;
-  __shared__ float partials[QUANT ? 3 : 2][kMaxWarps];
+  __shared__ float partials[quantizes(MODE) ? 3 : 2][kMaxWarps];
   const Row at = row_offsets(tokens, channels);
   const int vectors = channels / VEC;
   const P* xr = reinterpret_cast<const P*>(x + at.x);
@@ -136,6 +217,7 @@ __global__ void __launch_bounds__(kMaxThreads)
       }
     }
   }
+  const float2 sd = tensor_scale<MODE>(q);  // while the loads are in flight
   if constexpr (RESID) {
     const P* gr = reinterpret_cast<const P*>(static_cast<const T*>(r.gate) + at.shift);
     P* out = reinterpret_cast<P*>(static_cast<T*>(r.out) + at.x);
@@ -170,7 +252,7 @@ __global__ void __launch_bounds__(kMaxThreads)
       }
   const float rstd = rsqrtf(block_sum(squares, partials[1]) / channels + epsilon);
 
-  if constexpr (!QUANT) {
+  if constexpr (!quantizes(MODE)) {
     P* yr = reinterpret_cast<P*>(y + at.x);
 #pragma unroll
     for (int i = 0; i < ITEMS; ++i) {
@@ -207,14 +289,17 @@ __global__ void __launch_bounds__(kMaxThreads)
         for (int e = 0; e < VEC; ++e) {
           h[i].v[e] =
               __float2half_rn(modulate(to_float(v[i].v[e]), mean, rstd, to_float(ki.v[e]), to_float(si.v[e])));
-          amax = fmaxf(amax, fabsf(__half2float(h[i].v[e])));
+          amax = AmaxOp<MODE>{}(amax, fabsf(__half2float(h[i].v[e])));
         }
       }
     }
-    amax = block_max(amax, partials[2]);
-    const float inv = amax > 0.0f ? __fdiv_rn(kE4m3Max, amax) : 0.0f;
-    const int64_t row = blockIdx.x;
-    if (threadIdx.x == 0) q.act_scale[row] = __fdiv_rn(amax, kE4m3Max);
+    // kFirst has its scale already; the others reduce the row's amax.
+    if constexpr (MODE != kFirst) amax = cuda_reduce::block_reduce(amax, partials[2], AmaxOp<MODE>{});
+    if constexpr (MODE == kMeasure) {
+      hand_on_amax<MODE>(q, amax);
+      return;
+    }
+    const float inv = row_multiplier<MODE>(q, amax, sd);
     Q* qr = reinterpret_cast<Q*>(q.x8 + at.x);
 #pragma unroll
     for (int i = 0; i < ITEMS; ++i) {
@@ -226,24 +311,27 @@ __global__ void __launch_bounds__(kMaxThreads)
         qr[j] = out;
       }
     }
+    if constexpr (MODE == kDelayed) hand_on_amax<MODE>(q, amax);
   }
 }
 
 // Rows wider than the register-resident kernels cover: x is read once per pass, from L2 mostly.
-// QUANT: a third pass finds amax of the float16-rounded outputs, a fourth recomputes and quantizes.
+// kToken, kMeasure: a third pass finds amax of the float16-rounded outputs; kToken, kFirst and
+// kDelayed then recompute and quantize them (kDelayed taking the amax in that pass).
 // RESID: the first pass makes x + gate · branch and writes it; the later passes read that back
 // (each thread only its own vectors, so no barrier is needed).
-template <typename T, int VEC, bool QUANT, bool RESID>
+template <typename T, int VEC, Mode MODE, bool RESID>
 __global__ void __launch_bounds__(kMaxThreads)
     adaln_modulate_streaming_kernel(const T* __restrict__ x, const T* __restrict__ shift,
                                     const T* __restrict__ scale, T* __restrict__ y, Quant q, Resid r, int tokens,
                                     int channels, float epsilon) {
   using P = Pack<T, VEC>;
   using Q = Pack<uint8_t, VEC>;
-  __shared__ float partials[QUANT ? 3 : 2][kMaxWarps];
+  __shared__ float partials[quantizes(MODE) ? 3 : 2][kMaxWarps];
   const Row at = row_offsets(tokens, channels);
   const int vectors = channels / VEC;
   const P* xr = reinterpret_cast<const P*>(x + at.x);
+  const float2 sd = tensor_scale<MODE>(q);
 
   float sum = 0.0f;
   for (int j = threadIdx.x; j < vectors; j += blockDim.x) {
@@ -274,7 +362,7 @@ __global__ void __launch_bounds__(kMaxThreads)
 
   const P* sh = reinterpret_cast<const P*>(shift + at.shift);
   const P* sc = reinterpret_cast<const P*>(scale + at.shift);
-  if constexpr (!QUANT) {
+  if constexpr (!quantizes(MODE)) {
     P* yr = reinterpret_cast<P*>(y + at.x);
     for (int j = threadIdx.x; j < vectors; j += blockDim.x) {
       const P p = xr[j];
@@ -288,18 +376,23 @@ __global__ void __launch_bounds__(kMaxThreads)
     }
   } else {
     float amax = 0.0f;
-    for (int j = threadIdx.x; j < vectors; j += blockDim.x) {
-      const P p = xr[j];
-      const P s = sh[j];
-      const P k = sc[j];
+    if constexpr (MODE == kToken || MODE == kMeasure) {
+      for (int j = threadIdx.x; j < vectors; j += blockDim.x) {
+        const P p = xr[j];
+        const P s = sh[j];
+        const P k = sc[j];
 #pragma unroll
-      for (int e = 0; e < VEC; ++e)
-        amax = fmaxf(amax, fabsf(__half2float(__float2half_rn(
-                               modulate(to_float(p.v[e]), mean, rstd, to_float(k.v[e]), to_float(s.v[e]))))));
+        for (int e = 0; e < VEC; ++e)
+          amax = AmaxOp<MODE>{}(amax, fabsf(__half2float(__float2half_rn(modulate(
+                                             to_float(p.v[e]), mean, rstd, to_float(k.v[e]), to_float(s.v[e]))))));
+      }
+      amax = cuda_reduce::block_reduce(amax, partials[2], AmaxOp<MODE>{});
     }
-    amax = block_max(amax, partials[2]);
-    const float inv = amax > 0.0f ? __fdiv_rn(kE4m3Max, amax) : 0.0f;
-    if (threadIdx.x == 0) q.act_scale[blockIdx.x] = __fdiv_rn(amax, kE4m3Max);
+    if constexpr (MODE == kMeasure) {
+      hand_on_amax<MODE>(q, amax);
+      return;
+    }
+    const float inv = row_multiplier<MODE>(q, amax, sd);
     Q* qr = reinterpret_cast<Q*>(q.x8 + at.x);
     for (int j = threadIdx.x; j < vectors; j += blockDim.x) {
       const P p = xr[j];
@@ -307,10 +400,17 @@ __global__ void __launch_bounds__(kMaxThreads)
       const P k = sc[j];
       Q out;
 #pragma unroll
-      for (int e = 0; e < VEC; ++e)
-        out.v[e] = to_e4m3(
-            __float2half_rn(modulate(to_float(p.v[e]), mean, rstd, to_float(k.v[e]), to_float(s.v[e]))), inv);
+      for (int e = 0; e < VEC; ++e) {
+        const __half h =
+            __float2half_rn(modulate(to_float(p.v[e]), mean, rstd, to_float(k.v[e]), to_float(s.v[e])));
+        if constexpr (MODE == kDelayed) amax = AmaxOp<MODE>{}(amax, fabsf(__half2float(h)));
+        out.v[e] = to_e4m3(h, inv);
+      }
       qr[j] = out;
+    }
+    if constexpr (MODE == kDelayed) {
+      amax = cuda_reduce::block_reduce(amax, partials[2], AmaxOp<MODE>{});
+      hand_on_amax<MODE>(q, amax);
     }
   }
 }
@@ -320,81 +420,166 @@ int threads_for(int vectors, int items) {
   return (threads + kWarp - 1) / kWarp * kWarp;
 }
 
-template <typename T, int VEC, int ITEMS, bool QUANT, bool RESID>
-void launch_items(const AdaLnArgs& a, cudaStream_t stream, int vectors) {
+template <typename T, int VEC, int ITEMS, Mode MODE, bool RESID>
+void launch_items(const AdaLnArgs& a, const Quant& q, cudaStream_t stream, int vectors) {
   const int rows = static_cast<int>(a.batch * a.tokens);
-  adaln_modulate_kernel<T, VEC, ITEMS, QUANT, RESID><<<rows, threads_for(vectors, ITEMS), 0, stream>>>(
+  adaln_modulate_kernel<T, VEC, ITEMS, MODE, RESID><<<rows, threads_for(vectors, ITEMS), 0, stream>>>(
       static_cast<const T*>(a.x), static_cast<const T*>(a.shift), static_cast<const T*>(a.scale),
-      static_cast<T*>(a.y), Quant{a.x8, a.act_scale}, Resid{a.branch, a.gate, a.residual},
-      static_cast<int>(a.tokens), static_cast<int>(a.channels), a.epsilon);
+      static_cast<T*>(a.y), q, Resid{a.branch, a.gate, a.residual}, static_cast<int>(a.tokens),
+      static_cast<int>(a.channels), a.epsilon);
 }
 
 // The fewest vectors per thread that keep a block within kTargetThreads (measured on the H200 with
 // SD3.5's widths: narrower blocks let more rows be in flight per SM); rows wider than that get up
-// to 8 vectors per thread in up to kMaxThreads threads, and wider ones the streaming kernel. Both
-// ops take the same choice for a shape, so their reductions (and y) are the same.
+// to 8 vectors per thread in up to kMaxThreads threads, and wider ones the streaming kernel. Every
+// op and mode takes the same choice for a shape, so their reductions (and y) are the same.
 constexpr int kTargetThreads = 256;
 
-template <typename T, int VEC, bool QUANT, bool RESID>
-void launch(const AdaLnArgs& a, cudaStream_t stream) {
+template <typename T, int VEC, Mode MODE, bool RESID>
+void launch(const AdaLnArgs& a, const Quant& q, cudaStream_t stream) {
   const int vectors = static_cast<int>(a.channels) / VEC;
   if (vectors <= kTargetThreads)
-    launch_items<T, VEC, 1, QUANT, RESID>(a, stream, vectors);
+    launch_items<T, VEC, 1, MODE, RESID>(a, q, stream, vectors);
   else if (vectors <= 2 * kTargetThreads)
-    launch_items<T, VEC, 2, QUANT, RESID>(a, stream, vectors);
+    launch_items<T, VEC, 2, MODE, RESID>(a, q, stream, vectors);
   else if (vectors <= 4 * kTargetThreads)
-    launch_items<T, VEC, 4, QUANT, RESID>(a, stream, vectors);
+    launch_items<T, VEC, 4, MODE, RESID>(a, q, stream, vectors);
   else if (vectors <= 8 * kMaxThreads)
-    launch_items<T, VEC, 8, QUANT, RESID>(a, stream, vectors);
+    launch_items<T, VEC, 8, MODE, RESID>(a, q, stream, vectors);
   else
-    adaln_modulate_streaming_kernel<T, VEC, QUANT, RESID>
+    adaln_modulate_streaming_kernel<T, VEC, MODE, RESID>
         <<<static_cast<int>(a.batch * a.tokens), kMaxThreads, 0, stream>>>(
             static_cast<const T*>(a.x), static_cast<const T*>(a.shift), static_cast<const T*>(a.scale),
-            static_cast<T*>(a.y), Quant{a.x8, a.act_scale}, Resid{a.branch, a.gate, a.residual},
-            static_cast<int>(a.tokens), static_cast<int>(a.channels), a.epsilon);
+            static_cast<T*>(a.y), q, Resid{a.branch, a.gate, a.residual}, static_cast<int>(a.tokens),
+            static_cast<int>(a.channels), a.epsilon);
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // 16-byte vectors when every row starts on a 16-byte boundary, else one element at a time. The
 // codes of a row (VEC bytes per vector) are then VEC-aligned too.
-template <typename T, bool QUANT, bool RESID>
-void dispatch(const AdaLnArgs& a, cudaStream_t stream) {
+template <typename T, Mode MODE, bool RESID>
+void dispatch(const AdaLnArgs& a, const Quant& q, cudaStream_t stream) {
   constexpr int kVec = 16 / sizeof(T);
   const bool vectorised = a.channels % kVec == 0 && aligned16(a.x) && aligned16(a.shift) &&
-                          aligned16(a.scale) && (QUANT ? aligned16(a.x8) : aligned16(a.y)) &&
+                          aligned16(a.scale) && (quantizes(MODE) ? aligned16(a.x8) : aligned16(a.y)) &&
                           (!RESID || (aligned16(a.branch) && aligned16(a.gate) && aligned16(a.residual)));
   if (vectorised)
-    launch<T, kVec, QUANT, RESID>(a, stream);
+    launch<T, kVec, MODE, RESID>(a, q, stream);
   else
-    launch<T, 1, QUANT, RESID>(a, stream);
+    launch<T, 1, MODE, RESID>(a, q, stream);
 }
 
-template <bool QUANT, bool RESID>
-void dispatch(const AdaLnArgs& a, Dtype dtype, cudaStream_t stream) {
-  if (dtype == Dtype::f32)
-    dispatch<float, QUANT, RESID>(a, stream);
+// The element type, and the residual form (AdaLNResidualQuant, AdaLNResidual) when branch is given.
+template <Mode MODE>
+void dispatch(const AdaLnArgs& a, const Quant& q, Dtype dtype, cudaStream_t stream) {
+  const bool resid = a.branch != nullptr;
+  if (dtype == Dtype::f32 && resid)
+    dispatch<float, MODE, true>(a, q, stream);
+  else if (dtype == Dtype::f32)
+    dispatch<float, MODE, false>(a, q, stream);
+  else if (resid)
+    dispatch<__half, MODE, true>(a, q, stream);
   else
-    dispatch<__half, QUANT, RESID>(a, stream);
+    dispatch<__half, MODE, false>(a, q, stream);
 }
+
+Quant quant_of(const AdaLnArgs& a, float* state, const Fp8DelayedConfig& config) {
+  Quant q;
+  q.x8 = a.x8;
+  q.act_scale = a.act_scale;
+  q.state = state;
+  q.slots = DelayedSlots{static_cast<int>(config.history)};
+  q.margin = config.margin;
+  return q;
+}
+
+bool fits_int32(const AdaLnArgs& a) { return a.batch * a.tokens <= INT32_MAX && a.channels <= INT32_MAX; }
+
+// delayed_begin's block (one block per call: it only fills act_scale).
+constexpr int kBeginThreads = 256;
 
 }  // namespace
 
 const char* adaln_modulate_cuda(const AdaLnArgs& args, Dtype dtype, void* stream) {
-  if (args.batch * args.tokens > INT32_MAX || args.channels > INT32_MAX)
+  if (!fits_int32(args))
     return "AdaLNModulate: tensor too large for the CUDA kernel (rows and channels must fit in int32)";
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  // The residual forms: AdaLNResidualQuant (codes) and AdaLNResidual (y).
-  if (args.branch != nullptr && args.x8 != nullptr)
-    dispatch<true, true>(args, dtype, s);
-  else if (args.branch != nullptr)
-    dispatch<false, true>(args, dtype, s);
-  else if (args.x8 != nullptr)
-    dispatch<true, false>(args, dtype, s);
+  const Quant q = quant_of(args, nullptr, Fp8DelayedConfig{});
+  if (args.x8 != nullptr)
+    dispatch<kToken>(args, q, dtype, s);
   else
-    dispatch<false, false>(args, dtype, s);
+    dispatch<kY>(args, q, dtype, s);
   const cudaError_t error = cudaGetLastError();
   return error == cudaSuccess ? nullptr : cudaGetErrorString(error);
+}
+
+bool adaln_modulate_cuda_delayed(const AdaLnArgs& args, Dtype dtype, AdaLnDelayedCuda& delayed, void* stream,
+                                 char* error, size_t error_size) {
+  if (!fits_int32(args)) {
+    std::snprintf(error, error_size, "tensor too large for the CUDA kernel (rows and channels must fit in int32)");
+    return false;
+  }
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const auto launched = [&](const char* what) {
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) std::snprintf(error, error_size, "CUDA %s failed: %s", what, cudaGetErrorString(e));
+    return e == cudaSuccess;
+  };
+  if (delayed.seeded) {
+    // Graph-capturable: one launch on the fixed state, nothing allocated, no synchronisation.
+    dispatch<kDelayed>(args, quant_of(args, delayed.state, delayed.config), dtype, s);
+    return launched("kernel launch");
+  }
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  cudaStreamIsCapturing(s, &capturing);
+  if (capturing != cudaStreamCaptureStatusNone) {
+    std::snprintf(error, error_size,
+                  "act_scaling \"delayed_tensor\": the kernel's first call (it allocates its amax history and "
+                  "scales by its own amax in several launches) may not be captured into a CUDA graph: run it "
+                  "once before capturing");
+    return false;
+  }
+  const DelayedSlots slots{static_cast<int>(delayed.config.history)};
+  const size_t bytes = static_cast<size_t>(slots.count()) * sizeof(float);
+  if (delayed.state == nullptr) {
+    const cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&delayed.state), bytes);
+    if (e != cudaSuccess) {
+      delayed.state = nullptr;
+      std::snprintf(error, error_size, "cannot allocate the delayed-scaling state: %s", cudaGetErrorString(e));
+      return false;
+    }
+    cudaGetDevice(&delayed.device);
+  }
+  // An empty ring at position 0, amax and counter zero (also after a first call that failed midway).
+  const cudaError_t zeroed = cudaMemsetAsync(delayed.state, 0, bytes, s);
+  if (zeroed != cudaSuccess) {
+    std::snprintf(error, error_size, "cannot zero the delayed-scaling state: %s", cudaGetErrorString(zeroed));
+    return false;
+  }
+  const Quant q = quant_of(args, delayed.state, delayed.config);
+  dispatch<kMeasure>(args, q, dtype, s);
+  if (!launched("kernel launch (amax)")) return false;
+  delayed_begin<kBeginThreads><<<1, kBeginThreads, 0, s>>>(delayed.state, slots, delayed.config.margin, true,
+                                                           args.act_scale, args.batch * args.tokens);
+  if (!launched("delayed-scale kernel launch")) return false;
+  dispatch<kFirst>(args, q, dtype, s);
+  if (!launched("kernel launch (codes)")) return false;
+  delayed_push<<<1, 1, 0, s>>>(delayed.state, slots);
+  if (!launched("delayed-scale push launch")) return false;
+  delayed.seeded = true;
+  return true;
+}
+
+void adaln_delayed_cuda_release(AdaLnDelayedCuda& delayed) {
+  if (delayed.state == nullptr) return;
+  int previous = 0;
+  cudaGetDevice(&previous);
+  cudaSetDevice(delayed.device);
+  cudaFree(delayed.state);
+  cudaSetDevice(previous);
+  delayed.state = nullptr;
+  delayed.seeded = false;
 }
 
 }  // namespace atelier

@@ -33,6 +33,25 @@
 // kernels) is one pass: x and branch read once, the residual and the codes written once, the same
 // bits. Same epsilon attribute.
 //
+// Attributes of both quantizing ops, besides epsilon: act_scaling = "token" (default: one scale per
+// row, as above) | "delayed_tensor": one scale s for the whole [B, T, C] output, chosen by delayed
+// per-tensor scaling exactly as Fp8Linear's output "e4m3_delayed" chooses it (fp8_linear.h), with
+// amax_margin (float > 0, default 2.0) and amax_history (int, 1 to kMaxAmaxHistory, default 16)
+// meaning what they mean there (both checked whatever act_scaling says). With y16 the float16-rounded
+// values that "token" quantizes and amax = max |y16| over the call (NaN if any is NaN), each kernel
+// instance keeps the finite amaxes of its last amax_history calls:
+//   its first call:  s = amax / 448                          (margin 1: "current" scaling)
+//   later calls:     s = amax_margin · max(history) / 448
+//   (float32; s = d = 1 where delayed_scale() falls back: a zero or non-finite reference)
+//   x8 = e4m3(y16 · d), d = 1/s (round to nearest even, saturating to ±448);  every act_scale = s;
+//   then amax joins the history if finite.
+// The outputs keep their shapes and types (act_scale [B, T] holds s B·T times), so the next layer
+// (the MLP's fc1) can be Fp8LinearQ with scaling "tensor" (cuBLASLt's scalar scales) and write e4m3
+// for fc2 itself, which per-token scales forbid. The residual output is the same either way. Each
+// device quantizes its own "token" mode's y16, for the amax and the codes alike. On the GPU an
+// instance's first call may not be captured into a CUDA graph (it allocates its state and measures
+// the amax before it quantizes); later calls can be.
+//
 // AdaLNResidual (domain "atelier", version 1): the same residual fused with AdaLNModulate, for graphs
 // whose next layer reads the norm in float16 or float32 (the fp16 C-API step):
 //
@@ -42,9 +61,11 @@
 // This header is what the op glue (adaln_op.cc) and the kernels (adaln_cpu.cc, adaln_cuda.cu) share.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "dtype.h"
+#include "fp8_linear.h"
 
 namespace atelier {
 
@@ -63,6 +84,9 @@ struct AdaLnArgs {
   int64_t tokens;
   int64_t channels;
   float epsilon;
+  // CPU, act_scaling "delayed_tensor": the rows' y16 go here (float32 [B·T, C]) instead of being
+  // quantized per row; the caller quantizes the whole tensor (delayed_quantize_cpu). Else null.
+  float* y16 = nullptr;
 };
 
 // Rows [row_begin, row_end) of the flattened [B·T, C] view, on the calling thread.
@@ -71,7 +95,24 @@ void adaln_modulate_cpu(const AdaLnArgs& args, Dtype dtype, int64_t row_begin, i
 #ifdef ATELIER_WITH_CUDA
 // Enqueues the kernel on `stream` (a cudaStream_t): no allocation, no synchronisation, so it can be
 // captured into a CUDA graph. Returns null, or a static description of the launch error.
+// (act_scaling "token", and the ops that do not quantize.)
 const char* adaln_modulate_cuda(const AdaLnArgs& args, Dtype dtype, void* stream);
+
+// act_scaling "delayed_tensor" on the GPU: one kernel instance's state.
+struct AdaLnDelayedCuda {
+  Fp8DelayedConfig config;
+  float* state = nullptr;  // device: the amax ring and slots (delayed_scaling_cuda.cuh), made at the first call
+  int device = -1;         // where state lives
+  bool seeded = false;     // the first call was enqueued
+};
+// The quantizing ops with the delayed per-tensor scale. The instance's first call allocates its state
+// (once) and runs four launches; it is refused while `stream` is being captured. Later calls are one
+// launch on the same state: no allocation, no synchronisation (graph-capturable). Returns false
+// with a message in `error`.
+bool adaln_modulate_cuda_delayed(const AdaLnArgs& args, Dtype dtype, AdaLnDelayedCuda& delayed, void* stream,
+                                 char* error, size_t error_size);
+// Frees the state (on its device); the instance may start again with a first call.
+void adaln_delayed_cuda_release(AdaLnDelayedCuda& delayed);
 #endif
 
 }  // namespace atelier

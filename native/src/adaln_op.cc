@@ -3,10 +3,17 @@
 // kernel (the schema boilerplate is op_glue.h's). They share everything but their inputs and outputs:
 // AdaLNModulate writes y in x's type; AdaLNModulateQuant x8 (float8e4m3fn, x's shape) and act_scale
 // (float32, [B, T]); AdaLNResidualQuant also reads branch and gate and writes the residual (x's type
-// and shape) before x8 and act_scale.
+// and shape) before x8 and act_scale. The quantizing ops' act_scaling "delayed_tensor" keeps state
+// per kernel instance (its amax history), so their compute callback takes the kernel mutable and
+// runs one such call at a time.
+#include <cmath>
+#include <mutex>
 #include <new>
+#include <string>
+#include <vector>
 
 #include "adaln_modulate.h"
+#include "fp8_linear.h"
 #include "op_glue.h"
 #include "ops.h"
 
@@ -44,11 +51,22 @@ constexpr float kDefaultEpsilon = 1e-6f;
 constexpr int64_t kElementsPerTask = 1 << 15;
 
 struct Kernel {
-  const OrtApi* api;
-  const char* name;  // the op's
-  Device device;
-  Dtype dtype;
-  float epsilon;
+  const OrtApi* api = nullptr;
+  const char* name = nullptr;  // the op's
+  Device device = Device::cpu;
+  Dtype dtype = Dtype::f32;
+  float epsilon = kDefaultEpsilon;
+  // act_scaling "delayed_tensor" (else "token"), and its state: the CPU's amax history, or the GPU's
+  // device state. The mutex makes calls of one instance take their turns with it.
+  bool delayed = false;
+  Fp8DelayedConfig delayed_config;
+  std::mutex mutex;
+  Fp8DelayedHistory history;
+#ifdef ATELIER_WITH_CUDA
+  AdaLnDelayedCuda cuda;
+
+  ~Kernel() { adaln_delayed_cuda_release(cuda); }
+#endif
 };
 
 // y (x8) has x's shape, act_scale x's without its last axis. ORT can only be told known or named
@@ -89,27 +107,88 @@ OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
   return status;
 }
 
+// The quantizing ops' act_scaling, amax_margin and amax_history (adaln_modulate.h), checked as
+// Fp8Linear checks its output, amax_margin and amax_history (fp8_linear_op.cc). The delayed ones are
+// checked whatever act_scaling says, as there.
+OrtStatus* scaling_attributes(const OrtApi* api, const OrtKernelInfo* info, const char* op, bool* delayed,
+                              Fp8DelayedConfig* config) {
+  std::string scaling;
+  ATELIER_RETURN_IF_ERROR(glue::string_attribute(api, info, "act_scaling", "token", &scaling));
+  if (scaling != "token" && scaling != "delayed_tensor")
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: act_scaling must be \"token\" or \"delayed_tensor\", got \"%s\"", op,
+                scaling.c_str());
+  *delayed = scaling == "delayed_tensor";
+  if (OrtStatus* absent = ort::KernelInfoGetAttribute_float(api)(info, "amax_margin", &config->margin))
+    ort::ReleaseStatus(api)(absent);
+  if (OrtStatus* absent = ort::KernelInfoGetAttribute_int64(api)(info, "amax_history", &config->history))
+    ort::ReleaseStatus(api)(absent);
+  if (!(config->margin > 0.0f) || !std::isfinite(config->margin))
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: amax_margin must be a finite number > 0, got %g", op,
+                static_cast<double>(config->margin));
+  if (config->history < 1 || config->history > kMaxAmaxHistory)
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: amax_history must be 1 to %lld, got %lld", op,
+                static_cast<long long>(kMaxAmaxHistory), static_cast<long long>(config->history));
+  return nullptr;
+}
+
 template <int K>
 OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKernelInfo* info, void** out) {
   const char* kName = kNames[K];
   *out = nullptr;
   float epsilon = kDefaultEpsilon;
   ATELIER_RETURN_IF_ERROR(glue::epsilon_attribute(api, info, kName, kDefaultEpsilon, &epsilon));
+  bool delayed = false;
+  Fp8DelayedConfig config;
+  if (quant_kind(K)) ATELIER_RETURN_IF_ERROR(scaling_attributes(api, info, kName, &delayed, &config));
   const CustomOp& me = self(op);
-  const Dtype dtype = me.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 ? Dtype::f16 : Dtype::f32;
-  return glue::created(api, kName, new (std::nothrow) Kernel{api, kName, me.device, dtype, epsilon}, out);
-}
-
-OrtStatus* run_cpu(const Kernel& kernel, OrtKernelContext* context, const AdaLnArgs& args) {
-  const int64_t rows = args.batch * args.tokens;
-  return glue::parallel_rows(kernel.api, context, rows, kElementsPerTask / args.channels,
-                             [&](int64_t begin, int64_t end) { adaln_modulate_cpu(args, kernel.dtype, begin, end); });
-}
-
-OrtStatus* run_cuda(const Kernel& kernel, OrtKernelContext* context, const AdaLnArgs& args) {
+  Kernel* kernel = new (std::nothrow) Kernel;
+  if (kernel != nullptr) {
+    kernel->api = api;
+    kernel->name = kName;
+    kernel->device = me.device;
+    kernel->dtype = me.type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 ? Dtype::f16 : Dtype::f32;
+    kernel->epsilon = epsilon;
+    kernel->delayed = delayed;
+    kernel->delayed_config = config;
 #ifdef ATELIER_WITH_CUDA
-  return glue::launch_cuda(kernel.api, context, kernel.name,
-                           [&](void* stream) { return adaln_modulate_cuda(args, kernel.dtype, stream); });
+    kernel->cuda.config = config;
+#endif
+  }
+  return glue::created(api, kName, kernel, out);
+}
+
+OrtStatus* run_cpu(Kernel& kernel, OrtKernelContext* context, const AdaLnArgs& args) {
+  const int64_t rows = args.batch * args.tokens;
+  const int64_t rows_per_task = kElementsPerTask / args.channels;
+  if (!kernel.delayed)
+    return glue::parallel_rows(kernel.api, context, rows, rows_per_task, [&](int64_t begin, int64_t end) {
+      adaln_modulate_cpu(args, kernel.dtype, begin, end);
+    });
+  // act_scaling "delayed_tensor": the float16-rounded rows in parallel into one float32 buffer, then
+  // Fp8Linear's delayed quantization of the whole tensor with this instance's history.
+  std::vector<float> values(static_cast<size_t>(rows * args.channels));
+  AdaLnArgs rounded = args;
+  rounded.y16 = values.data();
+  const auto round_rows = [&](int64_t begin, int64_t end) { adaln_modulate_cpu(rounded, kernel.dtype, begin, end); };
+  ATELIER_RETURN_IF_ERROR(glue::parallel_rows(kernel.api, context, rows, rows_per_task, round_rows));
+  std::lock_guard<std::mutex> lock(kernel.mutex);
+  delayed_quantize_cpu(kernel.history, kernel.delayed_config, values.data(), rows, args.channels, args.x8,
+                       args.act_scale);
+  return nullptr;
+}
+
+OrtStatus* run_cuda(Kernel& kernel, OrtKernelContext* context, const AdaLnArgs& args) {
+#ifdef ATELIER_WITH_CUDA
+  if (!kernel.delayed)
+    return glue::launch_cuda(kernel.api, context, kernel.name,
+                             [&](void* stream) { return adaln_modulate_cuda(args, kernel.dtype, stream); });
+  void* stream = nullptr;
+  ATELIER_RETURN_IF_ERROR(glue::cuda_stream(kernel.api, context, kernel.name, &stream));
+  char error[384] = "";
+  std::lock_guard<std::mutex> lock(kernel.mutex);
+  if (!adaln_modulate_cuda_delayed(args, kernel.dtype, kernel.cuda, stream, error, sizeof error))
+    return fail(kernel.api, ORT_FAIL, "%s: %s", kernel.name, error);
+  return nullptr;
 #else
   (void)context;
   (void)args;
@@ -122,7 +201,7 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   const char* kName = kNames[K];
   constexpr size_t kCount = Inputs<K>::kCount;
   const auto& input_names = Inputs<K>::kNames;
-  const Kernel& kernel = *static_cast<const Kernel*>(state);
+  Kernel& kernel = *static_cast<Kernel*>(state);
   const OrtApi* api = kernel.api;
   const OrtValue* inputs[kCount];
   int64_t dims[kCount][3];

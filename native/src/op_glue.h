@@ -99,6 +99,21 @@ inline OrtStatus* heads_attribute(const OrtApi* api, const OrtKernelInfo* info, 
   return nullptr;
 }
 
+// A string attribute, or `fallback` when the node has none.
+inline OrtStatus* string_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* name,
+                                   const char* fallback, std::string* out) {
+  size_t size = 0;  // the text's bytes with its terminating NUL
+  if (OrtStatus* absent = ort::KernelInfoGetAttribute_string(api)(info, name, nullptr, &size)) {
+    ort::ReleaseStatus(api)(absent);
+    *out = fallback;
+    return nullptr;
+  }
+  std::string text(size, '\0');
+  ATELIER_RETURN_IF_ERROR(ort::KernelInfoGetAttribute_string(api)(info, name, text.data(), &size));
+  *out = text.c_str();  // up to the NUL
+  return nullptr;
+}
+
 // The optional `epsilon` attribute of the norms (AdaLN*, JointQkvNorm): `fallback` when absent.
 inline OrtStatus* epsilon_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* op, float fallback,
                                     float* epsilon) {
