@@ -26,7 +26,13 @@
 // Attributes: activation = "none" (default) | "gelu_tanh"; scaling = "outer_vector" (default:
 // cuBLASLt applies both scale vectors, bias and GELU in its epilogue) | "fp32_output" (an unscaled
 // FP8 GEMM into a float32 scratch, then our kernel applies scales, bias and GELU: the fallback for
-// a cuBLASLt without outer-vector scaling, kept selectable to measure both); fast_accumulation =
+// a cuBLASLt without outer-vector scaling, kept selectable to measure both) | "tensor" (Fp8LinearQ
+// only: every weight_scale is the same number, and so is every act_scale — a checkpoint's one scale
+// per tensor, broadcast, and a producer that quantized per tensor (Fp8Linear's "e4m3_delayed",
+// AdaLN*Quant's act_scaling "delayed_tensor"). cuBLASLt then takes their first elements as its
+// scalar A and B scales, the one mode in which it can write e4m3 D itself (output "e4m3_delayed"
+// below). The CPU kernel refuses scales that are not uniform; the GPU cannot check without a
+// synchronisation, so there the graph builder is trusted); fast_accumulation =
 // 0 (default) | 1 (CUBLASLT_MATMUL_DESC_FAST_ACCUM: Hopper accumulates the FP8 products without
 // cuBLASLt's periodic promotion to float32: faster, slightly less exact over long K);
 // cublaslt_gelu = 1 (default) | 0 (GELU by our kernel after the GEMM even when cuBLASLt's epilogue
@@ -65,7 +71,7 @@
 namespace atelier {
 
 enum class Fp8Activation { none, gelu_tanh };
-enum class Fp8Scaling { outer_vector, fp32_output };
+enum class Fp8Scaling { outer_vector, fp32_output, tensor };
 enum class Fp8Output { float16, e4m3_delayed };
 
 // The largest finite float8 e4m3fn value: amax maps onto it.

@@ -15,6 +15,9 @@
 //      algorithm at all, a bfloat16 D in scratch that our epilogue kernel converts (make_plan).
 //    scaling "fp32_output": unscaled GEMM to a float32 scratch [M, N], then our epilogue kernel
 //      applies act_scale · weight_scale, bias and GELU and writes float16.
+//    scaling "tensor" (Fp8LinearQ): the scales are uniform (fp8_linear.h), so cuBLASLt takes
+//      weight_scale[0] and act_scale[0] as its scalar A and B scales (tensor-wide scaling, its
+//      default mode) with the same epilogues as outer-vector, and can write e4m3 D (3. below).
 //
 // 3. output "e4m3_delayed" (fp8_linear.h: the MLP hand-off): y8 and y_scale with a delayed
 //    per-tensor scale. The kernel instance's state lives on the device (allocated with its first
@@ -44,7 +47,7 @@
 //      BEFORE scale_D is applied (after bias and GELU): the unscaled amax our ring wants.
 //      (The bias is added before the epilogue's activation, so GELU_BIAS fits.)
 //    - With outer-vector scaling (CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F on A and B, what we
-//      use for per-channel × per-token scales), "scale_D is not supported, since the only supported
+//      use for per-channel × per-token scales; scaling "tensor" avoids it for exactly this reason), "scale_D is not supported, since the only supported
 //      precisions for D are CUDA_R_16F, CUDA_R_16BF and CUDA_R_32F". So e4m3 D with D_SCALE and
 //      AMAX_D is documented NOT to combine with our A/B scale modes on sm90; the 128-element block
 //      modes (VEC128_32F / BLK128x128_32F) say the same. PyTorch's scaled_gemm
@@ -91,6 +94,7 @@
 
 #include "cublaslt_min.h"
 #include "cuda_reduce.h"
+#include "delayed_scaling_cuda.cuh"
 #include "fp8_linear.h"
 
 namespace atelier {
@@ -219,78 +223,7 @@ __global__ void __launch_bounds__(kEpilogueThreads)
 
 // ---- delayed per-tensor scaling (output "e4m3_delayed") -------------------------------------------
 
-// The device state of one kernel instance: the ring, then these slots.
-struct DelayedSlots {
-  int history;
-  __host__ __device__ int amax() const { return history; }  // this call's amax, as uint bits of |v|
-  __host__ __device__ int s() const { return history + 1; }
-  __host__ __device__ int d() const { return history + 2; }
-  __host__ __device__ int position() const { return history + 3; }  // int bits
-  __host__ __device__ int done() const { return history + 4; }      // uint bits: blocks finished
-  __host__ __device__ int count() const { return history + 5; }
-};
-
-// s and d = 1 / s from the reference amax: delayed_scale() of fp8_linear_cpu.cc, in the same
-// float32 operations.
-__device__ __forceinline__ float2 delayed_scale_of(float ref, float margin) {
-  float s = __fdiv_rn(__fmul_rn(margin, ref), kE4m3Max);
-  float d = __fdiv_rn(1.0f, s);
-  if (!(ref > 0.0f) || !isfinite(ref) || !(s > 0.0f) || !isfinite(s) || !(d > 0.0f) || !isfinite(d)) {
-    s = 1.0f;
-    d = 1.0f;
-  }
-  return make_float2(s, d);
-}
-
-// The call's amax into the ring if finite, and the amax slot zeroed for the next call.
-__device__ __forceinline__ void push_amax(float* state, DelayedSlots slots, float amax) {
-  if (isfinite(amax)) {
-    int* position = reinterpret_cast<int*>(state + slots.position());
-    state[*position] = amax;
-    *position = (*position + 1) % slots.history;
-  }
-  state[slots.amax()] = 0.0f;
-}
-
-// max of non-negative floats by their bits: NaN (|NaN| has bits above +inf's) wins, as on the CPU.
-struct BitsMax {
-  __device__ __forceinline__ float operator()(float a, float b) const {
-    return __uint_as_float(max(__float_as_uint(a), __float_as_uint(b)));
-  }
-};
-
-// One block: s and d from the reference amax (the ring's max; the first call its own amax, margin
-// 1), y_scale filled with s, this call's amax zeroed unless it is the first call's (already measured).
-__global__ void __launch_bounds__(kQuantizeThreads)
-    delayed_begin(float* __restrict__ state, DelayedSlots slots, float margin, bool first, float* __restrict__ y_scale,
-                  int64_t rows) {
-  __shared__ float partials[kQuantizeThreads / kWarp];
-  __shared__ float scale_shared;
-  float ref = 0.0f;
-  if (!first)
-    for (int i = threadIdx.x; i < slots.history; i += blockDim.x) ref = fmaxf(ref, state[i]);
-  ref = cuda_reduce::block_max(ref, partials);
-  if (threadIdx.x == 0) {
-    if (first) {
-      ref = state[slots.amax()];
-      margin = 1.0f;
-    }
-    const float2 sd = delayed_scale_of(ref, margin);
-    const float s = sd.x, d = sd.y;
-    state[slots.s()] = s;
-    state[slots.d()] = d;
-    if (!first) state[slots.amax()] = 0.0f;
-    scale_shared = s;
-  }
-  __syncthreads();
-  const float s = scale_shared;
-  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) y_scale[r] = s;
-}
-
-// The call's amax into the ring (if finite); the slot zeroed.
-__global__ void delayed_push(float* __restrict__ state, DelayedSlots slots) {
-  push_amax(state, slots, state[slots.amax()]);
-}
+// DelayedSlots, delayed_scale_of, push_amax, BitsMax, delayed_begin, delayed_push: delayed_scaling_cuda.cuh.
 
 // One vector of VEC float16 values (8: one 16-byte load) folded into `amax` and, when QUANTIZE,
 // written as e4m3(h · d): the loop body both tensor-wide quantize kernels share.
@@ -483,7 +416,13 @@ struct Fp8LinearCuda {
 
 namespace {
 
-const char* scaling_name(Fp8Scaling s) { return s == Fp8Scaling::outer_vector ? "outer_vector" : "fp32_output"; }
+const char* scaling_name(Fp8Scaling s) {
+  return s == Fp8Scaling::outer_vector ? "outer_vector" : s == Fp8Scaling::tensor ? "tensor" : "fp32_output";
+}
+
+// Whether cuBLASLt applies our scales (as vectors, or as scalars for scaling "tensor"), so its D is
+// the layer's output; else ("fp32_output") an unscaled GEMM that our epilogue scales.
+bool cublaslt_scales(Fp8Scaling s) { return s != Fp8Scaling::fp32_output; }
 
 // Sets one descriptor attribute; false with a message on failure.
 template <typename T>
@@ -517,6 +456,13 @@ bool choose_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearAr
   const int32_t trans_a = cublaslt::kOpT, trans_b = cublaslt::kOpN;
   if (!set_attr(api, plan.desc, cublaslt::kDescTransA, trans_a, "TRANSA", error, error_size)) return false;
   if (!set_attr(api, plan.desc, cublaslt::kDescTransB, trans_b, "TRANSB", error, error_size)) return false;
+  if (kernel.scaling == Fp8Scaling::tensor) {
+    // Tensor-wide scaling is cuBLASLt's default mode: only the two scalars' device pointers.
+    if (!set_attr(api, plan.desc, cublaslt::kDescAScalePointer, scale_a, "A_SCALE_POINTER", error, error_size))
+      return false;
+    if (!set_attr(api, plan.desc, cublaslt::kDescBScalePointer, scale_b, "B_SCALE_POINTER", error, error_size))
+      return false;
+  }
   if (outer) {
     const int32_t mode = cublaslt::kScaleOuterVec32F;
     if (!set_attr(api, plan.desc, cublaslt::kDescAScaleMode, mode, "outer-vector scaling of A", error, error_size))
@@ -577,14 +523,15 @@ bool make_plan(Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearArgs& args, cha
     uint32_t epilogue;
   };
   std::vector<Candidate> candidates;
-  if (allow_e4m3 && kernel.output == Fp8Output::e4m3_delayed && kernel.scaling == Fp8Scaling::outer_vector) {
+  if (allow_e4m3 && kernel.output == Fp8Output::e4m3_delayed && cublaslt_scales(kernel.scaling)) {
     // e4m3 D only with everything in cuBLASLt's epilogue (nothing of ours may run between the GEMM
-    // and the codes); documented as unsupported with outer-vector scaling (top of file).
+    // and the codes); documented as unsupported with outer-vector scaling, supported with tensor-wide
+    // scaling (top of file).
     if (!gelu || kernel.cublaslt_gelu)
       candidates.push_back({CUDA_R_8F_E4M3, gelu ? (plan.bias ? cublaslt::kEpilogueGeluBias : cublaslt::kEpilogueGelu)
                                                  : (plan.bias ? cublaslt::kEpilogueBias : cublaslt::kEpilogueDefault)});
   }
-  if (kernel.scaling == Fp8Scaling::outer_vector) {
+  if (cublaslt_scales(kernel.scaling)) {
     // What cuBLASLt leaves out, our epilogue kernel does after the GEMM. A float16 bias is only
     // fused with a float16 D.
     if (gelu && kernel.cublaslt_gelu)
@@ -961,7 +908,7 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
       std::fprintf(stderr, "atelier:Fp8Linear: output e4m3_delayed (margin %g, history %lld): %s\n",
                    static_cast<double>(kernel->delayed.margin), static_cast<long long>(kernel->delayed.history),
                    plan->e4m3_d ? "cuBLASLt writes e4m3 D (D_SCALE, AMAX_D)"
-                                : "cuBLASLt refused e4m3 D with outer-vector scaling: float16 h in scratch, then "
+                                : "cuBLASLt refused e4m3 D with this scaling: float16 h in scratch, then "
                                   "our quantize_tensor (fallback)");
   } else {
     scratch = scratch_for(*kernel, stream, plan->bytes, error, error_size);
@@ -996,8 +943,7 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
   // 2. GEMM. The pointers a plan depends on are set on every call (a host-side write into the
   // descriptor): the scratch may have grown since the plan was made, and a bias/scale tensor may move.
   const cublaslt::Api& api = *kernel->api;
-  const bool outer = kernel->scaling == Fp8Scaling::outer_vector;
-  if (outer) {
+  if (cublaslt_scales(kernel->scaling)) {
     const void* a_scale = args.weight_scale;
     const void* b_scale = act_scale;
     if (!set_attr(api, plan->desc, cublaslt::kDescAScalePointer, a_scale, "A_SCALE_POINTER", error, error_size) ||
@@ -1021,8 +967,8 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
     }
   }
   auto begin = [&](bool own_amax) {
-    delayed_begin<<<1, kQuantizeThreads, 0, stream>>>(kernel->state, slots, kernel->delayed.margin, own_amax,
-                                                      args.y_scale, m);
+    delayed_begin<kQuantizeThreads><<<1, kQuantizeThreads, 0, stream>>>(kernel->state, slots, kernel->delayed.margin,
+                                                                         own_amax, args.y_scale, m);
     return check_launch("the delayed-scale kernel", error, error_size);
   };
   auto gemm = [&] {

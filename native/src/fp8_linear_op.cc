@@ -207,9 +207,9 @@ OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKern
   if (activation != "none" && activation != "gelu_tanh")
     return fail(api, ORT_INVALID_ARGUMENT, "%s: activation must be \"none\" or \"gelu_tanh\", got \"%s\"", kName,
                 activation.c_str());
-  if (scaling != "outer_vector" && scaling != "fp32_output")
-    return fail(api, ORT_INVALID_ARGUMENT, "%s: scaling must be \"outer_vector\" or \"fp32_output\", got \"%s\"",
-                kName, scaling.c_str());
+  if (scaling != "outer_vector" && scaling != "fp32_output" && (scaling != "tensor" || !kPrequantized))
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: scaling must be \"outer_vector\"%s or \"fp32_output\", got \"%s\"",
+                kName, kPrequantized ? ", \"tensor\"" : "", scaling.c_str());
   int64_t fast_accumulation = 0, cublaslt_gelu = 1;
   ATELIER_RETURN_IF_ERROR(flag_attribute(api, info, kName, "fast_accumulation", &fast_accumulation));
   ATELIER_RETURN_IF_ERROR(flag_attribute(api, info, kName, "cublaslt_gelu", &cublaslt_gelu));
@@ -235,7 +235,9 @@ OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKern
   kernel->name = kName;
   kernel->device = self(op).device;
   kernel->activation = activation == "gelu_tanh" ? Fp8Activation::gelu_tanh : Fp8Activation::none;
-  kernel->scaling = scaling == "fp32_output" ? Fp8Scaling::fp32_output : Fp8Scaling::outer_vector;
+  kernel->scaling = scaling == "fp32_output" ? Fp8Scaling::fp32_output
+                    : scaling == "tensor"    ? Fp8Scaling::tensor
+                                             : Fp8Scaling::outer_vector;
   kernel->fast_accumulation = fast_accumulation == 1;
   kernel->cublaslt_gelu = cublaslt_gelu == 1;
   kernel->output = output == "e4m3_delayed" ? Fp8Output::e4m3_delayed : Fp8Output::float16;
@@ -280,7 +282,29 @@ std::string text_of(const Shape& s) {
   return out + "]";
 }
 
+// Scaling "tensor" reads one scale per operand; here the promise behind it is checked (the GPU cannot
+// check it without a synchronisation), so a graph that broke it fails on the CPU first.
+OrtStatus* check_uniform_scales(const Kernel& kernel, const Fp8LinearArgs& args) {
+  const auto uniform = [](const float* v, int64_t count) {
+    for (int64_t i = 1; i < count; ++i)
+      if (!(v[i] == v[0])) return false;
+    return true;
+  };
+  if (!uniform(args.weight_scale, args.out_features))
+    return fail(kernel.api, ORT_INVALID_ARGUMENT,
+                "%s: scaling \"tensor\" needs one weight scale for the whole tensor (every weight_scale equal); "
+                "use \"outer_vector\" for per-channel scales",
+                kernel.name);
+  if (!uniform(args.act_scale, args.rows))
+    return fail(kernel.api, ORT_INVALID_ARGUMENT,
+                "%s: scaling \"tensor\" needs activations quantized per tensor (every act_scale equal); use "
+                "\"outer_vector\" for per-token scales",
+                kernel.name);
+  return nullptr;
+}
+
 OrtStatus* run_cpu(Kernel& kernel, OrtKernelContext* context, const Fp8LinearArgs& args) {
+  if (kernel.scaling == Fp8Scaling::tensor) ATELIER_RETURN_IF_ERROR(check_uniform_scales(kernel, args));
   const int64_t weights = args.out_features * args.in_features;
   const float* weight;
   {

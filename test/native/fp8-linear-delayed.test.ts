@@ -313,3 +313,77 @@ describe('Fp8Linear (e4m3_delayed) → Fp8LinearQ, the MLP hand-off', () => {
     expect(Math.sqrt(num / den), `seed ${seed}`).toBeLessThan(0.1);
   });
 });
+
+describe('Fp8LinearQ scaling "tensor" (the per-tensor MLP: cuBLASLt scalar scales on the GPU)', () => {
+  /** fc1 (e4m3_delayed) → fc2 as Fp8LinearQ with `fc2Attrs`, fc2's weight scale per channel as given. */
+  const mlp = (fc2Scale: Float32Array, fc2Attrs: Attrs): BuiltModel => {
+    const g = new GraphBuilder('mlp_tensor');
+    const x = g.input('x', 'float16', [...LEAD, K]);
+    const fc1 = randomLayer(7);
+    const normal = normals(8);
+    const [y8, yScale] = g.opMulti(
+      'Fp8Linear',
+      [x, ...layerConstants(g, fc1, 'w1')],
+      3,
+      { activation: 'gelu_tanh', output: 'e4m3_delayed' },
+      ATELIER_DOMAIN,
+      [0],
+    );
+    const w2 = g.constant(
+      'w2',
+      'float8e4m3fn',
+      [N, N],
+      Uint8Array.from({ length: N * N }, () => floatToE4M3(normal(0, 120))),
+    );
+    const s2 = g.constant('s2', 'float32', [N], fc2Scale);
+    g.output(g.op('Fp8LinearQ', [y8!, yScale!, w2, s2], fc2Attrs, ATELIER_DOMAIN), 'y', 'float16', [
+      ...LEAD,
+      N,
+    ]);
+    return g.build();
+  };
+  const feeds = () => ({
+    x: { type: 'float16', dims: [...LEAD, K], data: randomX(3, 1) } satisfies HostTensor,
+  });
+
+  it('computes what outer-vector scaling computes from the same uniform scales, bit for bit', async () => {
+    const uniform = new Float32Array(N).fill(0.013 / 448);
+    const tensor = (await runWithOps(library, mlp(uniform, { scaling: 'tensor' }), feeds()))
+      .data as Uint16Array;
+    const outer = (await runWithOps(library, mlp(uniform, {}), feeds())).data as Uint16Array;
+    expect(tensor.some((v) => (v & 0x7fff) !== 0)).toBe(true);
+    expect(tensor.findIndex((v, i) => v !== outer[i])).toBe(-1);
+  });
+
+  it('refuses weight scales that differ per channel, and per-token activation scales, naming what it needs', async () => {
+    const perChannel = Float32Array.from({ length: N }, (_, i) => (0.01 + i * 1e-4) / 448);
+    await expect(runWithOps(library, mlp(perChannel, { scaling: 'tensor' }), feeds())).rejects.toThrow(
+      /Fp8LinearQ: scaling "tensor" needs one weight scale for the whole tensor/,
+    );
+    // Codes quantized per token (Fp8Linear's own input quantization, via AdaLNModulateQuant's form).
+    const g = new GraphBuilder('per_token');
+    const x = g.input('x', 'float16', [...LEAD, K]);
+    const zeros = g.constant('zeros', 'float16', [LEAD[0]!, 1, K], new Uint16Array(LEAD[0]! * K));
+    const [x8, actScale] = g.opMulti('AdaLNModulateQuant', [x, zeros, zeros], 2, {}, ATELIER_DOMAIN);
+    const fc = randomLayer(9);
+    const w = [
+      g.constant('w', 'float8e4m3fn', [N, K], fc.w8),
+      g.constant('s', 'float32', [N], new Float32Array(N).fill(0.01 / 448)),
+    ];
+    g.output(
+      g.op('Fp8LinearQ', [x8!, actScale!, ...w], { scaling: 'tensor' }, ATELIER_DOMAIN),
+      'y',
+      'float16',
+      [...LEAD, N],
+    );
+    await expect(runWithOps(library, g.build(), feeds())).rejects.toThrow(
+      /Fp8LinearQ: scaling "tensor" needs activations quantized per tensor \(every act_scale equal\)/,
+    );
+  });
+
+  it('is Fp8LinearQ-only: Fp8Linear quantizes per token itself and refuses it', async () => {
+    await expect(session(graph(randomLayer(1), { scaling: 'tensor' }))).rejects.toThrow(
+      /Fp8Linear: scaling must be "outer_vector" or "fp32_output", got "tensor"/,
+    );
+  });
+});

@@ -191,10 +191,12 @@ describe.each(cases)('$name of the $setName golden set with W8A8 linear layers',
     const file = weights();
     const graphOf = (handoff: boolean) =>
       onnxProto.onnx.ModelProto.decode(build(file, true, 'fused', false, handoff).bytes).graph!.node!;
-    const output = (n: { attribute?: { name?: string | null; s?: Uint8Array | null }[] | null }) => {
-      const a = n.attribute?.find((x) => x.name === 'output');
+    type Node = { attribute?: { name?: string | null; s?: Uint8Array | null }[] | null };
+    const text = (n: Node, name: string) => {
+      const a = n.attribute?.find((x) => x.name === name);
       return a?.s ? new TextDecoder().decode(a.s) : undefined;
     };
+    const output = (n: Node) => text(n, 'output');
     const mlps = file
       .names()
       .filter((k) => /mlp\.fc1\.weight$/.test(k) && file.get(k).dtype === 'F8_E4M3').length;
@@ -219,7 +221,22 @@ describe.each(cases)('$name of the $setName golden set with W8A8 linear layers',
       expect(readers[0]!.opType).toBe('Fp8LinearQ');
       expect(readers[0]!.input!.slice(0, 2)).toEqual(written);
       expect(output(readers[0]!)).toBeUndefined();
+      // The golden weights carry one scale per tensor (plain e4m3: 1; scaled fp8: scale_weight), so
+      // the whole MLP runs per tensor: both layers in cuBLASLt's scalar-scale mode, fc1 reading its
+      // norm quantized with one delayed scale per tensor.
+      expect(text(node, 'scaling')).toBe('tensor');
+      expect(text(readers[0]!, 'scaling')).toBe('tensor');
+      const norm = on.filter((n) => n.output!.includes(node.input![0]!));
+      expect(norm).toHaveLength(1);
+      expect(norm[0]!.opType).toMatch(/^AdaLN(Residual|Modulate)Quant$/);
+      expect(text(norm[0]!, 'act_scaling')).toBe('delayed_tensor');
+      // ... and that norm feeds nothing else (no per-token copy of it is built).
+      expect(on.filter((n) => n.input!.includes(node.input![0]!))).toHaveLength(1);
     }
+    // Without the hand-off nothing is per tensor.
+    expect(
+      off.filter((n) => text(n, 'scaling') !== undefined || text(n, 'act_scaling') !== undefined),
+    ).toHaveLength(0);
     // Nothing else changes: the same number of W8A8 nodes (fc2's Fp8Linear became Fp8LinearQ).
     const w8a8 = (list: typeof on) =>
       list.filter((n) => n.opType === 'Fp8Linear' || n.opType === 'Fp8LinearQ');
@@ -228,7 +245,7 @@ describe.each(cases)('$name of the $setName golden set with W8A8 linear layers',
     expect(on.length).toBe(off.length - 2 * mlps);
   });
 
-  it("keeps the velocity close to W8A8 without the hand-off (its first call: per-tensor current scaling of fc2's input)", async () => {
+  it("keeps the velocity close to W8A8 without the hand-off (its first call: per-tensor current scaling of the MLP's inputs)", async () => {
     const feeds = feedsOf(open(set, manifestPath(c.inputs_from)));
     const file = weights();
     const handoff = await velocity(build(file, true, 'fused', false, true), feeds);
@@ -240,8 +257,9 @@ describe.each(cases)('$name of the $setName golden set with W8A8 linear layers',
       `${set.name} ${name}: MLP hand-off vs W8A8 rel L2 ${moved.toExponential(2)}; vs weight-only fp8 ${error.toExponential(2)} (W8A8: ${relL2(w8a8, reference).toExponential(2)}, fp8 vs fp32: ${c.fp8_vs_fp32_rel_l2.toExponential(2)})`,
     );
     const own = relL2(w8a8, reference);
-    // The hand-off changes one thing: fc2's input is rounded to e4m3 with one scale per tensor
-    // instead of one per token (on this single call, the tensor's own amax). That is a second
+    // The hand-off changes one thing: the MLP's activations (fc1's input from its norm, fc2's from
+    // fc1; the golden weights have one scale per tensor, so both) are rounded to e4m3 with one scale
+    // per tensor instead of one per token (on this single call, each tensor's own amax). That is a second
     // quantization noise of the same kind and size as W8A8's own, so it may move the velocity by no
     // more than W8A8 moved it from the weight-only model, and the hand-off's error against that
     // model may grow by a quarter at most (independent noises of equal size add in quadrature:

@@ -86,7 +86,12 @@ export interface NetOptions {
    * scale (`output: "e4m3_delayed"`: the scale from the amax of its last 16 calls × 2, as
    * Transformer Engine's delayed scaling; native/src/fp8_linear.h) and fc2 reads them as
    * atelier:Fp8LinearQ, so fc2 has no quantize pass and fc1 writes one byte per value instead of two.
-   * fc2's activations then share one scale per tensor instead of one per token. @default false
+   * fc2's activations then share one scale per tensor instead of one per token. When both layers'
+   * weights carry one scale per tensor (ComfyUI's scaled fp8, Atelier's load-time quantization) and
+   * the MLP reads a fused modulated norm, the whole MLP runs per tensor (issue 10's form (a)): the
+   * norm's kernel quantizes with a delayed per-tensor scale too (`act_scaling: "delayed_tensor"`),
+   * and both layers are `scaling: "tensor"`, the one cuBLASLt mode in which fc1 writes e4m3 itself
+   * (so neither fc1's float16 output nor a quantize pass over it exists on the GPU). @default false
    */
   fp8MlpHandoff?: boolean;
 }
@@ -121,6 +126,8 @@ export class ModulatedNorm {
   value?: Value;
   /** e4m3 codes [B, T, C] and float32 scales [B, T], once a W8A8 layer asked for them. */
   quantized?: [Value, Value];
+  /** The same quantized per tensor with a delayed scale (the per-tensor MLP), once asked for. */
+  quantizedPerTensor?: [Value, Value];
 
   constructor(
     readonly x: Residual,
@@ -372,15 +379,41 @@ export class Net {
   mlp(input: LinearInput, fc1: string, fc2: string): Value {
     const bias1 = `${fc1}.bias`;
     if (this.options.fp8MlpHandoff && this.#isW8a8(fc1) && this.#isW8a8(fc2) && this.p.has(bias1)) {
-      const [y8, yScale] = this.#w8a8Node(input, fc1, this.p.get(bias1), 'gelu_tanh', 'e4m3_delayed');
+      // The whole MLP per tensor where the weights and the input allow it (NetOptions.fp8MlpHandoff).
+      const perTensor =
+        input instanceof ModulatedNorm &&
+        this.options.fp8Producers !== 'separate' &&
+        this.#hasTensorScale(fc1) &&
+        this.#hasTensorScale(fc2);
+      const scaling = perTensor ? 'tensor' : undefined;
+      const fc1Input = perTensor ? new Fp8Activations(...this.#quantizedNormPerTensor(input)) : input;
+      const [y8, yScale] = this.#w8a8Node(
+        fc1Input,
+        fc1,
+        this.p.get(bias1),
+        'gelu_tanh',
+        'e4m3_delayed',
+        scaling,
+      );
       const bias2 = `${fc2}.bias`;
-      return this.#w8a8Linear(
+      const [y] = this.#w8a8Node(
         new Fp8Activations(y8!, yScale!),
         fc2,
         this.p.has(bias2) ? this.p.get(bias2) : undefined,
+        undefined,
+        undefined,
+        scaling,
       );
+      return this.p.compute === 'float16' ? y! : this.g.op('Cast', [y!], { to: ONNX_DTYPE.float32 });
     }
     return this.linear(this.linearGelu(input, fc1, 'tanh'), fc2);
+  }
+
+  /** Whether the layer's fp8 weight has one scale for the whole tensor (not one per row). */
+  #hasTensorScale(prefix: string): boolean {
+    const key = `${prefix}.scale_weight`;
+    const stored = this.p.has(key) ? this.p.readFloat32(key) : new Float32Array([1]);
+    return stored.every((v) => v === stored[0]);
   }
 
   /** W8A8 runs e4m3 weights only (the GEMM's one FP8 weight type) and needs our op library. */
@@ -415,6 +448,7 @@ export class Net {
     bias: Value | undefined,
     activation?: 'gelu_tanh',
     output?: 'e4m3_delayed',
+    scaling?: 'tensor',
   ): Value[] {
     const weightKey = `${prefix}.weight`;
     const [n] = this.p.shape(weightKey);
@@ -439,6 +473,7 @@ export class Net {
       ...(activation ? { activation } : {}),
       ...(this.options.fp8FastAccumulation ? { fast_accumulation: 1 } : {}),
       ...(output ? { output } : {}),
+      ...(scaling ? { scaling } : {}),
     };
     // e4m3_delayed: outputs y8 and y_scale, the float16 y (the op's first output) left out.
     return output
@@ -619,21 +654,29 @@ export class Net {
    * Add of its own but the same bits, written in the norm's pass.
    */
   #quantizedNorm(m: ModulatedNorm): [Value, Value] {
-    if (!m.quantized) {
-      const attrs = { epsilon: { float: m.eps } };
-      const r = m.x;
-      if (r instanceof GatedResidual && !r.value && this.options.residualNorm !== 'separate') {
-        const inputs = [this.residual(r.x), r.y, r.gate, m.shift, m.scale];
-        const [sum, x8, actScale] = this.g.opMulti('AdaLNResidualQuant', inputs, 3, attrs, ATELIER_DOMAIN);
-        r.value = sum;
-        m.quantized = [x8, actScale];
-      } else {
-        const inputs = [this.residual(r), m.shift, m.scale];
-        const [x8, actScale] = this.g.opMulti('AdaLNModulateQuant', inputs, 2, attrs, ATELIER_DOMAIN);
-        m.quantized = [x8, actScale];
-      }
-    }
+    if (!m.quantized) m.quantized = this.#normQuantNode(m, {});
     return m.quantized;
+  }
+
+  /** The norm quantized with one delayed scale per tensor (the per-tensor MLP's input), built once. */
+  #quantizedNormPerTensor(m: ModulatedNorm): [Value, Value] {
+    m.quantizedPerTensor ??= this.#normQuantNode(m, { act_scaling: 'delayed_tensor' });
+    return m.quantizedPerTensor;
+  }
+
+  /** The atelier:AdaLNModulateQuant / AdaLNResidualQuant node of a norm: [x8, act_scale]. */
+  #normQuantNode(m: ModulatedNorm, scaling: { act_scaling?: 'delayed_tensor' }): [Value, Value] {
+    const attrs = { epsilon: { float: m.eps }, ...scaling };
+    const r = m.x;
+    if (r instanceof GatedResidual && !r.value && this.options.residualNorm !== 'separate') {
+      const inputs = [this.residual(r.x), r.y, r.gate, m.shift, m.scale];
+      const [sum, x8, actScale] = this.g.opMulti('AdaLNResidualQuant', inputs, 3, attrs, ATELIER_DOMAIN);
+      r.value = sum;
+      return [x8!, actScale!];
+    }
+    const inputs = [this.residual(r), m.shift, m.scale];
+    const [x8, actScale] = this.g.opMulti('AdaLNModulateQuant', inputs, 2, attrs, ATELIER_DOMAIN);
+    return [x8!, actScale!];
   }
 
   /**
