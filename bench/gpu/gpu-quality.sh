@@ -5,7 +5,7 @@
 # Medium at 1024², 28 steps, and reports the relative L2 of the final latent and of the velocity and
 # denoised estimate at steps 1, 7, 14, 21, 28 (W8A8 vs fp16, weight-only fp8 vs fp16, W8A8 vs
 # weight-only). Reuses the weights of call 1 (/tmp/sd35-dir) or writes them (fp16 and fp8 files of
-# both models and the encoders, 49 GB: under a minute in /dev/shm). Ends by 560 s; the report is
+# both models (QUALITY_MODELS, default large,medium) and the encoders, 49 GB: under a minute in /dev/shm). Ends by 560 s; the report is
 # saved after every variant, and variants that would not fit the budget are listed as skipped.
 # On the GPU machine, from the checkout: bash bench/gpu/gpu-quality.sh [quality-bench args]
 T0=$(date +%s)
@@ -20,7 +20,7 @@ if [ -z "$W" ]; then
   echo "$W" > /tmp/sd35-dir
 fi
 # Keeps files already there; an fp8 file holds its fp16 file's values quantized (make_weights.file_seed).
-python3 bench/gpu/make_weights.py "$W" --models large,medium --precisions fp16,fp8 --jobs 8 > "$OUT/weights.log" 2>&1
+python3 bench/gpu/make_weights.py "$W" --models "${QUALITY_MODELS:-large,medium}" --precisions fp16,fp8 --jobs 8 > "$OUT/weights.log" 2>&1
 tail -2 "$OUT/weights.log"
 echo "weights done at $(( $(date +%s) - T0 )) s"
 timeout "$(left 565)" node .gpu/bundle/quality-bench.js --models "$W" --tokenizers .gpu/tokenizers \
