@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Issue 10's tenth-session rows in one call (bench/NOTES.md "Issue 10, tenth session"), after node and
-# the CUDA provider are unpacked on this machine; writes the Large fp8 and fp16 files if missing.
-# Large 1024², 28 steps, CFG, batch 1, one row each, back to back in one machine session:
-#   W8A8 as shipped;
-#   W8A8 with the per-tensor MLP (ATELIER_FP8_MLP_HANDOFF=1 on per-tensor-scaled weights: the norm
-#     quantizes per tensor with a delayed scale, fc1 and fc2 in cuBLASLt's scalar-scale mode, fc1
-#     writing e4m3 itself; ATELIER_OPS_VERBOSE=1 makes the log say whether cuBLASLt took e4m3 D);
-#   W8A8 with the adaLN table (ATELIER_ADALN_TABLE=1), and with both;
-#   FP16 with the table, FP16.
-# Then, if ENDS_BY leaves time, Medium W8A8 as shipped and with both (its fp8 files written first).
+# the CUDA provider are unpacked on this machine; writes the Large fp8 and fp16 and Medium fp8 files if
+# missing. Large and Medium 1024², 28 steps, CFG, batch 1, each row ≈ 15 s, so the pairs alternate
+# twice (A B A B) on one machine:
+#   Large W8A8 as shipped / with the per-tensor MLP (ATELIER_FP8_MLP_HANDOFF=1 on per-tensor-scaled
+#     weights: the norm quantizes per tensor with a delayed scale, fc1 and fc2 in cuBLASLt's
+#     scalar-scale mode, fc1 writing e4m3 itself; ATELIER_OPS_VERBOSE=1 on its first row makes the log
+#     say whether cuBLASLt took e4m3 D);
+#   Large FP16 without / with the adaLN table (ATELIER_ADALN_TABLE=1; the first call measured no gain);
+#   Medium W8A8 as shipped / with the per-tensor MLP;
+# then the quality report of Large (fp16, W8A8, W8A8 with the per-tensor MLP; exact accumulation; 1
+# seed), then, if time is left, the per-tensor MLP row once more with kernel-times.c preloaded (CUPTI,
+# every kernel by name: kernel_breakdown.py sorts them here).
 # Ends by ENDS_BY seconds (default 570). On the GPU machine, from the checkout: bash bench/gpu/gpu-form-a.sh
 ENDS_BY=${ENDS_BY:-570}
 WEIGHTS=fp8,fp16
 source bench/gpu/call-start.sh
+python3 bench/gpu/make_weights.py "$W" --models medium --precisions fp8 --jobs 8 > "$OUT/weights-medium.log" 2>&1
 LOG="$OUT/form-a.log"
 row() { # label, then env assignments
   local label=$1
@@ -23,25 +27,33 @@ row() { # label, then env assignments
     > "$OUT/row.log" 2>&1
   # The verbose lines of our ops say which form each MLP plan got (once per plan, so few lines).
   grep -E "atelier:(Fp8Linear|AdaLN).*(e4m3|refused|delayed)" "$OUT/row.log" | sort | uniq -c | head -8 | tee -a "$LOG"
-  tail -3 "$OUT/row.log" | tee -a "$LOG"
+  tail -1 "$OUT/row.log" | tee -a "$LOG"
 }
+MLP="ATELIER_FP8_MLP_HANDOFF=1"
 CONFIG=large:fp8 row "Large W8A8 (as shipped)"
-CONFIG=large:fp8 row "Large W8A8, per-tensor MLP" ATELIER_FP8_MLP_HANDOFF=1 ATELIER_OPS_VERBOSE=1
-CONFIG=large:fp8 row "Large W8A8, adaLN table" ATELIER_ADALN_TABLE=1
-CONFIG=large:fp8 row "Large W8A8, per-tensor MLP + adaLN table" ATELIER_FP8_MLP_HANDOFF=1 ATELIER_ADALN_TABLE=1
-CONFIG=large:fp16 row "Large FP16, adaLN table" ATELIER_ADALN_TABLE=1
+CONFIG=large:fp8 row "Large W8A8, per-tensor MLP" $MLP ATELIER_OPS_VERBOSE=1
+CONFIG=large:fp8 row "Large W8A8 (as shipped), again"
+CONFIG=large:fp8 row "Large W8A8, per-tensor MLP, again" $MLP
 CONFIG=large:fp16 row "Large FP16"
-if [ "$(left)" -gt 150 ]; then
-  at "Medium fp8 files" | tee -a "$LOG"
-  timeout "$(($(left) - 100))" python3 bench/gpu/make_weights.py "$W" --models medium --precisions fp8 --jobs 8 \
-    > "$OUT/weights-medium.log" 2>&1
-  tail -1 "$OUT/weights-medium.log" | tee -a "$LOG"
-  [ "$(left)" -gt 90 ] && CONFIG=medium:fp8 row "Medium W8A8 (as shipped)"
-  [ "$(left)" -gt 90 ] && CONFIG=medium:fp8 row "Medium W8A8, per-tensor MLP + adaLN table" ATELIER_FP8_MLP_HANDOFF=1 ATELIER_ADALN_TABLE=1
-else
-  echo "no time left for Medium ($(left) s)" | tee -a "$LOG"
-fi
-# What each row ran with, as the engine built its graphs.
-grep -oE '"(config|denoise_seconds|adaln_table|fp8_mlp_handoff|peak_gpu_mem_gb|process_peak_gpu_mem_gb)": *("[^"]*"|[0-9.]+|true|false)' \
+CONFIG=large:fp16 row "Large FP16, adaLN table" ATELIER_ADALN_TABLE=1
+CONFIG=large:fp16 row "Large FP16, again"
+CONFIG=medium:fp8 row "Medium W8A8 (as shipped)"
+CONFIG=medium:fp8 row "Medium W8A8, per-tensor MLP" $MLP
+CONFIG=medium:fp8 row "Medium W8A8 (as shipped), again"
+CONFIG=medium:fp8 row "Medium W8A8, per-tensor MLP, again" $MLP
+grep -oE '"(config|denoise_seconds|adaln_table|fp8_mlp_handoff|process_peak_gpu_mem_gb)": *("[^"]*"|[0-9.]+|true|false)' \
   "$OUT/form-a.json" 2>/dev/null | paste -sd' ' | tee -a "$LOG"
+if [ "$(left)" -gt 120 ]; then
+  at "quality" | tee -a "$LOG"
+  QUALITY_MODELS=large timeout $(($(left) - 60)) bash bench/gpu/gpu-quality.sh --which large --seeds 1 \
+    --variants fp16,w8a8,w8a8-handoff --budget-s $(($(left) - 75)) > "$OUT/quality.log" 2>&1
+  grep -A8 "relative L2" "$OUT/quality.log" | tee -a "$LOG"
+fi
+if [ "$(left)" -gt 45 ] && bash bench/gpu/kernel-times.sh > /dev/null 2>&1; then
+  at "Large W8A8, per-tensor MLP, profiled" | tee -a "$LOG"
+  ATELIER_FP8_MLP_HANDOFF=1 KERNEL_TIMES_OUT="$OUT/kernels-large" LD_PRELOAD=/tmp/kernel-times.so \
+    timeout $(($(left) - 5)) node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokenizers \
+    --out "$OUT/form-a-profiled.json" --runtime capi --turbo '' --small '' --configs large:fp8 --budget-s 40 \
+    2>&1 | tail -1 | tee -a "$LOG"
+fi
 at "done" | tee -a "$LOG"

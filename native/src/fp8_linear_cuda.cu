@@ -867,9 +867,16 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
                          error_size) &&
                 (!fresh->fused_bias || set_attr(api, fresh->desc, cublaslt::kDescBiasPointer, args.bias,
                                                 "BIAS_POINTER", error, error_size));
-      ok = ok && api.matmul(kernel->handle, fresh->desc, &one, args.weight, fresh->a, trial_x8, fresh->b, &zero,
-                            args.y8, fresh->c, args.y8, fresh->d, &fresh->algo, trial_base, kWorkspaceBytes,
-                            stream) == cublaslt::kSuccess;
+      // C is null (β = 0): C == D with C's 16-bit layout and D's e4m3 one is what cuBLASLt refuses at
+      // run time (measured 2026-12-03); PyTorch's scaled_gemm passes a null C for the same reason.
+      const cublaslt::Status trial =
+          ok ? api.matmul(kernel->handle, fresh->desc, &one, args.weight, fresh->a, trial_x8, fresh->b, &zero, nullptr,
+                          fresh->c, args.y8, fresh->d, &fresh->algo, trial_base, kWorkspaceBytes, stream)
+             : cublaslt::kSuccess;
+      if (trial != cublaslt::kSuccess) {
+        set_error(error, error_size, "status %d", trial);
+        ok = false;
+      }
       cudaGetLastError();
       // The trial's AMAX_D is no call's amax.
       cudaMemsetAsync(kernel->state + slots.amax(), 0, sizeof(float), stream);
@@ -973,8 +980,10 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
   };
   auto gemm = [&] {
     const cublaslt::MatrixLayout d_layout = plan->d ? plan->d : plan->c;
+    // An e4m3 D has its own layout: C must then be null (β = 0), not D (see the trial GEMM).
+    void* c = plan->d ? nullptr : d;
     const cublaslt::Status s = api.matmul(kernel->handle, plan->desc, &alpha, args.weight, plan->a, x8, plan->b,
-                                          &beta, d, plan->c, d, d_layout, &plan->algo, workspace, kWorkspaceBytes,
+                                          &beta, c, plan->c, d, d_layout, &plan->algo, workspace, kWorkspaceBytes,
                                           stream);
     if (s != cublaslt::kSuccess)
       set_error(error, error_size, "cublasLtMatmul failed (status %d) for x [%lld, %lld] · weight [%lld, %lld]ᵀ", s,
