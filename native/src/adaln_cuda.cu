@@ -13,11 +13,12 @@
 //
 // act_scaling "delayed_tensor" (adaln_modulate.h) is the same kernel again with the delayed modes
 // (Mode below) over the same float16 values, the state and helpers being Fp8Linear's
-// (delayed_scaling_cuda.cuh). A later call is one launch, kDelayed: every block computes s and d
-// from the ring (as fp8_linear_cuda.cu's quantize_tensor_delayed does), writes its row's codes with
-// d and act_scale = s, and max-es its amax into the state; the last block to finish pushes it. The
-// instance's first call (not capturable: it may allocate) is kMeasure (amax only), delayed_begin
-// (s from that amax, margin 1; act_scale filled), kFirst (codes with its d), delayed_push.
+// (delayed_scaling_cuda.cuh). A later call is two launches: kDelayed, whose every block reads s and d
+// from the state, writes its row's codes with d and act_scale = s and max-es its amax into the state,
+// then delayed_push_next (one thread: the amax into the ring, and from the ring the next call's s and
+// d, what its start would have computed). The instance's first call (not capturable: it may
+// allocate) is kMeasure (amax only), delayed_begin (s from that amax, margin 1; act_scale filled),
+// kFirst (codes with its d), delayed_push_next.
 //
 // AdaLNResidualQuant is AdaLNModulateQuant with RESID = true (and AdaLNResidual AdaLNModulate with
 // it): each thread loads its vectors of x and of branch together, makes them x + gate · branch in
@@ -99,7 +100,7 @@ enum Mode {
   kToken,    // act_scale[row] = amax_row/448, codes e4m3(h · 448/amax_row) (act_scaling "token")
   kMeasure,  // "delayed_tensor"'s first call, 1st launch: the amax into the state, no codes
   kFirst,    // first call, 2nd launch: codes e4m3(h · d), d from the state (delayed_begin's)
-  kDelayed,  // a later call, its one launch: s, d from the ring, codes, act_scale = s, amax pushed
+  kDelayed,  // a later call: codes e4m3(h · d), act_scale = s (s, d from the state), the amax into it
 };
 __host__ __device__ constexpr bool quantizes(Mode m) { return m != kY; }
 
@@ -117,21 +118,12 @@ struct Quant {
 template <Mode MODE>
 using AmaxOp = std::conditional_t<MODE == kToken, cuda_reduce::Max, BitsMax>;
 
-// kDelayed: s and d from the ring, in every block with quantize_tensor_delayed's loads and
-// operations (so every block, and Fp8Linear, get the same values); kFirst: d from the state.
+// kFirst and kDelayed: s and d from the state, where delayed_begin (the first call) or the previous
+// call's delayed_push_next put them (delayed_scaling_cuda.cuh): no ring reduction per block.
 template <Mode MODE>
 __device__ __forceinline__ float2 tensor_scale(const Quant& q) {
-  if constexpr (MODE == kDelayed) {
-    __shared__ float partials[kMaxWarps];
-    __shared__ float2 shared_sd;
-    float ref = 0.0f;
-    for (int i = threadIdx.x; i < q.slots.history; i += blockDim.x) ref = fmaxf(ref, q.state[i]);
-    ref = block_max(ref, partials);
-    if (threadIdx.x == 0) shared_sd = delayed_scale_of(ref, q.margin);
-    __syncthreads();
-    return shared_sd;
-  } else if constexpr (MODE == kFirst) {
-    return make_float2(0.0f, q.state[q.slots.d()]);
+  if constexpr (MODE == kFirst || MODE == kDelayed) {
+    return make_float2(q.state[q.slots.s()], q.state[q.slots.d()]);
   } else {
     return make_float2(0.0f, 0.0f);
   }
@@ -149,24 +141,13 @@ __device__ __forceinline__ float row_multiplier(const Quant& q, float amax, floa
   }
 }
 
-// kMeasure and kDelayed, thread 0 with the block's amax: max-ed (by bits) into the state's slot.
-// kDelayed: then the last block to finish (a counter, incremented after the block's atomic is
-// visible) pushes the call's amax and resets the counter, as quantize_tensor_delayed does. Every
-// block read the ring before it counted itself, so the push never races a read.
+// kMeasure and kDelayed, thread 0 with the block's amax: max-ed (by bits) into the state's slot; the
+// push into the ring is delayed_push_next's, launched after the kernel. (One block per row makes
+// thousands of blocks; the first form, a ring reduction in every block and a last-block counter on
+// one address, ran 37.7 µs per launch on Large against the per-token form's 26.7, 2026-12-03.)
 template <Mode MODE>
 __device__ __forceinline__ void hand_on_amax(const Quant& q, float amax) {
-  if (threadIdx.x != 0) return;
-  atomicMax(reinterpret_cast<unsigned int*>(q.state + q.slots.amax()), __float_as_uint(amax));
-  if constexpr (MODE == kDelayed) {
-    __threadfence();
-    const unsigned int finished = atomicAdd(reinterpret_cast<unsigned int*>(q.state + q.slots.done()), 1u);
-    if (finished == gridDim.x - 1) {
-      __threadfence();
-      const unsigned int bits = atomicOr(reinterpret_cast<unsigned int*>(q.state + q.slots.amax()), 0u);
-      push_amax(q.state, q.slots, __uint_as_float(bits));
-      *reinterpret_cast<unsigned int*>(q.state + q.slots.done()) = 0u;
-    }
-  }
+  if (threadIdx.x == 0) max_into_slot(q.state, q.slots, amax);
 }
 
 struct Row {
@@ -527,9 +508,12 @@ bool adaln_modulate_cuda_delayed(const AdaLnArgs& args, Dtype dtype, AdaLnDelaye
     return e == cudaSuccess;
   };
   if (delayed.seeded) {
-    // Graph-capturable: one launch on the fixed state, nothing allocated, no synchronisation.
+    // Graph-capturable: two launches on the fixed state, nothing allocated, no synchronisation.
     dispatch<kDelayed>(args, quant_of(args, delayed.state, delayed.config), dtype, s);
-    return launched("kernel launch");
+    if (!launched("kernel launch")) return false;
+    delayed_push_next<<<1, 1, 0, s>>>(delayed.state, DelayedSlots{static_cast<int>(delayed.config.history)},
+                                      delayed.config.margin);
+    return launched("delayed-scale push launch");
   }
   cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
   cudaStreamIsCapturing(s, &capturing);
@@ -565,7 +549,7 @@ bool adaln_modulate_cuda_delayed(const AdaLnArgs& args, Dtype dtype, AdaLnDelaye
   if (!launched("delayed-scale kernel launch")) return false;
   dispatch<kFirst>(args, q, dtype, s);
   if (!launched("kernel launch (codes)")) return false;
-  delayed_push<<<1, 1, 0, s>>>(delayed.state, slots);
+  delayed_push_next<<<1, 1, 0, s>>>(delayed.state, slots, delayed.config.margin);
   if (!launched("delayed-scale push launch")) return false;
   delayed.seeded = true;
   return true;

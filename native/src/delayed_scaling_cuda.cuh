@@ -90,5 +90,27 @@ __global__ void delayed_push(float* __restrict__ state, DelayedSlots slots) {
   push_amax(state, slots, state[slots.amax()]);
 }
 
+// delayed_push, then the next call's s and d from the ring as it now is (margin · its max, what
+// delayed_begin would compute at the next call's start) into their slots: a kernel whose every
+// block reads s and d from the slots needs no ring reduction of its own (one thread: the ring is
+// at most kMaxAmaxHistory floats).
+__global__ void delayed_push_next(float* __restrict__ state, DelayedSlots slots, float margin) {
+  push_amax(state, slots, state[slots.amax()]);
+  float ref = 0.0f;
+  for (int i = 0; i < slots.history; ++i) ref = fmaxf(ref, state[i]);
+  const float2 sd = delayed_scale_of(ref, margin);
+  state[slots.s()] = sd.x;
+  state[slots.d()] = sd.y;
+}
+
+// A block's amax max-ed into the call's slot (by bits). Thousands of blocks aim at one address: the
+// atomic only when the block's amax is above what the slot already holds (it only grows), so most
+// blocks just read it.
+__device__ __forceinline__ void max_into_slot(float* state, DelayedSlots slots, float amax) {
+  unsigned int* slot = reinterpret_cast<unsigned int*>(state + slots.amax());
+  const unsigned int bits = __float_as_uint(amax);
+  if (bits > *reinterpret_cast<volatile unsigned int*>(slot)) atomicMax(slot, bits);
+}
+
 }  // namespace
 }  // namespace atelier

@@ -692,9 +692,10 @@ void tune_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const void* weight,
   bool found = false;
   for (size_t i = 0; i < plan.candidates.size(); ++i) {
     const cublaslt::MatmulAlgo* algo = &plan.candidates[i];
+    // An e4m3 D (its own layout) with a null C, as the call's own GEMM.
     auto run = [&] {
-      return api.matmul(kernel.handle, plan.desc, &alpha, weight, plan.a, x8, plan.b, &beta, d, plan.c, d, plan.c,
-                        algo, workspace, kWorkspaceBytes, stream);
+      return api.matmul(kernel.handle, plan.desc, &alpha, weight, plan.a, x8, plan.b, &beta, plan.d ? nullptr : d,
+                        plan.c, d, plan.d ? plan.d : plan.c, algo, workspace, kWorkspaceBytes, stream);
     };
     if (run() != cublaslt::kSuccess) continue;  // warm-up; refused at run time: skip it
     constexpr int kRuns = 3;
@@ -991,8 +992,11 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
                 static_cast<long long>(k));
     return s == cublaslt::kSuccess;
   };
-  if (autotune() && !plan->tuned && !plan->e4m3_d)
+  if (autotune() && !plan->tuned) {
     tune_algorithm(*kernel, *plan, args.weight, x8, d, workspace, stream);
+    // The timed GEMMs of an e4m3 D wrote AMAX_D (tuning never runs under capture, so neither does this).
+    if (plan->e4m3_d && plan->tuned) cudaMemsetAsync(kernel->state + slots.amax(), 0, sizeof(float), stream);
+  }
   if (plan->e4m3_d) {
     // The first call measures its amax with a throw-away GEMM (d = 1: the zeroed amax gives s = 1),
     // then scales by it; later calls scale by the ring. AMAX_D is written by every GEMM.
