@@ -29,14 +29,15 @@ export interface Variant {
    */
   precision: Precision;
   /**
-   * W8A8 as the H200 runs it (issue 10): the C-API step with our atelier:Fp8Linear, here on the
-   * op library's CPU kernels, which compute the GPU kernels' quantized math exactly (activations
-   * on the e4m3 grid per token, fp32 sums). Needs precision `fp8`.
+   * W8A8 with per-token activations everywhere (issue 10): the C-API step with our
+   * atelier:Fp8Linear, here on the op library's CPU kernels, which compute the GPU kernels'
+   * quantized math exactly (activations on the e4m3 grid per token, fp32 sums). Needs precision `fp8`.
    */
   w8a8?: boolean;
   /**
-   * With `w8a8`: the MLP hand-off (fc1 → fc2 as e4m3 codes with a delayed per-tensor scale,
-   * EngineOptions.fp8MlpHandoff), on the CPU kernels' exact math of it.
+   * With `w8a8`: the per-tensor MLP (EngineOptions.fp8MlpHandoff, what the H200 runs since the
+   * tenth session: the MLP's activations on the e4m3 grid with delayed per-tensor scales), on the
+   * CPU kernels' exact math of it.
    */
   fp8MlpHandoff?: boolean;
 }
@@ -176,7 +177,8 @@ export async function runVariant(variant: Variant, options: RunOptions): Promise
       ? {
           runtime: 'capi' as const,
           fp8Linear: 'w8a8' as const,
-          ...(variant.fp8MlpHandoff ? { fp8MlpHandoff: true } : {}),
+          // Explicit both ways: the engine's default is the per-tensor MLP.
+          fp8MlpHandoff: variant.fp8MlpHandoff === true,
           customOpsLibrary: buildCustomOpsLibrary('cpu'),
         }
       : { runtime: 'stock' as const }),

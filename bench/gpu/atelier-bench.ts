@@ -417,7 +417,7 @@ function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined, fp8?: 
     ...(graph?.fp8Attention ? { fp8_attention: true } : {}),
     ...(graph ? { step_fusions: graph.stepFusions, adaln_table: graph.adalnTable } : {}),
     // cuBLASLt algorithms timed per shape: read by the op library itself, so the environment says.
-    ...(path === 'capi' && runtime?.customOps && process.env.ATELIER_GEMM_AUTOTUNE === '1'
+    ...(path === 'capi' && runtime?.customOps && process.env.ATELIER_GEMM_AUTOTUNE !== '0'
       ? { gemm_autotune: true }
       : {}),
     ...(graph && fp8?.route === 'w8a8'

@@ -9,6 +9,9 @@
  * modulated norm (qkv, fc1, the final linear) take it quantized from atelier:AdaLNModulateQuant as
  * atelier:Fp8LinearQ; the velocity must be the same bits as with the unfused AdaLNModulate → Fp8Linear.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildMmdit, mmditConfig } from '../../src/pipeline/models/mmdit.js';
@@ -17,7 +20,8 @@ import { DEFAULT_NET_OPTIONS, Net } from '../../src/pipeline/onnx/nn.js';
 import { FileWeightSource, Params } from '../../src/pipeline/onnx/params.js';
 import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
-import type { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
+import { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
+import { writeSafetensors } from '../../src/pipeline/weights/safetensors-writer.js';
 import { type GoldenComponent, type GoldenSet, goldenSets, manifestPath, relL2 } from '../golden/manifest.js';
 
 interface Fp8Component extends GoldenComponent {
@@ -243,6 +247,43 @@ describe.each(cases)('$name of the $setName golden set with W8A8 linear layers',
     expect(w8a8(on)).toHaveLength(w8a8(off).length);
     // And this float32 graph loses the Cast pair that took fc1's float16 y to float32 and back for fc2.
     expect(on.length).toBe(off.length - 2 * mlps);
+  });
+
+  it('keeps per-token activations in MLPs whose weights carry a scale per row (as LoRA merges write them)', () => {
+    const file = weights();
+    // The same weights with every fc1's scale_weight one per output row (plain e4m3 files gain one).
+    const dir = mkdtempSync(join(tmpdir(), 'atelier-per-row-'));
+    const path = join(dir, 'per-row.safetensors');
+    const fc1Scale = /mlp\.fc1\.scale_weight$/;
+    const fc1 = file.names().filter((k) => /mlp\.fc1\.weight$/.test(k) && file.get(k).dtype === 'F8_E4M3');
+    expect(fc1.length).toBeGreaterThan(0);
+    const kept = file.names().filter((name) => !fc1Scale.test(name));
+    const tensors = [
+      ...kept.map((name) => ({
+        name,
+        dtype: file.get(name).dtype,
+        shape: file.get(name).shape,
+        data: file.readBytes(name),
+      })),
+      ...fc1.map((weight) => {
+        const name = weight.replace(/weight$/, 'scale_weight');
+        const rows = file.get(weight).shape[0]!;
+        const scale = file.has(name) ? file.readFloat32(name)[0]! : 1;
+        const data = Float32Array.from({ length: rows }, (_, i) => scale * (1 + i / rows));
+        return { name, dtype: 'F32' as const, shape: [rows], data };
+      }),
+    ];
+    writeSafetensors(path, tensors);
+    const perRow = SafetensorsFile.open(path);
+    opened.push(perRow);
+    const nodes = onnxProto.onnx.ModelProto.decode(build(perRow, true, 'fused', false, true).bytes).graph!
+      .node!;
+    const named = (n: (typeof nodes)[number], attribute: string) =>
+      n.attribute?.some((a) => a.name === attribute) === true;
+    expect(
+      nodes.filter((n) => named(n, 'scaling') || named(n, 'act_scaling') || named(n, 'output')),
+    ).toHaveLength(0);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it("keeps the velocity close to W8A8 without the hand-off (its first call: per-tensor current scaling of the MLP's inputs)", async () => {

@@ -165,10 +165,11 @@ describe('the C-API path', () => {
     };
     const fusedOps = ['AdaLNResidualQuant', 'AdaLNResidual', 'JointSplitQuant'];
     const separate = await engine({ ...w8a8, stepFusions: false });
-    // What the step graph was built with, as benchmark rows report it: fast accumulation by default.
+    // What the step graph was built with, as benchmark rows report it: fast accumulation and the
+    // per-tensor MLP by default.
     expect(separate.info().runtime?.stepGraph).toEqual({
       fp8FastAccumulation: true,
-      fp8MlpHandoff: false,
+      fp8MlpHandoff: true,
       fp8Attention: false,
       stepFusions: false,
       adalnTable: false,

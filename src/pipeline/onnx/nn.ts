@@ -81,17 +81,16 @@ export interface NetOptions {
    */
   fp8FastAccumulation?: boolean;
   /**
-   * Measurement (issue 10, not yet for users): the MLP hand-off. In an MLP whose fc1 and fc2 are both
-   * W8A8 layers (`Net.mlp`), fc1 writes its GELU output as e4m3 codes with one delayed per-tensor
-   * scale (`output: "e4m3_delayed"`: the scale from the amax of its last 16 calls × 2, as
-   * Transformer Engine's delayed scaling; native/src/fp8_linear.h) and fc2 reads them as
-   * atelier:Fp8LinearQ, so fc2 has no quantize pass and fc1 writes one byte per value instead of two.
-   * fc2's activations then share one scale per tensor instead of one per token. When both layers'
-   * weights carry one scale per tensor (ComfyUI's scaled fp8, Atelier's load-time quantization) and
-   * the MLP reads a fused modulated norm, the whole MLP runs per tensor (issue 10's form (a)): the
-   * norm's kernel quantizes with a delayed per-tensor scale too (`act_scaling: "delayed_tensor"`),
-   * and both layers are `scaling: "tensor"`, the one cuBLASLt mode in which fc1 writes e4m3 itself
-   * (so neither fc1's float16 output nor a quantize pass over it exists on the GPU). @default false
+   * Issue 10's per-tensor MLP (the default on the C-API path: EngineOptions.fp8MlpHandoff). In an
+   * MLP whose fc1 and fc2 are both W8A8 layers (`Net.mlp`) with one weight scale per tensor
+   * (ComfyUI's scaled fp8, Atelier's load-time quantization) and which reads a fused modulated norm,
+   * the MLP's activations are quantized per tensor with a delayed scale (the amax of the last 16
+   * calls × 2, as Transformer Engine's delayed scaling; native/src/fp8_linear.h): the norm's kernel
+   * writes fc1's input so (`act_scaling: "delayed_tensor"`), fc1 writes its GELU output as e4m3 codes
+   * for fc2 (`output: "e4m3_delayed"`), and both layers run in cuBLASLt's scalar-scale mode
+   * (`scaling: "tensor"`), the one mode in which fc1 writes e4m3 itself: neither fc1's float16
+   * output nor a quantize pass over it exists on the GPU. Other MLPs (per-row weight scales, as LoRA
+   * merges write them) keep per-token activations. @default false
    */
   fp8MlpHandoff?: boolean;
 }
@@ -372,41 +371,39 @@ export class Net {
 
   /**
    * fc2(gelu(fc1(x))), the transformer MLP with the tanh GELU (`fc1`, `fc2`: checkpoint layer
-   * prefixes). With `fp8MlpHandoff` and both layers W8A8 (fc1 biased), fc1 hands fc2 its output as
-   * e4m3 codes and one delayed per-tensor scale (NetOptions.fp8MlpHandoff); otherwise `linearGelu`
-   * then `linear`.
+   * prefixes): per tensor in FP8 where NetOptions.fp8MlpHandoff and the weights and input allow it,
+   * otherwise `linearGelu` then `linear`.
    */
   mlp(input: LinearInput, fc1: string, fc2: string): Value {
     const bias1 = `${fc1}.bias`;
-    if (this.options.fp8MlpHandoff && this.#isW8a8(fc1) && this.#isW8a8(fc2) && this.p.has(bias1)) {
-      // The whole MLP per tensor where the weights and the input allow it (NetOptions.fp8MlpHandoff).
-      const perTensor =
-        input instanceof ModulatedNorm &&
-        this.options.fp8Producers !== 'separate' &&
-        this.#hasTensorScale(fc1) &&
-        this.#hasTensorScale(fc2);
-      const scaling = perTensor ? 'tensor' : undefined;
-      const fc1Input = perTensor ? new Fp8Activations(...this.#quantizedNormPerTensor(input)) : input;
-      const [y8, yScale] = this.#w8a8Node(
-        fc1Input,
-        fc1,
-        this.p.get(bias1),
-        'gelu_tanh',
-        'e4m3_delayed',
-        scaling,
-      );
-      const bias2 = `${fc2}.bias`;
-      const [y] = this.#w8a8Node(
-        new Fp8Activations(y8!, yScale!),
-        fc2,
-        this.p.has(bias2) ? this.p.get(bias2) : undefined,
-        undefined,
-        undefined,
-        scaling,
-      );
-      return this.p.compute === 'float16' ? y! : this.g.op('Cast', [y!], { to: ONNX_DTYPE.float32 });
-    }
-    return this.linear(this.linearGelu(input, fc1, 'tanh'), fc2);
+    const perTensor =
+      this.options.fp8MlpHandoff === true &&
+      input instanceof ModulatedNorm &&
+      this.options.fp8Producers !== 'separate' &&
+      this.#isW8a8(fc1) &&
+      this.#isW8a8(fc2) &&
+      this.p.has(bias1) &&
+      this.#hasTensorScale(fc1) &&
+      this.#hasTensorScale(fc2);
+    if (!perTensor) return this.linear(this.linearGelu(input, fc1, 'tanh'), fc2);
+    const [y8, yScale] = this.#w8a8Node(
+      new Fp8Activations(...this.#quantizedNormPerTensor(input)),
+      fc1,
+      this.p.get(bias1),
+      'gelu_tanh',
+      'e4m3_delayed',
+      'tensor',
+    );
+    const bias2 = `${fc2}.bias`;
+    const [y] = this.#w8a8Node(
+      new Fp8Activations(y8!, yScale!),
+      fc2,
+      this.p.has(bias2) ? this.p.get(bias2) : undefined,
+      undefined,
+      undefined,
+      'tensor',
+    );
+    return this.p.compute === 'float16' ? y! : this.g.op('Cast', [y!], { to: ONNX_DTYPE.float32 });
   }
 
   /** Whether the layer's fp8 weight has one scale for the whole tensor (not one per row). */

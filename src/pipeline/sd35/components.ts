@@ -394,8 +394,9 @@ export async function loadComponents(
         (options.fp8FastAccumulation ?? process.env.ATELIER_FP8_FAST_ACCUM !== '0')
           ? { fp8FastAccumulation: true }
           : {}),
-        // Measurement only, off by default (issue 10): fc1 hands fc2 e4m3 codes (delayed per-tensor scale).
-        ...(library !== undefined && (options.fp8MlpHandoff ?? process.env.ATELIER_FP8_MLP_HANDOFF === '1')
+        // The per-tensor MLP in W8A8 (issue 10: with the GEMM autotuning −91 ms per Large image on
+        // the H200, the demo model's caption scores within a point of fp16); off for measurements.
+        ...(library !== undefined && (options.fp8MlpHandoff ?? process.env.ATELIER_FP8_MLP_HANDOFF !== '0')
           ? { fp8MlpHandoff: true }
           : {}),
         // Issue 10 step 8's fusions (gated residual + next norm, attention split + quantize): exact
