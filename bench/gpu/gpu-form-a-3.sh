@@ -12,16 +12,8 @@ WEIGHTS=fp8,fp16
 source bench/gpu/call-start.sh
 python3 bench/gpu/make_weights.py "$W" --models medium --precisions fp8 --jobs 8 > "$OUT/weights-medium.log" 2>&1
 LOG="$OUT/form-a-3.log"
-row() { # label, then env assignments
-  local label=$1
-  shift
-  at "$label" | tee -a "$LOG"
-  env "$@" timeout 85 node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokenizers \
-    --out "$OUT/form-a-3.json" --append --runtime capi --turbo '' --small '' --configs "$CONFIG" --budget-s 72 \
-    > "$OUT/row.log" 2>&1
-  grep -E "atelier:Fp8Linear.*(e4m3|refused|autotune)" "$OUT/row.log" | sort | uniq -c | sort -rn | head -40 >> "$OUT/verbose.log"
-  tail -1 "$OUT/row.log" | tee -a "$LOG"
-}
+ROWS="$OUT/form-a-3.json"
+source bench/gpu/bench-row.sh
 MLP="ATELIER_FP8_MLP_HANDOFF=1"
 TUNE="ATELIER_GEMM_AUTOTUNE=1"
 for round in 1 2; do

@@ -18,17 +18,8 @@ WEIGHTS=fp8,fp16
 source bench/gpu/call-start.sh
 python3 bench/gpu/make_weights.py "$W" --models medium --precisions fp8 --jobs 8 > "$OUT/weights-medium.log" 2>&1
 LOG="$OUT/form-a.log"
-row() { # label, then env assignments
-  local label=$1
-  shift
-  at "$label" | tee -a "$LOG"
-  env "$@" timeout 85 node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokenizers \
-    --out "$OUT/form-a.json" --append --runtime capi --turbo '' --small '' --configs "$CONFIG" --budget-s 72 \
-    > "$OUT/row.log" 2>&1
-  # The verbose lines of our ops say which form each MLP plan got (once per plan, so few lines).
-  grep -E "atelier:(Fp8Linear|AdaLN).*(e4m3|refused|delayed)" "$OUT/row.log" | sort | uniq -c | head -8 | tee -a "$LOG"
-  tail -1 "$OUT/row.log" | tee -a "$LOG"
-}
+ROWS="$OUT/form-a.json"
+source bench/gpu/bench-row.sh
 MLP="ATELIER_FP8_MLP_HANDOFF=1"
 CONFIG=large:fp8 row "Large W8A8 (as shipped)"
 CONFIG=large:fp8 row "Large W8A8, per-tensor MLP" $MLP ATELIER_OPS_VERBOSE=1

@@ -10,12 +10,11 @@
  * run (the seed is in every failure message).
  */
 import { randomInt } from 'node:crypto';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ATELIER_DOMAIN, type BuiltModel, GraphBuilder, ONNX_DTYPE } from '../../src/pipeline/onnx/graph.js';
-import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
-import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
+import type { CapiSession, HostTensor } from '../../src/pipeline/ort/index.js';
 import { e4m3ToFloat, floatToE4M3, floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
-import { normals, runAllWithOps } from './run-graphs.js';
+import { cpuOpsSessions, normals, runAllWithOps } from './run-graphs.js';
 
 type Op = 'AdaLNModulateQuant' | 'AdaLNResidualQuant';
 type Dtype = 'float32' | 'float16';
@@ -91,7 +90,7 @@ function normGraph(op: Op, dtype: Dtype, shape: Shape): BuiltModel {
 
 /** y16: the norm rounded to float16, what act_scaling "token" quantizes a row at a time. */
 async function roundedNorm(op: Op, dtype: Dtype, shape: Shape, feeds: Feeds): Promise<Float64Array> {
-  const y = (await runAllWithOps(library, normGraph(op, dtype, shape), feeds)).y!.data;
+  const y = (await runAllWithOps(ops.library(), normGraph(op, dtype, shape), feeds)).y!.data;
   return dtype === 'float16'
     ? Float64Array.from(y as Uint16Array, halfToFloat)
     : Float64Array.from(y as Float32Array, (v) => halfToFloat(floatToHalf(v)));
@@ -127,21 +126,8 @@ class Delayed {
   }
 }
 
-let library: string;
-beforeAll(() => {
-  library = buildCustomOpsLibrary('cpu');
-});
-
-const sessions: CapiSession[] = [];
-afterEach(() => {
-  for (const s of sessions.splice(0)) s.release();
-});
-
-async function session(model: BuiltModel): Promise<CapiSession> {
-  const s = await CapiSession.create(model, { provider: 'cpu', customOpsLibraries: [library] });
-  sessions.push(s);
-  return s;
-}
+const ops = cpuOpsSessions();
+const session = ops.session;
 
 /**
  * Runs one call of `s` and checks it against `ref` bit for bit: every act_scale is the reference s,
@@ -263,11 +249,11 @@ describe.each(OPS)('atelier:%s act_scaling "delayed_tensor", CPU kernel', (op) =
         const shape: Shape = [2, 7, 64];
         const feeds = randomFeeds(op, dtype, shape, seed, 1);
         const delayed = await runAllWithOps(
-          library,
+          ops.library(),
           quantGraph(op, dtype, shape, { act_scaling: 'delayed_tensor' }),
           feeds,
         );
-        const token = await runAllWithOps(library, quantGraph(op, dtype, shape, {}), feeds);
+        const token = await runAllWithOps(ops.library(), quantGraph(op, dtype, shape, {}), feeds);
         expect(Array.from(delayed.residual!.data as ArrayLike<number>), `seed ${seed}`).toEqual(
           Array.from(token.residual!.data as ArrayLike<number>),
         );
@@ -278,9 +264,9 @@ describe.each(OPS)('atelier:%s act_scaling "delayed_tensor", CPU kernel', (op) =
     const seed = randomInt(2 ** 31);
     const shape: Shape = [2, 5, 40];
     const feeds = randomFeeds(op, 'float16', shape, seed, 1);
-    const plain = await runAllWithOps(library, quantGraph(op, 'float16', shape, {}), feeds);
+    const plain = await runAllWithOps(ops.library(), quantGraph(op, 'float16', shape, {}), feeds);
     const token = await runAllWithOps(
-      library,
+      ops.library(),
       quantGraph(op, 'float16', shape, { act_scaling: 'token', amax_margin: { float: 3 }, amax_history: 4 }),
       feeds,
     );

@@ -6,7 +6,7 @@
  * over several calls of one session (one kernel instance keeps the history).
  */
 import { randomInt } from 'node:crypto';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   ATELIER_DOMAIN,
   type BuiltModel,
@@ -14,10 +14,9 @@ import {
   ONNX_DTYPE,
   type Value,
 } from '../../src/pipeline/onnx/graph.js';
-import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
-import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
+import type { CapiSession, HostTensor } from '../../src/pipeline/ort/index.js';
 import { e4m3ToFloat, floatToE4M3, floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
-import { normals, runWithOps } from './run-graphs.js';
+import { cpuOpsSessions, normals, runWithOps } from './run-graphs.js';
 
 const K = 64;
 const N = 32;
@@ -143,21 +142,8 @@ function checkCodes(
   return saturated;
 }
 
-let library: string;
-beforeAll(() => {
-  library = buildCustomOpsLibrary('cpu');
-});
-
-const sessions: CapiSession[] = [];
-afterEach(() => {
-  for (const s of sessions.splice(0)) s.release();
-});
-
-async function session(model: BuiltModel): Promise<CapiSession> {
-  const s = await CapiSession.create(model, { provider: 'cpu', customOpsLibraries: [library] });
-  sessions.push(s);
-  return s;
-}
+const ops = cpuOpsSessions();
+const session = ops.session;
 
 async function call(s: CapiSession, x: Uint16Array): Promise<{ y8: Float32Array; yScale: Float32Array }> {
   const out = await s.run({ x: { type: 'float16', dims: [...LEAD, K], data: x } satisfies HostTensor });
@@ -229,8 +215,8 @@ describe('atelier:Fp8Linear output "e4m3_delayed", CPU kernel', () => {
     const layer = randomLayer(seed);
     const x = randomX(seed + 1, 1);
     const feeds = { x: { type: 'float16', dims: [...LEAD, K], data: x } satisfies HostTensor };
-    const plain = await runWithOps(library, graph(layer, {}), feeds);
-    const explicit = await runWithOps(library, graph(layer, { output: 'float16' }), feeds);
+    const plain = await runWithOps(ops.library(), graph(layer, {}), feeds);
+    const explicit = await runWithOps(ops.library(), graph(layer, { output: 'float16' }), feeds);
     expect(explicit.data).toEqual(plain.data);
   });
 
@@ -296,11 +282,11 @@ describe('Fp8Linear (e4m3_delayed) → Fp8LinearQ, the MLP hand-off', () => {
       x: { type: 'float16', dims: [...LEAD, K], data: randomX(seed + 1, 1) } satisfies HostTensor,
     };
     const a = Float64Array.from(
-      (await runWithOps(library, build(true), feeds)).data as Uint16Array,
+      (await runWithOps(ops.library(), build(true), feeds)).data as Uint16Array,
       halfToFloat,
     );
     const b = Float64Array.from(
-      (await runWithOps(library, build(false), feeds)).data as Uint16Array,
+      (await runWithOps(ops.library(), build(false), feeds)).data as Uint16Array,
       halfToFloat,
     );
     let num = 0;
@@ -348,16 +334,16 @@ describe('Fp8LinearQ scaling "tensor" (the per-tensor MLP: cuBLASLt scalar scale
 
   it('computes what outer-vector scaling computes from the same uniform scales, bit for bit', async () => {
     const uniform = new Float32Array(N).fill(0.013 / 448);
-    const tensor = (await runWithOps(library, mlp(uniform, { scaling: 'tensor' }), feeds()))
+    const tensor = (await runWithOps(ops.library(), mlp(uniform, { scaling: 'tensor' }), feeds()))
       .data as Uint16Array;
-    const outer = (await runWithOps(library, mlp(uniform, {}), feeds())).data as Uint16Array;
+    const outer = (await runWithOps(ops.library(), mlp(uniform, {}), feeds())).data as Uint16Array;
     expect(tensor.some((v) => (v & 0x7fff) !== 0)).toBe(true);
     expect(tensor.findIndex((v, i) => v !== outer[i])).toBe(-1);
   });
 
   it('refuses weight scales that differ per channel, and per-token activation scales, naming what it needs', async () => {
     const perChannel = Float32Array.from({ length: N }, (_, i) => (0.01 + i * 1e-4) / 448);
-    await expect(runWithOps(library, mlp(perChannel, { scaling: 'tensor' }), feeds())).rejects.toThrow(
+    await expect(runWithOps(ops.library(), mlp(perChannel, { scaling: 'tensor' }), feeds())).rejects.toThrow(
       /Fp8LinearQ: scaling "tensor" needs one weight scale for the whole tensor/,
     );
     // Codes quantized per token (Fp8Linear's own input quantization, via AdaLNModulateQuant's form).
@@ -376,7 +362,7 @@ describe('Fp8LinearQ scaling "tensor" (the per-tensor MLP: cuBLASLt scalar scale
       'float16',
       [...LEAD, N],
     );
-    await expect(runWithOps(library, g.build(), feeds())).rejects.toThrow(
+    await expect(runWithOps(ops.library(), g.build(), feeds())).rejects.toThrow(
       /Fp8LinearQ: scaling "tensor" needs activations quantized per tensor \(every act_scale equal\)/,
     );
   });

@@ -1,6 +1,8 @@
 /** What the native tests share: two ways to run a graph (through the C API with our ops, or stock) and seeded normal samples. */
 import * as ort from 'onnxruntime-node';
+import { afterEach, beforeAll } from 'vitest';
 import type { BuiltModel } from '../../src/pipeline/onnx/graph.js';
+import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
 import { CapiSession, type HostTensor } from '../../src/pipeline/ort/index.js';
 import { rng } from '../fixtures/random.js';
 
@@ -61,4 +63,30 @@ export function normals(seed: number): (mean: number, sd: number) => number {
   const uniform = rng(seed);
   return (mean, sd) =>
     mean + sd * Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+}
+
+/**
+ * A test file's CPU sessions with our op library, for ops that keep state across calls (delayed
+ * scaling): the library built once, every session released after its test.
+ */
+export function cpuOpsSessions(): {
+  library: () => string;
+  session: (model: BuiltModel) => Promise<CapiSession>;
+} {
+  let library = '';
+  const open: CapiSession[] = [];
+  beforeAll(() => {
+    library = buildCustomOpsLibrary('cpu');
+  });
+  afterEach(() => {
+    for (const s of open.splice(0)) s.release();
+  });
+  return {
+    library: () => library,
+    session: async (model) => {
+      const s = await CapiSession.create(model, { provider: 'cpu', customOpsLibraries: [library] });
+      open.push(s);
+      return s;
+    },
+  };
 }
