@@ -1,7 +1,9 @@
-# Sourced after call-start.sh by the issue-10 A/B scripts (gpu-form-a.sh, gpu-form-a-3.sh): `row LABEL
-# [VAR=value ...]` runs one atelier-bench.js row of $CONFIG (e.g. large:fp8) with those variables in its
-# environment, appending to $ROWS (a JSON file under $OUT), the row's summary line to $LOG, and our
-# ops' verbose lines (which form each plan got, autotuning's timings) to $OUT/verbose.log.
+# Sourced after call-start.sh by the issue-10 A/B scripts (gpu-form-a.sh, gpu-form-a-3.sh) with NAME
+# set: `row LABEL [VAR=value ...]` runs one atelier-bench.js row of $CONFIG (e.g. large:fp8) with those
+# variables in its environment, appending to $OUT/$NAME.json, the row's summary line to $OUT/$NAME.log
+# ($LOG), and our ops' verbose lines (which form each plan got, autotuning's timings) to $OUT/verbose.log.
+LOG="$OUT/$NAME.log"
+ROWS="$OUT/$NAME.json"
 row() {
   local label=$1
   shift

@@ -8,12 +8,9 @@
 # per-tensor MLP, per-tensor MLP + autotune, FP16; then the last form once more with kernel-times.c
 # preloaded (CUPTI), then Medium as shipped and with both. Ends by ENDS_BY seconds (default 400).
 ENDS_BY=${ENDS_BY:-400}
-WEIGHTS=fp8,fp16
+WEIGHTS=fp8,fp16 MODELS=large,medium
 source bench/gpu/call-start.sh
-python3 bench/gpu/make_weights.py "$W" --models medium --precisions fp8 --jobs 8 > "$OUT/weights-medium.log" 2>&1
-LOG="$OUT/form-a-3.log"
-ROWS="$OUT/form-a-3.json"
-source bench/gpu/bench-row.sh
+NAME=form-a-3 source bench/gpu/bench-row.sh
 MLP="ATELIER_FP8_MLP_HANDOFF=1"
 TUNE="ATELIER_GEMM_AUTOTUNE=1"
 for round in 1 2; do
@@ -26,11 +23,11 @@ for round in 1 2; do
   fi
   CONFIG=large:fp16 row "Large FP16 $round"
 done
-if [ "$(left)" -gt 60 ] && bash bench/gpu/kernel-times.sh > /dev/null 2>&1; then
+if [ "$(left)" -gt 105 ] && bash bench/gpu/kernel-times.sh > /dev/null 2>&1; then
   at "Large W8A8, per-tensor MLP + autotune, profiled" | tee -a "$LOG"
-  env $MLP $TUNE KERNEL_TIMES_OUT="$OUT/kernels-large" LD_PRELOAD=/tmp/kernel-times.so timeout 60 \
+  env $MLP $TUNE KERNEL_TIMES_OUT="$OUT/kernels-large" LD_PRELOAD=/tmp/kernel-times.so timeout 100 \
     node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokenizers --out "$OUT/profiled.json" \
-    --runtime capi --turbo '' --small '' --configs large:fp8 --budget-s 55 2>&1 | tail -1 | tee -a "$LOG"
+    --runtime capi --turbo '' --small '' --configs large:fp8 --budget-s 90 2>&1 | tail -1 | tee -a "$LOG"
 fi
 [ "$(left)" -gt 40 ] && CONFIG=medium:fp8 row "Medium W8A8 (as shipped)"
 [ "$(left)" -gt 40 ] && CONFIG=medium:fp8 row "Medium W8A8, per-tensor MLP + autotune" $MLP $TUNE

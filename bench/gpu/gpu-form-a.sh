@@ -14,12 +14,9 @@
 # every kernel by name: kernel_breakdown.py sorts them here).
 # Ends by ENDS_BY seconds (default 570). On the GPU machine, from the checkout: bash bench/gpu/gpu-form-a.sh
 ENDS_BY=${ENDS_BY:-570}
-WEIGHTS=fp8,fp16
+WEIGHTS=fp8,fp16 MODELS=large,medium
 source bench/gpu/call-start.sh
-python3 bench/gpu/make_weights.py "$W" --models medium --precisions fp8 --jobs 8 > "$OUT/weights-medium.log" 2>&1
-LOG="$OUT/form-a.log"
-ROWS="$OUT/form-a.json"
-source bench/gpu/bench-row.sh
+NAME=form-a source bench/gpu/bench-row.sh
 MLP="ATELIER_FP8_MLP_HANDOFF=1"
 CONFIG=large:fp8 row "Large W8A8 (as shipped)"
 CONFIG=large:fp8 row "Large W8A8, per-tensor MLP" $MLP ATELIER_OPS_VERBOSE=1
@@ -40,11 +37,11 @@ if [ "$(left)" -gt 120 ]; then
     --variants fp16,w8a8,w8a8-handoff --budget-s $(($(left) - 75)) > "$OUT/quality.log" 2>&1
   grep -A8 "relative L2" "$OUT/quality.log" | tee -a "$LOG"
 fi
-if [ "$(left)" -gt 45 ] && bash bench/gpu/kernel-times.sh > /dev/null 2>&1; then
+if [ "$(left)" -gt 100 ] && bash bench/gpu/kernel-times.sh > /dev/null 2>&1; then
   at "Large W8A8, per-tensor MLP, profiled" | tee -a "$LOG"
   ATELIER_FP8_MLP_HANDOFF=1 KERNEL_TIMES_OUT="$OUT/kernels-large" LD_PRELOAD=/tmp/kernel-times.so \
     timeout $(($(left) - 5)) node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokenizers \
-    --out "$OUT/form-a-profiled.json" --runtime capi --turbo '' --small '' --configs large:fp8 --budget-s 40 \
+    --out "$OUT/form-a-profiled.json" --runtime capi --turbo '' --small '' --configs large:fp8 --budget-s 90 \
     2>&1 | tail -1 | tee -a "$LOG"
 fi
 at "done" | tee -a "$LOG"
