@@ -7,7 +7,7 @@
 #     weights: the norm quantizes per tensor with a delayed scale, fc1 and fc2 in cuBLASLt's
 #     scalar-scale mode, fc1 writing e4m3 itself; ATELIER_OPS_VERBOSE=1 on its first row makes the log
 #     say whether cuBLASLt took e4m3 D);
-#   Large FP16 without / with the adaLN table (ATELIER_ADALN_TABLE=1; the first call measured no gain);
+#   Large FP16 (the session also had a row with the ninth session's adaLN table, since removed);
 #   Medium W8A8 as shipped / with the per-tensor MLP;
 # then the quality report of Large (fp16, W8A8, W8A8 with the per-tensor MLP; exact accumulation; 1
 # seed), then, if time is left, the per-tensor MLP row once more with kernel-times.c preloaded (CUPTI,
@@ -23,13 +23,12 @@ CONFIG=large:fp8 row "Large W8A8, per-tensor MLP" $MLP ATELIER_OPS_VERBOSE=1
 CONFIG=large:fp8 row "Large W8A8 (as shipped), again"
 CONFIG=large:fp8 row "Large W8A8, per-tensor MLP, again" $MLP
 CONFIG=large:fp16 row "Large FP16"
-CONFIG=large:fp16 row "Large FP16, adaLN table" ATELIER_ADALN_TABLE=1
 CONFIG=large:fp16 row "Large FP16, again"
 CONFIG=medium:fp8 row "Medium W8A8 (as shipped)"
 CONFIG=medium:fp8 row "Medium W8A8, per-tensor MLP" $MLP
 CONFIG=medium:fp8 row "Medium W8A8 (as shipped), again"
 CONFIG=medium:fp8 row "Medium W8A8, per-tensor MLP, again" $MLP
-grep -oE '"(config|denoise_seconds|adaln_table|fp8_mlp_handoff|process_peak_gpu_mem_gb)": *("[^"]*"|[0-9.]+|true|false)' \
+grep -oE '"(config|denoise_seconds|fp8_mlp_handoff|process_peak_gpu_mem_gb)": *("[^"]*"|[0-9.]+|true|false)' \
   "$OUT/form-a.json" 2>/dev/null | paste -sd' ' | tee -a "$LOG"
 if [ "$(left)" -gt 120 ]; then
   at "quality" | tee -a "$LOG"

@@ -15,7 +15,7 @@ at "Large W8A8 (fast accumulation, as shipped)" | tee -a "$LOG"
 timeout 80 node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokenizers --out "$OUT/ours.json" \
   --runtime capi --turbo '' --small '' --configs large:fp8 --budget-s 70 2>&1 | tail -3 | tee -a "$LOG"
 if [ -n "${OURS_ENV:-}" ]; then
-  # A second row of ours with these settings (e.g. OURS_ENV="ATELIER_FP8_MLP_HANDOFF=1 ATELIER_ADALN_TABLE=1").
+  # A second row of ours with these settings (e.g. OURS_ENV="ATELIER_FP8_MLP_HANDOFF=0").
   at "Large W8A8, $OURS_ENV" | tee -a "$LOG"
   env $OURS_ENV timeout 80 node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokenizers \
     --out "$OUT/ours.json" --append --runtime capi --turbo '' --small '' --configs large:fp8 --budget-s 70 2>&1 |

@@ -144,8 +144,6 @@ export interface StepGraphOptions {
   fp8Attention: boolean;
   /** The gated-residual and token-split fusions (false: the separate chains). */
   stepFusions: boolean;
-  /** The adaLN modulation from a table computed once per job (models/adaln-table.ts). */
-  adalnTable: boolean;
 }
 
 /**

@@ -6,7 +6,6 @@
  * run (a real capture needs a GPU).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildAdaLNTable } from '../../src/pipeline/models/adaln-table.js';
 import { type MmditConfig, mmditConfig } from '../../src/pipeline/models/mmdit.js';
 import { buildSamplerStep, type SamplerStepShape } from '../../src/pipeline/models/sampler-step.js';
 import { GraphBuilder } from '../../src/pipeline/onnx/graph.js';
@@ -17,12 +16,10 @@ import type { Conditioning } from '../../src/pipeline/sampling/cfg.js';
 import { sigmas } from '../../src/pipeline/sampling/schedule.js';
 import { CapiDenoiser, type CapiJob } from '../../src/pipeline/sd35/capi-denoiser.js';
 import type { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
-import { type GoldenComponent, goldenSets, relL2 } from '../golden/manifest.js';
+import { type GoldenComponent, goldenSets } from '../golden/manifest.js';
 
 describe.each(goldenSets('mmdit_large'))('the $name golden set’s mmdit_large in the C-API loop', (set) => {
-  const mmdit = set.component<
-    GoldenComponent & { weights: string; key_prefix?: string; tolerance_rel_l2: number }
-  >('mmdit_large');
+  const mmdit = set.component<GoldenComponent & { weights: string; key_prefix?: string }>('mmdit_large');
   let weights: SafetensorsFile;
   let cfg: MmditConfig;
   const sessions: CapiSession[] = [];
@@ -38,36 +35,15 @@ describe.each(goldenSets('mmdit_large'))('the $name golden set’s mmdit_large i
   });
 
   /** Opens the step graph on the CPU; `runs` records every run's graph id, `fail` breaks captures. */
-  function denoiser(options: {
-    graphs: boolean;
-    failCapture?: boolean;
-    runs?: (number | undefined)[];
-    /** The adaLN table: step graphs that read it, and the table graph, whose runs `runs` counts. */
-    table?: { runs: number };
-  }) {
+  function denoiser(options: { graphs: boolean; failCapture?: boolean; runs?: (number | undefined)[] }) {
     const failures: string[] = [];
-    const net = (g: GraphBuilder) =>
-      new Net(g, new Params(g, new FileWeightSource(weights, mmdit.key_prefix ?? ''), 'float32'));
-    const openTable = async (shape: SamplerStepShape) => {
-      const g = new GraphBuilder('table');
-      buildAdaLNTable(net(g), cfg, shape);
-      const session = await CapiSession.create(g.build(), { provider: 'cpu' });
-      sessions.push(session);
-      const binding = session.binding.bind(session);
-      session.binding = () => {
-        const b = binding();
-        const run = b.run.bind(b);
-        b.run = async (o: BindingRunOptions = {}) => {
-          options.table!.runs++;
-          return run(o);
-        };
-        return b;
-      };
-      return session;
-    };
     const open = async (shape: SamplerStepShape) => {
       const g = new GraphBuilder('step');
-      buildSamplerStep(net(g), cfg, shape, { adalnTable: options.table !== undefined });
+      buildSamplerStep(
+        new Net(g, new Params(g, new FileWeightSource(weights, mmdit.key_prefix ?? ''), 'float32')),
+        cfg,
+        shape,
+      );
       const session = await CapiSession.create(g.build(), { provider: 'cpu' });
       sessions.push(session);
       const binding = session.binding.bind(session);
@@ -95,7 +71,6 @@ describe.each(goldenSets('mmdit_large'))('the $name golden set’s mmdit_large i
       open,
       cudaGraph: () => options.graphs,
       onCaptureFailure: (_shape, reason) => failures.push(reason),
-      ...(options.table ? { adalnTable: { open: openTable, type: 'float32' as const } } : {}),
     });
     return { d, failures };
   }
@@ -144,25 +119,6 @@ describe.each(goldenSets('mmdit_large'))('the $name golden set’s mmdit_large i
       const second = await d.sample(job());
       expect(second.replayedSteps).toBe(8);
       expect(second.latent).toEqual(plain);
-    });
-
-    it('runs the adaLN table once per job into the buffer both bindings read, the same latents', async () => {
-      const table = { runs: 0 };
-      const runs: (number | undefined)[] = [];
-      const { d } = denoiser({ graphs: true, runs, table });
-      const whole = job();
-      const first = await d.sample(whole);
-      expect(table.runs).toBe(1);
-      expect(runs).toEqual([-1, -1, -1, -1, 0, 1, 0, 1]);
-      expect(relL2(first.latent, plain)).toBeLessThanOrEqual(mmdit.tolerance_rel_l2);
-      // A second job of fewer steps and another schedule: its own table, the graphs replayed.
-      const short = { ...whole, schedule: sigmas(5, 3) };
-      const expected = await denoiser({ graphs: false }).d.sample(short);
-      const second = await d.sample(short);
-      expect(table.runs).toBe(2);
-      expect(second.replayedSteps).toBe(5);
-      expect(relL2(second.latent, expected.latent)).toBeLessThanOrEqual(mmdit.tolerance_rel_l2);
-      expect(relL2(second.latent, first.latent)).toBeGreaterThan(100 * mmdit.tolerance_rel_l2);
     });
 
     it('reruns a step whose capture failed without a graph, and keeps the shape on plain runs', async () => {

@@ -60,13 +60,7 @@ describe('the C-API path', () => {
       cudaGraph: false,
       customOps: true,
       // fp16 layers: no W8A8 GEMMs to accumulate fast or hand codes between.
-      stepGraph: {
-        fp8FastAccumulation: false,
-        fp8MlpHandoff: false,
-        fp8Attention: false,
-        stepFusions: true,
-        adalnTable: false,
-      },
+      stepGraph: { fp8FastAccumulation: false, fp8MlpHandoff: false, fp8Attention: false, stepFusions: true },
     });
     expect(stock.info().runtime).toMatchObject({ path: 'stock', reason: 'models.runtime is stock' });
   });
@@ -172,7 +166,6 @@ describe('the C-API path', () => {
       fp8MlpHandoff: true,
       fp8Attention: false,
       stepFusions: false,
-      adalnTable: false,
     });
     const expected = await separate.generate(request());
     // The graph cache holds every step graph this file built: one of them is the separate chain's.
@@ -184,40 +177,6 @@ describe('the C-API path', () => {
     ).toBe(true);
     // Exact on the CPU in float32: the same pixels.
     expect(maxLevelDiff(actual.images, expected.images)).toBe(0);
-  });
-
-  it('reads the adaLN modulation from a table made once per job when asked (adalnTable): the same pixels', async () => {
-    const library = buildCustomOpsLibrary('cpu');
-    const table = await engine({ runtime: 'capi', customOpsLibrary: library, adalnTable: true });
-    expect(table.info().runtime?.stepGraph?.adalnTable).toBe(true);
-    for (const overrides of [
-      {},
-      { count: 2, sampler: 'dpmpp_2m' as const, seed: 5 },
-      { guidance: 1, steps: 3 },
-      { prompt: LONG_PROMPT },
-    ]) {
-      const expected = await capi.generate(request(overrides));
-      const actual = await table.generate(request(overrides));
-      expect(maxLevelDiff(actual.images, expected.images)).toBeLessThanOrEqual(1);
-    }
-    // The step graphs it built read the table (`mods`) and not the pooled text.
-    const inputs = readdirSync(join(tiny.dataDir, 'graphs'), { recursive: true, encoding: 'utf8' })
-      .filter((f) => f.endsWith('.onnx'))
-      .map((f) =>
-        ModelProto.decode(readFileSync(join(tiny.dataDir, 'graphs', f))).graph!.input!.map((v) => v.name),
-      );
-    expect(inputs.some((names) => names.includes('mods') && !names.includes('y'))).toBe(true);
-    // W8A8 too: the table's layers take the step's Fp8Linear route.
-    const w8a8 = {
-      precision: 'fp8' as const,
-      runtime: 'capi' as const,
-      customOpsLibrary: library,
-      fp8Linear: 'w8a8' as const,
-    };
-    const [plain, tabled] = [await engine(w8a8), await engine({ ...w8a8, adalnTable: true })];
-    expect(
-      maxLevelDiff((await tabled.generate(request())).images, (await plain.generate(request())).images),
-    ).toBeLessThanOrEqual(1);
   });
 
   it('is not what `auto` picks on the CPU, and says so', async () => {

@@ -102,17 +102,6 @@ describe('the estimate', () => {
     expect(planGpuMemory(large({ capiShapes: 2 }), cuda(undefined, 'auto', 140e9)).capiShapes).toBe(2);
     expect(planGpuMemory(large({ capiShapes: 2 }), cuda(undefined, 'auto', 35e9)).capiShapes).toBe(1);
   });
-
-  it('counts the adaLN table twice per loaded shape (the table and its session’s arena)', () => {
-    const table = 0.44e9;
-    const without = planGpuMemory(large(), cuda()).peakBytes!;
-    const one = planGpuMemory(large({ adalnTableBytes: table }), cuda());
-    expect(one.peakBytes! - without).toBeCloseTo(2 * table, -6);
-    expect(one.breakdown!.adalnTableBytes).toBeCloseTo(2 * table, -6);
-    const two = planGpuMemory(large({ capiShapes: 2, adalnTableBytes: table }), cuda()).peakBytes!;
-    const twoWithout = planGpuMemory(large({ capiShapes: 2 }), cuda()).peakBytes!;
-    expect(two - twoWithout).toBeCloseTo(4 * table, -6);
-  });
 });
 
 describe('models.placement: auto', () => {

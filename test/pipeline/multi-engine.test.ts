@@ -347,7 +347,6 @@ describe('the residency rule', () => {
       weightsBytes: 9e9,
       overheadBytes: 2.9e9,
       extraShapesBytes: 0,
-      adalnTableBytes: 0,
       textBytes: 0.1e9,
       mmditBytes: 7e9,
       vaeBytes: 6e9,

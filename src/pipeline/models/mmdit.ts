@@ -191,130 +191,6 @@ function adaLN(net: Net, prefix: string, cAct: Value, n: number): Value[] {
   return net.chunk(mods, n, 2);
 }
 
-/**
- * Where the blocks get `adaLN_modulation(c).chunk(n)` of the layer at `prefix`: computed in the
- * graph (adaLN), or read from a table computed once per job (tableModulation), since they depend
- * on the step's σ and the pooled text only, not on the latents.
- */
-export type Modulation = (prefix: string, n: number) => Value[];
-
-/** The in-graph modulation: one SiLU of c shared by every layer (adaLN_modulation is Sequential(SiLU, Linear)). */
-function computedModulation(net: Net, c: Value): Modulation {
-  const cAct = net.silu(c);
-  return (prefix, n) => adaLN(net, prefix, cAct, n);
-}
-
-/** One adaLN_modulation layer of the model: its weight prefix and how many chunks of `hidden` it gives. */
-export interface ModulationLayer {
-  prefix: string;
-  chunks: number;
-}
-
-/**
- * Every adaLN_modulation layer in the order the graph reads them (each joint block's context then x
- * block, then the final layer): the column layout of a modulation table, `hidden` columns a chunk.
- */
-export function modulationLayout(cfg: MmditConfig): ModulationLayer[] {
-  const layers: ModulationLayer[] = [];
-  for (let i = 0; i < cfg.depth; i++) {
-    const { contextBlock, xBlock } = jointBlockParts(cfg, i);
-    layers.push({ prefix: contextBlock.prefix, chunks: contextBlock.preOnly ? 2 : 6 });
-    layers.push({ prefix: xBlock.prefix, chunks: xBlock.xBlockSelfAttn ? 9 : 6 });
-  }
-  layers.push({ prefix: 'final_layer', chunks: 2 });
-  return layers;
-}
-
-/**
- * ONNX Runtime's CUDA Split keeps its output pointers in a kernel argument for at most this many
- * equal outputs; more are staged through a pinned host buffer every run, which CUDA graph capture
- * cannot hold (as with Concat, components.ts). The table's chunks are split in two levels under it.
- */
-export const MAX_SPLIT_OUTPUTS = 32;
-
-/**
- * How a table row's chunks are split: `groups` equal groups of `size` chunks, both at most
- * MAX_SPLIT_OUTPUTS, groups · size ≥ the layout's chunks with the fewest padding chunks (Large: 454
- * chunks as 19 × 24, two of padding; Medium: 325 as 13 × 25).
- */
-export function modulationSplit(
-  cfg: MmditConfig,
-  maxOutputs = MAX_SPLIT_OUTPUTS,
-): { chunks: number; groups: number; size: number } {
-  const chunks = modulationLayout(cfg).reduce((n, l) => n + l.chunks, 0);
-  if (chunks <= maxOutputs) return { chunks, groups: 1, size: chunks };
-  let best = { chunks, groups: 0, size: 0 };
-  for (let groups = 2; groups <= maxOutputs; groups++) {
-    const size = Math.ceil(chunks / groups);
-    if (size > maxOutputs) continue;
-    if (!best.groups || groups * size < best.groups * best.size) best = { chunks, groups, size };
-  }
-  if (!best.groups)
-    throw new RangeError(`MMDiT graph: ${chunks} modulation chunks do not fit a two-level split`);
-  return best;
-}
-
-/** Columns of one row of the modulation table: every layer's chunks side by side, then the padding. */
-export function modulationWidth(cfg: MmditConfig, maxOutputs = MAX_SPLIT_OUTPUTS): number {
-  const { groups, size } = modulationSplit(cfg, maxOutputs);
-  return groups * size * cfg.hidden;
-}
-
-/**
- * The modulation from a row of the table (`mods` [batch, modulationWidth], compute type): Splits
- * into every chunk (modulationSplit: at most 1 + groups kernels, against a GEMM and a Split per
- * layer), handed out by layer. A layer asking for another count than the layout's is a bug.
- */
-export function tableModulation(
-  net: Net,
-  cfg: MmditConfig,
-  mods: Value,
-  maxOutputs = MAX_SPLIT_OUTPUTS,
-): Modulation {
-  const layout = modulationLayout(cfg);
-  const { groups, size } = modulationSplit(cfg, maxOutputs);
-  const row = net.unsqueeze(mods, [1]);
-  const grouped = groups === 1 ? [row] : net.chunk(row, groups, 2);
-  const chunks = grouped.flatMap((group) => net.chunk(group, size, 2));
-  const byPrefix = new Map<string, Value[]>();
-  let at = 0;
-  for (const l of layout) {
-    byPrefix.set(l.prefix, chunks.slice(at, at + l.chunks));
-    at += l.chunks;
-  }
-  return (prefix, n) => {
-    const got = byPrefix.get(prefix);
-    if (!got || got.length !== n)
-      throw new Error(`MMDiT graph: the modulation table has no ${n} chunks for ${prefix}`);
-    return got;
-  };
-}
-
-/**
- * Every layer's Linear(SiLU(c)) side by side, [batch, modulationWidth] (compute type): one row of
- * the modulation table per row of `c`, the same linear layers (and fp8 routes) as the step's.
- */
-export function modulationRows(net: Net, cfg: MmditConfig, c: Value, maxOutputs = MAX_SPLIT_OUTPUTS): Value {
-  const cAct = net.silu(c);
-  const layers = modulationLayout(cfg).map((l) =>
-    net.g.scope(l.prefix, () => net.linear(cAct, `${l.prefix}.adaLN_modulation.1`)),
-  );
-  // Zero columns up to modulationWidth (modulationSplit's padding, never read).
-  const { chunks, groups, size } = modulationSplit(cfg, maxOutputs);
-  const pad = (groups * size - chunks) * cfg.hidden;
-  if (pad > 0) {
-    const zero = net.g.constant(
-      'zero',
-      net.compute,
-      [1, 1],
-      net.compute === 'float16' ? new Uint16Array(1) : new Float32Array(1),
-    );
-    const rows = net.g.op('Shape', [c], { start: 0, end: 1 });
-    layers.push(net.g.op('Expand', [zero, net.concat([rows, net.ints([pad])], 0)]));
-  }
-  return net.concat(layers, 1);
-}
-
 /** What pre_attention / pre_attention_x keep for post_attention(_x) (mmditx.py:499, 536-543). */
 interface Intermediates {
   x: Residual;
@@ -331,15 +207,16 @@ function dismantledPreAttention(
   m: Ctx,
   block: DismantledBlock,
   x: Residual,
-  mod: Modulation,
+  cAct: Value,
 ): [PreQkv, Intermediates | undefined] {
+  const { net } = m;
   const { prefix } = block;
   if (!block.preOnly) {
-    const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = mod(prefix, 6);
+    const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp] = adaLN(net, prefix, cAct, 6);
     const qkv = preAttention(m, `${prefix}.attn`, modulatedNorm(m, x, shiftMsa, scaleMsa));
     return [qkv, { x, gateMsa, shiftMlp, scaleMlp, gateMlp }];
   }
-  const [shiftMsa, scaleMsa] = mod(prefix, 2);
+  const [shiftMsa, scaleMsa] = adaLN(net, prefix, cAct, 2);
   return [preAttention(m, `${prefix}.attn`, modulatedNorm(m, x, shiftMsa, scaleMsa)), undefined];
 }
 
@@ -367,11 +244,14 @@ function dismantledPreAttentionX(
   m: Ctx,
   block: DismantledBlock,
   x: Residual,
-  mod: Modulation,
+  cAct: Value,
 ): [PreQkv, PreQkv, Intermediates] {
+  const { net } = m;
   const { prefix } = block;
-  const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp, shiftMsa2, scaleMsa2, gateMsa2] = mod(
+  const [shiftMsa, scaleMsa, gateMsa, shiftMlp, scaleMlp, gateMlp, shiftMsa2, scaleMsa2, gateMsa2] = adaLN(
+    net,
     prefix,
+    cAct,
     9,
   );
   const qkv = preAttention(m, `${prefix}.attn`, modulatedNorm(m, x, shiftMsa, scaleMsa));
@@ -439,19 +319,19 @@ function blockMixing(
   x: Residual,
   contextBlock: DismantledBlock,
   xBlock: DismantledBlock,
-  mod: Modulation,
+  cAct: Value,
   contextTokens: Value,
 ): [Residual | undefined, Residual] {
   const { net } = m;
-  const [contextQkv, contextIntermediates] = dismantledPreAttention(m, contextBlock, context, mod);
+  const [contextQkv, contextIntermediates] = dismantledPreAttention(m, contextBlock, context, cAct);
 
   let xQkv: PreQkv;
   let xQkv2: PreQkv | undefined;
   let xIntermediates: Intermediates | undefined;
   if (xBlock.xBlockSelfAttn) {
-    [xQkv, xQkv2, xIntermediates] = dismantledPreAttentionX(m, xBlock, x, mod);
+    [xQkv, xQkv2, xIntermediates] = dismantledPreAttentionX(m, xBlock, x, cAct);
   } else {
-    [xQkv, xIntermediates] = dismantledPreAttention(m, xBlock, x, mod);
+    [xQkv, xIntermediates] = dismantledPreAttention(m, xBlock, x, cAct);
   }
 
   const attn = attention(m, jointQkv(m, contextQkv, xQkv));
@@ -480,34 +360,29 @@ function jointBlock(
   i: number,
   context: Residual,
   x: Residual,
-  mod: Modulation,
+  cAct: Value,
   contextTokens: Value,
 ): [Residual | undefined, Residual] {
-  const { contextBlock, xBlock } = jointBlockParts(m.cfg, i);
-  return blockMixing(m, context, x, contextBlock, xBlock, mod, contextTokens);
-}
-
-/** JointBlock.__init__'s two DismantledBlocks of layer i. */
-function jointBlockParts(
-  cfg: MmditConfig,
-  i: number,
-): { contextBlock: DismantledBlock; xBlock: DismantledBlock } {
+  const { cfg } = m;
   const prefix = `joint_blocks.${i}`;
-  return {
-    contextBlock: { prefix: `${prefix}.context_block`, preOnly: i === cfg.depth - 1, xBlockSelfAttn: false },
-    xBlock: {
-      prefix: `${prefix}.x_block`,
-      preOnly: false,
-      xBlockSelfAttn: cfg.xBlockSelfAttnLayers.includes(i),
-    },
+  const contextBlock: DismantledBlock = {
+    prefix: `${prefix}.context_block`,
+    preOnly: i === cfg.depth - 1,
+    xBlockSelfAttn: false,
   };
+  const xBlock: DismantledBlock = {
+    prefix: `${prefix}.x_block`,
+    preOnly: false,
+    xBlockSelfAttn: cfg.xBlockSelfAttnLayers.includes(i),
+  };
+  return blockMixing(m, context, x, contextBlock, xBlock, cAct, contextTokens);
 }
 
 // FinalLayer (mmditx.py:650-692)
 /** FinalLayer.forward: shift, scale = chunk(adaLN(c), 2); linear(modulate(norm_final(x))). */
-function finalLayer(m: Ctx, x: Residual, mod: Modulation): Value {
+function finalLayer(m: Ctx, x: Residual, cAct: Value): Value {
   const { net } = m;
-  const [shift, scale] = mod('final_layer', 2);
+  const [shift, scale] = adaLN(net, 'final_layer', cAct, 2);
   return net.linear(modulatedNorm(m, x, shift, scale), 'final_layer.linear');
 }
 
@@ -560,36 +435,22 @@ function unpatchify(m: Ctx, x: Value, latent: Value, grid: { h: Value; w: Value 
  * ControlNet: the joint blocks, then the final layer. `context` is the graph's context input,
  * read only for its token count.
  */
-function forwardCoreWithConcat(
-  m: Ctx,
-  x: Value,
-  modulation: () => Modulation,
-  ctx: Value,
-  context: Value,
-): Value {
+function forwardCoreWithConcat(m: Ctx, x: Value, c: Value, ctx: Value, context: Value): Value {
   const { net, cfg } = m;
   const { g } = net;
-  const mod = modulation();
+  // adaLN_modulation is Sequential(SiLU, Linear) everywhere and c is shared: one SiLU for all.
+  const cAct = net.silu(c);
   const contextTokens = g.op('Shape', [context], { start: 1, end: 2 });
   let h: Residual = x;
   let hCtx: Residual | undefined = ctx;
   for (let i = 0; i < cfg.depth; i++) {
-    [hCtx, h] = g.scope(`joint_blocks.${i}`, () => jointBlock(m, i, hCtx!, h, mod, contextTokens));
+    [hCtx, h] = g.scope(`joint_blocks.${i}`, () => jointBlock(m, i, hCtx!, h, cAct, contextTokens));
   }
-  return g.scope('final_layer', () => finalLayer(m, h, mod));
+  return g.scope('final_layer', () => finalLayer(m, h, cAct));
 }
 
-/**
- * The conditioning of the adaLN layers: the timestep and pooled text (MMDiTX.forward embeds them
- * into c), or a row of the modulation table already computed from them (`mods`, tableModulation).
- */
-export type AdaLNSource = { timestep: Value; y: Value } | { mods: Value; maxSplitOutputs?: number };
-
-/**
- * MMDiTX.forward (mmditx.py:887-914): c = t_embedder(t) + y_embedder(y). The modulation strategy is
- * made where the shared SiLU of c has always been built, so the default graph keeps its node order.
- */
-function mmditForward(m: Ctx, x: Value, source: AdaLNSource, context: Value): Value {
+/** MMDiTX.forward (mmditx.py:887-914). */
+function mmditForward(m: Ctx, x: Value, t: Value, context: Value, y: Value): Value {
   const { net } = m;
   const { g } = net;
   const grid = patchGrid(m, x);
@@ -597,26 +458,14 @@ function mmditForward(m: Ctx, x: Value, source: AdaLNSource, context: Value): Va
     g.scope('x_embedder', () => patchEmbed(m, x)),
     g.scope('pos_embed', () => croppedPosEmbed(m, grid)),
   );
-  let modulation: () => Modulation;
-  if ('mods' in source) {
-    modulation = () => tableModulation(net, m.cfg, source.mods, source.maxSplitOutputs);
-  } else {
-    const c = conditioningVector(net, source.timestep, source.y);
-    modulation = () => computedModulation(net, c);
-  }
-  const ctx = net.linear(context, 'context_embedder');
-  const out = forwardCoreWithConcat(m, h, modulation, ctx, context);
-  return g.scope('unpatchify', () => unpatchify(m, out, x, grid));
-}
-
-/** c = t_embedder(t) + y_embedder(y) (mmditx.py:903-906): float32 `t` [batch], compute-type `y`. */
-export function conditioningVector(net: Net, t: Value, y: Value): Value {
-  const { g } = net;
-  const c = g.scope('t_embedder', () => timestepEmbedder(net, t));
-  return net.add(
+  let c = g.scope('t_embedder', () => timestepEmbedder(net, t));
+  c = net.add(
     c,
     g.scope('y_embedder', () => vectorEmbedder(net, y, 'y_embedder')),
   );
+  const ctx = net.linear(context, 'context_embedder');
+  const out = forwardCoreWithConcat(m, h, c, ctx, context);
+  return g.scope('unpatchify', () => unpatchify(m, out, x, grid));
 }
 
 // BaseModel (sd3_impls.py:58-186)
@@ -731,17 +580,6 @@ export function mmditVelocity(
   context: Value,
   y: Value,
 ): Value {
-  return mmditVelocityFrom(net, cfg, x, { timestep, y }, context);
-}
-
-/** mmditVelocity with the adaLN layers' conditioning from `source` (a modulation table's row, or t and y). */
-export function mmditVelocityFrom(
-  net: Net,
-  cfg: MmditConfig,
-  x: Value,
-  source: AdaLNSource,
-  context: Value,
-): Value {
   const m = makeCtx(net, cfg);
-  return net.g.scope('diffusion_model', () => mmditForward(m, x, source, context));
+  return net.g.scope('diffusion_model', () => mmditForward(m, x, timestep, context, y));
 }

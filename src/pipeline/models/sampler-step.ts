@@ -19,13 +19,7 @@ import type { AttrValue, DataType, GraphBuilder, Value } from '../onnx/graph.js'
 import { Net } from '../onnx/nn.js';
 import { type Conditioning, stackConditioning, usesUncond } from '../sampling/cfg.js';
 import type { SamplerName } from '../types.js';
-import {
-  type AdaLNSource,
-  checkLatentSize,
-  type MmditConfig,
-  mmditVelocityFrom,
-  modulationWidth,
-} from './mmdit.js';
+import { checkLatentSize, type MmditConfig, mmditVelocity } from './mmdit.js';
 
 const f32 = Math.fround;
 
@@ -91,39 +85,6 @@ export function conditioningDims(
   return { context: [rows, tokens, cfg.contextDim], y: [rows, cfg.admInChannels] };
 }
 
-/** How the step graph is built beyond its shape. */
-export interface SamplerStepOptions {
-  /**
-   * Read the adaLN modulation from a table computed once per job (models/adaln-table.ts) instead
-   * of computing Linear(SiLU(c)) for every layer at every step: the step graph then takes `mods`
-   * (modulationTableDims, compute type) in place of `y` / `y_uncond` and gathers its row by `step`,
-   * as it does `coeffs`. @default false
-   */
-  adalnTable?: boolean;
-  /**
-   * The table's Split limit (mmdit.ts MAX_SPLIT_OUTPUTS, ONNX Runtime's CUDA one); the table graph
-   * must be built with the same. Tests lower it to run the two-level split on the small golden models.
-   */
-  maxSplitOutputs?: number;
-}
-
-/**
- * Dims of the modulation table of `shape`: [maxSteps, rows, modulationWidth], one row per MMDiT row
- * (the prompt's rows, then the negative prompt's: the batched order, also when splitsUncond).
- */
-export function modulationTableDims(
-  cfg: MmditConfig,
-  shape: SamplerStepShape,
-  maxSplitOutputs?: number,
-): [number, number, number] {
-  return [shape.maxSteps, mmditRows(shape), modulationWidth(cfg, maxSplitOutputs)];
-}
-
-/** Rows through the MMDiT per step: images, twice when guided. */
-export function mmditRows(shape: Pick<SamplerStepShape, 'images' | 'guided'>): number {
-  return shape.guided ? 2 * shape.images : shape.images;
-}
-
 /** A job's conditioning for the step graph: its shape fields and the host arrays of its inputs. */
 export interface StepConditioning {
   /**
@@ -179,9 +140,7 @@ export function stepConditioning(
  * `denoised`; zeros at the first step — it is multiplied by c = 0 there, and 0·NaN would not
  * vanish); `step` int64 [1]; `coeffs` float32 [maxSteps, 4] from stepCoefficients; `context` and
  * `y` (and, when splitsUncond, `context_uncond` and `y_uncond`) as conditioningDims gives them,
- * filled by stepConditioning; `guidance` float32 [1] (unused unless guided). With
- * `options.adalnTable`: `mods` (modulationTableDims, compute type) after `coeffs`, and no `y` /
- * `y_uncond` (the table holds all the pooled text does).
+ * filled by stepConditioning; `guidance` float32 [1] (unused unless guided).
  * Outputs: `x_next`, `denoised` (the CFG-combined estimate) [images, 16, h, w]; `step_next` int64
  * [1] = step + 1. Keep `step` below maxSteps: the CPU's Gather refuses a larger index, and a
  * device kernel need not check it.
@@ -191,20 +150,15 @@ export function stepConditioning(
  * the first already has (the patch embedding of x, the timestep embedding) from the first, so the
  * model holds each weight once (see sharedPasses).
  */
-export function buildSamplerStep(
-  net: Net,
-  cfg: MmditConfig,
-  shape: SamplerStepShape,
-  options: SamplerStepOptions = {},
-): void {
+export function buildSamplerStep(net: Net, cfg: MmditConfig, shape: SamplerStepShape): void {
   checkShape(cfg, shape);
   if (splitsUncond(shape)) {
-    buildSplitStep(net, cfg, shape, options);
+    buildSplitStep(net, cfg, shape);
     return;
   }
   const { g } = net;
   const { images, height, width, guided, maxSteps } = shape;
-  const rows = mmditRows(shape);
+  const rows = guided ? 2 * images : images;
   const latent = [images, cfg.inChannels, height, width];
   const dims = conditioningDims(cfg, shape);
 
@@ -212,19 +166,16 @@ export function buildSamplerStep(
   const prev = g.input('prev_denoised', 'float32', latent);
   const step = g.input('step', 'int64', [1]);
   const coeffs = g.input('coeffs', 'float32', [maxSteps, STEP_COEFFICIENTS]);
-  const mods = options.adalnTable ? modsInput(net, cfg, shape, options) : undefined;
   const context = net.floatInput('context', dims.context);
-  const y = mods ? undefined : net.floatInput('y', dims.y);
+  const y = net.floatInput('y', dims.y);
   const guidance = g.input('guidance', 'float32', [1]);
 
   const { sigma, a, b, c } = stepScalars(net, coeffs, step);
   // cfg.ts: the same x for the cond and the uncond rows, timestep σ·1000 for every row (float32,
   // as the reference embeds it).
   const xBatch = guided ? net.concat([x, x], 0) : x;
-  const source: AdaLNSource = mods
-    ? { mods: modsRow(net, mods, step, rows), maxSplitOutputs: options.maxSplitOutputs }
-    : { timestep: stepTimestep(net, sigma, rows), y: y! };
-  const v = mmditVelocityFrom(net, cfg, toCompute(net, xBatch), source, context);
+  const timestep = stepTimestep(net, sigma, rows);
+  const v = mmditVelocity(net, cfg, toCompute(net, xBatch), timestep, context, y);
   const den = denoisedOf(net, xBatch, v, sigma);
   let denoised = den;
   if (guided) {
@@ -236,12 +187,7 @@ export function buildSamplerStep(
 }
 
 /** buildSamplerStep for splitsUncond: one MMDiT pass for the prompt, one for the negative prompt. */
-function buildSplitStep(
-  outer: Net,
-  cfg: MmditConfig,
-  shape: SamplerStepShape,
-  options: SamplerStepOptions,
-): void {
+function buildSplitStep(outer: Net, cfg: MmditConfig, shape: SamplerStepShape): void {
   const passes = sharedPasses(outer.g);
   // Every node goes through the sharing builder, so the second pass finds the first's constants
   // (Net.ints included: one Net for the whole graph, as in the batched build).
@@ -255,32 +201,19 @@ function buildSplitStep(
   const prev = g.input('prev_denoised', 'float32', latent);
   const step = g.input('step', 'int64', [1]);
   const coeffs = g.input('coeffs', 'float32', [maxSteps, STEP_COEFFICIENTS]);
-  const mods = options.adalnTable ? modsInput(net, cfg, shape, options) : undefined;
   const context = net.floatInput('context', dims.context);
-  const y = mods ? undefined : net.floatInput('y', dims.y);
+  const y = net.floatInput('y', dims.y);
   const contextUncond = net.floatInput('context_uncond', dims.context_uncond!);
-  const yUncond = mods ? undefined : net.floatInput('y_uncond', dims.y_uncond!);
+  const yUncond = net.floatInput('y_uncond', dims.y_uncond!);
   const guidance = g.input('guidance', 'float32', [1]);
 
   const { sigma, a, b, c } = stepScalars(net, coeffs, step);
-  // cfgDenoiser's two calls: the same x and timestep in both, `images` rows each; with the table,
-  // the prompt's rows of the step's modulation, then the negative prompt's.
-  let cond: AdaLNSource;
-  let uncond: AdaLNSource;
-  if (mods) {
-    const row = modsRow(net, mods, step, 2 * images);
-    const { maxSplitOutputs } = options;
-    cond = { mods: net.slice(row, 0, 0, images), maxSplitOutputs };
-    uncond = { mods: net.slice(row, 0, images, 2 * images), maxSplitOutputs };
-  } else {
-    const timestep = stepTimestep(net, sigma, images);
-    cond = { timestep, y: y! };
-    uncond = { timestep, y: yUncond! };
-  }
+  // cfgDenoiser's two calls: the same x and timestep in both, `images` rows each.
+  const timestep = stepTimestep(net, sigma, images);
   const xc = toCompute(net, x);
-  const vCond = g.scope('cond', () => mmditVelocityFrom(net, cfg, xc, cond, context));
+  const vCond = g.scope('cond', () => mmditVelocity(net, cfg, xc, timestep, context, y));
   passes.replay();
-  const vUncond = g.scope('uncond', () => mmditVelocityFrom(net, cfg, xc, uncond, contextUncond));
+  const vUncond = g.scope('uncond', () => mmditVelocity(net, cfg, xc, timestep, contextUncond, yUncond));
   const denoised = combine(
     net,
     denoisedOf(net, x, vCond, sigma),
@@ -295,16 +228,6 @@ function stepScalars(net: Net, coeffs: Value, step: Value): Record<'sigma' | 'a'
   const row = net.g.op('Gather', [coeffs, step], { axis: 0 });
   const [sigma, a, b, c] = net.chunk(net.reshape(row, [STEP_COEFFICIENTS, 1, 1, 1]), STEP_COEFFICIENTS, 0);
   return { sigma, a, b, c };
-}
-
-/** The `mods` input: the job's modulation table in the compute type (it never leaves the device). */
-function modsInput(net: Net, cfg: MmditConfig, shape: SamplerStepShape, options: SamplerStepOptions): Value {
-  return net.g.input('mods', net.compute, modulationTableDims(cfg, shape, options.maxSplitOutputs));
-}
-
-/** mods[step]: this step's modulation, [rows, modulationWidth]. */
-function modsRow(net: Net, mods: Value, step: Value, rows: number): Value {
-  return net.reshape(net.g.op('Gather', [mods, step], { axis: 0 }), [rows, -1]);
 }
 
 /** The timestep σ·1000 (float32, as the reference embeds it) for each of `rows` rows. */

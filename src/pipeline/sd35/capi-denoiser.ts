@@ -10,7 +10,6 @@ import { CancelledError } from '../../errors.js';
 import type { MmditConfig } from '../models/mmdit.js';
 import {
   conditioningDims,
-  modulationTableDims,
   type SamplerStepShape,
   STEP_COEFFICIENTS,
   type StepConditioning,
@@ -66,13 +65,6 @@ export interface CapiDenoiserOptions {
   onCaptureFailure?: (shape: SamplerStepShape, reason: string) => void;
   /** Whether the sessions capture CUDA graphs (false once capture was refused). */
   cudaGraph: () => boolean;
-  /**
-   * The adaLN modulation table (issue 10, measurement; models/adaln-table.ts): the step graphs
-   * that `open` gives were built with `adalnTable`, and `open` here gives each shape's table
-   * graph, run once per job into a buffer the step's bindings read as `mods`. `type` is the
-   * graphs' compute type (the table's). Absent: the step graphs compute the modulation.
-   */
-  adalnTable?: { open: (shape: SamplerStepShape) => Promise<CapiSession>; type: 'float16' | 'float32' };
 }
 
 type ConditioningInput = keyof StepConditioning['inputs'] & string;
@@ -80,12 +72,6 @@ type ConditioningInput = keyof StepConditioning['inputs'] & string;
 interface GraphState {
   regularRuns: number;
   captured: boolean;
-}
-
-/** A shape's table graph and its binding: coeffs and the pooled text in, the step's `mods` buffer out. */
-interface TableState {
-  session: CapiSession;
-  binding: Binding;
 }
 
 /** The buffers and two bindings of one shape; allocated once, reused by every job of that shape. */
@@ -97,9 +83,6 @@ class ShapeState {
   /** context, y and, when the prompt and negative prompt differ in length, context_uncond, y_uncond. */
   readonly conditioning: Map<ConditioningInput, DeviceTensor>;
   readonly guidance: DeviceTensor;
-  /** The job's modulation table (adalnTable): written once per job, bound to both bindings. */
-  readonly mods: DeviceTensor | undefined;
-  readonly table: TableState | undefined;
   readonly bindings: [Binding, Binding];
   /** Where each binding is on its way to a captured CUDA graph (see CapiDenoiser.#step). */
   readonly graph: [GraphState, GraphState] = [
@@ -115,7 +98,6 @@ class ShapeState {
     cfg: MmditConfig,
     /** Whether the session was opened with graph capture on (its runs then need an explicit graph id). */
     readonly graphs: boolean,
-    table?: { session: CapiSession; type: 'float16' | 'float32' },
   ) {
     const { images, height, width, maxSteps } = shape;
     const latent = [images, cfg.inChannels, height, width];
@@ -131,15 +113,6 @@ class ShapeState {
       ]),
     );
     this.guidance = t('float32', [1]);
-    // Allocated by the step's session (released with it, at an address its CUDA graphs keep); the
-    // table session writes it and reads coeffs and the pooled text from the step's own buffers.
-    this.mods = table ? session.deviceTensor(table.type, modulationTableDims(cfg, shape)) : undefined;
-    if (table) {
-      const binding = table.session.binding().bindInput('coeffs', this.coeffs).bindOutput('mods', this.mods!);
-      for (const [name, tensor] of this.conditioning)
-        if (table.session.inputNames.includes(name)) binding.bindInput(name, tensor);
-      this.table = { session: table.session, binding };
-    }
     // Binding p reads buffer p and writes buffer 1 − p; `prev_denoised` is what the other binding wrote.
     this.bindings = [0, 1].map((p) => {
       const q = 1 - p;
@@ -153,10 +126,7 @@ class ShapeState {
         .bindOutput('x_next', this.x[q])
         .bindOutput('denoised', this.denoised[p])
         .bindOutput('step_next', this.step[q]);
-      // With the table the step graph has no pooled-text inputs: bind what it reads.
-      for (const [name, tensor] of this.conditioning)
-        if (session.inputNames.includes(name)) binding.bindInput(name, tensor);
-      if (this.mods) binding.bindInput('mods', this.mods);
+      for (const [name, tensor] of this.conditioning) binding.bindInput(name, tensor);
       return binding;
     }) as [Binding, Binding];
   }
@@ -198,8 +168,6 @@ export class CapiDenoiser {
       tensor.write(data);
     }
     state.guidance.write(new Float32Array([job.guidance]));
-    // Every step's modulation, once per job, before the first step reads it (the run waits).
-    if (state.table) await state.table.binding.run();
 
     const total = job.schedule.length - 1;
     const previewBytes = (job.x0.length / job.images) * 4;
@@ -282,32 +250,10 @@ export class CapiDenoiser {
   release(): void {
     for (const state of this.#shapes.values())
       state.then(
-        (s) => releaseShape(s),
+        (s) => s.session.release(),
         () => {},
       );
     this.#shapes.clear();
-  }
-
-  /** Opens a shape's step session and, with the table, its table session. */
-  async #open(shape: SamplerStepShape): Promise<ShapeState> {
-    const session = await this.options.open(shape);
-    const { adalnTable } = this.options;
-    let table: CapiSession | undefined;
-    try {
-      table = adalnTable ? await adalnTable.open(shape) : undefined;
-      // Asked once open: opening turns capture off when the provider refuses it.
-      return new ShapeState(
-        session,
-        shape,
-        this.options.mmdit,
-        this.options.cudaGraph(),
-        table && adalnTable ? { session: table, type: adalnTable.type } : undefined,
-      );
-    } catch (error) {
-      table?.release();
-      session.release();
-      throw error;
-    }
   }
 
   async #state(shape: SamplerStepShape): Promise<ShapeState> {
@@ -324,21 +270,18 @@ export class CapiDenoiser {
       const [oldest, old] = this.#shapes.entries().next().value as [string, Promise<ShapeState>];
       this.#shapes.delete(oldest);
       await old.then(
-        (s) => releaseShape(s),
+        (s) => s.session.release(),
         () => {},
       );
     }
-    state = this.#open(shape);
+    state = this.options
+      .open(shape)
+      // Asked once open: opening turns capture off when the provider refuses it.
+      .then((session) => new ShapeState(session, shape, this.options.mmdit, this.options.cudaGraph()));
     this.#shapes.set(key, state);
     state.catch(() => this.#shapes.delete(key));
     return state;
   }
-}
-
-/** The step session and, with the table, its table session (the step's buffers go with it). */
-function releaseShape(s: ShapeState): void {
-  s.table?.session.release();
-  s.session.release();
 }
 
 function median(values: number[]): number {

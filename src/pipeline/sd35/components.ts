@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { ModelError } from '../../errors.js';
 import { cachedCombinationsOf, type Denoiser } from '../lora/index.js';
-import { adalnTableBytes, buildAdaLNTable } from '../models/adaln-table.js';
 import { buildClip, type ClipKind, clipConfig } from '../models/clip.js';
 import { buildMmdit, type MmditConfig, mmditConfig } from '../models/mmdit.js';
 import { buildSamplerStep, type SamplerStepShape } from '../models/sampler-step.js';
@@ -416,19 +415,6 @@ export async function loadComponents(
             ? 'no CUDA graphs without the custom-op library (npm run build:native)'
             : undefined,
       };
-      // The MMDiT's C-API sessions (the step graph's, the adaLN table's), named for profiles.
-      const stepSessionOptions = (name: string): CapiSessionOptions => ({
-        provider,
-        deviceId: options.deviceId,
-        intraOpThreads: options.threads,
-        config: provider === 'cuda' ? { 'session.use_device_allocator_for_initializers': '1' } : {},
-        // gpu_mem_limit / kSameAsRequested under models.gpuMemoryLimit (the MMDiT's share).
-        cuda: routes.mmdit.cuda,
-        customOpsLibraries: library ? [library] : [],
-        profilePrefix: options.profileDir ? join(options.profileDir, name) : undefined,
-      });
-      // Measurement only, off by default (issue 10): the adaLN modulation once per job.
-      const adalnTable = adalnTableOn(options);
       const openStep = async (
         source: WeightSource,
         key: string,
@@ -437,17 +423,23 @@ export async function loadComponents(
         const graph = cachedGraph(
           graphDir,
           'mmdit_step',
-          // The key of a graph without the table is what it always was (cached graphs stay valid).
-          { key, compute, netOptions: stepNetOptions, shape, ...(adalnTable ? { adalnTable } : {}) },
+          { key, compute, netOptions: stepNetOptions, shape },
           () => {
             const g = new GraphBuilder('mmdit_step');
-            buildSamplerStep(new Net(g, new Params(g, source, compute), stepNetOptions), mmCfg, shape, {
-              adalnTable,
-            });
+            buildSamplerStep(new Net(g, new Params(g, source, compute), stepNetOptions), mmCfg, shape);
             return g.build();
           },
         );
-        const capiOptions = stepSessionOptions('mmdit_step');
+        const capiOptions: CapiSessionOptions = {
+          provider,
+          deviceId: options.deviceId,
+          intraOpThreads: options.threads,
+          config: provider === 'cuda' ? { 'session.use_device_allocator_for_initializers': '1' } : {},
+          // gpu_mem_limit / kSameAsRequested under models.gpuMemoryLimit (the MMDiT's share).
+          cuda: routes.mmdit.cuda,
+          customOpsLibraries: library ? [library] : [],
+          profilePrefix: options.profileDir ? join(options.profileDir, 'mmdit_step') : undefined,
+        };
         try {
           if (cudaGraph.on) {
             try {
@@ -468,31 +460,6 @@ export async function loadComponents(
           throw outOfMemory(error, 'mmdit', components, provider) ?? error;
         }
       };
-      // The table graph of a shape: the step's Net options (the same fp8 routes), run once per job
-      // and never captured; its weights (adaLN, t and y embedders) are the ones the step leaves out.
-      const openTable = async (source: WeightSource, key: string, shape: SamplerStepShape) => {
-        const graph = cachedGraph(
-          graphDir,
-          'mmdit_adaln_table',
-          { key, compute, netOptions: stepNetOptions, shape },
-          () => {
-            const g = new GraphBuilder('mmdit_adaln_table');
-            buildAdaLNTable(new Net(g, new Params(g, source, compute), stepNetOptions), mmCfg, shape);
-            return g.build();
-          },
-        );
-        try {
-          return await CapiSession.create(graph, stepSessionOptions('mmdit_adaln_table'));
-        } catch (error) {
-          throw outOfMemory(error, 'mmdit', components, provider) ?? error;
-        }
-      };
-      const tableOf = (source: WeightSource, key: string) =>
-        adalnTable
-          ? {
-              adalnTable: { open: (shape: SamplerStepShape) => openTable(source, key, shape), type: compute },
-            }
-          : {};
       const onCaptureFailure = (shape: SamplerStepShape, reason: string) => {
         runtime.reason = `CUDA graph capture failed for ${shape.width * 8}×${shape.height * 8} ×${shape.images}; that shape runs without graphs: ${reason}`;
       };
@@ -503,7 +470,6 @@ export async function loadComponents(
         open: (shape) => openStep(mm.source, mm.key, shape),
         cudaGraph: () => cudaGraph.on,
         onCaptureFailure,
-        ...tableOf(mm.source, mm.key),
       });
       // A LoRA combination's denoiser keeps one shape loaded: each shape is a copy of the weights.
       openDenoiser = async (source, key) => {
@@ -514,7 +480,6 @@ export async function loadComponents(
           open: (shape) => openStep(source, key, shape),
           cudaGraph: () => cudaGraph.on,
           onCaptureFailure,
-          ...tableOf(source, key),
         });
         return { capi: variant, release: async () => variant.release() };
       };
@@ -528,7 +493,6 @@ export async function loadComponents(
           fp8MlpHandoff: w8a8 && stepNetOptions.fp8MlpHandoff === true,
           fp8Attention: stepNetOptions.fp8Attention === true,
           stepFusions: stepNetOptions.residualNorm !== 'separate',
-          adalnTable,
         },
       };
       const reason = route.reason ?? cudaGraph.reason;
@@ -695,9 +659,6 @@ export function memoryPlanOf(
     ...(calibration ? { calibration } : {}),
     // Each cached LoRA combination is another whole denoiser session (lora/variants.ts).
     ...(options.loras ? { loraCombinations: cachedCombinationsOf(options.loras) } : {}),
-    ...(provider === 'cuda' && adalnTableOn(options)
-      ? { adalnTableBytes: referenceTableBytes(set, compute, options.maxSteps ?? DEFAULT_MAX_STEPS) }
-      : {}),
   };
   const plan = planGpuMemory(input, {
     provider,
@@ -730,26 +691,6 @@ export function fileComponents(set: ModelSet): ComponentInfo[] {
 }
 
 /** The VAE decoder's shape (channels per level) from its weights, for the memory estimate. */
-/** EngineOptions.adalnTable, else `ATELIER_ADALN_TABLE=1` in the environment (benchmarks). */
-function adalnTableOn(options: EngineOptions): boolean {
-  return options.adalnTable ?? process.env.ATELIER_ADALN_TABLE === '1';
-}
-
-/**
- * Bytes of the adaLN table of the memory plan's reference job (one image at 1024², CFG: two rows),
- * from the MMDiT's config as its file states it.
- */
-function referenceTableBytes(set: ModelSet, compute: ComputeType, maxSteps: number): number {
-  const weights = ComponentWeights.open(set.components.mmdit, 'mmdit');
-  try {
-    const cfg = mmditConfig(new Params(new GraphBuilder('probe'), weights, compute));
-    const shape = { images: 1, height: 128, width: 128, tokens: 1, guided: true, maxSteps };
-    return adalnTableBytes(cfg, shape, compute);
-  } finally {
-    weights.close();
-  }
-}
-
 export function probeVae(location: ComponentLocation, compute: ComputeType): VaeConfig {
   const weights = ComponentWeights.open(location, 'vae');
   try {

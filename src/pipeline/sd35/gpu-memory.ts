@@ -13,8 +13,6 @@
  *             + MMDiT activations  A1(model) × images × tokens / tokens(1024²)
  *             + VAE decode         vaeDecodeBytes(untiled, or the tile under the VAE's share)
  *             + (capiShapes − 1) × (MMDiT weights + its reference activations)
- *             + capiShapes × 2 × adaLN table   (EngineOptions.adalnTable: the table, and the
- *                                                table graph's arena holding its GEMM outputs)
  *
  * It is a sum, not a maximum over the phases, because each session's ONNX Runtime arena keeps its
  * high-water mark: after one job the encoders', the MMDiT's and the VAE's peaks are all held.
@@ -143,14 +141,6 @@ export interface MemoryInput {
    * absent: none): each a whole denoiser session, i.e. a copy of the MMDiT's weights and an arena.
    */
   loraCombinations?: number;
-  /**
-   * Bytes of one shape's adaLN modulation table at the reference job (EngineOptions.adalnTable;
-   * models/adaln-table.ts adalnTableBytes; absent or 0: no table). Each loaded shape holds it twice:
-   * the table the step reads, and the table session's arena, which keeps the high-water mark of its
-   * run (every layer's GEMM output before their concat: the table's size again). The adaLN and
-   * embedder weights move from the step session to the table session: no weights added.
-   */
-  adalnTableBytes?: number;
 }
 
 /** Components SD3.5's fp8 route keeps at one byte a weight (quantized at load when they are not). */
@@ -209,8 +199,6 @@ export interface PlacementBreakdown {
   overheadBytes: number;
   /** C-API shapes beyond the first: a copy of the MMDiT's weights and an arena each. */
   extraShapesBytes: number;
-  /** The adaLN tables of every loaded shape and their table sessions' arenas (MemoryInput.adalnTableBytes). */
-  adalnTableBytes: number;
   textBytes: number;
   /** The MMDiT's activations for the reference job (resolution², one image). */
   mmditBytes: number;
@@ -252,19 +240,16 @@ export function placementBreakdown(
   const mmditBytes = mmditActivationBytes(input, side, side, 1);
   // Every further C-API shape holds its own copy of the MMDiT's weights and its own arena.
   const extraShapesBytes = (Math.max(1, input.capiShapes) - 1) * ((weights.mmdit ?? 0) + mmditBytes);
-  const adalnTableBytes = Math.max(1, input.capiShapes) * 2 * (input.adalnTableBytes ?? 0);
   const overheadBytes = input.calibration?.overheadBytes ?? OVERHEAD_BYTES;
-  const rest = overheadBytes + weightsBytes + extraShapesBytes + adalnTableBytes + textBytes + mmditBytes;
+  const rest = overheadBytes + weightsBytes + extraShapesBytes + textBytes + mmditBytes;
   const vae = vaeShare(input, budget, rest, capped);
-  const fixedBytes =
-    overheadBytes + weightsBytes + extraShapesBytes + adalnTableBytes + textBytes + vae.bytes;
+  const fixedBytes = overheadBytes + weightsBytes + extraShapesBytes + textBytes + vae.bytes;
   return {
     placement,
     weights,
     weightsBytes,
     overheadBytes,
     extraShapesBytes,
-    adalnTableBytes,
     textBytes,
     mmditBytes,
     vaeBytes: vae.bytes,

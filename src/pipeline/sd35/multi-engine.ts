@@ -343,8 +343,7 @@ export function footprintOf(
   }
   const mmdit = (breakdown.weights.mmdit ?? 0) + breakdown.mmditBytes;
   return {
-    ownBytes:
-      mmdit + breakdown.extraShapesBytes + breakdown.adalnTableBytes + Math.max(0, loraCombinations) * mmdit,
+    ownBytes: mmdit + breakdown.extraShapesBytes + Math.max(0, loraCombinations) * mmdit,
     shared,
   };
 }

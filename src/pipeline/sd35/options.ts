@@ -84,14 +84,6 @@ export interface EngineOptions {
    */
   fp8MlpHandoff?: boolean;
   /**
-   * Measurement (issue 10), not a config choice: the C-API step graph reads every adaLN
-   * modulation from a table a second small graph computes once per job (models/adaln-table.ts),
-   * instead of 2·depth + 1 GEMMs of M = rows per step; the table costs maxSteps × rows ×
-   * modulationWidth values of GPU memory. Also turned on by `ATELIER_ADALN_TABLE=1` in the
-   * pipeline's environment (benchmarks). @default false
-   */
-  adalnTable?: boolean;
-  /**
    * Issue 10, step 8 (not a config choice): the C-API step graph with the gated residual fused into
    * the next norm (atelier:AdaLNResidual / AdaLNResidualQuant) and joint attention's output split
    * and quantized in one pass (atelier:JointSplitQuant). Exact on the CPU, bit-identical to the
