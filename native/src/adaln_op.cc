@@ -118,17 +118,7 @@ OrtStatus* scaling_attributes(const OrtApi* api, const OrtKernelInfo* info, cons
     return fail(api, ORT_INVALID_ARGUMENT, "%s: act_scaling must be \"token\" or \"delayed_tensor\", got \"%s\"", op,
                 scaling.c_str());
   *delayed = scaling == "delayed_tensor";
-  if (OrtStatus* absent = ort::KernelInfoGetAttribute_float(api)(info, "amax_margin", &config->margin))
-    ort::ReleaseStatus(api)(absent);
-  if (OrtStatus* absent = ort::KernelInfoGetAttribute_int64(api)(info, "amax_history", &config->history))
-    ort::ReleaseStatus(api)(absent);
-  if (!(config->margin > 0.0f) || !std::isfinite(config->margin))
-    return fail(api, ORT_INVALID_ARGUMENT, "%s: amax_margin must be a finite number > 0, got %g", op,
-                static_cast<double>(config->margin));
-  if (config->history < 1 || config->history > kMaxAmaxHistory)
-    return fail(api, ORT_INVALID_ARGUMENT, "%s: amax_history must be 1 to %lld, got %lld", op,
-                static_cast<long long>(kMaxAmaxHistory), static_cast<long long>(config->history));
-  return nullptr;
+  return glue::delayed_attributes(api, info, op, &config->margin, &config->history, kMaxAmaxHistory);
 }
 
 template <int K>

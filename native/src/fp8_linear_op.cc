@@ -168,21 +168,6 @@ OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
 
 // ---- kernel creation -------------------------------------------------------------------------------
 
-// A string attribute, or `fallback` when the node has none.
-OrtStatus* string_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* name, const char* fallback,
-                            std::string* out) {
-  size_t size = 0;
-  if (OrtStatus* absent = ort::KernelInfoGetAttribute_string(api)(info, name, nullptr, &size)) {
-    ort::ReleaseStatus(api)(absent);
-    *out = fallback;
-    return nullptr;
-  }
-  std::vector<char> text(size + 1, '\0');
-  ATELIER_RETURN_IF_ERROR(ort::KernelInfoGetAttribute_string(api)(info, name, text.data(), &size));
-  *out = text.data();
-  return nullptr;
-}
-
 // A 0/1 attribute; `value` keeps its default when the node has none.
 OrtStatus* flag_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* kName, const char* name,
                           int64_t* value) {
@@ -202,8 +187,8 @@ OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKern
   constexpr const char* kName = Inputs<kPrequantized>::kName;
   *out = nullptr;
   std::string activation, scaling;
-  ATELIER_RETURN_IF_ERROR(string_attribute(api, info, "activation", "none", &activation));
-  ATELIER_RETURN_IF_ERROR(string_attribute(api, info, "scaling", "outer_vector", &scaling));
+  ATELIER_RETURN_IF_ERROR(glue::string_attribute(api, info, "activation", "none", &activation));
+  ATELIER_RETURN_IF_ERROR(glue::string_attribute(api, info, "scaling", "outer_vector", &scaling));
   if (activation != "none" && activation != "gelu_tanh")
     return fail(api, ORT_INVALID_ARGUMENT, "%s: activation must be \"none\" or \"gelu_tanh\", got \"%s\"", kName,
                 activation.c_str());
@@ -214,21 +199,13 @@ OrtStatus* create_kernel(const OrtCustomOp* op, const OrtApi* api, const OrtKern
   ATELIER_RETURN_IF_ERROR(flag_attribute(api, info, kName, "fast_accumulation", &fast_accumulation));
   ATELIER_RETURN_IF_ERROR(flag_attribute(api, info, kName, "cublaslt_gelu", &cublaslt_gelu));
   std::string output;
-  ATELIER_RETURN_IF_ERROR(string_attribute(api, info, "output", "float16", &output));
+  ATELIER_RETURN_IF_ERROR(glue::string_attribute(api, info, "output", "float16", &output));
   if (output != "float16" && output != "e4m3_delayed")
     return fail(api, ORT_INVALID_ARGUMENT, "%s: output must be \"float16\" or \"e4m3_delayed\", got \"%s\"", kName,
                 output.c_str());
   Fp8DelayedConfig delayed;
-  if (OrtStatus* absent = ort::KernelInfoGetAttribute_float(api)(info, "amax_margin", &delayed.margin))
-    ort::ReleaseStatus(api)(absent);
-  if (OrtStatus* absent = ort::KernelInfoGetAttribute_int64(api)(info, "amax_history", &delayed.history))
-    ort::ReleaseStatus(api)(absent);
-  if (!(delayed.margin > 0.0f) || !std::isfinite(delayed.margin))
-    return fail(api, ORT_INVALID_ARGUMENT, "%s: amax_margin must be a finite number > 0, got %g", kName,
-                static_cast<double>(delayed.margin));
-  if (delayed.history < 1 || delayed.history > kMaxAmaxHistory)
-    return fail(api, ORT_INVALID_ARGUMENT, "%s: amax_history must be 1 to %lld, got %lld", kName,
-                static_cast<long long>(kMaxAmaxHistory), static_cast<long long>(delayed.history));
+  ATELIER_RETURN_IF_ERROR(
+      glue::delayed_attributes(api, info, kName, &delayed.margin, &delayed.history, kMaxAmaxHistory));
   Kernel* kernel = new (std::nothrow) Kernel{};
   if (kernel == nullptr) return fail(api, ORT_FAIL, "%s: out of memory", kName);
   kernel->api = api;

@@ -114,6 +114,24 @@ inline OrtStatus* string_attribute(const OrtApi* api, const OrtKernelInfo* info,
   return nullptr;
 }
 
+// Delayed FP8 scaling's amax_margin (finite, > 0) and amax_history (1 to max_history), where given;
+// `margin` and `history` hold the defaults on entry. Shared by Fp8Linear's output "e4m3_delayed" and
+// AdaLN*Quant's act_scaling "delayed_tensor", so both refuse the same values the same way.
+inline OrtStatus* delayed_attributes(const OrtApi* api, const OrtKernelInfo* info, const char* op, float* margin,
+                                     int64_t* history, int64_t max_history) {
+  if (OrtStatus* absent = ort::KernelInfoGetAttribute_float(api)(info, "amax_margin", margin))
+    ort::ReleaseStatus(api)(absent);
+  if (OrtStatus* absent = ort::KernelInfoGetAttribute_int64(api)(info, "amax_history", history))
+    ort::ReleaseStatus(api)(absent);
+  if (!(*margin > 0.0f) || !std::isfinite(*margin))
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: amax_margin must be a finite number > 0, got %g", op,
+                static_cast<double>(*margin));
+  if (*history < 1 || *history > max_history)
+    return fail(api, ORT_INVALID_ARGUMENT, "%s: amax_history must be 1 to %lld, got %lld", op,
+                static_cast<long long>(max_history), static_cast<long long>(*history));
+  return nullptr;
+}
+
 // The optional `epsilon` attribute of the norms (AdaLN*, JointQkvNorm): `fallback` when absent.
 inline OrtStatus* epsilon_attribute(const OrtApi* api, const OrtKernelInfo* info, const char* op, float fallback,
                                     float* epsilon) {
