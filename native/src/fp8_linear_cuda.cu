@@ -63,11 +63,13 @@
 //      (satfinite) as float_to_e4m3 does; were the e4m3-D path ever taken, the capi-check
 //      `mlp-handoff` judges it against float64 of this math (a clip-or-NaN difference would show).
 //
-// Resources. cuBLASLt is opened with dlopen (no header, no link: cublaslt_min.h) once per process;
-// each kernel instance makes its handle when ONNX Runtime creates the kernel. A problem shape (M, N,
+// Resources. cuBLASLt is opened with dlopen (no header, no link: cublaslt_min.h) once per process,
+// with one handle per device shared by every kernel instance (cuBLASLt's calls are thread-safe with
+// one handle; the handle holds no stream or workspace of its own). A problem shape (M, N,
 // K, bias) gets its plan — matmul descriptor, layouts, algorithm from the heuristic — the first time
 // it is seen and keeps it. The per-call intermediates (x8 [M, K], act_scale [M], a float32 or
-// bfloat16 D when the plan needs one, and cuBLASLt's workspace) live in one scratch buffer per CUDA stream, shared by every Fp8Linear
+// bfloat16 D when the plan needs one, and cuBLASLt's workspace: as much as the plan's candidate
+// algorithms ask for, often nothing) live in one scratch buffer per CUDA stream, shared by every Fp8Linear
 // kernel that runs on that stream (they run one after another on it): a session's layers need one
 // buffer, not one each. It is allocated, or grown, only with a new plan, never while the stream is
 // being captured; a grown buffer's predecessor stays allocated (a captured graph may still use it)
@@ -101,7 +103,9 @@ namespace atelier {
 namespace {
 
 constexpr const char* kCublasLtLibrary = "libcublasLt.so.13";
-// cuBLASLt's workspace: what NVIDIA recommends for Hopper (the largest any algorithm asks for).
+// The most workspace cuBLASLt may offer algorithms for: what NVIDIA recommends for Hopper. A plan's
+// scratch holds only what its candidates ask for (Plan::workspace): issue 10's memory target, W8A8
+// no larger than weight-only FP8, counts these bytes.
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 constexpr size_t kAlign = 256;
 constexpr int kQuantizeThreads = 256;
@@ -367,6 +371,47 @@ std::map<cudaStream_t, Scratch>& scratches() {
   return s;
 }
 
+// ---- one cuBLASLt handle per device ------------------------------------------------------------------
+
+struct SharedHandle {
+  cublaslt::Handle handle = nullptr;
+  int users = 0;
+};
+
+std::mutex& handle_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::map<int, SharedHandle>& shared_handles() {
+  static std::map<int, SharedHandle> h;
+  return h;
+}
+
+// The current device's handle, made by its first user; kSuccess or cublasLtCreate's status.
+cublaslt::Status acquire_handle(const cublaslt::Api& api, int device, cublaslt::Handle* out) {
+  std::lock_guard<std::mutex> lock(handle_mutex());
+  SharedHandle& shared = shared_handles()[device];
+  if (shared.handle == nullptr) {
+    const cublaslt::Status s = api.create(&shared.handle);
+    if (s != cublaslt::kSuccess) {
+      shared_handles().erase(device);
+      return s;
+    }
+  }
+  ++shared.users;
+  *out = shared.handle;
+  return cublaslt::kSuccess;
+}
+
+// Destroyed with its last user (ONNX Runtime destroys kernels with their session).
+void release_handle(const cublaslt::Api& api, int device) {
+  std::lock_guard<std::mutex> lock(handle_mutex());
+  auto it = shared_handles().find(device);
+  if (it == shared_handles().end() || --it->second.users > 0) return;
+  api.destroy(it->second.handle);
+  shared_handles().erase(it);
+}
+
 // ---- one kernel instance ---------------------------------------------------------------------------
 
 struct Plan {
@@ -380,6 +425,8 @@ struct Plan {
   // The heuristic's answers, best guess first (algo is one of them); timed once when autotuning.
   std::vector<cublaslt::MatmulAlgo> candidates;
   bool tuned = false;
+  // cuBLASLt's workspace for this plan: the most any candidate asks for (it leads the plan's scratch).
+  size_t workspace = 0;
   // D's type: float16 straight into y; bfloat16 (a cuBLASLt without float16 D for outer-vector
   // scaling) or float32 (scaling "fp32_output") into scratch, then our epilogue writes y.
   cudaDataType_t d_type = CUDA_R_16F;
@@ -412,7 +459,8 @@ struct Fp8LinearCuda {
   int state_device = -1;
   bool seeded = false;     // the first call ran: the ring holds its amax
   const cublaslt::Api* api;
-  cublaslt::Handle handle = nullptr;
+  cublaslt::Handle handle = nullptr;  // the device's shared handle (shared_handle)
+  int handle_device = -1;
   std::mutex mutex;
   std::vector<std::unique_ptr<Plan>> plans;
   std::vector<cudaStream_t> streams;  // whose scratch this kernel holds a share of
@@ -510,10 +558,13 @@ bool choose_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearAr
   // An unsupported combination comes back as an error status or as no algorithm: both mean "none".
   if (s != cublaslt::kSuccess || returned == 0) return false;
   plan.algo = results[0].algo;
+  plan.workspace = results[0].workspace_size;
   plan.candidates.clear();
   for (int i = 0; i < returned; ++i)
-    if (results[i].state == cublaslt::kSuccess && results[i].workspace_size <= kWorkspaceBytes)
+    if (results[i].state == cublaslt::kSuccess && results[i].workspace_size <= kWorkspaceBytes) {
       plan.candidates.push_back(results[i].algo);
+      if (results[i].workspace_size > plan.workspace) plan.workspace = results[i].workspace_size;
+    }
   return true;
 }
 
@@ -699,7 +750,7 @@ void tune_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const void* weight,
     // An e4m3 D (its own layout) with a null C, as the call's own GEMM.
     auto run = [&] {
       return api.matmul(kernel.handle, plan.desc, &alpha, weight, plan.a, x8, plan.b, &beta, plan.d ? nullptr : d,
-                        plan.c, d, plan.d ? plan.d : plan.c, algo, workspace, kWorkspaceBytes, stream);
+                        plan.c, d, plan.d ? plan.d : plan.c, algo, workspace, plan.workspace, stream);
     };
     if (run() != cublaslt::kSuccess) continue;  // warm-up; refused at run time: skip it
     constexpr int kRuns = 3;
@@ -751,7 +802,8 @@ Fp8LinearCuda* fp8_linear_cuda_create(Fp8Scaling scaling, bool fast_accumulation
   kernel->output = output;
   kernel->delayed = delayed;
   kernel->api = &library.api;
-  const cublaslt::Status s = library.api.create(&kernel->handle);
+  cudaGetDevice(&kernel->handle_device);
+  const cublaslt::Status s = acquire_handle(library.api, kernel->handle_device, &kernel->handle);
   if (s != cublaslt::kSuccess) {
     set_error(error, error_size, "cublasLtCreate failed (status %d)", s);
     delete kernel;
@@ -771,7 +823,7 @@ void fp8_linear_cuda_destroy(Fp8LinearCuda* kernel) {
     cudaFree(kernel->state);
     cudaSetDevice(previous);
   }
-  if (kernel->handle) kernel->api->destroy(kernel->handle);
+  if (kernel->handle) release_handle(*kernel->api, kernel->handle_device);
   delete kernel;
 }
 
@@ -841,7 +893,7 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
       const size_t d_bytes = p.d_type == CUDA_R_32F ? 4 : p.d_type == CUDA_R_16BF ? 2 : 0;
       // Pre-quantized input: no x8 or act_scale in scratch (both offsets stay at the end of the workspace).
       const size_t own = prequantized ? 0 : 1;
-      p.act_scale_offset = kWorkspaceBytes;
+      p.act_scale_offset = align_up(p.workspace);
       p.x8_offset = p.act_scale_offset + own * align_up(static_cast<size_t>(m) * sizeof(float));
       p.acc_offset = p.x8_offset + own * align_up(static_cast<size_t>(m * k));
       // e4m3_delayed's fallback: float16 h [M, N] in scratch for quantize_tensor (D itself when float16).
@@ -876,7 +928,7 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
       // run time (measured 2026-12-03); PyTorch's scaled_gemm passes a null C for the same reason.
       const cublaslt::Status trial =
           ok ? api.matmul(kernel->handle, fresh->desc, &one, args.weight, fresh->a, trial_x8, fresh->b, &zero, nullptr,
-                          fresh->c, args.y8, fresh->d, &fresh->algo, trial_base, kWorkspaceBytes, stream)
+                          fresh->c, args.y8, fresh->d, &fresh->algo, trial_base, fresh->workspace, stream)
              : cublaslt::kSuccess;
       if (trial != cublaslt::kSuccess) {
         set_error(error, error_size, "status %d", trial);
@@ -907,7 +959,7 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
     if (verbose())
       std::fprintf(stderr,
                    "atelier:Fp8Linear: cuBLASLt %zu, x [%lld, %lld] · weight [%lld, %lld]ᵀ, scaling %s%s, %s%s, "
-                   "stream scratch %.1f MiB\n",
+                   "cuBLASLt workspace %.1f MiB, stream scratch %.1f MiB\n",
                    cublaslt_library().version, static_cast<long long>(m), static_cast<long long>(k),
                    static_cast<long long>(n), static_cast<long long>(k), scaling_name(kernel->scaling),
                    kernel->fast_accumulation ? " with fast accumulation" : "",
@@ -915,7 +967,7 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
                    plan->d_type == CUDA_R_16F  ? ""
                    : plan->d_type == CUDA_R_16BF ? " (bfloat16 D, converted by our kernel)"
                                                  : " (float32 D, scales by our kernel)",
-                   static_cast<double>(scratch->bytes) / (1 << 20));
+                   static_cast<double>(plan->workspace) / (1 << 20), static_cast<double>(scratch->bytes) / (1 << 20));
     if (verbose() && delayed)
       std::fprintf(stderr, "atelier:Fp8Linear: output e4m3_delayed (margin %g, history %lld): %s\n",
                    static_cast<double>(kernel->delayed.margin), static_cast<long long>(kernel->delayed.history),
@@ -988,7 +1040,7 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
     // An e4m3 D has its own layout: C must then be null (β = 0), not D (see the trial GEMM).
     void* c = plan->d ? nullptr : d;
     const cublaslt::Status s = api.matmul(kernel->handle, plan->desc, &alpha, args.weight, plan->a, x8, plan->b,
-                                          &beta, c, plan->c, d, d_layout, &plan->algo, workspace, kWorkspaceBytes,
+                                          &beta, c, plan->c, d, d_layout, &plan->algo, workspace, plan->workspace,
                                           stream);
     if (s != cublaslt::kSuccess)
       set_error(error, error_size, "cublasLtMatmul failed (status %d) for x [%lld, %lld] · weight [%lld, %lld]ᵀ", s,
