@@ -459,7 +459,7 @@ struct Fp8LinearCuda {
   int state_device = -1;
   bool seeded = false;     // the first call ran: the ring holds its amax
   const cublaslt::Api* api;
-  cublaslt::Handle handle = nullptr;  // the device's shared handle (shared_handle)
+  cublaslt::Handle handle = nullptr;  // the device's shared handle (acquire_handle)
   int handle_device = -1;
   std::mutex mutex;
   std::vector<std::unique_ptr<Plan>> plans;
