@@ -49,8 +49,108 @@ const FLAGS = {
   ],
 };
 
-/** The linker version script of a build with the cuDNN deps: the symbols the library exports. */
+/** The linker version script of a build with the cuDNN or FA3 deps: the symbols the library exports. */
 const EXPORTS_MAP = join(NATIVE_DIR, 'exports.map');
+
+/**
+ * FlashAttention-3's hopper/ sources and the CUTLASS they pin, for atelier:FlashAttention's CUDA
+ * kernel: exported by `native/fa3-deps.sh` into the git-ignored .gpu/fa3/ (never committed). When its
+ * SOURCES file is there, native/fa3/fa3_forward.cu is compiled with FA3's own flags into an object
+ * (cached under native/build/fa3-<hash>/: FA3's kernel takes minutes to compile) and linked into the
+ * CUDA library, which then compiles with -DATELIER_WITH_FA3; otherwise the library builds as without it.
+ */
+export const FA3_DEPS_DIR = join(NATIVE_DIR, '..', '.gpu', 'fa3');
+const FA3_SOURCE = join(NATIVE_DIR, 'fa3', 'fa3_forward.cu');
+const FA3_HEADER = join(NATIVE_DIR, 'src', 'fa3_forward.h');
+
+/**
+ * hopper/setup.py's nvcc flags for its sm90 files (with the ones PyTorch's CUDAExtension adds to every
+ * nvcc call: the __CUDA_NO_HALF* defines, --expt-relaxed-constexpr), and the FLASHATTENTION_DISABLE_*
+ * defines it passes for what we do not build: everything but the fp16, head size 64, sm90 forward.
+ */
+const FA3_FLAGS = [
+  '-std=c++17',
+  '-O3',
+  '-gencode=arch=compute_90a,code=sm_90a',
+  '--use_fast_math',
+  '--expt-relaxed-constexpr',
+  '--expt-extended-lambda',
+  '-DCUTE_SM90_EXTENDED_MMA_SHAPES_ENABLED',
+  '-DCUTLASS_ENABLE_GDC_FOR_SM90',
+  '-DCUTLASS_DEBUG_TRACE_LEVEL=0',
+  '-DNDEBUG',
+  '-D__CUDA_NO_HALF_OPERATORS__',
+  '-D__CUDA_NO_HALF_CONVERSIONS__',
+  '-D__CUDA_NO_BFLOAT16_CONVERSIONS__',
+  '-D__CUDA_NO_HALF2_OPERATORS__',
+  ...[
+    'BACKWARD',
+    'SPLIT',
+    'PAGEDKV',
+    'APPENDKV',
+    'LOCAL',
+    'SOFTCAP',
+    'PACKGQA',
+    'FP8',
+    'VARLEN',
+    'CLUSTER',
+    'HDIM96',
+    'HDIM128',
+    'HDIM192',
+    'HDIM256',
+    'SM8x',
+    'HDIMDIFF64',
+    'HDIMDIFF192',
+    'DROPOUT',
+  ].map((what) => `-DFLASHATTENTION_DISABLE_${what}`),
+  '-Xcompiler',
+  '-fPIC,-fvisibility=hidden',
+];
+
+/**
+ * The FA3 deps when exported (`native/fa3-deps.sh`): the SOURCES text (their commits) and where the
+ * object compiled from them goes, named by the hash of everything that goes into it.
+ * @returns {{ version: string, object: string } | undefined}
+ */
+export function fa3Deps() {
+  const sources = join(FA3_DEPS_DIR, 'SOURCES');
+  if (!existsSync(sources) || !existsSync(FA3_SOURCE)) return undefined;
+  if (!existsSync(join(FA3_DEPS_DIR, 'hopper', 'flash_fwd_launch_template.h'))) return undefined;
+  const version = readFileSync(sources, 'utf8');
+  const hash = createHash('sha256')
+    .update(JSON.stringify({ flags: FA3_FLAGS, version }))
+    .update(readFileSync(FA3_SOURCE))
+    .update(readFileSync(FA3_HEADER))
+    .digest('hex')
+    .slice(0, 16);
+  return { version, object: join(NATIVE_DIR, 'build', `fa3-${hash}`, 'fa3_forward.o') };
+}
+
+/** Compiles FA3's object unless built; synchronously (minutes). */
+function buildFa3Object(compiler, object) {
+  if (existsSync(object)) return;
+  mkdirSync(dirname(object), { recursive: true });
+  const partial = `${object}.${process.pid}.partial`;
+  const args = [
+    ...FA3_FLAGS,
+    `-I${join(NATIVE_DIR, 'src')}`,
+    `-I${join(FA3_DEPS_DIR, 'hopper')}`,
+    `-I${join(FA3_DEPS_DIR, 'cutlass', 'include')}`,
+    '-c',
+    FA3_SOURCE,
+    '-o',
+    partial,
+  ];
+  try {
+    execFileSync(compiler, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+  } catch (error) {
+    rmSync(partial, { force: true });
+    const e = /** @type {{ stdout?: string, stderr?: string, message: string }} */ (error);
+    const output = `${e.stdout ?? ''}${e.stderr ?? ''}`.trim() || e.message;
+    throw new NativeBuildError(`cuda: FlashAttention-3 object: ${compiler} failed`, output);
+  }
+  renameSync(partial, object);
+}
 
 /**
  * The cuDNN deps when unpacked (`native/cudnn-deps.mjs`): the extra CUDA flags (headers as system
@@ -84,8 +184,16 @@ export function cudnnDeps() {
  * @param {'cpu' | 'cuda'} kind
  */
 function flagsOf(kind) {
-  const deps = kind === 'cuda' ? cudnnDeps() : undefined;
-  return deps ? [...FLAGS[kind], ...deps.flags] : FLAGS[kind];
+  if (kind !== 'cuda') return FLAGS[kind];
+  const cudnn = cudnnDeps();
+  const fa3 = fa3Deps();
+  return [
+    ...FLAGS.cuda,
+    ...(cudnn ? cudnn.flags : []),
+    ...(fa3 ? ['-DATELIER_WITH_FA3'] : []),
+    // Only what exports.map names leaves the library when third-party code is linked in.
+    ...(fa3 && !cudnn ? ['-Xlinker', `--version-script=${EXPORTS_MAP}`] : []),
+  ];
 }
 
 /** The sources a kind compiles (.cu only with CUDA); headers (.h, .cuh) count for the hash only. */
@@ -108,12 +216,19 @@ export function hasSources() {
  * @param {'cpu' | 'cuda'} kind
  */
 export function libraryPath(kind) {
-  const deps = kind === 'cuda' ? cudnnDeps() : undefined;
-  // Without the cuDNN deps the hash (and so the path) is what it was before they existed.
+  const cudnn = kind === 'cuda' ? cudnnDeps() : undefined;
+  const fa3 = kind === 'cuda' ? fa3Deps() : undefined;
+  // Without the deps the hash (and so the path) is what it was before they existed.
   const hash = createHash('sha256').update(
     JSON.stringify(
-      deps
-        ? { kind, flags: flagsOf(kind), cudnn: deps.version, exports: readFileSync(EXPORTS_MAP, 'utf8') }
+      cudnn || fa3
+        ? {
+            kind,
+            flags: flagsOf(kind),
+            ...(cudnn ? { cudnn: cudnn.version } : {}),
+            ...(fa3 ? { fa3: fa3.object } : {}),
+            exports: readFileSync(EXPORTS_MAP, 'utf8'),
+          }
         : { kind, flags: FLAGS[kind] },
     ),
   );
@@ -158,6 +273,11 @@ export function buildLibrary(kind, options = {}) {
   const sources = sourceFiles().filter(
     (file) => file.endsWith('.cc') || (kind === 'cuda' && file.endsWith('.cu')),
   );
+  const fa3 = kind === 'cuda' ? fa3Deps() : undefined;
+  if (fa3) {
+    buildFa3Object(compiler, fa3.object);
+    sources.push(fa3.object);
+  }
   mkdirSync(dirname(path), { recursive: true });
   const partial = `${path}.${process.pid}.partial`;
   const args = [...flagsOf(kind), `-I${join(NATIVE_DIR, 'include')}`, '-o', partial, ...sources];

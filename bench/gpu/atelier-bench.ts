@@ -415,6 +415,8 @@ function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined, fp8?: 
     ...(fp8 ? { fp8_linear: fp8LinearOf(fp8), fp8_reason: fp8.summary } : {}),
     // Issue 10: the step graph's optional kernels as the engine built them (runtime.stepGraph).
     ...(graph?.fp8Attention ? { fp8_attention: true } : {}),
+    ...(graph ? { flash_attention: graph.flashAttention } : {}),
+    ...(path === 'capi' && runtime?.attention ? { attention: runtime.attention.summary } : {}),
     ...(graph ? { step_fusions: graph.stepFusions } : {}),
     // cuBLASLt algorithms timed per shape: read by the op library itself, so the environment says.
     ...(path === 'capi' && runtime?.customOps && process.env.ATELIER_GEMM_AUTOTUNE !== '0'

@@ -4,7 +4,9 @@
 // .gpu/bundle/node_modules so `import 'koffi'` resolves from the bundle's own folder; the GPU
 // machine's node_modules holds onnxruntime-node alone) and our CUDA custom-op library, built from
 // native/ when nvcc is here (with atelier:Fp8Attention's cuDNN path when `node native/cudnn-deps.mjs`
-// has unpacked cuDNN's headers into .gpu/cudnn/; the custom-op line says which). onnxruntime-node
+// has unpacked cuDNN's headers into .gpu/cudnn/, and with atelier:FlashAttention's FlashAttention-3
+// kernel when `bash native/fa3-deps.sh` has exported its sources into .gpu/fa3/; the custom-op line
+// says which). onnxruntime-node
 // stays external: the GPU machine's runtime (../shared/gpu recipe) provides it with CUDA. With nvcc
 // it also compiles the GEMM microbenchmark gemm-overlap (issue 10). Prints the
 // sizes of what each device call carries (64 MiB limit).
@@ -16,6 +18,7 @@ import {
   buildLibrary,
   CUDA_CODE_FLAGS,
   cudnnDeps,
+  fa3Deps,
   findNvcc,
   NativeBuildError,
 } from '../../native/library.mjs';
@@ -60,7 +63,11 @@ if (nvcc) {
     const cudnn = deps
       ? `with cuDNN FP8 attention (${deps.version.trim().split('\n').join('; ')}; libcudnn.so.9 opened at run time)`
       : 'WITHOUT cuDNN: Fp8Attention cannot run on the GPU (node native/cudnn-deps.mjs, then bundle again)';
-    ops = `${path} → ${OUT}/libatelier_ops_cuda.so, ${cudnn}`;
+    const fa3 = fa3Deps();
+    const flash = fa3
+      ? `with FlashAttention-3 (${fa3.version.trim().split('\n').join('; ')})`
+      : 'WITHOUT FlashAttention-3: attention stays on MultiHeadAttention (bash native/fa3-deps.sh, then bundle again)';
+    ops = `${path} → ${OUT}/libatelier_ops_cuda.so, ${cudnn}, ${flash}`;
   } catch (error) {
     if (!(error instanceof NativeBuildError)) throw error;
     ops = `BUILD FAILED, not bundled:\n${error.output}`;

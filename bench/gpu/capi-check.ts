@@ -50,6 +50,7 @@ import { parseArgs } from 'node:util';
 import {
   type CheckName,
   type CheckResult,
+  FLASH_ATTENTION_CHECK,
   FP8_ATTENTION_CHECK,
   FP8_FUSED_CHECK,
   FP8_GEMM_SHAPES,
@@ -89,6 +90,8 @@ const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda
                     fp16, ranks 16 and 64) at Large's qkv, proj, fc1, fc2, x [8192, K] (issue 15);
                     ${FP8_ATTENTION_CHECK} (only by name): Fp8Attention (cuDNN FP8 flash) vs the fp16
                     MultiHeadAttention at the same shapes;
+                    ${FLASH_ATTENTION_CHECK} (only by name): FlashAttention (FlashAttention-3) vs the fp16
+                    MultiHeadAttention at Medium's joint and attn2 and Large's joint shapes, B 2;
                     ${MLP_HANDOFF_CHECK} (only by name): fc1 → fc2 with fc1 writing e4m3 codes and a
                     delayed per-tensor scale (Fp8Linear output "e4m3_delayed" → Fp8LinearQ) vs today's
                     float16 h → Fp8Linear, Large's MLP x [8192, 2432] → 9728 → 2432 (issue 10)`;
@@ -129,6 +132,8 @@ const TIMEOUT_MS: Record<CheckName, number> = {
   // Per shape: two 65 M-value input sets, two sessions of 4 copies (≈ 700 MB each), cuDNN's plan
   // built at the first run, float64 references of 12 head rows over 4429 keys for two sets.
   [FP8_ATTENTION_CHECK]: 240_000,
+  // As fp8-attention, three shapes.
+  [FLASH_ATTENTION_CHECK]: 300_000,
   // One 20 M-value input, two sessions of 4 copies (≈ 1.3 GB of outputs and h), float64 MLPs of 6
   // rows in four forms (≈ 0.6 G multiply-adds).
   [MLP_HANDOFF_CHECK]: 240_000,
@@ -267,6 +272,7 @@ async function main(): Promise<void> {
       c !== TOKEN_SPLIT_CHECK &&
       c !== LORA_BRANCH_CHECK &&
       c !== FP8_ATTENTION_CHECK &&
+      c !== FLASH_ATTENTION_CHECK &&
       c !== MLP_HANDOFF_CHECK,
   );
   if (unknown.length) throw new Error(`unknown checks: ${unknown.join(', ')} (${USAGE})`);

@@ -4,7 +4,7 @@
 #   bash bench/gpu/fa3-build.sh            incremental (an object whose inputs did not change is kept)
 #   FA3_CLEAN=1 bash bench/gpu/fa3-build.sh  from scratch
 #   NVCC=/path/to/nvcc                       another nvcc (default: nvcc on PATH, else /usr/local/cuda)
-# Inputs: FA3 hopper/ and CUTLASS from bench/gpu/fa3-deps.sh (run here when missing), cuDNN headers and
+# Inputs: FA3 hopper/ and CUTLASS from native/fa3-deps.sh (run here when missing), cuDNN headers and
 # the cuDNN frontend from native/cudnn-deps.mjs in .gpu/cudnn/ (headers only: the binary dlopens
 # libcudnn.so.9 at run time). Links libcudart shared (so the cuDNN frontend's own dlopen of
 # libcudart.so.13 gets the same runtime) and libdl.
@@ -28,7 +28,7 @@ if [ -z "${NVCC:-}" ]; then
   if command -v nvcc >/dev/null; then NVCC=nvcc; else NVCC=/usr/local/cuda/bin/nvcc; fi
 fi
 
-bash bench/gpu/fa3-deps.sh
+bash native/fa3-deps.sh
 [ -f .gpu/cudnn/frontend/include/cudnn_frontend.h ] && [ -f .gpu/cudnn/include/cudnn.h ] || {
   echo "fa3-build: .gpu/cudnn/ lacks the cuDNN headers or frontend: run node native/cudnn-deps.mjs" >&2
   exit 1

@@ -34,22 +34,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "attention.h"
+
 namespace atelier {
 
-struct Fp8AttentionArgs {
-  const void* q;  // float16 [B, T, H · D]
-  const void* k;
-  const void* v;
-  void* out;  // float16 [B, T, H · D]
-  int64_t batch;
-  int64_t tokens;
-  int64_t heads;
-  int64_t head_dim;
-  float scale;
-
-  int64_t channels() const { return heads * head_dim; }
-  int64_t elements() const { return batch * tokens * channels(); }
-};
+using Fp8AttentionArgs = AttentionArgs;
 
 // The probabilities' static FP8 scale (cuDNN's scale_S; descale_S = 1 / 448) and the key block of
 // the online softmax whose running maximum p is taken against.

@@ -39,5 +39,7 @@ CustomOp make_fp8_linear_q_op(Device device, const OrtApi* api);
 CustomOp make_joint_split_quant_op(Device device, const OrtApi* api);
 // Fp8Attention (fp8_attention.h): float16 q, k, v and out; FP8 inside (cuDNN on the GPU).
 CustomOp make_fp8_attention_op(Device device, const OrtApi* api);
+// FlashAttention (flash_attention.h): float16 q, k, v and out; FlashAttention-3 on Hopper.
+CustomOp make_flash_attention_op(Device device, const OrtApi* api);
 
 }  // namespace atelier

@@ -1,7 +1,9 @@
 // The library's entry point: ORT's RegisterCustomOpsLibrary_V2 loads this .so and calls
 // RegisterCustomOps with the session options being built.
 #include <cstdio>
+#include <string>
 
+#include "flash_attention.h"
 #include "ops.h"
 #include "ort_min.h"
 
@@ -12,8 +14,8 @@ constexpr const char* kDomain = "atelier";
 
 // The entries for one execution provider: AdaLNModulate, AdaLNModulateQuant, AdaLNResidual and
 // AdaLNResidualQuant float32 and float16, JointConcat float32, float16 and int64, JointQkvNorm float32 and float16,
-// Fp8Linear, Fp8LinearQ, JointSplitQuant, Fp8Attention.
-constexpr int kOpsPerDevice = 17;
+// Fp8Linear, Fp8LinearQ, JointSplitQuant, Fp8Attention, FlashAttention.
+constexpr int kOpsPerDevice = 18;
 #ifdef ATELIER_WITH_CUDA
 constexpr int kOpCount = 2 * kOpsPerDevice;
 #else
@@ -35,7 +37,8 @@ constexpr int kOpCount = kOpsPerDevice;
       make_joint_qkv_norm_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, api), \
       make_joint_qkv_norm_op(device, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, api), \
       make_fp8_linear_op(device, api), make_fp8_linear_q_op(device, api),                            \
-      make_joint_split_quant_op(device, api), make_fp8_attention_op(device, api)
+      make_joint_split_quant_op(device, api), make_fp8_attention_op(device, api), \
+      make_flash_attention_op(device, api)
 
 struct OpTable {
   CustomOp ops[kOpCount];
@@ -78,4 +81,23 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* RegisterCustomOps(O
   // track, so it is never released: one small allocation per registration.
   if (status != nullptr) ort::ReleaseCustomOpDomain(api)(domain);
   return status;
+}
+
+// What this build can run beyond the ops themselves, space-separated, for the pipeline to choose by
+// (src/pipeline/ort/custom-ops.ts): "cuda" (CUDA kernels), "cudnn" (Fp8Attention's cuDNN path),
+// "fa3" (FlashAttention's FlashAttention-3 kernel). Static text, never freed.
+extern "C" __attribute__((visibility("default"))) const char* atelier_ops_features() {
+  static const std::string text = [] {
+    std::string t;
+    const auto add = [&t](const char* feature) { t += (t.empty() ? "" : " ") + std::string(feature); };
+#ifdef ATELIER_WITH_CUDA
+    add("cuda");
+#endif
+#ifdef ATELIER_WITH_CUDNN
+    add("cudnn");
+#endif
+    if (atelier::flash_attention_has_fa3()) add("fa3");
+    return t;
+  }();
+  return text.c_str();
 }

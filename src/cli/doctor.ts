@@ -14,8 +14,10 @@ import { asAtelierError } from '../errors.js';
 import { formatBytes } from '../pipeline/hub/index.js';
 import { validateModelSet } from '../pipeline/models-dir/index.js';
 import type { ComputeCapability } from '../pipeline/ort/cuda-runtime.js';
+import { customOpsFeatures } from '../pipeline/ort/custom-ops.js';
 import { ORT_VERSION } from '../pipeline/ort/index.js';
 import { probeProvider } from '../pipeline/process/provider-probe.js';
+import { chooseAttention, FA3_HEAD_DIM, flashAttentionAsked } from '../pipeline/sd35/attention-choice.js';
 import { memoryPlanOf } from '../pipeline/sd35/components.js';
 import { describeModels } from '../pipeline/sd35/describe.js';
 import { fp8ChoiceOf, queryCapability } from '../pipeline/sd35/fp8-choice.js';
@@ -220,9 +222,11 @@ export async function doctor(
     problem('provider', error);
   }
   let runtimePath: 'capi' | 'stock' = 'stock';
+  let opsLibrary: string | undefined;
   try {
     const choice = chooseRuntime({ runtime: config.models.runtime }, config.models.executionProvider);
     runtimePath = choice.path;
+    opsLibrary = choice.customOpsLibrary;
     row(
       'runtime',
       choice.path === 'capi'
@@ -233,6 +237,7 @@ export async function doctor(
     problem('runtime', error);
   }
   row('precision', precisionLine(config, runtimePath, gpuCapability));
+  row('attention', attentionLine(config, runtimePath, opsLibrary, gpuCapability));
   row(
     'graph cache',
     config.models.graphCacheDir ??
@@ -258,4 +263,28 @@ function precisionLine(
   const fp8 = fp8ChoiceOf({ precision, provider, deviceId: m.deviceId }, runtime, gpuCapability);
   if (!fp8) return asked;
   return m.precision === 'auto' ? `${asked}: ${fp8.summary}` : fp8.summary;
+}
+
+/**
+ * The MMDiT's attention kernel in the C-API step, as the pipeline will choose it
+ * (sd35/attention-choice.ts): "FlashAttention-3 on Hopper (atelier:FlashAttention)", or
+ * "MultiHeadAttention (why not)". Every SD3.5 MMDiT has 64-wide heads (mmditx.py), so the head size
+ * is not what the line can miss.
+ */
+function attentionLine(
+  config: AtelierConfig,
+  runtime: 'capi' | 'stock',
+  library: string | undefined,
+  gpuCapability: (deviceId: number) => ComputeCapability | undefined,
+): string {
+  const provider = config.models.executionProvider;
+  const needsGpu = provider === 'cuda' && runtime === 'capi' && library !== undefined;
+  return chooseAttention({
+    provider,
+    runtime,
+    ...(library !== undefined ? { library: customOpsFeatures(library) ?? new Set<never>() } : {}),
+    capability: needsGpu ? gpuCapability(config.models.deviceId) : undefined,
+    headDim: FA3_HEAD_DIM,
+    asked: flashAttentionAsked(undefined),
+  }).summary;
 }

@@ -132,6 +132,17 @@ export interface RuntimePath {
   reason?: string;
   /** On the C-API path: which of the step graph's optional kernels were built in (benchmark rows say so). */
   stepGraph?: StepGraphOptions;
+  /** On the C-API path: the MMDiT's attention kernel and why (sd35/attention-choice.ts). */
+  attention?: AttentionInfo;
+}
+
+/** Which kernel runs the MMDiT's attention in the C-API step, and why (sd35/attention-choice.ts). */
+export interface AttentionInfo {
+  kernel: 'flash-attention' | 'multi-head-attention';
+  /** Where FlashAttention-3 runs, or why MultiHeadAttention does. */
+  reason: string;
+  /** One line for the start log and `atelier doctor`. */
+  summary: string;
 }
 
 /** The C-API step graph's measured options (issue 10), as built, not as asked. */
@@ -142,6 +153,8 @@ export interface StepGraphOptions {
   fp8MlpHandoff: boolean;
   /** Attention as atelier:Fp8Attention. */
   fp8Attention: boolean;
+  /** Attention as atelier:FlashAttention (FlashAttention-3). */
+  flashAttention: boolean;
   /** The gated-residual and token-split fusions (false: the separate chains). */
   stepFusions: boolean;
 }

@@ -7,8 +7,13 @@ import { ATELIER_DOMAIN, type Dim, type GraphBuilder, MS_DOMAIN, ONNX_DTYPE, typ
 import type { Params } from './params.js';
 
 export interface NetOptions {
-  /** Attention kernel: com.microsoft MultiHeadAttention (flash on CUDA) or plain MatMul/Softmax. */
-  attention: 'mha' | 'basic';
+  /**
+   * Attention kernel: com.microsoft MultiHeadAttention (cuDNN's flash kernel on CUDA), plain
+   * MatMul/Softmax, or `flash` = atelier:FlashAttention (FlashAttention-3 on Hopper, a float32
+   * reference on the CPU; needs `customOps`, and is used for unbiased attention only, the rest
+   * falling back to MultiHeadAttention).
+   */
+  attention: 'mha' | 'basic' | 'flash';
   /**
    * How fp8-stored linear weights are used: `dequantize` = DequantizeLinear → MatMul (fp8 stays one
    * byte in the file, the provider may fold it to the compute type); `block-fp8` = the CUDA
@@ -747,19 +752,27 @@ export class Net {
     opts: { bias?: Value; scale?: number } = {},
   ): Value {
     const scale = opts.scale ?? 1 / Math.sqrt(headDim);
-    if (this.options.fp8Attention && this.options.customOps && !opts.bias) {
-      // The op is float16 only: a float32 graph (the CPU) casts around it.
+    const ours =
+      this.options.customOps && !opts.bias
+        ? this.options.fp8Attention
+          ? 'Fp8Attention'
+          : this.options.attention === 'flash'
+            ? 'FlashAttention'
+            : undefined
+        : undefined;
+    if (ours) {
+      // Our attention ops are float16 only: a float32 graph (the CPU) casts around them.
       const f32 = this.p.compute === 'float32';
       const half = (t: Value) => (f32 ? this.cast(t, 'float16') : t);
       const out = this.g.op(
-        'Fp8Attention',
+        ours,
         [half(q), half(k), half(v)],
         { heads, scale: { float: scale } },
         ATELIER_DOMAIN,
       );
       return f32 ? this.cast(out, 'float32') : out;
     }
-    if (this.options.attention === 'mha') {
+    if (this.options.attention !== 'basic') {
       return this.g.op(
         'MultiHeadAttention',
         [q, k, v, undefined, undefined, opts.bias],

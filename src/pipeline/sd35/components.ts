@@ -29,12 +29,14 @@ import {
 } from '../onnx/params.js';
 import { openSession } from '../onnx/session.js';
 import type { ComputeType } from '../onnx/tensors.js';
+import { customOpsFeatures } from '../ort/custom-ops.js';
 import { CapiSession, type CapiSessionOptions } from '../ort/index.js';
 import { samplingDefaultsOf } from '../sampling/defaults.js';
 import { SD3Tokenizer } from '../text/tokenizer.js';
 import type { ComponentInfo, Fp8Info, PipelineInfo, RuntimePath } from '../types.js';
 import { quantizeToScaledFp8 } from '../weights/quantize.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
+import { chooseAttention, flashAttentionAsked } from './attention-choice.js';
 import { CapiDenoiser } from './capi-denoiser.js';
 import {
   type ComponentSession,
@@ -44,7 +46,7 @@ import {
   sessionRoutes,
 } from './component-session.js';
 import type { TextEncoders } from './conditioning.js';
-import { fp8ChoiceOf } from './fp8-choice.js';
+import { fp8ChoiceOf, queryCapability } from './fp8-choice.js';
 import {
   CAPPED_CALIBRATION,
   describePlan,
@@ -379,9 +381,19 @@ export async function loadComponents(
     let runtime: RuntimePath = { path: 'stock', cudaGraph: false, customOps: false, reason: route.reason };
     if (route.path === 'capi') {
       const library = route.customOpsLibrary;
+      const attention = chooseAttention({
+        provider,
+        runtime: 'capi',
+        ...(library !== undefined ? { library: customOpsFeatures(library) ?? new Set<never>() } : {}),
+        capability: provider === 'cuda' ? queryCapability(options.deviceId ?? 0) : undefined,
+        headDim: mmCfg.hidden / mmCfg.heads,
+        asked: flashAttentionAsked(options.flashAttention),
+      });
       const stepNetOptions: NetOptions = {
         ...netOptions,
         customOps: library !== undefined,
+        // FlashAttention-3 where attention-choice.ts finds it (issue 10); MultiHeadAttention otherwise.
+        ...(attention.kernel === 'flash-attention' ? { attention: 'flash' as const } : {}),
         ...(fp8?.route === 'w8a8' && library !== undefined ? { fp8Linear: 'w8a8' as const } : {}),
         // Research only, off by default (issue 10): FP8 attention until the GPU check adopts it.
         ...(library !== undefined && (options.fp8Attention ?? process.env.ATELIER_FP8_ATTENTION === '1')
@@ -492,8 +504,10 @@ export async function loadComponents(
           fp8FastAccumulation: w8a8 && stepNetOptions.fp8FastAccumulation === true,
           fp8MlpHandoff: w8a8 && stepNetOptions.fp8MlpHandoff === true,
           fp8Attention: stepNetOptions.fp8Attention === true,
+          flashAttention: stepNetOptions.attention === 'flash' && stepNetOptions.fp8Attention !== true,
           stepFusions: stepNetOptions.residualNorm !== 'separate',
         },
+        attention,
       };
       const reason = route.reason ?? cudaGraph.reason;
       if (reason) runtime.reason = reason;

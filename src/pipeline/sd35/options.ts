@@ -66,6 +66,14 @@ export interface EngineOptions {
    */
   fp8Attention?: boolean;
   /**
+   * Issue 10 (not a config choice): the C-API step graph's attention as atelier:FlashAttention
+   * (FlashAttention-3 on Hopper; attention-choice.ts says when it is chosen). Undefined: where the GPU
+   * and our library allow; `false` (or `ATELIER_FLASH_ATTENTION=0` in the pipeline's environment)
+   * keeps ONNX Runtime's MultiHeadAttention, for measurements; `true` (or `=1`) asks for the op
+   * wherever the library is loaded (on the CPU, its float32 reference: tests).
+   */
+  flashAttention?: boolean;
+  /**
    * Issue 10 (not a config choice): the C-API step's W8A8 GEMMs with cuBLASLt's fast accumulation
    * (NetOptions.fp8FastAccumulation): SD3.5 Large 1024² 2.739 → 2.581 s on the H200, 1–2.3e-3 more
    * error per layer against the 2.6e-2 that quantizing the activations costs. `false` (or

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Exports the third-party sources that bench/gpu/fa3-bench.cu compiles against into the git-ignored
-# .gpu/fa3/ (nothing of them is ever committed):
+# Exports the third-party sources that atelier:FlashAttention's CUDA kernel (native/fa3/, built into the
+# op library by native/library.mjs when they are here) and bench/gpu/fa3-bench.cu compile against into
+# the git-ignored .gpu/fa3/ (nothing of them is ever committed):
 #   .gpu/fa3/hopper/          FlashAttention-3's hopper/ tree at the mirror's HEAD
 #   .gpu/fa3/cutlass/include  CUTLASS include/ at the commit FlashAttention pins as csrc/cutlass
 #   .gpu/fa3/SOURCES          the two commits, one "name commit" line each
@@ -8,7 +9,7 @@
 # exports again). Run from anywhere; paths are relative to the checkout root.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dest="$root/.gpu/fa3"
 fa_git=${FA3_FLASH_ATTN_GIT:-/work/.mirror/Dao-AILab+flash-attention/repo}
 cutlass_git=${FA3_CUTLASS_GIT:-/work/.mirror/NVIDIA+cutlass/repo}
