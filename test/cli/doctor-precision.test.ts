@@ -1,13 +1,14 @@
 /**
  * `atelier doctor`'s precision line: at fp8 it names the route the pipeline will take (W8A8 on FP8
- * tensor cores, or weight-only) and why, in the words of the start log. The GPU's compute capability
- * is handed in, so the CUDA cases run without a GPU.
+ * tensor cores, or weight-only) and why, in the words of the start log; and its attention line: which
+ * kernel runs the MMDiT's attention (FlashAttention-3, or MultiHeadAttention and why). The GPU's
+ * compute capability is handed in, so the CUDA cases run without a GPU.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { doctor } from '../../src/cli/doctor.js';
 import { loadConfig } from '../../src/config/index.js';
 import type { ComputeCapability } from '../../src/pipeline/ort/cuda-runtime.js';
-import { builtCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
+import { builtCustomOpsLibrary, customOpsFeatures } from '../../src/pipeline/ort/custom-ops.js';
 import { workdir } from '../config/helpers.js';
 
 /** A checkout where `npm run build:native` has not run: the built library is hidden while set. */
@@ -24,7 +25,8 @@ afterEach(() => {
   unbuilt.on = false;
 });
 
-async function precisionLine(
+async function doctorLine(
+  label: string,
   env: Record<string, string>,
   capability?: ComputeCapability,
 ): Promise<{ line: string | undefined; asked: number[] }> {
@@ -40,8 +42,11 @@ async function precisionLine(
       return capability;
     },
   );
-  return { line: lines.find((l) => l.startsWith('precision ')), asked };
+  return { line: lines.find((l) => l.startsWith(`${label} `)), asked };
 }
+
+const precisionLine = (env: Record<string, string>, capability?: ComputeCapability) =>
+  doctorLine('precision', env, capability);
 
 describe('atelier doctor: precision', () => {
   it('says fp8 runs weight-only on the CPU, and why', async () => {
@@ -71,7 +76,8 @@ describe('atelier doctor: precision', () => {
       expect(hopper.line).toMatch(
         /^precision +auto \(fp8\): fp8: W8A8 on Hopper tensor cores \(atelier:Fp8Linear\)$/,
       );
-      expect(hopper.asked).toEqual([1]);
+      // The GPU asked is the configured one (the attention line asks it too).
+      expect(new Set(hopper.asked)).toEqual(new Set([1]));
       const ampere = await precisionLine(
         { ...cuda, ATELIER_MODELS__PRECISION: 'fp8' },
         { major: 8, minor: 6 },
@@ -102,4 +108,38 @@ describe('atelier doctor: precision', () => {
     );
     expect(asked).toEqual([]);
   }, 60_000);
+});
+
+describe('atelier doctor: attention', () => {
+  const cuda = { ATELIER_MODELS__EXECUTION_PROVIDER: 'cuda' };
+
+  it('says MultiHeadAttention on the CPU, and why', async () => {
+    const { line } = await doctorLine('attention', {});
+    expect(line).toMatch(
+      /^attention +MultiHeadAttention \((CPU: FlashAttention-3 is a GPU kernel|op library not built: npm run build:native)\)$/,
+    );
+  }, 60_000);
+
+  it('on CUDA without the op library: MultiHeadAttention, and how to build it', async () => {
+    unbuilt.on = true;
+    const { line, asked } = await doctorLine('attention', cuda, { major: 9, minor: 0 });
+    expect(line).toMatch(/^attention +MultiHeadAttention \(op library not built: npm run build:native\)$/);
+    expect(asked).toEqual([]);
+  }, 60_000);
+
+  const library = builtCustomOpsLibrary('cuda');
+  const withFa3 = library !== undefined && customOpsFeatures(library)?.has('fa3') === true;
+
+  it.runIf(withFa3)(
+    'on CUDA with a library built with FlashAttention-3: FA3 on Hopper, MultiHeadAttention on Blackwell',
+    async () => {
+      expect((await doctorLine('attention', cuda, { major: 9, minor: 0 })).line).toMatch(
+        /^attention +FlashAttention-3 on Hopper \(atelier:FlashAttention\)$/,
+      );
+      expect((await doctorLine('attention', cuda, { major: 10, minor: 0 })).line).toMatch(
+        /^attention +MultiHeadAttention \(FlashAttention-3 runs on Hopper \(sm_90\), this GPU is sm_100\)$/,
+      );
+    },
+    120_000,
+  );
 });

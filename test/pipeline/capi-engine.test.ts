@@ -29,19 +29,22 @@ const request = tinyRequest;
 /** More than 76 T5 tokens: the prompt's context is longer than the negative prompt's. */
 const LONG_PROMPT = 'qzx vkj wpf '.repeat(19);
 
-/** The op types of every built C-API step graph in the data dir's graph cache (those with our AdaLN op). */
-function stepGraphOps(dataDir: string): Set<string>[] {
+/** The op types of every graph in the data dir's graph cache. */
+function cachedGraphOps(dataDir: string): Set<string>[] {
   const files = readdirSync(join(dataDir, 'graphs'), { recursive: true, encoding: 'utf8' }).filter((f) =>
     f.endsWith('.onnx'),
   );
-  return files
-    .map(
-      (f) =>
-        new Set(
-          ModelProto.decode(readFileSync(join(dataDir, 'graphs', f))).graph!.node!.map((n) => n.opType!),
-        ),
-    )
-    .filter((ops) => ops.has('AdaLNModulateQuant') || ops.has('AdaLNResidualQuant'));
+  return files.map(
+    (f) =>
+      new Set(ModelProto.decode(readFileSync(join(dataDir, 'graphs', f))).graph!.node!.map((n) => n.opType!)),
+  );
+}
+
+/** The op types of every W8A8 C-API step graph in the graph cache (those with our quantizing AdaLN ops). */
+function stepGraphOps(dataDir: string): Set<string>[] {
+  return cachedGraphOps(dataDir).filter(
+    (ops) => ops.has('AdaLNModulateQuant') || ops.has('AdaLNResidualQuant'),
+  );
 }
 
 /** Largest difference in 8-bit levels between two sets of images. */
@@ -60,7 +63,18 @@ describe('the C-API path', () => {
       cudaGraph: false,
       customOps: true,
       // fp16 layers: no W8A8 GEMMs to accumulate fast or hand codes between.
-      stepGraph: { fp8FastAccumulation: false, fp8MlpHandoff: false, fp8Attention: false, stepFusions: true },
+      stepGraph: {
+        fp8FastAccumulation: false,
+        fp8MlpHandoff: false,
+        fp8Attention: false,
+        flashAttention: false,
+        stepFusions: true,
+      },
+      attention: {
+        kernel: 'multi-head-attention',
+        reason: 'CPU: FlashAttention-3 is a GPU kernel',
+        summary: 'MultiHeadAttention (CPU: FlashAttention-3 is a GPU kernel)',
+      },
     });
     expect(stock.info().runtime).toMatchObject({ path: 'stock', reason: 'models.runtime is stock' });
   });
@@ -165,6 +179,7 @@ describe('the C-API path', () => {
       fp8FastAccumulation: true,
       fp8MlpHandoff: true,
       fp8Attention: false,
+      flashAttention: false,
       stepFusions: false,
     });
     const expected = await separate.generate(request());
@@ -177,6 +192,25 @@ describe('the C-API path', () => {
     ).toBe(true);
     // Exact on the CPU in float32: the same pixels.
     expect(maxLevelDiff(actual.images, expected.images)).toBe(0);
+  });
+
+  it('runs the step’s attention as atelier:FlashAttention when asked, with the images of MultiHeadAttention', async () => {
+    const library = buildCustomOpsLibrary('cpu');
+    const flash = await engine({ runtime: 'capi', customOpsLibrary: library, flashAttention: true });
+    expect(flash.info().runtime).toMatchObject({
+      stepGraph: { flashAttention: true },
+      attention: {
+        kernel: 'flash-attention',
+        summary: 'atelier:FlashAttention (its CPU reference, as asked)',
+      },
+    });
+    const actual = await flash.generate(request());
+    expect(
+      cachedGraphOps(tiny.dataDir).some((ops) => ops.has('FlashAttention') && !ops.has('MultiHeadAttention')),
+    ).toBe(true);
+    const expected = await capi.generate(request());
+    // The op rounds attention's output to float16 once in this float32 graph: a level at most.
+    expect(maxLevelDiff(actual.images, expected.images)).toBeLessThanOrEqual(1);
   });
 
   it('is not what `auto` picks on the CPU, and says so', async () => {
