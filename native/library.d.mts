@@ -6,6 +6,7 @@ export const CUDNN_DEPS_DIR: string;
 export function cudnnDeps(): { flags: string[]; version: string } | undefined;
 export const FA3_DEPS_DIR: string;
 export function fa3Deps(): { version: string; object: string } | undefined;
+export function fa3Object(nvcc?: string): string | undefined;
 export function hasSources(): boolean;
 export function libraryPath(kind: LibraryKind): string;
 export function findNvcc(env?: NodeJS.ProcessEnv): string | undefined;

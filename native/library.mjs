@@ -126,6 +126,19 @@ export function fa3Deps() {
   return { version, object: join(NATIVE_DIR, 'build', `fa3-${hash}`, 'fa3_forward.o') };
 }
 
+/**
+ * FA3's object (native/fa3/fa3_forward.cu) for these sources, compiled now unless built; its path, or
+ * undefined without the FA3 deps. Also links into bench/gpu/fa3-bench (fa3-build.sh).
+ * @param {string} [nvcc]
+ */
+export function fa3Object(nvcc = findNvcc()) {
+  const fa3 = fa3Deps();
+  if (!fa3) return undefined;
+  if (!nvcc) throw new NativeBuildError('cannot build the FlashAttention-3 object: nvcc not found', '');
+  buildFa3Object(nvcc, fa3.object);
+  return fa3.object;
+}
+
 /** Compiles FA3's object unless built; synchronously (minutes). */
 function buildFa3Object(compiler, object) {
   if (existsSync(object)) return;

@@ -11,40 +11,13 @@
 // kernel, same fp16 inputs) on 64 query rows of each of 4 (b, h) pairs, including the first and last
 // rows (T is not a multiple of FA3's 192-row tile); and cuDNN against FA3 over the whole output.
 //
-// This one file is compiled twice (nothing of FA3, CUTLASS or cuDNN is committed; fa3-deps.sh
-// exports them into .gpu/):
-//   -DFA3_BENCH_KERNEL_PART  FA3's explicit instantiation run_mha_fwd_<90, half_t, 64, 64, Split=false,
-//                            PagedKVNonTMA=false, Has_softcap=false, PackGQA=false>, exactly what
-//                            hopper/instantiations/flash_fwd_hdim64_fp16_sm90.cu holds, built with
-//                            hopper/setup.py's flags and FLASHATTENTION_DISABLE_* defines. Its causal
-//                            branch is instantiated too (run_mha_fwd_ switches on params.is_causal at run
-//                            time) but never called here.
-//   (default)                the host side: parameters filled the way hopper/flash_api.cpp's mha_fwd
-//                            fills them, the cuDNN frontend graph, the reference, timing and output.
-// Two translation units also keep CuTe's global `using namespace cute` away from the cuDNN frontend.
+// Two translation units (nothing of FA3, CUTLASS or cuDNN is committed; native/fa3-deps.sh exports
+// them into .gpu/): native/fa3/fa3_forward.cu, the op library's own FA3 object (the instantiation
+// run_mha_fwd_<90, half_t, 64, 64, Split=false, PagedKVNonTMA=false, Has_softcap=false, PackGQA=false>
+// and the parameters hopper/flash_api.cpp's mha_fwd fills, built with hopper/setup.py's flags), and
+// this file: the cuDNN frontend graph, the reference, timing and output. Two units also keep CuTe's
+// global `using namespace cute` away from the cuDNN frontend.
 
-#ifdef FA3_BENCH_KERNEL_PART
-// ------------------------------------------------------------------------------------------------
-// FA3 kernel part.
-#include <cstdio>
-#include <cstdlib>
-
-#include "flash_fwd_launch_template.h"
-
-template void run_mha_fwd_<90, cutlass::half_t, 64, 64, false, false, false, false>(Flash_fwd_params& params,
-                                                                                   cudaStream_t stream);
-
-// run_flash_fwd refers to this for varlen inputs (hopper/flash_prepare_scheduler.cu). This build has
-// FLASHATTENTION_DISABLE_VARLEN, so the varlen branch is compiled out of every kernel and this is
-// never called; defining it saves compiling that file.
-void prepare_varlen_num_blocks(Flash_fwd_params&, cudaStream_t, bool, int, int, bool) {
-  fprintf(stderr, "fa3-bench: prepare_varlen_num_blocks called, but this build has no varlen support\n");
-  abort();
-}
-
-#else
-// ------------------------------------------------------------------------------------------------
-// Host part.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <dlfcn.h>
@@ -60,9 +33,8 @@ void prepare_varlen_num_blocks(Flash_fwd_params&, cudaStream_t, bool, int, int, 
 #include <unordered_map>
 #include <vector>
 
-#include "cutlass/numeric_types.h"  // cutlass::half_t, for run_mha_fwd_'s template arguments
-#include "flash.h"                  // Flash_fwd_params, run_mha_fwd_'s declaration
-#include "tile_size.h"              // tile_size_fwd_sm90, to report the tile FA3 picks
+#include "fa3_forward.h"  // atelier::fa3_forward_fp16_hdim64 (native/src)
+#include "tile_size.h"     // tile_size_fwd_sm90, to report the tile FA3 picks
 
 #include <cudnn_frontend.h>
 
@@ -317,65 +289,10 @@ Accuracy compare_rows(const std::vector<float>& got, const std::vector<float>& r
 
 // ---- FA3 ----------------------------------------------------------------------------------------
 
-// The non-causal, non-varlen, non-paged, no-split, MHA slice of hopper/flash_api.cpp's mha_fwd and
-// set_params_fprop, for q/k/v/o [b, t, h, 64] with row stride h·64 and head stride 64.
-Flash_fwd_params fa3_params(void* q, void* k, void* v, void* o, float* lse, int b, int t, int h, int num_sm) {
-  Flash_fwd_params p = {};  // set_params_fprop: "Reset the parameters"
-  p.is_bf16 = false;
-  p.is_e4m3 = false;
-  p.q_ptr = q;
-  p.k_ptr = k;
-  p.v_ptr = v;
-  p.o_ptr = o;
-  const int64_t row = int64_t(h) * kD, batch = int64_t(t) * row;
-  p.q_row_stride = p.k_row_stride = p.v_row_stride = p.o_row_stride = row;
-  p.q_head_stride = p.k_head_stride = p.v_head_stride = p.o_head_stride = kD;
-  p.v_dim_stride = 1;
-  p.q_batch_stride = p.k_batch_stride = p.v_batch_stride = p.o_batch_stride = batch;  // no cu_seqlens
-  p.softmax_lse_ptr = lse;  // [b, h, t] float; the epilogue always writes it
-  p.b = b;
-  p.h = p.h_k = h;
-  p.seqlen_q = p.seqlen_k = t;
-  p.seqlen_q_rounded = p.seqlen_k_rounded = (t + 127) / 128 * 128;
-  p.d = p.d_rounded = kD;
-  p.scale_softmax = 1.0f / std::sqrt(float(kD));
-  p.softcap = 0.f;
-  p.p_dropout = 1.f;  // probability of keeping: no dropout
-  p.p_dropout_in_uint8_t = uint8_t(std::floor(p.p_dropout * 255.0));
-  p.rp_dropout = 1.f;
-  // mha_fwd with is_causal=false, window (-1, -1), attention_chunk 0: neither causal nor local, and
-  // set_params_fprop widens the window to the whole sequence.
-  p.is_causal = false;
-  p.is_local = false;
-  p.window_size_left = t - 1;
-  p.window_size_right = t - 1;
-  p.attention_chunk = 0;
-  p.arch = 90;
-  p.num_sm = num_sm;  // sm_margin 0
-  p.total_q = p.total_k = b * t;
-  p.b_k = b;
-  p.dv = p.dv_rounded = kD;
-  p.page_size = 1;
-  p.num_pages = 0;
-  p.prepare_varlen_pdl = false;
-  p.num_splits_dynamic_ptr = nullptr;
-  p.pagedkv_tma = false;  // get_pagedkv_tma: no page table
-  p.num_splits = 1;       // get_num_splits: FLASHATTENTION_DISABLE_SPLIT
-  p.pack_gqa = false;     // get_pack_gqa: h == h_k
-  // scheduler_needs_semaphore (sm90) = (causal || local) && num_splits == 1 || varlen: false here, so
-  // mha_fwd allocates no tile-count semaphore nor scheduler metadata, and neither do we. The
-  // non-causal kernel uses StaticPersistentTileScheduler (one CTA per SM, tiles strided).
-  p.varlen_sort_batches = !p.is_local;
-  p.head_swizzle = p.is_causal || p.is_local;
-  p.tile_count_semaphore = nullptr;
-  p.rotary_dim = 0;
-  return p;
-}
-
-void fa3_run(Flash_fwd_params& p, cudaStream_t stream) {
-  // hopper/flash_api.cpp's run_mha_fwd → run_mha_fwd_constexpr picks, for arch 90, fp16, d = dv = 64,
-  // no split / paged KV / softcap / PackGQA: run_mha_fwd_<90, half_t, 64, 64, false, false, false, false>.
-  run_mha_fwd_<90, cutlass::half_t, 64, 64, false, false, false, false>(p, stream);
+// FA3's call is atelier:FlashAttention's own (native/fa3/fa3_forward.cu, linked in by fa3-build.sh):
+// the bench times exactly what the op library runs.
+atelier::Fa3Forward fa3_call_of(void* q, void* k, void* v, void* o, float* lse, int b, int t, int h, int num_sm) {
+  return {q, k, v, o, lse, b, t, h, num_sm, 1.0f / std::sqrt(float(kD))};
 }
 
 // ---- cuDNN --------------------------------------------------------------------------------------
@@ -629,8 +546,8 @@ int main(int argc, char** argv) {
     };
 
     // FA3: one call, checked.
-    Flash_fwd_params params = fa3_params(q, k, v, o_fa3, lse, kB, t, h, prop.multiProcessorCount);
-    fa3_run(params, stream);
+    const atelier::Fa3Forward call = fa3_call_of(q, k, v, o_fa3, lse, kB, t, h, prop.multiProcessorCount);
+    atelier::fa3_forward_fp16_hdim64(call, stream);
     CK(cudaStreamSynchronize(stream));
     CK(cudaGetLastError());
     const Accuracy fa3_acc = check_rows(o_fa3);
@@ -679,7 +596,7 @@ int main(int argc, char** argv) {
     const bool run_cudnn = cudnn_error.empty();
 
     // Warm up, then alternate timed rounds.
-    auto fa3_call = [&] { fa3_run(params, stream); };
+    auto fa3_call = [&] { atelier::fa3_forward_fp16_hdim64(call, stream); };
     std::string cudnn_late_error;
     auto cudnn_call = [&] {
       const std::string e = cudnn_run(cudnn, plan, q, k, v, o_cudnn, workspace, stream);
@@ -775,4 +692,3 @@ int main(int argc, char** argv) {
   return all_ok ? 0 : 3;
 }
 
-#endif  // FA3_BENCH_KERNEL_PART

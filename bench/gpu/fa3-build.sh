@@ -9,11 +9,11 @@
 # libcudnn.so.9 at run time). Links libcudart shared (so the cuDNN frontend's own dlopen of
 # libcudart.so.13 gets the same runtime) and libdl.
 #
-# fa3-bench.cu is compiled twice, in parallel: with -DFA3_BENCH_KERNEL_PART (FA3's instantiation
-# run_mha_fwd_<90, half_t, 64, 64, false, false, false, false>) and without (host side + cuDNN).
-# Flags: hopper/setup.py's nvcc flags for its _sm90.cu files (plus the ones PyTorch's CUDAExtension
-# adds to every nvcc call: the __CUDA_NO_HALF* defines and --expt-relaxed-constexpr), and the
-# FLASHATTENTION_DISABLE_* defines setup.py passes when the matching FLASH_ATTENTION_DISABLE_*
+# Two objects: FA3's kernel is the op library's own (native/fa3/fa3_forward.cu, built and cached by
+# native/library.mjs with hopper/setup.py's flags), and fa3-bench.cu, the host side and cuDNN, compiled
+# here with the same flags: setup.py's nvcc flags for its _sm90.cu files (plus the ones PyTorch's
+# CUDAExtension adds to every nvcc call: the __CUDA_NO_HALF* defines and --expt-relaxed-constexpr),
+# and the FLASHATTENTION_DISABLE_* defines setup.py passes when the matching FLASH_ATTENTION_DISABLE_*
 # environment variables are TRUE, for everything but hdim 64 / fp16 / sm90 / forward.
 set -euo pipefail
 
@@ -24,9 +24,7 @@ src=bench/gpu/fa3-bench.cu
 bin=$dir/fa3-bench
 objs=$dir/obj
 
-if [ -z "${NVCC:-}" ]; then
-  if command -v nvcc >/dev/null; then NVCC=nvcc; else NVCC=/usr/local/cuda/bin/nvcc; fi
-fi
+NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
 
 bash native/fa3-deps.sh
 [ -f .gpu/cudnn/frontend/include/cudnn_frontend.h ] && [ -f .gpu/cudnn/include/cudnn.h ] || {
@@ -55,8 +53,8 @@ common=(
   -DFLASHATTENTION_DISABLE_HDIMDIFF64 -DFLASHATTENTION_DISABLE_HDIMDIFF192 -DFLASHATTENTION_DISABLE_DROPOUT
   -I "$dir/hopper" -I "$dir/cutlass/include"
 )
-kernel_flags=(--resource-usage -DFA3_BENCH_KERNEL_PART)
 host_flags=(
+  -I native/src
   -DNV_CUDNN_FRONTEND_USE_DYNAMIC_LOADING -isystem .gpu/cudnn/include -isystem .gpu/cudnn/frontend/include
   "-DFA3_BENCH_FA3_COMMIT=\"$fa3_commit\"" "-DFA3_BENCH_CUTLASS_COMMIT=\"$cutlass_commit\""
 )
@@ -94,23 +92,14 @@ compile() {  # compile NAME FLAGS...
 }
 
 t0=$SECONDS
-compile kernel "${kernel_flags[@]}" &
-kernel_pid=$!
-compile host "${host_flags[@]}" &
-host_pid=$!
-rc=0
-wait $kernel_pid || rc=1
-wait $host_pid || rc=1
-[ $rc = 0 ] || exit 1
+echo "fa3-build: FA3's object (native/library.mjs; minutes when not cached)"
+kernel_obj=$(NVCC="$NVCC" node --input-type=module -e \
+  "const m = await import('./native/library.mjs'); console.log(m.fa3Object(process.env.NVCC))")
+compile host "${host_flags[@]}"
 
-if [ ! -f "$bin" ] || [ "$objs/kernel.o" -nt "$bin" ] || [ "$objs/host.o" -nt "$bin" ]; then
+if [ ! -f "$bin" ] || [ "$kernel_obj" -nt "$bin" ] || [ "$objs/host.o" -nt "$bin" ]; then
   echo "fa3-build: linking $bin"
-  "$NVCC" "${arch[@]}" -cudart shared "$objs/kernel.o" "$objs/host.o" -o "$bin.tmp" -ldl
+  "$NVCC" "${arch[@]}" -cudart shared "$kernel_obj" "$objs/host.o" -o "$bin.tmp" -ldl
   mv "$bin.tmp" "$bin"
 fi
-# ptxas's report on FA3's two kernels (the timed one is the non-causal, StaticPersistentTileScheduler).
-awk '/Compiling entry function .*FlashAttnFwdSm90/ {
-       k = /StaticPersistentTileScheduler/ ? "non-causal" : (/DynamicPersistentTileScheduler/ ? "causal (unused)" : "other") }
-     k != "" && /spill|Used [0-9]+ registers/ { sub(/^ *(ptxas info *: *)?/, ""); print "fa3-build: FA3 " k ": " $0 }
-     /Compile time/ { k = "" }' "$objs/kernel.log" 2>/dev/null || true
 echo "fa3-build: $bin, $(stat -c %s "$bin") bytes, $((SECONDS - t0)) s"
