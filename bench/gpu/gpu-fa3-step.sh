@@ -25,11 +25,11 @@ for round in 1 2; do
 done
 CONFIG=large:fp16 row "Large FP16, FA3"
 CONFIG=large:fp16 row "Large FP16, MultiHeadAttention" $OFF
-if [ "$(left)" -gt 60 ] && bash bench/gpu/kernel-times.sh > /dev/null 2>&1; then
+if [ "$(left)" -gt 110 ] && bash bench/gpu/kernel-times.sh > /dev/null 2>&1; then
   at "Medium W8A8, FA3, profiled" | tee -a "$LOG"
-  KERNEL_TIMES_OUT="$OUT/kernels-medium" LD_PRELOAD=/tmp/kernel-times.so timeout "$(left 10)" \
+  KERNEL_TIMES_OUT="$OUT/kernels-medium" LD_PRELOAD=/tmp/kernel-times.so timeout 100 \
     node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokenizers --out "$OUT/profiled.json" \
-    --runtime capi --turbo '' --small '' --configs medium:fp8 --budget-s 60 2>&1 | tail -1 | tee -a "$LOG"
+    --runtime capi --turbo '' --small '' --configs medium:fp8 --budget-s 90 2>&1 | tail -1 | tee -a "$LOG"
 fi
 grep -oE '"(config|precision|denoise_seconds|flash_attention|process_peak_gpu_mem_gb)": *("[^"]*"|[0-9.]+|true|false)' \
   "$ROWS" 2>/dev/null | paste -sd' ' | tee -a "$LOG"
