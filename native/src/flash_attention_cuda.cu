@@ -97,13 +97,13 @@ bool flash_attention_cuda_run(FlashAttentionCuda* kernel, const FlashAttentionAr
   }
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   const size_t statistics = static_cast<size_t>(args.batch * args.heads * args.tokens) * sizeof(float);
-  void* lse = statistics_scratch().get(kernel, stream, statistics, error, error_size);
+  StreamScratch::Buffer* lse = statistics_scratch().get(kernel, stream, statistics, error, error_size);
   if (lse == nullptr) return false;
   const Fa3Forward call{args.q,
                         args.k,
                         args.v,
                         args.out,
-                        static_cast<float*>(lse),
+                        static_cast<float*>(lse->base),
                         static_cast<int>(args.batch),
                         static_cast<int>(args.tokens),
                         static_cast<int>(args.heads),

@@ -35,6 +35,7 @@
 #include "cuda_reduce.h"
 #include "fp8_attention.h"
 #include "fp8_attention_cudnn.h"
+#include "stream_scratch.cuh"
 
 namespace atelier {
 namespace {
@@ -177,21 +178,12 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- per-stream scratch --------------------------------------------------------------------------
 
-struct Scratch {
-  void* base = nullptr;
-  size_t bytes = 0;
-  std::vector<void*> retired;
-  int users = 0;
-  int device = -1;
-};
+using Scratch = StreamScratch::Buffer;
 
-std::mutex& scratch_mutex() {
-  static std::mutex m;
-  return m;
-}
-std::map<cudaStream_t, Scratch>& scratches() {
-  static std::map<cudaStream_t, Scratch> s;
-  return s;
+// Never destroyed: kernels may be released after static destructors ran.
+StreamScratch& attention_scratch() {
+  static StreamScratch* scratch = new StreamScratch;
+  return *scratch;
 }
 
 bool capturing(cudaStream_t stream) {
@@ -259,59 +251,15 @@ struct Plan {
 struct Fp8AttentionCuda {
   std::mutex mutex;
   std::vector<std::unique_ptr<Plan>> plans;
-  std::vector<cudaStream_t> streams;
 };
 
 namespace {
 
 Scratch* scratch_for(Fp8AttentionCuda& kernel, cudaStream_t stream, size_t bytes, char* error, size_t error_size) {
-  std::lock_guard<std::mutex> lock(scratch_mutex());
-  Scratch& s = scratches()[stream];
-  bool known = false;
-  for (cudaStream_t t : kernel.streams) known = known || t == stream;
-  if (!known) {
-    kernel.streams.push_back(stream);
-    ++s.users;
-  }
-  if (s.bytes >= bytes) return &s;
-  if (capturing(stream)) {
-    set_error(error, error_size,
-              "this stream's scratch must grow to %zu bytes inside a CUDA graph capture: run every shape once on "
-              "the stream before capturing",
-              bytes);
-    return nullptr;
-  }
-  int device = 0;
-  cudaGetDevice(&device);
-  void* grown = nullptr;
-  const cudaError_t e = cudaMalloc(&grown, bytes);
-  if (e != cudaSuccess) {
-    set_error(error, error_size, "cannot allocate %zu bytes of scratch on GPU %d: %s", bytes, device,
-              cudaGetErrorString(e));
-    return nullptr;
-  }
-  if (s.base) s.retired.push_back(s.base);
-  s.base = grown;
-  s.bytes = bytes;
-  s.device = device;
-  return &s;
+  return attention_scratch().get(&kernel, stream, bytes, error, error_size);
 }
 
-void release_scratch(Fp8AttentionCuda& kernel) {
-  std::lock_guard<std::mutex> lock(scratch_mutex());
-  for (cudaStream_t stream : kernel.streams) {
-    auto it = scratches().find(stream);
-    if (it == scratches().end() || --it->second.users > 0) continue;
-    int previous = 0;
-    cudaGetDevice(&previous);
-    if (it->second.device >= 0) cudaSetDevice(it->second.device);
-    cudaFree(it->second.base);
-    for (void* p : it->second.retired) cudaFree(p);
-    cudaSetDevice(previous);
-    scratches().erase(it);
-  }
-  kernel.streams.clear();
-}
+void release_scratch(Fp8AttentionCuda& kernel) { attention_scratch().release(&kernel); }
 
 #ifdef ATELIER_WITH_CUDNN
 // The process's cuDNN plan for this device, shape and scale, built if no live kernel has it; null

@@ -98,6 +98,7 @@
 #include "cuda_reduce.h"
 #include "delayed_scaling_cuda.cuh"
 #include "fp8_linear.h"
+#include "stream_scratch.cuh"
 
 namespace atelier {
 namespace {
@@ -354,21 +355,12 @@ const Library& cublaslt_library() {
 
 // ---- per-stream scratch --------------------------------------------------------------------------
 
-struct Scratch {
-  void* base = nullptr;
-  size_t bytes = 0;
-  std::vector<void*> retired;  // earlier, smaller buffers: a captured graph may still point into them
-  int users = 0;               // kernels that have run on this stream
-  int device = -1;
-};
+using Scratch = StreamScratch::Buffer;
 
-std::mutex& scratch_mutex() {
-  static std::mutex m;
-  return m;
-}
-std::map<cudaStream_t, Scratch>& scratches() {
-  static std::map<cudaStream_t, Scratch> s;
-  return s;
+// Never destroyed: kernels may be released after static destructors ran.
+StreamScratch& linear_scratch() {
+  static StreamScratch* scratch = new StreamScratch;
+  return *scratch;
 }
 
 // ---- one cuBLASLt handle per device ------------------------------------------------------------------
@@ -463,7 +455,6 @@ struct Fp8LinearCuda {
   int handle_device = -1;
   std::mutex mutex;
   std::vector<std::unique_ptr<Plan>> plans;
-  std::vector<cudaStream_t> streams;  // whose scratch this kernel holds a share of
 };
 
 namespace {
@@ -628,56 +619,10 @@ bool make_plan(Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearArgs& args, cha
 
 // The stream's scratch, grown to `bytes` if needed (never while capturing). Null with a message on failure.
 Scratch* scratch_for(Fp8LinearCuda& kernel, cudaStream_t stream, size_t bytes, char* error, size_t error_size) {
-  std::lock_guard<std::mutex> lock(scratch_mutex());
-  Scratch& s = scratches()[stream];
-  bool known = false;
-  for (cudaStream_t t : kernel.streams) known = known || t == stream;
-  if (!known) {
-    kernel.streams.push_back(stream);
-    ++s.users;
-  }
-  if (s.bytes >= bytes) return &s;
-  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
-  cudaStreamIsCapturing(stream, &capturing);
-  if (capturing != cudaStreamCaptureStatusNone) {
-    set_error(error, error_size,
-              "this stream's scratch must grow to %zu bytes inside a CUDA graph capture: run every shape once on "
-              "the stream before capturing",
-              bytes);
-    return nullptr;
-  }
-  int device = 0;
-  cudaGetDevice(&device);
-  void* grown = nullptr;
-  const cudaError_t e = cudaMalloc(&grown, bytes);
-  if (e != cudaSuccess) {
-    set_error(error, error_size, "cannot allocate %zu bytes of scratch on GPU %d: %s", bytes, device,
-              cudaGetErrorString(e));
-    return nullptr;
-  }
-  if (s.base) s.retired.push_back(s.base);
-  s.base = grown;
-  s.bytes = bytes;
-  s.device = device;
-  return &s;
+  return linear_scratch().get(&kernel, stream, bytes, error, error_size);
 }
 
-void release_scratch(Fp8LinearCuda& kernel) {
-  std::lock_guard<std::mutex> lock(scratch_mutex());
-  for (cudaStream_t stream : kernel.streams) {
-    auto it = scratches().find(stream);
-    if (it == scratches().end() || --it->second.users > 0) continue;
-    // The last kernel on this stream: ONNX Runtime destroys kernels with their session, after its runs.
-    int previous = 0;
-    cudaGetDevice(&previous);
-    if (it->second.device >= 0) cudaSetDevice(it->second.device);
-    cudaFree(it->second.base);
-    for (void* p : it->second.retired) cudaFree(p);
-    cudaSetDevice(previous);
-    scratches().erase(it);
-  }
-  kernel.streams.clear();
-}
+void release_scratch(Fp8LinearCuda& kernel) { linear_scratch().release(&kernel); }
 
 // For the verbose line: who applies the bias and the activation.
 const char* describe_epilogue(const Plan& plan, bool bias, bool gelu) {

@@ -1,8 +1,8 @@
 // One device buffer per CUDA stream, shared by the kernels of one op that run on it (they run one after
 // another on a stream, so one buffer serves them all). It grows only outside a CUDA graph capture; a
 // grown buffer's predecessor stays allocated until the stream's last user is released, since a
-// captured graph may still point into it. FlashAttention's softmax statistics use it.
-// (Fp8Linear and Fp8Attention keep their own copies of this logic, written before it.)
+// captured graph may still point into it. Fp8Linear's intermediates and cuBLASLt workspace,
+// Fp8Attention's and FlashAttention's each live in one (each op its own StreamScratch).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -17,9 +17,18 @@ namespace atelier {
 
 class StreamScratch {
  public:
+  struct Buffer {
+    void* base = nullptr;
+    size_t bytes = 0;
+    std::vector<void*> retired;  // earlier, smaller buffers: a captured graph may still point into them
+    int users = 0;               // kernels that have run on this stream
+    int device = -1;
+  };
+
   // The stream's buffer, at least `bytes`, with `user` holding a share of it until release(user).
-  // Null with a message in `error` when it would grow inside a capture or cudaMalloc fails.
-  void* get(const void* user, cudaStream_t stream, size_t bytes, char* error, size_t error_size) {
+  // Null with a message in `error` when it would grow inside a capture or cudaMalloc fails. The
+  // Buffer stays where it is until its stream's last user is released.
+  Buffer* get(const void* user, cudaStream_t stream, size_t bytes, char* error, size_t error_size) {
     std::lock_guard<std::mutex> lock(mutex_);
     Buffer& buffer = buffers_[stream];
     std::vector<cudaStream_t>& streams = users_[user];
@@ -29,7 +38,7 @@ class StreamScratch {
       streams.push_back(stream);
       ++buffer.users;
     }
-    if (buffer.bytes >= bytes) return buffer.base;
+    if (buffer.bytes >= bytes) return &buffer;
     cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
     cudaStreamIsCapturing(stream, &status);
     if (status != cudaStreamCaptureStatusNone) {
@@ -52,10 +61,11 @@ class StreamScratch {
     buffer.base = grown;
     buffer.bytes = bytes;
     buffer.device = device;
-    return grown;
+    return &buffer;
   }
 
-  // `user`'s shares end; a stream's buffers are freed with its last user.
+  // `user`'s shares end; a stream's buffers are freed with its last user (ONNX Runtime destroys
+  // kernels with their session, after its runs).
   void release(const void* user) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto held = users_.find(user);
@@ -75,13 +85,6 @@ class StreamScratch {
   }
 
  private:
-  struct Buffer {
-    void* base = nullptr;
-    size_t bytes = 0;
-    std::vector<void*> retired;
-    int users = 0;
-    int device = -1;
-  };
   std::mutex mutex_;
   std::map<cudaStream_t, Buffer> buffers_;
   std::map<const void*, std::vector<cudaStream_t>> users_;
