@@ -9,6 +9,7 @@
 // library builds without FMA contraction on x86-64). ORT's CPU provider has no float16 Mul or Add: its
 // cast insertion runs float16 chains of them in float32 without rounding between the ops, so on the
 // CPU the fused op equals the stock chain bit for bit in float32 only (test/native/adaln-residual.test.ts).
+// A second branch (branch2, gate2) is added to that rounded sum the same way: a second Mul and Add.
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -48,9 +49,18 @@ void rows(const AdaLnArgs& a, int64_t begin, int64_t end) {
       const T* br = static_cast<const T*>(a.branch) + row * c;
       const T* g = static_cast<const T*>(a.gate) + b * c;
       T* out = static_cast<T*>(a.residual) + row * c;
-      for (int64_t i = 0; i < c; ++i) {
-        const float gated = round_to(xr, load(g, i) * load(br, i));
-        store(out, i, load(xr, i) + gated);
+      if (a.branch2 == nullptr) {
+        for (int64_t i = 0; i < c; ++i) {
+          const float gated = round_to(xr, load(g, i) * load(br, i));
+          store(out, i, load(xr, i) + gated);
+        }
+      } else {
+        const T* br2 = static_cast<const T*>(a.branch2) + row * c;
+        const T* g2 = static_cast<const T*>(a.gate2) + b * c;
+        for (int64_t i = 0; i < c; ++i) {
+          const float first = round_to(xr, load(xr, i) + round_to(xr, load(g, i) * load(br, i)));
+          store(out, i, first + round_to(xr, load(g2, i) * load(br2, i)));
+        }
       }
       xr = out;
     }

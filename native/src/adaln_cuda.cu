@@ -20,11 +20,14 @@
 // allocate) is kMeasure (amax only), delayed_begin (s from that amax, margin 1; act_scale filled),
 // kFirst (codes with its d), delayed_push_next.
 //
-// AdaLNResidualQuant is AdaLNModulateQuant with RESID = true (and AdaLNResidual AdaLNModulate with
+// AdaLNResidualQuant is AdaLNModulateQuant with BRANCHES = 1 (and AdaLNResidual AdaLNModulate with
 // it): each thread loads its vectors of x and of branch together, makes them x + gate · branch in
 // registers (`gated_sum`: the product and the sum each rounded to the element type, as ONNX
 // Runtime's Mul and Add kernels round them), writes that row of the residual once and normalises it
-// from the same registers.
+// from the same registers. BRANCHES = 2 (branch2 and gate2 given) adds gate2 · branch2 to that sum
+// the same way, in its own instances (the others compile as before). branch2 is loaded where it is
+// added, not with x and branch: held from the start, it made the widest rows (8 vectors a thread)
+// spill ~150 bytes a thread; so they spill no more than the one-branch kernel.
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
@@ -81,11 +84,14 @@ __device__ __forceinline__ T gated_sum(T x, T gate, T branch) {
   return from_float<T>(__fadd_rn(to_float(x), gated));
 }
 
-// AdaLNResidualQuant's extra inputs and output (RESID): branch [B·T, C], gate [B, C], residual [B·T, C].
+// The residual ops' extra inputs and output (BRANCHES > 0): branch [B·T, C], gate [B, C], residual
+// [B·T, C]; with BRANCHES = 2 also branch2 [B·T, C] and gate2 [B, C].
 struct Resid {
   const void* branch;
   const void* gate;
   void* out;
+  const void* branch2;
+  const void* gate2;
 };
 
 // Fp8Linear's quantizer on one value (fp8_linear_cuda.cu, quantize_rows): float16 y times 448/amax,
@@ -166,7 +172,7 @@ constexpr int kPrefetchBytes = 64;
 
 // ITEMS vectors per thread stay in registers as loaded (fp16 stays packed): the block covers
 // ITEMS · blockDim.x · VEC channels.
-template <typename T, int VEC, int ITEMS, Mode MODE, bool RESID>
+template <typename T, int VEC, int ITEMS, Mode MODE, int BRANCHES>
 __global__ void __launch_bounds__(kMaxThreads)
     adaln_modulate_kernel(const T* __restrict__ x, const T* __restrict__ shift, const T* __restrict__ scale,
                           T* __restrict__ y, Quant q, Resid r, int tokens, int channels, float epsilon) {
@@ -185,13 +191,13 @@ __global__ void __launch_bounds__(kMaxThreads)
   P v[ITEMS];
   P s[kEarly];
   P k[kEarly];
-  P b[RESID ? ITEMS : 1];  // branch, folded into v below
+  P b[BRANCHES >= 1 ? ITEMS : 1];  // branch, folded into v below
 #pragma unroll
   for (int i = 0; i < ITEMS; ++i) {
     const int j = threadIdx.x + i * blockDim.x;
     if (j < vectors) {
       v[i] = xr[j];
-      if constexpr (RESID) b[i] = reinterpret_cast<const P*>(static_cast<const T*>(r.branch) + at.x)[j];
+      if constexpr (BRANCHES >= 1) b[i] = reinterpret_cast<const P*>(static_cast<const T*>(r.branch) + at.x)[j];
       if constexpr (kPrefetch) {
         s[i] = sh[j];
         k[i] = sc[j];
@@ -199,7 +205,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     }
   }
   const float2 sd = tensor_scale<MODE>(q);  // while the loads are in flight
-  if constexpr (RESID) {
+  if constexpr (BRANCHES >= 1) {
     const P* gr = reinterpret_cast<const P*>(static_cast<const T*>(r.gate) + at.shift);
     P* out = reinterpret_cast<P*>(static_cast<T*>(r.out) + at.x);
 #pragma unroll
@@ -209,6 +215,12 @@ __global__ void __launch_bounds__(kMaxThreads)
         const P g = gr[j];
 #pragma unroll
         for (int e = 0; e < VEC; ++e) v[i].v[e] = gated_sum(v[i].v[e], g.v[e], b[i].v[e]);
+        if constexpr (BRANCHES == 2) {
+          const P b2 = reinterpret_cast<const P*>(static_cast<const T*>(r.branch2) + at.x)[j];
+          const P g2 = reinterpret_cast<const P*>(static_cast<const T*>(r.gate2) + at.shift)[j];
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) v[i].v[e] = gated_sum(v[i].v[e], g2.v[e], b2.v[e]);
+        }
         out[j] = v[i];
       }
     }
@@ -299,9 +311,9 @@ __global__ void __launch_bounds__(kMaxThreads)
 // Rows wider than the register-resident kernels cover: x is read once per pass, from L2 mostly.
 // kToken, kMeasure: a third pass finds amax of the float16-rounded outputs; kToken, kFirst and
 // kDelayed then recompute and quantize them (kDelayed taking the amax in that pass).
-// RESID: the first pass makes x + gate · branch and writes it; the later passes read that back
-// (each thread only its own vectors, so no barrier is needed).
-template <typename T, int VEC, Mode MODE, bool RESID>
+// BRANCHES > 0: the first pass makes x + gate · branch (+ gate2 · branch2) and writes it; the later
+// passes read that back (each thread only its own vectors, so no barrier is needed).
+template <typename T, int VEC, Mode MODE, int BRANCHES>
 __global__ void __launch_bounds__(kMaxThreads)
     adaln_modulate_streaming_kernel(const T* __restrict__ x, const T* __restrict__ shift,
                                     const T* __restrict__ scale, T* __restrict__ y, Quant q, Resid r, int tokens,
@@ -317,18 +329,24 @@ __global__ void __launch_bounds__(kMaxThreads)
   float sum = 0.0f;
   for (int j = threadIdx.x; j < vectors; j += blockDim.x) {
     P p = xr[j];
-    if constexpr (RESID) {
+    if constexpr (BRANCHES >= 1) {
       const P b = reinterpret_cast<const P*>(static_cast<const T*>(r.branch) + at.x)[j];
       const P g = reinterpret_cast<const P*>(static_cast<const T*>(r.gate) + at.shift)[j];
 #pragma unroll
       for (int e = 0; e < VEC; ++e) p.v[e] = gated_sum(p.v[e], g.v[e], b.v[e]);
+      if constexpr (BRANCHES == 2) {
+        const P b2 = reinterpret_cast<const P*>(static_cast<const T*>(r.branch2) + at.x)[j];
+        const P g2 = reinterpret_cast<const P*>(static_cast<const T*>(r.gate2) + at.shift)[j];
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) p.v[e] = gated_sum(p.v[e], g2.v[e], b2.v[e]);
+      }
       reinterpret_cast<P*>(static_cast<T*>(r.out) + at.x)[j] = p;
     }
 #pragma unroll
     for (int e = 0; e < VEC; ++e) sum += to_float(p.v[e]);
   }
   const float mean = block_sum(sum, partials[0]) / channels;
-  if constexpr (RESID) xr = reinterpret_cast<const P*>(static_cast<const T*>(r.out) + at.x);
+  if constexpr (BRANCHES >= 1) xr = reinterpret_cast<const P*>(static_cast<const T*>(r.out) + at.x);
 
   float squares = 0.0f;
   for (int j = threadIdx.x; j < vectors; j += blockDim.x) {
@@ -401,13 +419,14 @@ int threads_for(int vectors, int items) {
   return (threads + kWarp - 1) / kWarp * kWarp;
 }
 
-template <typename T, int VEC, int ITEMS, Mode MODE, bool RESID>
+Resid resid_of(const AdaLnArgs& a) { return Resid{a.branch, a.gate, a.residual, a.branch2, a.gate2}; }
+
+template <typename T, int VEC, int ITEMS, Mode MODE, int BRANCHES>
 void launch_items(const AdaLnArgs& a, const Quant& q, cudaStream_t stream, int vectors) {
   const int rows = static_cast<int>(a.batch * a.tokens);
-  adaln_modulate_kernel<T, VEC, ITEMS, MODE, RESID><<<rows, threads_for(vectors, ITEMS), 0, stream>>>(
+  adaln_modulate_kernel<T, VEC, ITEMS, MODE, BRANCHES><<<rows, threads_for(vectors, ITEMS), 0, stream>>>(
       static_cast<const T*>(a.x), static_cast<const T*>(a.shift), static_cast<const T*>(a.scale),
-      static_cast<T*>(a.y), q, Resid{a.branch, a.gate, a.residual}, static_cast<int>(a.tokens),
-      static_cast<int>(a.channels), a.epsilon);
+      static_cast<T*>(a.y), q, resid_of(a), static_cast<int>(a.tokens), static_cast<int>(a.channels), a.epsilon);
 }
 
 // The fewest vectors per thread that keep a block within kTargetThreads (measured on the H200 with
@@ -416,53 +435,61 @@ void launch_items(const AdaLnArgs& a, const Quant& q, cudaStream_t stream, int v
 // op and mode takes the same choice for a shape, so their reductions (and y) are the same.
 constexpr int kTargetThreads = 256;
 
-template <typename T, int VEC, Mode MODE, bool RESID>
+template <typename T, int VEC, Mode MODE, int BRANCHES>
 void launch(const AdaLnArgs& a, const Quant& q, cudaStream_t stream) {
   const int vectors = static_cast<int>(a.channels) / VEC;
   if (vectors <= kTargetThreads)
-    launch_items<T, VEC, 1, MODE, RESID>(a, q, stream, vectors);
+    launch_items<T, VEC, 1, MODE, BRANCHES>(a, q, stream, vectors);
   else if (vectors <= 2 * kTargetThreads)
-    launch_items<T, VEC, 2, MODE, RESID>(a, q, stream, vectors);
+    launch_items<T, VEC, 2, MODE, BRANCHES>(a, q, stream, vectors);
   else if (vectors <= 4 * kTargetThreads)
-    launch_items<T, VEC, 4, MODE, RESID>(a, q, stream, vectors);
+    launch_items<T, VEC, 4, MODE, BRANCHES>(a, q, stream, vectors);
   else if (vectors <= 8 * kMaxThreads)
-    launch_items<T, VEC, 8, MODE, RESID>(a, q, stream, vectors);
+    launch_items<T, VEC, 8, MODE, BRANCHES>(a, q, stream, vectors);
   else
-    adaln_modulate_streaming_kernel<T, VEC, MODE, RESID>
+    adaln_modulate_streaming_kernel<T, VEC, MODE, BRANCHES>
         <<<static_cast<int>(a.batch * a.tokens), kMaxThreads, 0, stream>>>(
             static_cast<const T*>(a.x), static_cast<const T*>(a.shift), static_cast<const T*>(a.scale),
-            static_cast<T*>(a.y), q, Resid{a.branch, a.gate, a.residual}, static_cast<int>(a.tokens),
-            static_cast<int>(a.channels), a.epsilon);
+            static_cast<T*>(a.y), q, resid_of(a), static_cast<int>(a.tokens), static_cast<int>(a.channels),
+            a.epsilon);
 }
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 // 16-byte vectors when every row starts on a 16-byte boundary, else one element at a time. The
 // codes of a row (VEC bytes per vector) are then VEC-aligned too.
-template <typename T, Mode MODE, bool RESID>
+template <typename T, Mode MODE, int BRANCHES>
 void dispatch(const AdaLnArgs& a, const Quant& q, cudaStream_t stream) {
   constexpr int kVec = 16 / sizeof(T);
   const bool vectorised = a.channels % kVec == 0 && aligned16(a.x) && aligned16(a.shift) &&
                           aligned16(a.scale) && (quantizes(MODE) ? aligned16(a.x8) : aligned16(a.y)) &&
-                          (!RESID || (aligned16(a.branch) && aligned16(a.gate) && aligned16(a.residual)));
+                          (BRANCHES < 1 || (aligned16(a.branch) && aligned16(a.gate) && aligned16(a.residual))) &&
+                          (BRANCHES < 2 || (aligned16(a.branch2) && aligned16(a.gate2)));
   if (vectorised)
-    launch<T, kVec, MODE, RESID>(a, q, stream);
+    launch<T, kVec, MODE, BRANCHES>(a, q, stream);
   else
-    launch<T, 1, MODE, RESID>(a, q, stream);
+    launch<T, 1, MODE, BRANCHES>(a, q, stream);
 }
 
-// The element type, and the residual form (AdaLNResidualQuant, AdaLNResidual) when branch is given.
+// How many gated branches the residual has: none (AdaLNModulate, AdaLNModulateQuant), one (branch
+// given: AdaLNResidual, AdaLNResidualQuant) or two (branch2 too).
+template <typename T, Mode MODE>
+void dispatch_branches(const AdaLnArgs& a, const Quant& q, cudaStream_t stream) {
+  if (a.branch == nullptr)
+    dispatch<T, MODE, 0>(a, q, stream);
+  else if (a.branch2 == nullptr)
+    dispatch<T, MODE, 1>(a, q, stream);
+  else
+    dispatch<T, MODE, 2>(a, q, stream);
+}
+
+// The element type.
 template <Mode MODE>
 void dispatch(const AdaLnArgs& a, const Quant& q, Dtype dtype, cudaStream_t stream) {
-  const bool resid = a.branch != nullptr;
-  if (dtype == Dtype::f32 && resid)
-    dispatch<float, MODE, true>(a, q, stream);
-  else if (dtype == Dtype::f32)
-    dispatch<float, MODE, false>(a, q, stream);
-  else if (resid)
-    dispatch<__half, MODE, true>(a, q, stream);
+  if (dtype == Dtype::f32)
+    dispatch_branches<float, MODE>(a, q, stream);
   else
-    dispatch<__half, MODE, false>(a, q, stream);
+    dispatch_branches<__half, MODE>(a, q, stream);
 }
 
 Quant quant_of(const AdaLnArgs& a, float* state, const Fp8DelayedConfig& config) {

@@ -33,6 +33,13 @@
 // kernels) is one pass: x and branch read once, the residual and the codes written once, the same
 // bits. Same epsilon attribute.
 //
+// Both residual ops (this one and AdaLNResidual below) take two optional inputs after scale, given
+// together or not at all: branch2 [B, T, C] and gate2 [B, 1, C] (the element type). With them the
+// residual is MMDiT-X's two gated residuals in a row (mmditx.py's post_attention_x: x + gate · attn,
+// then + gate2 · attn2): r1 = x + gate · branch as above, residual = r1 + gate2 · branch2, the product
+// and the sum again each rounded to the element type. So the op equals Mul → Add → Mul → Add → the
+// norm (on the GPU; on the CPU in float32), r1 never written. Without them nothing changes.
+//
 // Attributes of both quantizing ops, besides epsilon: act_scaling = "token" (default: one scale per
 // row, as above) | "delayed_tensor": one scale s for the whole [B, T, C] output, chosen by delayed
 // per-tensor scaling exactly as Fp8Linear's output "e4m3_delayed" chooses it (fp8_linear.h), with
@@ -76,10 +83,13 @@ struct AdaLnArgs {
   void* y;             // AdaLNModulate's output, or null
   uint8_t* x8;         // AdaLNModulateQuant's outputs (e4m3 [B·T, C], float32 [B·T]), or null
   float* act_scale;
-  // AdaLNResidualQuant: the row is first x + gate · branch, written to residual; else null.
+  // AdaLNResidual(Quant): the row is first x + gate · branch, written to residual; else null.
   const void* branch;
   const void* gate;
   void* residual;
+  // Their optional second branch: the row is then x + gate · branch + gate2 · branch2; else null.
+  const void* branch2;
+  const void* gate2;
   int64_t batch;
   int64_t tokens;
   int64_t channels;

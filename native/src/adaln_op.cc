@@ -2,10 +2,10 @@
 // creation, shape inference, and the compute callback that checks shapes and hands the tensors to a
 // kernel (the schema boilerplate is op_glue.h's). They share everything but their inputs and outputs:
 // AdaLNModulate writes y in x's type; AdaLNModulateQuant x8 (float8e4m3fn, x's shape) and act_scale
-// (float32, [B, T]); AdaLNResidualQuant also reads branch and gate and writes the residual (x's type
-// and shape) before x8 and act_scale. The quantizing ops' act_scaling "delayed_tensor" keeps state
-// per kernel instance (its amax history), so their compute callback takes the kernel mutable and
-// runs one such call at a time.
+// (float32, [B, T]); AdaLNResidualQuant also reads branch and gate (and optionally branch2 and gate2)
+// and writes the residual (x's type and shape) before x8 and act_scale, AdaLNResidual the residual
+// before y. The quantizing ops' act_scaling "delayed_tensor" keeps state per kernel instance (its
+// amax history), so their compute callback takes the kernel mutable and runs one such call at a time.
 #include <cmath>
 #include <mutex>
 #include <new>
@@ -23,25 +23,30 @@ namespace {
 using glue::fail;
 using glue::self;
 
-// Which of the three ops (template argument K of the callbacks below).
+// Which of the four ops (template argument K of the callbacks below).
 enum Kind { kModulate = 0, kQuant = 1, kResidualQuant = 2, kResidual = 3 };
 constexpr const char* kNames[4] = {"AdaLNModulate", "AdaLNModulateQuant", "AdaLNResidualQuant", "AdaLNResidual"};
 // Whether the op reads branch and gate and writes the residual first.
 constexpr bool residual_kind(int k) { return k == kResidualQuant || k == kResidual; }
 // Whether the op writes codes and scales rather than y.
 constexpr bool quant_kind(int k) { return k == kQuant || k == kResidualQuant; }
-// The inputs of each: x first, shift and scale last; between them AdaLNResidualQuant's branch
-// ([B, T, C]) and gate ([B, 1, C]).
+// The inputs of each: x, shift, scale; the residual ops' x, branch ([B, T, C]), gate ([B, 1, C]),
+// shift, scale, and the optional second branch: branch2 ([B, T, C]) and gate2 ([B, 1, C]).
 constexpr const char* kNormInputs[3] = {"x", "shift", "scale"};
-constexpr const char* kResidualInputs[5] = {"x", "branch", "gate", "shift", "scale"};
+constexpr const char* kResidualInputs[7] = {"x", "branch", "gate", "shift", "scale", "branch2", "gate2"};
 template <int K>
 struct Inputs {
   static constexpr size_t kCount = 3;
+  static constexpr size_t kOptional = 0;
+  static constexpr size_t kShift = 1;  // then scale
   static constexpr const char* const (&kNames)[kCount] = kNormInputs;
 };
 template <>
 struct Inputs<kResidualQuant> {
-  static constexpr size_t kCount = 5;
+  static constexpr size_t kCount = 7;
+  static constexpr size_t kOptional = 2;
+  static constexpr size_t kShift = 3;
+  static constexpr size_t kBranch2 = 5;  // then gate2
   static constexpr const char* const (&kNames)[kCount] = kResidualInputs;
 };
 template <>
@@ -195,13 +200,22 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   const OrtApi* api = kernel.api;
   const OrtValue* inputs[kCount];
   int64_t dims[kCount][3];
-  ATELIER_RETURN_IF_ERROR(glue::rank3_inputs(api, context, kName, input_names, inputs, dims));
+  ATELIER_RETURN_IF_ERROR(glue::rank3_inputs(api, context, kName, input_names, inputs, dims, Inputs<K>::kOptional));
+  if constexpr (residual_kind(K)) {
+    constexpr size_t kBranch2 = Inputs<K>::kBranch2;
+    if ((inputs[kBranch2] == nullptr) != (inputs[kBranch2 + 1] == nullptr))
+      return fail(api, ORT_INVALID_ARGUMENT, "%s: %s and %s come together, got %s without %s", kName,
+                  input_names[kBranch2], input_names[kBranch2 + 1],
+                  input_names[inputs[kBranch2] == nullptr ? kBranch2 + 1 : kBranch2],
+                  input_names[inputs[kBranch2] == nullptr ? kBranch2 : kBranch2 + 1]);
+  }
   const int64_t batch = dims[0][0];
   const int64_t tokens = dims[0][1];
   const int64_t channels = dims[0][2];
   for (size_t i = 1; i < kCount; ++i) {
-    // The residual ops' branch (input 1) has x's shape, every other input is [B, 1, C].
-    const bool rows = residual_kind(K) && i == 1;
+    if (inputs[i] == nullptr) continue;  // an optional one left out
+    // The residual ops' branches (inputs 1 and 5) have x's shape, every other input is [B, 1, C].
+    const bool rows = residual_kind(K) && (i == 1 || i == 5);
     if (dims[i][0] != batch || dims[i][1] != (rows ? tokens : 1) || dims[i][2] != channels) {
       const auto n = [](int64_t v) { return static_cast<long long>(v); };
       if (rows)
@@ -229,8 +243,8 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   ATELIER_RETURN_IF_ERROR(glue::data_pointers(api, inputs, first, data));
   AdaLnArgs args{};
   args.x = data[0];
-  args.shift = data[kCount - 2];
-  args.scale = data[kCount - 1];
+  args.shift = data[Inputs<K>::kShift];
+  args.scale = data[Inputs<K>::kShift + 1];
   args.batch = batch;
   args.tokens = tokens;
   args.channels = channels;
@@ -247,10 +261,12 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
     args.x8 = static_cast<uint8_t*>(x8);
     args.act_scale = static_cast<float*>(act_scale);
   }
-  if (residual_kind(K)) {
+  if constexpr (residual_kind(K)) {
     args.branch = data[1];
     args.gate = data[2];
     args.residual = data[kCount];
+    args.branch2 = data[Inputs<K>::kBranch2];  // null without the second branch
+    args.gate2 = data[Inputs<K>::kBranch2 + 1];
   }
   return kernel.device == Device::cuda ? run_cuda(kernel, context, args) : run_cpu(kernel, context, args);
 }
@@ -259,6 +275,7 @@ template <int K>
 struct AdaLnOp : glue::Callbacks<Kernel, create_kernel<K>, compute<K>, infer_shape<K>> {
   static constexpr const char* kName = kNames[K];
   static constexpr size_t kInputCount = Inputs<K>::kCount;
+  static constexpr size_t kOptionalInputs = Inputs<K>::kOptional;
 };
 
 ONNXTensorElementDataType quant_output_type(const OrtCustomOp*, size_t index) {

@@ -116,11 +116,6 @@ bool delayed_output(const OrtApi* api, OrtShapeInferContext* context) {
   return std::strcmp(text, "e4m3_delayed") == 0;
 }
 
-template <bool kPrequantized>
-OrtCustomOpInputOutputCharacteristic input_characteristic(const OrtCustomOp*, size_t index) {
-  return index == Inputs<kPrequantized>::kCount - 1 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
-}
-
 // ---- shape inference: y is x (x8) with its last axis replaced by the weight's first -------------
 
 template <bool kPrequantized>
@@ -432,6 +427,7 @@ struct Fp8LinearOp : glue::Callbacks<Kernel, create_kernel<kPrequantized>, compu
                                      infer_shape<kPrequantized>> {
   static constexpr const char* kName = Inputs<kPrequantized>::kName;
   static constexpr size_t kInputCount = Inputs<kPrequantized>::kCount;
+  static constexpr size_t kOptionalInputs = 1;  // bias
 };
 
 template <bool kPrequantized>
@@ -441,7 +437,6 @@ CustomOp make_op(Device device, const OrtApi* api) {
   op.base.GetOutputType = output_type;
   op.base.GetOutputTypeCount = output_count;
   op.base.GetOutputCharacteristic = output_characteristic;
-  op.base.GetInputCharacteristic = input_characteristic<kPrequantized>;
   return op;
 }
 

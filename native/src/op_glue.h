@@ -48,24 +48,34 @@ OrtStatus* dims_of(const OrtApi* api, const char* op, const char* input, const O
   return status;
 }
 
-// Every input of a kernel whose inputs are all rank 3: the values and their dimensions.
+// Every input of a kernel whose inputs are all rank 3: the values and their dimensions. The last
+// `optional` of them (the op's kOptionalInputs) may be left out: their value is then null.
 template <size_t N>
 OrtStatus* rank3_inputs(const OrtApi* api, OrtKernelContext* context, const char* op,
-                        const char* const (&names)[N], const OrtValue* (&inputs)[N], int64_t (&dims)[N][3]) {
+                        const char* const (&names)[N], const OrtValue* (&inputs)[N], int64_t (&dims)[N][3],
+                        size_t optional = 0) {
+  size_t count = 0;  // a node may leave trailing optional inputs out altogether
+  ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetInputCount(api)(context, &count));
   for (size_t i = 0; i < N; ++i) {
-    ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetInput(api)(context, i, &inputs[i]));
-    if (inputs[i] == nullptr) return fail(api, ORT_INVALID_ARGUMENT, "%s: input %s is missing", op, names[i]);
-    ATELIER_RETURN_IF_ERROR(dims_of(api, op, names[i], inputs[i], dims[i]));
+    inputs[i] = nullptr;
+    if (i < count) ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetInput(api)(context, i, &inputs[i]));
+    if (inputs[i] == nullptr && i + optional < N)
+      return fail(api, ORT_INVALID_ARGUMENT, "%s: input %s is missing", op, names[i]);
+    if (inputs[i] != nullptr) ATELIER_RETURN_IF_ERROR(dims_of(api, op, names[i], inputs[i], dims[i]));
   }
   return nullptr;
 }
 
-// The data of every input, then of every output, for a kernel's argument struct.
+// The data of every input (null for an optional one left out), then of every output, for a kernel's
+// argument struct.
 template <size_t N, size_t M>
 OrtStatus* data_pointers(const OrtApi* api, const OrtValue* const (&inputs)[N], OrtValue* const (&outputs)[M],
                          void* (&data)[N + M]) {
-  for (size_t i = 0; i < N; ++i)
-    ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(const_cast<OrtValue*>(inputs[i]), &data[i]));
+  for (size_t i = 0; i < N; ++i) {
+    data[i] = nullptr;
+    if (inputs[i] != nullptr)
+      ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(const_cast<OrtValue*>(inputs[i]), &data[i]));
+  }
   for (size_t i = 0; i < M; ++i)
     ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(outputs[i], &data[N + i]));
   return nullptr;
@@ -297,17 +307,18 @@ inline void release_index_map(int*, int*) {}
 // ---- per-op callbacks ----------------------------------------------------------------------------
 
 // `Op` describes one op with static members:
-//   kName, kInputCount;
+//   kName, kInputCount, kOptionalInputs (how many of the last inputs a node may leave out);
 //   Kernel, a type with a member `const OrtApi* api` (what create returns through `void**`);
 //   create(op, api, info, void** kernel), compute(void* kernel, context), infer_shape(op, context).
-// Callbacks gives an Op its Kernel, create, compute and infer_shape; the op's own struct derives from
-// it and adds kName and kInputCount.
+// Callbacks gives an Op its Kernel, create, compute and infer_shape, and no optional inputs; the op's
+// own struct derives from it and adds kName and kInputCount (and its own kOptionalInputs, if any).
 template <class KernelType, auto kCreate, auto kCompute, auto kInferShape>
 struct Callbacks {
   using Kernel = KernelType;
   static constexpr auto create = kCreate;
   static constexpr auto compute = kCompute;
   static constexpr auto infer_shape = kInferShape;
+  static constexpr size_t kOptionalInputs = 0;
 };
 
 template <class Op>
@@ -318,6 +329,13 @@ const char* get_name(const OrtCustomOp*) {
 template <class Op>
 size_t get_input_count(const OrtCustomOp*) {
   return Op::kInputCount;
+}
+
+// The last Op::kOptionalInputs inputs are optional: ORT accepts nodes without them (or with an empty
+// name in their place) and hands the kernel a null value for them.
+template <class Op>
+OrtCustomOpInputOutputCharacteristic get_input_characteristic(const OrtCustomOp*, size_t index) {
+  return index + Op::kOptionalInputs >= Op::kInputCount ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
 }
 
 template <class Op>
@@ -363,7 +381,7 @@ CustomOp make_op(Device device, ONNXTensorElementDataType type, const OrtApi* ap
   o.GetOutputTypeCount = get_output_count;
   o.KernelCompute = compute_legacy<Op>;
   o.KernelDestroy = destroy_kernel<Op>;
-  o.GetInputCharacteristic = get_characteristic;
+  o.GetInputCharacteristic = get_input_characteristic<Op>;
   o.GetOutputCharacteristic = get_characteristic;
   o.GetInputMemoryType = get_input_memory_type;
   o.GetVariadicInputMinArity = get_variadic_min_arity;

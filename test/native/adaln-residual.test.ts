@@ -9,8 +9,11 @@
  * float32 (cast insertion, no rounding between them), so in float16 the chain is the GPU's to compare
  * (capi-check `residual-norm`). Random inputs are drawn afresh each run
  * (the seed is in every failure message). Then shape inference and the errors that name the input.
- * Last, atelier:AdaLNResidual (the same residual, the norm written in the compute type: the fp16
- * path's form) against Mul → Add → AdaLNModulate and against AdaLNModulate of its residual.
+ * Then atelier:AdaLNResidual (the same residual, the norm written in the compute type: the fp16
+ * path's form) against Mul → Add → AdaLNModulate and against AdaLNModulate of its residual. Last,
+ * both ops with their optional second branch (branch2, gate2: MMDiT-X's two gated residuals in a
+ * row) the same ways: against Mul → Add → Mul → Add → the norm in float32 (token and delayed_tensor
+ * scaling), against both sums rounded as the GPU's Mul and Add round them, and the errors.
  */
 import { randomInt } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -31,14 +34,17 @@ type Shape = [number, number, number];
 const EPS = 1e-6;
 
 const NAMES = ['x', 'branch', 'gate', 'shift', 'scale'] as const;
-type Name = (typeof NAMES)[number];
+/** The residual ops' inputs with the optional second branch. */
+const NAMES2 = [...NAMES, 'branch2', 'gate2'] as const;
+type Name = (typeof NAMES2)[number];
 type Problem = { dtype: Dtype; shape: Shape } & Record<Name, Float32Array | Uint16Array>;
 
 /**
  * Residual rows of different means and spreads (like the MMDiT's, which grow through the blocks),
  * branches of their own scale, gates per sample of either sign; sample 0's gate has zeros (the
  * residual is x there) and its token 0 is constant after the sum (x = −gate · branch = 0 and 0: the
- * norm's output is the shift, which is 0 for sample 0: amax 0).
+ * norm's output is the shift, which is 0 for sample 0: amax 0). branch2 and gate2 (drawn last, so
+ * the others are what they were) likewise, branch2 0 in that token.
  */
 function randomProblem(dtype: Dtype, shape: Shape, seed: number): Problem {
   const [b, t, c] = shape;
@@ -58,6 +64,8 @@ function randomProblem(dtype: Dtype, shape: Shape, seed: number): Problem {
   const gate = Array.from({ length: b * c }, (_, i) => (i < c && i % 4 === 0 ? 0 : normal(0, 0.8)));
   const shift = Array.from({ length: b * c }, (_, i) => (i < c ? 0 : normal(0, 1)));
   const scale = Array.from({ length: b * c }, () => normal(0, 0.6));
+  const branch2 = Array.from({ length: b * t * c }, (_, i) => (i < c ? 0 : normal(0, 10 ** normal(0, 0.7))));
+  const gate2 = Array.from({ length: b * c }, (_, i) => (i < c && i % 3 === 0 ? 0 : normal(0, 0.8)));
   return {
     dtype,
     shape,
@@ -66,16 +74,19 @@ function randomProblem(dtype: Dtype, shape: Shape, seed: number): Problem {
     gate: store(gate),
     shift: store(shift),
     scale: store(scale),
+    branch2: store(branch2),
+    gate2: store(gate2),
   };
 }
 
-const dimsOf = (name: Name, [b, t, c]: Shape) => (name === 'x' || name === 'branch' ? [b, t, c] : [b, 1, c]);
+const dimsOf = (name: Name, [b, t, c]: Shape) =>
+  name === 'x' || name === 'branch' || name === 'branch2' ? [b, t, c] : [b, 1, c];
 
-const feeds = (p: Problem): Record<string, HostTensor> =>
-  Object.fromEntries(NAMES.map((n) => [n, { type: p.dtype, dims: dimsOf(n, p.shape), data: p[n] }]));
+const feeds = (p: Problem, names: readonly Name[] = NAMES): Record<string, HostTensor> =>
+  Object.fromEntries(names.map((n) => [n, { type: p.dtype, dims: dimsOf(n, p.shape), data: p[n] }]));
 
-function inputs(g: GraphBuilder, p: Problem): Record<Name, Value> {
-  return Object.fromEntries(NAMES.map((n) => [n, g.input(n, p.dtype, dimsOf(n, p.shape))])) as Record<
+function inputs(g: GraphBuilder, p: Problem, names: readonly Name[] = NAMES): Record<Name, Value> {
+  return Object.fromEntries(names.map((n) => [n, g.input(n, p.dtype, dimsOf(n, p.shape))])) as Record<
     Name,
     Value
   >;
@@ -330,4 +341,224 @@ describe('atelier:AdaLNResidual (the norm in the compute type), CPU kernel', () 
       expect(firstDifference(out.y.data, norm.y.data), `seed ${seed}: y`).toBe(-1);
     },
   );
+});
+
+type ResidualOp = 'AdaLNResidualQuant' | 'AdaLNResidual';
+type Attrs = Record<string, string | number | { float: number }>;
+
+/**
+ * `op` with its second branch: the residual, then x8 (as float32) and act_scale or y. Or the chain Net
+ * builds without the fusion (residualNorm 'separate'): Mul → Add → Mul → Add → AdaLNModulateQuant /
+ * AdaLNModulate, with the same attributes.
+ */
+function twoBranchGraph(p: Problem, op: ResidualOp, fused: boolean, attrs: Attrs = {}): BuiltModel {
+  const [b, t, c] = p.shape;
+  const g = new GraphBuilder(fused ? 'fused' : 'chain');
+  const v = inputs(g, p, NAMES2);
+  const all = { epsilon: { float: EPS }, ...attrs };
+  const quant = op === 'AdaLNResidualQuant';
+  let residual: Value;
+  let rest: Value[];
+  if (fused) {
+    const ins = [v.x, v.branch, v.gate, v.shift, v.scale, v.branch2, v.gate2];
+    [residual, ...rest] = g.opMulti(op, ins, quant ? 3 : 2, all, ATELIER_DOMAIN) as [Value, ...Value[]];
+  } else {
+    const first = g.op('Add', [v.x, g.op('Mul', [v.gate, v.branch])]);
+    residual = g.op('Add', [first, g.op('Mul', [v.gate2, v.branch2])]);
+    const norm = quant ? 'AdaLNModulateQuant' : 'AdaLNModulate';
+    rest = g.opMulti(norm, [residual, v.shift, v.scale], quant ? 2 : 1, all, ATELIER_DOMAIN);
+  }
+  g.output(residual, 'residual', p.dtype, [b, t, c]);
+  if (quant) {
+    g.output(g.op('Cast', [rest[0]!], { to: ONNX_DTYPE.float32 }), 'x8', 'float32', [b, t, c]);
+    g.output(rest[1]!, 'act_scale', 'float32', [b, t]);
+  } else {
+    g.output(rest[0]!, 'y', p.dtype, [b, t, c]);
+  }
+  return g.build();
+}
+
+/** The outputs of `op` and whether a code may be ±0 on either side. */
+const outputsOf = (op: ResidualOp): [string, boolean][] =>
+  op === 'AdaLNResidualQuant'
+    ? [
+        ['residual', false],
+        ['x8', true],
+        ['act_scale', false],
+      ]
+    : [
+        ['residual', false],
+        ['y', false],
+      ];
+
+const RESIDUAL_OPS: ResidualOp[] = ['AdaLNResidualQuant', 'AdaLNResidual'];
+
+describe.each(RESIDUAL_OPS)('atelier:%s with a second branch (branch2, gate2), CPU kernel', (op) => {
+  it.each(SHAPES)('%s, float32: the same bits as Mul → Add → Mul → Add → the norm', async (_, shape) => {
+    const seed = randomInt(2 ** 31);
+    const p = randomProblem('float32', shape, seed);
+    const fused = await runAllWithOps(library, twoBranchGraph(p, op, true), feeds(p, NAMES2));
+    const chain = await runAllWithOps(library, twoBranchGraph(p, op, false), feeds(p, NAMES2));
+    expect(fused.residual.dims).toEqual(shape);
+    for (const [name, zeros] of outputsOf(op)) {
+      const at = firstDifference(fused[name].data, chain[name].data, zeros);
+      expect(
+        at,
+        `seed ${seed}: ${name}[${at}] ${fused[name].data[at]} vs chain ${chain[name].data[at]}`,
+      ).toBe(-1);
+    }
+  });
+
+  it.each<Dtype>(['float32', 'float16'])(
+    '%s: x + gate · branch, then + gate2 · branch2, rounded as Mul, Add, Mul, Add on the GPU; the norm of it bit for bit',
+    async (dtype) => {
+      const seed = randomInt(2 ** 31);
+      const shape: Shape = [2, 33, 96];
+      const [b, t, c] = shape;
+      const p = randomProblem(dtype, shape, seed);
+      const out = await runAllWithOps(library, twoBranchGraph(p, op, true), feeds(p, NAMES2));
+      expect(out.residual.type).toBe(dtype);
+      const value = (a: Float32Array | Uint16Array, i: number) =>
+        a instanceof Uint16Array ? halfToFloat(a[i]) : a[i];
+      // As in the one-branch test above: each product and each sum rounded once to the element type.
+      const round = (v: number) =>
+        dtype === 'float16' ? halfToFloat(floatToHalf(Math.fround(v))) : Math.fround(v);
+      const residual = out.residual.data as Float32Array | Uint16Array;
+      for (let i = 0; i < residual.length; i++) {
+        const g = Math.floor(i / (t * c)) * c + (i % c);
+        const first = round(value(p.x, i) + round(value(p.gate, g) * value(p.branch, i)));
+        const want = round(first + round(value(p.gate2, g) * value(p.branch2, i)));
+        expect(value(residual, i), `seed ${seed}: residual[${i}]`).toBe(want);
+      }
+      // The norm's outputs: the one-input op's of that residual, bit for bit.
+      const quant = op === 'AdaLNResidualQuant';
+      const g = new GraphBuilder('norm');
+      const norm = g.opMulti(
+        quant ? 'AdaLNModulateQuant' : 'AdaLNModulate',
+        [
+          g.input('x', dtype, [b, t, c]),
+          g.input('shift', dtype, [b, 1, c]),
+          g.input('scale', dtype, [b, 1, c]),
+        ],
+        quant ? 2 : 1,
+        { epsilon: { float: EPS } },
+        ATELIER_DOMAIN,
+      );
+      if (quant) {
+        g.output(g.op('Cast', [norm[0]!], { to: ONNX_DTYPE.float32 }), 'x8', 'float32', [b, t, c]);
+        g.output(norm[1]!, 'act_scale', 'float32', [b, t]);
+      } else {
+        g.output(norm[0]!, 'y', dtype, [b, t, c]);
+      }
+      const alone = await runAllWithOps(library, g.build(), {
+        x: out.residual,
+        shift: feeds(p).shift,
+        scale: feeds(p).scale,
+      });
+      for (const [name, zeros] of outputsOf(op).slice(1)) {
+        const at = firstDifference(out[name].data, alone[name].data, zeros);
+        expect(at, `seed ${seed}: ${name}[${at}]`).toBe(-1);
+      }
+    },
+  );
+
+  it('is the one-branch op when the node names neither (empty input names in their place)', async () => {
+    const seed = randomInt(2 ** 31);
+    const p = randomProblem('float16', [2, 7, 64], seed);
+    const build = (blanks: boolean) => {
+      const g = new GraphBuilder('blanks');
+      const v = inputs(g, p);
+      const ins = [v.x, v.branch, v.gate, v.shift, v.scale, ...(blanks ? [undefined, undefined] : [])];
+      const [r, ...rest] = g.opMulti(op, ins, op === 'AdaLNResidualQuant' ? 3 : 2, {}, ATELIER_DOMAIN);
+      g.output(r!, 'residual', 'float16', [2, 7, 64]);
+      if (op === 'AdaLNResidualQuant') {
+        g.output(g.op('Cast', [rest[0]!], { to: ONNX_DTYPE.float32 }), 'x8', 'float32', [2, 7, 64]);
+        g.output(rest[1]!, 'act_scale', 'float32', [2, 7]);
+      } else {
+        g.output(rest[0]!, 'y', 'float16', [2, 7, 64]);
+      }
+      return g.build();
+    };
+    const blanks = await runAllWithOps(library, build(true), feeds(p));
+    const five = await runAllWithOps(library, build(false), feeds(p));
+    for (const [name, zeros] of outputsOf(op)) {
+      const at = firstDifference(blanks[name].data, five[name].data, zeros);
+      expect(at, `seed ${seed}: ${name}[${at}]`).toBe(-1);
+    }
+  });
+
+  it.each<[string, Name[], Partial<Record<Name, number[]>>, RegExp]>([
+    [
+      'branch2 without gate2',
+      ['branch2'],
+      {},
+      /: branch2 and gate2 come together, got branch2 without gate2/,
+    ],
+    ['gate2 without branch2', ['gate2'], {}, /: branch2 and gate2 come together, got gate2 without branch2/],
+    [
+      'a branch2 of another token count',
+      ['branch2', 'gate2'],
+      { branch2: [2, 2, 32] },
+      /: branch2 must be x's shape \[2, 3, 32\], got \[2, 2, 32\]/,
+    ],
+    [
+      'a gate2 that is not [B, 1, C]',
+      ['branch2', 'gate2'],
+      { gate2: [1, 1, 32] },
+      /: gate2 must be \[B, 1, C\] = \[2, 1, 32\] for x \[2, 3, 32\], got \[1, 1, 32\]/,
+    ],
+  ])('refuses %s, naming the op and the input', async (_, given, dims, message) => {
+    const p = randomProblem('float16', [2, 3, 32], 1);
+    const g = new GraphBuilder('bad');
+    const dimsFor = (n: Name) => dims[n] ?? dimsOf(n, p.shape);
+    const input = (n: Name) => (given.includes(n) ? g.input(n, 'float16', dimsFor(n)) : undefined);
+    const ins = [
+      ...NAMES.map((n) => g.input(n, 'float16', dimsOf(n, p.shape))),
+      input('branch2'),
+      input('gate2'),
+    ];
+    const [r] = g.opMulti(op, ins, op === 'AdaLNResidualQuant' ? 3 : 2, {}, ATELIER_DOMAIN);
+    g.output(r!, 'r', 'float16', [2, 3, 32]);
+    const f: Record<string, HostTensor> = feeds(p);
+    for (const n of given) {
+      const d = dimsFor(n);
+      f[n] = { type: 'float16', dims: d, data: new Uint16Array(d.reduce((a, x) => a * x, 1)) };
+    }
+    await expect(runAllWithOps(library, g.build(), f)).rejects.toThrow(new RegExp(`${op}${message.source}`));
+  });
+});
+
+describe('atelier:AdaLNResidualQuant with a second branch, act_scaling "delayed_tensor", CPU kernel', () => {
+  it('gives the same bits as Mul → Add → Mul → Add → AdaLNModulateQuant over several calls (float32)', async () => {
+    const seed = randomInt(2 ** 31);
+    const attrs = { act_scaling: 'delayed_tensor', amax_history: 2 };
+    const shape: Shape = [2, 9, 64];
+    const options = { provider: 'cpu' as const, customOpsLibraries: [library] };
+    const fused = await CapiSession.create(
+      twoBranchGraph(randomProblem('float32', shape, 0), 'AdaLNResidualQuant', true, attrs),
+      options,
+    );
+    const chain = await CapiSession.create(
+      twoBranchGraph(randomProblem('float32', shape, 0), 'AdaLNResidualQuant', false, attrs),
+      options,
+    );
+    try {
+      // Each call its own inputs, so the scale of later calls comes from the history.
+      for (let call = 0; call < 4; call++) {
+        const p = randomProblem('float32', shape, seed + call);
+        const a = await fused.run(feeds(p, NAMES2));
+        const b = await chain.run(feeds(p, NAMES2));
+        for (const [name, zeros] of outputsOf('AdaLNResidualQuant')) {
+          const at = firstDifference(a[name].data, b[name].data, zeros);
+          expect(
+            at,
+            `seed ${seed}, call ${call}: ${name}[${at}] ${a[name].data[at]} vs ${b[name].data[at]}`,
+          ).toBe(-1);
+        }
+      }
+    } finally {
+      fused.release();
+      chain.release();
+    }
+  });
 });
