@@ -232,6 +232,25 @@ describe.each(cases)('$name of the $setName golden set with custom ops', ({ set,
     },
   );
 
+  it("builds the dual-attention blocks' two attention residuals as one AdaLNResidual with a second branch", () => {
+    const fused = build(set, name, true);
+    const separate = build(set, name, true, { residualNorm: 'separate' });
+    const { depth, xBlockSelfAttnLayers } = fused.cfg;
+    const dual = xBlockSelfAttnLayers.length;
+    if (name === 'mmdit_medium') expect(dual).toBeGreaterThan(0); // MMDiT-X
+    const residuals = nodes(fused, 'AdaLNResidual');
+    // x, branch, gate, shift, scale, branch2, gate2: one per dual block (norm2 of its x stream).
+    const twoBranch = residuals.filter((n) => n.input!.length === 7);
+    expect(twoBranch).toHaveLength(dual);
+    expect(residuals.filter((n) => n.input!.length === 5)).toHaveLength(4 * depth - 2 - dual);
+    expect(twoBranch.map((n) => Number(/joint_blocks\.(\d+)\//.exec(n.name!)![1]))).toEqual(
+      xBlockSelfAttnLayers,
+    );
+    // No Mul and Add of its own for x + gate_msa·attn: each gated residual a norm reads loses its pair.
+    expect(count(separate, 'Mul') - count(fused, 'Mul')).toBe(4 * depth - 2 + dual);
+    expect(count(separate, 'Add') - count(fused, 'Add')).toBe(4 * depth - 2 + dual);
+  });
+
   it('gives the same velocity bits with AdaLNResidual as with Mul, Add and AdaLNModulate, float32 compute', async () => {
     // The residual rounded as ONNX Runtime's Mul and Add round it, the norm as AdaLNModulate. (In
     // float16 on the CPU the stock Mul and Add run in float32 without rounding between them: not
@@ -242,6 +261,21 @@ describe.each(cases)('$name of the $setName golden set with custom ops', ({ set,
     const at = firstDifference(fused, separate);
     expect(at, `element ${at}: ${fused[at]} vs ${separate[at]}`).toBe(-1);
     expect(count(build(set, name, true, { residualNorm: 'separate' }), 'AdaLNResidual')).toBe(0);
+  });
+
+  it('in float16 compute, stays within float16 rounding of Mul, Add and AdaLNModulate', async () => {
+    // ORT's CPU provider runs the separate graph's float16 Mul and Add chains in float32, where the
+    // fused node rounds each result (as the GPU does): not the same bits here, but within the float16
+    // tolerance of the test below.
+    const feeds = feedsOf();
+    const fused = await velocityWithOps(build(set, name, true, { compute: 'float16' }), feeds);
+    const separate = await velocityWithOps(
+      build(set, name, true, { compute: 'float16', residualNorm: 'separate' }),
+      feeds,
+    );
+    const vsSeparate = relL2(fused, separate);
+    console.log(`${set.name} ${name} float16, AdaLNResidual vs separate: ${vsSeparate.toExponential(2)}`);
+    expect(vsSeparate).toBeLessThanOrEqual(1e-2);
   });
 
   it('stays within float16 rounding of the stock float16 graph and of float32', async () => {

@@ -259,7 +259,11 @@ function dismantledPreAttentionX(
   return [qkv, qkv2, { x, gateMsa, shiftMlp, scaleMlp, gateMlp, gateMsa2 }];
 }
 
-/** DismantledBlock.post_attention_x without training dropout (mmditx.py:546-576). */
+/**
+ * DismantledBlock.post_attention_x without training dropout (mmditx.py:546-576). The two attention
+ * residuals in a row are one Net.gatedResidual of two branches where the norms fuse them: norm2 then
+ * makes both sums in its pass.
+ */
 function dismantledPostAttentionX(
   m: Ctx,
   block: DismantledBlock,

@@ -56,6 +56,8 @@ export interface NetOptions {
    * built, with `customOps`: `fused` = one node writes the residual and the norm, atelier:AdaLNResidual
    * (the norm in the compute type) or, for a W8A8 layer with `fp8Producers: 'fused'`,
    * atelier:AdaLNResidualQuant (its e4m3 codes); `separate` = Mul, Add, then the norm's own node.
+   * With `fused`, MMDiT-X's two gated residuals in a row (x + gate·attn + gate2·attn2) are one such
+   * node with a second branch: no Mul and Add of their own for the first sum either.
    * The two give the same bits (on the GPU; ORT's CPU provider runs float16 Mul and Add in float32).
    * @default 'fused'
    */
@@ -102,8 +104,8 @@ export interface NetOptions {
 
 /**
  * x + gate·y, an adaLN block's gated residual (mmditx.py's `x + gate.unsqueeze(1) * attn`), not yet in
- * the graph (`Net.gatedResidual`): when the next thing to read it is a modulated norm feeding a W8A8
- * layer, one fused node writes both; otherwise Mul and Add (`Net.residual`). Built once.
+ * the graph (`Net.gatedResidual`): when the next thing to read it is a modulated norm, one fused node
+ * writes both; otherwise Mul and Add (`Net.residual`). Built once.
  */
 export class GatedResidual {
   /** The tensor, once built. */
@@ -113,6 +115,11 @@ export class GatedResidual {
     readonly x: Residual,
     readonly gate: Value,
     readonly y: Value,
+    /**
+     * A second gated branch added to x + gate·y (MMDiT-X's `+ gate_msa2 · attn2`), which only
+     * `Net.gatedResidual` makes: the fused norm then makes both sums in one pass.
+     */
+    readonly second?: { gate: Value; y: Value },
   ) {}
 }
 
@@ -571,16 +578,41 @@ export class Net {
     return new ModulatedNorm(x, shift, scale, dim, eps);
   }
 
-  /** x + gate·y (gate [batch, 1, dim]), left for its first reader to build (GatedResidual). */
+  /**
+   * x + gate·y (gate [batch, 1, dim]), left for its first reader to build (GatedResidual). When x is
+   * itself a one-branch gated residual not yet built and the norms fuse residuals, the two are one
+   * GatedResidual of two branches: its norm then reads x once and never writes x + gate_x·y_x (two
+   * passes over [B, T, C] per MMDiT-X dual block). x's own object stays unbuilt: a reader of it would
+   * build its own Mul and Add (the MMDiT has none).
+   */
   gatedResidual(x: Residual, gate: Value, y: Value): GatedResidual {
+    if (x instanceof GatedResidual && !x.value && !x.second && this.#fusesResidualNorms())
+      return new GatedResidual(x.x, x.gate, x.y, { gate, y });
     return new GatedResidual(x, gate, y);
   }
 
-  /** The tensor of a residual: a gated one is built (once) as Mul then Add. */
+  /** Whether a modulated norm whose x is a gated residual not yet built makes the residual too. */
+  #fusesResidualNorms(): boolean {
+    return this.options.customOps === true && this.options.residualNorm !== 'separate';
+  }
+
+  /**
+   * The tensor of a residual: a gated one is built (once) as Mul then Add, and a second branch as
+   * another Mul and Add, the nodes a chain of one-branch residuals has.
+   */
   residual(r: Residual): Value {
     if (!(r instanceof GatedResidual)) return r;
-    r.value ??= this.add(this.residual(r.x), this.mul(r.gate, r.y));
+    if (!r.value) {
+      const first = this.add(this.residual(r.x), this.mul(r.gate, r.y));
+      r.value = r.second ? this.add(first, this.mul(r.second.gate, r.second.y)) : first;
+    }
     return r.value;
+  }
+
+  /** AdaLNResidual(Quant)'s inputs: x, branch, gate, shift, scale, and branch2, gate2 if there are two. */
+  #residualNormInputs(r: GatedResidual, m: ModulatedNorm): Value[] {
+    const second = r.second ? [r.second.y, r.second.gate] : [];
+    return [this.residual(r.x), r.y, r.gate, m.shift, m.scale, ...second];
   }
 
   /**
@@ -610,14 +642,9 @@ export class Net {
     if (!(input instanceof ModulatedNorm)) return input;
     if (!input.value) {
       const r = input.x;
-      if (
-        this.options.customOps &&
-        r instanceof GatedResidual &&
-        !r.value &&
-        this.options.residualNorm !== 'separate'
-      ) {
+      if (r instanceof GatedResidual && !r.value && this.#fusesResidualNorms()) {
         // One atelier:AdaLNResidual node: the residual and its modulated norm in one pass.
-        const inputs = [this.residual(r.x), r.y, r.gate, input.shift, input.scale];
+        const inputs = this.#residualNormInputs(r, input);
         const attrs = { epsilon: { float: input.eps } };
         const [sum, y] = this.g.opMulti('AdaLNResidual', inputs, 2, attrs, ATELIER_DOMAIN);
         r.value = sum;
@@ -670,8 +697,8 @@ export class Net {
   #normQuantNode(m: ModulatedNorm, scaling: { act_scaling?: 'delayed_tensor' }): [Value, Value] {
     const attrs = { epsilon: { float: m.eps }, ...scaling };
     const r = m.x;
-    if (r instanceof GatedResidual && !r.value && this.options.residualNorm !== 'separate') {
-      const inputs = [this.residual(r.x), r.y, r.gate, m.shift, m.scale];
+    if (r instanceof GatedResidual && !r.value && this.#fusesResidualNorms()) {
+      const inputs = this.#residualNormInputs(r, m);
       const [sum, x8, actScale] = this.g.opMulti('AdaLNResidualQuant', inputs, 3, attrs, ATELIER_DOMAIN);
       r.value = sum;
       return [x8!, actScale!];
