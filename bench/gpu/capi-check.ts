@@ -83,7 +83,9 @@ const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda
                     ${QKV_NORM_CHECK} (only by name): JointQkvNorm vs Split + SimplifiedLayerNormalization +
                     JointConcat at Large's joint attention, B 2, Tc 333 and 154, Tx 4096, 38 heads × 64;
                     ${RESIDUAL_NORM_CHECK} (only by name): AdaLNResidualQuant vs Mul + Add + AdaLNModulateQuant
-                    at Large's image and context streams, [2, 4096 | 333, 2432];
+                    at Large's image and context streams, [2, 4096 | 333, 2432], and its two-branch form
+                    vs Mul + Add + Mul + Add + AdaLNModulateQuant at Medium's image stream, [2, 4096, 1536]
+                    (float32 on the CPU, whose float16 Mul and Add run in float32);
                     ${TOKEN_SPLIT_CHECK} (only by name): JointSplitQuant → Fp8LinearQ vs Slice → Fp8Linear
                     at Large's joint attention output, [2, 333 | 154 + 4096, 2432];
                     ${LORA_BRANCH_CHECK} (only by name): Fp8Linear vs Fp8Linear + a LoRA branch (x·downᵀ·upᵀ,
@@ -123,8 +125,9 @@ const TIMEOUT_MS: Record<CheckName, number> = {
   // outputs each), three 21 M-value outputs compared.
   [QKV_NORM_CHECK]: 180_000,
   // Per shape: two 40 M-value input sets drawn, two sessions of 4 copies (≈ 500 MB each), four
-  // 20 M-value outputs compared, float64 norms of 10 rows for six runs.
-  [RESIDUAL_NORM_CHECK]: 180_000,
+  // 20 M-value outputs compared, float64 norms of 10 rows for six runs; Medium's two-branch shape
+  // (three 12.6 M-value inputs per set) on top.
+  [RESIDUAL_NORM_CHECK]: 240_000,
   // Per shape: two 21 M-value inputs, two sessions of 4 copies, float64 references of 10 rows.
   [TOKEN_SPLIT_CHECK]: 180_000,
   // Per layer: one 20–80 M-value input, three sessions of 4 copies, float64 branches of 4 rows.

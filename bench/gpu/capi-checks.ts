@@ -146,6 +146,12 @@ export const RESIDUAL_NORM_SHAPES: [number, number, number][] = [
   [2, 4096, 2432],
   [2, 333, 2432],
 ];
+/**
+ * The same check of the two-branch form (branch2, gate2: x + gate·attn + gate2·attn2 in one pass)
+ * against Mul, Add, Mul, Add, AdaLNModulateQuant, at SD3.5 Medium's image stream 1024² with CFG: one
+ * node per dual-attention block (13 of 24).
+ */
+export const RESIDUAL_NORM_TWO_BRANCH_SHAPES: [number, number, number][] = [[2, 4096, 1536]];
 
 /**
  * Issue 10, step 8: atelier:JointSplitQuant (joint attention's output split into the streams' tokens
@@ -1282,50 +1288,93 @@ const RESIDUAL_CODES_TOLERANCE = 0.05;
 /** The width of the small W8A8 layer that reads each copy's codes (so they are consumed as in the step). */
 const RESIDUAL_NORM_READER_N = 16;
 
+/** SD3.5 Medium's dual-attention blocks (x_block_self_attn_layers 0–12 of 24): one two-branch node each. */
+const MEDIUM_DUAL_BLOCKS = 13;
+
+/** One shape of the check: one gated branch (Large's streams) or two (Medium's dual blocks). */
+interface ResidualNormCase {
+  dims: [number, number, number];
+  branches: 1 | 2;
+  /** Nodes of this form per denoising step. */
+  perStep: number;
+  /** How the line names it. */
+  name: string;
+}
+
 /**
- * The gated residual and the next W8A8 layer's activations, float16, `copies` times over (copy i
- * reads its own x{i} and branch{i}, writes residual{i} and y{i}; gate, shift and scale are inputs
+ * The residual of copy `copy`: x{i} + gate·branch{i}, and with two branches + gate2·second{i}
+ * (MMDiT-X's image stream: x + gate_msa·attn + gate_msa2·attn2). Fused, the residual op's inputs;
+ * else the chain Net builds with residualNorm 'separate' (Mul, Add, and Mul, Add again), built here.
+ */
+function residualInputs(
+  g: GraphBuilder,
+  copy: number,
+  type: FloatType,
+  dims: readonly number[],
+  shared: Record<'gate' | 'gate2' | 'shift' | 'scale', Value>,
+  branches: 1 | 2,
+  fused: boolean,
+): Value[] {
+  const x = g.input(`x${copy}`, type, [...dims]);
+  const branch = g.input(`branch${copy}`, type, [...dims]);
+  const second = branches === 2 ? g.input(`second${copy}`, type, [...dims]) : undefined;
+  if (fused) {
+    const extra = second ? [second, shared.gate2] : [];
+    return [x, branch, shared.gate, shared.shift, shared.scale, ...extra];
+  }
+  const first = g.op('Add', [x, g.op('Mul', [shared.gate, branch])]);
+  const residual = second ? g.op('Add', [first, g.op('Mul', [shared.gate2, second])]) : first;
+  return [residual, shared.shift, shared.scale];
+}
+
+/** gate, gate2 (with two branches), shift and scale: [B, 1, C] inputs shared by the copies. */
+function residualShared(g: GraphBuilder, type: FloatType, dims: readonly number[], branches: 1 | 2) {
+  const [b, , c] = dims;
+  const vec = (name: string) => g.input(name, type, [b, 1, c]);
+  const gate = vec('gate');
+  const gate2 = branches === 2 ? vec('gate2') : gate;
+  return { gate, gate2, shift: vec('shift'), scale: vec('scale') };
+}
+
+/**
+ * The gated residual and the next W8A8 layer's activations, `copies` times over (copy i reads its own
+ * x{i}, branch{i} (and second{i}), writes residual{i} and y{i}; the gates, shift and scale are inputs
  * shared by the copies): `fused` one atelier:AdaLNResidualQuant node per copy (as Net builds it with
- * residualNorm 'fused'), else Mul(gate, branch) → Add(x, ·) → AdaLNModulateQuant (residualNorm
+ * residualNorm 'fused'), else the chain (residualInputs) → AdaLNModulateQuant (residualNorm
  * 'separate'). Each copy's codes are read by an Fp8LinearQ of N 16 (a few µs, the same in both graphs),
- * as the step's next GEMM reads them; copy 0 also outputs the codes (Cast to float16, exact) and the
- * float32 scales, to be compared bit for bit.
+ * as the step's next GEMM reads them; copy 0 also outputs the codes (Cast to the element type, exact)
+ * and the float32 scales, to be compared bit for bit.
  */
 function residualNormModel(
   dims: readonly number[],
   fused: boolean,
   copies: number,
   w8: Uint8Array,
+  type: FloatType,
+  branches: 1 | 2,
 ): BuiltModel {
   const [b, t, c] = dims;
   const g = new GraphBuilder(fused ? 'residual-norm-fused' : 'residual-norm-chain');
-  const [gate, shift, scale] = ['gate', 'shift', 'scale'].map((name) => g.input(name, 'float16', [b, 1, c]));
+  const shared = residualShared(g, type, dims, branches);
   const n = RESIDUAL_NORM_READER_N;
   const w = g.constant('w', 'float8e4m3fn', [n, c], w8);
   const ws = g.constant('ws', 'float32', [n], new Float32Array(n).fill(1 / 448));
   const attrs = { epsilon: { float: EPSILON } };
   for (let copy = 0; copy < copies; copy++) {
-    const x = g.input(`x${copy}`, 'float16', [b, t, c]);
-    const branch = g.input(`branch${copy}`, 'float16', [b, t, c]);
+    const inputs = residualInputs(g, copy, type, dims, shared, branches, fused);
     let residual: Value;
     let x8: Value;
     let actScale: Value;
     if (fused) {
-      [residual, x8, actScale] = g.opMulti(
-        'AdaLNResidualQuant',
-        [x, branch, gate, shift, scale],
-        3,
-        attrs,
-        ATELIER_DOMAIN,
-      );
+      [residual, x8, actScale] = g.opMulti('AdaLNResidualQuant', inputs, 3, attrs, ATELIER_DOMAIN);
     } else {
-      residual = g.op('Add', [x, g.op('Mul', [gate, branch])]);
-      [x8, actScale] = g.opMulti('AdaLNModulateQuant', [residual, shift, scale], 2, attrs, ATELIER_DOMAIN);
+      residual = inputs[0];
+      [x8, actScale] = g.opMulti('AdaLNModulateQuant', inputs, 2, attrs, ATELIER_DOMAIN);
     }
-    g.output(residual, `residual${copy}`, 'float16', [b, t, c]);
+    g.output(residual, `residual${copy}`, type, [b, t, c]);
     g.output(g.op('Fp8LinearQ', [x8, actScale, w, ws], {}, ATELIER_DOMAIN), `y${copy}`, 'float16', [b, t, n]);
     if (copy === 0) {
-      g.output(g.op('Cast', [x8], { to: ONNX_DTYPE.float16 }), 'codes', 'float16', [b, t, c]);
+      g.output(g.op('Cast', [x8], { to: ONNX_DTYPE[type] }), 'codes', type, [b, t, c]);
       g.output(g.op('Identity', [actScale]), 'scales', 'float32', [b, t]);
     }
   }
@@ -1333,35 +1382,53 @@ function residualNormModel(
 }
 
 /**
- * The fp16 path's form: residual{i} and the norm{i} in float16, `fused` one atelier:AdaLNResidual
- * node per copy, else Mul → Add → AdaLNModulate.
+ * The fp16 path's form: residual{i} and the norm{i} in the element type, `fused` one
+ * atelier:AdaLNResidual node per copy, else the chain → AdaLNModulate.
  */
-function residualNormPlainModel(dims: readonly number[], fused: boolean, copies: number): BuiltModel {
+function residualNormPlainModel(
+  dims: readonly number[],
+  fused: boolean,
+  copies: number,
+  type: FloatType,
+  branches: 1 | 2,
+): BuiltModel {
   const [b, t, c] = dims;
   const g = new GraphBuilder(fused ? 'residual-norm-plain-fused' : 'residual-norm-plain-chain');
-  const [gate, shift, scale] = ['gate', 'shift', 'scale'].map((name) => g.input(name, 'float16', [b, 1, c]));
+  const shared = residualShared(g, type, dims, branches);
   const attrs = { epsilon: { float: EPSILON } };
   for (let copy = 0; copy < copies; copy++) {
-    const x = g.input(`x${copy}`, 'float16', [b, t, c]);
-    const branch = g.input(`branch${copy}`, 'float16', [b, t, c]);
+    const inputs = residualInputs(g, copy, type, dims, shared, branches, fused);
     let residual: Value;
     let y: Value;
     if (fused) {
-      [residual, y] = g.opMulti('AdaLNResidual', [x, branch, gate, shift, scale], 2, attrs, ATELIER_DOMAIN);
+      [residual, y] = g.opMulti('AdaLNResidual', inputs, 2, attrs, ATELIER_DOMAIN);
     } else {
-      residual = g.op('Add', [x, g.op('Mul', [gate, branch])]);
-      y = g.op('AdaLNModulate', [residual, shift, scale], attrs, ATELIER_DOMAIN);
+      residual = inputs[0];
+      y = g.op('AdaLNModulate', inputs, attrs, ATELIER_DOMAIN);
     }
-    g.output(residual, `residual${copy}`, 'float16', [b, t, c]);
-    g.output(y, `norm${copy}`, 'float16', [b, t, c]);
+    g.output(residual, `residual${copy}`, type, [b, t, c]);
+    g.output(y, `norm${copy}`, type, [b, t, c]);
   }
   return g.build();
 }
 
+/** Elements whose bits differ (±0 alike). */
+function differingBits(a: FloatData, u: FloatData): number {
+  let differing = 0;
+  if (a instanceof Uint16Array) {
+    for (let i = 0; i < a.length; i++) if (a[i] !== u[i] && ((a[i] | u[i]) & 0x7fff) !== 0) differing++;
+  } else {
+    for (let i = 0; i < a.length; i++)
+      if (a[i] !== u[i] && !(Number.isNaN(a[i]) && Number.isNaN(u[i]))) differing++;
+  }
+  return differing;
+}
+
 interface ResidualNormResult {
   dims: readonly number[];
+  branches: 1 | 2;
   copies: number;
-  /** The fp16 path's form (AdaLNResidual vs Mul → Add → AdaLNModulate): per node, ms; differing bits. */
+  /** The fp16 path's form (AdaLNResidual vs the chain → AdaLNModulate): per node, ms; differing bits. */
   plain?: {
     chain_ms: number;
     fused_ms: number;
@@ -1374,11 +1441,11 @@ interface ResidualNormResult {
   chain_ms?: number;
   saved_ms?: number;
   speedup?: number;
-  /** Per Large step: 38 blocks × 2 nodes of this stream. */
+  /** Per step: nodes of this form (Large: 38 blocks × 2 per stream; Medium two-branch: 13). */
   saved_ms_per_step?: number;
   /** Elements of residual, codes, scales and the reader's y whose bits differ (±0 alike). */
   differing?: Record<string, number>;
-  /** Residual elements of sampled rows not equal to x + gate·branch rounded as float16 Mul then Add. */
+  /** Residual elements of sampled rows not equal to the sums rounded as the element type's Mul then Add. */
   residual_wrong_vs_exact?: number;
   /** The codes · scales of sampled rows against the float64 modulated norm of the exact residual. */
   rel_l2_codes_vs_f64?: number;
@@ -1389,18 +1456,38 @@ interface ResidualNormResult {
 
 async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
   const ops = needOps(ctx);
-  const shapes: [number, number, number][] = ctx.small ? [[2, 64, 320]] : RESIDUAL_NORM_SHAPES;
+  const large = (dims: [number, number, number]): ResidualNormCase => ({
+    dims,
+    branches: 1,
+    perStep: 2 * 38,
+    name: '',
+  });
+  const medium = (dims: [number, number, number]): ResidualNormCase => ({
+    dims,
+    branches: 2,
+    perStep: MEDIUM_DUAL_BLOCKS,
+    name: ' two branches',
+  });
+  const cases: ResidualNormCase[] = ctx.small
+    ? [large([2, 64, 320]), medium([2, 64, 320])]
+    : [...RESIDUAL_NORM_SHAPES.map(large), ...RESIDUAL_NORM_TWO_BRANCH_SHAPES.map(medium)];
   const copies = ctx.small ? 2 : 4;
+  // float16 on the GPU, the step's type. ORT's CPU provider runs float16 Mul and Add in float32 without
+  // rounding between them (adaln_cpu.cc), so a CPU dry run compares in float32, where its chain rounds
+  // each result as the GPU's float16 one does.
+  const type: FloatType = ctx.provider === 'cuda' ? 'float16' : 'float32';
   const cuda = ctx.provider === 'cuda' ? { cuda: { enable_cuda_graph: '1' } } : {};
   const options = sessionOptions(ctx, { ...cuda, customOpsLibraries: [ops] });
   const r = rnd();
   // Residual rows of different spreads (the stream grows through the blocks), branches of their own.
   const tables = [0.25, 1, 4, 16, 64].map((std) => halfNormalTable(r, std));
+  const inType = (h: Uint16Array): FloatData => (type === 'float16' ? h : Float32Array.from(h, halfToFloat));
+  const round = type === 'float16' ? (v: number) => halfToFloat(floatToHalf(v)) : Math.fround;
   const results: ResidualNormResult[] = [];
-  for (const dims of shapes) {
+  for (const { dims, branches, perStep } of cases) {
     const [b, t, c] = dims;
     const m = b * t;
-    const result: ResidualNormResult = { dims, copies };
+    const result: ResidualNormResult = { dims, branches, copies };
     results.push(result);
     const drawRows = (offset: number) => {
       const out = new Uint16Array(m * c);
@@ -1410,14 +1497,17 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
           tables[(row + offset) % tables.length],
           randomInt(2 ** 31),
         );
-      return out;
+      return inType(out);
     };
+    const vec = () => inType(normals('float16', b * c, r, 0, 0.5) as Uint16Array);
     const drawSet = () => ({
       x: drawRows(0),
       branch: drawRows(2),
-      gate: normals('float16', b * c, r, 0, 0.5) as Uint16Array,
-      shift: normals('float16', b * c, r, 0, 0.5) as Uint16Array,
-      scale: normals('float16', b * c, r, 0, 0.5) as Uint16Array,
+      second: branches === 2 ? drawRows(4) : undefined,
+      gate: vec(),
+      gate2: branches === 2 ? vec() : undefined,
+      shift: vec(),
+      scale: vec(),
     });
     const sets = [drawSet(), drawSet()];
     const w8 = drawFromTable(
@@ -1425,31 +1515,44 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
       e4m3NormalTable(r, 100),
       randomInt(2 ** 31),
     );
-    const feeds = (set: (typeof sets)[number], copiesWritten: number) => ({
+    const feeds = (set: (typeof sets)[number], copiesWritten: number): Record<string, FloatData> => ({
       gate: set.gate,
       shift: set.shift,
       scale: set.scale,
+      ...(set.gate2 ? { gate2: set.gate2 } : {}),
       ...Object.fromEntries(
         Array.from({ length: copiesWritten }, (_, i) => [
           [`x${i}`, set.x],
           [`branch${i}`, set.branch],
+          ...(set.second ? [[`second${i}`, set.second]] : []),
         ]).flat(),
       ),
     });
-    const shapesOf = {
+    const inputShapes = {
       gate: [b, 1, c],
       shift: [b, 1, c],
       scale: [b, 1, c],
-      codes: [b, t, c],
-      scales: [b, t],
+      ...(branches === 2 ? { gate2: [b, 1, c] } : {}),
       ...Object.fromEntries(
         Array.from({ length: copies }, (_, i) => [
           [`x${i}`, [b, t, c]],
           [`branch${i}`, [b, t, c]],
+          ...(branches === 2 ? [[`second${i}`, [b, t, c]]] : []),
           [`residual${i}`, [b, t, c]],
-          [`y${i}`, [b, t, RESIDUAL_NORM_READER_N]],
         ]).flat(),
       ),
+    };
+    const shapesOf = {
+      ...inputShapes,
+      codes: [b, t, c],
+      scales: [b, t],
+      ...Object.fromEntries(
+        Array.from({ length: copies }, (_, i) => [`y${i}`, [b, t, RESIDUAL_NORM_READER_N]]),
+      ),
+    };
+    const otherTypes: Record<string, FloatType> = {
+      scales: 'float32',
+      ...Object.fromEntries(Array.from({ length: copies }, (_, i) => [`y${i}`, 'float16' as const])),
     };
     const outputNames = [
       'codes',
@@ -1459,7 +1562,8 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
     const pick = uniform(randomInt(2 ** 31));
     const rows = [0, t - 1, t, m - 1, ...Array.from({ length: 6 }, () => Math.floor(pick() * m))];
     result.sampled_rows = rows.length;
-    // Row by row: the residual as float16 Mul then Add round it, then the float64 modulated norm of it.
+    // Row by row: the residual as the element type's Mul then Add round it (each branch in turn), then
+    // the float64 modulated norm of it.
     const check = (set: (typeof sets)[number], out: Record<string, FloatData>) => {
       let wrong = 0;
       let diff = 0;
@@ -1468,10 +1572,11 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
       for (const row of rows) {
         const s = Math.floor(row / t);
         for (let i = 0; i < c; i++) {
-          const gated = halfToFloat(
-            floatToHalf(halfToFloat(set.gate[s * c + i]) * halfToFloat(set.branch[row * c + i])),
+          let want = round(
+            at(set.x, row * c + i) + round(at(set.gate, s * c + i) * at(set.branch, row * c + i)),
           );
-          const want = halfToFloat(floatToHalf(halfToFloat(set.x[row * c + i]) + gated));
+          if (set.second && set.gate2)
+            want = round(want + round(at(set.gate2, s * c + i) * at(set.second, row * c + i)));
           if (!Object.is(at(out.residual, row * c + i), want)) wrong++;
           row64[i] = want;
         }
@@ -1479,9 +1584,7 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
         const rstd = 1 / Math.sqrt(row64.reduce((a, v) => a + (v - mean) ** 2, 0) / c + EPSILON);
         const actScale = at(out.scales, row);
         for (let i = 0; i < c; i++) {
-          const y =
-            (row64[i] - mean) * rstd * (1 + halfToFloat(set.scale[s * c + i])) +
-            halfToFloat(set.shift[s * c + i]);
+          const y = (row64[i] - mean) * rstd * (1 + at(set.scale, s * c + i)) + at(set.shift, s * c + i);
           norm += y * y;
           diff += (at(out.codes, row * c + i) * actScale - y) ** 2;
         }
@@ -1498,11 +1601,14 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
     try {
       for (const variant of ['chain', 'fused'] as const) {
         const bound = new Bound(
-          await CapiSession.create(residualNormModel(dims, variant === 'fused', copies, w8), options),
-          'float16',
+          await CapiSession.create(
+            residualNormModel(dims, variant === 'fused', copies, w8, type, branches),
+            options,
+          ),
+          type,
           shapesOf,
           outputNames,
-          { scales: 'float32' },
+          otherTypes,
         );
         try {
           bound.write(feeds(sets[0], copies));
@@ -1536,39 +1642,30 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
         }
       }
       result.differing = Object.fromEntries(
-        Object.keys(outputs.fused).map((name) => {
-          const a = outputs.fused[name];
-          const u = outputs.chain[name];
-          let differing = 0;
-          for (let i = 0; i < a.length; i++) if (a[i] !== u[i] && ((a[i] | u[i]) & 0x7fff) !== 0) differing++;
-          return [name, differing];
-        }),
+        Object.keys(outputs.fused).map((name) => [
+          name,
+          differingBits(outputs.fused[name], outputs.chain[name]),
+        ]),
       );
       result.saved_ms = result.chain_ms! - result.fused_ms!;
       result.speedup = result.chain_ms! / result.fused_ms!;
-      result.saved_ms_per_step = 2 * 38 * result.saved_ms;
+      result.saved_ms_per_step = perStep * result.saved_ms;
 
       // The fp16 path's form, timed the same way; residual and norm of copy 0 compared bit for bit.
       const plainShapes = {
-        gate: [b, 1, c],
-        shift: [b, 1, c],
-        scale: [b, 1, c],
-        ...Object.fromEntries(
-          Array.from({ length: copies }, (_, i) => [
-            [`x${i}`, [b, t, c]],
-            [`branch${i}`, [b, t, c]],
-            [`residual${i}`, [b, t, c]],
-            [`norm${i}`, [b, t, c]],
-          ]).flat(),
-        ),
+        ...inputShapes,
+        ...Object.fromEntries(Array.from({ length: copies }, (_, i) => [`norm${i}`, [b, t, c]])),
       };
       const plainOutputs = Array.from({ length: copies }, (_, i) => [`residual${i}`, `norm${i}`]).flat();
       const plainTimes: Record<string, number> = {};
       const plainOut: Record<string, FloatData[]> = {};
       for (const variant of ['chain', 'fused'] as const) {
         const bound = new Bound(
-          await CapiSession.create(residualNormPlainModel(dims, variant === 'fused', copies), options),
-          'float16',
+          await CapiSession.create(
+            residualNormPlainModel(dims, variant === 'fused', copies, type, branches),
+            options,
+          ),
+          type,
           plainShapes,
           plainOutputs,
         );
@@ -1580,19 +1677,16 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
           bound.release();
         }
       }
-      let plainDiffering = 0;
-      for (const k of [0, 1]) {
-        const a = plainOut.fused![k]!;
-        const u = plainOut.chain![k]!;
-        for (let i = 0; i < a.length; i++)
-          if (a[i] !== u[i] && ((a[i]! | u[i]!) & 0x7fff) !== 0) plainDiffering++;
-      }
+      const plainDiffering = [0, 1].reduce(
+        (sum, k) => sum + differingBits(plainOut.fused![k]!, plainOut.chain![k]!),
+        0,
+      );
       const plainSaved = plainTimes.chain! - plainTimes.fused!;
       result.plain = {
         chain_ms: plainTimes.chain!,
         fused_ms: plainTimes.fused!,
         saved_ms: plainSaved,
-        saved_ms_per_step: 2 * 38 * plainSaved,
+        saved_ms_per_step: perStep * plainSaved,
         differing: plainDiffering,
       };
     } catch (error) {
@@ -1600,7 +1694,7 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
     }
   }
 
-  // Bit-identical expected: the product and the sum each rounded to float16, as ORT's CUDA Mul and Add.
+  // Bit-identical expected: each product and each sum rounded to the element type, as ORT's CUDA Mul and Add.
   const ok = results.every(
     (x) =>
       x.error === undefined &&
@@ -1611,22 +1705,23 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
       x.graph?.follows === true &&
       x.graph.wrong_per_run.every((e) => e === 0),
   );
-  const line = (x: ResidualNormResult) => {
-    const shape = `[${x.dims.join(', ')}]`;
+  const line = (x: ResidualNormResult, { name, perStep }: ResidualNormCase) => {
+    const shape = `[${x.dims.join(', ')}]${name}`;
     if (x.error) return `${shape} FAILED: ${x.error}`;
     const differ = Object.entries(x.differing!).filter(([, d]) => d > 0);
+    const per = perStep === 2 * 38 ? '×2×38' : `×${perStep}`;
     return (
       `${shape}: chain ${x.chain_ms!.toFixed(3)} ms, fused ${x.fused_ms!.toFixed(3)} ms per node ` +
-      `(saves ${x.saved_ms!.toFixed(3)} ms, ×${x.speedup!.toFixed(2)}; ×2×38 per step: ${x.saved_ms_per_step!.toFixed(2)} ms); ` +
+      `(saves ${x.saved_ms!.toFixed(3)} ms, ×${x.speedup!.toFixed(2)}; ${per} per step: ${x.saved_ms_per_step!.toFixed(2)} ms); ` +
       `fused vs chain ${differ.length === 0 ? 'bit-identical' : differ.map(([k, d]) => `${k}: ${d} differ`).join(', ')}; ` +
-      `residual vs exact float16 rounding (${x.sampled_rows} rows): ${x.residual_wrong_vs_exact} wrong; codes vs f64 rel L2 ${x.rel_l2_codes_vs_f64!.toExponential(1)}; ` +
-      `fp16 form (AdaLNResidual): chain ${x.plain!.chain_ms.toFixed(3)} ms, fused ${x.plain!.fused_ms.toFixed(3)} ms (×2×38: ${x.plain!.saved_ms_per_step.toFixed(2)} ms), ${x.plain!.differing === 0 ? 'bit-identical' : `${x.plain!.differing} elements differ`}; ` +
+      `residual vs exact ${type} rounding (${x.sampled_rows} rows): ${x.residual_wrong_vs_exact} wrong; codes vs f64 rel L2 ${x.rel_l2_codes_vs_f64!.toExponential(1)}; ` +
+      `${type === 'float16' ? 'fp16' : type} form (AdaLNResidual): chain ${x.plain!.chain_ms.toFixed(3)} ms, fused ${x.plain!.fused_ms.toFixed(3)} ms (${per}: ${x.plain!.saved_ms_per_step.toFixed(2)} ms), ${x.plain!.differing === 0 ? 'bit-identical' : `${x.plain!.differing} elements differ`}; ` +
       `graph, 4 replays with inputs rewritten in place: ${x.graph!.wrong_per_run.join(' ')} wrong, outputs ${x.graph!.follows ? 'follow' : 'DO NOT follow'}`
     );
   };
   return {
     status: ok ? 'PASS' : 'FAIL',
-    detail: `${copies} copies per graph, median of ${ctx.runs} replays: ${results.map(line).join(' · ')}`,
+    detail: `${copies} copies per graph, ${type}, median of ${ctx.runs} replays: ${results.map((x, i) => line(x, cases[i])).join(' · ')}`,
     shapes: results,
   };
 }
