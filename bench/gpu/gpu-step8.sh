@@ -17,7 +17,7 @@ WEIGHTS=fp8,fp16
 source bench/gpu/call-start.sh
 LOG="$OUT/step8.log"
 at "op checks" | tee -a "$LOG"
-timeout 90 node .gpu/bundle/capi-check.js --only residual-norm,token-split --out "$OUT/step8-check.json" 2>&1 | tail -40 | tee -a "$LOG"
+timeout 150 node .gpu/bundle/capi-check.js --only residual-norm,token-split --out "$OUT/step8-check.json" 2>&1 | tail -40 | tee -a "$LOG"
 bench=(node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokenizers --out "$OUT/step8.json" --append
   --runtime capi --turbo '' --small '')
 at "W8A8 with the fusions" | tee -a "$LOG"
