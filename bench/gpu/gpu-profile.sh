@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where a step goes, by kernel (CUPTI through kernel-times.c): one row per config in $CONFIGS (default
 # medium:fp8,large:fp8), each under kernel-times.so, its per-kernel CSVs in $OUT/kernels-<config>.*.csv
-# (sort them here with bench/gpu/kernel_breakdown.py). After call-start.sh's files exist (any earlier
+# (sort them here with bench/gpu/kernel_breakdown.py) and the last kernels' timeline in
+# $OUT/kernels-<config>.*.timeline.csv (the GPU's idle time: bench/gpu/kernel_timeline.py). After call-start.sh's files exist (any earlier
 # call with the same WEIGHTS and MODELS) and node and the CUDA provider are unpacked: carry
 # .gpu/runtime-b.tar.xz.part1, .gpu/bundle, .gpu/tokenizers, .gpu/device-env.sh.
 # Extra environment for every row: PROFILE_ENV (e.g. "ATELIER_FLASH_ATTENTION=0").

@@ -1,6 +1,8 @@
 // GPU time per kernel name, from CUPTI's activity records (kernels inside CUDA graphs included).
 // Preloaded into a process (LD_PRELOAD) it needs no change to the program: every 2 s, and at exit,
-// it writes "$KERNEL_TIMES_OUT.<pid>.csv" (total ns, launches, name), longest first. Rewritten
+// it writes "$KERNEL_TIMES_OUT.<pid>.csv" (total ns, launches, name), longest first, and
+// "$KERNEL_TIMES_OUT.<pid>.timeline.csv": the last TIMELINE kernels' start and end (ns, CUPTI's clock)
+// and name, in start order, for the GPU's idle time between kernels (kernel_timeline.py). Rewritten
 // periodically because the bench's pipeline child is killed rather than exiting.
 //
 // Built on the GPU machine against its CUPTI (bench/gpu/kernel-times.sh): the kernel record's
@@ -18,6 +20,8 @@
 
 #define BUFFER_BYTES (16u << 20)
 #define SLOTS 8192u
+// About 40 SD3.5 Medium steps (≈ 750 kernels each), or 30 of Large.
+#define TIMELINE 32768u
 
 typedef struct {
   char *name;
@@ -25,7 +29,14 @@ typedef struct {
   unsigned long long launches;
 } Entry;
 
+typedef struct {
+  unsigned long long start, end;
+  const char *name;  // the table's copy
+} Span;
+
 static Entry table[SLOTS];
+static Span ring[TIMELINE];
+static unsigned long long spans;  // recorded so far; the ring holds the last TIMELINE
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int active;
 
@@ -35,14 +46,15 @@ static unsigned hash(const char *s) {
   return h;
 }
 
-static void add(const char *name, unsigned long long ns) {
+static void add(const char *name, unsigned long long start, unsigned long long end) {
   if (!name) name = "(unnamed)";
   pthread_mutex_lock(&lock);
   for (unsigned i = hash(name) % SLOTS, probes = 0; probes < SLOTS; i = (i + 1) % SLOTS, probes++) {
     if (!table[i].name) table[i].name = strdup(name);
     if (strcmp(table[i].name, name) == 0) {
-      table[i].ns += ns;
+      table[i].ns += end - start;
       table[i].launches++;
+      ring[spans++ % TIMELINE] = (Span){start, end, table[i].name};
       break;
     }
   }
@@ -63,7 +75,7 @@ static void CUPTIAPI completed(CUcontext ctx, uint32_t stream, uint8_t *buffer, 
   while (cuptiActivityGetNextRecord(buffer, valid, &record) == CUPTI_SUCCESS) {
     if (record->kind == CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL || record->kind == CUPTI_ACTIVITY_KIND_KERNEL) {
       const KERNEL_RECORD *k = (const KERNEL_RECORD *)record;
-      add(k->name, k->end - k->start);
+      add(k->name, k->start, k->end);
       __atomic_store_n(&active, 1, __ATOMIC_RELAXED);
     }
   }
@@ -73,6 +85,34 @@ static void CUPTIAPI completed(CUcontext ctx, uint32_t stream, uint8_t *buffer, 
 static int by_time(const void *a, const void *b) {
   const Entry *x = a, *y = b;
   return x->ns < y->ns ? 1 : x->ns > y->ns ? -1 : 0;
+}
+
+static int by_start(const void *a, const void *b) {
+  const Span *x = a, *y = b;
+  return x->start < y->start ? -1 : x->start > y->start ? 1 : 0;
+}
+
+// Records arrive per buffer, not in start order: sorted here.
+static void write_timeline(const char *prefix) {
+  static Span copy[TIMELINE];
+  pthread_mutex_lock(&lock);
+  const unsigned n = spans < TIMELINE ? (unsigned)spans : TIMELINE;
+  memcpy(copy, ring, n * sizeof copy[0]);
+  pthread_mutex_unlock(&lock);
+  qsort(copy, n, sizeof copy[0], by_start);
+  char path[4096], tmp[4200];
+  snprintf(path, sizeof path, "%s.%d.timeline.csv", prefix, (int)getpid());
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return;
+  fprintf(f, "start,end,name\n");
+  for (unsigned i = 0; i < n; i++) {
+    fprintf(f, "%llu,%llu,\"", copy[i].start, copy[i].end);
+    for (const char *c = copy[i].name; *c; c++) fputc(*c == '"' ? '\'' : *c, f);
+    fprintf(f, "\"\n");
+  }
+  fclose(f);
+  rename(tmp, path);
 }
 
 static void write_table(void) {
@@ -98,6 +138,7 @@ static void write_table(void) {
   }
   fclose(f);
   rename(tmp, path);
+  write_timeline(prefix);
 }
 
 static void *flusher(void *arg) {
