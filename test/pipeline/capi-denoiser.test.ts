@@ -34,8 +34,16 @@ describe.each(goldenSets('mmdit_large'))('the $name golden set’s mmdit_large i
     cfg = mmditConfig(new Params(g, new FileWeightSource(weights, mmdit.key_prefix ?? ''), 'float32'));
   });
 
-  /** Opens the step graph on the CPU; `runs` records every run's graph id, `fail` breaks captures. */
-  function denoiser(options: { graphs: boolean; failCapture?: boolean; runs?: (number | undefined)[] }) {
+  /**
+   * Opens the step graph on the CPU; `runs` records every run's graph id, `fail` breaks captures,
+   * `events` notes each run as it is issued.
+   */
+  function denoiser(options: {
+    graphs: boolean;
+    failCapture?: boolean;
+    runs?: (number | undefined)[];
+    events?: string[];
+  }) {
     const failures: string[] = [];
     const open = async (shape: SamplerStepShape) => {
       const g = new GraphBuilder('step');
@@ -53,6 +61,7 @@ describe.each(goldenSets('mmdit_large'))('the $name golden set’s mmdit_large i
         const run = b.run.bind(b);
         b.run = async (o: BindingRunOptions = {}) => {
           options.runs?.push(o.graphId);
+          options.events?.push('run');
           if (options.failCapture && !failed && o.graphId !== undefined && o.graphId >= 0) {
             failed = true;
             throw new Error(
@@ -102,6 +111,51 @@ describe.each(goldenSets('mmdit_large'))('the $name golden set’s mmdit_large i
       guidance: 4.5,
     };
   }
+
+  describe('the loop keeps the GPU busy while the host reports', () => {
+    it('issues step i + 1 before handing step i to onStep, with each step’s own preview', async () => {
+      const events: string[] = [];
+      const previews: Float32Array[] = [];
+      const { d } = denoiser({ graphs: true, events });
+      await d.sample(job(), {
+        onStep: (i, total, denoised) => {
+          expect(total).toBe(8);
+          events.push(`report ${i}`);
+          previews.push(denoised);
+        },
+      });
+      // run 0, then for each step: the next run, then the report of the one before it.
+      const expected = ['run'];
+      for (let i = 0; i < 8; i++) expected.push(...(i + 1 < 8 ? ['run'] : []), `report ${i}`);
+      expect(events).toEqual(expected);
+      // The same previews as a loop that reports each step before running the next (plain runs on the
+      // CPU): the queued step never wrote the buffer being reported.
+      const plainPreviews: Float32Array[] = [];
+      await denoiser({ graphs: false }).d.sample(job(), {
+        onStep: (_i, _t, p) => void plainPreviews.push(p),
+      });
+      expect(previews).toEqual(plainPreviews);
+      expect(previews[0]).not.toEqual(previews[7]);
+    });
+
+    it('lets a step already queued finish when onStep throws, and reports the error', async () => {
+      const events: string[] = [];
+      const { d } = denoiser({ graphs: false, events });
+      await expect(
+        d.sample(job(), {
+          onStep: (i) => {
+            if (i === 2) throw new Error('preview sink closed');
+          },
+        }),
+      ).rejects.toThrow('preview sink closed');
+      // Steps 0–3 ran (3 was queued when step 2's report threw); none after.
+      expect(events).toEqual(['run', 'run', 'run', 'run']);
+      // The buffers are free for the next job, which gives the plain latent.
+      expect((await d.sample(job())).latent).toEqual(
+        (await denoiser({ graphs: false }).d.sample(job())).latent,
+      );
+    });
+  });
 
   describe('CUDA graphs in the C-API loop', () => {
     let plain: Float32Array;

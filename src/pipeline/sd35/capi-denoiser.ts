@@ -173,13 +173,32 @@ export class CapiDenoiser {
     const previewBytes = (job.x0.length / job.images) * 4;
     const hostMs: number[] = [];
     let replayed = 0;
-    for (let i = 0; i < total; i++) {
-      if (opts.signal?.aborted) throw new CancelledError('cancelled between denoising steps');
-      const p = (i % 2) as 0 | 1;
-      const step = await this.#step(state, p);
+    // One step is queued ahead: step i + 1 is issued as soon as step i is done, and only then is step
+    // i's preview handed to onStep, so the GPU works on i + 1 while the host reports i (the preview
+    // reads denoised[i % 2], which step i + 1 does not write). Nothing is left running on return or
+    // throw: the next job writes these buffers.
+    const issue = async (i: number) => {
+      const step = await this.#issue(state, (i % 2) as 0 | 1);
       if (step.replayed) replayed++;
       hostMs.push(step.hostMs);
-      if (opts.onStep) await opts.onStep(i, total, state.denoised[p].read(previewBytes) as Float32Array);
+      return step;
+    };
+    let inFlight: Awaited<ReturnType<typeof issue>> | undefined;
+    try {
+      if (total > 0 && !opts.signal?.aborted) inFlight = await issue(0);
+      for (let i = 0; i < total; i++) {
+        if (!inFlight) break;
+        await inFlight.done();
+        inFlight = undefined;
+        // Cancelled while step i ran (it was issued before step i − 1 was reported): not reported.
+        if (opts.signal?.aborted) break;
+        const preview = opts.onStep ? (state.denoised[i % 2].read(previewBytes) as Float32Array) : undefined;
+        if (i + 1 < total && !opts.signal?.aborted) inFlight = await issue(i + 1);
+        if (opts.onStep && preview) await opts.onStep(i, total, preview);
+      }
+    } finally {
+      // A throwing onStep or a cancel leaves at most one step queued: let it finish.
+      await inFlight?.done().catch(() => undefined);
     }
     if (opts.signal?.aborted) throw new CancelledError('cancelled between denoising steps');
     const latent = state.x[total % 2].read() as Float32Array;
@@ -192,44 +211,48 @@ export class CapiDenoiser {
   }
 
   /**
-   * One step through binding p; true when it replayed a captured graph. With CUDA graphs each
-   * binding runs WARMUP_RUNS plain steps (graph id −1), then captures on its next run and replays
-   * from then on; the run only queues the work, and the wait happens off the event loop. A failed
-   * capture is not a failed job: the step's inputs are untouched (it writes only the other buffers),
-   * so it runs again without a graph, and so does every later step of this shape.
+   * Issues one step through binding p: whether it replays a captured graph, the host time issuing
+   * took, and `done()`, which waits for it off the event loop. With CUDA graphs each binding runs
+   * WARMUP_RUNS plain steps (graph id −1), then captures on its next run and replays from then on;
+   * the run only queues the work. A failed capture is not a failed job: the step's inputs are
+   * untouched (it writes only the other buffers), so it runs again without a graph, and so does every
+   * later step of this shape.
    */
-  async #step(state: ShapeState, p: 0 | 1): Promise<{ replayed: boolean; hostMs: number }> {
+  async #issue(
+    state: ShapeState,
+    p: 0 | 1,
+  ): Promise<{ replayed: boolean; hostMs: number; done: () => Promise<void> }> {
     const binding = state.bindings[p];
+    const finished = async () => {};
+    const waitFor = () => binding.synchronizeAsync();
     /** Runs once, timing only the issuing of the work (with noWait, the GPU's time is not in it). */
     const run = async (options: BindingRunOptions = {}) => {
       const t0 = performance.now();
       await binding.run(options);
-      const hostMs = performance.now() - t0;
-      if (options.noWait) await binding.synchronizeAsync();
-      return hostMs;
+      return { hostMs: performance.now() - t0, done: options.noWait ? waitFor : finished };
     };
-    if (!state.graphs) return { replayed: false, hostMs: await run() };
+    if (!state.graphs) return { replayed: false, ...(await run()) };
     // A session opened for capture treats a run without a graph id as graph 0 (capture): plain
     // runs there must say -1, also after a failed capture.
-    if (state.captureFailure) return { replayed: false, hostMs: await run({ graphId: SKIP_CAPTURE }) };
+    if (state.captureFailure) return { replayed: false, ...(await run({ graphId: SKIP_CAPTURE })) };
     const graph = state.graph[p];
     // Neither binding captures before both have warmed up: a job of an odd number of steps leaves
     // them uneven, and capturing while the other binding's run has not yet grown the arena fails
     // (an allocation inside the capture; seen on the H200 with one-step segments).
     if (state.graph.some((g) => g.regularRuns < WARMUP_RUNS)) {
       graph.regularRuns++;
-      return { replayed: false, hostMs: await run({ noWait: true, graphId: SKIP_CAPTURE }) };
+      return { replayed: false, ...(await run({ noWait: true, graphId: SKIP_CAPTURE })) };
     }
     try {
-      const hostMs = await run({ noWait: true, graphId: p });
+      const issued = await run({ noWait: true, graphId: p });
       const replayed = graph.captured;
       graph.captured = true;
-      return { replayed, hostMs };
+      return { replayed, ...issued };
     } catch (error) {
       if (graph.captured) throw error;
       state.captureFailure = String((error as Error).message ?? error).split('\n')[0];
       this.options.onCaptureFailure?.(state.shape, state.captureFailure);
-      return { replayed: false, hostMs: await run({ graphId: SKIP_CAPTURE }) };
+      return { replayed: false, ...(await run({ graphId: SKIP_CAPTURE })) };
     }
   }
 
