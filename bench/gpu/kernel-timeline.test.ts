@@ -19,8 +19,12 @@ const ADALN =
   '_ZN7atelier46_GLOBAL__N__74075793_13_adaln_cuda_cu_a73090a321adaln_modulate_kernelI6__halfLi8E';
 
 function run(rows: [number, number, string][], ...args: string[]) {
+  return runText(`start,end,name\n${rows.map(([s, e, n]) => `${s},${e},"${n}"`).join('\n')}\n`, ...args);
+}
+
+function runText(text: string, ...args: string[]) {
   const csv = join(dir, `t${Math.random().toString(36).slice(2)}.csv`);
-  writeFileSync(csv, `start,end,name\n${rows.map(([s, e, n]) => `${s},${e},"${n}"`).join('\n')}\n`);
+  writeFileSync(csv, text);
   const json = `${csv}.json`;
   const r = spawnSync(
     'python3',
@@ -70,4 +74,9 @@ it('starts the window at the first kernel named like --from-name', () => {
   );
   expect(r).toMatchObject({ kernels: 2, busy_ns: 1100, idle_ns: 100, idle_long_ns: 0 });
   expect(r.longest[0].after).toBe('FlashAttention-3');
+});
+
+it('skips a torn line (two writers once interleaved) and reads the rest', () => {
+  const r = runText(`start,end,name\n1000,2000,"${FA3}"\nalignment_kernelIffLi1E"\n2100,2600,"${GEMM}"\n`);
+  expect(r).toMatchObject({ kernels: 2, busy_ns: 1500, idle_ns: 100 });
 });

@@ -38,6 +38,9 @@ static Entry table[SLOTS];
 static Span ring[TIMELINE];
 static unsigned long long spans;  // recorded so far; the ring holds the last TIMELINE
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+// The flusher thread and the exit handler both write the files: one at a time (an interleaved write
+// once left a torn line in a timeline).
+static pthread_mutex_t writing = PTHREAD_MUTEX_INITIALIZER;
 static int active;
 
 static unsigned hash(const char *s) {
@@ -115,9 +118,17 @@ static void write_timeline(const char *prefix) {
   rename(tmp, path);
 }
 
+static void write_files(const char *prefix);
+
 static void write_table(void) {
   const char *prefix = getenv("KERNEL_TIMES_OUT");
   if (!prefix || !__atomic_load_n(&active, __ATOMIC_RELAXED)) return;
+  pthread_mutex_lock(&writing);
+  write_files(prefix);
+  pthread_mutex_unlock(&writing);
+}
+
+static void write_files(const char *prefix) {
   static Entry copy[SLOTS];
   unsigned n = 0;
   pthread_mutex_lock(&lock);

@@ -39,8 +39,17 @@ def short(name: str) -> str:
 
 
 def read(path: str) -> list[tuple[int, int, str]]:
+    """The spans in start order; a torn line (older kernel-times.c builds could write one when two
+    writers overlapped) is skipped with a warning."""
+    spans, torn = [], 0
     with open(path, newline="") as f:
-        spans = [(int(r["start"]), int(r["end"]), r["name"]) for r in csv.DictReader(f)]
+        for r in csv.DictReader(f):
+            try:
+                spans.append((int(r["start"]), int(r["end"]), r["name"] or ""))
+            except (TypeError, ValueError):
+                torn += 1
+    if torn:
+        print(f"{path}: skipped {torn} torn line(s)", file=sys.stderr)
     spans.sort()
     return spans
 
