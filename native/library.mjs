@@ -142,27 +142,40 @@ export function fa3Object(nvcc = findNvcc()) {
 /** Compiles FA3's object unless built; synchronously (minutes). */
 function buildFa3Object(compiler, object) {
   if (existsSync(object)) return;
-  mkdirSync(dirname(object), { recursive: true });
-  const partial = `${object}.${process.pid}.partial`;
-  const args = [
+  const includes = [
+    join(NATIVE_DIR, 'src'),
+    join(FA3_DEPS_DIR, 'hopper'),
+    join(FA3_DEPS_DIR, 'cutlass', 'include'),
+  ];
+  compileTo(object, 'cuda: FlashAttention-3 object', compiler, (out) => [
     ...FA3_FLAGS,
-    `-I${join(NATIVE_DIR, 'src')}`,
-    `-I${join(FA3_DEPS_DIR, 'hopper')}`,
-    `-I${join(FA3_DEPS_DIR, 'cutlass', 'include')}`,
+    ...includes.map((dir) => `-I${dir}`),
     '-c',
     FA3_SOURCE,
     '-o',
-    partial,
-  ];
+    out,
+  ]);
+}
+
+/**
+ * Runs `compiler` with `argsFor(partial)` writing beside `target`, then renames, so a concurrent
+ * build or a crash never leaves a half-written file at the target. Throws NativeBuildError with
+ * the compiler's output when it fails.
+ * @param {string} target @param {string} what @param {string} compiler
+ * @param {(partial: string) => string[]} argsFor
+ */
+function compileTo(target, what, compiler, argsFor) {
+  mkdirSync(dirname(target), { recursive: true });
+  const partial = `${target}.${process.pid}.partial`;
   try {
-    execFileSync(compiler, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+    execFileSync(compiler, argsFor(partial), { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
   } catch (error) {
     rmSync(partial, { force: true });
     const e = /** @type {{ stdout?: string, stderr?: string, message: string }} */ (error);
     const output = `${e.stdout ?? ''}${e.stderr ?? ''}`.trim() || e.message;
-    throw new NativeBuildError(`cuda: FlashAttention-3 object: ${compiler} failed`, output);
+    throw new NativeBuildError(`${what}: ${compiler} failed`, output);
   }
-  renameSync(partial, object);
+  renameSync(partial, target);
 }
 
 /**
@@ -291,17 +304,12 @@ export function buildLibrary(kind, options = {}) {
     buildFa3Object(compiler, fa3.object);
     sources.push(fa3.object);
   }
-  mkdirSync(dirname(path), { recursive: true });
-  const partial = `${path}.${process.pid}.partial`;
-  const args = [...flagsOf(kind), `-I${join(NATIVE_DIR, 'include')}`, '-o', partial, ...sources];
-  try {
-    execFileSync(compiler, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
-  } catch (error) {
-    rmSync(partial, { force: true });
-    const e = /** @type {{ stdout?: string, stderr?: string, message: string }} */ (error);
-    const output = `${e.stdout ?? ''}${e.stderr ?? ''}`.trim() || e.message;
-    throw new NativeBuildError(`${kind}: ${compiler} failed`, output);
-  }
-  renameSync(partial, path);
+  compileTo(path, kind, compiler, (out) => [
+    ...flagsOf(kind),
+    `-I${join(NATIVE_DIR, 'include')}`,
+    '-o',
+    out,
+    ...sources,
+  ]);
   return { path, built: true };
 }

@@ -4,14 +4,14 @@
  * C-API binding: against float64 attention at shapes with one token, a batch, SD3.5's 64-wide heads
  * and narrower ones, heads of very different scales; the scale attribute; as Net.attention builds it
  * (float16, a float32 graph casting around it, and MultiHeadAttention kept where attention has a
- * bias); the same numbers as ONNX Runtime's MultiHeadAttention on the same inputs; the errors that
- * name the op; and what the library says it was built with. Inputs are drawn afresh each run (the
- * seed is in every failure message).
+ * bias); the same numbers as ONNX Runtime's MultiHeadAttention on the same inputs; and what the
+ * library says it was built with. Its errors: attention-ops-errors.test.ts. Inputs are drawn afresh
+ * each run (the seed is in every failure message).
  */
 import { randomInt } from 'node:crypto';
 import onnxProto from 'onnx-proto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ATELIER_DOMAIN, type BuiltModel, GraphBuilder } from '../../src/pipeline/onnx/graph.js';
+import { type BuiltModel, GraphBuilder } from '../../src/pipeline/onnx/graph.js';
 import { DEFAULT_NET_OPTIONS, Net } from '../../src/pipeline/onnx/nn.js';
 import { Params, type WeightSource } from '../../src/pipeline/onnx/params.js';
 import { buildCustomOpsLibrary, customOpsFeatures } from '../../src/pipeline/ort/custom-ops.js';
@@ -241,54 +241,6 @@ describe('atelier:FlashAttention, CPU kernel', () => {
     const model = g.build();
     expect(count(model, 'FlashAttention')).toBe(0);
     expect(count(model, 'MultiHeadAttention')).toBe(1);
-  });
-});
-
-describe('atelier:FlashAttention errors', () => {
-  const graph = (dims: Record<'q' | 'k' | 'v', number[]>, attrs: Record<string, number> = { heads: 2 }) => {
-    const g = new GraphBuilder('errors');
-    const [q, k, v] = (['q', 'k', 'v'] as const).map((name) =>
-      g.input(name, 'float16', [`${name}b`, `${name}t`, `${name}c`]),
-    );
-    g.output(g.op('FlashAttention', [q, k, v], attrs, ATELIER_DOMAIN), 'y', 'float16', ['b', 't', 'c']);
-    const model = g.build();
-    const inputs = Object.fromEntries(
-      Object.entries(dims).map(([name, d]) => [
-        name,
-        { type: 'float16', dims: d, data: new Uint16Array(d.reduce((a, x) => a * x, 1)) } as HostTensor,
-      ]),
-    );
-    return { model, inputs };
-  };
-
-  it('names the op when shapes disagree or heads does not divide the width', async () => {
-    const mismatch = graph({ q: [1, 4, 8], k: [1, 5, 8], v: [1, 4, 8] });
-    await expect(runWithOps(library, mismatch.model, mismatch.inputs)).rejects.toThrow(
-      /FlashAttention: q, k and v must have the same shape \[B, T, heads · head_dim\], got q \[1, 4, 8\] and k \[1, 5, 8\]/,
-    );
-    const width = graph({ q: [1, 4, 9], k: [1, 4, 9], v: [1, 4, 9] });
-    await expect(runWithOps(library, width.model, width.inputs)).rejects.toThrow(
-      /FlashAttention: the last axis of q, k and v must be heads · head_dim with heads = 2, got 9/,
-    );
-  });
-
-  it('names the attribute when heads is missing or the scale is not a positive number', async () => {
-    const dims = { q: [1, 4, 8], k: [1, 4, 8], v: [1, 4, 8] };
-    const noHeads = graph(dims, {});
-    await expect(runWithOps(library, noHeads.model, noHeads.inputs)).rejects.toThrow(
-      /FlashAttention: the attribute heads \(an int, C = heads · head_dim\) is required/,
-    );
-    const g = new GraphBuilder('bad_scale');
-    const [q, k, v] = ['q', 'k', 'v'].map((name) => g.input(name, 'float16', [1, 4, 8]));
-    g.output(
-      g.op('FlashAttention', [q, k, v], { heads: 2, scale: { float: -1 } }, ATELIER_DOMAIN),
-      'y',
-      'float16',
-      [1, 4, 8],
-    );
-    await expect(runWithOps(library, g.build(), graph(dims).inputs)).rejects.toThrow(
-      /FlashAttention: scale must be a finite number > 0, got -1/,
-    );
   });
 });
 

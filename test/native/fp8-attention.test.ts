@@ -6,12 +6,12 @@
  * the e4m3 output dequantized), at shapes with one and several key blocks, a partial last block,
  * heads of very different scales and a batch; as Net.attention builds it (float16, and a float32
  * graph casting around it); what FP8 costs against unquantized float64 attention (reported, loosely
- * bounded); and the errors that name the op. Random inputs are drawn afresh each run (the seed is in
- * every failure message).
+ * bounded). Its errors: attention-ops-errors.test.ts. Random inputs are drawn afresh each run (the
+ * seed is in every failure message).
  */
 import { randomInt } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ATELIER_DOMAIN, type BuiltModel, GraphBuilder } from '../../src/pipeline/onnx/graph.js';
+import { type BuiltModel, GraphBuilder } from '../../src/pipeline/onnx/graph.js';
 import { DEFAULT_NET_OPTIONS, Net } from '../../src/pipeline/onnx/nn.js';
 import { Params, type WeightSource } from '../../src/pipeline/onnx/params.js';
 import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
@@ -305,44 +305,5 @@ describe('atelier:Fp8Attention, CPU kernel', () => {
     const f32 = await runWithOps(library, attentionGraph(shape, 'float32'), feeds(shape, inputs, true));
     expect(f32.type).toBe('float32');
     expect(Array.from(f32.data as Float32Array)).toEqual(Array.from(half.data as Uint16Array, halfToFloat));
-  });
-});
-
-describe('atelier:Fp8Attention errors', () => {
-  const graph = (dims: Record<'q' | 'k' | 'v', number[]>, attrs: Record<string, number> = { heads: 2 }) => {
-    const g = new GraphBuilder('errors');
-    const [q, k, v] = (['q', 'k', 'v'] as const).map((name) =>
-      g.input(name, 'float16', [`${name}b`, `${name}t`, `${name}c`]),
-    );
-    g.output(g.op('Fp8Attention', [q, k, v], attrs, ATELIER_DOMAIN), 'y', 'float16', ['b', 't', 'c']);
-    const model = g.build();
-    const feeds = Object.fromEntries(
-      Object.entries(dims).map(([name, d]) => [
-        name,
-        { type: 'float16', dims: d, data: new Uint16Array(d.reduce((a, x) => a * x, 1)) } as HostTensor,
-      ]),
-    );
-    return { model, feeds };
-  };
-
-  it('names the op when shapes disagree or heads does not divide the width', async () => {
-    const mismatch = graph({ q: [1, 4, 8], k: [1, 5, 8], v: [1, 4, 8] });
-    await expect(runWithOps(library, mismatch.model, mismatch.feeds)).rejects.toThrow(
-      /Fp8Attention: q, k and v must have the same shape.*k \[1, 5, 8\]/,
-    );
-    const heads = graph({ q: [1, 4, 9], k: [1, 4, 9], v: [1, 4, 9] });
-    await expect(runWithOps(library, heads.model, heads.feeds)).rejects.toThrow(
-      /Fp8Attention: the last axis .* heads = 2, got 9/,
-    );
-    const none = graph({ q: [1, 4, 8], k: [1, 4, 8], v: [1, 4, 8] }, {});
-    await expect(runWithOps(library, none.model, none.feeds)).rejects.toThrow(
-      /Fp8Attention: the attribute heads/,
-    );
-  });
-
-  it('returns an empty output for empty inputs', async () => {
-    const empty = graph({ q: [0, 4, 8], k: [0, 4, 8], v: [0, 4, 8] });
-    const out = await runWithOps(library, empty.model, empty.feeds);
-    expect(out.dims).toEqual([0, 4, 8]);
   });
 });
