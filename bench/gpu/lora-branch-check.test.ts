@@ -4,18 +4,12 @@
  * else. Small shapes on the CPU build of our op library.
  */
 import { describe, expect, it } from 'vitest';
-import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
-import { LORA_BRANCH_CHECK, runCheck } from './capi-checks.js';
+import { LORA_BRANCH_CHECK } from './capi-checks.js';
+import { cpuDryRun } from './check-dry-run.js';
 
 describe('capi-check lora-branch (CPU dry run)', () => {
   it('adds the low-rank branch to the layer (against float64) and prices it per Large step', async () => {
-    const result = await runCheck(LORA_BRANCH_CHECK, {
-      provider: 'cpu',
-      deviceId: 0,
-      ops: buildCustomOpsLibrary('cpu'),
-      small: true,
-      runs: 2,
-    });
+    const result = await cpuDryRun(LORA_BRANCH_CHECK, 2);
     expect(result.status, result.detail).toBe('PASS');
     const [shape] = result.shapes as { rel_l2_branch: number; added_ms: number }[];
     expect(shape!.rel_l2_branch).toBeLessThan(2e-2);

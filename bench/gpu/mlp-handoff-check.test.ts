@@ -6,18 +6,12 @@
  * shapes on the CPU build of our op library.
  */
 import { describe, expect, it } from 'vitest';
-import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
-import { MLP_HANDOFF_CHECK, runCheck } from './capi-checks.js';
+import { MLP_HANDOFF_CHECK } from './capi-checks.js';
+import { cpuDryRun } from './check-dry-run.js';
 
 describe('capi-check mlp-handoff (CPU dry run)', () => {
   it('runs both MLP forms, judges each against float64 and prices the hand-off per Large step', async () => {
-    const result = await runCheck(MLP_HANDOFF_CHECK, {
-      provider: 'cpu',
-      deviceId: 0,
-      ops: buildCustomOpsLibrary('cpu'),
-      small: true,
-      runs: 3,
-    });
+    const result = await cpuDryRun(MLP_HANDOFF_CHECK);
     expect(result.status, result.detail).toBe('PASS');
     const r = result as unknown as Record<string, number>;
     // The CPU kernels are exact: only float32 sums and the float16 outputs separate them from float64.

@@ -7,8 +7,8 @@
  * Add in float32, which only the GPU's float16 kernels round as the op does).
  */
 import { describe, expect, it } from 'vitest';
-import { buildCustomOpsLibrary } from '../../src/pipeline/ort/custom-ops.js';
-import { RESIDUAL_NORM_CHECK, runCheck } from './capi-checks.js';
+import { RESIDUAL_NORM_CHECK } from './capi-checks.js';
+import { cpuDryRun } from './check-dry-run.js';
 
 interface Shape {
   dims: number[];
@@ -20,13 +20,7 @@ interface Shape {
 
 describe('capi-check residual-norm (CPU dry run)', () => {
   it('compares the one- and two-branch ops with their chains, bit for bit', async () => {
-    const result = await runCheck(RESIDUAL_NORM_CHECK, {
-      provider: 'cpu',
-      deviceId: 0,
-      ops: buildCustomOpsLibrary('cpu'),
-      small: true,
-      runs: 3,
-    });
+    const result = await cpuDryRun(RESIDUAL_NORM_CHECK);
     expect(result.status, result.detail).toBe('PASS');
     const shapes = (result as unknown as { shapes: Shape[] }).shapes;
     expect(shapes.map((s) => s.branches)).toEqual([1, 2]);
