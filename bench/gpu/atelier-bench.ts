@@ -418,6 +418,8 @@ function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined, fp8?: 
     ...(graph ? { flash_attention: graph.flashAttention } : {}),
     ...(path === 'capi' && runtime?.attention ? { attention: runtime.attention.summary } : {}),
     ...(graph ? { step_fusions: graph.stepFusions } : {}),
+    // Two denoising steps queued on the GPU (ATELIER_STEP_QUEUE=2, capi-denoiser.ts StepQueue).
+    ...(path === 'capi' && process.env.ATELIER_STEP_QUEUE === '2' ? { step_queue: 2 } : {}),
     // cuBLASLt algorithms timed per shape: read by the op library itself, so the environment says.
     ...(path === 'capi' && runtime?.customOps && process.env.ATELIER_GEMM_AUTOTUNE !== '0'
       ? { gemm_autotune: true }

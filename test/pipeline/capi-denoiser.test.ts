@@ -14,7 +14,7 @@ import { FileWeightSource, Params } from '../../src/pipeline/onnx/params.js';
 import { type BindingRunOptions, CapiSession } from '../../src/pipeline/ort/index.js';
 import type { Conditioning } from '../../src/pipeline/sampling/cfg.js';
 import { sigmas } from '../../src/pipeline/sampling/schedule.js';
-import { CapiDenoiser, type CapiJob } from '../../src/pipeline/sd35/capi-denoiser.js';
+import { CapiDenoiser, type CapiJob, type StepQueue } from '../../src/pipeline/sd35/capi-denoiser.js';
 import type { SafetensorsFile } from '../../src/pipeline/weights/safetensors.js';
 import { type GoldenComponent, goldenSets } from '../golden/manifest.js';
 
@@ -43,6 +43,7 @@ describe.each(goldenSets('mmdit_large'))('the $name golden set’s mmdit_large i
     failCapture?: boolean;
     runs?: (number | undefined)[];
     events?: string[];
+    stepQueue?: StepQueue;
   }) {
     const failures: string[] = [];
     const open = async (shape: SamplerStepShape) => {
@@ -80,6 +81,7 @@ describe.each(goldenSets('mmdit_large'))('the $name golden set’s mmdit_large i
       open,
       cudaGraph: () => options.graphs,
       onCaptureFailure: (_shape, reason) => failures.push(reason),
+      ...(options.stepQueue ? { stepQueue: options.stepQueue } : {}),
     });
     return { d, failures };
   }
@@ -154,6 +156,55 @@ describe.each(goldenSets('mmdit_large'))('the $name golden set’s mmdit_large i
       expect((await d.sample(job())).latent).toEqual(
         (await denoiser({ graphs: false }).d.sample(job())).latent,
       );
+    });
+  });
+
+  describe('two steps queued (a completion event per binding)', () => {
+    /** A queue over the CPU's synchronous runs: notes when each binding's step is marked and awaited. */
+    const fakeQueue = (events: string[]): StepQueue => ({
+      issued: (p) => void events.push(`mark ${p}`),
+      done: async (p) => void events.push(`wait ${p}`),
+    });
+
+    it('issues step i + 2 once step i is done and read, before reporting it; the same latent and previews', async () => {
+      const events: string[] = [];
+      const previews: Float32Array[] = [];
+      const { d } = denoiser({ graphs: true, events, stepQueue: fakeQueue(events) });
+      const queued = await d.sample(job(), {
+        onStep: (i, _t, p) => {
+          events.push(`report ${i}`);
+          previews.push(p);
+        },
+      });
+      const expected = ['run', 'mark 0', 'run', 'mark 1'];
+      for (let i = 0; i < 8; i++)
+        expected.push(`wait ${i % 2}`, ...(i + 2 < 8 ? ['run', `mark ${i % 2}`] : []), `report ${i}`);
+      expect(events).toEqual(expected);
+      const plainPreviews: Float32Array[] = [];
+      const plain = await denoiser({ graphs: false }).d.sample(job(), {
+        onStep: (_i, _t, p) => void plainPreviews.push(p),
+      });
+      expect(queued.latent).toEqual(plain.latent);
+      expect(previews).toEqual(plainPreviews);
+    });
+
+    it('waits for every queued step when cancelled, and reports none after the cancel', async () => {
+      const events: string[] = [];
+      const controller = new AbortController();
+      const { d } = denoiser({ graphs: false, events, stepQueue: fakeQueue(events) });
+      await expect(
+        d.sample(job(), {
+          signal: controller.signal,
+          onStep: (i) => {
+            events.push(`report ${i}`);
+            if (i === 2) controller.abort();
+          },
+        }),
+      ).rejects.toThrow(/cancelled/);
+      // Steps 0–4 were issued (4 when step 2 was read); 3 and 4 are waited for, neither reported.
+      expect(events.filter((e) => e === 'run')).toHaveLength(5);
+      expect(events.filter((e) => e.startsWith('report'))).toEqual(['report 0', 'report 1', 'report 2']);
+      expect(events.slice(-2)).toEqual(['wait 1', 'wait 0']);
     });
   });
 

@@ -1,6 +1,7 @@
 /**
  * The few CUDA runtime calls the C-API path needs to move data between host memory and tensors that
- * ONNX Runtime allocated on the GPU, and to learn what the GPU can do. libcudart is loaded only when
+ * ONNX Runtime allocated on the GPU, to learn what the GPU can do, and to know when one denoising
+ * step of several queued is done (a stream of our own for ONNX Runtime, events recorded on it). libcudart is loaded only when
  * first needed (a CUDA tensor copied, the capability asked), from the library path the CUDA provider
  * itself uses (LD_LIBRARY_PATH).
  */
@@ -11,6 +12,8 @@ const DEVICE_TO_HOST = 2;
 /** cudaDeviceAttr values (cuda_runtime_api.h). */
 const COMPUTE_CAPABILITY_MAJOR = 75;
 const COMPUTE_CAPABILITY_MINOR = 76;
+const STREAM_NON_BLOCKING = 1;
+const EVENT_DISABLE_TIMING = 2;
 const NAMES = ['libcudart.so.13', 'libcudart.so.12', 'libcudart.so'];
 
 /** A GPU's compute capability: 9.0 is Hopper (sm_90), 8.9 Ada, 8.6 Ampere's consumer cards. */
@@ -24,6 +27,14 @@ export interface CudaRuntime {
   copyToHost(host: Uint8Array, device: bigint): void;
   /** Two attribute reads (cudaDeviceGetAttribute): no context is created, nothing is allocated. */
   capability(deviceId: number): ComputeCapability;
+  /** A non-blocking stream on `deviceId` (for the CUDA provider's user_compute_stream); never destroyed. */
+  createStream(deviceId: number): bigint;
+  /** An event without timing (cudaEventDisableTiming) on the current device; never destroyed. */
+  createEvent(deviceId: number): bigint;
+  /** cudaEventRecord: the event completes when the stream's work queued so far has. */
+  recordEvent(event: bigint, stream: bigint): void;
+  /** cudaEventSynchronize on a koffi worker thread, off the event loop. */
+  waitEvent(event: bigint): Promise<void>;
 }
 
 /** Holds the library too: koffi unloads a library whose handle is collected. */
@@ -51,6 +62,22 @@ export function cudaRuntime(): CudaRuntime {
     device: number,
   ) => number;
   const errorString = lib.func('const char* cudaGetErrorString(int error)') as (e: number) => string;
+  // Streams and events are opaque pointers: carried as 64-bit integers.
+  const setDevice = lib.func('int cudaSetDevice(int device)') as (d: number) => number;
+  const streamCreate = lib.func(
+    'int cudaStreamCreateWithFlags(_Out_ uint64_t* stream, unsigned int flags)',
+  ) as (out: bigint[], flags: number) => number;
+  const eventCreate = lib.func('int cudaEventCreateWithFlags(_Out_ uint64_t* event, unsigned int flags)') as (
+    out: bigint[],
+    flags: number,
+  ) => number;
+  const eventRecord = lib.func('int cudaEventRecord(uint64_t event, uint64_t stream)') as (
+    e: bigint,
+    s: bigint,
+  ) => number;
+  const eventSynchronize = lib.func('int cudaEventSynchronize(uint64_t event)') as {
+    async: (e: bigint, done: (error: unknown, code: number) => void) => void;
+  };
   const check = (what: string, code: number) => {
     if (code !== 0) throw new Error(`CUDA ${what} failed: ${errorString(code)} (${code})`);
   };
@@ -73,6 +100,28 @@ export function cudaRuntime(): CudaRuntime {
       );
       return { major: major[0]!, minor: minor[0]! };
     },
+    createStream: (deviceId) => {
+      check(`selecting device ${deviceId}`, setDevice(deviceId));
+      const out = [0n];
+      check('creating a stream', streamCreate(out, STREAM_NON_BLOCKING));
+      return BigInt(out[0]!);
+    },
+    createEvent: (deviceId) => {
+      check(`selecting device ${deviceId}`, setDevice(deviceId));
+      const out = [0n];
+      check('creating an event', eventCreate(out, EVENT_DISABLE_TIMING));
+      return BigInt(out[0]!);
+    },
+    recordEvent: (event, stream) => check('recording an event', eventRecord(event, stream)),
+    waitEvent: (event) =>
+      new Promise((resolve, reject) =>
+        eventSynchronize.async(event, (error, code) => {
+          if (error) reject(error);
+          else if (code !== 0)
+            reject(new Error(`CUDA waiting for an event failed: ${errorString(code)} (${code})`));
+          else resolve();
+        }),
+      ),
   };
   return loaded;
 }

@@ -65,6 +65,20 @@ export interface CapiDenoiserOptions {
   onCaptureFailure?: (shape: SamplerStepShape, reason: string) => void;
   /** Whether the sessions capture CUDA graphs (false once capture was refused). */
   cudaGraph: () => boolean;
+  /**
+   * Measurement (issue 10, off unless ATELIER_STEP_QUEUE=2): a completion signal per binding, from
+   * events recorded on the sessions' own CUDA stream, so two steps can be queued (ONNX Runtime's sync
+   * waits for all of them). Without it one step is queued ahead.
+   */
+  stepQueue?: StepQueue;
+}
+
+/** Knows when the last step issued through a binding is done (a CUDA event per binding). */
+export interface StepQueue {
+  /** Called right after a step is issued through binding p. */
+  issued(p: 0 | 1): void;
+  /** Resolves when that step is done. */
+  done(p: 0 | 1): Promise<void>;
 }
 
 type ConditioningInput = keyof StepConditioning['inputs'] & string;
@@ -183,6 +197,10 @@ export class CapiDenoiser {
       hostMs.push(step.hostMs);
       return step;
     };
+    if (this.options.stepQueue) {
+      await this.#twoQueued(state, this.options.stepQueue, total, previewBytes, issue, opts);
+      return this.#result(state, total, hostMs, replayed, opts);
+    }
     let inFlight: Awaited<ReturnType<typeof issue>> | undefined;
     try {
       if (total > 0 && !opts.signal?.aborted) inFlight = await issue(0);
@@ -200,6 +218,10 @@ export class CapiDenoiser {
       // A throwing onStep or a cancel leaves at most one step queued: let it finish.
       await inFlight?.done().catch(() => undefined);
     }
+    return this.#result(state, total, hostMs, replayed, opts);
+  }
+
+  #result(state: ShapeState, total: number, hostMs: number[], replayed: number, opts: CapiSampleOptions) {
     if (opts.signal?.aborted) throw new CancelledError('cancelled between denoising steps');
     const latent = state.x[total % 2].read() as Float32Array;
     return {
@@ -208,6 +230,43 @@ export class CapiDenoiser {
       replayedSteps: replayed,
       ...(state.captureFailure ? { captureFailure: state.captureFailure } : {}),
     };
+  }
+
+  /**
+   * The loop with two steps queued: step i + 2 is issued once step i is done (its event) and its
+   * preview read, since it writes step i's denoised buffer; step i + 1 keeps the GPU busy meanwhile.
+   * Every issued step is waited for before returning or throwing.
+   */
+  async #twoQueued(
+    state: ShapeState,
+    queue: StepQueue,
+    total: number,
+    previewBytes: number,
+    issue: (i: number) => Promise<{ done: () => Promise<void> }>,
+    opts: CapiSampleOptions,
+  ): Promise<void> {
+    const inFlight: number[] = [];
+    const start = async (i: number) => {
+      const step = await issue(i);
+      // A plain (synchronous) run is done already; a queued one completes at the event.
+      queue.issued((i % 2) as 0 | 1);
+      inFlight.push(i);
+      return step;
+    };
+    try {
+      for (let i = 0; i < Math.min(2, total) && !opts.signal?.aborted; i++) await start(i);
+      for (let i = 0; i < total; i++) {
+        if (inFlight[0] !== i) break;
+        await queue.done((i % 2) as 0 | 1);
+        inFlight.shift();
+        if (opts.signal?.aborted) break;
+        const preview = opts.onStep ? (state.denoised[i % 2].read(previewBytes) as Float32Array) : undefined;
+        if (i + 2 < total) await start(i + 2);
+        if (opts.onStep && preview) await opts.onStep(i, total, preview);
+      }
+    } finally {
+      for (const i of inFlight) await queue.done((i % 2) as 0 | 1).catch(() => undefined);
+    }
   }
 
   /**

@@ -29,6 +29,7 @@ import {
 } from '../onnx/params.js';
 import { openSession } from '../onnx/session.js';
 import type { ComputeType } from '../onnx/tensors.js';
+import { cudaRuntime } from '../ort/cuda-runtime.js';
 import { customOpsFeatures } from '../ort/custom-ops.js';
 import { CapiSession, type CapiSessionOptions } from '../ort/index.js';
 import { samplingDefaultsOf } from '../sampling/defaults.js';
@@ -37,7 +38,7 @@ import type { ComponentInfo, Fp8Info, PipelineInfo, RuntimePath } from '../types
 import { quantizeToScaledFp8 } from '../weights/quantize.js';
 import { SafetensorsFile } from '../weights/safetensors.js';
 import { chooseAttention, flashAttentionAsked } from './attention-choice.js';
-import { CapiDenoiser } from './capi-denoiser.js';
+import { CapiDenoiser, type StepQueue } from './capi-denoiser.js';
 import {
   type ComponentSession,
   capiComponentSession,
@@ -427,6 +428,21 @@ export async function loadComponents(
             ? 'no CUDA graphs without the custom-op library (npm run build:native)'
             : undefined,
       };
+      // Measurement (issue 10): the step sessions on a CUDA stream of our own, with an event per
+      // binding recorded on it, so the loop can queue two steps (capi-denoiser.ts StepQueue).
+      const queueStream =
+        provider === 'cuda' && (options.stepQueue ?? Number(process.env.ATELIER_STEP_QUEUE ?? 1)) === 2
+          ? cudaRuntime().createStream(options.deviceId ?? 0)
+          : undefined;
+      const stepQueue = (): StepQueue | undefined => {
+        if (queueStream === undefined) return undefined;
+        const cuda = cudaRuntime();
+        const events = [0, 1].map(() => cuda.createEvent(options.deviceId ?? 0));
+        return {
+          issued: (p) => cuda.recordEvent(events[p]!, queueStream),
+          done: (p) => cuda.waitEvent(events[p]!),
+        };
+      };
       const openStep = async (
         source: WeightSource,
         key: string,
@@ -448,7 +464,12 @@ export async function loadComponents(
           intraOpThreads: options.threads,
           config: provider === 'cuda' ? { 'session.use_device_allocator_for_initializers': '1' } : {},
           // gpu_mem_limit / kSameAsRequested under models.gpuMemoryLimit (the MMDiT's share).
-          cuda: routes.mmdit.cuda,
+          cuda: {
+            ...routes.mmdit.cuda,
+            ...(queueStream !== undefined
+              ? { has_user_compute_stream: '1', user_compute_stream: String(queueStream) }
+              : {}),
+          },
           customOpsLibraries: library ? [library] : [],
           profilePrefix: options.profileDir ? join(options.profileDir, 'mmdit_step') : undefined,
         };
@@ -482,6 +503,7 @@ export async function loadComponents(
         open: (shape) => openStep(mm.source, mm.key, shape),
         cudaGraph: () => cudaGraph.on,
         onCaptureFailure,
+        stepQueue: stepQueue(),
       });
       // A LoRA combination's denoiser keeps one shape loaded: each shape is a copy of the weights.
       openDenoiser = async (source, key) => {
@@ -492,6 +514,7 @@ export async function loadComponents(
           open: (shape) => openStep(source, key, shape),
           cudaGraph: () => cudaGraph.on,
           onCaptureFailure,
+          stepQueue: stepQueue(),
         });
         return { capi: variant, release: async () => variant.release() };
       };

@@ -74,6 +74,14 @@ export interface EngineOptions {
    */
   flashAttention?: boolean;
   /**
+   * Measurement (issue 10, not a config choice): how many denoising steps the C-API loop keeps queued
+   * on the GPU. 1 (the default): step i + 1 is issued when step i is done, before its report. 2: the
+   * step sessions run on a CUDA stream of our own (the provider's user_compute_stream) with an event
+   * per binding, so step i + 1 is queued while step i runs and the GPU does not wait for the host
+   * between steps. CUDA only; also `ATELIER_STEP_QUEUE=2` in the pipeline's environment.
+   */
+  stepQueue?: 1 | 2;
+  /**
    * Issue 10 (not a config choice): the C-API step's W8A8 GEMMs with cuBLASLt's fast accumulation
    * (NetOptions.fp8FastAccumulation): SD3.5 Large 1024² 2.739 → 2.581 s on the H200, 1–2.3e-3 more
    * error per layer against the 2.6e-2 that quantizing the activations costs. `false` (or
