@@ -95,6 +95,32 @@ static int by_start(const void *a, const void *b) {
   return x->start < y->start ? -1 : x->start > y->start ? 1 : 0;
 }
 
+// A CSV written beside its final name and renamed, so a reader never sees half of one.
+typedef struct {
+  FILE *f;
+  char path[4096], tmp[4200];
+} Csv;
+
+static int csv_open(Csv *c, const char *prefix, const char *suffix, const char *header) {
+  snprintf(c->path, sizeof c->path, "%s.%d%s.csv", prefix, (int)getpid(), suffix);
+  snprintf(c->tmp, sizeof c->tmp, "%s.tmp", c->path);
+  c->f = fopen(c->tmp, "w");
+  if (c->f) fprintf(c->f, "%s\n", header);
+  return c->f != NULL;
+}
+
+// Two numbers and the name, quoted (its quotes made apostrophes).
+static void csv_row(Csv *c, unsigned long long a, unsigned long long b, const char *name) {
+  fprintf(c->f, "%llu,%llu,\"", a, b);
+  for (const char *ch = name; *ch; ch++) fputc(*ch == '"' ? '\'' : *ch, c->f);
+  fprintf(c->f, "\"\n");
+}
+
+static void csv_close(Csv *c) {
+  fclose(c->f);
+  rename(c->tmp, c->path);
+}
+
 // Records arrive per buffer, not in start order: sorted here.
 static void write_timeline(const char *prefix) {
   static Span copy[TIMELINE];
@@ -103,32 +129,13 @@ static void write_timeline(const char *prefix) {
   memcpy(copy, ring, n * sizeof copy[0]);
   pthread_mutex_unlock(&lock);
   qsort(copy, n, sizeof copy[0], by_start);
-  char path[4096], tmp[4200];
-  snprintf(path, sizeof path, "%s.%d.timeline.csv", prefix, (int)getpid());
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f) return;
-  fprintf(f, "start,end,name\n");
-  for (unsigned i = 0; i < n; i++) {
-    fprintf(f, "%llu,%llu,\"", copy[i].start, copy[i].end);
-    for (const char *c = copy[i].name; *c; c++) fputc(*c == '"' ? '\'' : *c, f);
-    fprintf(f, "\"\n");
-  }
-  fclose(f);
-  rename(tmp, path);
+  Csv csv;
+  if (!csv_open(&csv, prefix, ".timeline", "start,end,name")) return;
+  for (unsigned i = 0; i < n; i++) csv_row(&csv, copy[i].start, copy[i].end, copy[i].name);
+  csv_close(&csv);
 }
 
-static void write_files(const char *prefix);
-
-static void write_table(void) {
-  const char *prefix = getenv("KERNEL_TIMES_OUT");
-  if (!prefix || !__atomic_load_n(&active, __ATOMIC_RELAXED)) return;
-  pthread_mutex_lock(&writing);
-  write_files(prefix);
-  pthread_mutex_unlock(&writing);
-}
-
-static void write_files(const char *prefix) {
+static void write_totals(const char *prefix) {
   static Entry copy[SLOTS];
   unsigned n = 0;
   pthread_mutex_lock(&lock);
@@ -136,20 +143,19 @@ static void write_files(const char *prefix) {
     if (table[i].name) copy[n++] = table[i];
   pthread_mutex_unlock(&lock);
   qsort(copy, n, sizeof copy[0], by_time);
-  char path[4096], tmp[4200];
-  snprintf(path, sizeof path, "%s.%d.csv", prefix, (int)getpid());
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f) return;
-  fprintf(f, "ns,launches,name\n");
-  for (unsigned i = 0; i < n; i++) {
-    fprintf(f, "%llu,%llu,\"", copy[i].ns, copy[i].launches);
-    for (const char *c = copy[i].name; *c; c++) fputc(*c == '"' ? '\'' : *c, f);
-    fprintf(f, "\"\n");
-  }
-  fclose(f);
-  rename(tmp, path);
+  Csv csv;
+  if (!csv_open(&csv, prefix, "", "ns,launches,name")) return;
+  for (unsigned i = 0; i < n; i++) csv_row(&csv, copy[i].ns, copy[i].launches, copy[i].name);
+  csv_close(&csv);
+}
+
+static void write_table(void) {
+  const char *prefix = getenv("KERNEL_TIMES_OUT");
+  if (!prefix || !__atomic_load_n(&active, __ATOMIC_RELAXED)) return;
+  pthread_mutex_lock(&writing);
+  write_totals(prefix);
   write_timeline(prefix);
+  pthread_mutex_unlock(&writing);
 }
 
 static void *flusher(void *arg) {

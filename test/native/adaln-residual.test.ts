@@ -139,6 +139,18 @@ function firstDifference(a: HostTensor['data'], b: HostTensor['data'], zeros = f
   return x.length === y.length ? -1 : x.length;
 }
 
+/** Element i of float32 data or float16 bits, as a number. */
+const valueAt = (a: Float32Array | Uint16Array, i: number) =>
+  a instanceof Uint16Array ? halfToFloat(a[i]) : a[i];
+
+/**
+ * v rounded once to `dtype`: float32 holds the product of two float16s exactly and rounds a sum of two
+ * once, so the one rounding to float16 that follows is the correctly rounded float16 result
+ * (p ≥ 2·11 + 2) — what the GPU's __hmul and __hadd give.
+ */
+const roundTo = (dtype: Dtype, v: number) =>
+  dtype === 'float16' ? halfToFloat(floatToHalf(Math.fround(v))) : Math.fround(v);
+
 const SHAPES: [string, Shape][] = [
   ['one sample, one token', [1, 1, 32]],
   ['batch 2 (CFG)', [2, 7, 64]],
@@ -178,12 +190,8 @@ describe.each<Dtype>(['float32', 'float16'])('atelier:AdaLNResidualQuant, %s, CP
       const p = randomProblem(dtype, shape, seed);
       const out = await runAllWithOps(library, graph(p, true), feeds(p));
       expect(out.residual.type).toBe(dtype);
-      const value = (a: Float32Array | Uint16Array, i: number) =>
-        a instanceof Uint16Array ? halfToFloat(a[i]) : a[i];
-      // float32 holds the product of two float16s exactly and rounds a sum of two once: the one
-      // rounding to float16 that follows is then the correctly rounded float16 result (p ≥ 2·11 + 2).
-      const round = (v: number) =>
-        dtype === 'float16' ? halfToFloat(floatToHalf(Math.fround(v))) : Math.fround(v);
+      const value = valueAt;
+      const round = (v: number) => roundTo(dtype, v);
       const residual = out.residual.data as Float32Array | Uint16Array;
       for (let i = 0; i < residual.length; i++) {
         const sample = Math.floor(i / (t * c));
@@ -418,11 +426,9 @@ describe.each(RESIDUAL_OPS)('atelier:%s with a second branch (branch2, gate2), C
       const p = randomProblem(dtype, shape, seed);
       const out = await runAllWithOps(library, twoBranchGraph(p, op, true), feeds(p, NAMES2));
       expect(out.residual.type).toBe(dtype);
-      const value = (a: Float32Array | Uint16Array, i: number) =>
-        a instanceof Uint16Array ? halfToFloat(a[i]) : a[i];
-      // As in the one-branch test above: each product and each sum rounded once to the element type.
-      const round = (v: number) =>
-        dtype === 'float16' ? halfToFloat(floatToHalf(Math.fround(v))) : Math.fround(v);
+      // Each product and each sum rounded once to the element type.
+      const value = valueAt;
+      const round = (v: number) => roundTo(dtype, v);
       const residual = out.residual.data as Float32Array | Uint16Array;
       for (let i = 0; i < residual.length; i++) {
         const g = Math.floor(i / (t * c)) * c + (i % c);

@@ -17,6 +17,7 @@ import { Params, type WeightSource } from '../../src/pipeline/onnx/params.js';
 import { buildCustomOpsLibrary, customOpsFeatures } from '../../src/pipeline/ort/custom-ops.js';
 import type { HostTensor } from '../../src/pipeline/ort/index.js';
 import { floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
+import { relL2 } from '../golden/manifest.js';
 import { normals, runWithOps } from './run-graphs.js';
 
 type Shape = [batch: number, tokens: number, heads: number, headDim: number];
@@ -125,16 +126,6 @@ const feeds = (shape: Shape, inputs: Inputs, f32 = false): Record<string, HostTe
 function halfUlp(x: number): number {
   const a = Math.abs(x);
   return a < 2 ** -14 ? 2 ** -24 : 2 ** (Math.floor(Math.log2(a)) - 10);
-}
-
-function relL2(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num += (got[i] - want[i]) ** 2;
-    den += want[i] ** 2;
-  }
-  return Math.sqrt(num / den);
 }
 
 const asFloats = (out: HostTensor) =>

@@ -779,14 +779,7 @@ export class Net {
     opts: { bias?: Value; scale?: number } = {},
   ): Value {
     const scale = opts.scale ?? 1 / Math.sqrt(headDim);
-    const ours =
-      this.options.customOps && !opts.bias
-        ? this.options.fp8Attention
-          ? 'Fp8Attention'
-          : this.options.attention === 'flash'
-            ? 'FlashAttention'
-            : undefined
-        : undefined;
+    const ours = opts.bias ? undefined : this.#ourAttentionOp();
     if (ours) {
       // Our attention ops are float16 only: a float32 graph (the CPU) casts around them.
       const f32 = this.p.compute === 'float32';
@@ -813,6 +806,13 @@ export class Net {
     if (opts.bias) scores = this.add(scores, opts.bias);
     const out = this.matmul(this.g.op('Softmax', [scores], { axis: -1 }), split(v));
     return this.reshape(this.transpose(out, [0, 2, 1, 3]), [0, -1, heads * headDim]);
+  }
+
+  /** Which of our attention ops an unbiased attention is, if any (both need the custom-op library). */
+  #ourAttentionOp(): 'Fp8Attention' | 'FlashAttention' | undefined {
+    if (!this.options.customOps) return undefined;
+    if (this.options.fp8Attention) return 'Fp8Attention';
+    return this.options.attention === 'flash' ? 'FlashAttention' : undefined;
   }
 
   conv2d(x: Value, prefix: string, opts: { stride?: number; padding?: number } = {}): Value {

@@ -1,9 +1,9 @@
 /**
  * The few CUDA runtime calls the C-API path needs to move data between host memory and tensors that
  * ONNX Runtime allocated on the GPU, to learn what the GPU can do, and to know when one denoising
- * step of several queued is done (a stream of our own for ONNX Runtime, events recorded on it). libcudart is loaded only when
- * first needed (a CUDA tensor copied, the capability asked), from the library path the CUDA provider
- * itself uses (LD_LIBRARY_PATH).
+ * step of several queued is done (a stream of our own for ONNX Runtime, events recorded on it).
+ * libcudart is loaded only when first needed (a CUDA tensor copied, the capability asked), from the
+ * library path the CUDA provider itself uses (LD_LIBRARY_PATH).
  */
 import koffi from 'koffi';
 
@@ -81,6 +81,13 @@ export function cudaRuntime(): CudaRuntime {
   const check = (what: string, code: number) => {
     if (code !== 0) throw new Error(`CUDA ${what} failed: ${errorString(code)} (${code})`);
   };
+  /** A stream or event made on `deviceId` by `create`, which writes its handle into `out`. */
+  const createOn = (deviceId: number, what: string, create: (out: bigint[]) => number) => {
+    check(`selecting device ${deviceId}`, setDevice(deviceId));
+    const out = [0n];
+    check(`creating ${what}`, create(out));
+    return BigInt(out[0]!);
+  };
   loaded = {
     library: lib,
     copyToDevice: (device, host) =>
@@ -100,18 +107,10 @@ export function cudaRuntime(): CudaRuntime {
       );
       return { major: major[0]!, minor: minor[0]! };
     },
-    createStream: (deviceId) => {
-      check(`selecting device ${deviceId}`, setDevice(deviceId));
-      const out = [0n];
-      check('creating a stream', streamCreate(out, STREAM_NON_BLOCKING));
-      return BigInt(out[0]!);
-    },
-    createEvent: (deviceId) => {
-      check(`selecting device ${deviceId}`, setDevice(deviceId));
-      const out = [0n];
-      check('creating an event', eventCreate(out, EVENT_DISABLE_TIMING));
-      return BigInt(out[0]!);
-    },
+    createStream: (deviceId) =>
+      createOn(deviceId, 'a stream', (out) => streamCreate(out, STREAM_NON_BLOCKING)),
+    createEvent: (deviceId) =>
+      createOn(deviceId, 'an event', (out) => eventCreate(out, EVENT_DISABLE_TIMING)),
     recordEvent: (event, stream) => check('recording an event', eventRecord(event, stream)),
     waitEvent: (event) =>
       new Promise((resolve, reject) =>

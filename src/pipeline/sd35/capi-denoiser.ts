@@ -242,16 +242,15 @@ export class CapiDenoiser {
     queue: StepQueue,
     total: number,
     previewBytes: number,
-    issue: (i: number) => Promise<{ done: () => Promise<void> }>,
+    issue: (i: number) => Promise<unknown>,
     opts: CapiSampleOptions,
   ): Promise<void> {
     const inFlight: number[] = [];
     const start = async (i: number) => {
-      const step = await issue(i);
+      await issue(i);
       // A plain (synchronous) run is done already; a queued one completes at the event.
       queue.issued((i % 2) as 0 | 1);
       inFlight.push(i);
-      return step;
     };
     try {
       for (let i = 0; i < Math.min(2, total) && !opts.signal?.aborted; i++) await start(i);
