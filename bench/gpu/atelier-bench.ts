@@ -26,6 +26,7 @@
  * carries figures measured by unlimited rows into the plans of limited ones. `--mixed N` runs N jobs
  * of mixed sizes and counts through one load instead of the rows (memory-rows.ts, bench/gpu/README.md).
  */
+import { createHash } from 'node:crypto';
 import {
   existsSync,
   mkdirSync,
@@ -197,6 +198,11 @@ interface Row {
   /** C-API rows: the first image against the stock row's of the same request, in 8-bit levels. */
   image_max_abs_diff_vs_stock?: number;
   image_mean_abs_diff_vs_stock?: number;
+  /**
+   * The first image's pixels, SHA-256 (16 hex digits): rows of the same request that differ only in
+   * how the work is issued (steps queued) must make the same image, bit for bit.
+   */
+  image_sha256?: string;
   event_loop_p99_ms: number;
   /**
    * Round trips of pings sent every --ping-ms to the pipeline child between the reports of steps 1
@@ -418,8 +424,8 @@ function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined, fp8?: 
     ...(graph ? { flash_attention: graph.flashAttention } : {}),
     ...(path === 'capi' && runtime?.attention ? { attention: runtime.attention.summary } : {}),
     ...(graph ? { step_fusions: graph.stepFusions } : {}),
-    // Two denoising steps queued on the GPU (ATELIER_STEP_QUEUE=2, capi-denoiser.ts StepQueue).
-    ...(path === 'capi' && process.env.ATELIER_STEP_QUEUE === '2' ? { step_queue: 2 } : {}),
+    // Denoising steps queued on the GPU (2 on CUDA; ATELIER_STEP_QUEUE=1: one; capi-denoiser.ts).
+    ...(path === 'capi' && runtime?.stepsQueued ? { step_queue: runtime.stepsQueued } : {}),
     // cuBLASLt algorithms timed per shape: read by the op library itself, so the environment says.
     ...(path === 'capi' && runtime?.customOps && process.env.ATELIER_GEMM_AUTOTUNE !== '0'
       ? { gemm_autotune: true }
@@ -687,6 +693,7 @@ async function measure(
     child_ping_generation_p99_ms: whole?.p99 ?? null,
     child_ping_generation_max_ms: whole?.max ?? null,
     ...(stock ? imageDiff(image, stock) : {}),
+    image_sha256: createHash('sha256').update(image).digest('hex').slice(0, 16),
     process_peak_gpu_mem_gb: processPeak ?? null,
     ...fields,
     ...memoryColumns,

@@ -134,6 +134,8 @@ export interface RuntimePath {
   stepGraph?: StepGraphOptions;
   /** On the C-API path: the MMDiT's attention kernel and why (sd35/attention-choice.ts). */
   attention?: AttentionInfo;
+  /** On the C-API path: how many denoising steps the loop keeps queued on the GPU (EngineOptions.stepQueue). */
+  stepsQueued?: 1 | 2;
 }
 
 /** Which kernel runs the MMDiT's attention in the C-API step, and why (sd35/attention-choice.ts). */

@@ -164,6 +164,7 @@ describe.each(goldenSets('mmdit_large'))('the $name golden set’s mmdit_large i
     const fakeQueue = (events: string[]): StepQueue => ({
       issued: (p) => void events.push(`mark ${p}`),
       done: async (p) => void events.push(`wait ${p}`),
+      release: () => void events.push('events freed'),
     });
 
     it('issues step i + 2 once step i is done and read, before reporting it; the same latent and previews', async () => {
@@ -205,6 +206,20 @@ describe.each(goldenSets('mmdit_large'))('the $name golden set’s mmdit_large i
       expect(events.filter((e) => e === 'run')).toHaveLength(5);
       expect(events.filter((e) => e.startsWith('report'))).toEqual(['report 0', 'report 1', 'report 2']);
       expect(events.slice(-2)).toEqual(['wait 1', 'wait 0']);
+    });
+
+    it('frees the events on release, after the sessions they were recorded for', async () => {
+      const events: string[] = [];
+      const { d } = denoiser({ graphs: false, events, stepQueue: fakeQueue(events) });
+      await d.sample(job());
+      const session = sessions.at(-1)!;
+      const release = session.release.bind(session);
+      session.release = () => {
+        events.push('session released');
+        release();
+      };
+      await d.release();
+      expect(events.slice(-2)).toEqual(['session released', 'events freed']);
     });
   });
 

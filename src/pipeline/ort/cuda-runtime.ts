@@ -27,10 +27,13 @@ export interface CudaRuntime {
   copyToHost(host: Uint8Array, device: bigint): void;
   /** Two attribute reads (cudaDeviceGetAttribute): no context is created, nothing is allocated. */
   capability(deviceId: number): ComputeCapability;
-  /** A non-blocking stream on `deviceId` (for the CUDA provider's user_compute_stream); never destroyed. */
+  /** A non-blocking stream on `deviceId` (for the CUDA provider's user_compute_stream). */
   createStream(deviceId: number): bigint;
-  /** An event without timing (cudaEventDisableTiming) on the current device; never destroyed. */
+  /** cudaStreamDestroy: only once nothing will queue work on it (its sessions released). */
+  destroyStream(stream: bigint): void;
+  /** An event without timing (cudaEventDisableTiming) on `deviceId`. */
   createEvent(deviceId: number): bigint;
+  destroyEvent(event: bigint): void;
   /** cudaEventRecord: the event completes when the stream's work queued so far has. */
   recordEvent(event: bigint, stream: bigint): void;
   /** cudaEventSynchronize on a koffi worker thread, off the event loop. */
@@ -71,6 +74,8 @@ export function cudaRuntime(): CudaRuntime {
     out: bigint[],
     flags: number,
   ) => number;
+  const streamDestroy = lib.func('int cudaStreamDestroy(uint64_t stream)') as (s: bigint) => number;
+  const eventDestroy = lib.func('int cudaEventDestroy(uint64_t event)') as (e: bigint) => number;
   const eventRecord = lib.func('int cudaEventRecord(uint64_t event, uint64_t stream)') as (
     e: bigint,
     s: bigint,
@@ -109,8 +114,10 @@ export function cudaRuntime(): CudaRuntime {
     },
     createStream: (deviceId) =>
       createOn(deviceId, 'a stream', (out) => streamCreate(out, STREAM_NON_BLOCKING)),
+    destroyStream: (stream) => check('destroying a stream', streamDestroy(stream)),
     createEvent: (deviceId) =>
       createOn(deviceId, 'an event', (out) => eventCreate(out, EVENT_DISABLE_TIMING)),
+    destroyEvent: (event) => check('destroying an event', eventDestroy(event)),
     recordEvent: (event, stream) => check('recording an event', eventRecord(event, stream)),
     waitEvent: (event) =>
       new Promise((resolve, reject) =>

@@ -66,9 +66,9 @@ export interface CapiDenoiserOptions {
   /** Whether the sessions capture CUDA graphs (false once capture was refused). */
   cudaGraph: () => boolean;
   /**
-   * Measurement (issue 10, off unless ATELIER_STEP_QUEUE=2): a completion signal per binding, from
-   * events recorded on the sessions' own CUDA stream, so two steps can be queued (ONNX Runtime's sync
-   * waits for all of them). Without it one step is queued ahead.
+   * A completion signal per binding, from events recorded on the sessions' own CUDA stream, so two
+   * steps can be queued (ONNX Runtime's stream sync would wait for both). Without it (CPU, or
+   * ATELIER_STEP_QUEUE=1) one step is queued ahead.
    */
   stepQueue?: StepQueue;
 }
@@ -79,6 +79,8 @@ export interface StepQueue {
   issued(p: 0 | 1): void;
   /** Resolves when that step is done. */
   done(p: 0 | 1): Promise<void>;
+  /** Frees the events; called once the sessions are released. */
+  release(): void;
 }
 
 type ConditioningInput = keyof StepConditioning['inputs'] & string;
@@ -328,13 +330,16 @@ export class CapiDenoiser {
     return out;
   }
 
-  release(): void {
-    for (const state of this.#shapes.values())
-      state.then(
+  /** Releases every shape's session, then the step queue's events. */
+  async release(): Promise<void> {
+    const states = [...this.#shapes.values()];
+    this.#shapes.clear();
+    for (const state of states)
+      await state.then(
         (s) => s.session.release(),
         () => {},
       );
-    this.#shapes.clear();
+    this.options.stepQueue?.release();
   }
 
   async #state(shape: SamplerStepShape): Promise<ShapeState> {

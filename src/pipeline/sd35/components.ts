@@ -346,6 +346,8 @@ export async function loadComponents(
   };
 
   let capi: CapiDenoiser | undefined;
+  /** The C-API step sessions' CUDA stream when two steps are queued. */
+  let queueStream: bigint | undefined;
   /** The text encoders' weight fingerprints (with any fp8 overlay), for LoadedComponents.textKey. */
   const textKeys: string[] = [];
   try {
@@ -428,19 +430,24 @@ export async function loadComponents(
             ? 'no CUDA graphs without the custom-op library (npm run build:native)'
             : undefined,
       };
-      // Measurement (issue 10): the step sessions on a CUDA stream of our own, with an event per
-      // binding recorded on it, so the loop can queue two steps (capi-denoiser.ts StepQueue).
-      const queueStream =
-        provider === 'cuda' && (options.stepQueue ?? Number(process.env.ATELIER_STEP_QUEUE ?? 1)) === 2
+      // The step sessions on a CUDA stream of our own, with an event per binding recorded on it, so
+      // the loop keeps two steps queued and the GPU does not wait for the host between steps
+      // (capi-denoiser.ts StepQueue). Destroyed in release(), after the sessions.
+      queueStream =
+        provider === 'cuda' && (options.stepQueue ?? (process.env.ATELIER_STEP_QUEUE === '1' ? 1 : 2)) === 2
           ? cudaRuntime().createStream(options.deviceId ?? 0)
           : undefined;
       const stepQueue = (): StepQueue | undefined => {
-        if (queueStream === undefined) return undefined;
+        const stream = queueStream;
+        if (stream === undefined) return undefined;
         const cuda = cudaRuntime();
         const events = [0, 1].map(() => cuda.createEvent(options.deviceId ?? 0));
         return {
-          issued: (p) => cuda.recordEvent(events[p]!, queueStream),
+          issued: (p) => cuda.recordEvent(events[p]!, stream),
           done: (p) => cuda.waitEvent(events[p]!),
+          release: () => {
+            for (const e of events) cuda.destroyEvent(e);
+          },
         };
       };
       const openStep = async (
@@ -531,6 +538,7 @@ export async function loadComponents(
           stepFusions: stepNetOptions.residualNorm !== 'separate',
         },
         attention,
+        stepsQueued: queueStream === undefined ? 1 : 2,
       };
       const reason = route.reason ?? cudaGraph.reason;
       if (reason) runtime.reason = reason;
@@ -634,15 +642,17 @@ export async function loadComponents(
       mmditWeights: { source: mm.source, key: mm.key },
       openDenoiser,
       release: async () => {
-        capi?.release();
+        await capi?.release();
         for (const s of profiled) s.endProfiling();
         for (const s of sessions) await s.release();
+        if (queueStream !== undefined) cudaRuntime().destroyStream(queueStream);
         for (const w of opened) w.close();
       },
     };
   } catch (error) {
-    capi?.release();
+    await capi?.release();
     for (const s of sessions) await s.release();
+    if (queueStream !== undefined) cudaRuntime().destroyStream(queueStream);
     for (const w of opened) w.close();
     throw error;
   }

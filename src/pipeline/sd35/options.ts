@@ -74,11 +74,11 @@ export interface EngineOptions {
    */
   flashAttention?: boolean;
   /**
-   * Measurement (issue 10, not a config choice): how many denoising steps the C-API loop keeps queued
-   * on the GPU. 1 (the default): step i + 1 is issued when step i is done, before its report. 2: the
-   * step sessions run on a CUDA stream of our own (the provider's user_compute_stream) with an event
-   * per binding, so step i + 1 is queued while step i runs and the GPU does not wait for the host
-   * between steps. CUDA only; also `ATELIER_STEP_QUEUE=2` in the pipeline's environment.
+   * Issue 10 (not a config choice): how many denoising steps the C-API loop keeps queued on the GPU.
+   * 2 (the default on CUDA): the step sessions run on a CUDA stream of our own (the provider's
+   * user_compute_stream) with an event per binding, so step i + 1 is queued while step i runs and the
+   * GPU does not wait for the host between steps. 1 (or `ATELIER_STEP_QUEUE=1` in the pipeline's
+   * environment; always on the CPU): step i + 1 is issued when step i is done, before its report.
    */
   stepQueue?: 1 | 2;
   /**
