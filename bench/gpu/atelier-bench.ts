@@ -423,7 +423,7 @@ function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined, fp8?: 
     ...(graph?.fp8Attention ? { fp8_attention: true } : {}),
     ...(graph ? { flash_attention: graph.flashAttention } : {}),
     ...(path === 'capi' && runtime?.attention ? { attention: runtime.attention.summary } : {}),
-    ...(graph ? { step_fusions: graph.stepFusions } : {}),
+    ...(graph ? { step_fusions: graph.stepFusions, paired_norms: graph.pairedNorms } : {}),
     // Denoising steps queued on the GPU (2 on CUDA; ATELIER_STEP_QUEUE=1: one; capi-denoiser.ts).
     ...(path === 'capi' && runtime?.stepsQueued ? { step_queue: runtime.stepsQueued } : {}),
     // cuBLASLt algorithms timed per shape: read by the op library itself, so the environment says.

@@ -144,6 +144,7 @@ constexpr uint32_t kApiVersion = 17;
   ORT_SLOT(87, KernelInfoGetAttribute_string, OrtStatus*,                                              \
            (const OrtKernelInfo* info, const char* name, char* out, size_t* size))                     \
   ORT_SLOT(88, KernelContext_GetInputCount, OrtStatus*, (const OrtKernelContext* context, size_t* out)) \
+  ORT_SLOT(89, KernelContext_GetOutputCount, OrtStatus*, (const OrtKernelContext* context, size_t* out)) \
   ORT_SLOT(90, KernelContext_GetInput, OrtStatus*,                                                     \
            (const OrtKernelContext* context, size_t index, const OrtValue** out))                      \
   ORT_SLOT(91, KernelContext_GetOutput, OrtStatus*,                                                    \

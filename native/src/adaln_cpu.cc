@@ -10,6 +10,7 @@
 // cast insertion runs float16 chains of them in float32 without rounding between the ops, so on the
 // CPU the fused op equals the stock chain bit for bit in float32 only (test/native/adaln-residual.test.ts).
 // A second branch (branch2, gate2) is added to that rounded sum the same way: a second Mul and Add.
+// A second modulation (shift2, scale2) reuses the row's mean and rstd for its own codes and scales.
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -85,6 +86,16 @@ void rows(const AdaLnArgs& a, int64_t begin, int64_t end) {
         store(y + row * c, i, v);
     }
     if (quantize && !whole_tensor) a.act_scale[row] = quantize_row_e4m3(yr16, c, a.x8 + row * c);
+    if (a.x8_2 != nullptr) {
+      // The second modulation of the same normalised row (per token; the glue refuses it delayed).
+      const T* sh2 = static_cast<const T*>(a.shift2) + b * c;
+      const T* sc2 = static_cast<const T*>(a.scale2) + b * c;
+      for (int64_t i = 0; i < c; ++i) {
+        const float normed = (load(xr, i) - mean) * rstd;
+        y16[i] = half_to_float(float_to_half(normed * (1.0f + load(sc2, i)) + load(sh2, i)));
+      }
+      a.act_scale_2[row] = quantize_row_e4m3(y16.data(), c, a.x8_2 + row * c);
+    }
   }
 }
 

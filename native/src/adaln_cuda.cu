@@ -20,6 +20,12 @@
 // allocate) is kMeasure (amax only), delayed_begin (s from that amax, margin 1; act_scale filled),
 // kFirst (codes with its d), delayed_push_next.
 //
+// A second modulation (shift2, scale2: MMDiT-X's attn2 reads norm1(x) with its own) is PAIR = true
+// in the per-token mode: after the first codes are written, the same registers (v, mean, rstd) are
+// modulated again with shift2 and scale2 into x8_2 and act_scale_2 (its own amax, in its own shared
+// slot). Rows too wide for registers, and the two-branch residual, make the pair a second launch of
+// AdaLNModulateQuant over the row the first launch read (x, or the residual it wrote): the same bits.
+//
 // AdaLNResidualQuant is AdaLNModulateQuant with BRANCHES = 1 (and AdaLNResidual AdaLNModulate with
 // it): each thread loads its vectors of x and of branch together, makes them x + gate · branch in
 // registers (`gated_sum`: the product and the sum each rounded to the element type, as ONNX
@@ -114,6 +120,11 @@ __host__ __device__ constexpr bool quantizes(Mode m) { return m != kY; }
 struct Quant {
   uint8_t* x8;
   float* act_scale;
+  // PAIR: the second modulation's inputs and outputs (AdaLnArgs' shift2, scale2, x8_2, act_scale_2).
+  const void* shift2;
+  const void* scale2;
+  uint8_t* x8_2;
+  float* act_scale_2;
   float* state;  // ring and slots (delayed_scaling_cuda.cuh), or null
   DelayedSlots slots;
   float margin;
@@ -172,16 +183,17 @@ constexpr int kPrefetchBytes = 64;
 
 // ITEMS vectors per thread stay in registers as loaded (fp16 stays packed): the block covers
 // ITEMS · blockDim.x · VEC channels.
-template <typename T, int VEC, int ITEMS, Mode MODE, int BRANCHES>
+template <typename T, int VEC, int ITEMS, Mode MODE, int BRANCHES, bool PAIR>
 __global__ void __launch_bounds__(kMaxThreads)
     adaln_modulate_kernel(const T* __restrict__ x, const T* __restrict__ shift, const T* __restrict__ scale,
                           T* __restrict__ y, Quant q, Resid r, int tokens, int channels, float epsilon) {
+  static_assert(!PAIR || MODE == kToken, "the second modulation is per token");
   using P = Pack<T, VEC>;
   using H = Pack<__half, VEC>;
   using Q = Pack<uint8_t, VEC>;
   constexpr bool kPrefetch = ITEMS * sizeof(P) <= kPrefetchBytes;
   constexpr int kEarly = kPrefetch ? ITEMS : 1;
-  __shared__ float partials[quantizes(MODE) ? 3 : 2][kMaxWarps];
+  __shared__ float partials[quantizes(MODE) ? (PAIR ? 4 : 3) : 2][kMaxWarps];
   const Row at = row_offsets(tokens, channels);
   const int vectors = channels / VEC;
   const P* xr = reinterpret_cast<const P*>(x + at.x);
@@ -305,6 +317,40 @@ __global__ void __launch_bounds__(kMaxThreads)
       }
     }
     if constexpr (MODE == kDelayed) hand_on_amax<MODE>(q, amax);
+    if constexpr (PAIR) {
+      // The second modulation from the same v, mean and rstd, into h again (its codes are written).
+      const P* sh2 = reinterpret_cast<const P*>(static_cast<const T*>(q.shift2) + at.shift);
+      const P* sc2 = reinterpret_cast<const P*>(static_cast<const T*>(q.scale2) + at.shift);
+      float amax2 = 0.0f;
+#pragma unroll
+      for (int i = 0; i < ITEMS; ++i) {
+        const int j = threadIdx.x + i * blockDim.x;
+        if (j < vectors) {
+          const P s2 = sh2[j];
+          const P k2 = sc2[j];
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) {
+            h[i].v[e] =
+                __float2half_rn(modulate(to_float(v[i].v[e]), mean, rstd, to_float(k2.v[e]), to_float(s2.v[e])));
+            amax2 = fmaxf(amax2, fabsf(__half2float(h[i].v[e])));
+          }
+        }
+      }
+      amax2 = cuda_reduce::block_reduce(amax2, partials[3], cuda_reduce::Max{});
+      if (threadIdx.x == 0) q.act_scale_2[blockIdx.x] = __fdiv_rn(amax2, kE4m3Max);
+      const float inv2 = amax2 > 0.0f ? __fdiv_rn(kE4m3Max, amax2) : 0.0f;
+      Q* qr2 = reinterpret_cast<Q*>(q.x8_2 + at.x);
+#pragma unroll
+      for (int i = 0; i < ITEMS; ++i) {
+        const int j = threadIdx.x + i * blockDim.x;
+        if (j < vectors) {
+          Q out;
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) out.v[e] = to_e4m3(h[i].v[e], inv2);
+          qr2[j] = out;
+        }
+      }
+    }
   }
 }
 
@@ -421,10 +467,10 @@ int threads_for(int vectors, int items) {
 
 Resid resid_of(const AdaLnArgs& a) { return Resid{a.branch, a.gate, a.residual, a.branch2, a.gate2}; }
 
-template <typename T, int VEC, int ITEMS, Mode MODE, int BRANCHES>
+template <typename T, int VEC, int ITEMS, Mode MODE, int BRANCHES, bool PAIR>
 void launch_items(const AdaLnArgs& a, const Quant& q, cudaStream_t stream, int vectors) {
   const int rows = static_cast<int>(a.batch * a.tokens);
-  adaln_modulate_kernel<T, VEC, ITEMS, MODE, BRANCHES><<<rows, threads_for(vectors, ITEMS), 0, stream>>>(
+  adaln_modulate_kernel<T, VEC, ITEMS, MODE, BRANCHES, PAIR><<<rows, threads_for(vectors, ITEMS), 0, stream>>>(
       static_cast<const T*>(a.x), static_cast<const T*>(a.shift), static_cast<const T*>(a.scale),
       static_cast<T*>(a.y), q, resid_of(a), static_cast<int>(a.tokens), static_cast<int>(a.channels), a.epsilon);
 }
@@ -435,17 +481,23 @@ void launch_items(const AdaLnArgs& a, const Quant& q, cudaStream_t stream, int v
 // op and mode takes the same choice for a shape, so their reductions (and y) are the same.
 constexpr int kTargetThreads = 256;
 
-template <typename T, int VEC, Mode MODE, int BRANCHES>
+// Whether launch() runs the register-resident kernel for this row width (else the streaming one).
+template <int VEC>
+bool in_registers(const AdaLnArgs& a) {
+  return static_cast<int>(a.channels) / VEC <= 8 * kMaxThreads;
+}
+
+template <typename T, int VEC, Mode MODE, int BRANCHES, bool PAIR = false>
 void launch(const AdaLnArgs& a, const Quant& q, cudaStream_t stream) {
   const int vectors = static_cast<int>(a.channels) / VEC;
   if (vectors <= kTargetThreads)
-    launch_items<T, VEC, 1, MODE, BRANCHES>(a, q, stream, vectors);
+    launch_items<T, VEC, 1, MODE, BRANCHES, PAIR>(a, q, stream, vectors);
   else if (vectors <= 2 * kTargetThreads)
-    launch_items<T, VEC, 2, MODE, BRANCHES>(a, q, stream, vectors);
+    launch_items<T, VEC, 2, MODE, BRANCHES, PAIR>(a, q, stream, vectors);
   else if (vectors <= 4 * kTargetThreads)
-    launch_items<T, VEC, 4, MODE, BRANCHES>(a, q, stream, vectors);
+    launch_items<T, VEC, 4, MODE, BRANCHES, PAIR>(a, q, stream, vectors);
   else if (vectors <= 8 * kMaxThreads)
-    launch_items<T, VEC, 8, MODE, BRANCHES>(a, q, stream, vectors);
+    launch_items<T, VEC, 8, MODE, BRANCHES, PAIR>(a, q, stream, vectors);
   else
     adaln_modulate_streaming_kernel<T, VEC, MODE, BRANCHES>
         <<<static_cast<int>(a.batch * a.tokens), kMaxThreads, 0, stream>>>(
@@ -471,10 +523,53 @@ void dispatch(const AdaLnArgs& a, const Quant& q, cudaStream_t stream) {
     launch<T, 1, MODE, BRANCHES>(a, q, stream);
 }
 
+// The per-token ops with a second modulation: one launch with PAIR where the row fits in registers
+// and the residual has at most one branch; otherwise the op's launch, then AdaLNModulateQuant of the
+// row it read (x, or the residual it wrote) with shift2 and scale2.
+template <typename T, int BRANCHES>
+void dispatch_pair(const AdaLnArgs& a, const Quant& q, cudaStream_t stream) {
+  constexpr int kVec = 16 / sizeof(T);
+  const bool vectorised = a.channels % kVec == 0 && aligned16(a.x) && aligned16(a.shift) && aligned16(a.scale) &&
+                          aligned16(a.x8) && aligned16(a.shift2) && aligned16(a.scale2) && aligned16(a.x8_2) &&
+                          (BRANCHES < 1 || (aligned16(a.branch) && aligned16(a.gate) && aligned16(a.residual)));
+  if constexpr (BRANCHES <= 1) {
+    if (vectorised && in_registers<kVec>(a)) return launch<T, kVec, kToken, BRANCHES, true>(a, q, stream);
+    if (!vectorised && in_registers<1>(a)) return launch<T, 1, kToken, BRANCHES, true>(a, q, stream);
+  }
+  AdaLnArgs first = a;
+  first.shift2 = first.scale2 = nullptr;
+  first.x8_2 = nullptr;
+  first.act_scale_2 = nullptr;
+  dispatch<T, kToken, BRANCHES>(first, q, stream);
+  AdaLnArgs second = first;
+  if (BRANCHES > 0) second.x = a.residual;
+  second.branch = second.gate = second.branch2 = second.gate2 = nullptr;
+  second.residual = nullptr;
+  second.shift = a.shift2;
+  second.scale = a.scale2;
+  second.x8 = a.x8_2;
+  second.act_scale = a.act_scale_2;
+  Quant q2 = q;
+  q2.x8 = a.x8_2;
+  q2.act_scale = a.act_scale_2;
+  dispatch<T, kToken, 0>(second, q2, stream);
+}
+
 // How many gated branches the residual has: none (AdaLNModulate, AdaLNModulateQuant), one (branch
 // given: AdaLNResidual, AdaLNResidualQuant) or two (branch2 too).
 template <typename T, Mode MODE>
 void dispatch_branches(const AdaLnArgs& a, const Quant& q, cudaStream_t stream) {
+  if constexpr (MODE == kToken) {
+    if (a.x8_2 != nullptr) {
+      if (a.branch == nullptr)
+        dispatch_pair<T, 0>(a, q, stream);
+      else if (a.branch2 == nullptr)
+        dispatch_pair<T, 1>(a, q, stream);
+      else
+        dispatch_pair<T, 2>(a, q, stream);
+      return;
+    }
+  }
   if (a.branch == nullptr)
     dispatch<T, MODE, 0>(a, q, stream);
   else if (a.branch2 == nullptr)
@@ -496,6 +591,10 @@ Quant quant_of(const AdaLnArgs& a, float* state, const Fp8DelayedConfig& config)
   Quant q;
   q.x8 = a.x8;
   q.act_scale = a.act_scale;
+  q.shift2 = a.shift2;
+  q.scale2 = a.scale2;
+  q.x8_2 = a.x8_2;
+  q.act_scale_2 = a.act_scale_2;
   q.state = state;
   q.slots = DelayedSlots{static_cast<int>(config.history)};
   q.margin = config.margin;

@@ -59,6 +59,13 @@
 // instance's first call may not be captured into a CUDA graph (it allocates its state and measures
 // the amax before it quantizes); later calls can be.
 //
+// A second modulation of the same norm (both quantizing ops, act_scaling "token" only): two more
+// optional inputs after all the others, shift2 [B, 1, C] and scale2 [B, 1, C] (given together), and
+// two more outputs after act_scale, x8_2 and act_scale_2, which are AdaLNModulateQuant(residual or x,
+// shift2, scale2): MMDiT-X's attn and attn2 read norm1(x) with their own shift and scale
+// (mmditx.py's pre_attention_x), so the row is read, summed and normalised once for both. The first
+// outputs are the same bits with or without the pair.
+//
 // AdaLNResidual (domain "atelier", version 1): the same residual fused with AdaLNModulate, for graphs
 // whose next layer reads the norm in float16 or float32 (the fp16 C-API step):
 //
@@ -90,6 +97,12 @@ struct AdaLnArgs {
   // Their optional second branch: the row is then x + gate · branch + gate2 · branch2; else null.
   const void* branch2;
   const void* gate2;
+  // The second modulation (act_scaling "token"): codes and scales of (row − mean) · rstd · (1 + scale2)
+  // + shift2, written like x8 and act_scale; all null without it.
+  const void* shift2 = nullptr;
+  const void* scale2 = nullptr;
+  uint8_t* x8_2 = nullptr;
+  float* act_scale_2 = nullptr;
   int64_t batch;
   int64_t tokens;
   int64_t channels;

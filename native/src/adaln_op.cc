@@ -6,6 +6,8 @@
 // and writes the residual (x's type and shape) before x8 and act_scale, AdaLNResidual the residual
 // before y. The quantizing ops' act_scaling "delayed_tensor" keeps state per kernel instance (its
 // amax history), so their compute callback takes the kernel mutable and runs one such call at a time.
+// Both quantizing ops take a second modulation as two last optional inputs (shift2, scale2) and two
+// optional outputs after act_scale (x8_2, act_scale_2), per token only.
 #include <cmath>
 #include <mutex>
 #include <new>
@@ -32,25 +34,47 @@ constexpr bool residual_kind(int k) { return k == kResidualQuant || k == kResidu
 constexpr bool quant_kind(int k) { return k == kQuant || k == kResidualQuant; }
 // The inputs of each: x, shift, scale; the residual ops' x, branch ([B, T, C]), gate ([B, 1, C]),
 // shift, scale, and the optional second branch: branch2 ([B, T, C]) and gate2 ([B, 1, C]).
-constexpr const char* kNormInputs[3] = {"x", "shift", "scale"};
+// The quantizing ops' last two optional inputs: the second modulation's shift2 and scale2 ([B, 1, C]).
+constexpr const char* kModulateInputs[3] = {"x", "shift", "scale"};
+constexpr const char* kQuantInputs[5] = {"x", "shift", "scale", "shift2", "scale2"};
 constexpr const char* kResidualInputs[7] = {"x", "branch", "gate", "shift", "scale", "branch2", "gate2"};
+constexpr const char* kResidualQuantInputs[9] = {"x",       "branch", "gate",   "shift", "scale",
+                                                 "branch2", "gate2",  "shift2", "scale2"};
+// kPair: shift2's index (then scale2), or 0 where the op has no second modulation.
 template <int K>
 struct Inputs {
   static constexpr size_t kCount = 3;
   static constexpr size_t kOptional = 0;
   static constexpr size_t kShift = 1;  // then scale
-  static constexpr const char* const (&kNames)[kCount] = kNormInputs;
+  static constexpr size_t kPair = 0;
+  static constexpr const char* const (&kNames)[kCount] = kModulateInputs;
 };
 template <>
-struct Inputs<kResidualQuant> {
+struct Inputs<kQuant> {
+  static constexpr size_t kCount = 5;
+  static constexpr size_t kOptional = 2;
+  static constexpr size_t kShift = 1;
+  static constexpr size_t kPair = 3;
+  static constexpr const char* const (&kNames)[kCount] = kQuantInputs;
+};
+template <>
+struct Inputs<kResidual> {
   static constexpr size_t kCount = 7;
   static constexpr size_t kOptional = 2;
   static constexpr size_t kShift = 3;
   static constexpr size_t kBranch2 = 5;  // then gate2
+  static constexpr size_t kPair = 0;
   static constexpr const char* const (&kNames)[kCount] = kResidualInputs;
 };
 template <>
-struct Inputs<kResidual> : Inputs<kResidualQuant> {};
+struct Inputs<kResidualQuant> {
+  static constexpr size_t kCount = 9;
+  static constexpr size_t kOptional = 4;
+  static constexpr size_t kShift = 3;
+  static constexpr size_t kBranch2 = 5;
+  static constexpr size_t kPair = 7;
+  static constexpr const char* const (&kNames)[kCount] = kResidualQuantInputs;
+};
 constexpr float kDefaultEpsilon = 1e-6f;
 // Rows per CPU task: about this many elements, so small rows are not one task each.
 constexpr int64_t kElementsPerTask = 1 << 15;
@@ -97,12 +121,14 @@ OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
   for (int i = 0; i < 3; ++i)
     if (dims[i] >= 0 || names[i] == nullptr) names[i] = "";
   OrtStatus* status = nullptr;
-  for (size_t output = 0; output < 2 && status == nullptr; ++output) {
+  // x8, act_scale, and (when the node has them: setting an absent output fails, which ends it here)
+  // x8_2, act_scale_2.
+  for (size_t output = 0; output < 4 && status == nullptr; ++output) {
     OrtTensorTypeAndShapeInfo* info = nullptr;
     ATELIER_RETURN_IF_ERROR(ort::CreateTensorTypeAndShapeInfo(api)(&info));
-    const size_t rank = output == 0 ? 3 : 2;
+    const size_t rank = output % 2 == 0 ? 3 : 2;
     status = ort::SetTensorElementType(api)(
-        info, output == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E4M3FN : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+        info, output % 2 == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E4M3FN : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
     if (status == nullptr) status = ort::SetDimensions(api)(info, dims, rank);
     if (status == nullptr) status = ort::SetSymbolicDimensions(api)(info, names, rank);
     if (status == nullptr)
@@ -209,6 +235,26 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
                   input_names[inputs[kBranch2] == nullptr ? kBranch2 + 1 : kBranch2],
                   input_names[inputs[kBranch2] == nullptr ? kBranch2 : kBranch2 + 1]);
   }
+  // The second modulation: shift2 and scale2 together, per token, with both of its outputs.
+  constexpr size_t kPair = Inputs<K>::kPair;
+  bool pair = false;
+  if constexpr (kPair != 0) {
+    pair = inputs[kPair] != nullptr;
+    if (pair != (inputs[kPair + 1] != nullptr))
+      return fail(api, ORT_INVALID_ARGUMENT, "%s: shift2 and scale2 come together, got %s without %s", kName,
+                  pair ? "shift2" : "scale2", pair ? "scale2" : "shift2");
+    if (pair && kernel.delayed)
+      return fail(api, ORT_INVALID_ARGUMENT,
+                  "%s: the second modulation (shift2, scale2) is quantized per token: act_scaling must be "
+                  "\"token\", got \"delayed_tensor\"",
+                  kName);
+    size_t outputs = 0;
+    ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutputCount(api)(context, &outputs));
+    const size_t needed = (residual_kind(K) ? 3 : 2) + 2;
+    if (pair && outputs < needed)
+      return fail(api, ORT_INVALID_ARGUMENT, "%s: with shift2 and scale2 the node needs the outputs x8_2 and "
+                  "act_scale_2 (%zu outputs), got %zu", kName, needed, outputs);
+  }
   const int64_t batch = dims[0][0];
   const int64_t tokens = dims[0][1];
   const int64_t channels = dims[0][2];
@@ -229,7 +275,7 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
     }
   }
 
-  // Outputs: y | x8, act_scale | residual, x8, act_scale | residual, y.
+  // Outputs: y | x8, act_scale | residual, x8, act_scale | residual, y; then x8_2, act_scale_2 (pair).
   constexpr size_t kX8 = residual_kind(K) ? 1 : 0;  // x8's or y's index
   OrtValue* first = nullptr;
   ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, 0, dims[0], 3, &first));
@@ -237,6 +283,12 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
   if (residual_kind(K)) ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, kX8, dims[0], 3, &codes));
   OrtValue* scales = nullptr;  // act_scale [B, T]
   if (quant_kind(K)) ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, kX8 + 1, dims[0], 2, &scales));
+  OrtValue* codes2 = nullptr;
+  OrtValue* scales2 = nullptr;
+  if (pair) {
+    ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, kX8 + 2, dims[0], 3, &codes2));
+    ATELIER_RETURN_IF_ERROR(ort::KernelContext_GetOutput(api)(context, kX8 + 3, dims[0], 2, &scales2));
+  }
   if (batch * tokens == 0 || channels == 0) return nullptr;
 
   void* data[kCount + 1];
@@ -261,6 +313,16 @@ OrtStatus* compute(void* state, OrtKernelContext* context) {
     args.x8 = static_cast<uint8_t*>(x8);
     args.act_scale = static_cast<float*>(act_scale);
   }
+  if (pair) {
+    void* x8 = nullptr;
+    void* act_scale = nullptr;
+    ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(codes2, &x8));
+    ATELIER_RETURN_IF_ERROR(ort::GetTensorMutableData(api)(scales2, &act_scale));
+    args.shift2 = data[kPair];
+    args.scale2 = data[kPair + 1];
+    args.x8_2 = static_cast<uint8_t*>(x8);
+    args.act_scale_2 = static_cast<float*>(act_scale);
+  }
   if constexpr (residual_kind(K)) {
     args.branch = data[1];
     args.gate = data[2];
@@ -278,16 +340,23 @@ struct AdaLnOp : glue::Callbacks<Kernel, create_kernel<K>, compute<K>, infer_sha
   static constexpr size_t kOptionalInputs = Inputs<K>::kOptional;
 };
 
+// AdaLNModulateQuant: x8, act_scale, and the second modulation's x8_2, act_scale_2 (optional).
 ONNXTensorElementDataType quant_output_type(const OrtCustomOp*, size_t index) {
-  return index == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E4M3FN : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  return index % 2 == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT8E4M3FN : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 }
-size_t quant_output_count(const OrtCustomOp*) { return 2; }
+size_t quant_output_count(const OrtCustomOp*) { return 4; }
+OrtCustomOpInputOutputCharacteristic quant_output_characteristic(const OrtCustomOp*, size_t index) {
+  return index >= 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+}
 
-// AdaLNResidualQuant: the residual in the entry's type, then x8 and act_scale.
+// AdaLNResidualQuant: the residual in the entry's type, then x8 and act_scale (and x8_2, act_scale_2).
 ONNXTensorElementDataType residual_output_type(const OrtCustomOp* op, size_t index) {
   return index == 0 ? glue::self(op).type : quant_output_type(op, index - 1);
 }
-size_t residual_output_count(const OrtCustomOp*) { return 3; }
+size_t residual_output_count(const OrtCustomOp*) { return 5; }
+OrtCustomOpInputOutputCharacteristic residual_output_characteristic(const OrtCustomOp* op, size_t index) {
+  return index == 0 ? INPUT_OUTPUT_REQUIRED : quant_output_characteristic(op, index - 1);
+}
 // AdaLNResidual: the residual and y, both in the entry's type.
 size_t two_outputs(const OrtCustomOp*) { return 2; }
 
@@ -301,6 +370,7 @@ CustomOp make_adaln_quant_op(Device device, ONNXTensorElementDataType type, cons
   CustomOp op = glue::make_op<AdaLnOp<kQuant>>(device, type, api);
   op.base.GetOutputType = quant_output_type;
   op.base.GetOutputTypeCount = quant_output_count;
+  op.base.GetOutputCharacteristic = quant_output_characteristic;
   return op;
 }
 
@@ -314,6 +384,7 @@ CustomOp make_adaln_residual_quant_op(Device device, ONNXTensorElementDataType t
   CustomOp op = glue::make_op<AdaLnOp<kResidualQuant>>(device, type, api);
   op.base.GetOutputType = residual_output_type;
   op.base.GetOutputTypeCount = residual_output_count;
+  op.base.GetOutputCharacteristic = residual_output_characteristic;
   return op;
 }
 

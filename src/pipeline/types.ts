@@ -159,6 +159,8 @@ export interface StepGraphOptions {
   flashAttention: boolean;
   /** The gated-residual and token-split fusions (false: the separate chains). */
   stepFusions: boolean;
+  /** MMDiT-X's two modulations of norm1(x) quantized by one node (false: a node each). */
+  pairedNorms: boolean;
 }
 
 /**

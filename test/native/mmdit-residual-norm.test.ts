@@ -11,7 +11,9 @@
  * a second branch (branch2, gate2), and the Mul and Add nodes they replace are gone. (2) Joint attention's output split into the streams' tokens and quantized for both output
  * projections by one atelier:JointSplitQuant node (NetOptions.tokenSplit 'fused', the default),
  * instead of a Slice per stream each quantized by its Fp8Linear: one node per joint attention, the
- * Slices gone, the same velocity bit for bit (alone, and with both fusions against neither).
+ * Slices gone, the same velocity bit for bit (alone, and with both fusions against neither). (3) MMDiT-X's
+ * two modulations of norm1(x) (attn's and attn2's) quantized by one node (NetOptions.pairedNorms 'fused',
+ * the default: shift2, scale2 → x8_2, act_scale_2) instead of one each: the same velocity bit for bit.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -77,6 +79,7 @@ function build(
   compute: 'float32' | 'float16',
   residualNorm: Fusion,
   tokenSplit: Fusion = 'fused',
+  pairedNorms: Fusion = 'fused',
 ): BuiltModel & { cfg: MmditConfig } {
   const g = new GraphBuilder(name);
   const p = new Params(g, source, compute);
@@ -87,6 +90,7 @@ function build(
     customOps: true,
     residualNorm,
     tokenSplit,
+    pairedNorms,
   };
   buildMmdit(new Net(g, p, options), cfg);
   return { ...g.build(), cfg };
@@ -134,7 +138,8 @@ describe.each(cases)(
       expect(count(fused, 'AdaLNResidualQuant') + count(fused, 'AdaLNModulateQuant')).toBe(
         count(separate, 'AdaLNModulateQuant'),
       );
-      expect(count(fused, 'AdaLNModulateQuant')).toBe(2 + xBlockSelfAttnLayers.length);
+      // Block 0's two norm1s; attn2's norms are paired with attn's (the pairing test below).
+      expect(count(fused, 'AdaLNModulateQuant')).toBe(2);
       const residualNodes = nodes(fused).filter((n) => n.opType === 'AdaLNResidualQuant');
       for (const node of residualNodes) {
         expect(node.domain).toBe(ATELIER_DOMAIN);
@@ -204,6 +209,63 @@ describe.each(cases)(
         `${set.name} ${name}: float16 vs float32 rel L2, fused ${fused.toExponential(2)}, separate ${separate.toExponential(2)}`,
       );
       expect(fused).toBeLessThanOrEqual(1.5 * separate);
+    });
+  },
+);
+
+const mmditX = cases.filter(({ name }) => name === 'mmdit_medium');
+
+describe.each(mmditX)(
+  '$name of the $setName golden set, W8A8, attn and attn2 norms paired',
+  ({ set, name }) => {
+    const c = set.component<MmditComponent>(name);
+    const feedsOf = (): Record<string, HostTensor> => {
+      const io = open(set.path(manifestPath(c.inputs_from ?? c.io)));
+      return Object.fromEntries(
+        ['x', 'timestep', 'context', 'y'].map((k) => [
+          k,
+          { type: 'float32', dims: io.get(k).shape, data: io.readFloat32(k) } satisfies HostTensor,
+        ]),
+      );
+    };
+
+    it("quantizes both modulations of each dual block's norm1 with one node", () => {
+      const source = weightsOf(set, name);
+      const paired = build(source, name, 'float32', 'fused', 'fused', 'fused');
+      const separate = build(source, name, 'float32', 'fused', 'fused', 'separate');
+      const dual = paired.cfg.xBlockSelfAttnLayers.length;
+      expect(dual).toBeGreaterThan(0);
+      const norms = (m: BuiltModel) => count(m, 'AdaLNModulateQuant') + count(m, 'AdaLNResidualQuant');
+      expect(norms(separate) - norms(paired)).toBe(dual);
+      // Block 0's norm1 has no residual before it; the other dual blocks' norm1 reads the last one's.
+      const withPair = nodes(paired).filter(
+        (n) =>
+          (n.opType === 'AdaLNModulateQuant' && n.output!.length === 4) ||
+          (n.opType === 'AdaLNResidualQuant' && n.output!.length === 5),
+      );
+      expect(withPair).toHaveLength(dual);
+      for (const node of withPair)
+        expect(node.input).toHaveLength(node.opType === 'AdaLNModulateQuant' ? 5 : 9);
+      const pairedNodes = (m: BuiltModel) =>
+        nodes(m).filter((n) => n.opType!.startsWith('AdaLN') && n.output!.length >= 4);
+      expect(pairedNodes(separate)).toHaveLength(0);
+    });
+
+    it('gives the same velocity, bit for bit, paired and separate (float32 and float16 compute)', async () => {
+      const source = weightsOf(set, name);
+      for (const compute of ['float32', 'float16'] as const) {
+        const paired = await velocity(build(source, name, compute, 'fused', 'fused', 'fused'), feedsOf());
+        const separate = await velocity(
+          build(source, name, compute, 'fused', 'fused', 'separate'),
+          feedsOf(),
+        );
+        expect(paired.some((v) => v !== 0)).toBe(true);
+        const mismatch = paired.findIndex((v, i) => !Object.is(v, separate[i]));
+        expect(
+          mismatch,
+          `${compute}, element ${mismatch}: ${paired[mismatch]} vs ${separate[mismatch]}`,
+        ).toBe(-1);
+      }
     });
   },
 );

@@ -254,8 +254,12 @@ function dismantledPreAttentionX(
     cAct,
     9,
   );
-  const qkv = preAttention(m, `${prefix}.attn`, modulatedNorm(m, x, shiftMsa, scaleMsa));
-  const qkv2 = preAttention(m, `${prefix}.attn2`, modulatedNorm(m, x, shiftMsa2, scaleMsa2));
+  const norm = net.modulated(x, shiftMsa, scaleMsa, m.cfg.hidden, NORM_EPS);
+  const norm2 = net.modulated(x, shiftMsa2, scaleMsa2, m.cfg.hidden, NORM_EPS);
+  // One norm1(x), two modulations: W8A8 quantizes both in one pass over x (NetOptions.pairedNorms).
+  net.pairNorms(norm, norm2);
+  const qkv = preAttention(m, `${prefix}.attn`, norm);
+  const qkv2 = preAttention(m, `${prefix}.attn2`, norm2);
   return [qkv, qkv2, { x, gateMsa, shiftMlp, scaleMlp, gateMlp, gateMsa2 }];
 }
 

@@ -63,6 +63,14 @@ export interface NetOptions {
    */
   residualNorm?: 'fused' | 'separate';
   /**
+   * Two modulations of one norm paired by `Net.pairNorms` (MMDiT-X's attn and attn2 read norm1(x)
+   * with their own shift and scale), both read by W8A8 layers, with `fp8Producers: 'fused'`: `fused`
+   * = one atelier:AdaLNModulateQuant / AdaLNResidualQuant node writes both (shift2, scale2 → x8_2,
+   * act_scale_2: the row read and normalised once); `separate` = a node each. The two give the same
+   * bits. @default 'fused'
+   */
+  pairedNorms?: 'fused' | 'separate';
+  /**
    * How W8A8 layers read one stream's tokens of joint attention's output (`Net.splitTokens`), with
    * `fp8Producers: 'fused'`: `fused` = one atelier:JointSplitQuant node per attention writes both
    * streams' e4m3 codes and scales in one pass and the layers are atelier:Fp8LinearQ; `separate` = a
@@ -139,6 +147,8 @@ export class ModulatedNorm {
   quantized?: [Value, Value];
   /** The same quantized per tensor with a delayed scale (the per-tensor MLP), once asked for. */
   quantizedPerTensor?: [Value, Value];
+  /** Another modulation of the same norm (`Net.pairNorms`): quantized per token with this one. */
+  pair?: ModulatedNorm;
 
   constructor(
     readonly x: Residual,
@@ -579,6 +589,17 @@ export class Net {
   }
 
   /**
+   * Marks two modulations of the same norm (same x, width and epsilon) to be quantized by one node
+   * when W8A8 layers read both (NetOptions.pairedNorms): the first one asked for makes both.
+   */
+  pairNorms(a: ModulatedNorm, b: ModulatedNorm): void {
+    if (a.x !== b.x || a.dim !== b.dim || a.eps !== b.eps)
+      throw new Error('pairNorms: the two modulations must be of the same norm (x, width and epsilon)');
+    a.pair = b;
+    b.pair = a;
+  }
+
+  /**
    * x + gate·y (gate [batch, 1, dim]), left for its first reader to build (GatedResidual). When x is
    * itself a one-branch gated residual not yet built and the norms fuse residuals, the two are one
    * GatedResidual of two branches: its norm then reads x once and never writes x + gate_x·y_x (two
@@ -683,29 +704,54 @@ export class Net {
    * Add of its own but the same bits, written in the norm's pass.
    */
   #quantizedNorm(m: ModulatedNorm): [Value, Value] {
-    if (!m.quantized) m.quantized = this.#normQuantNode(m, {});
+    if (!m.quantized) {
+      const pair =
+        m.pair && !m.pair.quantized && this.options.pairedNorms !== 'separate' ? m.pair : undefined;
+      const [x8, actScale, x8b, actScaleB] = this.#normQuantNode(m, {}, pair);
+      m.quantized = [x8!, actScale!];
+      if (pair) pair.quantized = [x8b!, actScaleB!];
+    }
     return m.quantized;
   }
 
   /** The norm quantized with one delayed scale per tensor (the per-tensor MLP's input), built once. */
   #quantizedNormPerTensor(m: ModulatedNorm): [Value, Value] {
-    m.quantizedPerTensor ??= this.#normQuantNode(m, { act_scaling: 'delayed_tensor' });
+    if (!m.quantizedPerTensor) {
+      const [x8, actScale] = this.#normQuantNode(m, { act_scaling: 'delayed_tensor' });
+      m.quantizedPerTensor = [x8!, actScale!];
+    }
     return m.quantizedPerTensor;
   }
 
-  /** The atelier:AdaLNModulateQuant / AdaLNResidualQuant node of a norm: [x8, act_scale]. */
-  #normQuantNode(m: ModulatedNorm, scaling: { act_scaling?: 'delayed_tensor' }): [Value, Value] {
+  /**
+   * The atelier:AdaLNModulateQuant / AdaLNResidualQuant node of a norm: [x8, act_scale], then with
+   * `pair` (per token only) the paired modulation's [x8_2, act_scale_2] from the same node.
+   */
+  #normQuantNode(
+    m: ModulatedNorm,
+    scaling: { act_scaling?: 'delayed_tensor' },
+    pair?: ModulatedNorm,
+  ): Value[] {
     const attrs = { epsilon: { float: m.eps }, ...scaling };
+    const second = pair ? [pair.shift, pair.scale] : [];
+    const outputs = pair ? 2 : 0;
     const r = m.x;
     if (r instanceof GatedResidual && !r.value && this.#fusesResidualNorms()) {
-      const inputs = this.#residualNormInputs(r, m);
-      const [sum, x8, actScale] = this.g.opMulti('AdaLNResidualQuant', inputs, 3, attrs, ATELIER_DOMAIN);
+      // shift2 and scale2 are inputs 7 and 8: an absent second branch leaves 5 and 6 empty.
+      const inputs: (Value | undefined)[] = this.#residualNormInputs(r, m);
+      if (pair) inputs.push(...Array(7 - inputs.length).fill(undefined), ...second);
+      const [sum, ...codes] = this.g.opMulti(
+        'AdaLNResidualQuant',
+        inputs,
+        3 + outputs,
+        attrs,
+        ATELIER_DOMAIN,
+      );
       r.value = sum;
-      return [x8!, actScale!];
+      return codes;
     }
-    const inputs = [this.residual(r), m.shift, m.scale];
-    const [x8, actScale] = this.g.opMulti('AdaLNModulateQuant', inputs, 2, attrs, ATELIER_DOMAIN);
-    return [x8!, actScale!];
+    const inputs = [this.residual(r), m.shift, m.scale, ...second];
+    return this.g.opMulti('AdaLNModulateQuant', inputs, 2 + outputs, attrs, ATELIER_DOMAIN);
   }
 
   /**

@@ -419,6 +419,9 @@ export async function loadComponents(
         ...((options.stepFusions ?? process.env.ATELIER_STEP_FUSIONS !== '0')
           ? {}
           : { residualNorm: 'separate' as const, tokenSplit: 'separate' as const }),
+        // MMDiT-X's attn and attn2 norms quantized by one node (issue 10, thirteenth session: bit-
+        // identical); ATELIER_PAIRED_NORMS=0 makes a node each, for measurements.
+        ...(process.env.ATELIER_PAIRED_NORMS === '0' ? { pairedNorms: 'separate' as const } : {}),
       };
       // Capture only with our kernels: ONNX Runtime's CUDA Concat of unequal inputs (the joint
       // attention's context + image tokens) stages its metadata in pinned host buffers it allocates
@@ -536,6 +539,7 @@ export async function loadComponents(
           fp8Attention: stepNetOptions.fp8Attention === true,
           flashAttention: stepNetOptions.attention === 'flash' && stepNetOptions.fp8Attention !== true,
           stepFusions: stepNetOptions.residualNorm !== 'separate',
+          pairedNorms: stepNetOptions.pairedNorms !== 'separate',
         },
         attention,
         stepsQueued: queueStream === undefined ? 1 : 2,
