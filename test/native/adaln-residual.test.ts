@@ -568,3 +568,91 @@ describe('atelier:AdaLNResidualQuant with a second branch, act_scaling "delayed_
     }
   });
 });
+
+describe('AdaLNResidualQuant with a second modulation (shift2, scale2), CPU kernel', () => {
+  type Pair = 'shift2' | 'scale2';
+  /** x, branch, gate, shift, scale; branch2 and gate2 with two branches (else blanks); the pair as given. */
+  function pairGraph(p: Problem, branches: 1 | 2, given: readonly Pair[], attrs: Attrs = {}): BuiltModel {
+    const [b, t, c] = p.shape;
+    const g = new GraphBuilder('pair');
+    const v = NAMES.map((n) => g.input(n, 'float16', dimsOf(n, p.shape)));
+    const second = (['branch2', 'gate2'] as const).map((n) =>
+      branches === 2 ? g.input(n, 'float16', dimsOf(n, p.shape)) : undefined,
+    );
+    const pair = (['shift2', 'scale2'] as const).map((n) =>
+      given.includes(n) ? g.input(n, 'float16', [b, 1, c]) : undefined,
+    );
+    const outs = g.opMulti('AdaLNResidualQuant', [...v, ...second, ...pair], 5, attrs, ATELIER_DOMAIN);
+    g.output(outs[0]!, 'residual', 'float16', [b, t, c]);
+    g.output(g.op('Cast', [outs[3]!], { to: ONNX_DTYPE.float32 }), 'x8_2', 'float32', [b, t, c]);
+    g.output(outs[4]!, 'act_scale_2', 'float32', [b, t]);
+    return g.build();
+  }
+
+  /** AdaLNModulateQuant of r with shift2 and scale2, alone. */
+  function secondGraph(shape: Shape): BuiltModel {
+    const [b, t, c] = shape;
+    const g = new GraphBuilder('second');
+    const ins = [
+      g.input('r', 'float16', [b, t, c]),
+      g.input('shift2', 'float16', [b, 1, c]),
+      g.input('scale2', 'float16', [b, 1, c]),
+    ];
+    const [x8, s] = g.opMulti('AdaLNModulateQuant', ins, 2, {}, ATELIER_DOMAIN);
+    g.output(g.op('Cast', [x8!], { to: ONNX_DTYPE.float32 }), 'x8', 'float32', [b, t, c]);
+    g.output(s!, 'act_scale', 'float32', [b, t]);
+    return g.build();
+  }
+
+  function pairFeeds(p: Problem, seed: number, given: readonly Pair[] = ['shift2', 'scale2']) {
+    const q = randomProblem('float16', p.shape, seed + 1);
+    const [b, , c] = p.shape;
+    const f: Record<string, HostTensor> = {
+      ...feeds(p, NAMES2),
+      ...(given.includes('shift2') ? { shift2: { type: 'float16', dims: [b, 1, c], data: q.shift } } : {}),
+      ...(given.includes('scale2') ? { scale2: { type: 'float16', dims: [b, 1, c], data: q.scale } } : {}),
+    };
+    return f;
+  }
+
+  it.each([1, 2] as const)(
+    'writes x8_2 and act_scale_2 as AdaLNModulateQuant of its residual with shift2 and scale2 (%i branch)',
+    async (branches) => {
+      const seed = randomInt(2 ** 31);
+      const p = randomProblem('float16', [2, 5, 64], seed);
+      const f = pairFeeds(p, seed);
+      if (branches === 1) {
+        delete f.branch2;
+        delete f.gate2;
+      }
+      const paired = await runAllWithOps(library, pairGraph(p, branches, ['shift2', 'scale2']), f);
+      const second = await runAllWithOps(library, secondGraph(p.shape), {
+        r: paired.residual!,
+        shift2: f.shift2!,
+        scale2: f.scale2!,
+      });
+      expect(paired.act_scale_2!.data.some((v) => v > 0)).toBe(true);
+      expect(firstDifference(paired.x8_2!.data, second.x8!.data), `seed ${seed}`).toBe(-1);
+      expect(firstDifference(paired.act_scale_2!.data, second.act_scale!.data), `seed ${seed}`).toBe(-1);
+    },
+  );
+
+  it.each<[string, Pair[], Attrs, RegExp]>([
+    ['shift2 without scale2', ['shift2'], {}, /shift2 and scale2 come together, got shift2 without scale2/],
+    ['scale2 without shift2', ['scale2'], {}, /shift2 and scale2 come together, got scale2 without shift2/],
+    [
+      'a pair with act_scaling "delayed_tensor"',
+      ['shift2', 'scale2'],
+      { act_scaling: 'delayed_tensor' },
+      /the second modulation \(shift2, scale2\) is quantized per token: act_scaling must be "token"/,
+    ],
+  ])('refuses %s, naming the op and the inputs', async (_, given, attrs, message) => {
+    const p = randomProblem('float16', [2, 3, 32], 1);
+    const f = pairFeeds(p, 1, given);
+    delete f.branch2;
+    delete f.gate2;
+    await expect(runAllWithOps(library, pairGraph(p, 1, given, attrs), f)).rejects.toThrow(
+      new RegExp(`AdaLNResidualQuant: ${message.source}`),
+    );
+  });
+});
