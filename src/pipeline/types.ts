@@ -159,7 +159,7 @@ export interface StepGraphOptions {
   flashAttention: boolean;
   /** The gated-residual and token-split fusions (false: the separate chains). */
   stepFusions: boolean;
-  /** MMDiT-X's two modulations of norm1(x) quantized by one node (false: a node each). */
+  /** MMDiT-X's two modulations of norm1(x) quantized by one node (only true when the layers are W8A8). */
   pairedNorms: boolean;
 }
 

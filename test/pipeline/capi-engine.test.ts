@@ -69,12 +69,15 @@ describe('the C-API path', () => {
         fp8Attention: false,
         flashAttention: false,
         stepFusions: true,
+        pairedNorms: false,
       },
       attention: {
         kernel: 'multi-head-attention',
         reason: 'CPU: FlashAttention-3 is a GPU kernel',
         summary: 'MultiHeadAttention (CPU: FlashAttention-3 is a GPU kernel)',
       },
+      // Two steps are queued on CUDA only (a stream of our own and its events).
+      stepsQueued: 1,
     });
     expect(stock.info().runtime).toMatchObject({ path: 'stock', reason: 'models.runtime is stock' });
   });
@@ -173,14 +176,15 @@ describe('the C-API path', () => {
     };
     const fusedOps = ['AdaLNResidualQuant', 'AdaLNResidual', 'JointSplitQuant'];
     const separate = await engine({ ...w8a8, stepFusions: false });
-    // What the step graph was built with, as benchmark rows report it: fast accumulation and the
-    // per-tensor MLP by default.
+    // What the step graph was built with, as benchmark rows report it: fast accumulation, the
+    // per-tensor MLP and the paired norms by default.
     expect(separate.info().runtime?.stepGraph).toEqual({
       fp8FastAccumulation: true,
       fp8MlpHandoff: true,
       fp8Attention: false,
       flashAttention: false,
       stepFusions: false,
+      pairedNorms: true,
     });
     const expected = await separate.generate(request());
     // The graph cache holds every step graph this file built: one of them is the separate chain's.

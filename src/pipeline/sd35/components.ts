@@ -539,7 +539,7 @@ export async function loadComponents(
           fp8Attention: stepNetOptions.fp8Attention === true,
           flashAttention: stepNetOptions.attention === 'flash' && stepNetOptions.fp8Attention !== true,
           stepFusions: stepNetOptions.residualNorm !== 'separate',
-          pairedNorms: stepNetOptions.pairedNorms !== 'separate',
+          pairedNorms: w8a8 && stepNetOptions.pairedNorms !== 'separate',
         },
         attention,
         stepsQueued: queueStream === undefined ? 1 : 2,
