@@ -32,6 +32,14 @@
  *                its exact float16 rounding and the codes against float64 on sampled rows, the op
  *                replayed with inputs rewritten; and the fp16 path's AdaLNResidual against Mul, Add,
  *                AdaLNModulate (timed, bit for bit)
+ *   paired-norms (only when named) MMDiT-X's attn and attn2 norms from one node: AdaLNResidualQuant
+ *                (one branch: Medium's dual blocks 1–12; two branches) and AdaLNModulateQuant (block 0)
+ *                with shift2, scale2 → x8_2, act_scale_2 against the op without the pair followed by
+ *                AdaLNModulateQuant(row, shift2, scale2), at Medium's image stream with CFG ([2, 4096,
+ *                1536], fp16) and a row too wide for registers ([2, 8, 33792]; the two-branch and wide
+ *                forms are the CUDA kernel's second-launch fallback), timed as CUDA-graph replays of 4
+ *                copies (the saving × 13 per Medium step), residual, both codes and both scales and the
+ *                readers' outputs compared bit for bit over two input sets (one rewritten in place)
  *   token-split  (only when named) atelier:JointSplitQuant → Fp8LinearQ per stream against Slice →
  *                Fp8Linear at Large's joint attention output with CFG ([2, 333 | 154 + 4096, 2432],
  *                fp16, layers of N 16), timed as CUDA-graph replays of 4 copies, outputs bit for bit
@@ -61,6 +69,7 @@ import {
   MHA_SHAPES,
   type MhaCheck,
   MLP_HANDOFF_CHECK,
+  PAIRED_NORMS_CHECK,
   QKV_NORM_CHECK,
   RESIDUAL_NORM_CHECK,
   TOKEN_SPLIT_CHECK,
@@ -86,6 +95,10 @@ const USAGE = `usage: node capi-check.js --out FILE [--ops LIB] [--provider cuda
                     at Large's image and context streams, [2, 4096 | 333, 2432], and its two-branch form
                     vs Mul + Add + Mul + Add + AdaLNModulateQuant at Medium's image stream, [2, 4096, 1536]
                     (float32 on the CPU, whose float16 Mul and Add run in float32);
+                    ${PAIRED_NORMS_CHECK} (only by name): AdaLNResidualQuant / AdaLNModulateQuant with the second
+                    modulation (shift2, scale2 → x8_2, act_scale_2) vs the op without it + AdaLNModulateQuant,
+                    at Medium's image stream [2, 4096, 1536] (one branch, block 0's plain norm, two branches)
+                    and a row too wide for registers [2, 8, 33792]; bit for bit;
                     ${TOKEN_SPLIT_CHECK} (only by name): JointSplitQuant → Fp8LinearQ vs Slice → Fp8Linear
                     at Large's joint attention output, [2, 333 | 154 + 4096, 2432];
                     ${LORA_BRANCH_CHECK} (only by name): Fp8Linear vs Fp8Linear + a LoRA branch (x·downᵀ·upᵀ,
@@ -128,6 +141,9 @@ const TIMEOUT_MS: Record<CheckName, number> = {
   // 20 M-value outputs compared, float64 norms of 10 rows for six runs; Medium's two-branch shape
   // (three 12.6 M-value inputs per set) on top.
   [RESIDUAL_NORM_CHECK]: 240_000,
+  // Per case: two input sets of one to three 12.6 M-value tensors drawn, two sessions of 4 copies
+  // (≈ 400 MB each), six or seven outputs compared for each set; four cases.
+  [PAIRED_NORMS_CHECK]: 240_000,
   // Per shape: two 21 M-value inputs, two sessions of 4 copies, float64 references of 10 rows.
   [TOKEN_SPLIT_CHECK]: 180_000,
   // Per layer: one 20–80 M-value input, three sessions of 4 copies, float64 branches of 4 rows.
@@ -272,6 +288,7 @@ async function main(): Promise<void> {
       c !== FP8_FUSED_CHECK &&
       c !== QKV_NORM_CHECK &&
       c !== RESIDUAL_NORM_CHECK &&
+      c !== PAIRED_NORMS_CHECK &&
       c !== TOKEN_SPLIT_CHECK &&
       c !== LORA_BRANCH_CHECK &&
       c !== FP8_ATTENTION_CHECK &&

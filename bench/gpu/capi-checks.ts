@@ -154,6 +154,22 @@ export const RESIDUAL_NORM_SHAPES: [number, number, number][] = [
 export const RESIDUAL_NORM_TWO_BRANCH_SHAPES: [number, number, number][] = [[2, 4096, 1536]];
 
 /**
+ * Issue 10, thirteenth session: MMDiT-X's attn and attn2 norms paired in one node (shift2, scale2 →
+ * x8_2, act_scale_2 of AdaLNModulateQuant / AdaLNResidualQuant; NetOptions.pairedNorms 'fused')
+ * against the node without the pair followed by AdaLNModulateQuant(row, shift2, scale2) (pairedNorms
+ * 'separate'), at SD3.5 Medium's image stream 1024² with CFG (C 1536), and at a row too wide for the
+ * CUDA kernel's registers. Per case: `branches` 0 is AdaLNModulateQuant of x (block 0), 1 or 2
+ * AdaLNResidualQuant of a gated residual with that many branches.
+ */
+export const PAIRED_NORMS_CHECK = 'paired-norms';
+export const PAIRED_NORMS_SHAPES: { dims: [number, number, number]; branches: 0 | 1 | 2 }[] = [
+  { dims: [2, 4096, 1536], branches: 1 }, // Medium dual blocks 1–12: the MLP's residual → norm1, attn and attn2
+  { dims: [2, 4096, 1536], branches: 0 }, // Medium dual block 0: norm1 of the patch embedding
+  { dims: [2, 4096, 1536], branches: 2 }, // two branches: on CUDA the pair is a second launch
+  { dims: [2, 8, 33792], branches: 1 }, // fp16 C/8 = 4224 > 4096 vectors: on CUDA a second launch
+];
+
+/**
  * Issue 10, step 8: atelier:JointSplitQuant (joint attention's output split into the streams' tokens
  * and quantized per token for both output projections) against the Slice per stream each quantized by
  * its Fp8Linear, at SD3.5 Large 1024² with CFG: [2, 333 + 4096, 2432] (and 154 context tokens), float16.
@@ -192,6 +208,7 @@ export type CheckName =
   | typeof FP8_FUSED_CHECK
   | typeof QKV_NORM_CHECK
   | typeof RESIDUAL_NORM_CHECK
+  | typeof PAIRED_NORMS_CHECK
   | typeof TOKEN_SPLIT_CHECK
   | typeof LORA_BRANCH_CHECK
   | typeof FP8_ATTENTION_CHECK
@@ -1726,6 +1743,327 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
   };
 }
 
+// ---- (h′) the paired norms: attn's and attn2's modulations of one norm from one node ---------------
+
+/** One case of the paired-norms check. */
+interface PairedNormsCase {
+  dims: [number, number, number];
+  /** 0: AdaLNModulateQuant of x; 1 or 2: AdaLNResidualQuant with that many gated branches. */
+  branches: 0 | 1 | 2;
+  /** Nodes of this form per Medium step priced (×MEDIUM_DUAL_BLOCKS), or 0 where none is priced. */
+  perStep: number;
+  /** How the line names it. */
+  name: string;
+}
+
+/**
+ * A norm and its second modulation, `copies` times over (copy i reads its own x{i}, with a residual
+ * branch{i} and with two branches second{i}; gate, gate2, shift, scale, shift2 and scale2 are [B, 1, C]
+ * inputs shared by the copies): `paired` one node per copy writing [residual,] x8, act_scale, x8_2,
+ * act_scale_2 (as Net builds it with pairedNorms 'fused'), else the same op without the pair, then
+ * AdaLNModulateQuant(residual or x, shift2, scale2) (pairedNorms 'separate'). Each copy's codes are
+ * read by an Fp8LinearQ of N 16 per modulation (a few µs, the same in both graphs; in the step attn's
+ * and attn2's qkv read them); copy 0 also outputs both codes (Cast to the element type, exact) and
+ * both float32 scales, to be compared bit for bit.
+ */
+function pairedNormsModel(
+  dims: readonly number[],
+  paired: boolean,
+  copies: number,
+  w8: Uint8Array,
+  type: FloatType,
+  branches: 0 | 1 | 2,
+): BuiltModel {
+  const [b, t, c] = dims;
+  const full = [b, t, c];
+  const g = new GraphBuilder(paired ? 'paired-norms-paired' : 'paired-norms-separate');
+  const vec = (name: string) => g.input(name, type, [b, 1, c]);
+  const gate = branches > 0 ? vec('gate') : undefined;
+  const gate2 = branches === 2 ? vec('gate2') : undefined;
+  const shift = vec('shift');
+  const scale = vec('scale');
+  const shift2 = vec('shift2');
+  const scale2 = vec('scale2');
+  const n = RESIDUAL_NORM_READER_N;
+  const w = g.constant('w', 'float8e4m3fn', [n, c], w8);
+  const ws = g.constant('ws', 'float32', [n], new Float32Array(n).fill(1 / 448));
+  const attrs = { epsilon: { float: EPSILON } };
+  const pair = paired ? [shift2, scale2] : [];
+  for (let copy = 0; copy < copies; copy++) {
+    const x = g.input(`x${copy}`, type, full);
+    let row = x;
+    let codes: Value[];
+    if (branches === 0) {
+      codes = g.opMulti(
+        'AdaLNModulateQuant',
+        [x, shift, scale, ...pair],
+        2 + pair.length,
+        attrs,
+        ATELIER_DOMAIN,
+      );
+    } else {
+      const branch = g.input(`branch${copy}`, type, full);
+      const second = branches === 2 ? g.input(`second${copy}`, type, full) : undefined;
+      // shift2 and scale2 are inputs 7 and 8: one branch leaves 5 and 6 (branch2, gate2) empty.
+      const inputs: (Value | undefined)[] = [x, branch, gate, shift, scale];
+      if (branches === 2 || paired) inputs.push(second, gate2);
+      [row, ...codes] = g.opMulti(
+        'AdaLNResidualQuant',
+        [...inputs, ...pair],
+        3 + pair.length,
+        attrs,
+        ATELIER_DOMAIN,
+      );
+      g.output(row, `residual${copy}`, type, full);
+    }
+    if (!paired)
+      codes.push(...g.opMulti('AdaLNModulateQuant', [row, shift2, scale2], 2, attrs, ATELIER_DOMAIN));
+    const [x8, actScale, x8b, actScaleB] = codes;
+    const reader = (q: Value, s: Value) => g.op('Fp8LinearQ', [q, s, w, ws], {}, ATELIER_DOMAIN);
+    g.output(reader(x8, actScale), `y${copy}`, 'float16', [b, t, n]);
+    g.output(reader(x8b, actScaleB), `y${copy}_2`, 'float16', [b, t, n]);
+    if (copy === 0) {
+      g.output(g.op('Cast', [x8], { to: ONNX_DTYPE[type] }), 'codes', type, full);
+      g.output(g.op('Identity', [actScale]), 'scales', 'float32', [b, t]);
+      g.output(g.op('Cast', [x8b], { to: ONNX_DTYPE[type] }), 'codes_2', type, full);
+      g.output(g.op('Identity', [actScaleB]), 'scales_2', 'float32', [b, t]);
+    }
+  }
+  return g.build();
+}
+
+interface PairedNormsResult {
+  dims: readonly number[];
+  branches: 0 | 1 | 2;
+  copies: number;
+  /** Per copy: one paired node's time, and the separate pair of nodes', ms. */
+  paired_ms?: number;
+  separate_ms?: number;
+  saved_ms?: number;
+  speedup?: number;
+  /** saved_ms × MEDIUM_DUAL_BLOCKS, where this form is priced per Medium step. */
+  saved_ms_per_step?: number;
+  /**
+   * Copy 0's elements whose bits differ between the graphs (±0 alike), over two input sets (the timed
+   * one and one rewritten in place): residual (residual forms), codes, scales, codes_2, scales_2, and
+   * the readers' y and y_2.
+   */
+  differing?: Record<string, number>;
+  /** Each graph's outputs changed with the inputs rewritten in place (act_scale_2 of most rows). */
+  follows?: boolean;
+  error?: string;
+}
+
+async function pairedNorms(ctx: CheckContext): Promise<CheckResult> {
+  const ops = needOps(ctx);
+  const named = (dims: [number, number, number], branches: 0 | 1 | 2, index: number): PairedNormsCase => {
+    const form =
+      branches === 0
+        ? 'AdaLNModulateQuant + pair (Medium dual block 0)'
+        : branches === 2
+          ? 'AdaLNResidualQuant two branches + pair (CUDA: a second launch)'
+          : index === 0
+            ? 'AdaLNResidualQuant + pair (Medium dual blocks 1–12)'
+            : 'AdaLNResidualQuant + pair, a row too wide for registers (CUDA: a second launch)';
+    return { dims, branches, perStep: index < 2 ? MEDIUM_DUAL_BLOCKS : 0, name: form };
+  };
+  const shapes = ctx.small
+    ? PAIRED_NORMS_SHAPES.map(({ dims, branches }) => ({
+        dims: (dims[2] > 4096 ? [1, 2, dims[2]] : [2, 64, 320]) as [number, number, number],
+        branches,
+      }))
+    : PAIRED_NORMS_SHAPES;
+  const cases = shapes.map(({ dims, branches }, i) => named(dims, branches, i));
+  const copies = ctx.small ? 2 : 4;
+  // float16 on the GPU, the step's type; float32 on a CPU dry run, as residual-norm runs it.
+  const type: FloatType = ctx.provider === 'cuda' ? 'float16' : 'float32';
+  const cuda = ctx.provider === 'cuda' ? { cuda: { enable_cuda_graph: '1' } } : {};
+  const options = sessionOptions(ctx, { ...cuda, customOpsLibraries: [ops] });
+  const r = rnd();
+  // Rows of different spreads (the stream grows through the blocks), branches of their own.
+  const tables = [0.25, 1, 4, 16, 64].map((std) => halfNormalTable(r, std));
+  const inType = (h: Uint16Array): FloatData => (type === 'float16' ? h : Float32Array.from(h, halfToFloat));
+  const results: PairedNormsResult[] = [];
+  for (const { dims, branches } of cases) {
+    const [b, t, c] = dims;
+    const m = b * t;
+    const result: PairedNormsResult = { dims, branches, copies };
+    results.push(result);
+    const drawRows = (offset: number) => {
+      const out = new Uint16Array(m * c);
+      for (let row = 0; row < m; row++)
+        drawFromTable(
+          out.subarray(row * c, (row + 1) * c),
+          tables[(row + offset) % tables.length],
+          randomInt(2 ** 31),
+        );
+      return inType(out);
+    };
+    const vec = () => inType(normals('float16', b * c, r, 0, 0.5) as Uint16Array);
+    const shared = ['shift', 'scale', 'shift2', 'scale2', ...(branches > 0 ? ['gate'] : [])].concat(
+      branches === 2 ? ['gate2'] : [],
+    );
+    const perCopy = ['x', ...(branches > 0 ? ['branch'] : []), ...(branches === 2 ? ['second'] : [])];
+    const drawSet = (): Record<string, FloatData> => ({
+      ...Object.fromEntries(shared.map((name) => [name, vec()])),
+      ...Object.fromEntries(perCopy.map((name, k) => [name, drawRows(2 * k)])),
+    });
+    const sets = [drawSet(), drawSet()];
+    const w8 = drawFromTable(
+      new Uint8Array(RESIDUAL_NORM_READER_N * c),
+      e4m3NormalTable(r, 100),
+      randomInt(2 ** 31),
+    );
+    const feeds = (set: Record<string, FloatData>, copiesWritten: number): Record<string, FloatData> => ({
+      ...Object.fromEntries(shared.map((name) => [name, set[name]])),
+      ...Object.fromEntries(
+        Array.from({ length: copiesWritten }, (_, i) =>
+          perCopy.map((name) => [`${name}${i}`, set[name]]),
+        ).flat(),
+      ),
+    });
+    const copyNames = (i: number) => [
+      ...perCopy.map((name) => `${name}${i}`),
+      ...(branches > 0 ? [`residual${i}`] : []),
+    ];
+    const shapesOf: Record<string, number[]> = {
+      ...Object.fromEntries(shared.map((name) => [name, [b, 1, c]])),
+      ...Object.fromEntries(
+        Array.from({ length: copies }, (_, i) => copyNames(i).map((name) => [name, [b, t, c]])).flat(),
+      ),
+      ...Object.fromEntries(
+        Array.from({ length: copies }, (_, i) => [
+          [`y${i}`, [b, t, RESIDUAL_NORM_READER_N]],
+          [`y${i}_2`, [b, t, RESIDUAL_NORM_READER_N]],
+        ]).flat(),
+      ),
+      codes: [b, t, c],
+      scales: [b, t],
+      codes_2: [b, t, c],
+      scales_2: [b, t],
+    };
+    const otherTypes: Record<string, FloatType> = {
+      scales: 'float32',
+      scales_2: 'float32',
+      ...Object.fromEntries(
+        Array.from({ length: copies }, (_, i) => [
+          [`y${i}`, 'float16' as const],
+          [`y${i}_2`, 'float16' as const],
+        ]).flat(),
+      ),
+    };
+    const outputNames = [
+      'codes',
+      'scales',
+      'codes_2',
+      'scales_2',
+      ...Array.from({ length: copies }, (_, i) => [
+        ...(branches > 0 ? [`residual${i}`] : []),
+        `y${i}`,
+        `y${i}_2`,
+      ]).flat(),
+    ];
+    const read = (bound: Bound): Record<string, FloatData> => ({
+      ...(branches > 0 ? { residual: bound.read('residual0') } : {}),
+      codes: bound.read('codes'),
+      scales: bound.read('scales'),
+      codes_2: bound.read('codes_2'),
+      scales_2: bound.read('scales_2'),
+      y: bound.read('y0'),
+      y_2: bound.read('y0_2'),
+    });
+    // Per graph, copy 0's outputs for each input set.
+    const outputs: Record<'paired' | 'separate', Record<string, FloatData>[]> = { paired: [], separate: [] };
+    const times: Record<'paired' | 'separate', number> = { paired: 0, separate: 0 };
+    let follows = true;
+    try {
+      for (const variant of ['separate', 'paired'] as const) {
+        const bound = new Bound(
+          await CapiSession.create(
+            pairedNormsModel(dims, variant === 'paired', copies, w8, type, branches),
+            options,
+          ),
+          type,
+          shapesOf,
+          outputNames,
+          otherTypes,
+        );
+        try {
+          bound.write(feeds(sets[0], copies));
+          // With enable_cuda_graph=1 the first runs capture; the median is over replays.
+          times[variant] = (await timeRuns(bound.binding, ctx.runs)) / copies;
+          outputs[variant].push(read(bound));
+          // The second set written in place (copy 0 and the shared inputs), one more replay.
+          bound.write(feeds(sets[1], 1));
+          await bound.binding.run();
+          outputs[variant].push(read(bound));
+          const [before, after] = outputs[variant];
+          if (differingBits(before.scales_2, after.scales_2) < m / 2) follows = false;
+        } finally {
+          bound.release();
+        }
+      }
+      result.separate_ms = times.separate;
+      result.paired_ms = times.paired;
+      result.saved_ms = times.separate - times.paired;
+      result.speedup = times.separate / times.paired;
+      result.differing = Object.fromEntries(
+        Object.keys(outputs.paired[0]).map((name) => [
+          name,
+          [0, 1].reduce(
+            (sum, set) => sum + differingBits(outputs.paired[set][name], outputs.separate[set][name]),
+            0,
+          ),
+        ]),
+      );
+      result.follows = follows;
+    } catch (error) {
+      result.error = String((error as Error).message ?? error).split('\n')[0];
+    }
+  }
+  for (const [i, x] of results.entries())
+    if (cases[i].perStep && x.saved_ms !== undefined) x.saved_ms_per_step = cases[i].perStep * x.saved_ms;
+
+  const ok = results.every(
+    (x) =>
+      x.error === undefined &&
+      x.differing !== undefined &&
+      Object.keys(x.differing).length === (x.branches > 0 ? 7 : 6) &&
+      Object.values(x.differing).every((d) => d === 0) &&
+      x.follows === true,
+  );
+  // Medium's step: dual blocks 1–12 pair the one-branch residual's norm, block 0 the plain norm.
+  const [blocks, first] = results;
+  const mediumStep =
+    blocks?.saved_ms !== undefined && first?.saved_ms !== undefined
+      ? (MEDIUM_DUAL_BLOCKS - 1) * blocks.saved_ms + first.saved_ms
+      : undefined;
+  const line = (x: PairedNormsResult, { name, perStep }: PairedNormsCase) => {
+    const shape = `[${x.dims.join(', ')}] ${name}`;
+    if (x.error) return `${shape} FAILED: ${x.error}`;
+    const differ = Object.entries(x.differing!).filter(([, d]) => d > 0);
+    return (
+      `${shape}: separate ${x.separate_ms!.toFixed(3)} ms, paired ${x.paired_ms!.toFixed(3)} ms per node ` +
+      `(saves ${x.saved_ms!.toFixed(3)} ms, ×${x.speedup!.toFixed(2)}` +
+      `${perStep ? `; ×${perStep} per Medium step: ${x.saved_ms_per_step!.toFixed(2)} ms` : ''}); ` +
+      `paired vs separate (2 input sets) ${differ.length === 0 ? 'bit-identical' : differ.map(([k, d]) => `${k}: ${d} differ`).join(', ')}` +
+      `${x.follows ? '' : '; outputs DO NOT follow inputs rewritten in place'}`
+    );
+  };
+  return {
+    status: ok ? 'PASS' : 'FAIL',
+    detail:
+      `${copies} copies per graph, ${type}, median of ${ctx.runs} replays: ${results.map((x, i) => line(x, cases[i])).join(' · ')}` +
+      (mediumStep === undefined
+        ? ''
+        : ` · Medium step (12 × dual blocks 1–12 + block 0): saves ${mediumStep.toFixed(2)} ms`),
+    type,
+    copies,
+    medium_step_saved_ms: mediumStep,
+    shapes: results,
+  };
+}
+
 // ---- (i) JointSplitQuant vs Slice → Fp8Linear ------------------------------------------------------
 
 /**
@@ -2350,6 +2688,8 @@ export async function runCheck(name: CheckName, ctx: CheckContext): Promise<Chec
         return await qkvNorm(ctx);
       case RESIDUAL_NORM_CHECK:
         return await residualNorm(ctx);
+      case PAIRED_NORMS_CHECK:
+        return await pairedNorms(ctx);
       case TOKEN_SPLIT_CHECK:
         return await tokenSplit(ctx);
       case LORA_BRANCH_CHECK:
