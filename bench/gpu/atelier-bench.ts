@@ -423,7 +423,9 @@ function pathOf(requested: RuntimeName, runtime: RuntimePath | undefined, fp8?: 
     ...(graph?.fp8Attention ? { fp8_attention: true } : {}),
     ...(graph ? { flash_attention: graph.flashAttention } : {}),
     ...(path === 'capi' && runtime?.attention ? { attention: runtime.attention.summary } : {}),
-    ...(graph ? { step_fusions: graph.stepFusions, paired_norms: graph.pairedNorms } : {}),
+    ...(graph
+      ? { step_fusions: graph.stepFusions, paired_norms: graph.pairedNorms, shared_rows: graph.sharedRows }
+      : {}),
     // Denoising steps queued on the GPU (2 on CUDA; ATELIER_STEP_QUEUE=1: one; capi-denoiser.ts).
     ...(path === 'capi' && runtime?.stepsQueued ? { step_queue: runtime.stepsQueued } : {}),
     // cuBLASLt algorithms timed per shape: read by the op library itself, so the environment says.

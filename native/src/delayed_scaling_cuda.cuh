@@ -103,6 +103,27 @@ __global__ void delayed_push_next(float* __restrict__ state, DelayedSlots slots,
   state[slots.d()] = sd.y;
 }
 
+// The end of a later call whose GEMM wrote its codes with d from the slots (Fp8Linear's e4m3 D): one
+// block fills y_scale with this call's s (what the previous call's end left in the slot), then
+// thread 0 does delayed_push_next (the amax into the ring, the next call's s and d from it). So the
+// call needs no delayed_begin before its GEMM: s and d were ready since the previous call.
+template <int THREADS>
+__global__ void __launch_bounds__(THREADS)
+    delayed_fill_push_next(float* __restrict__ state, DelayedSlots slots, float margin, float* __restrict__ y_scale,
+                           int64_t rows) {
+  const float s = state[slots.s()];
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) y_scale[r] = s;
+  __syncthreads();  // every thread has read s before it is replaced
+  if (threadIdx.x == 0) {
+    push_amax(state, slots, state[slots.amax()]);
+    float ref = 0.0f;
+    for (int i = 0; i < slots.history; ++i) ref = fmaxf(ref, state[i]);
+    const float2 sd = delayed_scale_of(ref, margin);
+    state[slots.s()] = sd.x;
+    state[slots.d()] = sd.y;
+  }
+}
+
 // A block's amax max-ed into the call's slot (by bits). Thousands of blocks aim at one address: the
 // atomic only when the block's amax is above what the slot already holds (it only grows), so most
 // blocks just read it.

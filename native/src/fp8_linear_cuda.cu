@@ -1000,12 +1000,20 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
   }
   if (plan->e4m3_d) {
     // The first call measures its amax with a throw-away GEMM (d = 1: the zeroed amax gives s = 1),
-    // then scales by it; later calls scale by the ring. AMAX_D is written by every GEMM.
-    if (first && (!begin(true) || !gemm())) return false;
-    if (!begin(first) || !gemm()) return false;
-    delayed_push<<<1, 1, 0, stream>>>(kernel->state, slots);
-    kernel->seeded = true;
-    return check_launch("the delayed-scale push", error, error_size);
+    // then scales by it; every call ends by pushing its amax and putting the next call's s and d in
+    // their slots, so a later call is its GEMM (D_SCALE = d from the slot) and one kernel that fills
+    // y_scale with s and does that push: one launch fewer than delayed_begin before the GEMM and
+    // delayed_push after it, the same s and d. AMAX_D is written by every GEMM.
+    if (first) {
+      if (!begin(true) || !gemm() || !begin(true) || !gemm()) return false;
+      delayed_push_next<<<1, 1, 0, stream>>>(kernel->state, slots, kernel->delayed.margin);
+      kernel->seeded = true;
+      return check_launch("the delayed-scale push", error, error_size);
+    }
+    if (!gemm()) return false;
+    delayed_fill_push_next<kQuantizeThreads>
+        <<<1, kQuantizeThreads, 0, stream>>>(kernel->state, slots, kernel->delayed.margin, args.y_scale, m);
+    return check_launch("the delayed-scale fill and push", error, error_size);
   }
   if (!gemm()) return false;
 

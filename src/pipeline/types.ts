@@ -161,6 +161,8 @@ export interface StepGraphOptions {
   stepFusions: boolean;
   /** MMDiT-X's two modulations of norm1(x) quantized by one node (only true when the layers are W8A8). */
   pairedNorms: boolean;
+  /** SiLU(c) quantized once for every adaLN layer (only true when the layers are W8A8). */
+  sharedRows: boolean;
 }
 
 /**

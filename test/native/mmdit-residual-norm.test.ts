@@ -80,6 +80,7 @@ function build(
   residualNorm: Fusion,
   tokenSplit: Fusion = 'fused',
   pairedNorms: Fusion = 'fused',
+  sharedRows: Fusion = 'fused',
 ): BuiltModel & { cfg: MmditConfig } {
   const g = new GraphBuilder(name);
   const p = new Params(g, source, compute);
@@ -91,6 +92,7 @@ function build(
     residualNorm,
     tokenSplit,
     pairedNorms,
+    sharedRows,
   };
   buildMmdit(new Net(g, p, options), cfg);
   return { ...g.build(), cfg };
@@ -174,8 +176,9 @@ describe.each(cases)(
 
     it('splits and quantizes each joint attention for both output projections with one JointSplitQuant', () => {
       const source = weightsOf(set, name);
-      const fused = build(source, name, 'float32', 'fused', 'fused');
-      const separate = build(source, name, 'float32', 'fused', 'separate');
+      // SiLU(c)'s rows, quantized once by a JointSplitQuant of their own, are the test below.
+      const fused = build(source, name, 'float32', 'fused', 'fused', 'fused', 'separate');
+      const separate = build(source, name, 'float32', 'fused', 'separate', 'fused', 'separate');
       const { depth } = fused.cfg;
       expect(count(fused, 'JointSplitQuant')).toBe(depth);
       expect(count(separate, 'JointSplitQuant')).toBe(0);
@@ -269,3 +272,41 @@ describe.each(mmditX)(
     });
   },
 );
+
+describe.each(cases)('$name of the $setName golden set, W8A8, SiLU(c) quantized once', ({ set, name }) => {
+  const c = set.component<MmditComponent>(name);
+  const feedsOf = (): Record<string, HostTensor> => {
+    const io = open(set.path(manifestPath(c.inputs_from ?? c.io)));
+    return Object.fromEntries(
+      ['x', 'timestep', 'context', 'y'].map((k) => [
+        k,
+        { type: 'float32', dims: io.get(k).shape, data: io.readFloat32(k) } satisfies HostTensor,
+      ]),
+    );
+  };
+
+  it('reads every adaLN modulation from one quantization of SiLU(c), the same velocity bit for bit', async () => {
+    const source = weightsOf(set, name);
+    const shared = build(source, name, 'float32', 'fused', 'fused', 'fused', 'fused');
+    const separate = build(source, name, 'float32', 'fused', 'fused', 'fused', 'separate');
+    // One more JointSplitQuant (no context tokens) whose image-stream codes every adaLN layer reads.
+    expect(count(shared, 'JointSplitQuant') - count(separate, 'JointSplitQuant')).toBe(1);
+    const producer = nodes(shared).find(
+      (n) =>
+        n.opType === 'JointSplitQuant' &&
+        !nodes(separate).some((m) => m.name === n.name && m.opType === n.opType),
+    );
+    expect(producer).toBeDefined();
+    const codes = producer!.output![2];
+    const readers = nodes(shared).filter((n) => n.opType === 'Fp8LinearQ' && n.input![0] === codes);
+    expect(readers.length).toBeGreaterThan(1);
+    expect(count(separate, 'Fp8Linear') - count(shared, 'Fp8Linear')).toBe(readers.length);
+    // At most every block's two adaLN layers and the final layer's (those whose weights are e4m3).
+    expect(readers.length).toBeLessThanOrEqual(2 * shared.cfg.depth + 1);
+    const a = await velocity(shared, feedsOf());
+    const b = await velocity(separate, feedsOf());
+    expect(a.some((v) => v !== 0)).toBe(true);
+    const mismatch = a.findIndex((v, i) => !Object.is(v, b[i]));
+    expect(mismatch, `element ${mismatch}: ${a[mismatch]} vs ${b[mismatch]}`).toBe(-1);
+  });
+});

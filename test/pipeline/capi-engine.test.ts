@@ -70,6 +70,7 @@ describe('the C-API path', () => {
         flashAttention: false,
         stepFusions: true,
         pairedNorms: false,
+        sharedRows: false,
       },
       attention: {
         kernel: 'multi-head-attention',
@@ -174,10 +175,11 @@ describe('the C-API path', () => {
       customOpsLibrary: library,
       fp8Linear: 'w8a8' as const,
     };
-    const fusedOps = ['AdaLNResidualQuant', 'AdaLNResidual', 'JointSplitQuant'];
+    // (JointSplitQuant is in both: SiLU(c)'s rows are quantized once either way.)
+    const fusedOps = ['AdaLNResidualQuant', 'AdaLNResidual'];
     const separate = await engine({ ...w8a8, stepFusions: false });
     // What the step graph was built with, as benchmark rows report it: fast accumulation, the
-    // per-tensor MLP and the paired norms by default.
+    // per-tensor MLP, the paired norms and SiLU(c) quantized once by default.
     expect(separate.info().runtime?.stepGraph).toEqual({
       fp8FastAccumulation: true,
       fp8MlpHandoff: true,
@@ -185,6 +187,7 @@ describe('the C-API path', () => {
       flashAttention: false,
       stepFusions: false,
       pairedNorms: true,
+      sharedRows: true,
     });
     const expected = await separate.generate(request());
     // The graph cache holds every step graph this file built: one of them is the separate chain's.

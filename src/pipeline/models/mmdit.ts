@@ -186,7 +186,7 @@ interface DismantledBlock {
  * DismantledBlock.adaLN_modulation(c).chunk(n) (mmditx.py:477-482): n chunks of Linear(SiLU(c)),
  * each [batch, 1, hidden] so it broadcasts over tokens like `.unsqueeze(1)`.
  */
-function adaLN(net: Net, prefix: string, cAct: Value, n: number): Value[] {
+function adaLN(net: Net, prefix: string, cAct: LinearInput, n: number): Value[] {
   const mods = net.unsqueeze(net.linear(cAct, `${prefix}.adaLN_modulation.1`), [1]);
   return net.chunk(mods, n, 2);
 }
@@ -207,7 +207,7 @@ function dismantledPreAttention(
   m: Ctx,
   block: DismantledBlock,
   x: Residual,
-  cAct: Value,
+  cAct: LinearInput,
 ): [PreQkv, Intermediates | undefined] {
   const { net } = m;
   const { prefix } = block;
@@ -244,7 +244,7 @@ function dismantledPreAttentionX(
   m: Ctx,
   block: DismantledBlock,
   x: Residual,
-  cAct: Value,
+  cAct: LinearInput,
 ): [PreQkv, PreQkv, Intermediates] {
   const { net } = m;
   const { prefix } = block;
@@ -327,7 +327,7 @@ function blockMixing(
   x: Residual,
   contextBlock: DismantledBlock,
   xBlock: DismantledBlock,
-  cAct: Value,
+  cAct: LinearInput,
   contextTokens: Value,
 ): [Residual | undefined, Residual] {
   const { net } = m;
@@ -368,7 +368,7 @@ function jointBlock(
   i: number,
   context: Residual,
   x: Residual,
-  cAct: Value,
+  cAct: LinearInput,
   contextTokens: Value,
 ): [Residual | undefined, Residual] {
   const { cfg } = m;
@@ -388,7 +388,7 @@ function jointBlock(
 
 // FinalLayer (mmditx.py:650-692)
 /** FinalLayer.forward: shift, scale = chunk(adaLN(c), 2); linear(modulate(norm_final(x))). */
-function finalLayer(m: Ctx, x: Residual, cAct: Value): Value {
+function finalLayer(m: Ctx, x: Residual, cAct: LinearInput): Value {
   const { net } = m;
   const [shift, scale] = adaLN(net, 'final_layer', cAct, 2);
   return net.linear(modulatedNorm(m, x, shift, scale), 'final_layer.linear');
@@ -447,7 +447,7 @@ function forwardCoreWithConcat(m: Ctx, x: Value, c: Value, ctx: Value, context: 
   const { net, cfg } = m;
   const { g } = net;
   // adaLN_modulation is Sequential(SiLU, Linear) everywhere and c is shared: one SiLU for all.
-  const cAct = net.silu(c);
+  const cAct = net.sharedRows(net.silu(c));
   const contextTokens = g.op('Shape', [context], { start: 1, end: 2 });
   let h: Residual = x;
   let hCtx: Residual | undefined = ctx;

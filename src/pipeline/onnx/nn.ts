@@ -71,6 +71,13 @@ export interface NetOptions {
    */
   pairedNorms?: 'fused' | 'separate';
   /**
+   * How W8A8 layers read a tensor many of them share (`Net.sharedRows`: the MMDiT's SiLU(c), read by
+   * every block's adaLN modulation), with `fp8Producers: 'fused'`: `fused` = its rows quantized once
+   * (one atelier:JointSplitQuant with no context tokens) and each layer an atelier:Fp8LinearQ;
+   * `separate` = each Fp8Linear quantizes it again. The two give the same bits. @default 'fused'
+   */
+  sharedRows?: 'fused' | 'separate';
+  /**
    * How W8A8 layers read one stream's tokens of joint attention's output (`Net.splitTokens`), with
    * `fp8Producers: 'fused'`: `fused` = one atelier:JointSplitQuant node per attention writes both
    * streams' e4m3 codes and scales in one pass and the layers are atelier:Fp8LinearQ; `separate` = a
@@ -197,11 +204,22 @@ export class Fp8Activations {
 }
 
 /**
- * What linear layers read: a tensor, a modulated norm they may fuse with (ModulatedNorm), a
- * stream's tokens of joint attention's output (TokenRange), or e4m3 codes (Fp8Activations, W8A8
- * layers only).
+ * A [rows, dim] tensor that many linear layers read (the MMDiT's SiLU(c): every adaLN modulation's
+ * input), left for them to build (`Net.sharedRows`): W8A8 layers read its rows quantized once.
  */
-export type LinearInput = Value | ModulatedNorm | TokenRange | Fp8Activations;
+export class SharedRows {
+  /** e4m3 codes [rows, 1, dim] and float32 scales [rows, 1], once a W8A8 layer asked for them. */
+  codes?: [Value, Value];
+
+  constructor(readonly x: Value) {}
+}
+
+/**
+ * What linear layers read: a tensor, a modulated norm they may fuse with (ModulatedNorm), a
+ * stream's tokens of joint attention's output (TokenRange), e4m3 codes (Fp8Activations, W8A8
+ * layers only), or a tensor many layers read (SharedRows).
+ */
+export type LinearInput = Value | ModulatedNorm | TokenRange | Fp8Activations | SharedRows;
 
 export const DEFAULT_NET_OPTIONS: NetOptions = { attention: 'mha', fp8Linear: 'dequantize' };
 
@@ -361,6 +379,11 @@ export class Net {
   linear(input: LinearInput, prefix: string): Value {
     const biasKey = `${prefix}.bias`;
     const bias = this.p.has(biasKey) ? this.p.get(biasKey) : undefined;
+    if (input instanceof SharedRows && this.#isW8a8(prefix) && this.#quantizesSharedRows()) {
+      // [rows, 1, N] from the codes [rows, 1, dim], back to [rows, N] (a Reshape moves no data).
+      const y = this.#w8a8Linear(new Fp8Activations(...this.#sharedCodes(input)), prefix, bias);
+      return this.g.op('Reshape', [y, this.ints([0, -1])]);
+    }
     if (this.#isW8a8(prefix)) return this.#w8a8Linear(input, prefix, bias);
     const x = this.value(input);
     if (this.#isFp8(prefix) && this.options.fp8Linear === 'block-fp8')
@@ -426,6 +449,36 @@ export class Net {
       'tensor',
     );
     return this.p.compute === 'float16' ? y! : this.g.op('Cast', [y!], { to: ONNX_DTYPE.float32 });
+  }
+
+  /** A tensor many linear layers read (SharedRows): W8A8 layers quantize its rows once. */
+  sharedRows(x: Value): SharedRows {
+    return new SharedRows(x);
+  }
+
+  #quantizesSharedRows(): boolean {
+    return this.options.fp8Producers !== 'separate' && this.options.sharedRows !== 'separate';
+  }
+
+  /**
+   * The codes and scales of a SharedRows' rows, from one atelier:JointSplitQuant over [rows, 1, dim]
+   * with no context tokens (its image-stream outputs; float16 in: a float32 graph casts), built once:
+   * the same per-row quantization Fp8Linear runs on its input.
+   */
+  #sharedCodes(s: SharedRows): [Value, Value] {
+    if (!s.codes) {
+      const x = this.p.compute === 'float16' ? s.x : this.cast(s.x, 'float16');
+      const rows = this.unsqueeze(x, [1]);
+      const [, , x8, scale] = this.g.opMulti(
+        'JointSplitQuant',
+        [rows, this.ints([0])],
+        4,
+        {},
+        ATELIER_DOMAIN,
+      );
+      s.codes = [x8!, scale!];
+    }
+    return s.codes;
   }
 
   /** Whether the layer's fp8 weight has one scale for the whole tensor (not one per row). */
@@ -652,6 +705,7 @@ export class Net {
   value(input: LinearInput): Value {
     if (input instanceof Fp8Activations)
       throw new Error('e4m3 activations (Fp8Activations) are read only by W8A8 layers');
+    if (input instanceof SharedRows) return input.x;
     if (input instanceof TokenRange) {
       const { joint, contextTokens } = input.split;
       input.value ??=

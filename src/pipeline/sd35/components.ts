@@ -422,6 +422,9 @@ export async function loadComponents(
         // MMDiT-X's attn and attn2 norms quantized by one node (issue 10, thirteenth session: bit-
         // identical); ATELIER_PAIRED_NORMS=0 makes a node each, for measurements.
         ...(process.env.ATELIER_PAIRED_NORMS === '0' ? { pairedNorms: 'separate' as const } : {}),
+        // SiLU(c) quantized once for every adaLN layer (bit-identical); ATELIER_SHARED_ROWS=0: each
+        // layer quantizes it again, for measurements.
+        ...(process.env.ATELIER_SHARED_ROWS === '0' ? { sharedRows: 'separate' as const } : {}),
       };
       // Capture only with our kernels: ONNX Runtime's CUDA Concat of unequal inputs (the joint
       // attention's context + image tokens) stages its metadata in pinned host buffers it allocates
@@ -540,6 +543,7 @@ export async function loadComponents(
           flashAttention: stepNetOptions.attention === 'flash' && stepNetOptions.fp8Attention !== true,
           stepFusions: stepNetOptions.residualNorm !== 'separate',
           pairedNorms: w8a8 && stepNetOptions.pairedNorms !== 'separate',
+          sharedRows: w8a8 && stepNetOptions.sharedRows !== 'separate',
         },
         attention,
         stepsQueued: queueStream === undefined ? 1 : 2,
