@@ -2,8 +2,9 @@
 // allocation, no host memory, no synchronisation: CUDA-graph capturable and safe to replay).
 //
 // The vectorised kernel (head widths whose row is a power-of-two number ≤ 32 of 16-byte vectors,
-// e.g. 64 in float16 or float32, with 16-byte-aligned tensors): one thread block per token row of
-// q, k and v (a grid-stride loop past 2³¹ − 1 rows); its threads walk the row's source, the 3C
+// e.g. 64 in float16 or float32, with 16-byte-aligned tensors): one thread block per two token rows
+// of q, k and v (a grid-stride loop past 2³¹ − 1 rows; both rows' loads in flight before either is
+// reduced); its threads walk each row's source, the 3C
 // values of one context_qkv or x_qkv row, one 16-byte vector each (VEC = 8 float16 or 4 float32
 // values), so every load and store is 16 bytes and coalesced. A head of q or k is G = D / VEC
 // consecutive threads, aligned within a warp (C, hence every part and head, is a whole number of
@@ -24,6 +25,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "joint_qkv_norm.h"
@@ -120,50 +122,67 @@ __device__ __forceinline__ float inverse_rms(float squares, int head_dim, float 
   return rsqrtf(__fadd_rn(__fdiv_rn(squares, static_cast<float>(head_dim)), epsilon));
 }
 
-template <typename T, int G>
+// ROWS token rows per block, their loads issued before any reduction: twice the bytes in flight
+// per thread (one 16-byte vector per row), which a kernel that only moves bytes needs to approach
+// the memory's bandwidth; each row's arithmetic is the one-row kernel's, so the bits are the same.
+template <typename T, int G, int ROWS>
 __global__ void __launch_bounds__(kMaxThreads) joint_qkv_norm_vector_kernel(Params<T> p) {
   constexpr int VEC = 16 / sizeof(T);
   using P = Pack<T, VEC>;
   const int per_part = p.heads * G;  // vectors of q (of k, of v) in a row
   const int vectors = 3 * per_part;
   const int lane_in_head = threadIdx.x & (G - 1);  // blockDim.x is a multiple of 32, so of G
-  for (int64_t row = blockIdx.x; row < p.rows; row += gridDim.x) {
-    const Source<T> s = source_of(p, row);
-    const P* in = reinterpret_cast<const P*>(s.qkv);
-    const int64_t out_row = row * per_part;
+  for (int64_t first = static_cast<int64_t>(blockIdx.x) * ROWS; first < p.rows;
+       first += static_cast<int64_t>(gridDim.x) * ROWS) {
+    Source<T> s[ROWS];
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) s[r] = source_of(p, first + r < p.rows ? first + r : first);
     // `base` is the same in every thread of the block, so whole warps (whole groups) iterate together.
     for (int base = 0; base < vectors; base += blockDim.x) {
       const int j = base + threadIdx.x;
       const bool active = j < vectors;
       const int part = (j >= per_part) + (j >= 2 * per_part);  // 0 q, 1 k, 2 v
-      P value{};
-      P weight{};
-      float squares = 0.0f;
-      if (active) {
-        value = load16(in + j);
-        if (part < 2) {
-          weight = load16(reinterpret_cast<const P*>(part == 0 ? s.ln_q : s.ln_k) + lane_in_head);
+      P value[ROWS];
+      P weight[ROWS];
+      float squares[ROWS];
 #pragma unroll
-          for (int e = 0; e < VEC; ++e) {
-            const float f = to_float(value.v[e]);
-            squares = __fmaf_rn(f, f, squares);
-          }
+      for (int r = 0; r < ROWS; ++r) {
+        value[r] = P{};
+        weight[r] = P{};
+        squares[r] = 0.0f;
+        if (active && first + r < p.rows) {
+          value[r] = load16(reinterpret_cast<const P*>(s[r].qkv) + j);
+          if (part < 2) weight[r] = load16(reinterpret_cast<const P*>(part == 0 ? s[r].ln_q : s[r].ln_k) + lane_in_head);
         }
       }
 #pragma unroll
-      for (int offset = G / 2; offset > 0; offset >>= 1)
-        squares = __fadd_rn(squares, __shfl_xor_sync(kFullMask, squares, offset));
+      for (int r = 0; r < ROWS; ++r) {
+        if (active && part < 2)
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) {
+            const float f = to_float(value[r].v[e]);
+            squares[r] = __fmaf_rn(f, f, squares[r]);
+          }
+#pragma unroll
+        for (int offset = G / 2; offset > 0; offset >>= 1)
+          squares[r] = __fadd_rn(squares[r], __shfl_xor_sync(kFullMask, squares[r], offset));
+      }
       if (!active) continue;
       const int within = j - part * per_part;
-      if (part == 2) {
-        reinterpret_cast<P*>(p.v)[out_row + within] = value;
-        continue;
-      }
-      const float inv = inverse_rms(squares, p.head_dim, p.epsilon);
-      P out;
 #pragma unroll
-      for (int e = 0; e < VEC; ++e) out.v[e] = from_float<T>(scaled(to_float(value.v[e]), to_float(weight.v[e]), inv));
-      reinterpret_cast<P*>(part == 0 ? p.q : p.k)[out_row + within] = out;
+      for (int r = 0; r < ROWS; ++r) {
+        if (first + r >= p.rows) continue;
+        const int64_t out = (first + r) * per_part + within;
+        if (part == 2) {
+          reinterpret_cast<P*>(p.v)[out] = value[r];
+          continue;
+        }
+        const float inv = inverse_rms(squares[r], p.head_dim, p.epsilon);
+        P y;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) y.v[e] = from_float<T>(scaled(to_float(value[r].v[e]), to_float(weight[r].v[e]), inv));
+        reinterpret_cast<P*>(part == 0 ? p.q : p.k)[out] = y;
+      }
     }
   }
 }
@@ -257,11 +276,26 @@ int vector_threads(int64_t vectors) {
   return static_cast<int>((per_pass + kWarp - 1) / kWarp * kWarp);
 }
 
+// Token rows per block of the vector kernel: 2 (ATELIER_QKV_NORM_ROWS=1 keeps one, for measurements;
+// read once per process).
+int rows_per_block() {
+  static const int rows = [] {
+    const char* v = std::getenv("ATELIER_QKV_NORM_ROWS");
+    return v != nullptr && std::strcmp(v, "1") == 0 ? 1 : 2;
+  }();
+  return rows;
+}
+
 template <typename T, int G>
 void launch_vector(const Params<T>& p, cudaStream_t stream) {
   const int64_t vectors = 3 * static_cast<int64_t>(p.heads) * G;
-  const unsigned blocks = static_cast<unsigned>(p.rows < kMaxBlocks ? p.rows : kMaxBlocks);
-  joint_qkv_norm_vector_kernel<T, G><<<blocks, vector_threads(vectors), 0, stream>>>(p);
+  const int rows = rows_per_block();
+  const int64_t wanted = (p.rows + rows - 1) / rows;
+  const unsigned blocks = static_cast<unsigned>(wanted < kMaxBlocks ? wanted : kMaxBlocks);
+  if (rows == 2)
+    joint_qkv_norm_vector_kernel<T, G, 2><<<blocks, vector_threads(vectors), 0, stream>>>(p);
+  else
+    joint_qkv_norm_vector_kernel<T, G, 1><<<blocks, vector_threads(vectors), 0, stream>>>(p);
 }
 
 template <typename T>
