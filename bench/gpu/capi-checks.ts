@@ -1471,6 +1471,21 @@ interface ResidualNormResult {
   error?: string;
 }
 
+/**
+ * [m, c] float16 rows, each drawn from `tables` in turn (starting at `offset`): rows of different
+ * spreads, as the residual stream's grow through the blocks.
+ */
+function residualRows(tables: Uint16Array[], m: number, c: number, offset: number): Uint16Array {
+  const out = new Uint16Array(m * c);
+  for (let row = 0; row < m; row++)
+    drawFromTable(
+      out.subarray(row * c, (row + 1) * c),
+      tables[(row + offset) % tables.length]!,
+      randomInt(2 ** 31),
+    );
+  return out;
+}
+
 async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
   const ops = needOps(ctx);
   const large = (dims: [number, number, number]): ResidualNormCase => ({
@@ -1506,16 +1521,7 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
     const m = b * t;
     const result: ResidualNormResult = { dims, branches, copies };
     results.push(result);
-    const drawRows = (offset: number) => {
-      const out = new Uint16Array(m * c);
-      for (let row = 0; row < m; row++)
-        drawFromTable(
-          out.subarray(row * c, (row + 1) * c),
-          tables[(row + offset) % tables.length],
-          randomInt(2 ** 31),
-        );
-      return inType(out);
-    };
+    const drawRows = (offset: number) => inType(residualRows(tables, m, c, offset));
     const vec = () => inType(normals('float16', b * c, r, 0, 0.5) as Uint16Array);
     const drawSet = () => ({
       x: drawRows(0),
@@ -1889,16 +1895,7 @@ async function pairedNorms(ctx: CheckContext): Promise<CheckResult> {
     const m = b * t;
     const result: PairedNormsResult = { dims, branches, copies };
     results.push(result);
-    const drawRows = (offset: number) => {
-      const out = new Uint16Array(m * c);
-      for (let row = 0; row < m; row++)
-        drawFromTable(
-          out.subarray(row * c, (row + 1) * c),
-          tables[(row + offset) % tables.length],
-          randomInt(2 ** 31),
-        );
-      return inType(out);
-    };
+    const drawRows = (offset: number) => inType(residualRows(tables, m, c, offset));
     const vec = () => inType(normals('float16', b * c, r, 0, 0.5) as Uint16Array);
     const shared = ['shift', 'scale', 'shift2', 'scale2', ...(branches > 0 ? ['gate'] : [])].concat(
       branches === 2 ? ['gate2'] : [],

@@ -181,6 +181,24 @@ __device__ __forceinline__ Row row_offsets(int tokens, int channels) {
 // their latency hides behind the barriers; wider rows load them at the end (no register spills).
 constexpr int kPrefetchBytes = 64;
 
+// A row's codes from its float16 values h (ITEMS vectors a thread, as the kernel below holds them)
+// times inv, one VEC-byte store per vector.
+template <int VEC, int ITEMS>
+__device__ __forceinline__ void write_codes(uint8_t* row, const Pack<__half, VEC> (&h)[ITEMS], float inv,
+                                            int vectors) {
+  Pack<uint8_t, VEC>* qr = reinterpret_cast<Pack<uint8_t, VEC>*>(row);
+#pragma unroll
+  for (int i = 0; i < ITEMS; ++i) {
+    const int j = threadIdx.x + i * blockDim.x;
+    if (j < vectors) {
+      Pack<uint8_t, VEC> out;
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) out.v[e] = to_e4m3(h[i].v[e], inv);
+      qr[j] = out;
+    }
+  }
+}
+
 // ITEMS vectors per thread stay in registers as loaded (fp16 stays packed): the block covers
 // ITEMS · blockDim.x · VEC channels.
 template <typename T, int VEC, int ITEMS, Mode MODE, int BRANCHES, bool PAIR>
@@ -190,7 +208,6 @@ __global__ void __launch_bounds__(kMaxThreads)
   static_assert(!PAIR || MODE == kToken, "the second modulation is per token");
   using P = Pack<T, VEC>;
   using H = Pack<__half, VEC>;
-  using Q = Pack<uint8_t, VEC>;
   constexpr bool kPrefetch = ITEMS * sizeof(P) <= kPrefetchBytes;
   constexpr int kEarly = kPrefetch ? ITEMS : 1;
   __shared__ float partials[quantizes(MODE) ? (PAIR ? 4 : 3) : 2][kMaxWarps];
@@ -304,18 +321,7 @@ __global__ void __launch_bounds__(kMaxThreads)
       hand_on_amax<MODE>(q, amax);
       return;
     }
-    const float inv = row_multiplier<MODE>(q, amax, sd);
-    Q* qr = reinterpret_cast<Q*>(q.x8 + at.x);
-#pragma unroll
-    for (int i = 0; i < ITEMS; ++i) {
-      const int j = threadIdx.x + i * blockDim.x;
-      if (j < vectors) {
-        Q out;
-#pragma unroll
-        for (int e = 0; e < VEC; ++e) out.v[e] = to_e4m3(h[i].v[e], inv);
-        qr[j] = out;
-      }
-    }
+    write_codes<VEC, ITEMS>(q.x8 + at.x, h, row_multiplier<MODE>(q, amax, sd), vectors);
     if constexpr (MODE == kDelayed) hand_on_amax<MODE>(q, amax);
     if constexpr (PAIR) {
       // The second modulation from the same v, mean and rstd, into h again (its codes are written).
@@ -338,18 +344,7 @@ __global__ void __launch_bounds__(kMaxThreads)
       }
       amax2 = cuda_reduce::block_reduce(amax2, partials[3], cuda_reduce::Max{});
       if (threadIdx.x == 0) q.act_scale_2[blockIdx.x] = __fdiv_rn(amax2, kE4m3Max);
-      const float inv2 = amax2 > 0.0f ? __fdiv_rn(kE4m3Max, amax2) : 0.0f;
-      Q* qr2 = reinterpret_cast<Q*>(q.x8_2 + at.x);
-#pragma unroll
-      for (int i = 0; i < ITEMS; ++i) {
-        const int j = threadIdx.x + i * blockDim.x;
-        if (j < vectors) {
-          Q out;
-#pragma unroll
-          for (int e = 0; e < VEC; ++e) out.v[e] = to_e4m3(h[i].v[e], inv2);
-          qr2[j] = out;
-        }
-      }
+      write_codes<VEC, ITEMS>(q.x8_2 + at.x, h, amax2 > 0.0f ? __fdiv_rn(kE4m3Max, amax2) : 0.0f, vectors);
     }
   }
 }

@@ -94,13 +94,17 @@ __global__ void delayed_push(float* __restrict__ state, DelayedSlots slots) {
 // delayed_begin would compute at the next call's start) into their slots: a kernel whose every
 // block reads s and d from the slots needs no ring reduction of its own (one thread: the ring is
 // at most kMaxAmaxHistory floats).
-__global__ void delayed_push_next(float* __restrict__ state, DelayedSlots slots, float margin) {
+__device__ __forceinline__ void push_and_set_next(float* state, DelayedSlots slots, float margin) {
   push_amax(state, slots, state[slots.amax()]);
   float ref = 0.0f;
   for (int i = 0; i < slots.history; ++i) ref = fmaxf(ref, state[i]);
   const float2 sd = delayed_scale_of(ref, margin);
   state[slots.s()] = sd.x;
   state[slots.d()] = sd.y;
+}
+
+__global__ void delayed_push_next(float* __restrict__ state, DelayedSlots slots, float margin) {
+  push_and_set_next(state, slots, margin);
 }
 
 // The end of a later call whose GEMM wrote its codes with d from the slots (Fp8Linear's e4m3 D): one
@@ -114,14 +118,7 @@ __global__ void __launch_bounds__(THREADS)
   const float s = state[slots.s()];
   for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) y_scale[r] = s;
   __syncthreads();  // every thread has read s before it is replaced
-  if (threadIdx.x == 0) {
-    push_amax(state, slots, state[slots.amax()]);
-    float ref = 0.0f;
-    for (int i = 0; i < slots.history; ++i) ref = fmaxf(ref, state[i]);
-    const float2 sd = delayed_scale_of(ref, margin);
-    state[slots.s()] = sd.x;
-    state[slots.d()] = sd.y;
-  }
+  if (threadIdx.x == 0) push_and_set_next(state, slots, margin);
 }
 
 // A block's amax max-ed into the call's slot (by bits). Thousands of blocks aim at one address: the

@@ -71,6 +71,17 @@ function weightsOf(set: GoldenSet, name: string): WeightSource {
   return new OverlayWeightSource(new FileWeightSource(open(quantized.path), prefix), source);
 }
 
+/** The component's golden inputs x, timestep, context and y. */
+function goldenFeeds(set: GoldenSet, c: MmditComponent): Record<string, HostTensor> {
+  const io = open(set.path(manifestPath(c.inputs_from ?? c.io)));
+  return Object.fromEntries(
+    ['x', 'timestep', 'context', 'y'].map((k) => [
+      k,
+      { type: 'float32', dims: io.get(k).shape, data: io.readFloat32(k) } satisfies HostTensor,
+    ]),
+  );
+}
+
 type Fusion = 'fused' | 'separate';
 
 function build(
@@ -151,15 +162,7 @@ describe.each(cases)(
       expect(residualNodes.filter((n) => n.input!.length === 5)).toHaveLength(fusedCount - dual);
     });
 
-    const feedsOf = (): Record<string, HostTensor> => {
-      const io = open(set.path(manifestPath(c.inputs_from ?? c.io)));
-      return Object.fromEntries(
-        ['x', 'timestep', 'context', 'y'].map((k) => [
-          k,
-          { type: 'float32', dims: io.get(k).shape, data: io.readFloat32(k) } satisfies HostTensor,
-        ]),
-      );
-    };
+    const feedsOf = () => goldenFeeds(set, c);
 
     it.each<[string, [Fusion, Fusion], [Fusion, Fusion]]>([
       ['residual norms fused and separate', ['fused', 'separate'], ['separate', 'separate']],
@@ -222,15 +225,7 @@ describe.each(mmditX)(
   '$name of the $setName golden set, W8A8, attn and attn2 norms paired',
   ({ set, name }) => {
     const c = set.component<MmditComponent>(name);
-    const feedsOf = (): Record<string, HostTensor> => {
-      const io = open(set.path(manifestPath(c.inputs_from ?? c.io)));
-      return Object.fromEntries(
-        ['x', 'timestep', 'context', 'y'].map((k) => [
-          k,
-          { type: 'float32', dims: io.get(k).shape, data: io.readFloat32(k) } satisfies HostTensor,
-        ]),
-      );
-    };
+    const feedsOf = () => goldenFeeds(set, c);
 
     it("quantizes both modulations of each dual block's norm1 with one node", () => {
       const source = weightsOf(set, name);
@@ -275,15 +270,7 @@ describe.each(mmditX)(
 
 describe.each(cases)('$name of the $setName golden set, W8A8, SiLU(c) quantized once', ({ set, name }) => {
   const c = set.component<MmditComponent>(name);
-  const feedsOf = (): Record<string, HostTensor> => {
-    const io = open(set.path(manifestPath(c.inputs_from ?? c.io)));
-    return Object.fromEntries(
-      ['x', 'timestep', 'context', 'y'].map((k) => [
-        k,
-        { type: 'float32', dims: io.get(k).shape, data: io.readFloat32(k) } satisfies HostTensor,
-      ]),
-    );
-  };
+  const feedsOf = () => goldenFeeds(set, c);
 
   it('reads every adaLN modulation from one quantization of SiLU(c), the same velocity bit for bit', async () => {
     const source = weightsOf(set, name);
