@@ -450,6 +450,9 @@ struct Fp8LinearCuda {
   float* state = nullptr;  // device: the delayed scaling's ring and slots (DelayedSlots)
   int state_device = -1;
   bool seeded = false;     // the first call ran: the ring holds its amax
+  // The s and d slots hold the next call's scale (an e4m3 D call's end put them there); a fallback
+  // call's quantize kernel pushes without doing so, and the next e4m3 D call then begins from the ring.
+  bool slots_current = false;
   const cublaslt::Api* api;
   cublaslt::Handle handle = nullptr;  // the device's shared handle (acquire_handle)
   int handle_device = -1;
@@ -1007,12 +1010,13 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
     if (first) {
       if (!begin(true) || !gemm() || !begin(true) || !gemm()) return false;
       delayed_push_next<<<1, 1, 0, stream>>>(kernel->state, slots, kernel->delayed.margin);
-      kernel->seeded = true;
+      kernel->seeded = kernel->slots_current = true;
       return check_launch("the delayed-scale push", error, error_size);
     }
-    if (!gemm()) return false;
+    if ((!kernel->slots_current && !begin(false)) || !gemm()) return false;
     delayed_fill_push_next<kQuantizeThreads>
         <<<1, kQuantizeThreads, 0, stream>>>(kernel->state, slots, kernel->delayed.margin, args.y_scale, m);
+    kernel->slots_current = true;
     return check_launch("the delayed-scale fill and push", error, error_size);
   }
   if (!gemm()) return false;
@@ -1066,6 +1070,7 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
       if (!quantize(false) || !begin(true) || !quantize(true)) return false;
       delayed_push<<<1, 1, 0, stream>>>(kernel->state, slots);
       kernel->seeded = true;
+      kernel->slots_current = false;
       return check_launch("the delayed-scale push", error, error_size);
     }
     // Later calls: one kernel (scale from the ring, y_scale, codes, amax, push).
@@ -1077,6 +1082,7 @@ bool fp8_linear_cuda_run(Fp8LinearCuda* kernel, const Fp8LinearArgs& args, void*
       quantize_tensor_delayed<1><<<blocks, kQuantizeThreads, 0, stream>>>(y16, y8, kernel->state, slots, margin,
                                                                           args.y_scale, m, count);
     if (!check_launch("the delayed e4m3 quantize kernel", error, error_size)) return false;
+    kernel->slots_current = false;
   }
   return true;
 }
