@@ -14,7 +14,7 @@ import { asAtelierError } from '../errors.js';
 import { formatBytes } from '../pipeline/hub/index.js';
 import { validateModelSet } from '../pipeline/models-dir/index.js';
 import type { ComputeCapability } from '../pipeline/ort/cuda-runtime.js';
-import { customOpsFeatures } from '../pipeline/ort/custom-ops.js';
+import { libraryFeatures } from '../pipeline/ort/custom-ops.js';
 import { ORT_VERSION } from '../pipeline/ort/index.js';
 import { probeProvider } from '../pipeline/process/provider-probe.js';
 import { chooseAttention, FA3_HEAD_DIM, flashAttentionAsked } from '../pipeline/sd35/attention-choice.js';
@@ -282,7 +282,7 @@ function attentionLine(
   return chooseAttention({
     provider,
     runtime,
-    ...(library !== undefined ? { library: customOpsFeatures(library) ?? new Set<never>() } : {}),
+    library: libraryFeatures(library),
     capability: needsGpu ? gpuCapability(config.models.deviceId) : undefined,
     headDim: FA3_HEAD_DIM,
     asked: flashAttentionAsked(undefined),

@@ -14,7 +14,11 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { type BuiltModel, GraphBuilder } from '../../src/pipeline/onnx/graph.js';
 import { DEFAULT_NET_OPTIONS, Net } from '../../src/pipeline/onnx/nn.js';
 import { Params, type WeightSource } from '../../src/pipeline/onnx/params.js';
-import { buildCustomOpsLibrary, customOpsFeatures } from '../../src/pipeline/ort/custom-ops.js';
+import {
+  buildCustomOpsLibrary,
+  customOpsFeatures,
+  libraryFeatures,
+} from '../../src/pipeline/ort/custom-ops.js';
 import type { HostTensor } from '../../src/pipeline/ort/index.js';
 import { floatToHalf, halfToFloat } from '../../src/pipeline/weights/dtypes.js';
 import { relL2 } from '../golden/manifest.js';
@@ -240,7 +244,9 @@ describe('the op library says what it was built with', () => {
     expect(customOpsFeatures(library)).toEqual(new Set());
   });
 
-  it('a library that cannot be loaded: no answer', () => {
+  it('a library that cannot be loaded: no answer; for load-time choices, built without any feature', () => {
     expect(customOpsFeatures('/nonexistent/libatelier_ops_cuda.so')).toBeUndefined();
+    expect(libraryFeatures('/nonexistent/libatelier_ops_cuda.so')).toEqual(new Set());
+    expect(libraryFeatures(undefined)).toBeUndefined();
   });
 });

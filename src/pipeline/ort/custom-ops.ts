@@ -56,3 +56,11 @@ export function customOpsFeatures(path: string): ReadonlySet<CustomOpsFeature> |
   }
   return found ?? undefined;
 }
+
+/**
+ * What load-time choices read of a library (attention-choice.ts): nothing without one; a library
+ * that cannot be read counts as built without any feature.
+ */
+export function libraryFeatures(path: string | undefined): ReadonlySet<CustomOpsFeature> | undefined {
+  return path === undefined ? undefined : (customOpsFeatures(path) ?? new Set());
+}

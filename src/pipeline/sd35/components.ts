@@ -30,7 +30,7 @@ import {
 import { openSession } from '../onnx/session.js';
 import type { ComputeType } from '../onnx/tensors.js';
 import { cudaRuntime } from '../ort/cuda-runtime.js';
-import { customOpsFeatures } from '../ort/custom-ops.js';
+import { libraryFeatures } from '../ort/custom-ops.js';
 import { CapiSession, type CapiSessionOptions } from '../ort/index.js';
 import { samplingDefaultsOf } from '../sampling/defaults.js';
 import { SD3Tokenizer } from '../text/tokenizer.js';
@@ -387,7 +387,7 @@ export async function loadComponents(
       const attention = chooseAttention({
         provider,
         runtime: 'capi',
-        ...(library !== undefined ? { library: customOpsFeatures(library) ?? new Set<never>() } : {}),
+        library: libraryFeatures(library),
         capability: provider === 'cuda' ? queryCapability(options.deviceId ?? 0) : undefined,
         headDim: mmCfg.hidden / mmCfg.heads,
         asked: flashAttentionAsked(options.flashAttention),
