@@ -153,6 +153,7 @@ constexpr uint32_t kApiVersion = 17;
   ORT_SLOT(99, ReleaseTensorTypeAndShapeInfo, void, (OrtTensorTypeAndShapeInfo * info))               \
   ORT_SLOT(101, ReleaseCustomOpDomain, void, (OrtCustomOpDomain * domain))                            \
   ORT_SLOT(193, KernelContext_GetGPUComputeStream, OrtStatus*, (const OrtKernelContext* context, void** out)) \
+  ORT_SLOT(267, ShapeInferContext_GetInputCount, OrtStatus*, (const OrtShapeInferContext* context, size_t* out)) \
   ORT_SLOT(268, ShapeInferContext_GetInputTypeShape, OrtStatus*,                                       \
            (const OrtShapeInferContext* context, size_t index, OrtTensorTypeAndShapeInfo** out))       \
   ORT_SLOT(269, ShapeInferContext_GetAttribute, OrtStatus*,                                            \

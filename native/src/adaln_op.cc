@@ -120,10 +120,14 @@ OrtStatus* infer_shape(const OrtCustomOp* op, OrtShapeInferContext* context) {
   const size_t first = K == kResidualQuant ? 1 : 0;  // x8's index
   for (int i = 0; i < 3; ++i)
     if (dims[i] >= 0 || names[i] == nullptr) names[i] = "";
+  // x8, act_scale, and x8_2, act_scale_2 when the node has the pair's inputs (then it has their
+  // outputs: Net always adds both). Only outputs the node has may be set: ORT 1.29 does not check the
+  // index (graph.cc's InferenceContextImpl::getOutputType), a write past them corrupts its memory.
+  size_t inputs = 0;
+  ATELIER_RETURN_IF_ERROR(ort::ShapeInferContext_GetInputCount(api)(context, &inputs));
+  const size_t outputs = Inputs<K>::kPair != 0 && inputs > Inputs<K>::kPair ? 4 : 2;
   OrtStatus* status = nullptr;
-  // x8, act_scale, and (when the node has them: setting an absent output fails, which ends it here)
-  // x8_2, act_scale_2.
-  for (size_t output = 0; output < 4 && status == nullptr; ++output) {
+  for (size_t output = 0; output < outputs && status == nullptr; ++output) {
     OrtTensorTypeAndShapeInfo* info = nullptr;
     ATELIER_RETURN_IF_ERROR(ort::CreateTensorTypeAndShapeInfo(api)(&info));
     const size_t rank = output % 2 == 0 ? 3 : 2;

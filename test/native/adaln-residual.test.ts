@@ -257,6 +257,29 @@ describe('AdaLNResidualQuant shapes and errors', () => {
     await expect(session(33)).rejects.toThrow(/Inferred=32 Declared=33/);
   });
 
+  it("tells ONNX Runtime the second modulation's codes' shape when the node has the pair", async () => {
+    const session = (declared: number) => {
+      const g = new GraphBuilder('pair-shapes');
+      const rows = (n: string) => g.input(n, 'float16', ['batch', 'tokens', 32]);
+      const vec = (n: string) => g.input(n, 'float16', ['batch', 1, 32]);
+      const ins = [rows('x'), rows('branch'), vec('gate'), vec('shift'), vec('scale'), undefined, undefined];
+      const outs = g.opMulti(
+        'AdaLNResidualQuant',
+        [...ins, vec('shift2'), vec('scale2')],
+        5,
+        {},
+        ATELIER_DOMAIN,
+      );
+      const dims = ['batch', 'tokens', declared];
+      g.output(g.op('Cast', [outs[3]!], { to: ONNX_DTYPE.float32 }), 'x8_2', 'float32', dims);
+      g.output(g.op('Relu', [outs[4]!]), 's2', 'float32', ['batch', 'tokens']);
+      const config = { 'session.strict_shape_type_inference': '1' };
+      return CapiSession.create(g.build(), { provider: 'cpu', customOpsLibraries: [library], config });
+    };
+    (await session(32)).release();
+    await expect(session(33)).rejects.toThrow(/Inferred=32 Declared=33/);
+  });
+
   it.each<[string, Name, number[], RegExp]>([
     [
       'a branch of another token count',

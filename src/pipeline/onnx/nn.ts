@@ -759,6 +759,8 @@ export class Net {
    */
   #quantizedNorm(m: ModulatedNorm): [Value, Value] {
     if (!m.quantized) {
+      // Its partner's codes are made too, before its reader asks: MMDiT-X's attn and attn2 layers
+      // are both W8A8 or neither (the same checkpoint storage).
       const pair =
         m.pair && !m.pair.quantized && this.options.pairedNorms !== 'separate' ? m.pair : undefined;
       const [x8, actScale, x8b, actScaleB] = this.#normQuantNode(m, {}, pair);

@@ -189,41 +189,40 @@ export class CapiDenoiser {
     const previewBytes = (job.x0.length / job.images) * 4;
     const hostMs: number[] = [];
     let replayed = 0;
-    // One step is queued ahead: step i + 1 is issued as soon as step i is done, and only then is step
-    // i's preview handed to onStep, so the GPU works on i + 1 while the host reports i (the preview
-    // reads denoised[i % 2], which step i + 1 does not write). Nothing is left running on return or
-    // throw: the next job writes these buffers.
-    const issue = async (i: number) => {
-      const step = await this.#issue(state, (i % 2) as 0 | 1);
+    // Steps are queued ahead: one (each step's own wait, ONNX Runtime's sync of the whole stream), or
+    // two with a StepQueue (a wait per binding, so step i is awaited while i + 1 runs). Step
+    // i + depth is issued as soon as step i is done and its preview read (it writes step i's
+    // denoised buffer), and only then is step i handed to onStep, so the GPU works while the host
+    // reports. Nothing is left running on return or throw: the next job writes these buffers.
+    const queue = this.options.stepQueue;
+    const depth = queue ? 2 : 1;
+    const pending: { i: number; done: () => Promise<void> }[] = [];
+    const start = async (i: number) => {
+      const p = (i % 2) as 0 | 1;
+      const step = await this.#issue(state, p);
       if (step.replayed) replayed++;
       hostMs.push(step.hostMs);
-      return step;
+      // A plain (synchronous) run is done already; a queued one completes at its event.
+      queue?.issued(p);
+      pending.push({ i, done: queue ? () => queue.done(p) : step.done });
     };
-    if (this.options.stepQueue) {
-      await this.#twoQueued(state, this.options.stepQueue, total, previewBytes, issue, opts);
-      return this.#result(state, total, hostMs, replayed, opts);
-    }
-    let inFlight: Awaited<ReturnType<typeof issue>> | undefined;
     try {
-      if (total > 0 && !opts.signal?.aborted) inFlight = await issue(0);
+      for (let i = 0; i < Math.min(depth, total) && !opts.signal?.aborted; i++) await start(i);
       for (let i = 0; i < total; i++) {
-        if (!inFlight) break;
-        await inFlight.done();
-        inFlight = undefined;
-        // Cancelled while step i ran (it was issued before step i − 1 was reported): not reported.
+        const step = pending[0];
+        if (step?.i !== i) break;
+        await step.done();
+        pending.shift();
+        // Cancelled while step i ran (issued before earlier steps were reported): not reported.
         if (opts.signal?.aborted) break;
         const preview = opts.onStep ? (state.denoised[i % 2].read(previewBytes) as Float32Array) : undefined;
-        if (i + 1 < total && !opts.signal?.aborted) inFlight = await issue(i + 1);
+        if (i + depth < total) await start(i + depth);
         if (opts.onStep && preview) await opts.onStep(i, total, preview);
       }
     } finally {
-      // A throwing onStep or a cancel leaves at most one step queued: let it finish.
-      await inFlight?.done().catch(() => undefined);
+      // A throwing onStep or a cancel leaves steps queued: let them finish.
+      for (const step of pending) await step.done().catch(() => undefined);
     }
-    return this.#result(state, total, hostMs, replayed, opts);
-  }
-
-  #result(state: ShapeState, total: number, hostMs: number[], replayed: number, opts: CapiSampleOptions) {
     if (opts.signal?.aborted) throw new CancelledError('cancelled between denoising steps');
     const latent = state.x[total % 2].read() as Float32Array;
     return {
@@ -232,42 +231,6 @@ export class CapiDenoiser {
       replayedSteps: replayed,
       ...(state.captureFailure ? { captureFailure: state.captureFailure } : {}),
     };
-  }
-
-  /**
-   * The loop with two steps queued: step i + 2 is issued once step i is done (its event) and its
-   * preview read, since it writes step i's denoised buffer; step i + 1 keeps the GPU busy meanwhile.
-   * Every issued step is waited for before returning or throwing.
-   */
-  async #twoQueued(
-    state: ShapeState,
-    queue: StepQueue,
-    total: number,
-    previewBytes: number,
-    issue: (i: number) => Promise<unknown>,
-    opts: CapiSampleOptions,
-  ): Promise<void> {
-    const inFlight: number[] = [];
-    const start = async (i: number) => {
-      await issue(i);
-      // A plain (synchronous) run is done already; a queued one completes at the event.
-      queue.issued((i % 2) as 0 | 1);
-      inFlight.push(i);
-    };
-    try {
-      for (let i = 0; i < Math.min(2, total) && !opts.signal?.aborted; i++) await start(i);
-      for (let i = 0; i < total; i++) {
-        if (inFlight[0] !== i) break;
-        await queue.done((i % 2) as 0 | 1);
-        inFlight.shift();
-        if (opts.signal?.aborted) break;
-        const preview = opts.onStep ? (state.denoised[i % 2].read(previewBytes) as Float32Array) : undefined;
-        if (i + 2 < total) await start(i + 2);
-        if (opts.onStep && preview) await opts.onStep(i, total, preview);
-      }
-    } finally {
-      for (const i of inFlight) await queue.done((i % 2) as 0 | 1).catch(() => undefined);
-    }
   }
 
   /**

@@ -348,6 +348,13 @@ export async function loadComponents(
   let capi: CapiDenoiser | undefined;
   /** The C-API step sessions' CUDA stream when two steps are queued. */
   let queueStream: bigint | undefined;
+  /** What a load holds, freed in order: the stream only once no session can queue work on it. */
+  const releaseAll = async () => {
+    await capi?.release();
+    for (const s of sessions) await s.release();
+    if (queueStream !== undefined) cudaRuntime().destroyStream(queueStream);
+    for (const w of opened) w.close();
+  };
   /** The text encoders' weight fingerprints (with any fp8 overlay), for LoadedComponents.textKey. */
   const textKeys: string[] = [];
   try {
@@ -650,18 +657,12 @@ export async function loadComponents(
       mmditWeights: { source: mm.source, key: mm.key },
       openDenoiser,
       release: async () => {
-        await capi?.release();
         for (const s of profiled) s.endProfiling();
-        for (const s of sessions) await s.release();
-        if (queueStream !== undefined) cudaRuntime().destroyStream(queueStream);
-        for (const w of opened) w.close();
+        await releaseAll();
       },
     };
   } catch (error) {
-    await capi?.release();
-    for (const s of sessions) await s.release();
-    if (queueStream !== undefined) cudaRuntime().destroyStream(queueStream);
-    for (const w of opened) w.close();
+    await releaseAll();
     throw error;
   }
 }
