@@ -5,8 +5,11 @@
 // and name, in start order, for the GPU's idle time between kernels (kernel_timeline.py). Rewritten
 // periodically because the bench's pipeline child is killed rather than exiting.
 //
-// Built on the GPU machine against its CUPTI (bench/gpu/kernel-times.sh): the kernel record's
-// struct is the newest the headers define (KERNEL_RECORD), whose leading fields never change.
+// Memsets and memcopies (graph nodes included) go in both as "[memset N B]" / "[memcpy N B]": the GPU
+// is not idle while one runs, and a gap before a kernel may be one of them.
+//
+// Built on the GPU machine against its CUPTI (bench/gpu/kernel-times.sh): the records' structs are
+// the newest the headers define (KERNEL_RECORD, MEMSET_RECORD, MEMCPY_RECORD).
 #include <cupti.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -16,6 +19,9 @@
 
 #ifndef KERNEL_RECORD
 #error "define KERNEL_RECORD as the newest CUpti_ActivityKernelN"
+#endif
+#if !defined(MEMSET_RECORD) || !defined(MEMCPY_RECORD)
+#error "define MEMSET_RECORD and MEMCPY_RECORD as the newest CUpti_ActivityMemsetN and CUpti_ActivityMemcpyN"
 #endif
 
 #define BUFFER_BYTES (16u << 20)
@@ -80,6 +86,16 @@ static void CUPTIAPI completed(CUcontext ctx, uint32_t stream, uint8_t *buffer, 
       const KERNEL_RECORD *k = (const KERNEL_RECORD *)record;
       add(k->name, k->start, k->end);
       __atomic_store_n(&active, 1, __ATOMIC_RELAXED);
+    } else if (record->kind == CUPTI_ACTIVITY_KIND_MEMSET) {
+      const MEMSET_RECORD *m = (const MEMSET_RECORD *)record;
+      char name[64];
+      snprintf(name, sizeof name, "[memset %llu B]", (unsigned long long)m->bytes);
+      add(name, m->start, m->end);
+    } else if (record->kind == CUPTI_ACTIVITY_KIND_MEMCPY) {
+      const MEMCPY_RECORD *m = (const MEMCPY_RECORD *)record;
+      char name[64];
+      snprintf(name, sizeof name, "[memcpy %llu B]", (unsigned long long)m->bytes);
+      add(name, m->start, m->end);
     }
   }
   free(buffer);
@@ -177,6 +193,8 @@ __attribute__((constructor)) static void start(void) {
   if (!getenv("KERNEL_TIMES_OUT")) return;
   if (cuptiActivityRegisterCallbacks(requested, completed) != CUPTI_SUCCESS) return;
   if (cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) != CUPTI_SUCCESS) return;
+  cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMSET);
+  cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMCPY);
   pthread_t thread;
   pthread_create(&thread, NULL, flusher, NULL);
   pthread_detach(thread);

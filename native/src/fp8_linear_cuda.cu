@@ -81,6 +81,7 @@
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdarg>
 #include <cstdint>
@@ -108,6 +109,18 @@ constexpr const char* kCublasLtLibrary = "libcublasLt.so.13";
 // scratch holds only what its candidates ask for (Plan::workspace): issue 10's memory target, W8A8
 // no larger than weight-only FP8, counts these bytes.
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
+// The workspace offered to the heuristic: kWorkspaceBytes, or ATELIER_GEMM_WORKSPACE_MIB (measurements:
+// 0 offers only algorithms without one, which need no zeroing before each GEMM). Read once per process.
+size_t offered_workspace() {
+  static const size_t bytes = [] {
+    const char* v = std::getenv("ATELIER_GEMM_WORKSPACE_MIB");
+    if (v == nullptr || v[0] == '\0') return kWorkspaceBytes;
+    const long mib = std::strtol(v, nullptr, 10);
+    return mib <= 0 ? size_t{0} : std::min(kWorkspaceBytes, static_cast<size_t>(mib) << 20);
+  }();
+  return bytes;
+}
 constexpr size_t kAlign = 256;
 constexpr int kQuantizeThreads = 256;
 constexpr int kEpilogueThreads = 256;
@@ -541,7 +554,7 @@ bool choose_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearAr
 
   cublaslt::MatmulPreference pref = nullptr;
   s = api.pref_create(&pref);
-  const uint64_t workspace = kWorkspaceBytes;
+  const uint64_t workspace = offered_workspace();
   if (s == cublaslt::kSuccess) s = api.pref_set(pref, cublaslt::kPrefMaxWorkspaceBytes, &workspace, sizeof workspace);
   cublaslt::HeuristicResult results[8] = {};
   int returned = 0;
@@ -555,7 +568,7 @@ bool choose_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearAr
   plan.workspace = results[0].workspace_size;
   plan.candidates.clear();
   for (int i = 0; i < returned; ++i)
-    if (results[i].state == cublaslt::kSuccess && results[i].workspace_size <= kWorkspaceBytes) {
+    if (results[i].state == cublaslt::kSuccess && results[i].workspace_size <= workspace) {
       plan.candidates.push_back(results[i].algo);
       if (results[i].workspace_size > plan.workspace) plan.workspace = results[i].workspace_size;
     }
