@@ -105,17 +105,20 @@ namespace atelier {
 namespace {
 
 constexpr const char* kCublasLtLibrary = "libcublasLt.so.13";
-// The most workspace cuBLASLt may offer algorithms for: what NVIDIA recommends for Hopper. A plan's
+// The most workspace offered to cuBLASLt's heuristic: what NVIDIA recommends for Hopper. A plan's
 // scratch holds only what its candidates ask for (Plan::workspace): issue 10's memory target, W8A8
 // no larger than weight-only FP8, counts these bytes.
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
-// The workspace offered to the heuristic: kWorkspaceBytes, or ATELIER_GEMM_WORKSPACE_MIB (measurements:
-// 0 offers only algorithms without one, which need no zeroing before each GEMM). Read once per process.
+// The workspace offered to the heuristic: none, so every plan runs an algorithm that needs none. On the
+// H200 that was as fast or faster at every SD3.5 shape (the big GEMMs' candidates need none anyway;
+// Medium W8A8 0.993 and 0.994 s against 1.000–1.007 with 32 MiB offered, the fourteenth session) and
+// it holds no workspace in the plans' scratch. ATELIER_GEMM_WORKSPACE_MIB=N offers N MiB (at most
+// kWorkspaceBytes) for A/B rows. Read once per process.
 size_t offered_workspace() {
   static const size_t bytes = [] {
     const char* v = std::getenv("ATELIER_GEMM_WORKSPACE_MIB");
-    if (v == nullptr || v[0] == '\0') return kWorkspaceBytes;
+    if (v == nullptr || v[0] == '\0') return size_t{0};
     const long mib = std::strtol(v, nullptr, 10);
     return mib <= 0 ? size_t{0} : std::min(kWorkspaceBytes, static_cast<size_t>(mib) << 20);
   }();
@@ -552,16 +555,22 @@ bool choose_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearAr
       return false;
   }
 
-  cublaslt::MatmulPreference pref = nullptr;
-  s = api.pref_create(&pref);
-  const uint64_t workspace = offered_workspace();
-  if (s == cublaslt::kSuccess) s = api.pref_set(pref, cublaslt::kPrefMaxWorkspaceBytes, &workspace, sizeof workspace);
+  // The offered workspace first; a shape with no algorithm that fits it is offered the most.
   cublaslt::HeuristicResult results[8] = {};
   int returned = 0;
-  if (s == cublaslt::kSuccess)
-    s = api.heuristic(kernel.handle, plan.desc, plan.a, plan.b, plan.c, plan.d ? plan.d : plan.c, pref, 8, results,
-                      &returned);
-  if (pref) api.pref_destroy(pref);
+  uint64_t workspace = offered_workspace();
+  for (bool retry = false;; retry = true) {
+    cublaslt::MatmulPreference pref = nullptr;
+    s = api.pref_create(&pref);
+    if (s == cublaslt::kSuccess)
+      s = api.pref_set(pref, cublaslt::kPrefMaxWorkspaceBytes, &workspace, sizeof workspace);
+    if (s == cublaslt::kSuccess)
+      s = api.heuristic(kernel.handle, plan.desc, plan.a, plan.b, plan.c, plan.d ? plan.d : plan.c, pref, 8, results,
+                        &returned);
+    if (pref) api.pref_destroy(pref);
+    if ((s == cublaslt::kSuccess && returned > 0) || retry || workspace == kWorkspaceBytes) break;
+    workspace = kWorkspaceBytes;
+  }
   // An unsupported combination comes back as an error status or as no algorithm: both mean "none".
   if (s != cublaslt::kSuccess || returned == 0) return false;
   plan.algo = results[0].algo;
