@@ -78,15 +78,20 @@ export class NoRunsError extends Error {
 
 const SIZE = { width: 960, height: 540 };
 const PLOT = { left: 80, right: 24, top: 92, bottom: 110 };
-// Ours in warm colours, PyTorch in cool ones; a colour per series, stable across charts.
-const PALETTE = ['#d95f02', '#f2a541', '#4c72b0', '#7fa7d9', '#8c8c8c', '#b07aa1'];
+// Ours in warm colours, PyTorch in cool ones, in series order within each; the same series keeps its
+// colour in every group.
+const WARM = ['#d95f02', '#f2a541', '#a6611a', '#e7298a'];
+const COOL = ['#4c72b0', '#7fa7d9', '#8c8c8c', '#b07aa1', '#1b9e77'];
+// Legend text width at font-size 13 (DejaVu Sans averages ≈ 7.4 px a character), for laying it out.
+const LEGEND_CHAR_PX = 7.4;
 const MODEL_ORDER = ['sd3.5-large', 'sd3.5-medium'];
 
 function seriesName(run: ChartRun): string {
   const engine = run.engine === 'atelier' ? 'Atelier' : run.engine === 'pytorch' ? 'PyTorch' : run.engine;
   const mode = run.mode ? ` ${run.mode.startsWith('compile') ? 'torch.compile' : run.mode}` : '';
   const path = run.path ? ` ${run.path === 'capi' ? 'C API' : run.path}` : '';
-  return `${engine} ${run.precision.toUpperCase()}${mode}${path}`;
+  const precision = run.precision === 'fp8-weights' ? 'weight-only FP8' : run.precision.toUpperCase();
+  return `${engine} ${precision}${mode}${path}`;
 }
 
 function seriesRank(run: ChartRun): number {
@@ -94,6 +99,39 @@ function seriesRank(run: ChartRun): number {
   const precision = ['fp8', 'fp16', 'bf16'].indexOf(run.precision);
   const compiled = run.mode?.startsWith('compile') ? 1 : 0;
   return engine * 100 + compiled * 10 + (precision < 0 ? 9 : precision);
+}
+
+/** Each series' colour: ours from WARM, PyTorch's and others' from COOL, in series order. */
+function seriesColors(runs: ChartRun[]): string[] {
+  let warm = 0;
+  let cool = 0;
+  return runs.map((r) => (r.engine === 'atelier' ? WARM[warm++ % WARM.length] : COOL[cool++ % COOL.length]));
+}
+
+export interface LegendItem {
+  name: string;
+  index: number;
+  x: number;
+  y: number;
+  /** The swatch and the text, as laid out. */
+  width: number;
+}
+
+/** The legend flowed left to right from (left, top), a new row of 20 px when an entry would pass right. */
+export function legendLayout(names: string[], left: number, right: number, top: number): LegendItem[] {
+  const items: LegendItem[] = [];
+  let x = left;
+  let y = top;
+  names.forEach((name, index) => {
+    const width = 20 + name.length * LEGEND_CHAR_PX;
+    if (x > left && x + width > right) {
+      x = left;
+      y += 20;
+    }
+    items.push({ name, index, x, y, width });
+    x += width + 24;
+  });
+  return items;
 }
 
 function modelLabel(model: string): string {
@@ -134,9 +172,11 @@ export function chartSvg(results: ChartResults, options: ChartOptions = {}): Cha
   );
   if (runs.length === 0) throw new NoRunsError(want);
 
-  const series = [...new Map(runs.map((r) => [seriesName(r), r])).values()]
-    .sort((a, b) => seriesRank(a) - seriesRank(b))
-    .map(seriesName);
+  const seriesRuns = [...new Map(runs.map((r) => [seriesName(r), r])).values()].sort(
+    (a, b) => seriesRank(a) - seriesRank(b),
+  );
+  const series = seriesRuns.map(seriesName);
+  const colors = seriesColors(seriesRuns);
   const models = [...new Set(runs.map((r) => r.model))].sort(
     (a, b) => (MODEL_ORDER.indexOf(a) + 1 || 99) - (MODEL_ORDER.indexOf(b) + 1 || 99) || a.localeCompare(b),
   );
@@ -190,7 +230,7 @@ export function chartSvg(results: ChartResults, options: ChartOptions = {}): Cha
         model,
         series: name,
         value,
-        color: PALETTE[s % PALETTE.length],
+        color: colors[s],
         x: first + s * barWidth + 2,
         y,
         width: barWidth - 4,
@@ -210,15 +250,12 @@ export function chartSvg(results: ChartResults, options: ChartOptions = {}): Cha
     `<line x1="${PLOT.left}" x2="${SIZE.width - PLOT.right}" y1="${PLOT.top + plotHeight}" y2="${PLOT.top + plotHeight}" stroke="#888"/>`,
   );
 
-  const legendY = SIZE.height - 40;
-  const legendStep = plotWidth / Math.max(series.length, 1);
-  series.forEach((name, s) => {
-    const x = PLOT.left + s * legendStep;
+  for (const item of legendLayout(series, PLOT.left, SIZE.width - PLOT.right, SIZE.height - 52)) {
     parts.push(
-      `<rect x="${x}" y="${legendY - 11}" width="14" height="14" fill="${PALETTE[s % PALETTE.length]}"/>`,
-      `<text x="${x + 20}" y="${legendY}" font-size="13" fill="#222">${escapeXml(name)}</text>`,
+      `<rect x="${item.x}" y="${item.y - 11}" width="14" height="14" fill="${colors[item.index]}"/>`,
+      `<text x="${item.x + 20}" y="${item.y}" font-size="13" fill="#222">${escapeXml(item.name)}</text>`,
     );
-  });
+  }
 
   const svg =
     `<svg xmlns="http://www.w3.org/2000/svg" width="${SIZE.width}" height="${SIZE.height}" ` +

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
 import { renderChart } from './chart.js';
-import { type ChartResults, type ChartRun, chartSvg, NoRunsError } from './chart-svg.js';
+import { type ChartResults, type ChartRun, chartSvg, legendLayout, NoRunsError } from './chart-svg.js';
 
 /** A run as merge_results.py writes it: denoising time, and a generation's time per image (+0.3 s). */
 function run(
@@ -111,6 +111,42 @@ describe('chartSvg', () => {
       'Atelier FP16 stock 2.6',
       'PyTorch BF16 eager 5.3',
     ]);
+  });
+
+  it("colours ours warm and PyTorch's cool, names weight-only FP8, and lays the legend out without overlaps", () => {
+    const chart = chartSvg({
+      ...results,
+      runs: [
+        run('atelier', 'sd3.5-large', 'fp8', 2.2, { path: 'capi' }),
+        run('atelier', 'sd3.5-large', 'fp16', 3.5, { path: 'capi' }),
+        run('atelier', 'sd3.5-large', 'fp8-weights', 3.7, { path: 'capi' }),
+        run('pytorch', 'sd3.5-large', 'fp8', 2.8, { mode: 'compile' }),
+        run('pytorch', 'sd3.5-large', 'bf16', 3.5, { mode: 'compile' }),
+      ],
+    });
+    expect(chart.bars.map((b) => b.series)).toEqual([
+      'Atelier FP8 C API',
+      'Atelier FP16 C API',
+      'Atelier weight-only FP8 C API',
+      'PyTorch FP8 torch.compile',
+      'PyTorch BF16 torch.compile',
+    ]);
+    const warmth = (hex: string) =>
+      Number.parseInt(hex.slice(1, 3), 16) - Number.parseInt(hex.slice(5, 7), 16);
+    expect(chart.bars.slice(0, 3).every((b) => warmth(b.color) > 0)).toBe(true);
+    expect(chart.bars.slice(3).every((b) => warmth(b.color) <= 0)).toBe(true);
+    expect(new Set(chart.bars.map((b) => b.color)).size).toBe(5);
+
+    const items = legendLayout(
+      chart.bars.map((b) => b.series),
+      80,
+      936,
+      488,
+    );
+    expect(new Set(items.map((i) => i.y)).size).toBeGreaterThan(1);
+    for (const item of items) expect(item.x + item.width).toBeLessThanOrEqual(936);
+    for (const [a, b] of items.slice(0, -1).map((item, i) => [item, items[i + 1]]))
+      if (a.y === b.y) expect(a.x + a.width).toBeLessThan(b.x);
   });
 
   it('refuses a workload the results do not have', () => {

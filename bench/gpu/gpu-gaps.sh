@@ -11,6 +11,7 @@
 # 2. Large W8A8 shipped twice, no workspace once;
 # 3. Medium profiled shipped and with no workspace, memsets and memcopies in the timeline
 #    (kernel-times.c records them as "[memset N B]").
+# (ATELIER_QKV_NORM_ROWS and its two-row kernel are gone since: that row measured them, 1.014 s.)
 # Everything comes back as gaps.tar.gz (the device tool returns at most 8 files).
 # Ends by ENDS_BY seconds (default 560). On the GPU machine, from the checkout: bash bench/gpu/gpu-gaps.sh
 ENDS_BY=${ENDS_BY:-560}

@@ -122,11 +122,13 @@ __device__ __forceinline__ float inverse_rms(float squares, int head_dim, float 
   return rsqrtf(__fadd_rn(__fdiv_rn(squares, static_cast<float>(head_dim)), epsilon));
 }
 
-// ROWS token rows per block, their loads issued before any reduction: twice the bytes in flight
-// per thread (one 16-byte vector per row), which a kernel that only moves bytes needs to approach
-// the memory's bandwidth; each row's arithmetic is the one-row kernel's, so the bits are the same.
-template <typename T, int G, int ROWS>
+// ROWS token rows per block, their loads issued before any reduction. One: two (twice the bytes in
+// flight per thread, the same bits) ran slower in the whole step on the H200, 59.6 against 49.6 µs a
+// Medium call and Medium W8A8 1.014 against 0.998–1.007 s (the fourteenth session), though not in
+// capi-check's copies.
+template <typename T, int G>
 __global__ void __launch_bounds__(kMaxThreads) joint_qkv_norm_vector_kernel(Params<T> p) {
+  constexpr int ROWS = 1;
   constexpr int VEC = 16 / sizeof(T);
   using P = Pack<T, VEC>;
   const int per_part = p.heads * G;  // vectors of q (of k, of v) in a row
@@ -276,27 +278,11 @@ int vector_threads(int64_t vectors) {
   return static_cast<int>((per_pass + kWarp - 1) / kWarp * kWarp);
 }
 
-// Token rows per block of the vector kernel: 1. Two (ATELIER_QKV_NORM_ROWS=2, for measurements) ran
-// slower in the whole step on the H200 (59.6 against 49.6 µs a Medium call, the fourteenth session),
-// though not in capi-check's copies. Read once per process.
-int rows_per_block() {
-  static const int rows = [] {
-    const char* v = std::getenv("ATELIER_QKV_NORM_ROWS");
-    return v != nullptr && std::strcmp(v, "2") == 0 ? 2 : 1;
-  }();
-  return rows;
-}
-
 template <typename T, int G>
 void launch_vector(const Params<T>& p, cudaStream_t stream) {
   const int64_t vectors = 3 * static_cast<int64_t>(p.heads) * G;
-  const int rows = rows_per_block();
-  const int64_t wanted = (p.rows + rows - 1) / rows;
-  const unsigned blocks = static_cast<unsigned>(wanted < kMaxBlocks ? wanted : kMaxBlocks);
-  if (rows == 2)
-    joint_qkv_norm_vector_kernel<T, G, 2><<<blocks, vector_threads(vectors), 0, stream>>>(p);
-  else
-    joint_qkv_norm_vector_kernel<T, G, 1><<<blocks, vector_threads(vectors), 0, stream>>>(p);
+  const unsigned blocks = static_cast<unsigned>(p.rows < kMaxBlocks ? p.rows : kMaxBlocks);
+  joint_qkv_norm_vector_kernel<T, G><<<blocks, vector_threads(vectors), 0, stream>>>(p);
 }
 
 template <typename T>
