@@ -34,14 +34,8 @@ CONFIG=large:fp8 row "Large W8A8, no cuBLASLt workspace" ATELIER_GEMM_WORKSPACE_
 CONFIG=large:fp8 row "Large W8A8 2"
 grep -oE '"(config|denoise_seconds|image_sha256|process_peak_gpu_mem_gb)": *("[^"]*"|[0-9.]+)' "$ROWS" \
   2>/dev/null | paste -sd' ' | tee -a "$LOG"
-for variant in shipped ws0; do
-  [ "$(left)" -gt 60 ] || { at "no time left to profile $variant" | tee -a "$LOG"; break; }
-  at "medium:fp8 profiled ($variant)" | tee -a "$LOG"
-  extra=(); [ "$variant" = ws0 ] && extra=(ATELIER_GEMM_WORKSPACE_MIB=0)
-  env "${extra[@]}" KERNEL_TIMES_OUT="$OUT/kernels-medium-$variant" LD_PRELOAD=/tmp/kernel-times.so timeout 60 \
-    node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokenizers --out "$OUT/profiled.json" \
-    --append --runtime capi --turbo '' --small '' --configs medium:fp8 --budget-s 50 2>&1 | tail -1 | tee -a "$LOG"
-done
+CONFIG=medium:fp8 profiled medium-shipped
+CONFIG=medium:fp8 profiled medium-ws0 ATELIER_GEMM_WORKSPACE_MIB=0
 at "done" | tee -a "$LOG"
 (cd "$OUT" && tar czf gaps.tar.gz --exclude=gaps.tar.gz --exclude=weights.log ./*)
 find "$OUT" -mindepth 1 ! -name gaps.tar.gz ! -name gaps.log -delete

@@ -28,14 +28,8 @@ for round in 1 2 3; do
 done
 grep -oE '"(config|precision|denoise_seconds|image_sha256|process_peak_gpu_mem_gb)": *("[^"]*"|[0-9.]+)' \
   "$ROWS" 2>/dev/null | paste -sd' ' | tee -a "$LOG"
-for variant in shipped ws32; do
-  [ "$(left)" -gt 90 ] || { at "no time left to profile $variant" | tee -a "$LOG"; break; }
-  at "medium:fp8 profiled ($variant)" | tee -a "$LOG"
-  extra=(); [ "$variant" = ws32 ] && extra=(ATELIER_GEMM_WORKSPACE_MIB=32)
-  env "${extra[@]}" KERNEL_TIMES_OUT="$OUT/kernels-medium-$variant" LD_PRELOAD=/tmp/kernel-times.so timeout 85 \
-    node .gpu/bundle/atelier-bench.js --models "$W" --tokenizers .gpu/tokenizers --out "$OUT/profiled.json" \
-    --append --runtime capi --turbo '' --small '' --configs medium:fp8 --budget-s 72 2>&1 | tail -1 | tee -a "$LOG"
-done
+CONFIG=medium:fp8 profiled medium-shipped
+CONFIG=medium:fp8 profiled medium-ws32 ATELIER_GEMM_WORKSPACE_MIB=32
 at "done" | tee -a "$LOG"
 (cd "$OUT" && tar czf record.tar.gz --exclude=record.tar.gz --exclude=weights.log ./*)
 find "$OUT" -mindepth 1 ! -name record.tar.gz ! -name record.log ! -name torch-record.json -delete
