@@ -110,11 +110,12 @@ constexpr const char* kCublasLtLibrary = "libcublasLt.so.13";
 // no larger than weight-only FP8, counts these bytes.
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
-// The workspace offered to the heuristic: none, so every plan runs an algorithm that needs none. On the
-// H200 that was as fast or faster at every SD3.5 shape (the big GEMMs' candidates need none anyway;
-// Medium W8A8 0.993 and 0.994 s against 1.000–1.007 with 32 MiB offered, the fourteenth session) and
-// it holds no workspace in the plans' scratch. ATELIER_GEMM_WORKSPACE_MIB=N offers N MiB (at most
-// kWorkspaceBytes) for A/B rows. Read once per process.
+// The workspace offered to the heuristic: none. cuBLASLt zeroes the workspace of an algorithm that
+// takes one (a few bytes: a 4-byte memset node before each GEMM, 122 per Medium step, with a gap of
+// 3–5 µs each); without, the GPU idled 0.55 instead of 0.91 ms a Medium step and Medium W8A8 ran
+// 0.982–0.998 s against 0.997–1.002, Large 2.160–2.168 against 2.172 (H200, the fourteenth session's
+// run of record). ATELIER_GEMM_WORKSPACE_MIB=N offers N MiB (at most kWorkspaceBytes) for A/B rows.
+// Read once per process.
 size_t offered_workspace() {
   static const size_t bytes = [] {
     const char* v = std::getenv("ATELIER_GEMM_WORKSPACE_MIB");
@@ -124,6 +125,7 @@ size_t offered_workspace() {
   }();
   return bytes;
 }
+
 constexpr size_t kAlign = 256;
 constexpr int kQuantizeThreads = 256;
 constexpr int kEpilogueThreads = 256;
@@ -555,21 +557,25 @@ bool choose_algorithm(const Fp8LinearCuda& kernel, Plan& plan, const Fp8LinearAr
       return false;
   }
 
-  // The offered workspace first; a shape with no algorithm that fits it is offered the most.
   cublaslt::HeuristicResult results[8] = {};
   int returned = 0;
   uint64_t workspace = offered_workspace();
-  for (bool retry = false;; retry = true) {
+  const auto ask = [&] {
     cublaslt::MatmulPreference pref = nullptr;
-    s = api.pref_create(&pref);
-    if (s == cublaslt::kSuccess)
-      s = api.pref_set(pref, cublaslt::kPrefMaxWorkspaceBytes, &workspace, sizeof workspace);
-    if (s == cublaslt::kSuccess)
-      s = api.heuristic(kernel.handle, plan.desc, plan.a, plan.b, plan.c, plan.d ? plan.d : plan.c, pref, 8, results,
-                        &returned);
+    cublaslt::Status status = api.pref_create(&pref);
+    if (status == cublaslt::kSuccess)
+      status = api.pref_set(pref, cublaslt::kPrefMaxWorkspaceBytes, &workspace, sizeof workspace);
+    if (status == cublaslt::kSuccess)
+      status = api.heuristic(kernel.handle, plan.desc, plan.a, plan.b, plan.c, plan.d ? plan.d : plan.c, pref, 8,
+                             results, &returned);
     if (pref) api.pref_destroy(pref);
-    if ((s == cublaslt::kSuccess && returned > 0) || retry || workspace == kWorkspaceBytes) break;
+    return status;
+  };
+  s = ask();
+  // A shape with no algorithm within the offered workspace is offered the most.
+  if ((s != cublaslt::kSuccess || returned == 0) && workspace < kWorkspaceBytes) {
     workspace = kWorkspaceBytes;
+    s = ask();
   }
   // An unsupported combination comes back as an error status or as no algorithm: both mean "none".
   if (s != cublaslt::kSuccess || returned == 0) return false;
