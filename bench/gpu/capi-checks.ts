@@ -292,6 +292,24 @@ class Bound {
   release(): void {
     this.session.release();
   }
+
+  /** A session of `model` with its tensors bound, handed to `use` and released after, whatever `use` does. */
+  static async with<T>(
+    model: Parameters<typeof CapiSession.create>[0],
+    options: Parameters<typeof CapiSession.create>[1],
+    type: FloatType,
+    shapes: Record<string, readonly number[]>,
+    outputs: string[],
+    types: Record<string, FloatType>,
+    use: (bound: Bound) => Promise<T>,
+  ): Promise<T> {
+    const bound = new Bound(await CapiSession.create(model, options), type, shapes, outputs, types);
+    try {
+      return await use(bound);
+    } finally {
+      bound.release();
+    }
+  }
 }
 
 // ---- (a) the binding loads the CUDA provider through the V2 options --------------------------
@@ -1486,8 +1504,32 @@ function residualRows(tables: Uint16Array[], m: number, c: number, offset: numbe
   return out;
 }
 
-async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
+/**
+ * What the residual-norm and paired-norms checks share: the element type (float16 on the GPU, the
+ * step's type; on a CPU dry run float32, since ORT's CPU provider runs float16 Mul and Add in float32
+ * without rounding between them (adaln_cpu.cc), while its float32 chain rounds each result as the
+ * GPU's float16 one does), session options (CUDA graphs on the GPU), and per shape draws of residual
+ * rows of different spreads (the stream grows through the blocks), [B, 1, C] vectors and the reader
+ * layers' e4m3 weight.
+ */
+function normCheckSetup(ctx: CheckContext) {
   const ops = needOps(ctx);
+  const type: FloatType = ctx.provider === 'cuda' ? 'float16' : 'float32';
+  const cuda = ctx.provider === 'cuda' ? { cuda: { enable_cuda_graph: '1' } } : {};
+  const options = sessionOptions(ctx, { ...cuda, customOpsLibraries: [ops] });
+  const r = rnd();
+  const tables = [0.25, 1, 4, 16, 64].map((std) => halfNormalTable(r, std));
+  const inType = (h: Uint16Array): FloatData => (type === 'float16' ? h : Float32Array.from(h, halfToFloat));
+  const draws = ([b, t, c]: [number, number, number]) => ({
+    rows: (offset: number) => inType(residualRows(tables, b * t, c, offset)),
+    vec: () => inType(normals('float16', b * c, r, 0, 0.5) as Uint16Array),
+    readerWeight: () =>
+      drawFromTable(new Uint8Array(RESIDUAL_NORM_READER_N * c), e4m3NormalTable(r, 100), randomInt(2 ** 31)),
+  });
+  return { type, options, draws };
+}
+
+async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
   const large = (dims: [number, number, number]): ResidualNormCase => ({
     dims,
     branches: 1,
@@ -1504,16 +1546,7 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
     ? [large([2, 64, 320]), medium([2, 64, 320])]
     : [...RESIDUAL_NORM_SHAPES.map(large), ...RESIDUAL_NORM_TWO_BRANCH_SHAPES.map(medium)];
   const copies = ctx.small ? 2 : 4;
-  // float16 on the GPU, the step's type. ORT's CPU provider runs float16 Mul and Add in float32 without
-  // rounding between them (adaln_cpu.cc), so a CPU dry run compares in float32, where its chain rounds
-  // each result as the GPU's float16 one does.
-  const type: FloatType = ctx.provider === 'cuda' ? 'float16' : 'float32';
-  const cuda = ctx.provider === 'cuda' ? { cuda: { enable_cuda_graph: '1' } } : {};
-  const options = sessionOptions(ctx, { ...cuda, customOpsLibraries: [ops] });
-  const r = rnd();
-  // Residual rows of different spreads (the stream grows through the blocks), branches of their own.
-  const tables = [0.25, 1, 4, 16, 64].map((std) => halfNormalTable(r, std));
-  const inType = (h: Uint16Array): FloatData => (type === 'float16' ? h : Float32Array.from(h, halfToFloat));
+  const { type, options, draws } = normCheckSetup(ctx);
   const round = type === 'float16' ? (v: number) => halfToFloat(floatToHalf(v)) : Math.fround;
   const results: ResidualNormResult[] = [];
   for (const { dims, branches, perStep } of cases) {
@@ -1521,8 +1554,7 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
     const m = b * t;
     const result: ResidualNormResult = { dims, branches, copies };
     results.push(result);
-    const drawRows = (offset: number) => inType(residualRows(tables, m, c, offset));
-    const vec = () => inType(normals('float16', b * c, r, 0, 0.5) as Uint16Array);
+    const { rows: drawRows, vec, readerWeight } = draws(dims);
     const drawSet = () => ({
       x: drawRows(0),
       branch: drawRows(2),
@@ -1533,11 +1565,7 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
       scale: vec(),
     });
     const sets = [drawSet(), drawSet()];
-    const w8 = drawFromTable(
-      new Uint8Array(RESIDUAL_NORM_READER_N * c),
-      e4m3NormalTable(r, 100),
-      randomInt(2 ** 31),
-    );
+    const w8 = readerWeight();
     const feeds = (set: (typeof sets)[number], copiesWritten: number): Record<string, FloatData> => ({
       gate: set.gate,
       shift: set.shift,
@@ -1623,17 +1651,8 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
     });
     try {
       for (const variant of ['chain', 'fused'] as const) {
-        const bound = new Bound(
-          await CapiSession.create(
-            residualNormModel(dims, variant === 'fused', copies, w8, type, branches),
-            options,
-          ),
-          type,
-          shapesOf,
-          outputNames,
-          otherTypes,
-        );
-        try {
+        const model = residualNormModel(dims, variant === 'fused', copies, w8, type, branches);
+        await Bound.with(model, options, type, shapesOf, outputNames, otherTypes, async (bound) => {
           bound.write(feeds(sets[0], copies));
           // With enable_cuda_graph=1 the first runs capture; the median is over replays.
           const replay = await timeRuns(bound.binding, ctx.runs);
@@ -1660,9 +1679,7 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
             }
             result.graph = { wrong_per_run: wrong, follows };
           }
-        } finally {
-          bound.release();
-        }
+        });
       }
       result.differing = Object.fromEntries(
         Object.keys(outputs.fused).map((name) => [
@@ -1683,22 +1700,12 @@ async function residualNorm(ctx: CheckContext): Promise<CheckResult> {
       const plainTimes: Record<string, number> = {};
       const plainOut: Record<string, FloatData[]> = {};
       for (const variant of ['chain', 'fused'] as const) {
-        const bound = new Bound(
-          await CapiSession.create(
-            residualNormPlainModel(dims, variant === 'fused', copies, type, branches),
-            options,
-          ),
-          type,
-          plainShapes,
-          plainOutputs,
-        );
-        try {
+        const model = residualNormPlainModel(dims, variant === 'fused', copies, type, branches);
+        await Bound.with(model, options, type, plainShapes, plainOutputs, {}, async (bound) => {
           bound.write(feeds(sets[0], copies));
           plainTimes[variant] = (await timeRuns(bound.binding, ctx.runs)) / copies;
           plainOut[variant] = [bound.read('residual0'), bound.read('norm0')];
-        } finally {
-          bound.release();
-        }
+        });
       }
       const plainDiffering = [0, 1].reduce(
         (sum, k) => sum + differingBits(plainOut.fused![k]!, plainOut.chain![k]!),
@@ -1861,7 +1868,6 @@ interface PairedNormsResult {
 }
 
 async function pairedNorms(ctx: CheckContext): Promise<CheckResult> {
-  const ops = needOps(ctx);
   const named = (dims: [number, number, number], branches: 0 | 1 | 2, index: number): PairedNormsCase => {
     const form =
       branches === 0
@@ -1881,22 +1887,14 @@ async function pairedNorms(ctx: CheckContext): Promise<CheckResult> {
     : PAIRED_NORMS_SHAPES;
   const cases = shapes.map(({ dims, branches }, i) => named(dims, branches, i));
   const copies = ctx.small ? 2 : 4;
-  // float16 on the GPU, the step's type; float32 on a CPU dry run, as residual-norm runs it.
-  const type: FloatType = ctx.provider === 'cuda' ? 'float16' : 'float32';
-  const cuda = ctx.provider === 'cuda' ? { cuda: { enable_cuda_graph: '1' } } : {};
-  const options = sessionOptions(ctx, { ...cuda, customOpsLibraries: [ops] });
-  const r = rnd();
-  // Rows of different spreads (the stream grows through the blocks), branches of their own.
-  const tables = [0.25, 1, 4, 16, 64].map((std) => halfNormalTable(r, std));
-  const inType = (h: Uint16Array): FloatData => (type === 'float16' ? h : Float32Array.from(h, halfToFloat));
+  const { type, options, draws } = normCheckSetup(ctx);
   const results: PairedNormsResult[] = [];
   for (const { dims, branches } of cases) {
     const [b, t, c] = dims;
     const m = b * t;
     const result: PairedNormsResult = { dims, branches, copies };
     results.push(result);
-    const drawRows = (offset: number) => inType(residualRows(tables, m, c, offset));
-    const vec = () => inType(normals('float16', b * c, r, 0, 0.5) as Uint16Array);
+    const { rows: drawRows, vec, readerWeight } = draws(dims);
     const shared = ['shift', 'scale', 'shift2', 'scale2', ...(branches > 0 ? ['gate'] : [])].concat(
       branches === 2 ? ['gate2'] : [],
     );
@@ -1906,11 +1904,7 @@ async function pairedNorms(ctx: CheckContext): Promise<CheckResult> {
       ...Object.fromEntries(perCopy.map((name, k) => [name, drawRows(2 * k)])),
     });
     const sets = [drawSet(), drawSet()];
-    const w8 = drawFromTable(
-      new Uint8Array(RESIDUAL_NORM_READER_N * c),
-      e4m3NormalTable(r, 100),
-      randomInt(2 ** 31),
-    );
+    const w8 = readerWeight();
     const feeds = (set: Record<string, FloatData>, copiesWritten: number): Record<string, FloatData> => ({
       ...Object.fromEntries(shared.map((name) => [name, set[name]])),
       ...Object.fromEntries(
@@ -1975,17 +1969,8 @@ async function pairedNorms(ctx: CheckContext): Promise<CheckResult> {
     let follows = true;
     try {
       for (const variant of ['separate', 'paired'] as const) {
-        const bound = new Bound(
-          await CapiSession.create(
-            pairedNormsModel(dims, variant === 'paired', copies, w8, type, branches),
-            options,
-          ),
-          type,
-          shapesOf,
-          outputNames,
-          otherTypes,
-        );
-        try {
+        const model = pairedNormsModel(dims, variant === 'paired', copies, w8, type, branches);
+        await Bound.with(model, options, type, shapesOf, outputNames, otherTypes, async (bound) => {
           bound.write(feeds(sets[0], copies));
           // With enable_cuda_graph=1 the first runs capture; the median is over replays.
           times[variant] = (await timeRuns(bound.binding, ctx.runs)) / copies;
@@ -1996,9 +1981,7 @@ async function pairedNorms(ctx: CheckContext): Promise<CheckResult> {
           outputs[variant].push(read(bound));
           const [before, after] = outputs[variant];
           if (differingBits(before.scales_2, after.scales_2) < m / 2) follows = false;
-        } finally {
-          bound.release();
-        }
+        });
       }
       result.separate_ms = times.separate;
       result.paired_ms = times.paired;

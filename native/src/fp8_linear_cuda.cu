@@ -111,11 +111,11 @@ constexpr const char* kCublasLtLibrary = "libcublasLt.so.13";
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
 // The workspace offered to the heuristic: none. cuBLASLt zeroes the workspace of an algorithm that
-// takes one (a few bytes: a 4-byte memset node before each GEMM, 122 per Medium step, with a gap of
-// 3–5 µs each); without, the GPU idled 0.55 instead of 0.91 ms a Medium step and Medium W8A8 ran
-// 0.982–0.998 s against 0.997–1.002, Large 2.160–2.168 against 2.172 (H200, the fourteenth session's
-// run of record). ATELIER_GEMM_WORKSPACE_MIB=N offers N MiB (at most kWorkspaceBytes) for A/B rows.
-// Read once per process.
+// takes one (under 0.05 MiB: the plans print 0.0) with a 4-byte memset node before each GEMM, 122 per
+// Medium step, each a 3–5 µs gap; without, the GPU idled 0.55 instead of 0.91 ms a Medium step and
+// Medium W8A8 ran 0.982–0.998 s against 0.997–1.002, Large 2.160–2.168 against 2.172 (H200, the
+// fourteenth session's run of record). ATELIER_GEMM_WORKSPACE_MIB=N offers N MiB (at most
+// kWorkspaceBytes) for A/B rows. Read once per process.
 size_t offered_workspace() {
   static const size_t bytes = [] {
     const char* v = std::getenv("ATELIER_GEMM_WORKSPACE_MIB");
